@@ -1,0 +1,189 @@
+"""The facts a task's history is made of. Frozen, serialisable, replayed by ``machine.evolve``.
+
+Ids, timestamps and preimages are made by the command layer and arrive here as plain values; the
+reducer never invents them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "DisputeOpened",
+    "DisputeResolved",
+    "Event",
+    "FundingAccepted",
+    "FundingExpired",
+    "FundingRequested",
+    "PayoutFailed",
+    "PayoutRequestUpdated",
+    "ProofSubmitted",
+    "RefundCompleted",
+    "RefundOrdered",
+    "ReleaseCompleted",
+    "ReviewWindowElapsed",
+    "SubmissionApproved",
+    "SubmissionRejected",
+    "TaskCancelled",
+    "TaskClaimed",
+    "TaskCreated",
+    "event_from_dict",
+    "event_to_dict",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of every task event. ``at`` is unix seconds, ``actor`` a hex pubkey or ``system``."""
+
+    at: int
+    actor: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskCreated(Event):
+    task_id: str
+    title: str
+    description: str
+    acceptance: dict[str, Any]
+    amount_msat: int
+    fee_msat: int
+    deadline_at: int
+    review_window_s: int
+    dispute_window_s: int
+    deadline_policy: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FundingRequested(Event):
+    funding_round: int
+    payment_hash_hex: str
+    payment_request: str
+    cltv_expiry_delta: int
+    invoice_expires_at: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FundingAccepted(Event):
+    accepted_htlc_expiry_height: int
+    amount_paid_msat: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FundingExpired(Event):
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskClaimed(Event):
+    worker_pubkey: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProofSubmitted(Event):
+    proof_event_id: str
+    proof: dict[str, Any]
+    payout_request: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmissionApproved(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReviewWindowElapsed(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmissionRejected(Event):
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DisputeOpened(Event):
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DisputeResolved(Event):
+    winner: str
+    """``worker`` (release) or ``employer`` (refund)."""
+    note: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefundOrdered(Event):
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskCancelled(Event):
+    """Cancelled while nothing could have been paid (DRAFT): no invoice to cancel."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PayoutFailed(Event):
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PayoutRequestUpdated(Event):
+    payout_request: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseCompleted(Event):
+    """The worker was paid and the hold invoice settled. Reveals the preimage."""
+
+    preimage_hex: str
+    payout_payment_hash_hex: str
+    payout_fee_msat: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefundCompleted(Event):
+    """The hold invoice is cancelled at the node; the employer's HTLC went back."""
+
+    invoice_state: str
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        TaskCreated,
+        FundingRequested,
+        FundingAccepted,
+        FundingExpired,
+        TaskClaimed,
+        ProofSubmitted,
+        SubmissionApproved,
+        ReviewWindowElapsed,
+        SubmissionRejected,
+        DisputeOpened,
+        DisputeResolved,
+        RefundOrdered,
+        TaskCancelled,
+        PayoutFailed,
+        PayoutRequestUpdated,
+        ReleaseCompleted,
+        RefundCompleted,
+    )
+}
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """A JSON-ready dict with the event's type under ``type``."""
+    data = dataclasses.asdict(event)
+    data["type"] = type(event).__name__
+    return data
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """Inverse of :func:`event_to_dict`. Raises ``KeyError`` for an unknown type."""
+    fields = dict(data)
+    cls = EVENT_TYPES[fields.pop("type")]
+    return cls(**fields)

@@ -1,0 +1,447 @@
+"""The task state machine: pure ``decide`` and ``evolve`` over one transition table.
+
+``decide(task, command, arbiters)`` checks the command against :data:`TRANSITIONS` (which states it
+may act on, which roles may send it) and returns the events it causes, or raises a
+:class:`~taskhold.errors.Refusal`. ``evolve(task, event)`` folds one event into the task. Neither
+does I/O, reads a clock or makes an id: every rule of the lifecycle lives here and nowhere else.
+
+System commands that arrive again after their effect already happened (a second
+``ConfirmFunding``, ``CompleteRelease`` on a PAID task) decide to no events, so the engine can
+replay them after a crash without harm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from taskhold.errors import Conflict, Forbidden, Invalid, Refusal
+
+from . import commands as c
+from . import events as e
+from .model import FUNDED_STATES, TERMINAL_STATES, Role, Task, TaskState
+
+__all__ = ["TRANSITIONS", "Rule", "decide", "evolve", "replay"]
+
+S = TaskState
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """Which states a command may act on and which roles may send it."""
+
+    states: frozenset[TaskState]
+    roles: frozenset[Role]
+    verb: str
+
+
+def _rule(states: Iterable[TaskState], roles: Iterable[Role], verb: str) -> Rule:
+    return Rule(frozenset(states), frozenset(roles), verb)
+
+
+_OPEN_STATES = frozenset(TaskState) - TERMINAL_STATES
+
+TRANSITIONS: dict[type[c.Command], Rule] = {
+    c.RequestFunding: _rule([S.DRAFT], [Role.EMPLOYER], "request funding for"),
+    c.ConfirmFunding: _rule([S.PENDING_FUNDING], [Role.SYSTEM], "confirm funding of"),
+    c.ExpireFunding: _rule([S.PENDING_FUNDING], [Role.SYSTEM], "expire"),
+    c.Claim: _rule([S.FUNDED], [Role.OTHER], "claim"),
+    c.SubmitProof: _rule([S.CLAIMED], [Role.WORKER], "submit proof for"),
+    c.Approve: _rule([S.SUBMITTED], [Role.EMPLOYER], "approve"),
+    c.Reject: _rule([S.SUBMITTED], [Role.EMPLOYER], "reject"),
+    c.OpenDispute: _rule([S.CLAIMED, S.SUBMITTED], [Role.EMPLOYER, Role.WORKER], "dispute"),
+    c.ResolveDispute: _rule([S.DISPUTED], [Role.ARBITER], "resolve a dispute on"),
+    c.Cancel: _rule([S.DRAFT, S.PENDING_FUNDING, S.FUNDED], [Role.EMPLOYER], "cancel"),
+    c.UpdatePayoutRequest: _rule(
+        [S.CLAIMED, S.SUBMITTED, S.VERIFIED], [Role.WORKER], "update the payout invoice of"
+    ),
+    c.Tick: _rule(_OPEN_STATES, [Role.SYSTEM], "run timers on"),
+    c.HoldExpiring: _rule(FUNDED_STATES, [Role.SYSTEM], "guard"),
+    c.RecordPayoutFailure: _rule([S.VERIFIED], [Role.SYSTEM], "record a payout failure on"),
+    c.CompleteRelease: _rule([S.VERIFIED], [Role.SYSTEM], "release"),
+    c.CompleteRefund: _rule(_OPEN_STATES, [Role.SYSTEM], "complete the refund of"),
+}
+"""The one table of who may do what, when. ``CreateTask`` acts on no task and is not listed."""
+
+_ALLOWED_WHILE_REFUNDING: frozenset[type[c.Command]] = frozenset(
+    {c.CompleteRefund, c.ConfirmFunding, c.Tick, c.HoldExpiring}
+)
+
+DEADLINE_POLICIES = frozenset({"refund_unless_verified"})
+
+
+def decide(task: Task | None, command: c.Command, arbiters: frozenset[str]) -> list[e.Event]:
+    """The events ``command`` causes on ``task``; raises a Refusal if it is not allowed."""
+    if isinstance(command, c.CreateTask):
+        return _create(task, command)
+    if task is None:
+        raise Conflict("the task does not exist yet", code="no_such_task")
+    if _already_done(task, command):
+        return []
+    if task.is_terminal:
+        raise Conflict(
+            f"the task is {task.state}; nothing can change it any more", code="task_closed"
+        )
+    if task.refund_ordered and type(command) not in _ALLOWED_WHILE_REFUNDING:
+        raise Conflict(
+            f"a refund of this task is under way ({task.refund_ordered_reason})",
+            code="refund_under_way",
+        )
+    rule = TRANSITIONS[type(command)]
+    role = task.role_of(command.actor, arbiters)
+    if role not in rule.roles:
+        raise Forbidden(
+            f"only the {' or '.join(sorted(r.value for r in rule.roles))} may {rule.verb} a task;"
+            f" you are the {role.value}",
+            code="wrong_role",
+        )
+    if task.state not in rule.states:
+        raise Conflict(
+            f"cannot {rule.verb} a task in state {task.state}"
+            f" (allowed in: {', '.join(sorted(rule.states))})",
+            code="wrong_state",
+        )
+    return _HANDLERS[type(command)](task, command)
+
+
+def _already_done(task: Task, command: c.Command) -> bool:
+    """A replayed system command whose effect is already recorded decides to nothing."""
+    match command:
+        case c.ConfirmFunding():
+            return task.funded_at is not None or task.refund_ordered or task.is_terminal
+        case c.CompleteRelease():
+            return task.state is S.PAID
+        case c.CompleteRefund():
+            return task.state in (S.REFUNDED, S.CANCELLED, S.EXPIRED)
+        case c.ExpireFunding():
+            return task.state is S.EXPIRED
+        case c.Tick() | c.HoldExpiring():
+            return task.is_terminal or (task.refund_ordered and task.state is not S.VERIFIED)
+    return False
+
+
+def _create(task: Task | None, cmd: c.CreateTask) -> list[e.Event]:
+    if task is not None:
+        raise Conflict("a task with this id already exists", code="task_exists")
+    if cmd.actor == "system":
+        raise Forbidden("tasks are created by employers", code="wrong_role")
+    if cmd.amount_msat <= 0 or cmd.fee_msat < 0 or cmd.fee_msat >= cmd.amount_msat:
+        raise Invalid("amount_msat must be positive and larger than the operator fee")
+    if cmd.deadline_at <= cmd.at:
+        raise Invalid("deadline must be in the future", code="deadline_in_past")
+    if cmd.review_window_s < 0 or cmd.dispute_window_s < 0:
+        raise Invalid("review and dispute windows must not be negative")
+    if cmd.deadline_policy not in DEADLINE_POLICIES:
+        raise Invalid(f"unknown deadline policy {cmd.deadline_policy!r}")
+    fields = {f.name: getattr(cmd, f.name) for f in dataclasses.fields(cmd)}
+    return [e.TaskCreated(**fields)]
+
+
+def _need_text(value: str, what: str) -> str:
+    text = value.strip()
+    if not text:
+        raise Invalid(f"{what} must not be empty", code="reason_required")
+    return text
+
+
+def _request_funding(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.RequestFunding)
+    return [
+        e.FundingRequested(
+            at=cmd.at,
+            actor=cmd.actor,
+            funding_round=cmd.funding_round,
+            payment_hash_hex=cmd.payment_hash_hex,
+            payment_request=cmd.payment_request,
+            cltv_expiry_delta=cmd.cltv_expiry_delta,
+            invoice_expires_at=cmd.invoice_expires_at,
+        )
+    ]
+
+
+def _confirm_funding(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.ConfirmFunding)
+    if cmd.amount_paid_msat < task.amount_msat:
+        raise Invalid("the held amount is less than the task amount", code="underpaid")
+    return [
+        e.FundingAccepted(
+            at=cmd.at,
+            actor=cmd.actor,
+            accepted_htlc_expiry_height=cmd.accepted_htlc_expiry_height,
+            amount_paid_msat=cmd.amount_paid_msat,
+        )
+    ]
+
+
+def _expire_funding(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.ExpireFunding)
+    return [e.FundingExpired(at=cmd.at, actor=cmd.actor, reason=cmd.reason)]
+
+
+def _claim(task: Task, cmd: c.Command) -> list[e.Event]:
+    if cmd.at >= task.deadline_at:
+        raise Conflict(
+            "the task's deadline has passed; it can no longer be claimed", code="deadline_passed"
+        )
+    return [e.TaskClaimed(at=cmd.at, actor=cmd.actor, worker_pubkey=cmd.actor)]
+
+
+def _submit_proof(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.SubmitProof)
+    if cmd.at > task.deadline_at:
+        raise Conflict(
+            "the task's deadline has passed; proofs are no longer accepted", code="deadline_passed"
+        )
+    return [
+        e.ProofSubmitted(
+            at=cmd.at,
+            actor=cmd.actor,
+            proof_event_id=cmd.proof_event_id,
+            proof=cmd.proof,
+            payout_request=cmd.payout_request,
+        )
+    ]
+
+
+def _approve(task: Task, cmd: c.Command) -> list[e.Event]:
+    return [e.SubmissionApproved(at=cmd.at, actor=cmd.actor)]
+
+
+def _reject(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.Reject)
+    reason = _need_text(cmd.reason, "a rejection reason")
+    return [e.SubmissionRejected(at=cmd.at, actor=cmd.actor, reason=reason)]
+
+
+def _open_dispute(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.OpenDispute)
+    reason = _need_text(cmd.reason, "a dispute reason")
+    closes_at = task.deadline_at + task.review_window_s + task.dispute_window_s
+    if cmd.at > closes_at:
+        raise Conflict("the dispute window of this task has closed", code="dispute_window_closed")
+    return [e.DisputeOpened(at=cmd.at, actor=cmd.actor, reason=reason)]
+
+
+def _resolve_dispute(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.ResolveDispute)
+    if cmd.winner not in ("worker", "employer"):
+        raise Invalid("winner must be 'worker' or 'employer'", code="invalid_winner")
+    if cmd.winner == "worker" and task.proof is None:
+        raise Conflict(
+            "the worker never submitted a proof; the dispute can only be resolved by a refund",
+            code="no_proof",
+        )
+    note = _need_text(cmd.note, "a resolution note")
+    return [e.DisputeResolved(at=cmd.at, actor=cmd.actor, winner=cmd.winner, note=note)]
+
+
+def _cancel(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.Cancel)
+    if task.state is S.DRAFT:
+        return [e.TaskCancelled(at=cmd.at, actor=cmd.actor)]
+    reason = cmd.reason.strip() or "cancelled by the employer"
+    return [e.RefundOrdered(at=cmd.at, actor=cmd.actor, reason=reason)]
+
+
+def _update_payout(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.UpdatePayoutRequest)
+    if task.proof is None:
+        raise Conflict("submit a proof first; it carries the payout invoice", code="no_proof")
+    return [e.PayoutRequestUpdated(at=cmd.at, actor=cmd.actor, payout_request=cmd.payout_request)]
+
+
+def _tick(task: Task, cmd: c.Command) -> list[e.Event]:
+    now = cmd.at
+    if task.state is S.SUBMITTED and task.submitted_at is not None:
+        if now >= task.submitted_at + task.review_window_s:
+            return [e.ReviewWindowElapsed(at=now, actor=cmd.actor)]
+    elif task.state is S.FUNDED and now > task.deadline_at:
+        return [e.RefundOrdered(at=now, actor=cmd.actor, reason="deadline passed unclaimed")]
+    elif task.state is S.CLAIMED and now > task.deadline_at:
+        waiting_for_dispute = (
+            task.rejected_at is not None and now < task.rejected_at + task.dispute_window_s
+        )
+        if not waiting_for_dispute:
+            return [
+                e.RefundOrdered(at=now, actor=cmd.actor, reason="deadline passed without proof")
+            ]
+    return []
+
+
+def _hold_expiring(task: Task, cmd: c.Command) -> list[e.Event]:
+    """The declared deadline policy ``refund_unless_verified``, applied near the HTLC's expiry.
+
+    A submission that passed the automatic checks and that the employer left unanswered counts
+    as verified (worker-protective); a verified task whose payout keeps failing is refunded,
+    because settling without paying the worker would make taskhold custodial.
+    """
+    reason = f"hold invoice within {cmd.blocks_left} blocks of expiry"
+    match task.state:
+        case S.SUBMITTED:
+            return [e.ReviewWindowElapsed(at=cmd.at, actor=cmd.actor)]
+        case S.VERIFIED if task.payout_failures == 0:
+            return []
+        case S.VERIFIED:
+            reason += f" and the payout failed ({task.last_payout_failure})"
+    return [e.RefundOrdered(at=cmd.at, actor=cmd.actor, reason=reason)]
+
+
+def _payout_failed(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.RecordPayoutFailure)
+    return [e.PayoutFailed(at=cmd.at, actor=cmd.actor, reason=cmd.reason)]
+
+
+def _complete_release(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.CompleteRelease)
+    if task.refund_ordered:
+        raise Conflict(
+            "a refund is under way; the task cannot be released", code="refund_under_way"
+        )
+    return [
+        e.ReleaseCompleted(
+            at=cmd.at,
+            actor=cmd.actor,
+            preimage_hex=cmd.preimage_hex,
+            payout_payment_hash_hex=cmd.payout_payment_hash_hex,
+            payout_fee_msat=cmd.payout_fee_msat,
+        )
+    ]
+
+
+def _complete_refund(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.CompleteRefund)
+    if not task.refund_ordered:
+        raise Conflict("no refund was ordered for this task", code="no_refund_ordered")
+    return [e.RefundCompleted(at=cmd.at, actor=cmd.actor, invoice_state=cmd.invoice_state)]
+
+
+_HANDLERS: dict[type[c.Command], Callable[[Task, c.Command], list[e.Event]]] = {
+    c.RequestFunding: _request_funding,
+    c.ConfirmFunding: _confirm_funding,
+    c.ExpireFunding: _expire_funding,
+    c.Claim: _claim,
+    c.SubmitProof: _submit_proof,
+    c.Approve: _approve,
+    c.Reject: _reject,
+    c.OpenDispute: _open_dispute,
+    c.ResolveDispute: _resolve_dispute,
+    c.Cancel: _cancel,
+    c.UpdatePayoutRequest: _update_payout,
+    c.Tick: _tick,
+    c.HoldExpiring: _hold_expiring,
+    c.RecordPayoutFailure: _payout_failed,
+    c.CompleteRelease: _complete_release,
+    c.CompleteRefund: _complete_refund,
+}
+
+
+def evolve(task: Task | None, event: e.Event) -> Task:
+    """Fold one event into the task. Raises ``Refusal`` on an event that cannot apply."""
+    if isinstance(event, e.TaskCreated):
+        if task is not None:
+            raise Refusal("TaskCreated applied to an existing task")
+        return Task(
+            task_id=event.task_id,
+            version=1,
+            state=S.DRAFT,
+            employer_pubkey=event.actor,
+            title=event.title,
+            description=event.description,
+            acceptance=event.acceptance,
+            amount_msat=event.amount_msat,
+            fee_msat=event.fee_msat,
+            deadline_at=event.deadline_at,
+            review_window_s=event.review_window_s,
+            dispute_window_s=event.dispute_window_s,
+            deadline_policy=event.deadline_policy,
+            created_at=event.at,
+            updated_at=event.at,
+        )
+    if task is None:
+        raise Refusal(f"{type(event).__name__} applied before TaskCreated")
+    changes = _changes(task, event)
+    return dataclasses.replace(task, version=task.version + 1, updated_at=event.at, **changes)
+
+
+def _changes(task: Task, ev: e.Event) -> dict[str, object]:
+    match ev:
+        case e.FundingRequested():
+            return {
+                "state": S.PENDING_FUNDING,
+                "funding_round": ev.funding_round,
+                "payment_hash_hex": ev.payment_hash_hex,
+                "payment_request": ev.payment_request,
+                "cltv_expiry_delta": ev.cltv_expiry_delta,
+                "invoice_expires_at": ev.invoice_expires_at,
+            }
+        case e.FundingAccepted():
+            return {
+                "state": S.FUNDED,
+                "funded_at": ev.at,
+                "accepted_htlc_expiry_height": ev.accepted_htlc_expiry_height,
+            }
+        case e.FundingExpired():
+            return {"state": S.EXPIRED, "closed_at": ev.at}
+        case e.TaskClaimed():
+            return {"state": S.CLAIMED, "worker_pubkey": ev.worker_pubkey, "claimed_at": ev.at}
+        case e.ProofSubmitted():
+            return {
+                "state": S.SUBMITTED,
+                "proof": ev.proof,
+                "proof_event_id": ev.proof_event_id,
+                "payout_request": ev.payout_request,
+                "submitted_at": ev.at,
+                "rejection_reason": None,
+                "rejected_at": None,
+            }
+        case e.SubmissionApproved() | e.ReviewWindowElapsed():
+            return {"state": S.VERIFIED, "verified_at": ev.at, "verified_by": ev.actor}
+        case e.SubmissionRejected():
+            return {"state": S.CLAIMED, "rejection_reason": ev.reason, "rejected_at": ev.at}
+        case e.DisputeOpened():
+            return {
+                "state": S.DISPUTED,
+                "dispute_opened_by": ev.actor,
+                "dispute_reason": ev.reason,
+            }
+        case e.DisputeResolved(winner="worker"):
+            return {
+                "state": S.VERIFIED,
+                "dispute_resolution": ev.note,
+                "verified_at": ev.at,
+                "verified_by": ev.actor,
+            }
+        case e.DisputeResolved():
+            return {
+                "dispute_resolution": ev.note,
+                "refund_ordered_reason": "dispute lost by worker",
+            }
+        case e.RefundOrdered():
+            return {"refund_ordered_reason": ev.reason}
+        case e.TaskCancelled():
+            return {"state": S.CANCELLED, "closed_at": ev.at}
+        case e.PayoutFailed():
+            return {"payout_failures": task.payout_failures + 1, "last_payout_failure": ev.reason}
+        case e.PayoutRequestUpdated():
+            return {"payout_request": ev.payout_request, "payout_failures": 0}
+        case e.ReleaseCompleted():
+            return {
+                "state": S.PAID,
+                "preimage_hex": ev.preimage_hex,
+                "payout_payment_hash_hex": ev.payout_payment_hash_hex,
+                "payout_fee_msat": ev.payout_fee_msat,
+                "closed_at": ev.at,
+            }
+        case e.RefundCompleted():
+            final = S.REFUNDED if task.funded_at is not None else S.CANCELLED
+            return {"state": final, "closed_at": ev.at}
+    raise Refusal(f"no reducer for {type(ev).__name__}")
+
+
+def replay(events: Iterable[e.Event]) -> Task | None:
+    """Fold a whole history; the task as its events say it is."""
+    task: Task | None = None
+    for event in events:
+        task = evolve(task, event)
+    return task

@@ -1,0 +1,142 @@
+"""Task states, roles and the task record the state machine folds events into."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["FUNDED_STATES", "TERMINAL_STATES", "Role", "Task", "TaskState"]
+
+
+class TaskState(enum.StrEnum):
+    """Where a task is in its life. See DESIGN.md section 3."""
+
+    DRAFT = "DRAFT"
+    PENDING_FUNDING = "PENDING_FUNDING"
+    FUNDED = "FUNDED"
+    CLAIMED = "CLAIMED"
+    SUBMITTED = "SUBMITTED"
+    VERIFIED = "VERIFIED"
+    DISPUTED = "DISPUTED"
+    PAID = "PAID"
+    REFUNDED = "REFUNDED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+
+TERMINAL_STATES = frozenset(
+    {TaskState.PAID, TaskState.REFUNDED, TaskState.CANCELLED, TaskState.EXPIRED}
+)
+"""States nothing leaves."""
+
+FUNDED_STATES = frozenset(
+    {
+        TaskState.FUNDED,
+        TaskState.CLAIMED,
+        TaskState.SUBMITTED,
+        TaskState.VERIFIED,
+        TaskState.DISPUTED,
+    }
+)
+"""States in which the employer's HTLC is held by the escrow node."""
+
+
+class Role(enum.StrEnum):
+    """Who is acting, relative to one task."""
+
+    EMPLOYER = "employer"
+    WORKER = "worker"
+    ARBITER = "arbiter"
+    SYSTEM = "system"
+    """taskhold itself: the escrow engine, the guardian, timers."""
+    OTHER = "other"
+    """Any other pubkey, e.g. a worker about to claim."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Task:
+    """The current state of one task: a pure fold of its events (see ``machine.evolve``).
+
+    ``version`` counts applied events and is the concurrency guard in storage. ``preimage_hex``
+    is set only by the settlement event, when the preimage becomes public.
+    """
+
+    task_id: str
+    version: int
+    state: TaskState
+    employer_pubkey: str
+    title: str
+    description: str
+    acceptance: dict[str, Any]
+    amount_msat: int
+    fee_msat: int
+    deadline_at: int
+    review_window_s: int
+    dispute_window_s: int
+    deadline_policy: str
+    created_at: int
+    updated_at: int
+    funding_round: int = 0
+    payment_hash_hex: str | None = None
+    payment_request: str | None = None
+    cltv_expiry_delta: int | None = None
+    invoice_expires_at: int | None = None
+    funded_at: int | None = None
+    accepted_htlc_expiry_height: int | None = None
+    worker_pubkey: str | None = None
+    claimed_at: int | None = None
+    proof: dict[str, Any] | None = None
+    proof_event_id: str | None = None
+    payout_request: str | None = None
+    submitted_at: int | None = None
+    rejection_reason: str | None = None
+    rejected_at: int | None = None
+    verified_at: int | None = None
+    verified_by: str | None = None
+    dispute_opened_by: str | None = None
+    dispute_reason: str | None = None
+    dispute_resolution: str | None = None
+    refund_ordered_reason: str | None = None
+    payout_failures: int = 0
+    last_payout_failure: str | None = None
+    payout_payment_hash_hex: str | None = None
+    payout_fee_msat: int | None = None
+    preimage_hex: str | None = None
+    closed_at: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def payout_msat(self) -> int:
+        """What the worker receives: the reward minus the operator's declared fee."""
+        return self.amount_msat - self.fee_msat
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def refund_ordered(self) -> bool:
+        """A refund (or pre-funding cancel) was decided; only its completion may follow."""
+        return self.refund_ordered_reason is not None and not self.is_terminal
+
+    @property
+    def release_pending(self) -> bool:
+        """The worker is owed the payout: pay, then settle."""
+        return self.state is TaskState.VERIFIED and not self.refund_ordered
+
+    def role_of(self, actor: str, arbiters: frozenset[str]) -> Role:
+        """The role ``actor`` (a hex pubkey or ``"system"``) plays on this task."""
+        if actor == SYSTEM_ACTOR:
+            return Role.SYSTEM
+        if actor == self.employer_pubkey:
+            return Role.EMPLOYER
+        if self.worker_pubkey is not None and actor == self.worker_pubkey:
+            return Role.WORKER
+        if actor in arbiters:
+            return Role.ARBITER
+        return Role.OTHER
+
+
+SYSTEM_ACTOR = "system"
+"""The actor name taskhold's own components use."""
