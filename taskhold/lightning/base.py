@@ -64,7 +64,7 @@ class HoldInvoice:
 
 @dataclass(frozen=True, slots=True)
 class AcceptedHtlc:
-    """One HTLC held against a hold invoice; ``expiry_height`` is the block at which it times out."""
+    """One HTLC held against a hold invoice; it times out at block ``expiry_height``."""
 
     amount_msat: int
     accept_height: int
@@ -152,7 +152,7 @@ class LightningBackend(Protocol):
         expiry_seconds: int,
         cltv_expiry_delta: int,
     ) -> HoldInvoice:
-        """Add a hold invoice for ``payment_hash``. Raises :class:`AlreadyExists` on a reused hash."""
+        """Add a hold invoice for ``payment_hash``; :class:`AlreadyExists` on a reused hash."""
         ...
 
     async def lookup_invoice(self, payment_hash: bytes) -> InvoiceStatus:
@@ -174,7 +174,7 @@ class LightningBackend(Protocol):
     async def pay_invoice(
         self, payment_request: str, *, max_fee_msat: int, timeout_seconds: int
     ) -> PaymentResult:
-        """Pay a BOLT11 invoice; returns SUCCEEDED with the preimage or raises :class:`PaymentFailed`."""
+        """Pay a BOLT11 invoice: SUCCEEDED with the preimage, or :class:`PaymentFailed`."""
         ...
 
     async def lookup_payment(self, payment_hash: bytes) -> PaymentResult:
