@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from taskhold.errors import Conflict, Forbidden, Invalid, Refusal
 
@@ -364,7 +365,7 @@ def evolve(task: Task | None, event: e.Event) -> Task:
     return dataclasses.replace(task, version=task.version + 1, updated_at=event.at, **changes)
 
 
-def _changes(task: Task, ev: e.Event) -> dict[str, object]:
+def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
     match ev:
         case e.FundingRequested():
             return {
