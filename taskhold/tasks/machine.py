@@ -277,6 +277,7 @@ def _hold_expiring(task: Task, cmd: c.Command) -> list[e.Event]:
     as verified (worker-protective); a verified task whose payout keeps failing is refunded,
     because settling without paying the worker would make taskhold custodial.
     """
+    assert isinstance(cmd, c.HoldExpiring)
     reason = f"hold invoice within {cmd.blocks_left} blocks of expiry"
     match task.state:
         case S.SUBMITTED:
