@@ -80,6 +80,8 @@ class InvoiceStatus:
     amount_msat: int
     amount_paid_msat: int = 0
     htlcs: tuple[AcceptedHtlc, ...] = field(default_factory=tuple)
+    payment_request: str = ""
+    """The BOLT11 string, so a crashed funding attempt can reuse the invoice it created."""
 
     @property
     def accepted_htlc_expiry_height(self) -> int | None:

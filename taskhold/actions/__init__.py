@@ -1,0 +1,47 @@
+"""Participant actions, one module per use case, and the table that routes an ``op`` to one.
+
+| op               | module        | who (decided by the state machine) |
+|------------------|---------------|------------------------------------|
+| create           | create        | anyone: becomes the employer       |
+| fund             | fund          | employer                           |
+| claim            | participant   | anyone but the employer            |
+| proof (3911)     | proof         | the claimed worker                 |
+| payout-invoice   | proof         | the worker                         |
+| approve / reject | participant   | employer                           |
+| dispute          | participant   | employer or worker                 |
+| resolve          | participant   | a configured arbiter               |
+| cancel           | participant   | employer                           |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import participant
+from .create import create
+from .fund import fund
+from .pipeline import Handler, WriteContext, perform
+from .proof import submit_proof, update_payout_invoice
+
+__all__ = ["ACTIONS", "Action", "WriteContext", "perform"]
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    handler: Handler
+    proof: bool = False
+    """Signed as a worker proof (kind 3911) instead of a participant request (3912)."""
+
+
+ACTIONS: dict[str, Action] = {
+    "create": Action(create),
+    "fund": Action(fund),
+    "claim": Action(participant.claim),
+    "proof": Action(submit_proof, proof=True),
+    "payout-invoice": Action(update_payout_invoice),
+    "approve": Action(participant.approve),
+    "reject": Action(participant.reject),
+    "dispute": Action(participant.open_dispute),
+    "resolve": Action(participant.resolve_dispute),
+    "cancel": Action(participant.cancel),
+}

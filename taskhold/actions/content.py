@@ -1,0 +1,23 @@
+"""Parsing a signed request's content into the model its operation expects."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from taskhold.errors import Invalid
+
+__all__ = ["parse_content"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_content(model: type[M], content: dict[str, Any]) -> M:
+    """A 422 naming the first bad field, in words a person can act on."""
+    try:
+        return model.model_validate(content)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "content"
+        raise Invalid(f"{where}: {first['msg']}", code="invalid_content") from exc

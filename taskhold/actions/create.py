@@ -1,0 +1,79 @@
+"""create: an employer posts a task. The task id is the id of the signed create request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskhold.api.auth import SignedRequest
+from taskhold.errors import Invalid
+from taskhold.escrow.sizing import cltv_expiry_delta_for
+from taskhold.store import Tx
+from taskhold.tasks import Task
+from taskhold.tasks import commands as c
+from taskhold.verification import parse_spec
+
+from .content import parse_content
+from .pipeline import Outcome, WriteContext, apply_command
+
+__all__ = ["CreateContent", "create"]
+
+
+class CreateContent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=20_000)
+    amount_msat: int = Field(gt=0)
+    deadline_at: int = Field(gt=0, description="unix seconds by which the proof must be in")
+    acceptance: dict[str, Any] | None = None
+    review_window_s: int | None = Field(default=None, ge=0)
+    dispute_window_s: int | None = Field(default=None, ge=0)
+
+
+async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None) -> Outcome:
+    body = parse_content(CreateContent, request.content)
+    settings = ctx.escrow.settings
+    if not settings.min_amount_msat <= body.amount_msat <= settings.max_amount_msat:
+        raise Invalid(
+            f"amount_msat must be between {settings.min_amount_msat} and"
+            f" {settings.max_amount_msat}",
+            code="amount_out_of_range",
+        )
+    spec = parse_spec(body.acceptance)
+    review = (
+        settings.default_review_window_s if body.review_window_s is None else body.review_window_s
+    )
+    dispute = (
+        settings.default_dispute_window_s
+        if body.dispute_window_s is None
+        else body.dispute_window_s
+    )
+    now = ctx.escrow.now()
+    cltv_expiry_delta_for(
+        now=now,
+        deadline_at=body.deadline_at,
+        review_window_s=review,
+        dispute_window_s=dispute,
+        settings=settings,
+    )
+    fee = settings.fee_base_msat + body.amount_msat * settings.fee_ppm // 1_000_000
+    if await tx.load_task(request.event_id) is not None:
+        raise Invalid("a task with this id already exists", code="task_exists")
+    command = c.CreateTask(
+        actor=request.pubkey,
+        at=now,
+        task_id=request.event_id,
+        title=body.title,
+        description=body.description,
+        acceptance=spec.model_dump(exclude_defaults=True),
+        amount_msat=body.amount_msat,
+        fee_msat=fee,
+        deadline_at=body.deadline_at,
+        review_window_s=review,
+        dispute_window_s=dispute,
+        deadline_policy=settings.deadline_policy,
+    )
+    created = await apply_command(ctx, tx, request, None, command)
+    return Outcome(created, status=201)

@@ -1,0 +1,54 @@
+"""fund: the employer asks for the task's hold invoice.
+
+The node call happens while the task row is locked, so two concurrent requests cannot make two
+invoices; a retry after a crash reuses the invoice the node already has for the derived hash.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from taskhold.api.auth import SignedRequest
+from taskhold.escrow.funding import ensure_hold_invoice, invoice_row
+from taskhold.store import Tx
+from taskhold.tasks import Task, decide
+from taskhold.tasks import commands as c
+
+from .content import parse_content
+from .pipeline import Outcome, WriteContext, apply_command
+
+__all__ = ["fund"]
+
+
+class FundContent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+async def fund(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None) -> Outcome:
+    assert task is not None
+    parse_content(FundContent, request.content)
+    now = ctx.escrow.now()
+    funding_round = task.funding_round + 1
+
+    def command(payment_hash_hex: str, payment_request: str, cltv: int) -> c.RequestFunding:
+        return c.RequestFunding(
+            actor=request.pubkey,
+            at=now,
+            funding_round=funding_round,
+            payment_hash_hex=payment_hash_hex,
+            payment_request=payment_request,
+            cltv_expiry_delta=cltv,
+            invoice_expires_at=now + ctx.escrow.settings.invoice_expiry_s,
+        )
+
+    decide(task, command("", "", 0), ctx.arbiters)  # role and state first: no node call if refused
+    invoice = await ensure_hold_invoice(ctx.escrow, task, funding_round)
+    funded = await apply_command(
+        ctx,
+        tx,
+        request,
+        task,
+        command(invoice.payment_hash.hex(), invoice.payment_request, invoice.cltv_expiry_delta),
+    )
+    await tx.put_invoice(invoice_row(task, invoice, funding_round, now))
+    return Outcome(funded)

@@ -1,0 +1,68 @@
+"""The actions whose content is a reason or nothing: claim, approve, reject, dispute, resolve,
+cancel. Each maps its content to one command; the state machine decides the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskhold.api.auth import SignedRequest
+from taskhold.store import Tx
+from taskhold.tasks import Task
+from taskhold.tasks import commands as c
+
+from .content import parse_content
+from .pipeline import Handler, Outcome, WriteContext, apply_command
+
+__all__ = ["approve", "cancel", "claim", "open_dispute", "reject", "resolve_dispute"]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Empty(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class OptionalReason(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=2000)
+
+
+class Resolution(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    winner: str = Field(pattern="^(worker|employer)$")
+    note: str = Field(min_length=1, max_length=2000)
+
+
+def _action(model: type[M], build: Callable[[M, str, int], c.Command]) -> Handler:
+    async def handle(
+        ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None
+    ) -> Outcome:
+        body = parse_content(model, request.content)
+        command = build(body, request.pubkey, ctx.escrow.now())
+        return Outcome(await apply_command(ctx, tx, request, task, command))
+
+    return handle
+
+
+claim = _action(Empty, lambda b, actor, at: c.Claim(actor=actor, at=at))
+approve = _action(Empty, lambda b, actor, at: c.Approve(actor=actor, at=at))
+reject = _action(Reason, lambda b, actor, at: c.Reject(actor=actor, at=at, reason=b.reason))
+open_dispute = _action(
+    Reason, lambda b, actor, at: c.OpenDispute(actor=actor, at=at, reason=b.reason)
+)
+resolve_dispute = _action(
+    Resolution,
+    lambda b, actor, at: c.ResolveDispute(actor=actor, at=at, winner=b.winner, note=b.note),
+)
+cancel = _action(OptionalReason, lambda b, actor, at: c.Cancel(actor=actor, at=at, reason=b.reason))

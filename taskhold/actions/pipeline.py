@@ -1,0 +1,146 @@
+"""The write pipeline every participant request goes through.
+
+verify the signed envelope → return the first answer for a retried idempotency key → refuse a
+replayed event id → lock the task, decide, record the transition, the request and the answer in
+ONE transaction → wake the escrow engine. A refusal anywhere rolls everything back: nothing is
+half-written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from taskhold.api.auth import SignedRequest, verify_signed_request
+from taskhold.errors import Conflict, Invalid, NotFound
+from taskhold.escrow import EscrowContext, EscrowEngine
+from taskhold.store import Tx, WriteConflict
+from taskhold.tasks import Task, decide
+from taskhold.tasks.commands import Command
+
+__all__ = ["Handler", "Outcome", "WriteContext", "apply_command", "perform"]
+
+
+@dataclass
+class WriteContext:
+    escrow: EscrowContext
+    engine: EscrowEngine | None
+    request_kind: int = 3912
+    proof_kind: int = 3911
+
+    @property
+    def arbiters(self) -> frozenset[str]:
+        return frozenset(self.escrow.settings.arbiters)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a handler did: the task after it, and the HTTP status of the answer."""
+
+    task: Task
+    status: int = 200
+
+
+Handler = Callable[[WriteContext, Tx, SignedRequest, Task | None], Awaitable[Outcome]]
+"""One action: inside the open transaction, with the task locked (None for create)."""
+
+MAX_ATTEMPTS = 3
+
+
+async def perform(
+    ctx: WriteContext,
+    *,
+    op: str,
+    handler: Handler,
+    raw_event: object,
+    task_id: str | None,
+    idempotency_key: str | None,
+    render: Callable[[Task], dict[str, Any]],
+    proof: bool = False,
+) -> tuple[int, dict[str, Any]]:
+    """Run one signed write end to end; returns ``(status, body)`` or raises a Refusal."""
+    settings = ctx.escrow.settings
+    request = verify_signed_request(
+        raw_event,
+        op=op,
+        kinds=frozenset({ctx.proof_kind if proof else ctx.request_kind}),
+        task_id=task_id,
+        now=ctx.escrow.now(),
+        window_s=settings.request_window_s,
+        max_content_bytes=settings.max_request_bytes,
+    )
+    key = _checked_key(idempotency_key)
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            return await _perform_once(ctx, op, handler, request, key, render)
+        except WriteConflict:
+            if attempt == MAX_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _perform_once(
+    ctx: WriteContext,
+    op: str,
+    handler: Handler,
+    request: SignedRequest,
+    key: str,
+    render: Callable[[Task], dict[str, Any]],
+) -> tuple[int, dict[str, Any]]:
+    store = ctx.escrow.store
+    async with store.transaction() as tx:
+        stored = await tx.stored_response(request.pubkey, key)
+        if stored is not None:
+            if stored.fingerprint != request.event_id:
+                raise Invalid(
+                    "this Idempotency-Key was already used for a different request;"
+                    " use a fresh key for a new request",
+                    code="idempotency_key_reused",
+                )
+            return stored.status_code, stored.body
+        if await tx.request_seen(request.event_id):
+            raise Conflict(
+                "this signed request was already used; sign a new one", code="replayed_request"
+            )
+        task: Task | None = None
+        if request.task_id is not None:
+            task = await tx.load_task(request.task_id, for_update=True)
+            if task is None:
+                raise NotFound(f"no task {request.task_id}")
+        outcome = await handler(ctx, tx, request, task)
+        body = render(outcome.task)
+        now = ctx.escrow.now()
+        await tx.record_request(
+            event_id=request.event_id,
+            pubkey=request.pubkey,
+            op=op,
+            task_id=outcome.task.task_id,
+            at=now,
+        )
+        await tx.store_response(request.pubkey, key, request.event_id, outcome.status, body, now)
+    if ctx.engine is not None:
+        if outcome.task.payment_hash_hex is not None:
+            ctx.engine.watch(outcome.task.task_id, outcome.task.payment_hash_hex)
+        ctx.engine.notify()
+    return outcome.status, body
+
+
+def _checked_key(key: str | None) -> str:
+    if key is None or not key.strip():
+        raise Invalid(
+            "send an Idempotency-Key header (any unique string, e.g. a UUID) with every write",
+            code="idempotency_key_missing",
+            status=400,
+        )
+    if len(key) > 128 or not key.isprintable():
+        raise Invalid("Idempotency-Key must be at most 128 printable characters", status=400)
+    return key
+
+
+async def apply_command(
+    ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None, command: Command
+) -> Task:
+    """Decide ``command`` on the locked task and record it with the signed request embedded."""
+    events = decide(task, command, ctx.arbiters)
+    return await tx.append(task, events, request=request.raw)

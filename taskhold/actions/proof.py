@@ -1,0 +1,92 @@
+"""proof: the claimed worker submits a signed proof (kind 3911) and the invoice to be paid with.
+
+The proof is checked against the task's acceptance spec and the payout invoice against the
+payout amount before anything is written; a failing proof is refused with every reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskhold.api.auth import SignedRequest
+from taskhold.errors import Invalid
+from taskhold.payments.invoices import validate_payout_invoice
+from taskhold.store import Tx
+from taskhold.tasks import Task, decide
+from taskhold.tasks import commands as c
+from taskhold.verification import check_proof, parse_spec
+
+from .content import parse_content
+from .pipeline import Outcome, WriteContext, apply_command
+
+__all__ = ["submit_proof", "update_payout_invoice"]
+
+
+class ProofContent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    proof: dict[str, Any] = Field(default_factory=dict)
+    payout_invoice: str = Field(min_length=1, max_length=4000)
+
+
+class PayoutInvoiceContent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payout_invoice: str = Field(min_length=1, max_length=4000)
+
+
+def _checked_invoice(ctx: WriteContext, task: Task, payment_request: str) -> str:
+    settings = ctx.escrow.settings
+    invoice = validate_payout_invoice(
+        payment_request,
+        expected_msat=task.payout_msat,
+        network=ctx.escrow.lightning.network,
+        now=ctx.escrow.now(),
+        min_validity_s=settings.payout_min_validity_s,
+        forbidden_hashes=frozenset({task.payment_hash_hex or ""}),
+    )
+    return invoice.payment_request
+
+
+async def submit_proof(
+    ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None
+) -> Outcome:
+    assert task is not None
+    body = parse_content(ProofContent, request.content)
+    now = ctx.escrow.now()
+
+    def command(payout_request: str) -> c.SubmitProof:
+        return c.SubmitProof(
+            actor=request.pubkey,
+            at=now,
+            proof_event_id=request.event_id,
+            proof=body.proof,
+            payout_request=payout_request,
+        )
+
+    decide(task, command(""), ctx.arbiters)  # role, state and deadline before content checks
+    problems = check_proof(parse_spec(task.acceptance), body.proof)
+    if problems:
+        raise Invalid(
+            "the proof does not meet the task's acceptance spec: " + "; ".join(problems),
+            code="proof_rejected",
+        )
+    payout_request = _checked_invoice(ctx, task, body.payout_invoice)
+    return Outcome(await apply_command(ctx, tx, request, task, command(payout_request)))
+
+
+async def update_payout_invoice(
+    ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None
+) -> Outcome:
+    assert task is not None
+    body = parse_content(PayoutInvoiceContent, request.content)
+    now = ctx.escrow.now()
+
+    def command(payout_request: str) -> c.UpdatePayoutRequest:
+        return c.UpdatePayoutRequest(actor=request.pubkey, at=now, payout_request=payout_request)
+
+    decide(task, command(""), ctx.arbiters)
+    payout_request = _checked_invoice(ctx, task, body.payout_invoice)
+    return Outcome(await apply_command(ctx, tx, request, task, command(payout_request)))

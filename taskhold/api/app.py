@@ -1,0 +1,49 @@
+"""The FastAPI application: routers, problem handlers, OpenAPI at ``/docs``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from . import routes_sim, routes_tasks
+from .problems import install_problem_handlers
+
+if TYPE_CHECKING:
+    from taskhold.app import Services
+
+__all__ = ["create_api"]
+
+
+def create_api(services: Services, *, run_engine: bool = True) -> FastAPI:
+    """The API over ``services``; with ``run_engine`` the escrow engine runs in its lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if run_engine:
+            await services.engine.start()
+        try:
+            yield
+        finally:
+            if run_engine:
+                await services.engine.stop()
+
+    app = FastAPI(
+        title="taskhold",
+        summary="Non-custodial escrow for tasks on Lightning hold invoices",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_problem_handlers(app)
+    app.include_router(routes_tasks.router)
+    if services.sim is not None:
+        app.include_router(routes_sim.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,151 @@
+"""The task routes. Thin: parse, hand the signed request to the action, render the answer."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from taskhold.actions import ACTIONS, perform
+from taskhold.errors import NotFound
+from taskhold.tasks import TaskState
+
+from .deps import services_of
+from .views import task_view, transition_view
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["tasks"])
+
+
+class SignedWrite(BaseModel):
+    """A write: the participant's signed Nostr event (kind 3912, or 3911 for proofs) whose
+    content is the request, with ``["op", …]`` and ``["task", …]`` tags."""
+
+    request: dict[str, Any] = Field(description="the signed NIP-01 event")
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key", description="unique per request; a retry returns the first answer"
+    ),
+]
+
+
+async def _write(
+    request: Request, op: str, body: SignedWrite, task_id: str | None, key: str | None
+) -> JSONResponse:
+    services = services_of(request)
+    action = ACTIONS[op]
+    status, payload = await perform(
+        services.writes,
+        op=op,
+        handler=action.handler,
+        raw_event=body.request,
+        task_id=task_id,
+        idempotency_key=key,
+        render=task_view,
+        proof=action.proof,
+    )
+    return JSONResponse(payload, status_code=status)
+
+
+@router.post("/tasks", status_code=201, summary="Create a task (op create)")
+async def create_task(
+    request: Request, body: Annotated[SignedWrite, Body()], key: IdempotencyKey = None
+) -> JSONResponse:
+    return await _write(request, "create", body, None, key)
+
+
+def _task_write(op: str, summary: str) -> None:
+    async def endpoint(
+        request: Request,
+        task_id: str,
+        body: Annotated[SignedWrite, Body()],
+        key: IdempotencyKey = None,
+    ) -> JSONResponse:
+        return await _write(request, op, body, task_id, key)
+
+    endpoint.__name__ = f"task_{op.replace('-', '_')}"
+    router.add_api_route(
+        f"/tasks/{{task_id}}/{op_path(op)}", endpoint, methods=["POST"], summary=summary
+    )
+
+
+def op_path(op: str) -> str:
+    return {"fund": "funding"}.get(op, op)
+
+
+for _op, _summary in [
+    ("fund", "Get the hold invoice that funds the task (employer)"),
+    ("claim", "Claim a funded task (worker)"),
+    ("proof", "Submit a signed proof and payout invoice (claimed worker, kind 3911)"),
+    ("payout-invoice", "Replace the payout invoice (worker)"),
+    ("approve", "Approve the submission (employer)"),
+    ("reject", "Reject the submission with a reason (employer)"),
+    ("dispute", "Open a dispute (employer or worker)"),
+    ("resolve", "Resolve a dispute (arbiter)"),
+    ("cancel", "Cancel the task; refunds a funded one (employer)"),
+]:
+    _task_write(_op, _summary)
+
+
+@router.get("/tasks/{task_id}", summary="One task")
+async def get_task(request: Request, task_id: str) -> dict[str, Any]:
+    async with services_of(request).store.transaction() as tx:
+        task = await tx.load_task(task_id)
+    if task is None:
+        raise NotFound(f"no task {task_id}")
+    return task_view(task)
+
+
+@router.get("/tasks", summary="List tasks, newest first")
+async def list_tasks(
+    request: Request,
+    state: TaskState | None = None,
+    employer: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
+    worker: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before: Annotated[int | None, Query(ge=0, description="created_at cursor")] = None,
+) -> dict[str, Any]:
+    async with services_of(request).store.transaction() as tx:
+        tasks = await tx.list_tasks(
+            state=state, employer=employer, worker=worker, limit=limit, before=before
+        )
+    views = [task_view(task) for task in tasks]
+    cursor = views[-1]["created_at"] if len(views) == limit else None
+    return {"tasks": views, "next_before": cursor}
+
+
+@router.get("/tasks/{task_id}/transitions", summary="A task's history, oldest first")
+async def list_transitions(request: Request, task_id: str) -> dict[str, Any]:
+    async with services_of(request).store.transaction() as tx:
+        if await tx.load_task(task_id) is None:
+            raise NotFound(f"no task {task_id}")
+        rows = await tx.transitions(task_id)
+    return {"task_id": task_id, "transitions": [transition_view(row) for row in rows]}
+
+
+@router.get("/info", summary="How this taskhold is configured")
+async def info(request: Request) -> dict[str, Any]:
+    services = services_of(request)
+    settings = services.settings
+    return {
+        "lightning": settings.lightning,
+        "network": services.lightning.network,
+        "fee_ppm": settings.fee_ppm,
+        "fee_base_msat": settings.fee_base_msat,
+        "min_amount_msat": settings.min_amount_msat,
+        "max_amount_msat": settings.max_amount_msat,
+        "max_cltv_expiry_delta": settings.max_cltv_expiry_delta,
+        "request_window_s": settings.request_window_s,
+        "default_review_window_s": settings.default_review_window_s,
+        "default_dispute_window_s": settings.default_dispute_window_s,
+        "deadline_policy": settings.deadline_policy,
+        "arbiters": settings.arbiters,
+        "request_kind": services.writes.request_kind,
+        "proof_kind": services.writes.proof_kind,
+    }

@@ -1,0 +1,79 @@
+"""How tasks look on the wire. Nothing secret is in a Task: the preimage field is filled only by
+the settlement, when it becomes public."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskhold.store.models import TransitionRow
+from taskhold.tasks import Task
+
+__all__ = ["task_view", "transition_view"]
+
+
+def task_view(task: Task) -> dict[str, Any]:
+    funding = None
+    if task.payment_request is not None:
+        funding = {
+            "payment_request": task.payment_request,
+            "payment_hash": task.payment_hash_hex,
+            "amount_msat": task.amount_msat,
+            "cltv_expiry_delta": task.cltv_expiry_delta,
+            "expires_at": task.invoice_expires_at,
+            "funding_round": task.funding_round,
+            "accepted_htlc_expiry_height": task.accepted_htlc_expiry_height,
+        }
+    return {
+        "task_id": task.task_id,
+        "version": task.version,
+        "state": task.state.value,
+        "title": task.title,
+        "description": task.description,
+        "acceptance": task.acceptance,
+        "amount_msat": task.amount_msat,
+        "fee_msat": task.fee_msat,
+        "payout_msat": task.payout_msat,
+        "deadline_at": task.deadline_at,
+        "review_window_s": task.review_window_s,
+        "dispute_window_s": task.dispute_window_s,
+        "deadline_policy": task.deadline_policy,
+        "employer_pubkey": task.employer_pubkey,
+        "worker_pubkey": task.worker_pubkey,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "funding": funding,
+        "proof": task.proof,
+        "proof_event_id": task.proof_event_id,
+        "payout_invoice": task.payout_request,
+        "submitted_at": task.submitted_at,
+        "verified_at": task.verified_at,
+        "rejection_reason": task.rejection_reason,
+        "dispute": (
+            None
+            if task.dispute_opened_by is None
+            else {
+                "opened_by": task.dispute_opened_by,
+                "reason": task.dispute_reason,
+                "resolution": task.dispute_resolution,
+            }
+        ),
+        "refund_reason": task.refund_ordered_reason,
+        "payout_failures": task.payout_failures,
+        "last_payout_failure": task.last_payout_failure,
+        "payout_payment_hash": task.payout_payment_hash_hex,
+        "payout_fee_msat": task.payout_fee_msat,
+        "preimage": task.preimage_hex,
+        "closed_at": task.closed_at,
+    }
+
+
+def transition_view(row: TransitionRow) -> dict[str, Any]:
+    return {
+        "version": row.version,
+        "event_type": row.event_type,
+        "actor": row.actor,
+        "at": row.at,
+        "state_after": row.state_after,
+        "event": row.event,
+        "request": row.request,
+    }

@@ -1,0 +1,100 @@
+"""The ``taskhold`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from taskhold.settings import Settings
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(no_args_is_help=True, help="Non-custodial escrow for tasks on Lightning.")
+console = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="where the database and key files live")
+]
+
+
+def _settings(data_dir: Path | None, **overrides: object) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
+    data_dir: DataDir = None,
+    lightning: Annotated[str | None, typer.Option(help="sim or lnd")] = None,
+    log_json: Annotated[bool, typer.Option("--log-json", help="JSON log lines")] = False,
+) -> None:
+    """Run the API and the escrow engine. Settings come from TASKHOLD_* variables and flags."""
+    import uvicorn
+
+    from taskhold.api.app import create_api
+    from taskhold.app import build_services
+    from taskhold.logs import configure_logging
+
+    configure_logging(json=log_json)
+    settings = _settings(data_dir, host=host, port=port, lightning=lightning)
+
+    async def run() -> None:
+        services = await build_services(settings)
+        console.print(
+            f"taskhold on http://{settings.host}:{settings.port} (docs at /docs), lightning="
+            f"{settings.lightning}, database={settings.resolved_database_url.split('://')[0]}"
+        )
+        config = uvicorn.Config(
+            create_api(services), host=settings.host, port=settings.port, log_level="info"
+        )
+        try:
+            await uvicorn.Server(config).serve()
+        finally:
+            await services.close()
+
+    asyncio.run(run())
+
+
+@app.command()
+def demo(
+    data_dir: DataDir = None,
+    refund: Annotated[bool, typer.Option("--refund", help="cancel after funding")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+) -> None:
+    """Drive one task from creation to PAID over HTTP, on the embedded defaults."""
+    from taskhold.demo import dump, run_demo
+    from taskhold.logs import configure_logging
+
+    configure_logging("WARNING")
+    directory = data_dir or Path(tempfile.mkdtemp(prefix="taskhold-demo-"))
+    result = asyncio.run(run_demo(directory, refund=refund, as_json=as_json, console=console))
+    sys.stdout.write((json.dumps(result) if as_json else dump(result)) + "\n")
+    expected = "REFUNDED" if refund else "PAID"
+    if result["final_state"] != expected:
+        raise typer.Exit(1)
+
+
+def _mount_devnet() -> None:
+    try:
+        from taskhold.devnet.cli import devnet_app
+    except ImportError:
+        return
+    app.add_typer(devnet_app, name="devnet", help="A local regtest network: btcd + three lnd")
+
+
+_mount_devnet()
+
+
+def main() -> None:
+    app()

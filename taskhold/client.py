@@ -1,0 +1,326 @@
+"""An async Python client for taskhold's REST API, used by the demo, the API tests and the README.
+
+Every write is a Nostr event signed with the caller's key: content is the compact JSON of the
+request body, and the ``op`` and ``task`` tags bind the signature to one operation on one task, so
+the server can embed the event in the public log as proof of who asked for what. A write that hits
+a transport error is retried with the same event and the same ``Idempotency-Key``: the server then
+either does it once or returns the first answer, so a retry can never act twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable, Collection
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from taskhold.nostr import KIND_PROOF, KIND_REQUEST, NostrKeys
+
+__all__ = ["TaskholdAPIError", "TaskholdClient"]
+
+
+class TaskholdAPIError(Exception):
+    """The server refused a request: ``code`` is the stable problem+json code to branch on."""
+
+    def __init__(self, status: int, code: str, title: str, detail: str) -> None:
+        super().__init__(f"{status} {code}: {detail or title}")
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+
+
+class TaskholdClient:
+    """One participant talking to one taskhold server. Use as ``async with``.
+
+    An ``http`` client passed in is borrowed and left open; one created here is closed by
+    :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        keys: NostrKeys,
+        *,
+        http: httpx.AsyncClient | None = None,
+        request_kind: int = KIND_REQUEST,
+        proof_kind: int = KIND_PROOF,
+        retries: int = 3,
+        retry_delay_s: float = 0.25,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._keys = keys
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.AsyncClient(timeout=30.0)
+        self._request_kind = request_kind
+        self._proof_kind = proof_kind
+        self._retries = retries
+        self._retry_delay_s = retry_delay_s
+        self._clock = clock
+
+    @property
+    def pubkey_hex(self) -> str:
+        """The pubkey this client signs with: how the server knows who is asking."""
+        return self._keys.pubkey_hex
+
+    async def __aenter__(self) -> TaskholdClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    # Signed writes -------------------------------------------------------------------------
+
+    async def create_task(
+        self,
+        title: str,
+        description: str,
+        amount_msat: int,
+        deadline_at: int,
+        *,
+        acceptance: dict[str, Any] | None = None,
+        review_window_s: int | None = None,
+        dispute_window_s: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Post a task as its employer; returns the task (``task_id``, ``state``, ...)."""
+        body: dict[str, Any] = {
+            "title": title,
+            "description": description,
+            "amount_msat": amount_msat,
+            "deadline_at": deadline_at,
+            "acceptance": acceptance,
+            "review_window_s": review_window_s,
+            "dispute_window_s": dispute_window_s,
+        }
+        body = {key: value for key, value in body.items() if value is not None}
+        return await self._signed("/v1/tasks", "create", None, body, idempotency_key)
+
+    async def request_funding(
+        self, task_id: str, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Ask for the hold invoice to pay; the answer holds ``funding.payment_request``."""
+        return await self._task_write(task_id, "funding", "fund", {}, idempotency_key)
+
+    async def claim(self, task_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        return await self._task_write(task_id, "claim", "claim", {}, idempotency_key)
+
+    async def submit_proof(
+        self,
+        task_id: str,
+        proof: dict[str, Any],
+        payout_invoice: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Submit the worker's proof (its own kind) with the invoice the reward is paid to."""
+        body = {"proof": proof, "payout_invoice": payout_invoice}
+        return await self._task_write(
+            task_id, "proof", "proof", body, idempotency_key, kind=self._proof_kind
+        )
+
+    async def approve(self, task_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        return await self._task_write(task_id, "approve", "approve", {}, idempotency_key)
+
+    async def reject(
+        self, task_id: str, reason: str, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        body = {"reason": reason}
+        return await self._task_write(task_id, "reject", "reject", body, idempotency_key)
+
+    async def open_dispute(
+        self, task_id: str, reason: str, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        body = {"reason": reason}
+        return await self._task_write(task_id, "dispute", "dispute", body, idempotency_key)
+
+    async def resolve_dispute(
+        self, task_id: str, winner: str, note: str, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """As the arbiter: ``winner`` names the side that gets the money."""
+        body = {"winner": winner, "note": note}
+        return await self._task_write(task_id, "resolve", "resolve", body, idempotency_key)
+
+    async def cancel(
+        self, task_id: str, reason: str = "", *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        body = {"reason": reason}
+        return await self._task_write(task_id, "cancel", "cancel", body, idempotency_key)
+
+    async def update_payout_invoice(
+        self, task_id: str, payout_invoice: str, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Replace the invoice the reward goes to, e.g. after the first one expired."""
+        body = {"payout_invoice": payout_invoice}
+        return await self._task_write(
+            task_id, "payout-invoice", "payout-invoice", body, idempotency_key
+        )
+
+    # Reads -----------------------------------------------------------------------------------
+
+    async def get_task(self, task_id: str) -> dict[str, Any]:
+        return await self._read(_task_path(task_id))
+
+    async def list_tasks(self, **filters: str | int | None) -> dict[str, Any]:
+        """The server's task list (``{"tasks": [...], ...}``); None filters are left out."""
+        params = {key: value for key, value in filters.items() if value is not None}
+        return await self._read("/v1/tasks", params)
+
+    async def transitions(self, task_id: str) -> dict[str, Any]:
+        return await self._read(f"{_task_path(task_id)}/transitions")
+
+    async def info(self) -> dict[str, Any]:
+        return await self._read("/v1/info")
+
+    async def wait_for_state(
+        self,
+        task_id: str,
+        states: Collection[str],
+        timeout_s: float,
+        poll_s: float = 0.2,
+        on_poll: Callable[[dict[str, Any]], object] | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the task is in one of ``states``; returns it, or raises TimeoutError.
+
+        Changes happen behind the API (payments land, timers fire), so polling is how a caller
+        without a Nostr subscription waits for them.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            task = await self.get_task(task_id)
+            if on_poll is not None:
+                on_poll(task)
+            if task.get("state") in states:
+                return task
+            if asyncio.get_running_loop().time() >= deadline:
+                raise TimeoutError(
+                    f"task {task_id} is still {task.get('state')} after {timeout_s} s; "
+                    f"waited for {', '.join(sorted(states))}"
+                )
+            await asyncio.sleep(poll_s)
+
+    # Simulator wallets (only served when the server runs the Lightning simulator) --------------
+
+    async def sim_pay(self, payment_request: str, wallet: str = "employer") -> dict[str, Any]:
+        body = {"payment_request": payment_request, "wallet": wallet}
+        return await self._unsigned_post("/v1/sim/pay", body)
+
+    async def sim_invoice(
+        self, amount_msat: int, wallet: str = "worker", memo: str = ""
+    ) -> dict[str, Any]:
+        body = {"amount_msat": amount_msat, "wallet": wallet, "memo": memo}
+        return await self._unsigned_post("/v1/sim/invoice", body)
+
+    async def sim_mine(self, blocks: int) -> dict[str, Any]:
+        return await self._unsigned_post("/v1/sim/mine", {"blocks": blocks})
+
+    # Plumbing --------------------------------------------------------------------------------
+
+    async def _task_write(
+        self,
+        task_id: str,
+        action: str,
+        op: str,
+        body: dict[str, Any],
+        idempotency_key: str | None,
+        *,
+        kind: int | None = None,
+    ) -> dict[str, Any]:
+        path = f"{_task_path(task_id)}/{action}"
+        return await self._signed(path, op, task_id, body, idempotency_key, kind=kind)
+
+    async def _signed(
+        self,
+        path: str,
+        op: str,
+        task_id: str | None,
+        body: dict[str, Any],
+        idempotency_key: str | None,
+        *,
+        kind: int | None = None,
+    ) -> dict[str, Any]:
+        tags = [["op", op]] if task_id is None else [["op", op], ["task", task_id]]
+        event = self._keys.sign_event(
+            kind=self._request_kind if kind is None else kind,
+            content=json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
+            tags=tags,
+            created_at=int(self._clock()),
+        )
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        # Built once: every retry sends the very same event and key.
+        request = self._http.build_request(
+            "POST", self._url(path), json={"request": event}, headers=headers
+        )
+        return await self._send(request, retry=True)
+
+    async def _read(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        request = self._http.build_request("GET", self._url(path), params=params)
+        return await self._send(request, retry=True)
+
+    async def _unsigned_post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        # Not retried: without an idempotency key a second pay or mine could act twice.
+        request = self._http.build_request("POST", self._url(path), json=body)
+        return await self._send(request, retry=False)
+
+    async def _send(self, request: httpx.Request, *, retry: bool) -> dict[str, Any]:
+        retries_left = self._retries if retry else 0
+        delay_s = self._retry_delay_s
+        while True:
+            try:
+                response = await self._http.send(request)
+            except httpx.TransportError:
+                if retries_left <= 0:
+                    raise
+                retries_left -= 1
+                await asyncio.sleep(delay_s)
+                delay_s *= 2
+                continue
+            return _answer(response)
+
+    def _url(self, path: str) -> str:
+        return f"{self._base_url}{path}"
+
+
+def _task_path(task_id: str) -> str:
+    return f"/v1/tasks/{quote(task_id, safe='')}"
+
+
+def _answer(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object of a 2xx answer; any other answer raises TaskholdAPIError."""
+    status = response.status_code
+    try:
+        data = response.json() if response.content else {}
+    except ValueError:
+        data = None
+    if response.is_success and isinstance(data, dict):
+        return data
+    if response.is_success:
+        raise TaskholdAPIError(
+            status, "unexpected_response", "Unexpected response", "the answer is not a JSON object"
+        )
+    if not isinstance(data, dict):
+        raise TaskholdAPIError(
+            status, f"http_{status}", response.reason_phrase, response.text[:500]
+        )
+    raise TaskholdAPIError(
+        status,
+        str(data.get("code") or f"http_{status}"),
+        str(data.get("title") or response.reason_phrase),
+        str(data.get("detail") or ""),
+    )

@@ -1,0 +1,133 @@
+"""``taskhold demo``: one task driven over HTTP from creation to PAID (or to REFUNDED).
+
+It starts a server on the embedded defaults, makes fresh employer and worker keys, and plays
+both parties with the Python client, so every step is the same signed request a real client
+would send. The simulator's wallet routes stand in for the employer's and worker's wallets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from taskhold.app import build_services
+from taskhold.client import TaskholdClient
+from taskhold.nostr import NostrKeys
+from taskhold.server import free_port, running_server
+from taskhold.settings import Settings
+
+__all__ = ["run_demo"]
+
+DEMO_AMOUNT_MSAT = 150_000_000
+
+
+async def run_demo(
+    data_dir: Path, *, refund: bool, as_json: bool, console: Console
+) -> dict[str, Any]:
+    settings = Settings(
+        data_dir=data_dir,
+        lightning="sim",
+        engine_tick_s=0.2,
+        default_review_window_s=3600,
+        default_dispute_window_s=3600,
+    )
+    say: Callable[[str], None] = (lambda _: None) if as_json else console.print
+    services = await build_services(settings)
+    try:
+        port = free_port(settings.host)
+        async with running_server(services, settings.host, port) as url:
+            say(f"[bold]taskhold[/] serving at {url} (SQLite + Lightning simulator in {data_dir})")
+            return await _drive(url, refund=refund, say=say, console=console, quiet=as_json)
+    finally:
+        await services.close()
+
+
+async def _drive(
+    url: str, *, refund: bool, say: Callable[[str], None], console: Console, quiet: bool
+) -> dict[str, Any]:
+    employer_keys, worker_keys = NostrKeys.generate(), NostrKeys.generate()
+    async with (
+        TaskholdClient(url, employer_keys) as employer,
+        TaskholdClient(url, worker_keys) as worker,
+    ):
+        say(f"employer {employer_keys.pubkey_hex[:16]}…  worker {worker_keys.pubkey_hex[:16]}…")
+        task = await employer.create_task(
+            "Translate the README to German",
+            "Put the translation at a public URL and submit it.",
+            DEMO_AMOUNT_MSAT,
+            int(time.time()) + 3600,
+            acceptance={"required_fields": ["url"], "url_fields": ["url"]},
+        )
+        task_id = task["task_id"]
+        say(f"1. created task {task_id[:16]}… for {DEMO_AMOUNT_MSAT} msat → {task['state']}")
+        funding = (await employer.request_funding(task_id))["funding"]
+        invoice, cltv = funding["payment_request"], funding["cltv_expiry_delta"]
+        say(f"2. hold invoice {invoice[:40]}… (cltv_expiry {cltv} blocks)")
+        await employer.sim_pay(funding["payment_request"], wallet="employer")
+        task = await _wait(employer, task_id, {"FUNDED"}, console, quiet, "waiting for the HTLC")
+        say(f"3. employer's payment is held by the escrow node → {task['state']}")
+        if refund:
+            await employer.cancel(task_id, reason="changed my mind")
+            say("4. employer cancels the funded task")
+            task = await _wait(employer, task_id, {"REFUNDED"}, console, quiet, "refunding")
+            say(f"5. hold invoice cancelled, the HTLC went back → {task['state']}")
+        else:
+            task = await worker.claim(task_id)
+            say(f"4. worker claims it → {task['state']}")
+            payout = await worker.sim_invoice(task["payout_msat"], wallet="worker")
+            task = await worker.submit_proof(
+                task_id, {"url": "https://example.org/README.de.md"}, payout["payment_request"]
+            )
+            say(f"5. worker submits a signed proof and a payout invoice → {task['state']}")
+            task = await employer.approve(task_id)
+            say(f"6. employer approves → {task['state']}")
+            task = await _wait(employer, task_id, {"PAID"}, console, quiet, "paying the worker")
+            say(
+                f"7. worker paid {task['payout_msat']} msat, hold invoice settled → {task['state']}"
+            )
+        preimage = task.get("preimage")
+        payment_hash = funding["payment_hash"]
+        if preimage is not None:
+            matches = hashlib.sha256(bytes.fromhex(preimage)).hexdigest() == payment_hash
+            say(f"   sha256(preimage) == payment_hash: {matches}")
+        return {
+            "task_id": task_id,
+            "final_state": task["state"],
+            "payment_hash": payment_hash,
+            "preimage": preimage,
+            "amount_msat": task["amount_msat"],
+            "fee_msat": task["fee_msat"],
+            "payout_msat": task["payout_msat"],
+            "employer_pubkey": employer_keys.pubkey_hex,
+            "worker_pubkey": worker_keys.pubkey_hex,
+            "server_url": url,
+        }
+
+
+async def _wait(
+    client: TaskholdClient,
+    task_id: str,
+    states: set[str],
+    console: Console,
+    quiet: bool,
+    what: str,
+) -> dict[str, Any]:
+    if quiet:
+        return await client.wait_for_state(task_id, states, timeout_s=60)
+    with console.status(f"{what}…") as status:
+        return await client.wait_for_state(
+            task_id,
+            states,
+            timeout_s=60,
+            on_poll=lambda t: status.update(f"{what}… (task is {t['state']})"),
+        )
+
+
+def dump(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=2, sort_keys=True)

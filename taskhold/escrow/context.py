@@ -1,0 +1,69 @@
+"""What every escrow step needs, built once in the composition root and passed in."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from taskhold.keys import KeyStore
+from taskhold.lightning.base import LightningBackend
+from taskhold.settings import Settings
+from taskhold.store import Store
+from taskhold.tasks import SYSTEM_ACTOR, Task, decide
+from taskhold.tasks.commands import Command
+
+__all__ = ["EscrowContext", "FaultHook", "apply_system"]
+
+FaultHook = Callable[[str], Awaitable[None]]
+"""Called at named points (``after_payout``, ``after_settle``, ``after_cancel``); tests raise
+there to simulate a crash between two steps."""
+
+log = structlog.get_logger("taskhold.escrow")
+
+
+async def _no_fault(point: str) -> None:
+    return None
+
+
+@dataclass
+class EscrowContext:
+    store: Store
+    lightning: LightningBackend
+    keys: KeyStore
+    settings: Settings
+    clock: Callable[[], float] = time.time
+    fault_hook: FaultHook = field(default=_no_fault)
+
+    def now(self) -> int:
+        return int(self.clock())
+
+
+async def apply_system(
+    ctx: EscrowContext, task_id: str, make: Callable[[Task, int], Command | None]
+) -> Task | None:
+    """Decide and record one system command on the freshest task, in one transaction.
+
+    ``make`` sees the locked task and returns the command, or None to do nothing. Replays are
+    harmless: the machine decides a repeated system command to no events.
+    """
+    async with ctx.store.transaction() as tx:
+        task = await tx.load_task(task_id, for_update=True)
+        if task is None:
+            return None
+        command = make(task, ctx.now())
+        if command is None:
+            return task
+        events = decide(task, command, frozenset(ctx.settings.arbiters))
+        updated = await tx.append(task, events)
+    for event in events:
+        log.info(
+            "transition",
+            task_id=task_id,
+            event_type=type(event).__name__,
+            state=updated.state.value,
+            actor=SYSTEM_ACTOR,
+        )
+    return updated

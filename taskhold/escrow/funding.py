@@ -1,0 +1,124 @@
+"""Funding: the hold invoice for a task, and noticing when the employer's HTLC is held."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from taskhold.errors import Fault
+from taskhold.lightning.base import (
+    AlreadyExists,
+    HoldInvoice,
+    InvoiceState,
+    InvoiceStatus,
+)
+from taskhold.store.models import InvoiceRow
+from taskhold.tasks import Task, TaskState
+from taskhold.tasks import commands as c
+
+from .context import EscrowContext, apply_system, log
+from .sizing import cltv_expiry_delta_for
+
+__all__ = ["ensure_hold_invoice", "invoice_row", "observe_invoice"]
+
+
+async def ensure_hold_invoice(ctx: EscrowContext, task: Task, funding_round: int) -> HoldInvoice:
+    """Create the task's hold invoice, or return the one a crashed earlier attempt created.
+
+    The payment hash comes from the key store, so a retry asks for the same hash and the node's
+    ``AlreadyExists`` tells us to reuse it instead of making a second invoice.
+    """
+    payment_hash = ctx.keys.payment_hash(task.task_id, funding_round)
+    cltv = cltv_expiry_delta_for(
+        now=ctx.now(),
+        deadline_at=task.deadline_at,
+        review_window_s=task.review_window_s,
+        dispute_window_s=task.dispute_window_s,
+        settings=ctx.settings,
+    )
+    try:
+        return await ctx.lightning.create_hold_invoice(
+            payment_hash,
+            task.amount_msat,
+            memo=f"taskhold {task.task_id[:16]}: {task.title[:80]}",
+            expiry_seconds=ctx.settings.invoice_expiry_s,
+            cltv_expiry_delta=cltv,
+        )
+    except AlreadyExists:
+        status = await ctx.lightning.lookup_invoice(payment_hash)
+        if status.state is not InvoiceState.OPEN or not status.payment_request:
+            raise Fault(
+                f"hold invoice for task {task.task_id} exists in state {status.state}"
+            ) from None
+        return HoldInvoice(
+            payment_hash=payment_hash,
+            payment_request=status.payment_request,
+            amount_msat=status.amount_msat,
+            cltv_expiry_delta=cltv,
+            expiry_seconds=ctx.settings.invoice_expiry_s,
+        )
+
+
+async def observe_invoice(ctx: EscrowContext, task_id: str, status: InvoiceStatus) -> None:
+    """Record what the node says about a task's hold invoice. Idempotent: a repeated report
+    (stream and reconcile both deliver it) decides to no events.
+    """
+    try:
+        await _record_node_state(ctx, status)
+    except SQLAlchemyError as exc:
+        log.warning("invoice_state_not_recorded", task_id=task_id, error=type(exc).__name__)
+    if status.state is InvoiceState.ACCEPTED:
+        expiry = status.accepted_htlc_expiry_height
+        if expiry is None:
+            return
+
+        def confirm(task: Task, now: int) -> c.Command | None:
+            if task.state is not TaskState.PENDING_FUNDING:
+                return None
+            return c.ConfirmFunding(
+                actor="system",
+                at=now,
+                accepted_htlc_expiry_height=expiry,
+                amount_paid_msat=status.amount_paid_msat,
+            )
+
+        await apply_system(ctx, task_id, confirm)
+    elif status.state is InvoiceState.CANCELED:
+
+        def expire(task: Task, now: int) -> c.Command | None:
+            if task.state is TaskState.PENDING_FUNDING and not task.refund_ordered:
+                return c.ExpireFunding(actor="system", at=now, reason="invoice expired unpaid")
+            if task.state in (
+                TaskState.FUNDED,
+                TaskState.CLAIMED,
+                TaskState.SUBMITTED,
+                TaskState.DISPUTED,
+                TaskState.VERIFIED,
+            ):
+                return c.HoldExpiring(actor="system", at=now, blocks_left=0)
+            return None
+
+        await apply_system(ctx, task_id, expire)
+
+
+async def _record_node_state(ctx: EscrowContext, status: InvoiceStatus) -> None:
+    async with ctx.store.transaction() as tx:
+        row = await tx.get_invoice(status.payment_hash.hex())
+        if row is None:
+            return
+        row.node_state = status.state.value
+        row.accepted_htlc_expiry_height = status.accepted_htlc_expiry_height
+        row.updated_at = ctx.now()
+
+
+def invoice_row(task: Task, invoice: HoldInvoice, funding_round: int, now: int) -> InvoiceRow:
+    return InvoiceRow(
+        payment_hash_hex=invoice.payment_hash.hex(),
+        task_id=task.task_id,
+        funding_round=funding_round,
+        payment_request=invoice.payment_request,
+        amount_msat=invoice.amount_msat,
+        cltv_expiry_delta=invoice.cltv_expiry_delta,
+        node_state=InvoiceState.OPEN.value,
+        accepted_htlc_expiry_height=None,
+        updated_at=now,
+    )

@@ -1,0 +1,177 @@
+"""Release: pay the worker from the escrow node's own liquidity, then settle the hold invoice.
+
+The order is the non-custodial promise: the employer's HTLC is settled only after the worker's
+payment succeeded. The payout row is written before the payment is sent, so after a crash the
+engine asks the node what became of that exact payment instead of paying again.
+"""
+
+from __future__ import annotations
+
+from taskhold.errors import Fault
+from taskhold.lightning.base import (
+    InvoiceState,
+    LightningError,
+    PaymentFailed,
+    PaymentResult,
+    PaymentStatus,
+)
+from taskhold.payments.invoices import decode_invoice
+from taskhold.store.models import PayoutRow
+from taskhold.tasks import Task, TaskState
+from taskhold.tasks import commands as c
+
+from .context import EscrowContext, apply_system, log
+
+__all__ = ["release"]
+
+
+async def release(ctx: EscrowContext, task_id: str) -> Task | None:
+    """Drive one VERIFIED task to PAID if the node allows it now. Safe to call repeatedly."""
+    async with ctx.store.transaction() as tx:
+        task = await tx.load_task(task_id)
+    if task is None or not task.release_pending or task.payment_hash_hex is None:
+        return task
+    payment_hash = bytes.fromhex(task.payment_hash_hex)
+    invoice = await ctx.lightning.lookup_invoice(payment_hash)
+    if invoice.state is InvoiceState.CANCELED:
+        return await _hold_lost(ctx, task, "the node cancelled the hold invoice")
+    if invoice.state is InvoiceState.OPEN:
+        raise Fault(f"task {task_id} is VERIFIED but its hold invoice is not funded")
+
+    payout = await _pay_worker(ctx, task, invoice_settled=invoice.state is InvoiceState.SETTLED)
+    if payout is None:
+        return None
+    await ctx.fault_hook("after_payout")
+
+    preimage = ctx.keys.derive_preimage(task.task_id, task.funding_round)
+    if invoice.state is not InvoiceState.SETTLED:
+        await ctx.lightning.settle_invoice(preimage)
+    await ctx.fault_hook("after_settle")
+
+    def complete(current: Task, now: int) -> c.Command | None:
+        return c.CompleteRelease(
+            actor="system",
+            at=now,
+            preimage_hex=preimage.hex(),
+            payout_payment_hash_hex=payout.payment_hash.hex(),
+            payout_fee_msat=payout.fee_msat,
+        )
+
+    done = await apply_system(ctx, task_id, complete)
+    log.info("released", task_id=task_id, payout_msat=task.payout_msat, fee_msat=payout.fee_msat)
+    return done
+
+
+async def _hold_lost(ctx: EscrowContext, task: Task, reason: str) -> Task | None:
+    """The HTLC went back to the employer before we could settle: record why, then refund."""
+    log.error("hold_lost", task_id=task.task_id, reason=reason)
+    await apply_system(
+        ctx,
+        task.task_id,
+        lambda t, now: c.RecordPayoutFailure(actor="system", at=now, reason=reason),
+    )
+    return await apply_system(
+        ctx, task.task_id, lambda t, now: c.HoldExpiring(actor="system", at=now, blocks_left=0)
+    )
+
+
+def _max_fee_msat(ctx: EscrowContext, amount_msat: int) -> int:
+    return max(ctx.settings.payout_min_fee_msat, amount_msat * ctx.settings.payout_fee_ppm // 10**6)
+
+
+async def _pay_worker(
+    ctx: EscrowContext, task: Task, *, invoice_settled: bool
+) -> PaymentResult | None:
+    """The worker's payment, succeeded; None if it failed (recorded on the task)."""
+    assert task.payout_request is not None
+    row = await _payout_row(ctx, task)
+    payment_hash = bytes.fromhex(row.payment_hash_hex)
+    known = await ctx.lightning.lookup_payment(payment_hash)
+    if known.status is PaymentStatus.SUCCEEDED:
+        await _mark_payout(ctx, row, known)
+        return known
+    if invoice_settled:
+        raise Fault(
+            f"task {task.task_id}: invoice settled but the worker's payment is {known.status}"
+        )
+    if task.payout_failures >= ctx.settings.payout_max_attempts:
+        return None
+    blocks_left = await _blocks_left(ctx, task)
+    if blocks_left is not None and blocks_left <= ctx.settings.hold_expiry_delta + 1:
+        await _record_failure(ctx, task, "too close to the hold invoice's expiry to pay safely")
+        return None
+    try:
+        result = await ctx.lightning.pay_invoice(
+            row.payment_request,
+            max_fee_msat=_max_fee_msat(ctx, row.amount_msat),
+            timeout_seconds=ctx.settings.payout_timeout_s,
+        )
+    except PaymentFailed as exc:
+        await _mark_payout(ctx, row, None, error=exc.reason)
+        await _record_failure(ctx, task, exc.reason)
+        return None
+    except LightningError as exc:
+        log.warning("payout_error", task_id=task.task_id, error=type(exc).__name__)
+        return None
+    await _mark_payout(ctx, row, result)
+    return result
+
+
+async def _blocks_left(ctx: EscrowContext, task: Task) -> int | None:
+    if task.accepted_htlc_expiry_height is None:
+        return None
+    return task.accepted_htlc_expiry_height - await ctx.lightning.block_height()
+
+
+async def _payout_row(ctx: EscrowContext, task: Task) -> PayoutRow:
+    """The payout for this round, created before the first attempt. A new invoice from the
+    worker replaces it only once the old one's payment is known to have failed."""
+    assert task.payout_request is not None
+    async with ctx.store.transaction() as tx:
+        row = await tx.get_payout(task.task_id, task.funding_round)
+        if row is not None and row.payment_request == task.payout_request:
+            return row
+        if row is not None:
+            previous = await ctx.lightning.lookup_payment(bytes.fromhex(row.payment_hash_hex))
+            if previous.status in (PaymentStatus.SUCCEEDED, PaymentStatus.IN_FLIGHT):
+                return row
+        decoded = decode_invoice(task.payout_request)
+        row = PayoutRow(
+            task_id=task.task_id,
+            funding_round=task.funding_round,
+            payment_request=decoded.payment_request,
+            payment_hash_hex=decoded.payment_hash_hex,
+            amount_msat=task.payout_msat,
+            status=PaymentStatus.UNKNOWN.value,
+            attempts=0,
+            fee_msat=None,
+            last_error=None,
+            updated_at=ctx.now(),
+        )
+        await tx.put_payout(row)
+    return row
+
+
+async def _mark_payout(
+    ctx: EscrowContext, row: PayoutRow, result: PaymentResult | None, *, error: str | None = None
+) -> None:
+    async with ctx.store.transaction() as tx:
+        current = await tx.get_payout(row.task_id, row.funding_round)
+        if current is None:
+            return
+        current.attempts += 1 if result is None or current.status != "SUCCEEDED" else 0
+        current.status = result.status.value if result else PaymentStatus.FAILED.value
+        current.fee_msat = result.fee_msat if result else None
+        current.last_error = error
+        current.updated_at = ctx.now()
+
+
+async def _record_failure(ctx: EscrowContext, task: Task, reason: str) -> None:
+    log.warning("payout_failed", task_id=task.task_id, reason=reason)
+
+    def record(current: Task, now: int) -> c.Command | None:
+        if current.state is not TaskState.VERIFIED:
+            return None
+        return c.RecordPayoutFailure(actor="system", at=now, reason=reason)
+
+    await apply_system(ctx, task.task_id, record)

@@ -1,0 +1,96 @@
+"""Nostr keys and NIP-01 event signing, wrapped so nostr-sdk's API churn stays in this package.
+
+Events leave this module as plain JSON dicts: the rest of taskhold stores, embeds and sends them
+without touching nostr-sdk types. The secret key is never part of a ``repr`` or an error message;
+the only way out is :meth:`NostrKeys.secret_hex_unsafe`, named so a reviewer notices each use.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from nostr_sdk import EventBuilder, Keys, Kind, NostrSdkError, Tag, Timestamp
+
+__all__ = ["NostrKeys"]
+
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+class NostrKeys:
+    """One participant's (or the operator's) Nostr key pair. Build it with a classmethod."""
+
+    __slots__ = ("_keys", "_pubkey_hex")
+
+    def __init__(self, keys: Keys) -> None:
+        self._keys = keys
+        self._pubkey_hex: str = keys.public_key().to_hex()
+
+    @classmethod
+    def generate(cls) -> NostrKeys:
+        """A fresh random key pair."""
+        return cls(Keys.generate())
+
+    @classmethod
+    def from_secret_hex(cls, secret_hex: str) -> NostrKeys:
+        """Keys from a 64-hex secret, as saved by :meth:`secret_hex_unsafe`."""
+        if not isinstance(secret_hex, str) or _HEX64.fullmatch(secret_hex) is None:
+            raise ValueError("a Nostr secret key in hex must be exactly 64 hex characters")
+        return cls.parse(secret_hex)
+
+    @classmethod
+    def parse(cls, nsec_or_hex: str) -> NostrKeys:
+        """Keys from an ``nsec1...`` string or a 64-hex secret.
+
+        The error never repeats the input: it is a secret, and error messages end up in logs.
+        """
+        try:
+            return cls(Keys.parse(nsec_or_hex.strip()))
+        except (NostrSdkError, AttributeError, TypeError):
+            raise ValueError(
+                "not a valid Nostr secret key: expected nsec1... or 64 hex characters"
+            ) from None
+
+    @property
+    def pubkey_hex(self) -> str:
+        """The x-only public key, 64 lowercase hex characters, as it appears in events."""
+        return self._pubkey_hex
+
+    @property
+    def npub(self) -> str:
+        """The public key in NIP-19 ``npub1...`` form, for people."""
+        npub: str = self._keys.public_key().to_bech32()
+        return npub
+
+    def secret_hex_unsafe(self) -> str:
+        """The secret key in hex. Only for writing a key file; never log or return it."""
+        secret: str = self._keys.secret_key().to_hex()
+        return secret
+
+    def sign_event(
+        self, kind: int, content: str, tags: list[list[str]], created_at: int
+    ) -> dict[str, Any]:
+        """Sign a NIP-01 event and return it as a JSON dict (id, pubkey, ..., sig).
+
+        ``created_at`` is passed in, never read from the clock here, so callers decide time
+        (the log's ``created_at`` must never go backwards).
+        """
+        if isinstance(kind, bool) or not isinstance(kind, int) or not 0 <= kind <= 0xFFFF:
+            raise ValueError(f"kind must be an integer from 0 to 65535, not {kind!r}")
+        if isinstance(created_at, bool) or not isinstance(created_at, int) or created_at < 0:
+            raise ValueError(f"created_at must be a non-negative integer, not {created_at!r}")
+        try:
+            builder = (
+                EventBuilder(Kind(kind), content)
+                .tags([Tag.parse(list(tag)) for tag in tags])
+                .custom_created_at(Timestamp.from_secs(created_at))
+            )
+            event = builder.finalize(self._keys)
+        except (NostrSdkError, OverflowError, TypeError, ValueError) as exc:
+            raise ValueError(f"cannot sign this event: {exc}") from None
+        signed: dict[str, Any] = json.loads(event.as_json())
+        return signed
+
+    def __repr__(self) -> str:
+        return f"NostrKeys(npub={self.npub!r})"

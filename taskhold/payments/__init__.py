@@ -1,0 +1,1 @@
+"""Paying workers: invoice checks and the idempotent payout."""

@@ -1,0 +1,82 @@
+"""Checks on the BOLT11 invoices workers give taskhold to be paid with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import bolt11
+
+from taskhold.errors import Invalid
+
+__all__ = ["DecodedInvoice", "decode_invoice", "validate_payout_invoice"]
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedInvoice:
+    payment_request: str
+    payment_hash_hex: str
+    amount_msat: int | None
+    network: str
+    payee_pubkey_hex: str
+    created_at: int
+    expires_at: int
+
+
+def decode_invoice(payment_request: str) -> DecodedInvoice:
+    """Decode and signature-check a BOLT11 invoice; a clear 422 when it is not one."""
+    text = payment_request.strip()
+    if text.lower().startswith("lightning:"):
+        text = text[len("lightning:") :]
+    try:
+        invoice = bolt11.decode(text)
+    except Exception as exc:  # the library raises many kinds for malformed input
+        raise Invalid(
+            f"payout_invoice is not a valid BOLT11 invoice ({type(exc).__name__})",
+            code="bad_invoice",
+        ) from exc
+    amount = int(invoice.amount_msat) if invoice.amount_msat is not None else None
+    return DecodedInvoice(
+        payment_request=text,
+        payment_hash_hex=str(invoice.payment_hash),
+        amount_msat=amount,
+        network=str(invoice.currency),
+        payee_pubkey_hex=str(invoice.payee),
+        created_at=int(invoice.date),
+        expires_at=int(invoice.date) + int(invoice.expiry or 3600),
+    )
+
+
+def validate_payout_invoice(
+    payment_request: str,
+    *,
+    expected_msat: int,
+    network: str,
+    now: int,
+    min_validity_s: int,
+    forbidden_hashes: frozenset[str],
+) -> DecodedInvoice:
+    """The worker's invoice must be for exactly the payout, on our network, and stay valid.
+
+    ``forbidden_hashes`` holds the task's own hold-invoice hash: paying an invoice with that hash
+    would let its issuer learn the escrow preimage before release.
+    """
+    invoice = decode_invoice(payment_request)
+    if invoice.network != network:
+        raise Invalid(
+            f"payout_invoice is for network {invoice.network!r}; this taskhold runs on {network!r}",
+            code="wrong_network",
+        )
+    if invoice.amount_msat != expected_msat:
+        raise Invalid(
+            f"payout_invoice must be for exactly {expected_msat} msat (the task amount minus the"
+            f" operator fee); it asks for {invoice.amount_msat}",
+            code="wrong_amount",
+        )
+    if invoice.expires_at < now + min_validity_s:
+        raise Invalid(
+            f"payout_invoice expires too soon: it must stay valid at least {min_validity_s} s",
+            code="invoice_expiring",
+        )
+    if invoice.payment_hash_hex in forbidden_hashes:
+        raise Invalid("payout_invoice reuses the task's escrow payment hash", code="hash_reused")
+    return invoice

@@ -1,0 +1,42 @@
+"""Running the API with uvicorn, in the foreground (``serve``) or in the background (``demo``,
+tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+
+import uvicorn
+
+from taskhold.api.app import create_api
+from taskhold.app import Services
+
+__all__ = ["free_port", "running_server"]
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def running_server(services: Services, host: str, port: int) -> AsyncIterator[str]:
+    """Serve ``services`` on ``host:port`` until the block exits; yields the base URL."""
+    config = uvicorn.Config(
+        create_api(services), host=host, port=port, log_level="warning", lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+            raise RuntimeError("the server stopped while starting")
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        await task

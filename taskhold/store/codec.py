@@ -1,0 +1,22 @@
+"""Task records to and from the JSON kept in the ``tasks.data`` column."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from taskhold.tasks.model import Task, TaskState
+
+__all__ = ["task_from_data", "task_to_data"]
+
+
+def task_to_data(task: Task) -> dict[str, Any]:
+    data = dataclasses.asdict(task)
+    data["state"] = task.state.value
+    return data
+
+
+def task_from_data(data: dict[str, Any]) -> Task:
+    fields = dict(data)
+    fields["state"] = TaskState(fields["state"])
+    return Task(**fields)

@@ -1,0 +1,121 @@
+"""SQLAlchemy tables. The ``transitions`` table is the task history; ``tasks`` is its projection.
+
+``(task_id, version)`` is the primary key of ``transitions``: two writers that decided on the same
+task version cannot both append, which is what makes concurrent claims have one winner.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base",
+    "IdempotencyRow",
+    "InvoiceRow",
+    "PayoutRow",
+    "RequestEventRow",
+    "TaskRow",
+    "TransitionRow",
+]
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, int: BigInteger}
+
+
+class TaskRow(Base):
+    """The current state of a task (a fold of its transitions); ``data`` is the whole Task."""
+
+    __tablename__ = "tasks"
+
+    task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(24), index=True)
+    employer_pubkey: Mapped[str] = mapped_column(String(64), index=True)
+    worker_pubkey: Mapped[str | None] = mapped_column(String(64), index=True)
+    payment_hash_hex: Mapped[str | None] = mapped_column(String(64), unique=True)
+    amount_msat: Mapped[int]
+    pending_action: Mapped[str | None] = mapped_column(String(16), index=True)
+    """``release`` or ``refund`` while the escrow engine owes the task a Lightning action."""
+    created_at: Mapped[int] = mapped_column(index=True)
+    updated_at: Mapped[int]
+    data: Mapped[dict[str, Any]]
+
+
+class TransitionRow(Base):
+    """One applied event, with the participant's signed request that caused it, if any."""
+
+    __tablename__ = "transitions"
+
+    task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_type: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[int]
+    state_after: Mapped[str] = mapped_column(String(24))
+    event: Mapped[dict[str, Any]]
+    request: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class RequestEventRow(Base):
+    """Every signed request ever accepted, by Nostr event id: the replay guard."""
+
+    __tablename__ = "request_events"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pubkey: Mapped[str] = mapped_column(String(64))
+    op: Mapped[str] = mapped_column(String(24))
+    task_id: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[int]
+
+
+class IdempotencyRow(Base):
+    """The first answer to a write, so a retried write with the same key gets it again."""
+
+    __tablename__ = "idempotency_keys"
+
+    pubkey: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    response: Mapped[dict[str, Any]]
+    created_at: Mapped[int]
+
+
+class InvoiceRow(Base):
+    """A hold invoice taskhold asked the node for, and what the node last said about it."""
+
+    __tablename__ = "invoices"
+
+    payment_hash_hex: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(64), index=True)
+    funding_round: Mapped[int] = mapped_column(Integer)
+    payment_request: Mapped[str] = mapped_column(Text)
+    amount_msat: Mapped[int]
+    cltv_expiry_delta: Mapped[int] = mapped_column(Integer)
+    node_state: Mapped[str] = mapped_column(String(16))
+    accepted_htlc_expiry_height: Mapped[int | None]
+    updated_at: Mapped[int]
+
+
+class PayoutRow(Base):
+    """One payout per task and funding round: written before paying, so a crash can't pay twice."""
+
+    __tablename__ = "payouts"
+
+    task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    funding_round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payment_request: Mapped[str] = mapped_column(Text)
+    payment_hash_hex: Mapped[str] = mapped_column(String(64), index=True)
+    amount_msat: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    fee_msat: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[int]
+
+
+Index("ix_tasks_state_updated", TaskRow.state, TaskRow.updated_at)

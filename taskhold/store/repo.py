@@ -1,0 +1,250 @@
+"""Repositories over one database transaction: the only code that writes rows.
+
+``Store.transaction()`` opens a transaction; the :class:`Tx` it yields loads tasks (locking the
+row on PostgreSQL), appends events with the ``(task_id, version)`` guard, and keeps the replay
+and idempotency records in the same commit as the transition they belong to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from taskhold.errors import Conflict
+from taskhold.tasks.events import Event, event_to_dict
+from taskhold.tasks.machine import evolve
+from taskhold.tasks.model import Task, TaskState
+
+from .codec import task_from_data, task_to_data
+from .db import is_sqlite
+from .models import (
+    IdempotencyRow,
+    InvoiceRow,
+    PayoutRow,
+    RequestEventRow,
+    TaskRow,
+    TransitionRow,
+)
+
+__all__ = ["Store", "StoredResponse", "Tx", "WriteConflict"]
+
+
+class WriteConflict(Conflict):
+    """Another writer changed the task first; the caller may decide again on fresh state."""
+
+    code = "write_conflict"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    fingerprint: str
+    status_code: int
+    body: dict[str, Any]
+
+
+def pending_action(task: Task) -> str | None:
+    """The Lightning action a task waits for, kept in an indexed column for the engine."""
+    if task.refund_ordered:
+        return "refund"
+    if task.release_pending:
+        return "release"
+    return None
+
+
+class Store:
+    """Owns the engine and hands out transactions."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = "sqlite" if is_sqlite(str(engine.url)) else "postgresql"
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """One atomic unit: everything in it commits together or not at all."""
+        async with self._sessions() as session:
+            try:
+                async with session.begin():
+                    yield Tx(session, lock_rows=self.dialect == "postgresql")
+            except IntegrityError as exc:
+                raise WriteConflict("someone else changed this task at the same time") from exc
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+class Tx:
+    """Reads and writes inside one transaction."""
+
+    def __init__(self, session: AsyncSession, *, lock_rows: bool) -> None:
+        self.session = session
+        self._lock_rows = lock_rows
+
+    # tasks ---------------------------------------------------------------------------------
+
+    async def load_task(self, task_id: str, *, for_update: bool = False) -> Task | None:
+        stmt = select(TaskRow).where(TaskRow.task_id == task_id)
+        if for_update and self._lock_rows:
+            stmt = stmt.with_for_update()
+        row = (await self.session.execute(stmt)).scalar_one_or_none()
+        return None if row is None else task_from_data(row.data)
+
+    async def append(
+        self,
+        task: Task | None,
+        events: Sequence[Event],
+        *,
+        request: dict[str, Any] | None = None,
+    ) -> Task:
+        """Apply ``events`` to ``task`` and record them; returns the new task.
+
+        The participant's signed ``request`` is embedded in the first transition it caused.
+        """
+        if not events:
+            if task is None:
+                raise ValueError("nothing to append to a task that does not exist")
+            return task
+        current = task
+        for index, event in enumerate(events):
+            current = evolve(current, event)
+            self.session.add(
+                TransitionRow(
+                    task_id=current.task_id,
+                    version=current.version,
+                    event_type=type(event).__name__,
+                    actor=event.actor,
+                    at=event.at,
+                    state_after=current.state.value,
+                    event=event_to_dict(event),
+                    request=request if index == 0 else None,
+                )
+            )
+        assert current is not None
+        await self._save_projection(task, current)
+        await self.session.flush()
+        return current
+
+    async def _save_projection(self, before: Task | None, after: Task) -> None:
+        values = {
+            "version": after.version,
+            "state": after.state.value,
+            "employer_pubkey": after.employer_pubkey,
+            "worker_pubkey": after.worker_pubkey,
+            "payment_hash_hex": after.payment_hash_hex,
+            "amount_msat": after.amount_msat,
+            "pending_action": pending_action(after),
+            "created_at": after.created_at,
+            "updated_at": after.updated_at,
+            "data": task_to_data(after),
+        }
+        if before is None:
+            self.session.add(TaskRow(task_id=after.task_id, **values))
+            return
+        row = await self.session.get(TaskRow, after.task_id)
+        if row is None or row.version != before.version:
+            raise WriteConflict("someone else changed this task at the same time")
+        for name, value in values.items():
+            setattr(row, name, value)
+
+    async def list_tasks(
+        self,
+        *,
+        state: TaskState | None = None,
+        employer: str | None = None,
+        worker: str | None = None,
+        limit: int = 50,
+        before: int | None = None,
+    ) -> list[Task]:
+        stmt = select(TaskRow).order_by(TaskRow.created_at.desc(), TaskRow.task_id).limit(limit)
+        if state is not None:
+            stmt = stmt.where(TaskRow.state == state.value)
+        if employer is not None:
+            stmt = stmt.where(TaskRow.employer_pubkey == employer)
+        if worker is not None:
+            stmt = stmt.where(TaskRow.worker_pubkey == worker)
+        if before is not None:
+            stmt = stmt.where(TaskRow.created_at < before)
+        rows = (await self.session.execute(stmt)).scalars()
+        return [task_from_data(row.data) for row in rows]
+
+    async def task_ids_pending(self, action: str) -> list[str]:
+        """Tasks the escrow engine owes a ``release`` or a ``refund``."""
+        stmt = select(TaskRow.task_id).where(TaskRow.pending_action == action)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def task_ids_in(self, states: Sequence[TaskState]) -> list[str]:
+        stmt = select(TaskRow.task_id).where(TaskRow.state.in_([s.value for s in states]))
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def transitions(self, task_id: str) -> list[TransitionRow]:
+        stmt = (
+            select(TransitionRow)
+            .where(TransitionRow.task_id == task_id)
+            .order_by(TransitionRow.version)
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def count_transitions(self, task_id: str) -> int:
+        stmt = select(func.count()).where(TransitionRow.task_id == task_id)
+        return int((await self.session.execute(stmt)).scalar_one())
+
+    # replay and idempotency ------------------------------------------------------------------
+
+    async def request_seen(self, event_id: str) -> bool:
+        return await self.session.get(RequestEventRow, event_id) is not None
+
+    async def record_request(
+        self, *, event_id: str, pubkey: str, op: str, task_id: str, at: int
+    ) -> None:
+        """Remember a signed request; a second insert of the same id fails the transaction."""
+        self.session.add(
+            RequestEventRow(
+                event_id=event_id, pubkey=pubkey, op=op, task_id=task_id, received_at=at
+            )
+        )
+
+    async def stored_response(self, pubkey: str, key: str) -> StoredResponse | None:
+        row = await self.session.get(IdempotencyRow, (pubkey, key))
+        if row is None:
+            return None
+        return StoredResponse(row.request_fingerprint, row.status_code, row.response)
+
+    async def store_response(
+        self,
+        pubkey: str,
+        key: str,
+        fingerprint: str,
+        status_code: int,
+        body: dict[str, Any],
+        at: int,
+    ) -> None:
+        self.session.add(
+            IdempotencyRow(
+                pubkey=pubkey,
+                key=key,
+                request_fingerprint=fingerprint,
+                status_code=status_code,
+                response=body,
+                created_at=at,
+            )
+        )
+
+    # invoices and payouts --------------------------------------------------------------------
+
+    async def get_invoice(self, payment_hash_hex: str) -> InvoiceRow | None:
+        return await self.session.get(InvoiceRow, payment_hash_hex)
+
+    async def put_invoice(self, row: InvoiceRow) -> None:
+        await self.session.merge(row)
+
+    async def get_payout(self, task_id: str, funding_round: int) -> PayoutRow | None:
+        return await self.session.get(PayoutRow, (task_id, funding_round))
+
+    async def put_payout(self, row: PayoutRow) -> None:
+        await self.session.merge(row)

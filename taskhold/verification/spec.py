@@ -1,0 +1,78 @@
+"""The acceptance spec: a small declarative contract a worker's proof must satisfy.
+
+Employers state it when they create a task, so the automatic check is public and the same for
+everyone. It deliberately has no code: required fields, regular expressions, URL fields and an
+expected content hash cover what can be checked without a human.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+from urllib.parse import urlparse
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from taskhold.errors import Invalid
+
+__all__ = ["AcceptanceSpec", "check_proof", "parse_spec"]
+
+MAX_PATTERN_LENGTH = 200
+
+
+class AcceptanceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    required_fields: list[str] = Field(default_factory=list, max_length=32)
+    regex: dict[str, str] = Field(default_factory=dict, max_length=32)
+    """field name -> pattern the field's string value must fully match."""
+    url_fields: list[str] = Field(default_factory=list, max_length=32)
+    """fields that must hold an http(s) URL."""
+    content_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """hex sha256 the proof's ``content`` field must hash to (UTF-8)."""
+
+    @field_validator("regex")
+    @classmethod
+    def _patterns_compile(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, pattern in value.items():
+            if len(pattern) > MAX_PATTERN_LENGTH:
+                raise ValueError(f"pattern for {name!r} is longer than {MAX_PATTERN_LENGTH}")
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern for {name!r} does not compile: {exc}") from exc
+        return value
+
+
+def parse_spec(raw: dict[str, Any] | None) -> AcceptanceSpec:
+    """Validate an employer's spec at task creation; a 422 that names the bad part."""
+    try:
+        return AcceptanceSpec.model_validate(raw or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "acceptance"
+        raise Invalid(f"acceptance.{where}: {first['msg']}", code="bad_acceptance_spec") from exc
+
+
+def check_proof(spec: AcceptanceSpec, proof: dict[str, Any]) -> list[str]:
+    """Every way ``proof`` misses the spec, as sentences; empty when it passes."""
+    problems: list[str] = []
+    for name in spec.required_fields:
+        if proof.get(name) in (None, "", [], {}):
+            problems.append(f"field {name!r} is required")
+    for name, pattern in spec.regex.items():
+        value = proof.get(name)
+        if not isinstance(value, str) or re.fullmatch(pattern, value) is None:
+            problems.append(f"field {name!r} must match {pattern!r}")
+    for name in spec.url_fields:
+        value = proof.get(name)
+        parsed = urlparse(value) if isinstance(value, str) else None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+            problems.append(f"field {name!r} must be an http(s) URL")
+    if spec.content_sha256 is not None:
+        content = proof.get("content")
+        digest = hashlib.sha256(content.encode()).hexdigest() if isinstance(content, str) else None
+        if digest != spec.content_sha256:
+            problems.append("field 'content' does not hash to the agreed content_sha256")
+    return problems

@@ -1,0 +1,276 @@
+"""TaskholdClient signs every write, retries with the same event and key, and maps problems."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from taskhold.api.auth import verify_signed_request
+from taskhold.client import TaskholdAPIError, TaskholdClient
+from taskhold.nostr import KIND_PROOF, KIND_REQUEST, NostrKeys, verify_event
+
+BASE = "http://taskhold.test"
+NOW = 1_760_000_000
+TASK_ID = "3f1c9e8a-5b7d-4c2e-9a10-0d6b2f4e8c11"
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class Recorder:
+    """A MockTransport handler that records requests and answers from a script."""
+
+    def __init__(self, *answers: httpx.Response | Exception) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(request.content) for request in self.requests]
+
+
+def ok(body: dict[str, Any] | None = None) -> httpx.Response:
+    return httpx.Response(200, json=body if body is not None else {"task_id": TASK_ID})
+
+
+def make_client(recorder: Recorder, keys: NostrKeys | None = None) -> TaskholdClient:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(recorder))
+    return TaskholdClient(
+        BASE + "/", keys or NostrKeys.generate(), http=http, retry_delay_s=0, clock=lambda: NOW
+    )
+
+
+async def test_create_task_sends_a_signed_request_without_task_tag() -> None:
+    keys = NostrKeys.generate()
+    recorder = Recorder(ok({"task_id": TASK_ID, "state": "DRAFT"}))
+    async with make_client(recorder, keys) as client:
+        task = await client.create_task(
+            "Translate", "FR → EN, 300 words", 50_000, NOW + 86_400, acceptance={"type": "manual"}
+        )
+
+    assert task == {"task_id": TASK_ID, "state": "DRAFT"}
+    (request,) = recorder.requests
+    assert (request.method, str(request.url)) == ("POST", f"{BASE}/v1/tasks")
+    event = recorder.bodies()[0]["request"]
+    assert verify_event(event)
+    assert event["pubkey"] == keys.pubkey_hex
+    assert (event["kind"], event["created_at"], event["tags"]) == (
+        KIND_REQUEST,
+        NOW,
+        [["op", "create"]],
+    )
+    assert event["content"] == (
+        '{"title":"Translate","description":"FR → EN, 300 words","amount_msat":50000,'
+        f'"deadline_at":{NOW + 86_400},"acceptance":{{"type":"manual"}}}}'
+    )
+    assert request.headers["Idempotency-Key"]
+    signed = verify_signed_request(
+        event, op="create", kinds=frozenset({KIND_REQUEST}), task_id=None, now=NOW, window_s=60
+    )
+    assert signed.content["amount_msat"] == 50_000
+
+
+@pytest.mark.parametrize(
+    ("call", "path", "op", "content", "kind"),
+    [
+        (lambda c: c.request_funding(TASK_ID), "funding", "fund", {}, KIND_REQUEST),
+        (lambda c: c.claim(TASK_ID), "claim", "claim", {}, KIND_REQUEST),
+        (
+            lambda c: c.submit_proof(TASK_ID, {"url": "https://x"}, "lnbcrt1"),
+            "proof",
+            "proof",
+            {"proof": {"url": "https://x"}, "payout_invoice": "lnbcrt1"},
+            KIND_PROOF,
+        ),
+        (lambda c: c.approve(TASK_ID), "approve", "approve", {}, KIND_REQUEST),
+        (lambda c: c.reject(TASK_ID, "blurry"), "reject", "reject", {"reason": "blurry"}, 3912),
+        (lambda c: c.open_dispute(TASK_ID, "x"), "dispute", "dispute", {"reason": "x"}, 3912),
+        (
+            lambda c: c.resolve_dispute(TASK_ID, "worker", "done"),
+            "resolve",
+            "resolve",
+            {"winner": "worker", "note": "done"},
+            KIND_REQUEST,
+        ),
+        (lambda c: c.cancel(TASK_ID), "cancel", "cancel", {"reason": ""}, KIND_REQUEST),
+        (
+            lambda c: c.update_payout_invoice(TASK_ID, "lnbcrt2"),
+            "payout-invoice",
+            "payout-invoice",
+            {"payout_invoice": "lnbcrt2"},
+            KIND_REQUEST,
+        ),
+    ],
+)
+async def test_task_writes_carry_op_and_task_tags(
+    call: Any, path: str, op: str, content: dict[str, Any], kind: int
+) -> None:
+    recorder = Recorder(ok())
+    async with make_client(recorder) as client:
+        await call(client)
+
+    (request,) = recorder.requests
+    assert (request.method, request.url.path) == ("POST", f"/v1/tasks/{TASK_ID}/{path}")
+    event = recorder.bodies()[0]["request"]
+    assert verify_event(event)
+    assert event["kind"] == kind
+    assert event["tags"] == [["op", op], ["task", TASK_ID]]
+    assert json.loads(event["content"]) == content
+
+
+async def test_transport_errors_are_retried_with_the_same_event_and_key() -> None:
+    recorder = Recorder(
+        httpx.ConnectError("refused"),
+        httpx.ReadTimeout("slow"),
+        httpx.RemoteProtocolError("x"),
+        ok(),
+    )
+    async with make_client(recorder) as client:
+        assert await client.approve(TASK_ID) == {"task_id": TASK_ID}
+
+    assert len(recorder.requests) == 4
+    assert len({request.headers["Idempotency-Key"] for request in recorder.requests}) == 1
+    assert len({body["request"]["id"] for body in recorder.bodies()}) == 1
+
+
+async def test_retries_give_up_after_three() -> None:
+    recorder = Recorder(httpx.ConnectError("down"))
+    async with make_client(recorder) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.claim(TASK_ID)
+
+    assert len(recorder.requests) == 4
+
+
+async def test_caller_chosen_idempotency_key_is_sent() -> None:
+    recorder = Recorder(ok())
+    async with make_client(recorder) as client:
+        await client.approve(TASK_ID, idempotency_key="my-key")
+        await client.approve(TASK_ID)
+        await client.approve(TASK_ID)
+
+    keys = [request.headers["Idempotency-Key"] for request in recorder.requests]
+    assert keys[0] == "my-key" and len(set(keys)) == 3
+
+
+async def test_problem_json_raises_with_its_code() -> None:
+    problem = {
+        "type": "about:blank",
+        "title": "Conflict",
+        "status": 409,
+        "code": "wrong_state",
+        "detail": "task is CLAIMED; approve needs SUBMITTED",
+    }
+    recorder = Recorder(
+        httpx.Response(409, json=problem, headers={"content-type": "application/problem+json"})
+    )
+    async with make_client(recorder) as client:
+        with pytest.raises(TaskholdAPIError) as info:
+            await client.approve(TASK_ID)
+
+    error = info.value
+    assert (error.status, error.code, error.title, error.detail) == (
+        409,
+        "wrong_state",
+        "Conflict",
+        problem["detail"],
+    )
+    assert len(recorder.requests) == 1, "a refusal is an answer, not a transport error"
+
+
+async def test_non_json_error_still_raises_api_error() -> None:
+    recorder = Recorder(httpx.Response(502, text="<html>bad gateway</html>"))
+    async with make_client(recorder) as client:
+        with pytest.raises(TaskholdAPIError) as info:
+            await client.get_task(TASK_ID)
+
+    assert (info.value.status, info.value.code) == (502, "http_502")
+
+
+async def test_reads() -> None:
+    recorder = Recorder(ok({"tasks": []}))
+    async with make_client(recorder) as client:
+        assert await client.list_tasks(state="FUNDED", limit=5, employer=None) == {"tasks": []}
+        await client.get_task(TASK_ID)
+        await client.transitions(TASK_ID)
+        await client.info()
+
+    urls = [(r.method, r.url.path, dict(r.url.params)) for r in recorder.requests]
+    assert urls == [
+        ("GET", "/v1/tasks", {"state": "FUNDED", "limit": "5"}),
+        ("GET", f"/v1/tasks/{TASK_ID}", {}),
+        ("GET", f"/v1/tasks/{TASK_ID}/transitions", {}),
+        ("GET", "/v1/info", {}),
+    ]
+
+
+async def test_task_ids_cannot_escape_their_path() -> None:
+    recorder = Recorder(ok())
+    async with make_client(recorder) as client:
+        await client.get_task("../info")
+
+    assert recorder.requests[0].url.raw_path == b"/v1/tasks/..%2Finfo"
+
+
+async def test_wait_for_state_polls_until_a_state_matches() -> None:
+    recorder = Recorder(ok({"state": "PENDING_FUNDING"}), ok({"state": "FUNDED"}))
+    seen: list[str] = []
+    async with make_client(recorder) as client:
+        task = await client.wait_for_state(
+            TASK_ID,
+            {"FUNDED", "EXPIRED"},
+            timeout_s=5,
+            poll_s=0,
+            on_poll=lambda t: seen.append(t["state"]),
+        )
+
+    assert task["state"] == "FUNDED" and seen == ["PENDING_FUNDING", "FUNDED"]
+
+
+async def test_wait_for_state_times_out() -> None:
+    recorder = Recorder(ok({"state": "CLAIMED"}))
+    async with make_client(recorder) as client:
+        with pytest.raises(TimeoutError, match="still CLAIMED"):
+            await client.wait_for_state(TASK_ID, {"PAID"}, timeout_s=0.05, poll_s=0.01)
+
+
+async def test_sim_helpers_are_plain_posts_and_not_retried() -> None:
+    recorder = Recorder(ok({"payment_request": "lnbcrt1"}), ok({"height": 7}), ok({}))
+    async with make_client(recorder) as client:
+        assert await client.sim_invoice(1000, memo="reward") == {"payment_request": "lnbcrt1"}
+        assert await client.sim_mine(6) == {"height": 7}
+        await client.sim_pay("lnbcrt1")
+
+    assert [(r.url.path, "Idempotency-Key" in r.headers) for r in recorder.requests] == [
+        ("/v1/sim/invoice", False),
+        ("/v1/sim/mine", False),
+        ("/v1/sim/pay", False),
+    ]
+    assert recorder.bodies() == [
+        {"amount_msat": 1000, "wallet": "worker", "memo": "reward"},
+        {"blocks": 6},
+        {"payment_request": "lnbcrt1", "wallet": "employer"},
+    ]
+
+    failing = Recorder(httpx.ConnectError("down"))
+    async with make_client(failing) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.sim_mine(1)
+    assert len(failing.requests) == 1
+
+
+async def test_owned_http_client_is_closed() -> None:
+    client = TaskholdClient(BASE, NostrKeys.generate())
+    async with client:
+        pass
+
+    assert client._http.is_closed
