@@ -107,12 +107,16 @@ async def _pay_worker(
             timeout_seconds=ctx.settings.payout_timeout_s,
         )
     except PaymentFailed as exc:
+        if (await ctx.lightning.lookup_payment(payment_hash)).status is PaymentStatus.IN_FLIGHT:
+            return None  # timed out waiting, but the HTLC may still land: ask again later
         await _mark_payout(ctx, row, None, error=exc.reason)
         await _record_failure(ctx, task, exc.reason)
         return None
     except LightningError as exc:
         log.warning("payout_error", task_id=task.task_id, error=type(exc).__name__)
         return None
+    if result.status is not PaymentStatus.SUCCEEDED:
+        return None  # still in flight: never settle the employer's HTLC before the worker is paid
     await _mark_payout(ctx, row, result)
     return result
 
