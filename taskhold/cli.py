@@ -98,3 +98,7 @@ _mount_devnet()
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
