@@ -1,0 +1,38 @@
+"""README command 1: ``taskhold demo --json`` ends PAID with sha256(preimage) == payment_hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _demo(tmp_path: Path, *extra: str) -> dict[str, object]:
+    result = subprocess.run(
+        [sys.executable, "-m", "taskhold.cli", "demo", "--json", "--data-dir", str(tmp_path), *extra],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, result.stdout
+    return dict(json.loads(lines[0]))
+
+
+def test_demo_json_ends_paid_with_matching_preimage(tmp_path: Path) -> None:
+    out = _demo(tmp_path)
+    assert out["final_state"] == "PAID"
+    for field in ("task_id", "payment_hash", "preimage", "employer_pubkey", "worker_pubkey"):
+        assert isinstance(out[field], str) and len(str(out[field])) == 64
+    assert hashlib.sha256(bytes.fromhex(str(out["preimage"]))).hexdigest() == out["payment_hash"]
+    assert out["amount_msat"] == 150_000_000
+
+
+def test_demo_refund_variant_ends_refunded(tmp_path: Path) -> None:
+    out = _demo(tmp_path, "--refund")
+    assert out["final_state"] == "REFUNDED"
+    assert out["preimage"] is None
