@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from taskhold.actions import WriteContext
 from taskhold.escrow import EscrowContext, EscrowEngine, FaultHook
 from taskhold.keys import FileKeyStore, KeyStore
+from taskhold.keys.signer import EventSigner, LocalSigner, load_or_create_key_file
 from taskhold.lightning.base import LightningBackend
 from taskhold.lightning.simworld import SimWorld
 from taskhold.settings import Settings
 from taskhold.store import Store, create_engine, migrate
+from taskhold.store.log import LogKinds, LogWriter
 
 __all__ = ["Services", "build_services"]
 
@@ -21,6 +24,7 @@ class Services:
     store: Store
     lightning: LightningBackend
     keys: KeyStore
+    signer: EventSigner
     engine: EscrowEngine
     writes: WriteContext
     sim: SimWorld | None
@@ -57,8 +61,24 @@ async def build_services(
     backend = lightning or _lightning(settings, sim)
     engine = create_engine(settings.resolved_database_url)
     await migrate(engine)
-    store = Store(engine)
     keys = FileKeyStore(settings.data_dir / "keys" / "preimage.key")
+    signer = LocalSigner(
+        load_or_create_key_file(settings.data_dir / "keys" / "operator.key"),
+        allowed_kinds=frozenset(
+            {settings.kind_log_entry, settings.kind_listing, settings.kind_checkpoint}
+        ),
+    )
+    log = LogWriter(
+        signer,
+        kinds=LogKinds(
+            entry=settings.kind_log_entry,
+            listing=settings.kind_listing,
+            checkpoint=settings.kind_checkpoint,
+        ),
+        clock=time.time,
+        lock=not settings.resolved_database_url.startswith("sqlite"),
+    )
+    store = Store(engine, log=log)
     ctx = EscrowContext(store=store, lightning=backend, keys=keys, settings=settings)
     if fault_hook is not None:
         ctx.fault_hook = fault_hook
@@ -68,7 +88,13 @@ async def build_services(
         store=store,
         lightning=backend,
         keys=keys,
+        signer=signer,
         engine=escrow_engine,
-        writes=WriteContext(escrow=ctx, engine=escrow_engine),
+        writes=WriteContext(
+            escrow=ctx,
+            engine=escrow_engine,
+            request_kind=settings.kind_request,
+            proof_kind=settings.kind_proof,
+        ),
         sim=sim,
     )

@@ -71,10 +71,18 @@ class Settings(BaseSettings):
     arbiters: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Hex pubkeys allowed to resolve disputes."""
 
+    kind_log_entry: int = 3910
+    kind_proof: int = 3911
+    kind_request: int = 3912
+    kind_listing: int = 30402
+    kind_checkpoint: int = 30078
+    relays: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Relay URLs the public log goes to; empty means the embedded relay."""
+
     engine_tick_s: float = 1.0
     reconcile_interval_s: float = 15.0
 
-    @field_validator("arbiters", mode="before")
+    @field_validator("arbiters", "relays", mode="before")
     @classmethod
     def _split_arbiters(cls, value: object) -> object:
         if isinstance(value, str):

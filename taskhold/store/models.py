@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Base",
     "IdempotencyRow",
     "InvoiceRow",
+    "ListingRow",
+    "LogEntryRow",
+    "LogHeadRow",
+    "OutboxRow",
     "PayoutRow",
     "RequestEventRow",
     "TaskRow",
@@ -116,6 +120,57 @@ class PayoutRow(Base):
     fee_msat: Mapped[int | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[int]
+
+
+class LogEntryRow(Base):
+    """One signed public log entry (kind 3910), in operator-wide order ``gseq``."""
+
+    __tablename__ = "log_entries"
+    __table_args__ = (UniqueConstraint("task_id", "seq", name="uq_log_entries_task_seq"),)
+
+    gseq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    task_id: Mapped[str] = mapped_column(String(64), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[int]
+    raw: Mapped[dict[str, Any]]
+
+
+class LogHeadRow(Base):
+    """The single row every transition locks to extend the operator-wide chain gap-free."""
+
+    __tablename__ = "log_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    gseq: Mapped[int]
+    event_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[int]
+
+
+class ListingRow(Base):
+    """The newest open-task listing (kind 30402) per task; its created_at only ever grows."""
+
+    __tablename__ = "listings"
+
+    task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int]
+
+
+class OutboxRow(Base):
+    """A signed event waiting until every configured relay has acknowledged it."""
+
+    __tablename__ = "outbox"
+
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[int] = mapped_column(Integer)
+    raw: Mapped[dict[str, Any]]
+    acked_relays: Mapped[list[str]] = mapped_column(JSON)
+    done: Mapped[bool] = mapped_column(index=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[int]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[int]
 
 
 Index("ix_tasks_state_updated", TaskRow.state, TaskRow.updated_at)

@@ -23,6 +23,7 @@ from taskhold.tasks.model import Task, TaskState
 
 from .codec import task_from_data, task_to_data
 from .db import is_sqlite
+from .log import LogWriter
 from .models import (
     IdempotencyRow,
     InvoiceRow,
@@ -58,11 +59,13 @@ def pending_action(task: Task) -> str | None:
 
 
 class Store:
-    """Owns the engine and hands out transactions."""
+    """Owns the engine and hands out transactions. With a ``log`` writer every transition is
+    also signed into the public log in the same transaction."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, log: LogWriter | None = None) -> None:
         self.engine = engine
         self.dialect = "sqlite" if is_sqlite(str(engine.url)) else "postgresql"
+        self.log = log
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     @asynccontextmanager
@@ -71,7 +74,7 @@ class Store:
         async with self._sessions() as session:
             try:
                 async with session.begin():
-                    yield Tx(session, lock_rows=self.dialect == "postgresql")
+                    yield Tx(session, lock_rows=self.dialect == "postgresql", log=self.log)
             except IntegrityError as exc:
                 raise WriteConflict("someone else changed this task at the same time") from exc
 
@@ -82,9 +85,12 @@ class Store:
 class Tx:
     """Reads and writes inside one transaction."""
 
-    def __init__(self, session: AsyncSession, *, lock_rows: bool) -> None:
+    def __init__(
+        self, session: AsyncSession, *, lock_rows: bool, log: LogWriter | None = None
+    ) -> None:
         self.session = session
         self._lock_rows = lock_rows
+        self._log = log
 
     # tasks ---------------------------------------------------------------------------------
 
@@ -125,7 +131,13 @@ class Tx:
                     request=request if index == 0 else None,
                 )
             )
+            if self._log is not None:
+                await self._log.record(
+                    self.session, current, event, request if index == 0 else None
+                )
         assert current is not None
+        if self._log is not None:
+            await self._log.record_listing(self.session, current)
         await self._save_projection(task, current)
         await self.session.flush()
         return current

@@ -1,0 +1,88 @@
+"""The signer boundary: every Nostr signature taskhold makes goes through one of these.
+
+The method names are NIP-46's (``get_public_key``, ``sign_event``) so a remote signer can take
+the place of the local one without touching callers. The signer enforces which kinds it may sign
+and reports every signature to an observer (the audit log).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from taskhold.errors import Forbidden
+from taskhold.nostr import NostrKeys
+
+__all__ = ["EventSigner", "LocalSigner", "SignObserver", "load_or_create_key_file"]
+
+SignObserver = Callable[[dict[str, Any]], None]
+"""Called with every event just signed (id, kind, created_at …); never with secret material."""
+
+
+@runtime_checkable
+class EventSigner(Protocol):
+    def get_public_key(self) -> str:
+        """Hex x-only public key of the signing key."""
+        ...
+
+    def sign_event(
+        self, kind: int, content: str, tags: list[list[str]], created_at: int
+    ) -> dict[str, Any]:
+        """The signed NIP-01 event; refuses kinds outside the signer's policy."""
+        ...
+
+
+class LocalSigner:
+    """A key held in this process, with a kind policy and a signature observer."""
+
+    def __init__(
+        self,
+        keys: NostrKeys,
+        *,
+        allowed_kinds: frozenset[int],
+        observer: SignObserver | None = None,
+    ) -> None:
+        self._keys = keys
+        self._allowed_kinds = allowed_kinds
+        self._observer = observer
+
+    def __repr__(self) -> str:
+        kinds = sorted(self._allowed_kinds)
+        return f"LocalSigner(pubkey={self._keys.pubkey_hex[:16]}…, kinds={kinds})"
+
+    def set_observer(self, observer: SignObserver | None) -> None:
+        self._observer = observer
+
+    def get_public_key(self) -> str:
+        return self._keys.pubkey_hex
+
+    def sign_event(
+        self, kind: int, content: str, tags: list[list[str]], created_at: int
+    ) -> dict[str, Any]:
+        if kind not in self._allowed_kinds:
+            raise Forbidden(f"the operator key may not sign kind {kind}", code="kind_not_allowed")
+        event = self._keys.sign_event(kind, content, tags, created_at)
+        if self._observer is not None:
+            self._observer(
+                {
+                    "id": event["id"],
+                    "kind": kind,
+                    "created_at": created_at,
+                    "pubkey": event["pubkey"],
+                }
+            )
+        return event
+
+
+def load_or_create_key_file(path: Path) -> NostrKeys:
+    """The operator's Nostr key from a file only its owner can read (created on first use)."""
+    if path.exists():
+        return NostrKeys.from_secret_hex(path.read_text().strip())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys = NostrKeys.generate()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(keys.secret_hex_unsafe())
+    return keys

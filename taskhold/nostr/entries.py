@@ -1,0 +1,114 @@
+"""The shape of taskhold's public log: entry tags, content and the open-task listing.
+
+Pure functions over plain data, shared by the writer (inside the DB transaction) and the
+rebuild. The independent auditor (``taskhold.audit``) re-implements the checks it needs from the
+format described in ``docs/public-log.md`` instead of importing this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+__all__ = [
+    "LOG_FORMAT_VERSION",
+    "canonical_json",
+    "entry_content",
+    "entry_tags",
+    "listing_event",
+    "payment_tags",
+    "state_hash",
+]
+
+LOG_FORMAT_VERSION = 1
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, compact separators, UTF-8: the one encoding hashes are taken over."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def state_hash(task_data: dict[str, Any]) -> str:
+    """sha256 of the task's canonical state after a transition."""
+    return hashlib.sha256(canonical_json(task_data).encode()).hexdigest()
+
+
+def payment_tags(event: dict[str, Any]) -> list[list[str]]:
+    """What the Lightning side of a transition proves, as tags an auditor can filter on."""
+    match event["type"]:
+        case "FundingRequested":
+            return [
+                ["payment_hash", event["payment_hash_hex"]],
+                ["bolt11", event["payment_request"]],
+                ["cltv_expiry", str(event["cltv_expiry_delta"])],
+            ]
+        case "FundingAccepted":
+            return [
+                ["expiry_height", str(event["accepted_htlc_expiry_height"])],
+                ["amount_msat", str(event["amount_paid_msat"])],
+            ]
+        case "ReleaseCompleted":
+            return [
+                ["preimage", event["preimage_hex"]],
+                ["payout_hash", event["payout_payment_hash_hex"]],
+                ["payout_fee_msat", str(event["payout_fee_msat"])],
+            ]
+        case "RefundCompleted":
+            return [["invoice_state", event["invoice_state"]]]
+    return []
+
+
+def entry_tags(
+    *,
+    listing_coordinate: str,
+    op: str,
+    task_id: str,
+    seq: int,
+    prev_id: str | None,
+    gseq: int,
+    gprev_id: str | None,
+    state_digest: str,
+    request: dict[str, Any] | None,
+    participants: list[str],
+    event: dict[str, Any],
+) -> list[list[str]]:
+    tags = [
+        ["a", listing_coordinate],
+        ["task", task_id],
+        ["op", op],
+        ["seq", str(seq)],
+        ["gseq", str(gseq)],
+        ["o", str(gseq)],
+        ["state", state_digest],
+    ]
+    if prev_id is not None:
+        tags.append(["prev", prev_id])
+    if gprev_id is not None:
+        tags.append(["gprev", gprev_id])
+    if request is not None:
+        tags.append(["e", str(request["id"]), "", str(request["pubkey"])])
+    tags.extend(["p", pubkey] for pubkey in participants)
+    tags.extend(payment_tags(event))
+    return tags
+
+
+def entry_content(event: dict[str, Any], request: dict[str, Any] | None) -> str:
+    """The transition and the participant's signed request, whole, so the entry stands alone."""
+    return canonical_json({"v": LOG_FORMAT_VERSION, "event": event, "request": request})
+
+
+def listing_event(task: dict[str, Any], operator_pubkey: str) -> tuple[str, list[list[str]]]:
+    """NIP-99 style listing (kind 30402, ``d`` = task id) with the task's current state."""
+    tags = [
+        ["d", task["task_id"]],
+        ["title", task["title"]],
+        ["summary", task["description"][:280]],
+        ["price", str(task["amount_msat"] // 1000), "SAT"],
+        ["status", task["state"].lower()],
+        ["t", "taskhold"],
+        ["p", task["employer_pubkey"]],
+        ["deadline", str(task["deadline_at"])],
+    ]
+    content = task["description"]
+    return content, tags

@@ -1,0 +1,138 @@
+"""Writing the public log inside the transaction that records each transition.
+
+Every applied event becomes a kind-3910 entry signed by the operator, chained per task
+(``seq``/``prev``) and operator-wide (``gseq``/``gprev``), stored in ``log_entries`` and queued
+in the outbox — all in the same commit as the transition, so the log can never miss a
+transition nor show one that did not happen. The head row is locked for the whole transaction:
+``gseq`` is gap-free and ``created_at`` never goes backwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from taskhold.keys.signer import EventSigner
+from taskhold.nostr.entries import entry_content, entry_tags, listing_event, state_hash
+from taskhold.tasks.events import Event, event_to_dict
+from taskhold.tasks.model import Task
+
+from .codec import task_to_data
+from .models import ListingRow, LogEntryRow, LogHeadRow, OutboxRow
+
+__all__ = ["LogKinds", "LogWriter"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogKinds:
+    entry: int = 3910
+    listing: int = 30402
+    checkpoint: int = 30078
+
+
+class LogWriter:
+    def __init__(
+        self, signer: EventSigner, *, kinds: LogKinds, clock: Callable[[], float], lock: bool
+    ) -> None:
+        self.signer = signer
+        self.kinds = kinds
+        self._clock = clock
+        self._lock = lock
+
+    @property
+    def operator_pubkey(self) -> str:
+        return self.signer.get_public_key()
+
+    async def _head(self, session: AsyncSession) -> LogHeadRow:
+        stmt = select(LogHeadRow).where(LogHeadRow.id == 1)
+        if self._lock:
+            stmt = stmt.with_for_update()
+        head = (await session.execute(stmt)).scalar_one_or_none()
+        if head is None:
+            head = LogHeadRow(id=1, gseq=-1, event_id=None, created_at=0)
+            session.add(head)
+        return head
+
+    async def record(
+        self, session: AsyncSession, task: Task, event: Event, request: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """Sign and store the entry for ``event`` that produced ``task``; returns the event."""
+        head = await self._head(session)
+        prev = None
+        if task.version > 1:
+            prev = (
+                await session.execute(
+                    select(LogEntryRow.event_id).where(
+                        LogEntryRow.task_id == task.task_id, LogEntryRow.seq == task.version - 1
+                    )
+                )
+            ).scalar_one_or_none()
+        gseq = head.gseq + 1
+        created_at = max(int(self._clock()), head.created_at)
+        event_data = event_to_dict(event)
+        participants = [p for p in (task.employer_pubkey, task.worker_pubkey) if p]
+        tags = entry_tags(
+            listing_coordinate=f"{self.kinds.listing}:{self.operator_pubkey}:{task.task_id}",
+            op=event_data["type"],
+            task_id=task.task_id,
+            seq=task.version,
+            prev_id=prev,
+            gseq=gseq,
+            gprev_id=head.event_id,
+            state_digest=state_hash(task_to_data(task)),
+            request=request,
+            participants=participants,
+            event=event_data,
+        )
+        signed = self.signer.sign_event(
+            self.kinds.entry, entry_content(event_data, request), tags, created_at
+        )
+        session.add(
+            LogEntryRow(
+                gseq=gseq,
+                event_id=signed["id"],
+                task_id=task.task_id,
+                seq=task.version,
+                created_at=created_at,
+                raw=signed,
+            )
+        )
+        head.gseq, head.event_id, head.created_at = gseq, signed["id"], created_at
+        self._enqueue(session, signed)
+        return signed
+
+    async def record_listing(self, session: AsyncSession, task: Task) -> dict[str, Any]:
+        """Replace the task's listing; ``created_at`` strictly grows so relays keep the newest."""
+        row = await session.get(ListingRow, task.task_id)
+        created_at = int(self._clock())
+        if row is not None:
+            created_at = max(created_at, row.created_at + 1)
+        content, tags = listing_event(task_to_data(task), self.operator_pubkey)
+        signed = self.signer.sign_event(self.kinds.listing, content, tags, created_at)
+        if row is None:
+            session.add(
+                ListingRow(task_id=task.task_id, event_id=signed["id"], created_at=created_at)
+            )
+        else:
+            row.event_id, row.created_at = signed["id"], created_at
+        self._enqueue(session, signed)
+        return signed
+
+    def _enqueue(self, session: AsyncSession, signed: dict[str, Any]) -> None:
+        session.add(
+            OutboxRow(
+                event_id=signed["id"],
+                kind=int(signed["kind"]),
+                raw=signed,
+                acked_relays=[],
+                done=False,
+                attempts=0,
+                next_attempt_at=0,
+                last_error=None,
+                created_at=int(self._clock()),
+            )
+        )
