@@ -255,14 +255,18 @@ class TaskholdClient:
         *,
         kind: int | None = None,
     ) -> dict[str, Any]:
+        key = idempotency_key or str(uuid.uuid4())
         tags = [["op", op]] if task_id is None else [["op", op], ["task", task_id]]
+        # The key is signed too: two identical requests in one second stay distinct events,
+        # and nobody can replay the signature under another key.
+        tags.append(["key", key])
         event = self._keys.sign_event(
             kind=self._request_kind if kind is None else kind,
             content=json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
             tags=tags,
             created_at=int(self._clock()),
         )
-        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        headers = {"Idempotency-Key": key}
         # Built once: every retry sends the very same event and key.
         request = self._http.build_request(
             "POST", self._url(path), json={"request": event}, headers=headers

@@ -8,6 +8,7 @@ server fails the run instead of quietly testing SQLite alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -43,10 +44,12 @@ def database_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture
-async def database_url(database_kind: str, tmp_path: Path) -> AsyncIterator[str]:
-    if database_kind == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'taskhold.sqlite3'}"
+@contextlib.asynccontextmanager
+async def new_database(kind: str, directory: Path) -> AsyncIterator[str]:
+    """A fresh, empty database of ``kind``; a PostgreSQL one is dropped afterwards."""
+    if kind == "sqlite":
+        directory.mkdir(parents=True, exist_ok=True)
+        yield f"sqlite+aiosqlite:///{directory / f'taskhold-{uuid.uuid4().hex[:8]}.sqlite3'}"
         return
     if not PG_ADMIN_URL:
         pytest.fail("TASKHOLD_REQUIRE_PG=1 but TASKHOLD_TEST_PG_URL is not set")
@@ -60,6 +63,12 @@ async def database_url(database_kind: str, tmp_path: Path) -> AsyncIterator[str]
         async with admin.connect() as conn:
             await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.dispose()
+
+
+@pytest.fixture
+async def database_url(database_kind: str, tmp_path: Path) -> AsyncIterator[str]:
+    async with new_database(database_kind, tmp_path / "db") as url:
+        yield url
 
 
 @dataclass
@@ -105,7 +114,9 @@ async def open_stack(settings: Settings, world: SimWorld | None = None) -> Stack
 
     services = await build_services(settings, sim=world, fault_hook=fault_hook)
     app = create_api(services, run_engine=False)
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://taskhold.test")
+    http = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://taskhold.test"
+    )
     return Stack(services=services, world=world, http=http, settings=settings, faults=faults)
 
 

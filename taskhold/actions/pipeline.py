@@ -71,6 +71,12 @@ async def perform(
         max_content_bytes=settings.max_request_bytes,
     )
     key = _checked_key(idempotency_key)
+    signed_keys = [t[1] for t in request.raw["tags"] if len(t) > 1 and t[0] == "key"]
+    if signed_keys and signed_keys != [key]:
+        raise Invalid(
+            "the Idempotency-Key header differs from the key signed in the request's key tag",
+            code="idempotency_key_mismatch",
+        )
     for attempt in range(MAX_ATTEMPTS):
         try:
             return await _perform_once(ctx, op, handler, request, key, render)

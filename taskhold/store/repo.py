@@ -58,6 +58,22 @@ def pending_action(task: Task) -> str | None:
     return None
 
 
+def projection_values(task: Task) -> dict[str, Any]:
+    """The ``tasks`` row of a task, apart from its id."""
+    return {
+        "version": task.version,
+        "state": task.state.value,
+        "employer_pubkey": task.employer_pubkey,
+        "worker_pubkey": task.worker_pubkey,
+        "payment_hash_hex": task.payment_hash_hex,
+        "amount_msat": task.amount_msat,
+        "pending_action": pending_action(task),
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "data": task_to_data(task),
+    }
+
+
 class Store:
     """Owns the engine and hands out transactions. With a ``log`` writer every transition is
     also signed into the public log in the same transaction."""
@@ -143,18 +159,7 @@ class Tx:
         return current
 
     async def _save_projection(self, before: Task | None, after: Task) -> None:
-        values = {
-            "version": after.version,
-            "state": after.state.value,
-            "employer_pubkey": after.employer_pubkey,
-            "worker_pubkey": after.worker_pubkey,
-            "payment_hash_hex": after.payment_hash_hex,
-            "amount_msat": after.amount_msat,
-            "pending_action": pending_action(after),
-            "created_at": after.created_at,
-            "updated_at": after.updated_at,
-            "data": task_to_data(after),
-        }
+        values = projection_values(after)
         if before is None:
             self.session.add(TaskRow(task_id=after.task_id, **values))
             return

@@ -1,0 +1,189 @@
+"""``taskhold rebuild``: a fresh database from the operator's public log.
+
+The log is the source of truth and the database its projection. Each entry is verified (its
+signature, the operator as author, both hash chains, the embedded request), then replayed
+through the same pure reducer the writer used; the reducer's state must hash to the entry's
+``state`` tag, or the rebuild stops. Preimages are never read from the log early: an in-flight
+escrow is released later by re-deriving its preimage in the key store.
+
+What the log does not hold and a rebuild cannot restore: idempotency answers (a client retrying
+a write across a rebuild gets a replay refusal instead of its first answer) and payout attempt
+counters (the engine asks the node about the payout's hash again before paying).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select
+
+from taskhold.errors import Refusal
+from taskhold.nostr import verify_event
+from taskhold.nostr.entries import state_hash
+from taskhold.store import Store
+from taskhold.store.codec import task_to_data
+from taskhold.store.models import (
+    InvoiceRow,
+    LogEntryRow,
+    LogHeadRow,
+    RequestEventRow,
+    TaskRow,
+    TransitionRow,
+)
+from taskhold.store.repo import projection_values
+from taskhold.tasks.events import event_from_dict
+from taskhold.tasks.machine import evolve
+from taskhold.tasks.model import Task
+
+__all__ = ["LogRejected", "RebuildReport", "rebuild_from_entries"]
+
+
+class LogRejected(Refusal):
+    """The log failed a check; nothing was written."""
+
+    status = 422
+    code = "log_rejected"
+
+
+@dataclass
+class RebuildReport:
+    entries: int = 0
+    tasks: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+    head_gseq: int = -1
+
+
+def _tag(event: dict[str, Any], name: str) -> str | None:
+    for tag in event["tags"]:
+        if tag and tag[0] == name and len(tag) > 1:
+            return str(tag[1])
+    return None
+
+
+def _ordered(entries: Iterable[dict[str, Any]], operator: str, kind: int) -> list[dict[str, Any]]:
+    by_gseq: dict[int, dict[str, Any]] = {}
+    for event in entries:
+        if event.get("kind") != kind or event.get("pubkey") != operator:
+            continue
+        if not verify_event(event):
+            raise LogRejected(f"entry {event.get('id')} does not verify")
+        gseq_text = _tag(event, "gseq")
+        if gseq_text is None or not gseq_text.isdigit():
+            raise LogRejected(f"entry {event['id']} has no gseq")
+        gseq = int(gseq_text)
+        seen = by_gseq.get(gseq)
+        if seen is not None and seen["id"] != event["id"]:
+            raise LogRejected(f"equivocation at gseq {gseq}: {seen['id']} and {event['id']}")
+        by_gseq[gseq] = event
+    ordered = [by_gseq[g] for g in sorted(by_gseq)]
+    for expected, event in enumerate(ordered):
+        if int(_tag(event, "gseq") or -1) != expected:
+            raise LogRejected(f"gap in the log: gseq {expected} is missing")
+        if expected > 0 and _tag(event, "gprev") != ordered[expected - 1]["id"]:
+            raise LogRejected(f"gseq {expected} does not chain to gseq {expected - 1}")
+    return ordered
+
+
+async def rebuild_from_entries(
+    store: Store, entries: Iterable[dict[str, Any]], *, operator_pubkey: str, kind: int = 3910
+) -> RebuildReport:
+    """Verify and replay the log into ``store``, which must hold no tasks yet."""
+    ordered = _ordered(entries, operator_pubkey, kind)
+    tasks: dict[str, Task] = {}
+    last_entry: dict[str, str] = {}
+    report = RebuildReport()
+    async with store.transaction() as tx:
+        session = tx.session
+        if (await session.execute(select(func.count()).select_from(TaskRow))).scalar_one():
+            raise LogRejected("the database already holds tasks; rebuild into an empty one")
+        for event in ordered:
+            content = json.loads(event["content"])
+            task_id = _tag(event, "task") or ""
+            seq = int(_tag(event, "seq") or 0)
+            before = tasks.get(task_id)
+            if seq != (before.version + 1 if before else 1):
+                raise LogRejected(f"task {task_id}: entry seq {seq} out of order")
+            if seq > 1 and _tag(event, "prev") != last_entry.get(task_id):
+                raise LogRejected(f"task {task_id}: seq {seq} does not chain to seq {seq - 1}")
+            request = content.get("request")
+            if request is not None and not verify_event(request):
+                raise LogRejected(f"entry {event['id']}: embedded request does not verify")
+            transition = event_from_dict(content["event"])
+            after = evolve(before, transition)
+            if state_hash(task_to_data(after)) != _tag(event, "state"):
+                raise LogRejected(f"entry {event['id']}: replayed state does not match its hash")
+            tasks[task_id] = after
+            last_entry[task_id] = event["id"]
+            session.add(
+                TransitionRow(
+                    task_id=task_id,
+                    version=after.version,
+                    event_type=type(transition).__name__,
+                    actor=transition.actor,
+                    at=transition.at,
+                    state_after=after.state.value,
+                    event=content["event"],
+                    request=request,
+                )
+            )
+            session.add(
+                LogEntryRow(
+                    gseq=int(_tag(event, "gseq") or 0),
+                    event_id=event["id"],
+                    task_id=task_id,
+                    seq=seq,
+                    created_at=int(event["created_at"]),
+                    raw=event,
+                )
+            )
+            if request is not None:
+                session.add(
+                    RequestEventRow(
+                        event_id=request["id"],
+                        pubkey=request["pubkey"],
+                        op=_tag(request, "op") or "",
+                        task_id=task_id,
+                        received_at=int(request["created_at"]),
+                    )
+                )
+            if content["event"]["type"] == "FundingRequested":
+                session.add(_invoice_row(after, content["event"]))
+        for task in tasks.values():
+            session.add(_task_row(task))
+        if ordered:
+            last = ordered[-1]
+            session.add(
+                LogHeadRow(
+                    id=1,
+                    gseq=len(ordered) - 1,
+                    event_id=last["id"],
+                    created_at=int(last["created_at"]),
+                )
+            )
+    report.entries = len(ordered)
+    report.tasks = len(tasks)
+    report.head_gseq = len(ordered) - 1
+    for task in tasks.values():
+        report.states[task.state.value] = report.states.get(task.state.value, 0) + 1
+    return report
+
+
+def _invoice_row(task: Task, event: dict[str, Any]) -> InvoiceRow:
+    return InvoiceRow(
+        payment_hash_hex=event["payment_hash_hex"],
+        task_id=task.task_id,
+        funding_round=event["funding_round"],
+        payment_request=event["payment_request"],
+        amount_msat=task.amount_msat,
+        cltv_expiry_delta=event["cltv_expiry_delta"],
+        node_state="UNKNOWN",
+        accepted_htlc_expiry_height=None,
+        updated_at=event["at"],
+    )
+
+
+def _task_row(task: Task) -> TaskRow:
+    return TaskRow(task_id=task.task_id, **projection_values(task))
