@@ -7,6 +7,7 @@ and idempotency records in the same commit as the transition they belong to.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -83,10 +84,22 @@ class Store:
         self.dialect = "sqlite" if is_sqlite(str(engine.url)) else "postgresql"
         self.log = log
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._sqlite_turn = asyncio.Lock() if self.dialect == "sqlite" else None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         """One atomic unit: everything in it commits together or not at all."""
+        if self._sqlite_turn is None:
+            async with self._transaction() as tx:
+                yield tx
+            return
+        # SQLite allows one writer; queueing here is fair and fast, where waiting on the file
+        # lock polls with growing sleeps. Correctness still rests on BEGIN IMMEDIATE and keys.
+        async with self._sqlite_turn, self._transaction() as tx:
+            yield tx
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[Tx]:
         async with self._sessions() as session:
             try:
                 async with session.begin():
