@@ -127,12 +127,26 @@ class TaskholdClient:
         proof: dict[str, Any],
         payout_invoice: str,
         *,
+        head: str | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Submit the worker's proof (its own kind) with the invoice the reward is paid to."""
+        """Submit the worker's proof (its own kind) with the invoice the reward is paid to.
+
+        The proof names the task's newest log entry the worker has seen (``head``; read from
+        the task when not given), so it cannot be applied to a state the worker never saw.
+        """
+        if head is None:
+            head = (await self.get_task(task_id)).get("log_head")
         body = {"proof": proof, "payout_invoice": payout_invoice}
+        extra = [["prev", head]] if head else []
         return await self._task_write(
-            task_id, "proof", "proof", body, idempotency_key, kind=self._proof_kind
+            task_id,
+            "proof",
+            "proof",
+            body,
+            idempotency_key,
+            kind=self._proof_kind,
+            extra_tags=extra,
         )
 
     async def approve(self, task_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
@@ -241,9 +255,12 @@ class TaskholdClient:
         idempotency_key: str | None,
         *,
         kind: int | None = None,
+        extra_tags: list[list[str]] | None = None,
     ) -> dict[str, Any]:
         path = f"{_task_path(task_id)}/{action}"
-        return await self._signed(path, op, task_id, body, idempotency_key, kind=kind)
+        return await self._signed(
+            path, op, task_id, body, idempotency_key, kind=kind, extra_tags=extra_tags
+        )
 
     async def _signed(
         self,
@@ -254,12 +271,14 @@ class TaskholdClient:
         idempotency_key: str | None,
         *,
         kind: int | None = None,
+        extra_tags: list[list[str]] | None = None,
     ) -> dict[str, Any]:
         key = idempotency_key or str(uuid.uuid4())
         tags = [["op", op]] if task_id is None else [["op", op], ["task", task_id]]
         # The key is signed too: two identical requests in one second stay distinct events,
         # and nobody can replay the signature under another key.
         tags.append(["key", key])
+        tags.extend(extra_tags or [])
         event = self._keys.sign_event(
             kind=self._request_kind if kind is None else kind,
             content=json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False),

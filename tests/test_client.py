@@ -63,10 +63,11 @@ async def test_create_task_sends_a_signed_request_without_task_tag() -> None:
     event = recorder.bodies()[0]["request"]
     assert verify_event(event)
     assert event["pubkey"] == keys.pubkey_hex
+    key = request.headers["Idempotency-Key"]
     assert (event["kind"], event["created_at"], event["tags"]) == (
         KIND_REQUEST,
         NOW,
-        [["op", "create"]],
+        [["op", "create"], ["key", key]],
     )
     assert event["content"] == (
         '{"title":"Translate","description":"FR → EN, 300 words","amount_msat":50000,'
@@ -85,7 +86,7 @@ async def test_create_task_sends_a_signed_request_without_task_tag() -> None:
         (lambda c: c.request_funding(TASK_ID), "funding", "fund", {}, KIND_REQUEST),
         (lambda c: c.claim(TASK_ID), "claim", "claim", {}, KIND_REQUEST),
         (
-            lambda c: c.submit_proof(TASK_ID, {"url": "https://x"}, "lnbcrt1"),
+            lambda c: c.submit_proof(TASK_ID, {"url": "https://x"}, "lnbcrt1", head="ab" * 32),
             "proof",
             "proof",
             {"proof": {"url": "https://x"}, "payout_invoice": "lnbcrt1"},
@@ -123,7 +124,10 @@ async def test_task_writes_carry_op_and_task_tags(
     event = recorder.bodies()[0]["request"]
     assert verify_event(event)
     assert event["kind"] == kind
-    assert event["tags"] == [["op", op], ["task", TASK_ID]]
+    expected = [["op", op], ["task", TASK_ID], ["key", request.headers["Idempotency-Key"]]]
+    if op == "proof":
+        expected.append(["prev", "ab" * 32])
+    assert event["tags"] == expected
     assert json.loads(event["content"]) == content
 
 

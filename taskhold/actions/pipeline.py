@@ -56,7 +56,7 @@ async def perform(
     raw_event: object,
     task_id: str | None,
     idempotency_key: str | None,
-    render: Callable[[Task], dict[str, Any]],
+    render: Callable[[Task, str | None], dict[str, Any]],
     proof: bool = False,
 ) -> tuple[int, dict[str, Any]]:
     """Run one signed write end to end; returns ``(status, body)`` or raises a Refusal."""
@@ -92,7 +92,7 @@ async def _perform_once(
     handler: Handler,
     request: SignedRequest,
     key: str,
-    render: Callable[[Task], dict[str, Any]],
+    render: Callable[[Task, str | None], dict[str, Any]],
 ) -> tuple[int, dict[str, Any]]:
     store = ctx.escrow.store
     async with store.transaction() as tx:
@@ -115,7 +115,7 @@ async def _perform_once(
             if task is None:
                 raise NotFound(f"no task {request.task_id}")
         outcome = await handler(ctx, tx, request, task)
-        body = render(outcome.task)
+        body = render(outcome.task, await tx.log_head(outcome.task.task_id))
         now = ctx.escrow.now()
         await tx.record_request(
             event_id=request.event_id,

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskhold.api.auth import SignedRequest
-from taskhold.errors import Invalid
+from taskhold.errors import Conflict, Invalid
 from taskhold.payments.invoices import validate_payout_invoice
 from taskhold.store import Tx
 from taskhold.tasks import Task, decide
@@ -35,6 +35,26 @@ class PayoutInvoiceContent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     payout_invoice: str = Field(min_length=1, max_length=4000)
+
+
+async def _check_head_seen(tx: Tx, task: Task, request: SignedRequest) -> None:
+    """The proof names the log entry the worker saw last (``["prev", id]``): a proof signed
+    against an older state of the task is refused instead of being applied to a newer one."""
+    seen = [tag[1] for tag in request.raw["tags"] if len(tag) > 1 and tag[0] == "prev"]
+    head = await tx.log_head(task.task_id)
+    if head is None:
+        return
+    if not seen:
+        raise Invalid(
+            "a proof must carry a prev tag with the task's log_head (GET the task to read it)",
+            code="missing_head",
+        )
+    if seen != [head]:
+        raise Conflict(
+            "the task changed since this proof was signed (its prev is not the current"
+            " log_head); read the task again and sign a new proof",
+            code="stale_head",
+        )
 
 
 def _checked_invoice(ctx: WriteContext, task: Task, payment_request: str) -> str:
@@ -67,6 +87,7 @@ async def submit_proof(
         )
 
     decide(task, command(""), ctx.arbiters)  # role, state and deadline before content checks
+    await _check_head_seen(tx, task, request)
     problems = check_proof(parse_spec(task.acceptance), body.proof)
     if problems:
         raise Invalid(

@@ -18,16 +18,21 @@ __all__ = ["create_api"]
 
 
 def create_api(services: Services, *, run_engine: bool = True) -> FastAPI:
-    """The API over ``services``; with ``run_engine`` the escrow engine runs in its lifespan."""
+    """The API over ``services``; with ``run_engine`` the escrow engine and the outbox publisher
+    run in its lifespan."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_engine:
             await services.engine.start()
+            if services.publisher is not None:
+                await services.publisher.start()
         try:
             yield
         finally:
             if run_engine:
+                if services.publisher is not None:
+                    await services.publisher.stop()
                 await services.engine.stop()
 
     app = FastAPI(

@@ -97,9 +97,10 @@ for _op, _summary in [
 async def get_task(request: Request, task_id: str) -> dict[str, Any]:
     async with services_of(request).store.transaction() as tx:
         task = await tx.load_task(task_id)
+        head = await tx.log_head(task_id)
     if task is None:
         raise NotFound(f"no task {task_id}")
-    return task_view(task)
+    return task_view(task, head)
 
 
 @router.get("/tasks", summary="List tasks, newest first")

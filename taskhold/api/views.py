@@ -11,7 +11,7 @@ from taskhold.tasks import Task
 __all__ = ["task_view", "transition_view"]
 
 
-def task_view(task: Task) -> dict[str, Any]:
+def task_view(task: Task, log_head: str | None = None) -> dict[str, Any]:
     funding = None
     if task.payment_request is not None:
         funding = {
@@ -26,6 +26,7 @@ def task_view(task: Task) -> dict[str, Any]:
     return {
         "task_id": task.task_id,
         "version": task.version,
+        "log_head": log_head,
         "state": task.state.value,
         "title": task.title,
         "description": task.description,

@@ -28,6 +28,7 @@ from .log import LogWriter
 from .models import (
     IdempotencyRow,
     InvoiceRow,
+    LogEntryRow,
     PayoutRow,
     RequestEventRow,
     TaskRow,
@@ -219,6 +220,16 @@ class Tx:
             .order_by(TransitionRow.version)
         )
         return list((await self.session.execute(stmt)).scalars())
+
+    async def log_head(self, task_id: str) -> str | None:
+        """Id of the task's newest public log entry: what a worker's proof must reference."""
+        stmt = (
+            select(LogEntryRow.event_id)
+            .where(LogEntryRow.task_id == task_id)
+            .order_by(LogEntryRow.seq.desc())
+            .limit(1)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
 
     async def count_transitions(self, task_id: str) -> int:
         stmt = select(func.count()).where(TransitionRow.task_id == task_id)
