@@ -13,6 +13,7 @@ replay them after a crash without harm.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from taskhold.errors import Conflict, Forbidden, Invalid, Refusal
 
 from . import commands as c
 from . import events as e
-from .model import FUNDED_STATES, TERMINAL_STATES, Role, Task, TaskState
+from .model import FUNDED_STATES, SYSTEM_ACTOR, TERMINAL_STATES, Role, Task, TaskState
 
 __all__ = ["TRANSITIONS", "Rule", "decide", "evolve", "replay"]
 
@@ -78,7 +79,7 @@ def decide(task: Task | None, command: c.Command, arbiters: frozenset[str]) -> l
         return _create(task, command)
     if task is None:
         raise Conflict("the task does not exist yet", code="no_such_task")
-    if _already_done(task, command):
+    if command.actor == SYSTEM_ACTOR and _already_done(task, command):
         return []
     if task.is_terminal:
         raise Conflict(
@@ -107,7 +108,10 @@ def decide(task: Task | None, command: c.Command, arbiters: frozenset[str]) -> l
 
 
 def _already_done(task: Task, command: c.Command) -> bool:
-    """A replayed system command whose effect is already recorded decides to nothing."""
+    """A replayed system command whose effect is already recorded decides to nothing.
+
+    Only the system's own replays are absorbed; anyone else sending them is refused below.
+    """
     match command:
         case c.ConfirmFunding():
             return task.funded_at is not None or task.refund_ordered or task.is_terminal
@@ -118,7 +122,7 @@ def _already_done(task: Task, command: c.Command) -> bool:
         case c.ExpireFunding():
             return task.state is S.EXPIRED
         case c.Tick() | c.HoldExpiring():
-            return task.is_terminal or (task.refund_ordered and task.state is not S.VERIFIED)
+            return task.is_terminal or task.refund_ordered
     return False
 
 
@@ -209,19 +213,43 @@ def _approve(task: Task, cmd: c.Command) -> list[e.Event]:
     return [e.SubmissionApproved(at=cmd.at, actor=cmd.actor)]
 
 
+def _review_window_open(task: Task, at: int) -> None:
+    """Refuse contesting a submission once its review window has run out.
+
+    From then on the submission counts as verified (worker-protective default, DESIGN.md §3),
+    whether or not ``Tick`` has recorded it yet; otherwise timer lag would decide the outcome.
+    """
+    if task.state is not S.SUBMITTED or task.submitted_at is None:
+        return
+    if at >= task.submitted_at + task.review_window_s:
+        raise Conflict(
+            "the review window has run out; the submission counts as verified",
+            code="review_window_closed",
+        )
+
+
 def _reject(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.Reject)
     reason = _need_text(cmd.reason, "a rejection reason")
+    _review_window_open(task, cmd.at)
     return [e.SubmissionRejected(at=cmd.at, actor=cmd.actor, reason=reason)]
 
 
 def _open_dispute(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.OpenDispute)
     reason = _need_text(cmd.reason, "a dispute reason")
-    closes_at = task.deadline_at + task.review_window_s + task.dispute_window_s
-    if cmd.at > closes_at:
+    if task.state is S.CLAIMED and not _claim_still_open(task, cmd.at):
         raise Conflict("the dispute window of this task has closed", code="dispute_window_closed")
+    _review_window_open(task, cmd.at)
     return [e.DisputeOpened(at=cmd.at, actor=cmd.actor, reason=reason)]
+
+
+def _claim_still_open(task: Task, now: int) -> bool:
+    """A claimed task lives until its deadline, or until the dispute window after a rejection:
+    the one rule both ``OpenDispute`` and the deadline timer follow."""
+    if now <= task.deadline_at:
+        return True
+    return task.rejected_at is not None and now < task.rejected_at + task.dispute_window_s
 
 
 def _resolve_dispute(task: Task, cmd: c.Command) -> list[e.Event]:
@@ -259,14 +287,8 @@ def _tick(task: Task, cmd: c.Command) -> list[e.Event]:
             return [e.ReviewWindowElapsed(at=now, actor=cmd.actor)]
     elif task.state is S.FUNDED and now > task.deadline_at:
         return [e.RefundOrdered(at=now, actor=cmd.actor, reason="deadline passed unclaimed")]
-    elif task.state is S.CLAIMED and now > task.deadline_at:
-        waiting_for_dispute = (
-            task.rejected_at is not None and now < task.rejected_at + task.dispute_window_s
-        )
-        if not waiting_for_dispute:
-            return [
-                e.RefundOrdered(at=now, actor=cmd.actor, reason="deadline passed without proof")
-            ]
+    elif task.state is S.CLAIMED and not _claim_still_open(task, now):
+        return [e.RefundOrdered(at=now, actor=cmd.actor, reason="deadline passed without proof")]
     return []
 
 
@@ -300,6 +322,9 @@ def _complete_release(task: Task, cmd: c.Command) -> list[e.Event]:
         raise Conflict(
             "a refund is under way; the task cannot be released", code="refund_under_way"
         )
+    preimage_hash = hashlib.sha256(bytes.fromhex(cmd.preimage_hex)).hexdigest()
+    if preimage_hash != task.payment_hash_hex:
+        raise Invalid("the preimage does not hash to the task's payment hash", code="bad_preimage")
     return [
         e.ReleaseCompleted(
             at=cmd.at,
