@@ -40,6 +40,8 @@ class Outcome:
 
     task: Task
     status: int = 200
+    problem: dict[str, Any] | None = None
+    """A refusal that is itself recorded (a proof's failed verdict): the answer's body."""
 
 
 Handler = Callable[[WriteContext, Tx, SignedRequest, Task | None], Awaitable[Outcome]]
@@ -115,7 +117,7 @@ async def _perform_once(
             if task is None:
                 raise NotFound(f"no task {request.task_id}")
         outcome = await handler(ctx, tx, request, task)
-        body = render(outcome.task, await tx.log_head(outcome.task.task_id))
+        body = outcome.problem or render(outcome.task, await tx.log_head(outcome.task.task_id))
         now = ctx.escrow.now()
         await tx.record_request(
             event_id=request.event_id,

@@ -90,12 +90,38 @@ async def submit_proof(
     await _check_head_seen(tx, task, request)
     problems = check_proof(parse_spec(task.acceptance), body.proof)
     if problems:
-        raise Invalid(
-            "the proof does not meet the task's acceptance spec: " + "; ".join(problems),
-            code="proof_rejected",
-        )
+        return await _refused(ctx, tx, request, task, problems, now)
     payout_request = _checked_invoice(ctx, task, body.payout_invoice)
     return Outcome(await apply_command(ctx, tx, request, task, command(payout_request)))
+
+
+async def _refused(
+    ctx: WriteContext,
+    tx: Tx,
+    request: SignedRequest,
+    task: Task,
+    problems: list[str],
+    now: int,
+) -> Outcome:
+    """The verdict on a proof that fails the spec is public: it is logged with the proof
+    embedded, and the worker gets a 422 that lists every problem."""
+    command = c.RefuseProof(
+        actor=request.pubkey, at=now, proof_event_id=request.event_id, problems=problems
+    )
+    refused = await apply_command(ctx, tx, request, task, command)
+    detail = "the proof does not meet the task's acceptance spec: " + "; ".join(problems)
+    return Outcome(
+        refused,
+        status=422,
+        problem={
+            "type": "https://taskhold.invalid/problems/proof_rejected",
+            "title": "Invalid request",
+            "status": 422,
+            "code": "proof_rejected",
+            "detail": detail,
+            "problems": problems,
+        },
+    )
 
 
 async def update_payout_invoice(

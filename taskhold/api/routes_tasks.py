@@ -50,7 +50,8 @@ async def _write(
         render=task_view,
         proof=action.proof,
     )
-    return JSONResponse(payload, status_code=status)
+    media_type = "application/problem+json" if status >= 400 else "application/json"
+    return JSONResponse(payload, status_code=status, media_type=media_type)
 
 
 @router.post("/tasks", status_code=201, summary="Create a task (op create)")

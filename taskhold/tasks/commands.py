@@ -22,6 +22,7 @@ __all__ = [
     "HoldExpiring",
     "OpenDispute",
     "RecordPayoutFailure",
+    "RefuseProof",
     "Reject",
     "RequestFunding",
     "ResolveDispute",
@@ -81,6 +82,14 @@ class SubmitProof(Command):
     proof_event_id: str
     proof: dict[str, Any]
     payout_request: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefuseProof(Command):
+    """Record that a worker's proof failed the acceptance spec (the verdict is public too)."""
+
+    proof_event_id: str
+    problems: list[str]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -19,6 +19,7 @@ __all__ = [
     "FundingRequested",
     "PayoutFailed",
     "PayoutRequestUpdated",
+    "ProofRefused",
     "ProofSubmitted",
     "RefundCompleted",
     "RefundOrdered",
@@ -86,6 +87,14 @@ class ProofSubmitted(Event):
     proof_event_id: str
     proof: dict[str, Any]
     payout_request: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProofRefused(Event):
+    """The automatic check's verdict on a proof that failed the acceptance spec."""
+
+    proof_event_id: str
+    problems: list[str]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,6 +169,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         FundingExpired,
         TaskClaimed,
         ProofSubmitted,
+        ProofRefused,
         SubmissionApproved,
         ReviewWindowElapsed,
         SubmissionRejected,

@@ -50,6 +50,7 @@ TRANSITIONS: dict[type[c.Command], Rule] = {
     c.ExpireFunding: _rule([S.PENDING_FUNDING], [Role.SYSTEM], "expire"),
     c.Claim: _rule([S.FUNDED], [Role.OTHER], "claim"),
     c.SubmitProof: _rule([S.CLAIMED], [Role.WORKER], "submit proof for"),
+    c.RefuseProof: _rule([S.CLAIMED], [Role.WORKER], "submit proof for"),
     c.Approve: _rule([S.SUBMITTED], [Role.EMPLOYER], "approve"),
     c.Reject: _rule([S.SUBMITTED], [Role.EMPLOYER], "reject"),
     c.OpenDispute: _rule([S.CLAIMED, S.SUBMITTED], [Role.EMPLOYER, Role.WORKER], "dispute"),
@@ -209,6 +210,20 @@ def _submit_proof(task: Task, cmd: c.Command) -> list[e.Event]:
     ]
 
 
+def _refuse_proof(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.RefuseProof)
+    if not cmd.problems:
+        raise Invalid("a refused proof needs at least one problem", code="no_problems")
+    return [
+        e.ProofRefused(
+            at=cmd.at,
+            actor=cmd.actor,
+            proof_event_id=cmd.proof_event_id,
+            problems=list(cmd.problems),
+        )
+    ]
+
+
 def _approve(task: Task, cmd: c.Command) -> list[e.Event]:
     return [e.SubmissionApproved(at=cmd.at, actor=cmd.actor)]
 
@@ -349,6 +364,7 @@ _HANDLERS: dict[type[c.Command], Callable[[Task, c.Command], list[e.Event]]] = {
     c.ExpireFunding: _expire_funding,
     c.Claim: _claim,
     c.SubmitProof: _submit_proof,
+    c.RefuseProof: _refuse_proof,
     c.Approve: _approve,
     c.Reject: _reject,
     c.OpenDispute: _open_dispute,
@@ -422,6 +438,8 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
                 "rejection_reason": None,
                 "rejected_at": None,
             }
+        case e.ProofRefused():
+            return {}
         case e.SubmissionApproved() | e.ReviewWindowElapsed():
             return {"state": S.VERIFIED, "verified_at": ev.at, "verified_by": ev.actor}
         case e.SubmissionRejected():

@@ -23,8 +23,14 @@ async def _counts(stack: Stack) -> tuple[int, int]:
     return int(transitions or 0), int(requests or 0)
 
 
-def _signed(keys: NostrKeys, op: str, content: dict[str, object], task_id: str | None,
-            created_at: int | None = None, kind: int = 3912) -> dict[str, object]:
+def _signed(
+    keys: NostrKeys,
+    op: str,
+    content: dict[str, object],
+    task_id: str | None,
+    created_at: int | None = None,
+    kind: int = 3912,
+) -> dict[str, object]:
     tags = [["op", op]] + ([["task", task_id]] if task_id else [])
     return keys.sign_event(kind, json.dumps(content), tags, created_at or int(time.time()))
 
@@ -101,9 +107,13 @@ async def test_wrong_author_is_refused_and_nothing_written(stack: Stack) -> None
 
 async def test_stale_request_is_refused(stack: Stack) -> None:
     keys = NostrKeys.generate()
-    event = _signed(keys, "create", {"title": "x", "amount_msat": 100_000,
-                                     "deadline_at": int(time.time()) + 600},
-                    None, created_at=int(time.time()) - 3600)
+    event = _signed(
+        keys,
+        "create",
+        {"title": "x", "amount_msat": 100_000, "deadline_at": int(time.time()) + 600},
+        None,
+        created_at=int(time.time()) - 3600,
+    )
     response = await _post(stack, "/v1/tasks", event, "stale")
     assert response.status_code == 422
     assert response.json()["code"] == "stale_request"
@@ -112,8 +122,12 @@ async def test_stale_request_is_refused(stack: Stack) -> None:
 
 async def test_retried_write_returns_the_first_answer(stack: Stack) -> None:
     keys = NostrKeys.generate()
-    event = _signed(keys, "create", {"title": "Once", "amount_msat": 100_000,
-                                     "deadline_at": int(time.time()) + 600}, None)
+    event = _signed(
+        keys,
+        "create",
+        {"title": "Once", "amount_msat": 100_000, "deadline_at": int(time.time()) + 600},
+        None,
+    )
     first = await _post(stack, "/v1/tasks", event, "same-key")
     again = await _post(stack, "/v1/tasks", event, "same-key")
 
@@ -124,10 +138,18 @@ async def test_retried_write_returns_the_first_answer(stack: Stack) -> None:
 
 async def test_reused_idempotency_key_for_another_request_is_refused(stack: Stack) -> None:
     keys = NostrKeys.generate()
-    one = _signed(keys, "create", {"title": "One", "amount_msat": 100_000,
-                                   "deadline_at": int(time.time()) + 600}, None)
-    two = _signed(keys, "create", {"title": "Two", "amount_msat": 100_000,
-                                   "deadline_at": int(time.time()) + 600}, None)
+    one = _signed(
+        keys,
+        "create",
+        {"title": "One", "amount_msat": 100_000, "deadline_at": int(time.time()) + 600},
+        None,
+    )
+    two = _signed(
+        keys,
+        "create",
+        {"title": "Two", "amount_msat": 100_000, "deadline_at": int(time.time()) + 600},
+        None,
+    )
     assert (await _post(stack, "/v1/tasks", one, "k")).status_code == 201
     response = await _post(stack, "/v1/tasks", two, "k")
     assert response.status_code == 422
@@ -136,8 +158,12 @@ async def test_reused_idempotency_key_for_another_request_is_refused(stack: Stac
 
 async def test_missing_idempotency_key_is_a_clear_400(stack: Stack) -> None:
     keys = NostrKeys.generate()
-    event = _signed(keys, "create", {"title": "x", "amount_msat": 100_000,
-                                     "deadline_at": int(time.time()) + 600}, None)
+    event = _signed(
+        keys,
+        "create",
+        {"title": "x", "amount_msat": 100_000, "deadline_at": int(time.time()) + 600},
+        None,
+    )
     response = await stack.http.post("/v1/tasks", json={"request": event})
     assert response.status_code == 400
     assert response.json()["code"] == "idempotency_key_missing"
@@ -172,12 +198,14 @@ async def test_unknown_task_is_404_problem_json(stack: Stack) -> None:
 
 async def test_malformed_body_is_422_not_500(stack: Stack) -> None:
     response = await stack.http.post(
-        "/v1/tasks", content=b"{not json", headers={"Idempotency-Key": "x",
-                                                     "content-type": "application/json"}
+        "/v1/tasks",
+        content=b"{not json",
+        headers={"Idempotency-Key": "x", "content-type": "application/json"},
     )
     assert response.status_code == 422
-    response = await stack.http.post("/v1/tasks", json={"request": "nope"},
-                                     headers={"Idempotency-Key": "y"})
+    response = await stack.http.post(
+        "/v1/tasks", json={"request": "nope"}, headers={"Idempotency-Key": "y"}
+    )
     assert response.status_code == 422
 
 
@@ -194,6 +222,10 @@ async def test_proof_failing_the_acceptance_spec_is_refused_with_reasons(stack: 
         assert exc.code == "proof_rejected"
         assert "url" in exc.detail
     assert (await worker.get_task(task["task_id"]))["state"] == "CLAIMED"
+    last = (await worker.transitions(task["task_id"]))["transitions"][-1]
+    assert last["event_type"] == "ProofRefused"  # the verdict is public too
+    assert last["event"]["problems"] == ["field 'url' must be an http(s) URL"]
+    assert last["request"]["kind"] == 3911
 
 
 async def test_payout_invoice_for_the_wrong_amount_is_refused(stack: Stack) -> None:

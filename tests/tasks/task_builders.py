@@ -113,6 +113,10 @@ def sample_command(cls: type[c.Command], actor: str, at: int) -> c.Command:
                 proof={"url": "https://example.org/pr/1"},
                 payout_request="lnbcrt1worker",
             )
+        case c.RefuseProof:
+            return c.RefuseProof(
+                actor=actor, at=at, proof_event_id="e" * 64, problems=["field 'url' is required"]
+            )
         case c.Approve:
             return c.Approve(actor=actor, at=at)
         case c.Reject:

@@ -674,6 +674,7 @@ def sample_events() -> list[e.Event]:
         e.ProofSubmitted(
             at=at, actor=WORKER, proof_event_id="f" * 64, proof={"a": [1]}, payout_request="ln"
         ),
+        e.ProofRefused(at=at, actor=WORKER, proof_event_id="e" * 64, problems=["no url"]),
         e.SubmissionApproved(at=at, actor=who),
         e.ReviewWindowElapsed(at=at, actor=SYSTEM),
         e.SubmissionRejected(at=at, actor=who, reason="bad"),
@@ -719,6 +720,7 @@ _APPLIES_TO: dict[type[e.Event], Task | None] = {
     e.FundingExpired: task_in(S.PENDING_FUNDING),
     e.TaskClaimed: task_in(S.FUNDED),
     e.ProofSubmitted: task_in(S.CLAIMED),
+    e.ProofRefused: task_in(S.CLAIMED),
     e.SubmissionApproved: task_in(S.SUBMITTED),
     e.ReviewWindowElapsed: task_in(S.SUBMITTED),
     e.SubmissionRejected: task_in(S.SUBMITTED),
