@@ -18,6 +18,7 @@ from typing import Protocol
 
 import bolt11
 import pytest
+from devnet_network import DevnetHandle, get_devnet
 
 from taskhold.lightning.base import (
     AlreadyExists,
@@ -30,6 +31,8 @@ from taskhold.lightning.base import (
     PaymentStatus,
     WrongInvoiceState,
 )
+from taskhold.lightning.lnd import LndBackend
+from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.lightning.sim import SimNetwork, SimNode
 
 AMOUNT_MSAT = 150_000_000
@@ -107,12 +110,78 @@ async def sim_harness() -> AsyncIterator[Harness]:
             await node.close()
 
 
+@dataclass
+class LndHarness:
+    """The devnet's real lnd nodes: escrow, employer as the payer, worker as the payee."""
+
+    devnet: DevnetHandle
+    escrow: LndBackend
+    payer: LndBackend
+    payer_wallet: LndWallet
+    payee_wallet: LndWallet
+    cltv_padding_blocks: int = 3  # lnd's router adds routing.BlockPadding to the final CLTV
+
+    async def pay_hold_invoice(self, payment_request: str) -> PaymentResult:
+        return await self.payer_wallet.send_payment(payment_request)
+
+    async def payee_invoice(self, amount_msat: int) -> str:
+        return (await self.payee_wallet.create_invoice(amount_msat, memo="payout")).payment_request
+
+    async def payer_balance_msat(self) -> int:
+        return await _quiet_local_balance_msat(self.payer_wallet)
+
+    async def payee_balance_msat(self) -> int:
+        return await _quiet_local_balance_msat(self.payee_wallet)
+
+    async def mine(self, blocks: int) -> None:
+        await self.devnet.mine(blocks)
+
+
+async def _quiet_local_balance_msat(wallet: LndWallet) -> int:
+    """The local channel balance once it stops moving.
+
+    lnd reports a payment final when the preimage (or the failure) arrives, a moment before the
+    commitment update that moves the balance is signed by both sides.
+    """
+    last = (await wallet.channel_balance()).local_msat
+    async with asyncio.timeout(WAIT_SECONDS):
+        while True:
+            await asyncio.sleep(0.2)
+            now = (await wallet.channel_balance()).local_msat
+            if now == last:
+                return now
+            last = now
+
+
+@asynccontextmanager
+async def lnd_harness() -> AsyncIterator[Harness]:
+    devnet = get_devnet()
+    harness = LndHarness(
+        devnet=devnet,
+        escrow=devnet.backend("escrow"),
+        payer=devnet.backend("employer"),
+        payer_wallet=devnet.wallet("employer"),
+        payee_wallet=devnet.wallet("worker"),
+    )
+    try:
+        yield harness
+    finally:
+        for client in (harness.escrow, harness.payer, harness.payer_wallet, harness.payee_wallet):
+            await client.close()
+
+
 HARNESSES: dict[str, Callable[[], AbstractAsyncContextManager[Harness]]] = {
     "sim": sim_harness,
+    "lnd": lnd_harness,
 }
 
 
-@pytest.fixture(params=[pytest.param("sim", id="sim")])
+@pytest.fixture(
+    params=[
+        pytest.param("sim", id="sim"),
+        pytest.param("lnd", id="lnd", marks=pytest.mark.devnet),
+    ]
+)
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
     async with HARNESSES[request.param]() as built:
         yield built

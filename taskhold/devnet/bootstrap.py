@@ -1,0 +1,203 @@
+"""Fund the devnet's wallets, open its two channels, and prove a payment routes across both.
+
+Every step first looks at what the nodes already have, so it runs on every ``up``: on a fresh data
+dir it does the work, on a restarted one it only waits for the channels to come back.
+
+Routing: the channels are public. With ``--bitcoin.defaultchanconfs=1`` one block makes them
+usable for direct payments (employer->escrow, escrow->worker), which is all the escrow needs. A
+two-hop payment employer->escrow->worker additionally needs the escrow->worker channel in the
+employer's graph, i.e. announced, which lnd does only at 6 confirmations; gossip then takes a
+second or two with ``--trickledelay=50``. So the devnet mines 6 blocks after opening and waits
+until both edges are in every node's graph before the test payment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable, Mapping
+
+from taskhold.devnet.btcd import BtcdRpc
+from taskhold.devnet.chain import mine_and_sync, wait_synced
+from taskhold.devnet.lnd_node import LndAdmin
+from taskhold.lightning.base import LightningError, PaymentFailed
+from taskhold.lightning.lnd import LndBackend
+from taskhold.lightning.lnd_wallet import LndWallet
+
+__all__ = [
+    "CHANNELS",
+    "CHANNEL_CAPACITY_SAT",
+    "CHANNEL_PUSH_SAT",
+    "ONCHAIN_FUNDING_SAT",
+    "fund_wallets",
+    "open_channels",
+    "prove_route",
+]
+
+Progress = Callable[[str], None]
+
+CHANNEL_CAPACITY_SAT = 10_000_000
+"""Each channel's size: below lnd's 16,777,215 sat limit for non-wumbo channels."""
+CHANNEL_PUSH_SAT = 1_000_000
+"""Given to the channel's other side at opening, so every node can also pay back."""
+CHANNELS = (("employer", "escrow"), ("escrow", "worker"))
+"""(opener, acceptor): the employer pays the escrow, the escrow pays the worker."""
+ONCHAIN_FUNDING_SAT = {"escrow": 50_000_000, "worker": 5_000_000}
+"""Sent from the employer's coinbase coins: the escrow opens a channel, the worker keeps the
+on-chain reserve lnd wants for anchor channels."""
+ANNOUNCEMENT_CONFIRMATIONS = 6
+
+
+async def fund_wallets(btcd: BtcdRpc, nodes: Mapping[str, LndAdmin], progress: Progress) -> None:
+    """Give the escrow and the worker on-chain coins from the employer's mined ones."""
+    employer = nodes["employer"]
+    needed_sat = sum(ONCHAIN_FUNDING_SAT.values()) + 2 * CHANNEL_CAPACITY_SAT
+    await _wait_for(
+        functools.partial(_balance_at_least, employer, needed_sat),
+        "the employer's mined coins to mature in its wallet",
+    )
+    sent = False
+    for name, amount_sat in ONCHAIN_FUNDING_SAT.items():
+        if await nodes[name].confirmed_balance_sat() >= amount_sat // 2:
+            continue
+        progress(f"sending {amount_sat:,} sat on-chain to {name}")
+        await employer.send_coins(await nodes[name].new_address(), amount_sat)
+        sent = True
+    if not sent:
+        return
+    await mine_and_sync(btcd, nodes.values(), 1)
+    for name, amount_sat in ONCHAIN_FUNDING_SAT.items():
+        await _wait_for(
+            functools.partial(_balance_at_least, nodes[name], amount_sat // 2),
+            f"{name}'s on-chain funds to confirm",
+        )
+
+
+async def open_channels(
+    btcd: BtcdRpc, nodes: Mapping[str, LndAdmin], pubkeys: Mapping[str, str], progress: Progress
+) -> None:
+    """Open the channels that do not exist yet; wait until all are active on both ends."""
+    opened = False
+    for opener, acceptor in CHANNELS:
+        if await nodes[opener].has_channel_with(pubkeys[acceptor]):
+            continue
+        progress(f"opening a {CHANNEL_CAPACITY_SAT:,} sat channel {opener} -> {acceptor}")
+        await _open_channel(nodes[opener], nodes[acceptor], pubkeys[acceptor])
+        opened = True
+    if opened:
+        progress(f"mining {ANNOUNCEMENT_CONFIRMATIONS} blocks to confirm and announce channels")
+        await mine_and_sync(btcd, nodes.values(), ANNOUNCEMENT_CONFIRMATIONS)
+    else:
+        await wait_synced(btcd, nodes.values())
+    progress("waiting for channels to become active")
+    for opener, acceptor in CHANNELS:
+        await _wait_for(
+            functools.partial(
+                _active_both_ways,
+                nodes[opener],
+                nodes[acceptor],
+                pubkeys[opener],
+                pubkeys[acceptor],
+            ),
+            f"channel {opener} -> {acceptor} to become active",
+            within_seconds=120.0,
+        )
+    progress("waiting for both channels to reach every node's graph")
+    channel_ids = [
+        (await nodes[opener].active_channel_ids(pubkeys[acceptor]))[0]
+        for opener, acceptor in CHANNELS
+    ]
+    for admin in nodes.values():
+        for chan_id in channel_ids:
+            await _wait_for(
+                functools.partial(admin.knows_edge, chan_id),
+                f"{admin.node.name} to learn channel {chan_id} from gossip",
+                within_seconds=120.0,
+            )
+
+
+async def prove_route(
+    nodes: Mapping[str, LndAdmin], progress: Progress, *, within_seconds: float = 90.0
+) -> None:
+    """Pay 1,000 sat employer -> escrow -> worker; retry until it succeeds or time is up."""
+    progress("test payment employer -> escrow -> worker")
+    worker = _wallet(nodes["worker"])
+    employer = _backend(nodes["employer"])
+    try:
+        invoice = await worker.create_invoice(1_000_000, memo="devnet route check")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_seconds
+        while True:
+            try:
+                await employer.pay_invoice(
+                    invoice.payment_request, max_fee_msat=100_000, timeout_seconds=30
+                )
+                return
+            except PaymentFailed as exc:
+                if loop.time() > deadline:
+                    raise LightningError(
+                        f"employer -> escrow -> worker does not route: {exc.reason}"
+                    ) from exc
+                # A failed attempt makes lnd avoid that channel for a while; start afresh.
+                await nodes["employer"].reset_mission_control()
+                await asyncio.sleep(1.0)
+    finally:
+        await worker.close()
+        await employer.close()
+
+
+async def _open_channel(opener: LndAdmin, acceptor: LndAdmin, acceptor_pubkey: str) -> None:
+    """Connect and open; a fresh peer connection can drop (lnd answers "peer ... is not
+    online"), most often on a loaded machine, so reconnect and retry for a while."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60.0
+    while True:
+        await opener.connect(acceptor_pubkey, acceptor.node.p2p_address)
+        try:
+            await opener.open_channel(
+                acceptor_pubkey, CHANNEL_CAPACITY_SAT, push_sat=CHANNEL_PUSH_SAT
+            )
+            return
+        except LightningError as exc:
+            if "not online" not in (exc.node_message or "") or loop.time() > deadline:
+                raise
+        await asyncio.sleep(1.0)
+
+
+def _wallet(admin: LndAdmin) -> LndWallet:
+    node = admin.node
+    return LndWallet(node.rest_url, node.tls_cert_path, node.macaroon_path)
+
+
+def _backend(admin: LndAdmin) -> LndBackend:
+    node = admin.node
+    return LndBackend(node.rest_url, node.tls_cert_path, node.macaroon_path)
+
+
+async def _balance_at_least(admin: LndAdmin, amount_sat: int) -> bool:
+    return await admin.confirmed_balance_sat() >= amount_sat
+
+
+async def _active_both_ways(
+    opener: LndAdmin, acceptor: LndAdmin, opener_pubkey: str, acceptor_pubkey: str
+) -> bool:
+    return bool(await opener.active_channel_ids(acceptor_pubkey)) and bool(
+        await acceptor.active_channel_ids(opener_pubkey)
+    )
+
+
+async def _wait_for(
+    check: Callable[[], Awaitable[bool]],
+    what: str,
+    *,
+    within_seconds: float = 60.0,
+    interval: float = 0.3,
+) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_seconds
+    while True:
+        if await check():
+            return
+        if loop.time() > deadline:
+            raise LightningError(f"timed out after {within_seconds:.0f} s waiting for {what}")
+        await asyncio.sleep(interval)

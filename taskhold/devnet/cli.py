@@ -1,0 +1,143 @@
+"""``taskhold devnet up|down|status|mine N``: the regtest network from the command line.
+
+Mounted by :mod:`taskhold.cli` with ``app.add_typer(devnet_app, name="devnet")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from taskhold.devnet import control
+from taskhold.devnet.binaries import find_bin_dir
+from taskhold.devnet.btcd import BtcdRpcError
+from taskhold.devnet.control import DevnetError
+from taskhold.devnet.layout import DEFAULT_BASE_PORT, default_data_dir
+from taskhold.lightning.base import LightningError
+
+__all__ = ["devnet_app"]
+
+devnet_app = typer.Typer(
+    help="A local regtest Lightning network: btcd + lnd nodes escrow, employer, worker.",
+    no_args_is_help=True,
+)
+_console = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="State of the network (default: ~/.cache/taskhold/devnet).",
+        show_default=False,
+    ),
+]
+
+
+def _data_dir(data_dir: Path | None) -> Path:
+    return data_dir if data_dir is not None else default_data_dir()
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    _console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(1)
+
+
+@devnet_app.command()
+def up(
+    data_dir: DataDir = None,
+    bin_dir: Annotated[
+        Path | None,
+        typer.Option(help="lnd/btcd binaries (default: the scripts/build-lnd cache)."),
+    ] = None,
+    base_port: Annotated[
+        int | None, typer.Option(help=f"First of the loopback ports (default {DEFAULT_BASE_PORT}).")
+    ] = None,
+) -> None:
+    """Start btcd and three lnd nodes, fund them, open channels; a no-op if already up."""
+    started = time.monotonic()
+    try:
+        binaries = bin_dir if bin_dir is not None else find_bin_dir()
+        with _console.status("starting devnet") as spinner:
+
+            def progress(step: str) -> None:
+                _console.print(f"[dim]{time.monotonic() - started:6.1f}s[/dim] {step}")
+                spinner.update(step)
+
+            connection = asyncio.run(
+                control.up(
+                    _data_dir(data_dir), bin_dir=binaries, progress=progress, base_port=base_port
+                )
+            )
+    except (DevnetError, BtcdRpcError, LightningError) as exc:
+        raise _fail(exc) from None
+    _console.print(f"[green]devnet up[/green] in {time.monotonic() - started:.1f}s")
+    typer.echo(str(connection))
+
+
+@devnet_app.command()
+def down(data_dir: DataDir = None) -> None:
+    """Stop every process of the devnet; the next `up` builds a fresh network."""
+    stopped = asyncio.run(control.down(_data_dir(data_dir)))
+    _console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@devnet_app.command()
+def status(
+    data_dir: DataDir = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """What runs, at which height, with which channels and balances."""
+    report = asyncio.run(control.status(_data_dir(data_dir)))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        _print_status(report)
+    if not report["running"]:
+        raise typer.Exit(3)
+
+
+@devnet_app.command()
+def mine(
+    blocks: Annotated[int, typer.Argument(min=1, help="How many blocks.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Mine BLOCKS blocks and wait until every node has seen them."""
+    try:
+        hashes = asyncio.run(control.mine(_data_dir(data_dir), blocks))
+    except (DevnetError, BtcdRpcError, LightningError) as exc:
+        raise _fail(exc) from None
+    _console.print(f"mined {len(hashes)} block(s); tip {hashes[-1]}")
+
+
+def _print_status(report: dict[str, object]) -> None:
+    state = "[green]running[/green]" if report["running"] else "[yellow]not running[/yellow]"
+    _console.print(f"devnet {state} in {report['data_dir']}, height {report['block_height']}")
+    table = Table("process", "pid", "synced", "height", "channels", "local msat", "remote msat")
+    processes = report["processes"]
+    nodes = report["nodes"]
+    assert isinstance(processes, dict) and isinstance(nodes, dict)
+    for name, process in processes.items():
+        node = nodes.get(name, {})
+        table.add_row(
+            name,
+            str(process["pid"] or "-"),
+            str(node.get("synced_to_chain", "")),
+            str(node.get("block_height", "")),
+            str(node.get("active_channels", "")),
+            str(node.get("local_balance_msat", "")),
+            str(node.get("remote_balance_msat", "")),
+        )
+    _console.print(table)
+    if report["connection_file"]:
+        _console.print(f"connection file: {report['connection_file']}")
+
+
+if __name__ == "__main__":  # python -m taskhold.devnet.cli (used by the test fixture)
+    devnet_app()

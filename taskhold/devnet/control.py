@@ -1,0 +1,281 @@
+"""``up``, ``down``, ``status`` and ``mine``: the devnet's lifecycle over one data dir.
+
+``up`` is safe to repeat: when every recorded process is alive and answers, it does nothing.
+Otherwise it stops whatever is left and builds a **fresh** network: btcd deletes a regtest chain
+each time it starts (``removeRegressionDB`` in btcd's ``btcd.go``, no flag turns it off), and lnd
+wallets and channels cannot outlive their chain, so chain, wallets and channels are recreated.
+Only ``state.json`` (ports, btcd login) is kept, and the previous run's logs as ``*.log.1``.
+
+A failed ``up`` stops every process it started. ``down`` stops the lnd nodes first, then btcd,
+each by its recorded pid, and returns only when all are gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from taskhold.devnet import bootstrap, processes
+from taskhold.devnet.btcd import BtcdRpc, BtcdRpcError, btcd_argv
+from taskhold.devnet.chain import mine_and_sync, wait_synced
+from taskhold.devnet.layout import NODE_NAMES, Layout, State, ports_free
+from taskhold.devnet.lnd_node import HOLD_EXPIRY_DELTA, LndAdmin, lnd_argv
+from taskhold.lightning.base import LightningError
+from taskhold.lightning.lnd_rest import json_int
+
+__all__ = ["BINARIES", "DevnetError", "Progress", "down", "mine", "status", "up"]
+
+Progress = Callable[[str], None]
+BINARIES = ("lnd", "lncli", "btcd", "btcctl")
+FIRST_FUNDING_HEIGHT = 3 * 144
+"""Mined to the employer on a new chain. btcd's regtest activates segwit by BIP9 signalling, so
+only after three 144-block windows (lnd's own harness mines the same); lnd cannot spend or open
+channels before. Coinbases up to height 332 are then mature (100 confirmations)."""
+
+
+class DevnetError(Exception):
+    """The devnet could not be started, reached or changed; the message says what to do."""
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _layout(data_dir: str | Path, base_port: int | None = None) -> tuple[Layout, State | None]:
+    layout = Layout(data_dir)
+    state = layout.load_state()
+    if state is not None:
+        if base_port is not None and base_port != state.base_port:
+            raise DevnetError(
+                f"{layout.data_dir} was created with base port {state.base_port}; "
+                f"use that, or another --data-dir for base port {base_port}"
+            )
+        layout = Layout(data_dir, state.base_port)
+    elif base_port is not None:
+        layout = Layout(data_dir, base_port)
+    return layout, state
+
+
+@contextlib.asynccontextmanager
+async def _admins(layout: Layout) -> AsyncIterator[dict[str, LndAdmin]]:
+    admins = {name: LndAdmin(layout.node(name)) for name in NODE_NAMES}
+    try:
+        yield admins
+    finally:
+        for admin in admins.values():
+            await admin.aclose()
+
+
+async def _answers(layout: Layout, state: State) -> bool:
+    """Every process is alive, btcd and each lnd answer, and the connection file exists."""
+    if not layout.connection_path.exists():
+        return False
+    if any(processes.alive_pid(layout.pid_path(name)) is None for name in layout.process_names):
+        return False
+    try:
+        await BtcdRpc(layout, state, timeout=5.0).block_count()
+        async with _admins(layout) as admins:
+            for admin in admins.values():
+                await admin.getinfo()
+    except (BtcdRpcError, LightningError):
+        return False
+    return True
+
+
+async def up(
+    data_dir: str | Path,
+    *,
+    bin_dir: str | Path,
+    progress: Progress | None = None,
+    base_port: int | None = None,
+) -> Path:
+    """Start (or find running) the devnet in ``data_dir``; return its connection file."""
+    say = progress or _quiet
+    layout, state = _layout(data_dir, base_port)
+    if state is not None and await _answers(layout, state):
+        say("devnet already running")
+        return layout.connection_path
+    bin_path = Path(bin_dir)
+    missing = [name for name in BINARIES if not (bin_path / name).is_file()]
+    if missing:
+        raise DevnetError(
+            f"{', '.join(missing)} not found in {bin_path}; run scripts/build-lnd to build them"
+        )
+    if state is None:
+        state = State.new(layout.base_port)
+    await down(layout.data_dir)  # leftovers of a half-running network
+    _clear_network(layout, state)
+    busy = ports_free(layout.base_port)
+    if busy:
+        raise DevnetError(
+            f"ports {', '.join(map(str, busy))} on 127.0.0.1 are in use; "
+            "choose another --base-port (with a new --data-dir)"
+        )
+    layout.save_state(state)
+    try:
+        await _start(layout, state, bin_path, say)
+    except BaseException:
+        say("start failed; stopping what was started")
+        await down(layout.data_dir)
+        raise
+    return layout.connection_path
+
+
+def _clear_network(layout: Layout, state: State) -> None:
+    """Remove chain, wallets and pid files; keep the previous logs as ``*.log.1``."""
+    for directory in (layout.btcd_dir, *(layout.node(name).lnd_dir for name in NODE_NAMES)):
+        shutil.rmtree(directory, ignore_errors=True)
+    shutil.rmtree(layout.pids_dir, ignore_errors=True)
+    for name in layout.process_names:
+        log = layout.log_path(name)
+        if log.exists():
+            log.replace(log.with_suffix(".log.1"))
+    state.mining_address = ""  # it belonged to the employer wallet just removed
+
+
+async def _start(layout: Layout, state: State, bin_dir: Path, say: Progress) -> None:
+    btcd = BtcdRpc(layout, state)
+    await _mine_to_employer(layout, state, bin_dir, btcd, say)
+    for name in NODE_NAMES:
+        say(f"starting lnd {name}")
+        _start_lnd(layout, state, bin_dir, name)
+    async with _admins(layout) as admins:
+        pubkeys = {}
+        for name, admin in admins.items():
+            info = await admin.wait_rpc()
+            pubkeys[name] = str(info["identity_pubkey"])
+        say("waiting for the nodes to sync")
+        await wait_synced(btcd, admins.values(), within_seconds=120.0)
+        await bootstrap.fund_wallets(btcd, admins, say)
+        await bootstrap.open_channels(btcd, admins, pubkeys, say)
+        await bootstrap.prove_route(admins, say)
+    layout.write_connection_file(state, pubkeys, hold_expiry_delta=HOLD_EXPIRY_DELTA)
+    say(f"devnet up; connection file {layout.connection_path}")
+
+
+async def _mine_to_employer(
+    layout: Layout, state: State, bin_dir: Path, btcd: BtcdRpc, say: Progress
+) -> None:
+    """Get an address from the employer's new wallet and mine the first chain to it.
+
+    btcd mines only to the ``--miningaddr`` it started with, and lnd needs btcd running to
+    create its wallet. So: btcd without an address, the employer's lnd alone for one address,
+    then both stop and btcd restarts with it (a restart wipes btcd's regtest chain, which is
+    still empty). No lnd runs across the restart: btcwallet's view of the tip would go stale
+    and it would refuse to spend its coinbases.
+    """
+    say("starting btcd (regtest)")
+    await _start_btcd(layout, state, bin_dir, btcd)
+    say("creating the employer's wallet for the mining address")
+    _start_lnd(layout, state, bin_dir, "employer")
+    employer = LndAdmin(layout.node("employer"))
+    try:
+        await employer.wait_rpc()
+        state.mining_address = await employer.new_address()
+    finally:
+        await employer.aclose()
+    layout.save_state(state)
+    await processes.stop(layout.pid_path("employer"))
+    await processes.stop(layout.pid_path("btcd"))
+    await _start_btcd(layout, state, bin_dir, btcd)
+    say(f"mining {FIRST_FUNDING_HEIGHT} blocks to the employer (segwit activation)")
+    await btcd.generate(FIRST_FUNDING_HEIGHT)
+    if not await btcd.segwit_active():
+        raise DevnetError(f"segwit is not active at height {FIRST_FUNDING_HEIGHT} on btcd")
+
+
+def _start_lnd(layout: Layout, state: State, bin_dir: Path, name: str) -> None:
+    processes.spawn(
+        lnd_argv(bin_dir, layout, state, layout.node(name)),
+        log_path=layout.log_path(name),
+        pid_path=layout.pid_path(name),
+    )
+
+
+async def _start_btcd(layout: Layout, state: State, bin_dir: Path, btcd: BtcdRpc) -> None:
+    processes.spawn(
+        btcd_argv(bin_dir, layout, state),
+        log_path=layout.log_path("btcd"),
+        pid_path=layout.pid_path("btcd"),
+    )
+    try:
+        await btcd.wait_ready()
+    except BtcdRpcError as exc:
+        raise DevnetError(f"{exc}; see {layout.log_path('btcd')}") from None
+
+
+async def down(data_dir: str | Path) -> list[str]:
+    """Stop every recorded process (lnd nodes, then btcd); return the names that were running."""
+    layout, _ = _layout(data_dir)
+    layout.connection_path.unlink(missing_ok=True)
+    stopped = []
+    for name in (*NODE_NAMES, "btcd"):
+        if await processes.stop(layout.pid_path(name)):
+            stopped.append(name)
+    return stopped
+
+
+async def status(data_dir: str | Path) -> dict[str, Any]:
+    """What runs in ``data_dir`` and what each node reports (height, sync, channels, balance)."""
+    layout, state = _layout(data_dir)
+    pids = {name: processes.alive_pid(layout.pid_path(name)) for name in layout.process_names}
+    report: dict[str, Any] = {
+        "data_dir": str(layout.data_dir),
+        "base_port": layout.base_port if state else None,
+        "running": state is not None and all(pid is not None for pid in pids.values()),
+        "connection_file": str(layout.connection_path) if layout.connection_path.exists() else None,
+        "processes": {
+            name: {"pid": pid, "alive": pid is not None, "log": str(layout.log_path(name))}
+            for name, pid in pids.items()
+        },
+        "block_height": None,
+        "nodes": {},
+    }
+    if state is None:
+        return report
+    if pids["btcd"] is not None:
+        with contextlib.suppress(BtcdRpcError):
+            report["block_height"] = await BtcdRpc(layout, state, timeout=5.0).block_count()
+    async with _admins(layout) as admins:
+        for name, admin in admins.items():
+            if pids[name] is None:
+                continue
+            report["nodes"][name] = await _node_report(admin)
+    return report
+
+
+async def _node_report(admin: LndAdmin) -> dict[str, Any]:
+    try:
+        info = await admin.getinfo()
+        balance = await admin.rest.call("GET", "/v1/balance/channels")
+    except LightningError as exc:
+        return {"rest_url": admin.node.rest_url, "error": str(exc)}
+    return {
+        "rest_url": admin.node.rest_url,
+        "pubkey": info.get("identity_pubkey"),
+        "synced_to_chain": bool(info.get("synced_to_chain")),
+        "block_height": json_int(info.get("block_height")),
+        "active_channels": json_int(info.get("num_active_channels")),
+        "local_balance_msat": json_int((balance.get("local_balance") or {}).get("msat")),
+        "remote_balance_msat": json_int((balance.get("remote_balance") or {}).get("msat")),
+    }
+
+
+async def mine(data_dir: str | Path, blocks: int, *, step: int = 1) -> list[str]:
+    """Mine ``blocks`` blocks and wait until every node has processed them; their hashes."""
+    if blocks < 1:
+        raise DevnetError("mine at least one block")
+    layout, state = _layout(data_dir)
+    if state is None or processes.alive_pid(layout.pid_path("btcd")) is None:
+        raise DevnetError(f"no devnet running in {layout.data_dir}; run `taskhold devnet up`")
+    btcd = BtcdRpc(layout, state)
+    async with _admins(layout) as admins:
+        running = [
+            admin
+            for name, admin in admins.items()
+            if processes.alive_pid(layout.pid_path(name)) is not None
+        ]
+        return await mine_and_sync(btcd, running, blocks, step=step)

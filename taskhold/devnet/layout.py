@@ -1,0 +1,233 @@
+"""Where the devnet keeps its state, and which loopback ports each process listens on.
+
+A data dir holds one network for good: ``state.json`` (ports, btcd's RPC login, the mining
+address) is written on the first ``up`` and reused by every later one, so the chain, wallets and
+channels survive ``down``/``up``. ``devnet.json`` is the connection file other code reads; it
+exists only while the network is up.
+
+Ports, from ``base_port`` (all on 127.0.0.1)::
+
+    btcd      rpc base+0   p2p base+1
+    escrow    p2p base+10  grpc base+11  rest base+12
+    employer  p2p base+20  grpc base+21  rest base+22
+    worker    p2p base+30  grpc base+31  rest base+32
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "DEFAULT_BASE_PORT",
+    "HOST",
+    "NODE_NAMES",
+    "Layout",
+    "NodePaths",
+    "State",
+    "default_data_dir",
+    "ports_free",
+]
+
+HOST = "127.0.0.1"
+DEFAULT_BASE_PORT = 25100
+NODE_NAMES = ("escrow", "employer", "worker")
+_PORT_SPAN = 40
+
+
+def default_data_dir() -> Path:
+    """``$HOME/.cache/taskhold/devnet``."""
+    return Path.home() / ".cache" / "taskhold" / "devnet"
+
+
+def ports_free(base_port: int) -> list[int]:
+    """The ports of this layout that something else already listens on (empty: all free)."""
+    busy = []
+    for port in _all_ports(base_port):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((HOST, port))
+            except OSError:
+                busy.append(port)
+    return busy
+
+
+def _all_ports(base_port: int) -> list[int]:
+    ports = [base_port, base_port + 1]
+    for index in range(len(NODE_NAMES)):
+        first = base_port + 10 * (index + 1)
+        ports += [first, first + 1, first + 2]
+    return ports
+
+
+@dataclass(frozen=True, slots=True)
+class NodePaths:
+    """One lnd node's directory, ports and credential files."""
+
+    name: str
+    lnd_dir: Path
+    p2p_port: int
+    grpc_port: int
+    rest_port: int
+
+    @property
+    def rest_url(self) -> str:
+        return f"https://{HOST}:{self.rest_port}"
+
+    @property
+    def p2p_address(self) -> str:
+        return f"{HOST}:{self.p2p_port}"
+
+    @property
+    def tls_cert_path(self) -> Path:
+        return self.lnd_dir / "tls.cert"
+
+    @property
+    def macaroon_path(self) -> Path:
+        return self.lnd_dir / "data" / "chain" / "bitcoin" / "regtest" / "admin.macaroon"
+
+
+@dataclass(slots=True)
+class State:
+    """What a data dir remembers between runs."""
+
+    base_port: int
+    rpc_user: str
+    rpc_pass: str
+    mining_address: str = ""
+
+    @classmethod
+    def new(cls, base_port: int) -> State:
+        return cls(base_port=base_port, rpc_user="taskhold", rpc_pass=secrets.token_hex(16))
+
+
+class Layout:
+    """Paths and ports of one devnet data dir."""
+
+    def __init__(self, data_dir: str | Path, base_port: int = DEFAULT_BASE_PORT) -> None:
+        self.data_dir = Path(data_dir).expanduser().resolve()
+        self.base_port = base_port
+
+    @property
+    def state_path(self) -> Path:
+        return self.data_dir / "state.json"
+
+    @property
+    def connection_path(self) -> Path:
+        return self.data_dir / "devnet.json"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def pids_dir(self) -> Path:
+        return self.data_dir / "pids"
+
+    def log_path(self, process: str) -> Path:
+        return self.logs_dir / f"{process}.log"
+
+    def pid_path(self, process: str) -> Path:
+        return self.pids_dir / f"{process}.pid"
+
+    @property
+    def process_names(self) -> tuple[str, ...]:
+        return ("btcd", *NODE_NAMES)
+
+    # -- btcd --------------------------------------------------------------------------------
+
+    @property
+    def btcd_dir(self) -> Path:
+        return self.data_dir / "btcd"
+
+    @property
+    def btcd_rpc_port(self) -> int:
+        return self.base_port
+
+    @property
+    def btcd_p2p_port(self) -> int:
+        return self.base_port + 1
+
+    @property
+    def btcd_rpc_cert(self) -> Path:
+        return self.btcd_dir / "rpc.cert"
+
+    @property
+    def btcd_rpc_key(self) -> Path:
+        return self.btcd_dir / "rpc.key"
+
+    @property
+    def btcd_rpc_url(self) -> str:
+        return f"https://{HOST}:{self.btcd_rpc_port}"
+
+    # -- lnd ---------------------------------------------------------------------------------
+
+    def node(self, name: str) -> NodePaths:
+        index = NODE_NAMES.index(name)
+        first = self.base_port + 10 * (index + 1)
+        return NodePaths(
+            name=name,
+            lnd_dir=self.data_dir / name,
+            p2p_port=first,
+            grpc_port=first + 1,
+            rest_port=first + 2,
+        )
+
+    # -- state and connection file -----------------------------------------------------------
+
+    def load_state(self) -> State | None:
+        if not self.state_path.exists():
+            return None
+        return State(**json.loads(self.state_path.read_text()))
+
+    def save_state(self, state: State) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _write_private(self.state_path, asdict(state))
+
+    def write_connection_file(
+        self, state: State, pubkeys: dict[str, str], *, hold_expiry_delta: int
+    ) -> Path:
+        """Write ``devnet.json``: per node REST URL, TLS cert, macaroon path and pubkey."""
+        nodes = {}
+        for name in NODE_NAMES:
+            node = self.node(name)
+            nodes[name] = {
+                "rest_url": node.rest_url,
+                "tls_cert_path": str(node.tls_cert_path),
+                "macaroon_path": str(node.macaroon_path),
+                "pubkey": pubkeys[name],
+                "p2p_address": node.p2p_address,
+                "grpc_address": f"{HOST}:{node.grpc_port}",
+                "lnd_dir": str(node.lnd_dir),
+            }
+        document = {
+            "network": "regtest",
+            "hold_expiry_delta": hold_expiry_delta,
+            "data_dir": str(self.data_dir),
+            "nodes": nodes,
+            "btcd": {
+                "rpc_url": self.btcd_rpc_url,
+                "rpc_user": state.rpc_user,
+                "rpc_pass": state.rpc_pass,
+                "rpc_cert_path": str(self.btcd_rpc_cert),
+                "mining_address": state.mining_address,
+            },
+        }
+        _write_private(self.connection_path, document)
+        return self.connection_path
+
+
+def _write_private(path: Path, document: dict[str, Any]) -> None:
+    """Write JSON readable by the owner only, atomically (it holds btcd's RPC password)."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        json.dump(document, handle, indent=2)
+        handle.write("\n")
+    temporary.replace(path)

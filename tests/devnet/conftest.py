@@ -1,0 +1,20 @@
+"""The ``devnet`` fixture: the regtest Lightning network (btcd + lnd escrow, employer, worker),
+started once per test run and shared with the contract suite's lnd harness. See
+``tests/devnet_network.py`` for reuse (``TASKHOLD_DEVNET_DIR``) and binaries.
+
+Use it from any test under ``tests/devnet/``::
+
+    @pytest.mark.devnet
+    async def test_something(devnet: DevnetHandle) -> None:
+        escrow = devnet.backend("escrow")
+"""
+
+from __future__ import annotations
+
+import pytest
+from devnet_network import DevnetHandle, get_devnet
+
+
+@pytest.fixture(scope="session")
+def devnet() -> DevnetHandle:
+    return get_devnet()

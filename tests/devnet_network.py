@@ -1,0 +1,115 @@
+"""The regtest Lightning network for tests: started once per test run, shared by every user.
+
+The devnet tests (``tests/devnet/conftest.py``) and the lnd harness of the contract suite
+(``tests/lightning/test_contract.py``) both call :func:`get_devnet`. The first call starts the
+network through the real CLI (``python -m taskhold.devnet.cli up``, in a subprocess, so it works
+from inside a running event loop too); it is stopped when the test process exits.
+
+- ``TASKHOLD_DEVNET_DIR`` names a data dir to use instead of a temporary one. A devnet already
+  running there is reused, and one started there is left running at the end, so the next run
+  starts in a second (stop it with ``taskhold devnet down --data-dir ...``).
+- ``TASKHOLD_BIN_DIR`` names the lnd/btcd binaries (``scripts/test`` sets it); otherwise the
+  ``scripts/build-lnd`` cache is used. Missing binaries skip the devnet tests locally and fail
+  them under CI (``CI=true``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from taskhold.devnet import control
+from taskhold.devnet.binaries import find_bin_dir
+from taskhold.devnet.layout import ports_free
+from taskhold.lightning.lnd import LndBackend
+from taskhold.lightning.lnd_wallet import LndWallet
+
+__all__ = ["DevnetHandle", "get_devnet"]
+
+_FIRST_TEST_BASE_PORT = 26100
+
+
+@dataclass(frozen=True)
+class DevnetHandle:
+    """A running devnet: its data dir and connection file, and clients for its nodes."""
+
+    data_dir: Path
+    connection_file: Path
+    up_seconds: float
+
+    def backend(self, node: str = "escrow", **options: float) -> LndBackend:
+        """A new :class:`LndBackend` for ``node``; close it when done."""
+        return LndBackend.from_connection_file(self.connection_file, node, **options)
+
+    def wallet(self, node: str) -> LndWallet:
+        """A new :class:`LndWallet` for ``node``; close it when done."""
+        return LndWallet.from_connection_file(self.connection_file, node)
+
+    async def mine(self, blocks: int) -> None:
+        """Mine one block at a time; every node has processed each before the next."""
+        await control.mine(self.data_dir, blocks)
+
+
+_current: DevnetHandle | None = None
+_failure: str | None = None
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "taskhold.devnet.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def _free_base_port() -> int:
+    for base_port in range(_FIRST_TEST_BASE_PORT, _FIRST_TEST_BASE_PORT + 2000, 100):
+        if not ports_free(base_port):
+            return base_port
+    raise RuntimeError("no free block of loopback ports for a devnet")
+
+
+def _stop_and_remove(data_dir: Path) -> None:
+    _cli("down", "--data-dir", str(data_dir))
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def get_devnet() -> DevnetHandle:
+    """The test run's devnet, started on first use."""
+    global _current, _failure
+    if _current is not None:
+        return _current
+    if _failure is not None:
+        pytest.fail(_failure, pytrace=False)  # fail fast: one start attempt per test run
+    try:
+        bin_dir = find_bin_dir()
+    except control.DevnetError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"devnet binaries missing under CI: {exc}")
+        pytest.skip(f"devnet binaries missing: {exc}")
+    chosen = os.environ.get("TASKHOLD_DEVNET_DIR")
+    data_dir = Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="taskhold-devnet-"))
+    options = ["--data-dir", str(data_dir), "--bin-dir", str(bin_dir)]
+    if not (data_dir / "state.json").exists():
+        options += ["--base-port", str(_free_base_port())]
+    started = time.monotonic()
+    if not chosen:
+        atexit.register(_stop_and_remove, data_dir)
+    result = _cli("up", *options)
+    if result.returncode != 0:
+        _failure = f"taskhold devnet up failed (logs in {data_dir / 'logs'}):\n" + "\n".join(
+            result.stderr.splitlines()[-25:]
+        )
+        pytest.fail(_failure, pytrace=False)
+    _current = DevnetHandle(
+        data_dir=data_dir,
+        connection_file=data_dir / "devnet.json",
+        up_seconds=time.monotonic() - started,
+    )
+    return _current
