@@ -103,6 +103,8 @@ def main() -> None:
 
     data_dir = tempfile.mkdtemp(prefix="taskhold-bench-")
     env = dict(os.environ, TASKHOLD_DATA_DIR=data_dir, TASKHOLD_LOG_LEVEL="WARNING")
+    # One load generator, sixteen keys: the write rate limits would measure themselves.
+    env.update(TASKHOLD_RATE_LIMIT_IP_PER_S="0", TASKHOLD_RATE_LIMIT_PUBKEY_PER_S="0")
     if args.database:
         env["TASKHOLD_DATABASE_URL"] = args.database
     taskhold_port, bare_port = free_port(), free_port()

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from dataclasses import dataclass
 
 from taskhold.actions import WriteContext
+from taskhold.api.ratelimit import WriteLimits, write_limits
 from taskhold.escrow import EscrowContext, EscrowEngine, FaultHook
-from taskhold.keys import FileKeyStore, KeyStore
-from taskhold.keys.signer import EventSigner, LocalSigner, load_or_create_key_file
+from taskhold.keys import KeyStore
+from taskhold.keys.audited import audited, close_key_store
+from taskhold.keys.operator import load_operator_keys
+from taskhold.keys.signer import EventSigner, LocalSigner
+from taskhold.keys.stores import open_key_store
 from taskhold.lightning.base import LightningBackend
 from taskhold.lightning.simworld import SimWorld
-from taskhold.settings import Settings
+from taskhold.nostr.embedded import EmbeddedRelay
+from taskhold.nostr.publisher import OutboxPublisher
+from taskhold.nostr.relays import RelayPool
+from taskhold.reputation.service import ReputationService
+from taskhold.reputation.wiring import build_reputation, operator_kinds, receipt_issuer
+from taskhold.settings import Settings, settings_digest
 from taskhold.store import Store, create_engine, migrate
+from taskhold.store.audit_log import AuditLog
 from taskhold.store.log import LogKinds, LogWriter
 
 __all__ = ["Services", "build_services"]
@@ -28,11 +40,53 @@ class Services:
     engine: EscrowEngine
     writes: WriteContext
     sim: SimWorld | None
+    relay_pool: RelayPool | None = None
+    publisher: OutboxPublisher | None = None
+    """Drains the outbox to ``settings.relays``; None when no relay is configured."""
+    embedded_relay: EmbeddedRelay | None = None
+    audit: AuditLog | None = None
+    reputation: ReputationService | None = None
+    limits: WriteLimits | None = None
 
     async def close(self) -> None:
         await self.engine.stop()
+        if self.reputation is not None:
+            await self.reputation.stop()
+        if self.publisher is not None:
+            await self.publisher.stop()
+        if self.relay_pool is not None:
+            await self.relay_pool.close()
+        if self.embedded_relay is not None:
+            await self.embedded_relay.stop()
         await self.lightning.close()
+        if self.audit is not None:
+            await self.audit.aclose()
+        close_key_store(self.keys)
         await self.store.close()
+
+
+def _with_node_hold_expiry(settings: Settings) -> Settings:
+    """On lnd the guardian's margin must start from the node's own ``holdexpirydelta`` (18 on
+    lnd v0.21), which the devnet records in its connection file."""
+    if settings.lightning != "lnd" or settings.lnd_connection_file is None:
+        return settings
+    try:
+        recorded = json.loads(settings.lnd_connection_file.read_text()).get("hold_expiry_delta")
+    except (OSError, ValueError):
+        return settings
+    if not isinstance(recorded, int) or recorded <= settings.hold_expiry_delta:
+        return settings
+    return settings.model_copy(update={"hold_expiry_delta": recorded})
+
+
+def _exit_at(point: str) -> FaultHook:
+    """A fault hook that ends the process abruptly at ``point`` (crash tests)."""
+
+    async def hook(reached: str) -> None:
+        if reached == point:
+            os._exit(86)
+
+    return hook
 
 
 def _lightning(settings: Settings, sim: SimWorld | None) -> LightningBackend:
@@ -53,20 +107,33 @@ async def build_services(
     sim: SimWorld | None = None,
     lightning: LightningBackend | None = None,
     fault_hook: FaultHook | None = None,
+    embedded_relay: bool = False,
 ) -> Services:
-    """Open the database (migrating it), the key store and the Lightning backend."""
+    """Open the database (migrating it), the key store, the Lightning backend and the relays.
+
+    With ``embedded_relay`` and no relay in ``settings.relays``, the in-process relay is started
+    in the data directory and becomes the one relay (``services.settings.relays``).
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings = _with_node_hold_expiry(settings)
+    relay = None
+    if embedded_relay and not settings.relays:
+        relay = EmbeddedRelay(settings.data_dir, port=settings.embedded_relay_port)
+        settings = settings.model_copy(update={"relays": [await relay.start()]})
     if lightning is None and sim is None and settings.lightning == "sim":
         sim = SimWorld.create(hold_expiry_delta=settings.hold_expiry_delta)
     backend = lightning or _lightning(settings, sim)
     engine = create_engine(settings.resolved_database_url)
     await migrate(engine)
-    keys = FileKeyStore(settings.data_dir / "keys" / "preimage.key")
+    audit = AuditLog()  # bound to the store once it exists; the signer reports to it first
+    keys = audited(open_key_store(settings), audit)
     signer = LocalSigner(
-        load_or_create_key_file(settings.data_dir / "keys" / "operator.key"),
+        load_operator_keys(keys, settings.data_dir, audit=audit),
         allowed_kinds=frozenset(
             {settings.kind_log_entry, settings.kind_listing, settings.kind_checkpoint}
-        ),
+        )
+        | operator_kinds(settings),
+        observer=audit.signature_observer(),
     )
     log = LogWriter(
         signer,
@@ -77,12 +144,28 @@ async def build_services(
         ),
         clock=time.time,
         lock=not settings.resolved_database_url.startswith("sqlite"),
+        hooks=[receipt_issuer(settings, signer)],
     )
     store = Store(engine, log=log)
-    ctx = EscrowContext(store=store, lightning=backend, keys=keys, settings=settings)
+    audit.bind(store)
+    await audit.record_config_start(
+        settings_digest(settings),
+        {
+            "keystore": settings.keystore,
+            "lightning": settings.lightning,
+            "database": store.dialect,
+            "operator_pubkey": signer.get_public_key(),
+        },
+    )
+    ctx = EscrowContext(store=store, lightning=backend, keys=keys, settings=settings, audit=audit)
     if fault_hook is not None:
         ctx.fault_hook = fault_hook
+    elif settings.fault_exit_at is not None:
+        ctx.fault_hook = _exit_at(settings.fault_exit_at)
     escrow_engine = EscrowEngine(ctx)
+    reputation = build_reputation(settings, store, signer)
+    limits = write_limits(settings)
+    pool, publisher = await _publishing(settings, store)
     return Services(
         settings=settings,
         store=store,
@@ -95,6 +178,33 @@ async def build_services(
             engine=escrow_engine,
             request_kind=settings.kind_request,
             proof_kind=settings.kind_proof,
+            gates=(limits, reputation.writes),
+            reputation=reputation.writes,
         ),
         sim=sim,
+        relay_pool=pool,
+        publisher=publisher,
+        embedded_relay=relay,
+        audit=audit,
+        reputation=reputation.service,
+        limits=limits,
     )
+
+
+async def _publishing(
+    settings: Settings, store: Store
+) -> tuple[RelayPool | None, OutboxPublisher | None]:
+    """The relay pool and the outbox publisher; none without relays (the outbox then waits)."""
+    if not settings.relays:
+        return None, None
+    pool = RelayPool()
+    await pool.connect(settings.relays)
+    publisher = OutboxPublisher(
+        store,
+        pool,
+        settings.relays,
+        time.time,
+        poll_interval_s=settings.publish_interval_s,
+        listing_kind=settings.kind_listing,
+    )
+    return pool, publisher

@@ -19,8 +19,19 @@ __all__ = ["app", "main"]
 app = typer.Typer(no_args_is_help=True, help="Non-custodial escrow for tasks on Lightning.")
 console = Console(stderr=True)
 
+KeystoreOption = Annotated[
+    str | None,
+    typer.Option("--keystore", help="file or pkcs11 (an HSM; SoftHSM2 in development)"),
+]
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="where the database and key files live")
+]
+Relays = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--relay",
+        help="relay URL the public log goes to (repeatable); none: an embedded relay",
+    ),
 ]
 
 
@@ -37,6 +48,8 @@ def serve(
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
     data_dir: DataDir = None,
     lightning: Annotated[str | None, typer.Option(help="sim or lnd")] = None,
+    relay: Relays = None,
+    keystore: KeystoreOption = None,
     log_json: Annotated[bool, typer.Option("--log-json", help="JSON log lines")] = False,
 ) -> None:
     """Run the API and the escrow engine. Settings come from TASKHOLD_* variables and flags."""
@@ -47,14 +60,18 @@ def serve(
     from taskhold.logs import configure_logging
 
     configure_logging(json=log_json)
-    settings = _settings(data_dir, host=host, port=port, lightning=lightning)
+    settings = _settings(
+        data_dir, host=host, port=port, lightning=lightning, relays=relay or None, keystore=keystore
+    )
 
     async def run() -> None:
-        services = await build_services(settings)
+        services = await build_services(settings, embedded_relay=True)
         console.print(
             f"taskhold on http://{settings.host}:{settings.port} (docs at /docs), lightning="
             f"{settings.lightning}, database={settings.resolved_database_url.split('://')[0]}"
         )
+        where = "embedded relay" if services.embedded_relay is not None else "relays"
+        console.print(f"public log: {where} {', '.join(services.settings.relays)}")
         config = uvicorn.Config(
             create_api(services), host=settings.host, port=settings.port, log_level="info"
         )
@@ -71,18 +88,45 @@ def demo(
     data_dir: DataDir = None,
     refund: Annotated[bool, typer.Option("--refund", help="cancel after funding")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    relay: Relays = None,
+    keystore: KeystoreOption = None,
 ) -> None:
-    """Drive one task from creation to PAID over HTTP, on the embedded defaults."""
-    from taskhold.demo import dump, run_demo
+    """Drive one task from creation to PAID over HTTP, on the embedded defaults, and publish
+    its log to the relays (an embedded one unless ``--relay`` is given)."""
+    from taskhold.demo import DemoError, dump, run_demo
     from taskhold.logs import configure_logging
 
     configure_logging("WARNING")
     directory = data_dir or Path(tempfile.mkdtemp(prefix="taskhold-demo-"))
-    result = asyncio.run(run_demo(directory, refund=refund, as_json=as_json, console=console))
+    try:
+        result = asyncio.run(
+            run_demo(
+                directory,
+                refund=refund,
+                as_json=as_json,
+                console=console,
+                relays=relay,
+                keystore=keystore or "file",
+            )
+        )
+    except DemoError as exc:
+        console.print(f"[red]demo failed:[/] {exc}")
+        raise typer.Exit(1) from None
     sys.stdout.write((json.dumps(result) if as_json else dump(result)) + "\n")
     expected = "REFUNDED" if refund else "PAID"
     if result["final_state"] != expected:
         raise typer.Exit(1)
+
+
+def _mount_key_custody() -> None:
+    from taskhold.keys.cli import keys_app
+    from taskhold.store.audit_cli import audit_log_app
+
+    app.add_typer(keys_app, name="keys", help="The key store: init, status, rotate")
+    app.add_typer(audit_log_app, name="audit-log", help="The tamper-evident audit log")
+
+
+_mount_key_custody()
 
 
 def _mount_devnet() -> None:
@@ -94,6 +138,9 @@ def _mount_devnet() -> None:
 
 
 _mount_devnet()
+from taskhold.audit.cli import audit_command  # noqa: E402
+
+app.command("audit")(audit_command)
 
 
 def main() -> None:

@@ -26,14 +26,29 @@ __all__ = ["TaskholdAPIError", "TaskholdClient"]
 
 
 class TaskholdAPIError(Exception):
-    """The server refused a request: ``code`` is the stable problem+json code to branch on."""
+    """The server refused a request: ``code`` is the stable problem+json code to branch on.
 
-    def __init__(self, status: int, code: str, title: str, detail: str) -> None:
+    ``problem`` is the whole problem+json body (e.g. ``required_bits`` for ``pow_required``);
+    ``retry_after_s`` is the ``Retry-After`` of a 429.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        title: str,
+        detail: str,
+        *,
+        problem: dict[str, Any] | None = None,
+        retry_after_s: int | None = None,
+    ) -> None:
         super().__init__(f"{status} {code}: {detail or title}")
         self.status = status
         self.code = code
         self.title = title
         self.detail = detail
+        self.problem = problem or {}
+        self.retry_after_s = retry_after_s
 
 
 class TaskholdClient:
@@ -41,6 +56,10 @@ class TaskholdClient:
 
     An ``http`` client passed in is borrowed and left open; one created here is closed by
     :meth:`aclose`.
+
+    Proof of work (NIP-13): writes are mined to ``pow_difficulty`` bits; with ``auto_pow`` a
+    write refused with ``pow_required`` is signed again with the difficulty the server named
+    (up to ``max_pow_bits``) and sent once more, and later writes keep that difficulty.
     """
 
     def __init__(
@@ -54,6 +73,9 @@ class TaskholdClient:
         retries: int = 3,
         retry_delay_s: float = 0.25,
         clock: Callable[[], float] = time.time,
+        pow_difficulty: int = 0,
+        auto_pow: bool = True,
+        max_pow_bits: int = 24,
     ) -> None:
         self._base_url = base_url.rstrip("/")
         self._keys = keys
@@ -64,6 +86,9 @@ class TaskholdClient:
         self._retries = retries
         self._retry_delay_s = retry_delay_s
         self._clock = clock
+        self.pow_difficulty = pow_difficulty
+        self._auto_pow = auto_pow
+        self._max_pow_bits = max_pow_bits
 
     @property
     def pubkey_hex(self) -> str:
@@ -177,6 +202,22 @@ class TaskholdClient:
         body = {"reason": reason}
         return await self._task_write(task_id, "cancel", "cancel", body, idempotency_key)
 
+    async def review(
+        self,
+        task_id: str,
+        rating: int,
+        comment: str = "",
+        *,
+        receipt: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Rate the other party of a PAID or REFUNDED task (1-5), with this client's receipt
+        (fetched when not given)."""
+        if receipt is None:
+            receipt = await self.my_receipt(task_id)
+        body = {"rating": rating, "comment": comment, "receipt": receipt}
+        return await self._task_write(task_id, "review", "review", body, idempotency_key)
+
     async def update_payout_invoice(
         self, task_id: str, payout_invoice: str, *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
@@ -201,6 +242,25 @@ class TaskholdClient:
 
     async def info(self) -> dict[str, Any]:
         return await self._read("/v1/info")
+
+    async def reputation(self, pubkey: str | None = None) -> dict[str, Any]:
+        """A pubkey's score, metrics and the log range they cover (default: this client's)."""
+        return await self._read(f"/v1/reputation/{quote(pubkey or self.pubkey_hex, safe='')}")
+
+    async def receipts(self, task_id: str) -> dict[str, Any]:
+        """The operator's review receipts of a PAID or REFUNDED task, one per party."""
+        return await self._read(f"{_task_path(task_id)}/receipts")
+
+    async def my_receipt(self, task_id: str) -> dict[str, Any]:
+        """This client's receipt for the task; raises LookupError if there is none."""
+        for item in (await self.receipts(task_id))["receipts"]:
+            if item["reviewer"] == self.pubkey_hex:
+                receipt: dict[str, Any] = item["receipt"]
+                return receipt
+        raise LookupError(f"no review receipt for this pubkey on task {task_id}")
+
+    async def reviews(self, task_id: str) -> dict[str, Any]:
+        return await self._read(f"{_task_path(task_id)}/reviews")
 
     async def wait_for_state(
         self,
@@ -279,18 +339,39 @@ class TaskholdClient:
         # and nobody can replay the signature under another key.
         tags.append(["key", key])
         tags.extend(extra_tags or [])
-        event = self._keys.sign_event(
-            kind=self._request_kind if kind is None else kind,
-            content=json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False),
-            tags=tags,
-            created_at=int(self._clock()),
+        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        event_kind = self._request_kind if kind is None else kind
+        for attempt in range(2):
+            event = await self._sign(event_kind, content, tags)
+            headers = {"Idempotency-Key": key}
+            # Built once: every retry sends the very same event and key.
+            request = self._http.build_request(
+                "POST", self._url(path), json={"request": event}, headers=headers
+            )
+            try:
+                return await self._send(request, retry=True)
+            except TaskholdAPIError as exc:
+                # A refused write wrote nothing, so a new event under the same key is safe.
+                required = exc.problem.get("required_bits")
+                if (
+                    attempt > 0
+                    or exc.code != "pow_required"
+                    or not self._auto_pow
+                    or not isinstance(required, int)
+                    or not self.pow_difficulty < required <= self._max_pow_bits
+                ):
+                    raise
+                self.pow_difficulty = required
+        raise AssertionError("unreachable")
+
+    async def _sign(self, kind: int, content: str, tags: list[list[str]]) -> dict[str, Any]:
+        created_at = int(self._clock())
+        if self.pow_difficulty <= 0:
+            return self._keys.sign_event(kind, content, tags, created_at)
+        # Mining takes a while; keep the event loop serving meanwhile.
+        return await asyncio.to_thread(
+            self._keys.sign_event_mined, kind, content, tags, created_at, self.pow_difficulty
         )
-        headers = {"Idempotency-Key": key}
-        # Built once: every retry sends the very same event and key.
-        request = self._http.build_request(
-            "POST", self._url(path), json={"request": event}, headers=headers
-        )
-        return await self._send(request, retry=True)
 
     async def _read(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         request = self._http.build_request("GET", self._url(path), params=params)
@@ -341,9 +422,12 @@ def _answer(response: httpx.Response) -> dict[str, Any]:
         raise TaskholdAPIError(
             status, f"http_{status}", response.reason_phrase, response.text[:500]
         )
+    retry_after = response.headers.get("Retry-After", "")
     raise TaskholdAPIError(
         status,
         str(data.get("code") or f"http_{status}"),
         str(data.get("title") or response.reason_phrase),
         str(data.get("detail") or ""),
+        problem=data,
+        retry_after_s=int(retry_after) if retry_after.isdigit() else None,
     )

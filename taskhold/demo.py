@@ -15,37 +15,88 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from sqlalchemy import select
 
-from taskhold.app import build_services
+from taskhold.app import Services, build_services
 from taskhold.client import TaskholdClient
+from taskhold.keys.admin import init_key_store
 from taskhold.nostr import NostrKeys
 from taskhold.server import free_port, running_server
 from taskhold.settings import Settings
+from taskhold.store.models import LogEntryRow
 
-__all__ = ["run_demo"]
+__all__ = ["DemoError", "run_demo"]
 
 DEMO_AMOUNT_MSAT = 150_000_000
+PUBLISH_TIMEOUT_S = 30.0
+
+
+class DemoError(Exception):
+    """The demo could not finish; the message says why."""
 
 
 async def run_demo(
-    data_dir: Path, *, refund: bool, as_json: bool, console: Console
+    data_dir: Path,
+    *,
+    refund: bool,
+    as_json: bool,
+    console: Console,
+    relays: list[str] | None = None,
+    keystore: str = "file",
 ) -> dict[str, Any]:
     settings = Settings(
         data_dir=data_dir,
+        keystore=keystore,
         lightning="sim",
         engine_tick_s=0.2,
         default_review_window_s=3600,
         default_dispute_window_s=3600,
+        relays=relays or [],
     )
     say: Callable[[str], None] = (lambda _: None) if as_json else console.print
-    services = await build_services(settings)
+    if keystore == "pkcs11":  # a SoftHSM2 token under the data directory unless configured
+        init_key_store(settings)
+    services = await build_services(settings, embedded_relay=True)
     try:
         port = free_port(settings.host)
         async with running_server(services, settings.host, port) as url:
             say(f"[bold]taskhold[/] serving at {url} (SQLite + Lightning simulator in {data_dir})")
-            return await _drive(url, refund=refund, say=say, console=console, quiet=as_json)
+            say(_relay_line(services))
+            result = await _drive(url, refund=refund, say=say, console=console, quiet=as_json)
+            log_ids = await _log_event_ids(services, result["task_id"])
+            await _wait_published(services, log_ids)
+            say(f"8. {len(log_ids)} signed log entries published to {services.settings.relays[0]}")
+        return result | {
+            "operator_pubkey": services.signer.get_public_key(),
+            "relay_url": services.settings.relays[0],
+            "log_event_ids": log_ids,
+        }
     finally:
         await services.close()
+
+
+def _relay_line(services: Services) -> str:
+    relays = ", ".join(services.settings.relays)
+    if services.embedded_relay is not None:
+        return f"public log on the embedded relay {relays}"
+    return f"public log to {relays}"
+
+
+async def _log_event_ids(services: Services, task_id: str) -> list[str]:
+    stmt = select(LogEntryRow.event_id).where(LogEntryRow.task_id == task_id)
+    async with services.store.transaction() as tx:
+        return list((await tx.session.execute(stmt.order_by(LogEntryRow.seq))).scalars())
+
+
+async def _wait_published(services: Services, event_ids: list[str]) -> None:
+    assert services.publisher is not None  # the demo always has a relay
+    try:
+        await services.publisher.wait_until_published(event_ids, timeout_s=PUBLISH_TIMEOUT_S)
+    except TimeoutError as exc:
+        raise DemoError(
+            f"the log entries did not reach {', '.join(services.settings.relays)} "
+            f"within {PUBLISH_TIMEOUT_S:.0f} s ({exc})"
+        ) from None
 
 
 async def _drive(

@@ -7,6 +7,10 @@ that escapes is an internal :class:`Fault` (or a bug) and becomes a 500 without 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
 __all__ = ["Conflict", "Fault", "Forbidden", "Invalid", "NotFound", "Refusal", "TooLarge"]
 
 
@@ -15,6 +19,10 @@ class Refusal(Exception):
 
     status: int = 400
     code: str = "invalid_request"
+    extra: Mapping[str, Any] = MappingProxyType({})
+    """Further problem+json members, e.g. ``required_bits`` for ``pow_required``."""
+    headers: Mapping[str, str] = MappingProxyType({})
+    """HTTP headers of the refusal, e.g. ``Retry-After`` for 429."""
 
     def __init__(self, detail: str, *, code: str | None = None, status: int | None = None) -> None:
         super().__init__(detail)

@@ -6,13 +6,28 @@ data directory, and the deterministic Lightning simulator.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings", "default_data_dir"]
+__all__ = ["Settings", "default_data_dir", "settings_digest"]
+
+
+_URL_PASSWORD = re.compile(r"(://[^/:@]*:)[^@/]*@")
+
+
+def settings_digest(settings: Settings) -> str:
+    """sha256 over every setting except secrets: recorded in the audit log at each start."""
+    values = settings.model_dump(mode="json", exclude={"pkcs11_pin"})
+    if values.get("database_url"):
+        values["database_url"] = _URL_PASSWORD.sub(r"\1***@", values["database_url"])
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def default_data_dir() -> Path:
@@ -34,11 +49,22 @@ class Settings(BaseSettings):
     lnd_connection_file: Path | None = None
     """JSON written by ``taskhold devnet up``: REST URL, TLS cert and macaroon path per node."""
     lnd_node: str = "escrow"
-    keystore: Literal["file"] = "file"
+    keystore: Literal["file", "pkcs11"] = "file"
+    """Where the preimage key lives: a key file in the data dir, or a PKCS#11 token (an HSM)."""
+    pkcs11_module: Path = Path("/usr/lib/softhsm/libsofthsm2.so")
+    """The HSM vendor's PKCS#11 library; the default is Debian's SoftHSM2 (development only)."""
+    pkcs11_token_label: str = "taskhold"
+    """Tokens are found by label: slot ids change between restarts."""
+    pkcs11_pin: SecretStr | None = None
+    """User PIN (``TASKHOLD_PKCS11_PIN``); or ``pkcs11_pin_file``. Never logged."""
+    pkcs11_pin_file: Path | None = None
+    """A file holding the user PIN; default ``<data_dir>/keys/pkcs11.pin`` if it exists."""
 
     request_window_s: int = 300
     """How far a signed request's ``created_at`` may be from the server's clock."""
-    max_request_bytes: int = 64_000
+    max_request_bytes: int = 24_000
+    """Content size of a signed request. The log entry embeds the request (and, for a create,
+    its fields again), and relays refuse events over 64 KiB, so requests stay well below."""
 
     fee_ppm: int = 10_000
     """Operator fee in parts per million of the task amount, declared in every task."""
@@ -78,9 +104,46 @@ class Settings(BaseSettings):
     kind_checkpoint: int = 30078
     relays: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Relay URLs the public log goes to; empty means the embedded relay."""
+    embedded_relay_port: int | None = None
+    """Port of the embedded relay (loopback) when ``relays`` is empty; a free one by default."""
+    publish_interval_s: float = 0.5
+    """How often the outbox publisher looks for events to send when it has nothing to do."""
+
+    fault_exit_at: str | None = None
+    """Crash testing only: the process exits (status 86) at this escrow fault point, e.g.
+    ``after_payout``, to prove a restart finishes the release."""
 
     engine_tick_s: float = 1.0
     reconcile_interval_s: float = 15.0
+
+    # Reputation (taskhold/reputation/, issue 5) ------------------------------------------------
+    kind_receipt: int = 3913
+    """Operator-signed review receipt, one per party of a PAID or REFUNDED task."""
+    kind_review_record: int = 3914
+    """Operator-signed record of an accepted review, numbered by ``rseq``."""
+    kind_reputation: int = 30382
+    """NIP-85 trusted assertion (``d`` = subject pubkey), signed by the reputation key."""
+    reputation_interval_s: float = 1.0
+    """How often the indexer reads new log entries while the server runs."""
+    reputation_max_staleness_s: float = 1.0
+    """A policy decision re-reads the log first when the indexer is older than this."""
+    review_window_good_score: int = 600
+    """An employer scoring at least this gets ``review_window_good_pct`` of the default window."""
+    review_window_good_pct: int = 50
+    review_window_top_score: int = 800
+    review_window_top_pct: int = 25
+    review_window_min_s: int = 3600
+    """The policy never shrinks a default review window below this."""
+    pow_max_bits: int = 0
+    """NIP-13 difficulty asked of a pubkey with no record (score 0); 0 turns the policy off."""
+    pow_free_score: int = 500
+    """From this score on no proof of work is asked; below it difficulty falls linearly."""
+    rate_limit_pubkey_per_s: float = 2.0
+    """Signed writes per second per pubkey (token bucket); 0 turns the limit off."""
+    rate_limit_pubkey_burst: int = 30
+    rate_limit_ip_per_s: float = 20.0
+    """Writes per second per client IP (token bucket); 0 turns the limit off."""
+    rate_limit_ip_burst: int = 200
 
     @field_validator("arbiters", "relays", mode="before")
     @classmethod

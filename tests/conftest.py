@@ -21,8 +21,8 @@ import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from taskhold.app import Services, build_services
 from taskhold.api.app import create_api
+from taskhold.app import Services, build_services
 from taskhold.client import TaskholdClient
 from taskhold.lightning.simworld import SimWorld
 from taskhold.nostr import NostrKeys

@@ -11,6 +11,7 @@
 | dispute          | participant   | employer or worker                 |
 | resolve          | participant   | a configured arbiter               |
 | cancel           | participant   | employer                           |
+| review           | review        | employer or worker, PAID/REFUNDED  |
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .create import create
 from .fund import fund
 from .pipeline import Handler, WriteContext, perform
 from .proof import submit_proof, update_payout_invoice
+from .review import review
 
 __all__ = ["ACTIONS", "Action", "WriteContext", "perform"]
 
@@ -44,4 +46,5 @@ ACTIONS: dict[str, Action] = {
     "dispute": Action(participant.open_dispute),
     "resolve": Action(participant.resolve_dispute),
     "cancel": Action(participant.cancel),
+    "review": Action(review),
 }

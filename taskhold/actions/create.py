@@ -24,7 +24,7 @@ class CreateContent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=20_000)
+    description: str = Field(default="", max_length=10_000)
     amount_msat: int = Field(gt=0)
     deadline_at: int = Field(gt=0, description="unix seconds by which the proof must be in")
     acceptance: dict[str, Any] | None = None
@@ -42,9 +42,11 @@ async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
             code="amount_out_of_range",
         )
     spec = parse_spec(body.acceptance)
-    review = (
-        settings.default_review_window_s if body.review_window_s is None else body.review_window_s
-    )
+    review = body.review_window_s
+    if review is None:
+        review = settings.default_review_window_s
+        if ctx.reputation is not None:  # shorter for employers with a good record
+            review = ctx.reputation.review_window(request.pubkey, review)
     dispute = (
         settings.default_dispute_window_s
         if body.dispute_window_s is None

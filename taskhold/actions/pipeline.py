@@ -8,9 +8,9 @@ half-written.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from taskhold.api.auth import SignedRequest, verify_signed_request
 from taskhold.errors import Conflict, Invalid, NotFound
@@ -19,7 +19,17 @@ from taskhold.store import Tx, WriteConflict
 from taskhold.tasks import Task, decide
 from taskhold.tasks.commands import Command
 
-__all__ = ["Handler", "Outcome", "WriteContext", "apply_command", "perform"]
+if TYPE_CHECKING:
+    from taskhold.reputation.gate import ReputationWrites
+
+__all__ = ["Handler", "Outcome", "WriteContext", "WriteGate", "apply_command", "perform"]
+
+
+class WriteGate(Protocol):
+    """A check every verified write passes before any database work (rate limit, proof of
+    work); it refuses by raising a Refusal."""
+
+    async def admit(self, request: SignedRequest) -> None: ...
 
 
 @dataclass
@@ -28,6 +38,9 @@ class WriteContext:
     engine: EscrowEngine | None
     request_kind: int = 3912
     proof_kind: int = 3911
+    gates: Sequence[WriteGate] = ()
+    reputation: ReputationWrites | None = None
+    """Review windows by score and the review desk; None without the reputation indexer."""
 
     @property
     def arbiters(self) -> frozenset[str]:
@@ -40,6 +53,8 @@ class Outcome:
 
     task: Task
     status: int = 200
+    extra: Mapping[str, Any] | None = None
+    """Members added to the rendered answer (e.g. the accepted review)."""
     problem: dict[str, Any] | None = None
     """A refusal that is itself recorded (a proof's failed verdict): the answer's body."""
 
@@ -72,6 +87,8 @@ async def perform(
         window_s=settings.request_window_s,
         max_content_bytes=settings.max_request_bytes,
     )
+    for gate in ctx.gates:  # rate limits, proof of work: before any database work
+        await gate.admit(request)
     key = _checked_key(idempotency_key)
     signed_keys = [t[1] for t in request.raw["tags"] if len(t) > 1 and t[0] == "key"]
     if signed_keys and signed_keys != [key]:
@@ -118,6 +135,8 @@ async def _perform_once(
                 raise NotFound(f"no task {request.task_id}")
         outcome = await handler(ctx, tx, request, task)
         body = outcome.problem or render(outcome.task, await tx.log_head(outcome.task.task_id))
+        if outcome.extra:
+            body = {**body, **outcome.extra}
         now = ctx.escrow.now()
         await tx.record_request(
             event_id=request.event_id,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
-from . import routes_sim, routes_tasks
+from . import routes_reputation, routes_sim, routes_tasks
 from .problems import install_problem_handlers
 
 if TYPE_CHECKING:
@@ -27,10 +27,14 @@ def create_api(services: Services, *, run_engine: bool = True) -> FastAPI:
             await services.engine.start()
             if services.publisher is not None:
                 await services.publisher.start()
+            if services.reputation is not None:
+                await services.reputation.start()
         try:
             yield
         finally:
             if run_engine:
+                if services.reputation is not None:
+                    await services.reputation.stop()
                 if services.publisher is not None:
                     await services.publisher.stop()
                 await services.engine.stop()
@@ -44,6 +48,7 @@ def create_api(services: Services, *, run_engine: bool = True) -> FastAPI:
     app.state.services = services
     install_problem_handlers(app)
     app.include_router(routes_tasks.router)
+    app.include_router(routes_reputation.router)
     if services.sim is not None:
         app.include_router(routes_sim.router)
 

@@ -13,6 +13,7 @@ from taskhold.errors import NotFound
 from taskhold.tasks import TaskState
 
 from .deps import services_of
+from .routes_reputation import reputation_info
 from .views import task_view, transition_view
 
 __all__ = ["router"]
@@ -39,6 +40,8 @@ async def _write(
     request: Request, op: str, body: SignedWrite, task_id: str | None, key: str | None
 ) -> JSONResponse:
     services = services_of(request)
+    if services.limits is not None:  # before the signature is checked: the cheapest refusal
+        services.limits.check_ip(request.client.host if request.client else "unknown")
     action = ACTIONS[op]
     status, payload = await perform(
         services.writes,
@@ -90,6 +93,7 @@ for _op, _summary in [
     ("dispute", "Open a dispute (employer or worker)"),
     ("resolve", "Resolve a dispute (arbiter)"),
     ("cancel", "Cancel the task; refunds a funded one (employer)"),
+    ("review", "Review the other party of a PAID or REFUNDED task, with your receipt"),
 ]:
     _task_write(_op, _summary)
 
@@ -150,4 +154,5 @@ async def info(request: Request) -> dict[str, Any]:
         "arbiters": settings.arbiters,
         "request_kind": services.writes.request_kind,
         "proof_kind": services.writes.proof_kind,
+        "reputation": reputation_info(services),
     }

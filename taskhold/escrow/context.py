@@ -12,6 +12,7 @@ from taskhold.keys import KeyStore
 from taskhold.lightning.base import LightningBackend
 from taskhold.settings import Settings
 from taskhold.store import Store
+from taskhold.store.audit_log import AuditLog
 from taskhold.tasks import SYSTEM_ACTOR, Task, decide
 from taskhold.tasks.commands import Command
 
@@ -36,6 +37,8 @@ class EscrowContext:
     settings: Settings
     clock: Callable[[], float] = time.time
     fault_hook: FaultHook = field(default=_no_fault)
+    audit: AuditLog = field(default_factory=AuditLog)
+    """Settles, cancels and payouts are recorded here (issue 6)."""
 
     def now(self) -> int:
         return int(self.clock())

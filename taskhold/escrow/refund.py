@@ -32,6 +32,13 @@ async def refund(ctx: EscrowContext, task_id: str) -> Task | None:
             raise Fault(
                 f"task {task_id}: cannot cancel a hold invoice in state {status.state}"
             ) from exc
+        await ctx.audit.record(  # audit log (issue 6)
+            "system",
+            "escrow.cancel",
+            task_id,
+            {"payment_hash": task.payment_hash_hex, "invoice_state": invoice_state},
+            store=ctx.store,
+        )
         await ctx.fault_hook("after_cancel")
 
     def complete(current: Task, now: int) -> c.Command | None:

@@ -46,6 +46,13 @@ async def release(ctx: EscrowContext, task_id: str) -> Task | None:
     preimage = ctx.keys.derive_preimage(task.task_id, task.funding_round)
     if invoice.state is not InvoiceState.SETTLED:
         await ctx.lightning.settle_invoice(preimage)
+        await ctx.audit.record(  # audit log (issue 6)
+            "system",
+            "escrow.settle",
+            task_id,
+            {"funding_round": task.funding_round, "payment_hash": task.payment_hash_hex},
+            store=ctx.store,
+        )
     await ctx.fault_hook("after_settle")
 
     def complete(current: Task, now: int) -> c.Command | None:
@@ -168,6 +175,20 @@ async def _mark_payout(
         current.fee_msat = result.fee_msat if result else None
         current.last_error = error
         current.updated_at = ctx.now()
+        await ctx.audit.append(  # audit log (issue 6)
+            tx,
+            "system",
+            "escrow.payout",
+            row.task_id,
+            {
+                "funding_round": row.funding_round,
+                "payment_hash": row.payment_hash_hex,
+                "amount_msat": row.amount_msat,
+                "status": current.status,
+                "fee_msat": current.fee_msat,
+                "error": error,
+            },
+        )
 
 
 async def _record_failure(ctx: EscrowContext, task: Task, reason: str) -> None:

@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from nostr_sdk import EventBuilder, Keys, Kind, NostrSdkError, Tag, Timestamp
+from nostr_sdk import EventBuilder, Keys, Kind, NostrSdkError, SingleThreadPow, Tag, Timestamp
 
 __all__ = ["NostrKeys"]
 
@@ -87,6 +87,35 @@ class NostrKeys:
                 .custom_created_at(Timestamp.from_secs(created_at))
             )
             event = builder.finalize(self._keys)
+        except (NostrSdkError, OverflowError, TypeError, ValueError) as exc:
+            raise ValueError(f"cannot sign this event: {exc}") from None
+        signed: dict[str, Any] = json.loads(event.as_json())
+        return signed
+
+    def sign_event_mined(
+        self, kind: int, content: str, tags: list[list[str]], created_at: int, difficulty: int
+    ) -> dict[str, Any]:
+        """Like :meth:`sign_event`, with NIP-13 proof of work: a ``["nonce", n, difficulty]``
+        tag is added and the id has at least ``difficulty`` leading zero bits.
+
+        Each extra bit doubles the expected work (about a second per 2^20 hashes here).
+        """
+        if isinstance(difficulty, bool) or not isinstance(difficulty, int):
+            raise ValueError(f"difficulty must be an integer, not {difficulty!r}")
+        if not 0 <= difficulty <= 64:
+            raise ValueError(f"difficulty must be from 0 to 64 bits, not {difficulty}")
+        if difficulty == 0:
+            return self.sign_event(kind, content, tags, created_at)
+        if isinstance(created_at, bool) or not isinstance(created_at, int) or created_at < 0:
+            raise ValueError(f"created_at must be a non-negative integer, not {created_at!r}")
+        try:
+            unsigned = (
+                EventBuilder(Kind(kind), content)
+                .tags([Tag.parse(list(tag)) for tag in tags])
+                .custom_created_at(Timestamp.from_secs(created_at))
+                .finalize_unsigned(self._keys.public_key())
+            )
+            event = unsigned.mine(SingleThreadPow(), difficulty).sign(self._keys)
         except (NostrSdkError, OverflowError, TypeError, ValueError) as exc:
             raise ValueError(f"cannot sign this event: {exc}") from None
         signed: dict[str, Any] = json.loads(event.as_json())

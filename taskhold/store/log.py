@@ -9,13 +9,15 @@ transition nor show one that did not happen. The head row is locked for the whol
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskhold.errors import TooLarge
 from taskhold.keys.signer import EventSigner
 from taskhold.nostr.entries import entry_content, entry_tags, listing_event, state_hash
 from taskhold.tasks.events import Event, event_to_dict
@@ -24,7 +26,7 @@ from taskhold.tasks.model import Task
 from .codec import task_to_data
 from .models import ListingRow, LogEntryRow, LogHeadRow, OutboxRow
 
-__all__ = ["LogKinds", "LogWriter"]
+__all__ = ["EntryHook", "LogKinds", "LogWriter", "enqueue_event"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,14 +36,25 @@ class LogKinds:
     checkpoint: int = 30078
 
 
+EntryHook = Callable[[AsyncSession, Task, dict[str, Any]], Awaitable[None]]
+"""Called with every entry just signed, inside its transaction (e.g. review receipts)."""
+
+
 class LogWriter:
     def __init__(
-        self, signer: EventSigner, *, kinds: LogKinds, clock: Callable[[], float], lock: bool
+        self,
+        signer: EventSigner,
+        *,
+        kinds: LogKinds,
+        clock: Callable[[], float],
+        lock: bool,
+        hooks: Sequence[EntryHook] = (),
     ) -> None:
         self.signer = signer
         self.kinds = kinds
         self._clock = clock
         self._lock = lock
+        self.hooks = list(hooks)
 
     @property
     def operator_pubkey(self) -> str:
@@ -103,6 +116,8 @@ class LogWriter:
         )
         head.gseq, head.event_id, head.created_at = gseq, signed["id"], created_at
         self._enqueue(session, signed)
+        for hook in self.hooks:
+            await hook(session, task, signed)
         return signed
 
     async def record_listing(self, session: AsyncSession, task: Task) -> dict[str, Any]:
@@ -123,16 +138,33 @@ class LogWriter:
         return signed
 
     def _enqueue(self, session: AsyncSession, signed: dict[str, Any]) -> None:
-        session.add(
-            OutboxRow(
-                event_id=signed["id"],
-                kind=int(signed["kind"]),
-                raw=signed,
-                acked_relays=[],
-                done=False,
-                attempts=0,
-                next_attempt_at=0,
-                last_error=None,
-                created_at=int(self._clock()),
-            )
+        enqueue_event(session, signed, int(self._clock()))
+
+
+MAX_EVENT_BYTES = 64 * 1024
+"""What relays (strfry, nostr-sdk's LocalRelay) accept at most: a larger event would leave a
+permanent gap in the public log, so the transition that needs it is refused instead."""
+
+
+def enqueue_event(session: AsyncSession, signed: dict[str, Any], now: int) -> None:
+    """Queue a signed event in the outbox, in the caller's transaction."""
+    size = len(json.dumps(signed, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > MAX_EVENT_BYTES:
+        raise TooLarge(
+            f"this change would need a public log event of {size} bytes; relays accept at most"
+            f" {MAX_EVENT_BYTES}: shorten the request",
+            code="log_event_too_large",
         )
+    session.add(
+        OutboxRow(
+            event_id=signed["id"],
+            kind=int(signed["kind"]),
+            raw=signed,
+            acked_relays=[],
+            done=False,
+            attempts=0,
+            next_attempt_at=0,
+            last_error=None,
+            created_at=now,
+        )
+    )

@@ -12,6 +12,7 @@ from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, UniqueCon
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AuditRow",
     "Base",
     "IdempotencyRow",
     "InvoiceRow",
@@ -20,7 +21,10 @@ __all__ = [
     "LogHeadRow",
     "OutboxRow",
     "PayoutRow",
+    "ReceiptRow",
+    "ReputationAssertionRow",
     "RequestEventRow",
+    "ReviewRow",
     "TaskRow",
     "TransitionRow",
 ]
@@ -173,4 +177,73 @@ class OutboxRow(Base):
     created_at: Mapped[int]
 
 
+class AuditRow(Base):
+    """One entry of the append-only, hash-chained audit log (``taskhold/store/audit_log.py``).
+
+    On PostgreSQL rows are written only by ``taskhold_audit_append()`` and never changed.
+    """
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[int]
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    subject: Mapped[str] = mapped_column(String(256))
+    details: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
 Index("ix_tasks_state_updated", TaskRow.state, TaskRow.updated_at)
+
+
+class ReceiptRow(Base):
+    """The operator's review receipt (kind 3913) for one party of a PAID or REFUNDED task.
+
+    Signed in the transaction of the task's final log entry; a review must carry it.
+    """
+
+    __tablename__ = "review_receipts"
+
+    task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reviewer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    raw: Mapped[dict[str, Any]]
+    created_at: Mapped[int]
+
+
+class ReviewRow(Base):
+    """An accepted review, once per task and reviewer, numbered gap-free by ``rseq``.
+
+    ``record`` is the operator-signed kind-3914 event that publishes it (the reviewer's signed
+    request, receipt inside, is its content); the reputation indexer counts records in order.
+    """
+
+    __tablename__ = "reviews"
+
+    task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reviewer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    rseq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    subject: Mapped[str] = mapped_column(String(64), index=True)
+    rating: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(Text)
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)
+    record_id: Mapped[str] = mapped_column(String(64), unique=True)
+    record: Mapped[dict[str, Any]]
+    created_at: Mapped[int]
+
+
+class ReputationAssertionRow(Base):
+    """The newest reputation assertion (kind 30382) published for a subject pubkey."""
+
+    __tablename__ = "reputation_assertions"
+
+    subject: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(16))
+    score: Mapped[int] = mapped_column(Integer)
+    gseq_to: Mapped[int]
+    rseq_to: Mapped[int]
+    created_at: Mapped[int]

@@ -193,7 +193,7 @@ async def test_silent_employer_is_released_after_the_review_window(
     stack.services.engine.ctx.clock = lambda: now[0]
     try:
         employer, worker = stack.client(), stack.client()
-        employer._clock = worker._clock = lambda: now[0]  # noqa: SLF001
+        employer._clock = worker._clock = lambda: now[0]
         stack.world.network.clock = lambda: now[0]
         task = await submitted(stack, employer, worker, deadline_at=int(now[0]) + 3600)
         await stack.services.engine.run_once()

@@ -1,0 +1,24 @@
+"""review: a party of a PAID or REFUNDED task rates the other, with the operator's receipt."""
+
+from __future__ import annotations
+
+from taskhold.api.auth import SignedRequest
+from taskhold.errors import Conflict, NotFound
+from taskhold.reputation.reviews import ReviewContent, review_view
+from taskhold.store import Tx
+from taskhold.tasks import Task
+
+from .content import parse_content
+from .pipeline import Outcome, WriteContext
+
+__all__ = ["review"]
+
+
+async def review(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None) -> Outcome:
+    if ctx.reputation is None:
+        raise Conflict("this taskhold does not take reviews", code="reviews_disabled")
+    if task is None:
+        raise NotFound("a review needs a task")
+    body = parse_content(ReviewContent, request.content)
+    row = await ctx.reputation.reviews.accept(tx.session, task, request, body)
+    return Outcome(task, status=201, extra={"review": review_view(row)})

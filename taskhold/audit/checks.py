@@ -1,0 +1,289 @@
+"""The auditor's checks over a list of event dicts: pure, no I/O, written from
+``docs/public-log.md`` ("Checks an auditor makes") and nostr.md section 4.4.
+
+Each event is verified on its own first (shape, NIP-01 id, BIP-340 signature, author, kind);
+only events that pass take a place in the log. The log as a whole is then checked: gap-free
+``gseq`` with one entry per number, the ``gprev`` chain, non-decreasing ``created_at``, each
+task's ``seq``/``prev`` chain, the preimage of every release against its funding, the
+checkpoint's head, and deletions the operator asked relays for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .entry import AuditKinds, Entry, parse_entry
+from .findings import Finding, FindingKind, Location
+from .nip01 import Verdict, is_hex64, verify_event
+
+__all__ = ["CHECKPOINT_D", "AuditResult", "Summary", "audit_log"]
+
+CHECKPOINT_D = "taskhold-log-head"
+_DELETION_KIND = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    events_received: int
+    entries: int
+    tasks: int
+    tasks_by_final_op: Mapping[str, int]
+    head_gseq: int | None
+    head_id: str | None
+    checkpoint_gseq: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "events_received": self.events_received,
+            "entries": self.entries,
+            "tasks": self.tasks,
+            "tasks_by_final_op": dict(sorted(self.tasks_by_final_op.items())),
+            "head_gseq": self.head_gseq,
+            "head_id": self.head_id,
+            "checkpoint_gseq": self.checkpoint_gseq,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AuditResult:
+    findings: tuple[Finding, ...]
+    summary: Summary
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings
+
+
+@dataclass(frozen=True, slots=True)
+class _Checkpoint:
+    id: str
+    gseq: int
+    head: str
+
+
+def _claimed_gseq(event: Mapping[str, Any]) -> int | None:
+    """The ``gseq`` an unverifiable event claims, only to say where it would have been."""
+    tags = event.get("tags")
+    for tag in tags if isinstance(tags, list) else []:
+        if isinstance(tag, list) and len(tag) >= 2 and tag[0] == "gseq":
+            value = tag[1]
+            return int(value) if isinstance(value, str) and value.isdigit() else None
+    return None
+
+
+def _authentic(
+    events: Iterable[object], operator: str, kind: int, what: str, findings: set[Finding]
+) -> list[Mapping[str, Any]]:
+    """The events that verify, are the operator's and of ``kind``, once per id."""
+    kept: dict[str, Mapping[str, Any]] = {}
+    for event in events:
+        verdict = verify_event(event)
+        if verdict is Verdict.OK:
+            assert isinstance(event, Mapping)
+            if event["pubkey"] == operator and event["kind"] == kind:
+                kept.setdefault(event["id"], event)
+                continue
+        findings.add(_refusal(event, verdict, operator, kind, what))
+    return list(kept.values())
+
+
+def _refusal(event: object, verdict: Verdict, operator: str, kind: int, what: str) -> Finding:
+    """Why ``event`` takes no place in the log, located where it claims to belong."""
+    raw_id = event.get("id") if isinstance(event, Mapping) else None
+    event_id = raw_id if isinstance(raw_id, str) else None
+    gseq = _claimed_gseq(event) if isinstance(event, Mapping) else None
+    where = Location(gseq=gseq, event_id=event_id)
+    ids = (event_id,) if event_id else ()
+    if verdict is not Verdict.OK:
+        return Finding(FindingKind(verdict.value), where, f"{what} does not verify: {verdict}", ids)
+    assert isinstance(event, Mapping)
+    if event["pubkey"] != operator:
+        detail = f"{what} signed by {event['pubkey']}, not the operator"
+        return Finding(FindingKind.WRONG_AUTHOR, where, detail, ids)
+    detail = f"kind {event['kind']} where a {what} (kind {kind}) was expected"
+    return Finding(FindingKind.MALFORMED, where, detail, ids)
+
+
+def _checkpoint(
+    events: Iterable[object], operator: str, kinds: AuditKinds, findings: set[Finding]
+) -> _Checkpoint | None:
+    best: _Checkpoint | None = None
+    for event in _authentic(events, operator, kinds.checkpoint, "checkpoint", findings):
+        values = {tag[0]: tag[1] for tag in reversed(event["tags"]) if len(tag) >= 2}
+        gseq, head, count = values.get("gseq", ""), values.get("head"), values.get("count", "")
+        if (
+            values.get("d") != CHECKPOINT_D
+            or not gseq.isdigit()
+            or not is_hex64(head)
+            or count != str(int(gseq) + 1)
+        ):
+            where = Location(event_id=event["id"])
+            detail = "checkpoint needs d, gseq, head and count = gseq + 1"
+            findings.add(Finding(FindingKind.MALFORMED, where, detail, (event["id"],)))
+            continue
+        assert head is not None
+        if best is None or int(gseq) > best.gseq:
+            best = _Checkpoint(event["id"], int(gseq), head)
+    return best
+
+
+def _ranges(numbers: list[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for number in numbers:
+        if runs and runs[-1][1] == number - 1:
+            runs[-1] = (runs[-1][0], number)
+        else:
+            runs.append((number, number))
+    return runs
+
+
+def _global_chain(by_gseq: Mapping[int, list[Entry]], last: int, findings: set[Finding]) -> None:
+    missing = [g for g in range(last + 1) if g not in by_gseq]
+    for first, final in _ranges(missing):
+        count = final - first + 1
+        detail = f"{count} entr{'y' if count == 1 else 'ies'} missing from the operator-wide log"
+        findings.add(Finding(FindingKind.GAP, Location(gseq=first, gseq_last=final), detail))
+    previous: list[Entry] = []
+    for gseq in sorted(by_gseq):
+        group = by_gseq[gseq]
+        if len(group) > 1:
+            ids = tuple(sorted(entry.id for entry in group))
+            detail = f"{len(group)} different operator-signed entries for one gseq"
+            findings.add(Finding(FindingKind.EQUIVOCATION, Location(gseq=gseq), detail, ids))
+        before = previous if previous and previous[0].gseq == gseq - 1 else []
+        for entry in group:
+            where = Location(gseq=gseq, task=entry.task, seq=entry.seq, event_id=entry.id)
+            if before and entry.gprev not in {other.id for other in before}:
+                detail = f"gprev {entry.gprev} is not the id of entry {gseq - 1}"
+                findings.add(Finding(FindingKind.BROKEN_GPREV, where, detail, (entry.id,)))
+            if previous and entry.created_at < min(other.created_at for other in previous):
+                detail = (
+                    f"created_at {entry.created_at} is before {previous[0].created_at} "
+                    f"of entry {previous[0].gseq}"
+                )
+                findings.add(Finding(FindingKind.TIME_WENT_BACKWARDS, where, detail, (entry.id,)))
+        previous = group
+
+
+def _task_chain(entries: list[Entry], findings: set[Finding]) -> None:
+    """``seq`` runs 1, 2, … in ``gseq`` order and each ``prev`` names the entry before. An entry
+    signed twice for one ``seq`` is equivocation; either twin may be the one followed."""
+    expected, last_ids = 1, set[str]()
+    by_seq: dict[int, Entry] = {}
+    funding_hash: str | None = None
+    for entry in entries:
+        where = Location(gseq=entry.gseq, task=entry.task, seq=entry.seq, event_id=entry.id)
+        twin = by_seq.get(entry.seq)
+        if twin is not None:
+            if twin.gseq != entry.gseq:
+                ids = (twin.id, entry.id)
+                detail = f"seq {entry.seq} signed twice, at gseq {twin.gseq} and {entry.gseq}"
+                findings.add(Finding(FindingKind.EQUIVOCATION, where, detail, ids))
+            if twin.seq == expected - 1:
+                last_ids.add(entry.id)
+            continue
+        by_seq[entry.seq] = entry
+        if entry.seq != expected:
+            detail = f"expected seq {expected}, found {entry.seq}"
+            findings.add(Finding(FindingKind.SEQ_GAP, where, detail, (entry.id,)))
+        elif last_ids and entry.prev not in last_ids:
+            detail = f"prev {entry.prev} is not the id of seq {expected - 1}"
+            named = (entry.id, *sorted(last_ids))
+            findings.add(Finding(FindingKind.BROKEN_PREV, where, detail, named))
+        expected, last_ids = entry.seq + 1, {entry.id}
+        if entry.op == "FundingRequested":
+            funding_hash = entry.values.get("payment_hash")
+        elif entry.op == "ReleaseCompleted":
+            _check_preimage(entry, funding_hash, where, findings)
+
+
+def _check_preimage(
+    entry: Entry, funding_hash: str | None, where: Location, findings: set[Finding]
+) -> None:
+    preimage = entry.values.get("preimage", "")
+    if funding_hash is None:
+        detail = "released without a FundingRequested entry before it"
+    elif not is_hex64(preimage):
+        detail = "the preimage tag is not 32 bytes of hex"
+    elif hashlib.sha256(bytes.fromhex(preimage)).hexdigest() != funding_hash:
+        detail = f"sha256(preimage) is not the funding payment_hash {funding_hash}"
+    else:
+        return
+    findings.add(Finding(FindingKind.PREIMAGE_MISMATCH, where, detail, (entry.id,)))
+
+
+def _deletions(
+    events: Iterable[object],
+    operator: str,
+    entry_ids: Mapping[str, Entry],
+    findings: set[Finding],
+) -> None:
+    for event in _authentic(events, operator, _DELETION_KIND, "deletion request", findings):
+        targets = tuple(tag[1] for tag in event["tags"] if tag[0] == "e" and len(tag) >= 2)
+        if not targets:
+            continue
+        known = [entry_ids[t].gseq for t in targets if t in entry_ids]
+        where = Location(gseq=min(known) if known else None, event_id=event["id"])
+        detail = f"the operator asked relays to delete {len(targets)} event(s)"
+        findings.add(Finding(FindingKind.OPERATOR_DELETION, where, detail, (event["id"], *targets)))
+
+
+def _order(finding: Finding) -> tuple[int, str, str]:
+    gseq = finding.location.gseq
+    return (gseq if gseq is not None else -1, finding.kind.value, finding.detail)
+
+
+def audit_log(
+    events: Iterable[object],
+    operator: str,
+    *,
+    kinds: AuditKinds | None = None,
+    checkpoints: Iterable[object] = (),
+    deletions: Iterable[object] = (),
+) -> AuditResult:
+    """Every finding about the operator's log in ``events`` (any order, duplicates allowed)."""
+    kinds = kinds or AuditKinds()
+    events = list(events)
+    findings: set[Finding] = set()
+    entries: list[Entry] = []
+    for event in _authentic(events, operator, kinds.entry, "log entry", findings):
+        entry, problems = parse_entry(event, operator, kinds)
+        findings.update(problems)
+        if entry is not None:
+            entries.append(entry)
+
+    by_gseq: dict[int, list[Entry]] = defaultdict(list)
+    by_task: dict[str, list[Entry]] = defaultdict(list)
+    for entry in sorted(entries, key=lambda e: (e.gseq, e.id)):
+        by_gseq[entry.gseq].append(entry)
+        by_task[entry.task].append(entry)
+
+    checkpoint = _checkpoint(checkpoints, operator, kinds, findings)
+    head = max(by_gseq, default=-1)
+    _global_chain(by_gseq, max(head, checkpoint.gseq if checkpoint else -1), findings)
+    for task_entries in by_task.values():
+        _task_chain(task_entries, findings)
+    if checkpoint is not None:
+        at_head = {entry.id for entry in by_gseq.get(checkpoint.gseq, [])}
+        if at_head and checkpoint.head not in at_head:
+            detail = f"checkpoint names {checkpoint.head} as entry {checkpoint.gseq}"
+            ids = (checkpoint.id, checkpoint.head, *sorted(at_head))
+            where = Location(gseq=checkpoint.gseq)
+            findings.add(Finding(FindingKind.CHECKPOINT_MISMATCH, where, detail, ids))
+    _deletions(deletions, operator, {entry.id: entry for entry in entries}, findings)
+
+    head_group = by_gseq.get(head, [])
+    summary = Summary(
+        events_received=len(events),
+        entries=len(entries),
+        tasks=len(by_task),
+        tasks_by_final_op=Counter(task_entries[-1].op for task_entries in by_task.values()),
+        head_gseq=head if head >= 0 else None,
+        head_id=head_group[0].id if len(head_group) == 1 else None,
+        checkpoint_gseq=checkpoint.gseq if checkpoint else None,
+    )
+    return AuditResult(tuple(sorted(findings, key=_order)), summary)

@@ -1,0 +1,272 @@
+"""One log entry (kind 3910), read from its tags and content as ``docs/public-log.md`` defines
+them, with every per-entry rule checked: tags, content, and the embedded participant request.
+
+An entry whose position cannot be read (``gseq``, ``task``, ``seq`` or ``op`` missing or
+ill-formed) is reported and left out of the chain checks; any other fault is reported and the
+entry still takes its place in the chains.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .findings import Finding, FindingKind, Location
+from .nip01 import Verdict, is_hex64, verify_event
+
+__all__ = ["OPS", "REQUEST_OPS", "AuditKinds", "Entry", "parse_entry"]
+
+OPS = frozenset(
+    {
+        "TaskCreated", "FundingRequested", "FundingAccepted", "FundingExpired", "TaskClaimed",
+        "ProofSubmitted", "SubmissionApproved", "ReviewWindowElapsed", "SubmissionRejected",
+        "DisputeOpened", "DisputeResolved", "RefundOrdered", "TaskCancelled", "PayoutFailed",
+        "PayoutRequestUpdated", "ReleaseCompleted", "RefundCompleted",
+    }
+)  # fmt: skip
+
+REQUEST_OPS: Mapping[str, frozenset[str]] = {
+    "create": frozenset({"TaskCreated"}),
+    "fund": frozenset({"FundingRequested"}),
+    "claim": frozenset({"TaskClaimed"}),
+    "proof": frozenset({"ProofSubmitted"}),
+    "approve": frozenset({"SubmissionApproved"}),
+    "reject": frozenset({"SubmissionRejected"}),
+    "dispute": frozenset({"DisputeOpened"}),
+    "resolve": frozenset({"DisputeResolved"}),
+    "cancel": frozenset({"TaskCancelled", "RefundOrdered"}),
+    "payout-invoice": frozenset({"PayoutRequestUpdated"}),
+}
+"""Which entry a participant's request (its ``op`` tag) may cause."""
+
+_UINT = re.compile(r"0|[1-9][0-9]*")
+
+
+def _uint(value: str) -> bool:
+    return _UINT.fullmatch(value) is not None
+
+
+def _bolt11(value: str) -> bool:
+    return value.lower().startswith("ln") and len(value) > 10
+
+
+_PAYMENT_TAGS: Mapping[str, Mapping[str, Callable[[str], bool]]] = {
+    "FundingRequested": {"payment_hash": is_hex64, "bolt11": _bolt11, "cltv_expiry": _uint},
+    "FundingAccepted": {"expiry_height": _uint, "amount_msat": _uint},
+    "ReleaseCompleted": {"preimage": is_hex64, "payout_hash": is_hex64, "payout_fee_msat": _uint},
+    "RefundCompleted": {"invoice_state": lambda value: value in ("CANCELED", "NONE")},
+}
+_ALL_PAYMENT_TAGS = frozenset(name for tags in _PAYMENT_TAGS.values() for name in tags)
+_SINGLE_TAGS = frozenset(
+    {"a", "task", "op", "seq", "gseq", "o", "state", "prev", "gprev", "e"} | _ALL_PAYMENT_TAGS
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditKinds:
+    """The event kinds of the log being audited (taskhold's defaults; they are settings)."""
+
+    entry: int = 3910
+    proof: int = 3911
+    request: int = 3912
+    listing: int = 30402
+    checkpoint: int = 30078
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A verified, operator-signed log entry placed by its tags."""
+
+    id: str
+    created_at: int
+    gseq: int
+    task: str
+    seq: int
+    op: str
+    prev: str | None
+    gprev: str | None
+    values: Mapping[str, str]
+    """The value of each single-valued tag (``payment_hash``, ``preimage``, …)."""
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class _Reader:
+    def __init__(self, event: Mapping[str, Any], operator: str, kinds: AuditKinds) -> None:
+        self.event = event
+        self.operator = operator
+        self.kinds = kinds
+        self.findings: list[Finding] = []
+        self.values: dict[str, str] = {}
+        self.where = Location(event_id=event["id"])
+
+    def fault(self, kind: FindingKind, detail: str, *ids: str) -> None:
+        self.findings.append(Finding(kind, self.where, detail, (self.event["id"], *ids)))
+
+    def read_tags(self) -> list[list[str]]:
+        participants = []
+        for tag in self.event["tags"]:
+            name = tag[0]
+            if name == "p":
+                participants.append(tag)
+                continue
+            if name not in _SINGLE_TAGS:
+                continue
+            if name in self.values:
+                self.fault(FindingKind.MALFORMED, f"tag {name!r} appears more than once")
+                continue
+            if len(tag) < 2:
+                self.fault(FindingKind.MALFORMED, f"tag {name!r} has no value")
+                continue
+            self.values[name] = tag[1]
+        return participants
+
+    def position(self) -> tuple[int, str, int, str] | None:
+        values = self.values
+        problems = []
+        if not _uint(values.get("gseq", "")):
+            problems.append("gseq")
+        if not is_hex64(values.get("task")):
+            problems.append("task")
+        if not _uint(values.get("seq", "")) or values.get("seq") == "0":
+            problems.append("seq")
+        if values.get("op") not in OPS:
+            problems.append("op")
+        if problems:
+            self.fault(FindingKind.MALFORMED, "missing or ill-formed: " + ", ".join(problems))
+            return None
+        gseq, task, seq, op = int(values["gseq"]), values["task"], int(values["seq"]), values["op"]
+        self.where = Location(gseq=gseq, task=task, seq=seq, event_id=self.event["id"])
+        return gseq, task, seq, op
+
+    def check_tags(
+        self, gseq: int, task: str, seq: int, op: str, participants: list[list[str]]
+    ) -> None:
+        values, bad = self.values, []
+        if values.get("o") != str(gseq):
+            bad.append("o (must equal gseq)")
+        if values.get("a") != f"{self.kinds.listing}:{self.operator}:{task}":
+            bad.append("a (must be the task's listing coordinate)")
+        if not is_hex64(values.get("state")):
+            bad.append("state")
+        if (seq == 1) != ("prev" not in values) or (
+            "prev" in values and not is_hex64(values["prev"])
+        ):
+            bad.append("prev (required exactly when seq > 1)")
+        if (gseq == 0) != ("gprev" not in values) or (
+            "gprev" in values and not is_hex64(values["gprev"])
+        ):
+            bad.append("gprev (required exactly when gseq > 0)")
+        if (op == "TaskCreated") != (seq == 1):
+            bad.append("seq (1 exactly for TaskCreated)")
+        if not 1 <= len(participants) <= 2 or not all(
+            len(tag) >= 2 and is_hex64(tag[1]) for tag in participants
+        ):
+            bad.append("p (employer, then worker)")
+        expected = _PAYMENT_TAGS.get(op, {})
+        for name, valid in expected.items():
+            if name not in values or not valid(values[name]):
+                bad.append(name)
+        stray = sorted(name for name in _ALL_PAYMENT_TAGS & values.keys() if name not in expected)
+        bad.extend(f"{name} (not allowed on {op})" for name in stray)
+        if bad:
+            self.fault(FindingKind.MALFORMED, "ill-formed tags: " + "; ".join(bad))
+
+    def check_content(self, op: str) -> dict[str, Any] | None:
+        """The embedded request (or None), after checking the content's shape."""
+        try:
+            content = json.loads(self.event["content"])
+        except ValueError:
+            self.fault(FindingKind.MALFORMED, "content is not JSON")
+            return None
+        if not isinstance(content, dict) or set(content) != {"event", "request", "v"}:
+            self.fault(FindingKind.MALFORMED, "content must be {event, request, v}")
+            return None
+        problems = []
+        if _canonical(content) != self.event["content"]:
+            problems.append("content is not canonical JSON")
+        if content["v"] != 1:
+            problems.append(f"unknown content version {content['v']!r}")
+        event = content["event"]
+        if not isinstance(event, dict) or event.get("type") != op:
+            problems.append("content event.type differs from the op tag")
+        request: dict[str, Any] | None = None
+        if isinstance(content["request"], dict):
+            request = content["request"]
+        elif content["request"] is not None:
+            problems.append("content request is neither an event nor null")
+        if problems:
+            self.fault(FindingKind.MALFORMED, "; ".join(problems))
+        return request
+
+    def check_request(self, request: dict[str, Any] | None, task: str, op: str) -> None:
+        reference = self.values.get("e")
+        e_tag = next((tag for tag in self.event["tags"] if tag[0] == "e"), None)
+        if request is None:
+            if reference is not None:
+                self.fault(FindingKind.BAD_EMBEDDED_REQUEST, "e tag names a request, none embedded")
+            return
+        request_id = str(request.get("id"))
+        if e_tag is None:
+            self.fault(FindingKind.BAD_EMBEDDED_REQUEST, "request embedded without an e tag")
+            return
+        verdict = verify_event(request)
+        if verdict is not Verdict.OK:
+            self.fault(FindingKind.BAD_EMBEDDED_REQUEST, f"embedded request: {verdict}", request_id)
+            return
+        problems = []
+        if e_tag[1] != request["id"]:
+            problems.append("its id is not the e tag's")
+        if len(e_tag) < 4 or e_tag[3] != request["pubkey"]:
+            problems.append("its author is not the one the e tag names")
+        request_tags = {tag[0]: tag[1] for tag in reversed(request["tags"]) if len(tag) >= 2}
+        verb = str(request_tags.get("op"))
+        if verb not in REQUEST_OPS or op not in REQUEST_OPS[verb]:
+            problems.append(f"its op {verb!r} cannot cause {op}")
+        expected_kind = self.kinds.proof if verb == "proof" else self.kinds.request
+        if request["kind"] != expected_kind:
+            problems.append(f"kind {request['kind']} (expected {expected_kind})")
+        if verb == "create":
+            if request["id"] != task:
+                problems.append("the task id is not the create request's id")
+        elif request_tags.get("task") != task:
+            problems.append("its task tag names another task")
+        if problems:
+            self.fault(
+                FindingKind.BAD_EMBEDDED_REQUEST, "embedded request: " + "; ".join(problems),
+                request_id,
+            )  # fmt: skip
+
+
+def parse_entry(
+    event: Mapping[str, Any], operator: str, kinds: AuditKinds
+) -> tuple[Entry | None, list[Finding]]:
+    """Read a verified, operator-signed kind-3910 event; the entry is None when it cannot be
+    placed in the log."""
+    reader = _Reader(event, operator, kinds)
+    participants = reader.read_tags()
+    place = reader.position()
+    if place is None:
+        return None, reader.findings
+    gseq, task, seq, op = place
+    reader.check_tags(gseq, task, seq, op, participants)
+    request = reader.check_content(op)
+    reader.check_request(request, task, op)
+    values = reader.values
+    entry = Entry(
+        id=event["id"],
+        created_at=event["created_at"],
+        gseq=gseq,
+        task=task,
+        seq=seq,
+        op=op,
+        prev=values.get("prev") if is_hex64(values.get("prev")) else None,
+        gprev=values.get("gprev") if is_hex64(values.get("gprev")) else None,
+        values=dict(values),
+    )
+    return entry, reader.findings

@@ -1,0 +1,371 @@
+"""The reputation indexer: what the public log proves about each pubkey, per role.
+
+It consumes signed log entries (kind 3910) and review records (kind 3914) as the plain dicts
+relays deliver, in any order. Entries are applied strictly in ``gseq`` order: one that arrives
+early waits until the gap before it is filled, and one at or below the applied head is a
+duplicate and ignored. Review records are applied in ``rseq`` order, and a review counts only
+once its task's final entry has been applied. So one set of events gives one set of metrics,
+whatever order it was delivered in; that is what lets anyone recompute a published score.
+
+This module and ``score`` use the standard library only: the independent auditor calls
+``score.recompute``, which must not lean on the writer's code nor on nostr-sdk. Signatures are
+the caller's job (``verify`` below, or events the caller already checked).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .counters import Outcome, RoleMetrics
+from .review_rules import BadReview, ClosedTask, check_review
+from .review_rules import str_tag as _str_tag
+
+__all__ = [
+    "EMPLOYER",
+    "ROLES",
+    "WORKER",
+    "Indexer",
+    "IndexerKinds",
+    "Outcome",
+    "RoleMetrics",
+    "SequenceConflict",
+]
+
+EMPLOYER = "employer"
+WORKER = "worker"
+ROLES = (EMPLOYER, WORKER)
+
+PAID, REFUNDED, CANCELLED, EXPIRED = "PAID", "REFUNDED", "CANCELLED", "EXPIRED"
+
+Verify = Callable[[Mapping[str, Any]], bool]
+
+
+class SequenceConflict(ValueError):
+    """Two different events claim one ``gseq`` (or ``rseq``) still waiting to be applied."""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexerKinds:
+    entry: int = 3910
+    receipt: int = 3913
+    review_record: int = 3914
+
+
+@dataclass(slots=True)
+class _Open:
+    """What the indexer remembers of a task until its final entry."""
+
+    employer: str
+    amount_msat: int
+    created_at: int
+    worker: str | None = None
+    funded_at: int | None = None
+    claimed_at: int | None = None
+    proof_seen: bool = False
+    verified_at: int | None = None
+    employer_lost: bool = False
+    worker_won: bool = False
+
+
+class Indexer:
+    """Per pubkey and role metrics over the applied prefix of the log.
+
+    ``operator_pubkey``: when given, events by anyone else are ignored (entries, records) or make
+    a review invalid (receipts). ``verify``: when given, review records, the reviews they embed and
+    the receipts inside are checked with it; log entries are taken as the caller verified them.
+    """
+
+    def __init__(
+        self,
+        *,
+        operator_pubkey: str | None = None,
+        kinds: IndexerKinds | None = None,
+        verify: Verify | None = None,
+    ) -> None:
+        self.operator_pubkey = operator_pubkey
+        self.kinds = kinds or IndexerKinds()
+        self._verify = verify
+        self.head_gseq = -1
+        self.head_created_at = 0
+        self.head_rseq = -1
+        self.roles: dict[str, dict[str, RoleMetrics]] = {}
+        self.rejected_reviews: dict[int, str] = {}
+        """rseq -> why the review record does not count."""
+        self._pending_entries: dict[int, Mapping[str, Any]] = {}
+        self._pending_records: dict[int, Mapping[str, Any]] = {}
+        self._open: dict[str, _Open] = {}
+        self._final: dict[str, ClosedTask | None] = {}
+        """Closed tasks: what a review of one needs, or None if it cannot be reviewed."""
+        self._waiting_reviews: dict[str, list[tuple[int, Mapping[str, Any]]]] = {}
+        self._reviewed: set[tuple[str, str]] = set()
+        self._touched: set[str] = set()
+        self._names: dict[str, str] = {}
+
+    # feeding ---------------------------------------------------------------------------------
+
+    def add(self, event: Mapping[str, Any]) -> None:
+        """Take one log entry or review record, in whatever order it arrives."""
+        kind = event.get("kind")
+        if self.operator_pubkey is not None and event.get("pubkey") != self.operator_pubkey:
+            return
+        if kind == self.kinds.entry:
+            self._queue(event, "gseq", self._pending_entries, self.head_gseq)
+            self._drain_entries()
+        elif kind == self.kinds.review_record:
+            self._queue(event, "rseq", self._pending_records, self.head_rseq)
+            self._drain_records()
+
+    def add_many(self, events: Iterable[Mapping[str, Any]]) -> None:
+        for event in events:
+            self.add(event)
+
+    @property
+    def waiting(self) -> int:
+        """Entries and records held back until the gap before them is filled."""
+        return len(self._pending_entries) + len(self._pending_records)
+
+    def _queue(
+        self, event: Mapping[str, Any], name: str, pending: dict[int, Mapping[str, Any]], head: int
+    ) -> None:
+        number = _int_tag(event, name)
+        if number is None or number <= head:
+            return
+        seen = pending.get(number)
+        if seen is not None and seen.get("id") != event.get("id"):
+            raise SequenceConflict(f"two events claim {name} {number}")
+        pending[number] = event
+
+    def _drain_entries(self) -> None:
+        while (event := self._pending_entries.pop(self.head_gseq + 1, None)) is not None:
+            self.head_gseq += 1
+            self.head_created_at = max(self.head_created_at, int(event["created_at"]))
+            self._apply_entry(event)
+
+    def _drain_records(self) -> None:
+        while (record := self._pending_records.pop(self.head_rseq + 1, None)) is not None:
+            self.head_rseq += 1
+            self._take_record(self.head_rseq, record)
+
+    # reading ---------------------------------------------------------------------------------
+
+    def role(self, pubkey: str, role: str) -> RoleMetrics | None:
+        return self.roles.get(pubkey, {}).get(role)
+
+    def has_record(self, pubkey: str) -> bool:
+        return pubkey in self.roles
+
+    def subjects(self) -> list[str]:
+        return sorted(self.roles)
+
+    def take_touched(self) -> set[str]:
+        """Pubkeys whose metrics changed since the last call."""
+        touched, self._touched = self._touched, set()
+        return touched
+
+    # log entries -----------------------------------------------------------------------------
+
+    def _metrics(self, pubkey: str, role: str) -> RoleMetrics:
+        self._touched.add(pubkey)
+        by_role = self.roles.get(pubkey)
+        if by_role is None:
+            by_role = self.roles[pubkey] = {}
+        metrics = by_role.get(role)
+        if metrics is None:
+            metrics = by_role[role] = RoleMetrics()
+        return metrics
+
+    def _name(self, pubkey: str) -> str:
+        """One string object per pubkey: a million entries name a few thousand people."""
+        return self._names.setdefault(pubkey, sys.intern(pubkey))
+
+    def _apply_entry(self, entry: Mapping[str, Any]) -> None:
+        try:
+            event = json.loads(entry["content"])["event"]
+            op = event["type"]
+            task_id = _str_tag(entry, "task") or ""
+        except (KeyError, TypeError, ValueError):
+            return  # not an entry of this format: nothing to count
+        at = int(entry["created_at"])
+        if op == "TaskCreated":
+            employer = self._name(str(event["actor"]))
+            self._open[task_id] = _Open(employer, int(event["amount_msat"]), at)
+            self._metrics(employer, EMPLOYER).tasks += 1
+            return
+        task = self._open.get(task_id)
+        if task is None:
+            return
+        handler = _ENTRY_HANDLERS.get(op)
+        if handler is not None:
+            handler(self, task_id, task, event, at)
+
+    def _funding_accepted(self, task_id: str, task: _Open, event: Any, at: int) -> None:
+        task.funded_at = at
+        employer = self._metrics(task.employer, EMPLOYER)
+        employer.funded += 1
+        employer.volume_msat += int(event.get("amount_paid_msat", task.amount_msat))
+        employer.fund_s_total += at - task.created_at
+        employer.fund_n += 1
+
+    def _claimed(self, task_id: str, task: _Open, event: Any, at: int) -> None:
+        worker_name = self._name(str(event["worker_pubkey"]))
+        task.worker, task.claimed_at = worker_name, at
+        worker = self._metrics(worker_name, WORKER)
+        worker.tasks += 1
+        worker.funded += 1
+        worker.volume_msat += task.amount_msat
+        employer = self._metrics(task.employer, EMPLOYER)
+        employer.counterparties[worker_name] = employer.counterparties.get(worker_name, 0) + 1
+        worker.counterparties[task.employer] = worker.counterparties.get(task.employer, 0) + 1
+
+    def _proof(self, task_id: str, task: _Open, event: Any, at: int) -> None:
+        if task.proof_seen or task.worker is None or task.claimed_at is None:
+            return
+        task.proof_seen = True
+        worker = self._metrics(task.worker, WORKER)
+        worker.proof_s_total += at - task.claimed_at
+        worker.proof_n += 1
+
+    def _proof_refused(self, task_id: str, task: _Open, event: Any, at: int) -> None:
+        if task.worker is not None:
+            self._metrics(task.worker, WORKER).proofs_refused += 1
+
+    def _verified(self, task_id: str, task: _Open, event: Any, at: int) -> None:
+        task.verified_at = at
+
+    def _dispute_opened(self, task_id: str, task: _Open, event: Any, at: int) -> None:
+        actor = str(event.get("actor"))
+        if actor == task.employer:
+            self._metrics(task.employer, EMPLOYER).disputes_opened += 1
+        elif task.worker is not None and actor == task.worker:
+            self._metrics(task.worker, WORKER).disputes_opened += 1
+
+    def _dispute_resolved(self, task_id: str, task: _Open, event: Any, at: int) -> None:
+        if task.worker is None:
+            return
+        employer = self._metrics(task.employer, EMPLOYER)
+        worker = self._metrics(task.worker, WORKER)
+        if event.get("winner") == "worker":
+            task.worker_won = task.employer_lost = True
+            task.verified_at = at
+            worker.disputes_won += 1
+            employer.disputes_lost += 1
+        else:
+            employer.disputes_won += 1
+            worker.disputes_lost += 1
+
+    def _release_completed(self, task_id: str, task: _Open, event: Any, at: int) -> None:
+        if task.verified_at is not None:
+            for pubkey, role in ((task.employer, EMPLOYER), (task.worker, WORKER)):
+                if pubkey is not None:
+                    metrics = self._metrics(pubkey, role)
+                    metrics.paid_s_total += at - task.verified_at
+                    metrics.paid_n += 1
+        self._close(task_id, task, PAID, at)
+
+    def _refund_completed(self, task_id: str, task: _Open, event: Any, at: int) -> None:
+        self._close(task_id, task, REFUNDED if task.funded_at is not None else CANCELLED, at)
+
+    def _cancelled(self, task_id: str, task: _Open, event: Any, at: int) -> None:
+        self._close(task_id, task, CANCELLED, at)
+
+    def _expired(self, task_id: str, task: _Open, event: Any, at: int) -> None:
+        self._close(task_id, task, EXPIRED, at)
+
+    def _close(self, task_id: str, task: _Open, final: str, at: int) -> None:
+        del self._open[task_id]
+        self._final[task_id] = None
+        counter = {PAID: "completed", REFUNDED: "refunded", CANCELLED: "cancelled"}.get(
+            final, "expired"
+        )
+        employer = self._metrics(task.employer, EMPLOYER)
+        setattr(employer, counter, getattr(employer, counter) + 1)
+        worker = None if task.worker is None else self._metrics(task.worker, WORKER)
+        if worker is not None and final in (PAID, REFUNDED):
+            setattr(worker, counter, getattr(worker, counter) + 1)
+        if task.worker is None or worker is None or final not in (PAID, REFUNDED):
+            self._reject_waiting(task_id, "the task did not end PAID or REFUNDED with a worker")
+            return
+        employer_ok = not task.employer_lost
+        employer.outcomes.append(
+            Outcome(task.worker, at, task.amount_msat, 4 if employer_ok else 0, False)
+        )
+        if final == PAID:
+            worker.outcomes.append(Outcome(task.employer, at, task.amount_msat, 4, False))
+        elif not task.worker_won:
+            worker.outcomes.append(Outcome(task.employer, at, task.amount_msat, 0, False))
+        self._final[task_id] = ClosedTask(task.employer, task.worker, at, task.amount_msat)
+        for rseq, record in self._waiting_reviews.pop(task_id, []):
+            self._apply_review(rseq, record)
+
+    # reviews ---------------------------------------------------------------------------------
+
+    def _take_record(self, rseq: int, record: Mapping[str, Any]) -> None:
+        task_id = _str_tag(record, "task")
+        if task_id is None:
+            self.rejected_reviews[rseq] = "the record has no task tag"
+            return
+        if task_id not in self._final:
+            self._waiting_reviews.setdefault(task_id, []).append((rseq, record))
+        elif self._final[task_id] is None:
+            self.rejected_reviews[rseq] = "the task did not end PAID or REFUNDED with a worker"
+        else:
+            self._apply_review(rseq, record)
+
+    def _reject_waiting(self, task_id: str, reason: str) -> None:
+        for rseq, _record in self._waiting_reviews.pop(task_id, []):
+            self.rejected_reviews[rseq] = reason
+
+    def _apply_review(self, rseq: int, record: Mapping[str, Any]) -> None:
+        task_id = str(_str_tag(record, "task"))
+        closed = self._final[task_id]
+        assert closed is not None
+        try:
+            facts = check_review(
+                record,
+                task_id,
+                closed,
+                receipt_kind=self.kinds.receipt,
+                operator_pubkey=self.operator_pubkey,
+                verify=self._verify,
+            )
+            if (task_id, facts.reviewer) in self._reviewed:
+                raise BadReview("this reviewer already reviewed this task")
+        except BadReview as exc:
+            self.rejected_reviews[rseq] = str(exc)
+            return
+        self._reviewed.add((task_id, facts.reviewer))
+        metrics = self._metrics(facts.subject, facts.subject_role)
+        metrics.reviews += 1
+        metrics.rating_total += facts.rating
+        metrics.outcomes.append(
+            Outcome(
+                self._name(facts.reviewer), closed.at, closed.amount_msat, facts.rating - 1, True
+            )
+        )
+
+
+_ENTRY_HANDLERS: dict[str, Callable[[Indexer, str, _Open, Any, int], None]] = {
+    "FundingAccepted": Indexer._funding_accepted,
+    "TaskClaimed": Indexer._claimed,
+    "ProofSubmitted": Indexer._proof,
+    "ProofRefused": Indexer._proof_refused,
+    "SubmissionApproved": Indexer._verified,
+    "ReviewWindowElapsed": Indexer._verified,
+    "DisputeOpened": Indexer._dispute_opened,
+    "DisputeResolved": Indexer._dispute_resolved,
+    "ReleaseCompleted": Indexer._release_completed,
+    "RefundCompleted": Indexer._refund_completed,
+    "TaskCancelled": Indexer._cancelled,
+    "FundingExpired": Indexer._expired,
+}
+
+
+def _int_tag(event: Mapping[str, Any], name: str) -> int | None:
+    value = _str_tag(event, name)
+    if value is None or not value.isdigit():
+        return None
+    return int(value)

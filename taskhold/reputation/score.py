@@ -1,0 +1,326 @@
+"""The reputation score: a deterministic, versioned function of what the indexer counted.
+
+Version ``1`` (``SCORE_VERSION``), for one pubkey, over both roles together:
+
+* every closed task with a counterparty is one *outcome*: success (4/4) or failure (0/4), see
+  ``metrics``; a review counts as an outcome worth half a task with success ``(rating - 1)/4``;
+* an outcome weighs ``volume * decay * damping`` in fixed point (``Q`` = 2^20 is 1.0):
+  - volume: ``bit_length(amount in sat) / 14``, so a 10 000 sat task weighs about 1, a million
+    sat one 1.43: volume counts, logarithmically, so pumping it buys little;
+  - decay: halves every 90 days of age, linear in between; age is the time from the outcome's
+    final entry to the newest entry covered (``created_at`` of ``gseq_to``), never the clock;
+  - damping: ``1/sqrt(n)`` for each of ``n`` outcomes shared with one counterparty, so ten tasks
+    with one partner count like three with strangers (a sybil ring buys little);
+* the score is the Wilson lower bound (z = 1.96) of the weighted success rate, in per mille
+  (0 to 1000): few outcomes or failures keep it low; nothing at all is 0.
+
+Integers only, so every machine produces the same bytes. Changing any constant here is a new
+version. :func:`recompute` replays the log and checks published assertions (kind 30382) against
+it; the auditor calls it, so this module uses the standard library and ``metrics`` only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .metrics import ROLES, Indexer, IndexerKinds, Outcome, RoleMetrics
+
+__all__ = [
+    "SCORE_VERSION",
+    "Mismatch",
+    "RecomputeReport",
+    "ScoreCard",
+    "assertion_tags",
+    "recompute",
+    "score_card",
+    "score_outcomes",
+    "wilson_lower_bound_permille",
+]
+
+SCORE_VERSION = "1"
+Q = 1 << 20
+REFERENCE_BITS = 14
+HALF_LIFE_S = 90 * 86_400
+REVIEW_DIVISOR = 2
+Z2_NUM, Z2_DEN = 38_416, 10_000
+"""z² = 1.96² as a fraction."""
+
+
+def volume_weight_q(amount_msat: int) -> int:
+    return max(1, (amount_msat // 1000).bit_length()) * Q // REFERENCE_BITS
+
+
+def decay_q(age_s: int) -> int:
+    if age_s <= 0:
+        return Q
+    halvings, rest = divmod(age_s, HALF_LIFE_S)
+    if halvings >= 40:
+        return 0
+    value = Q >> halvings
+    return value - value * rest // (2 * HALF_LIFE_S)
+
+
+def damping_q(shared: int) -> int:
+    return math.isqrt(Q * Q // shared)
+
+
+def wilson_lower_bound_permille(successes_q: int, trials_q: int) -> int:
+    """Wilson lower bound of ``successes/trials`` (both in units of ``Q``), per mille, floored."""
+    if trials_q <= 0:
+        return 0
+    z2_q = Z2_NUM * Q // Z2_DEN
+    spread_q = successes_q * (trials_q - successes_q) // trials_q + z2_q // 4
+    root_q = math.isqrt(Z2_NUM * spread_q * Q // Z2_DEN)
+    numerator = successes_q + z2_q // 2 - root_q
+    return max(0, 1000 * numerator // (trials_q + z2_q))
+
+
+def score_outcomes(outcomes: Sequence[Outcome], now: int) -> tuple[int, int]:
+    """(weighted successes, weighted trials) in units of ``Q``."""
+    shared = Counter(outcome.counterparty for outcome in outcomes)
+    damping = {counterparty: damping_q(n) for counterparty, n in shared.items()}
+    successes = trials = 0
+    for outcome in outcomes:
+        weight = volume_weight_q(outcome.amount_msat) * decay_q(now - outcome.at) // Q
+        weight = weight * damping[outcome.counterparty] // Q
+        if outcome.review:
+            weight //= REVIEW_DIVISOR
+        trials += weight
+        successes += weight * outcome.success_quarters // 4
+    return successes, trials
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreCard:
+    """One pubkey's score and metrics as of ``gseq_to`` (and review record ``rseq_to``)."""
+
+    subject: str
+    score: int
+    role_scores: dict[str, int]
+    metrics: dict[str, dict[str, int | None]]
+    gseq_from: int
+    gseq_to: int
+    rseq_to: int
+    version: str = SCORE_VERSION
+
+    @property
+    def rank(self) -> int:
+        """NIP-85's ``rank``: 0 to 100."""
+        return self.score // 10
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pubkey": self.subject,
+            "version": self.version,
+            "score": self.score,
+            "rank": self.rank,
+            "roles": {
+                role: {"score": self.role_scores[role], **self.metrics[role]} for role in ROLES
+            },
+            "gseq_from": self.gseq_from,
+            "gseq_to": self.gseq_to,
+            "rseq_to": self.rseq_to,
+        }
+
+
+def score_card(indexer: Indexer, subject: str) -> ScoreCard:
+    """The subject's card at the indexer's applied head (an empty record scores 0)."""
+    now = indexer.head_created_at
+    role_scores: dict[str, int] = {}
+    metrics: dict[str, dict[str, int | None]] = {}
+    total_s = total_n = 0
+    for role in ROLES:
+        counted = indexer.role(subject, role) or RoleMetrics()
+        successes, trials = score_outcomes(counted.outcomes, now)
+        total_s, total_n = total_s + successes, total_n + trials
+        role_scores[role] = wilson_lower_bound_permille(successes, trials)
+        metrics[role] = counted.as_dict()
+    return ScoreCard(
+        subject=subject,
+        score=wilson_lower_bound_permille(total_s, total_n),
+        role_scores=role_scores,
+        metrics=metrics,
+        gseq_from=0,
+        gseq_to=indexer.head_gseq,
+        rseq_to=indexer.head_rseq,
+    )
+
+
+def assertion_tags(card: ScoreCard, operator_pubkey: str) -> list[list[str]]:
+    """The tags of the subject's NIP-85 assertion (kind 30382), in their one fixed order."""
+    tags = [
+        ["d", card.subject],
+        ["p", card.subject],
+        ["v", card.version],
+        ["rank", str(card.rank)],
+        ["score", str(card.score)],
+        ["operator", operator_pubkey],
+        ["gseq_from", str(card.gseq_from)],
+        ["gseq_to", str(card.gseq_to)],
+        ["rseq_to", str(card.rseq_to)],
+    ]
+    for role in ROLES:
+        tags.append([f"{role}_score", str(card.role_scores[role])])
+        for name, value in card.metrics[role].items():
+            if value is not None:
+                tags.append([f"{role}_{name}", str(value)])
+    return tags
+
+
+# recomputation -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Mismatch:
+    """A published assertion that the log does not reproduce."""
+
+    event_id: str
+    subject: str
+    field: str
+    published: str | None
+    recomputed: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RecomputeReport:
+    checked: int
+    mismatches: tuple[Mismatch, ...]
+
+    @property
+    def clean(self) -> bool:
+        return not self.mismatches
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    event: Mapping[str, Any]
+    subject: str
+    gseq_to: int
+    rseq_to: int
+
+
+def recompute(
+    entries: Iterable[Mapping[str, Any]],
+    assertions: Iterable[Mapping[str, Any]],
+    *,
+    review_records: Iterable[Mapping[str, Any]] = (),
+    operator_pubkey: str | None = None,
+    reputation_pubkey: str | None = None,
+    kinds: IndexerKinds | None = None,
+    assertion_kind: int = 30382,
+    verify: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> RecomputeReport:
+    """Replay the log and report every assertion whose tags it does not reproduce exactly.
+
+    ``entries`` are the operator's kind-3910 entries and ``review_records`` its kind-3914
+    records, in any order, as verified by the caller. Each assertion is recomputed over the
+    entries up to its ``gseq_to`` and the records up to its ``rseq_to``. ``verify``, when given,
+    checks each assertion's signature (and the reviews inside records); one that fails is a
+    mismatch on ``sig``. Assertions by another key than ``reputation_pubkey`` (when given) and
+    of other kinds are skipped.
+    """
+    claims: list[_Claim] = []
+    mismatches: list[Mismatch] = []
+    for event in assertions:
+        if event.get("kind") != assertion_kind:
+            continue
+        if reputation_pubkey is not None and event.get("pubkey") != reputation_pubkey:
+            continue
+        claim, problem = _claim(event, verify)
+        if problem is not None:
+            mismatches.append(problem)
+        elif claim is not None:
+            claims.append(claim)
+    log = _sorted_by(entries, "gseq")
+    records = _sorted_by(review_records, "rseq")
+    indexer: Indexer | None = None
+    fed_entries = fed_records = 0
+    for claim in sorted(claims, key=lambda c: (c.gseq_to, c.rseq_to, str(c.event.get("id")))):
+        if indexer is None or claim.rseq_to < indexer.head_rseq:
+            indexer = Indexer(operator_pubkey=operator_pubkey, kinds=kinds, verify=verify)
+            fed_entries = fed_records = 0
+        while fed_entries < len(log) and log[fed_entries][0] <= claim.gseq_to:
+            indexer.add(log[fed_entries][1])
+            fed_entries += 1
+        while fed_records < len(records) and records[fed_records][0] <= claim.rseq_to:
+            indexer.add(records[fed_records][1])
+            fed_records += 1
+        event_id = str(claim.event.get("id"))
+        if indexer.head_gseq != claim.gseq_to or indexer.head_rseq != claim.rseq_to:
+            mismatches.append(
+                Mismatch(
+                    event_id,
+                    claim.subject,
+                    "range",
+                    f"gseq_to {claim.gseq_to}, rseq_to {claim.rseq_to}",
+                    f"the log available ends at gseq {indexer.head_gseq}, rseq {indexer.head_rseq}",
+                )
+            )
+            continue
+        expected = assertion_tags(score_card(indexer, claim.subject), operator_pubkey or "")
+        mismatches.extend(_compare(claim, expected, operator_pubkey is None))
+    return RecomputeReport(checked=len(claims), mismatches=tuple(mismatches))
+
+
+def _claim(
+    event: Mapping[str, Any], verify: Callable[[Mapping[str, Any]], bool] | None
+) -> tuple[_Claim | None, Mismatch | None]:
+    event_id = str(event.get("id"))
+    tags = _tag_map(event)
+    subject = tags.get("d", "")
+    if verify is not None and not verify(event):
+        return None, Mismatch(event_id, subject, "sig", None, "the assertion does not verify")
+    if tags.get("v") != SCORE_VERSION:
+        return None, Mismatch(event_id, subject, "v", tags.get("v"), SCORE_VERSION)
+    gseq_to, rseq_to = tags.get("gseq_to", ""), tags.get("rseq_to", "")
+    if not subject or not _is_sequence(gseq_to) or not _is_sequence(rseq_to):
+        return None, Mismatch(event_id, subject, "format", None, "d, gseq_to and rseq_to")
+    return _Claim(event, subject, int(gseq_to), int(rseq_to)), None
+
+
+def _compare(claim: _Claim, expected: list[list[str]], any_operator: bool) -> list[Mismatch]:
+    published = _tag_map(claim.event)
+    wanted = {tag[0]: tag[1] for tag in expected}
+    if any_operator and "operator" in published:
+        wanted["operator"] = published["operator"]
+    found = []
+    for name in sorted(set(published) | set(wanted)):
+        if published.get(name) != wanted.get(name):
+            found.append(
+                Mismatch(
+                    str(claim.event.get("id")),
+                    claim.subject,
+                    name,
+                    published.get(name),
+                    wanted.get(name),
+                )
+            )
+    return found
+
+
+def _tag_map(event: Mapping[str, Any]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for tag in event.get("tags", ()):
+        if isinstance(tag, list | tuple) and len(tag) > 1:
+            tags.setdefault(str(tag[0]), str(tag[1]))
+    return tags
+
+
+def _is_sequence(text: str) -> bool:
+    return text.isdigit() or text == "-1"
+
+
+def _sorted_by(
+    events: Iterable[Mapping[str, Any]], name: str
+) -> list[tuple[int, Mapping[str, Any]]]:
+    numbered = []
+    for event in events:
+        value = _tag_map(event).get(name, "")
+        if value.isdigit():
+            numbered.append((int(value), event))
+    numbered.sort(key=lambda item: (item[0], str(item[1].get("id"))))
+    return numbered

@@ -1,0 +1,143 @@
+"""Synthetic public logs for the reputation tests: entry dicts shaped as ``docs/public-log.md``
+describes them (kind 3910, gseq/task/op/p tags, content {"event", "request", "v"}), unsigned.
+
+The indexer takes signatures as its caller checked them, so unsigned entries are enough to test
+what it counts; the API tests use the real, signed log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+OPERATOR = "0" * 63 + "f"
+DAY = 86_400
+
+
+def pubkey(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()
+
+
+@dataclass
+class LogBuilder:
+    """Appends entries in gseq order; ``now`` only moves forward, as the real log's does."""
+
+    now: int = 1_700_000_000
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    _tasks: int = 0
+
+    def entry(self, task_id: str, event: dict[str, Any], *, dt: int = 60) -> dict[str, Any]:
+        self.now += dt
+        gseq = len(self.entries)
+        event = {"at": self.now, **event}
+        raw = {
+            "id": hashlib.sha256(f"{gseq}:{task_id}:{event['type']}".encode()).hexdigest(),
+            "pubkey": OPERATOR,
+            "created_at": self.now,
+            "kind": 3910,
+            "tags": [
+                ["task", task_id],
+                ["op", event["type"]],
+                ["gseq", str(gseq)],
+                ["o", str(gseq)],
+            ],
+            "content": json.dumps({"event": event, "request": None, "v": 1}),
+            "sig": "0" * 128,
+        }
+        self.entries.append(raw)
+        return raw
+
+    def create(self, employer: str, amount_msat: int = 100_000_000) -> str:
+        self._tasks += 1
+        task_id = hashlib.sha256(f"task{self._tasks}".encode()).hexdigest()
+        self.entry(
+            task_id,
+            {
+                "type": "TaskCreated",
+                "actor": employer,
+                "task_id": task_id,
+                "amount_msat": amount_msat,
+            },
+        )
+        return task_id
+
+    def fund(self, task_id: str, amount_msat: int = 100_000_000, *, dt: int = 60) -> None:
+        self.entry(task_id, {"type": "FundingRequested", "actor": "x"}, dt=1)
+        self.entry(
+            task_id,
+            {"type": "FundingAccepted", "actor": "system", "amount_paid_msat": amount_msat},
+            dt=dt,
+        )
+
+    def claim(self, task_id: str, worker: str, *, dt: int = 60) -> None:
+        self.entry(
+            task_id, {"type": "TaskClaimed", "actor": worker, "worker_pubkey": worker}, dt=dt
+        )
+
+    def proof(self, task_id: str, worker: str, *, dt: int = 60) -> None:
+        self.entry(task_id, {"type": "ProofSubmitted", "actor": worker}, dt=dt)
+
+    def approve(self, task_id: str, employer: str, *, dt: int = 60) -> None:
+        self.entry(task_id, {"type": "SubmissionApproved", "actor": employer}, dt=dt)
+
+    def dispute(self, task_id: str, actor: str) -> None:
+        self.entry(task_id, {"type": "DisputeOpened", "actor": actor, "reason": "r"})
+
+    def resolve(self, task_id: str, winner: str) -> None:
+        self.entry(task_id, {"type": "DisputeResolved", "actor": "arb", "winner": winner})
+
+    def release(self, task_id: str, *, dt: int = 60) -> None:
+        self.entry(task_id, {"type": "ReleaseCompleted", "actor": "system"}, dt=dt)
+
+    def refund(self, task_id: str, reason: str = "deadline passed without proof") -> None:
+        self.entry(task_id, {"type": "RefundOrdered", "actor": "system", "reason": reason})
+        self.entry(task_id, {"type": "RefundCompleted", "actor": "system"})
+
+    def paid_task(
+        self, employer: str, worker: str, amount_msat: int = 100_000_000, *, gap: int = 60
+    ) -> str:
+        task_id = self.create(employer, amount_msat)
+        self.fund(task_id, amount_msat, dt=gap)
+        self.claim(task_id, worker, dt=gap)
+        self.proof(task_id, worker, dt=gap)
+        self.approve(task_id, employer, dt=gap)
+        self.release(task_id, dt=gap)
+        return task_id
+
+    def review_record(
+        self, task_id: str, reviewer: str, role: str, subject: str, rating: int
+    ) -> dict[str, Any]:
+        """A kind-3914 record as the operator publishes it (unsigned)."""
+        receipt = {
+            "id": "r" * 64,
+            "pubkey": OPERATOR,
+            "kind": 3913,
+            "created_at": self.now,
+            "tags": [["task", task_id], ["p", reviewer], ["role", role], ["subject", subject]],
+            "content": "",
+            "sig": "0" * 128,
+        }
+        review = {
+            "id": hashlib.sha256(f"review:{task_id}:{reviewer}".encode()).hexdigest(),
+            "pubkey": reviewer,
+            "kind": 3912,
+            "created_at": self.now,
+            "tags": [["op", "review"], ["task", task_id]],
+            "content": json.dumps({"rating": rating, "comment": "", "receipt": receipt}),
+            "sig": "0" * 128,
+        }
+        rseq = len(self.records)
+        record = {
+            "id": hashlib.sha256(f"record:{rseq}".encode()).hexdigest(),
+            "pubkey": OPERATOR,
+            "kind": 3914,
+            "created_at": self.now,
+            "tags": [["task", task_id], ["p", subject], ["rseq", str(rseq)]],
+            "content": json.dumps(review),
+            "sig": "0" * 128,
+        }
+        self.records.append(record)
+        return record
