@@ -90,9 +90,15 @@ def demo(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     relay: Relays = None,
     keystore: KeystoreOption = None,
+    lightning: Annotated[
+        str, typer.Option("--lightning", help="sim (embedded) or devnet (the regtest lnd nodes)")
+    ] = "sim",
+    devnet_dir: Annotated[
+        Path | None, typer.Option("--devnet-dir", help="data dir of `taskhold devnet up`")
+    ] = None,
 ) -> None:
-    """Drive one task from creation to PAID over HTTP, on the embedded defaults, and publish
-    its log to the relays (an embedded one unless ``--relay`` is given)."""
+    """Drive one task from creation to PAID over HTTP, on the embedded defaults (or the
+    devnet), and publish its log to the relays (an embedded one unless ``--relay`` is given)."""
     from taskhold.demo import DemoError, dump, run_demo
     from taskhold.logs import configure_logging
 
@@ -107,6 +113,7 @@ def demo(
                 console=console,
                 relays=relay,
                 keystore=keystore or "file",
+                devnet_dir=_devnet_dir(lightning, devnet_dir),
             )
         )
     except DemoError as exc:
@@ -116,6 +123,16 @@ def demo(
     expected = "REFUNDED" if refund else "PAID"
     if result["final_state"] != expected:
         raise typer.Exit(1)
+
+
+def _devnet_dir(lightning: str, devnet_dir: Path | None) -> Path | None:
+    if lightning == "sim":
+        return None
+    if lightning != "devnet":
+        raise typer.BadParameter("use sim or devnet", param_hint="--lightning")
+    from taskhold.devnet.layout import default_data_dir
+
+    return devnet_dir or default_data_dir()
 
 
 def _mount_key_custody() -> None:

@@ -91,6 +91,11 @@ class TaskholdClient:
         self._max_pow_bits = max_pow_bits
 
     @property
+    def base_url(self) -> str:
+        """The server this client talks to."""
+        return self._base_url
+
+    @property
     def pubkey_hex(self) -> str:
         """The pubkey this client signs with: how the server knows who is asking."""
         return self._keys.pubkey_hex

@@ -1,0 +1,59 @@
+"""``taskhold demo --lightning devnet --json`` on the real regtest network: the same JSON as
+the embedded demo, with the real payment hash and preimage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from devnet_network import DevnetHandle
+
+pytestmark = [pytest.mark.devnet, pytest.mark.slow]
+
+
+def test_demo_on_the_devnet_ends_paid(devnet: DevnetHandle, tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "taskhold.cli",
+        "demo",
+        "--json",
+        "--lightning",
+        "devnet",
+        "--devnet-dir",
+        str(devnet.data_dir),
+        "--data-dir",
+        str(tmp_path),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["final_state"] == "PAID"
+    assert hashlib.sha256(bytes.fromhex(out["preimage"])).hexdigest() == out["payment_hash"]
+    for field in ("task_id", "employer_pubkey", "worker_pubkey", "operator_pubkey"):
+        assert len(out[field]) == 64
+    assert out["log_event_ids"] and out["relay_url"].startswith("ws://")
+    connection = json.loads((devnet.data_dir / "devnet.json").read_text())
+    assert "escrow" in json.dumps(connection)  # the demo ran against this devnet's nodes
+
+
+def test_demo_without_a_devnet_says_how_to_start_one(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "taskhold.cli",
+        "demo",
+        "--lightning",
+        "devnet",
+        "--devnet-dir",
+        str(tmp_path / "none"),
+        "--data-dir",
+        str(tmp_path / "d"),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 1
+    assert "taskhold devnet up" in result.stderr
