@@ -17,6 +17,7 @@ from taskhold.keys.signer import EventSigner, LocalSigner
 from taskhold.keys.stores import open_key_store
 from taskhold.lightning.base import LightningBackend
 from taskhold.lightning.simworld import SimWorld
+from taskhold.nostr.checkpoints import Checkpointer
 from taskhold.nostr.embedded import EmbeddedRelay
 from taskhold.nostr.publisher import OutboxPublisher
 from taskhold.nostr.relays import RelayPool
@@ -47,9 +48,12 @@ class Services:
     audit: AuditLog | None = None
     reputation: ReputationService | None = None
     limits: WriteLimits | None = None
+    checkpointer: Checkpointer | None = None
 
     async def close(self) -> None:
         await self.engine.stop()
+        if self.checkpointer is not None:
+            await self.checkpointer.stop()
         if self.reputation is not None:
             await self.reputation.stop()
         if self.publisher is not None:
@@ -188,6 +192,12 @@ async def build_services(
         audit=audit,
         reputation=reputation.service,
         limits=limits,
+        checkpointer=Checkpointer(
+            store,
+            signer,
+            kind=settings.kind_checkpoint,
+            interval_s=settings.checkpoint_interval_s,
+        ),
     )
 
 

@@ -113,6 +113,9 @@ class Settings(BaseSettings):
     """Crash testing only: the process exits (status 86) at this escrow fault point, e.g.
     ``after_payout``, to prove a restart finishes the release."""
 
+    checkpoint_interval_s: float = 60.0
+    """How often the heads of the public log and the audit log are checkpointed (kind 30078)."""
+
     engine_tick_s: float = 1.0
     reconcile_interval_s: float = 15.0
 

@@ -29,10 +29,14 @@ def create_api(services: Services, *, run_engine: bool = True) -> FastAPI:
                 await services.publisher.start()
             if services.reputation is not None:
                 await services.reputation.start()
+            if services.checkpointer is not None:
+                await services.checkpointer.start()
         try:
             yield
         finally:
             if run_engine:
+                if services.checkpointer is not None:
+                    await services.checkpointer.stop()
                 if services.reputation is not None:
                     await services.reputation.stop()
                 if services.publisher is not None:

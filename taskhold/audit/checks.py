@@ -114,13 +114,10 @@ def _checkpoint(
     best: _Checkpoint | None = None
     for event in _authentic(events, operator, kinds.checkpoint, "checkpoint", findings):
         values = {tag[0]: tag[1] for tag in reversed(event["tags"]) if len(tag) >= 2}
+        if values.get("d") != CHECKPOINT_D:
+            continue  # another of the operator's checkpoints (the audit-log head): not the log's
         gseq, head, count = values.get("gseq", ""), values.get("head"), values.get("count", "")
-        if (
-            values.get("d") != CHECKPOINT_D
-            or not gseq.isdigit()
-            or not is_hex64(head)
-            or count != str(int(gseq) + 1)
-        ):
+        if not gseq.isdigit() or not is_hex64(head) or count != str(int(gseq) + 1):
             where = Location(event_id=event["id"])
             detail = "checkpoint needs d, gseq, head and count = gseq + 1"
             findings.add(Finding(FindingKind.MALFORMED, where, detail, (event["id"],)))
