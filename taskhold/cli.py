@@ -155,9 +155,17 @@ def _mount_devnet() -> None:
 
 
 _mount_devnet()
-from taskhold.audit.cli import audit_command  # noqa: E402
 
-app.command("audit")(audit_command)
+
+def _mount_log_commands() -> None:
+    from taskhold.audit.cli import audit_command
+    from taskhold.rebuild_cli import rebuild_command
+
+    app.command("audit")(audit_command)
+    app.command("rebuild")(rebuild_command)
+
+
+_mount_log_commands()
 
 
 def main() -> None:

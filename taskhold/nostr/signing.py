@@ -11,7 +11,16 @@ import json
 import re
 from typing import Any
 
-from nostr_sdk import EventBuilder, Keys, Kind, NostrSdkError, SingleThreadPow, Tag, Timestamp
+from nostr_sdk import (
+    EventBuilder,
+    Keys,
+    Kind,
+    NostrSdkError,
+    PublicKey,
+    SingleThreadPow,
+    Tag,
+    Timestamp,
+)
 
 __all__ = ["NostrKeys"]
 
@@ -123,3 +132,11 @@ class NostrKeys:
 
     def __repr__(self) -> str:
         return f"NostrKeys(npub={self.npub!r})"
+
+
+def pubkey_hex(npub_or_hex: str) -> str:
+    """A public key given as ``npub1…`` or 64 hex, as lowercase hex; ValueError otherwise."""
+    try:
+        return str(PublicKey.parse(npub_or_hex.strip()).to_hex())
+    except Exception as exc:  # nostr-sdk raises its own error types for bad input
+        raise ValueError(f"not a Nostr public key (npub1… or 64 hex): {npub_or_hex!r}") from exc
