@@ -16,5 +16,7 @@ class Body(BaseModel):
 
 
 @app.post("/v1/tasks", status_code=201)
-async def create(body: Body, key: str | None = Header(default=None, alias="Idempotency-Key")) -> dict[str, Any]:
+async def create(
+    body: Body, key: str | None = Header(default=None, alias="Idempotency-Key")
+) -> dict[str, Any]:
     return {"task_id": body.request.get("id"), "state": "DRAFT"}

@@ -38,8 +38,9 @@ def free_port() -> int:
 
 
 def start(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 30
     while time.time() < deadline:
         try:
@@ -56,14 +57,20 @@ def signed_bodies(n: int) -> list[tuple[dict[str, object], str]]:
     now = int(time.time())
     bodies = []
     for i in range(n):
-        content = {"title": f"task {i}", "description": "benchmark", "amount_msat": 100_000,
-                   "deadline_at": now + 3600}
+        content = {
+            "title": f"task {i}",
+            "description": "benchmark",
+            "amount_msat": 100_000,
+            "deadline_at": now + 3600,
+        }
         event = keys[i % len(keys)].sign_event(3912, json.dumps(content), [["op", "create"]], now)
         bodies.append(({"request": event}, uuid.uuid4().hex))
     return bodies
 
 
-async def load(url: str, bodies: list[tuple[dict[str, object], str]], concurrency: int) -> dict[str, float]:
+async def load(
+    url: str, bodies: list[tuple[dict[str, object], str]], concurrency: int
+) -> dict[str, float]:
     latencies: list[float] = []
     queue: asyncio.Queue[tuple[dict[str, object], str]] = asyncio.Queue()
     for item in bodies:
@@ -109,10 +116,25 @@ def main() -> None:
         env["TASKHOLD_DATABASE_URL"] = args.database
     taskhold_port, bare_port = free_port(), free_port()
     servers = [
-        start([sys.executable, "-m", "taskhold.cli", "serve", "--port", str(taskhold_port)],
-              env, taskhold_port),
-        start([sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--port", str(bare_port),
-               "--log-level", "warning"], env, bare_port),
+        start(
+            [sys.executable, "-m", "taskhold.cli", "serve", "--port", str(taskhold_port)],
+            env,
+            taskhold_port,
+        ),
+        start(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.bare_app:app",
+                "--port",
+                str(bare_port),
+                "--log-level",
+                "warning",
+            ],
+            env,
+            bare_port,
+        ),
     ]
     try:
         warmup = signed_bodies(100)
@@ -126,11 +148,15 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=10)
     database = "PostgreSQL" if args.database else "SQLite"
-    print(f"signed create-task writes, {args.requests} requests, {args.concurrency} concurrent, "
-          f"{database}")
+    print(
+        f"signed create-task writes, {args.requests} requests, {args.concurrency} concurrent, "
+        f"{database}"
+    )
     for name, result in (("bare FastAPI", bare), ("taskhold", ours)):
-        print(f"  {name:13s} {result['rps']:8.1f} req/s   p50 {result['p50_ms']:7.2f} ms   "
-              f"p99 {result['p99_ms']:7.2f} ms   failures {int(result['failures'])}")
+        print(
+            f"  {name:13s} {result['rps']:8.1f} req/s   p50 {result['p50_ms']:7.2f} ms   "
+            f"p99 {result['p99_ms']:7.2f} ms   failures {int(result['failures'])}"
+        )
     print(f"  ratio taskhold/bare throughput: {ours['rps'] / bare['rps']:.3f}")
 
 
