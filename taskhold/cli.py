@@ -35,11 +35,14 @@ Relays = Annotated[
 ]
 
 
-def _settings(data_dir: Path | None, **overrides: object) -> Settings:
+def _settings(data_dir: Path | None, config: Path | None = None, **overrides: object) -> Settings:
+    """Flags over TASKHOLD_* variables over the config file (KEY=value lines) over defaults."""
     values = {k: v for k, v in overrides.items() if v is not None}
     if data_dir is not None:
         values["data_dir"] = data_dir
-    return Settings(**values)  # type: ignore[arg-type]
+    if config is not None and not config.is_file():
+        raise typer.BadParameter(f"no such file: {config}", param_hint="--config")
+    return Settings(_env_file=config, **values)  # type: ignore[arg-type]
 
 
 @app.command()
@@ -51,8 +54,13 @@ def serve(
     relay: Relays = None,
     keystore: KeystoreOption = None,
     log_json: Annotated[bool, typer.Option("--log-json", help="JSON log lines")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="a file of TASKHOLD_NAME=value lines (env-file syntax)"),
+    ] = None,
 ) -> None:
-    """Run the API and the escrow engine. Settings come from TASKHOLD_* variables and flags."""
+    """Run the API and the escrow engine. Settings come from flags, TASKHOLD_* variables and
+    the --config file, in that order of precedence."""
     import uvicorn
 
     from taskhold.api.app import create_api
@@ -61,7 +69,13 @@ def serve(
 
     configure_logging(json=log_json)
     settings = _settings(
-        data_dir, host=host, port=port, lightning=lightning, relays=relay or None, keystore=keystore
+        data_dir,
+        config,
+        host=host,
+        port=port,
+        lightning=lightning,
+        relays=relay or None,
+        keystore=keystore,
     )
 
     async def run() -> None:
