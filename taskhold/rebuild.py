@@ -1,10 +1,13 @@
 """``taskhold rebuild``: a fresh database from the operator's public log.
 
 The log is the source of truth and the database its projection. Each entry is verified (its
-signature, the operator as author, both hash chains, the embedded request), then replayed
-through the same pure reducer the writer used; the reducer's state must hash to the entry's
-``state`` tag, or the rebuild stops. Preimages are never read from the log early: an in-flight
-escrow is released later by re-deriving its preimage in the key store.
+signature, the operator key current at its place as author, both hash chains, the embedded
+request), then replayed through the same pure reducer the writer used; the reducer's state must
+hash to the entry's ``state`` tag, or the rebuild stops. Preimages are never read from the log
+early: an in-flight escrow is released later by re-deriving its preimage in the key store.
+
+The log starts with the operator key the caller names; a ``KeyRotated`` entry (no task, not
+replayed) signed by the current key hands the log to the key it names, from the next ``gseq``.
 
 What the log does not hold and a rebuild cannot restore: idempotency answers (a client retrying
 a write across a rebuild gets a replay refusal instead of its first answer) and payout attempt
@@ -25,6 +28,7 @@ from taskhold.nostr import verify_event
 from taskhold.nostr.entries import state_hash
 from taskhold.store import Store
 from taskhold.store.codec import task_to_data
+from taskhold.store.log import KEY_ROTATED
 from taskhold.store.models import (
     InvoiceRow,
     LogEntryRow,
@@ -54,6 +58,8 @@ class RebuildReport:
     tasks: int = 0
     states: dict[str, int] = field(default_factory=dict)
     head_gseq: int = -1
+    operator_pubkey: str = ""
+    """The operator key current at the head of the log (after any rotation)."""
 
 
 def _tag(event: dict[str, Any], name: str) -> str | None:
@@ -63,43 +69,98 @@ def _tag(event: dict[str, Any], name: str) -> str | None:
     return None
 
 
-def _ordered(entries: Iterable[dict[str, Any]], operator: str, kind: int) -> list[dict[str, Any]]:
-    by_gseq: dict[int, dict[str, Any]] = {}
+def _rotation_target(event: dict[str, Any], current: str) -> str:
+    """The key a ``KeyRotated`` entry signed by ``current`` hands the log to."""
+    new_key = _tag(event, "new_key") or ""
+    try:
+        content = json.loads(event["content"])
+        body = content["event"]
+    except (ValueError, KeyError, TypeError):
+        raise LogRejected(f"rotation {event['id']}: content is not a rotation") from None
+    if (
+        len(new_key) != 64
+        or any(c not in "0123456789abcdef" for c in new_key)
+        or new_key == current
+        or _tag(event, "old_key") != current
+        or content.get("request") is not None
+        or body.get("type") != KEY_ROTATED
+        or body.get("new_key") != new_key
+        or body.get("old_key") != current
+        or any(_tag(event, name) is not None for name in ("task", "seq", "state", "a"))
+    ):
+        raise LogRejected(f"rotation {event['id']} is ill-formed")
+    return new_key
+
+
+def _ordered(
+    entries: Iterable[dict[str, Any]], operator: str, kind: int
+) -> tuple[list[dict[str, Any]], str]:
+    """The entries in ``gseq`` order, each signed by the operator key current at its place:
+    ``operator`` first, then the key each ``KeyRotated`` entry names. Returns the entries and
+    the key current after the last one."""
+    by_gseq: dict[int, dict[str, dict[str, Any]]] = {}
     for event in entries:
-        if event.get("kind") != kind or event.get("pubkey") != operator:
+        if event.get("kind") != kind:
             continue
         if not verify_event(event):
             raise LogRejected(f"entry {event.get('id')} does not verify")
         gseq_text = _tag(event, "gseq")
         if gseq_text is None or not gseq_text.isdigit():
             raise LogRejected(f"entry {event['id']} has no gseq")
-        gseq = int(gseq_text)
-        seen = by_gseq.get(gseq)
-        if seen is not None and seen["id"] != event["id"]:
-            raise LogRejected(f"equivocation at gseq {gseq}: {seen['id']} and {event['id']}")
-        by_gseq[gseq] = event
-    ordered = [by_gseq[g] for g in sorted(by_gseq)]
-    for expected, event in enumerate(ordered):
-        if int(_tag(event, "gseq") or -1) != expected:
+        by_gseq.setdefault(int(gseq_text), {})[event["id"]] = event
+    ordered: list[dict[str, Any]] = []
+    current = operator
+    for expected, gseq in enumerate(sorted(by_gseq)):
+        if gseq != expected:
             raise LogRejected(f"gap in the log: gseq {expected} is missing")
-        if expected > 0 and _tag(event, "gprev") != ordered[expected - 1]["id"]:
-            raise LogRejected(f"gseq {expected} does not chain to gseq {expected - 1}")
-    return ordered
+        group = list(by_gseq[gseq].values())
+        for event in group:
+            if event["pubkey"] != current:
+                raise LogRejected(
+                    f"entry {event['id']} at gseq {gseq} is signed by {event['pubkey']}, not by "
+                    f"the operator key {current}"
+                )
+        if len(group) > 1:
+            ids = " and ".join(sorted(event["id"] for event in group))
+            raise LogRejected(f"equivocation at gseq {gseq}: {ids}")
+        event = group[0]
+        if gseq > 0 and _tag(event, "gprev") != ordered[-1]["id"]:
+            raise LogRejected(f"gseq {gseq} does not chain to gseq {gseq - 1}")
+        if _tag(event, "op") == KEY_ROTATED:
+            current = _rotation_target(event, current)
+        ordered.append(event)
+    return ordered, current
 
 
 async def rebuild_from_entries(
     store: Store, entries: Iterable[dict[str, Any]], *, operator_pubkey: str, kind: int = 3910
 ) -> RebuildReport:
-    """Verify and replay the log into ``store``, which must hold no tasks yet."""
-    ordered = _ordered(entries, operator_pubkey, kind)
+    """Verify and replay the log into ``store``, which must hold no tasks yet.
+
+    ``operator_pubkey`` is the key the log starts with; ``report.operator_pubkey`` is the one
+    it ends with (they differ after a ``KeyRotated`` entry)."""
     tasks: dict[str, Task] = {}
     last_entry: dict[str, str] = {}
     report = RebuildReport()
+    ordered, report.operator_pubkey = _ordered(entries, operator_pubkey, kind)
     async with store.transaction() as tx:
         session = tx.session
         if (await session.execute(select(func.count()).select_from(TaskRow))).scalar_one():
             raise LogRejected("the database already holds tasks; rebuild into an empty one")
         for event in ordered:
+            if _tag(event, "op") == KEY_ROTATED:  # no task: stored, not replayed
+                gseq = int(_tag(event, "gseq") or 0)
+                session.add(
+                    LogEntryRow(
+                        gseq=gseq,
+                        event_id=event["id"],
+                        task_id="",
+                        seq=gseq,
+                        created_at=int(event["created_at"]),
+                        raw=event,
+                    )
+                )
+                continue
             content = json.loads(event["content"])
             task_id = _tag(event, "task") or ""
             seq = int(_tag(event, "seq") or 0)

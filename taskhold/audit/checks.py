@@ -1,8 +1,10 @@
 """The auditor's checks over a list of event dicts: pure, no I/O, written from
 ``docs/public-log.md`` ("Checks an auditor makes") and nostr.md section 4.4.
 
-Each event is verified on its own first (shape, NIP-01 id, BIP-340 signature, author, kind);
-only events that pass take a place in the log. The log as a whole is then checked: gap-free
+Each event is verified on its own first (shape, NIP-01 id, BIP-340 signature, kind), then its
+author against the operator key current at its ``gseq`` (the log starts with the key the auditor
+is given; a ``KeyRotated`` entry signed by the current key hands it to the key it names); only
+events that pass take a place in the log. The log as a whole is then checked: gap-free
 ``gseq`` with one entry per number, the ``gprev`` chain, non-decreasing ``created_at``, each
 task's ``seq``/``prev`` chain, the preimage of every release against its funding, the
 checkpoint's head, and deletions the operator asked relays for.
@@ -12,11 +14,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .entry import AuditKinds, Entry, parse_entry
+from .entry import KEY_ROTATED, AuditKinds, Entry, parse_entry
 from .findings import Finding, FindingKind, Location
 from .nip01 import Verdict, is_hex64, verify_event
 
@@ -76,22 +78,29 @@ def _claimed_gseq(event: Mapping[str, Any]) -> int | None:
 
 
 def _authentic(
-    events: Iterable[object], operator: str, kind: int, what: str, findings: set[Finding]
+    events: Iterable[object],
+    authors: Collection[str] | None,
+    kind: int,
+    what: str,
+    findings: set[Finding],
 ) -> list[Mapping[str, Any]]:
-    """The events that verify, are the operator's and of ``kind``, once per id."""
+    """The events that verify, are of ``kind`` and by one of ``authors`` (any author when
+    None), once per id."""
     kept: dict[str, Mapping[str, Any]] = {}
     for event in events:
         verdict = verify_event(event)
         if verdict is Verdict.OK:
             assert isinstance(event, Mapping)
-            if event["pubkey"] == operator and event["kind"] == kind:
+            if (authors is None or event["pubkey"] in authors) and event["kind"] == kind:
                 kept.setdefault(event["id"], event)
                 continue
-        findings.add(_refusal(event, verdict, operator, kind, what))
+        findings.add(_refusal(event, verdict, authors, kind, what))
     return list(kept.values())
 
 
-def _refusal(event: object, verdict: Verdict, operator: str, kind: int, what: str) -> Finding:
+def _refusal(
+    event: object, verdict: Verdict, authors: Collection[str] | None, kind: int, what: str
+) -> Finding:
     """Why ``event`` takes no place in the log, located where it claims to belong."""
     raw_id = event.get("id") if isinstance(event, Mapping) else None
     event_id = raw_id if isinstance(raw_id, str) else None
@@ -101,18 +110,65 @@ def _refusal(event: object, verdict: Verdict, operator: str, kind: int, what: st
     if verdict is not Verdict.OK:
         return Finding(FindingKind(verdict.value), where, f"{what} does not verify: {verdict}", ids)
     assert isinstance(event, Mapping)
-    if event["pubkey"] != operator:
+    if authors is not None and event["pubkey"] not in authors:
         detail = f"{what} signed by {event['pubkey']}, not the operator"
         return Finding(FindingKind.WRONG_AUTHOR, where, detail, ids)
     detail = f"kind {event['kind']} where a {what} (kind {kind}) was expected"
     return Finding(FindingKind.MALFORMED, where, detail, ids)
 
 
+def _handed_to(event: Mapping[str, Any]) -> str | None:
+    """The key a ``KeyRotated`` entry names as the next operator key, if it names one."""
+    values = {tag[0]: tag[1] for tag in reversed(event["tags"]) if len(tag) >= 2}
+    new_key = values.get("new_key")
+    return new_key if values.get("op") == KEY_ROTATED and is_hex64(new_key) else None
+
+
+def _by_current_key(
+    events: list[Mapping[str, Any]], operator: str, findings: set[Finding]
+) -> tuple[list[Mapping[str, Any]], frozenset[str]]:
+    """The entries signed by the operator key current at their ``gseq``, and every key the log
+    was handed to. The log starts with ``operator``; a ``KeyRotated`` entry signed by the
+    current key makes its ``new_key`` the current key from the next ``gseq`` on. Any other
+    author is ``wrong_author`` and the entry takes no place in the log."""
+    placed: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
+    unplaced: list[Mapping[str, Any]] = []
+    for event in events:
+        gseq = _claimed_gseq(event)
+        (placed[gseq] if gseq is not None else unplaced).append(event)
+    current, chain = {operator}, {operator}
+    kept: list[Mapping[str, Any]] = []
+
+    def refuse(event: Mapping[str, Any], gseq: int | None, keys: Collection[str]) -> None:
+        where = Location(gseq=gseq, event_id=event["id"])
+        named = ", ".join(sorted(keys))
+        detail = f"log entry signed by {event['pubkey']}, not the operator key ({named})"
+        findings.add(Finding(FindingKind.WRONG_AUTHOR, where, detail, (event["id"],)))
+
+    for gseq in sorted(placed):
+        handed: set[str] = set()
+        for event in placed[gseq]:
+            if event["pubkey"] not in current:
+                refuse(event, gseq, current)
+                continue
+            kept.append(event)
+            handed.add(_handed_to(event) or event["pubkey"])
+        if handed:
+            current = handed
+            chain |= handed
+    for event in unplaced:  # no readable gseq: reported by parse_entry if the author is known
+        if event["pubkey"] in chain:
+            kept.append(event)
+        else:
+            refuse(event, None, chain)
+    return kept, frozenset(chain)
+
+
 def _checkpoint(
-    events: Iterable[object], operator: str, kinds: AuditKinds, findings: set[Finding]
+    events: Iterable[object], keys: Collection[str], kinds: AuditKinds, findings: set[Finding]
 ) -> _Checkpoint | None:
     best: _Checkpoint | None = None
-    for event in _authentic(events, operator, kinds.checkpoint, "checkpoint", findings):
+    for event in _authentic(events, keys, kinds.checkpoint, "checkpoint", findings):
         values = {tag[0]: tag[1] for tag in reversed(event["tags"]) if len(tag) >= 2}
         if values.get("d") != CHECKPOINT_D:
             continue  # another of the operator's checkpoints (the audit-log head): not the log's
@@ -215,11 +271,11 @@ def _check_preimage(
 
 def _deletions(
     events: Iterable[object],
-    operator: str,
+    keys: Collection[str],
     entry_ids: Mapping[str, Entry],
     findings: set[Finding],
 ) -> None:
-    for event in _authentic(events, operator, _DELETION_KIND, "deletion request", findings):
+    for event in _authentic(events, keys, _DELETION_KIND, "deletion request", findings):
         targets = tuple(tag[1] for tag in event["tags"] if tag[0] == "e" and len(tag) >= 2)
         if not targets:
             continue
@@ -242,13 +298,18 @@ def audit_log(
     checkpoints: Iterable[object] = (),
     deletions: Iterable[object] = (),
 ) -> AuditResult:
-    """Every finding about the operator's log in ``events`` (any order, duplicates allowed)."""
+    """Every finding about the operator's log in ``events`` (any order, duplicates allowed).
+
+    ``operator`` is the key the log starts with; ``KeyRotated`` entries hand it on. Checkpoints
+    and deletion requests count when signed by any key the log was handed to."""
     kinds = kinds or AuditKinds()
     events = list(events)
     findings: set[Finding] = set()
     entries: list[Entry] = []
-    for event in _authentic(events, operator, kinds.entry, "log entry", findings):
-        entry, problems = parse_entry(event, operator, kinds)
+    verified = _authentic(events, None, kinds.entry, "log entry", findings)
+    signed, keys = _by_current_key(verified, operator, findings)
+    for event in signed:
+        entry, problems = parse_entry(event, event["pubkey"], kinds)
         findings.update(problems)
         if entry is not None:
             entries.append(entry)
@@ -257,9 +318,10 @@ def audit_log(
     by_task: dict[str, list[Entry]] = defaultdict(list)
     for entry in sorted(entries, key=lambda e: (e.gseq, e.id)):
         by_gseq[entry.gseq].append(entry)
-        by_task[entry.task].append(entry)
+        if entry.op != KEY_ROTATED:
+            by_task[entry.task].append(entry)
 
-    checkpoint = _checkpoint(checkpoints, operator, kinds, findings)
+    checkpoint = _checkpoint(checkpoints, keys, kinds, findings)
     head = max(by_gseq, default=-1)
     _global_chain(by_gseq, max(head, checkpoint.gseq if checkpoint else -1), findings)
     for task_entries in by_task.values():
@@ -271,7 +333,7 @@ def audit_log(
             ids = (checkpoint.id, checkpoint.head, *sorted(at_head))
             where = Location(gseq=checkpoint.gseq)
             findings.add(Finding(FindingKind.CHECKPOINT_MISMATCH, where, detail, ids))
-    _deletions(deletions, operator, {entry.id: entry for entry in entries}, findings)
+    _deletions(deletions, keys, {entry.id: entry for entry in entries}, findings)
 
     head_group = by_gseq.get(head, [])
     summary = Summary(

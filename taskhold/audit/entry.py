@@ -17,7 +17,10 @@ from typing import Any
 from .findings import Finding, FindingKind, Location
 from .nip01 import Verdict, is_hex64, verify_event
 
-__all__ = ["OPS", "REQUEST_OPS", "AuditKinds", "Entry", "parse_entry"]
+__all__ = ["KEY_ROTATED", "OPS", "REQUEST_OPS", "AuditKinds", "Entry", "parse_entry"]
+
+KEY_ROTATED = "KeyRotated"
+"""The entry that hands the log from the key signing it to the key in its ``new_key`` tag."""
 
 OPS = frozenset(
     {
@@ -60,8 +63,9 @@ _PAYMENT_TAGS: Mapping[str, Mapping[str, Callable[[str], bool]]] = {
     "RefundCompleted": {"invoice_state": lambda value: value in ("CANCELED", "NONE")},
 }
 _ALL_PAYMENT_TAGS = frozenset(name for tags in _PAYMENT_TAGS.values() for name in tags)
+_TASK_TAGS = frozenset({"a", "task", "seq", "state", "prev", "e"})
 _SINGLE_TAGS = frozenset(
-    {"a", "task", "op", "seq", "gseq", "o", "state", "prev", "gprev", "e"} | _ALL_PAYMENT_TAGS
+    {"op", "gseq", "o", "gprev", "new_key", "old_key"} | _TASK_TAGS | _ALL_PAYMENT_TAGS
 )
 
 
@@ -144,6 +148,51 @@ class _Reader:
         self.where = Location(gseq=gseq, task=task, seq=seq, event_id=self.event["id"])
         return gseq, task, seq, op
 
+    def gprev_ok(self, gseq: int) -> bool:
+        values = self.values
+        return (gseq == 0) == ("gprev" not in values) and (
+            "gprev" not in values or is_hex64(values["gprev"])
+        )
+
+    def rotation(self, participants: list[list[str]]) -> int | None:
+        """Check a ``KeyRotated`` entry; its ``gseq``, or None when it cannot be placed."""
+        values, signer = self.values, self.event["pubkey"]
+        if not _uint(values.get("gseq", "")):
+            self.fault(FindingKind.MALFORMED, "missing or ill-formed: gseq")
+            return None
+        gseq = int(values["gseq"])
+        self.where = Location(gseq=gseq, event_id=self.event["id"])
+        bad = []
+        if values.get("o") != str(gseq):
+            bad.append("o (must equal gseq)")
+        if not self.gprev_ok(gseq):
+            bad.append("gprev (required exactly when gseq > 0)")
+        new_key = values.get("new_key")
+        if not is_hex64(new_key) or new_key == signer:
+            bad.append("new_key (another key, 64 hex)")
+        if values.get("old_key") != signer:
+            bad.append("old_key (must be the key that signed the rotation)")
+        stray = sorted((_TASK_TAGS | _ALL_PAYMENT_TAGS) & values.keys())
+        bad.extend(f"{name} (not allowed on {KEY_ROTATED})" for name in stray)
+        if participants:
+            bad.append(f"p (not allowed on {KEY_ROTATED})")
+        if bad:
+            self.fault(FindingKind.MALFORMED, "ill-formed tags: " + "; ".join(bad))
+        if self.check_content(KEY_ROTATED) is not None:
+            self.fault(FindingKind.MALFORMED, "a rotation embeds no request")
+        try:
+            event = json.loads(self.event["content"])["event"]
+        except (ValueError, KeyError, TypeError):
+            return gseq  # reported by check_content
+        if (
+            not isinstance(event, dict)
+            or event.get("new_key") != new_key
+            or event.get("old_key") != signer
+            or not isinstance(event.get("at"), int)
+        ):
+            self.fault(FindingKind.MALFORMED, "content event must repeat new_key, old_key, at")
+        return gseq
+
     def check_tags(
         self, gseq: int, task: str, seq: int, op: str, participants: list[list[str]]
     ) -> None:
@@ -158,9 +207,7 @@ class _Reader:
             "prev" in values and not is_hex64(values["prev"])
         ):
             bad.append("prev (required exactly when seq > 1)")
-        if (gseq == 0) != ("gprev" not in values) or (
-            "gprev" in values and not is_hex64(values["gprev"])
-        ):
+        if not self.gprev_ok(gseq):
             bad.append("gprev (required exactly when gseq > 0)")
         if (op == "TaskCreated") != (seq == 1):
             bad.append("seq (1 exactly for TaskCreated)")
@@ -246,10 +293,27 @@ class _Reader:
 def parse_entry(
     event: Mapping[str, Any], operator: str, kinds: AuditKinds
 ) -> tuple[Entry | None, list[Finding]]:
-    """Read a verified, operator-signed kind-3910 event; the entry is None when it cannot be
-    placed in the log."""
+    """Read a verified kind-3910 event signed by ``operator``, the operator key current at its
+    place; the entry is None when it cannot be placed in the log."""
     reader = _Reader(event, operator, kinds)
     participants = reader.read_tags()
+    if reader.values.get("op") == KEY_ROTATED:
+        gseq = reader.rotation(participants)
+        if gseq is None:
+            return None, reader.findings
+        gprev = reader.values.get("gprev")
+        rotation = Entry(
+            id=event["id"],
+            created_at=event["created_at"],
+            gseq=gseq,
+            task="",
+            seq=0,
+            op=KEY_ROTATED,
+            prev=None,
+            gprev=gprev if is_hex64(gprev) else None,
+            values=dict(reader.values),
+        )
+        return rotation, reader.findings
     place = reader.position()
     if place is None:
         return None, reader.findings

@@ -7,6 +7,7 @@ or prints a secret: reports hold labels, attributes, names and public keys only.
 from __future__ import annotations
 
 import stat
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,10 +20,12 @@ from .operator import (
     OPERATOR,
     load_operator_keys,
     operator_key_file,
+    restore_operator_key,
     rotate_operator_key,
     seal_plaintext_operator_key,
 )
 from .sealed import SecretSealer
+from .signer import LocalSigner
 from .softhsm import PRODUCTION_NOTE, DevToken, default_pin_file, ensure_dev_token, is_softhsm
 from .stores import open_key_store, preimage_key_file, resolve_pin
 
@@ -118,13 +121,51 @@ def key_store_status(settings: Settings) -> dict[str, Any]:
     return status
 
 
-def rotate_operator(
+async def rotate_operator(
     settings: Settings, audit: AuditLog | None = None, *, actor: str = "system"
 ) -> tuple[NostrKeys, NostrKeys]:
-    """``rotate_operator_key`` on the configured store; returns ``(old, new)``."""
-    raw = open_key_store(settings)
+    """``rotate_operator_key`` on the configured store and its ``KeyRotated`` entry in the
+    public log (signed by the old key, queued for the next ``serve`` to publish), in one
+    database transaction; returns ``(old, new)``.
+
+    The database is opened first, so a rotation never happens without its entry: when the
+    entry cannot be written or committed the old key is put back. Stop the server first.
+    """
+    from taskhold.store import Store, create_engine, migrate
+    from taskhold.store.log import record_rotation
+
+    engine = create_engine(settings.resolved_database_url)
     try:
-        store = audited(raw, audit, actor=actor) if audit is not None else raw
-        return rotate_operator_key(store, settings.data_dir)
+        await migrate(engine)
+        store = Store(engine)
+        raw = open_key_store(settings)
+        try:
+            keystore = audited(raw, audit, actor=actor) if audit is not None else raw
+            rotated: tuple[NostrKeys, NostrKeys] | None = None
+            try:
+                async with store.transaction() as tx:
+                    rotated = rotate_operator_key(keystore, settings.data_dir)
+                    old, new = rotated
+                    signer = LocalSigner(
+                        old,
+                        allowed_kinds=frozenset({settings.kind_log_entry}),
+                        observer=audit.signature_observer(actor) if audit is not None else None,
+                    )
+                    await record_rotation(
+                        tx.session,
+                        signer,
+                        new.pubkey_hex,
+                        kind=settings.kind_log_entry,
+                        clock=time.time,
+                        lock=store.dialect == "postgresql",
+                    )
+            except BaseException:
+                if rotated is not None:
+                    restore_operator_key(keystore, settings.data_dir, rotated[0])
+                raise
+            assert rotated is not None
+            return rotated
+        finally:
+            close_key_store(raw)
     finally:
-        close_key_store(raw)
+        await engine.dispose()

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
+from taskhold.errors import Refusal
 from taskhold.settings import Settings
 from taskhold.store.audit_log import AuditLog
 
@@ -127,6 +129,9 @@ def rotate(
 ) -> None:
     """Replace the operator's Nostr key; the old one is kept as ``operator.previous``.
 
+    A ``KeyRotated`` entry signed by the old key and naming the new one is written to the
+    public log in the same step (the database must be reachable, or nothing is rotated).
+
     Stop the server first and start it again afterwards: a running server signs with the key it
     unsealed at start.
     """
@@ -135,11 +140,12 @@ def rotate(
     settings = _settings(data_dir, keystore, database_url)
     audit = AuditLog()
     try:
-        old, new = rotate_operator(settings, audit, actor=_actor())
-    except (KeyStoreUnavailable, ValueError) as exc:
+        old, new = asyncio.run(rotate_operator(settings, audit, actor=_actor()))
+    except (KeyStoreUnavailable, Refusal, ValueError, OSError, SQLAlchemyError) as exc:
         raise _fail(exc) from None
     typer.echo(f"old operator pubkey: {old.pubkey_hex}")
     typer.echo(f"new operator pubkey: {new.pubkey_hex}")
+    typer.echo("the KeyRotated entry is in the log; `taskhold serve` publishes it")
     details = {"old_pubkey": old.pubkey_hex, "new_pubkey": new.pubkey_hex}
     asyncio.run(record_admin_action(settings, audit, "keys.rotate", new.pubkey_hex, details))
     typer.echo("restart taskhold so it signs with the new key", err=True)

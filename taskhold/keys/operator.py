@@ -27,6 +27,7 @@ __all__ = [
     "OPERATOR_PREVIOUS",
     "load_operator_keys",
     "operator_key_file",
+    "restore_operator_key",
     "rotate_operator_key",
     "seal_plaintext_operator_key",
 ]
@@ -128,3 +129,12 @@ def rotate_operator_key(keystore: KeyStore, data_dir: Path) -> tuple[NostrKeys, 
     _write_key_file(operator_key_file(data_dir, OPERATOR_PREVIOUS), old)
     _write_key_file(path, new)
     return old, new
+
+
+def restore_operator_key(keystore: KeyStore, data_dir: Path, old: NostrKeys) -> None:
+    """Undo ``rotate_operator_key`` when its log entry could not be committed: ``old`` signs
+    again (``operator.previous`` keeps it too)."""
+    if isinstance(keystore, SecretSealer):
+        keystore.seal(OPERATOR, old.secret_hex_unsafe().encode())
+    else:
+        _write_key_file(operator_key_file(data_dir), old)

@@ -26,7 +26,10 @@ from taskhold.tasks.model import Task
 from .codec import task_to_data
 from .models import ListingRow, LogEntryRow, LogHeadRow, OutboxRow
 
-__all__ = ["EntryHook", "LogKinds", "LogWriter", "enqueue_event"]
+__all__ = ["KEY_ROTATED", "EntryHook", "LogKinds", "LogWriter", "enqueue_event", "record_rotation"]
+
+KEY_ROTATED = "KeyRotated"
+"""The ``op`` of the entry that hands the log from one operator key to the next."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +64,7 @@ class LogWriter:
         return self.signer.get_public_key()
 
     async def _head(self, session: AsyncSession) -> LogHeadRow:
-        stmt = select(LogHeadRow).where(LogHeadRow.id == 1)
-        if self._lock:
-            stmt = stmt.with_for_update()
-        head = (await session.execute(stmt)).scalar_one_or_none()
-        if head is None:
-            head = LogHeadRow(id=1, gseq=-1, event_id=None, created_at=0)
-            session.add(head)
-        return head
+        return await _locked_head(session, lock=self._lock)
 
     async def record(
         self, session: AsyncSession, task: Task, event: Event, request: dict[str, Any] | None
@@ -139,6 +135,70 @@ class LogWriter:
 
     def _enqueue(self, session: AsyncSession, signed: dict[str, Any]) -> None:
         enqueue_event(session, signed, int(self._clock()))
+
+
+async def _locked_head(session: AsyncSession, *, lock: bool) -> LogHeadRow:
+    stmt = select(LogHeadRow).where(LogHeadRow.id == 1)
+    if lock:
+        stmt = stmt.with_for_update()
+    head = (await session.execute(stmt)).scalar_one_or_none()
+    if head is None:
+        head = LogHeadRow(id=1, gseq=-1, event_id=None, created_at=0)
+        session.add(head)
+    return head
+
+
+def _tag(event: dict[str, Any], name: str) -> str | None:
+    return next((str(t[1]) for t in event["tags"] if t and t[0] == name and len(t) > 1), None)
+
+
+async def record_rotation(
+    session: AsyncSession,
+    old_signer: EventSigner,
+    new_pubkey: str,
+    *,
+    kind: int,
+    clock: Callable[[], float],
+    lock: bool,
+) -> dict[str, Any]:
+    """Append the ``KeyRotated`` entry, signed by the key that signed the log so far, naming
+    the key that signs every later entry; stored and queued like any entry, in the caller's
+    transaction. Refused when ``old_signer`` is not the key the log is currently signed by."""
+    old_pubkey = old_signer.get_public_key()
+    if len(new_pubkey) != 64 or new_pubkey == old_pubkey:
+        raise ValueError("the new operator key must be a different 64-hex public key")
+    head = await _locked_head(session, lock=lock)
+    if head.event_id is not None:
+        last = (
+            await session.execute(select(LogEntryRow.raw).where(LogEntryRow.gseq == head.gseq))
+        ).scalar_one()
+        current = _tag(last, "new_key") if _tag(last, "op") == KEY_ROTATED else last["pubkey"]
+        if current != old_pubkey:
+            raise ValueError(
+                f"the log is signed by {current}, not by the key being rotated ({old_pubkey})"
+            )
+    gseq = head.gseq + 1
+    created_at = max(int(clock()), head.created_at)
+    event = {"type": KEY_ROTATED, "new_key": new_pubkey, "old_key": old_pubkey, "at": created_at}
+    tags = [["op", KEY_ROTATED], ["gseq", str(gseq)], ["o", str(gseq)]]
+    if head.event_id is not None:
+        tags.append(["gprev", head.event_id])
+    tags += [["new_key", new_pubkey], ["old_key", old_pubkey]]
+    signed = old_signer.sign_event(kind, entry_content(event, None), tags, created_at)
+    # Rotations belong to no task: task_id "" and seq = gseq keep (task_id, seq) unique.
+    session.add(
+        LogEntryRow(
+            gseq=gseq,
+            event_id=signed["id"],
+            task_id="",
+            seq=gseq,
+            created_at=created_at,
+            raw=signed,
+        )
+    )
+    head.gseq, head.event_id, head.created_at = gseq, signed["id"], created_at
+    enqueue_event(session, signed, int(clock()))
+    return signed
 
 
 MAX_EVENT_BYTES = 64 * 1024

@@ -99,8 +99,15 @@ def test_rotate_changes_the_key_keeps_the_old_and_the_log_verifies(tmp_path: Pat
     with sqlite3.connect(data / "taskhold.sqlite3") as db:
         rows = db.execute("SELECT actor, details FROM audit_log WHERE action = 'keys.rotate'")
         [(actor, details)] = rows.fetchall()
+        [(raw,)] = db.execute("SELECT raw FROM log_entries").fetchall()
+        [(queued,)] = db.execute("SELECT event_id FROM outbox").fetchall()
+        signs = db.execute("SELECT details FROM audit_log WHERE action = 'key.sign'").fetchall()
     assert actor.startswith("admin:")
     assert json.loads(details) == {"old_pubkey": old, "new_pubkey": new}
+    rotation = json.loads(raw)  # the KeyRotated entry, signed by the old key, queued to publish
+    assert rotation["pubkey"] == old and queued == rotation["id"]
+    assert ["op", "KeyRotated"] in rotation["tags"] and ["new_key", new] in rotation["tags"]
+    assert [json.loads(d)["pubkey"] for (d,) in signs] == [old]  # the signature is audited
     secret = _operator_secret(data)
     assert secret not in rotated.stdout + rotated.stderr + _database_bytes(data)
 
