@@ -26,10 +26,30 @@ BATCH = REQ_EVENT_CAP
 async def fetch_whole_log(
     pool: RelayPool, operator: str, *, kind: int, checkpoint_kind: int
 ) -> list[dict[str, Any]]:
-    """Every entry from gseq 0 up: batches by ``#o`` until one comes back empty and the newest
-    checkpoint's head (if any) is reached."""
+    """Every entry from gseq 0 up, following key rotations: the log is read by the operator's
+    key and again by each key a rotation entry hands it to (rebuild verifies the hand-over)."""
+    keys = [operator]
+    while True:
+        entries = await _fetch_by(pool, keys, kind=kind, checkpoint_kind=checkpoint_kind)
+        handed_to = [
+            new_key
+            for event in entries
+            if event.get("pubkey") in keys
+            for tag in event["tags"]
+            if len(tag) >= 2 and tag[0] == "new_key"
+            and (new_key := str(tag[1])) not in keys and len(new_key) == 64
+        ]  # fmt: skip
+        if not handed_to:
+            return entries
+        keys.extend(dict.fromkeys(handed_to))
+
+
+async def _fetch_by(
+    pool: RelayPool, keys: list[str], *, kind: int, checkpoint_kind: int
+) -> list[dict[str, Any]]:
+    """Batches by ``#o`` until one comes back empty and the newest checkpoint's head is reached."""
     checkpoints = await pool.fetch(
-        {"authors": [operator], "kinds": [checkpoint_kind], "#d": ["taskhold-log-head"]}
+        {"authors": keys, "kinds": [checkpoint_kind], "#d": ["taskhold-log-head"]}
     )
     head = max(
         (int(t[1]) for c in checkpoints for t in c["tags"] if t[0] == "gseq" and t[1].isdigit()),
@@ -38,7 +58,7 @@ async def fetch_whole_log(
     entries: list[dict[str, Any]] = []
     start = 0
     while True:
-        batch = await pool.fetch_log(operator, kind, range(start, start + BATCH))
+        batch = await pool.fetch_log(keys, kind, range(start, start + BATCH))
         entries.extend(batch)
         start += BATCH
         if not batch and start > head:

@@ -111,17 +111,34 @@ class _Session:
         return events
 
 
-def _highest(events: Iterable[Mapping[str, Any]], operator: str, tag_name: str) -> int | None:
+def _highest(
+    events: Iterable[Mapping[str, Any]], operator: str | Sequence[str], tag_name: str
+) -> int | None:
     """The highest ``tag_name`` number among events that verify as the operator's: a hint of
     how far to scan, never a check."""
+    keys = {operator} if isinstance(operator, str) else set(operator)
     highest = None
     for event in events:
-        if verify_event(event) is not Verdict.OK or event["pubkey"] != operator:
+        if verify_event(event) is not Verdict.OK or event["pubkey"] not in keys:
             continue
         for tag in event["tags"]:
             if tag[0] == tag_name and len(tag) >= 2 and tag[1].isdigit():
                 highest = max(highest or 0, int(tag[1]))
     return highest
+
+
+def _rotated_to(events: Iterable[Mapping[str, Any]], keys: Sequence[str]) -> list[str]:
+    """New keys named by valid ``KeyRotated`` entries signed by one of ``keys``."""
+    found: list[str] = []
+    for event in events:
+        if event.get("pubkey") not in keys or verify_event(event) is not Verdict.OK:
+            continue
+        tags = {t[0]: t[1] for t in event["tags"] if len(t) >= 2}
+        new_key = tags.get("new_key", "")
+        rotation = tags.get("op") == "KeyRotated" and len(new_key) == 64
+        if rotation and new_key not in keys and new_key not in found:
+            found.append(new_key)
+    return found
 
 
 class _RelayReader:
@@ -130,6 +147,8 @@ class _RelayReader:
     ) -> None:
         self.session = session
         self.operator = operator
+        self.keys: list[str] = [operator]
+        """The operator key and every key a rotation entry by one of them handed over to."""
         self.kinds = kinds
         self.settings = settings
         self.entries: list[dict[str, Any]] = []
@@ -137,7 +156,7 @@ class _RelayReader:
         self.deletions: list[dict[str, Any]] = []
 
     def _filter(self, kind: int, **extra: Any) -> dict[str, Any]:
-        return {"authors": [self.operator], "kinds": [kind], **extra}
+        return {"authors": list(self.keys), "kinds": [kind], **extra}
 
     async def _scan(self, first: int, end: int) -> list[dict[str, Any]]:
         """Entries with ``o`` in [first, end), splitting a range whose answer hit the cap."""
@@ -151,6 +170,16 @@ class _RelayReader:
         return [*await self._scan(first, middle), *await self._scan(middle, end)]
 
     async def read(self, report: RelayReport) -> None:
+        """Read the whole log; read again while rotation entries hand the log to new keys."""
+        while True:
+            self.entries, self.checkpoints, self.deletions = [], [], []
+            await self._read_once(report)
+            handed_to = _rotated_to(self.entries, self.keys)
+            if not handed_to:
+                return
+            self.keys.extend(handed_to)
+
+    async def _read_once(self, report: RelayReport) -> None:
         query, cap = self.session.query, self.settings.relay_cap
         self.checkpoints = await query(
             self._filter(self.kinds.checkpoint, **{"#d": [CHECKPOINT_D]})
@@ -159,8 +188,8 @@ class _RelayReader:
         self.deletions = await query(self._filter(5, limit=cap))
         self.entries.extend(newest)
         hints = [
-            _highest(newest, self.operator, "o"),
-            _highest(self.checkpoints, self.operator, "gseq"),
+            _highest(newest, self.keys, "o"),
+            _highest(self.checkpoints, self.keys, "gseq"),
         ]
         head = max((hint for hint in hints if hint is not None), default=-1)
 
@@ -168,7 +197,7 @@ class _RelayReader:
         while True:
             batch = await self._scan(first, first + size)
             self.entries.extend(batch)
-            found = _highest(batch, self.operator, "o")
+            found = _highest(batch, self.keys, "o")
             if found is None:
                 empty_run += 1
             else:
@@ -205,7 +234,7 @@ async def _read_relay(
         report.error = f"{type(exc).__name__}: {exc}"
     if reader is not None:
         report.entries = len({event.get("id") for event in reader.entries})
-        report.highest_gseq = _highest(reader.entries, operator, "o")
+        report.highest_gseq = _highest(reader.entries, reader.keys, "o")
     return report, reader
 
 

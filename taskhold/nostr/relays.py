@@ -165,7 +165,7 @@ class RelayPool:
         return list(_union(per_relay).values())
 
     async def fetch_log(
-        self, operator_pubkey: str, kind: int, gseqs: Sequence[int]
+        self, operator_pubkey: str | Sequence[str], kind: int, gseqs: Sequence[int]
     ) -> list[dict[str, Any]]:
         """The operator's log entries with the given ``gseq`` numbers, ordered by ``gseq``.
 
@@ -173,16 +173,17 @@ class RelayPool:
         signed for one ``gseq`` both come back (the caller decides it is equivocation). A number
         that no relay has is simply absent: that is a gap, also the caller's to report.
         """
+        authors = [operator_pubkey] if isinstance(operator_pubkey, str) else list(operator_pubkey)
         wanted = sorted(set(gseqs))
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(wanted), self._batch_size):
             batch = wanted[start : start + self._batch_size]
-            found.update(await self._fetch_batch(operator_pubkey, kind, batch))
+            found.update(await self._fetch_batch(authors, kind, batch))
         requested = {str(g) for g in wanted}
         entries = [
             event
             for event in found.values()
-            if event.get("pubkey") == operator_pubkey
+            if event.get("pubkey") in authors
             and event.get("kind") == kind
             and _o_tag(event) in requested
         ]
@@ -201,12 +202,12 @@ class RelayPool:
             await asyncio.sleep(0.1)
 
     async def _fetch_batch(
-        self, operator_pubkey: str, kind: int, batch: list[int]
+        self, authors: list[str], kind: int, batch: list[int]
     ) -> dict[str, dict[str, Any]]:
         sdk_filter = Filter.from_json(
             json.dumps(
                 {
-                    "authors": [operator_pubkey],
+                    "authors": authors,
                     "kinds": [kind],
                     "#o": [str(g) for g in batch],
                     "limit": REQ_EVENT_CAP,
@@ -216,8 +217,8 @@ class RelayPool:
         per_relay = await self._fetch_each(sdk_filter)
         if len(batch) > 1 and any(len(events) >= REQ_EVENT_CAP for events in per_relay):
             middle = len(batch) // 2
-            lower = await self._fetch_batch(operator_pubkey, kind, batch[:middle])
-            upper = await self._fetch_batch(operator_pubkey, kind, batch[middle:])
+            lower = await self._fetch_batch(authors, kind, batch[:middle])
+            upper = await self._fetch_batch(authors, kind, batch[middle:])
             return lower | upper
         return _union(per_relay)
 

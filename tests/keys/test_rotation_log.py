@@ -227,3 +227,61 @@ async def test_rotate_fails_before_rotating_without_a_database(tmp_path: Path) -
         assert load_operator_keys(store, settings.data_dir).pubkey_hex == before
     finally:
         close_key_store(store)
+
+
+@pytest.mark.slow
+async def test_audit_and_rebuild_follow_the_rotation_when_reading_relays(
+    tmp_path: Path, database_url: str, database_kind: str
+) -> None:
+    """The tools fetch by the original key, then by each key a rotation hands the log to."""
+    import asyncio
+    import sys
+
+    from taskhold.nostr.embedded import EmbeddedRelay
+    from taskhold.nostr.relays import RelayPool
+
+    settings = stack_settings(tmp_path, database_url)
+    stack = await open_stack(settings)
+    try:
+        original = stack.services.signer.get_public_key()
+        await _paid_task(stack)
+    finally:
+        await close_stack(stack)
+    await rotate_operator(settings)
+    stack = await open_stack(settings, world=stack.world)
+    try:
+        await _paid_task(stack)
+        log = await read_log(stack)
+    finally:
+        await close_stack(stack)
+    assert len({e["pubkey"] for e in log}) == 2
+
+    relay = EmbeddedRelay(tmp_path / "relay")
+    url = await relay.start()
+    pool = RelayPool()
+    try:
+        await pool.connect([url])
+        for event in log:
+            assert (await pool.publish(event))[url] is None
+
+        async def run(*args: str) -> tuple[int, str, str]:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "taskhold.cli", *args,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await asyncio.wait_for(process.communicate(), timeout=180)
+            return int(process.returncode or 0), out.decode(), err.decode()
+
+        code, out, err = await run("audit", "--relay", url, "--operator", original, "--json")
+        assert code == 0, out + err
+        assert json.loads(out)["summary"]["entries"] == len(log)
+        async with new_database(database_kind, tmp_path / "rebuilt") as fresh:
+            code, out, err = await run(
+                "rebuild", "--relay", url, "--operator", original, "--data-dir",
+                str(tmp_path / "other"), "--database-url", fresh, "--json",
+            )  # fmt: skip
+            assert code == 0, err
+            assert json.loads(out)["entries"] == len(log)
+    finally:
+        await pool.close()
+        await relay.stop()
