@@ -25,7 +25,7 @@ from sqlalchemy import func, select
 
 from taskhold.errors import Refusal
 from taskhold.nostr import verify_event
-from taskhold.nostr.entries import state_hash
+from taskhold.nostr.entries import state_hash, tag_value
 from taskhold.store import Store
 from taskhold.store.codec import task_to_data
 from taskhold.store.log import KEY_ROTATED
@@ -62,16 +62,9 @@ class RebuildReport:
     """The operator key current at the head of the log (after any rotation)."""
 
 
-def _tag(event: dict[str, Any], name: str) -> str | None:
-    for tag in event["tags"]:
-        if tag and tag[0] == name and len(tag) > 1:
-            return str(tag[1])
-    return None
-
-
 def _rotation_target(event: dict[str, Any], current: str) -> str:
     """The key a ``KeyRotated`` entry signed by ``current`` hands the log to."""
-    new_key = _tag(event, "new_key") or ""
+    new_key = tag_value(event, "new_key") or ""
     try:
         content = json.loads(event["content"])
         body = content["event"]
@@ -81,12 +74,12 @@ def _rotation_target(event: dict[str, Any], current: str) -> str:
         len(new_key) != 64
         or any(c not in "0123456789abcdef" for c in new_key)
         or new_key == current
-        or _tag(event, "old_key") != current
+        or tag_value(event, "old_key") != current
         or content.get("request") is not None
         or body.get("type") != KEY_ROTATED
         or body.get("new_key") != new_key
         or body.get("old_key") != current
-        or any(_tag(event, name) is not None for name in ("task", "seq", "state", "a"))
+        or any(tag_value(event, name) is not None for name in ("task", "seq", "state", "a"))
     ):
         raise LogRejected(f"rotation {event['id']} is ill-formed")
     return new_key
@@ -104,7 +97,7 @@ def _ordered(
             continue
         if not verify_event(event):
             raise LogRejected(f"entry {event.get('id')} does not verify")
-        gseq_text = _tag(event, "gseq")
+        gseq_text = tag_value(event, "gseq")
         if gseq_text is None or not gseq_text.isdigit():
             raise LogRejected(f"entry {event['id']} has no gseq")
         by_gseq.setdefault(int(gseq_text), {})[event["id"]] = event
@@ -124,9 +117,9 @@ def _ordered(
             ids = " and ".join(sorted(event["id"] for event in group))
             raise LogRejected(f"equivocation at gseq {gseq}: {ids}")
         event = group[0]
-        if gseq > 0 and _tag(event, "gprev") != ordered[-1]["id"]:
+        if gseq > 0 and tag_value(event, "gprev") != ordered[-1]["id"]:
             raise LogRejected(f"gseq {gseq} does not chain to gseq {gseq - 1}")
-        if _tag(event, "op") == KEY_ROTATED:
+        if tag_value(event, "op") == KEY_ROTATED:
             current = _rotation_target(event, current)
         ordered.append(event)
     return ordered, current
@@ -148,8 +141,8 @@ async def rebuild_from_entries(
         if (await session.execute(select(func.count()).select_from(TaskRow))).scalar_one():
             raise LogRejected("the database already holds tasks; rebuild into an empty one")
         for event in ordered:
-            if _tag(event, "op") == KEY_ROTATED:  # no task: stored, not replayed
-                gseq = int(_tag(event, "gseq") or 0)
+            if tag_value(event, "op") == KEY_ROTATED:  # no task: stored, not replayed
+                gseq = int(tag_value(event, "gseq") or 0)
                 session.add(
                     LogEntryRow(
                         gseq=gseq,
@@ -162,19 +155,19 @@ async def rebuild_from_entries(
                 )
                 continue
             content = json.loads(event["content"])
-            task_id = _tag(event, "task") or ""
-            seq = int(_tag(event, "seq") or 0)
+            task_id = tag_value(event, "task") or ""
+            seq = int(tag_value(event, "seq") or 0)
             before = tasks.get(task_id)
             if seq != (before.version + 1 if before else 1):
                 raise LogRejected(f"task {task_id}: entry seq {seq} out of order")
-            if seq > 1 and _tag(event, "prev") != last_entry.get(task_id):
+            if seq > 1 and tag_value(event, "prev") != last_entry.get(task_id):
                 raise LogRejected(f"task {task_id}: seq {seq} does not chain to seq {seq - 1}")
             request = content.get("request")
             if request is not None and not verify_event(request):
                 raise LogRejected(f"entry {event['id']}: embedded request does not verify")
             transition = event_from_dict(content["event"])
             after = evolve(before, transition)
-            if state_hash(task_to_data(after)) != _tag(event, "state"):
+            if state_hash(task_to_data(after)) != tag_value(event, "state"):
                 raise LogRejected(f"entry {event['id']}: replayed state does not match its hash")
             tasks[task_id] = after
             last_entry[task_id] = event["id"]
@@ -192,7 +185,7 @@ async def rebuild_from_entries(
             )
             session.add(
                 LogEntryRow(
-                    gseq=int(_tag(event, "gseq") or 0),
+                    gseq=int(tag_value(event, "gseq") or 0),
                     event_id=event["id"],
                     task_id=task_id,
                     seq=seq,
@@ -205,7 +198,7 @@ async def rebuild_from_entries(
                     RequestEventRow(
                         event_id=request["id"],
                         pubkey=request["pubkey"],
-                        op=_tag(request, "op") or "",
+                        op=tag_value(request, "op") or "",
                         task_id=task_id,
                         received_at=int(request["created_at"]),
                     )

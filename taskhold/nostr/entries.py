@@ -19,9 +19,18 @@ __all__ = [
     "listing_event",
     "payment_tags",
     "state_hash",
+    "tag_value",
 ]
 
 LOG_FORMAT_VERSION = 1
+
+
+def tag_value(event: dict[str, Any], name: str) -> str | None:
+    """The first value of the ``name`` tag; None when absent. Safe on unverified events."""
+    for tag in event.get("tags") or ():
+        if isinstance(tag, list) and len(tag) >= 2 and tag[0] == name:
+            return str(tag[1])
+    return None
 
 
 def canonical_json(value: Any) -> str:

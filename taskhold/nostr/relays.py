@@ -35,6 +35,8 @@ from nostr_sdk import (
     uniffi_set_event_loop,
 )
 
+from .entries import tag_value
+
 __all__ = ["NOT_CONNECTED", "REQ_EVENT_CAP", "RelayError", "RelayPool"]
 
 log = structlog.get_logger("taskhold.nostr")
@@ -185,9 +187,9 @@ class RelayPool:
             for event in found.values()
             if event.get("pubkey") in authors
             and event.get("kind") == kind
-            and _o_tag(event) in requested
+            and tag_value(event, "o") in requested
         ]
-        entries.sort(key=lambda event: (int(_o_tag(event) or -1), event["id"]))
+        entries.sort(key=lambda event: (int(tag_value(event, "o") or -1), event["id"]))
         return entries
 
     async def close(self) -> None:
@@ -266,10 +268,3 @@ def _from_sdk_event(event: Event) -> dict[str, Any]:
 
 def _union(per_relay: list[list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     return {event["id"]: event for events in per_relay for event in events}
-
-
-def _o_tag(event: dict[str, Any]) -> str | None:
-    for tag in event.get("tags", []):
-        if isinstance(tag, list) and len(tag) >= 2 and tag[0] == "o":
-            return str(tag[1])
-    return None

@@ -19,7 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhold.errors import TooLarge
 from taskhold.keys.signer import EventSigner
-from taskhold.nostr.entries import entry_content, entry_tags, listing_event, state_hash
+from taskhold.nostr.entries import (
+    entry_content,
+    entry_tags,
+    listing_event,
+    state_hash,
+    tag_value,
+)
 from taskhold.tasks.events import Event, event_to_dict
 from taskhold.tasks.model import Task
 
@@ -148,10 +154,6 @@ async def _locked_head(session: AsyncSession, *, lock: bool) -> LogHeadRow:
     return head
 
 
-def _tag(event: dict[str, Any], name: str) -> str | None:
-    return next((str(t[1]) for t in event["tags"] if t and t[0] == name and len(t) > 1), None)
-
-
 async def record_rotation(
     session: AsyncSession,
     old_signer: EventSigner,
@@ -172,7 +174,9 @@ async def record_rotation(
         last = (
             await session.execute(select(LogEntryRow.raw).where(LogEntryRow.gseq == head.gseq))
         ).scalar_one()
-        current = _tag(last, "new_key") if _tag(last, "op") == KEY_ROTATED else last["pubkey"]
+        current = (
+            tag_value(last, "new_key") if tag_value(last, "op") == KEY_ROTATED else last["pubkey"]
+        )
         if current != old_pubkey:
             raise ValueError(
                 f"the log is signed by {current}, not by the key being rotated ({old_pubkey})"
