@@ -6,8 +6,10 @@ import time
 from typing import Any
 
 from conftest import Stack
+from sqlalchemy import select
 
 from taskhold.client import TaskholdClient
+from taskhold.store.models import LogEntryRow, RequestEventRow, TaskRow, TransitionRow
 
 AMOUNT_MSAT = 150_000_000
 ACCEPTANCE = {"required_fields": ["url"], "url_fields": ["url"]}
@@ -42,3 +44,37 @@ async def submitted(
     await worker.claim(task["task_id"])
     invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
     return await worker.submit_proof(task["task_id"], {"url": "https://example.org/haiku"}, invoice)
+
+
+def tag(event: dict[str, Any], name: str) -> str | None:
+    """The first value of an event's ``name`` tag."""
+    return next((t[1] for t in event["tags"] if t[0] == name), None)
+
+
+async def read_log(stack: Stack) -> list[dict[str, Any]]:
+    """Every signed log entry the database holds, in gseq order."""
+    async with stack.services.store.transaction() as tx:
+        rows = await tx.session.execute(select(LogEntryRow.raw).order_by(LogEntryRow.gseq))
+        return [dict(raw) for raw in rows.scalars()]
+
+
+async def projection(stack: Stack) -> dict[str, Any]:
+    """What a rebuild must reproduce: tasks, transitions, replay guards and the log."""
+    async with stack.services.store.transaction() as tx:
+        session = tx.session
+        tasks = (await session.execute(select(TaskRow).order_by(TaskRow.task_id))).scalars()
+        transitions = (
+            await session.execute(
+                select(TransitionRow).order_by(TransitionRow.task_id, TransitionRow.version)
+            )
+        ).scalars()
+        requests = (await session.execute(select(RequestEventRow.event_id))).scalars()
+        return {
+            "tasks": [(t.task_id, t.state, t.version, t.pending_action, t.data) for t in tasks],
+            "transitions": [
+                (t.task_id, t.version, t.event_type, t.state_after, t.event, t.request)
+                for t in transitions
+            ],
+            "requests": sorted(requests),
+            "log": await read_log(stack),
+        }

@@ -6,41 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import Stack, close_stack, new_database, open_stack, stack_settings
-from helpers import created, funded, submitted
-from sqlalchemy import select
+from helpers import created, funded, projection, read_log, submitted
 
 from taskhold.rebuild import LogRejected, rebuild_from_entries
-from taskhold.store.models import LogEntryRow, RequestEventRow, TaskRow, TransitionRow
-
-
-async def _log(stack: Stack) -> list[dict[str, Any]]:
-    async with stack.services.store.transaction() as tx:
-        rows = (await tx.session.execute(select(LogEntryRow.raw).order_by(LogEntryRow.gseq))).all()
-    return [dict(row[0]) for row in rows]
-
-
-async def _projection(stack: Stack) -> dict[str, Any]:
-    async with stack.services.store.transaction() as tx:
-        session = tx.session
-        tasks = (await session.execute(select(TaskRow).order_by(TaskRow.task_id))).scalars()
-        transitions = (
-            await session.execute(
-                select(TransitionRow).order_by(TransitionRow.task_id, TransitionRow.version)
-            )
-        ).scalars()
-        requests = (await session.execute(select(RequestEventRow.event_id))).scalars()
-        return {
-            "tasks": [(t.task_id, t.state, t.version, t.pending_action, t.data) for t in tasks],
-            "transitions": [
-                (t.task_id, t.version, t.event_type, t.state_after, t.event, t.request)
-                for t in transitions
-            ],
-            "requests": sorted(requests),
-        }
 
 
 async def _every_path(stack: Stack) -> dict[str, str]:
@@ -84,8 +55,8 @@ async def test_rebuilt_projection_equals_the_original(
         states = {label: (await original.client().get_task(i))["state"] for label, i in ids.items()}
         assert states["paid"] == "PAID" and states["refunded"] == "REFUNDED"
         assert states["dispute_lost"] == "REFUNDED" and states["cancelled"] == "CANCELLED"
-        log = await _log(original)
-        before = await _projection(original)
+        log = await read_log(original)
+        before = await projection(original)
         operator = original.services.signer.get_public_key()
     finally:
         await close_stack(original)
@@ -99,8 +70,8 @@ async def test_rebuilt_projection_equals_the_original(
             )
             assert report.entries == len(log)
             assert report.tasks == len(ids)
-            assert await _projection(rebuilt) == before
-            assert await _log(rebuilt) == log
+            assert await projection(rebuilt) == before
+            assert await read_log(rebuilt) == log
         finally:
             await close_stack(rebuilt)
 
@@ -113,7 +84,7 @@ async def test_in_flight_escrow_releases_after_rebuild_with_the_same_preimage(
     employer, worker = original.client(), original.client()
     task = await submitted(original, employer, worker)
     await employer.approve(task["task_id"])  # VERIFIED; the engine has not released yet
-    log = await _log(original)
+    log = await read_log(original)
     operator = original.services.signer.get_public_key()
     await close_stack(original)
 
@@ -134,7 +105,7 @@ async def test_in_flight_escrow_releases_after_rebuild_with_the_same_preimage(
 
 async def test_rebuild_refuses_a_log_with_a_gap(stack: Stack) -> None:
     await funded(stack, stack.client())
-    log = await _log(stack)
+    log = await read_log(stack)
     operator = stack.services.signer.get_public_key()
     async with new_database("sqlite", Path(stack.settings.data_dir) / "gap") as url:
         other = await open_stack(stack_settings(Path(stack.settings.data_dir) / "o", url))

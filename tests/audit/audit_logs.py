@@ -10,10 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conftest import Stack
-from helpers import funded, submitted
-from sqlalchemy import select
-
-from taskhold.store.models import LogEntryRow
+from helpers import funded, read_log, submitted, tag
 
 
 @dataclass
@@ -71,16 +68,6 @@ class Draft:
 
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def tag(event: dict[str, Any], name: str) -> str | None:
-    return next((t[1] for t in event["tags"] if t[0] == name), None)
-
-
-async def read_log(stack: Stack) -> list[dict[str, Any]]:
-    async with stack.services.store.transaction() as tx:
-        rows = await tx.session.execute(select(LogEntryRow.raw).order_by(LogEntryRow.gseq))
-        return [dict(raw) for raw in rows.scalars()]
 
 
 async def run_every_path(stack: Stack, rounds: int = 1) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import Stack, close_stack, new_database, open_stack, stack_settings
-from helpers import submitted
+from helpers import read_log, submitted, tag
 from keystores import (  # the fixtures keystore and softhsm
     KeystoreCase,
     keystore_fixture,  # noqa: F401
@@ -32,16 +32,6 @@ from taskhold.rebuild import LogRejected, rebuild_from_entries
 from taskhold.settings import Settings
 from taskhold.store.log import record_rotation
 from taskhold.store.models import LogEntryRow, OutboxRow, TaskRow
-
-
-def tag(event: dict[str, Any], name: str) -> str | None:
-    return next((t[1] for t in event["tags"] if t[0] == name), None)
-
-
-async def read_log(stack: Stack) -> list[dict[str, Any]]:
-    async with stack.services.store.transaction() as tx:
-        rows = await tx.session.execute(select(LogEntryRow.raw).order_by(LogEntryRow.gseq))
-        return [dict(raw) for raw in rows.scalars()]
 
 
 async def _paid_task(stack: Stack) -> str:

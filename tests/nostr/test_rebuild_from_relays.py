@@ -10,16 +10,13 @@ import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from conftest import Stack, close_stack, new_database, open_stack, stack_settings
-from helpers import submitted
+from conftest import close_stack, new_database, open_stack, stack_settings
+from helpers import projection, submitted
 from relay_support import NostrRelayProcess, drain, run_tasks
-from sqlalchemy import select
 
 from taskhold.nostr.embedded import EmbeddedRelay
-from taskhold.store.models import LogEntryRow, TaskRow, TransitionRow
 
 pytestmark = pytest.mark.slow
 
@@ -42,23 +39,6 @@ async def relay_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         process.stop()
 
 
-async def _projection(stack: Stack) -> dict[str, Any]:
-    async with stack.services.store.transaction() as tx:
-        s = tx.session
-        tasks = (await s.execute(select(TaskRow).order_by(TaskRow.task_id))).scalars()
-        transitions = (
-            await s.execute(
-                select(TransitionRow).order_by(TransitionRow.task_id, TransitionRow.version)
-            )
-        ).scalars()
-        entries = (await s.execute(select(LogEntryRow.raw).order_by(LogEntryRow.gseq))).scalars()
-        return {
-            "tasks": [(t.task_id, t.state, t.version, t.data) for t in tasks],
-            "transitions": [(t.task_id, t.version, t.event, t.request) for t in transitions],
-            "log": list(entries),
-        }
-
-
 async def _rebuild_cli(*args: str) -> tuple[int, str, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "taskhold.cli", "rebuild", *args,
@@ -79,7 +59,7 @@ async def test_rebuild_from_relays_equals_the_original(
         await employer.approve(in_flight["task_id"])  # VERIFIED, not released yet
         assert original.services.publisher is not None
         await drain(original.services.publisher)
-        before = await _projection(original)
+        before = await projection(original)
         operator = original.services.signer.get_public_key()
     finally:
         await close_stack(original)
@@ -94,7 +74,7 @@ async def test_rebuild_from_relays_equals_the_original(
         assert summary["entries"] == len(before["log"])
         rebuilt = await open_stack(stack_settings(tmp_path, fresh_url), world=original.world)
         try:
-            after = await _projection(rebuilt)
+            after = await projection(rebuilt)
             assert after == before
             await rebuilt.settle_engine()
             final = await rebuilt.client().get_task(in_flight["task_id"])

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from conftest import Stack, close_stack, open_stack, stack_settings
 from flows import paid, refunded_after_dispute
+from helpers import tag
 from sqlalchemy import select
 
 from taskhold.keys.signer import load_or_create_key_file
@@ -75,10 +76,6 @@ def _reputation_keys(stack: Stack) -> NostrKeys:
     return load_or_create_key_file(stack.settings.data_dir / "keys" / "reputation.key")
 
 
-def _tag(event: dict[str, Any], name: str) -> str | None:
-    return next((t[1] for t in event["tags"] if t[0] == name), None)
-
-
 async def _history(stack: Stack, arbiter_keys: NostrKeys) -> dict[str, Any]:
     employer, worker, loser = stack.client(), stack.client(), stack.client()
     first = await paid(stack, employer, worker)
@@ -99,24 +96,24 @@ async def test_assertions_are_signed_by_the_reputation_key_and_served(
     operator = stack.services.signer.get_public_key()
     reputation_key = _reputation_keys(stack).pubkey_hex
     assert reputation_key != operator
-    by_subject = {_tag(row.raw, "d"): row.raw for row in rows}
+    by_subject = {tag(row.raw, "d"): row.raw for row in rows}
     employer = people["employer"].pubkey_hex
     assertion = by_subject[employer]
     assert verify_event(assertion) and assertion["pubkey"] == reputation_key
-    assert _tag(assertion, "v") == "1"
-    assert _tag(assertion, "operator") == operator
-    assert _tag(assertion, "gseq_from") == "0"
-    assert _tag(assertion, "gseq_to") == str(len([e for e in log if e["kind"] == 3910]) - 1)
-    assert _tag(assertion, "rseq_to") == "1"
-    assert _tag(assertion, "employer_completed") == "2"
-    assert _tag(assertion, "employer_disputes_won") == "1"
+    assert tag(assertion, "v") == "1"
+    assert tag(assertion, "operator") == operator
+    assert tag(assertion, "gseq_from") == "0"
+    assert tag(assertion, "gseq_to") == str(len([e for e in log if e["kind"] == 3910]) - 1)
+    assert tag(assertion, "rseq_to") == "1"
+    assert tag(assertion, "employer_completed") == "2"
+    assert tag(assertion, "employer_disputes_won") == "1"
 
     served = await people["worker"].reputation(employer)
-    assert served["score"] == int(_tag(assertion, "score") or "")
+    assert served["score"] == int(tag(assertion, "score") or "")
     assert served["published"]["event_id"] == assertion["id"]
     assert served["roles"]["employer"]["completed"] == 2
     assert served["roles"]["employer"]["reviews"] == 1
-    assert (served["gseq_from"], served["gseq_to"]) == (0, int(_tag(assertion, "gseq_to") or ""))
+    assert (served["gseq_from"], served["gseq_to"]) == (0, int(tag(assertion, "gseq_to") or ""))
     assert served["version"] == "1" and served["has_record"]
     stranger = await people["worker"].reputation(NostrKeys.generate().pubkey_hex)
     assert (stranger["score"], stranger["has_record"], stranger["published"]) == (0, False, None)
@@ -133,7 +130,7 @@ async def test_an_unchanged_score_is_not_published_again_and_a_changed_one_repla
     assert (await stack.services.reputation.sync()).published >= 1
     _, after = await _published(stack)
     employer = people["employer"].pubkey_hex
-    mine = [row for row in after if _tag(row.raw, "d") == employer]
+    mine = [row for row in after if tag(row.raw, "d") == employer]
     assert len(mine) >= 2
     for old, new in itertools.pairwise(mine):
         assert new.raw["created_at"] > old.raw["created_at"]
@@ -165,8 +162,8 @@ async def test_recompute_detects_a_tampered_score(stack: Stack, arbiter_keys: No
     await stack.services.reputation.sync()
     log, rows = await _published(stack)
     employer = people["employer"].pubkey_hex
-    genuine = next(row.raw for row in rows if _tag(row.raw, "d") == employer)
-    score = int(_tag(genuine, "score") or "")
+    genuine = next(row.raw for row in rows if tag(row.raw, "d") == employer)
+    score = int(tag(genuine, "score") or "")
     tags = [
         ["score", str(score + 150)]
         if t[0] == "score"
@@ -259,9 +256,9 @@ async def test_the_independent_auditor_recomputes_scores_and_catches_a_tampered_
 
     forged = dict(assertions[0])
     tags = [list(t) for t in forged["tags"]]
-    for tag in tags:
-        if tag[0] == "score":
-            tag[1] = str(int(tag[1]) + 100)
+    for pair in tags:
+        if pair[0] == "score":
+            pair[1] = str(int(pair[1]) + 100)
     resigned = reputation_keys.sign_event(
         forged["kind"], forged["content"], tags, forged["created_at"]
     )
