@@ -76,5 +76,10 @@ async def projection(stack: Stack) -> dict[str, Any]:
                 for t in transitions
             ],
             "requests": sorted(requests),
-            "log": await read_log(stack),
+            "log": [
+                dict(raw)
+                for raw in (
+                    await session.execute(select(LogEntryRow.raw).order_by(LogEntryRow.gseq))
+                ).scalars()
+            ],
         }
