@@ -18,16 +18,30 @@ from taskhold.tasks import commands as c
 from .context import EscrowContext, apply_system, log
 from .sizing import cltv_expiry_delta_for
 
-__all__ = ["ensure_hold_invoice", "invoice_row", "observe_invoice"]
+__all__ = ["ensure_hold_invoice", "hold_invoice", "invoice_row", "observe_invoice"]
 
 
 async def ensure_hold_invoice(ctx: EscrowContext, task: Task, funding_round: int) -> HoldInvoice:
-    """Create the task's hold invoice, or return the one a crashed earlier attempt created.
+    """Create the task's hold invoice, or return the one a crashed earlier attempt created."""
+    return await hold_invoice(
+        ctx,
+        task,
+        key=(task.task_id, funding_round),
+        amount_msat=task.amount_msat,
+        memo=f"taskhold {task.task_id[:16]}: {task.title[:80]}",
+    )
+
+
+async def hold_invoice(
+    ctx: EscrowContext, task: Task, *, key: tuple[str, int], amount_msat: int, memo: str
+) -> HoldInvoice:
+    """A hold invoice able to hold until ``task`` is decided, for the preimage the key store
+    derives from ``key``; or the one a crashed earlier attempt created.
 
     The payment hash comes from the key store, so a retry asks for the same hash and the node's
     ``AlreadyExists`` tells us to reuse it instead of making a second invoice.
     """
-    payment_hash = ctx.keys.payment_hash(task.task_id, funding_round)
+    payment_hash = ctx.keys.payment_hash(*key)
     cltv = cltv_expiry_delta_for(
         now=ctx.now(),
         deadline_at=task.deadline_at,
@@ -38,8 +52,8 @@ async def ensure_hold_invoice(ctx: EscrowContext, task: Task, funding_round: int
     try:
         return await ctx.lightning.create_hold_invoice(
             payment_hash,
-            task.amount_msat,
-            memo=f"taskhold {task.task_id[:16]}: {task.title[:80]}",
+            amount_msat,
+            memo=memo,
             expiry_seconds=ctx.settings.invoice_expiry_s,
             cltv_expiry_delta=cltv,
         )

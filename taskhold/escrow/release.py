@@ -10,8 +10,6 @@ from __future__ import annotations
 from taskhold.errors import Fault
 from taskhold.lightning.base import (
     InvoiceState,
-    LightningError,
-    PaymentFailed,
     PaymentResult,
     PaymentStatus,
 )
@@ -21,6 +19,7 @@ from taskhold.tasks import Task, TaskState
 from taskhold.tasks import commands as c
 
 from .context import EscrowContext, apply_system, log
+from .paying import pay_once, record_result, stands
 
 __all__ = ["release"]
 
@@ -82,50 +81,33 @@ async def _hold_lost(ctx: EscrowContext, task: Task, reason: str) -> Task | None
     )
 
 
-def _max_fee_msat(ctx: EscrowContext, amount_msat: int) -> int:
-    return max(ctx.settings.payout_min_fee_msat, amount_msat * ctx.settings.payout_fee_ppm // 10**6)
-
-
 async def _pay_worker(
     ctx: EscrowContext, task: Task, *, invoice_settled: bool
 ) -> PaymentResult | None:
     """The worker's payment, succeeded; None if it failed (recorded on the task)."""
     assert task.payout_request is not None
     row = await _payout_row(ctx, task)
-    payment_hash = bytes.fromhex(row.payment_hash_hex)
-    known = await ctx.lightning.lookup_payment(payment_hash)
-    if known.status is PaymentStatus.SUCCEEDED:
-        await _mark_payout(ctx, row, known)
-        return known
-    if invoice_settled:
-        raise Fault(
-            f"task {task.task_id}: invoice settled but the worker's payment is {known.status}"
-        )
-    if task.payout_failures >= ctx.settings.payout_max_attempts:
-        return None
-    blocks_left = await _blocks_left(ctx, task)
-    if blocks_left is not None and blocks_left <= ctx.settings.hold_expiry_delta + 1:
-        await _record_failure(ctx, task, "too close to the hold invoice's expiry to pay safely")
-        return None
-    try:
-        result = await ctx.lightning.pay_invoice(
-            row.payment_request,
-            max_fee_msat=_max_fee_msat(ctx, row.amount_msat),
-            timeout_seconds=ctx.settings.payout_timeout_s,
-        )
-    except PaymentFailed as exc:
-        if (await ctx.lightning.lookup_payment(payment_hash)).status is PaymentStatus.IN_FLIGHT:
-            return None  # timed out waiting, but the HTLC may still land: ask again later
-        await _mark_payout(ctx, row, None, error=exc.reason)
-        await _record_failure(ctx, task, exc.reason)
-        return None
-    except LightningError as exc:
-        log.warning("payout_error", task_id=task.task_id, error=type(exc).__name__)
-        return None
-    if result.status is not PaymentStatus.SUCCEEDED:
-        return None  # still in flight: never settle the employer's HTLC before the worker is paid
-    await _mark_payout(ctx, row, result)
-    return result
+
+    async def mark(result: PaymentResult | None, error: str | None) -> None:
+        await _mark_payout(ctx, row, result, error=error)
+
+    async def too_late() -> bool:
+        blocks_left = await _blocks_left(ctx, task)
+        return blocks_left is not None and blocks_left <= ctx.settings.hold_expiry_delta + 1
+
+    async def record_failure(reason: str) -> None:
+        await _record_failure(ctx, task, reason)
+
+    return await pay_once(
+        ctx,
+        row,
+        task_id=task.task_id,
+        invoice_settled=invoice_settled,
+        failures=task.payout_failures,
+        mark=mark,
+        record_failure=record_failure,
+        too_late=too_late,
+    )
 
 
 async def _blocks_left(ctx: EscrowContext, task: Task) -> int | None:
@@ -140,12 +122,8 @@ async def _payout_row(ctx: EscrowContext, task: Task) -> PayoutRow:
     assert task.payout_request is not None
     async with ctx.store.transaction() as tx:
         row = await tx.get_payout(task.task_id, task.funding_round)
-        if row is not None and row.payment_request == task.payout_request:
+        if row is not None and await stands(ctx, row, task.payout_request):
             return row
-        if row is not None:
-            previous = await ctx.lightning.lookup_payment(bytes.fromhex(row.payment_hash_hex))
-            if previous.status in (PaymentStatus.SUCCEEDED, PaymentStatus.IN_FLIGHT):
-                return row
         decoded = decode_invoice(task.payout_request)
         row = PayoutRow(
             task_id=task.task_id,
@@ -170,11 +148,7 @@ async def _mark_payout(
         current = await tx.get_payout(row.task_id, row.funding_round)
         if current is None:
             return
-        current.attempts += 1 if result is None or current.status != "SUCCEEDED" else 0
-        current.status = result.status.value if result else PaymentStatus.FAILED.value
-        current.fee_msat = result.fee_msat if result else None
-        current.last_error = error
-        current.updated_at = ctx.now()
+        record_result(current, result, error, ctx.now())
         await ctx.audit.append(  # audit log (issue 6)
             tx,
             "system",
