@@ -127,9 +127,13 @@ class TaskholdClient:
         acceptance: dict[str, Any] | None = None,
         review_window_s: int | None = None,
         dispute_window_s: int | None = None,
+        deposit: bool = False,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Post a task as its employer; returns the task (``task_id``, ``state``, ...)."""
+        """Post a task as its employer; returns the task (``task_id``, ``state``, ...).
+
+        ``deposit``: lock a deposit (``lock_deposit``, before funding) instead of mining proof
+        of work for this task's requests."""
         body: dict[str, Any] = {
             "title": title,
             "description": description,
@@ -138,6 +142,7 @@ class TaskholdClient:
             "acceptance": acceptance,
             "review_window_s": review_window_s,
             "dispute_window_s": dispute_window_s,
+            "deposit": deposit or None,
         }
         body = {key: value for key, value in body.items() if value is not None}
         return await self._signed("/v1/tasks", "create", None, body, idempotency_key)
@@ -222,6 +227,29 @@ class TaskholdClient:
             receipt = await self.my_receipt(task_id)
         body = {"rating": rating, "comment": comment, "receipt": receipt}
         return await self._task_write(task_id, "review", "review", body, idempotency_key)
+
+    async def lock_deposit(
+        self, task_id: str, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Ask for a deposit invoice on the task instead of proof of work; pay
+        ``deposit.payment_request``, and once it is held this key's writes on the task need no
+        proof of work."""
+        return await self._task_write(task_id, "deposit", "deposit", {}, idempotency_key)
+
+    async def claim_deposit(
+        self,
+        task_id: str,
+        depositor: str,
+        payout_invoice: str,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """As the beneficiary of ``depositor``'s forfeited deposit: the invoice it is paid to
+        (exactly the deposit's amount)."""
+        body = {"depositor": depositor, "payout_invoice": payout_invoice}
+        return await self._task_write(
+            task_id, "deposit-payout", "deposit-payout", body, idempotency_key
+        )
 
     async def update_payout_invoice(
         self, task_id: str, payout_invoice: str, *, idempotency_key: str | None = None

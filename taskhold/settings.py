@@ -141,6 +141,11 @@ class Settings(BaseSettings):
     """NIP-13 difficulty asked of a pubkey with no record (score 0); 0 turns the policy off."""
     pow_free_score: int = 500
     """From this score on no proof of work is asked; below it difficulty falls linearly."""
+    deposit_pct: int = 10
+    """A stranger may lock a deposit instead of proof of work: this percentage of the task's
+    amount at score 0, falling linearly to nothing at ``pow_free_score``."""
+    deposit_min_msat: int = 10_000
+    deposit_max_msat: int = 100_000_000
     rate_limit_pubkey_per_s: float = 2.0
     """Signed writes per second per pubkey (token bucket); 0 turns the limit off."""
     rate_limit_pubkey_burst: int = 30

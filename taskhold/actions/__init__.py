@@ -12,6 +12,8 @@
 | resolve          | participant   | a configured arbiter               |
 | cancel           | participant   | employer                           |
 | review           | review        | employer or worker, PAID/REFUNDED  |
+| deposit          | deposit       | employer (DRAFT) or a would-be worker (FUNDED) |
+| deposit-payout   | deposit       | the beneficiary of a forfeited deposit |
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 
 from . import participant
 from .create import create
+from .deposit import deposit, deposit_payout
 from .fund import fund
 from .pipeline import Handler, WriteContext, perform
 from .proof import submit_proof, update_payout_invoice
@@ -47,4 +50,6 @@ ACTIONS: dict[str, Action] = {
     "resolve": Action(participant.resolve_dispute),
     "cancel": Action(participant.cancel),
     "review": Action(review),
+    "deposit": Action(deposit),
+    "deposit-payout": Action(deposit_payout),
 }

@@ -29,7 +29,10 @@ class CreateContent(BaseModel):
     deadline_at: int = Field(gt=0, description="unix seconds by which the proof must be in")
     acceptance: dict[str, Any] | None = None
     review_window_s: int | None = Field(default=None, ge=0)
+    """Left out, taskhold picks it: the default, shortened at claim for parties with a record."""
     dispute_window_s: int | None = Field(default=None, ge=0)
+    deposit: bool = False
+    """Lock a deposit (op ``deposit``, before funding) instead of proof of work on requests."""
 
 
 async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None) -> Outcome:
@@ -42,11 +45,9 @@ async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
             code="amount_out_of_range",
         )
     spec = parse_spec(body.acceptance)
-    review = body.review_window_s
-    if review is None:
-        review = settings.default_review_window_s
-        if ctx.reputation is not None:  # shorter for employers with a good record
-            review = ctx.reputation.review_window(request.pubkey, review)
+    by_policy = body.review_window_s is None
+    review = settings.default_review_window_s if by_policy else body.review_window_s
+    assert review is not None
     dispute = (
         settings.default_dispute_window_s
         if body.dispute_window_s is None
@@ -76,6 +77,8 @@ async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
         review_window_s=review,
         dispute_window_s=dispute,
         deadline_policy=settings.deadline_policy,
+        review_window_by_policy=by_policy,
+        deposit_pledged=body.deposit,
     )
     created = await apply_command(ctx, tx, request, None, command)
     return Outcome(created, status=201)

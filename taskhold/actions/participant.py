@@ -55,7 +55,21 @@ def _action(model: type[M], build: Callable[[M, str, int], c.Command]) -> Handle
     return handle
 
 
-claim = _action(Empty, lambda b, actor, at: c.Claim(actor=actor, at=at))
+async def claim(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None) -> Outcome:
+    """Claim a funded task. A window taskhold picked is fixed now from both parties' records
+    (shorter for good ones); the employer's own choice stands."""
+    assert task is not None
+    parse_content(Empty, request.content)
+    window = None
+    if task.review_window_by_policy and ctx.reputation is not None:
+        fixed = ctx.reputation.review_window(
+            task.employer_pubkey, request.pubkey, task.review_window_s
+        )
+        window = fixed if fixed != task.review_window_s else None
+    command = c.Claim(actor=request.pubkey, at=ctx.escrow.now(), review_window_s=window)
+    return Outcome(await apply_command(ctx, tx, request, task, command))
+
+
 approve = _action(Empty, lambda b, actor, at: c.Approve(actor=actor, at=at))
 reject = _action(Reason, lambda b, actor, at: c.Reject(actor=actor, at=at, reason=b.reason))
 open_dispute = _action(

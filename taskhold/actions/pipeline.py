@@ -149,6 +149,7 @@ async def _perform_once(
     if ctx.engine is not None:
         if outcome.task.payment_hash_hex is not None:
             ctx.engine.watch(outcome.task.task_id, outcome.task.payment_hash_hex)
+        ctx.engine.watch_deposits(outcome.task)
         ctx.engine.notify()
     return outcome.status, body
 

@@ -87,5 +87,16 @@ def reputation_info(services: Services) -> dict[str, Any] | None:
         "review_record_kind": settings.kind_review_record,
         "policy": writes.policy.to_json(),
         "rate_limits": None if services.limits is None else services.limits.to_json(),
-        "deposits": None,
+        "deposits": {
+            "instead_of": "proof of work, on one task",
+            "pct_of_amount_at_score_0": writes.policy.deposit_pct,
+            "min_msat": writes.policy.deposit_min_msat,
+            "max_msat": writes.policy.deposit_max_msat,
+            "ops": {"lock": "deposit", "claim_forfeit": "deposit-payout"},
+            "forfeited_when": [
+                "a worker claimed and sent no proof before the deadline: to the employer",
+                "an employer let the review window run out: to the worker",
+            ],
+            "otherwise": "returned (the hold invoice is cancelled) when the task ends",
+        },
     }

@@ -94,6 +94,12 @@ for _op, _summary in [
     ("resolve", "Resolve a dispute (arbiter)"),
     ("cancel", "Cancel the task; refunds a funded one (employer)"),
     ("review", "Review the other party of a PAID or REFUNDED task, with your receipt"),
+    (
+        "deposit",
+        "Lock a deposit instead of proof of work (employer before funding, or a worker"
+        " before claiming)",
+    ),
+    ("deposit-payout", "Send the invoice that pays you a forfeited deposit (its beneficiary)"),
 ]:
     _task_write(_op, _summary)
 

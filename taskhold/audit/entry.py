@@ -28,6 +28,8 @@ OPS = frozenset(
         "ProofSubmitted", "SubmissionApproved", "ReviewWindowElapsed", "SubmissionRejected",
         "DisputeOpened", "DisputeResolved", "RefundOrdered", "TaskCancelled", "PayoutFailed",
         "PayoutRequestUpdated", "ReleaseCompleted", "RefundCompleted",
+        "DepositRequested", "DepositLocked", "DepositReturnOrdered", "DepositForfeited",
+        "DepositPayoutRequested", "DepositPayoutFailed", "DepositReturned", "DepositPaidOut",
     }
 )  # fmt: skip
 
@@ -42,6 +44,8 @@ REQUEST_OPS: Mapping[str, frozenset[str]] = {
     "resolve": frozenset({"DisputeResolved"}),
     "cancel": frozenset({"TaskCancelled", "RefundOrdered"}),
     "payout-invoice": frozenset({"PayoutRequestUpdated"}),
+    "deposit": frozenset({"DepositRequested"}),
+    "deposit-payout": frozenset({"DepositPayoutRequested"}),
 }
 """Which entry a participant's request (its ``op`` tag) may cause."""
 
@@ -61,7 +65,24 @@ _PAYMENT_TAGS: Mapping[str, Mapping[str, Callable[[str], bool]]] = {
     "FundingAccepted": {"expiry_height": _uint, "amount_msat": _uint},
     "ReleaseCompleted": {"preimage": is_hex64, "payout_hash": is_hex64, "payout_fee_msat": _uint},
     "RefundCompleted": {"invoice_state": lambda value: value in ("CANCELED", "NONE")},
-}
+    "DepositRequested": {
+        "depositor": is_hex64, "deposit_hash": is_hex64, "bolt11": _bolt11,
+        "amount_msat": _uint, "cltv_expiry": _uint,
+    },
+    "DepositLocked": {"depositor": is_hex64, "expiry_height": _uint, "amount_msat": _uint},
+    "DepositReturnOrdered": {"depositor": is_hex64},
+    "DepositForfeited": {"depositor": is_hex64, "beneficiary": is_hex64},
+    "DepositPayoutRequested": {"depositor": is_hex64},
+    "DepositPayoutFailed": {"depositor": is_hex64},
+    "DepositReturned": {
+        "depositor": is_hex64,
+        "invoice_state": lambda value: value in ("CANCELED", "NOT_FOUND"),
+    },
+    "DepositPaidOut": {
+        "depositor": is_hex64, "preimage": is_hex64, "payout_hash": is_hex64,
+        "payout_fee_msat": _uint,
+    },
+}  # fmt: skip
 _ALL_PAYMENT_TAGS = frozenset(name for tags in _PAYMENT_TAGS.values() for name in tags)
 _TASK_TAGS = frozenset({"a", "task", "seq", "state", "prev", "e"})
 _SINGLE_TAGS = frozenset(

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
-from taskhold.lightning.base import InvoiceNotFound, InvoiceState, LightningError
+from taskhold.lightning.base import InvoiceNotFound, InvoiceState, InvoiceStatus, LightningError
 from taskhold.tasks import Task, TaskState
-from taskhold.tasks.model import FUNDED_STATES
+from taskhold.tasks.model import FUNDED_STATES, DepositState
 
 from .context import EscrowContext, log
+from .deposits import (
+    guard_deposits,
+    observe_deposit,
+    pay_out_deposit,
+    refresh_deposits,
+    return_deposit,
+)
 from .funding import observe_invoice
 from .refund import refund
 from .release import release
@@ -55,12 +62,29 @@ class EscrowEngine:
         self._wake.set()
 
     def watch(self, task_id: str, payment_hash_hex: str) -> None:
-        """Follow one hold invoice's state stream until it settles or is cancelled."""
-        running = self._watchers.get(task_id)
+        """Follow one task's hold invoice until it settles or is cancelled."""
+        self._follow(task_id, task_id, payment_hash_hex, observe_invoice)
+
+    def watch_deposits(self, task: Task) -> None:
+        """Follow every open deposit invoice of the task until it is held, settled or gone."""
+        for deposit in task.deposits:
+            if deposit.state is DepositState.OPEN:
+                key = f"{task.task_id}/{deposit.payment_hash_hex}"
+                self._follow(key, task.task_id, deposit.payment_hash_hex, observe_deposit)
+
+    def _follow(
+        self,
+        key: str,
+        task_id: str,
+        payment_hash_hex: str,
+        observe: Callable[[EscrowContext, str, InvoiceStatus], Awaitable[None]],
+    ) -> None:
+        running = self._watchers.get(key)
         if running is not None and not running.done():
             return
-        self._watchers[task_id] = asyncio.create_task(
-            self._watch(task_id, bytes.fromhex(payment_hash_hex)), name=f"watch-{task_id[:8]}"
+        self._watchers[key] = asyncio.create_task(
+            self._watch(task_id, bytes.fromhex(payment_hash_hex), observe),
+            name=f"watch-{key[:8]}",
         )
 
     async def reconcile(self) -> None:
@@ -71,6 +95,13 @@ class EscrowEngine:
             await self._guarded(task.task_id, self._refresh_invoice(task))
             if self._runner is not None or not task.is_terminal:
                 self.watch(task.task_id, task.payment_hash_hex)
+        async with self.ctx.store.transaction() as tx:
+            with_deposits = await tx.task_ids_with_deposits()
+            deposit_tasks = [await tx.load_task(task_id) for task_id in with_deposits]
+        for with_deposit in deposit_tasks:
+            if with_deposit is not None:
+                await self._guarded(with_deposit.task_id, refresh_deposits(self.ctx, with_deposit))
+                self.watch_deposits(with_deposit)
         await self.run_once()
 
     async def run_once(self) -> None:
@@ -95,6 +126,10 @@ class EscrowEngine:
             releases = await tx.task_ids_pending("release")
         for task_id in refunds:
             await self._guarded(task_id, refund(ctx, task_id))
+        async with ctx.store.transaction() as tx:
+            with_deposits = await tx.task_ids_with_deposits()
+        for task_id in with_deposits:
+            await self._guarded(task_id, self._deposit_steps(task_id, height))
         now = asyncio.get_running_loop().time()
         for task_id in releases:
             if self._retry_at.get(task_id, 0.0) > now:
@@ -104,6 +139,32 @@ class EscrowEngine:
                 self._retry_at[task_id] = now + self._backoff(task_id)
             else:
                 self._retry_at.pop(task_id, None)
+
+    async def _deposit_steps(self, task_id: str, height: int | None) -> None:
+        """Guard, return and pay out one task's deposits; payouts back off like releases."""
+        async with self.ctx.store.transaction() as tx:
+            task = await tx.load_task(task_id)
+        if task is None:
+            return
+        if height is not None:
+            await guard_deposits(self.ctx, task, height)
+            async with self.ctx.store.transaction() as tx:
+                guarded = await tx.load_task(task_id)
+            assert guarded is not None
+            task = guarded
+        now = asyncio.get_running_loop().time()
+        for deposit in task.deposits:
+            if deposit.pending_action == "return":
+                await return_deposit(self.ctx, task_id, deposit)
+            elif deposit.pending_action == "payout":
+                key = f"{task_id}/{deposit.payment_hash_hex}"
+                if self._retry_at.get(key, 0.0) > now:
+                    continue
+                done = await pay_out_deposit(self.ctx, task_id, deposit)
+                if done is None:
+                    self._retry_at[key] = now + self._backoff(key)
+                else:
+                    self._retry_at.pop(key, None)
 
     def _backoff(self, task_id: str) -> float:
         previous = self._retry_at.get(task_id)
@@ -126,13 +187,18 @@ class EscrowEngine:
             except Exception as exc:  # the loop must survive a bad pass
                 log.error("engine_pass_failed", error=type(exc).__name__, detail=str(exc)[:200])
 
-    async def _watch(self, task_id: str, payment_hash: bytes) -> None:
+    async def _watch(
+        self,
+        task_id: str,
+        payment_hash: bytes,
+        observe: Callable[[EscrowContext, str, InvoiceStatus], Awaitable[None]],
+    ) -> None:
         delay = 0.5
         while True:
             try:
                 async for status in self.ctx.lightning.subscribe_invoice(payment_hash):
                     delay = 0.5
-                    await observe_invoice(self.ctx, task_id, status)
+                    await observe(self.ctx, task_id, status)
                     self.notify()
                     if status.state in (InvoiceState.SETTLED, InvoiceState.CANCELED):
                         return

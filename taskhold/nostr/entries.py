@@ -65,6 +65,36 @@ def payment_tags(event: dict[str, Any]) -> list[list[str]]:
             ]
         case "RefundCompleted":
             return [["invoice_state", event["invoice_state"]]]
+    if event["type"].startswith("Deposit"):
+        return [["depositor", event["depositor"]], *_deposit_tags(event)]
+    return []
+
+
+def _deposit_tags(event: dict[str, Any]) -> list[list[str]]:
+    """A deposit's Lightning facts; ``deposit_hash`` keeps it apart from the task's funding."""
+    match event["type"]:
+        case "DepositRequested":
+            return [
+                ["deposit_hash", event["payment_hash_hex"]],
+                ["bolt11", event["payment_request"]],
+                ["amount_msat", str(event["amount_msat"])],
+                ["cltv_expiry", str(event["cltv_expiry_delta"])],
+            ]
+        case "DepositLocked":
+            return [
+                ["expiry_height", str(event["expiry_height"])],
+                ["amount_msat", str(event["amount_paid_msat"])],
+            ]
+        case "DepositForfeited":
+            return [["beneficiary", event["beneficiary"]]]
+        case "DepositPaidOut":
+            return [
+                ["preimage", event["preimage_hex"]],
+                ["payout_hash", event["payout_payment_hash_hex"]],
+                ["payout_fee_msat", str(event["payout_fee_msat"])],
+            ]
+        case "DepositReturned":
+            return [["invoice_state", event["invoice_state"]]]
     return []
 
 

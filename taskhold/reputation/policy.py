@@ -23,6 +23,9 @@ class ReputationPolicy:
     review_window_top_score: int = 800
     review_window_top_pct: int = 25
     review_window_min_s: int = 3600
+    deposit_pct: int = 10
+    deposit_min_msat: int = 10_000
+    deposit_max_msat: int = 100_000_000
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ReputationPolicy:
@@ -34,6 +37,9 @@ class ReputationPolicy:
             review_window_top_score=settings.review_window_top_score,
             review_window_top_pct=settings.review_window_top_pct,
             review_window_min_s=settings.review_window_min_s,
+            deposit_pct=settings.deposit_pct,
+            deposit_min_msat=settings.deposit_min_msat,
+            deposit_max_msat=settings.deposit_max_msat,
         )
 
     def pow_bits_for(self, score: int) -> int:
@@ -45,6 +51,16 @@ class ReputationPolicy:
             return 0
         missing = self.pow_free_score - max(0, score)
         return -(-self.pow_max_bits * missing // self.pow_free_score)
+
+    def deposit_msat_for(self, score: int, task_amount_msat: int) -> int:
+        """The deposit that stands in for proof of work on a task of ``task_amount_msat``: none
+        when no proof of work is asked, else ``deposit_pct`` of the amount at score 0, falling
+        linearly (rounded up) with the score, kept within ``deposit_min_msat``..``_max_msat``."""
+        if self.pow_bits_for(score) == 0:
+            return 0
+        missing = self.pow_free_score - max(0, score)
+        scaled = -(-task_amount_msat * self.deposit_pct * missing // (100 * self.pow_free_score))
+        return min(self.deposit_max_msat, max(self.deposit_min_msat, scaled))
 
     def review_window_for(
         self, employer_score: int | None, worker_score: int | None, default: int

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from taskhold.tasks.model import Task, TaskState
+from taskhold.tasks.model import Deposit, DepositState, Task, TaskState
 
 __all__ = ["task_from_data", "task_to_data"]
 
@@ -13,10 +13,17 @@ __all__ = ["task_from_data", "task_to_data"]
 def task_to_data(task: Task) -> dict[str, Any]:
     data = dataclasses.asdict(task)
     data["state"] = task.state.value
+    data["deposits"] = [
+        {**deposit, "state": deposit["state"].value} for deposit in data["deposits"]
+    ]
     return data
 
 
 def task_from_data(data: dict[str, Any]) -> Task:
     fields = dict(data)
     fields["state"] = TaskState(fields["state"])
+    fields["deposits"] = tuple(
+        Deposit(**{**deposit, "state": DepositState(deposit["state"])})
+        for deposit in fields.get("deposits", ())
+    )
     return Task(**fields)

@@ -48,6 +48,9 @@ class TaskRow(Base):
     amount_msat: Mapped[int]
     pending_action: Mapped[str | None] = mapped_column(String(16), index=True)
     """``release`` or ``refund`` while the escrow engine owes the task a Lightning action."""
+    deposit_action: Mapped[str | None] = mapped_column(String(16), index=True)
+    """``return``/``payout`` while a deposit waits for a Lightning action; ``hold`` while one is
+    only watched (open or held)."""
     created_at: Mapped[int] = mapped_column(index=True)
     updated_at: Mapped[int]
     data: Mapped[dict[str, Any]]
@@ -116,6 +119,23 @@ class PayoutRow(Base):
 
     task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     funding_round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payment_request: Mapped[str] = mapped_column(Text)
+    payment_hash_hex: Mapped[str] = mapped_column(String(64), index=True)
+    amount_msat: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    fee_msat: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[int]
+
+
+class DepositPayoutRow(Base):
+    """The payment of one forfeited deposit to its beneficiary, written before paying."""
+
+    __tablename__ = "deposit_payouts"
+
+    deposit_hash_hex: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(64), index=True)
     payment_request: Mapped[str] = mapped_column(Text)
     payment_hash_hex: Mapped[str] = mapped_column(String(64), index=True)
     amount_msat: Mapped[int]

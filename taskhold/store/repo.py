@@ -26,6 +26,7 @@ from .codec import task_from_data, task_to_data
 from .db import is_sqlite
 from .log import LogWriter
 from .models import (
+    DepositPayoutRow,
     IdempotencyRow,
     InvoiceRow,
     LogEntryRow,
@@ -60,6 +61,16 @@ def pending_action(task: Task) -> str | None:
     return None
 
 
+def deposit_action(task: Task) -> str | None:
+    """What the escrow engine owes the task's deposits: ``return`` and ``payout`` are Lightning
+    steps, ``hold`` means a deposit is open or held and must be watched and guarded."""
+    actions = {deposit.pending_action for deposit in task.deposits}
+    for action in ("return", "payout"):
+        if action in actions:
+            return action
+    return "hold" if any(deposit.is_live for deposit in task.deposits) else None
+
+
 def projection_values(task: Task) -> dict[str, Any]:
     """The ``tasks`` row of a task, apart from its id."""
     return {
@@ -70,6 +81,7 @@ def projection_values(task: Task) -> dict[str, Any]:
         "payment_hash_hex": task.payment_hash_hex,
         "amount_msat": task.amount_msat,
         "pending_action": pending_action(task),
+        "deposit_action": deposit_action(task),
         "created_at": task.created_at,
         "updated_at": task.updated_at,
         "data": task_to_data(task),
@@ -209,6 +221,11 @@ class Tx:
         stmt = select(TaskRow.task_id).where(TaskRow.pending_action == action)
         return list((await self.session.execute(stmt)).scalars())
 
+    async def task_ids_with_deposits(self) -> list[str]:
+        """Tasks with a deposit the escrow engine must watch, return or pay out."""
+        stmt = select(TaskRow.task_id).where(TaskRow.deposit_action.is_not(None))
+        return list((await self.session.execute(stmt)).scalars())
+
     async def task_ids_in(self, states: Sequence[TaskState]) -> list[str]:
         stmt = select(TaskRow.task_id).where(TaskRow.state.in_([s.value for s in states]))
         return list((await self.session.execute(stmt)).scalars())
@@ -288,4 +305,10 @@ class Tx:
         return await self.session.get(PayoutRow, (task_id, funding_round))
 
     async def put_payout(self, row: PayoutRow) -> None:
+        await self.session.merge(row)
+
+    async def get_deposit_payout(self, deposit_hash_hex: str) -> DepositPayoutRow | None:
+        return await self.session.get(DepositPayoutRow, deposit_hash_hex)
+
+    async def put_deposit_payout(self, row: DepositPayoutRow) -> None:
         await self.session.merge(row)

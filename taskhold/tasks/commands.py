@@ -14,19 +14,29 @@ __all__ = [
     "Cancel",
     "Claim",
     "Command",
+    "CompleteDepositPayout",
+    "CompleteDepositReturn",
     "CompleteRefund",
     "CompleteRelease",
+    "ConfirmDeposit",
     "ConfirmFunding",
     "CreateTask",
+    "DepositCommand",
+    "DepositExpiring",
+    "DepositInvoiceCancelled",
     "ExpireFunding",
     "HoldExpiring",
     "OpenDispute",
+    "RecordDepositPayoutFailure",
     "RecordPayoutFailure",
     "RefuseProof",
     "Reject",
+    "RequestDeposit",
+    "RequestDepositPayout",
     "RequestFunding",
     "ResolveDispute",
     "SubmitProof",
+    "SystemDepositCommand",
     "Tick",
     "UpdatePayoutRequest",
 ]
@@ -50,6 +60,8 @@ class CreateTask(Command):
     review_window_s: int
     dispute_window_s: int
     deadline_policy: str
+    review_window_by_policy: bool = False
+    deposit_pledged: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,7 +86,8 @@ class ExpireFunding(Command):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Claim(Command):
-    pass
+    review_window_s: int | None = None
+    """The review window fixed from both parties' records (never longer); None keeps it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,3 +163,69 @@ class CompleteRelease(Command):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CompleteRefund(Command):
     invoice_state: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepositCommand(Command):
+    """Base of the commands on one deposit; decided by ``taskhold.tasks.deposits``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SystemDepositCommand(DepositCommand):
+    """A deposit command of taskhold's own, naming the deposit by its payment hash."""
+
+    payment_hash_hex: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestDeposit(DepositCommand):
+    """The actor asks for a deposit invoice on this task (employer before funding, a would-be
+    worker before claiming)."""
+
+    round: int
+    amount_msat: int
+    payment_hash_hex: str
+    payment_request: str
+    cltv_expiry_delta: int
+    invoice_expires_at: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfirmDeposit(SystemDepositCommand):
+    expiry_height: int
+    amount_paid_msat: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepositInvoiceCancelled(SystemDepositCommand):
+    """The node cancelled a deposit's invoice on its own (expired unpaid, or auto-cancel)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepositExpiring(SystemDepositCommand):
+    blocks_left: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestDepositPayout(DepositCommand):
+    """The beneficiary of a forfeited deposit sends the invoice to be paid."""
+
+    depositor: str
+    payout_request: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordDepositPayoutFailure(SystemDepositCommand):
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompleteDepositReturn(SystemDepositCommand):
+    invoice_state: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompleteDepositPayout(SystemDepositCommand):
+    preimage_hex: str
+    payout_payment_hash_hex: str
+    payout_fee_msat: int

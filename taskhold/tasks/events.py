@@ -11,6 +11,15 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "DepositEvent",
+    "DepositForfeited",
+    "DepositLocked",
+    "DepositPaidOut",
+    "DepositPayoutFailed",
+    "DepositPayoutRequested",
+    "DepositRequested",
+    "DepositReturnOrdered",
+    "DepositReturned",
     "DisputeOpened",
     "DisputeResolved",
     "Event",
@@ -55,6 +64,11 @@ class TaskCreated(Event):
     review_window_s: int
     dispute_window_s: int
     deadline_policy: str
+    review_window_by_policy: bool = False
+    """taskhold chose the review window (the employer gave none): fixed again at claim time
+    from both parties' records, never longer."""
+    deposit_pledged: bool = False
+    """The employer skipped proof of work by promising a deposit; funding waits for it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +94,8 @@ class FundingExpired(Event):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskClaimed(Event):
     worker_pubkey: str
+    review_window_s: int | None = None
+    """The review window fixed at claim from both parties' records; None keeps the task's."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -160,6 +176,68 @@ class RefundCompleted(Event):
     invoice_state: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepositEvent(Event):
+    """Base of the events of one deposit, named by its depositor's pubkey (see
+    ``taskhold.tasks.deposits``)."""
+
+    depositor: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepositRequested(DepositEvent):
+    role: str
+    round: int
+    amount_msat: int
+    payment_hash_hex: str
+    payment_request: str
+    cltv_expiry_delta: int
+    invoice_expires_at: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepositLocked(DepositEvent):
+    expiry_height: int
+    amount_paid_msat: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepositReturnOrdered(DepositEvent):
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepositForfeited(DepositEvent):
+    beneficiary: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepositPayoutRequested(DepositEvent):
+    payout_request: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepositPayoutFailed(DepositEvent):
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepositReturned(DepositEvent):
+    """The deposit's hold invoice is cancelled: the depositor's HTLC went back (or never came)."""
+
+    invoice_state: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepositPaidOut(DepositEvent):
+    """The beneficiary was paid and the deposit's hold invoice settled. Reveals its preimage."""
+
+    preimage_hex: str
+    payout_payment_hash_hex: str
+    payout_fee_msat: int
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -181,6 +259,14 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PayoutRequestUpdated,
         ReleaseCompleted,
         RefundCompleted,
+        DepositRequested,
+        DepositLocked,
+        DepositReturnOrdered,
+        DepositForfeited,
+        DepositPayoutRequested,
+        DepositPayoutFailed,
+        DepositReturned,
+        DepositPaidOut,
     )
 }
 

@@ -22,7 +22,16 @@ from taskhold.errors import Conflict, Forbidden, Invalid, Refusal
 
 from . import commands as c
 from . import events as e
-from .model import FUNDED_STATES, SYSTEM_ACTOR, TERMINAL_STATES, Role, Task, TaskState
+from .deposits import consequences, decide_deposit, deposit_changes
+from .model import (
+    FUNDED_STATES,
+    SYSTEM_ACTOR,
+    TERMINAL_STATES,
+    DepositState,
+    Role,
+    Task,
+    TaskState,
+)
 
 __all__ = ["TRANSITIONS", "Rule", "decide", "evolve", "replay"]
 
@@ -78,6 +87,8 @@ def decide(task: Task | None, command: c.Command, arbiters: frozenset[str]) -> l
     """The events ``command`` causes on ``task``; raises a Refusal if it is not allowed."""
     if isinstance(command, c.CreateTask):
         return _create(task, command)
+    if isinstance(command, c.DepositCommand):
+        return decide_deposit(task, command, arbiters)
     if task is None:
         raise Conflict("the task does not exist yet", code="no_such_task")
     if command.actor == SYSTEM_ACTOR and _already_done(task, command):
@@ -105,7 +116,11 @@ def decide(task: Task | None, command: c.Command, arbiters: frozenset[str]) -> l
             f" (allowed in: {', '.join(sorted(rule.states))})",
             code="wrong_state",
         )
-    return _HANDLERS[type(command)](task, command)
+    events = _HANDLERS[type(command)](task, command)
+    after = task
+    for event in events:
+        after = evolve(after, event)
+    return events + consequences(task, after, events)
 
 
 def _already_done(task: Task, command: c.Command) -> bool:
@@ -153,6 +168,14 @@ def _need_text(value: str, what: str) -> str:
 
 def _request_funding(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.RequestFunding)
+    if task.deposit_pledged:
+        deposit = task.deposit_of(task.employer_pubkey)
+        if deposit is None or deposit.state is not DepositState.HELD:
+            raise Conflict(
+                "this task was created with a deposit instead of proof of work: lock the"
+                " deposit (op deposit) before asking for the funding invoice",
+                code="deposit_required",
+            )
     return [
         e.FundingRequested(
             at=cmd.at,
@@ -190,7 +213,13 @@ def _claim(task: Task, cmd: c.Command) -> list[e.Event]:
         raise Conflict(
             "the task's deadline has passed; it can no longer be claimed", code="deadline_passed"
         )
-    return [e.TaskClaimed(at=cmd.at, actor=cmd.actor, worker_pubkey=cmd.actor)]
+    assert isinstance(cmd, c.Claim)
+    window = cmd.review_window_s
+    if window is not None and not 0 <= window <= task.review_window_s:
+        raise Invalid("a claim may only shorten the review window", code="bad_review_window")
+    return [
+        e.TaskClaimed(at=cmd.at, actor=cmd.actor, worker_pubkey=cmd.actor, review_window_s=window)
+    ]
 
 
 def _submit_proof(task: Task, cmd: c.Command) -> list[e.Event]:
@@ -398,6 +427,8 @@ def evolve(task: Task | None, event: e.Event) -> Task:
             review_window_s=event.review_window_s,
             dispute_window_s=event.dispute_window_s,
             deadline_policy=event.deadline_policy,
+            review_window_by_policy=event.review_window_by_policy,
+            deposit_pledged=event.deposit_pledged,
             created_at=event.at,
             updated_at=event.at,
         )
@@ -427,7 +458,12 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
         case e.FundingExpired():
             return {"state": S.EXPIRED, "closed_at": ev.at}
         case e.TaskClaimed():
-            return {"state": S.CLAIMED, "worker_pubkey": ev.worker_pubkey, "claimed_at": ev.at}
+            claimed = {"state": S.CLAIMED, "worker_pubkey": ev.worker_pubkey, "claimed_at": ev.at}
+            if ev.review_window_s is not None:
+                claimed["review_window_s"] = ev.review_window_s
+            return claimed
+        case e.DepositEvent():
+            return deposit_changes(task, ev)
         case e.ProofSubmitted():
             return {
                 "state": S.SUBMITTED,

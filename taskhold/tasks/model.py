@@ -6,7 +6,15 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FUNDED_STATES", "TERMINAL_STATES", "Role", "Task", "TaskState"]
+__all__ = [
+    "FUNDED_STATES",
+    "TERMINAL_STATES",
+    "Deposit",
+    "DepositState",
+    "Role",
+    "Task",
+    "TaskState",
+]
 
 
 class TaskState(enum.StrEnum):
@@ -40,6 +48,62 @@ FUNDED_STATES = frozenset(
     }
 )
 """States in which the employer's HTLC is held by the escrow node."""
+
+
+class DepositState(enum.StrEnum):
+    """Where one deposit is. See ``taskhold.tasks.deposits``."""
+
+    OPEN = "OPEN"
+    """Invoice issued, not paid yet."""
+    HELD = "HELD"
+    """The depositor's HTLC is held: the deposit stands for them."""
+    FORFEIT = "FORFEIT"
+    """Its depositor abandoned the task: it goes to the beneficiary once they send an invoice."""
+    RETURNING = "RETURNING"
+    """To be cancelled at the node; the HTLC goes back to the depositor."""
+    RETURNED = "RETURNED"
+    PAID_OUT = "PAID_OUT"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Deposit:
+    """One small hold invoice a depositor locks on a task instead of proof of work."""
+
+    depositor: str
+    role: str
+    """``employer`` or ``worker``: the side the depositor takes on the task."""
+    round: int
+    amount_msat: int
+    payment_hash_hex: str
+    payment_request: str
+    cltv_expiry_delta: int
+    invoice_expires_at: int
+    requested_at: int
+    state: DepositState = DepositState.OPEN
+    expiry_height: int | None = None
+    beneficiary: str | None = None
+    reason: str | None = None
+    """Why it was forfeited or returned."""
+    payout_request: str | None = None
+    payout_failures: int = 0
+    last_payout_failure: str | None = None
+    payout_payment_hash_hex: str | None = None
+    preimage_hex: str | None = None
+    closed_at: int | None = None
+
+    @property
+    def is_live(self) -> bool:
+        """The node may still hold (or be asked to hold) its HTLC."""
+        return self.state not in (DepositState.RETURNED, DepositState.PAID_OUT)
+
+    @property
+    def pending_action(self) -> str | None:
+        """The Lightning step the escrow engine owes this deposit, if any."""
+        if self.state is DepositState.RETURNING:
+            return "return"
+        if self.state is DepositState.FORFEIT and self.payout_request is not None:
+            return "payout"
+        return None
 
 
 class Role(enum.StrEnum):
@@ -105,6 +169,23 @@ class Task:
     preimage_hex: str | None = None
     closed_at: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    review_window_by_policy: bool = False
+    deposit_pledged: bool = False
+    deposits: tuple[Deposit, ...] = ()
+    """Every deposit on the task, oldest first; a depositor's newest one is the one that counts."""
+
+    def deposit_of(self, pubkey: str) -> Deposit | None:
+        """``pubkey``'s newest deposit on this task."""
+        for deposit in reversed(self.deposits):
+            if deposit.depositor == pubkey:
+                return deposit
+        return None
+
+    def deposit_by_hash(self, payment_hash_hex: str) -> Deposit | None:
+        for deposit in self.deposits:
+            if deposit.payment_hash_hex == payment_hash_hex:
+                return deposit
+        return None
 
     @property
     def payout_msat(self) -> int:

@@ -41,11 +41,14 @@ COMMAND_TYPES = [
     if isinstance(cls := getattr(c, name), type)
     and issubclass(cls, c.Command)
     and cls not in (c.Command, c.CreateTask)
+    and not issubclass(cls, c.DepositCommand)  # decided by tasks.deposits: test_deposit_rules.py
 ]
 EVENT_TYPES = [
     cls
     for name in e.__all__
-    if isinstance(cls := getattr(e, name), type) and issubclass(cls, e.Event) and cls is not e.Event
+    if isinstance(cls := getattr(e, name), type)
+    and issubclass(cls, e.Event)
+    and cls not in (e.Event, e.DepositEvent)
 ]
 OPEN_STATES = sorted(frozenset(TaskState) - TERMINAL_STATES)
 
@@ -692,6 +695,32 @@ def sample_events() -> list[e.Event]:
             payout_fee_msat=1,
         ),
         e.RefundCompleted(at=at, actor=SYSTEM, invoice_state="CANCELED"),
+        e.DepositRequested(
+            at=at,
+            actor=WORKER,
+            depositor=WORKER,
+            role="worker",
+            round=0,
+            amount_msat=5,
+            payment_hash_hex=PAYMENT_HASH,
+            payment_request="lnbcrt2",
+            cltv_expiry_delta=400,
+            invoice_expires_at=at + 600,
+        ),
+        e.DepositLocked(at=at, actor=SYSTEM, depositor=WORKER, expiry_height=9, amount_paid_msat=5),
+        e.DepositReturnOrdered(at=at, actor=SYSTEM, depositor=WORKER, reason="closed"),
+        e.DepositForfeited(at=at, actor=SYSTEM, depositor=WORKER, beneficiary=who, reason="gone"),
+        e.DepositPayoutRequested(at=at, actor=who, depositor=WORKER, payout_request="ln3"),
+        e.DepositPayoutFailed(at=at, actor=SYSTEM, depositor=WORKER, reason="no route"),
+        e.DepositReturned(at=at, actor=SYSTEM, depositor=WORKER, invoice_state="CANCELED"),
+        e.DepositPaidOut(
+            at=at,
+            actor=SYSTEM,
+            depositor=WORKER,
+            preimage_hex=PREIMAGE,
+            payout_payment_hash_hex="44",
+            payout_fee_msat=0,
+        ),
     ]
 
 
@@ -732,7 +761,12 @@ _APPLIES_TO: dict[type[e.Event], Task | None] = {
     e.PayoutRequestUpdated: task_in(S.VERIFIED),
     e.ReleaseCompleted: task_in(S.VERIFIED),
     e.RefundCompleted: task_in(S.FUNDED, extra=[(c.Cancel, EMPLOYER)]),
+    e.DepositRequested: task_in(S.FUNDED),
 }
+_WITH_DEPOSIT = evolve(task_in(S.FUNDED), sample_events()[18])
+_APPLIES_TO.update(
+    {type(ev): _WITH_DEPOSIT for ev in sample_events()[19:]}  # the deposit's later events
+)
 
 
 @pytest.mark.parametrize("event", sample_events(), ids=lambda ev: type(ev).__name__)

@@ -1,0 +1,107 @@
+"""deposit and deposit-payout: a stranger's deposit instead of proof of work, and the invoice
+that pays a forfeited one to its beneficiary. The rules are in ``taskhold.tasks.deposits``.
+
+Like ``fund``, the node call happens while the task row is locked, and the deposit's payment
+hash is derived from the key store, so a retry reuses the invoice instead of making a second.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from taskhold.api.auth import SignedRequest
+from taskhold.api.views import deposit_view
+from taskhold.errors import Conflict
+from taskhold.escrow.deposits import ensure_deposit_invoice
+from taskhold.payments.invoices import validate_payout_invoice
+from taskhold.store import Tx
+from taskhold.tasks import Task, decide
+from taskhold.tasks import commands as c
+from taskhold.tasks.deposits import next_deposit_round
+
+from .content import parse_content
+from .pipeline import Outcome, WriteContext, apply_command
+
+__all__ = ["deposit", "deposit_payout"]
+
+
+class DepositContent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DepositPayoutContent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    depositor: str = Field(pattern="^[0-9a-f]{64}$")
+    payout_invoice: str = Field(min_length=1, max_length=4000)
+
+
+async def deposit(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None) -> Outcome:
+    assert task is not None
+    parse_content(DepositContent, request.content)
+    if ctx.reputation is None:
+        raise Conflict(
+            "this taskhold runs without the reputation policy, so it asks for no deposits",
+            code="deposits_disabled",
+        )
+    amount = ctx.reputation.deposit_msat(request.pubkey, task.amount_msat)
+    pledged = task.deposit_pledged and request.pubkey == task.employer_pubkey
+    if amount == 0 and not pledged:
+        raise Conflict(
+            "your record needs no proof of work, so no deposit either", code="deposit_not_needed"
+        )
+    amount = max(amount, ctx.reputation.policy.deposit_min_msat)
+    now = ctx.escrow.now()
+    deposit_round = next_deposit_round(task, request.pubkey)
+
+    def command(payment_hash_hex: str, payment_request: str, cltv: int) -> c.RequestDeposit:
+        return c.RequestDeposit(
+            actor=request.pubkey,
+            at=now,
+            round=deposit_round,
+            amount_msat=amount,
+            payment_hash_hex=payment_hash_hex,
+            payment_request=payment_request,
+            cltv_expiry_delta=cltv,
+            invoice_expires_at=now + ctx.escrow.settings.invoice_expiry_s,
+        )
+
+    decide(task, command("", "", 0), ctx.arbiters)  # role and state first: no node call if refused
+    invoice = await ensure_deposit_invoice(ctx.escrow, task, request.pubkey, deposit_round, amount)
+    updated = await apply_command(
+        ctx,
+        tx,
+        request,
+        task,
+        command(invoice.payment_hash.hex(), invoice.payment_request, invoice.cltv_expiry_delta),
+    )
+    made = updated.deposit_of(request.pubkey)
+    assert made is not None
+    return Outcome(updated, status=201, extra={"deposit": deposit_view(made)})
+
+
+async def deposit_payout(
+    ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None
+) -> Outcome:
+    assert task is not None
+    body = parse_content(DepositPayoutContent, request.content)
+    now = ctx.escrow.now()
+
+    def command(payout_request: str) -> c.RequestDepositPayout:
+        return c.RequestDepositPayout(
+            actor=request.pubkey, at=now, depositor=body.depositor, payout_request=payout_request
+        )
+
+    decide(task, command(""), ctx.arbiters)  # beneficiary and state before the invoice checks
+    forfeited = task.deposit_of(body.depositor)
+    assert forfeited is not None
+    settings = ctx.escrow.settings
+    invoice = validate_payout_invoice(
+        body.payout_invoice,
+        expected_msat=forfeited.amount_msat,
+        network=ctx.escrow.lightning.network,
+        now=now,
+        min_validity_s=settings.payout_min_validity_s,
+        forbidden_hashes=frozenset({forfeited.payment_hash_hex, task.payment_hash_hex or ""}),
+    )
+    return Outcome(await apply_command(ctx, tx, request, task, command(invoice.payment_request)))

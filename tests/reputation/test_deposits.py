@@ -1,0 +1,368 @@
+"""Deposits instead of proof of work, over the API on the simulator (both databases).
+
+A stranger (score 0, so proof of work is asked) locks a small hold invoice on one task instead;
+it is returned when the task ends and forfeited to the counterparty when its depositor abandons
+the task. Balances are checked at the simulated nodes, so "returned" means the HTLC went back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Stack, close_stack, open_stack, stack_settings
+from helpers import AMOUNT_MSAT, funded, read_log, tag
+
+from taskhold.client import TaskholdAPIError, TaskholdClient
+from taskhold.reputation.policy import ReputationPolicy
+
+POW_BITS = 8
+
+
+@pytest.fixture
+async def open_custom(tmp_path: Path, database_url: str) -> AsyncIterator[Any]:
+    opened: list[Stack] = []
+
+    async def open_with(**overrides: Any) -> Stack:
+        values = {"pow_max_bits": POW_BITS, "reputation_max_staleness_s": 0, **overrides}
+        stack = await open_stack(stack_settings(tmp_path, database_url, **values))
+        await give_worker_wallet_money(stack)
+        opened.append(stack)
+        return stack
+
+    yield open_with
+    for stack in opened:
+        await close_stack(stack)
+
+
+def stranger(stack: Stack) -> TaskholdClient:
+    """A client that never mines: every write it makes must be excused by a deposit."""
+    client = stack.client()
+    client._auto_pow = False
+    return client
+
+
+async def give_worker_wallet_money(stack: Stack, amount_msat: int = 1_000_000_000) -> None:
+    """The simulated worker node starts empty; deposits are paid before any reward came in."""
+    invoice = await stack.world.worker.create_invoice(amount_msat)
+    await stack.world.employer.send_payment(invoice)
+
+
+def expected_deposit() -> int:
+    return ReputationPolicy(pow_max_bits=POW_BITS).deposit_msat_for(0, AMOUNT_MSAT)
+
+
+async def refused(call: Any) -> TaskholdAPIError:
+    with pytest.raises(TaskholdAPIError) as caught:
+        await call
+    return caught.value
+
+
+def deposit_of(task: dict[str, Any], pubkey: str) -> dict[str, Any]:
+    return [d for d in task["deposits"] if d["depositor"] == pubkey][-1]
+
+
+async def locked_deposit(stack: Stack, client: TaskholdClient, task_id: str, wallet: Any) -> int:
+    """Lock ``client``'s deposit on the task, paid from ``wallet``; returns the amount."""
+    deposit = (await client.lock_deposit(task_id))["deposit"]
+    assert deposit["state"] == "OPEN"
+    await wallet.send_payment(deposit["payment_request"])
+    await stack.settle_engine(1)
+    held = deposit_of(await client.get_task(task_id), client.pubkey_hex)
+    assert held["state"] == "HELD"
+    amount: int = held["amount_msat"]
+    return amount
+
+
+async def test_a_worker_deposit_stands_in_for_pow_and_comes_back_when_paid(
+    open_custom: Any,
+) -> None:
+    stack: Stack = await open_custom()
+    employer, worker = stack.client(), stranger(stack)
+    task = await funded(stack, employer)
+    task_id = task["task_id"]
+    before = stack.world.worker.balance_msat
+
+    no_pow = await refused(worker.claim(task_id))
+    assert no_pow.code == "pow_required"
+    assert "deposit" in no_pow.problem["detail"]
+
+    deposit = (await worker.lock_deposit(task_id))["deposit"]
+    assert deposit["amount_msat"] == expected_deposit() > 0
+    assert deposit["role"] == "worker"
+    assert (await refused(worker.claim(task_id))).code == "pow_required"  # not held yet
+
+    await stack.world.worker.send_payment(deposit["payment_request"])
+    await stack.settle_engine(1)
+    assert deposit_of(await worker.get_task(task_id), worker.pubkey_hex)["state"] == "HELD"
+    assert stack.world.worker.balance_msat == before - deposit["amount_msat"]
+
+    await worker.claim(task_id)
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    await worker.submit_proof(task_id, {"url": "https://example.org/haiku"}, invoice)
+    await employer.approve(task_id)
+    await stack.settle_engine()
+
+    final = await employer.get_task(task_id)
+    assert final["state"] == "PAID"
+    returned = deposit_of(final, worker.pubkey_hex)
+    assert returned["state"] == "RETURNED"
+    assert returned["preimage"] is None
+    assert stack.world.worker.balance_msat == before + task["payout_msat"]
+
+
+async def test_an_abandoned_claim_forfeits_the_deposit_to_the_employer(
+    open_custom: Any,
+) -> None:
+    now = [1_900_000_000.0]
+    stack: Stack = await open_custom()
+    _share_clock(stack, now)
+    employer, worker = stack.client(), stranger(stack)
+    _set_clocks(now, employer, worker)
+    task = await funded(stack, employer, deadline_at=int(now[0]) + 600)
+    task_id = task["task_id"]
+    worker_before = stack.world.worker.balance_msat
+    employer_before = stack.world.employer.balance_msat
+
+    amount = await locked_deposit(stack, worker, task_id, stack.world.worker)
+    await worker.claim(task_id)
+    now[0] += 601  # the deadline passes without a proof
+    await stack.settle_engine()
+
+    after = await employer.get_task(task_id)
+    assert after["state"] == "REFUNDED"
+    forfeit = deposit_of(after, worker.pubkey_hex)
+    assert forfeit["state"] == "FORFEIT"
+    assert forfeit["beneficiary"] == employer.pubkey_hex
+    assert "no proof" in forfeit["reason"]
+
+    wrong = await stack.world.employer.create_invoice(amount + 1, expiry_seconds=86_400)
+    assert (await refused(employer.claim_deposit(task_id, worker.pubkey_hex, wrong))).status == 422
+    outsider = stack.client()
+    _set_clocks(now, outsider)
+    invoice = await stack.world.employer.create_invoice(amount, expiry_seconds=86_400)
+    taken = await refused(outsider.claim_deposit(task_id, worker.pubkey_hex, invoice))
+    assert (taken.status, taken.code) == (403, "wrong_role")
+
+    await employer.claim_deposit(task_id, worker.pubkey_hex, invoice)
+    await stack.settle_engine()
+    paid = deposit_of(await employer.get_task(task_id), worker.pubkey_hex)
+    assert paid["state"] == "PAID_OUT"
+    assert hashlib.sha256(bytes.fromhex(paid["preimage"])).hexdigest() == paid["payment_hash"]
+    assert stack.world.worker.balance_msat == worker_before - amount
+    # the reward's HTLC came back too (it was in flight when employer_before was read)
+    assert stack.world.employer.balance_msat == employer_before + AMOUNT_MSAT + amount
+
+    entries = {tag(e, "op"): e for e in await read_log(stack)}
+    assert tag(entries["DepositForfeited"], "beneficiary") == employer.pubkey_hex
+    assert tag(entries["DepositPaidOut"], "preimage") == paid["preimage"]
+    assert tag(entries["DepositRequested"], "deposit_hash") == paid["payment_hash"]
+
+
+async def test_a_forfeit_nobody_claims_is_returned_before_its_hold_expires(
+    open_custom: Any,
+) -> None:
+    now = [1_900_000_000.0]
+    stack: Stack = await open_custom()
+    _share_clock(stack, now)
+    employer, worker = stack.client(), stranger(stack)
+    _set_clocks(now, employer, worker)
+    task = await funded(stack, employer, deadline_at=int(now[0]) + 600)
+    before = stack.world.worker.balance_msat
+    await locked_deposit(stack, worker, task["task_id"], stack.world.worker)
+    await worker.claim(task["task_id"])
+    now[0] += 601
+    await stack.settle_engine()
+    forfeit = deposit_of(await employer.get_task(task["task_id"]), worker.pubkey_hex)
+    assert forfeit["state"] == "FORFEIT"
+
+    expiry = forfeit["accepted_htlc_expiry_height"]
+    while stack.world.network.height < expiry - stack.settings.guard_blocks:
+        await stack.world.network.mine(1)
+    await stack.settle_engine()
+    returned = deposit_of(await employer.get_task(task["task_id"]), worker.pubkey_hex)
+    assert returned["state"] == "RETURNED"
+    assert "could not be paid" in returned["reason"]
+    assert stack.world.network.height < expiry - stack.settings.hold_expiry_delta
+    assert stack.world.worker.balance_msat == before  # non-custodial: never settled unpaid
+
+
+async def test_other_workers_deposits_come_back_when_one_claims(open_custom: Any) -> None:
+    stack: Stack = await open_custom()
+    employer, first, second = stack.client(), stranger(stack), stranger(stack)
+    task = await funded(stack, employer)
+    task_id = task["task_id"]
+    before = stack.world.worker.balance_msat
+    await locked_deposit(stack, first, task_id, stack.world.worker)
+    await locked_deposit(stack, second, task_id, stack.world.worker)
+    unpaid = stranger(stack)
+    await unpaid.lock_deposit(task_id)
+
+    await first.claim(task_id)
+    await stack.settle_engine()
+    current = await employer.get_task(task_id)
+    assert deposit_of(current, first.pubkey_hex)["state"] == "HELD"
+    assert deposit_of(current, second.pubkey_hex)["state"] == "RETURNED"
+    assert deposit_of(current, unpaid.pubkey_hex)["state"] == "RETURNED"
+    assert (await refused(second.claim(task_id))).code in ("pow_required", "wrong_state")
+    assert (
+        stack.world.worker.balance_msat
+        == before - deposit_of(current, first.pubkey_hex)["amount_msat"]
+    )
+
+
+async def test_an_employer_pledges_a_deposit_and_forfeits_it_by_staying_silent(
+    open_custom: Any,
+) -> None:
+    now = [1_900_000_000.0]
+    stack: Stack = await open_custom(default_review_window_s=120)
+    _share_clock(stack, now)
+    employer, worker = stranger(stack), stack.client()
+    _set_clocks(now, employer, worker)
+    with pytest.raises(TaskholdAPIError) as no_pow:
+        await employer.create_task("t", "", AMOUNT_MSAT, int(now[0]) + 3600)
+    assert no_pow.value.code == "pow_required"
+    task = await employer.create_task("t", "", AMOUNT_MSAT, int(now[0]) + 3600, deposit=True)
+    task_id = task["task_id"]
+    assert task["deposit_pledged"] is True
+    assert (await refused(employer.request_funding(task_id))).code == "pow_required"
+
+    employer_before = stack.world.employer.balance_msat
+    amount = await locked_deposit(stack, employer, task_id, stack.world.employer)
+    funding = (await employer.request_funding(task_id))["funding"]
+    await stack.world.employer.send_payment(funding["payment_request"])
+    await stack.settle_engine(1)
+    await worker.claim(task_id)
+    payout = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    await worker.submit_proof(task_id, {"url": "https://example.org/haiku"}, payout)
+    now[0] += 121  # the employer never answers
+    await stack.settle_engine()
+
+    after = await worker.get_task(task_id)
+    assert after["state"] == "PAID"
+    forfeit = deposit_of(after, employer.pubkey_hex)
+    assert (forfeit["state"], forfeit["beneficiary"]) == ("FORFEIT", worker.pubkey_hex)
+    worker_before = stack.world.worker.balance_msat
+    invoice = await stack.world.worker.create_invoice(amount, expiry_seconds=86_400)
+    await worker.claim_deposit(task_id, employer.pubkey_hex, invoice)
+    await stack.settle_engine()
+    assert deposit_of(await worker.get_task(task_id), employer.pubkey_hex)["state"] == "PAID_OUT"
+    assert stack.world.worker.balance_msat == worker_before + amount
+    assert stack.world.employer.balance_msat == employer_before - AMOUNT_MSAT - amount
+
+
+async def test_an_employer_who_answers_gets_the_deposit_back(open_custom: Any) -> None:
+    stack: Stack = await open_custom()
+    employer, worker = stranger(stack), stack.client()
+    task = await employer.create_task("t", "", AMOUNT_MSAT, int(time.time()) + 3600, deposit=True)
+    task_id = task["task_id"]
+    before = stack.world.employer.balance_msat
+    await locked_deposit(stack, employer, task_id, stack.world.employer)
+    funding = (await employer.request_funding(task_id))["funding"]
+    await stack.world.employer.send_payment(funding["payment_request"])
+    await stack.settle_engine(1)
+    await worker.claim(task_id)
+    payout = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    await worker.submit_proof(task_id, {"url": "https://example.org/haiku"}, payout)
+    await employer.approve(task_id)
+    await stack.settle_engine()
+    final = await employer.get_task(task_id)
+    assert final["state"] == "PAID"
+    assert deposit_of(final, employer.pubkey_hex)["state"] == "RETURNED"
+    assert stack.world.employer.balance_msat == before - AMOUNT_MSAT
+
+
+async def test_deposit_requests_that_make_no_sense_are_refused(open_custom: Any) -> None:
+    stack: Stack = await open_custom()
+    employer, worker = stack.client(), stranger(stack)
+    task = await funded(stack, employer)
+    task_id = task["task_id"]
+    await worker.lock_deposit(task_id)
+    twice = await refused(worker.lock_deposit(task_id))
+    assert (twice.status, twice.code) == (409, "deposit_exists")
+    late = await refused(employer.lock_deposit(task_id))  # the employer's is before funding
+    assert (late.status, late.code) == (409, "wrong_state")
+    nothing = await refused(employer.claim_deposit(task_id, worker.pubkey_hex, "lnbcrt1x"))
+    assert nothing.status in (403, 409)
+
+
+async def test_no_deposit_is_taken_from_someone_who_needs_no_pow(open_custom: Any) -> None:
+    relaxed: Stack = await open_custom(pow_max_bits=0)
+    boss, anyone = relaxed.client(), relaxed.client()
+    open_task = await funded(relaxed, boss)
+    unneeded = await refused(anyone.lock_deposit(open_task["task_id"]))
+    assert (unneeded.status, unneeded.code) == (409, "deposit_not_needed")
+
+
+async def test_a_crash_between_the_forfeit_payout_and_the_settle_pays_once(
+    open_custom: Any,
+) -> None:
+    now = [1_900_000_000.0]
+    stack: Stack = await open_custom()
+    _share_clock(stack, now)
+    employer, worker = stack.client(), stranger(stack)
+    _set_clocks(now, employer, worker)
+    task = await funded(stack, employer, deadline_at=int(now[0]) + 600)
+    task_id = task["task_id"]
+    amount = await locked_deposit(stack, worker, task_id, stack.world.worker)
+    await worker.claim(task_id)
+    now[0] += 601
+    await stack.settle_engine()
+    employer_before = stack.world.employer.balance_msat
+    invoice = await stack.world.employer.create_invoice(amount, expiry_seconds=86_400)
+    await employer.claim_deposit(task_id, worker.pubkey_hex, invoice)
+
+    stack.faults["after_deposit_payout"] = RuntimeError("crash after paying the beneficiary")
+    await stack.services.engine.run_once()
+    half = deposit_of(await employer.get_task(task_id), worker.pubkey_hex)
+    assert half["state"] == "FORFEIT"
+    assert stack.world.employer.balance_msat == employer_before + amount
+
+    stack.faults.clear()
+    stack.services.engine._retry_at.clear()
+    await stack.settle_engine()
+    done = deposit_of(await employer.get_task(task_id), worker.pubkey_hex)
+    assert done["state"] == "PAID_OUT"
+    assert stack.world.employer.balance_msat == employer_before + amount  # paid once
+
+
+async def test_the_review_window_is_fixed_at_claim_from_both_records(open_custom: Any) -> None:
+    from flows import paid
+
+    stack: Stack = await open_custom(
+        pow_max_bits=0,
+        default_review_window_s=7200,
+        review_window_good_score=1,
+        review_window_good_pct=50,
+        review_window_min_s=600,
+    )
+    employer, veteran, newcomer = stack.client(), stack.client(), stack.client()
+    await paid(stack, employer, veteran)
+    assert (await employer.reputation())["score"] >= 1
+    assert (await veteran.reputation())["score"] >= 1
+
+    with_record = await funded(stack, employer)
+    assert with_record["review_window_s"] == 7200  # nobody known on the worker's side yet
+    claimed = await veteran.claim(with_record["task_id"])
+    assert claimed["review_window_s"] == 3600
+
+    with_stranger = await funded(stack, employer)
+    assert (await newcomer.claim(with_stranger["task_id"]))["review_window_s"] == 7200
+
+    chosen = await funded(stack, employer, review_window_s=5000)
+    assert (await veteran.claim(chosen["task_id"]))["review_window_s"] == 5000
+
+
+def _share_clock(stack: Stack, now: list[float]) -> None:
+    clock: Callable[[], float] = lambda: now[0]  # noqa: E731
+    stack.services.engine.ctx.clock = clock
+    stack.world.network.clock = clock
+
+
+def _set_clocks(now: list[float], *clients: TaskholdClient) -> None:
+    for client in clients:
+        client._clock = lambda: now[0]
