@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from . import routes_reputation, routes_sim, routes_tasks
+from .info import publish_info
 from .problems import install_problem_handlers
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ def create_api(services: Services, *, run_engine: bool = True) -> FastAPI:
                 await services.reputation.start()
             if services.checkpointer is not None:
                 await services.checkpointer.start()
+            await publish_info(services)
         try:
             yield
         finally:

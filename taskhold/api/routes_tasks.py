@@ -13,7 +13,7 @@ from taskhold.errors import NotFound
 from taskhold.tasks import TaskState
 
 from .deps import services_of
-from .routes_reputation import reputation_info
+from .info import info_document
 from .views import task_view, transition_view
 
 __all__ = ["router"]
@@ -143,22 +143,5 @@ async def list_transitions(request: Request, task_id: str) -> dict[str, Any]:
 
 @router.get("/info", summary="How this taskhold is configured")
 async def info(request: Request) -> dict[str, Any]:
-    services = services_of(request)
-    settings = services.settings
-    return {
-        "lightning": settings.lightning,
-        "network": services.lightning.network,
-        "fee_ppm": settings.fee_ppm,
-        "fee_base_msat": settings.fee_base_msat,
-        "min_amount_msat": settings.min_amount_msat,
-        "max_amount_msat": settings.max_amount_msat,
-        "max_cltv_expiry_delta": settings.max_cltv_expiry_delta,
-        "request_window_s": settings.request_window_s,
-        "default_review_window_s": settings.default_review_window_s,
-        "default_dispute_window_s": settings.default_dispute_window_s,
-        "deadline_policy": settings.deadline_policy,
-        "arbiters": settings.arbiters,
-        "request_kind": services.writes.request_kind,
-        "proof_kind": services.writes.proof_kind,
-        "reputation": reputation_info(services),
-    }
+    """The operator's terms; the same document is published as a signed event (``info``)."""
+    return info_document(services_of(request))

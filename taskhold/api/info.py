@@ -1,0 +1,57 @@
+"""The operator's terms: ``GET /v1/info`` and the same document as a signed Nostr event.
+
+The info event (kind ``kind_checkpoint`` = 30078, ``d`` = ``taskhold-info``) is published
+through the outbox when the server starts, signed by the operator key. Anyone can then hold the
+operator to the fees, limits and reputation policies (proof of work, deposits, review windows)
+it announced, and see when they changed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from taskhold.app import Services
+from taskhold.nostr.entries import canonical_json
+from taskhold.store.log import enqueue_event
+
+from .routes_reputation import reputation_info
+
+__all__ = ["INFO_D", "info_document", "publish_info"]
+
+INFO_D = "taskhold-info"
+
+
+def info_document(services: Services) -> dict[str, Any]:
+    """How this taskhold is configured, as its clients and auditors need to know it."""
+    settings = services.settings
+    return {
+        "operator_pubkey": services.signer.get_public_key(),
+        "lightning": settings.lightning,
+        "network": services.lightning.network,
+        "fee_ppm": settings.fee_ppm,
+        "fee_base_msat": settings.fee_base_msat,
+        "min_amount_msat": settings.min_amount_msat,
+        "max_amount_msat": settings.max_amount_msat,
+        "max_cltv_expiry_delta": settings.max_cltv_expiry_delta,
+        "request_window_s": settings.request_window_s,
+        "default_review_window_s": settings.default_review_window_s,
+        "default_dispute_window_s": settings.default_dispute_window_s,
+        "deadline_policy": settings.deadline_policy,
+        "arbiters": settings.arbiters,
+        "request_kind": services.writes.request_kind,
+        "proof_kind": services.writes.proof_kind,
+        "reputation": reputation_info(services),
+    }
+
+
+async def publish_info(services: Services, *, now: float | None = None) -> dict[str, Any]:
+    """Sign the info document and queue it in the outbox; returns the signed event."""
+    created_at = int(time.time() if now is None else now)
+    content = canonical_json(info_document(services))
+    event = services.signer.sign_event(
+        services.settings.kind_checkpoint, content, [["d", INFO_D]], created_at
+    )
+    async with services.store.transaction() as tx:
+        enqueue_event(tx.session, event, created_at)
+    return event

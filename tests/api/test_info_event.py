@@ -1,0 +1,36 @@
+"""The operator's terms as a signed event: the same document ``GET /v1/info`` serves."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import close_stack, open_stack, stack_settings
+from sqlalchemy import select
+
+from taskhold.api.info import INFO_D, publish_info
+from taskhold.audit.nip01 import Verdict, verify_event
+from taskhold.store.models import OutboxRow
+
+
+async def test_the_info_event_is_signed_and_states_the_policies(
+    tmp_path: Path, database_url: str
+) -> None:
+    stack = await open_stack(stack_settings(tmp_path, database_url, pow_max_bits=12, deposit_pct=7))
+    try:
+        event = await publish_info(stack.services)
+        served = (await stack.http.get("/v1/info")).json()
+        async with stack.services.store.transaction() as tx:
+            queued = (
+                await tx.session.execute(select(OutboxRow).where(OutboxRow.event_id == event["id"]))
+            ).scalar_one()
+    finally:
+        await close_stack(stack)
+    assert queued.raw == event
+    assert verify_event(event) is Verdict.OK
+    assert event["pubkey"] == served["operator_pubkey"]
+    assert (event["kind"], event["tags"]) == (stack.settings.kind_checkpoint, [["d", INFO_D]])
+    published = json.loads(event["content"])
+    assert published == served
+    assert published["reputation"]["policy"]["pow_max_bits"] == 12
+    assert published["reputation"]["deposits"]["pct_of_amount_at_score_0"] == 7
