@@ -107,7 +107,7 @@ async def guard_deposits(ctx: EscrowContext, task: Task, height: int) -> None:
         if deposit.expiry_height is None:
             continue
         blocks_left = deposit.expiry_height - height
-        if blocks_left > ctx.settings.guard_blocks:
+        if blocks_left > ctx.settings.guard_blocks or await _payout_may_land(ctx, deposit):
             continue
         command = c.DepositExpiring(
             actor="system",
@@ -116,6 +116,19 @@ async def guard_deposits(ctx: EscrowContext, task: Task, height: int) -> None:
             blocks_left=blocks_left,
         )
         await apply_system(ctx, task.task_id, _constant(command))
+
+
+async def _payout_may_land(ctx: EscrowContext, deposit: Deposit) -> bool:
+    """A forfeit whose payment succeeded or is in flight must be settled, not returned: the
+    beneficiary may already have the money."""
+    if deposit.state is not DepositState.FORFEIT:
+        return False
+    async with ctx.store.transaction() as tx:
+        row = await tx.get_deposit_payout(deposit.payment_hash_hex)
+    if row is None:
+        return False
+    known = await ctx.lightning.lookup_payment(bytes.fromhex(row.payment_hash_hex))
+    return known.status in (PaymentStatus.SUCCEEDED, PaymentStatus.IN_FLIGHT)
 
 
 def _constant(command: c.Command) -> Callable[[Task, int], c.Command]:

@@ -8,16 +8,24 @@ the task. Balances are checked at the simulated nodes, so "returned" means the H
 from __future__ import annotations
 
 import hashlib
+import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import Stack, close_stack, open_stack, stack_settings
+from deposit_flows import (
+    deposit_of,
+    give_worker_wallet_money,
+    locked_deposit,
+    share_clock,
+    stranger,
+)
 from helpers import AMOUNT_MSAT, funded, read_log, tag
 
-from taskhold.client import TaskholdAPIError, TaskholdClient
+from taskhold.client import TaskholdAPIError
 from taskhold.reputation.policy import ReputationPolicy
 
 POW_BITS = 8
@@ -39,19 +47,6 @@ async def open_custom(tmp_path: Path, database_url: str) -> AsyncIterator[Any]:
         await close_stack(stack)
 
 
-def stranger(stack: Stack) -> TaskholdClient:
-    """A client that never mines: every write it makes must be excused by a deposit."""
-    client = stack.client()
-    client._auto_pow = False
-    return client
-
-
-async def give_worker_wallet_money(stack: Stack, amount_msat: int = 1_000_000_000) -> None:
-    """The simulated worker node starts empty; deposits are paid before any reward came in."""
-    invoice = await stack.world.worker.create_invoice(amount_msat)
-    await stack.world.employer.send_payment(invoice)
-
-
 def expected_deposit() -> int:
     return ReputationPolicy(pow_max_bits=POW_BITS).deposit_msat_for(0, AMOUNT_MSAT)
 
@@ -60,22 +55,6 @@ async def refused(call: Any) -> TaskholdAPIError:
     with pytest.raises(TaskholdAPIError) as caught:
         await call
     return caught.value
-
-
-def deposit_of(task: dict[str, Any], pubkey: str) -> dict[str, Any]:
-    return [d for d in task["deposits"] if d["depositor"] == pubkey][-1]
-
-
-async def locked_deposit(stack: Stack, client: TaskholdClient, task_id: str, wallet: Any) -> int:
-    """Lock ``client``'s deposit on the task, paid from ``wallet``; returns the amount."""
-    deposit = (await client.lock_deposit(task_id))["deposit"]
-    assert deposit["state"] == "OPEN"
-    await wallet.send_payment(deposit["payment_request"])
-    await stack.settle_engine(1)
-    held = deposit_of(await client.get_task(task_id), client.pubkey_hex)
-    assert held["state"] == "HELD"
-    amount: int = held["amount_msat"]
-    return amount
 
 
 async def test_a_worker_deposit_stands_in_for_pow_and_comes_back_when_paid(
@@ -120,9 +99,8 @@ async def test_an_abandoned_claim_forfeits_the_deposit_to_the_employer(
 ) -> None:
     now = [1_900_000_000.0]
     stack: Stack = await open_custom()
-    _share_clock(stack, now)
     employer, worker = stack.client(), stranger(stack)
-    _set_clocks(now, employer, worker)
+    share_clock(stack, now, employer, worker)
     task = await funded(stack, employer, deadline_at=int(now[0]) + 600)
     task_id = task["task_id"]
     worker_before = stack.world.worker.balance_msat
@@ -143,7 +121,7 @@ async def test_an_abandoned_claim_forfeits_the_deposit_to_the_employer(
     wrong = await stack.world.employer.create_invoice(amount + 1, expiry_seconds=86_400)
     assert (await refused(employer.claim_deposit(task_id, worker.pubkey_hex, wrong))).status == 422
     outsider = stack.client()
-    _set_clocks(now, outsider)
+    share_clock(stack, now, employer, worker, outsider)
     invoice = await stack.world.employer.create_invoice(amount, expiry_seconds=86_400)
     taken = await refused(outsider.claim_deposit(task_id, worker.pubkey_hex, invoice))
     assert (taken.status, taken.code) == (403, "wrong_role")
@@ -168,9 +146,8 @@ async def test_a_forfeit_nobody_claims_is_returned_before_its_hold_expires(
 ) -> None:
     now = [1_900_000_000.0]
     stack: Stack = await open_custom()
-    _share_clock(stack, now)
     employer, worker = stack.client(), stranger(stack)
-    _set_clocks(now, employer, worker)
+    share_clock(stack, now, employer, worker)
     task = await funded(stack, employer, deadline_at=int(now[0]) + 600)
     before = stack.world.worker.balance_msat
     await locked_deposit(stack, worker, task["task_id"], stack.world.worker)
@@ -220,9 +197,8 @@ async def test_an_employer_pledges_a_deposit_and_forfeits_it_by_staying_silent(
 ) -> None:
     now = [1_900_000_000.0]
     stack: Stack = await open_custom(default_review_window_s=120)
-    _share_clock(stack, now)
     employer, worker = stranger(stack), stack.client()
-    _set_clocks(now, employer, worker)
+    share_clock(stack, now, employer, worker)
     with pytest.raises(TaskholdAPIError) as no_pow:
         await employer.create_task("t", "", AMOUNT_MSAT, int(now[0]) + 3600)
     assert no_pow.value.code == "pow_required"
@@ -303,9 +279,8 @@ async def test_a_crash_between_the_forfeit_payout_and_the_settle_pays_once(
 ) -> None:
     now = [1_900_000_000.0]
     stack: Stack = await open_custom()
-    _share_clock(stack, now)
     employer, worker = stack.client(), stranger(stack)
-    _set_clocks(now, employer, worker)
+    share_clock(stack, now, employer, worker)
     task = await funded(stack, employer, deadline_at=int(now[0]) + 600)
     task_id = task["task_id"]
     amount = await locked_deposit(stack, worker, task_id, stack.world.worker)
@@ -357,12 +332,40 @@ async def test_the_review_window_is_fixed_at_claim_from_both_records(open_custom
     assert (await veteran.claim(chosen["task_id"]))["review_window_s"] == 5000
 
 
-def _share_clock(stack: Stack, now: list[float]) -> None:
-    clock: Callable[[], float] = lambda: now[0]  # noqa: E731
-    stack.services.engine.ctx.clock = clock
-    stack.world.network.clock = clock
+async def test_a_forfeit_payment_in_flight_at_the_guard_margin_is_settled_not_returned(
+    open_custom: Any,
+) -> None:
+    now = [1_900_000_000.0]
+    stack: Stack = await open_custom(payout_timeout_s=1)
+    employer, worker = stack.client(), stranger(stack)
+    share_clock(stack, now, employer, worker)
+    task = await funded(stack, employer, deadline_at=int(now[0]) + 600)
+    task_id = task["task_id"]
+    amount = await locked_deposit(stack, worker, task_id, stack.world.worker)
+    await worker.claim(task_id)
+    now[0] += 601
+    await stack.settle_engine()
 
+    preimage = os.urandom(32)  # the employer's wallet holds the payment to it until released
+    held_invoice = await stack.world.employer.create_hold_invoice(
+        hashlib.sha256(preimage).digest(),
+        amount,
+        memo="deposit",
+        expiry_seconds=86_400,
+        cltv_expiry_delta=40,
+    )
+    await employer.claim_deposit(task_id, worker.pubkey_hex, held_invoice.payment_request)
+    await stack.services.engine.run_once()
+    forfeit = deposit_of(await employer.get_task(task_id), worker.pubkey_hex)
+    assert forfeit["state"] == "FORFEIT"  # paid, but the payment is still in flight
 
-def _set_clocks(now: list[float], *clients: TaskholdClient) -> None:
-    for client in clients:
-        client._clock = lambda: now[0]
+    expiry = forfeit["accepted_htlc_expiry_height"]
+    while stack.world.network.height < expiry - stack.settings.guard_blocks:
+        await stack.world.network.mine(1)
+    await stack.settle_engine()
+    assert deposit_of(await employer.get_task(task_id), worker.pubkey_hex)["state"] == "FORFEIT"
+
+    await stack.world.employer.settle_invoice(preimage)
+    stack.services.engine._retry_at.clear()
+    await stack.settle_engine()
+    assert deposit_of(await employer.get_task(task_id), worker.pubkey_hex)["state"] == "PAID_OUT"
