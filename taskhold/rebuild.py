@@ -9,9 +9,22 @@ early: an in-flight escrow is released later by re-deriving its preimage in the 
 The log starts with the operator key the caller names; a ``KeyRotated`` entry (no task, not
 replayed) signed by the current key hands the log to the key it names, from the next ``gseq``.
 
+Review receipts (kind 3913) and review records (kind 3914) are restored too, in the same
+transaction, so reputation after a rebuild is the one before it and issued receipts still work
+for a review. Each must verify, be signed by a key of the chain and hold to the rules the indexer
+applies (``reputation.review_rules``): a receipt is exactly the one taskhold issues with its
+task's final entry, signed by that entry's key; a record holds a valid review of a task the log
+closed PAID or REFUNDED, and is signed by the final entry's key or a later one. Events that fail
+are listed in the report and not written. Records must then run ``rseq`` 0, 1, … without a hole
+and with one record per number: a hole would stall the indexer at it and let the next review
+take a number the relays already hold, so the rebuild stops instead, as for a log gap.
+
 What the log does not hold and a rebuild cannot restore: idempotency answers (a client retrying
-a write across a rebuild gets a replay refusal instead of its first answer) and payout attempt
-counters (the engine asks the node about the payout's hash again before paying).
+a write across a rebuild gets a replay refusal instead of its first answer), payout attempt
+counters (the engine asks the node about the payout's hash again before paying), receipts no
+relay kept (they are reported; a review record that embeds one restores it) and the record of
+which reputation assertions were published (the first sync after a rebuild publishes the same
+scores again, superseding the old assertions on the relays).
 """
 
 from __future__ import annotations
@@ -26,6 +39,14 @@ from sqlalchemy import func, select
 from taskhold.errors import Refusal
 from taskhold.nostr import verify_event
 from taskhold.nostr.entries import state_hash, tag_value
+from taskhold.reputation.receipts import REVIEWABLE_STATES
+from taskhold.reputation.review_rules import (
+    FINAL_OPS,
+    BadReview,
+    ClosedTask,
+    check_review,
+    receipt_problems,
+)
 from taskhold.store import Store
 from taskhold.store.codec import task_to_data
 from taskhold.store.log import KEY_ROTATED
@@ -33,7 +54,9 @@ from taskhold.store.models import (
     InvoiceRow,
     LogEntryRow,
     LogHeadRow,
+    ReceiptRow,
     RequestEventRow,
+    ReviewRow,
     TaskRow,
     TransitionRow,
 )
@@ -42,7 +65,7 @@ from taskhold.tasks.events import event_from_dict
 from taskhold.tasks.machine import evolve
 from taskhold.tasks.model import Task
 
-__all__ = ["LogRejected", "RebuildReport", "rebuild_from_entries"]
+__all__ = ["LogRejected", "RebuildReport", "RejectedEvent", "rebuild_from_entries"]
 
 
 class LogRejected(Refusal):
@@ -50,6 +73,18 @@ class LogRejected(Refusal):
 
     status = 422
     code = "log_rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedEvent:
+    """A receipt or review record the rebuild did not write, and why."""
+
+    kind: int
+    event_id: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "event_id": self.event_id, "reason": self.reason}
 
 
 @dataclass
@@ -60,6 +95,15 @@ class RebuildReport:
     head_gseq: int = -1
     operator_pubkey: str = ""
     """The operator key current at the head of the log (after any rotation)."""
+    operator_keys: list[str] = field(default_factory=list)
+    """Every operator key of the log, in the order it was handed on."""
+    receipts: int = 0
+    reviews: int = 0
+    head_rseq: int = -1
+    missing_receipts: list[tuple[str, str]] = field(default_factory=list)
+    """(task id, role) of parties of closed tasks whose receipt no relay returned."""
+    rejected: list[RejectedEvent] = field(default_factory=list)
+    """Receipts and records that failed a check: not written."""
 
 
 def _rotation_target(event: dict[str, Any], current: str) -> str:
@@ -125,23 +169,44 @@ def _ordered(
     return ordered, current
 
 
+@dataclass(frozen=True, slots=True)
+class _Closing:
+    """A task the log closed PAID or REFUNDED with a worker: what its receipts must name."""
+
+    task: ClosedTask
+    gseq: int
+
+
 async def rebuild_from_entries(
-    store: Store, entries: Iterable[dict[str, Any]], *, operator_pubkey: str, kind: int = 3910
+    store: Store,
+    entries: Iterable[dict[str, Any]],
+    *,
+    operator_pubkey: str,
+    kind: int = 3910,
+    receipts: Iterable[dict[str, Any]] = (),
+    review_records: Iterable[dict[str, Any]] = (),
+    receipt_kind: int = 3913,
+    record_kind: int = 3914,
 ) -> RebuildReport:
-    """Verify and replay the log into ``store``, which must hold no tasks yet.
+    """Verify and replay the log into ``store``, which must hold no tasks yet, with the
+    ``receipts`` (kind 3913) and ``review_records`` (kind 3914) that pass their checks.
 
     ``operator_pubkey`` is the key the log starts with; ``report.operator_pubkey`` is the one
     it ends with (they differ after a ``KeyRotated`` entry)."""
     tasks: dict[str, Task] = {}
     last_entry: dict[str, str] = {}
+    closings: dict[str, _Closing] = {}
+    requests_seen: set[str] = set()
     report = RebuildReport()
     ordered, report.operator_pubkey = _ordered(entries, operator_pubkey, kind)
+    chain = [operator_pubkey]
     async with store.transaction() as tx:
         session = tx.session
         if (await session.execute(select(func.count()).select_from(TaskRow))).scalar_one():
             raise LogRejected("the database already holds tasks; rebuild into an empty one")
         for event in ordered:
             if tag_value(event, "op") == KEY_ROTATED:  # no task: stored, not replayed
+                chain.append(tag_value(event, "new_key") or "")
                 gseq = int(tag_value(event, "gseq") or 0)
                 session.add(
                     LogEntryRow(
@@ -171,6 +236,21 @@ async def rebuild_from_entries(
                 raise LogRejected(f"entry {event['id']}: replayed state does not match its hash")
             tasks[task_id] = after
             last_entry[task_id] = event["id"]
+            if (
+                content["event"]["type"] in FINAL_OPS
+                and after.state in REVIEWABLE_STATES
+                and after.worker_pubkey is not None
+            ):
+                closed = ClosedTask(
+                    after.employer_pubkey,
+                    after.worker_pubkey,
+                    int(event["created_at"]),
+                    after.amount_msat,
+                    event["id"],
+                    event["pubkey"],
+                    len(chain) - 1,
+                )
+                closings[task_id] = _Closing(closed, int(tag_value(event, "gseq") or 0))
             session.add(
                 TransitionRow(
                     task_id=task_id,
@@ -194,6 +274,7 @@ async def rebuild_from_entries(
                 )
             )
             if request is not None:
+                requests_seen.add(request["id"])
                 session.add(
                     RequestEventRow(
                         event_id=request["id"],
@@ -217,12 +298,218 @@ async def rebuild_from_entries(
                     created_at=int(last["created_at"]),
                 )
             )
+        checks = _ReviewChecks(tasks, closings, chain, receipt_kind, record_kind)
+        review_rows, embedded = checks.reviews(review_records)
+        receipt_rows = checks.receipts([*receipts, *embedded])
+        for row in review_rows:
+            session.add(row)
+            if row.request_id not in requests_seen:
+                session.add(
+                    RequestEventRow(
+                        event_id=row.request_id,
+                        pubkey=row.reviewer,
+                        op="review",
+                        task_id=row.task_id,
+                        received_at=row.created_at,
+                    )
+                )
+        session.add_all(receipt_rows)
+    issued = {(row.task_id, row.reviewer) for row in receipt_rows}
+    report.missing_receipts = [
+        (task_id, role)
+        for task_id, closing in closings.items()
+        for role, party in (("employer", closing.task.employer), ("worker", closing.task.worker))
+        if (task_id, party) not in issued
+    ]
+    report.receipts, report.reviews = len(receipt_rows), len(review_rows)
+    report.head_rseq = len(review_rows) - 1
+    report.rejected = checks.rejected
+    report.operator_keys = chain
     report.entries = len(ordered)
     report.tasks = len(tasks)
     report.head_gseq = len(ordered) - 1
     for task in tasks.values():
         report.states[task.state.value] = report.states.get(task.state.value, 0) + 1
     return report
+
+
+class _ReviewChecks:
+    """Sorts fetched receipts and review records into rows to write and rejections."""
+
+    def __init__(
+        self,
+        tasks: dict[str, Task],
+        closings: dict[str, _Closing],
+        chain: list[str],
+        receipt_kind: int,
+        record_kind: int,
+    ) -> None:
+        self.tasks = tasks
+        self.closings = closings
+        self.chain = chain
+        self.receipt_kind = receipt_kind
+        self.record_kind = record_kind
+        self.rejected: list[RejectedEvent] = []
+
+    def _reject(self, event: object, kind: int, reason: str) -> None:
+        event_id = event.get("id") if isinstance(event, dict) else None
+        self.rejected.append(RejectedEvent(kind, str(event_id), reason))
+
+    def _closing(self, event: object, kind: int, what: str) -> _Closing:
+        """The closing of the task an authentic operator-signed ``what`` names."""
+        if not isinstance(event, dict) or event.get("kind") != kind:
+            raise BadReview(f"not a kind-{kind} {what}")
+        if not verify_event(event):
+            raise BadReview(f"the {what} does not verify")
+        if event["pubkey"] not in self.chain:
+            raise BadReview(f"signed by {event['pubkey']}, which is no operator key of this log")
+        task_id = tag_value(event, "task") or ""
+        closing = self.closings.get(task_id)
+        if closing is None:
+            if task_id not in self.tasks:
+                raise BadReview("it names a task the log does not hold")
+            raise BadReview("it names a task the log did not close PAID or REFUNDED with a worker")
+        return closing
+
+    def receipts(self, events: Iterable[dict[str, Any]]) -> list[ReceiptRow]:
+        """The receipts that are exactly what taskhold issued with their task's final entry."""
+        rows: dict[tuple[str, str], ReceiptRow] = {}
+        for event in _distinct(events):
+            try:
+                row = self._receipt_row(event)
+                seen = rows.get((row.task_id, row.reviewer))
+                if seen is not None and seen.event_id != row.event_id:
+                    raise BadReview(f"a second receipt for this party (first: {seen.event_id})")
+            except BadReview as exc:
+                self._reject(event, self.receipt_kind, str(exc))
+                continue
+            rows[(row.task_id, row.reviewer)] = row
+        return list(rows.values())
+
+    def _receipt_row(self, event: dict[str, Any]) -> ReceiptRow:
+        closing = self._closing(event, self.receipt_kind, "receipt")
+        closed = closing.task
+        task_id, reviewer = tag_value(event, "task") or "", tag_value(event, "p") or ""
+        problems = receipt_problems(
+            event, task_id, reviewer, closed, receipt_kind=self.receipt_kind
+        )
+        if problems:
+            raise BadReview("; ".join(problems))
+        if reviewer == closed.employer:
+            role, subject = "employer", closed.worker
+        else:
+            role, subject = "worker", closed.employer
+        issued = [
+            ["task", task_id],
+            ["p", reviewer],
+            ["role", role],
+            ["subject", subject],
+            ["e", closed.entry_id],
+            ["gseq", str(closing.gseq)],
+        ]
+        if event["tags"] != issued or event["content"] != "" or event["created_at"] != closed.at:
+            raise BadReview("its tags, content or created_at differ from the receipt issued")
+        return ReceiptRow(
+            task_id=task_id,
+            reviewer=reviewer,
+            role=role,
+            event_id=event["id"],
+            raw=event,
+            created_at=int(event["created_at"]),
+        )
+
+    def reviews(
+        self, events: Iterable[dict[str, Any]]
+    ) -> tuple[list[ReviewRow], list[dict[str, Any]]]:
+        """The valid records as rows numbered 0, 1, … (else LogRejected), and the receipts
+        their reviews carry (a receipt no relay kept is restored from them)."""
+        by_rseq: dict[int, dict[str, tuple[ReviewRow, dict[str, Any]]]] = {}
+        refused: dict[int, list[str]] = {}
+        for event in _distinct(events):
+            try:
+                row, receipt = self._review_row(event)
+            except BadReview as exc:
+                self._reject(event, self.record_kind, str(exc))
+                claimed = tag_value(event, "rseq") if isinstance(event, dict) else None
+                if claimed is not None and claimed.isdigit():
+                    refused.setdefault(int(claimed), []).append(str(exc))
+                continue
+            by_rseq.setdefault(row.rseq, {})[row.record_id] = (row, receipt)
+        rows: list[ReviewRow] = []
+        receipts: list[dict[str, Any]] = []
+        reviewed: set[tuple[str, str]] = set()
+        for rseq in sorted(by_rseq):
+            group = by_rseq[rseq]
+            if len(group) > 1:
+                raise LogRejected(f"equivocation at rseq {rseq}: {' and '.join(sorted(group))}")
+            ((row, receipt),) = group.values()
+            if (row.task_id, row.reviewer) in reviewed:
+                reason = "a second review of this task by the same reviewer"
+                self._reject(row.record, self.record_kind, reason)
+                refused.setdefault(rseq, []).append(reason)
+                continue
+            reviewed.add((row.task_id, row.reviewer))
+            rows.append(row)
+            receipts.append(receipt)
+        for expected, row in enumerate(rows):
+            if row.rseq != expected:
+                why = "; ".join(refused.get(expected, [])) or "no relay returned it"
+                raise LogRejected(
+                    f"review record rseq {expected} is missing ({why}): the records after it"
+                    " cannot be placed"
+                )
+        return rows, receipts
+
+    def _review_row(self, event: dict[str, Any]) -> tuple[ReviewRow, dict[str, Any]]:
+        """The row of a valid record and the receipt it carries, or BadReview."""
+        closing = self._closing(event, self.record_kind, "review record")
+        rseq, task_id = tag_value(event, "rseq") or "", tag_value(event, "task") or ""
+        if not rseq.isdigit():
+            raise BadReview("the record has no rseq")
+        facts = check_review(
+            event,
+            task_id,
+            closing.task,
+            receipt_kind=self.receipt_kind,
+            record_signers=self.chain[closing.task.era :],
+            verify=verify_event,
+        )
+        review = json.loads(event["content"])  # check_review read and verified it
+        body = json.loads(review["content"])
+        named: list[Any] = next((t for t in event["tags"] if t[:1] == ["e"]), [])
+        if named[1:2] != [review["id"]] or named[3:4] != [facts.reviewer]:
+            raise BadReview("its e tag does not name the review it holds and its author")
+        if tag_value(event, "role") != facts.subject_role:
+            raise BadReview("its role tag is not the subject's role")
+        comment = body.get("comment", "")
+        if not isinstance(comment, str):
+            raise BadReview("the comment is not text")
+        row = ReviewRow(
+            task_id=task_id,
+            reviewer=facts.reviewer,
+            rseq=int(rseq),
+            subject=facts.subject,
+            rating=facts.rating,
+            comment=comment,
+            request_id=review["id"],
+            record_id=event["id"],
+            record=event,
+            created_at=int(event["created_at"]),
+        )
+        return row, body["receipt"]
+
+
+def _distinct(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each event once, by its whole body: a copy altered under the same id is kept (it fails
+    its own check) instead of hiding the genuine one, and a relay's echo is not counted twice."""
+    seen: dict[str, dict[str, Any]] = {}
+    for event in events:
+        try:
+            key = json.dumps(event, sort_keys=True)
+        except (TypeError, ValueError):
+            key = repr(event)
+        seen.setdefault(key, event)
+    return list(seen.values())
 
 
 def _invoice_row(task: Task, event: dict[str, Any]) -> InvoiceRow:

@@ -54,6 +54,9 @@ class Summary:
 class AuditResult:
     findings: tuple[Finding, ...]
     summary: Summary
+    operator_keys: tuple[str, ...] = ()
+    """The key the log starts with and every key a verified ``KeyRotated`` entry handed it to,
+    in that order: where the operator's receipts and review records are to be fetched."""
 
     @property
     def clean(self) -> bool:
@@ -126,7 +129,7 @@ def _handed_to(event: Mapping[str, Any]) -> str | None:
 
 def _by_current_key(
     events: list[Mapping[str, Any]], operator: str, findings: set[Finding]
-) -> tuple[list[Mapping[str, Any]], frozenset[str]]:
+) -> tuple[list[Mapping[str, Any]], tuple[str, ...]]:
     """The entries signed by the operator key current at their ``gseq``, and every key the log
     was handed to. The log starts with ``operator``; a ``KeyRotated`` entry signed by the
     current key makes its ``new_key`` the current key from the next ``gseq`` on. Any other
@@ -136,7 +139,7 @@ def _by_current_key(
     for event in events:
         gseq = _claimed_gseq(event)
         (placed[gseq] if gseq is not None else unplaced).append(event)
-    current, chain = {operator}, {operator}
+    current, chain = {operator}, {operator: None}
     kept: list[Mapping[str, Any]] = []
 
     def refuse(event: Mapping[str, Any], gseq: int | None, keys: Collection[str]) -> None:
@@ -155,13 +158,13 @@ def _by_current_key(
             handed.add(_handed_to(event) or event["pubkey"])
         if handed:
             current = handed
-            chain |= handed
+            chain.update(dict.fromkeys(sorted(handed)))
     for event in unplaced:  # no readable gseq: reported by parse_entry if the author is known
         if event["pubkey"] in chain:
             kept.append(event)
         else:
             refuse(event, None, chain)
-    return kept, frozenset(chain)
+    return kept, tuple(chain)
 
 
 def _checkpoint(
@@ -228,6 +231,7 @@ def _task_chain(entries: list[Entry], findings: set[Finding]) -> None:
     expected, last_ids = 1, set[str]()
     by_seq: dict[int, Entry] = {}
     funding_hash: str | None = None
+    deposit_hashes: dict[str, str] = {}
     for entry in entries:
         where = Location(gseq=entry.gseq, task=entry.task, seq=entry.seq, event_id=entry.id)
         twin = by_seq.get(entry.seq)
@@ -252,18 +256,29 @@ def _task_chain(entries: list[Entry], findings: set[Finding]) -> None:
             funding_hash = entry.values.get("payment_hash")
         elif entry.op == "ReleaseCompleted":
             _check_preimage(entry, funding_hash, where, findings)
+        elif entry.op == "DepositRequested":
+            deposit_hashes[entry.values.get("depositor", "")] = entry.values.get("deposit_hash", "")
+        elif entry.op == "DepositPaidOut":
+            paid = deposit_hashes.get(entry.values.get("depositor", ""))
+            _check_preimage(entry, paid, where, findings, what="deposit")
 
 
 def _check_preimage(
-    entry: Entry, funding_hash: str | None, where: Location, findings: set[Finding]
+    entry: Entry,
+    funding_hash: str | None,
+    where: Location,
+    findings: set[Finding],
+    *,
+    what: str = "funding",
 ) -> None:
+    """A settled invoice's preimage hashes to the hash published when it was requested."""
     preimage = entry.values.get("preimage", "")
     if funding_hash is None:
-        detail = "released without a FundingRequested entry before it"
+        detail = f"settled without a {what} request entry before it"
     elif not is_hex64(preimage):
         detail = "the preimage tag is not 32 bytes of hex"
     elif hashlib.sha256(bytes.fromhex(preimage)).hexdigest() != funding_hash:
-        detail = f"sha256(preimage) is not the funding payment_hash {funding_hash}"
+        detail = f"sha256(preimage) is not the {what} payment hash {funding_hash}"
     else:
         return
     findings.add(Finding(FindingKind.PREIMAGE_MISMATCH, where, detail, (entry.id,)))
@@ -345,4 +360,4 @@ def audit_log(
         head_id=head_group[0].id if len(head_group) == 1 else None,
         checkpoint_gseq=checkpoint.gseq if checkpoint else None,
     )
-    return AuditResult(tuple(sorted(findings, key=_order)), summary)
+    return AuditResult(tuple(sorted(findings, key=_order)), summary, keys)

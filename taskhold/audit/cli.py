@@ -16,7 +16,7 @@ from .entry import AuditKinds
 from .fetch import FetchSettings, fetch_log
 from .nip19 import operator_hex
 from .report import exit_code, print_report, report_json
-from .scores import fetch_reputation, score_findings
+from .scores import fetch_reputation, receipt_findings, score_findings
 
 __all__ = ["audit_command"]
 
@@ -49,8 +49,9 @@ def audit_command(
 ) -> None:
     """Verify the operator's public log without taskhold's own code: every signature (on
     coincurve), the gseq chain (gaps, equivocation), each task's chain, embedded participant
-    requests and every release's preimage. Exit 0 when clean, 1 on any finding, 2 when no
-    relay could be read."""
+    requests and every release's preimage; with --reputation, also the published scores and
+    the review receipts, read from every key of the operator's rotation chain. Exit 0 when
+    clean, 1 on any finding, 2 when no relay could be read."""
     try:
         pubkey = operator_hex(operator)
     except ValueError as exc:
@@ -74,14 +75,22 @@ def audit_command(
             reputation_hex = operator_hex(reputation)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--reputation") from None
-        assertions, records = asyncio.run(
+        published = asyncio.run(
             fetch_reputation(
-                relay, pubkey, reputation_hex, settings=FetchSettings(timeout_s=timeout)
+                relay,
+                result.operator_keys or [pubkey],
+                reputation_hex,
+                settings=FetchSettings(timeout_s=timeout),
             )
         )
         checked, score_problems = score_findings(
-            fetched.entries, assertions, records, operator=pubkey, reputation=reputation_hex
+            fetched.entries,
+            published.assertions,
+            published.records,
+            operator=pubkey,
+            reputation=reputation_hex,
         )
+        score_problems += receipt_findings(fetched.entries, published.receipts, operator=pubkey)
         result = dataclasses.replace(result, findings=result.findings + tuple(score_problems))
     if as_json:
         answer = report_json(pubkey, fetched, result)

@@ -25,6 +25,7 @@ class FindingKind(StrEnum):
     CHECKPOINT_MISMATCH = "checkpoint_mismatch"
     OPERATOR_DELETION = "operator_deletion"
     SCORE_MISMATCH = "score_mismatch"
+    BAD_RECEIPT = "bad_receipt"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,14 @@ duplicate and ignored. Review records are applied in ``rseq`` order, and a revie
 once its task's final entry has been applied. So one set of events gives one set of metrics,
 whatever order it was delivered in; that is what lets anyone recompute a published score.
 
+The operator key can rotate. Given the key the log starts with, the indexer follows the chain the
+way the auditor does: the entry at each ``gseq`` must be signed by the key current there, and a
+``KeyRotated`` entry signed by it makes its ``new_key`` current from the next ``gseq``. Events that
+arrive early are kept as candidates for their number and sorted out when their turn comes, so an
+entry by the next key may arrive before the rotation that introduces it. Receipts and records are
+held to the rules of ``review_rules`` (receipt: the final entry's key; record: that key or a later
+one); a record by a key the applied log has not been handed to yet waits, like a gap.
+
 This module and ``score`` use the standard library only: the independent auditor calls
 ``score.recompute``, which must not lean on the writer's code nor on nostr-sdk. Signatures are
 the caller's job (``verify`` below, or events the caller already checked).
@@ -40,6 +48,7 @@ WORKER = "worker"
 ROLES = (EMPLOYER, WORKER)
 
 PAID, REFUNDED, CANCELLED, EXPIRED = "PAID", "REFUNDED", "CANCELLED", "EXPIRED"
+KEY_ROTATED = "KeyRotated"
 
 Verify = Callable[[Mapping[str, Any]], bool]
 
@@ -74,9 +83,13 @@ class _Open:
 class Indexer:
     """Per pubkey and role metrics over the applied prefix of the log.
 
-    ``operator_pubkey``: when given, events by anyone else are ignored (entries, records) or make
-    a review invalid (receipts). ``verify``: when given, review records, the reviews they embed and
-    the receipts inside are checked with it; log entries are taken as the caller verified them.
+    ``operator_pubkey``: the key the log starts with; None takes the author of entry 0 (for a
+    caller whose entries are the operator's by construction, such as the service reading its own
+    database). An entry counts only if signed by the operator key current at its ``gseq``
+    (following ``KeyRotated`` entries), a record only if signed by a key of that chain, and the
+    review rules hold receipts and records to the keys of their task's final entry. ``verify``:
+    when given, review records, the reviews they embed and the receipts inside are checked with
+    it; log entries are taken as the caller verified them.
     """
 
     def __init__(
@@ -95,8 +108,14 @@ class Indexer:
         self.roles: dict[str, dict[str, RoleMetrics]] = {}
         self.rejected_reviews: dict[int, str] = {}
         """rseq -> why the review record does not count."""
-        self._pending_entries: dict[int, Mapping[str, Any]] = {}
-        self._pending_records: dict[int, Mapping[str, Any]] = {}
+        self._chain: list[str] = [] if operator_pubkey is None else [operator_pubkey]
+        """The operator keys in the order the applied log was handed to them."""
+        self._chain_keys: set[str] = set(self._chain)
+        self._entry: Mapping[str, Any] = {}
+        """The entry being applied (its id and author go into a closed task)."""
+        self._pending_entries: dict[int, dict[str, Mapping[str, Any]]] = {}
+        self._pending_records: dict[int, dict[str, Mapping[str, Any]]] = {}
+        """Events that arrived early, by number, then by id: the candidates for that number."""
         self._open: dict[str, _Open] = {}
         self._final: dict[str, ClosedTask | None] = {}
         """Closed tasks: what a review of one needs, or None if it cannot be reviewed."""
@@ -110,8 +129,6 @@ class Indexer:
     def add(self, event: Mapping[str, Any]) -> None:
         """Take one log entry or review record, in whatever order it arrives."""
         kind = event.get("kind")
-        if self.operator_pubkey is not None and event.get("pubkey") != self.operator_pubkey:
-            return
         if kind == self.kinds.entry:
             self._queue(event, "gseq", self._pending_entries, self.head_gseq)
             self._drain_entries()
@@ -128,27 +145,75 @@ class Indexer:
         """Entries and records held back until the gap before them is filled."""
         return len(self._pending_entries) + len(self._pending_records)
 
+    @property
+    def operator_keys(self) -> tuple[str, ...]:
+        """The operator keys of the applied log, oldest first."""
+        return tuple(self._chain)
+
+    @property
+    def operator_key(self) -> str | None:
+        """The key that signs the entry after the applied head (None before any entry when no
+        starting key was given)."""
+        return self._chain[-1] if self._chain else None
+
     def _queue(
-        self, event: Mapping[str, Any], name: str, pending: dict[int, Mapping[str, Any]], head: int
+        self,
+        event: Mapping[str, Any],
+        name: str,
+        pending: dict[int, dict[str, Mapping[str, Any]]],
+        head: int,
     ) -> None:
         number = _int_tag(event, name)
         if number is None or number <= head:
             return
-        seen = pending.get(number)
-        if seen is not None and seen.get("id") != event.get("id"):
+        event_id = str(event.get("id"))
+        candidates = pending.get(number)
+        if candidates is None:
+            pending[number] = {event_id: event}
+            return
+        if event_id in candidates:
+            return
+        author = event.get("pubkey")
+        if author in self._chain_keys and any(
+            seen.get("pubkey") == author for seen in candidates.values()
+        ):
             raise SequenceConflict(f"two events claim {name} {number}")
-        pending[number] = event
+        candidates[event_id] = event  # by another key: sorted out when its turn comes
 
     def _drain_entries(self) -> None:
-        while (event := self._pending_entries.pop(self.head_gseq + 1, None)) is not None:
+        while (candidates := self._pending_entries.get(self.head_gseq + 1)) is not None:
+            del self._pending_entries[self.head_gseq + 1]
+            if not self._chain:  # no starting key given: entry 0 names it
+                if len(candidates) > 1:
+                    raise SequenceConflict("two events claim gseq 0")
+                self._adopt(str(next(iter(candidates.values())).get("pubkey")))
+            current = self._chain[-1]
+            signed = [e for e in candidates.values() if e.get("pubkey") == current]
+            if len(signed) > 1:
+                raise SequenceConflict(f"two events claim gseq {self.head_gseq + 1}")
+            if not signed:
+                return  # none by the key current here: not part of the log, still a gap
+            event = signed[0]
             self.head_gseq += 1
             self.head_created_at = max(self.head_created_at, int(event["created_at"]))
             self._apply_entry(event)
 
     def _drain_records(self) -> None:
-        while (record := self._pending_records.pop(self.head_rseq + 1, None)) is not None:
+        while (candidates := self._pending_records.get(self.head_rseq + 1)) is not None:
+            known = [r for r in candidates.values() if r.get("pubkey") in self._chain_keys]
+            if len(known) > 1:
+                raise SequenceConflict(f"two events claim rseq {self.head_rseq + 1}")
+            if not known:
+                return  # by a key the applied log was not handed to (yet): a gap
+            record = known[0]
+            del self._pending_records[self.head_rseq + 1]
             self.head_rseq += 1
             self._take_record(self.head_rseq, record)
+
+    def _adopt(self, key: str) -> None:
+        self._chain.append(key)
+        self._chain_keys.add(key)
+        self._drain_records()  # records by this key may have been waiting for it
 
     # reading ---------------------------------------------------------------------------------
 
@@ -160,6 +225,10 @@ class Indexer:
 
     def subjects(self) -> list[str]:
         return sorted(self.roles)
+
+    def closed(self, task_id: str) -> ClosedTask | None:
+        """The applied log's final entry of a task closed PAID or REFUNDED with a worker."""
+        return self._final.get(task_id)
 
     def take_touched(self) -> set[str]:
         """Pubkeys whose metrics changed since the last call."""
@@ -189,6 +258,10 @@ class Indexer:
             task_id = _str_tag(entry, "task") or ""
         except (KeyError, TypeError, ValueError):
             return  # not an entry of this format: nothing to count
+        if op == KEY_ROTATED:
+            self._rotated(entry, event)
+            return
+        self._entry = entry
         at = int(entry["created_at"])
         if op == "TaskCreated":
             employer = self._name(str(event["actor"]))
@@ -201,6 +274,24 @@ class Indexer:
         handler = _ENTRY_HANDLERS.get(op)
         if handler is not None:
             handler(self, task_id, task, event, at)
+
+    def _rotated(self, entry: Mapping[str, Any], event: Any) -> None:
+        """Hand the log to the key a well-formed ``KeyRotated`` entry names (public-log.md);
+        records by that key may now be taken."""
+        current = self._chain[-1]
+        new_key = _str_tag(entry, "new_key")
+        if (
+            new_key is None
+            or len(new_key) != 64
+            or any(c not in "0123456789abcdef" for c in new_key)
+            or new_key == current
+            or entry.get("pubkey") != current
+            or _str_tag(entry, "old_key") != current
+            or not isinstance(event, dict)
+            or event.get("new_key") != new_key
+        ):
+            return  # not a hand-over: the next entry must still be signed by ``current``
+        self._adopt(new_key)
 
     def _funding_accepted(self, task_id: str, task: _Open, event: Any, at: int) -> None:
         task.funded_at = at
@@ -297,7 +388,15 @@ class Indexer:
             worker.outcomes.append(Outcome(task.employer, at, task.amount_msat, 4, False))
         elif not task.worker_won:
             worker.outcomes.append(Outcome(task.employer, at, task.amount_msat, 0, False))
-        self._final[task_id] = ClosedTask(task.employer, task.worker, at, task.amount_msat)
+        self._final[task_id] = ClosedTask(
+            task.employer,
+            task.worker,
+            at,
+            task.amount_msat,
+            str(self._entry.get("id")),
+            str(self._entry.get("pubkey")),
+            len(self._chain) - 1,
+        )
         for rseq, record in self._waiting_reviews.pop(task_id, []):
             self._apply_review(rseq, record)
 
@@ -329,7 +428,7 @@ class Indexer:
                 task_id,
                 closed,
                 receipt_kind=self.kinds.receipt,
-                operator_pubkey=self.operator_pubkey,
+                record_signers=self._chain[closed.era :],
                 verify=self._verify,
             )
             if (task_id, facts.reviewer) in self._reviewed:

@@ -11,7 +11,10 @@ same transaction as the task's final log entry (``ReleaseCompleted`` → PAID, o
     content: ""   created_at: the final entry's
 
 A task that closes without a worker (cancelled, expired, refunded unclaimed) has no
-counterparty to review and gets no receipts.
+counterparty to review and gets no receipts. Only the closing entry gets them: an entry written
+for the task after it closed (a deposit's, say) leaves the state PAID or REFUNDED but must not
+sign a second pair. The receipt is signed by the key that signs the entry, and that is the rule
+it is checked against after a key rotation (``review_rules``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from taskhold.keys.signer import EventSigner
 from taskhold.store.log import enqueue_event
 from taskhold.store.models import ReceiptRow
 from taskhold.tasks import Task, TaskState
+
+from .review_rules import FINAL_OPS, str_tag
 
 __all__ = ["REVIEWABLE_STATES", "ReceiptIssuer", "receipt_view"]
 
@@ -42,7 +47,9 @@ class ReceiptIssuer:
     async def __call__(self, session: AsyncSession, task: Task, entry: dict[str, Any]) -> None:
         if task.state not in REVIEWABLE_STATES or task.worker_pubkey is None:
             return
-        gseq = next((tag[1] for tag in entry["tags"] if tag[0] == "gseq"), "")
+        if str_tag(entry, "op") not in FINAL_OPS:
+            return
+        gseq = str_tag(entry, "gseq") or ""
         parties = (
             (task.employer_pubkey, "employer", task.worker_pubkey),
             (task.worker_pubkey, "worker", task.employer_pubkey),

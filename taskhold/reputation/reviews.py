@@ -2,9 +2,11 @@
 
 A party of a PAID or REFUNDED task signs a request (kind 3912, ``op`` ``review``) whose content
 is ``{"rating": 1-5, "comment": "...", "receipt": <its kind-3913 receipt>}``. It is accepted once
-per task and reviewer, and only with a receipt that verifies, is signed by the operator, and
-names this task, this reviewer and the role the reviewer had. The accepted review gets the next
-``rseq`` (gap-free) and a kind-3914 record signed by the operator:
+per task and reviewer, and only with a receipt that verifies, names this task, this reviewer, the
+role the reviewer had, the counterparty and the task's final entry, and is signed by the key that
+signed that entry (``review_rules``): after a key rotation, receipts issued under the old key
+still work. The accepted review gets the next ``rseq`` (gap-free) and a kind-3914 record signed by
+the operator's current key:
 
     tags: ["task", id] ["p", subject] ["role", subject's role] ["rseq", n]
           ["e", review request id, "", reviewer]
@@ -29,10 +31,11 @@ from taskhold.keys.signer import EventSigner
 from taskhold.nostr import verify_event
 from taskhold.nostr.entries import canonical_json
 from taskhold.store.log import enqueue_event
-from taskhold.store.models import ReviewRow
+from taskhold.store.models import LogEntryRow, ReviewRow
 from taskhold.tasks import Task
 
 from .receipts import REVIEWABLE_STATES
+from .review_rules import FINAL_OPS, ClosedTask, receipt_problems, str_tag
 
 __all__ = ["ReviewContent", "ReviewDesk", "review_view"]
 
@@ -72,8 +75,9 @@ class ReviewDesk:
                 code="task_not_closed",
             )
         reviewer = request.pubkey
-        role, subject, subject_role = self._parties(task, reviewer)
-        self._check_receipt(body.receipt, task.task_id, reviewer, role)
+        _role, subject, subject_role = self._parties(task, reviewer)
+        closed = await _closed(session, task)
+        self._check_receipt(body.receipt, task.task_id, reviewer, closed)
         if await session.get(ReviewRow, (task.task_id, reviewer)) is not None:
             raise Conflict(
                 "you already reviewed this task; a review counts once", code="already_reviewed"
@@ -122,28 +126,13 @@ class ReviewDesk:
         raise Forbidden("only the task's employer and worker may review it", code="not_a_party")
 
     def _check_receipt(
-        self, receipt: dict[str, Any], task_id: str, reviewer: str, role: str
+        self, receipt: dict[str, Any], task_id: str, reviewer: str, closed: ClosedTask
     ) -> None:
-        raw_tags = receipt.get("tags")
-        tags = {
-            tag[0]: tag[1]
-            for tag in (raw_tags if isinstance(raw_tags, list) else [])
-            if isinstance(tag, list) and len(tag) > 1 and isinstance(tag[0], str)
-        }
-        operator = self.signer.get_public_key()
-        problems = []
+        problems = receipt_problems(
+            receipt, task_id, reviewer, closed, receipt_kind=self.receipt_kind
+        )
         if not verify_event(receipt):
-            problems.append("its id or signature does not verify")
-        if receipt.get("kind") != self.receipt_kind:
-            problems.append(f"it is not a kind-{self.receipt_kind} receipt")
-        if receipt.get("pubkey") != operator:
-            problems.append(f"it is not signed by the operator ({operator})")
-        if tags.get("task") != task_id:
-            problems.append("it is for another task")
-        if tags.get("p") != reviewer:
-            problems.append("it was issued to another pubkey")
-        if tags.get("role") != role:
-            problems.append(f"it does not name your role ({role})")
+            problems.insert(0, "its id or signature does not verify")
         if problems:
             raise Forbidden(
                 "the review's receipt is not valid: "
@@ -151,6 +140,26 @@ class ReviewDesk:
                 + ". Use your receipt from GET /v1/tasks/{id}/receipts",
                 code="invalid_receipt",
             )
+
+
+async def _closed(session: AsyncSession, task: Task) -> ClosedTask:
+    """What the task's final entry says: the reference its receipts are checked against."""
+    stmt = (
+        select(LogEntryRow.raw)
+        .where(LogEntryRow.task_id == task.task_id)
+        .order_by(LogEntryRow.seq.desc())
+    )
+    for raw in (await session.execute(stmt)).scalars():
+        if str_tag(raw, "op") in FINAL_OPS and task.worker_pubkey is not None:
+            return ClosedTask(
+                task.employer_pubkey,
+                task.worker_pubkey,
+                int(raw["created_at"]),
+                task.amount_msat,
+                str(raw["id"]),
+                str(raw["pubkey"]),
+            )
+    raise Conflict("the task has no final log entry yet", code="task_not_closed")
 
 
 def review_view(row: ReviewRow) -> dict[str, Any]:

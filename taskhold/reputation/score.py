@@ -27,14 +27,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .metrics import ROLES, Indexer, IndexerKinds, Outcome, RoleMetrics
+from .metrics import ROLES, Indexer, IndexerKinds, Outcome, RoleMetrics, SequenceConflict
+from .review_rules import receipt_problems, str_tag
 
 __all__ = [
     "SCORE_VERSION",
     "Mismatch",
+    "ReceiptProblem",
     "RecomputeReport",
     "ScoreCard",
+    "SequenceConflict",
     "assertion_tags",
+    "check_receipts",
     "recompute",
     "score_card",
     "score_outcomes",
@@ -222,6 +226,11 @@ def recompute(
     checks each assertion's signature (and the reviews inside records); one that fails is a
     mismatch on ``sig``. Assertions by another key than ``reputation_pubkey`` (when given) and
     of other kinds are skipped.
+
+    ``operator_pubkey`` is the key the log starts with; the indexer follows ``KeyRotated``
+    entries from it, so entries and records by later keys of the chain count, and an
+    assertion's ``operator`` tag must name the key current after its ``gseq_to`` (the one that
+    signs the next entry, which is the key a running taskhold publishes with).
     """
     claims: list[_Claim] = []
     mismatches: list[Mismatch] = []
@@ -261,7 +270,8 @@ def recompute(
                 )
             )
             continue
-        expected = assertion_tags(score_card(indexer, claim.subject), operator_pubkey or "")
+        operator = indexer.operator_key if operator_pubkey is not None else None
+        expected = assertion_tags(score_card(indexer, claim.subject), operator or "")
         mismatches.extend(_compare(claim, expected, operator_pubkey is None))
     return RecomputeReport(checked=len(claims), mismatches=tuple(mismatches))
 
@@ -324,3 +334,52 @@ def _sorted_by(
             numbered.append((int(value), event))
     numbered.sort(key=lambda item: (item[0], str(item[1].get("id"))))
     return numbered
+
+
+# receipts ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiptProblem:
+    """A published receipt (kind 3913) the log does not back."""
+
+    event_id: str
+    task_id: str
+    reason: str
+
+
+def check_receipts(
+    entries: Iterable[Mapping[str, Any]],
+    receipts: Iterable[Mapping[str, Any]],
+    *,
+    operator_pubkey: str,
+    kinds: IndexerKinds | None = None,
+    verify: Callable[[Mapping[str, Any]], bool] | None = None,
+) -> list[ReceiptProblem]:
+    """Every receipt that is not one the log allows: for a task the log closed PAID or REFUNDED
+    with a worker, to one of its parties, naming the task's final entry and signed by the
+    operator key that signed it (which, after a rotation, may be an older key of the chain).
+
+    ``entries`` as for :func:`recompute`; ``receipts`` are the operator's kind-3913 events
+    from every key of the chain. Raises SequenceConflict on an equivocated log."""
+    indexer = Indexer(operator_pubkey=operator_pubkey, kinds=kinds)
+    for _gseq, entry in _sorted_by(entries, "gseq"):
+        indexer.add(entry)
+    problems: list[ReceiptProblem] = []
+    for receipt in receipts:
+        if receipt.get("kind") != indexer.kinds.receipt:
+            continue
+        event_id, task_id = str(receipt.get("id")), str_tag(receipt, "task") or ""
+        closed = indexer.closed(task_id)
+        if verify is not None and not verify(receipt):
+            reasons = ["it does not verify"]
+        elif closed is None:
+            reasons = ["its task did not close PAID or REFUNDED with a worker in the log"]
+        else:
+            reviewer = str_tag(receipt, "p") or ""
+            reasons = receipt_problems(
+                receipt, task_id, reviewer, closed, receipt_kind=indexer.kinds.receipt
+            )
+        if reasons:
+            problems.append(ReceiptProblem(event_id, task_id, "; ".join(reasons)))
+    return problems

@@ -7,6 +7,11 @@ what was committed since (``gseq > head``), feeds it, rescores the pubkeys it to
 an assertion for each whose score changed, in one transaction. ``sync`` runs from a small loop
 while the server runs, on demand before a read of ``GET /v1/reputation``, and before a policy
 decision when the indexer is older than ``reputation_max_staleness_s``.
+
+The indexer starts the operator's key chain with the author of entry 0
+(``Indexer(operator_pubkey=None)``), not with the key this process signs with: after a key
+rotation the database's entries and records are signed by every key of the chain, and the
+indexer follows the ``KeyRotated`` entries from the first one, as an auditor does.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ class ReputationService:
         self.publisher = publisher
         self.operator_pubkey = operator_pubkey
         self.kinds = kinds
-        self.indexer = Indexer(operator_pubkey=operator_pubkey, kinds=kinds)
+        self.indexer = Indexer(operator_pubkey=None, kinds=kinds)
         self.interval_s = interval_s
         self.max_staleness_s = max_staleness_s
         self.batch_size = batch_size

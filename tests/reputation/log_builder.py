@@ -27,7 +27,11 @@ class LogBuilder:
     now: int = 1_700_000_000
     entries: list[dict[str, Any]] = field(default_factory=list)
     records: list[dict[str, Any]] = field(default_factory=list)
+    operator: str = OPERATOR
+    """The key that signs what is appended from now on (``rotate`` changes it)."""
     _tasks: int = 0
+    _last: dict[str, str] = field(default_factory=dict)
+    """Task id -> its newest entry's id (the final one once the task closed)."""
 
     def entry(self, task_id: str, event: dict[str, Any], *, dt: int = 60) -> dict[str, Any]:
         self.now += dt
@@ -35,7 +39,7 @@ class LogBuilder:
         event = {"at": self.now, **event}
         raw = {
             "id": hashlib.sha256(f"{gseq}:{task_id}:{event['type']}".encode()).hexdigest(),
-            "pubkey": OPERATOR,
+            "pubkey": self.operator,
             "created_at": self.now,
             "kind": 3910,
             "tags": [
@@ -48,6 +52,31 @@ class LogBuilder:
             "sig": "0" * 128,
         }
         self.entries.append(raw)
+        self._last[task_id] = raw["id"]
+        return raw
+
+    def rotate(self, new_key: str) -> dict[str, Any]:
+        """A ``KeyRotated`` entry signed by the current key; ``new_key`` signs from then on."""
+        self.now += 60
+        gseq = len(self.entries)
+        event = {"at": self.now, "new_key": new_key, "old_key": self.operator, "type": "KeyRotated"}
+        raw = {
+            "id": hashlib.sha256(f"{gseq}:rotation:{new_key}".encode()).hexdigest(),
+            "pubkey": self.operator,
+            "created_at": self.now,
+            "kind": 3910,
+            "tags": [
+                ["op", "KeyRotated"],
+                ["gseq", str(gseq)],
+                ["o", str(gseq)],
+                ["new_key", new_key],
+                ["old_key", self.operator],
+            ],
+            "content": json.dumps({"event": event, "request": None, "v": 1}),
+            "sig": "0" * 128,
+        }
+        self.entries.append(raw)
+        self.operator = new_key
         return raw
 
     def create(self, employer: str, amount_msat: int = 100_000_000) -> str:
@@ -108,15 +137,33 @@ class LogBuilder:
         return task_id
 
     def review_record(
-        self, task_id: str, reviewer: str, role: str, subject: str, rating: int
+        self,
+        task_id: str,
+        reviewer: str,
+        role: str,
+        subject: str,
+        rating: int,
+        *,
+        receipt_by: str | None = None,
+        record_by: str | None = None,
     ) -> dict[str, Any]:
-        """A kind-3914 record as the operator publishes it (unsigned)."""
+        """A kind-3914 record as the operator publishes it (unsigned), signed by ``record_by``
+        (default: the current key); its receipt is signed by ``receipt_by`` (default: the key
+        of the task's final entry, as the operator issues it) and names the task's newest
+        entry."""
+        final = next(e for e in reversed(self.entries) if e["id"] == self._last[task_id])
         receipt = {
             "id": "r" * 64,
-            "pubkey": OPERATOR,
+            "pubkey": receipt_by or final["pubkey"],
             "kind": 3913,
             "created_at": self.now,
-            "tags": [["task", task_id], ["p", reviewer], ["role", role], ["subject", subject]],
+            "tags": [
+                ["task", task_id],
+                ["p", reviewer],
+                ["role", role],
+                ["subject", subject],
+                ["e", final["id"]],
+            ],
             "content": "",
             "sig": "0" * 128,
         }
@@ -132,7 +179,7 @@ class LogBuilder:
         rseq = len(self.records)
         record = {
             "id": hashlib.sha256(f"record:{rseq}".encode()).hexdigest(),
-            "pubkey": OPERATOR,
+            "pubkey": record_by or self.operator,
             "kind": 3914,
             "created_at": self.now,
             "tags": [["task", task_id], ["p", subject], ["rseq", str(rseq)]],

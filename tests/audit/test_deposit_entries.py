@@ -1,0 +1,108 @@
+"""The auditor on a real log with deposits: every Deposit* entry reads clean, the embedded
+deposit requests check out, and a paid-out deposit with a wrong preimage is caught."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from audit_logs import Draft, RealLog
+from conftest import Stack, close_stack, open_stack, stack_settings
+from deposit_flows import give_worker_wallet_money, locked_deposit, share_clock, stranger
+from helpers import funded, read_log, tag
+
+from taskhold.audit import FindingKind, audit_log
+from taskhold.client import TaskholdClient
+
+DEPOSIT_OPS = {
+    "DepositRequested", "DepositLocked", "DepositReturnOrdered", "DepositForfeited",
+    "DepositPayoutRequested", "DepositReturned", "DepositPaidOut",
+}  # fmt: skip
+
+
+@pytest.fixture
+async def deposit_log(tmp_path: Path, database_url: str) -> AsyncIterator[RealLog]:
+    """One deposit returned after a paid task, one forfeited and paid to the employer."""
+    stack: Stack = await open_stack(
+        stack_settings(tmp_path, database_url, pow_max_bits=8, reputation_max_staleness_s=0)
+    )
+    try:
+        await give_worker_wallet_money(stack)
+        now = [1_900_000_000.0]
+        employer, worker, quitter = stack.client(), stranger(stack), stranger(stack)
+        share_clock(stack, now, employer, worker, quitter)
+
+        kept = await funded(stack, employer, deadline_at=int(now[0]) + 3600)
+        await locked_deposit(stack, worker, kept["task_id"], stack.world.worker)
+        await submitted_by(stack, employer, worker, kept)
+
+        dropped = await funded(stack, employer, deadline_at=int(now[0]) + 600)
+        amount = await locked_deposit(stack, quitter, dropped["task_id"], stack.world.worker)
+        await quitter.claim(dropped["task_id"])
+        now[0] += 601
+        await stack.settle_engine()
+        invoice = await stack.world.employer.create_invoice(amount, expiry_seconds=86_400)
+        await employer.claim_deposit(dropped["task_id"], quitter.pubkey_hex, invoice)
+        await stack.settle_engine()
+        yield RealLog(stack, stack.services.signer.get_public_key(), await read_log(stack))
+    finally:
+        await close_stack(stack)
+
+
+async def submitted_by(
+    stack: Stack, employer: TaskholdClient, worker: TaskholdClient, task: dict[str, Any]
+) -> None:
+    """The worker claims, proves and is approved: the task is PAID."""
+    await worker.claim(task["task_id"])
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    await worker.submit_proof(task["task_id"], {"url": "https://example.org/haiku"}, invoice)
+    await employer.approve(task["task_id"])
+    await stack.settle_engine()
+
+
+async def test_a_log_with_deposits_is_clean(deposit_log: RealLog) -> None:
+    ops = {tag(e, "op") for e in deposit_log.entries}
+    assert ops >= DEPOSIT_OPS
+    result = audit_log(deposit_log.entries, deposit_log.operator)
+    assert result.clean, [f.to_json() for f in result.findings]
+    paid = deposit_log.entry("DepositPaidOut")
+    requested = next(
+        e
+        for e in deposit_log.entries
+        if tag(e, "op") == "DepositRequested" and tag(e, "depositor") == tag(paid, "depositor")
+    )
+    preimage = bytes.fromhex(tag(paid, "preimage") or "")
+    assert hashlib.sha256(preimage).hexdigest() == tag(requested, "deposit_hash")
+
+
+async def test_a_paid_out_deposit_with_a_wrong_preimage_is_reported(deposit_log: RealLog) -> None:
+    paid = deposit_log.entry("DepositPaidOut")
+    gseq = int(tag(paid, "gseq") or "")
+    wrong = os.urandom(32).hex()
+
+    def reveal_wrong_preimage(draft: Draft) -> None:
+        draft.set_tag("preimage", wrong)
+        draft.edit_content(lambda body: body["event"].update(preimage_hex=wrong))
+
+    log = deposit_log.resigned(gseq, reveal_wrong_preimage)
+    result = audit_log(log, deposit_log.operator)
+    assert {f.kind for f in result.findings} == {FindingKind.PREIMAGE_MISMATCH}
+    assert "deposit payment hash" in result.findings[0].detail
+
+
+async def test_a_deposit_entry_without_its_depositor_tag_is_malformed(
+    deposit_log: RealLog,
+) -> None:
+    locked = deposit_log.entry("DepositLocked")
+    gseq = int(tag(locked, "gseq") or "")
+
+    def drop_depositor(draft: Draft) -> None:
+        draft.tags[:] = [t for t in draft.tags if t[0] != "depositor"]
+
+    result = audit_log(deposit_log.resigned(gseq, drop_depositor), deposit_log.operator)
+    assert {f.kind for f in result.findings} == {FindingKind.MALFORMED}
+    assert "depositor" in result.findings[0].detail
