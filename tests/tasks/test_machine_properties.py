@@ -2,13 +2,17 @@
 
 Each step decides a command and folds its events; a refusal must leave the task as it was. The
 invariants are the lifecycle's promises: nobody is paid without a verified proof, money moves at
-most once and one way, closed tasks stay closed, the history is the task, and the guardian can
-always finish a funded task using SYSTEM commands alone.
+most once and one way, closed tasks stay closed (but for settling their deposits), the history
+is the task, and the guardian can always finish a funded task, and every deposit, using SYSTEM
+commands alone. Deposits are forfeited only by the depositor's own abandonment and paid out
+only once forfeited and claimed.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
 
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -31,7 +35,8 @@ from taskhold.errors import Refusal
 from taskhold.tasks import Task, TaskState, decide, evolve, replay
 from taskhold.tasks import commands as c
 from taskhold.tasks import events as e
-from taskhold.tasks.model import TERMINAL_STATES
+from taskhold.tasks.deposits import next_deposit_round
+from taskhold.tasks.model import TERMINAL_STATES, DepositState
 
 S = TaskState
 ANYONE = st.sampled_from([EMPLOYER, WORKER, WORKER2, ARBITER, STRANGER, SYSTEM])
@@ -130,9 +135,15 @@ class TaskLifecycle(RuleBasedStateMachine):
         review_window_s=st.integers(min_value=0, max_value=3_000),
         dispute_window_s=st.integers(min_value=0, max_value=3_000),
         head_start=st.integers(min_value=0, max_value=len(HEAD_START)),
+        with_deposits=st.booleans(),
     )
     def create(
-        self, deadline_s: int, review_window_s: int, dispute_window_s: int, head_start: int
+        self,
+        deadline_s: int,
+        review_window_s: int,
+        dispute_window_s: int,
+        head_start: int,
+        with_deposits: bool,
     ) -> None:
         """A new task, sometimes already a few happy steps in (swarm testing often disables
         the guided rules, and a run that never leaves DRAFT tests little)."""
@@ -144,8 +155,42 @@ class TaskLifecycle(RuleBasedStateMachine):
         )
         self.history = decide(None, command, ARBITERS)
         self.task = replay(self.history)
-        for cls, actor in HEAD_START[:head_start]:
+        if with_deposits:  # the employer's, locked before funding
+            self._lock_deposit(EMPLOYER)
+        for step, (cls, actor) in enumerate(HEAD_START[:head_start]):
+            if with_deposits and step == 2:  # funded: two would-be workers lock theirs
+                self._lock_deposit(WORKER)
+                self._lock_deposit(WORKER2)
             self._send(sample_command(cls, actor, self.now))
+
+    def _deposit_request(self, actor: str, at: int) -> c.RequestDeposit:
+        assert self.task is not None
+        deposit_round = next_deposit_round(self.task, actor)
+        return c.RequestDeposit(
+            actor=actor,
+            at=at,
+            round=deposit_round,
+            amount_msat=5_000,
+            payment_hash_hex=_deposit_hash(actor, deposit_round),
+            payment_request="lnbcrt50n1deposit",
+            cltv_expiry_delta=200,
+            invoice_expires_at=at + 3_600,
+        )
+
+    def _lock_deposit(self, actor: str) -> None:
+        self._send(self._deposit_request(actor, self.now))
+        assert self.task is not None
+        deposit = self.task.deposit_of(actor)
+        assert deposit is not None
+        self._send(
+            c.ConfirmDeposit(
+                actor=SYSTEM,
+                at=self.now,
+                payment_hash_hex=deposit.payment_hash_hex,
+                expiry_height=900,
+                amount_paid_msat=deposit.amount_msat,
+            )
+        )
 
     # --- driving -------------------------------------------------------------------------
 
@@ -166,7 +211,9 @@ class TaskLifecycle(RuleBasedStateMachine):
         assert before == snapshot, "decide or evolve mutated the task they were given"
         self.task = task
         self.history.extend(events)
-        if command.actor == SYSTEM and not isinstance(command, c.RecordPayoutFailure):
+        if command.actor == SYSTEM and not isinstance(
+            command, c.RecordPayoutFailure | c.RecordDepositPayoutFailure
+        ):
             # The engine replays system commands after a crash; the second time is a no-op.
             # (Each payout failure is a new fact, so RecordPayoutFailure is not replayed.)
             assert decide(task, command, ARBITERS) == [], f"{command} is not idempotent"
@@ -230,6 +277,87 @@ class TaskLifecycle(RuleBasedStateMachine):
     advance_again = rule(data=st.data(), dt=SECONDS)(_advance)
     advance_once_more = rule(data=st.data(), dt=SECONDS)(_advance)
 
+    @rule(
+        data=st.data(),
+        kind=st.sampled_from(
+            [
+                "request",
+                "request",
+                "confirm",
+                "confirm",
+                "cancelled",
+                "expiring",
+                "payout",
+                "payout",
+                "failure",
+                "returned",
+                "paid",
+                "paid",
+            ]
+        ),
+        actor=ANYONE,
+        dt=SECONDS,
+    )
+    def deposit_step(self, data: st.DataObject, kind: str, actor: str, dt: int) -> None:
+        """Deposits asked for by anyone, and the node's answers about any of them."""
+        assert self.task is not None
+        at = self._at(dt)
+        if kind == "request":
+            likely = {S.DRAFT: [EMPLOYER], S.FUNDED: [WORKER, WORKER2]}.get(self.task.state)
+            if likely and data.draw(st.booleans(), label="likely depositor"):
+                actor = data.draw(st.sampled_from(likely), label="depositor")
+            self._send(self._deposit_request(actor, at))
+            return
+        if not self.task.deposits:
+            return
+        wanted = {"confirm": DepositState.OPEN, "payout": DepositState.FORFEIT}.get(
+            kind, DepositState.FORFEIT if kind in ("paid", "failure") else None
+        )
+        pool = [d for d in self.task.deposits if d.state is wanted] or list(self.task.deposits)
+        deposit = data.draw(st.sampled_from(pool), label="deposit")
+        hash_hex = deposit.payment_hash_hex
+        command: c.Command
+        match kind:
+            case "confirm":
+                paid = data.draw(st.sampled_from([5_000, 4_999]), label="paid")
+                command = c.ConfirmDeposit(
+                    actor=SYSTEM,
+                    at=at,
+                    payment_hash_hex=hash_hex,
+                    expiry_height=900,
+                    amount_paid_msat=paid,
+                )
+            case "cancelled":
+                command = c.DepositInvoiceCancelled(actor=SYSTEM, at=at, payment_hash_hex=hash_hex)
+            case "expiring":
+                command = c.DepositExpiring(
+                    actor=SYSTEM, at=at, payment_hash_hex=hash_hex, blocks_left=3
+                )
+            case "payout":
+                if deposit.beneficiary and data.draw(st.booleans(), label="the beneficiary"):
+                    actor = deposit.beneficiary
+                command = c.RequestDepositPayout(
+                    actor=actor, at=at, depositor=deposit.depositor, payout_request="lnbcrt1x"
+                )
+            case "failure":
+                command = c.RecordDepositPayoutFailure(
+                    actor=SYSTEM, at=at, payment_hash_hex=hash_hex, reason="no route"
+                )
+            case "returned":
+                command = c.CompleteDepositReturn(
+                    actor=SYSTEM, at=at, payment_hash_hex=hash_hex, invoice_state="CANCELED"
+                )
+            case _:
+                command = c.CompleteDepositPayout(
+                    actor=SYSTEM,
+                    at=at,
+                    payment_hash_hex=hash_hex,
+                    preimage_hex=_deposit_preimage(deposit.depositor, deposit.round),
+                    payout_payment_hash_hex="33" * 32,
+                    payout_fee_msat=0,
+                )
+        self._send(command)
+
     # --- invariants ------------------------------------------------------------------------
 
     def _check_review_window_is_binding(
@@ -275,13 +403,71 @@ class TaskLifecycle(RuleBasedStateMachine):
 
     @invariant()
     def closed_tasks_stay_closed(self) -> None:
+        """Once closed, only its deposits may still be settled up; nothing else changes, and
+        no deposit is left simply held (it is being returned, or was forfeited)."""
         if self.task is None:
             return
         if self.closed is not None:
-            assert self.task == self.closed
-            assert self.task.version == self.closed.version
+            assert _without_deposits(self.task) == _without_deposits(self.closed)
         elif self.task.state in TERMINAL_STATES:
             self.closed = self.task
+        if self.task.is_terminal:
+            for deposit in self.task.deposits:
+                assert deposit.state not in (DepositState.OPEN, DepositState.HELD), deposit
+
+    @invariant()
+    def deposits_are_forfeited_only_by_abandonment_and_paid_only_when_claimed(self) -> None:
+        if self.task is None:
+            return
+        for i, ev in enumerate(self.history):
+            if isinstance(ev, e.DepositForfeited):
+                same_step = [x for x in self.history[: i + 1] if x.at == ev.at]
+                task_before = replay(self.history[:i])
+                assert task_before is not None
+                deposit = task_before.deposit_of(ev.depositor)
+                assert deposit is not None and deposit.state is DepositState.HELD
+                if deposit.role == "worker":
+                    assert ev.depositor == task_before.worker_pubkey
+                    assert task_before.proof is None, "forfeited although a proof was sent"
+                    assert any(isinstance(x, e.RefundOrdered) for x in same_step)
+                    assert ev.beneficiary == task_before.employer_pubkey
+                else:
+                    assert any(isinstance(x, e.ReviewWindowElapsed) for x in same_step)
+                    assert ev.beneficiary == task_before.worker_pubkey
+            if isinstance(ev, e.DepositPaidOut):
+                earlier = self.history[:i]
+                forfeits = [x for x in earlier if isinstance(x, e.DepositForfeited)]
+                claims = [x for x in earlier if isinstance(x, e.DepositPayoutRequested)]
+                assert any(x.depositor == ev.depositor for x in forfeits)
+                assert any(x.depositor == ev.depositor for x in claims)
+        for deposit in self.task.deposits:
+            if deposit.state is DepositState.PAID_OUT:
+                assert deposit.beneficiary is not None and deposit.payout_request is not None
+
+    @invariant()
+    def the_guardian_can_always_finish_every_deposit(self) -> None:
+        """SYSTEM commands alone end every deposit: an unpaid invoice lapses, a held or
+        forfeited one is returned before its HTLC expires."""
+        task = self.task
+        if task is None:
+            return
+        for deposit in task.deposits:
+            if not deposit.is_live:
+                continue
+            hash_hex, at = deposit.payment_hash_hex, self.now + 1
+            steps: list[c.Command] = [
+                c.DepositExpiring(actor=SYSTEM, at=at, payment_hash_hex=hash_hex, blocks_left=3),
+                c.CompleteDepositReturn(
+                    actor=SYSTEM, at=at, payment_hash_hex=hash_hex, invoice_state="CANCELED"
+                ),
+                c.DepositInvoiceCancelled(actor=SYSTEM, at=at, payment_hash_hex=hash_hex),
+            ]
+            finished = task
+            for step in steps:
+                for event in decide(finished, step, ARBITERS):
+                    finished = evolve(finished, event)
+            ended = finished.deposit_by_hash(hash_hex)
+            assert ended is not None and ended.state is DepositState.RETURNED, ended
 
     @invariant()
     def the_history_is_the_task(self) -> None:
@@ -312,6 +498,19 @@ class TaskLifecycle(RuleBasedStateMachine):
         assert funded == (self.task.funded_at is not None)
         if not funded:
             assert self.task.state not in (S.PAID, S.REFUNDED)
+
+
+def _deposit_preimage(depositor: str, deposit_round: int) -> str:
+    return hashlib.sha256(f"{depositor}/{deposit_round}".encode()).hexdigest()
+
+
+def _deposit_hash(depositor: str, deposit_round: int) -> str:
+    preimage = bytes.fromhex(_deposit_preimage(depositor, deposit_round))
+    return hashlib.sha256(preimage).hexdigest()
+
+
+def _without_deposits(task: Task) -> Task:
+    return dataclasses.replace(task, deposits=(), version=0, updated_at=0)
 
 
 # About 5 s on one idle core; keep it well under 20 s on two busy ones.
