@@ -36,6 +36,7 @@ __all__ = [
     "guard_deposits",
     "observe_deposit",
     "pay_out_deposit",
+    "refresh_deposits",
     "return_deposit",
 ]
 
