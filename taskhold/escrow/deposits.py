@@ -28,7 +28,7 @@ from taskhold.tasks.model import Deposit, DepositState
 
 from .context import EscrowContext, apply_system, log
 from .funding import hold_invoice
-from .paying import pay_once, record_result, stands
+from .paying import may_land, pay_once, record_result, stands
 
 __all__ = [
     "deposit_label",
@@ -126,10 +126,7 @@ async def _payout_may_land(ctx: EscrowContext, deposit: Deposit) -> bool:
         return False
     async with ctx.store.transaction() as tx:
         row = await tx.get_deposit_payout(deposit.payment_hash_hex)
-    if row is None:
-        return False
-    known = await ctx.lightning.lookup_payment(bytes.fromhex(row.payment_hash_hex))
-    return known.status in (PaymentStatus.SUCCEEDED, PaymentStatus.IN_FLIGHT)
+    return row is not None and await may_land(ctx, row)
 
 
 def _constant(command: c.Command) -> Callable[[Task, int], c.Command]:

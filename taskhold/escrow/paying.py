@@ -15,7 +15,7 @@ from taskhold.lightning.base import LightningError, PaymentFailed, PaymentResult
 
 from .context import EscrowContext, log
 
-__all__ = ["PaymentRecord", "max_fee_msat", "pay_once", "record_result", "stands"]
+__all__ = ["PaymentRecord", "max_fee_msat", "may_land", "pay_once", "record_result", "stands"]
 
 
 class PaymentRecord(Protocol):
@@ -42,6 +42,13 @@ async def stands(ctx: EscrowContext, row: PaymentRecord, payment_request: str) -
         return True
     previous = await ctx.lightning.lookup_payment(bytes.fromhex(row.payment_hash_hex))
     return previous.status in (PaymentStatus.SUCCEEDED, PaymentStatus.IN_FLIGHT)
+
+
+async def may_land(ctx: EscrowContext, row: PaymentRecord) -> bool:
+    """The row's payment succeeded or is still in flight: its hold invoice must be settled,
+    never cancelled, or the operator could pay the money out twice."""
+    known = await ctx.lightning.lookup_payment(bytes.fromhex(row.payment_hash_hex))
+    return known.status in (PaymentStatus.SUCCEEDED, PaymentStatus.IN_FLIGHT)
 
 
 def record_result(

@@ -4,6 +4,7 @@ failures and the timers, on both databases."""
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from pathlib import Path
 
@@ -165,6 +166,50 @@ async def test_unroutable_payout_retries_boundedly_then_refunds_at_hold_expiry(
     assert "payout failed" in final["refund_reason"]
     assert stack.world.worker.balance_msat == 0
     assert stack.world.network.auto_cancelled == []
+
+
+async def test_a_payout_in_flight_at_the_guard_margin_is_settled_not_refunded(
+    stack: Stack,
+) -> None:
+    """A retry still in flight when the guardian fires must not be met by a refund: the
+    worker could then be paid and the employer refunded both."""
+    stack.services.settings.payout_timeout_s = 1  # the held payment answers IN_FLIGHT at once
+    employer, worker = stack.client(), stack.client()
+    task = await funded(stack, employer)
+    await worker.claim(task["task_id"])
+    preimage = os.urandom(32)  # the worker's node holds the payment until it settles
+    held = await stack.world.worker.create_hold_invoice(
+        hashlib.sha256(preimage).digest(),
+        task["payout_msat"],
+        memo="payout",
+        expiry_seconds=86_400,
+        cltv_expiry_delta=40,
+    )
+    await worker.submit_proof(
+        task["task_id"], {"url": "https://example.org/h"}, held.payment_request
+    )
+    stack.world.network.fail_next_payments(1)
+    await employer.approve(task["task_id"])
+    await stack.services.engine.run_once()  # first attempt fails
+    stack.services.engine._retry_at.clear()
+    await stack.services.engine.run_once()  # the retry is held in flight by the worker's node
+    mid = await employer.get_task(task["task_id"])
+    assert (mid["state"], mid["payout_failures"]) == ("VERIFIED", 1)
+    employer_before = stack.world.employer.balance_msat
+
+    expiry = task["funding"]["accepted_htlc_expiry_height"]
+    while stack.world.network.height < expiry - stack.settings.guard_blocks:
+        await stack.world.network.mine(1)
+    await stack.settle_engine()
+    assert (await employer.get_task(task["task_id"]))["state"] == "VERIFIED"
+
+    await stack.world.worker.settle_invoice(preimage)
+    stack.services.engine._retry_at.clear()
+    await stack.settle_engine()
+    final = await employer.get_task(task["task_id"])
+    assert final["state"] == "PAID"
+    assert stack.world.worker.balance_msat == task["payout_msat"]  # paid once
+    assert stack.world.employer.balance_msat == employer_before  # and not refunded
 
 
 async def test_new_payout_invoice_after_failure_gets_paid(stack: Stack) -> None:
