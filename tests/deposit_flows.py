@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from conftest import Stack
+from helpers import funded
 
 from taskhold.client import TaskholdClient
 
@@ -47,3 +49,38 @@ def share_clock(stack: Stack, now: list[float], *clients: TaskholdClient) -> Non
     stack.world.network.clock = clock
     for client in clients:
         client._clock = clock
+
+
+@dataclass
+class AbandonedClaim:
+    """A stranger worker locked a deposit, claimed, and let the deadline pass without a proof."""
+
+    now: list[float]
+    employer: TaskholdClient
+    worker: TaskholdClient
+    task: dict[str, Any]
+    amount_msat: int
+    worker_before_msat: int
+    """The worker's balance after funding, before the deposit was locked."""
+    employer_before_msat: int
+    """The employer's balance after funding (the reward's HTLC in flight)."""
+
+    @property
+    def task_id(self) -> str:
+        task_id: str = self.task["task_id"]
+        return task_id
+
+
+async def abandoned_claim(stack: Stack) -> AbandonedClaim:
+    """The worker's deposit ends FORFEIT to the employer; time runs on ``now[0]``."""
+    now = [1_900_000_000.0]
+    employer, worker = stack.client(), stranger(stack)
+    share_clock(stack, now, employer, worker)
+    task = await funded(stack, employer, deadline_at=int(now[0]) + 600)
+    worker_before = stack.world.worker.balance_msat
+    employer_before = stack.world.employer.balance_msat
+    amount = await locked_deposit(stack, worker, task["task_id"], stack.world.worker)
+    await worker.claim(task["task_id"])
+    now[0] += 601  # the deadline passes without a proof
+    await stack.settle_engine()
+    return AbandonedClaim(now, employer, worker, task, amount, worker_before, employer_before)

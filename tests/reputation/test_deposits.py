@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from conftest import Stack, close_stack, open_stack, stack_settings
 from deposit_flows import (
+    abandoned_claim,
     deposit_of,
     give_worker_wallet_money,
     locked_deposit,
@@ -97,19 +98,11 @@ async def test_a_worker_deposit_stands_in_for_pow_and_comes_back_when_paid(
 async def test_an_abandoned_claim_forfeits_the_deposit_to_the_employer(
     open_custom: Any,
 ) -> None:
-    now = [1_900_000_000.0]
     stack: Stack = await open_custom()
-    employer, worker = stack.client(), stranger(stack)
-    share_clock(stack, now, employer, worker)
-    task = await funded(stack, employer, deadline_at=int(now[0]) + 600)
-    task_id = task["task_id"]
-    worker_before = stack.world.worker.balance_msat
-    employer_before = stack.world.employer.balance_msat
-
-    amount = await locked_deposit(stack, worker, task_id, stack.world.worker)
-    await worker.claim(task_id)
-    now[0] += 601  # the deadline passes without a proof
-    await stack.settle_engine()
+    gone = await abandoned_claim(stack)
+    now, employer, worker, task_id = gone.now, gone.employer, gone.worker, gone.task_id
+    amount = gone.amount_msat
+    worker_before, employer_before = gone.worker_before_msat, gone.employer_before_msat
 
     after = await employer.get_task(task_id)
     assert after["state"] == "REFUNDED"
@@ -144,16 +137,10 @@ async def test_an_abandoned_claim_forfeits_the_deposit_to_the_employer(
 async def test_a_forfeit_nobody_claims_is_returned_before_its_hold_expires(
     open_custom: Any,
 ) -> None:
-    now = [1_900_000_000.0]
     stack: Stack = await open_custom()
-    employer, worker = stack.client(), stranger(stack)
-    share_clock(stack, now, employer, worker)
-    task = await funded(stack, employer, deadline_at=int(now[0]) + 600)
-    before = stack.world.worker.balance_msat
-    await locked_deposit(stack, worker, task["task_id"], stack.world.worker)
-    await worker.claim(task["task_id"])
-    now[0] += 601
-    await stack.settle_engine()
+    gone = await abandoned_claim(stack)
+    employer, worker, task = gone.employer, gone.worker, gone.task
+    before = gone.worker_before_msat
     forfeit = deposit_of(await employer.get_task(task["task_id"]), worker.pubkey_hex)
     assert forfeit["state"] == "FORFEIT"
 
@@ -277,16 +264,9 @@ async def test_no_deposit_is_taken_from_someone_who_needs_no_pow(open_custom: An
 async def test_a_crash_between_the_forfeit_payout_and_the_settle_pays_once(
     open_custom: Any,
 ) -> None:
-    now = [1_900_000_000.0]
     stack: Stack = await open_custom()
-    employer, worker = stack.client(), stranger(stack)
-    share_clock(stack, now, employer, worker)
-    task = await funded(stack, employer, deadline_at=int(now[0]) + 600)
-    task_id = task["task_id"]
-    amount = await locked_deposit(stack, worker, task_id, stack.world.worker)
-    await worker.claim(task_id)
-    now[0] += 601
-    await stack.settle_engine()
+    gone = await abandoned_claim(stack)
+    employer, worker, task_id, amount = gone.employer, gone.worker, gone.task_id, gone.amount_msat
     employer_before = stack.world.employer.balance_msat
     invoice = await stack.world.employer.create_invoice(amount, expiry_seconds=86_400)
     await employer.claim_deposit(task_id, worker.pubkey_hex, invoice)
@@ -335,16 +315,9 @@ async def test_the_review_window_is_fixed_at_claim_from_both_records(open_custom
 async def test_a_forfeit_payment_in_flight_at_the_guard_margin_is_settled_not_returned(
     open_custom: Any,
 ) -> None:
-    now = [1_900_000_000.0]
     stack: Stack = await open_custom(payout_timeout_s=1)
-    employer, worker = stack.client(), stranger(stack)
-    share_clock(stack, now, employer, worker)
-    task = await funded(stack, employer, deadline_at=int(now[0]) + 600)
-    task_id = task["task_id"]
-    amount = await locked_deposit(stack, worker, task_id, stack.world.worker)
-    await worker.claim(task_id)
-    now[0] += 601
-    await stack.settle_engine()
+    gone = await abandoned_claim(stack)
+    employer, worker, task_id, amount = gone.employer, gone.worker, gone.task_id, gone.amount_msat
 
     preimage = os.urandom(32)  # the employer's wallet holds the payment to it until released
     held_invoice = await stack.world.employer.create_hold_invoice(
