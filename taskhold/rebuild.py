@@ -265,7 +265,7 @@ async def rebuild_from_entries(
                         received_at=int(request["created_at"]),
                     )
                 )
-            if content["event"]["type"] == "FundingRequested":
+            if content["event"]["type"] in ("FundingRequested", "DepositRequested"):
                 session.add(_invoice_row(after, content["event"]))
         for task in tasks.values():
             session.add(_task_row(task))
@@ -321,9 +321,9 @@ def _invoice_row(task: Task, event: dict[str, Any]) -> InvoiceRow:
     return InvoiceRow(
         payment_hash_hex=event["payment_hash_hex"],
         task_id=task.task_id,
-        funding_round=event["funding_round"],
+        funding_round=event.get("funding_round", event.get("round", 0)),
         payment_request=event["payment_request"],
-        amount_msat=task.amount_msat,
+        amount_msat=event.get("amount_msat", task.amount_msat),
         cltv_expiry_delta=event["cltv_expiry_delta"],
         node_state="UNKNOWN",
         accepted_htlc_expiry_height=None,

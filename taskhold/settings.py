@@ -89,6 +89,18 @@ class Settings(BaseSettings):
 
     payout_fee_ppm: int = 5_000
     payout_min_fee_msat: int = 10_000
+    """A payout's routing fee may reach ``max(payout_min_fee_msat, payout_fee_ppm)`` of the
+    payout, but never the operator fee of its task: the operator never pays more than it earns."""
+    deposit_payout_max_fee_msat: int = 0
+    """Routing fee a forfeited deposit's payout may cost. The operator earns nothing on a
+    deposit, so by default it pays no fee for it: the beneficiary's invoice must be reachable
+    without one (a direct channel, or a zero-fee route)."""
+    payout_cltv_reserve_blocks: int = 144
+    """Time lock (blocks) every hold keeps for the payout at its very end: the most a payout
+    invoice's route and final CLTV may need. An lnd invoice asks 80, plus 3 of padding."""
+    payout_cltv_margin_blocks: int = 6
+    """Blocks between the latest expiry a payout's HTLC may have and the guardian's deadline on
+    the HTLC that funds it, so the payout is resolved before the hold must be decided."""
     payout_timeout_s: int = 60
     payout_max_attempts: int = 3
     payout_min_validity_s: int = 600
@@ -170,3 +182,9 @@ class Settings(BaseSettings):
     def guard_blocks(self) -> int:
         """Blocks before HTLC expiry at which the guardian must have acted."""
         return self.hold_expiry_delta + self.guardian_margin_blocks
+
+    @property
+    def hold_reserve_blocks(self) -> int:
+        """Blocks a hold keeps beyond the task's windows: the guard margin, and the time lock a
+        payout released at the last moment may still need."""
+        return self.guard_blocks + self.payout_cltv_margin_blocks + self.payout_cltv_reserve_blocks

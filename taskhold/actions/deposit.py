@@ -13,6 +13,8 @@ from taskhold.api.auth import SignedRequest
 from taskhold.api.views import deposit_view
 from taskhold.errors import Conflict
 from taskhold.escrow.deposits import ensure_deposit_invoice
+from taskhold.escrow.funding import invoice_row
+from taskhold.escrow.payout_rules import budget_now, check_payout_invoice
 from taskhold.payments.invoices import validate_payout_invoice
 from taskhold.store import Tx
 from taskhold.tasks import Task, decide
@@ -75,6 +77,7 @@ async def deposit(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task 
         task,
         command(invoice.payment_hash.hex(), invoice.payment_request, invoice.cltv_expiry_delta),
     )
+    await tx.put_invoice(invoice_row(task, invoice, deposit_round, now))
     made = updated.deposit_of(request.pubkey)
     assert made is not None
     return Outcome(updated, status=201, extra={"deposit": deposit_view(made)})
@@ -103,5 +106,13 @@ async def deposit_payout(
         now=now,
         min_validity_s=settings.payout_min_validity_s,
         forbidden_hashes=frozenset({forfeited.payment_hash_hex, task.payment_hash_hex or ""}),
+    )
+    await check_payout_invoice(
+        ctx.escrow,
+        tx,
+        invoice,
+        owner=f"deposit/{forfeited.payment_hash_hex}",
+        budget_blocks=await budget_now(ctx.escrow, forfeited.expiry_height),
+        accepting=True,
     )
     return Outcome(await apply_command(ctx, tx, request, task, command(invoice.payment_request)))

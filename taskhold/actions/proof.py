@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taskhold.api.auth import SignedRequest
 from taskhold.errors import Conflict, Invalid
+from taskhold.escrow.payout_rules import budget_now, check_payout_invoice
 from taskhold.payments.invoices import validate_payout_invoice
 from taskhold.store import Tx
 from taskhold.tasks import Task, decide
@@ -57,7 +58,9 @@ async def _check_head_seen(tx: Tx, task: Task, request: SignedRequest) -> None:
         )
 
 
-def _checked_invoice(ctx: WriteContext, task: Task, payment_request: str) -> str:
+async def _checked_invoice(ctx: WriteContext, tx: Tx, task: Task, payment_request: str) -> str:
+    """The worker's invoice, if it is for the payout and paying it cannot lose money (the
+    rules of :mod:`taskhold.escrow.payout_rules`, checked again before paying)."""
     settings = ctx.escrow.settings
     invoice = validate_payout_invoice(
         payment_request,
@@ -66,6 +69,14 @@ def _checked_invoice(ctx: WriteContext, task: Task, payment_request: str) -> str
         now=ctx.escrow.now(),
         min_validity_s=settings.payout_min_validity_s,
         forbidden_hashes=frozenset({task.payment_hash_hex or ""}),
+    )
+    await check_payout_invoice(
+        ctx.escrow,
+        tx,
+        invoice,
+        owner=f"task/{task.task_id}",
+        budget_blocks=await budget_now(ctx.escrow, task.accepted_htlc_expiry_height),
+        accepting=True,
     )
     return invoice.payment_request
 
@@ -91,7 +102,7 @@ async def submit_proof(
     problems = check_proof(parse_spec(task.acceptance), body.proof)
     if problems:
         return await _refused(ctx, tx, request, task, problems, now)
-    payout_request = _checked_invoice(ctx, task, body.payout_invoice)
+    payout_request = await _checked_invoice(ctx, tx, task, body.payout_invoice)
     return Outcome(await apply_command(ctx, tx, request, task, command(payout_request)))
 
 
@@ -135,5 +146,5 @@ async def update_payout_invoice(
         return c.UpdatePayoutRequest(actor=request.pubkey, at=now, payout_request=payout_request)
 
     decide(task, command(""), ctx.arbiters)
-    payout_request = _checked_invoice(ctx, task, body.payout_invoice)
+    payout_request = await _checked_invoice(ctx, tx, task, body.payout_invoice)
     return Outcome(await apply_command(ctx, tx, request, task, command(payout_request)))

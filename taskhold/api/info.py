@@ -2,8 +2,8 @@
 
 The info event (kind ``kind_checkpoint`` = 30078, ``d`` = ``taskhold-info``) is published
 through the outbox when the server starts, signed by the operator key. Anyone can then hold the
-operator to the fees, limits and reputation policies (proof of work, deposits, review windows)
-it announced, and see when they changed.
+operator to the fees, payout bounds, limits and reputation policies (proof of work, deposits,
+review windows) it announced, and see when they changed.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from taskhold.app import Services
+from taskhold.escrow.payout_rules import payout_terms
 from taskhold.nostr.entries import canonical_json
 from taskhold.store.log import enqueue_event
 
@@ -34,6 +35,7 @@ def info_document(services: Services) -> dict[str, Any]:
         "min_amount_msat": settings.min_amount_msat,
         "max_amount_msat": settings.max_amount_msat,
         "max_cltv_expiry_delta": settings.max_cltv_expiry_delta,
+        "payouts": payout_terms(settings),
         "request_window_s": settings.request_window_s,
         "default_review_window_s": settings.default_review_window_s,
         "default_dispute_window_s": settings.default_dispute_window_s,

@@ -32,6 +32,7 @@ def deposit_view(deposit: Deposit) -> dict[str, Any]:
         "last_payout_failure": deposit.last_payout_failure,
         "payout_payment_hash": deposit.payout_payment_hash_hex,
         "preimage": deposit.preimage_hex,
+        "hold_settled_at": deposit.hold_settled_at,
         "requested_at": deposit.requested_at,
         "closed_at": deposit.closed_at,
     }
@@ -90,6 +91,7 @@ def task_view(task: Task, log_head: str | None = None) -> dict[str, Any]:
         "payout_payment_hash": task.payout_payment_hash_hex,
         "payout_fee_msat": task.payout_fee_msat,
         "preimage": task.preimage_hex,
+        "hold_settled_at": task.hold_settled_at,
         "closed_at": task.closed_at,
         "deposit_pledged": task.deposit_pledged,
         "deposits": [deposit_view(deposit) for deposit in task.deposits],

@@ -254,11 +254,11 @@ def _task_chain(entries: list[Entry], findings: set[Finding]) -> None:
         expected, last_ids = entry.seq + 1, {entry.id}
         if entry.op == "FundingRequested":
             funding_hash = entry.values.get("payment_hash")
-        elif entry.op == "ReleaseCompleted":
+        elif entry.op in ("ReleaseCompleted", "HoldSettledUnderLivePayout"):
             _check_preimage(entry, funding_hash, where, findings)
         elif entry.op == "DepositRequested":
             deposit_hashes[entry.values.get("depositor", "")] = entry.values.get("deposit_hash", "")
-        elif entry.op == "DepositPaidOut":
+        elif entry.op in ("DepositPaidOut", "DepositSettledUnderLivePayout"):
             paid = deposit_hashes.get(entry.values.get("depositor", ""))
             _check_preimage(entry, paid, where, findings, what="deposit")
 

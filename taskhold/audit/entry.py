@@ -27,9 +27,10 @@ OPS = frozenset(
         "TaskCreated", "FundingRequested", "FundingAccepted", "FundingExpired", "TaskClaimed",
         "ProofSubmitted", "SubmissionApproved", "ReviewWindowElapsed", "SubmissionRejected",
         "DisputeOpened", "DisputeResolved", "RefundOrdered", "TaskCancelled", "PayoutFailed",
-        "PayoutRequestUpdated", "ReleaseCompleted", "RefundCompleted",
+        "PayoutRequestUpdated", "ReleaseCompleted", "RefundCompleted", "HoldSettledUnderLivePayout",
         "DepositRequested", "DepositLocked", "DepositReturnOrdered", "DepositForfeited",
         "DepositPayoutRequested", "DepositPayoutFailed", "DepositReturned", "DepositPaidOut",
+        "DepositSettledUnderLivePayout",
     }
 )  # fmt: skip
 
@@ -64,6 +65,7 @@ _PAYMENT_TAGS: Mapping[str, Mapping[str, Callable[[str], bool]]] = {
     "FundingRequested": {"payment_hash": is_hex64, "bolt11": _bolt11, "cltv_expiry": _uint},
     "FundingAccepted": {"expiry_height": _uint, "amount_msat": _uint},
     "ReleaseCompleted": {"preimage": is_hex64, "payout_hash": is_hex64, "payout_fee_msat": _uint},
+    "HoldSettledUnderLivePayout": {"preimage": is_hex64, "payout_hash": is_hex64},
     "RefundCompleted": {"invoice_state": lambda value: value in ("CANCELED", "NONE")},
     "DepositRequested": {
         "depositor": is_hex64, "deposit_hash": is_hex64, "bolt11": _bolt11,
@@ -77,6 +79,9 @@ _PAYMENT_TAGS: Mapping[str, Mapping[str, Callable[[str], bool]]] = {
     "DepositReturned": {
         "depositor": is_hex64,
         "invoice_state": lambda value: value in ("CANCELED", "NOT_FOUND"),
+    },
+    "DepositSettledUnderLivePayout": {
+        "depositor": is_hex64, "preimage": is_hex64, "payout_hash": is_hex64,
     },
     "DepositPaidOut": {
         "depositor": is_hex64, "preimage": is_hex64, "payout_hash": is_hex64,

@@ -130,7 +130,10 @@ async def prove_route(
         while True:
             try:
                 await employer.pay_invoice(
-                    invoice.payment_request, max_fee_msat=100_000, timeout_seconds=30
+                    invoice.payment_request,
+                    max_fee_msat=100_000,
+                    timeout_seconds=30,
+                    cltv_limit=2016,  # lnd's own default limit (--max-cltv-expiry)
                 )
                 return
             except PaymentFailed as exc:

@@ -28,7 +28,8 @@ from taskhold.tasks.model import Deposit, DepositState
 
 from .context import EscrowContext, apply_system, log
 from .funding import hold_invoice
-from .paying import may_land, pay_once, record_result, stands
+from .paying import may_land, pay_once, record_result, record_sent, stands
+from .payout_rules import payout_fee_cap_msat
 
 __all__ = [
     "deposit_label",
@@ -101,14 +102,18 @@ async def refresh_deposits(ctx: EscrowContext, task: Task) -> None:
 
 
 async def guard_deposits(ctx: EscrowContext, task: Task, height: int) -> None:
-    """Return a held or forfeited deposit whose HTLC nears the guard margin."""
+    """Return a held or forfeited deposit whose HTLC nears the guard margin; settle one whose
+    payout may still land (the declared fallback: returning it could pay the money twice)."""
     for deposit in task.deposits:
         if deposit.state not in (DepositState.HELD, DepositState.FORFEIT):
             continue
-        if deposit.expiry_height is None:
+        if deposit.expiry_height is None or deposit.hold_settled_at is not None:
             continue
         blocks_left = deposit.expiry_height - height
-        if blocks_left > ctx.settings.guard_blocks or await _payout_may_land(ctx, deposit):
+        if blocks_left > ctx.settings.guard_blocks:
+            continue
+        if await _payout_may_land(ctx, deposit):
+            await _settle_under_live_payout(ctx, task.task_id, deposit, blocks_left)
             continue
         command = c.DepositExpiring(
             actor="system",
@@ -121,12 +126,50 @@ async def guard_deposits(ctx: EscrowContext, task: Task, height: int) -> None:
 
 async def _payout_may_land(ctx: EscrowContext, deposit: Deposit) -> bool:
     """A forfeit whose payment succeeded or is in flight must be settled, not returned: the
-    beneficiary may already have the money."""
+    beneficiary may already have the money. So must one already settled at the node (a crash
+    came between the settle and its log entry)."""
     if deposit.state is not DepositState.FORFEIT:
         return False
     async with ctx.store.transaction() as tx:
         row = await tx.get_deposit_payout(deposit.payment_hash_hex)
-    return row is not None and await may_land(ctx, row)
+    if row is not None and await may_land(ctx, row):
+        return True
+    hold = await ctx.lightning.lookup_invoice(bytes.fromhex(deposit.payment_hash_hex))
+    return hold.state is InvoiceState.SETTLED
+
+
+async def _settle_under_live_payout(
+    ctx: EscrowContext, task_id: str, deposit: Deposit, blocks_left: int
+) -> None:
+    """Settle the forfeited deposit before the node cancels it, and say so in the log; the
+    beneficiary stays owed and the payout is followed on (as ``settle_under_live_payout``)."""
+    async with ctx.store.transaction() as tx:
+        row = await tx.get_deposit_payout(deposit.payment_hash_hex)
+    preimage = ctx.keys.derive_preimage(deposit_label(task_id, deposit.depositor), deposit.round)
+    await ctx.lightning.settle_invoice(preimage)
+    payout_hash = row.payment_hash_hex if row is not None else ""
+    log.warning(
+        "deposit_settled_under_live_payout",
+        task_id=task_id,
+        blocks_left=blocks_left,
+        payout_payment_hash=payout_hash,
+    )
+    await ctx.audit.record(  # audit log (issue 6)
+        "system",
+        "escrow.deposit_settle_under_live_payout",
+        task_id,
+        {"payment_hash": deposit.payment_hash_hex, "payout_hash": payout_hash},
+        store=ctx.store,
+    )
+    command = c.SettleDepositUnderLivePayout(
+        actor="system",
+        at=ctx.now(),
+        payment_hash_hex=deposit.payment_hash_hex,
+        preimage_hex=preimage.hex(),
+        payout_payment_hash_hex=payout_hash,
+        blocks_left=blocks_left,
+    )
+    await apply_system(ctx, task_id, _constant(command))
 
 
 def _constant(command: c.Command) -> Callable[[Task, int], c.Command]:
@@ -176,9 +219,7 @@ async def pay_out_deposit(ctx: EscrowContext, task_id: str, deposit: Deposit) ->
         return None
     if invoice.state is InvoiceState.OPEN:
         raise Fault(f"task {task_id}: a forfeited deposit's invoice is not held")
-    payout = await _pay_beneficiary(
-        ctx, task_id, deposit, invoice_settled=invoice.state is InvoiceState.SETTLED
-    )
+    payout = await _pay_beneficiary(ctx, task_id, deposit)
     if payout is None:
         return None
     await ctx.fault_hook("after_deposit_payout")
@@ -209,18 +250,19 @@ async def pay_out_deposit(ctx: EscrowContext, task_id: str, deposit: Deposit) ->
 
 
 async def _pay_beneficiary(
-    ctx: EscrowContext, task_id: str, deposit: Deposit, *, invoice_settled: bool
+    ctx: EscrowContext, task_id: str, deposit: Deposit
 ) -> PaymentResult | None:
     row = await _payout_row(ctx, task_id, deposit)
 
+    async def mark_sent() -> None:
+        async with ctx.store.transaction() as tx:
+            current = await tx.get_deposit_payout(row.deposit_hash_hex)
+            if current is not None:
+                record_sent(current, ctx.now())
+                row.attempts = current.attempts
+
     async def mark(result: PaymentResult | None, error: str | None) -> None:
         await _mark(ctx, row, result, error=error)
-
-    async def too_late() -> bool:
-        if deposit.expiry_height is None:
-            return False
-        blocks_left = deposit.expiry_height - await ctx.lightning.block_height()
-        return blocks_left <= ctx.settings.hold_expiry_delta + 1
 
     async def record_failure(reason: str) -> None:
         await apply_system(
@@ -240,11 +282,15 @@ async def _pay_beneficiary(
         ctx,
         row,
         task_id=task_id,
-        invoice_settled=invoice_settled,
+        owner=f"deposit/{deposit.payment_hash_hex}",
+        hold_hash=bytes.fromhex(deposit.payment_hash_hex),
+        max_fee_msat=payout_fee_cap_msat(
+            ctx.settings, deposit.amount_msat, earned_msat=ctx.settings.deposit_payout_max_fee_msat
+        ),
         failures=deposit.payout_failures,
+        mark_sent=mark_sent,
         mark=mark,
         record_failure=record_failure,
-        too_late=too_late,
     )
 
 

@@ -1,8 +1,10 @@
 """Paying one invoice at most once: the step a release and a forfeited deposit share.
 
 The payment's row (``PayoutRow`` or ``DepositPayoutRow``) is written before the first attempt,
-so after a crash the node is asked what became of that exact payment instead of paying again;
-and a payment that may still land (in flight) is never treated as failed.
+and marked sent before each one, so after a crash the node is asked what became of that exact
+payment instead of paying again; a payment that may still land (in flight) is never treated as
+failed; and every payment obeys the rules of :mod:`.payout_rules`, checked here, once, for
+every kind of payout.
 """
 
 from __future__ import annotations
@@ -10,12 +12,21 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from taskhold.errors import Fault
-from taskhold.lightning.base import LightningError, PaymentFailed, PaymentResult, PaymentStatus
+from taskhold.errors import Invalid
+from taskhold.lightning.base import (
+    InvoiceState,
+    InvoiceStatus,
+    LightningError,
+    PaymentFailed,
+    PaymentResult,
+    PaymentStatus,
+)
+from taskhold.payments.invoices import decode_invoice
 
 from .context import EscrowContext, log
+from .payout_rules import budget_now, check_payout_invoice
 
-__all__ = ["PaymentRecord", "max_fee_msat", "may_land", "pay_once", "record_result", "stands"]
+__all__ = ["PaymentRecord", "may_land", "pay_once", "record_result", "record_sent", "stands"]
 
 
 class PaymentRecord(Protocol):
@@ -29,10 +40,6 @@ class PaymentRecord(Protocol):
     fee_msat: int | None
     last_error: str | None
     updated_at: int
-
-
-def max_fee_msat(ctx: EscrowContext, amount_msat: int) -> int:
-    return max(ctx.settings.payout_min_fee_msat, amount_msat * ctx.settings.payout_fee_ppm // 10**6)
 
 
 async def stands(ctx: EscrowContext, row: PaymentRecord, payment_request: str) -> bool:
@@ -51,13 +58,20 @@ async def may_land(ctx: EscrowContext, row: PaymentRecord) -> bool:
     return known.status in (PaymentStatus.SUCCEEDED, PaymentStatus.IN_FLIGHT)
 
 
+def record_sent(row: PaymentRecord, now: int) -> None:
+    """Mark the row's payment as sent, committed before the node is asked to pay: a success
+    the node reports for a row never sent is someone else's payment of the same hash."""
+    row.attempts += 1
+    row.status = PaymentStatus.IN_FLIGHT.value
+    row.updated_at = now
+
+
 def record_result(
     row: PaymentRecord, result: PaymentResult | None, error: str | None, now: int
 ) -> None:
-    """Write one attempt's outcome into its row (a confirmed success is not an attempt)."""
-    row.attempts += 1 if result is None or row.status != PaymentStatus.SUCCEEDED.value else 0
+    """Write what became of the row's payment."""
     row.status = result.status.value if result else PaymentStatus.FAILED.value
-    row.fee_msat = result.fee_msat if result else None
+    row.fee_msat = result.fee_msat if result and result.status is PaymentStatus.SUCCEEDED else None
     row.last_error = error
     row.updated_at = now
 
@@ -67,32 +81,65 @@ async def pay_once(
     row: PaymentRecord,
     *,
     task_id: str,
-    invoice_settled: bool,
+    owner: str,
+    hold_hash: bytes,
+    max_fee_msat: int,
     failures: int,
+    mark_sent: Callable[[], Awaitable[None]],
     mark: Callable[[PaymentResult | None, str | None], Awaitable[None]],
     record_failure: Callable[[str], Awaitable[None]],
-    too_late: Callable[[], Awaitable[bool]] | None = None,
 ) -> PaymentResult | None:
     """The row's payment, succeeded; None if it failed (``record_failure`` was told why), is
-    still in flight, or may not be tried now. ``invoice_settled``: the hold invoice this payment
-    stands behind is already settled, so the payment must have succeeded."""
+    still in flight, or may not be tried now.
+
+    ``hold_hash`` names the hold invoice the payment stands behind; it is read from the node
+    right before paying. While it is held, the payment's CLTV limit ends inside it; once it is
+    settled (the guardian's declared fallback) the worker is still owed and the payment is
+    retried; once cancelled, nothing is paid. ``owner`` names the payout for the rules of
+    :mod:`.payout_rules`, checked again here whoever accepted the invoice.
+    """
     payment_hash = bytes.fromhex(row.payment_hash_hex)
     known = await ctx.lightning.lookup_payment(payment_hash)
-    if known.status is PaymentStatus.SUCCEEDED:
+    sent = row.attempts > 0
+    if sent and known.status is PaymentStatus.SUCCEEDED:
         await mark(known, None)
         return known
-    if invoice_settled:
-        raise Fault(f"task {task_id}: invoice settled but the payment is {known.status}")
+    if known.status in (PaymentStatus.SUCCEEDED, PaymentStatus.IN_FLIGHT):
+        if not sent and failures < ctx.settings.payout_max_attempts:
+            await record_failure(
+                "the escrow node already paid this invoice's payment hash for something else;"
+                " send a new invoice"
+            )
+        return None  # ours in flight: follow it, never send a second one
     if failures >= ctx.settings.payout_max_attempts:
         return None
-    if too_late is not None and await too_late():
-        await record_failure("too close to the hold invoice's expiry to pay safely")
+    hold = await ctx.lightning.lookup_invoice(hold_hash)
+    budget = await _cltv_budget(ctx, hold)
+    if budget is None:
+        return None  # the hold went back to its payer (or never came): nothing may be paid
+    try:
+        async with ctx.store.transaction() as tx:
+            await check_payout_invoice(
+                ctx,
+                tx,
+                decode_invoice(row.payment_request),
+                owner=owner,
+                budget_blocks=budget,
+                accepting=False,
+            )
+    except Invalid as refused:
+        late = refused.code == "payout_cltv_too_long" and hold.state is InvoiceState.ACCEPTED
+        reason = f"too late to pay safely: {refused.detail}" if late else refused.detail
+        await mark(None, reason)
+        await record_failure(reason)
         return None
+    await mark_sent()
     try:
         result = await ctx.lightning.pay_invoice(
             row.payment_request,
-            max_fee_msat=max_fee_msat(ctx, row.amount_msat),
+            max_fee_msat=max_fee_msat,
             timeout_seconds=ctx.settings.payout_timeout_s,
+            cltv_limit=budget,
         )
     except PaymentFailed as exc:
         if (await ctx.lightning.lookup_payment(payment_hash)).status is PaymentStatus.IN_FLIGHT:
@@ -104,6 +151,16 @@ async def pay_once(
         log.warning("payout_error", task_id=task_id, error=type(exc).__name__)
         return None
     if result.status is not PaymentStatus.SUCCEEDED:
+        log.info("payout_in_flight", task_id=task_id, payment_hash=row.payment_hash_hex)
         return None  # still in flight: never settle a hold invoice before its payment landed
     await mark(result, None)
     return result
+
+
+async def _cltv_budget(ctx: EscrowContext, hold: InvoiceStatus) -> int | None:
+    """The CLTV limit a payment behind ``hold`` may carry now; None if none may be sent."""
+    if hold.state is InvoiceState.SETTLED:
+        return ctx.settings.max_cltv_expiry_delta  # nothing left to outlive: the usual cap
+    if hold.state is not InvoiceState.ACCEPTED:
+        return None
+    return await budget_now(ctx, hold.accepted_htlc_expiry_height)

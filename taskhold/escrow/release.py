@@ -19,9 +19,10 @@ from taskhold.tasks import Task, TaskState
 from taskhold.tasks import commands as c
 
 from .context import EscrowContext, apply_system, log
-from .paying import pay_once, record_result, stands
+from .paying import pay_once, record_result, record_sent, stands
+from .payout_rules import payout_fee_cap_msat
 
-__all__ = ["release"]
+__all__ = ["release", "settle_under_live_payout"]
 
 
 async def release(ctx: EscrowContext, task_id: str) -> Task | None:
@@ -37,7 +38,7 @@ async def release(ctx: EscrowContext, task_id: str) -> Task | None:
     if invoice.state is InvoiceState.OPEN:
         raise Fault(f"task {task_id} is VERIFIED but its hold invoice is not funded")
 
-    payout = await _pay_worker(ctx, task, invoice_settled=invoice.state is InvoiceState.SETTLED)
+    payout = await _pay_worker(ctx, task)
     if payout is None:
         return None
     await ctx.fault_hook("after_payout")
@@ -81,19 +82,63 @@ async def _hold_lost(ctx: EscrowContext, task: Task, reason: str) -> Task | None
     )
 
 
-async def _pay_worker(
-    ctx: EscrowContext, task: Task, *, invoice_settled: bool
-) -> PaymentResult | None:
+async def settle_under_live_payout(ctx: EscrowContext, task_id: str, blocks_left: int) -> None:
+    """The declared fallback: settle the employer's HTLC while the worker's payout is still in
+    flight, because the guardian's deadline came first.
+
+    Cancelling instead could return the employer's money while the payout still lands (paid
+    twice); waiting would let the node cancel it by itself. So taskhold takes the money (the
+    preimage comes from the key store), says so in the public log, and keeps following the
+    payout: the worker stays owed until it lands, or is paid again on a new invoice.
+    """
+    async with ctx.store.transaction() as tx:
+        task = await tx.load_task(task_id)
+        row = None if task is None else await tx.get_payout(task_id, task.funding_round)
+    if task is None or task.state is not TaskState.VERIFIED or task.hold_settled_at is not None:
+        return
+    preimage = ctx.keys.derive_preimage(task.task_id, task.funding_round)
+    await ctx.lightning.settle_invoice(preimage)
+    payout_hash = row.payment_hash_hex if row is not None else ""
+    log.warning(
+        "hold_settled_under_live_payout",
+        task_id=task_id,
+        blocks_left=blocks_left,
+        payout_payment_hash=payout_hash,
+    )
+    await ctx.audit.record(  # audit log (issue 6)
+        "system",
+        "escrow.settle_under_live_payout",
+        task_id,
+        {"payment_hash": task.payment_hash_hex, "payout_hash": payout_hash},
+        store=ctx.store,
+    )
+    await apply_system(
+        ctx,
+        task_id,
+        lambda t, now: c.SettleUnderLivePayout(
+            actor="system",
+            at=now,
+            preimage_hex=preimage.hex(),
+            payout_payment_hash_hex=payout_hash,
+            blocks_left=blocks_left,
+        ),
+    )
+
+
+async def _pay_worker(ctx: EscrowContext, task: Task) -> PaymentResult | None:
     """The worker's payment, succeeded; None if it failed (recorded on the task)."""
-    assert task.payout_request is not None
+    assert task.payout_request is not None and task.payment_hash_hex is not None
     row = await _payout_row(ctx, task)
+
+    async def mark_sent() -> None:
+        async with ctx.store.transaction() as tx:
+            current = await tx.get_payout(row.task_id, row.funding_round)
+            if current is not None:
+                record_sent(current, ctx.now())
+                row.attempts = current.attempts
 
     async def mark(result: PaymentResult | None, error: str | None) -> None:
         await _mark_payout(ctx, row, result, error=error)
-
-    async def too_late() -> bool:
-        blocks_left = await _blocks_left(ctx, task)
-        return blocks_left is not None and blocks_left <= ctx.settings.hold_expiry_delta + 1
 
     async def record_failure(reason: str) -> None:
         await _record_failure(ctx, task, reason)
@@ -102,18 +147,14 @@ async def _pay_worker(
         ctx,
         row,
         task_id=task.task_id,
-        invoice_settled=invoice_settled,
+        owner=f"task/{task.task_id}",
+        hold_hash=bytes.fromhex(task.payment_hash_hex),
+        max_fee_msat=payout_fee_cap_msat(ctx.settings, task.payout_msat, earned_msat=task.fee_msat),
         failures=task.payout_failures,
+        mark_sent=mark_sent,
         mark=mark,
         record_failure=record_failure,
-        too_late=too_late,
     )
-
-
-async def _blocks_left(ctx: EscrowContext, task: Task) -> int | None:
-    if task.accepted_htlc_expiry_height is None:
-        return None
-    return task.accepted_htlc_expiry_height - await ctx.lightning.block_height()
 
 
 async def _payout_row(ctx: EscrowContext, task: Task) -> PayoutRow:

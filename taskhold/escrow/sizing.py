@@ -14,14 +14,15 @@ def cltv_expiry_delta_for(
     *, now: int, deadline_at: int, review_window_s: int, dispute_window_s: int, settings: Settings
 ) -> int:
     """The ``cltv_expiry`` to ask for: the task's windows with a safety factor, plus the blocks
-    the node and the guardian keep in reserve. Refuses tasks that would need more than the cap.
+    the node and the guardian keep in reserve and the time lock of the payout at the end (a
+    payout's HTLC must expire inside the hold that funds it). Refuses tasks over the cap.
     """
     seconds = max(0, deadline_at - now) + review_window_s + dispute_window_s
     blocks = math.ceil(seconds * settings.cltv_safety_factor / settings.block_time_s)
-    delta = max(settings.min_cltv_expiry_delta, blocks + settings.guard_blocks)
+    delta = max(settings.min_cltv_expiry_delta, blocks + settings.hold_reserve_blocks)
     if delta > settings.max_cltv_expiry_delta:
         longest_s = int(
-            (settings.max_cltv_expiry_delta - settings.guard_blocks)
+            (settings.max_cltv_expiry_delta - settings.hold_reserve_blocks)
             * settings.block_time_s
             / settings.cltv_safety_factor
         )

@@ -7,12 +7,14 @@ the node's current height: it must decide (release or refund) before lnd's own a
 
 from __future__ import annotations
 
+from taskhold.lightning.base import InvoiceState
 from taskhold.tasks import Task, TaskState
 from taskhold.tasks import commands as c
 from taskhold.tasks.model import FUNDED_STATES
 
 from .context import EscrowContext, apply_system
 from .paying import may_land
+from .release import settle_under_live_payout
 
 __all__ = ["TIMED_STATES", "guard", "run_timers"]
 
@@ -27,27 +29,42 @@ async def run_timers(ctx: EscrowContext, task_id: str) -> Task | None:
 async def guard(ctx: EscrowContext, task_id: str, height: int) -> Task | None:
     """Apply the deadline policy when the held HTLC is within the guard margin of expiry.
 
-    A verified task whose payout succeeded or is still in flight is left to the release step:
-    refunding it could pay the worker and return the employer's money both.
+    A verified task whose payout succeeded or is still in flight is never refunded (the
+    worker could be paid and the employer refunded both) nor left to the node's own cancel:
+    its hold is settled under the declared fallback and the payout is followed on.
     """
-    if await _payout_may_land(ctx, task_id):
+    async with ctx.store.transaction() as tx:
+        task = await tx.load_task(task_id)
+    if task is None or task.accepted_htlc_expiry_height is None:
+        return task
+    blocks_left = task.accepted_htlc_expiry_height - height
+    # A submission left unanswered counts as verified early enough for its payout to still
+    # fit in the hold (the reserve); everything else is decided at the guard margin.
+    submitted = task.state is TaskState.SUBMITTED
+    due = ctx.settings.hold_reserve_blocks if submitted else ctx.settings.guard_blocks
+    if blocks_left > due:
+        return task
+    if await _payout_may_land(ctx, task):
+        await settle_under_live_payout(ctx, task_id, blocks_left)
         return None
 
     def check(task: Task, now: int) -> c.Command | None:
         if task.state not in FUNDED_STATES or task.accepted_htlc_expiry_height is None:
-            return None
-        blocks_left = task.accepted_htlc_expiry_height - height
-        if blocks_left > ctx.settings.guard_blocks:
             return None
         return c.HoldExpiring(actor="system", at=now, blocks_left=blocks_left)
 
     return await apply_system(ctx, task_id, check)
 
 
-async def _payout_may_land(ctx: EscrowContext, task_id: str) -> bool:
+async def _payout_may_land(ctx: EscrowContext, task: Task) -> bool:
+    """The verified task's payout succeeded or is in flight, or its hold is already settled
+    (a crash came between the settle and its log entry): settle, never refund."""
+    if task.state is not TaskState.VERIFIED or task.hold_settled_at is not None:
+        return False
     async with ctx.store.transaction() as tx:
-        task = await tx.load_task(task_id)
-        if task is None or task.state is not TaskState.VERIFIED:
-            return False
-        row = await tx.get_payout(task_id, task.funding_round)
-    return row is not None and await may_land(ctx, row)
+        row = await tx.get_payout(task.task_id, task.funding_round)
+    if row is not None and await may_land(ctx, row):
+        return True
+    assert task.payment_hash_hex is not None
+    hold = await ctx.lightning.lookup_invoice(bytes.fromhex(task.payment_hash_hex))
+    return hold.state is InvoiceState.SETTLED

@@ -174,9 +174,13 @@ class LightningBackend(Protocol):
         ...
 
     async def pay_invoice(
-        self, payment_request: str, *, max_fee_msat: int, timeout_seconds: int
+        self, payment_request: str, *, max_fee_msat: int, timeout_seconds: int, cltv_limit: int
     ) -> PaymentResult:
-        """Pay a BOLT11 invoice: SUCCEEDED with the preimage, or :class:`PaymentFailed`."""
+        """Pay a BOLT11 invoice within ``cltv_limit`` blocks of total time lock (route and
+        final CLTV, lnd's ``cltv_limit``): SUCCEEDED with the preimage; IN_FLIGHT if the payee
+        still holds the HTLC when ``timeout_seconds`` run out (it may still land: follow it with
+        :meth:`lookup_payment`); :class:`PaymentFailed` if it failed, or no route fits the limit.
+        """
         ...
 
     async def lookup_payment(self, payment_hash: bytes) -> PaymentResult:
@@ -185,6 +189,10 @@ class LightningBackend(Protocol):
 
     async def block_height(self) -> int:
         """The node's current best block height."""
+        ...
+
+    async def node_pubkey(self) -> str:
+        """The node's identity public key (hex): the payee of every invoice it issues."""
         ...
 
     async def close(self) -> None:

@@ -125,6 +125,7 @@ class LndBackend:
         self._poll_seconds = subscription_poll_seconds
         self._max_failures = subscription_max_failures
         self._grace_seconds = payment_grace_seconds
+        self._identity_pubkey: str | None = None
 
     @classmethod
     def from_connection_file(
@@ -246,9 +247,12 @@ class LndBackend:
     # -- payments -----------------------------------------------------------------------------
 
     async def pay_invoice(
-        self, payment_request: str, *, max_fee_msat: int, timeout_seconds: int
+        self, payment_request: str, *, max_fee_msat: int, timeout_seconds: int, cltv_limit: int
     ) -> PaymentResult:
         """Pay through ``/v2/router/send`` and wait for SUCCEEDED or FAILED.
+
+        ``cltv_limit`` goes to lnd as the route's maximum total time lock (block padding
+        included); lnd refuses a limit the invoice's final CLTV alone does not fit in.
 
         A hash this node already paid (or is paying) is never paid again: lnd refuses the send
         and the recorded payment is followed instead. If no final answer arrives within
@@ -263,6 +267,7 @@ class LndBackend:
                 "payment_request": payment_request,
                 "fee_limit_msat": str(max_fee_msat),
                 "timeout_seconds": timeout_seconds,
+                "cltv_limit": cltv_limit,
                 "no_inflight_updates": True,
             },
         )
@@ -322,6 +327,13 @@ class LndBackend:
         """``GET /v1/getinfo``'s ``block_height``."""
         info = await self._rest.call("GET", "/v1/getinfo")
         return json_int(info.get("block_height"))
+
+    async def node_pubkey(self) -> str:
+        """``GET /v1/getinfo``'s ``identity_pubkey``; it never changes, so it is asked once."""
+        if self._identity_pubkey is None:
+            info = await self._rest.call("GET", "/v1/getinfo")
+            self._identity_pubkey = str(info["identity_pubkey"])
+        return self._identity_pubkey
 
     async def close(self) -> None:
         """Close the HTTP connections. Safe to call twice."""

@@ -18,9 +18,12 @@ Choices where lnd gives no single answer, kept lnd-like:
 - An invoice that does not decode, is for another network or has no amount raises
   :class:`LightningError`: nothing was attempted, so nothing is recorded.
 - ``timeout_seconds`` of :meth:`SimNode.pay_invoice` bounds the wait for a final outcome. If the
-  HTLC is still held when it runs out, ``PaymentFailed(reason="FAILURE_REASON_TIMEOUT")`` is raised
-  but the payment stays IN_FLIGHT (see :meth:`SimNode.lookup_payment`) and may still succeed;
-  paying the same invoice again waits for that HTLC instead of sending another.
+  HTLC is still held when it runs out, the payment is returned IN_FLIGHT, as lnd's backend
+  does; it may still succeed, and paying the same invoice again waits for that HTLC instead of
+  sending another.
+- ``cltv_limit`` bounds the payment's total time lock. The simulator has no hops and no block
+  padding, so that is the payee invoice's final CLTV delta; over the limit the payment fails
+  with ``FAILURE_REASON_NO_ROUTE`` and nothing is held.
 - ``unreachable`` models a lost API connection, not an offline node: other nodes can still pay it.
 """
 
@@ -45,7 +48,7 @@ from taskhold.lightning.base import (
     PaymentStatus,
 )
 from taskhold.lightning.sim_network import SimNetwork
-from taskhold.lightning.sim_records import TIMEOUT, AutoCancel, SettledPayment
+from taskhold.lightning.sim_records import AutoCancel, SettledPayment
 
 __all__ = ["AutoCancel", "SettledPayment", "SimNetwork", "SimNode"]
 
@@ -63,6 +66,7 @@ class _Request:
     payee: str
     payment_hash: bytes
     amount_msat: int
+    min_final_cltv_expiry: int
 
 
 class SimNode:
@@ -169,19 +173,18 @@ class SimNode:
         self.sim_network.cancel(self.pubkey_hex, payment_hash)
 
     async def pay_invoice(
-        self, payment_request: str, *, max_fee_msat: int, timeout_seconds: int
+        self, payment_request: str, *, max_fee_msat: int, timeout_seconds: int, cltv_limit: int
     ) -> PaymentResult:
         self._check_reachable()
         request = self._decode(payment_request)
-        result = self._send(request, max_fee_msat)
+        result = self._send(request, max_fee_msat, cltv_limit=cltv_limit)
         if result.status is PaymentStatus.IN_FLIGHT:
             result = await self.sim_network.wait_payment(
                 self.pubkey_hex, request.payment_hash, timeout_seconds
             )
-        if result.status is PaymentStatus.SUCCEEDED:
-            return result
-        # Still IN_FLIGHT here means the wait ran out while a hold invoice keeps the HTLC.
-        reason = TIMEOUT if result.status is PaymentStatus.IN_FLIGHT else result.failure_reason
+        if result.status is not PaymentStatus.FAILED:
+            return result  # SUCCEEDED, or still held by the payee when the wait ran out
+        reason = result.failure_reason
         assert reason is not None, "a FAILED payment always has a reason"
         raise PaymentFailed(f"payment {request.payment_hash.hex()} failed: {reason}", reason=reason)
 
@@ -192,6 +195,10 @@ class SimNode:
     async def block_height(self) -> int:
         self._check_reachable()
         return self.sim_network.height
+
+    async def node_pubkey(self) -> str:
+        self._check_reachable()
+        return self.pubkey_hex
 
     async def close(self) -> None:
         """Nothing to release; never raises, even while ``unreachable``."""
@@ -233,13 +240,17 @@ class SimNode:
         if self._unreachable:
             raise NodeUnreachable(f"sim node {self.name!r} is unreachable")
 
-    def _send(self, request: _Request, max_fee_msat: int | None) -> PaymentResult:
+    def _send(
+        self, request: _Request, max_fee_msat: int | None, *, cltv_limit: int | None = None
+    ) -> PaymentResult:
         return self.sim_network.send(
             self.pubkey_hex,
             request.payee,
             request.payment_hash,
             request.amount_msat,
             max_fee_msat=max_fee_msat,
+            time_lock=request.min_final_cltv_expiry,
+            cltv_limit=cltv_limit,
         )
 
     def _add_invoice(
@@ -302,4 +313,5 @@ class SimNode:
             payee=str(decoded.payee),
             payment_hash=bytes.fromhex(decoded.payment_hash),
             amount_msat=int(decoded.amount_msat),
+            min_final_cltv_expiry=int(decoded.min_final_cltv_expiry or 18),
         )

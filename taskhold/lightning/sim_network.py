@@ -80,6 +80,7 @@ class SimNetwork:
         self._payments: dict[tuple[str, bytes], PaymentRecord] = {}
         self._failures_queued: list[str] = []
         self._unroutable: set[str] = set()
+        self._keeps_holds: set[str] = set()
 
     # -- chain ------------------------------------------------------------------------------
 
@@ -101,6 +102,7 @@ class SimNetwork:
             for invoice in list(self._invoices.values()):
                 self._expire_if_due(invoice)
                 held = invoice.hold and invoice.state is InvoiceState.ACCEPTED
+                held = held and invoice.issuer not in self._keeps_holds
                 if held and self._height + self.hold_expiry_delta >= min(
                     h.expiry_height for h in invoice.htlcs
                 ):
@@ -149,6 +151,11 @@ class SimNetwork:
     def fail_payments_to(self, node: HasPubkey | str) -> None:
         """Make ``node`` unroutable (``FAILURE_REASON_NO_ROUTE``) until :meth:`clear_failures`."""
         self._unroutable.add(node if isinstance(node, str) else node.pubkey_hex)
+
+    def keep_holds_past_expiry(self, node: HasPubkey | str) -> None:
+        """Make ``node`` a hostile payee: it never cancels its hold invoices near expiry (lnd
+        would), so an HTLC it holds stays in flight for its payer until the node settles it."""
+        self._keeps_holds.add(node if isinstance(node, str) else node.pubkey_hex)
 
     def clear_failures(self) -> None:
         """Forget injected failures: queued ones and unroutable destinations."""
@@ -226,10 +233,14 @@ class SimNetwork:
         amount_msat: int,
         *,
         max_fee_msat: int | None,
+        time_lock: int = 18,
+        cltv_limit: int | None = None,
     ) -> PaymentResult:
         """Send one HTLC unless this payer already paid or is paying this hash.
 
-        Returns the payment as it stands: IN_FLIGHT while a hold invoice holds it, else final.
+        ``time_lock`` is the payment's total time lock in blocks (the payee's final CLTV: the
+        simulator has no hops); over ``cltv_limit`` no route fits. Returns the payment as it
+        stands: IN_FLIGHT while a hold invoice holds it, else final.
         """
         key = (payer, payment_hash)
         earlier = self._payments.get(key)
@@ -246,6 +257,8 @@ class SimNetwork:
         if payee in self._unroutable or payee not in self._balances:
             return self._fail(payment, NO_ROUTE)
         if max_fee_msat is not None and fee_msat > max_fee_msat:
+            return self._fail(payment, NO_ROUTE)
+        if cltv_limit is not None and time_lock > cltv_limit:
             return self._fail(payment, NO_ROUTE)
         if self._balances[payer] < amount_msat + fee_msat:
             return self._fail(payment, INSUFFICIENT_BALANCE)

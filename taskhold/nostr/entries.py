@@ -63,6 +63,11 @@ def payment_tags(event: dict[str, Any]) -> list[list[str]]:
                 ["payout_hash", event["payout_payment_hash_hex"]],
                 ["payout_fee_msat", str(event["payout_fee_msat"])],
             ]
+        case "HoldSettledUnderLivePayout":
+            return [
+                ["preimage", event["preimage_hex"]],
+                ["payout_hash", event["payout_payment_hash_hex"]],
+            ]
         case "RefundCompleted":
             return [["invoice_state", event["invoice_state"]]]
     if event["type"].startswith("Deposit"):
@@ -87,6 +92,11 @@ def _deposit_tags(event: dict[str, Any]) -> list[list[str]]:
             ]
         case "DepositForfeited":
             return [["beneficiary", event["beneficiary"]]]
+        case "DepositSettledUnderLivePayout":
+            return [
+                ["preimage", event["preimage_hex"]],
+                ["payout_hash", event["payout_payment_hash_hex"]],
+            ]
         case "DepositPaidOut":
             return [
                 ["preimage", event["preimage_hex"]],

@@ -20,6 +20,8 @@ class DecodedInvoice:
     payee_pubkey_hex: str
     created_at: int
     expires_at: int
+    min_final_cltv_expiry: int
+    """Blocks the payee wants its HTLC to live at least (BOLT11 ``c``; 18 when absent)."""
 
 
 def decode_invoice(payment_request: str) -> DecodedInvoice:
@@ -43,6 +45,7 @@ def decode_invoice(payment_request: str) -> DecodedInvoice:
         payee_pubkey_hex=str(invoice.payee),
         created_at=int(invoice.date),
         expires_at=int(invoice.date) + int(invoice.expiry or 3600),
+        min_final_cltv_expiry=int(invoice.min_final_cltv_expiry or 18),
     )
 
 

@@ -312,3 +312,22 @@ class Tx:
 
     async def put_deposit_payout(self, row: DepositPayoutRow) -> None:
         await self.session.merge(row)
+
+    async def issued_hold_hash(self, payment_hash_hex: str) -> bool:
+        """Whether taskhold issued a hold invoice with this hash (any task's funding round, any
+        deposit): paying it would pay the escrow node's own held money around in a circle."""
+        if await self.session.get(InvoiceRow, payment_hash_hex) is not None:
+            return True
+        stmt = select(TaskRow.task_id).where(TaskRow.payment_hash_hex == payment_hash_hex)
+        return (await self.session.execute(stmt.limit(1))).first() is not None
+
+    async def payout_owners(self, payment_hash_hex: str) -> set[str]:
+        """Who already pays this hash: ``task/<id>`` for a reward payout (any round),
+        ``deposit/<deposit hash>`` for a forfeited deposit's payout."""
+        tasks = select(PayoutRow.task_id).where(PayoutRow.payment_hash_hex == payment_hash_hex)
+        deposits = select(DepositPayoutRow.deposit_hash_hex).where(
+            DepositPayoutRow.payment_hash_hex == payment_hash_hex
+        )
+        owners = {f"task/{task_id}" for task_id in (await self.session.execute(tasks)).scalars()}
+        owners |= {f"deposit/{h}" for h in (await self.session.execute(deposits)).scalars()}
+        return owners

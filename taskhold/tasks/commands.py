@@ -35,6 +35,8 @@ __all__ = [
     "RequestDepositPayout",
     "RequestFunding",
     "ResolveDispute",
+    "SettleDepositUnderLivePayout",
+    "SettleUnderLivePayout",
     "SubmitProof",
     "SystemDepositCommand",
     "Tick",
@@ -161,6 +163,15 @@ class CompleteRelease(Command):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SettleUnderLivePayout(Command):
+    """The guardian settled the hold while the payout was still in flight (declared fallback)."""
+
+    preimage_hex: str
+    payout_payment_hash_hex: str
+    blocks_left: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CompleteRefund(Command):
     invoice_state: str
 
@@ -194,6 +205,15 @@ class RequestDeposit(DepositCommand):
 class ConfirmDeposit(SystemDepositCommand):
     expiry_height: int
     amount_paid_msat: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SettleDepositUnderLivePayout(SystemDepositCommand):
+    """The guardian settled a forfeited deposit while its payout was still in flight."""
+
+    preimage_hex: str
+    payout_payment_hash_hex: str
+    blocks_left: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

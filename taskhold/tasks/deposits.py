@@ -11,7 +11,9 @@ only ever held by the escrow node, never taken:
   review window run out without approving or rejecting. The beneficiary sends an invoice for
   the deposit's amount; taskhold pays it from the escrow node and only then settles the
   deposit's invoice, the order a release follows. A forfeit nobody could be paid before the
-  HTLC's guard margin is returned: settling without paying would make taskhold custodial.
+  HTLC's guard margin is returned: settling without paying would make taskhold custodial;
+  unless its payment is still in flight, when it is settled under the declared fallback
+  (``DepositSettledUnderLivePayout``) and the beneficiary stays owed.
 
 Pure like the rest of the machine: ``decide_deposit`` for deposit commands, ``consequences``
 for what a task's own events do to its deposits, ``deposit_changes`` to fold deposit events.
@@ -74,7 +76,9 @@ def decide_deposit(
             ]
         case c.DepositInvoiceCancelled() if latest and deposit.is_live:
             return [e.DepositReturned(**base, invoice_state="CANCELED")]
-        case c.DepositExpiring() if latest and deposit.state in (D.HELD, D.FORFEIT):
+        case c.DepositExpiring() if (
+            latest and deposit.state in (D.HELD, D.FORFEIT) and deposit.hold_settled_at is None
+        ):
             what = "the forfeit could not be paid" if deposit.state is D.FORFEIT else "held"
             reason = f"{what} before the hold came within {cmd.blocks_left} blocks of expiry"
             return [e.DepositReturnOrdered(**base, reason=reason)]
@@ -82,6 +86,19 @@ def decide_deposit(
             return [e.DepositPayoutFailed(**base, reason=cmd.reason)]
         case c.CompleteDepositReturn() if latest and deposit.state is D.RETURNING:
             return [e.DepositReturned(**base, invoice_state=cmd.invoice_state)]
+        case c.SettleDepositUnderLivePayout() if (
+            latest and deposit.state is D.FORFEIT and deposit.hold_settled_at is None
+        ):
+            if hashlib.sha256(bytes.fromhex(cmd.preimage_hex)).hexdigest() != payment_hash:
+                raise Invalid("the preimage does not hash to the deposit's", code="bad_preimage")
+            return [
+                e.DepositSettledUnderLivePayout(
+                    **base,
+                    preimage_hex=cmd.preimage_hex,
+                    payout_payment_hash_hex=cmd.payout_payment_hash_hex,
+                    blocks_left=cmd.blocks_left,
+                )
+            ]
         case c.CompleteDepositPayout() if latest and deposit.state is D.FORFEIT:
             if deposit.payout_request is None:
                 raise Conflict("the beneficiary has sent no invoice", code="no_payout_invoice")
@@ -254,6 +271,8 @@ def deposit_changes(task: Task, ev: e.DepositEvent) -> dict[str, Any]:
             }
         case e.DepositReturned():
             changed = {"state": D.RETURNED, "closed_at": ev.at}
+        case e.DepositSettledUnderLivePayout():
+            changed = {"hold_settled_at": ev.at, "preimage_hex": ev.preimage_hex}
         case e.DepositPaidOut():
             changed = {
                 "state": D.PAID_OUT,

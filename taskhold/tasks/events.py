@@ -20,12 +20,14 @@ __all__ = [
     "DepositRequested",
     "DepositReturnOrdered",
     "DepositReturned",
+    "DepositSettledUnderLivePayout",
     "DisputeOpened",
     "DisputeResolved",
     "Event",
     "FundingAccepted",
     "FundingExpired",
     "FundingRequested",
+    "HoldSettledUnderLivePayout",
     "PayoutFailed",
     "PayoutRequestUpdated",
     "ProofRefused",
@@ -170,6 +172,17 @@ class ReleaseCompleted(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HoldSettledUnderLivePayout(Event):
+    """The declared fallback: the hold invoice was settled while the worker's payout was still
+    in flight at the guardian's deadline. Reveals the preimage; the worker stays owed, and the
+    task becomes PAID once the payout lands."""
+
+    preimage_hex: str
+    payout_payment_hash_hex: str
+    blocks_left: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RefundCompleted(Event):
     """The hold invoice is cancelled at the node; the employer's HTLC went back."""
 
@@ -230,6 +243,17 @@ class DepositReturned(DepositEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DepositSettledUnderLivePayout(DepositEvent):
+    """The declared fallback for a forfeited deposit: its hold invoice was settled while the
+    beneficiary's payout was still in flight at the guardian's deadline. Reveals its preimage;
+    the beneficiary stays owed until ``DepositPaidOut``."""
+
+    preimage_hex: str
+    payout_payment_hash_hex: str
+    blocks_left: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DepositPaidOut(DepositEvent):
     """The beneficiary was paid and the deposit's hold invoice settled. Reveals its preimage."""
 
@@ -258,6 +282,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PayoutFailed,
         PayoutRequestUpdated,
         ReleaseCompleted,
+        HoldSettledUnderLivePayout,
         RefundCompleted,
         DepositRequested,
         DepositLocked,
@@ -266,6 +291,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DepositPayoutRequested,
         DepositPayoutFailed,
         DepositReturned,
+        DepositSettledUnderLivePayout,
         DepositPaidOut,
     )
 }

@@ -72,6 +72,7 @@ TRANSITIONS: dict[type[c.Command], Rule] = {
     c.HoldExpiring: _rule(FUNDED_STATES, [Role.SYSTEM], "guard"),
     c.RecordPayoutFailure: _rule([S.VERIFIED], [Role.SYSTEM], "record a payout failure on"),
     c.CompleteRelease: _rule([S.VERIFIED], [Role.SYSTEM], "release"),
+    c.SettleUnderLivePayout: _rule([S.VERIFIED], [Role.SYSTEM], "settle the hold of"),
     c.CompleteRefund: _rule(_OPEN_STATES, [Role.SYSTEM], "complete the refund of"),
 }
 """The one table of who may do what, when. ``CreateTask`` acts on no task and is not listed."""
@@ -133,6 +134,8 @@ def _already_done(task: Task, command: c.Command) -> bool:
             return task.funded_at is not None or task.refund_ordered or task.is_terminal
         case c.CompleteRelease():
             return task.state is S.PAID
+        case c.SettleUnderLivePayout():
+            return task.hold_settled_at is not None or task.state is S.PAID
         case c.CompleteRefund():
             return task.state in (S.REFUNDED, S.CANCELLED, S.EXPIRED)
         case c.ExpireFunding():
@@ -348,8 +351,8 @@ def _hold_expiring(task: Task, cmd: c.Command) -> list[e.Event]:
     match task.state:
         case S.SUBMITTED:
             return [e.ReviewWindowElapsed(at=cmd.at, actor=cmd.actor)]
-        case S.VERIFIED if task.payout_failures == 0:
-            return []
+        case S.VERIFIED if task.payout_failures == 0 or task.hold_settled_at is not None:
+            return []  # a settled hold cannot be refunded: the worker is owed the payout
         case S.VERIFIED:
             reason += f" and the payout failed ({task.last_payout_failure})"
     return [e.RefundOrdered(at=cmd.at, actor=cmd.actor, reason=reason)]
@@ -380,6 +383,24 @@ def _complete_release(task: Task, cmd: c.Command) -> list[e.Event]:
     ]
 
 
+def _settle_under_live_payout(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.SettleUnderLivePayout)
+    if task.refund_ordered:
+        raise Conflict("a refund is under way; the hold cannot be settled", code="refund_under_way")
+    preimage_hash = hashlib.sha256(bytes.fromhex(cmd.preimage_hex)).hexdigest()
+    if preimage_hash != task.payment_hash_hex:
+        raise Invalid("the preimage does not hash to the task's payment hash", code="bad_preimage")
+    return [
+        e.HoldSettledUnderLivePayout(
+            at=cmd.at,
+            actor=cmd.actor,
+            preimage_hex=cmd.preimage_hex,
+            payout_payment_hash_hex=cmd.payout_payment_hash_hex,
+            blocks_left=cmd.blocks_left,
+        )
+    ]
+
+
 def _complete_refund(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.CompleteRefund)
     if not task.refund_ordered:
@@ -404,6 +425,7 @@ _HANDLERS: dict[type[c.Command], Callable[[Task, c.Command], list[e.Event]]] = {
     c.HoldExpiring: _hold_expiring,
     c.RecordPayoutFailure: _payout_failed,
     c.CompleteRelease: _complete_release,
+    c.SettleUnderLivePayout: _settle_under_live_payout,
     c.CompleteRefund: _complete_refund,
 }
 
@@ -514,6 +536,8 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
                 "payout_fee_msat": ev.payout_fee_msat,
                 "closed_at": ev.at,
             }
+        case e.HoldSettledUnderLivePayout():
+            return {"hold_settled_at": ev.at, "preimage_hex": ev.preimage_hex}
         case e.RefundCompleted():
             final = S.REFUNDED if task.funded_at is not None else S.CANCELLED
             return {"state": final, "closed_at": ev.at}

@@ -89,6 +89,9 @@ class Deposit:
     last_payout_failure: str | None = None
     payout_payment_hash_hex: str | None = None
     preimage_hex: str | None = None
+    hold_settled_at: int | None = None
+    """Set when the deposit was settled under a live payout (the declared fallback): it can
+    then only end PAID_OUT."""
     closed_at: int | None = None
 
     @property
@@ -167,6 +170,9 @@ class Task:
     payout_payment_hash_hex: str | None = None
     payout_fee_msat: int | None = None
     preimage_hex: str | None = None
+    hold_settled_at: int | None = None
+    """Set when the hold was settled under a live payout (the declared fallback): the employer's
+    money is taken, so the task can only end PAID."""
     closed_at: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
     review_window_by_policy: bool = False

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from conftest import Stack, close_stack, open_stack, stack_settings
-from helpers import funded, submitted
+from helpers import funded, read_log, submitted, tag
 
 from taskhold.lightning.base import InvoiceState, PaymentStatus
 
@@ -131,10 +131,12 @@ async def test_guardian_refunds_before_the_node_would_auto_cancel(stack: Stack) 
 
 
 async def test_guardian_releases_a_submitted_task_near_expiry(stack: Stack) -> None:
+    """An unanswered submission counts as verified while the hold still has room for the
+    payout's time lock (the reserve), not only at the guard margin, where none is left."""
     employer, worker = stack.client(), stack.client()
     task = await submitted(stack, employer, worker)
     expiry = task["funding"]["accepted_htlc_expiry_height"]
-    while stack.world.network.height < expiry - stack.settings.guard_blocks:
+    while stack.world.network.height < expiry - stack.settings.hold_reserve_blocks:
         await stack.world.network.mine(1)
     await stack.settle_engine()
     final = await employer.get_task(task["task_id"])
@@ -171,9 +173,11 @@ async def test_unroutable_payout_retries_boundedly_then_refunds_at_hold_expiry(
 async def test_a_payout_in_flight_at_the_guard_margin_is_settled_not_refunded(
     stack: Stack,
 ) -> None:
-    """A retry still in flight when the guardian fires must not be met by a refund: the
-    worker could then be paid and the employer refunded both."""
+    """A retry still in flight when the guardian fires must not be met by a refund (the
+    worker could then be paid and the employer refunded both), nor left to the node's own
+    cancel: the hold is settled under the declared fallback, and the payout followed on."""
     stack.services.settings.payout_timeout_s = 1  # the held payment answers IN_FLIGHT at once
+    stack.world.network.keep_holds_past_expiry(stack.world.worker)  # a hostile payee
     employer, worker = stack.client(), stack.client()
     task = await funded(stack, employer)
     await worker.claim(task["task_id"])
@@ -202,6 +206,11 @@ async def test_a_payout_in_flight_at_the_guard_margin_is_settled_not_refunded(
         await stack.world.network.mine(1)
     await stack.settle_engine()
     assert (await employer.get_task(task["task_id"]))["state"] == "VERIFIED"
+    escrow_hash = bytes.fromhex(task["funding"]["payment_hash"])
+    assert (await stack.world.escrow.lookup_invoice(escrow_hash)).state is InvoiceState.SETTLED
+    assert "HoldSettledUnderLivePayout" in [tag(entry, "op") for entry in await read_log(stack)]
+    await stack.world.network.mine(stack.settings.guard_blocks + 5)  # past its expiry: no cancel
+    assert stack.world.network.auto_cancelled == []
 
     await stack.world.worker.settle_invoice(preimage)
     stack.services.engine._retry_at.clear()

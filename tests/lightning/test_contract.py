@@ -479,7 +479,7 @@ async def test_pay_invoice_pays_the_payee_within_the_fee_cap(harness: Harness) -
     payment_hash = bytes.fromhex(bolt11.decode(payment_request).payment_hash)
 
     result = await harness.escrow.pay_invoice(
-        payment_request, max_fee_msat=1_000, timeout_seconds=30
+        payment_request, max_fee_msat=1_000, timeout_seconds=30, cltv_limit=500
     )
 
     assert result.status is PaymentStatus.SUCCEEDED
@@ -493,11 +493,11 @@ async def test_paying_the_same_invoice_twice_pays_once(harness: Harness) -> None
     payee_before = await harness.payee_balance_msat()
     payment_request = await harness.payee_invoice(AMOUNT_MSAT)
     first = await harness.escrow.pay_invoice(
-        payment_request, max_fee_msat=1_000, timeout_seconds=30
+        payment_request, max_fee_msat=1_000, timeout_seconds=30, cltv_limit=500
     )
 
     second = await harness.escrow.pay_invoice(
-        payment_request, max_fee_msat=1_000, timeout_seconds=30
+        payment_request, max_fee_msat=1_000, timeout_seconds=30, cltv_limit=500
     )
 
     assert second.status is PaymentStatus.SUCCEEDED
@@ -507,7 +507,9 @@ async def test_paying_the_same_invoice_twice_pays_once(harness: Harness) -> None
 
 async def test_lookup_payment_reports_a_succeeded_payout(harness: Harness) -> None:
     payment_request = await harness.payee_invoice(AMOUNT_MSAT)
-    paid = await harness.escrow.pay_invoice(payment_request, max_fee_msat=1_000, timeout_seconds=30)
+    paid = await harness.escrow.pay_invoice(
+        payment_request, max_fee_msat=1_000, timeout_seconds=30, cltv_limit=500
+    )
 
     looked_up = await harness.escrow.lookup_payment(paid.payment_hash)
 

@@ -288,7 +288,9 @@ async def test_fee_above_the_cap_fails_with_no_route(
     payment_request = await payee.create_invoice(AMOUNT_MSAT)
 
     with pytest.raises(PaymentFailed) as failed:
-        await escrow.pay_invoice(payment_request, max_fee_msat=999, timeout_seconds=5)
+        await escrow.pay_invoice(
+            payment_request, max_fee_msat=999, timeout_seconds=5, cltv_limit=500
+        )
 
     assert failed.value.reason == "FAILURE_REASON_NO_ROUTE"
     assert (escrow.balance_msat, payee.balance_msat) == (START_BALANCE_MSAT, 0)
@@ -300,7 +302,9 @@ async def test_fee_within_the_cap_is_charged_to_the_payer(
     net.fee_base_msat, net.fee_ppm = 1_000, 2_000  # 1 sat + 0.2 %
     payment_request = await payee.create_invoice(AMOUNT_MSAT)
 
-    result = await escrow.pay_invoice(payment_request, max_fee_msat=301_000, timeout_seconds=5)
+    result = await escrow.pay_invoice(
+        payment_request, max_fee_msat=301_000, timeout_seconds=5, cltv_limit=500
+    )
 
     assert result.fee_msat == 1_000 + AMOUNT_MSAT * 2_000 // 1_000_000 == 301_000
     assert escrow.balance_msat == START_BALANCE_MSAT - AMOUNT_MSAT - 301_000
@@ -328,11 +332,13 @@ async def test_injected_failure_fails_once_then_a_retry_pays(
     payment_request = await payee.create_invoice(AMOUNT_MSAT)
 
     with pytest.raises(PaymentFailed) as failed:
-        await escrow.pay_invoice(payment_request, max_fee_msat=0, timeout_seconds=5)
+        await escrow.pay_invoice(payment_request, max_fee_msat=0, timeout_seconds=5, cltv_limit=500)
     assert failed.value.reason == "FAILURE_REASON_ERROR"
     assert (await escrow.lookup_payment(hash_of(payment_request))).status is PaymentStatus.FAILED
 
-    retried = await escrow.pay_invoice(payment_request, max_fee_msat=0, timeout_seconds=5)
+    retried = await escrow.pay_invoice(
+        payment_request, max_fee_msat=0, timeout_seconds=5, cltv_limit=500
+    )
 
     assert retried.status is PaymentStatus.SUCCEEDED
     assert len(net.payments_to(hash_of(payment_request))) == 1
@@ -345,11 +351,15 @@ async def test_unroutable_destination_fails_until_cleared(
     payment_request = await payee.create_invoice(AMOUNT_MSAT)
     for _ in range(2):
         with pytest.raises(PaymentFailed, match="FAILURE_REASON_NO_ROUTE"):
-            await escrow.pay_invoice(payment_request, max_fee_msat=0, timeout_seconds=5)
+            await escrow.pay_invoice(
+                payment_request, max_fee_msat=0, timeout_seconds=5, cltv_limit=500
+            )
 
     net.clear_failures()
 
-    result = await escrow.pay_invoice(payment_request, max_fee_msat=0, timeout_seconds=5)
+    result = await escrow.pay_invoice(
+        payment_request, max_fee_msat=0, timeout_seconds=5, cltv_limit=500
+    )
     assert result.status is PaymentStatus.SUCCEEDED
 
 
@@ -363,7 +373,7 @@ async def test_payee_outside_the_network_has_no_route(escrow: SimNode) -> None:
     payment_request = await stranger.create_invoice(AMOUNT_MSAT)
 
     with pytest.raises(PaymentFailed) as failed:
-        await escrow.pay_invoice(payment_request, max_fee_msat=0, timeout_seconds=5)
+        await escrow.pay_invoice(payment_request, max_fee_msat=0, timeout_seconds=5, cltv_limit=500)
 
     assert failed.value.reason == "FAILURE_REASON_NO_ROUTE"
 
@@ -374,7 +384,7 @@ async def test_insufficient_balance_fails_without_moving_money(
     payment_request = await payee.create_invoice(START_BALANCE_MSAT + 1)
 
     with pytest.raises(PaymentFailed) as failed:
-        await escrow.pay_invoice(payment_request, max_fee_msat=0, timeout_seconds=5)
+        await escrow.pay_invoice(payment_request, max_fee_msat=0, timeout_seconds=5, cltv_limit=500)
 
     assert failed.value.reason == "FAILURE_REASON_INSUFFICIENT_BALANCE"
     assert escrow.balance_msat == START_BALANCE_MSAT
@@ -402,7 +412,7 @@ async def test_undecodable_payment_request_is_an_error(
     escrow: SimNode, payment_request: str
 ) -> None:
     with pytest.raises(LightningError, match="invalid payment request"):
-        await escrow.pay_invoice(payment_request, max_fee_msat=0, timeout_seconds=5)
+        await escrow.pay_invoice(payment_request, max_fee_msat=0, timeout_seconds=5, cltv_limit=500)
 
 
 async def test_mainnet_invoice_is_refused_on_regtest(escrow: SimNode) -> None:
@@ -419,7 +429,7 @@ async def test_mainnet_invoice_is_refused_on_regtest(escrow: SimNode) -> None:
     )
 
     with pytest.raises(LightningError, match="network"):
-        await escrow.pay_invoice(mainnet, max_fee_msat=0, timeout_seconds=5)
+        await escrow.pay_invoice(mainnet, max_fee_msat=0, timeout_seconds=5, cltv_limit=500)
 
 
 # -- an unreachable node -------------------------------------------------------------------------
@@ -436,6 +446,7 @@ async def test_mainnet_invoice_is_refused_on_regtest(escrow: SimNode) -> None:
         "pay_invoice",
         "lookup_payment",
         "block_height",
+        "node_pubkey",
     ],
 )
 async def test_unreachable_node_refuses_every_backend_call(
@@ -451,10 +462,11 @@ async def test_unreachable_node_refuses_every_backend_call(
         "settle_invoice": lambda: escrow.settle_invoice(preimage),
         "cancel_invoice": lambda: escrow.cancel_invoice(invoice.payment_hash),
         "pay_invoice": lambda: escrow.pay_invoice(
-            payment_request, max_fee_msat=0, timeout_seconds=5
+            payment_request, max_fee_msat=0, timeout_seconds=5, cltv_limit=500
         ),
         "lookup_payment": lambda: escrow.lookup_payment(invoice.payment_hash),
         "block_height": lambda: escrow.block_height(),
+        "node_pubkey": lambda: escrow.node_pubkey(),
     }
 
     with pytest.raises(NodeUnreachable):
@@ -508,7 +520,7 @@ async def test_paying_an_expired_invoice_fails_with_incorrect_details(
     clock.now = T0 + 61
 
     with pytest.raises(PaymentFailed) as failed:
-        await escrow.pay_invoice(payment_request, max_fee_msat=0, timeout_seconds=5)
+        await escrow.pay_invoice(payment_request, max_fee_msat=0, timeout_seconds=5, cltv_limit=500)
 
     assert failed.value.reason == "FAILURE_REASON_INCORRECT_PAYMENT_DETAILS"
     assert escrow.balance_msat == START_BALANCE_MSAT
@@ -532,9 +544,13 @@ async def test_paying_a_paid_invoice_again_moves_no_money(
     net: SimNetwork, escrow: SimNode, payee: SimNode
 ) -> None:
     payment_request = await payee.create_invoice(AMOUNT_MSAT)
-    first = await escrow.pay_invoice(payment_request, max_fee_msat=0, timeout_seconds=5)
+    first = await escrow.pay_invoice(
+        payment_request, max_fee_msat=0, timeout_seconds=5, cltv_limit=500
+    )
 
-    again = await escrow.pay_invoice(payment_request, max_fee_msat=0, timeout_seconds=5)
+    again = await escrow.pay_invoice(
+        payment_request, max_fee_msat=0, timeout_seconds=5, cltv_limit=500
+    )
 
     assert again == first
     assert escrow.balance_msat == START_BALANCE_MSAT - AMOUNT_MSAT
@@ -547,7 +563,9 @@ async def test_concurrent_payments_of_a_held_invoice_send_one_htlc(
     preimage, invoice = await hold(escrow)
     attempts = [
         asyncio.ensure_future(
-            payer.pay_invoice(invoice.payment_request, max_fee_msat=0, timeout_seconds=5)
+            payer.pay_invoice(
+                invoice.payment_request, max_fee_msat=0, timeout_seconds=5, cltv_limit=500
+            )
         )
         for _ in range(2)
     ]
@@ -565,12 +583,54 @@ async def test_concurrent_payments_of_a_held_invoice_send_one_htlc(
 async def test_timeout_while_held_leaves_the_payment_in_flight(
     escrow: SimNode, payer: SimNode
 ) -> None:
+    """As lnd's backend does: a payment the payee still holds is returned IN_FLIGHT, not
+    raised as a failure, so no caller can take it for failed (or for paid)."""
     preimage, invoice = await hold(escrow)
 
-    with pytest.raises(PaymentFailed) as failed:
-        await payer.pay_invoice(invoice.payment_request, max_fee_msat=0, timeout_seconds=0)
+    result = await payer.pay_invoice(
+        invoice.payment_request, max_fee_msat=0, timeout_seconds=0, cltv_limit=500
+    )
 
-    assert failed.value.reason == "FAILURE_REASON_TIMEOUT"
+    assert result.status is PaymentStatus.IN_FLIGHT
+    assert result.preimage is None
     assert (await payer.lookup_payment(invoice.payment_hash)).status is PaymentStatus.IN_FLIGHT
     await escrow.settle_invoice(preimage)
     assert (await payer.lookup_payment(invoice.payment_hash)).preimage == preimage
+
+
+# -- bounds on outgoing payments -----------------------------------------------------------------
+
+
+async def test_a_payment_over_its_cltv_limit_fails_and_holds_nothing(
+    escrow: SimNode, payer: SimNode
+) -> None:
+    _, invoice = await hold(escrow, cltv_expiry_delta=40)
+
+    with pytest.raises(PaymentFailed) as failed:
+        await payer.pay_invoice(
+            invoice.payment_request, max_fee_msat=0, timeout_seconds=0, cltv_limit=39
+        )
+
+    assert failed.value.reason == "FAILURE_REASON_NO_ROUTE"
+    assert (await escrow.lookup_invoice(invoice.payment_hash)).state is InvoiceState.OPEN
+    assert payer.balance_msat == START_BALANCE_MSAT
+
+
+async def test_node_pubkey_is_the_payee_of_its_invoices(escrow: SimNode) -> None:
+    _, invoice = await hold(escrow)
+
+    assert bolt11.decode(invoice.payment_request).payee == await escrow.node_pubkey()
+
+
+async def test_a_hostile_payee_keeps_its_hold_past_the_auto_cancel(
+    net: SimNetwork, escrow: SimNode, payer: SimNode
+) -> None:
+    net.keep_holds_past_expiry(escrow)
+    _, invoice = await hold(escrow, cltv_expiry_delta=18)
+    await payer.send_payment(invoice.payment_request)
+
+    await net.mine(30)
+
+    assert (await escrow.lookup_invoice(invoice.payment_hash)).state is InvoiceState.ACCEPTED
+    assert (await payer.lookup_payment(invoice.payment_hash)).status is PaymentStatus.IN_FLIGHT
+    assert net.auto_cancelled == []

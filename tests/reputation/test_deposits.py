@@ -27,6 +27,7 @@ from deposit_flows import (
 from helpers import AMOUNT_MSAT, funded, read_log, tag
 
 from taskhold.client import TaskholdAPIError
+from taskhold.lightning.base import InvoiceState
 from taskhold.reputation.policy import ReputationPolicy
 
 POW_BITS = 8
@@ -318,6 +319,7 @@ async def test_a_forfeit_payment_in_flight_at_the_guard_margin_is_settled_not_re
     stack: Stack = await open_custom(payout_timeout_s=1)
     gone = await abandoned_claim(stack)
     employer, worker, task_id, amount = gone.employer, gone.worker, gone.task_id, gone.amount_msat
+    stack.world.network.keep_holds_past_expiry(stack.world.employer)  # a hostile payee
 
     preimage = os.urandom(32)  # the employer's wallet holds the payment to it until released
     held_invoice = await stack.world.employer.create_hold_invoice(
@@ -336,7 +338,12 @@ async def test_a_forfeit_payment_in_flight_at_the_guard_margin_is_settled_not_re
     while stack.world.network.height < expiry - stack.settings.guard_blocks:
         await stack.world.network.mine(1)
     await stack.settle_engine()
-    assert deposit_of(await employer.get_task(task_id), worker.pubkey_hex)["state"] == "FORFEIT"
+    settled = deposit_of(await employer.get_task(task_id), worker.pubkey_hex)
+    assert settled["state"] == "FORFEIT"  # settled under the declared fallback, still owed
+    assert settled["hold_settled_at"] is not None
+    deposit_hash = bytes.fromhex(settled["payment_hash"])
+    assert (await stack.world.escrow.lookup_invoice(deposit_hash)).state is InvoiceState.SETTLED
+    assert stack.world.network.auto_cancelled == []
 
     await stack.world.employer.settle_invoice(preimage)
     stack.services.engine._retry_at.clear()
