@@ -112,7 +112,9 @@ async def deposit_payout(
         tx,
         invoice,
         owner=f"deposit/{forfeited.payment_hash_hex}",
-        budget_blocks=await budget_now(ctx.escrow, forfeited.expiry_height),
+        budget_blocks=await budget_now(
+            ctx.escrow, forfeited.expiry_height, hold_settled=forfeited.hold_settled_at is not None
+        ),
         accepting=True,
     )
     return Outcome(await apply_command(ctx, tx, request, task, command(invoice.payment_request)))

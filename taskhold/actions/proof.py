@@ -75,7 +75,11 @@ async def _checked_invoice(ctx: WriteContext, tx: Tx, task: Task, payment_reques
         tx,
         invoice,
         owner=f"task/{task.task_id}",
-        budget_blocks=await budget_now(ctx.escrow, task.accepted_htlc_expiry_height),
+        budget_blocks=await budget_now(
+            ctx.escrow,
+            task.accepted_htlc_expiry_height,
+            hold_settled=task.hold_settled_at is not None,
+        ),
         accepting=True,
     )
     return invoice.payment_request

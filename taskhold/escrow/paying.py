@@ -159,8 +159,7 @@ async def pay_once(
 
 async def _cltv_budget(ctx: EscrowContext, hold: InvoiceStatus) -> int | None:
     """The CLTV limit a payment behind ``hold`` may carry now; None if none may be sent."""
-    if hold.state is InvoiceState.SETTLED:
-        return ctx.settings.max_cltv_expiry_delta  # nothing left to outlive: the usual cap
-    if hold.state is not InvoiceState.ACCEPTED:
+    if hold.state not in (InvoiceState.ACCEPTED, InvoiceState.SETTLED):
         return None
-    return await budget_now(ctx, hold.accepted_htlc_expiry_height)
+    settled = hold.state is InvoiceState.SETTLED
+    return await budget_now(ctx, hold.accepted_htlc_expiry_height, hold_settled=settled)

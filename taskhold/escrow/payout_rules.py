@@ -68,8 +68,13 @@ def cltv_budget(settings: Settings, *, expiry_height: int, height: int) -> int:
     return expiry_height - height - settings.guard_blocks - settings.payout_cltv_margin_blocks
 
 
-async def budget_now(ctx: EscrowContext, expiry_height: int | None) -> int | None:
-    """:func:`cltv_budget` at the node's height now; None while no HTLC is held."""
+async def budget_now(
+    ctx: EscrowContext, expiry_height: int | None, *, hold_settled: bool = False
+) -> int | None:
+    """:func:`cltv_budget` at the node's height now; None while no HTLC is held. A settled hold
+    (the declared fallback) has nothing left to outlive: the usual cap applies."""
+    if hold_settled:
+        return ctx.settings.max_cltv_expiry_delta
     if expiry_height is None:
         return None
     height = await ctx.lightning.block_height()
