@@ -87,15 +87,17 @@ async def test_another_tasks_hold_invoice_as_payout_costs_the_operator_nothing(
     and hold the payout in flight past the employer's hold."""
     employer, worker = stack.client(), stack.client()
     task = await claimed(stack, employer, worker)
-    bait = await worker.create_task(  # the worker plays the bait task's employer too
-        "bait", "", task["payout_msat"], task["deadline_at"], acceptance={}
+    bait = await worker.create_task(  # the worker plays the bait task's employer too,
+        "bait",  # with windows long enough for its hold to outlast the task's
+        "",
+        task["payout_msat"],
+        task["deadline_at"],
+        acceptance={},
+        review_window_s=20 * 3600,
     )
     bait_invoice = (await worker.request_funding(bait["task_id"]))["funding"]["payment_request"]
     escrow_before = stack.world.escrow.balance_msat
     employer_before = stack.world.employer.balance_msat
-
-    refusal = await refused(worker.submit_proof(task["task_id"], PROOF, bait_invoice))
-    assert refusal.code == "payout_to_escrow_node"
 
     invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
     await worker.submit_proof(task["task_id"], PROOF, invoice)
@@ -106,7 +108,6 @@ async def test_another_tasks_hold_invoice_as_payout_costs_the_operator_nothing(
 
     final = await employer.get_task(task["task_id"])
     assert final["state"] == "REFUNDED"
-    assert "escrow node itself" in final["last_payout_failure"]
     status = await stack.world.escrow.lookup_payment(hash_of(bait_invoice))
     assert status.status is PaymentStatus.UNKNOWN  # never paid, not even tried
     bait_state = await stack.world.escrow.lookup_invoice(hash_of(bait_invoice))
@@ -115,6 +116,19 @@ async def test_another_tasks_hold_invoice_as_payout_costs_the_operator_nothing(
     assert stack.world.escrow.balance_msat == escrow_before
     assert stack.world.employer.balance_msat == employer_before + task["amount_msat"]
     assert stack.world.network.auto_cancelled == []
+    assert "escrow node itself" in final["last_payout_failure"]
+
+
+async def test_another_tasks_hold_invoice_is_refused_as_payout_invoice(stack: Stack) -> None:
+    employer, worker = stack.client(), stack.client()
+    task = await claimed(stack, employer, worker)
+    bait = await worker.create_task(
+        "bait", "", task["payout_msat"], task["deadline_at"], acceptance={}
+    )
+    bait_invoice = (await worker.request_funding(bait["task_id"]))["funding"]["payment_request"]
+
+    refusal = await refused(worker.submit_proof(task["task_id"], PROOF, bait_invoice))
+    assert refusal.code == "payout_to_escrow_node"
 
 
 async def test_a_worker_holding_the_payout_cannot_outlive_the_hold(stack: Stack) -> None:
