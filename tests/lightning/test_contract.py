@@ -27,6 +27,7 @@ from taskhold.lightning.base import (
     InvoiceState,
     InvoiceStatus,
     LightningBackend,
+    PaymentFailed,
     PaymentResult,
     PaymentStatus,
     WrongInvoiceState,
@@ -61,6 +62,11 @@ class Harness(Protocol):
 
     async def payee_invoice(self, amount_msat: int) -> str:
         """An ordinary invoice from the payee node."""
+        ...
+
+    @property
+    def payee(self) -> LightningBackend:
+        """The payee node as a backend: its hold invoices keep an HTLC in flight."""
         ...
 
     async def payer_balance_msat(self) -> int: ...
@@ -117,6 +123,7 @@ class LndHarness:
     devnet: DevnetHandle
     escrow: LndBackend
     payer: LndBackend
+    payee: LndBackend
     payer_wallet: LndWallet
     payee_wallet: LndWallet
     cltv_padding_blocks: int = 3  # lnd's router adds routing.BlockPadding to the final CLTV
@@ -158,15 +165,17 @@ async def lnd_harness() -> AsyncIterator[Harness]:
     devnet = get_devnet()
     harness = LndHarness(
         devnet=devnet,
-        escrow=devnet.backend("escrow"),
+        escrow=devnet.backend("escrow", payment_grace_seconds=2.0),
         payer=devnet.backend("employer"),
+        payee=devnet.backend("worker"),
         payer_wallet=devnet.wallet("employer"),
         payee_wallet=devnet.wallet("worker"),
     )
     try:
         yield harness
     finally:
-        for client in (harness.escrow, harness.payer, harness.payer_wallet, harness.payee_wallet):
+        clients = (harness.escrow, harness.payer, harness.payee)
+        for client in (*clients, harness.payer_wallet, harness.payee_wallet):
             await client.close()
 
 
@@ -536,3 +545,75 @@ async def test_block_height_moves_with_mining(harness: Harness) -> None:
     await harness.mine(3)
 
     assert await harness.escrow.block_height() == height + 3
+
+
+# -- payouts the payee holds, and their bounds ---------------------------------------------------
+
+
+async def payee_hold_invoice(harness: Harness, *, cltv_expiry_delta: int = 40) -> tuple[bytes, str]:
+    """A hold invoice of the payee node: paying it leaves the HTLC in flight until it decides."""
+    preimage, payment_hash = new_preimage()
+    held = await harness.payee.create_hold_invoice(
+        payment_hash,
+        AMOUNT_MSAT,
+        memo="held payout",
+        expiry_seconds=EXPIRY_SECONDS,
+        cltv_expiry_delta=cltv_expiry_delta,
+    )
+    return preimage, held.payment_request
+
+
+async def test_a_payment_the_payee_holds_is_returned_in_flight_then_lands(
+    harness: Harness,
+) -> None:
+    """A held payout is IN_FLIGHT when the wait runs out, never a failure and never paid:
+    whoever reads it must keep following it."""
+    preimage, payment_request = await payee_hold_invoice(harness)
+
+    result = await harness.escrow.pay_invoice(
+        payment_request, max_fee_msat=1_000, timeout_seconds=1, cltv_limit=500
+    )
+
+    assert result.status is PaymentStatus.IN_FLIGHT
+    assert result.preimage is None
+    payment_hash = hashlib.sha256(preimage).digest()
+    assert (await harness.escrow.lookup_payment(payment_hash)).status is PaymentStatus.IN_FLIGHT
+    await wait_for_state(harness.payee, payment_hash, InvoiceState.ACCEPTED)
+    await harness.payee.settle_invoice(preimage)
+    landed = await final_payment(harness.escrow, payment_hash)
+    assert (landed.status, landed.preimage) == (PaymentStatus.SUCCEEDED, preimage)
+
+
+async def test_a_held_payment_the_payee_cancels_fails(harness: Harness) -> None:
+    preimage, payment_request = await payee_hold_invoice(harness)
+    await harness.escrow.pay_invoice(
+        payment_request, max_fee_msat=1_000, timeout_seconds=1, cltv_limit=500
+    )
+    payment_hash = hashlib.sha256(preimage).digest()
+    await wait_for_state(harness.payee, payment_hash, InvoiceState.ACCEPTED)
+
+    await harness.payee.cancel_invoice(payment_hash)
+
+    assert (await final_payment(harness.escrow, payment_hash)).status is PaymentStatus.FAILED
+
+
+async def test_a_payment_over_its_cltv_limit_fails_and_nothing_is_held(harness: Harness) -> None:
+    preimage, payment_request = await payee_hold_invoice(harness, cltv_expiry_delta=40)
+    payment_hash = hashlib.sha256(preimage).digest()
+
+    with pytest.raises(PaymentFailed):
+        await harness.escrow.pay_invoice(
+            payment_request, max_fee_msat=1_000, timeout_seconds=5, cltv_limit=39
+        )
+
+    assert (await harness.escrow.lookup_payment(payment_hash)).status in (
+        PaymentStatus.UNKNOWN,
+        PaymentStatus.FAILED,
+    )
+    assert (await harness.payee.lookup_invoice(payment_hash)).state is InvoiceState.OPEN
+
+
+async def test_node_pubkey_is_the_payee_of_the_nodes_own_invoices(harness: Harness) -> None:
+    _, invoice = await hold_invoice(harness)
+
+    assert bolt11.decode(invoice.payment_request).payee == await harness.escrow.node_pubkey()
