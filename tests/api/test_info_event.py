@@ -16,7 +16,11 @@ from taskhold.store.models import OutboxRow
 async def test_the_info_event_is_signed_and_states_the_policies(
     tmp_path: Path, database_url: str
 ) -> None:
-    stack = await open_stack(stack_settings(tmp_path, database_url, pow_max_bits=12, deposit_pct=7))
+    stack = await open_stack(
+        stack_settings(
+            tmp_path, database_url, pow_max_bits=12, deposit_pct=7, payout_cltv_reserve_blocks=90
+        )
+    )
     try:
         event = await publish_info(stack.services)
         served = (await stack.http.get("/v1/info")).json()
@@ -34,3 +38,7 @@ async def test_the_info_event_is_signed_and_states_the_policies(
     assert published == served
     assert published["reputation"]["policy"]["pow_max_bits"] == 12
     assert published["reputation"]["deposits"]["pct_of_amount_at_score_0"] == 7
+    payouts = published["payouts"]  # the bounds every payout obeys
+    assert "operator fee" in payouts["fee_cap"]
+    assert payouts["deposit_max_fee_msat"] == 0
+    assert payouts["cltv_reserve_blocks"] == 90

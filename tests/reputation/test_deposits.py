@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import bolt11
 import pytest
 from conftest import Stack, close_stack, open_stack, stack_settings
 from deposit_flows import (
@@ -27,7 +28,7 @@ from deposit_flows import (
 from helpers import AMOUNT_MSAT, funded, read_log, tag
 
 from taskhold.client import TaskholdAPIError
-from taskhold.lightning.base import InvoiceState
+from taskhold.lightning.base import InvoiceState, PaymentStatus
 from taskhold.reputation.policy import ReputationPolicy
 
 POW_BITS = 8
@@ -349,3 +350,45 @@ async def test_a_forfeit_payment_in_flight_at_the_guard_margin_is_settled_not_re
     stack.services.engine._retry_at.clear()
     await stack.settle_engine()
     assert deposit_of(await employer.get_task(task_id), worker.pubkey_hex)["state"] == "PAID_OUT"
+
+
+async def test_a_forfeit_payout_invoice_swapped_while_in_flight_is_not_paid_twice(
+    open_custom: Any,
+) -> None:
+    stack: Stack = await open_custom(payout_timeout_s=1)
+    gone = await abandoned_claim(stack)
+    employer, worker, task_id, amount = gone.employer, gone.worker, gone.task_id, gone.amount_msat
+    preimage = os.urandom(32)
+    held = await stack.world.employer.create_hold_invoice(
+        hashlib.sha256(preimage).digest(),
+        amount,
+        memo="deposit",
+        expiry_seconds=86_400,
+        cltv_expiry_delta=40,
+    )
+    await employer.claim_deposit(task_id, worker.pubkey_hex, held.payment_request)
+    await stack.services.engine.run_once()
+    fresh = await stack.world.employer.create_invoice(amount, expiry_seconds=86_400)
+    await employer.claim_deposit(task_id, worker.pubkey_hex, fresh)
+    stack.services.engine._retry_at.clear()
+    await stack.services.engine.run_once()
+    fresh_hash = bytes.fromhex(bolt11.decode(fresh).payment_hash)
+    assert (await stack.world.escrow.lookup_payment(fresh_hash)).status is PaymentStatus.UNKNOWN
+
+    await stack.world.employer.settle_invoice(preimage)
+    stack.services.engine._retry_at.clear()
+    await stack.settle_engine()
+    paid = deposit_of(await employer.get_task(task_id), worker.pubkey_hex)
+    assert paid["state"] == "PAID_OUT"
+    assert paid["payout_payment_hash"] == held.payment_hash.hex()
+    assert len(stack.world.network.payments_to(held.payment_hash)) == 1
+    assert stack.world.network.payments_to(fresh_hash) == []
+
+
+async def test_a_forfeit_payout_to_the_escrow_node_itself_is_refused(open_custom: Any) -> None:
+    stack: Stack = await open_custom()
+    gone = await abandoned_claim(stack)
+    own = await stack.world.escrow.create_invoice(gone.amount_msat, expiry_seconds=86_400)
+
+    refusal = await refused(gone.employer.claim_deposit(gone.task_id, gone.worker.pubkey_hex, own))
+    assert (refusal.status, refusal.code) == (422, "payout_to_escrow_node")
