@@ -214,6 +214,11 @@ class SimNetwork:
         """Every pending invoice of ``issuer`` now, then any of its invoices after a change."""
         return self._node_updates(issuer)
 
+    def open_subscriptions(self, issuer: str) -> int:
+        """Subscriptions open to ``issuer``'s invoices: on lnd, one connection each."""
+        single = sum(len(i.subscribers) for i in self._invoices.values() if i.issuer == issuer)
+        return single + len(self._node_subscribers.get(issuer, ()))
+
     def interrupt_subscriptions(self, issuer: str) -> None:
         """End every subscription to ``issuer``'s invoices with :class:`NodeUnreachable`."""
         for invoice in self._invoices.values():
