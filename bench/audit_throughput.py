@@ -72,6 +72,7 @@ async def build_log(entries: int) -> list[dict[str, Any]]:
             await worker.submit_proof(task_id, {"url": "https://example.org"}, invoice)
             await employer.approve(task_id)
         await services.engine.reconcile()
+        await services.engine.drain()
 
     async def count() -> int:
         async with services.store.transaction() as tx:

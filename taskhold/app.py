@@ -102,7 +102,12 @@ def _lightning(settings: Settings, sim: SimWorld | None) -> LightningBackend:
         raise SystemExit(
             "lightning=lnd needs TASKHOLD_LND_CONNECTION_FILE (written by `taskhold devnet up`)"
         )
-    return LndBackend.from_connection_file(settings.lnd_connection_file, node=settings.lnd_node)
+    return LndBackend.from_connection_file(
+        settings.lnd_connection_file,
+        node=settings.lnd_node,
+        max_connections=settings.lnd_max_connections,
+        invoice_poll_seconds=settings.lnd_invoice_poll_s,
+    )
 
 
 async def build_services(

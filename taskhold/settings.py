@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["Settings", "default_data_dir", "settings_digest"]
@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     lnd_connection_file: Path | None = None
     """JSON written by ``taskhold devnet up``: REST URL, TLS cert and macaroon path per node."""
     lnd_node: str = "escrow"
+    lnd_max_connections: int = Field(default=32, ge=2)
+    """HTTP connections to lnd for the calls taskhold waits on (settle, cancel, lookups,
+    payments). Invoice subscriptions have their own pool, so they can never hold these up.
+    Must exceed ``max_concurrent_payouts``: each payment followed keeps one."""
+    lnd_invoice_poll_s: float = Field(default=1.0, gt=0)
+    """How often lnd's pending invoices are read: its one all-invoices stream does not report
+    a hold invoice being paid (ACCEPTED) or cancelled, so a poll does."""
     keystore: Literal["file", "pkcs11"] = "file"
     """Where the preimage key lives: a key file in the data dir, or a PKCS#11 token (an HSM)."""
     pkcs11_module: Path = Path("/usr/lib/softhsm/libsofthsm2.so")
@@ -86,6 +93,9 @@ class Settings(BaseSettings):
     guardian_margin_blocks: int = 6
     """taskhold acts this many blocks before the node's own auto-cancel would."""
     invoice_expiry_s: int = 3600
+    max_open_invoices_per_key: int = Field(default=5, ge=1)
+    """Unpaid invoices one key may have open at once (tasks awaiting funding plus open
+    deposits); a further ``fund`` or ``deposit`` is refused with ``too_many_open_invoices``."""
 
     payout_fee_ppm: int = 5_000
     payout_min_fee_msat: int = 10_000
@@ -105,6 +115,9 @@ class Settings(BaseSettings):
     payout_max_attempts: int = 3
     payout_min_validity_s: int = 600
     """A worker's payout invoice must stay valid at least this long when submitted."""
+    max_concurrent_payouts: int = Field(default=8, ge=1)
+    """Payments (releases, forfeited deposits) the engine follows at once; more wait their
+    turn. The guardian, timers and refunds never wait for them."""
 
     arbiters: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Hex pubkeys allowed to resolve disputes."""
@@ -171,6 +184,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _room_beside_payouts(self) -> Settings:
+        if self.lnd_max_connections <= self.max_concurrent_payouts:
+            raise ValueError(
+                "lnd_max_connections must exceed max_concurrent_payouts, or the payments "
+                "followed would take every connection a settle or cancel needs"
+            )
+        return self
 
     @property
     def resolved_database_url(self) -> str:

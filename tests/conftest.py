@@ -88,6 +88,12 @@ class Stack:
         """Let the engine notice node changes and finish whatever is due."""
         for _ in range(passes):
             await self.services.engine.reconcile()
+            await self.services.engine.drain()
+
+    async def run_pass(self) -> None:
+        """One engine pass, then the payments it started (a pass itself never waits for them)."""
+        await self.services.engine.run_once()
+        await self.services.engine.drain()
 
 
 def stack_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:

@@ -22,6 +22,7 @@ from taskhold.tasks import commands as c
 from taskhold.tasks.deposits import next_deposit_round
 
 from .content import parse_content
+from .open_invoices import check_open_invoices
 from .pipeline import Outcome, WriteContext, apply_command
 
 __all__ = ["deposit", "deposit_payout"]
@@ -69,6 +70,9 @@ async def deposit(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task 
         )
 
     decide(task, command("", "", 0), ctx.arbiters)  # role and state first: no node call if refused
+    await check_open_invoices(
+        tx, request.pubkey, task.task_id, ctx.escrow.settings.max_open_invoices_per_key
+    )
     invoice = await ensure_deposit_invoice(ctx.escrow, task, request.pubkey, deposit_round, amount)
     updated = await apply_command(
         ctx,

@@ -15,6 +15,7 @@ from taskhold.tasks import Task, decide
 from taskhold.tasks import commands as c
 
 from .content import parse_content
+from .open_invoices import check_open_invoices
 from .pipeline import Outcome, WriteContext, apply_command
 
 __all__ = ["fund"]
@@ -42,6 +43,9 @@ async def fund(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | N
         )
 
     decide(task, command("", "", 0), ctx.arbiters)  # role and state first: no node call if refused
+    await check_open_invoices(
+        tx, request.pubkey, task.task_id, ctx.escrow.settings.max_open_invoices_per_key
+    )
     invoice = await ensure_hold_invoice(ctx.escrow, task, funding_round)
     funded = await apply_command(
         ctx,

@@ -1,19 +1,31 @@
-"""The escrow engine's loop: funding watchers, timers, the guardian, releases and refunds.
+"""The escrow engine's loop: the invoice stream, timers, the guardian, refunds and payments.
 
 Every step reads its work from the database and is idempotent, so the loop is also the crash
 recovery: ``start()`` runs one reconciliation pass that finishes any half-done release or refund
 and re-reads every open invoice from the node before the periodic loop begins.
+
+A pass never waits for a payment. A payment the payee holds can take the whole payout timeout,
+so releases and forfeited-deposit payouts run as background jobs, at most one per task or
+deposit, at most ``max_concurrent_payouts`` at once; the timers, the guardian and refunds of
+every other task go on meanwhile. While a job pays for a task, the pass leaves that task's
+guard and refund alone (the payment may still land, and answering it with a cancel could pay
+the money out twice); across processes the row locks and the payout row guard the same thing.
+
+All invoices are followed through one subscription of the node
+(:meth:`~taskhold.lightning.base.LightningBackend.subscribe_invoices`), dispatched here by
+payment hash, so the connections to the node do not grow with the number of open invoices.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
+from functools import partial
 
 from taskhold.lightning.base import InvoiceNotFound, InvoiceState, InvoiceStatus, LightningError
 from taskhold.tasks import Task, TaskState
-from taskhold.tasks.model import FUNDED_STATES, DepositState
+from taskhold.tasks.model import FUNDED_STATES, Deposit, DepositState
 
 from .context import EscrowContext, log
 from .deposits import (
@@ -31,6 +43,9 @@ from .timers import TIMED_STATES, guard, run_timers
 __all__ = ["EscrowEngine"]
 
 WATCHED_STATES = (TaskState.PENDING_FUNDING, *FUNDED_STATES)
+_FINAL_INVOICE_STATES = (InvoiceState.SETTLED, InvoiceState.CANCELED)
+
+Observer = Callable[[EscrowContext, str, InvoiceStatus], Awaitable[None]]
 
 
 class EscrowEngine:
@@ -39,8 +54,15 @@ class EscrowEngine:
     def __init__(self, ctx: EscrowContext) -> None:
         self.ctx = ctx
         self._wake = asyncio.Event()
-        self._watchers: dict[str, asyncio.Task[None]] = {}
         self._runner: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
+        self._observers: dict[str, tuple[str, Observer]] = {}
+        """Payment hash (hex) → the task it funds and what to tell when the node reports it."""
+        self._payments: dict[str, asyncio.Task[None]] = {}
+        """Payment jobs by key: a task id (release) or ``task_id/deposit hash`` (payout)."""
+        self._busy: set[str] = set()
+        """Keys a payment job or a guard/refund step is working on right now."""
+        self._slots = asyncio.Semaphore(ctx.settings.max_concurrent_payouts)
         self._retry_at: dict[str, float] = {}
 
     async def start(self) -> None:
@@ -48,14 +70,21 @@ class EscrowEngine:
         self._runner = asyncio.create_task(self._loop(), name="taskhold-escrow")
 
     async def stop(self) -> None:
-        tasks = [t for t in [self._runner, *self._watchers.values()] if t is not None]
+        jobs = [self._runner, self._follower, *self._payments.values()]
+        tasks = [t for t in jobs if t is not None]
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self._watchers.clear()
-        self._runner = None
+        self._payments.clear()
+        self._observers.clear()
+        self._runner = self._follower = None
+
+    async def drain(self) -> None:
+        """Wait until no payment job runs (tests, benches: a pass, then the payments it began)."""
+        while self._payments:
+            await asyncio.gather(*self._payments.values(), return_exceptions=True)
 
     def notify(self) -> None:
         """Something changed (a request was accepted): run a pass soon instead of at the tick."""
@@ -63,29 +92,18 @@ class EscrowEngine:
 
     def watch(self, task_id: str, payment_hash_hex: str) -> None:
         """Follow one task's hold invoice until it settles or is cancelled."""
-        self._follow(task_id, task_id, payment_hash_hex, observe_invoice)
+        self._observe(task_id, payment_hash_hex, observe_invoice)
 
     def watch_deposits(self, task: Task) -> None:
         """Follow every open deposit invoice of the task until it is held, settled or gone."""
         for deposit in task.deposits:
             if deposit.state is DepositState.OPEN:
-                key = f"{task.task_id}/{deposit.payment_hash_hex}"
-                self._follow(key, task.task_id, deposit.payment_hash_hex, observe_deposit)
+                self._observe(task.task_id, deposit.payment_hash_hex, observe_deposit)
 
-    def _follow(
-        self,
-        key: str,
-        task_id: str,
-        payment_hash_hex: str,
-        observe: Callable[[EscrowContext, str, InvoiceStatus], Awaitable[None]],
-    ) -> None:
-        running = self._watchers.get(key)
-        if running is not None and not running.done():
-            return
-        self._watchers[key] = asyncio.create_task(
-            self._watch(task_id, bytes.fromhex(payment_hash_hex), observe),
-            name=f"watch-{key[:8]}",
-        )
+    def _observe(self, task_id: str, payment_hash_hex: str, observe: Observer) -> None:
+        self._observers[payment_hash_hex] = (task_id, observe)
+        if self._follower is None or self._follower.done():
+            self._follower = asyncio.create_task(self._follow(), name="taskhold-invoices")
 
     async def reconcile(self) -> None:
         """Read every open invoice from the node, then finish whatever is pending."""
@@ -105,7 +123,8 @@ class EscrowEngine:
         await self.run_once()
 
     async def run_once(self) -> None:
-        """One pass over everything that may be due."""
+        """One pass over everything that may be due. Payments are started here, never awaited:
+        they run as background jobs (:meth:`drain` waits for them)."""
         ctx = self.ctx
         async with ctx.store.transaction() as tx:
             timed = await tx.task_ids_in(TIMED_STATES)
@@ -120,51 +139,105 @@ class EscrowEngine:
             async with ctx.store.transaction() as tx:
                 funded = await tx.task_ids_in(list(FUNDED_STATES))
             for task_id in funded:
-                await self._guarded(task_id, guard(ctx, task_id, height))
+                await self._unless_paying([task_id], task_id, partial(guard, ctx, task_id, height))
         async with ctx.store.transaction() as tx:
             refunds = await tx.task_ids_pending("refund")
             releases = await tx.task_ids_pending("release")
-        for task_id in refunds:
-            await self._guarded(task_id, refund(ctx, task_id))
-        async with ctx.store.transaction() as tx:
             with_deposits = await tx.task_ids_with_deposits()
+        for task_id in refunds:
+            await self._unless_paying([task_id], task_id, partial(refund, ctx, task_id))
         for task_id in with_deposits:
             await self._guarded(task_id, self._deposit_steps(task_id, height))
-        now = asyncio.get_running_loop().time()
         for task_id in releases:
-            if self._retry_at.get(task_id, 0.0) > now:
-                continue
-            done = await self._guarded(task_id, release(ctx, task_id))
-            if done is None or done.state is not TaskState.PAID:
-                self._retry_at[task_id] = now + self._backoff(task_id)
-            else:
-                self._retry_at.pop(task_id, None)
+            self._pay(task_id, task_id, partial(release, ctx, task_id), _paid)
 
     async def _deposit_steps(self, task_id: str, height: int | None) -> None:
-        """Guard, return and pay out one task's deposits; payouts back off like releases."""
+        """Guard and return one task's deposits, and start the payouts of forfeited ones."""
         async with self.ctx.store.transaction() as tx:
             task = await tx.load_task(task_id)
         if task is None:
             return
+        keys = [_deposit_key(task_id, deposit) for deposit in task.deposits]
         if height is not None:
-            await guard_deposits(self.ctx, task, height)
-            async with self.ctx.store.transaction() as tx:
-                guarded = await tx.load_task(task_id)
-            assert guarded is not None
-            task = guarded
-        now = asyncio.get_running_loop().time()
+            guarded = await self._unless_paying(
+                keys, task_id, partial(self._guard_deposits, task, height)
+            )
+            task = guarded or task
         for deposit in task.deposits:
+            key = _deposit_key(task_id, deposit)
             if deposit.pending_action == "return":
-                await return_deposit(self.ctx, task_id, deposit)
+                await self._unless_paying(
+                    [key], task_id, partial(return_deposit, self.ctx, task_id, deposit)
+                )
             elif deposit.pending_action == "payout":
-                key = f"{task_id}/{deposit.payment_hash_hex}"
-                if self._retry_at.get(key, 0.0) > now:
-                    continue
-                done = await pay_out_deposit(self.ctx, task_id, deposit)
-                if done is None:
-                    self._retry_at[key] = now + self._backoff(key)
-                else:
-                    self._retry_at.pop(key, None)
+                self._pay(
+                    key,
+                    task_id,
+                    partial(pay_out_deposit, self.ctx, task_id, deposit),
+                    _settled,
+                )
+
+    async def _guard_deposits(self, task: Task, height: int) -> Task | None:
+        await guard_deposits(self.ctx, task, height)
+        async with self.ctx.store.transaction() as tx:
+            return await tx.load_task(task.task_id)
+
+    def _pay(
+        self,
+        key: str,
+        task_id: str,
+        step: Callable[[], Awaitable[Task | None]],
+        paid: Callable[[Task | None], bool],
+    ) -> None:
+        """Start the payment job for ``key`` unless one runs or its retry is not due yet."""
+        running = self._payments.get(key)
+        if running is not None and not running.done():
+            return
+        if self._retry_at.get(key, 0.0) > asyncio.get_running_loop().time():
+            return
+        self._payments[key] = asyncio.create_task(
+            self._payment_job(key, task_id, step, paid), name=f"taskhold-pay-{key[:16]}"
+        )
+
+    async def _payment_job(
+        self,
+        key: str,
+        task_id: str,
+        step: Callable[[], Awaitable[Task | None]],
+        paid: Callable[[Task | None], bool],
+    ) -> None:
+        try:
+            async with self._slots:
+                if key in self._busy:
+                    return  # a guard or refund step decides this key now; the next pass retries
+                self._busy.add(key)
+                try:
+                    done = await self._guarded(task_id, step())
+                finally:
+                    self._busy.discard(key)
+            if paid(done):
+                self._retry_at.pop(key, None)
+            else:
+                self._retry_at[key] = asyncio.get_running_loop().time() + self._backoff(key)
+        finally:
+            if self._payments.get(key) is asyncio.current_task():
+                del self._payments[key]
+            self.notify()
+
+    async def _unless_paying(
+        self, keys: Iterable[str], task_id: str, step: Callable[[], Awaitable[Task | None]]
+    ) -> Task | None:
+        """Run a guard or refund step unless a payment job works on one of ``keys``: that
+        payment may still land, and its job settles or gives up on its own."""
+        claimed = list(keys)
+        if any(key in self._busy for key in claimed):
+            log.debug("step_deferred_for_payment", task_id=task_id)
+            return None
+        self._busy.update(claimed)
+        try:
+            return await self._guarded(task_id, step())
+        finally:
+            self._busy.difference_update(claimed)
 
     def _backoff(self, task_id: str) -> float:
         previous = self._retry_at.get(task_id)
@@ -187,29 +260,32 @@ class EscrowEngine:
             except Exception as exc:  # the loop must survive a bad pass
                 log.error("engine_pass_failed", error=type(exc).__name__, detail=str(exc)[:200])
 
-    async def _watch(
-        self,
-        task_id: str,
-        payment_hash: bytes,
-        observe: Callable[[EscrowContext, str, InvoiceStatus], Awaitable[None]],
-    ) -> None:
+    async def _follow(self) -> None:
+        """Read the node's invoice subscription for as long as the engine runs."""
         delay = 0.5
         while True:
             try:
-                async for status in self.ctx.lightning.subscribe_invoice(payment_hash):
+                async for status in self.ctx.lightning.subscribe_invoices():
                     delay = 0.5
-                    await observe(self.ctx, task_id, status)
-                    self.notify()
-                    if status.state in (InvoiceState.SETTLED, InvoiceState.CANCELED):
-                        return
-            except InvoiceNotFound:
-                return
+                    await self._dispatch(status)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # dropped stream: the periodic reconcile covers the gap
-                log.warning("invoice_stream_dropped", task_id=task_id, error=type(exc).__name__)
+                log.warning("invoice_stream_dropped", error=type(exc).__name__)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 15.0)
+
+    async def _dispatch(self, status: InvoiceStatus) -> None:
+        """Hand one invoice report to the task it funds; reports of other invoices are not ours."""
+        payment_hash_hex = status.payment_hash.hex()
+        watched = self._observers.get(payment_hash_hex)
+        if watched is None:
+            return
+        task_id, observe = watched
+        await self._guarded(task_id, observe(self.ctx, task_id, status))
+        self.notify()
+        if status.state in _FINAL_INVOICE_STATES:
+            self._observers.pop(payment_hash_hex, None)
 
     async def _refresh_invoice(self, task: Task) -> None:
         assert task.payment_hash_hex is not None
@@ -243,3 +319,15 @@ class EscrowEngine:
             )
             return None
         return result if isinstance(result, Task) else None
+
+
+def _settled(done: Task | None) -> bool:
+    return done is not None
+
+
+def _paid(done: Task | None) -> bool:
+    return done is not None and done.state is TaskState.PAID
+
+
+def _deposit_key(task_id: str, deposit: Deposit) -> str:
+    return f"{task_id}/{deposit.payment_hash_hex}"

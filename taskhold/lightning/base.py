@@ -12,7 +12,7 @@ hex or base64 is each adapter's private business.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -163,6 +163,17 @@ class LightningBackend(Protocol):
 
     def subscribe_invoice(self, payment_hash: bytes) -> AsyncIterator[InvoiceStatus]:
         """Yield the invoice's state now and after every change, until SETTLED or CANCELED."""
+        ...
+
+    def subscribe_invoices(self) -> AsyncGenerator[InvoiceStatus, None]:
+        """Every invoice of this node: each pending one (OPEN or ACCEPTED) once at the start,
+        then any invoice after it changes state, for as long as the caller reads.
+
+        One subscription for all invoices, so the connections to the node stay constant however
+        many invoices are open. A state may be reported more than once; a change that happens
+        while the node is unreachable may be missed, so callers re-read what they depend on
+        after :class:`NodeUnreachable` ends the iteration.
+        """
         ...
 
     async def settle_invoice(self, preimage: bytes) -> None:

@@ -24,7 +24,6 @@ from pathlib import Path
 import bolt11
 
 from taskhold.lightning.base import (
-    AcceptedHtlc,
     AlreadyExists,
     HoldInvoice,
     InvoiceState,
@@ -35,12 +34,12 @@ from taskhold.lightning.base import (
     PaymentStatus,
 )
 from taskhold.lightning.lnd_errors import FailedPayment, PaymentNotInitiated, map_lnd_error
+from taskhold.lightning.lnd_invoices import follow_invoices, invoice_status_from_lnd
 from taskhold.lightning.lnd_rest import (
     JSONObject,
     LndRest,
     b64,
     b64url,
-    from_b64,
     json_int,
     load_node_connection,
 )
@@ -57,31 +56,6 @@ _PAYMENT_STATUS = {
     "SUCCEEDED": PaymentStatus.SUCCEEDED,
     "FAILED": PaymentStatus.FAILED,
 }
-
-
-def invoice_status_from_lnd(invoice: JSONObject) -> InvoiceStatus:
-    """An ``lnrpc.Invoice`` as an :class:`InvoiceStatus`.
-
-    Only HTLCs that still hold or have paid (``ACCEPTED``/``SETTLED``) are listed, and
-    ``amount_paid_msat`` is their sum: a cancelled HTLC moved no money and has no deadline.
-    """
-    htlcs = tuple(
-        AcceptedHtlc(
-            amount_msat=json_int(htlc.get("amt_msat")),
-            accept_height=json_int(htlc.get("accept_height")),
-            expiry_height=json_int(htlc.get("expiry_height")),
-        )
-        for htlc in invoice.get("htlcs") or ()
-        if htlc.get("state") in ("ACCEPTED", "SETTLED")
-    )
-    return InvoiceStatus(
-        payment_hash=from_b64(invoice["r_hash"]),
-        state=InvoiceState(invoice["state"]),
-        amount_msat=json_int(invoice.get("value_msat")),
-        amount_paid_msat=sum(h.amount_msat for h in htlcs),
-        htlcs=htlcs,
-        payment_request=invoice.get("payment_request") or "",
-    )
 
 
 def payment_result_from_lnd(payment: JSONObject) -> PaymentResult:
@@ -106,6 +80,8 @@ class LndBackend:
     subscription stays silent before the backend looks the invoice up and subscribes again (the
     backstop for a stream that died without closing). ``payment_grace_seconds`` is how long past
     ``timeout_seconds`` :meth:`pay_invoice` waits for a final answer before returning IN_FLIGHT.
+    ``max_connections`` bounds the pool of calls (invoice subscriptions have their own);
+    ``invoice_poll_seconds`` is how often :meth:`subscribe_invoices` asks for pending invoices.
     """
 
     def __init__(
@@ -119,9 +95,14 @@ class LndBackend:
         subscription_poll_seconds: float = 30.0,
         subscription_max_failures: int = 10,
         payment_grace_seconds: float = 30.0,
+        max_connections: int = 32,
+        invoice_poll_seconds: float = 1.0,
     ) -> None:
         self.network = network
-        self._rest = LndRest(rest_url, tls_cert_path, macaroon_path, timeout=timeout)
+        self._rest = LndRest(
+            rest_url, tls_cert_path, macaroon_path, timeout=timeout, max_connections=max_connections
+        )
+        self._invoice_poll_seconds = invoice_poll_seconds
         self._poll_seconds = subscription_poll_seconds
         self._max_failures = subscription_max_failures
         self._grace_seconds = payment_grace_seconds
@@ -137,6 +118,8 @@ class LndBackend:
         subscription_poll_seconds: float = 30.0,
         subscription_max_failures: int = 10,
         payment_grace_seconds: float = 30.0,
+        max_connections: int = 32,
+        invoice_poll_seconds: float = 1.0,
     ) -> LndBackend:
         """The backend for ``node`` in a devnet connection file (``<data_dir>/devnet.json``)."""
         connection = load_node_connection(path, node)
@@ -148,6 +131,8 @@ class LndBackend:
             subscription_poll_seconds=subscription_poll_seconds,
             subscription_max_failures=subscription_max_failures,
             payment_grace_seconds=payment_grace_seconds,
+            max_connections=max_connections,
+            invoice_poll_seconds=invoice_poll_seconds,
         )
 
     def __repr__(self) -> str:
@@ -207,6 +192,7 @@ class LndBackend:
                     "GET",
                     f"/v2/invoices/subscribe/{b64url(payment_hash)}",
                     read_timeout=self._poll_seconds,
+                    subscription=True,
                 )
                 async with contextlib.aclosing(updates):
                     async for invoice in updates:
@@ -233,6 +219,11 @@ class LndBackend:
                 if status != last:
                     last = status
                     yield status
+
+    def subscribe_invoices(self) -> AsyncGenerator[InvoiceStatus, None]:
+        """All invoices over two connections whatever their number: lnd's all-invoices stream
+        plus a poll of the pending ones (see :mod:`~taskhold.lightning.lnd_invoices`)."""
+        return follow_invoices(self._rest, poll_seconds=self._invoice_poll_seconds)
 
     async def settle_invoice(self, preimage: bytes) -> None:
         """``POST /v2/invoices/settle``; lnd itself treats settling a SETTLED invoice as done."""

@@ -120,7 +120,13 @@ def _gateway_error(body: bytes, http_status: int | None) -> GatewayError:
 
 
 class LndRest:
-    """One lnd node's REST endpoint. ``timeout`` bounds connect and each unary call."""
+    """One lnd node's REST endpoint. ``timeout`` bounds connect and each unary call.
+
+    Two connection pools, each bounded: ``max_connections`` for the calls a caller waits on
+    (unary calls and payment streams: settle, cancel, lookups, pay), ``max_subscriptions`` for
+    long-lived invoice subscriptions (``stream(..., subscription=True)``). A subscription that
+    stays open for an invoice's whole life can then never make a settle or cancel queue.
+    """
 
     def __init__(
         self,
@@ -129,18 +135,24 @@ class LndRest:
         macaroon_path: str | Path,
         *,
         timeout: float = 30.0,
+        max_connections: int = 32,
+        max_subscriptions: int = 8,
     ) -> None:
         self.rest_url = rest_url.rstrip("/")
         self.tls_cert_path = Path(tls_cert_path)
         self.macaroon_path = Path(macaroon_path)
         self.timeout = timeout
-        self._http: httpx.AsyncClient | None = None
+        self._limits = {
+            False: httpx.Limits(max_connections=max_connections),
+            True: httpx.Limits(max_connections=max_subscriptions),
+        }
+        self._http: dict[bool, httpx.AsyncClient] = {}
 
     def __repr__(self) -> str:
         return f"LndRest({self.rest_url!r})"
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
+    def _client(self, subscription: bool = False) -> httpx.AsyncClient:
+        if subscription not in self._http:
             reading = self.tls_cert_path
             try:
                 tls = ssl.create_default_context(cadata=reading.read_text())
@@ -150,13 +162,14 @@ class LndRest:
                 raise LightningError(
                     f"cannot use {reading} for lnd at {self.rest_url}: {exc}"
                 ) from None
-            self._http = httpx.AsyncClient(
+            self._http[subscription] = httpx.AsyncClient(
                 base_url=self.rest_url,
                 verify=tls,
                 auth=_MacaroonAuth(macaroon_hex),
                 timeout=self.timeout,
+                limits=self._limits[subscription],
             )
-        return self._http
+        return self._http[subscription]
 
     async def call(
         self,
@@ -187,14 +200,16 @@ class LndRest:
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
         read_timeout: float | None = None,
+        subscription: bool = False,
     ) -> AsyncGenerator[JSONObject, None]:
         """Yield each ``result`` of a server stream; an ``error`` chunk raises its mapped error.
 
         ``read_timeout`` bounds the silence between two messages (``None``: wait forever); when
         it runs out the stream ends with :class:`~taskhold.lightning.base.NodeUnreachable`.
+        ``subscription``: a long-lived stream, carried by the subscriptions' own pool.
         Close the iterator (``contextlib.aclosing``) to drop the connection early.
         """
-        client = self._client()
+        client = self._client(subscription)
         timeout = httpx.Timeout(self.timeout, read=read_timeout)
         try:
             async with client.stream(
@@ -217,7 +232,7 @@ class LndRest:
             raise map_lnd_error(exc) from None
 
     async def aclose(self) -> None:
-        """Close the connection pool. Safe to call twice."""
-        if self._http is not None:
-            http, self._http = self._http, None
+        """Close both connection pools. Safe to call twice."""
+        clients, self._http = list(self._http.values()), {}
+        for http in clients:
             await http.aclose()

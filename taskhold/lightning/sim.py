@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 import bolt11
@@ -163,6 +163,10 @@ class SimNode:
         """Raises :class:`InvoiceNotFound` at once for an unknown hash, before any iteration."""
         self._check_reachable()
         return self.sim_network.invoice_updates(self.pubkey_hex, payment_hash)
+
+    def subscribe_invoices(self) -> AsyncGenerator[InvoiceStatus, None]:
+        self._check_reachable()
+        return self.sim_network.all_invoice_updates(self.pubkey_hex)
 
     async def settle_invoice(self, preimage: bytes) -> None:
         self._check_reachable()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from taskhold.lightning.base import (
     AcceptedHtlc,
@@ -81,6 +81,7 @@ class SimNetwork:
         self._failures_queued: list[str] = []
         self._unroutable: set[str] = set()
         self._keeps_holds: set[str] = set()
+        self._node_subscribers: dict[str, list[asyncio.Queue[InvoiceStatus | None]]] = {}
 
     # -- chain ------------------------------------------------------------------------------
 
@@ -216,12 +217,23 @@ class SimNetwork:
         """The invoice's status now and after every change; ends once it is final."""
         return self._updates(self._invoice(issuer, payment_hash))
 
+    def all_invoice_updates(self, issuer: str) -> AsyncGenerator[InvoiceStatus, None]:
+        """Every pending invoice of ``issuer`` now, then any of its invoices after a change."""
+        return self._node_updates(issuer)
+
+    def open_subscriptions(self, issuer: str) -> int:
+        """Subscriptions open to ``issuer``'s invoices: on lnd, one connection each."""
+        single = sum(len(i.subscribers) for i in self._invoices.values() if i.issuer == issuer)
+        return single + len(self._node_subscribers.get(issuer, ()))
+
     def interrupt_subscriptions(self, issuer: str) -> None:
         """End every subscription to ``issuer``'s invoices with :class:`NodeUnreachable`."""
         for invoice in self._invoices.values():
             if invoice.issuer == issuer:
                 for queue in invoice.subscribers:
                     queue.put_nowait(None)
+        for queue in self._node_subscribers.get(issuer, ()):
+            queue.put_nowait(None)
 
     # -- payments (called by SimNode) -----------------------------------------------------------
 
@@ -357,11 +369,28 @@ class SimNetwork:
         payment.done.set()
         return payment.result()
 
-    @staticmethod
-    def _notify(invoice: InvoiceRecord) -> None:
+    def _notify(self, invoice: InvoiceRecord) -> None:
         status = invoice.status()
-        for queue in invoice.subscribers:
+        for queue in (*invoice.subscribers, *self._node_subscribers.get(invoice.issuer, ())):
             queue.put_nowait(status)
+
+    async def _node_updates(self, issuer: str) -> AsyncGenerator[InvoiceStatus, None]:
+        queue: asyncio.Queue[InvoiceStatus | None] = asyncio.Queue()
+        subscribers = self._node_subscribers.setdefault(issuer, [])
+        subscribers.append(queue)
+        try:
+            for invoice in list(self._invoices.values()):
+                if invoice.issuer == issuer:
+                    self._expire_if_due(invoice)
+                    if invoice.state not in FINAL_INVOICE_STATES:
+                        yield invoice.status()
+            while True:
+                update = await queue.get()
+                if update is None:
+                    raise NodeUnreachable("subscription dropped: node unreachable")
+                yield update
+        finally:
+            subscribers.remove(queue)
 
     @staticmethod
     async def _updates(invoice: InvoiceRecord) -> AsyncIterator[InvoiceStatus]:

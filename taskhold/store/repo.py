@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from taskhold.errors import Conflict
 from taskhold.tasks.events import Event, event_to_dict
 from taskhold.tasks.machine import evolve
-from taskhold.tasks.model import Task, TaskState
+from taskhold.tasks.model import DepositState, Task, TaskState
 
 from .codec import task_from_data, task_to_data
 from .db import is_sqlite
@@ -225,6 +225,26 @@ class Tx:
         """Tasks with a deposit the escrow engine must watch, return or pay out."""
         stmt = select(TaskRow.task_id).where(TaskRow.deposit_action.is_not(None))
         return list((await self.session.execute(stmt)).scalars())
+
+    async def open_invoices_of(self, pubkey: str, *, besides: str) -> int:
+        """Unpaid invoices ``pubkey`` has open on tasks other than ``besides``: the tasks it
+        must fund (PENDING_FUNDING) and its OPEN deposits."""
+        awaiting = select(func.count()).where(
+            TaskRow.employer_pubkey == pubkey,
+            TaskRow.state == TaskState.PENDING_FUNDING.value,
+            TaskRow.task_id != besides,
+        )
+        count = int((await self.session.execute(awaiting)).scalar_one())
+        with_deposits = select(TaskRow.data).where(
+            TaskRow.deposit_action.is_not(None), TaskRow.task_id != besides
+        )
+        for data in (await self.session.execute(with_deposits)).scalars():
+            count += sum(
+                1
+                for deposit in task_from_data(data).deposits
+                if deposit.depositor == pubkey and deposit.state is DepositState.OPEN
+            )
+        return count
 
     async def task_ids_in(self, states: Sequence[TaskState]) -> list[str]:
         stmt = select(TaskRow.task_id).where(TaskRow.state.in_([s.value for s in states]))

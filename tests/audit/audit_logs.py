@@ -99,7 +99,7 @@ async def run_every_path(stack: Stack, rounds: int = 1) -> None:
         task = await submitted(stack, employer, worker, title=f"retried {n}", deadline_at=deadline)
         stack.world.network.fail_next_payments(1)
         await employer.approve(task["task_id"])
-        await stack.services.engine.run_once()
+        await stack.run_pass()
         fresh = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
         await worker.update_payout_invoice(task["task_id"], fresh)
         stack.services.engine._retry_at.clear()
@@ -126,7 +126,7 @@ async def run_every_path(stack: Stack, rounds: int = 1) -> None:
         await stack.settle_engine()
 
         task = await submitted(stack, employer, worker, title=f"silent {n}", deadline_at=deadline)
-        await stack.services.engine.run_once()
+        await stack.run_pass()
         offset[0] += stack.settings.default_review_window_s + 1
         await stack.settle_engine()
 

@@ -51,14 +51,14 @@ async def test_crash_between_payout_and_settle_recovers_to_paid_paying_once(
     task = await submitted(first, employer, worker)
     first.faults["after_payout"] = SimulatedCrash()
     await employer.approve(task["task_id"])
-    await first.services.engine.run_once()
+    await first.run_pass()
     assert (await employer.get_task(task["task_id"]))["state"] == "VERIFIED"
     assert world.worker.balance_msat == task["payout_msat"]
     await close_stack(first)
 
     restarted = await open_stack(settings, world=world)
     try:
-        await restarted.services.engine.reconcile()
+        await restarted.settle_engine(1)
         final = await restarted.client().get_task(task["task_id"])
         assert final["state"] == "PAID"
         payout_hash = bytes.fromhex(final["payout_payment_hash"])
@@ -77,12 +77,12 @@ async def test_crash_after_settle_recovers_to_paid(tmp_path: Path, database_url:
     task = await submitted(first, employer, worker)
     first.faults["after_settle"] = SimulatedCrash()
     await employer.approve(task["task_id"])
-    await first.services.engine.run_once()
+    await first.run_pass()
     await close_stack(first)
 
     restarted = await open_stack(settings, world=first.world)
     try:
-        await restarted.services.engine.reconcile()
+        await restarted.settle_engine(1)
         final = await restarted.client().get_task(task["task_id"])
         assert final["state"] == "PAID"
         assert first.world.worker.balance_msat == task["payout_msat"]
@@ -97,13 +97,13 @@ async def test_crash_after_cancel_recovers_to_refunded(tmp_path: Path, database_
     task = await funded(first, employer)
     first.faults["after_cancel"] = SimulatedCrash()
     await employer.cancel(task["task_id"], reason="no longer needed")
-    await first.services.engine.run_once()
+    await first.run_pass()
     assert (await employer.get_task(task["task_id"]))["state"] == "FUNDED"
     await close_stack(first)
 
     restarted = await open_stack(settings, world=first.world)
     try:
-        await restarted.services.engine.reconcile()
+        await restarted.settle_engine(1)
         assert (await restarted.client().get_task(task["task_id"]))["state"] == "REFUNDED"
     finally:
         await close_stack(restarted)
@@ -118,7 +118,7 @@ async def test_guardian_refunds_before_the_node_would_auto_cancel(stack: Stack) 
 
     while stack.world.network.height < expiry - stack.settings.hold_expiry_delta - 1:
         await stack.world.network.mine(1)
-        await stack.services.engine.run_once()
+        await stack.run_pass()
         if (await employer.get_task(task["task_id"]))["state"] == "REFUNDED":
             break
 
@@ -153,7 +153,7 @@ async def test_unroutable_payout_retries_boundedly_then_refunds_at_hold_expiry(
     await employer.approve(task["task_id"])
     for _ in range(stack.settings.payout_max_attempts + 3):
         stack.services.engine._retry_at.clear()
-        await stack.services.engine.run_once()
+        await stack.run_pass()
     mid = await employer.get_task(task["task_id"])
     assert mid["state"] == "VERIFIED"
     assert mid["payout_failures"] == stack.settings.payout_max_attempts
@@ -194,9 +194,9 @@ async def test_a_payout_in_flight_at_the_guard_margin_is_settled_not_refunded(
     )
     stack.world.network.fail_next_payments(1)
     await employer.approve(task["task_id"])
-    await stack.services.engine.run_once()  # first attempt fails
+    await stack.run_pass()  # first attempt fails
     stack.services.engine._retry_at.clear()
-    await stack.services.engine.run_once()  # the retry is held in flight by the worker's node
+    await stack.run_pass()  # the retry is held in flight by the worker's node
     mid = await employer.get_task(task["task_id"])
     assert (mid["state"], mid["payout_failures"]) == ("VERIFIED", 1)
     employer_before = stack.world.employer.balance_msat
@@ -226,13 +226,13 @@ async def test_new_payout_invoice_after_failure_gets_paid(stack: Stack) -> None:
     task = await submitted(stack, employer, worker)
     stack.world.network.fail_next_payments(1)
     await employer.approve(task["task_id"])
-    await stack.services.engine.run_once()
+    await stack.run_pass()
     assert (await employer.get_task(task["task_id"]))["payout_failures"] == 1
 
     fresh = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
     await worker.update_payout_invoice(task["task_id"], fresh)
     stack.services.engine._retry_at.clear()
-    await stack.services.engine.run_once()
+    await stack.run_pass()
     final = await employer.get_task(task["task_id"])
     assert final["state"] == "PAID"
     assert stack.world.worker.balance_msat == task["payout_msat"]
@@ -250,7 +250,7 @@ async def test_silent_employer_is_released_after_the_review_window(
         employer._clock = worker._clock = lambda: now[0]
         stack.world.network.clock = lambda: now[0]
         task = await submitted(stack, employer, worker, deadline_at=int(now[0]) + 3600)
-        await stack.services.engine.run_once()
+        await stack.run_pass()
         assert (await employer.get_task(task["task_id"]))["state"] == "SUBMITTED"
         now[0] += 121
         await stack.settle_engine()

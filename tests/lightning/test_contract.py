@@ -9,6 +9,7 @@ real nodes) to the ``harness`` fixture; every test below then runs against it to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 from collections.abc import AsyncIterator, Callable
@@ -477,6 +478,69 @@ async def test_subscribing_to_an_unknown_invoice_raises_not_found(harness: Harne
     with pytest.raises(InvoiceNotFound):
         async for _ in harness.escrow.subscribe_invoice(new_preimage()[1]):
             pass
+
+
+# -- following every invoice --------------------------------------------------------------------
+
+
+async def state_of(
+    updates: AsyncIterator[InvoiceStatus], payment_hash: bytes, state: InvoiceState
+) -> InvoiceStatus:
+    """Read the all-invoices subscription until ``payment_hash`` is reported in ``state``."""
+    async with asyncio.timeout(WAIT_SECONDS):
+        async for status in updates:
+            if status.payment_hash == payment_hash and status.state is state:
+                return status
+    raise AssertionError(f"the subscription ended before {state}")
+
+
+async def test_all_invoices_subscription_starts_with_every_pending_invoice(
+    harness: Harness,
+) -> None:
+    _, unpaid = await hold_invoice(harness)
+    _, held = await accepted_invoice(harness)
+    async with contextlib.aclosing(harness.escrow.subscribe_invoices()) as updates:
+        pending: dict[bytes, InvoiceState] = {}
+        async with asyncio.timeout(WAIT_SECONDS):
+            async for status in updates:
+                pending[status.payment_hash] = status.state
+                if {unpaid.payment_hash, held.payment_hash} <= pending.keys():
+                    break
+
+    assert pending[unpaid.payment_hash] is InvoiceState.OPEN
+    assert pending[held.payment_hash] is InvoiceState.ACCEPTED
+
+
+async def test_all_invoices_subscription_reports_accepted_then_settled(harness: Harness) -> None:
+    preimage, invoice = await hold_invoice(harness)
+    async with contextlib.aclosing(harness.escrow.subscribe_invoices()) as updates:
+        await state_of(updates, invoice.payment_hash, InvoiceState.OPEN)
+        await harness.pay_hold_invoice(invoice.payment_request)
+        accepted = await state_of(updates, invoice.payment_hash, InvoiceState.ACCEPTED)
+        await harness.escrow.settle_invoice(preimage)
+        await state_of(updates, invoice.payment_hash, InvoiceState.SETTLED)
+
+    assert accepted.amount_paid_msat == AMOUNT_MSAT
+    assert accepted.accepted_htlc_expiry_height is not None
+
+
+async def test_all_invoices_subscription_reports_a_cancel(harness: Harness) -> None:
+    _, invoice = await hold_invoice(harness)
+    async with contextlib.aclosing(harness.escrow.subscribe_invoices()) as updates:
+        await state_of(updates, invoice.payment_hash, InvoiceState.OPEN)
+        await harness.escrow.cancel_invoice(invoice.payment_hash)
+        await state_of(updates, invoice.payment_hash, InvoiceState.CANCELED)
+
+
+async def test_all_invoices_subscription_follows_invoices_made_after_it(harness: Harness) -> None:
+    _, known = await hold_invoice(harness)
+    async with contextlib.aclosing(harness.escrow.subscribe_invoices()) as updates:
+        await state_of(updates, known.payment_hash, InvoiceState.OPEN)  # subscribed now
+        _, later = await hold_invoice(harness)
+        await harness.pay_hold_invoice(later.payment_request)
+        accepted = await state_of(updates, later.payment_hash, InvoiceState.ACCEPTED)
+
+    assert [h.amount_msat for h in accepted.htlcs] == [AMOUNT_MSAT]
 
 
 # -- paying out ---------------------------------------------------------------------------------

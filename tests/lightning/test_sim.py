@@ -441,6 +441,7 @@ async def test_mainnet_invoice_is_refused_on_regtest(escrow: SimNode) -> None:
         "create_hold_invoice",
         "lookup_invoice",
         "subscribe_invoice",
+        "subscribe_invoices",
         "settle_invoice",
         "cancel_invoice",
         "pay_invoice",
@@ -459,6 +460,7 @@ async def test_unreachable_node_refuses_every_backend_call(
         "create_hold_invoice": lambda: hold(escrow),
         "lookup_invoice": lambda: escrow.lookup_invoice(invoice.payment_hash),
         "subscribe_invoice": lambda: anext(escrow.subscribe_invoice(invoice.payment_hash)),
+        "subscribe_invoices": lambda: anext(escrow.subscribe_invoices()),
         "settle_invoice": lambda: escrow.settle_invoice(preimage),
         "cancel_invoice": lambda: escrow.cancel_invoice(invoice.payment_hash),
         "pay_invoice": lambda: escrow.pay_invoice(
@@ -488,6 +490,21 @@ async def test_open_subscription_drops_when_the_node_becomes_unreachable(
 ) -> None:
     _, invoice = await hold(escrow)
     updates = escrow.subscribe_invoice(invoice.payment_hash)
+    assert (await anext(updates)).state is InvoiceState.OPEN
+    pending = asyncio.ensure_future(anext(updates))
+    await asyncio.sleep(0)
+
+    escrow.unreachable = True
+
+    with pytest.raises(NodeUnreachable):
+        await asyncio.wait_for(pending, timeout=1)
+
+
+async def test_open_all_invoices_subscription_drops_when_the_node_becomes_unreachable(
+    escrow: SimNode,
+) -> None:
+    await hold(escrow)
+    updates = escrow.subscribe_invoices()
     assert (await anext(updates)).state is InvoiceState.OPEN
     pending = asyncio.ensure_future(anext(updates))
     await asyncio.sleep(0)

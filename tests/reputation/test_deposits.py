@@ -274,7 +274,7 @@ async def test_a_crash_between_the_forfeit_payout_and_the_settle_pays_once(
     await employer.claim_deposit(task_id, worker.pubkey_hex, invoice)
 
     stack.faults["after_deposit_payout"] = RuntimeError("crash after paying the beneficiary")
-    await stack.services.engine.run_once()
+    await stack.run_pass()
     half = deposit_of(await employer.get_task(task_id), worker.pubkey_hex)
     assert half["state"] == "FORFEIT"
     assert stack.world.employer.balance_msat == employer_before + amount
@@ -331,7 +331,7 @@ async def test_a_forfeit_payment_in_flight_at_the_guard_margin_is_settled_not_re
         cltv_expiry_delta=40,
     )
     await employer.claim_deposit(task_id, worker.pubkey_hex, held_invoice.payment_request)
-    await stack.services.engine.run_once()
+    await stack.run_pass()
     forfeit = deposit_of(await employer.get_task(task_id), worker.pubkey_hex)
     assert forfeit["state"] == "FORFEIT"  # paid, but the payment is still in flight
 

@@ -1,0 +1,161 @@
+"""Following every invoice of an lnd node over a constant number of connections.
+
+lnd's all-invoices stream (``GET /v1/invoices/subscribe``, ``SubscribeInvoices``) reports only
+new (OPEN) and SETTLED invoices: its registry skips ACCEPTED and CANCELED "for backwards
+compatibility" (``invoiceEventLoop`` in lnd's ``invoices/invoiceregistry.go``). A hold invoice
+being paid is exactly an ACCEPTED event, and one expiring unpaid a CANCELED one. So
+:func:`follow_invoices` pairs the stream with a poll of the pending invoices
+(``GET /v1/invoices?pending_only=true``, paged): a pending invoice that changed is reported,
+and one that left the pending set is looked up once for its final state. That is two
+connections however many invoices are open, where one stream per invoice pinned one
+connection each.
+
+Each poll starts at the lowest add index still pending (or where the last one started): an
+invoice that is pending now was either pending then or added since, and add indexes only grow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator
+
+from taskhold.lightning.base import (
+    AcceptedHtlc,
+    InvoiceNotFound,
+    InvoiceState,
+    InvoiceStatus,
+    LightningError,
+)
+from taskhold.lightning.lnd_rest import JSONObject, LndRest, b64url, from_b64, json_int
+
+__all__ = ["follow_invoices", "invoice_status_from_lnd"]
+
+PAGE_SIZE = 500
+_PENDING_STATES = frozenset({InvoiceState.OPEN, InvoiceState.ACCEPTED})
+
+
+def invoice_status_from_lnd(invoice: JSONObject) -> InvoiceStatus:
+    """An ``lnrpc.Invoice`` as an :class:`InvoiceStatus`.
+
+    Only HTLCs that still hold or have paid (``ACCEPTED``/``SETTLED``) are listed, and
+    ``amount_paid_msat`` is their sum: a cancelled HTLC moved no money and has no deadline.
+    """
+    htlcs = tuple(
+        AcceptedHtlc(
+            amount_msat=json_int(htlc.get("amt_msat")),
+            accept_height=json_int(htlc.get("accept_height")),
+            expiry_height=json_int(htlc.get("expiry_height")),
+        )
+        for htlc in invoice.get("htlcs") or ()
+        if htlc.get("state") in ("ACCEPTED", "SETTLED")
+    )
+    return InvoiceStatus(
+        payment_hash=from_b64(invoice["r_hash"]),
+        state=InvoiceState(invoice["state"]),
+        amount_msat=json_int(invoice.get("value_msat")),
+        amount_paid_msat=sum(h.amount_msat for h in htlcs),
+        htlcs=htlcs,
+        payment_request=invoice.get("payment_request") or "",
+    )
+
+
+async def follow_invoices(
+    rest: LndRest, *, poll_seconds: float
+) -> AsyncGenerator[InvoiceStatus, None]:
+    """Every pending invoice once, then each invoice whose state changes (the backend's
+    ``subscribe_invoices``). A failed poll ends it with :class:`NodeUnreachable`."""
+    stream: asyncio.Queue[JSONObject] = asyncio.Queue()
+    reader = asyncio.create_task(_read_stream(rest, stream), name="lnd-invoice-stream")
+    try:
+        known, offset = await _pending(rest, 0)
+        for status in known.values():
+            yield status
+        loop = asyncio.get_running_loop()
+        next_poll = loop.time() + poll_seconds
+        while True:
+            remaining = next_poll - loop.time()
+            if remaining > 0:
+                try:
+                    async with asyncio.timeout(remaining):
+                        invoice = await stream.get()
+                except TimeoutError:
+                    continue
+                status = invoice_status_from_lnd(invoice)
+                if known.get(status.payment_hash) != status:
+                    _remember(known, status)
+                    yield status
+                continue
+            listed, offset = await _pending(rest, offset)
+            for status in listed.values():
+                if known.get(status.payment_hash) != status:
+                    yield status
+            for payment_hash in known.keys() - listed.keys():
+                try:
+                    final = await _lookup(rest, payment_hash)
+                except InvoiceNotFound:
+                    continue
+                yield final
+            known = listed
+            next_poll = loop.time() + poll_seconds
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+
+
+def _remember(known: dict[bytes, InvoiceStatus], status: InvoiceStatus) -> None:
+    if status.state in _PENDING_STATES:
+        known[status.payment_hash] = status
+    else:
+        known.pop(status.payment_hash, None)
+
+
+async def _pending(rest: LndRest, offset: int) -> tuple[dict[bytes, InvoiceStatus], int]:
+    """The pending invoices from ``offset`` on, and the offset the next poll may start at."""
+    pending: dict[bytes, InvoiceStatus] = {}
+    lowest: int | None = None
+    page_offset = offset
+    while True:
+        page = await rest.call(
+            "GET",
+            "/v1/invoices",
+            params={
+                "pending_only": "true",
+                "index_offset": str(page_offset),
+                "num_max_invoices": str(PAGE_SIZE),
+            },
+        )
+        invoices = page.get("invoices") or []
+        for invoice in invoices:
+            status = invoice_status_from_lnd(invoice)
+            pending[status.payment_hash] = status
+            add_index = json_int(invoice.get("add_index"))
+            lowest = add_index if lowest is None else min(lowest, add_index)
+        if len(invoices) < PAGE_SIZE:
+            break
+        page_offset = json_int(page.get("last_index_offset"))
+    return pending, offset if lowest is None else lowest - 1
+
+
+async def _lookup(rest: LndRest, payment_hash: bytes) -> InvoiceStatus:
+    invoice = await rest.call(
+        "GET", "/v2/invoices/lookup", params={"payment_hash": b64url(payment_hash)}
+    )
+    return invoice_status_from_lnd(invoice)
+
+
+async def _read_stream(rest: LndRest, into: asyncio.Queue[JSONObject]) -> None:
+    """Forward lnd's add/settle stream; reconnect after a drop (the poll covers the gap)."""
+    delay = 0.5
+    while True:
+        try:
+            updates = rest.stream("GET", "/v1/invoices/subscribe", subscription=True)
+            async with contextlib.aclosing(updates):
+                async for invoice in updates:
+                    delay = 0.5
+                    into.put_nowait(invoice)
+        except LightningError:
+            pass
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 15.0)
