@@ -54,6 +54,13 @@ def serve(
     relay: Relays = None,
     keystore: KeystoreOption = None,
     log_json: Annotated[bool, typer.Option("--log-json", help="JSON log lines")] = False,
+    sim_routes: Annotated[
+        bool | None,
+        typer.Option(
+            "--sim-routes",
+            help="serve the simulator's wallet and mining routes /v1/sim/* (demos, tests)",
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option("--config", help="a file of TASKHOLD_NAME=value lines (env-file syntax)"),
@@ -76,6 +83,7 @@ def serve(
         lightning=lightning,
         relays=relay or None,
         keystore=keystore,
+        sim_routes_enabled=sim_routes,
     )
 
     async def run() -> None:

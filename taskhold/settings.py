@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     lnd_connection_file: Path | None = None
     """JSON written by ``taskhold devnet up``: REST URL, TLS cert and macaroon path per node."""
     lnd_node: str = "escrow"
+    sim_routes_enabled: bool = False
+    """Serve the simulator's wallet and mining routes (``/v1/sim/*``): demos and tests only,
+    since anyone reaching them can pay, invoice and mine on the simulated network."""
     keystore: Literal["file", "pkcs11"] = "file"
     """Where the preimage key lives: a key file in the data dir, or a PKCS#11 token (an HSM)."""
     pkcs11_module: Path = Path("/usr/lib/softhsm/libsofthsm2.so")
