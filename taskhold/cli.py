@@ -11,13 +11,21 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from taskhold.settings import Settings
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(no_args_is_help=True, help="Non-custodial escrow for tasks on Lightning.")
-console = Console(stderr=True)
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Non-custodial escrow for tasks on Lightning.",
+    # Usage errors as click prints them: rich draws them in a panel wrapped to the terminal,
+    # which splits paths and commands a reader has to copy (or a script to find).
+    rich_markup_mode=None,
+)
+console = Console(stderr=True, soft_wrap=True)
+"""Messages are never wrapped to the terminal width, for the same reason."""
 
 KeystoreOption = Annotated[
     str | None,
@@ -139,7 +147,7 @@ def demo(
             )
         )
     except DemoError as exc:
-        console.print(f"[red]demo failed:[/] {exc}")
+        console.print(f"[red]demo failed:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     sys.stdout.write((json.dumps(result) if as_json else dump(result)) + "\n")
     expected = "REFUNDED" if refund else "PAID"
