@@ -11,13 +11,21 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from taskhold.settings import Settings
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(no_args_is_help=True, help="Non-custodial escrow for tasks on Lightning.")
-console = Console(stderr=True)
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Non-custodial escrow for tasks on Lightning.",
+    # Usage errors as click prints them: rich draws them in a panel wrapped to the terminal,
+    # which splits paths and commands a reader has to copy (or a script to find).
+    rich_markup_mode=None,
+)
+console = Console(stderr=True, soft_wrap=True)
+"""Messages are never wrapped to the terminal width, for the same reason."""
 
 KeystoreOption = Annotated[
     str | None,
@@ -54,6 +62,13 @@ def serve(
     relay: Relays = None,
     keystore: KeystoreOption = None,
     log_json: Annotated[bool, typer.Option("--log-json", help="JSON log lines")] = False,
+    sim_routes: Annotated[
+        bool | None,
+        typer.Option(
+            "--sim-routes",
+            help="serve the simulator's wallet and mining routes /v1/sim/* (demos, tests)",
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option("--config", help="a file of TASKHOLD_NAME=value lines (env-file syntax)"),
@@ -76,6 +91,7 @@ def serve(
         lightning=lightning,
         relays=relay or None,
         keystore=keystore,
+        sim_routes_enabled=sim_routes,
     )
 
     async def run() -> None:
@@ -131,7 +147,7 @@ def demo(
             )
         )
     except DemoError as exc:
-        console.print(f"[red]demo failed:[/] {exc}")
+        console.print(f"[red]demo failed:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     sys.stdout.write((json.dumps(result) if as_json else dump(result)) + "\n")
     expected = "REFUNDED" if refund else "PAID"

@@ -4,7 +4,9 @@ Every write is a Nostr event signed with the caller's key: content is the compac
 request body, and the ``op`` and ``task`` tags bind the signature to one operation on one task, so
 the server can embed the event in the public log as proof of who asked for what. A write that hits
 a transport error is retried with the same event and the same ``Idempotency-Key``: the server then
-either does it once or returns the first answer, so a retry can never act twice.
+either does it once or returns the first answer, so a retry can never act twice. The retries span
+about 12 s by default, longer than a server restart; a caller who retries later with the same
+``idempotency_key`` is sent the very event signed the first time, so it gets the first answer too.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Callable, Collection
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Collection
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -60,6 +63,11 @@ class TaskholdClient:
     Proof of work (NIP-13): writes are mined to ``pow_difficulty`` bits; with ``auto_pow`` a
     write refused with ``pow_required`` is signed again with the difficulty the server named
     (up to ``max_pow_bits``) and sent once more, and later writes keep that difficulty.
+
+    Transport errors are retried ``retries`` times, waiting ``retry_delay_s`` and doubling up to
+    ``max_retry_delay_s`` (0.25, 0.5, 1, then 2 s five times: about 12 s, longer than a restart).
+    The event signed for a caller's ``idempotency_key`` is kept (the last ``remembered_keys``),
+    so calling the same method again with the same key and body resends it unchanged.
     """
 
     def __init__(
@@ -70,9 +78,12 @@ class TaskholdClient:
         http: httpx.AsyncClient | None = None,
         request_kind: int = KIND_REQUEST,
         proof_kind: int = KIND_PROOF,
-        retries: int = 3,
+        retries: int = 8,
         retry_delay_s: float = 0.25,
+        max_retry_delay_s: float = 2.0,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        remembered_keys: int = 1024,
         pow_difficulty: int = 0,
         auto_pow: bool = True,
         max_pow_bits: int = 24,
@@ -85,7 +96,12 @@ class TaskholdClient:
         self._proof_kind = proof_kind
         self._retries = retries
         self._retry_delay_s = retry_delay_s
+        self._max_retry_delay_s = max_retry_delay_s
         self._clock = clock
+        self._sleep = sleep
+        self._remembered_keys = remembered_keys
+        self._signed_by_key: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()
+        """Caller's idempotency key -> (what was asked, the event signed for it)."""
         self.pow_difficulty = pow_difficulty
         self._auto_pow = auto_pow
         self._max_pow_bits = max_pow_bits
@@ -374,8 +390,14 @@ class TaskholdClient:
         tags.extend(extra_tags or [])
         content = json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         event_kind = self._request_kind if kind is None else kind
+        # What the caller asks, without the tags read from the server (a proof's head moves
+        # once the first attempt went through).
+        asked = json.dumps([path, event_kind, content])
         for attempt in range(2):
-            event = await self._sign(event_kind, content, tags)
+            event = self._remembered(idempotency_key, asked) if attempt == 0 else None
+            if event is None:
+                event = await self._sign(event_kind, content, tags)
+                self._remember(idempotency_key, asked, event)
             headers = {"Idempotency-Key": key}
             # Built once: every retry sends the very same event and key.
             request = self._http.build_request(
@@ -396,6 +418,21 @@ class TaskholdClient:
                     raise
                 self.pow_difficulty = required
         raise AssertionError("unreachable")
+
+    def _remembered(self, key: str | None, asked: str) -> dict[str, Any] | None:
+        """The event already signed for this caller's key and request, to be sent unchanged."""
+        kept = self._signed_by_key.get(key) if key is not None else None
+        if kept is None or kept[0] != asked:
+            return None
+        return kept[1]
+
+    def _remember(self, key: str | None, asked: str, event: dict[str, Any]) -> None:
+        if key is None:  # a key made here is never asked for again
+            return
+        self._signed_by_key[key] = (asked, event)
+        self._signed_by_key.move_to_end(key)
+        while len(self._signed_by_key) > self._remembered_keys:
+            self._signed_by_key.popitem(last=False)
 
     async def _sign(self, kind: int, content: str, tags: list[list[str]]) -> dict[str, Any]:
         created_at = int(self._clock())
@@ -425,8 +462,8 @@ class TaskholdClient:
                 if retries_left <= 0:
                     raise
                 retries_left -= 1
-                await asyncio.sleep(delay_s)
-                delay_s *= 2
+                await self._sleep(delay_s)
+                delay_s = min(delay_s * 2, self._max_retry_delay_s)
                 continue
             return _answer(response)
 

@@ -104,6 +104,7 @@ async def run_demo(
         keystore=keystore,
         lightning="sim" if connection_file is None else "lnd",
         lnd_connection_file=connection_file,
+        sim_routes_enabled=connection_file is None,
         engine_tick_s=0.2,
         default_review_window_s=3600,
         default_dispute_window_s=3600,

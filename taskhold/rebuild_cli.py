@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from taskhold.errors import Refusal
 from taskhold.nostr import pubkey_hex
@@ -209,11 +210,11 @@ def rebuild_command(
     if database_url is not None:
         values["database_url"] = database_url
     settings = Settings(**values)
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     try:
         report, fetched = asyncio.run(_rebuild(relay, operator_hex, settings))
     except Refusal as exc:
-        console.print(f"[red]rebuild refused:[/] {exc.detail}")
+        console.print(f"[red]rebuild refused:[/] {escape(exc.detail)}")
         raise typer.Exit(1) from None
     summary = {
         "entries": report.entries,

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     lnd_invoice_poll_s: float = Field(default=1.0, gt=0)
     """How often lnd's pending invoices are read: its one all-invoices stream does not report
     a hold invoice being paid (ACCEPTED) or cancelled, so a poll does."""
+    sim_routes_enabled: bool = False
+    """Serve the simulator's wallet and mining routes (``/v1/sim/*``): demos and tests only,
+    since anyone reaching them can pay, invoice and mine on the simulated network."""
     keystore: Literal["file", "pkcs11"] = "file"
     """Where the preimage key lives: a key file in the data dir, or a PKCS#11 token (an HSM)."""
     pkcs11_module: Path = Path("/usr/lib/softhsm/libsofthsm2.so")

@@ -146,13 +146,51 @@ async def test_transport_errors_are_retried_with_the_same_event_and_key() -> Non
     assert len({body["request"]["id"] for body in recorder.bodies()}) == 1
 
 
-async def test_retries_give_up_after_three() -> None:
+async def test_retries_give_up_after_the_configured_count() -> None:
     recorder = Recorder(httpx.ConnectError("down"))
-    async with make_client(recorder) as client:
+    http = httpx.AsyncClient(transport=httpx.MockTransport(recorder))
+    async with TaskholdClient(BASE, NostrKeys.generate(), http=http, retries=3) as client:
+        client._sleep = _no_wait
         with pytest.raises(httpx.ConnectError):
             await client.claim(TASK_ID)
 
     assert len(recorder.requests) == 4
+
+
+async def _no_wait(delay_s: float) -> None:
+    return None
+
+
+async def test_the_default_retries_outlast_a_server_restart() -> None:
+    waited: list[float] = []
+
+    async def sleep(delay_s: float) -> None:
+        waited.append(delay_s)
+
+    recorder = Recorder(httpx.ConnectError("restarting"))
+    http = httpx.AsyncClient(transport=httpx.MockTransport(recorder))
+    async with TaskholdClient(BASE, NostrKeys.generate(), http=http, sleep=sleep) as client:
+        with pytest.raises(httpx.ConnectError):
+            await client.approve(TASK_ID)
+
+    assert sum(waited) >= 10  # a restart takes 2-3 s
+    assert max(waited) <= 2  # and the first attempt after it comes soon
+
+
+async def test_a_same_key_call_resends_the_event_signed_first() -> None:
+    recorder = Recorder(*[httpx.ConnectError("down")] * 9, ok({"state": "VERIFIED"}))
+    async with make_client(recorder) as client:
+        client._clock = iter(range(NOW, NOW + 100)).__next__  # every signature differs
+        with pytest.raises(httpx.ConnectError):
+            await client.approve(TASK_ID, idempotency_key="k")
+        assert await client.approve(TASK_ID, idempotency_key="k") == {"state": "VERIFIED"}
+        await client.approve(TASK_ID, idempotency_key="other")
+        await client.reject(TASK_ID, "no", idempotency_key="k")
+
+    ids = [body["request"]["id"] for body in recorder.bodies()]
+    assert len(ids) == 12
+    assert len(set(ids[:10])) == 1  # the first event, attempt after attempt and call after call
+    assert len(set(ids)) == 3  # another key, or another request under the key, is signed anew
 
 
 async def test_caller_chosen_idempotency_key_is_sent() -> None:

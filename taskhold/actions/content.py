@@ -14,9 +14,13 @@ M = TypeVar("M", bound=BaseModel)
 
 
 def parse_content(model: type[M], content: dict[str, Any]) -> M:
-    """A 422 naming the first bad field, in words a person can act on."""
+    """A 422 naming the first bad field, in words a person can act on.
+
+    Strict: the content is signed JSON an auditor reads back, so ``"50000"`` or ``true`` is not
+    an amount, and what taskhold acts on must be exactly what was signed.
+    """
     try:
-        return model.model_validate(content)
+        return model.model_validate(content, strict=True)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "content"

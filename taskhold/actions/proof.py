@@ -6,6 +6,7 @@ payout amount before anything is written; a failing proof is refused with every 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -103,7 +104,8 @@ async def submit_proof(
 
     decide(task, command(""), ctx.arbiters)  # role, state and deadline before content checks
     await _check_head_seen(tx, task, request)
-    problems = check_proof(parse_spec(task.acceptance), body.proof)
+    # Off the event loop: other requests are served while a proof is checked (RE2 bounds it).
+    problems = await asyncio.to_thread(check_proof, parse_spec(task.acceptance), body.proof)
     if problems:
         return await _refused(ctx, tx, request, task, problems, now)
     payout_request = await _checked_invoice(ctx, tx, task, body.payout_invoice)

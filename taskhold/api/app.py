@@ -55,7 +55,7 @@ def create_api(services: Services, *, run_engine: bool = True) -> FastAPI:
     install_problem_handlers(app)
     app.include_router(routes_tasks.router)
     app.include_router(routes_reputation.router)
-    if services.sim is not None:
+    if services.sim is not None and services.settings.sim_routes_enabled:
         app.include_router(routes_sim.router)
 
     @app.get("/healthz", include_in_schema=False)

@@ -1,4 +1,5 @@
-"""Wallet routes for the Lightning simulator, mounted only when taskhold runs on it.
+"""Wallet routes for the Lightning simulator, mounted only when taskhold runs on it and
+``sim_routes_enabled`` is set (``serve --sim-routes``; the demo sets it).
 
 They stand in for the employer's and the worker's own wallets so the embedded demo and anyone
 trying taskhold without Lightning nodes can fund tasks and make payout invoices.
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskhold.errors import Invalid, NotFound
+from taskhold.payments.invoices import decode_invoice
 
 from .deps import services_of
 
@@ -23,13 +25,15 @@ Wallet = Literal["employer", "worker"]
 
 
 class PayBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     payment_request: str = Field(min_length=1, max_length=4000)
     wallet: Wallet = "employer"
+    amount_msat: int | None = Field(default=None, gt=0)
+    """Send this much instead of the invoice's amount, as a payer's node may (tests, demos)."""
 
 
 class InvoiceBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     amount_msat: int = Field(gt=0)
     wallet: Wallet = "worker"
     memo: str = Field(default="", max_length=200)
@@ -37,7 +41,7 @@ class InvoiceBody(BaseModel):
 
 
 class MineBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     blocks: int = Field(default=1, ge=1, le=1000)
 
 
@@ -51,7 +55,14 @@ def _sim(request: Request) -> Any:
 @router.post("/pay", summary="Pay an invoice from a simulated wallet (returns once held)")
 async def pay(request: Request, body: PayBody) -> dict[str, Any]:
     sim = _sim(request)
-    result = await sim.wallet(body.wallet).send_payment(body.payment_request)
+    wallet = sim.wallet(body.wallet)
+    invoice = decode_invoice(body.payment_request, field="payment_request")
+    if invoice.network != wallet.network or invoice.amount_msat is None:
+        raise Invalid(
+            f"payment_request must be an invoice with an amount on {wallet.network!r}",
+            code="bad_invoice",
+        )
+    result = await wallet.send_payment(body.payment_request, amount_msat=body.amount_msat)
     if result.status.value == "FAILED":
         raise Invalid(f"the payment failed: {result.failure_reason}", code="payment_failed")
     return {"status": result.status.value, "payment_hash": result.payment_hash.hex()}

@@ -97,7 +97,7 @@ def audit_command(
         answer["scores_checked"] = checked if reputation is not None else None
         sys.stdout.write(json.dumps(answer) + "\n")
     else:
-        console = Console()
+        console = Console(soft_wrap=True)
         if reputation is not None:
             console.print(f"{checked} published reputation score(s) recomputed from the log")
         print_report(console, pubkey, fetched, result)

@@ -66,7 +66,9 @@ _PAYMENT_TAGS: Mapping[str, Mapping[str, Callable[[str], bool]]] = {
     "FundingAccepted": {"expiry_height": _uint, "amount_msat": _uint},
     "ReleaseCompleted": {"preimage": is_hex64, "payout_hash": is_hex64, "payout_fee_msat": _uint},
     "HoldSettledUnderLivePayout": {"preimage": is_hex64, "payout_hash": is_hex64},
-    "RefundCompleted": {"invoice_state": lambda value: value in ("CANCELED", "NONE")},
+    "RefundCompleted": {
+        "invoice_state": lambda value: value in ("CANCELED", "NONE", "NOT_FOUND"),
+    },
     "DepositRequested": {
         "depositor": is_hex64, "deposit_hash": is_hex64, "bolt11": _bolt11,
         "amount_msat": _uint, "cltv_expiry": _uint,

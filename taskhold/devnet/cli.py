@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from taskhold.devnet import control
@@ -28,7 +29,7 @@ devnet_app = typer.Typer(
     help="A local regtest Lightning network: btcd + lnd nodes escrow, employer, worker.",
     no_args_is_help=True,
 )
-_console = Console(stderr=True)
+_console = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[
     Path | None,
@@ -45,7 +46,7 @@ def _data_dir(data_dir: Path | None) -> Path:
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    _console.print(f"[red]error:[/red] {exc}")
+    _console.print(f"[red]error:[/red] {escape(str(exc))}")
     return typer.Exit(1)
 
 

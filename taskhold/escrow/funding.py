@@ -84,6 +84,9 @@ async def observe_invoice(ctx: EscrowContext, task_id: str, status: InvoiceStatu
         expiry = status.accepted_htlc_expiry_height
         if expiry is None:
             return
+        if status.amount_paid_msat != status.amount_msat:
+            await _refuse_wrong_amount(ctx, task_id, status)
+            return
 
         def confirm(task: Task, now: int) -> c.Command | None:
             if task.state is not TaskState.PENDING_FUNDING:
@@ -112,6 +115,44 @@ async def observe_invoice(ctx: EscrowContext, task_id: str, status: InvoiceStatu
             return None
 
         await apply_system(ctx, task_id, expire)
+
+
+async def _refuse_wrong_amount(ctx: EscrowContext, task_id: str, status: InvoiceStatus) -> None:
+    """Held HTLCs must add up to exactly the invoice's amount. Nodes accept overpayment (lnd up
+    to twice the amount), and settling it would leave the excess with the operator, so the hold
+    invoice is cancelled (every HTLC goes back to its payer) and the task ends EXPIRED with the
+    amounts in its reason. Cancel first, record second: a crash in between leaves a cancelled
+    invoice that the next observation records as expired, never a held payment on a closed task.
+    """
+    async with ctx.store.transaction() as tx:
+        task = await tx.load_task(task_id)
+    if task is None or task.state is not TaskState.PENDING_FUNDING or task.refund_ordered:
+        return
+    await ctx.lightning.cancel_invoice(status.payment_hash)
+    reason = (
+        f"the held payment of {status.amount_paid_msat} msat was not the invoice amount of"
+        f" {status.amount_msat} msat; it was cancelled and returned to the payer"
+    )
+    await ctx.audit.record(
+        "system",
+        "escrow.cancel",
+        task_id,
+        {"payment_hash": status.payment_hash.hex(), "reason": "wrong_amount_held"},
+        store=ctx.store,
+    )
+    log.warning(
+        "wrong_amount_held",
+        task_id=task_id,
+        amount_msat=status.amount_msat,
+        amount_paid_msat=status.amount_paid_msat,
+    )
+
+    def expire(current: Task, now: int) -> c.Command | None:
+        if current.state is not TaskState.PENDING_FUNDING or current.refund_ordered:
+            return None
+        return c.ExpireFunding(actor="system", at=now, reason=reason)
+
+    await apply_system(ctx, task_id, expire)
 
 
 async def _record_node_state(ctx: EscrowContext, status: InvoiceStatus) -> None:

@@ -14,7 +14,11 @@ __all__ = ["refund"]
 
 async def refund(ctx: EscrowContext, task_id: str) -> Task | None:
     """Finish an ordered refund. Cancel is idempotent at the node, so a retry after a crash
-    simply cancels again and records the completion once."""
+    simply cancels again and records the completion once.
+
+    The entry's ``invoice_state`` is one of the three the auditor accepts: ``CANCELED``,
+    ``NONE`` (the task never had an invoice) or ``NOT_FOUND`` (the node no longer knows it, so
+    it holds nothing to return)."""
     async with ctx.store.transaction() as tx:
         task = await tx.load_task(task_id)
     if task is None or not task.refund_ordered:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import bolt11
 import coincurve
@@ -229,14 +229,23 @@ class SimNode:
         )
 
     async def send_payment(
-        self, payment_request: str, *, max_fee_msat: int | None = None
+        self,
+        payment_request: str,
+        *,
+        max_fee_msat: int | None = None,
+        amount_msat: int | None = None,
     ) -> PaymentResult:
         """Pay and return as soon as the HTLC is held (IN_FLIGHT) or the payment is final.
 
         Like reading lnd's ``/v2/router/send`` stream until IN_FLIGHT. A failure is returned as
-        a FAILED result, not raised. ``max_fee_msat=None`` means no fee limit.
+        a FAILED result, not raised. ``max_fee_msat=None`` means no fee limit. ``amount_msat``
+        sends more (or less) than the invoice asks, as a payer's node may: receivers accept
+        overpayment, so taskhold must notice it.
         """
-        return self._send(self._decode(payment_request), max_fee_msat)
+        request = self._decode(payment_request)
+        if amount_msat is not None:
+            request = replace(request, amount_msat=amount_msat)
+        return self._send(request, max_fee_msat)
 
     # -- internals --------------------------------------------------------------------------------
 

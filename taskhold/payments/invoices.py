@@ -24,8 +24,9 @@ class DecodedInvoice:
     """Blocks the payee wants its HTLC to live at least (BOLT11 ``c``; 18 when absent)."""
 
 
-def decode_invoice(payment_request: str) -> DecodedInvoice:
-    """Decode and signature-check a BOLT11 invoice; a clear 422 when it is not one."""
+def decode_invoice(payment_request: str, *, field: str = "payout_invoice") -> DecodedInvoice:
+    """Decode and signature-check a BOLT11 invoice; a clear 422 naming ``field`` when it is
+    not one."""
     text = payment_request.strip()
     if text.lower().startswith("lightning:"):
         text = text[len("lightning:") :]
@@ -33,7 +34,7 @@ def decode_invoice(payment_request: str) -> DecodedInvoice:
         invoice = bolt11.decode(text)
     except Exception as exc:  # the library raises many kinds for malformed input
         raise Invalid(
-            f"payout_invoice is not a valid BOLT11 invoice ({type(exc).__name__})",
+            f"{field} is not a valid BOLT11 invoice ({type(exc).__name__})",
             code="bad_invoice",
         ) from exc
     amount = int(invoice.amount_msat) if invoice.amount_msat is not None else None

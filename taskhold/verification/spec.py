@@ -3,22 +3,60 @@
 Employers state it when they create a task, so the automatic check is public and the same for
 everyone. It deliberately has no code: required fields, regular expressions, URL fields and an
 expected content hash cover what can be checked without a human.
+
+Patterns run on RE2, whose matching time is linear in the input: a pattern like ``(a+)+`` cannot
+stall the server. Features that need backtracking (backreferences, lookaround) are refused when
+the task is created, and the text a pattern is checked against is capped.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from typing import Any
 from urllib.parse import urlparse
 
+import re2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from taskhold.errors import Invalid
 
 __all__ = ["AcceptanceSpec", "check_proof", "parse_spec"]
 
 MAX_PATTERN_LENGTH = 200
+MAX_MATCHED_CHARS = 4_096
+"""A proof field checked against a pattern may hold at most this many characters."""
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> Any:
+    """The RE2 program for ``pattern``; raises ``re2.error`` when RE2 cannot run it."""
+    return re2.compile(pattern, _RE2_OPTIONS)
+
+
+def _checkable(name: str, pattern: str) -> None:
+    try:
+        _compiled(pattern)
+    except re2.error as exc:
+        message = exc.args[0] if exc.args else ""
+        reason = message.decode(errors="replace") if isinstance(message, bytes) else str(message)
+    else:
+        return
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"pattern for {name!r} does not compile: {exc}") from exc
+    raise PydanticCustomError(
+        "unsupported_pattern",
+        "pattern for '{name}' is not RE2 syntax ({reason}): backreferences and lookaround are"
+        " refused, since matching them can take exponential time; write it without them",
+        {"name": name, "reason": reason},
+    )
 
 
 class AcceptanceSpec(BaseModel):
@@ -26,7 +64,7 @@ class AcceptanceSpec(BaseModel):
 
     required_fields: list[str] = Field(default_factory=list, max_length=32)
     regex: dict[str, str] = Field(default_factory=dict, max_length=32)
-    """field name -> pattern the field's string value must fully match."""
+    """field name -> pattern the field's string value must fully match (RE2 syntax)."""
     url_fields: list[str] = Field(default_factory=list, max_length=32)
     """fields that must hold an http(s) URL."""
     content_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
@@ -38,10 +76,7 @@ class AcceptanceSpec(BaseModel):
         for name, pattern in value.items():
             if len(pattern) > MAX_PATTERN_LENGTH:
                 raise ValueError(f"pattern for {name!r} is longer than {MAX_PATTERN_LENGTH}")
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern for {name!r} does not compile: {exc}") from exc
+            _checkable(name, pattern)
         return value
 
 
@@ -52,7 +87,10 @@ def parse_spec(raw: dict[str, Any] | None) -> AcceptanceSpec:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "acceptance"
-        raise Invalid(f"acceptance.{where}: {first['msg']}", code="bad_acceptance_spec") from exc
+        code = "unsupported_pattern" if first["type"] == "unsupported_pattern" else None
+        raise Invalid(
+            f"acceptance.{where}: {first['msg']}", code=code or "bad_acceptance_spec"
+        ) from exc
 
 
 def check_proof(spec: AcceptanceSpec, proof: dict[str, Any]) -> list[str]:
@@ -63,7 +101,9 @@ def check_proof(spec: AcceptanceSpec, proof: dict[str, Any]) -> list[str]:
             problems.append(f"field {name!r} is required")
     for name, pattern in spec.regex.items():
         value = proof.get(name)
-        if not isinstance(value, str) or re.fullmatch(pattern, value) is None:
+        if isinstance(value, str) and len(value) > MAX_MATCHED_CHARS:
+            problems.append(f"field {name!r} is longer than {MAX_MATCHED_CHARS} characters")
+        elif not isinstance(value, str) or _compiled(pattern).fullmatch(value) is None:
             problems.append(f"field {name!r} must match {pattern!r}")
     for name in spec.url_fields:
         value = proof.get(name)

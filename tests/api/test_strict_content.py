@@ -1,0 +1,53 @@
+"""Signed content is read strictly: a number in a string, or a bool, is not an amount."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from conftest import Stack
+from test_writes import _counts, _post, _signed
+
+from taskhold.nostr import NostrKeys
+
+
+def _create(**overrides: Any) -> dict[str, Any]:
+    content: dict[str, Any] = {
+        "title": "Strict",
+        "amount_msat": 100_000,
+        "deadline_at": int(time.time()) + 600,
+    }
+    content.update(overrides)
+    return content
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("amount_msat", "50000"),
+        ("amount_msat", True),
+        ("amount_msat", 50000.0),
+        ("deadline_at", str(int(time.time()) + 600)),
+        ("review_window_s", False),
+        ("deposit", 1),
+        ("title", 7),
+    ],
+)
+async def test_loosely_typed_content_is_refused(stack: Stack, field: str, value: Any) -> None:
+    event = _signed(NostrKeys.generate(), "create", _create(**{field: value}), None)
+
+    response = await _post(stack, "/v1/tasks", event, "strict")
+
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "invalid_content"
+    assert field in response.json()["detail"]
+    assert await _counts(stack) == (0, 0)
+
+
+async def test_well_typed_content_is_accepted(stack: Stack) -> None:
+    event = _signed(NostrKeys.generate(), "create", _create(), None)
+    response = await _post(stack, "/v1/tasks", event, "fine")
+    assert response.status_code == 201, response.text
+    assert json.loads(event["content"])["amount_msat"] == response.json()["amount_msat"]
