@@ -22,6 +22,7 @@ __all__ = [
     "DepositReturned",
     "DisputeOpened",
     "DisputeResolved",
+    "DisputeWindowElapsed",
     "Event",
     "FundingAccepted",
     "FundingExpired",
@@ -141,6 +142,12 @@ class DisputeResolved(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DisputeWindowElapsed(Event):
+    """Nobody resolved the dispute within its window: a submission that passed the automatic
+    checks is verified (the declared default; without a proof the task is refunded instead)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RefundOrdered(Event):
     reason: str
 
@@ -253,6 +260,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SubmissionRejected,
         DisputeOpened,
         DisputeResolved,
+        DisputeWindowElapsed,
         RefundOrdered,
         TaskCancelled,
         PayoutFailed,
