@@ -193,6 +193,8 @@ class RequestDeposit(DepositCommand):
     invoice_expires_at: int
     max_open_per_task: int = 20
     """How many deposits may wait for a claim on one task (``deposit_max_open_per_task``)."""
+    max_per_task: int = 100
+    """How many deposits one task takes in its life (``deposit_max_per_task``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

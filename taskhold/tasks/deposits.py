@@ -137,10 +137,11 @@ def _request(task: Task, cmd: c.RequestDeposit, arbiters: frozenset[str]) -> lis
     if cmd.amount_msat <= 0:
         raise Invalid("a deposit must be positive")
     waiting = [d for d in _newest(task.deposits) if d.state in (D.OPEN, D.HELD)]
-    if len(waiting) >= cmd.max_open_per_task:
+    if len(waiting) >= cmd.max_open_per_task or len(task.deposits) >= cmd.max_per_task:
         raise Conflict(
-            f"this task already has {len(waiting)} deposits waiting for a claim, the most it"
-            " takes; claim it with proof of work, or try again once one is returned",
+            f"this task already has {len(waiting)} deposits waiting for a claim and took"
+            f" {len(task.deposits)} in all, the most it takes; claim it with proof of work, or"
+            " try again once a deposit is returned",
             code="too_many_deposits",
         )
     return [

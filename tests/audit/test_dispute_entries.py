@@ -39,8 +39,11 @@ async def test_a_dispute_that_ran_out_releases_and_audits_clean(
             raise AssertionError("an employer disputed with nobody to decide")
         except TaskholdAPIError as exc:
             assert (exc.status, exc.code) == (409, "no_arbiter")
-        await worker.open_dispute(task_id, "the proof meets the spec")
-        now[0] += stack.settings.default_dispute_window_s
+        disputed = await worker.open_dispute(task_id, "the proof meets the spec")
+        window = stack.settings.default_dispute_window_s
+        assert disputed["dispute"]["window_ends_at"] == int(now[0]) + window
+        assert disputed["proofs_refused"] == 1
+        now[0] += window
         await stack.settle_engine()
 
         assert (await worker.get_task(task_id))["state"] == "PAID"

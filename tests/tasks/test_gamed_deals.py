@@ -213,5 +213,20 @@ def test_deposits_waiting_for_a_claim_are_capped_per_task() -> None:
     apply(task, _capped(request(task, strangers[3]), 3))
 
 
+def test_deposits_are_capped_over_a_task_s_life() -> None:
+    """Returned deposits stay in the task's record, so asking again and again is capped too."""
+    task = task_in(S.FUNDED)
+    for _ in range(3):
+        task, _ = apply(task, dataclasses.replace(request(task, WORKER), max_per_task=3))
+        deposit = task.deposit_of(WORKER)
+        assert deposit is not None
+        cancelled = c.DepositInvoiceCancelled(
+            actor=SYSTEM, at=task.updated_at + 1, payment_hash_hex=deposit.payment_hash_hex
+        )
+        task, _ = apply(task, cancelled)
+    got = refused(task, dataclasses.replace(request(task, WORKER), max_per_task=3))
+    assert got.code == "too_many_deposits"
+
+
 def _capped(command: c.RequestDeposit, cap: int) -> c.RequestDeposit:
     return dataclasses.replace(command, max_open_per_task=cap)

@@ -81,6 +81,7 @@ VERIFICATIONS = (
     e.DisputeWindowElapsed,
 )
 MAX_WAITING_DEPOSITS = 3
+MAX_DEPOSITS = 6
 
 
 def _is_verification(event: e.Event) -> bool:
@@ -190,6 +191,7 @@ class TaskLifecycle(RuleBasedStateMachine):
             cltv_expiry_delta=200,
             invoice_expires_at=at + 3_600,
             max_open_per_task=MAX_WAITING_DEPOSITS,
+            max_per_task=MAX_DEPOSITS,
         )
 
     def _lock_deposit(self, actor: str) -> None:
@@ -470,6 +472,7 @@ class TaskLifecycle(RuleBasedStateMachine):
         newest = {d.depositor: d for d in self.task.deposits}.values()
         waiting = [d for d in newest if d.state in (DepositState.OPEN, DepositState.HELD)]
         assert len(waiting) <= MAX_WAITING_DEPOSITS
+        assert len(self.task.deposits) <= MAX_DEPOSITS
         assert self.task.proofs_refused <= sample_command(c.RefuseProof, WORKER, T0).max_refused
 
     @invariant()
