@@ -842,6 +842,34 @@ def test_every_rule_names_roles_and_open_states() -> None:
         assert rule.roles, cls
         assert rule.states, cls
         assert rule.verb, cls
+        assert rule.needs_arbiter <= rule.roles, cls
+
+
+@pytest.mark.parametrize(("cls", "state"), _matrix(want_allowed_state=True))
+def test_without_an_arbiter_only_the_rules_that_need_one_refuse(
+    cls: type[c.Command], state: TaskState
+) -> None:
+    """Each role a rule marks ``needs_arbiter`` is refused with ``no_arbiter`` and the rule's
+    verb; every other decision is the same as with an arbiter configured."""
+    task = task_in(state)
+    rule = TRANSITIONS[cls]
+    for actor in ACTORS:
+        command = sample_command(cls, actor, at_after(task))
+        role = task.role_of(actor, frozenset())
+        if role in rule.needs_arbiter:
+            with pytest.raises(Conflict) as caught:
+                decide(task, command, frozenset())
+            assert caught.value.code == "no_arbiter"
+            assert rule.verb in caught.value.detail
+        elif actor != ARBITER:  # without arbiters the arbiter's key is a stranger's
+            assert _outcome(task, command, frozenset()) == _outcome(task, command, ARBITERS)
+
+
+def _outcome(task: Task, command: c.Command, arbiters: frozenset[str]) -> object:
+    try:
+        return decide(task, command, arbiters)
+    except Refusal as refusal:
+        return (type(refusal), refusal.code)
 
 
 def test_the_guardian_covers_exactly_the_funded_states() -> None:
