@@ -5,7 +5,7 @@ task carrying as many open deposits as strangers may ask for (``--deposits``, ca
 ``deposit_max_open_per_task``) next to a claim on a task with none; the database bytes one
 deposit request, one refused proof and one idempotency record add.
 
-    python bench/spam.py [--deposits 600] [--cap 20] [--repeat 5]
+    python bench/spam.py [--deposits 600] [--cap 10] [--repeat 3]
 
 ``--cap`` is the setting; pass a cap at least ``--deposits`` to see the cost without it.
 """
@@ -131,7 +131,7 @@ async def run(deposits: int, cap: int, repeat: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--deposits", type=int, default=600)
-    parser.add_argument("--cap", type=int, default=20)
+    parser.add_argument("--cap", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     print(json.dumps(asyncio.run(run(args.deposits, args.cap, args.repeat)), indent=2))

@@ -158,7 +158,7 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Addresses of reverse proxies whose ``X-Forwarded-For`` names the client (what the rate
     limits count). Empty: forwarded headers are ignored and the peer address counts."""
-    deposit_max_open_per_task: int = 20
+    deposit_max_open_per_task: int = 10
     """Deposits that may wait for a claim on one task: each is a free invoice, log entry and
     return, so a stranger cannot make a claim drag thousands of them along."""
     deposit_max_per_task: int = 100

@@ -191,7 +191,7 @@ class RequestDeposit(DepositCommand):
     payment_request: str
     cltv_expiry_delta: int
     invoice_expires_at: int
-    max_open_per_task: int = 20
+    max_open_per_task: int = 10
     """How many deposits may wait for a claim on one task (``deposit_max_open_per_task``)."""
     max_per_task: int = 100
     """How many deposits one task takes in its life (``deposit_max_per_task``)."""
