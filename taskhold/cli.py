@@ -78,9 +78,9 @@ def serve(
     the --config file, in that order of precedence."""
     import uvicorn
 
-    from taskhold.api.app import create_api
     from taskhold.app import build_services
     from taskhold.logs import configure_logging
+    from taskhold.server import uvicorn_config
 
     configure_logging(json=log_json)
     settings = _settings(
@@ -102,9 +102,7 @@ def serve(
         )
         where = "embedded relay" if services.embedded_relay is not None else "relays"
         console.print(f"public log: {where} {', '.join(services.settings.relays)}")
-        config = uvicorn.Config(
-            create_api(services), host=settings.host, port=settings.port, log_level="info"
-        )
+        config = uvicorn_config(services, settings, settings.host, settings.port, log_level="info")
         try:
             await uvicorn.Server(config).serve()
         finally:

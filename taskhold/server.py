@@ -7,13 +7,35 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
 
 from taskhold.api.app import create_api
 from taskhold.app import Services
+from taskhold.settings import Settings
 
-__all__ = ["free_port", "running_server"]
+__all__ = ["free_port", "running_server", "uvicorn_config"]
+
+
+def uvicorn_config(
+    services: Services, settings: Settings, host: str, port: int, **options: Any
+) -> uvicorn.Config:
+    """uvicorn for taskhold's API, in one place for ``serve`` and ``running_server``.
+
+    ``X-Forwarded-For`` is believed only from ``trusted_proxies``: uvicorn's own default trusts
+    it from 127.0.0.1, so a client talking to loopback could name any address it likes and
+    spread its writes over endless rate-limit buckets.
+    """
+    proxies = list(settings.trusted_proxies)
+    return uvicorn.Config(
+        create_api(services),
+        host=host,
+        port=port,
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or "",
+        **options,
+    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -25,8 +47,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 @contextlib.asynccontextmanager
 async def running_server(services: Services, host: str, port: int) -> AsyncIterator[str]:
     """Serve ``services`` on ``host:port`` until the block exits; yields the base URL."""
-    config = uvicorn.Config(
-        create_api(services), host=host, port=port, log_level="warning", lifespan="on"
+    config = uvicorn_config(
+        services, services.settings, host, port, log_level="warning", lifespan="on"
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -180,8 +180,25 @@ class Settings(BaseSettings):
     rate_limit_ip_per_s: float = 20.0
     """Writes per second per client IP (token bucket); 0 turns the limit off."""
     rate_limit_ip_burst: int = 200
+    rate_limit_read_ip_per_s: float = 50.0
+    """Reads (GET) per second per client IP (token bucket); 0 turns the limit off."""
+    rate_limit_read_ip_burst: int = 500
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Addresses of reverse proxies whose ``X-Forwarded-For`` names the client (what the rate
+    limits count). Empty: forwarded headers are ignored and the peer address counts."""
+    deposit_max_open_per_task: int = 10
+    """Deposits that may wait for a claim on one task: each is a free invoice, log entry and
+    return, so a stranger cannot make a claim drag thousands of them along."""
+    deposit_max_per_task: int = 100
+    """Deposits one task takes in its life: each one stays in the task's record."""
+    refused_proofs_max_per_task: int = 10
+    """Refused proofs recorded per task (only its claimed worker sends them); past it only a
+    proof that passes the acceptance spec is taken."""
+    refused_proof_max_bytes: int = 4_000
+    """A failing proof is recorded (with its signed request, so the verdict stays auditable)
+    only up to this content size; a larger one is answered with its problems, not stored."""
 
-    @field_validator("arbiters", "relays", mode="before")
+    @field_validator("arbiters", "relays", "trusted_proxies", mode="before")
     @classmethod
     def _split_arbiters(cls, value: object) -> object:
         if isinstance(value, str):

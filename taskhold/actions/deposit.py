@@ -67,6 +67,8 @@ async def deposit(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task 
             payment_request=payment_request,
             cltv_expiry_delta=cltv,
             invoice_expires_at=now + ctx.escrow.settings.invoice_expiry_s,
+            max_open_per_task=ctx.escrow.settings.deposit_max_open_per_task,
+            max_per_task=ctx.escrow.settings.deposit_max_per_task,
         )
 
     decide(task, command("", "", 0), ctx.arbiters)  # role and state first: no node call if refused

@@ -4,6 +4,11 @@ verify the signed envelope → return the first answer for a retried idempotency
 replayed event id → lock the task, decide, record the transition, the request and the answer in
 ONE transaction → wake the escrow engine. A refusal anywhere rolls everything back: nothing is
 half-written.
+
+The first answer is kept as a small reference (task id, version, log head and the handler's
+extra members), not as the rendered task: every write would otherwise store a copy of the whole
+task, proof and deposits included. A retry re-renders the task as it was at that version from
+its history, so it gets the same answer even after the task moved on.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from taskhold.api.auth import SignedRequest, verify_signed_request
 from taskhold.errors import Conflict, Invalid, NotFound
 from taskhold.escrow import EscrowContext, EscrowEngine
 from taskhold.store import Tx, WriteConflict
-from taskhold.tasks import Task, decide
+from taskhold.tasks import Task, decide, replay
 from taskhold.tasks.commands import Command
+from taskhold.tasks.events import event_from_dict
 
 if TYPE_CHECKING:
     from taskhold.reputation.gate import ReputationWrites
@@ -123,7 +129,7 @@ async def _perform_once(
                     " use a fresh key for a new request",
                     code="idempotency_key_reused",
                 )
-            return stored.status_code, stored.body
+            return stored.status_code, await _first_answer(tx, stored.body, render)
         if await tx.request_seen(request.event_id):
             raise Conflict(
                 "this signed request was already used; sign a new one", code="replayed_request"
@@ -134,9 +140,11 @@ async def _perform_once(
             if task is None:
                 raise NotFound(f"no task {request.task_id}")
         outcome = await handler(ctx, tx, request, task)
-        body = outcome.problem or render(outcome.task, await tx.log_head(outcome.task.task_id))
+        head = await tx.log_head(outcome.task.task_id)
+        body = outcome.problem or render(outcome.task, head)
         if outcome.extra:
             body = {**body, **outcome.extra}
+        kept = outcome.problem or _reference(outcome, head)
         now = ctx.escrow.now()
         await tx.record_request(
             event_id=request.event_id,
@@ -145,13 +153,39 @@ async def _perform_once(
             task_id=outcome.task.task_id,
             at=now,
         )
-        await tx.store_response(request.pubkey, key, request.event_id, outcome.status, body, now)
+        await tx.store_response(request.pubkey, key, request.event_id, outcome.status, kept, now)
     if ctx.engine is not None:
         if outcome.task.payment_hash_hex is not None:
             ctx.engine.watch(outcome.task.task_id, outcome.task.payment_hash_hex)
         ctx.engine.watch_deposits(outcome.task)
         ctx.engine.notify()
     return outcome.status, body
+
+
+_REFERENCE = "answer_of"
+
+
+def _reference(outcome: Outcome, head: str | None) -> dict[str, Any]:
+    """What the idempotency record keeps of a successful answer (see the module doc)."""
+    task = outcome.task
+    return {
+        _REFERENCE: {"task_id": task.task_id, "version": task.version, "log_head": head},
+        **(outcome.extra or {}),
+    }
+
+
+async def _first_answer(
+    tx: Tx, kept: dict[str, Any], render: Callable[[Task, str | None], dict[str, Any]]
+) -> dict[str, Any]:
+    """The body a retried write gets: a kept problem as it was, a reference re-rendered."""
+    reference = kept.get(_REFERENCE)
+    if not isinstance(reference, dict):
+        return kept  # a problem (or an answer kept whole before references existed)
+    rows = await tx.transitions(reference["task_id"])
+    task = replay(event_from_dict(row.event) for row in rows[: reference["version"]])
+    assert task is not None, "a referenced answer names a task with history"
+    extra = {name: value for name, value in kept.items() if name != _REFERENCE}
+    return {**render(task, reference["log_head"]), **extra}
 
 
 def _checked_key(key: str | None) -> str:

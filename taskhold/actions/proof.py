@@ -2,11 +2,17 @@
 
 The proof is checked against the task's acceptance spec and the payout invoice against the
 payout amount before anything is written; a failing proof is refused with every reason.
+
+A refused proof is recorded (the verdict is public, with the worker's signed proof embedded so
+anyone can check it) within bounds: ``refused_proofs_max_per_task`` per task (the machine's
+rule) and ``refused_proof_max_bytes`` of content each. A larger failing proof gets the same
+answer but is not stored: it would cost the operator storage and relays space for nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+from types import MappingProxyType
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -122,11 +128,24 @@ async def _refused(
 ) -> Outcome:
     """The verdict on a proof that fails the spec is public: it is logged with the proof
     embedded, and the worker gets a 422 that lists every problem."""
+    problems = [problem[:_MAX_PROBLEM_CHARS] for problem in problems[:_MAX_PROBLEMS]]
+    detail = "the proof does not meet the task's acceptance spec: " + "; ".join(problems)
+    settings = ctx.escrow.settings
+    size = len(request.raw["content"].encode())
+    if size > settings.refused_proof_max_bytes:
+        raise ProofRejected(
+            f"{detail} (not recorded: {size} bytes is over the {settings.refused_proof_max_bytes}"
+            " a refused proof may take)",
+            problems,
+        )
     command = c.RefuseProof(
-        actor=request.pubkey, at=now, proof_event_id=request.event_id, problems=problems
+        actor=request.pubkey,
+        at=now,
+        proof_event_id=request.event_id,
+        problems=problems,
+        max_refused=settings.refused_proofs_max_per_task,
     )
     refused = await apply_command(ctx, tx, request, task, command)
-    detail = "the proof does not meet the task's acceptance spec: " + "; ".join(problems)
     return Outcome(
         refused,
         status=422,
@@ -139,6 +158,21 @@ async def _refused(
             "problems": problems,
         },
     )
+
+
+_MAX_PROBLEMS = 20
+_MAX_PROBLEM_CHARS = 300
+"""A verdict's size is bounded whatever the spec and the proof: it is logged and stored."""
+
+
+class ProofRejected(Invalid):
+    """A failing proof answered but not recorded."""
+
+    code = "proof_rejected"
+
+    def __init__(self, detail: str, problems: list[str]) -> None:
+        super().__init__(detail)
+        self.extra = MappingProxyType({"problems": problems, "recorded": False})
 
 
 async def update_payout_invoice(

@@ -6,16 +6,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 
 from . import routes_reputation, routes_sim, routes_tasks
 from .info import publish_info
 from .problems import install_problem_handlers
+from .ratelimit import client_ip
 
 if TYPE_CHECKING:
     from taskhold.app import Services
 
 __all__ = ["create_api"]
+
+
+async def throttle_reads(request: Request) -> None:
+    """Every GET takes a token from its client's read bucket (writes have their own)."""
+    limits = request.app.state.services.limits
+    if limits is not None and request.method in ("GET", "HEAD"):
+        limits.check_read_ip(client_ip(request))
 
 
 def create_api(services: Services, *, run_engine: bool = True) -> FastAPI:
@@ -50,6 +58,7 @@ def create_api(services: Services, *, run_engine: bool = True) -> FastAPI:
         summary="Non-custodial escrow for tasks on Lightning hold invoices",
         version="0.1.0",
         lifespan=lifespan,
+        dependencies=[Depends(throttle_reads)],
     )
     app.state.services = services
     install_problem_handlers(app)

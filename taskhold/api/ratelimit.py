@@ -1,6 +1,11 @@
-"""Rate limits on writes: a token bucket per client IP and one per signing pubkey.
+"""Rate limits: on writes a token bucket per client IP and one per signing pubkey, on reads
+(GET) a more generous bucket per client IP.
 
-The IP bucket is taken before the body is even parsed; the pubkey bucket only after the
+The client IP is the peer address, or the ``X-Forwarded-For`` client only when the peer is one
+of the ``trusted_proxies`` (uvicorn is started with ``uvicorn_config``, which says so): anybody
+else could name a fresh address per request and never run out of tokens.
+
+The write IP bucket is taken before the body is even parsed; the pubkey bucket only after the
 signature verified (``WriteLimits.admit``, a write gate), so nobody can drain someone else's
 bucket with forged events. A refusal is 429 with ``Retry-After`` (whole seconds until the next
 token). Buckets live in this process: with several replicas each enforces its own share.
@@ -14,21 +19,23 @@ from collections import OrderedDict
 from collections.abc import Callable
 from types import MappingProxyType
 
+from starlette.requests import Request
+
 from taskhold.errors import Refusal
 from taskhold.settings import Settings
 
 from .auth import SignedRequest
 
-__all__ = ["RateLimited", "TokenBuckets", "WriteLimits", "write_limits"]
+__all__ = ["RateLimited", "TokenBuckets", "WriteLimits", "client_ip", "write_limits"]
 
 
 class RateLimited(Refusal):
     status = 429
     code = "rate_limited"
 
-    def __init__(self, what: str, retry_after_s: float) -> None:
+    def __init__(self, what: str, retry_after_s: float, action: str = "writes") -> None:
         seconds = max(1, math.ceil(retry_after_s))
-        super().__init__(f"too many writes from this {what}; retry in {seconds} s")
+        super().__init__(f"too many {action} from this {what}; retry in {seconds} s")
         self.headers = MappingProxyType({"Retry-After": str(seconds)})
         self.extra = MappingProxyType({"retry_after_s": seconds})
 
@@ -70,14 +77,25 @@ class TokenBuckets:
 
 
 class WriteLimits:
-    def __init__(self, per_ip: TokenBuckets, per_pubkey: TokenBuckets) -> None:
+    def __init__(
+        self,
+        per_ip: TokenBuckets,
+        per_pubkey: TokenBuckets,
+        per_ip_reads: TokenBuckets | None = None,
+    ) -> None:
         self.per_ip = per_ip
         self.per_pubkey = per_pubkey
+        self.per_ip_reads = per_ip_reads or TokenBuckets(0, 1)
 
     def check_ip(self, ip: str) -> None:
         wait = self.per_ip.take(ip)
         if wait is not None:
             raise RateLimited("address", wait)
+
+    def check_read_ip(self, ip: str) -> None:
+        wait = self.per_ip_reads.take(ip)
+        if wait is not None:
+            raise RateLimited("address", wait, "reads")
 
     async def admit(self, request: SignedRequest) -> None:
         wait = self.per_pubkey.take(request.pubkey)
@@ -90,6 +108,8 @@ class WriteLimits:
             "per_ip_burst": self.per_ip.burst,
             "per_pubkey_per_s": self.per_pubkey.rate_per_s,
             "per_pubkey_burst": self.per_pubkey.burst,
+            "reads_per_ip_per_s": self.per_ip_reads.rate_per_s,
+            "reads_per_ip_burst": self.per_ip_reads.burst,
         }
 
 
@@ -97,4 +117,10 @@ def write_limits(settings: Settings) -> WriteLimits:
     return WriteLimits(
         TokenBuckets(settings.rate_limit_ip_per_s, settings.rate_limit_ip_burst),
         TokenBuckets(settings.rate_limit_pubkey_per_s, settings.rate_limit_pubkey_burst),
+        TokenBuckets(settings.rate_limit_read_ip_per_s, settings.rate_limit_read_ip_burst),
     )
+
+
+def client_ip(request: Request) -> str:
+    """The address the limits count: the peer as uvicorn reports it (see the module doc)."""
+    return request.client.host if request.client else "unknown"

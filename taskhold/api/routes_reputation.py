@@ -94,7 +94,8 @@ def reputation_info(services: Services) -> dict[str, Any] | None:
             "max_msat": writes.policy.deposit_max_msat,
             "ops": {"lock": "deposit", "claim_forfeit": "deposit-payout"},
             "forfeited_when": [
-                "a worker claimed and sent no proof before the deadline: to the employer",
+                "a worker claimed and never sent a proof (a refused one counts) before the task"
+                " was refunded: to the employer",
                 "an employer let the review window run out: to the worker",
             ],
             "otherwise": "returned (the hold invoice is cancelled) when the task ends",

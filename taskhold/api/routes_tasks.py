@@ -14,6 +14,7 @@ from taskhold.tasks import TaskState
 
 from .deps import services_of
 from .info import info_document
+from .ratelimit import client_ip
 from .views import task_view, transition_view
 
 __all__ = ["router"]
@@ -41,7 +42,7 @@ async def _write(
 ) -> JSONResponse:
     services = services_of(request)
     if services.limits is not None:  # before the signature is checked: the cheapest refusal
-        services.limits.check_ip(request.client.host if request.client else "unknown")
+        services.limits.check_ip(client_ip(request))
     action = ACTIONS[op]
     status, payload = await perform(
         services.writes,

@@ -76,11 +76,18 @@ def task_view(task: Task, log_head: str | None = None) -> dict[str, Any]:
         "submitted_at": task.submitted_at,
         "verified_at": task.verified_at,
         "rejection_reason": task.rejection_reason,
+        "proofs_refused": task.proofs_refused,
         "dispute": (
             None
             if task.dispute_opened_by is None
             else {
                 "opened_by": task.dispute_opened_by,
+                "opened_at": task.dispute_opened_at,
+                "window_ends_at": (
+                    None
+                    if task.dispute_opened_at is None
+                    else task.dispute_opened_at + task.dispute_window_s
+                ),
                 "reason": task.dispute_reason,
                 "resolution": task.dispute_resolution,
             }

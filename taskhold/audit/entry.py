@@ -25,8 +25,9 @@ KEY_ROTATED = "KeyRotated"
 OPS = frozenset(
     {
         "TaskCreated", "FundingRequested", "FundingAccepted", "FundingExpired", "TaskClaimed",
-        "ProofSubmitted", "SubmissionApproved", "ReviewWindowElapsed", "SubmissionRejected",
-        "DisputeOpened", "DisputeResolved", "RefundOrdered", "TaskCancelled", "PayoutFailed",
+        "ProofSubmitted", "ProofRefused", "SubmissionApproved", "ReviewWindowElapsed",
+        "SubmissionRejected", "DisputeOpened", "DisputeResolved", "DisputeWindowElapsed",
+        "RefundOrdered", "TaskCancelled", "PayoutFailed",
         "PayoutRequestUpdated", "ReleaseCompleted", "RefundCompleted", "HoldSettledUnderLivePayout",
         "DepositRequested", "DepositLocked", "DepositReturnOrdered", "DepositForfeited",
         "DepositPayoutRequested", "DepositPayoutFailed", "DepositReturned", "DepositPaidOut",
@@ -38,7 +39,7 @@ REQUEST_OPS: Mapping[str, frozenset[str]] = {
     "create": frozenset({"TaskCreated"}),
     "fund": frozenset({"FundingRequested"}),
     "claim": frozenset({"TaskClaimed"}),
-    "proof": frozenset({"ProofSubmitted"}),
+    "proof": frozenset({"ProofSubmitted", "ProofRefused"}),
     "approve": frozenset({"SubmissionApproved"}),
     "reject": frozenset({"SubmissionRejected"}),
     "dispute": frozenset({"DisputeOpened"}),

@@ -18,11 +18,11 @@ from .release import settle_under_live_payout
 
 __all__ = ["TIMED_STATES", "guard", "run_timers"]
 
-TIMED_STATES = (TaskState.FUNDED, TaskState.CLAIMED, TaskState.SUBMITTED)
+TIMED_STATES = (TaskState.FUNDED, TaskState.CLAIMED, TaskState.SUBMITTED, TaskState.DISPUTED)
 
 
 async def run_timers(ctx: EscrowContext, task_id: str) -> Task | None:
-    """Review window and submission deadline for one task."""
+    """Review window, submission deadline and dispute window for one task."""
     return await apply_system(ctx, task_id, lambda task, now: c.Tick(actor="system", at=now))
 
 

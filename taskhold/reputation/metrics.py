@@ -454,6 +454,7 @@ _ENTRY_HANDLERS: dict[str, Callable[[Indexer, str, _Open, Any, int], None]] = {
     "ProofRefused": Indexer._proof_refused,
     "SubmissionApproved": Indexer._verified,
     "ReviewWindowElapsed": Indexer._verified,
+    "DisputeWindowElapsed": Indexer._verified,
     "DisputeOpened": Indexer._dispute_opened,
     "DisputeResolved": Indexer._dispute_resolved,
     "ReleaseCompleted": Indexer._release_completed,

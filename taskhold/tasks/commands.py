@@ -105,6 +105,9 @@ class RefuseProof(Command):
 
     proof_event_id: str
     problems: list[str]
+    max_refused: int = 10
+    """How many refused proofs a task records (``refused_proofs_max_per_task``); past it a
+    failing proof is refused without a log entry."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -199,6 +202,10 @@ class RequestDeposit(DepositCommand):
     payment_request: str
     cltv_expiry_delta: int
     invoice_expires_at: int
+    max_open_per_task: int = 10
+    """How many deposits may wait for a claim on one task (``deposit_max_open_per_task``)."""
+    max_per_task: int = 100
+    """How many deposits one task takes in its life (``deposit_max_per_task``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

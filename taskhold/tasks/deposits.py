@@ -7,11 +7,14 @@ only ever held by the escrow node, never taken:
 - it is **returned** (its hold invoice cancelled) when the task ends, when someone else claims
   the task, or when it would otherwise outlive its HTLC;
 - it is **forfeited** to the counterparty when its depositor abandons the task: a worker who
-  claimed and let the deadline pass without ever sending a proof, or an employer who let the
-  review window run out without approving or rejecting. The beneficiary sends an invoice for
-  the deposit's amount; taskhold pays it from the escrow node and only then settles the
-  deposit's invoice, the order a release follows. A forfeit nobody could be paid before the
-  HTLC's guard margin is returned: settling without paying would make taskhold custodial;
+  claimed and never sent a proof (not even one the automatic checks refused) before the task
+  was refunded, whether by the deadline or by a dispute the worker opened; or an employer who
+  let the review window run out without approving or rejecting. A dispute the employer opened
+  before any proof forfeits nothing: it stopped the worker from submitting. The beneficiary
+  sends an invoice for the deposit's amount; taskhold pays it from the escrow node and only
+  then settles the deposit's invoice, the order a release follows. A forfeit nobody could be
+  paid before the HTLC's guard margin is returned: settling without paying would make taskhold
+  custodial;
   unless its payment is still in flight, when it is settled under the declared fallback
   (``DepositSettledUnderLivePayout``) and the beneficiary stays owed.
 
@@ -150,6 +153,14 @@ def _request(task: Task, cmd: c.RequestDeposit, arbiters: frozenset[str]) -> lis
         )
     if cmd.amount_msat <= 0:
         raise Invalid("a deposit must be positive")
+    waiting = [d for d in _newest(task.deposits) if d.state in (D.OPEN, D.HELD)]
+    if len(waiting) >= cmd.max_open_per_task or len(task.deposits) >= cmd.max_per_task:
+        raise Conflict(
+            f"this task already has {len(waiting)} deposits waiting for a claim and took"
+            f" {len(task.deposits)} in all, the most it takes; claim it with proof of work, or"
+            " try again once a deposit is returned",
+            code="too_many_deposits",
+        )
     return [
         e.DepositRequested(
             at=cmd.at,
@@ -212,12 +223,17 @@ def _abandonment(
     before: Task, after: Task, events: Sequence[e.Event], deposit: Deposit
 ) -> tuple[str, str] | None:
     """``(beneficiary, reason)`` when these events show the depositor abandoning the task."""
-    if deposit.role == "worker" and deposit.depositor == before.worker_pubkey:
-        gave_up = before.state is TaskState.CLAIMED and before.proof is None
-        if gave_up and any(isinstance(ev, e.RefundOrdered) for ev in events):
+    worker = before.worker_pubkey
+    if deposit.role == "worker" and deposit.depositor == worker:
+        held_the_claim = before.state is TaskState.CLAIMED or (
+            before.state is TaskState.DISPUTED and before.dispute_opened_by == worker
+        )
+        never_tried = before.proof is None and before.proofs_refused == 0
+        refunded = before.refund_ordered_reason is None and after.refund_ordered_reason is not None
+        if held_the_claim and never_tried and refunded:
             return (
                 after.employer_pubkey,
-                "the worker claimed the task and sent no proof before the deadline",
+                "the worker claimed the task and sent no proof before it was refunded",
             )
     if deposit.role == "employer" and after.worker_pubkey is not None:
         silent = before.state is TaskState.SUBMITTED

@@ -23,6 +23,7 @@ __all__ = [
     "DepositSettledUnderLivePayout",
     "DisputeOpened",
     "DisputeResolved",
+    "DisputeWindowElapsed",
     "Event",
     "FundingAccepted",
     "FundingExpired",
@@ -140,6 +141,12 @@ class DisputeResolved(Event):
     winner: str
     """``worker`` (release) or ``employer`` (refund)."""
     note: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DisputeWindowElapsed(Event):
+    """Nobody resolved the dispute within its window: a submission that passed the automatic
+    checks is verified (the declared default; without a proof the task is refunded instead)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -277,6 +284,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SubmissionRejected,
         DisputeOpened,
         DisputeResolved,
+        DisputeWindowElapsed,
         RefundOrdered,
         TaskCancelled,
         PayoutFailed,

@@ -40,15 +40,25 @@ S = TaskState
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """Which states a command may act on and which roles may send it."""
+    """Which states a command may act on and which roles may send it.
+
+    ``needs_arbiter``: roles that may send it only where an arbiter is configured, because
+    without one it would only stall the task (see the dispute rules below).
+    """
 
     states: frozenset[TaskState]
     roles: frozenset[Role]
     verb: str
+    needs_arbiter: frozenset[Role] = frozenset()
 
 
-def _rule(states: Iterable[TaskState], roles: Iterable[Role], verb: str) -> Rule:
-    return Rule(frozenset(states), frozenset(roles), verb)
+def _rule(
+    states: Iterable[TaskState],
+    roles: Iterable[Role],
+    verb: str,
+    needs_arbiter: Iterable[Role] = (),
+) -> Rule:
+    return Rule(frozenset(states), frozenset(roles), verb, frozenset(needs_arbiter))
 
 
 _OPEN_STATES = frozenset(TaskState) - TERMINAL_STATES
@@ -62,7 +72,9 @@ TRANSITIONS: dict[type[c.Command], Rule] = {
     c.RefuseProof: _rule([S.CLAIMED], [Role.WORKER], "submit proof for"),
     c.Approve: _rule([S.SUBMITTED], [Role.EMPLOYER], "approve"),
     c.Reject: _rule([S.SUBMITTED], [Role.EMPLOYER], "reject"),
-    c.OpenDispute: _rule([S.CLAIMED, S.SUBMITTED], [Role.EMPLOYER, Role.WORKER], "dispute"),
+    c.OpenDispute: _rule(
+        [S.CLAIMED, S.SUBMITTED], [Role.EMPLOYER, Role.WORKER], "dispute", [Role.EMPLOYER]
+    ),
     c.ResolveDispute: _rule([S.DISPUTED], [Role.ARBITER], "resolve a dispute on"),
     c.Cancel: _rule([S.DRAFT, S.PENDING_FUNDING, S.FUNDED], [Role.EMPLOYER], "cancel"),
     c.UpdatePayoutRequest: _rule(
@@ -75,7 +87,20 @@ TRANSITIONS: dict[type[c.Command], Rule] = {
     c.SettleUnderLivePayout: _rule([S.VERIFIED], [Role.SYSTEM], "settle the hold of"),
     c.CompleteRefund: _rule(_OPEN_STATES, [Role.SYSTEM], "complete the refund of"),
 }
-"""The one table of who may do what, when. ``CreateTask`` acts on no task and is not listed."""
+"""The one table of who may do what, when. ``CreateTask`` acts on no task and is not listed.
+
+Disputes, so that neither side profits from opening one it cannot win on the merits:
+
+- a dispute lasts ``dispute_window_s``; then, unless an arbiter resolved it, the declared default
+  applies (``_dispute_default``): a submission that passed the automatic checks is verified and
+  released, no submission means a refund. The guardian applies the same default if the hold
+  nears its expiry first, so a dispute never falls to a refund just by running out the clock;
+- the employer may dispute only where an arbiter is configured (``no_arbiter``); without one
+  the employer's answer to a submission is approve or reject, and a rejected worker may still
+  dispute, which then ends by the default;
+- the worker may not dispute a submission still under review (``review_pending``): the review
+  window already releases it if the employer stays silent, and a dispute must not shorten it.
+"""
 
 _ALLOWED_WHILE_REFUNDING: frozenset[type[c.Command]] = frozenset(
     {c.CompleteRefund, c.ConfirmFunding, c.Tick, c.HoldExpiring}
@@ -116,6 +141,12 @@ def decide(task: Task | None, command: c.Command, arbiters: frozenset[str]) -> l
             f"cannot {rule.verb} a task in state {task.state}"
             f" (allowed in: {', '.join(sorted(rule.states))})",
             code="wrong_state",
+        )
+    if role in rule.needs_arbiter and not arbiters:
+        raise Conflict(
+            f"this taskhold has no arbiter, so the {role.value} may not {rule.verb} a task:"
+            " nobody could decide it",
+            code="no_arbiter",
         )
     events = _HANDLERS[type(command)](task, command)
     after = task
@@ -246,6 +277,12 @@ def _refuse_proof(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.RefuseProof)
     if not cmd.problems:
         raise Invalid("a refused proof needs at least one problem", code="no_problems")
+    if task.proofs_refused >= cmd.max_refused:
+        raise Conflict(
+            f"this task already recorded {task.proofs_refused} refused proofs, the most it"
+            " keeps; only a proof that passes the acceptance spec is taken now",
+            code="too_many_refused_proofs",
+        )
     return [
         e.ProofRefused(
             at=cmd.at,
@@ -285,6 +322,12 @@ def _reject(task: Task, cmd: c.Command) -> list[e.Event]:
 def _open_dispute(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.OpenDispute)
     reason = _need_text(cmd.reason, "a dispute reason")
+    if task.state is S.SUBMITTED and cmd.actor == task.worker_pubkey:
+        raise Conflict(
+            "your submission awaits the employer's review and is released if they stay silent;"
+            " a worker disputes a rejection, not a pending review",
+            code="review_pending",
+        )
     if task.state is S.CLAIMED and not _claim_still_open(task, cmd.at):
         raise Conflict("the dispute window of this task has closed", code="dispute_window_closed")
     _review_window_open(task, cmd.at)
@@ -336,14 +379,31 @@ def _tick(task: Task, cmd: c.Command) -> list[e.Event]:
         return [e.RefundOrdered(at=now, actor=cmd.actor, reason="deadline passed unclaimed")]
     elif task.state is S.CLAIMED and not _claim_still_open(task, now):
         return [e.RefundOrdered(at=now, actor=cmd.actor, reason="deadline passed without proof")]
+    elif task.state is S.DISPUTED and now >= _dispute_ends_at(task):
+        return _dispute_default(task, cmd, "dispute window ran out without a proof")
     return []
+
+
+def _dispute_ends_at(task: Task) -> int:
+    assert task.dispute_opened_at is not None, "a DISPUTED task records when it was opened"
+    return task.dispute_opened_at + task.dispute_window_s
+
+
+def _dispute_default(task: Task, cmd: c.Command, refund_reason: str) -> list[e.Event]:
+    """What an unresolved dispute ends in, decided by the proof alone: a submission that passed
+    the automatic checks is verified (worker-protective, like the review window), none means a
+    refund. Part of the deadline policy ``refund_unless_verified``."""
+    if task.proof is not None:
+        return [e.DisputeWindowElapsed(at=cmd.at, actor=cmd.actor)]
+    return [e.RefundOrdered(at=cmd.at, actor=cmd.actor, reason=refund_reason)]
 
 
 def _hold_expiring(task: Task, cmd: c.Command) -> list[e.Event]:
     """The declared deadline policy ``refund_unless_verified``, applied near the HTLC's expiry.
 
     A submission that passed the automatic checks and that the employer left unanswered counts
-    as verified (worker-protective); a verified task whose payout keeps failing is refunded,
+    as verified (worker-protective), and an unresolved dispute ends as its window would; a
+    verified task whose payout keeps failing is refunded,
     because settling without paying the worker would make taskhold custodial.
     """
     assert isinstance(cmd, c.HoldExpiring)
@@ -351,6 +411,8 @@ def _hold_expiring(task: Task, cmd: c.Command) -> list[e.Event]:
     match task.state:
         case S.SUBMITTED:
             return [e.ReviewWindowElapsed(at=cmd.at, actor=cmd.actor)]
+        case S.DISPUTED:
+            return _dispute_default(task, cmd, reason)
         case S.VERIFIED if task.payout_failures == 0 or task.hold_settled_at is not None:
             return []  # a settled hold cannot be refunded: the worker is owed the payout
         case S.VERIFIED:
@@ -497,8 +559,8 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
                 "rejected_at": None,
             }
         case e.ProofRefused():
-            return {}
-        case e.SubmissionApproved() | e.ReviewWindowElapsed():
+            return {"proofs_refused": task.proofs_refused + 1}
+        case e.SubmissionApproved() | e.ReviewWindowElapsed() | e.DisputeWindowElapsed():
             return {"state": S.VERIFIED, "verified_at": ev.at, "verified_by": ev.actor}
         case e.SubmissionRejected():
             return {"state": S.CLAIMED, "rejection_reason": ev.reason, "rejected_at": ev.at}
@@ -506,6 +568,7 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
             return {
                 "state": S.DISPUTED,
                 "dispute_opened_by": ev.actor,
+                "dispute_opened_at": ev.at,
                 "dispute_reason": ev.reason,
             }
         case e.DisputeResolved(winner="worker"):

@@ -155,6 +155,8 @@ class Task:
     claimed_at: int | None = None
     proof: dict[str, Any] | None = None
     proof_event_id: str | None = None
+    proofs_refused: int = 0
+    """Proofs the automatic checks refused: the worker tried, so did not abandon the task."""
     payout_request: str | None = None
     submitted_at: int | None = None
     rejection_reason: str | None = None
@@ -162,6 +164,7 @@ class Task:
     verified_at: int | None = None
     verified_by: str | None = None
     dispute_opened_by: str | None = None
+    dispute_opened_at: int | None = None
     dispute_reason: str | None = None
     dispute_resolution: str | None = None
     refund_ordered_reason: str | None = None

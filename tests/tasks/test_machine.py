@@ -221,9 +221,11 @@ def test_reject_and_dispute_need_a_reason(command: c.Command) -> None:
     assert got.code == "reason_required"
 
 
-@pytest.mark.parametrize("state", [S.CLAIMED, S.SUBMITTED])
-@pytest.mark.parametrize("actor", [EMPLOYER, WORKER])
+@pytest.mark.parametrize(
+    ("state", "actor"), [(S.CLAIMED, EMPLOYER), (S.CLAIMED, WORKER), (S.SUBMITTED, EMPLOYER)]
+)
 def test_either_party_opens_a_dispute(state: TaskState, actor: str) -> None:
+    """Not the worker while the submission is under review: test_gamed_deals.py."""
     task, events = apply(task_in(state), sample_command(c.OpenDispute, actor, T0 + 9))
     assert events == [e.DisputeOpened(at=T0 + 9, actor=actor, reason="we disagree")]
     assert task.state is S.DISPUTED
@@ -590,8 +592,9 @@ def test_a_just_rejected_worker_keeps_the_dispute_window() -> None:
     assert [type(ev) for ev in events] == [e.RefundOrdered]
 
 
-@pytest.mark.parametrize("state", [S.DRAFT, S.PENDING_FUNDING, S.VERIFIED, S.DISPUTED])
+@pytest.mark.parametrize("state", [S.DRAFT, S.PENDING_FUNDING, S.VERIFIED])
 def test_tick_leaves_other_states_alone(state: TaskState) -> None:
+    """DISPUTED has its own timer: test_gamed_deals.py."""
     task = task_in(state)
     assert decide(task, c.Tick(actor=SYSTEM, at=DEADLINE * 2), ARBITERS) == []
 
@@ -599,9 +602,17 @@ def test_tick_leaves_other_states_alone(state: TaskState) -> None:
 # --- the guardian: HoldExpiring per state ---------------------------------------------------
 
 
-@pytest.mark.parametrize("state", [S.FUNDED, S.CLAIMED, S.DISPUTED])
-def test_hold_expiring_refunds_without_a_verified_submission(state: TaskState) -> None:
-    task, events = apply(task_in(state), c.HoldExpiring(actor=SYSTEM, at=T0 + 99, blocks_left=20))
+@pytest.mark.parametrize(
+    "task",
+    [
+        task_in(S.FUNDED),
+        task_in(S.CLAIMED),
+        task_in(S.CLAIMED, extra=[(c.OpenDispute, EMPLOYER)]),  # disputed before any proof
+    ],
+    ids=["FUNDED", "CLAIMED", "DISPUTED"],
+)
+def test_hold_expiring_refunds_without_a_verified_submission(task: Task) -> None:
+    task, events = apply(task, c.HoldExpiring(actor=SYSTEM, at=T0 + 99, blocks_left=20))
     assert events == [
         e.RefundOrdered(at=T0 + 99, actor=SYSTEM, reason="hold invoice within 20 blocks of expiry")
     ]
@@ -683,6 +694,7 @@ def sample_events() -> list[e.Event]:
         e.SubmissionRejected(at=at, actor=who, reason="bad"),
         e.DisputeOpened(at=at, actor=WORKER, reason="unfair"),
         e.DisputeResolved(at=at, actor=ARBITER, winner="worker", note="ok"),
+        e.DisputeWindowElapsed(at=at, actor=SYSTEM),
         e.RefundOrdered(at=at, actor=SYSTEM, reason="deadline"),
         e.TaskCancelled(at=at, actor=who),
         e.PayoutFailed(at=at, actor=SYSTEM, reason="no route"),
@@ -755,6 +767,7 @@ _APPLIES_TO: dict[type[e.Event], Task | None] = {
     e.SubmissionRejected: task_in(S.SUBMITTED),
     e.DisputeOpened: task_in(S.CLAIMED),
     e.DisputeResolved: task_in(S.DISPUTED),
+    e.DisputeWindowElapsed: task_in(S.DISPUTED),
     e.RefundOrdered: task_in(S.FUNDED),
     e.TaskCancelled: task_in(S.DRAFT),
     e.PayoutFailed: task_in(S.VERIFIED),
@@ -763,9 +776,12 @@ _APPLIES_TO: dict[type[e.Event], Task | None] = {
     e.RefundCompleted: task_in(S.FUNDED, extra=[(c.Cancel, EMPLOYER)]),
     e.DepositRequested: task_in(S.FUNDED),
 }
-_WITH_DEPOSIT = evolve(task_in(S.FUNDED), sample_events()[18])
-_APPLIES_TO.update(
-    {type(ev): _WITH_DEPOSIT for ev in sample_events()[19:]}  # the deposit's later events
+_FIRST_DEPOSIT = next(
+    i for i, ev in enumerate(sample_events()) if isinstance(ev, e.DepositRequested)
+)
+_WITH_DEPOSIT = evolve(task_in(S.FUNDED), sample_events()[_FIRST_DEPOSIT])
+_APPLIES_TO.update(  # the deposit's later events
+    {type(ev): _WITH_DEPOSIT for ev in sample_events()[_FIRST_DEPOSIT + 1 :]}
 )
 
 
@@ -826,6 +842,34 @@ def test_every_rule_names_roles_and_open_states() -> None:
         assert rule.roles, cls
         assert rule.states, cls
         assert rule.verb, cls
+        assert rule.needs_arbiter <= rule.roles, cls
+
+
+@pytest.mark.parametrize(("cls", "state"), _matrix(want_allowed_state=True))
+def test_without_an_arbiter_only_the_rules_that_need_one_refuse(
+    cls: type[c.Command], state: TaskState
+) -> None:
+    """Each role a rule marks ``needs_arbiter`` is refused with ``no_arbiter`` and the rule's
+    verb; every other decision is the same as with an arbiter configured."""
+    task = task_in(state)
+    rule = TRANSITIONS[cls]
+    for actor in ACTORS:
+        command = sample_command(cls, actor, at_after(task))
+        role = task.role_of(actor, frozenset())
+        if role in rule.needs_arbiter:
+            with pytest.raises(Conflict) as caught:
+                decide(task, command, frozenset())
+            assert caught.value.code == "no_arbiter"
+            assert rule.verb in caught.value.detail
+        elif actor != ARBITER:  # without arbiters the arbiter's key is a stranger's
+            assert _outcome(task, command, frozenset()) == _outcome(task, command, ARBITERS)
+
+
+def _outcome(task: Task, command: c.Command, arbiters: frozenset[str]) -> object:
+    try:
+        return decide(task, command, arbiters)
+    except Refusal as refusal:
+        return (type(refusal), refusal.code)
 
 
 def test_the_guardian_covers_exactly_the_funded_states() -> None:

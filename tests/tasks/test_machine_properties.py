@@ -5,7 +5,8 @@ invariants are the lifecycle's promises: nobody is paid without a verified proof
 most once and one way, closed tasks stay closed (but for settling their deposits), the history
 is the task, and the guardian can always finish a funded task, and every deposit, using SYSTEM
 commands alone. Deposits are forfeited only by the depositor's own abandonment and paid out
-only once forfeited and claimed.
+only once forfeited and claimed. A dispute over a checked submission never ends in a refund by
+the clock alone, and without an arbiter the employer cannot open one.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ ALL_COMMANDS = [
     c.ExpireFunding,
     c.Claim,
     c.SubmitProof,
+    c.RefuseProof,
     c.Approve,
     c.Reject,
     c.OpenDispute,
@@ -72,7 +74,14 @@ HEAD_START = [
     (c.Approve, EMPLOYER),
 ]
 
-VERIFICATIONS = (e.SubmissionApproved, e.ReviewWindowElapsed, e.DisputeResolved)
+VERIFICATIONS = (
+    e.SubmissionApproved,
+    e.ReviewWindowElapsed,
+    e.DisputeResolved,
+    e.DisputeWindowElapsed,
+)
+MAX_WAITING_DEPOSITS = 3
+MAX_DEPOSITS = 6
 
 
 def _is_verification(event: e.Event) -> bool:
@@ -95,7 +104,8 @@ def _plausible(task: Task) -> list[tuple[type[c.Command], str]]:
         S.DRAFT: [(c.RequestFunding, EMPLOYER)],
         S.PENDING_FUNDING: [(c.ConfirmFunding, SYSTEM)] * 3 + [(c.ExpireFunding, SYSTEM)],
         S.FUNDED: [(c.Claim, WORKER), (c.Claim, WORKER2)],
-        S.CLAIMED: [(c.SubmitProof, worker)] * 3 + [(c.OpenDispute, worker), *timers],
+        S.CLAIMED: [(c.SubmitProof, worker)] * 3
+        + [(c.RefuseProof, worker), (c.OpenDispute, worker), (c.OpenDispute, EMPLOYER), *timers],
         S.SUBMITTED: [
             (c.Approve, EMPLOYER),
             (c.Approve, EMPLOYER),
@@ -129,6 +139,7 @@ class TaskLifecycle(RuleBasedStateMachine):
         self.history: list[e.Event] = []
         self.now = T0
         self.closed: Task | None = None
+        self.arbiters = ARBITERS
 
     @initialize(
         deadline_s=st.integers(min_value=1, max_value=40_000),
@@ -136,6 +147,7 @@ class TaskLifecycle(RuleBasedStateMachine):
         dispute_window_s=st.integers(min_value=0, max_value=3_000),
         head_start=st.integers(min_value=0, max_value=len(HEAD_START)),
         with_deposits=st.booleans(),
+        with_arbiter=st.booleans(),
     )
     def create(
         self,
@@ -144,16 +156,19 @@ class TaskLifecycle(RuleBasedStateMachine):
         dispute_window_s: int,
         head_start: int,
         with_deposits: bool,
+        with_arbiter: bool,
     ) -> None:
         """A new task, sometimes already a few happy steps in (swarm testing often disables
-        the guided rules, and a run that never leaves DRAFT tests little)."""
+        the guided rules, and a run that never leaves DRAFT tests little), on a taskhold with
+        or without an arbiter."""
+        self.arbiters = ARBITERS if with_arbiter else frozenset()
         command = create_command(
             at=T0,
             deadline_at=T0 + deadline_s,
             review_window_s=review_window_s,
             dispute_window_s=dispute_window_s,
         )
-        self.history = decide(None, command, ARBITERS)
+        self.history = decide(None, command, self.arbiters)
         self.task = replay(self.history)
         if with_deposits:  # the employer's, locked before funding
             self._lock_deposit(EMPLOYER)
@@ -175,6 +190,8 @@ class TaskLifecycle(RuleBasedStateMachine):
             payment_request="lnbcrt50n1deposit",
             cltv_expiry_delta=200,
             invoice_expires_at=at + 3_600,
+            max_open_per_task=MAX_WAITING_DEPOSITS,
+            max_per_task=MAX_DEPOSITS,
         )
 
     def _lock_deposit(self, actor: str) -> None:
@@ -199,7 +216,7 @@ class TaskLifecycle(RuleBasedStateMachine):
         assert before is not None
         snapshot = copy.deepcopy(before)  # its dicts (acceptance, proof) are mutable
         try:
-            events = decide(before, command, ARBITERS)
+            events = decide(before, command, self.arbiters)
         except Refusal:
             assert before == snapshot, "a refusal changed the task"
             return
@@ -216,7 +233,7 @@ class TaskLifecycle(RuleBasedStateMachine):
         ):
             # The engine replays system commands after a crash; the second time is a no-op.
             # (Each payout failure is a new fact, so RecordPayoutFailure is not replayed.)
-            assert decide(task, command, ARBITERS) == [], f"{command} is not idempotent"
+            assert decide(task, command, self.arbiters) == [], f"{command} is not idempotent"
         self._check_review_window_is_binding(before, command, events)
 
     def _at(self, seconds: int) -> int:
@@ -384,7 +401,7 @@ class TaskLifecycle(RuleBasedStateMachine):
         verified = verifications[-1]
         proofs = [i for i in range(verified) if isinstance(self.history[i], e.ProofSubmitted)]
         assert proofs, "verified without any proof"
-        if isinstance(self.history[verified], e.DisputeResolved):
+        if isinstance(self.history[verified], e.DisputeResolved | e.DisputeWindowElapsed):
             return
         between = self.history[proofs[-1] + 1 : verified]
         assert not any(isinstance(ev, e.SubmissionRejected) for ev in between)
@@ -429,7 +446,10 @@ class TaskLifecycle(RuleBasedStateMachine):
                 if deposit.role == "worker":
                     assert ev.depositor == task_before.worker_pubkey
                     assert task_before.proof is None, "forfeited although a proof was sent"
-                    assert any(isinstance(x, e.RefundOrdered) for x in same_step)
+                    assert task_before.proofs_refused == 0, "forfeited although proofs were sent"
+                    if task_before.state is S.DISPUTED:
+                        assert task_before.dispute_opened_by == ev.depositor
+                    assert any(_orders_refund(x) for x in same_step)
                     assert ev.beneficiary == task_before.employer_pubkey
                 else:
                     assert any(isinstance(x, e.ReviewWindowElapsed) for x in same_step)
@@ -443,6 +463,42 @@ class TaskLifecycle(RuleBasedStateMachine):
         for deposit in self.task.deposits:
             if deposit.state is DepositState.PAID_OUT:
                 assert deposit.beneficiary is not None and deposit.payout_request is not None
+
+    @invariant()
+    def spam_is_bounded(self) -> None:
+        """Deposits waiting for a claim and recorded refused proofs stay under their caps."""
+        if self.task is None:
+            return
+        newest = {d.depositor: d for d in self.task.deposits}.values()
+        waiting = [d for d in newest if d.state in (DepositState.OPEN, DepositState.HELD)]
+        assert len(waiting) <= MAX_WAITING_DEPOSITS
+        assert len(self.task.deposits) <= MAX_DEPOSITS
+        assert self.task.proofs_refused <= sample_command(c.RefuseProof, WORKER, T0).max_refused
+
+    @invariant()
+    def disputes_are_no_free_refund(self) -> None:
+        """A dispute over a checked submission ends by a ruling or by its release, never by a
+        refund the clock decided; without an arbiter only the worker opens disputes."""
+        for i, ev in enumerate(self.history):
+            if not isinstance(ev, e.DisputeOpened):
+                continue
+            task_before = replay(self.history[:i])
+            assert task_before is not None
+            if not self.arbiters:
+                assert ev.actor == task_before.worker_pubkey, "disputed with nobody to decide"
+            if task_before.proof is None:
+                continue
+            ends = (e.DisputeResolved, e.DisputeWindowElapsed, e.RefundOrdered)
+            end = next((x for x in self.history[i + 1 :] if isinstance(x, ends)), None)
+            assert not isinstance(end, e.RefundOrdered), "a checked submission was refunded"
+        task = self.task
+        if task is not None and task.state is S.DISPUTED and not task.refund_ordered:
+            assert task.dispute_opened_at is not None
+            lapse = c.Tick(actor=SYSTEM, at=task.dispute_opened_at + task.dispute_window_s)
+            ended = decide(task, lapse, self.arbiters)
+            assert [type(x) for x in ended][:1] == (
+                [e.DisputeWindowElapsed] if task.proof is not None else [e.RefundOrdered]
+            )
 
     @invariant()
     def the_guardian_can_always_finish_every_deposit(self) -> None:
@@ -464,7 +520,7 @@ class TaskLifecycle(RuleBasedStateMachine):
             ]
             finished = task
             for step in steps:
-                for event in decide(finished, step, ARBITERS):
+                for event in decide(finished, step, self.arbiters):
                     finished = evolve(finished, event)
             ended = finished.deposit_by_hash(hash_hex)
             assert ended is not None and ended.state is DepositState.RETURNED, ended
@@ -483,7 +539,12 @@ class TaskLifecycle(RuleBasedStateMachine):
             return
         # refund_unless_verified: an unanswered submission counts as verified; a verified task
         # whose payout already failed is refunded rather than held past the HTLC's expiry.
-        owed = (task.release_pending and task.payout_failures == 0) or task.state is S.SUBMITTED
+        # An unresolved dispute over a checked submission ends the same way.
+        owed = (
+            (task.release_pending and task.payout_failures == 0)
+            or task.state is S.SUBMITTED
+            or (task.state is S.DISPUTED and task.proof is not None and not task.refund_ordered)
+        )
         finished = drive_to_settlement(task, self.now + 1)
         assert finished.state is (S.PAID if owed else S.REFUNDED)
         # A payout that keeps failing must not strand the HTLC either: it is refunded.
