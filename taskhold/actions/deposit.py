@@ -68,6 +68,7 @@ async def deposit(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task 
 
     decide(task, command("", "", 0), ctx.arbiters)  # role and state first: no node call if refused
     invoice = await ensure_deposit_invoice(ctx.escrow, task, request.pubkey, deposit_round, amount)
+    await ctx.escrow.fault_hook("after_deposit_invoice")
     updated = await apply_command(
         ctx,
         tx,

@@ -43,6 +43,7 @@ async def fund(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | N
 
     decide(task, command("", "", 0), ctx.arbiters)  # role and state first: no node call if refused
     invoice = await ensure_hold_invoice(ctx.escrow, task, funding_round)
+    await ctx.escrow.fault_hook("after_hold_invoice")
     funded = await apply_command(
         ctx,
         tx,

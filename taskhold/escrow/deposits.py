@@ -66,6 +66,7 @@ async def observe_deposit(ctx: EscrowContext, task_id: str, status: InvoiceStatu
         expiry = status.accepted_htlc_expiry_height
         if expiry is None:
             return
+        await ctx.fault_hook("after_deposit_htlc_accepted")
         await apply_system(
             ctx,
             task_id,
@@ -192,6 +193,7 @@ async def pay_out_deposit(ctx: EscrowContext, task_id: str, deposit: Deposit) ->
             {"payment_hash": deposit.payment_hash_hex, "beneficiary": deposit.beneficiary},
             store=ctx.store,
         )
+    await ctx.fault_hook("after_deposit_settle")
     done = await apply_system(
         ctx,
         task_id,
@@ -212,6 +214,7 @@ async def _pay_beneficiary(
     ctx: EscrowContext, task_id: str, deposit: Deposit, *, invoice_settled: bool
 ) -> PaymentResult | None:
     row = await _payout_row(ctx, task_id, deposit)
+    await ctx.fault_hook("after_deposit_payout_row")
 
     async def mark(result: PaymentResult | None, error: str | None) -> None:
         await _mark(ctx, row, result, error=error)
@@ -235,6 +238,7 @@ async def _pay_beneficiary(
                 )
             ),
         )
+        await ctx.fault_hook("after_deposit_payout_failure")
 
     return await pay_once(
         ctx,

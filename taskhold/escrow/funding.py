@@ -84,6 +84,7 @@ async def observe_invoice(ctx: EscrowContext, task_id: str, status: InvoiceStatu
         expiry = status.accepted_htlc_expiry_height
         if expiry is None:
             return
+        await ctx.fault_hook("after_htlc_accepted")
 
         def confirm(task: Task, now: int) -> c.Command | None:
             if task.state is not TaskState.PENDING_FUNDING:

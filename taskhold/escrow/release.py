@@ -87,6 +87,7 @@ async def _pay_worker(
     """The worker's payment, succeeded; None if it failed (recorded on the task)."""
     assert task.payout_request is not None
     row = await _payout_row(ctx, task)
+    await ctx.fault_hook("after_payout_row")
 
     async def mark(result: PaymentResult | None, error: str | None) -> None:
         await _mark_payout(ctx, row, result, error=error)
@@ -97,6 +98,7 @@ async def _pay_worker(
 
     async def record_failure(reason: str) -> None:
         await _record_failure(ctx, task, reason)
+        await ctx.fault_hook("after_payout_failure")
 
     return await pay_once(
         ctx,
