@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 
 from taskhold.actions import WriteContext
 from taskhold.api.ratelimit import WriteLimits, write_limits
 from taskhold.escrow import EscrowContext, EscrowEngine, FaultHook
+from taskhold.escrow.crashpoints import crash_hook
 from taskhold.keys import KeyStore
 from taskhold.keys.audited import audited, close_key_store
 from taskhold.keys.operator import load_operator_keys
@@ -28,7 +28,10 @@ from taskhold.store import Store, create_engine, migrate
 from taskhold.store.audit_log import AuditLog
 from taskhold.store.log import LogKinds, LogWriter
 
-__all__ = ["Services", "build_services"]
+__all__ = ["SIM_STATE_FILE", "Services", "build_services"]
+
+SIM_STATE_FILE = "sim-network.json"
+"""The simulator's invoices, HTLCs, payments and balances, in the data directory."""
 
 
 @dataclass
@@ -83,14 +86,12 @@ def _with_node_hold_expiry(settings: Settings) -> Settings:
     return settings.model_copy(update={"hold_expiry_delta": recorded})
 
 
-def _exit_at(point: str) -> FaultHook:
-    """A fault hook that ends the process abruptly at ``point`` (crash tests)."""
-
-    async def hook(reached: str) -> None:
-        if reached == point:
-            os._exit(86)
-
-    return hook
+def _crash_hook(spec: str) -> FaultHook:
+    """``TASKHOLD_CRASH_AT``, checked before anything is opened: a misspelt point is refused."""
+    try:
+        return crash_hook(spec)
+    except ValueError as exc:
+        raise SystemExit(f"TASKHOLD_CRASH_AT: {exc}") from None
 
 
 def _lightning(settings: Settings, sim: SimWorld | None) -> LightningBackend:
@@ -123,6 +124,8 @@ async def build_services(
     With ``embedded_relay`` and no relay in ``settings.relays``, the in-process relay is started
     in the data directory and becomes the one relay (``services.settings.relays``).
     """
+    if fault_hook is None and settings.crash_at is not None:
+        fault_hook = _crash_hook(settings.crash_at)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     settings = _with_node_hold_expiry(settings)
     relay = None
@@ -130,7 +133,9 @@ async def build_services(
         relay = EmbeddedRelay(settings.data_dir, port=settings.embedded_relay_port)
         settings = settings.model_copy(update={"relays": [await relay.start()]})
     if lightning is None and sim is None and settings.lightning == "sim":
-        sim = SimWorld.create(hold_expiry_delta=settings.hold_expiry_delta)
+        sim = SimWorld.open(
+            settings.data_dir / SIM_STATE_FILE, hold_expiry_delta=settings.hold_expiry_delta
+        )
     backend = lightning or _lightning(settings, sim)
     engine = create_engine(settings.resolved_database_url)
     await migrate(engine)
@@ -169,8 +174,6 @@ async def build_services(
     ctx = EscrowContext(store=store, lightning=backend, keys=keys, settings=settings, audit=audit)
     if fault_hook is not None:
         ctx.fault_hook = fault_hook
-    elif settings.fault_exit_at is not None:
-        ctx.fault_hook = _exit_at(settings.fault_exit_at)
     escrow_engine = EscrowEngine(ctx)
     reputation = build_reputation(settings, store, signer)
     limits = write_limits(settings)

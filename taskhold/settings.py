@@ -137,9 +137,10 @@ class Settings(BaseSettings):
     publish_interval_s: float = 0.5
     """How often the outbox publisher looks for events to send when it has nothing to do."""
 
-    fault_exit_at: str | None = None
-    """Crash testing only: the process exits (status 86) at this escrow fault point, e.g.
-    ``after_payout``, to prove a restart finishes the release."""
+    crash_at: str | None = None
+    """Crash testing only: ``<point>[:<nth>]`` kills the process with SIGKILL the nth time (1 by
+    default) the escrow reaches this crash point, e.g. ``after_payout``, to prove a restart
+    converges. The points are listed in ``taskhold.escrow.crashpoints``."""
 
     checkpoint_interval_s: float = 60.0
     """How often the heads of the public log and the audit log are checkpointed (kind 30078)."""

@@ -76,6 +76,7 @@ async def deposit(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task 
         tx, request.pubkey, task.task_id, ctx.escrow.settings.max_open_invoices_per_key
     )
     invoice = await ensure_deposit_invoice(ctx.escrow, task, request.pubkey, deposit_round, amount)
+    await ctx.escrow.fault_hook("after_deposit_invoice")
     updated = await apply_command(
         ctx,
         tx,

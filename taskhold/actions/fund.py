@@ -47,6 +47,7 @@ async def fund(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | N
         tx, request.pubkey, task.task_id, ctx.escrow.settings.max_open_invoices_per_key
     )
     invoice = await ensure_hold_invoice(ctx.escrow, task, funding_round)
+    await ctx.escrow.fault_hook("after_hold_invoice")
     funded = await apply_command(
         ctx,
         tx,

@@ -19,8 +19,8 @@ from taskhold.tasks.commands import Command
 __all__ = ["EscrowContext", "FaultHook", "apply_system"]
 
 FaultHook = Callable[[str], Awaitable[None]]
-"""Called at named points (``after_payout``, ``after_settle``, ``after_cancel``); tests raise
-there to simulate a crash between two steps."""
+"""Called at the named points of ``crashpoints.CRASH_POINTS``; tests raise there, and the crash
+harness kills the process there, to simulate a crash between two steps."""
 
 log = structlog.get_logger("taskhold.escrow")
 

@@ -67,6 +67,7 @@ async def observe_deposit(ctx: EscrowContext, task_id: str, status: InvoiceStatu
         expiry = status.accepted_htlc_expiry_height
         if expiry is None:
             return
+        await ctx.fault_hook("after_deposit_htlc_accepted")
         await apply_system(
             ctx,
             task_id,
@@ -233,6 +234,7 @@ async def pay_out_deposit(ctx: EscrowContext, task_id: str, deposit: Deposit) ->
             {"payment_hash": deposit.payment_hash_hex, "beneficiary": deposit.beneficiary},
             store=ctx.store,
         )
+    await ctx.fault_hook("after_deposit_settle")
     done = await apply_system(
         ctx,
         task_id,
@@ -253,6 +255,7 @@ async def _pay_beneficiary(
     ctx: EscrowContext, task_id: str, deposit: Deposit
 ) -> PaymentResult | None:
     row = await _payout_row(ctx, task_id, deposit)
+    await ctx.fault_hook("after_deposit_payout_row")
 
     async def mark_sent() -> None:
         async with ctx.store.transaction() as tx:
@@ -277,6 +280,7 @@ async def _pay_beneficiary(
                 )
             ),
         )
+        await ctx.fault_hook("after_deposit_payout_failure")
 
     return await pay_once(
         ctx,

@@ -87,6 +87,7 @@ async def observe_invoice(ctx: EscrowContext, task_id: str, status: InvoiceStatu
         if status.amount_paid_msat != status.amount_msat:
             await _refuse_wrong_amount(ctx, task_id, status)
             return
+        await ctx.fault_hook("after_htlc_accepted")
 
         def confirm(task: Task, now: int) -> c.Command | None:
             if task.state is not TaskState.PENDING_FUNDING:

@@ -129,6 +129,7 @@ async def _pay_worker(ctx: EscrowContext, task: Task) -> PaymentResult | None:
     """The worker's payment, succeeded; None if it failed (recorded on the task)."""
     assert task.payout_request is not None and task.payment_hash_hex is not None
     row = await _payout_row(ctx, task)
+    await ctx.fault_hook("after_payout_row")
 
     async def mark_sent() -> None:
         async with ctx.store.transaction() as tx:
@@ -142,6 +143,7 @@ async def _pay_worker(ctx: EscrowContext, task: Task) -> PaymentResult | None:
 
     async def record_failure(reason: str) -> None:
         await _record_failure(ctx, task, reason)
+        await ctx.fault_hook("after_payout_failure")
 
     return await pay_once(
         ctx,

@@ -19,9 +19,11 @@ after every block, so tests are deterministic.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
 from taskhold.lightning.base import (
     AcceptedHtlc,
@@ -49,6 +51,25 @@ from taskhold.lightning.sim_records import (
 )
 
 __all__ = ["SimNetwork"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _changes(
+    method: Callable[Concatenate[SimNetwork, _P], _R],
+) -> Callable[Concatenate[SimNetwork, _P], _R]:
+    """The method may change the network: tell ``on_change`` before returning (or raising)."""
+
+    def changed(self: SimNetwork, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            if self.on_change is not None:
+                self.on_change()
+
+    functools.update_wrapper(changed, method)
+    return changed
 
 
 class SimNetwork:
@@ -82,6 +103,8 @@ class SimNetwork:
         self._unroutable: set[str] = set()
         self._keeps_holds: set[str] = set()
         self._node_subscribers: dict[str, list[asyncio.Queue[InvoiceStatus | None]]] = {}
+        self.on_change: Callable[[], None] | None = None
+        """Called after every change, before the changing call returns (persistence)."""
 
     # -- chain ------------------------------------------------------------------------------
 
@@ -111,10 +134,13 @@ class SimNetwork:
                     self.auto_cancelled.append(
                         AutoCancel(invoice.issuer, invoice.payment_hash, self._height)
                     )
+            if self.on_change is not None:
+                self.on_change()
             await asyncio.sleep(0)  # let subscribers see each block's changes
 
     # -- money and fault injection ------------------------------------------------------------
 
+    @_changes
     def join(self, pubkey_hex: str, balance_msat: int) -> None:
         """Add a node with its spendable balance; a pubkey can join only once."""
         if pubkey_hex in self._balances:
@@ -143,21 +169,25 @@ class SimNetwork:
         """Every settled payment of ``payment_hash``; more than one means someone paid twice."""
         return [p for p in self.settled_payments if p.payment_hash == payment_hash]
 
+    @_changes
     def fail_next_payments(self, n: int, reason: str = NO_ROUTE) -> None:
         """Make the next ``n`` payment attempts (from any node) fail with ``reason``."""
         if reason not in FAILURE_REASONS:
             raise ValueError(f"unknown failure reason {reason!r}")
         self._failures_queued.extend([reason] * n)
 
+    @_changes
     def fail_payments_to(self, node: HasPubkey | str) -> None:
         """Make ``node`` unroutable (``FAILURE_REASON_NO_ROUTE``) until :meth:`clear_failures`."""
         self._unroutable.add(node if isinstance(node, str) else node.pubkey_hex)
 
+    @_changes
     def keep_holds_past_expiry(self, node: HasPubkey | str) -> None:
         """Make ``node`` a hostile payee: it never cancels its hold invoices near expiry (lnd
         would), so an HTLC it holds stays in flight for its payer until the node settles it."""
         self._keeps_holds.add(node if isinstance(node, str) else node.pubkey_hex)
 
+    @_changes
     def clear_failures(self) -> None:
         """Forget injected failures: queued ones and unroutable destinations."""
         self._failures_queued.clear()
@@ -165,6 +195,7 @@ class SimNetwork:
 
     # -- invoices (called by SimNode) -----------------------------------------------------------
 
+    @_changes
     def add_invoice(
         self,
         issuer: str,
@@ -196,6 +227,7 @@ class SimNetwork:
     def invoice_status(self, issuer: str, payment_hash: bytes) -> InvoiceStatus:
         return self._invoice(issuer, payment_hash).status()
 
+    @_changes
     def settle(self, issuer: str, preimage: bytes) -> None:
         """Settle the ACCEPTED invoice for ``sha256(preimage)``; a SETTLED one is left alone."""
         invoice = self._invoice(issuer, hashlib.sha256(preimage).digest())
@@ -205,6 +237,7 @@ class SimNetwork:
             raise WrongInvoiceState(f"cannot settle a {invoice.state} invoice")
         self._settle(invoice, preimage)
 
+    @_changes
     def cancel(self, issuer: str, payment_hash: bytes) -> None:
         """Cancel an OPEN or ACCEPTED invoice; a CANCELED one is left alone."""
         invoice = self._invoice(issuer, payment_hash)
@@ -237,6 +270,7 @@ class SimNetwork:
 
     # -- payments (called by SimNode) -----------------------------------------------------------
 
+    @_changes
     def send(
         self,
         payer: str,
