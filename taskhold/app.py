@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from taskhold.keys.audited import audited, close_key_store
 from taskhold.keys.operator import load_operator_keys
 from taskhold.keys.signer import EventSigner, LocalSigner
 from taskhold.keys.stores import open_key_store
-from taskhold.lightning.base import LightningBackend
+from taskhold.lightning.base import LightningBackend, LightningError
 from taskhold.lightning.simworld import SimWorld
 from taskhold.nostr.checkpoints import Checkpointer
 from taskhold.nostr.embedded import EmbeddedRelay
@@ -72,18 +73,25 @@ class Services:
         await self.store.close()
 
 
-def _with_node_hold_expiry(settings: Settings) -> Settings:
-    """On lnd the guardian's margin must start from the node's own ``holdexpirydelta`` (18 on
-    lnd v0.21), which the devnet records in its connection file."""
-    if settings.lightning != "lnd" or settings.lnd_connection_file is None:
+async def _with_node_hold_expiry(settings: Settings, backend: LightningBackend) -> Settings:
+    """On lnd the guardian's margin must start from the node's own ``holdexpirydelta``, read
+    from the running node (18 on lnd v0.21, 12 before). Assumed too small, lnd cancels a held
+    invoice before taskhold acts, and a release racing that cancel pays the worker from the
+    operator's own money. A node that does not say refuses the start."""
+    from taskhold.lightning.lnd import LndBackend
+
+    if not isinstance(backend, LndBackend):
         return settings
     try:
-        recorded = json.loads(settings.lnd_connection_file.read_text()).get("hold_expiry_delta")
-    except (OSError, ValueError):
+        node_delta = await backend.hold_expiry_delta()
+    except LightningError as exc:
+        raise SystemExit(
+            f"cannot read lnd's invoices.holdexpirydelta from the node ({exc}); the guardian's"
+            " margin depends on it, so taskhold does not start without it"
+        ) from exc
+    if node_delta <= settings.hold_expiry_delta:
         return settings
-    if not isinstance(recorded, int) or recorded <= settings.hold_expiry_delta:
-        return settings
-    return settings.model_copy(update={"hold_expiry_delta": recorded})
+    return settings.model_copy(update={"hold_expiry_delta": node_delta})
 
 
 def _crash_hook(spec: str) -> FaultHook:
@@ -127,7 +135,6 @@ async def build_services(
     if fault_hook is None and settings.crash_at is not None:
         fault_hook = _crash_hook(settings.crash_at)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings = _with_node_hold_expiry(settings)
     relay = None
     if embedded_relay and not settings.relays:
         relay = EmbeddedRelay(settings.data_dir, port=settings.embedded_relay_port)
@@ -137,6 +144,7 @@ async def build_services(
             settings.data_dir / SIM_STATE_FILE, hold_expiry_delta=settings.hold_expiry_delta
         )
     backend = lightning or _lightning(settings, sim)
+    settings = await _with_node_hold_expiry(settings, backend)
     engine = create_engine(settings.resolved_database_url)
     await migrate(engine)
     audit = AuditLog()  # bound to the store once it exists; the signer reports to it first

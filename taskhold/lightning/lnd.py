@@ -326,6 +326,19 @@ class LndBackend:
             self._identity_pubkey = str(info["identity_pubkey"])
         return self._identity_pubkey
 
+    async def hold_expiry_delta(self) -> int:
+        """The running node's ``invoices.holdexpirydelta`` (``GET /v1/getdebuginfo``): lnd cancels
+        an ACCEPTED hold invoice itself this many blocks before its HTLC expires. Read, never
+        assumed: the default moved from 12 to 18 in lnd v0.21."""
+        info = await self._rest.call("GET", "/v1/getdebuginfo")
+        config = info.get("config")
+        value = config.get("invoices.holdexpirydelta") if isinstance(config, dict) else None
+        if not isinstance(value, str) or not value.isdigit():
+            raise LightningError(
+                "lnd's getdebuginfo reports no invoices.holdexpirydelta", node_message=str(value)
+            )
+        return int(value)
+
     async def close(self) -> None:
         """Close the HTTP connections. Safe to call twice."""
         await self._rest.aclose()

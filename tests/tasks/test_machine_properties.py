@@ -263,6 +263,22 @@ class TaskLifecycle(RuleBasedStateMachine):
             command = c.OpenDispute(actor=actor, at=at, reason=text)
         self._send(command)
 
+    @rule(
+        kind=st.sampled_from(["approve", "resolve", "claim"]),
+        actor=st.sampled_from([EMPLOYER, WORKER, WORKER2, ARBITER, STRANGER]),
+        dt=st.integers(min_value=0, max_value=60),
+    )
+    def someone_verifies_or_takes_over(self, kind: str, actor: str, dt: int) -> None:
+        """Any participant tries to verify the work or to become its worker, soon after the
+        last step (while review windows are still open)."""
+        at = self._at(dt)
+        command: c.Command = {
+            "approve": c.Approve(actor=actor, at=at),
+            "resolve": c.ResolveDispute(actor=actor, at=at, winner="worker", note="it is done"),
+            "claim": c.Claim(actor=actor, at=at),
+        }[kind]
+        self._send(command)
+
     @rule(actor=st.one_of(st.just(SYSTEM), ANYONE), paid_msat=st.sampled_from([0, 99_999]))
     def underpaid_funding(self, actor: str, paid_msat: int) -> None:
         command = c.ConfirmFunding(
@@ -550,6 +566,37 @@ class TaskLifecycle(RuleBasedStateMachine):
         # A payout that keeps failing must not strand the HTLC either: it is refunded.
         finished = drive_to_settlement(task, self.now + 1, payout_fails=True)
         assert finished.state is S.REFUNDED
+
+    @invariant()
+    def only_the_employer_or_an_arbiter_verifies(self) -> None:
+        """A submission is verified by the employer's approval, an arbiter's ruling or the
+        review window running out (a system event); never by the worker or a stranger."""
+        if self.task is None:
+            return
+        employer = self.task.employer_pubkey
+        for ev in self.history:
+            if isinstance(ev, e.SubmissionApproved):
+                assert ev.actor == employer, f"approved by {ev.actor}"
+            elif isinstance(ev, e.DisputeResolved):
+                assert ev.actor in ARBITERS, f"dispute resolved by {ev.actor}"
+            elif isinstance(ev, e.ReviewWindowElapsed):
+                assert ev.actor == SYSTEM
+        if self.task.verified_by is not None:
+            assert self.task.verified_by in {employer, SYSTEM} | ARBITERS
+
+    @invariant()
+    def the_worker_never_changes_once_set(self) -> None:
+        if self.task is None:
+            return
+        claims = [ev.worker_pubkey for ev in self.history if isinstance(ev, e.TaskClaimed)]
+        assert len(claims) <= 1, f"claimed {len(claims)} times"
+        if claims:
+            assert self.task.worker_pubkey == claims[0]
+        # Checked after every step, so a worker unset and set again is caught too.
+        first = getattr(self, "first_worker", None)
+        if first is not None:
+            assert self.task.worker_pubkey == first, "the worker changed"
+        self.first_worker = self.task.worker_pubkey
 
     @invariant()
     def unfunded_tasks_never_settle(self) -> None:

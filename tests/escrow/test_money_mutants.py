@@ -1,0 +1,172 @@
+"""Money-path rules that earlier tests let slip: each test here fails when its rule is broken.
+
+They were written against bugs planted one at a time in the escrow (and kept only if they failed on
+the plant): funding confirmed with the amount asked rather than the amount held, a release that
+ignores the node's own cancel of the hold invoice, and a reconciliation that trusts the database
+instead of re-reading the node. They drive taskhold over the API and the engine's public steps, on
+the simulator, on both databases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+
+import pytest
+from conftest import Stack
+from helpers import created, funded, submitted
+
+from taskhold.lightning.base import InvoiceState, InvoiceStatus
+
+
+def _report(stack: Stack, monkeypatch: pytest.MonkeyPatch, change: object) -> None:
+    """Make the escrow node report every invoice status through ``change`` (lookups and
+    streams alike)."""
+    node = stack.world.escrow
+    real_lookup, real_subscribe = node.lookup_invoice, node.subscribe_invoice
+
+    async def lookup_invoice(payment_hash: bytes) -> InvoiceStatus:
+        return change(await real_lookup(payment_hash))  # type: ignore[operator,no-any-return]
+
+    def subscribe_invoice(payment_hash: bytes) -> AsyncIterator[InvoiceStatus]:
+        updates = real_subscribe(payment_hash)
+
+        async def changed() -> AsyncIterator[InvoiceStatus]:
+            async for status in updates:
+                yield change(status)  # type: ignore[operator]
+
+        return changed()
+
+    monkeypatch.setattr(node, "lookup_invoice", lookup_invoice)
+    monkeypatch.setattr(node, "subscribe_invoice", subscribe_invoice)
+
+
+async def test_funding_counts_the_amount_held_not_the_amount_asked(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node reporting an ACCEPTED invoice that holds less than the task's amount has not
+    funded the task, whatever amount the invoice asked for."""
+
+    def one_msat_short(status: InvoiceStatus) -> InvoiceStatus:
+        if status.state is not InvoiceState.ACCEPTED:
+            return status
+        return dataclasses.replace(status, amount_paid_msat=status.amount_msat - 1)
+
+    _report(stack, monkeypatch, one_msat_short)
+    employer = stack.client()
+    task = await created(stack, employer)
+    funding = (await employer.request_funding(task["task_id"]))["funding"]
+    assert funding["amount_msat"] == task["amount_msat"]
+
+    await stack.world.employer.send_payment(funding["payment_request"])
+    await stack.settle_engine()
+
+    after = await employer.get_task(task["task_id"])
+    assert after["state"] == "PENDING_FUNDING"
+    assert after["funding"]["accepted_htlc_expiry_height"] is None
+
+
+@pytest.mark.parametrize("node_margin", ["as_configured", "wider"])
+async def test_the_nodes_own_cancel_of_a_verified_task_is_refunded_not_paid(
+    stack: Stack, node_margin: str
+) -> None:
+    """lnd cancels an ACCEPTED hold invoice by itself ``holdexpirydelta`` blocks before expiry.
+    If taskhold did not act first (not running, or the node's margin is wider than taskhold was
+    told: lnd v0.21 uses 18 where older versions used 12), the employer already has the money
+    back: the worker must not be paid from the operator's own liquidity, and the task must end
+    REFUNDED with the reason recorded."""
+    if node_margin == "wider":
+        stack.world.network.hold_expiry_delta = stack.settings.guard_blocks
+    employer, worker = stack.client(), stack.client()
+    task = await submitted(stack, employer, worker)
+    await employer.approve(task["task_id"])
+    escrow_before = stack.world.escrow.balance_msat
+    worker_before = stack.world.worker.balance_msat
+    employer_before = stack.world.employer.balance_msat
+
+    # No engine pass while the chain moves: the node's auto-cancel comes first.
+    while not stack.world.network.auto_cancelled:
+        await stack.world.network.mine(1)
+    cancelled = [c.payment_hash.hex() for c in stack.world.network.auto_cancelled]
+    assert cancelled == [task["funding"]["payment_hash"]]
+
+    await stack.settle_engine()
+
+    final = await employer.get_task(task["task_id"])
+    assert final["state"] == "REFUNDED"
+    assert final["preimage"] is None
+    assert "cancel" in (final["last_payout_failure"] or "")
+    assert stack.world.worker.balance_msat == worker_before
+    assert stack.world.escrow.balance_msat == escrow_before
+    assert stack.world.employer.balance_msat == employer_before + task["amount_msat"]
+
+
+@pytest.mark.parametrize("state", ["CLAIMED", "SUBMITTED"])
+async def test_the_nodes_own_cancel_before_verification_refunds(stack: Stack, state: str) -> None:
+    """The same cancel while the work is still open (or awaiting review): recorded as a
+    refund, and no payout is tried."""
+    employer, worker = stack.client(), stack.client()
+    task = await submitted(stack, employer, worker)
+    if state == "CLAIMED":
+        await employer.reject(task["task_id"], "the third line has six syllables")
+    assert (await employer.get_task(task["task_id"]))["state"] == state
+    worker_before = stack.world.worker.balance_msat
+    expiry = task["funding"]["accepted_htlc_expiry_height"]
+
+    await stack.world.network.mine(expiry - stack.world.network.height)
+    assert len(stack.world.network.auto_cancelled) == 1
+    await stack.settle_engine()
+
+    final = await employer.get_task(task["task_id"])
+    assert final["state"] == "REFUNDED"
+    assert final["preimage"] is None
+    assert stack.world.worker.balance_msat == worker_before
+
+
+def _silent_streams(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Invoice streams that never deliver: only a lookup can tell the engine what happened."""
+
+    def subscribe_invoice(payment_hash: bytes) -> AsyncIterator[InvoiceStatus]:
+        async def nothing() -> AsyncIterator[InvoiceStatus]:
+            await asyncio.Event().wait()
+            yield  # type: ignore[misc]
+
+        return nothing()
+
+    monkeypatch.setattr(stack.world.escrow, "subscribe_invoice", subscribe_invoice)
+
+
+async def test_reconcile_reads_a_payment_that_arrived_while_nothing_watched(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _silent_streams(stack, monkeypatch)
+    employer = stack.client()
+    task = await created(stack, employer)
+    funding = (await employer.request_funding(task["task_id"]))["funding"]
+    await stack.world.employer.send_payment(funding["payment_request"])
+    assert (await employer.get_task(task["task_id"]))["state"] == "PENDING_FUNDING"
+
+    await stack.services.engine.reconcile()
+
+    after = await employer.get_task(task["task_id"])
+    assert after["state"] == "FUNDED"
+    held = await stack.world.escrow.lookup_invoice(bytes.fromhex(funding["payment_hash"]))
+    assert after["funding"]["accepted_htlc_expiry_height"] == held.accepted_htlc_expiry_height
+
+
+async def test_reconcile_reads_a_cancel_that_happened_while_nothing_watched(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node cancelled the held invoice (here: by hand, as an operator might with lncli)
+    while taskhold was not watching; one reconciliation must record the refund."""
+    _silent_streams(stack, monkeypatch)
+    employer, worker = stack.client(), stack.client()
+    task = await funded(stack, employer)
+    await worker.claim(task["task_id"])
+    await stack.world.escrow.cancel_invoice(bytes.fromhex(task["funding"]["payment_hash"]))
+
+    await stack.services.engine.reconcile()
+
+    final = await employer.get_task(task["task_id"])
+    assert final["state"] == "REFUNDED"
