@@ -30,6 +30,7 @@ from .context import EscrowContext, apply_system, log
 from .funding import hold_invoice
 from .paying import may_land, pay_once, record_result, record_sent, stands
 from .payout_rules import payout_fee_cap_msat
+from .release import payout_hash_of
 
 __all__ = [
     "deposit_label",
@@ -148,14 +149,14 @@ async def _settle_under_live_payout(
         row = await tx.get_deposit_payout(deposit.payment_hash_hex)
     preimage = ctx.keys.derive_preimage(deposit_label(task_id, deposit.depositor), deposit.round)
     await ctx.lightning.settle_invoice(preimage)
-    payout_hash = row.payment_hash_hex if row is not None else ""
+    payout_hash = payout_hash_of(row, deposit.payout_request)
     log.warning(
         "deposit_settled_under_live_payout",
         task_id=task_id,
         blocks_left=blocks_left,
         payout_payment_hash=payout_hash,
     )
-    await ctx.audit.record(  # audit log (issue 6)
+    await ctx.audit.record(
         "system",
         "escrow.deposit_settle_under_live_payout",
         task_id,

@@ -2,7 +2,9 @@
 
 The order is the non-custodial promise: the employer's HTLC is settled only after the worker's
 payment succeeded. The payout row is written before the payment is sent, so after a crash the
-engine asks the node what became of that exact payment instead of paying again.
+engine asks the node what became of that exact payment instead of paying again. The one
+exception is declared and logged: a payout still in flight when the guardian must decide
+settles the hold first (:func:`settle_under_live_payout`), and the worker stays owed.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from taskhold.tasks import Task, TaskState
 from taskhold.tasks import commands as c
 
 from .context import EscrowContext, apply_system, log
-from .paying import pay_once, record_result, record_sent, stands
+from .paying import PaymentRecord, pay_once, record_result, record_sent, stands
 from .payout_rules import payout_fee_cap_msat
 
-__all__ = ["release", "settle_under_live_payout"]
+__all__ = ["payout_hash_of", "release", "settle_under_live_payout"]
 
 
 async def release(ctx: EscrowContext, task_id: str) -> Task | None:
@@ -98,14 +100,14 @@ async def settle_under_live_payout(ctx: EscrowContext, task_id: str, blocks_left
         return
     preimage = ctx.keys.derive_preimage(task.task_id, task.funding_round)
     await ctx.lightning.settle_invoice(preimage)
-    payout_hash = row.payment_hash_hex if row is not None else ""
+    payout_hash = payout_hash_of(row, task.payout_request)
     log.warning(
         "hold_settled_under_live_payout",
         task_id=task_id,
         blocks_left=blocks_left,
         payout_payment_hash=payout_hash,
     )
-    await ctx.audit.record(  # audit log (issue 6)
+    await ctx.audit.record(
         "system",
         "escrow.settle_under_live_payout",
         task_id,
@@ -123,6 +125,16 @@ async def settle_under_live_payout(ctx: EscrowContext, task_id: str, blocks_left
             blocks_left=blocks_left,
         ),
     )
+
+
+def payout_hash_of(row: PaymentRecord | None, payout_request: str | None) -> str:
+    """The hash of the payout a fallback settle stands behind (its row is gone after a
+    rebuild: the invoice it was made for tells the same hash)."""
+    if row is not None:
+        return row.payment_hash_hex
+    if payout_request is not None:
+        return decode_invoice(payout_request).payment_hash_hex
+    return "00" * 32
 
 
 async def _pay_worker(ctx: EscrowContext, task: Task) -> PaymentResult | None:

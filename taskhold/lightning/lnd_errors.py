@@ -108,7 +108,7 @@ _NOT_READY = (  # rpcperms/interceptor.go: lnd is starting or its wallet is not 
 # Sent by grpc-gateway itself (code NotFound) when no handler serves the route, e.g. an lnd built
 # without the invoicesrpc tag. It must not read as "no such invoice".
 _ROUTE_NOT_FOUND = "Not Found"
-_CLTV_LIMIT_TOO_LOW = "should be greater than"
+_CLTV_LIMIT_TOO_LOW = ("cltv limit", "should be greater than")
 """lnd's ``routing.ValidateCLTVLimit``: "cltv limit X should be greater than Y"."""
 NO_ROUTE = "FAILURE_REASON_NO_ROUTE"
 
@@ -151,7 +151,7 @@ def map_lnd_error(failure: httpx.TransportError | GatewayError | FailedPayment) 
         return AlreadyExists(said, node_message=message)
     if any(text in message for text in _WRONG_STATE):
         return WrongInvoiceState(said, node_message=message)
-    if _CLTV_LIMIT_TOO_LOW in message:
+    if all(text in message for text in _CLTV_LIMIT_TOO_LOW):
         # SendPaymentV2 refuses a cltv_limit the invoice's final CLTV does not fit in: no route
         # can exist, and nothing was sent (lnd records no payment).
         return PaymentFailed(said, reason=NO_ROUTE, node_message=message)

@@ -49,6 +49,8 @@ def lnd_settings(devnet: DevnetHandle, data_dir: Path, database_url: str, **extr
         "default_review_window_s": 600,
         "default_dispute_window_s": 600,
         "payout_timeout_s": 20,
+        # Room for an lnd invoice's final CLTV (80) plus padding (3); fewer blocks to mine.
+        "payout_cltv_reserve_blocks": 90,
         "engine_tick_s": 0.2,
         "reconcile_interval_s": 2.0,
     }

@@ -61,6 +61,7 @@ UNKNOWN = GrpcCode.UNKNOWN
         (UNKNOWN, "waiting to start, RPC services not available", NodeUnreachable),
         (UNKNOWN, "wallet locked, unlock it to enable full RPC access", NodeUnreachable),
         (GrpcCode.NOT_FOUND, "payment isn't initiated", PaymentNotInitiated),
+        (UNKNOWN, "cltv limit 39 should be greater than 43", PaymentFailed),
         (UNKNOWN, "CLTV delta of 18 must be greater than minimum of 24", LightningError),
         (UNKNOWN, "verification failed: signature mismatch", LightningError),
     ],

@@ -143,6 +143,14 @@ def sample_command(cls: type[c.Command], actor: str, at: int) -> c.Command:
                 payout_payment_hash_hex="33" * 32,
                 payout_fee_msat=12,
             )
+        case c.SettleUnderLivePayout:
+            return c.SettleUnderLivePayout(
+                actor=actor,
+                at=at,
+                preimage_hex=PREIMAGE,
+                payout_payment_hash_hex="33" * 32,
+                blocks_left=18,
+            )
         case c.CompleteRefund:
             return c.CompleteRefund(actor=actor, at=at, invoice_state="CANCELED")
     raise AssertionError(f"no sample for {cls.__name__}")

@@ -429,6 +429,7 @@ _REPLAYS_ON: dict[type[c.Command], frozenset[TaskState]] = {
     c.Tick: TERMINAL_STATES,
     c.HoldExpiring: TERMINAL_STATES,
     c.CompleteRelease: frozenset({S.PAID}),
+    c.SettleUnderLivePayout: frozenset({S.PAID}),
     c.CompleteRefund: frozenset({S.REFUNDED, S.CANCELLED, S.EXPIRED}),
     c.ExpireFunding: frozenset({S.EXPIRED}),
 }
@@ -733,6 +734,17 @@ def sample_events() -> list[e.Event]:
             payout_payment_hash_hex="44",
             payout_fee_msat=0,
         ),
+        e.DepositSettledUnderLivePayout(
+            at=at,
+            actor=SYSTEM,
+            depositor=WORKER,
+            preimage_hex=PREIMAGE,
+            payout_payment_hash_hex="44",
+            blocks_left=18,
+        ),
+        e.HoldSettledUnderLivePayout(
+            at=at, actor=SYSTEM, preimage_hex=PREIMAGE, payout_payment_hash_hex="33", blocks_left=18
+        ),
     ]
 
 
@@ -783,6 +795,7 @@ _WITH_DEPOSIT = evolve(task_in(S.FUNDED), sample_events()[_FIRST_DEPOSIT])
 _APPLIES_TO.update(  # the deposit's later events
     {type(ev): _WITH_DEPOSIT for ev in sample_events()[_FIRST_DEPOSIT + 1 :]}
 )
+_APPLIES_TO[e.HoldSettledUnderLivePayout] = task_in(S.VERIFIED)
 
 
 @pytest.mark.parametrize("event", sample_events(), ids=lambda ev: type(ev).__name__)
