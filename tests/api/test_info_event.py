@@ -34,3 +34,5 @@ async def test_the_info_event_is_signed_and_states_the_policies(
     assert published == served
     assert published["reputation"]["policy"]["pow_max_bits"] == 12
     assert published["reputation"]["deposits"]["pct_of_amount_at_score_0"] == 7
+    assert "releases a submission that passed the automatic checks" in published["dispute_default"]
+    assert published["limits"]["deposit_max_open_per_task"] == 10
