@@ -22,6 +22,13 @@ __all__ = ["INFO_D", "info_document", "publish_info"]
 
 INFO_D = "taskhold-info"
 
+DISPUTE_DEFAULT = (
+    "a dispute no arbiter resolved within dispute_window_s (or before the guardian acts) releases"
+    " a submission that passed the automatic checks and refunds a task without one; without"
+    " arbiters the employer may not dispute, and a worker never disputes a pending review"
+)
+"""How disputes end, stated with the operator's terms (the rules: ``taskhold.tasks.machine``)."""
+
 
 def info_document(services: Services) -> dict[str, Any]:
     """How this taskhold is configured, as its clients and auditors need to know it."""
@@ -40,7 +47,14 @@ def info_document(services: Services) -> dict[str, Any]:
         "default_review_window_s": settings.default_review_window_s,
         "default_dispute_window_s": settings.default_dispute_window_s,
         "deadline_policy": settings.deadline_policy,
+        "dispute_default": DISPUTE_DEFAULT,
         "arbiters": settings.arbiters,
+        "limits": {
+            "deposit_max_open_per_task": settings.deposit_max_open_per_task,
+            "deposit_max_per_task": settings.deposit_max_per_task,
+            "refused_proofs_max_per_task": settings.refused_proofs_max_per_task,
+            "refused_proof_max_bytes": settings.refused_proof_max_bytes,
+        },
         "request_kind": services.writes.request_kind,
         "proof_kind": services.writes.proof_kind,
         "reputation": reputation_info(services),

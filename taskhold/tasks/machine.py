@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -384,8 +385,11 @@ def _tick(task: Task, cmd: c.Command) -> list[e.Event]:
     return []
 
 
-def _dispute_ends_at(task: Task) -> int:
-    assert task.dispute_opened_at is not None, "a DISPUTED task records when it was opened"
+def _dispute_ends_at(task: Task) -> int | float:
+    """When the dispute's window runs out; never for a dispute recorded without its opening
+    time (a projection older than the dispute timer), which the guardian still ends."""
+    if task.dispute_opened_at is None:
+        return math.inf
     return task.dispute_opened_at + task.dispute_window_s
 
 
@@ -403,8 +407,8 @@ def _hold_expiring(task: Task, cmd: c.Command) -> list[e.Event]:
 
     A submission that passed the automatic checks and that the employer left unanswered counts
     as verified (worker-protective), and an unresolved dispute ends as its window would; a
-    verified task whose payout keeps failing is refunded,
-    because settling without paying the worker would make taskhold custodial.
+    verified task whose payout keeps failing is refunded, because settling without paying the
+    worker would make taskhold custodial.
     """
     assert isinstance(cmd, c.HoldExpiring)
     reason = f"hold invoice within {cmd.blocks_left} blocks of expiry"

@@ -230,3 +230,11 @@ def test_deposits_are_capped_over_a_task_s_life() -> None:
 
 def _capped(command: c.RequestDeposit, cap: int) -> c.RequestDeposit:
     return dataclasses.replace(command, max_open_per_task=cap)
+
+
+def test_a_dispute_recorded_without_its_opening_time_is_left_to_the_guardian() -> None:
+    """A projection written before disputes had a timer: Tick must not fail on it."""
+    old = dataclasses.replace(task_in(S.DISPUTED), dispute_opened_at=None)
+    assert decide(old, c.Tick(actor=SYSTEM, at=DEADLINE * 2), ARBITERS) == []
+    _, events = apply(old, sample_command(c.HoldExpiring, SYSTEM, DEADLINE * 2))
+    assert [type(ev) for ev in events] == [e.DisputeWindowElapsed]
