@@ -101,7 +101,8 @@ for line in sys.stdin:
         print(json.dumps({"pid": pid}), flush=True)
     elif cmd["op"] == "poll":
         pid, status = os.waitpid(cmd["pid"], os.WNOHANG)
-        print(json.dumps({"returncode": None if pid == 0 else os.waitstatus_to_exitcode(status)}), flush=True)
+        code = None if pid == 0 else os.waitstatus_to_exitcode(status)
+        print(json.dumps({"returncode": code}), flush=True)
     elif cmd["op"] == "signal":
         try:
             os.kill(cmd["pid"], cmd["signal"])
@@ -553,8 +554,8 @@ async def run_point(
 async def _money_adds_up(p: Parties, before: dict[str, int], after: dict[str, int]) -> list[str]:
     problems: list[str] = []
     paid_out = 0
-    for task_id, state in p.expected.items():
-        task = await p.call(lambda: p.employer.get_task(task_id))
+    for task_id in p.expected:
+        task = await p.call(lambda task_id=task_id: p.employer.get_task(task_id))
         if task["state"] == "PAID":
             paid_out += int(task["payout_msat"])
     expected_worker = paid_out + p.deposit_beneficiary_msat
