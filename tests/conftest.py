@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from hand_driven import drive_by_hand
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -119,6 +120,7 @@ async def open_stack(settings: Settings, world: SimWorld | None = None) -> Stack
             raise exc
 
     services = await build_services(settings, sim=world, fault_hook=fault_hook)
+    drive_by_hand(services)
     app = create_api(services, run_engine=False)
     http = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://taskhold.test"

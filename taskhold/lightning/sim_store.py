@@ -122,7 +122,8 @@ def restore(network: SimNetwork, nodes: dict[str, SimNode], data: dict[str, Any]
 
 def _runtime(hint: Any) -> bool:
     """The hint names an asyncio type somewhere (``asyncio.Event``, ``list[asyncio.Queue]``)."""
-    if isinstance(hint, type) and hint.__module__.startswith("asyncio"):
+    origin = typing.get_origin(hint) or hint
+    if isinstance(origin, type) and origin.__module__.startswith("asyncio"):
         return True
     return any(_runtime(arg) for arg in typing.get_args(hint))
 

@@ -97,6 +97,18 @@ async def test_lnd_auto_cancel_still_runs_on_a_restored_hold(tmp_path: Path) -> 
     assert after.employer.balance_msat == employer_before + AMOUNT_MSAT
 
 
+async def test_a_world_with_live_subscriptions_is_saved_without_them(tmp_path: Path) -> None:
+    path = tmp_path / "sim.json"
+    world, hashes = await _busy_world(path)
+    held = hashlib.sha256(hashes["held"]).digest()
+    updates = world.escrow.subscribe_invoice(held)
+    assert (await anext(updates)).state is InvoiceState.ACCEPTED
+    await world.escrow.settle_invoice(hashes["held"])  # saved while a subscriber listens
+    assert (await anext(updates)).state is InvoiceState.SETTLED
+    restored = SimWorld.open(path)
+    assert (await restored.escrow.lookup_invoice(held)).state is InvoiceState.SETTLED
+
+
 async def test_saving_is_atomic_and_only_on_change(tmp_path: Path) -> None:
     path = tmp_path / "sim.json"
     world, hashes = await _busy_world(path)

@@ -1,0 +1,622 @@
+"""The crash harness: kill a real ``taskhold serve`` at a named crash point, restart it on the same
+data directory, and check that everything converges.
+
+One *run* is: a fresh data directory; ``serve --lightning sim`` started with
+``TASKHOLD_CRASH_AT=<point>``; a scenario that drives tasks over HTTP (the simulator's wallet
+routes stand in for the employer's and worker's wallets) until the process kills itself with
+SIGKILL at the point; a restart without the crash; the scenario carries on until every task is
+final. Then the checks, each an outcome in the crash-point table:
+
+- **double payouts**: each payee got each payment at most once, and the money adds up: the
+  worker got exactly the reward (or nothing, after a refund), the employer paid exactly once;
+- **stuck**: a task not final within the time allowed after the restart, or a hold invoice of
+  the escrow node neither settled nor cancelled;
+- **gaps**: the public log on the relay misses a ``gseq`` the database has, or the independent
+  auditor (``taskhold.audit``) reports any finding.
+
+Starting a Python process that imports taskhold takes seconds on a busy machine, so processes
+are forked from a *fork server* that imported taskhold once: the child runs the same
+``taskhold serve`` command (``taskhold.cli.app``), in its own process, killed for real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import bolt11
+import httpx
+
+from taskhold.audit import AuditKinds, FetchSettings, audit_log, fetch_log
+from taskhold.client import TaskholdAPIError, TaskholdClient
+from taskhold.escrow.crashpoints import CRASH_POINTS
+from taskhold.lightning.base import InvoiceState
+from taskhold.lightning.simworld import SimWorld
+from taskhold.nostr import NostrKeys
+from taskhold.server import free_port
+
+T = TypeVar("T")
+
+AMOUNT_MSAT = 150_000_000
+ACCEPTANCE = {"required_fields": ["url"], "url_fields": ["url"]}
+SIM_STATE_FILE = "sim-network.json"
+SETTLE_TIMEOUT_S = 60.0
+"""How long after the restart every task has to become final before it counts as stuck."""
+
+SERVE_ENV = {
+    "TASKHOLD_ENGINE_TICK_S": "0.1",
+    "TASKHOLD_RECONCILE_INTERVAL_S": "1",
+    "TASKHOLD_PUBLISH_INTERVAL_S": "0.1",
+    "TASKHOLD_PAYOUT_TIMEOUT_S": "5",
+    "TASKHOLD_DEFAULT_REVIEW_WINDOW_S": "600",
+    "TASKHOLD_DEFAULT_DISPUTE_WINDOW_S": "600",
+    "TASKHOLD_POW_MAX_BITS": "4",
+    "TASKHOLD_REPUTATION_MAX_STALENESS_S": "0",
+    "TASKHOLD_RATE_LIMIT_PUBKEY_PER_S": "0",
+    "TASKHOLD_RATE_LIMIT_IP_PER_S": "0",
+}
+"""Fast ticks so a run takes seconds; a little proof of work so strangers' deposits exist."""
+
+_FORK_SERVER = r"""
+import json, os, sys, time, traceback
+import uvicorn, aiosqlite, asyncpg
+import taskhold.cli, taskhold.app, taskhold.api.app, taskhold.logs
+for line in sys.stdin:
+    cmd = json.loads(line)
+    if cmd["op"] == "start":
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.setpgrp()
+                out = os.open(cmd["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+                os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+                os.dup2(out, 1)
+                os.dup2(out, 2)
+                os.environ.clear()
+                os.environ.update(cmd["env"])
+                sys.argv = ["taskhold", *cmd["argv"]]
+                taskhold.cli.app(args=cmd["argv"], prog_name="taskhold")
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        print(json.dumps({"pid": pid}), flush=True)
+    elif cmd["op"] == "poll":
+        pid, status = os.waitpid(cmd["pid"], os.WNOHANG)
+        code = None if pid == 0 else os.waitstatus_to_exitcode(status)
+        print(json.dumps({"returncode": code}), flush=True)
+    elif cmd["op"] == "signal":
+        try:
+            os.kill(cmd["pid"], cmd["signal"])
+        except ProcessLookupError:
+            pass
+        print("{}", flush=True)
+"""
+
+
+class ForkServer:
+    """A Python process that imported taskhold once and forks ``taskhold`` commands on request."""
+
+    def __init__(self) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", _FORK_SERVER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def _ask(self, command: dict[str, Any]) -> dict[str, Any]:
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._process.stdin.write(json.dumps(command) + "\n")
+        self._process.stdin.flush()
+        line = self._process.stdout.readline()
+        if not line:
+            raise RuntimeError("the fork server died")
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def start(self, argv: list[str], env: dict[str, str], log: Path) -> int:
+        return int(self._ask({"op": "start", "argv": argv, "env": env, "log": str(log)})["pid"])
+
+    def returncode(self, pid: int) -> int | None:
+        code = self._ask({"op": "poll", "pid": pid})["returncode"]
+        return None if code is None else int(code)
+
+    def signal(self, pid: int, number: int) -> None:
+        self._ask({"op": "signal", "pid": pid, "signal": number})
+
+    def close(self) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        self._process.wait(timeout=30)
+
+
+class Serve:
+    """One data directory's ``taskhold serve --lightning sim``, started and restarted."""
+
+    def __init__(self, forks: ForkServer, data_dir: Path, extra_env: dict[str, str]) -> None:
+        self.forks = forks
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("TASKHOLD_")},
+            **SERVE_ENV,
+            "TASKHOLD_EMBEDDED_RELAY_PORT": str(free_port()),
+            **extra_env,
+        }
+        self.pid: int | None = None
+        self.kills = 0
+        """How often the process died by SIGKILL (at the crash point)."""
+
+    def start(self, crash_at: str | None) -> None:
+        env = dict(self.env)
+        if crash_at is not None:
+            env["TASKHOLD_CRASH_AT"] = crash_at
+        argv = ["serve", "--lightning", "sim", "--port", str(self.port)]
+        argv += ["--data-dir", str(self.data_dir)]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.pid = self.forks.start(argv, env, self.data_dir / "serve.log")
+
+    def returncode(self) -> int | None:
+        return None if self.pid is None else self.forks.returncode(self.pid)
+
+    async def wait_up(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient() as http:
+            while time.monotonic() < deadline:
+                code = self.returncode()
+                if code is not None:
+                    raise RuntimeError(f"taskhold serve exited with {code} while starting")
+                try:
+                    if (await http.get(f"{self.url}/healthz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise RuntimeError("taskhold serve did not come up")
+
+    async def balances(self) -> dict[str, int]:
+        """The simulated nodes' balances (msat), by node name."""
+        async with httpx.AsyncClient() as http:
+            response = await http.get(f"{self.url}/v1/sim/wallets")
+        if response.status_code != 200:
+            raise httpx.TransportError(f"wallets answered {response.status_code}")
+        return dict(response.json()["balances_msat"])
+
+    async def stop(self) -> None:
+        """SIGTERM, and wait for a clean exit."""
+        if self.pid is None:
+            return
+        self.forks.signal(self.pid, signal.SIGTERM)
+        for _ in range(600):
+            if self.returncode() is not None:
+                self.pid = None
+                return
+            await asyncio.sleep(0.05)
+        self.forks.signal(self.pid, signal.SIGKILL)
+        self.pid = None
+
+    async def survive(self, step: Callable[[], Awaitable[T]]) -> T:
+        """Run one client step; if the server died at the crash point meanwhile, restart it
+        (without the crash) and run the step again. Writes carry idempotency keys, so a step
+        whose first answer was lost is answered again, not done twice."""
+        transient = 0
+        while True:
+            try:
+                return await step()
+            except (httpx.TransportError, TaskholdAPIError) as exc:
+                if isinstance(exc, TaskholdAPIError) and exc.status < 500:
+                    raise
+                await asyncio.sleep(0.1)
+                code = self.returncode()
+                if code is None:
+                    transient += 1
+                    if transient > 50:
+                        raise RuntimeError(f"taskhold serve keeps failing: {exc}") from exc
+                    continue  # a transient error: the server still runs
+                if code != -signal.SIGKILL:
+                    raise RuntimeError(f"taskhold serve exited with {code}") from exc
+                self.kills += 1
+                self.start(crash_at=None)
+                await self.wait_up()
+
+
+@dataclass
+class Parties:
+    """The run's clients and what each task is expected to end as."""
+
+    serve: Serve
+    employer: TaskholdClient
+    worker: TaskholdClient
+    expected: dict[str, str] = field(default_factory=dict)
+    """task id -> the final state it must reach."""
+    deposit_beneficiary_msat: int = 0
+    """Forfeited deposits paid out to the worker during the run."""
+
+    async def call(self, step: Callable[[], Awaitable[T]]) -> T:
+        return await self.serve.survive(step)
+
+    async def wait_state(
+        self, client: TaskholdClient, task_id: str, states: set[str], timeout_s: float
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            task = await self.call(lambda: client.get_task(task_id))
+            if task["state"] in states:
+                return task
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"task {task_id} stuck in {task['state']}")
+            await asyncio.sleep(0.1)
+
+    async def wait_deposit(
+        self, client: TaskholdClient, task_id: str, depositor: str, states: set[str]
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + SETTLE_TIMEOUT_S
+        while True:
+            task = await self.call(lambda: client.get_task(task_id))
+            deposit = [d for d in task["deposits"] if d["depositor"] == depositor][-1]
+            if deposit["state"] in states:
+                return dict(deposit)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"deposit on {task_id} stuck in {deposit['state']}")
+            await asyncio.sleep(0.1)
+
+    async def pay(self, payment_request: str, wallet: str = "employer") -> None:
+        await self.call(lambda: self.employer.sim_pay(payment_request, wallet=wallet))
+
+    async def invoice(self, amount_msat: int) -> str:
+        answer = await self.call(lambda: self.worker.sim_invoice(amount_msat, wallet="worker"))
+        return str(answer["payment_request"])
+
+
+def key() -> str:
+    return uuid.uuid4().hex
+
+
+def unroutable_invoice(amount_msat: int) -> str:
+    """A valid regtest invoice from a node nobody can reach: every payment to it fails."""
+    tags = bolt11.Tags(
+        [
+            bolt11.Tag(bolt11.TagChar.payment_hash, secrets.token_hex(32)),
+            bolt11.Tag(bolt11.TagChar.description, "unroutable"),
+            bolt11.Tag(bolt11.TagChar.payment_secret, secrets.token_hex(32)),
+            bolt11.Tag(bolt11.TagChar.expire_time, 86_400),
+            bolt11.Tag(bolt11.TagChar.min_final_cltv_expiry, 40),
+        ]
+    )
+    invoice = bolt11.Bolt11(
+        currency="bcrt",
+        amount_msat=bolt11.MilliSatoshi(amount_msat),
+        date=int(time.time()),
+        tags=tags,
+    )
+    return str(bolt11.encode(invoice, secrets.token_hex(32)))
+
+
+# Scenarios: each drives its tasks to a final state, surviving the crash on the way --------------
+
+
+async def _funded(p: Parties, client: TaskholdClient, **create: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {"deadline_at": int(time.time()) + 3600, "acceptance": ACCEPTANCE}
+    args |= create
+    create_key, fund_key = key(), key()
+    task = await p.call(
+        lambda: client.create_task(
+            "Crash test", "", AMOUNT_MSAT, idempotency_key=create_key, **args
+        )
+    )
+    task_id = task["task_id"]
+    funding = await p.call(lambda: client.request_funding(task_id, idempotency_key=fund_key))
+    await p.pay(funding["funding"]["payment_request"])
+    return await p.wait_state(client, task_id, {"FUNDED"}, SETTLE_TIMEOUT_S)
+
+
+async def _submitted(p: Parties, payout_invoice: str | None = None) -> dict[str, Any]:
+    task = await _funded(p, p.employer)
+    task_id = task["task_id"]
+    claim_key, submit_key = key(), key()
+    await p.call(lambda: p.worker.claim(task_id, idempotency_key=claim_key))
+    invoice = payout_invoice or await p.invoice(task["payout_msat"])
+    proof = {"url": "https://example.org/crash"}
+    return await p.call(
+        lambda: p.worker.submit_proof(task_id, proof, invoice, idempotency_key=submit_key)
+    )
+
+
+async def release(p: Parties) -> None:
+    """Create, fund, claim, submit, approve: ends PAID."""
+    task = await _submitted(p)
+    approve_key = key()
+    await p.call(lambda: p.employer.approve(task["task_id"], idempotency_key=approve_key))
+    p.expected[task["task_id"]] = "PAID"
+
+
+async def refund(p: Parties) -> None:
+    """Funded, then cancelled by the employer: ends REFUNDED."""
+    task = await _funded(p, p.employer)
+    cancel_key = key()
+    await p.call(
+        lambda: p.employer.cancel(task["task_id"], "changed my mind", idempotency_key=cancel_key)
+    )
+    p.expected[task["task_id"]] = "REFUNDED"
+
+
+async def payout_retry(p: Parties) -> None:
+    """The worker's first invoice cannot be paid; after failed attempts a new one is."""
+    task = await _submitted(p, unroutable_invoice(AMOUNT_MSAT - AMOUNT_MSAT // 100))
+    task_id = task["task_id"]
+    approve_key, update_key = key(), key()
+    await p.call(lambda: p.employer.approve(task_id, idempotency_key=approve_key))
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while (await p.call(lambda: p.worker.get_task(task_id)))["payout_failures"] < 1:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"task {task_id}: no payout attempt failed")
+        await asyncio.sleep(0.1)
+    invoice = await p.invoice(task["payout_msat"])
+    await p.call(
+        lambda: p.worker.update_payout_invoice(task_id, invoice, idempotency_key=update_key)
+    )
+    p.expected[task_id] = "PAID"
+
+
+async def _employer_deposit(p: Parties, employer: TaskholdClient) -> tuple[str, int]:
+    """A stranger employer pledges a deposit, locks it and funds the task."""
+    create_key, deposit_key, fund_key = key(), key(), key()
+    task = await p.call(
+        lambda: employer.create_task(
+            "Crash test",
+            "",
+            AMOUNT_MSAT,
+            int(time.time()) + 3600,
+            acceptance=ACCEPTANCE,
+            review_window_s=2,
+            deposit=True,
+            idempotency_key=create_key,
+        )
+    )
+    task_id = task["task_id"]
+    deposit = (await p.call(lambda: employer.lock_deposit(task_id, idempotency_key=deposit_key)))[
+        "deposit"
+    ]
+    await p.pay(deposit["payment_request"])
+    held = await p.wait_deposit(employer, task_id, employer.pubkey_hex, {"HELD"})
+    funding = await p.call(lambda: employer.request_funding(task_id, idempotency_key=fund_key))
+    await p.pay(funding["funding"]["payment_request"])
+    await p.wait_state(employer, task_id, {"FUNDED"}, SETTLE_TIMEOUT_S)
+    claim_key, submit_key = key(), key()
+    await p.call(lambda: p.worker.claim(task_id, idempotency_key=claim_key))
+    invoice = await p.invoice(task["payout_msat"])
+    proof = {"url": "https://example.org/crash"}
+    await p.call(lambda: p.worker.submit_proof(task_id, proof, invoice, idempotency_key=submit_key))
+    return task_id, int(held["amount_msat"])
+
+
+def _stranger(p: Parties) -> TaskholdClient:
+    return TaskholdClient(p.serve.url, NostrKeys.generate(), retries=0, auto_pow=False)
+
+
+async def deposit_returned(p: Parties) -> None:
+    """The employer answers in time: the task ends PAID and the deposit is returned."""
+    employer = _stranger(p)
+    try:
+        task_id, _ = await _employer_deposit(p, employer)
+        approve_key = key()
+        await p.call(lambda: employer.approve(task_id, idempotency_key=approve_key))
+        await p.wait_state(employer, task_id, {"PAID"}, SETTLE_TIMEOUT_S)
+        await p.wait_deposit(employer, task_id, employer.pubkey_hex, {"RETURNED"})
+    finally:
+        await employer.aclose()
+    p.expected[task_id] = "PAID"
+
+
+async def deposit_forfeit(p: Parties, *, first_fails: bool = False) -> None:
+    """The employer stays silent: the reward is released and the deposit paid to the worker."""
+    employer = _stranger(p)
+    try:
+        task_id, amount = await _employer_deposit(p, employer)
+        await p.wait_state(employer, task_id, {"PAID"}, SETTLE_TIMEOUT_S)
+        await p.wait_deposit(employer, task_id, employer.pubkey_hex, {"FORFEIT"})
+        if first_fails:
+            fail_key = key()
+            await p.call(
+                lambda: p.worker.claim_deposit(
+                    task_id,
+                    employer.pubkey_hex,
+                    unroutable_invoice(amount),
+                    idempotency_key=fail_key,
+                )
+            )
+            await _wait_deposit_failure(p, task_id, employer.pubkey_hex)
+        invoice = await p.invoice(amount)
+        claim_key = key()
+        await p.call(
+            lambda: p.worker.claim_deposit(
+                task_id, employer.pubkey_hex, invoice, idempotency_key=claim_key
+            )
+        )
+        await p.wait_deposit(employer, task_id, employer.pubkey_hex, {"PAID_OUT"})
+    finally:
+        await employer.aclose()
+    p.expected[task_id] = "PAID"
+    p.deposit_beneficiary_msat += amount
+
+
+async def _wait_deposit_failure(p: Parties, task_id: str, depositor: str) -> None:
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while True:
+        task = await p.call(lambda: p.worker.get_task(task_id))
+        deposit = [d for d in task["deposits"] if d["depositor"] == depositor][-1]
+        if deposit.get("payout_failures", 0) >= 1:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"deposit on {task_id}: no payment attempt failed")
+        await asyncio.sleep(0.1)
+
+
+async def deposit_forfeit_retried(p: Parties) -> None:
+    await deposit_forfeit(p, first_fails=True)
+
+
+Scenario = Callable[[Parties], Awaitable[None]]
+
+SCENARIOS: dict[str, Scenario] = {
+    "after_hold_invoice": release,
+    "after_htlc_accepted": release,
+    "after_payout_row": release,
+    "after_payout": release,
+    "after_settle": release,
+    "after_payout_failure": payout_retry,
+    "after_cancel": refund,
+    "after_deposit_invoice": deposit_returned,
+    "after_deposit_htlc_accepted": deposit_returned,
+    "after_deposit_cancel": deposit_returned,
+    "after_deposit_payout_row": deposit_forfeit,
+    "after_deposit_payout": deposit_forfeit,
+    "after_deposit_settle": deposit_forfeit,
+    "after_deposit_payout_failure": deposit_forfeit_retried,
+}
+"""The scenario that reaches each crash point."""
+
+assert SCENARIOS.keys() == CRASH_POINTS.keys(), "every crash point needs a scenario"
+
+
+# One run and its checks -----------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """One run of one crash point: what the checks found (empty lists: converged)."""
+
+    point: str
+    crashed: bool
+    double_payouts: list[str] = field(default_factory=list)
+    stuck: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.crashed and not (self.double_payouts or self.stuck or self.gaps)
+
+
+async def run_point(
+    forks: ForkServer, point: str, data_dir: Path, extra_env: dict[str, str] | None = None
+) -> Outcome:
+    """Crash ``serve`` once at ``point`` while its scenario runs; restart; check convergence."""
+    started = time.monotonic()
+    serve = Serve(forks, data_dir, extra_env or {})
+    serve.start(crash_at=point)
+    employer = TaskholdClient(serve.url, NostrKeys.generate(), retries=0)
+    worker = TaskholdClient(serve.url, NostrKeys.generate(), retries=0)
+    parties = Parties(serve, employer, worker)
+    outcome = Outcome(point=point, crashed=False)
+    try:
+        await serve.wait_up()
+        before = await parties.call(serve.balances)
+        try:
+            await SCENARIOS[point](parties)
+            for task_id, state in parties.expected.items():
+                await parties.wait_state(employer, task_id, {state}, SETTLE_TIMEOUT_S)
+        except TimeoutError as exc:
+            outcome.stuck.append(str(exc))
+        outcome.crashed = serve.kills == 1
+        outcome.gaps += await _log_gaps(parties)
+        after = await parties.call(serve.balances)
+        outcome.double_payouts += await _money_adds_up(parties, before, after)
+    finally:
+        await serve.stop()
+        await employer.aclose()
+        await worker.aclose()
+    outcome.stuck += await _open_holds(data_dir)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+async def _money_adds_up(p: Parties, before: dict[str, int], after: dict[str, int]) -> list[str]:
+    problems: list[str] = []
+    paid_out = 0
+    for task_id in p.expected:
+        task = await p.call(lambda task_id=task_id: p.employer.get_task(task_id))
+        if task["state"] == "PAID":
+            paid_out += int(task["payout_msat"])
+    expected_worker = paid_out + p.deposit_beneficiary_msat
+    worker_got = after["worker"] - before["worker"]
+    if worker_got != expected_worker:
+        problems.append(f"worker received {worker_got} msat, expected {expected_worker}")
+    if sum(after.values()) != sum(before.values()):
+        problems.append(f"money appeared or vanished: {before} -> {after}")
+    return problems
+
+
+async def _log_gaps(p: Parties) -> list[str]:
+    """Every log entry the database has is on the relay, gap-free, and passes the auditor."""
+    operator = (await p.call(p.employer.info))["operator_pubkey"]
+    entries_in_db = _db_log_count(p.serve.data_dir)
+    kinds = AuditKinds(3910, 3911, 3912, 30402, 30078)
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while True:
+        fetched = await fetch_log(
+            [_relay_url(p)], operator, kinds=kinds, settings=FetchSettings(timeout_s=5)
+        )
+        gseqs = sorted(_gseq(e) for e in fetched.entries)
+        if len(gseqs) >= entries_in_db or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    problems = []
+    if gseqs != list(range(entries_in_db)):
+        missing = sorted(set(range(entries_in_db)) - set(gseqs))
+        problems.append(f"relay has {len(gseqs)} of {entries_in_db} entries; missing {missing}")
+    result = audit_log(
+        fetched.entries,
+        operator,
+        kinds=kinds,
+        checkpoints=fetched.checkpoints,
+        deletions=fetched.deletions,
+    )
+    problems += [f"audit: {finding}" for finding in result.findings]
+    return problems
+
+
+def _relay_url(p: Parties) -> str:
+    return f"ws://127.0.0.1:{p.serve.env['TASKHOLD_EMBEDDED_RELAY_PORT']}"
+
+
+def _gseq(event: dict[str, Any]) -> int:
+    return int(next(t[1] for t in event["tags"] if t[0] == "o"))
+
+
+def _db_log_count(data_dir: Path) -> int:
+    with sqlite3.connect(data_dir / "taskhold.sqlite3") as db:
+        (count,) = db.execute("select count(*) from log_entries").fetchone()
+    return int(count)
+
+
+async def _open_holds(data_dir: Path) -> list[str]:
+    """Hold invoices of the escrow node still open or held once the server has stopped."""
+    world = SimWorld.open(data_dir / SIM_STATE_FILE)
+    found = []
+    for (issuer, payment_hash), invoice in world.network._invoices.items():
+        if issuer != world.escrow.pubkey_hex or not invoice.hold:
+            continue
+        if invoice.state not in (InvoiceState.SETTLED, InvoiceState.CANCELED):
+            found.append(f"hold invoice {payment_hash.hex()[:16]} left {invoice.state.value}")
+    return found
