@@ -215,8 +215,8 @@ async def test_too_late_to_pay_nothing_is_sent(stack: Stack) -> None:
 async def test_no_payout_after_the_node_cancelled_the_employers_htlc(stack: Stack) -> None:
     employer, worker = stack.client(), stack.client()
     task = await submitted(stack, employer, worker)
+    await employer.approve(task["task_id"])  # verified: the release is due on the next pass
     await stack.world.escrow.cancel_invoice(bytes.fromhex(task["funding"]["payment_hash"]))
-    await employer.approve(task["task_id"])
     await stack.settle_engine()
 
     final = await employer.get_task(task["task_id"])
