@@ -152,7 +152,10 @@ class EscrowEngine:
             self._pay(task_id, task_id, partial(release, ctx, task_id), _paid)
 
     async def _deposit_steps(self, task_id: str, height: int | None) -> None:
-        """Guard and return one task's deposits, and start the payouts of forfeited ones."""
+        """Guard and return one task's deposits, and start the payouts of forfeited ones.
+
+        The guard looks at all of the task's deposits at once, so while one of them is being
+        paid out it waits for a pass between two payment attempts."""
         async with self.ctx.store.transaction() as tx:
             task = await tx.load_task(task_id)
         if task is None:
