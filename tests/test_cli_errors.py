@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_support import isolated_logging  # noqa: F401
 from typer.testing import CliRunner
 
 from taskhold.cli import app
+
+pytestmark = pytest.mark.usefixtures("isolated_logging")
 
 NARROW = {"COLUMNS": "30"}
 

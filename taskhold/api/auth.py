@@ -25,6 +25,8 @@ _HEX128 = re.compile(r"[0-9a-f]{128}")
 _CONTROL = re.compile(r"[\x00-\x1f]")
 _FIELDS = frozenset({"id", "pubkey", "created_at", "kind", "tags", "content", "sig"})
 _MAX_CREATED_AT = 2**63 - 1
+_MAX_CONTENT_INT = 2**63 - 1
+"""Integers in content fit a signed 64-bit column, and stay exact in every JSON reader."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,14 +191,17 @@ def _check_fresh(created_at: int, now: int, window_s: int) -> None:
 def _content_object(content: str) -> dict[str, Any]:
     try:
         value = json.loads(
-            content, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant
+            content,
+            object_pairs_hook=_no_duplicate_keys,
+            parse_constant=_no_constant,
+            parse_int=_int64,
         )
     except (ValueError, RecursionError):
         value = None
     if not isinstance(value, dict):
         raise Invalid(
-            "content must be a JSON object (no duplicate keys, no NaN or Infinity) holding "
-            "the request's fields",
+            "content must be a JSON object (no duplicate keys, no NaN or Infinity, integers"
+            " within ±(2^63 - 1)) holding the request's fields",
             code="malformed_content",
         )
     return value
@@ -208,6 +213,13 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     if len(result) != len(pairs):
         raise ValueError("duplicate key")
     return result
+
+
+def _int64(digits: str) -> int:
+    value = int(digits)
+    if abs(value) > _MAX_CONTENT_INT:
+        raise ValueError("integer out of range")
+    return value
 
 
 def _no_constant(name: str) -> NoReturn:

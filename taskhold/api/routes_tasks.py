@@ -122,7 +122,9 @@ async def list_tasks(
     employer: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
     worker: Annotated[str | None, Query(pattern="^[0-9a-f]{64}$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=0, description="created_at cursor")] = None,
+    before: Annotated[
+        int | None, Query(ge=0, le=2**63 - 1, description="created_at cursor")
+    ] = None,
 ) -> dict[str, Any]:
     async with services_of(request).store.transaction() as tx:
         tasks = await tx.list_tasks(

@@ -81,11 +81,14 @@ class Fuzzer:
         except (httpx.HTTPError, httpx.InvalidURL):  # httpx refused to send it: not a request
             self.unsent += 1
             return
+        except Exception as exc:  # the in-process transport raises what the app raised: a 500
+            self.statuses[500] += 1
+            self.server_errors.append(f"{_described(kwargs)} -> {type(exc).__name__}: {exc}")
+            return
         self.statuses[response.status_code] += 1
         if response.status_code >= 500:
             self.server_errors.append(
-                f"{kwargs['method']} {kwargs['url']} {json.dumps(kwargs.get('json'))[:500]}"
-                f" -> {response.status_code} {response.text[:300]}"
+                f"{_described(kwargs)} -> {response.status_code} {response.text[:300]}"
             )
 
     def signed(self, kwargs: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
@@ -155,6 +158,11 @@ class Fuzzer:
             fuzz()
         except Unsatisfiable:  # where every input is a free string, nothing breaks the schema
             assert mode is GenerationMode.NEGATIVE, operation.label
+
+
+def _described(kwargs: dict[str, Any]) -> str:
+    body = json.dumps(kwargs.get("json"))[:500]
+    return f"{kwargs['method']} {kwargs['url']} params={kwargs.get('params')} {body}"
 
 
 def _modes(operation: Any) -> list[GenerationMode]:

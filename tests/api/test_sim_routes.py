@@ -7,11 +7,14 @@ from typing import Any
 
 import pytest
 import uvicorn
+from cli_support import isolated_logging  # noqa: F401
 from conftest import Stack, close_stack, open_stack, stack_settings
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
 from taskhold.cli import app as cli
+
+pytestmark = pytest.mark.usefixtures("isolated_logging")
 
 SIM_CALLS = [
     ("GET", "/v1/sim/wallets", None),

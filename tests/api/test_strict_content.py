@@ -51,3 +51,26 @@ async def test_well_typed_content_is_accepted(stack: Stack) -> None:
     response = await _post(stack, "/v1/tasks", event, "fine")
     assert response.status_code == 201, response.text
     assert json.loads(event["content"])["amount_msat"] == response.json()["amount_msat"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("amount_msat", 2**64), ("review_window_s", 10**400), ("deadline_at", -(2**63) - 1)],
+    ids=["amount-2^64", "window-10^400", "deadline-below-int64"],
+)
+async def test_integers_beyond_64_bits_are_refused(stack: Stack, field: str, value: int) -> None:
+    base = {k: v for k, v in _create().items() if k != field}
+    content = json.dumps(base).replace('"title"', f'"{field}": {value}, "title"', 1)
+    keys = NostrKeys.generate()
+    event = keys.sign_event(3912, content, [["op", "create"]], int(time.time()))
+
+    response = await _post(stack, "/v1/tasks", event, "big")
+
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "malformed_content"
+    assert await _counts(stack) == (0, 0)
+
+
+async def test_a_cursor_beyond_64_bits_is_refused(stack: Stack) -> None:
+    response = await stack.http.get("/v1/tasks", params={"before": 2**70})
+    assert response.status_code == 422, response.text
