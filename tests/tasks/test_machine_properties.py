@@ -279,6 +279,24 @@ class TaskLifecycle(RuleBasedStateMachine):
         }[kind]
         self._send(command)
 
+    @rule(
+        side=st.sampled_from(["employer", "worker"]),
+        first=st.sampled_from(["nothing", "proof", "proof and rejection"]),
+        dt=st.integers(min_value=0, max_value=60),
+    )
+    def dispute_soon(self, side: str, first: str, dt: int) -> None:
+        """Disputes opened early and often, some over a proof and some over a rejection: the
+        rules that keep a dispute from paying off (its timer and default, no_arbiter,
+        review_pending, the deposit rules) need walks that reach them."""
+        assert self.task is not None
+        worker = self.task.worker_pubkey or WORKER
+        if first != "nothing" and self.task.state is S.CLAIMED:
+            self._send(sample_command(c.SubmitProof, worker, self._at(0)))
+            if first == "proof and rejection":
+                self._send(sample_command(c.Reject, EMPLOYER, self._at(0)))
+        actor = EMPLOYER if side == "employer" else worker
+        self._send(c.OpenDispute(actor=actor, at=self._at(dt), reason="we disagree"))
+
     @rule(actor=st.one_of(st.just(SYSTEM), ANYONE), paid_msat=st.sampled_from([0, 99_999]))
     def underpaid_funding(self, actor: str, paid_msat: int) -> None:
         command = c.ConfirmFunding(
