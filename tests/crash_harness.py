@@ -420,8 +420,10 @@ async def payout_retry(p: Parties) -> None:
     p.expected[task_id] = "PAID"
 
 
-async def _employer_deposit(p: Parties, employer: TaskholdClient) -> tuple[str, int]:
-    """A stranger employer pledges a deposit, locks it and funds the task."""
+async def _employer_deposit(
+    p: Parties, employer: TaskholdClient, review_window_s: int
+) -> tuple[str, int]:
+    """A stranger employer pledges a deposit, locks it and funds the task; the worker submits."""
     create_key, deposit_key, fund_key = key(), key(), key()
     task = await p.call(
         lambda: employer.create_task(
@@ -430,7 +432,7 @@ async def _employer_deposit(p: Parties, employer: TaskholdClient) -> tuple[str, 
             AMOUNT_MSAT,
             int(time.time()) + 3600,
             acceptance=ACCEPTANCE,
-            review_window_s=2,
+            review_window_s=review_window_s,
             deposit=True,
             idempotency_key=create_key,
         )
@@ -460,7 +462,7 @@ async def deposit_returned(p: Parties) -> None:
     """The employer answers in time: the task ends PAID and the deposit is returned."""
     employer = _stranger(p)
     try:
-        task_id, _ = await _employer_deposit(p, employer)
+        task_id, _ = await _employer_deposit(p, employer, review_window_s=600)
         approve_key = key()
         await p.call(lambda: employer.approve(task_id, idempotency_key=approve_key))
         await p.wait_state(employer, task_id, {"PAID"}, SETTLE_TIMEOUT_S)
@@ -474,7 +476,7 @@ async def deposit_forfeit(p: Parties, *, first_fails: bool = False) -> None:
     """The employer stays silent: the reward is released and the deposit paid to the worker."""
     employer = _stranger(p)
     try:
-        task_id, amount = await _employer_deposit(p, employer)
+        task_id, amount = await _employer_deposit(p, employer, review_window_s=2)
         await p.wait_state(employer, task_id, {"PAID"}, SETTLE_TIMEOUT_S)
         await p.wait_deposit(employer, task_id, employer.pubkey_hex, {"FORFEIT"})
         if first_fails:
