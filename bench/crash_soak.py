@@ -5,7 +5,7 @@ the same runs a few times per point (``tests/test_crash_harness.py``).
 
     python bench/crash_soak.py [--runs 20] [--jobs 2] [--point after_payout ...] [--keep DIR]
 
-Exits 1 if any run did not converge.
+Exits 1 if any run did not converge. Interrupted (Ctrl-C), it prints the table of the runs done.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ from crash_harness import ForkServer, Outcome, run_point
 from taskhold.escrow.crashpoints import CRASH_POINTS
 
 
-async def soak(points: list[str], runs: int, jobs: int, directory: Path) -> list[Outcome]:
+async def soak(
+    points: list[str], runs: int, jobs: int, directory: Path, done: list[Outcome]
+) -> None:
+    """Append each run's outcome to ``done`` as it ends (so an interrupted soak still reports)."""
     forks = ForkServer()
     limit = asyncio.Semaphore(jobs)
-    done: list[Outcome] = []
 
     async def one(point: str, run: int) -> None:
         async with limit:
@@ -46,7 +48,6 @@ async def soak(points: list[str], runs: int, jobs: int, directory: Path) -> list
         await asyncio.gather(*(one(point, run) for run in range(runs) for point in points))
     finally:
         forks.close()
-    return done
 
 
 def table(outcomes: list[Outcome], points: list[str]) -> str:
@@ -79,7 +80,11 @@ def main() -> int:
     args = parser.parse_args()
     points = args.point or list(CRASH_POINTS)
     directory = args.keep or Path(tempfile.mkdtemp(prefix="taskhold-crash-soak-"))
-    outcomes = asyncio.run(soak(points, args.runs, args.jobs, directory))
+    outcomes: list[Outcome] = []
+    try:
+        asyncio.run(soak(points, args.runs, args.jobs, directory, outcomes))
+    except KeyboardInterrupt:
+        print(f"interrupted after {len(outcomes)} runs", file=sys.stderr)
     print(table(outcomes, points))
     return 0 if all(o.ok for o in outcomes) else 1
 
