@@ -563,9 +563,14 @@ class Outcome:
 
 
 async def run_point(
-    forks: ForkServer, point: str, data_dir: Path, extra_env: dict[str, str] | None = None
+    forks: ForkServer,
+    point: str,
+    data_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    before_checks: Callable[[], object] | None = None,
 ) -> Outcome:
-    """Crash ``serve`` once at ``point`` while its scenario runs; restart; check convergence."""
+    """Crash ``serve`` once at ``point`` while its scenario runs; restart; check convergence.
+    ``before_checks`` runs once the tasks are final (e.g. to bring a stopped relay back)."""
     started = time.monotonic()
     serve = Serve(forks, data_dir, extra_env or {})
     serve.start(crash_at=point)
@@ -583,6 +588,8 @@ async def run_point(
         except TimeoutError as exc:
             outcome.stuck.append(str(exc))
         outcome.crashed = serve.kills == 1
+        if before_checks is not None:
+            before_checks()
         outcome.gaps += await log_gaps(parties)
         after = await parties.call(serve.balances)
         outcome.double_payouts += await _money_adds_up(parties, before, after)
@@ -641,7 +648,8 @@ async def log_gaps(p: Parties) -> list[str]:
 
 
 def _relay_url(p: Parties) -> str:
-    return f"ws://127.0.0.1:{p.serve.env['TASKHOLD_EMBEDDED_RELAY_PORT']}"
+    configured = p.serve.env.get("TASKHOLD_RELAYS")
+    return configured or f"ws://127.0.0.1:{p.serve.env['TASKHOLD_EMBEDDED_RELAY_PORT']}"
 
 
 def _gseq(event: dict[str, Any]) -> int:
