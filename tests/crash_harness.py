@@ -26,7 +26,6 @@ import json
 import os
 import secrets
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -38,6 +37,8 @@ from typing import Any, TypeVar
 
 import bolt11
 import httpx
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from taskhold.audit import AuditKinds, FetchSettings, audit_log, fetch_log
 from taskhold.client import TaskholdAPIError, TaskholdClient
@@ -73,6 +74,7 @@ _FORK_SERVER = r"""
 import json, os, sys, time, traceback
 import uvicorn, aiosqlite, asyncpg
 import taskhold.cli, taskhold.app, taskhold.api.app, taskhold.logs
+children = set()
 for line in sys.stdin:
     cmd = json.loads(line)
     if cmd["op"] == "start":
@@ -98,6 +100,7 @@ for line in sys.stdin:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
+        children.add(pid)
         print(json.dumps({"pid": pid}), flush=True)
     elif cmd["op"] == "poll":
         pid, status = os.waitpid(cmd["pid"], os.WNOHANG)
@@ -109,6 +112,11 @@ for line in sys.stdin:
         except ProcessLookupError:
             pass
         print("{}", flush=True)
+for pid in children:  # the harness is gone: leave no server running behind it
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        pass
 """
 
 
@@ -149,11 +157,45 @@ class ForkServer:
         self._process.wait(timeout=30)
 
 
-class Serve:
-    """One data directory's ``taskhold serve --lightning sim``, started and restarted."""
+class ExecLauncher:
+    """Starts each ``taskhold`` command as a new interpreter (``python -m taskhold.cli``)."""
 
-    def __init__(self, forks: ForkServer, data_dir: Path, extra_env: dict[str, str]) -> None:
+    def __init__(self) -> None:
+        self._processes: dict[int, subprocess.Popen[bytes]] = {}
+
+    def start(self, argv: list[str], env: dict[str, str], log: Path) -> int:
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "taskhold.cli", *argv],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        self._processes[process.pid] = process
+        return process.pid
+
+    def returncode(self, pid: int) -> int | None:
+        return self._processes[pid].poll()
+
+    def signal(self, pid: int, number: int) -> None:
+        self._processes[pid].send_signal(number)
+
+
+Launcher = ForkServer | ExecLauncher
+
+
+class Serve:
+    """One data directory's ``taskhold serve``, started and restarted."""
+
+    def __init__(
+        self,
+        forks: Launcher,
+        data_dir: Path,
+        extra_env: dict[str, str],
+        lightning: str = "sim",
+    ) -> None:
         self.forks = forks
+        self.lightning = lightning
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -171,7 +213,7 @@ class Serve:
         env = dict(self.env)
         if crash_at is not None:
             env["TASKHOLD_CRASH_AT"] = crash_at
-        argv = ["serve", "--lightning", "sim", "--port", str(self.port)]
+        argv = ["serve", "--lightning", self.lightning, "--port", str(self.port)]
         argv += ["--data-dir", str(self.data_dir)]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.pid = self.forks.start(argv, env, self.data_dir / "serve.log")
@@ -378,8 +420,10 @@ async def payout_retry(p: Parties) -> None:
     p.expected[task_id] = "PAID"
 
 
-async def _employer_deposit(p: Parties, employer: TaskholdClient) -> tuple[str, int]:
-    """A stranger employer pledges a deposit, locks it and funds the task."""
+async def _employer_deposit(
+    p: Parties, employer: TaskholdClient, review_window_s: int
+) -> tuple[str, int]:
+    """A stranger employer pledges a deposit, locks it and funds the task; the worker submits."""
     create_key, deposit_key, fund_key = key(), key(), key()
     task = await p.call(
         lambda: employer.create_task(
@@ -388,7 +432,7 @@ async def _employer_deposit(p: Parties, employer: TaskholdClient) -> tuple[str, 
             AMOUNT_MSAT,
             int(time.time()) + 3600,
             acceptance=ACCEPTANCE,
-            review_window_s=2,
+            review_window_s=review_window_s,
             deposit=True,
             idempotency_key=create_key,
         )
@@ -418,7 +462,7 @@ async def deposit_returned(p: Parties) -> None:
     """The employer answers in time: the task ends PAID and the deposit is returned."""
     employer = _stranger(p)
     try:
-        task_id, _ = await _employer_deposit(p, employer)
+        task_id, _ = await _employer_deposit(p, employer, review_window_s=600)
         approve_key = key()
         await p.call(lambda: employer.approve(task_id, idempotency_key=approve_key))
         await p.wait_state(employer, task_id, {"PAID"}, SETTLE_TIMEOUT_S)
@@ -432,7 +476,7 @@ async def deposit_forfeit(p: Parties, *, first_fails: bool = False) -> None:
     """The employer stays silent: the reward is released and the deposit paid to the worker."""
     employer = _stranger(p)
     try:
-        task_id, amount = await _employer_deposit(p, employer)
+        task_id, amount = await _employer_deposit(p, employer, review_window_s=2)
         await p.wait_state(employer, task_id, {"PAID"}, SETTLE_TIMEOUT_S)
         await p.wait_deposit(employer, task_id, employer.pubkey_hex, {"FORFEIT"})
         if first_fails:
@@ -519,9 +563,14 @@ class Outcome:
 
 
 async def run_point(
-    forks: ForkServer, point: str, data_dir: Path, extra_env: dict[str, str] | None = None
+    forks: ForkServer,
+    point: str,
+    data_dir: Path,
+    extra_env: dict[str, str] | None = None,
+    before_checks: Callable[[], object] | None = None,
 ) -> Outcome:
-    """Crash ``serve`` once at ``point`` while its scenario runs; restart; check convergence."""
+    """Crash ``serve`` once at ``point`` while its scenario runs; restart; check convergence.
+    ``before_checks`` runs once the tasks are final (e.g. to bring a stopped relay back)."""
     started = time.monotonic()
     serve = Serve(forks, data_dir, extra_env or {})
     serve.start(crash_at=point)
@@ -539,7 +588,9 @@ async def run_point(
         except TimeoutError as exc:
             outcome.stuck.append(str(exc))
         outcome.crashed = serve.kills == 1
-        outcome.gaps += await _log_gaps(parties)
+        if before_checks is not None:
+            before_checks()
+        outcome.gaps += await log_gaps(parties)
         after = await parties.call(serve.balances)
         outcome.double_payouts += await _money_adds_up(parties, before, after)
     finally:
@@ -567,10 +618,10 @@ async def _money_adds_up(p: Parties, before: dict[str, int], after: dict[str, in
     return problems
 
 
-async def _log_gaps(p: Parties) -> list[str]:
+async def log_gaps(p: Parties) -> list[str]:
     """Every log entry the database has is on the relay, gap-free, and passes the auditor."""
     operator = (await p.call(p.employer.info))["operator_pubkey"]
-    entries_in_db = _db_log_count(p.serve.data_dir)
+    entries_in_db = await _db_log_count(p.serve)
     kinds = AuditKinds(3910, 3911, 3912, 30402, 30078)
     deadline = time.monotonic() + SETTLE_TIMEOUT_S
     while True:
@@ -597,16 +648,24 @@ async def _log_gaps(p: Parties) -> list[str]:
 
 
 def _relay_url(p: Parties) -> str:
-    return f"ws://127.0.0.1:{p.serve.env['TASKHOLD_EMBEDDED_RELAY_PORT']}"
+    configured = p.serve.env.get("TASKHOLD_RELAYS")
+    return configured or f"ws://127.0.0.1:{p.serve.env['TASKHOLD_EMBEDDED_RELAY_PORT']}"
 
 
 def _gseq(event: dict[str, Any]) -> int:
     return int(next(t[1] for t in event["tags"] if t[0] == "o"))
 
 
-def _db_log_count(data_dir: Path) -> int:
-    with sqlite3.connect(data_dir / "taskhold.sqlite3") as db:
-        (count,) = db.execute("select count(*) from log_entries").fetchone()
+async def _db_log_count(serve: Serve) -> int:
+    """How many log entries the server's database holds (all of them must reach the relay)."""
+    url = serve.env.get("TASKHOLD_DATABASE_URL")
+    url = url or f"sqlite+aiosqlite:///{serve.data_dir / 'taskhold.sqlite3'}"
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            count = (await conn.execute(text("select count(*) from log_entries"))).scalar_one()
+    finally:
+        await engine.dispose()
     return int(count)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from crash_harness import ForkServer, run_point
+from relay_support import NostrRelayProcess
 
 from taskhold.escrow.crashpoints import CRASH_POINTS
 
@@ -36,3 +37,27 @@ async def test_serve_killed_at_a_crash_point_converges_after_restart(
     assert outcome.double_payouts == [], log
     assert outcome.stuck == [], log
     assert outcome.gaps == [], log
+
+
+async def test_a_relay_down_across_the_crash_loses_no_log_entry(
+    forks: ForkServer, tmp_path: Path
+) -> None:
+    """The public log goes to an outside relay that is down from funding to PAID, while serve is
+    killed between paying the worker and settling: once the relay is back, every entry is there.
+    """
+    relay = NostrRelayProcess(tmp_path / "relay")
+    url = relay.start()
+    relay.stop()  # down before the first write: the outbox must keep everything
+    try:
+        outcome = await run_point(
+            forks,
+            "after_payout",
+            tmp_path / "data",
+            extra_env={"TASKHOLD_RELAYS": url},
+            before_checks=relay.start,
+        )
+    finally:
+        relay.stop()
+    log = (tmp_path / "data" / "serve.log").read_text()[-3000:]
+    assert outcome.crashed, log
+    assert (outcome.double_payouts, outcome.stuck, outcome.gaps) == ([], [], []), log

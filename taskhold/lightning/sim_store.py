@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import os
 import types
@@ -128,6 +129,7 @@ def _runtime(hint: Any) -> bool:
     return any(_runtime(arg) for arg in typing.get_args(hint))
 
 
+@functools.cache
 def _fields(cls: type[Any]) -> list[tuple[str, Any]]:
     hints = typing.get_type_hints(cls)
     return [(f.name, hints[f.name]) for f in dataclasses.fields(cls) if not _runtime(hints[f.name])]

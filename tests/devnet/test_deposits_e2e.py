@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 from devnet_network import DevnetHandle
+from hand_driven import drive_by_hand
 
 from taskhold.api.app import create_api
 from taskhold.app import Services, build_services
@@ -118,6 +119,7 @@ async def stack(
         reputation_max_staleness_s=0,
     )
     services = await build_services(settings, lightning=devnet.backend("escrow"))
+    drive_by_hand(services)
     http = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=create_api(services, run_engine=False)),
         base_url="http://taskhold.test",

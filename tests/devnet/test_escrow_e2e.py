@@ -22,6 +22,7 @@ import bolt11
 import httpx
 import pytest
 from devnet_network import DevnetHandle
+from hand_driven import drive_by_hand
 
 from taskhold.api.app import create_api
 from taskhold.app import Services, build_services
@@ -87,6 +88,7 @@ async def lnd_stack(
     settings = lnd_settings(devnet, tmp_path / "data", database_url)
     backend = devnet.backend("escrow")
     services = await build_services(settings, lightning=backend)
+    drive_by_hand(services)
     http = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=create_api(services, run_engine=False)),
         base_url="http://taskhold.test",

@@ -1,0 +1,93 @@
+"""Crash soak: kill a real ``taskhold serve`` (simulator) at every crash point, many times, and
+print the crash-point table: runs, how many really crashed there, and what the checks found
+(double payouts, stuck escrows, log gaps). The harness is ``tests/crash_harness.py``; CI runs
+the same runs a few times per point (``tests/test_crash_harness.py``).
+
+    python bench/crash_soak.py [--runs 20] [--jobs 2] [--point after_payout ...] [--keep DIR]
+
+Exits 1 if any run did not converge. Interrupted (Ctrl-C), it prints the table of the runs done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from crash_harness import ForkServer, Outcome, run_point
+
+from taskhold.escrow.crashpoints import CRASH_POINTS
+
+
+async def soak(
+    points: list[str], runs: int, jobs: int, directory: Path, done: list[Outcome]
+) -> None:
+    """Append each run's outcome to ``done`` as it ends (so an interrupted soak still reports)."""
+    forks = ForkServer()
+    limit = asyncio.Semaphore(jobs)
+
+    async def one(point: str, run: int) -> None:
+        async with limit:
+            data_dir = directory / f"{point}-{run}"
+            try:
+                outcome = await run_point(forks, point, data_dir)
+            except Exception as exc:  # a harness failure is a finding too, not a crash of the soak
+                outcome = Outcome(point=point, crashed=False, stuck=[f"harness: {exc!r}"])
+            done.append(outcome)
+            mark = "ok" if outcome.ok else "FAIL"
+            print(f"{point:30} run {run + 1:2}: {mark} ({outcome.seconds:.1f} s)", file=sys.stderr)
+            for problem in outcome.double_payouts + outcome.stuck + outcome.gaps:
+                print(f"    {problem}  [{data_dir}]", file=sys.stderr)
+
+    try:
+        await asyncio.gather(*(one(point, run) for run in range(runs) for point in points))
+    finally:
+        forks.close()
+
+
+def table(outcomes: list[Outcome], points: list[str]) -> str:
+    by_point: dict[str, list[Outcome]] = defaultdict(list)
+    for outcome in outcomes:
+        by_point[outcome.point].append(outcome)
+    header = (
+        f"| {'crash point':28} | runs | crashed | double payouts | stuck | gaps | s/run |",
+        f"|{'-' * 30}|------|---------|----------------|-------|------|-------|",
+    )
+    rows = []
+    for point in points:
+        group = by_point[point]
+        seconds = sum(o.seconds for o in group) / max(1, len(group))
+        rows.append(
+            f"| {point:28} | {len(group):4} | {sum(o.crashed for o in group):7} "
+            f"| {sum(bool(o.double_payouts) for o in group):14} "
+            f"| {sum(bool(o.stuck) for o in group):5} "
+            f"| {sum(bool(o.gaps) for o in group):4} | {seconds:5.1f} |"
+        )
+    return "\n".join([*header, *rows])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=20, help="runs per crash point")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at the same time")
+    parser.add_argument("--point", action="append", choices=list(CRASH_POINTS))
+    parser.add_argument("--keep", type=Path, help="keep the runs' data directories here")
+    args = parser.parse_args()
+    points = args.point or list(CRASH_POINTS)
+    directory = args.keep or Path(tempfile.mkdtemp(prefix="taskhold-crash-soak-"))
+    outcomes: list[Outcome] = []
+    try:
+        asyncio.run(soak(points, args.runs, args.jobs, directory, outcomes))
+    except KeyboardInterrupt:
+        print(f"interrupted after {len(outcomes)} runs", file=sys.stderr)
+    print(table(outcomes, points))
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
