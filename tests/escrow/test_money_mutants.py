@@ -170,3 +170,27 @@ async def test_reconcile_reads_a_cancel_that_happened_while_nothing_watched(
 
     final = await employer.get_task(task["task_id"])
     assert final["state"] == "REFUNDED"
+
+
+async def test_a_verified_task_whose_hold_was_cancelled_early_is_refunded_at_once(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel far from expiry (an operator's lncli, a node restore): the guardian's height
+    check would only notice near expiry and no stream reported it yet, so the release step
+    itself must record the lost hold and order the refund, without paying the worker."""
+    _silent_streams(stack, monkeypatch)
+    employer, worker = stack.client(), stack.client()
+    task = await submitted(stack, employer, worker)
+    await employer.approve(task["task_id"])
+    worker_before = stack.world.worker.balance_msat
+    await stack.world.escrow.cancel_invoice(bytes.fromhex(task["funding"]["payment_hash"]))
+
+    await stack.services.engine.run_once()  # the release finds the hold gone
+    await stack.services.engine.run_once()  # the refund it ordered completes
+
+    final = await employer.get_task(task["task_id"])
+    assert final["state"] == "REFUNDED"
+    assert "cancel" in (final["last_payout_failure"] or "")
+    assert stack.world.worker.balance_msat == worker_before
+    blocks_left = task["funding"]["accepted_htlc_expiry_height"] - stack.world.network.height
+    assert blocks_left > stack.settings.guard_blocks  # the guardian had no reason to act
