@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator
 import pytest
 from conftest import Stack
 from helpers import created, funded, submitted
+from sqlalchemy import select
 
 from taskhold.lightning.base import InvoiceState, InvoiceStatus
+from taskhold.store.models import AuditRow
 
 
 def _report(stack: Stack, monkeypatch: pytest.MonkeyPatch, change: object) -> None:
@@ -170,3 +172,81 @@ async def test_reconcile_reads_a_cancel_that_happened_while_nothing_watched(
 
     final = await employer.get_task(task["task_id"])
     assert final["state"] == "REFUNDED"
+
+
+async def test_a_verified_task_whose_hold_was_cancelled_early_is_refunded_at_once(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cancel far from expiry (an operator's lncli, a node restore): the guardian's height
+    check would only notice near expiry and no stream reported it yet, so the release step
+    itself must record the lost hold and order the refund, without paying the worker."""
+    _silent_streams(stack, monkeypatch)
+    employer, worker = stack.client(), stack.client()
+    task = await submitted(stack, employer, worker)
+    await employer.approve(task["task_id"])
+    worker_before = stack.world.worker.balance_msat
+    await stack.world.escrow.cancel_invoice(bytes.fromhex(task["funding"]["payment_hash"]))
+
+    await stack.services.engine.run_once()  # the release finds the hold gone
+    await stack.services.engine.run_once()  # the refund it ordered completes
+
+    final = await employer.get_task(task["task_id"])
+    assert final["state"] == "REFUNDED"
+    assert "cancel" in (final["last_payout_failure"] or "")
+    assert stack.world.worker.balance_msat == worker_before
+    blocks_left = task["funding"]["accepted_htlc_expiry_height"] - stack.world.network.height
+    assert blocks_left > stack.settings.guard_blocks  # the guardian had no reason to act
+
+
+async def test_no_payout_starts_when_the_hold_is_about_to_be_cancelled(stack: Stack) -> None:
+    """A payout bounded by the HTLC that funds it: one block before lnd's own cancel, a
+    release must not send the worker's payment (it could land after the employer's HTLC went
+    back); the task is refunded instead."""
+    employer, worker = stack.client(), stack.client()
+    task = await submitted(stack, employer, worker)
+    await employer.approve(task["task_id"])
+    expiry = task["funding"]["accepted_htlc_expiry_height"]
+    worker_before = stack.world.worker.balance_msat
+    employer_before = stack.world.employer.balance_msat
+    await stack.world.network.mine(
+        expiry - stack.settings.hold_expiry_delta - 1 - stack.world.network.height
+    )
+    assert stack.world.network.auto_cancelled == []
+
+    await stack.settle_engine()
+
+    final = await employer.get_task(task["task_id"])
+    assert final["state"] == "REFUNDED"
+    assert final["payout_failures"] >= 1
+    assert stack.world.worker.balance_msat == worker_before
+    assert stack.world.employer.balance_msat == employer_before + task["amount_msat"]
+
+
+async def test_every_payout_attempt_is_in_the_audit_journal(stack: Stack) -> None:
+    """Money that leaves the escrow node is journalled with what it paid and how it ended."""
+    employer, worker = stack.client(), stack.client()
+    task = await submitted(stack, employer, worker)
+    stack.world.network.fail_next_payments(1)
+    await employer.approve(task["task_id"])
+    await stack.services.engine.run_once()  # the first attempt fails
+    stack.services.engine._retry_at.clear()
+    await stack.settle_engine()
+
+    final = await employer.get_task(task["task_id"])
+    assert final["state"] == "PAID"
+    async with stack.services.store.transaction() as tx:
+        rows = await tx.session.execute(
+            select(AuditRow.subject, AuditRow.details)
+            .where(AuditRow.action == "escrow.payout")
+            .order_by(AuditRow.seq)
+        )
+        entries = [(subject, dict(details)) for subject, details in rows.all()]
+    payout_hash = final["payout_payment_hash"]
+    common = {"funding_round": 1, "payment_hash": payout_hash, "amount_msat": task["payout_msat"]}
+    assert [subject for subject, _ in entries] == [task["task_id"]] * 2
+    failed, paid = (details for _, details in entries)
+    assert {k: failed[k] for k in common} == common
+    assert (failed["status"], failed["fee_msat"]) == ("FAILED", None)
+    assert failed["error"]
+    assert {k: paid[k] for k in common} == common
+    assert (paid["status"], paid["fee_msat"], paid["error"]) == ("SUCCEEDED", 0, None)
