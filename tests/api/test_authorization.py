@@ -164,7 +164,8 @@ async def test_who_may_do_what(
 async def test_an_arbiter_who_is_not_configured_is_a_stranger(stack: Stack) -> None:
     employer, worker, would_be_arbiter = stack.client(), stack.client(), stack.client()
     task = await submitted(stack, employer, worker)
-    await worker.open_dispute(task["task_id"], "the employer is silent")
+    await employer.reject(task["task_id"], "the third line has six syllables")
+    await worker.open_dispute(task["task_id"], "the haiku scans")
 
     with pytest.raises(TaskholdAPIError) as refused:
         await would_be_arbiter.resolve_dispute(task["task_id"], "worker", "looks fine")
