@@ -98,8 +98,8 @@ async def test_open_deposits_count_toward_the_cap(capped: Stack) -> None:
     for _ in range(CAP + 1):
         task = await funding_requested(capped, employer)
         await capped.world.employer.send_payment(task["funding"]["payment_request"])
+        await capped.settle_engine(1)  # the engine sees it paid: no longer an open invoice
         tasks.append(task)
-    await capped.settle_engine(1)
 
     await funding_requested(capped, worker)  # an unpaid funding invoice of the worker's own
     worker._auto_pow = False  # from now on a stranger, who must lock deposits
