@@ -16,6 +16,7 @@ import httpx
 import pytest
 from conftest import Stack, close_stack, open_stack, stack_settings
 
+from taskhold.escrow import EscrowEngine
 from taskhold.server import free_port, running_server
 
 
@@ -49,6 +50,11 @@ Served = Callable[[Stack], AbstractAsyncContextManager[str]]
 
 
 def served(stack: Stack) -> AbstractAsyncContextManager[str]:
+    """A real uvicorn server for the stack; a served app starts its engine, so the test
+    stack's hand-driven one is swapped for the ordinary engine first."""
+    engine = EscrowEngine(stack.services.engine.ctx)
+    stack.services.engine = engine
+    stack.services.writes.engine = engine
     return running_server(stack.services, "127.0.0.1", free_port())
 
 

@@ -12,7 +12,12 @@ from helpers import funded, submitted
 
 
 def _watchers() -> list[str]:
-    return [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("watch-")]
+    """Background invoice followers: the engine's one subscription, or a per-invoice watcher."""
+    return [
+        t.get_name()
+        for t in asyncio.all_tasks()
+        if t.get_name() == "taskhold-invoices" or t.get_name().startswith("watch-")
+    ]
 
 
 async def test_a_hand_driven_stack_starts_no_invoice_watcher(stack: Stack) -> None:
