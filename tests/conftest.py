@@ -110,7 +110,11 @@ def stack_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Setti
     return Settings(**values)
 
 
-async def open_stack(settings: Settings, world: SimWorld | None = None) -> Stack:
+async def open_stack(
+    settings: Settings, world: SimWorld | None = None, *, hand_driven: bool = True
+) -> Stack:
+    """A stack on the simulator. ``hand_driven``: the test runs every engine pass itself and no
+    invoice follower runs in the background; tests of the follower itself pass False."""
     world = world or SimWorld.create(hold_expiry_delta=settings.hold_expiry_delta)
     faults: dict[str, BaseException] = {}
 
@@ -120,7 +124,8 @@ async def open_stack(settings: Settings, world: SimWorld | None = None) -> Stack
             raise exc
 
     services = await build_services(settings, sim=world, fault_hook=fault_hook)
-    drive_by_hand(services)
+    if hand_driven:
+        drive_by_hand(services)
     app = create_api(services, run_engine=False)
     http = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://taskhold.test"
@@ -140,6 +145,22 @@ async def stack(tmp_path: Path, database_url: str) -> AsyncIterator[Stack]:
         yield opened
     finally:
         await close_stack(opened)
+
+
+@pytest.fixture
+async def open_custom(tmp_path: Path, database_url: str) -> AsyncIterator[Any]:
+    """Open stacks with settings of the test's choosing (``await open_custom(name=value)``);
+    every one opened is closed at the end."""
+    opened: list[Stack] = []
+
+    async def open_with(**overrides: Any) -> Stack:
+        stack = await open_stack(stack_settings(tmp_path, database_url, **overrides))
+        opened.append(stack)
+        return stack
+
+    yield open_with
+    for stack in opened:
+        await close_stack(stack)
 
 
 @pytest.fixture

@@ -67,8 +67,11 @@ SERVE_ENV = {
     "TASKHOLD_REPUTATION_MAX_STALENESS_S": "0",
     "TASKHOLD_RATE_LIMIT_PUBKEY_PER_S": "0",
     "TASKHOLD_RATE_LIMIT_IP_PER_S": "0",
+    "TASKHOLD_RATE_LIMIT_READ_IP_PER_S": "0",
+    "TASKHOLD_SIM_ROUTES_ENABLED": "1",
 }
-"""Fast ticks so a run takes seconds; a little proof of work so strangers' deposits exist."""
+"""Fast ticks so a run takes seconds; a little proof of work so strangers' deposits exist; the
+simulator's wallet routes, which the scenarios pay and mine through."""
 
 _FORK_SERVER = r"""
 import json, os, sys, time, traceback

@@ -7,31 +7,15 @@ request and never run out of tokens.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from conftest import Stack, close_stack, open_stack, stack_settings
+from conftest import Stack
 
 from taskhold.escrow import EscrowEngine
 from taskhold.server import free_port, running_server
-
-
-@pytest.fixture
-async def open_custom(tmp_path: Path, database_url: str) -> AsyncIterator[Any]:
-    opened: list[Stack] = []
-
-    async def open_with(**overrides: Any) -> Stack:
-        stack = await open_stack(stack_settings(tmp_path, database_url, **overrides))
-        opened.append(stack)
-        return stack
-
-    yield open_with
-    for stack in opened:
-        await close_stack(stack)
 
 
 async def test_reads_over_the_ip_rate_are_429_with_retry_after(open_custom: Any) -> None:

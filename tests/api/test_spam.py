@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Stack, close_stack, open_stack, stack_settings
+from conftest import Stack
 from deposit_flows import stranger
 from helpers import funded
 from sqlalchemy import func, select
@@ -21,21 +19,6 @@ from sqlalchemy import func, select
 from taskhold.client import TaskholdAPIError, TaskholdClient
 from taskhold.nostr import NostrKeys
 from taskhold.store.models import Base, IdempotencyRow, TransitionRow
-
-
-@pytest.fixture
-async def open_custom(tmp_path: Path, database_url: str) -> AsyncIterator[Any]:
-    opened: list[Stack] = []
-
-    async def open_with(**overrides: Any) -> Stack:
-        stack = await open_stack(stack_settings(tmp_path, database_url, **overrides))
-        opened.append(stack)
-        return stack
-
-    yield open_with
-    for stack in opened:
-        await close_stack(stack)
-
 
 WRITE_TABLES = frozenset(
     {"tasks", "transitions", "request_events", "idempotency_keys", "invoices", "log_entries"}

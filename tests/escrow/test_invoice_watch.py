@@ -5,8 +5,11 @@ node do not grow with the number of unpaid invoices (on lnd each one held a conn
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
 
-from conftest import Stack
+import pytest
+from conftest import Stack, close_stack, open_stack, stack_settings
 from helpers import created
 
 from taskhold.lightning.base import InvoiceState
@@ -14,40 +17,50 @@ from taskhold.lightning.base import InvoiceState
 HANG_GUARD_S = 30.0
 
 
-async def test_many_unpaid_invoices_share_one_subscription(stack: Stack) -> None:
-    for _ in range(stack.settings.max_open_invoices_per_key):
-        employer = stack.client()
-        for _ in range(stack.settings.max_open_invoices_per_key):
-            task = await created(stack, employer)
+@pytest.fixture
+async def followed(tmp_path: Path, database_url: str) -> AsyncIterator[Stack]:
+    """A stack whose engine follows invoices itself, as a served one does."""
+    opened = await open_stack(stack_settings(tmp_path, database_url), hand_driven=False)
+    try:
+        yield opened
+    finally:
+        await close_stack(opened)
+
+
+async def test_many_unpaid_invoices_share_one_subscription(followed: Stack) -> None:
+    for _ in range(followed.settings.max_open_invoices_per_key):
+        employer = followed.client()
+        for _ in range(followed.settings.max_open_invoices_per_key):
+            task = await created(followed, employer)
             await employer.request_funding(task["task_id"])
     await asyncio.sleep(0)  # the engine's subscription starts reading
 
-    assert stack.world.network.open_subscriptions(stack.world.escrow.pubkey_hex) == 1
+    assert followed.world.network.open_subscriptions(followed.world.escrow.pubkey_hex) == 1
 
 
-async def test_funding_is_noticed_from_the_subscription_alone(stack: Stack) -> None:
-    employer = stack.client()
-    task = await created(stack, employer)
+async def test_funding_is_noticed_from_the_subscription_alone(followed: Stack) -> None:
+    employer = followed.client()
+    task = await created(followed, employer)
     funding = (await employer.request_funding(task["task_id"]))["funding"]
     await asyncio.sleep(0)
 
-    await stack.world.employer.send_payment(funding["payment_request"])
+    await followed.world.employer.send_payment(funding["payment_request"])
 
     async with asyncio.timeout(HANG_GUARD_S):
         while (await employer.get_task(task["task_id"]))["state"] != "FUNDED":  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
 
-async def test_a_cancelled_invoice_is_dispatched_to_its_task(stack: Stack) -> None:
-    employer = stack.client()
-    task = await created(stack, employer)
+async def test_a_cancelled_invoice_is_dispatched_to_its_task(followed: Stack) -> None:
+    employer = followed.client()
+    task = await created(followed, employer)
     funding = (await employer.request_funding(task["task_id"]))["funding"]
     await asyncio.sleep(0)
 
-    await stack.world.escrow.cancel_invoice(bytes.fromhex(funding["payment_hash"]))
+    await followed.world.escrow.cancel_invoice(bytes.fromhex(funding["payment_hash"]))
 
     async with asyncio.timeout(HANG_GUARD_S):
         while (await employer.get_task(task["task_id"]))["state"] != "EXPIRED":  # noqa: ASYNC110
             await asyncio.sleep(0.01)
-    status = await stack.world.escrow.lookup_invoice(bytes.fromhex(funding["payment_hash"]))
+    status = await followed.world.escrow.lookup_invoice(bytes.fromhex(funding["payment_hash"]))
     assert status.state is InvoiceState.CANCELED

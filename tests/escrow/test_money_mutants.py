@@ -48,7 +48,7 @@ async def test_funding_counts_the_amount_held_not_the_amount_asked(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A node reporting an ACCEPTED invoice that holds less than the task's amount has not
-    funded the task, whatever amount the invoice asked for."""
+    funded the task, whatever amount the invoice asked for: the hold is cancelled."""
 
     def one_msat_short(status: InvoiceStatus) -> InvoiceStatus:
         if status.state is not InvoiceState.ACCEPTED:
@@ -65,7 +65,7 @@ async def test_funding_counts_the_amount_held_not_the_amount_asked(
     await stack.settle_engine()
 
     after = await employer.get_task(task["task_id"])
-    assert after["state"] == "PENDING_FUNDING"
+    assert after["state"] == "EXPIRED"  # never FUNDED: a short hold is cancelled and returned
     assert after["funding"]["accepted_htlc_expiry_height"] is None
 
 
@@ -149,7 +149,7 @@ async def test_reconcile_reads_a_payment_that_arrived_while_nothing_watched(
     await stack.world.employer.send_payment(funding["payment_request"])
     assert (await employer.get_task(task["task_id"]))["state"] == "PENDING_FUNDING"
 
-    await stack.services.engine.reconcile()
+    await stack.settle_engine(1)
 
     after = await employer.get_task(task["task_id"])
     assert after["state"] == "FUNDED"
@@ -168,7 +168,7 @@ async def test_reconcile_reads_a_cancel_that_happened_while_nothing_watched(
     await worker.claim(task["task_id"])
     await stack.world.escrow.cancel_invoice(bytes.fromhex(task["funding"]["payment_hash"]))
 
-    await stack.services.engine.reconcile()
+    await stack.settle_engine(1)
 
     final = await employer.get_task(task["task_id"])
     assert final["state"] == "REFUNDED"
@@ -187,8 +187,8 @@ async def test_a_verified_task_whose_hold_was_cancelled_early_is_refunded_at_onc
     worker_before = stack.world.worker.balance_msat
     await stack.world.escrow.cancel_invoice(bytes.fromhex(task["funding"]["payment_hash"]))
 
-    await stack.services.engine.run_once()  # the release finds the hold gone
-    await stack.services.engine.run_once()  # the refund it ordered completes
+    await stack.run_pass()  # the release finds the hold gone
+    await stack.run_pass()  # the refund it ordered completes
 
     final = await employer.get_task(task["task_id"])
     assert final["state"] == "REFUNDED"
@@ -228,7 +228,7 @@ async def test_every_payout_attempt_is_in_the_audit_journal(stack: Stack) -> Non
     task = await submitted(stack, employer, worker)
     stack.world.network.fail_next_payments(1)
     await employer.approve(task["task_id"])
-    await stack.services.engine.run_once()  # the first attempt fails
+    await stack.run_pass()  # the first attempt fails
     stack.services.engine._retry_at.clear()
     await stack.settle_engine()
 

@@ -76,7 +76,7 @@ async def run_to_the_guard(stack: Stack, task: dict[str, Any]) -> None:
     while stack.world.network.height < expiry - stack.settings.hold_expiry_delta:
         await stack.world.network.mine(1)
         stack.services.engine._retry_at.clear()
-        await stack.services.engine.run_once()
+        await stack.run_pass()
 
 
 async def test_another_tasks_hold_invoice_as_payout_costs_the_operator_nothing(
@@ -143,7 +143,7 @@ async def test_a_worker_holding_the_payout_cannot_outlive_the_hold(stack: Stack)
     escrow_before = stack.world.escrow.balance_msat
     employer_before = stack.world.employer.balance_msat
     await employer.approve(task["task_id"])
-    await stack.services.engine.run_once()
+    await stack.run_pass()
     payout = await stack.world.escrow.lookup_payment(hash_of(held))
     assert payout.status is PaymentStatus.IN_FLIGHT  # in flight: not counted as paid
     assert (await employer.get_task(task["task_id"]))["state"] == "VERIFIED"
@@ -203,7 +203,7 @@ async def test_too_late_to_pay_nothing_is_sent(stack: Stack) -> None:
     while stack.world.network.height < expiry - late:
         await stack.world.network.mine(1)
     await employer.approve(task["task_id"])
-    await stack.services.engine.run_once()
+    await stack.run_pass()
 
     mid = await employer.get_task(task["task_id"])
     assert mid["payout_failures"] == 1
@@ -233,11 +233,11 @@ async def test_a_payout_invoice_swapped_while_in_flight_is_not_paid_twice(stack:
     preimage, held = await worker_hold_invoice(stack, task["payout_msat"])
     await worker.submit_proof(task["task_id"], PROOF, held)
     await employer.approve(task["task_id"])
-    await stack.services.engine.run_once()
+    await stack.run_pass()
     fresh = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
     await worker.update_payout_invoice(task["task_id"], fresh)
     stack.services.engine._retry_at.clear()
-    await stack.services.engine.run_once()
+    await stack.run_pass()
     assert (await stack.world.escrow.lookup_payment(hash_of(fresh))).status is (
         PaymentStatus.UNKNOWN
     )  # the first payment is followed, no second one sent
@@ -332,7 +332,7 @@ async def test_a_routing_fee_above_the_operator_fee_is_not_paid(stack: Stack) ->
     assert task["fee_msat"] + 1 < stack.settings.payout_min_fee_msat
     escrow_before = stack.world.escrow.balance_msat
     await employer.approve(task["task_id"])
-    await stack.services.engine.run_once()
+    await stack.run_pass()
 
     mid = await employer.get_task(task["task_id"])
     assert (mid["state"], mid["payout_failures"]) == ("VERIFIED", 1)

@@ -367,11 +367,11 @@ async def test_a_forfeit_payout_invoice_swapped_while_in_flight_is_not_paid_twic
         cltv_expiry_delta=40,
     )
     await employer.claim_deposit(task_id, worker.pubkey_hex, held.payment_request)
-    await stack.services.engine.run_once()
+    await stack.run_pass()
     fresh = await stack.world.employer.create_invoice(amount, expiry_seconds=86_400)
     await employer.claim_deposit(task_id, worker.pubkey_hex, fresh)
     stack.services.engine._retry_at.clear()
-    await stack.services.engine.run_once()
+    await stack.run_pass()
     fresh_hash = bytes.fromhex(bolt11.decode(fresh).payment_hash)
     assert (await stack.world.escrow.lookup_payment(fresh_hash)).status is PaymentStatus.UNKNOWN
 

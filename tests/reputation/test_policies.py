@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Stack, close_stack, open_stack, stack_settings
+from conftest import Stack
 from flows import paid
 from helpers import ACCEPTANCE, AMOUNT_MSAT, created
 
@@ -19,20 +17,6 @@ from taskhold.client import TaskholdAPIError
 from taskhold.nostr import NostrKeys
 from taskhold.nostr.pow import pow_bits
 from taskhold.reputation.policy import ReputationPolicy
-
-
-@pytest.fixture
-async def open_custom(tmp_path: Path, database_url: str) -> AsyncIterator[Any]:
-    opened: list[Stack] = []
-
-    async def open_with(**overrides: Any) -> Stack:
-        stack = await open_stack(stack_settings(tmp_path, database_url, **overrides))
-        opened.append(stack)
-        return stack
-
-    yield open_with
-    for stack in opened:
-        await close_stack(stack)
 
 
 def _create_body() -> dict[str, Any]:
