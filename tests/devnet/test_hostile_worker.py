@@ -9,6 +9,8 @@ limit (inside the employer's hold) is what guarantees the payout is resolved in 
 
 from __future__ import annotations
 
+import asyncio
+
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -129,8 +131,13 @@ async def test_a_held_payout_that_is_never_settled_ends_in_a_refund(
     _, payout_request = await held_invoice(worker_node, task["payout_msat"])
     await worker.submit_proof(task["task_id"], PROOF, payout_request)
     await employer.approve(task["task_id"])
-    await stack.services.engine.reconcile()
-    status = await stack.services.lightning.lookup_payment(hash_of(payout_request))
+    await stack.services.engine.reconcile()  # starts the payout in the background
+    async with asyncio.timeout(60):
+        while True:
+            status = await stack.services.lightning.lookup_payment(hash_of(payout_request))
+            if status.status is not PaymentStatus.UNKNOWN:
+                break
+            await asyncio.sleep(0.2)
     assert status.status is PaymentStatus.IN_FLIGHT  # held by the worker's node, not paid
 
     final = await mine_until(stack, devnet, task["task_id"], {"REFUNDED", "PAID"})
@@ -191,6 +198,7 @@ async def test_a_huge_final_cltv_is_refused_and_never_paid(
     )
     await employer.approve(task["task_id"])
     await stack.services.engine.reconcile()
+    await stack.services.engine.drain()  # the payout step it started refuses to send
     mid = await employer.get_task(task["task_id"])
     assert mid["last_payout_failure"].startswith("too late")
     status = await stack.services.lightning.lookup_payment(hash_of(huge))
