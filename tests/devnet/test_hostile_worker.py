@@ -10,7 +10,6 @@ limit (inside the employer's hold) is what guarantees the payout is resolved in 
 from __future__ import annotations
 
 import asyncio
-
 import hashlib
 import os
 from collections.abc import AsyncIterator
