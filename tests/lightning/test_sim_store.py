@@ -35,7 +35,7 @@ async def _busy_world(path: Path) -> tuple[SimWorld, dict[str, bytes]]:
     await world.escrow.settle_invoice(hashes["settled"])
     await world.escrow.cancel_invoice(hashlib.sha256(hashes["cancelled"]).digest())
     payout = await world.worker.create_invoice(AMOUNT_MSAT)
-    await world.escrow.pay_invoice(payout, max_fee_msat=10_000, timeout_seconds=5)
+    await world.escrow.pay_invoice(payout, max_fee_msat=10_000, timeout_seconds=5, cltv_limit=2016)
     await world.network.mine(3)
     return world, hashes
 
