@@ -224,7 +224,7 @@ class Serve:
     def returncode(self) -> int | None:
         return None if self.pid is None else self.forks.returncode(self.pid)
 
-    async def wait_up(self, timeout_s: float = 60.0) -> None:
+    async def wait_up(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient() as http:
             while time.monotonic() < deadline:
