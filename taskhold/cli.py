@@ -114,7 +114,12 @@ def serve(
 @app.command()
 def demo(
     data_dir: DataDir = None,
-    refund: Annotated[bool, typer.Option("--refund", help="cancel after funding")] = False,
+    scenario: Annotated[
+        str, typer.Option("--scenario", help="paid, refund or hostile-payout (simulator only)")
+    ] = "paid",
+    refund: Annotated[
+        bool, typer.Option("--refund", help="cancel after funding: --scenario refund")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     relay: Relays = None,
     keystore: KeystoreOption = None,
@@ -127,7 +132,16 @@ def demo(
 ) -> None:
     """Drive one task from creation to PAID over HTTP, on the embedded defaults (or the
     devnet), and publish its log to the relays (an embedded one unless ``--relay`` is given)."""
-    from taskhold.demo import DemoError, dump, run_demo
+    from taskhold.demo import SCENARIOS, SIM_ONLY_SCENARIOS, DemoError, dump, run_demo
+
+    if refund and scenario not in ("paid", "refund"):
+        raise typer.BadParameter("--refund is --scenario refund", param_hint="--scenario")
+    scenario = "refund" if refund else scenario
+    if scenario not in SCENARIOS:
+        raise typer.BadParameter(f"use one of {', '.join(SCENARIOS)}", param_hint="--scenario")
+    devnet = _devnet_dir(lightning, devnet_dir)
+    if devnet is not None and scenario in SIM_ONLY_SCENARIOS:
+        raise typer.BadParameter(f"{scenario} runs on sim only", param_hint="--lightning")
     from taskhold.logs import configure_logging
 
     configure_logging("WARNING")
@@ -136,19 +150,19 @@ def demo(
         result = asyncio.run(
             run_demo(
                 directory,
-                refund=refund,
+                scenario=scenario,
                 as_json=as_json,
                 console=console,
                 relays=relay,
                 keystore=keystore or "file",
-                devnet_dir=_devnet_dir(lightning, devnet_dir),
+                devnet_dir=devnet,
             )
         )
     except DemoError as exc:
         console.print(f"[red]demo failed:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     sys.stdout.write((json.dumps(result) if as_json else dump(result)) + "\n")
-    expected = "REFUNDED" if refund else "PAID"
+    expected = "REFUNDED" if scenario == "refund" else "PAID"
     if result["final_state"] != expected:
         raise typer.Exit(1)
 

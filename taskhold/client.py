@@ -353,6 +353,10 @@ class TaskholdClient:
     async def sim_mine(self, blocks: int) -> dict[str, Any]:
         return await self._unsigned_post("/v1/sim/mine", {"blocks": blocks})
 
+    async def sim_wallets(self) -> dict[str, Any]:
+        """The simulated nodes' balances (``balances_msat`` by name) and the chain height."""
+        return await self._read("/v1/sim/wallets")
+
     # Plumbing --------------------------------------------------------------------------------
 
     async def _task_write(

@@ -3,6 +3,10 @@
 It starts a server on the embedded defaults, makes fresh employer and worker keys, and plays
 both parties with the Python client, so every step is the same signed request a real client
 would send. The simulator's wallet routes stand in for the employer's and worker's wallets.
+
+Each scenario shows one capability: ``paid`` (the default), ``refund`` (the employer cancels a
+funded task) and ``hostile-payout`` (the worker first offers a bait payout invoice of the escrow
+node itself, which is refused; the operator's balance grows by exactly its fee).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from rich.console import Console
 from sqlalchemy import select
 
 from taskhold.app import Services, build_services
-from taskhold.client import TaskholdClient
+from taskhold.client import TaskholdAPIError, TaskholdClient
 from taskhold.keys.admin import init_key_store
 from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.nostr import NostrKeys
@@ -26,10 +30,14 @@ from taskhold.server import free_port, running_server
 from taskhold.settings import Settings
 from taskhold.store.models import LogEntryRow
 
-__all__ = ["DemoError", "run_demo"]
+__all__ = ["SCENARIOS", "SIM_ONLY_SCENARIOS", "DemoError", "run_demo"]
 
 DEMO_AMOUNT_MSAT = 150_000_000
 PUBLISH_TIMEOUT_S = 30.0
+SCENARIOS = ("paid", "refund", "hostile-payout")
+SIM_ONLY_SCENARIOS = frozenset({"hostile-payout"})
+"""Scenarios that read the simulated nodes' balances, which a devnet run has no route for."""
+BAIT_CODES = frozenset({"payout_to_escrow_node", "hash_reused"})
 
 
 class DemoError(Exception):
@@ -88,7 +96,7 @@ class DevnetWallets:
 async def run_demo(
     data_dir: Path,
     *,
-    refund: bool,
+    scenario: str = "paid",
     as_json: bool,
     console: Console,
     relays: list[str] | None = None,
@@ -97,6 +105,10 @@ async def run_demo(
 ) -> dict[str, Any]:
     """The demo on the simulator, or with ``devnet_dir`` on the running regtest devnet."""
     connection_file = None if devnet_dir is None else devnet_dir / "devnet.json"
+    if scenario not in SCENARIOS:
+        raise DemoError(f"unknown scenario {scenario!r}: use one of {', '.join(SCENARIOS)}")
+    if connection_file is not None and scenario in SIM_ONLY_SCENARIOS:
+        raise DemoError(f"the {scenario} scenario runs on the simulator only")
     if connection_file is not None and not connection_file.exists():
         raise DemoError(f"no devnet at {devnet_dir}: run `taskhold devnet up` first")
     settings = Settings(
@@ -122,16 +134,17 @@ async def run_demo(
             say(_relay_line(services))
             result = await _drive(
                 url,
-                refund=refund,
+                scenario=scenario,
                 say=say,
                 console=console,
                 quiet=as_json,
                 connection_file=connection_file,
             )
             log_ids = await _log_event_ids(services, result["task_id"])
-            await _wait_published(services, log_ids)
-            say(f"8. {len(log_ids)} signed log entries published to {services.settings.relays[0]}")
+            await _wait_published(services, await _log_event_ids(services, None))
+            say(f"   {len(log_ids)} signed log entries published to {services.settings.relays[0]}")
         return result | {
+            "scenario": scenario,
             "operator_pubkey": services.signer.get_public_key(),
             "relay_url": services.settings.relays[0],
             "log_event_ids": log_ids,
@@ -147,8 +160,12 @@ def _relay_line(services: Services) -> str:
     return f"public log to {relays}"
 
 
-async def _log_event_ids(services: Services, task_id: str) -> list[str]:
-    stmt = select(LogEntryRow.event_id).where(LogEntryRow.task_id == task_id)
+async def _log_event_ids(services: Services, task_id: str | None) -> list[str]:
+    """The task's log entries in order; with None, every entry (all must reach the relay for
+    an auditor to find no gap)."""
+    stmt = select(LogEntryRow.event_id)
+    if task_id is not None:
+        stmt = stmt.where(LogEntryRow.task_id == task_id)
     async with services.store.transaction() as tx:
         return list((await tx.session.execute(stmt.order_by(LogEntryRow.seq))).scalars())
 
@@ -167,7 +184,7 @@ async def _wait_published(services: Services, event_ids: list[str]) -> None:
 async def _drive(
     url: str,
     *,
-    refund: bool,
+    scenario: str,
     say: Callable[[str], None],
     console: Console,
     quiet: bool,
@@ -182,71 +199,142 @@ async def _drive(
             SimWallets(employer) if connection_file is None else DevnetWallets(connection_file)
         )
         try:
-            return await _play(employer, worker, wallets, refund, say, console, quiet)
+            play = Play(employer, worker, wallets, say, console, quiet)
+            if scenario == "hostile-payout":
+                return await play.hostile_payout()
+            return await play.run(refund=scenario == "refund")
         finally:
             await wallets.close()
 
 
-async def _play(
-    employer: TaskholdClient,
-    worker: TaskholdClient,
-    wallets: Wallets,
-    refund: bool,
-    say: Callable[[str], None],
-    console: Console,
-    quiet: bool,
-) -> dict[str, Any]:
-    employer_keys_hex, worker_keys_hex = employer.pubkey_hex, worker.pubkey_hex
-    say(f"employer {employer_keys_hex[:16]}…  worker {worker_keys_hex[:16]}…")
-    task = await employer.create_task(
-        "Translate the README to German",
-        "Put the translation at a public URL and submit it.",
-        DEMO_AMOUNT_MSAT,
-        int(time.time()) + 3600,
-        acceptance={"required_fields": ["url"], "url_fields": ["url"]},
-    )
-    task_id = task["task_id"]
-    say(f"1. created task {task_id[:16]}… for {DEMO_AMOUNT_MSAT} msat → {task['state']}")
-    funding = (await employer.request_funding(task_id))["funding"]
-    invoice, cltv = funding["payment_request"], funding["cltv_expiry_delta"]
-    say(f"2. hold invoice {invoice[:40]}… (cltv_expiry {cltv} blocks)")
-    await wallets.pay(funding["payment_request"])
-    task = await _wait(employer, task_id, {"FUNDED"}, console, quiet, "waiting for the HTLC")
-    say(f"3. employer's payment is held by the escrow node → {task['state']}")
-    if refund:
-        await employer.cancel(task_id, reason="changed my mind")
-        say("4. employer cancels the funded task")
-        task = await _wait(employer, task_id, {"REFUNDED"}, console, quiet, "refunding")
-        say(f"5. hold invoice cancelled, the HTLC went back → {task['state']}")
-    else:
-        task = await worker.claim(task_id)
-        say(f"4. worker claims it → {task['state']}")
-        payout_invoice = await wallets.invoice(task["payout_msat"])
-        task = await worker.submit_proof(
+class Play:
+    """The employer and the worker playing one scenario against the server."""
+
+    def __init__(
+        self,
+        employer: TaskholdClient,
+        worker: TaskholdClient,
+        wallets: Wallets,
+        say: Callable[[str], None],
+        console: Console,
+        quiet: bool,
+    ) -> None:
+        self.employer, self.worker, self.wallets = employer, worker, wallets
+        self.say, self.console, self.quiet = say, console, quiet
+
+    async def wait(self, task_id: str, state: str, what: str) -> dict[str, Any]:
+        return await _wait(self.employer, task_id, {state}, self.console, self.quiet, what)
+
+    async def create(self, amount_msat: int = DEMO_AMOUNT_MSAT) -> dict[str, Any]:
+        return await self.employer.create_task(
+            "Translate the README to German",
+            "Put the translation at a public URL and submit it.",
+            amount_msat,
+            int(time.time()) + 3600,
+            acceptance={"required_fields": ["url"], "url_fields": ["url"]},
+        )
+
+    async def fund(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Steps 1-3: a new task, its hold invoice, the employer's payment held."""
+        say = self.say
+        say(f"employer {self.employer.pubkey_hex[:16]}…  worker {self.worker.pubkey_hex[:16]}…")
+        task = await self.create()
+        task_id = task["task_id"]
+        say(f"1. created task {task_id[:16]}… for {DEMO_AMOUNT_MSAT} msat → {task['state']}")
+        funding = (await self.employer.request_funding(task_id))["funding"]
+        invoice, cltv = funding["payment_request"], funding["cltv_expiry_delta"]
+        say(f"2. hold invoice {invoice[:40]}… (cltv_expiry {cltv} blocks)")
+        await self.wallets.pay(funding["payment_request"])
+        task = await self.wait(task_id, "FUNDED", "waiting for the HTLC")
+        say(f"3. employer's payment is held by the escrow node → {task['state']}")
+        return task, funding
+
+    async def submit(self, task_id: str, payout_invoice: str) -> dict[str, Any]:
+        return await self.worker.submit_proof(
             task_id, {"url": "https://example.org/README.de.md"}, payout_invoice
         )
-        say(f"5. worker submits a signed proof and a payout invoice → {task['state']}")
-        task = await employer.approve(task_id)
-        say(f"6. employer approves → {task['state']}")
-        task = await _wait(employer, task_id, {"PAID"}, console, quiet, "paying the worker")
-        say(f"7. worker paid {task['payout_msat']} msat, hold invoice settled → {task['state']}")
-    preimage = task.get("preimage")
-    payment_hash = funding["payment_hash"]
-    if preimage is not None:
-        matches = hashlib.sha256(bytes.fromhex(preimage)).hexdigest() == payment_hash
-        say(f"   sha256(preimage) == payment_hash: {matches}")
-    return {
-        "task_id": task_id,
-        "final_state": task["state"],
-        "payment_hash": payment_hash,
-        "preimage": preimage,
-        "amount_msat": task["amount_msat"],
-        "fee_msat": task["fee_msat"],
-        "payout_msat": task["payout_msat"],
-        "employer_pubkey": employer_keys_hex,
-        "worker_pubkey": worker_keys_hex,
-        "server_url": employer.base_url,
-    }
+
+    async def pay_out(self, task: dict[str, Any], step: int) -> dict[str, Any]:
+        """The worker's honest invoice, the employer's approval, and the payout."""
+        task_id, say = task["task_id"], self.say
+        task = await self.submit(task_id, await self.wallets.invoice(task["payout_msat"]))
+        say(f"{step}. worker submits a signed proof and a payout invoice → {task['state']}")
+        task = await self.employer.approve(task_id)
+        say(f"{step + 1}. employer approves → {task['state']}")
+        task = await self.wait(task_id, "PAID", "paying the worker")
+        say(
+            f"{step + 2}. worker paid {task['payout_msat']} msat, hold invoice settled"
+            f" → {task['state']}"
+        )
+        return task
+
+    async def run(self, *, refund: bool) -> dict[str, Any]:
+        """``paid``, or with ``refund`` the employer cancelling the funded task."""
+        task, funding = await self.fund()
+        task_id = task["task_id"]
+        if refund:
+            await self.employer.cancel(task_id, reason="changed my mind")
+            self.say("4. employer cancels the funded task")
+            task = await self.wait(task_id, "REFUNDED", "refunding")
+            self.say(f"5. hold invoice cancelled, the HTLC went back → {task['state']}")
+        else:
+            task = await self.worker.claim(task_id)
+            self.say(f"4. worker claims it → {task['state']}")
+            task = await self.pay_out(task, 5)
+        return self.summary(task, funding)
+
+    async def hostile_payout(self) -> dict[str, Any]:
+        """A worker asks to be paid with a bait invoice: an unpaid hold invoice of another
+        task, whose payee is the escrow node itself. Paying it would move the operator's own
+        liquidity in a circle; taskhold refuses it, then pays the worker's honest invoice."""
+        sim = self.employer
+        before = (await sim.sim_wallets())["balances_msat"]
+        task, funding = await self.fund()
+        task_id = task["task_id"]
+        task = await self.worker.claim(task_id)
+        self.say(f"4. worker claims it → {task['state']}")
+        bait_task = await self.create(task["payout_msat"])
+        bait = (await self.employer.request_funding(bait_task["task_id"]))["funding"]
+        self.say(f"5. a second task's hold invoice, unpaid: {bait['payment_request'][:40]}…")
+        try:
+            await self.submit(task_id, bait["payment_request"])
+        except TaskholdAPIError as exc:
+            if exc.status != 422 or exc.code not in BAIT_CODES:
+                raise DemoError(f"the bait invoice was refused for another reason: {exc}") from None
+            refused_code = exc.code
+        else:
+            raise DemoError("taskhold accepted a payout invoice of the escrow node itself")
+        self.say(f"6. worker submits it as the payout invoice → refused ({refused_code})")
+        await self.employer.cancel(bait_task["task_id"], reason="only a bait")
+        task = await self.pay_out(task, 7)
+        after = (await sim.sim_wallets())["balances_msat"]
+        change = after["escrow"] - before["escrow"]
+        self.say(f"   escrow node balance {change:+} msat (the operator fee is {task['fee_msat']})")
+        return self.summary(task, funding) | {
+            "refused_code": refused_code,
+            "operator_balance_change_msat": change,
+            "worker_paid_msat": after["worker"] - before["worker"],
+            "employer_paid_msat": before["employer"] - after["employer"],
+        }
+
+    def summary(self, task: dict[str, Any], funding: dict[str, Any]) -> dict[str, Any]:
+        preimage = task.get("preimage")
+        payment_hash = funding["payment_hash"]
+        if preimage is not None:
+            matches = hashlib.sha256(bytes.fromhex(preimage)).hexdigest() == payment_hash
+            self.say(f"   sha256(preimage) == payment_hash: {matches}")
+        return {
+            "task_id": task["task_id"],
+            "final_state": task["state"],
+            "payment_hash": payment_hash,
+            "preimage": preimage,
+            "amount_msat": task["amount_msat"],
+            "fee_msat": task["fee_msat"],
+            "payout_msat": task["payout_msat"],
+            "employer_pubkey": self.employer.pubkey_hex,
+            "worker_pubkey": self.worker.pubkey_hex,
+            "server_url": self.employer.base_url,
+        }
 
 
 async def _wait(

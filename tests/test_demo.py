@@ -1,16 +1,39 @@
-"""README command 1: ``taskhold demo --json`` ends PAID with sha256(preimage) == payment_hash."""
+"""README command 1: ``taskhold demo --json`` ends PAID with sha256(preimage) == payment_hash;
+every ``--scenario`` names itself, shows its figures, and leaves a log ``taskhold audit`` passes."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+from typer.testing import CliRunner
+
+from taskhold.cli import app
 from taskhold.nostr.embedded import EmbeddedRelay
 from taskhold.nostr.relays import RelayPool
+
+
+def _refused(*args: str) -> list[str]:
+    """The lines of a refused command's stderr, on a narrow terminal: exit code 2, no
+    traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "taskhold.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "COLUMNS": "30"},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    return result.stderr.splitlines()
 
 
 def _demo(tmp_path: Path, *extra: str) -> dict[str, object]:
@@ -47,8 +70,72 @@ def test_demo_json_ends_paid_with_matching_preimage(tmp_path: Path) -> None:
 
 def test_demo_refund_variant_ends_refunded(tmp_path: Path) -> None:
     out = _demo(tmp_path, "--refund")
-    assert out["final_state"] == "REFUNDED"
+    assert (out["scenario"], out["final_state"]) == ("refund", "REFUNDED")
     assert out["preimage"] is None
+
+
+def test_demo_scenario_refund_ends_refunded_and_names_itself(tmp_path: Path) -> None:
+    out = _demo(tmp_path, "--scenario", "refund")
+    assert (out["scenario"], out["final_state"], out["preimage"]) == ("refund", "REFUNDED", None)
+    assert isinstance(out["operator_pubkey"], str) and len(out["operator_pubkey"]) == 64
+    assert isinstance(out["relay_url"], str) and out["relay_url"].startswith("ws://")
+
+
+async def _audit(data_dir: Path, operator: str) -> tuple[int, dict[str, Any]]:
+    """``taskhold audit --json`` over the demo's log, served again from its relay's LMDB."""
+    relay = EmbeddedRelay(data_dir)
+    url = await relay.start()
+    try:
+        args = ["audit", "--relay", url, "--operator", operator, "--json"]
+        result = await asyncio.to_thread(CliRunner().invoke, app, args)
+    finally:
+        await relay.stop()
+    return result.exit_code, json.loads(result.stdout)
+
+
+async def test_demo_hostile_payout_refuses_the_bait_and_the_operator_gains_only_its_fee(
+    tmp_path: Path,
+) -> None:
+    out = _demo(tmp_path, "--scenario", "hostile-payout")
+    assert (out["scenario"], out["final_state"]) == ("hostile-payout", "PAID")
+    assert out["refused_code"] in {"payout_to_escrow_node", "hash_reused"}
+    fee, amount = out["fee_msat"], out["amount_msat"]
+    assert isinstance(fee, int) and isinstance(amount, int) and fee > 0
+    # The escrow node ends richer by exactly the fee: it paid nothing out of its own pocket.
+    assert out["operator_balance_change_msat"] == fee
+    assert out["worker_paid_msat"] == out["payout_msat"] == amount - fee
+    assert out["employer_paid_msat"] == amount
+
+    code, report = await _audit(tmp_path, str(out["operator_pubkey"]))
+    assert (code, report["status"], report["findings"]) == (0, "clean", [])
+    assert report["summary"]["tasks"] == 2  # the paid task and the cancelled bait
+
+
+async def test_demo_default_scenario_log_passes_the_audit(tmp_path: Path) -> None:
+    out = _demo(tmp_path)
+    assert out["scenario"] == "paid"
+    log_ids = out["log_event_ids"]
+    assert isinstance(log_ids, list)
+    code, report = await _audit(tmp_path, str(out["operator_pubkey"]))
+    assert (code, report["status"], report["summary"]["entries"]) == (0, "clean", len(log_ids))
+
+
+def test_demo_unknown_scenario_lists_the_names_on_one_line(tmp_path: Path) -> None:
+    lines = _refused("demo", "--scenario", "nonsense", "--data-dir", str(tmp_path))
+    message = "Invalid value for --scenario: use one of paid, refund, hostile-payout"
+    assert any(message in line for line in lines), lines
+
+
+def test_demo_hostile_payout_refuses_the_devnet_on_one_line(tmp_path: Path) -> None:
+    args = ["demo", "--scenario", "hostile-payout", "--lightning", "devnet"]
+    lines = _refused(*args, "--devnet-dir", str(tmp_path / "devnet"), "--data-dir", str(tmp_path))
+    message = "Invalid value for --lightning: hostile-payout runs on sim only"
+    assert any(message in line for line in lines), lines
+
+
+def test_demo_refund_flag_with_another_scenario_is_refused(tmp_path: Path) -> None:
+    args = ["demo", "--refund", "--scenario", "hostile-payout", "--data-dir", str(tmp_path)]
+    assert any("--refund is --scenario refund" in line for line in _refused(*args))
 
 
 async def test_demo_json_names_the_log_and_publishes_it_before_exiting(tmp_path: Path) -> None:
