@@ -38,6 +38,9 @@ __all__ = [
     "load_node_connection",
 ]
 
+_STALE_CONNECTION = (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError)
+"""How a dropped keep-alive connection fails on reuse (before any answer was read)."""
+
 JSONObject = dict[str, Any]
 
 
@@ -179,10 +182,20 @@ class LndRest:
         body: Mapping[str, Any] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> JSONObject:
-        """One unary call; returns the decoded JSON object."""
+        """One unary call; returns the decoded JSON object.
+
+        A pooled connection the node (or the network) dropped while it sat idle fails on its
+        first use without the node having seen the request; that one failure is retried once on
+        a fresh connection. Every unary call taskhold makes is safe to repeat: lookups,
+        settle and cancel are idempotent at the node, and a repeated hold invoice is refused
+        as ``AlreadyExists``, which the funding step already handles.
+        """
         client = self._client()
         try:
-            response = await client.request(method, path, json=body, params=params)
+            try:
+                response = await client.request(method, path, json=body, params=params)
+            except _STALE_CONNECTION:
+                response = await client.request(method, path, json=body, params=params)
         except httpx.TransportError as exc:
             raise map_lnd_error(exc) from None
         if response.status_code != 200:

@@ -179,7 +179,7 @@ async def test_two_hop_payment_pays_the_escrow_a_fee_within_the_cap(
     try:
         invoice = await worker.create_invoice(AMOUNT_MSAT, memo="two hops")
         result = await employer.pay_invoice(
-            invoice.payment_request, max_fee_msat=100_000, timeout_seconds=30
+            invoice.payment_request, max_fee_msat=100_000, timeout_seconds=30, cltv_limit=2016
         )
     finally:
         await worker.close()
@@ -196,7 +196,9 @@ async def test_a_fee_cap_below_the_route_fee_fails_with_no_route(
     try:
         invoice = await worker.create_invoice(AMOUNT_MSAT, memo="too cheap")
         with pytest.raises(PaymentFailed) as failed:
-            await employer.pay_invoice(invoice.payment_request, max_fee_msat=0, timeout_seconds=10)
+            await employer.pay_invoice(
+                invoice.payment_request, max_fee_msat=0, timeout_seconds=10, cltv_limit=2016
+            )
     finally:
         await worker.close()
 
@@ -382,7 +384,9 @@ async def test_the_macaroon_never_shows_in_reprs_or_errors(
     finally:
         await worker.close()
     with pytest.raises(PaymentFailed) as failed:  # two hops, and no fee allowed
-        await employer.pay_invoice(invoice.payment_request, max_fee_msat=0, timeout_seconds=5)
+        await employer.pay_invoice(
+            invoice.payment_request, max_fee_msat=0, timeout_seconds=5, cltv_limit=2016
+        )
 
     texts = [repr(escrow), str(vars(escrow)), repr(employer), str(vars(employer))]
     texts += [repr(not_found.value), str(not_found.value), str(not_found.value.node_message)]
