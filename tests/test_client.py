@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from taskhold.api.auth import verify_signed_request
 from taskhold.client import TaskholdAPIError, TaskholdClient
+from taskhold.envelope import verify_signed_request
 from taskhold.nostr import KIND_PROOF, KIND_REQUEST, NostrKeys, verify_event
 
 BASE = "http://taskhold.test"

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskhold.api.auth import SignedRequest
+from taskhold.envelope import SignedRequest
 from taskhold.errors import Invalid
 from taskhold.escrow.sizing import cltv_expiry_delta_for
 from taskhold.store import Tx

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskhold.api.auth import SignedRequest
 from taskhold.api.views import deposit_view
+from taskhold.envelope import SignedRequest
 from taskhold.errors import Conflict
 from taskhold.escrow.deposits import ensure_deposit_invoice
 from taskhold.escrow.funding import invoice_row

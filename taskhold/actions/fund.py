@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from taskhold.api.auth import SignedRequest
+from taskhold.envelope import SignedRequest
 from taskhold.escrow.funding import ensure_hold_invoice, invoice_row
 from taskhold.store import Tx
 from taskhold.tasks import Task, decide

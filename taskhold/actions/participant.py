@@ -8,7 +8,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskhold.api.auth import SignedRequest
+from taskhold.envelope import SignedRequest
 from taskhold.store import Tx
 from taskhold.tasks import Task
 from taskhold.tasks import commands as c

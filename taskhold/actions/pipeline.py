@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from taskhold.api.auth import SignedRequest, verify_signed_request
+from taskhold.envelope import SignedRequest, verify_signed_request
 from taskhold.errors import Conflict, Invalid, NotFound
 from taskhold.escrow import EscrowContext, EscrowEngine
 from taskhold.store import Tx, WriteConflict

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskhold.api.auth import SignedRequest
+from taskhold.envelope import SignedRequest
 from taskhold.errors import Conflict, Invalid
 from taskhold.escrow.payout_rules import budget_now, check_payout_invoice
 from taskhold.payments.invoices import validate_payout_invoice

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taskhold.api.auth import SignedRequest
+from taskhold.envelope import SignedRequest
 from taskhold.errors import Conflict, NotFound
 from taskhold.reputation.reviews import ReviewContent, review_view
 from taskhold.store import Tx

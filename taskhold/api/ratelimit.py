@@ -21,10 +21,9 @@ from types import MappingProxyType
 
 from starlette.requests import Request
 
+from taskhold.envelope import SignedRequest
 from taskhold.errors import Refusal
 from taskhold.settings import Settings
-
-from .auth import SignedRequest
 
 __all__ = ["RateLimited", "TokenBuckets", "WriteLimits", "client_ip", "write_limits"]
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from taskhold.api.auth import SignedRequest
+from taskhold.envelope import SignedRequest
 from taskhold.errors import Forbidden
 from taskhold.nostr.pow import committed_target, pow_bits
 from taskhold.tasks.model import DepositState, Task

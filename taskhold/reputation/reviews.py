@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskhold.api.auth import SignedRequest
+from taskhold.envelope import SignedRequest
 from taskhold.errors import Conflict, Forbidden
 from taskhold.keys.signer import EventSigner
 from taskhold.nostr import verify_event

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from taskhold.api.auth import SignedRequest, verify_signed_request
+from taskhold.envelope import SignedRequest, verify_signed_request
 from taskhold.errors import Forbidden, Invalid, Refusal, TooLarge
 from taskhold.nostr import KIND_PROOF, KIND_REQUEST, NostrKeys
 
