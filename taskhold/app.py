@@ -9,6 +9,7 @@ from taskhold.actions import WriteContext
 from taskhold.api.ratelimit import WriteLimits, write_limits
 from taskhold.escrow import EscrowContext, EscrowEngine, FaultHook
 from taskhold.escrow.crashpoints import crash_hook
+from taskhold.journal.chain import AuditLog
 from taskhold.keys import KeyStore
 from taskhold.keys.audited import audited, close_key_store
 from taskhold.keys.operator import load_operator_keys
@@ -24,7 +25,6 @@ from taskhold.reputation.service import ReputationService
 from taskhold.reputation.wiring import build_reputation, operator_kinds, receipt_issuer
 from taskhold.settings import Settings, settings_digest
 from taskhold.store import Store, create_engine, migrate
-from taskhold.store.audit_log import AuditLog
 from taskhold.store.log import LogKinds, LogWriter
 
 __all__ = ["SIM_STATE_FILE", "Services", "build_services"]

@@ -178,8 +178,8 @@ def _devnet_dir(lightning: str, devnet_dir: Path | None) -> Path | None:
 
 
 def _mount_key_custody() -> None:
+    from taskhold.journal.cli import audit_log_app
     from taskhold.keys.cli import keys_app
-    from taskhold.store.audit_cli import audit_log_app
 
     app.add_typer(keys_app, name="keys", help="The key store: init, status, rotate")
     app.add_typer(audit_log_app, name="audit-log", help="The tamper-evident audit log")

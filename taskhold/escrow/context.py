@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from taskhold.journal.chain import AuditLog
 from taskhold.keys import KeyStore
 from taskhold.lightning.base import LightningBackend
 from taskhold.settings import Settings
 from taskhold.store import Store
-from taskhold.store.audit_log import AuditLog
 from taskhold.tasks import SYSTEM_ACTOR, Task, decide
 from taskhold.tasks.commands import Command
 

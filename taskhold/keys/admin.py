@@ -11,9 +11,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from taskhold.journal.chain import AuditLog
 from taskhold.nostr import NostrKeys
 from taskhold.settings import Settings
-from taskhold.store.audit_log import AuditLog
 
 from .audited import audited, close_key_store
 from .operator import (

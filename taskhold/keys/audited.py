@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from taskhold.store.audit_log import AuditLog
+from taskhold.journal.chain import AuditLog
 
 from .base import KeyStore
 from .sealed import SecretSealer

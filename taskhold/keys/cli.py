@@ -16,8 +16,8 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from taskhold.errors import Refusal
+from taskhold.journal.chain import AuditLog
 from taskhold.settings import Settings
-from taskhold.store.audit_log import AuditLog
 
 from .errors import KeyStoreUnavailable
 

@@ -14,8 +14,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from taskhold.journal.chain import AuditLog
 from taskhold.nostr import NostrKeys
-from taskhold.store.audit_log import AuditLog
 
 from .base import KeyStore
 from .errors import KeyStoreUnavailable

@@ -18,10 +18,10 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskhold.journal.chain import read_head
+from taskhold.journal.checkpoints import checkpoint_payload
 from taskhold.keys.signer import EventSigner
 from taskhold.store import Store
-from taskhold.store.audit_checkpoints import checkpoint_payload
-from taskhold.store.audit_log import read_head
 from taskhold.store.log import enqueue_event
 from taskhold.store.models import AuditRow, LogHeadRow
 

@@ -198,7 +198,7 @@ class OutboxRow(Base):
 
 
 class AuditRow(Base):
-    """One entry of the append-only, hash-chained audit log (``taskhold/store/audit_log.py``).
+    """One entry of the append-only, hash-chained audit log (``taskhold/journal/chain.py``).
 
     On PostgreSQL rows are written only by ``taskhold_audit_append()`` and never changed.
     """

@@ -15,6 +15,7 @@ from keystores import (  # the fixtures keystore and softhsm
 )
 
 from taskhold.errors import Forbidden
+from taskhold.journal.chain import AuditLog
 from taskhold.keys.admin import init_key_store
 from taskhold.keys.audited import audited, close_key_store
 from taskhold.keys.operator import (
@@ -29,7 +30,6 @@ from taskhold.keys.sealed import SecretSealer
 from taskhold.keys.signer import LocalSigner, load_or_create_key_file
 from taskhold.keys.stores import open_key_store
 from taskhold.nostr import NostrKeys, verify_event
-from taskhold.store.audit_log import AuditLog
 
 
 def test_the_operator_key_is_stable_and_sealed(keystore: KeystoreCase, tmp_path: Path) -> None:

@@ -24,9 +24,9 @@ from keystores import (  # the fixtures keystore and softhsm
 )
 from sqlalchemy import select, text
 
+from taskhold.journal.chain import verify_chain
 from taskhold.keys.admin import init_key_store
 from taskhold.rebuild import rebuild_from_entries
-from taskhold.store.audit_log import verify_chain
 from taskhold.store.models import Base, LogEntryRow
 
 

@@ -16,11 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from taskhold.nostr import NostrKeys
-from taskhold.store import Store, create_engine, migrate
-from taskhold.store.audit_checkpoints import checkpoint_payload, verify_checkpoints
-from taskhold.store.audit_cli import verify_audit_log
-from taskhold.store.audit_log import (
+from taskhold.journal.chain import (
     GENESIS_HASH,
     AuditLog,
     canonical_details,
@@ -28,6 +24,10 @@ from taskhold.store.audit_log import (
     read_head,
     verify_chain,
 )
+from taskhold.journal.checkpoints import checkpoint_payload, verify_checkpoints
+from taskhold.journal.cli import verify_audit_log
+from taskhold.nostr import NostrKeys
+from taskhold.store import Store, create_engine, migrate
 
 POSTGRESQL_ONLY = ["postgresql"] if os.environ.get("TASKHOLD_TEST_PG_URL") else []
 """Roles and grants exist only on PostgreSQL; scripts/test always provides one."""

@@ -11,7 +11,7 @@ On PostgreSQL the application cannot write the table at all: rows are appended o
 ``at`` and both hashes itself under an advisory lock, and triggers refuse UPDATE, DELETE and
 TRUNCATE even for the owner. On SQLite this module keeps the chain inside the writer's
 ``BEGIN IMMEDIATE`` transaction. A superuser can still rewrite the chain end to end; the signed
-checkpoints (:mod:`taskhold.store.audit_checkpoints`) published outside the database catch that.
+checkpoints (:mod:`taskhold.journal.checkpoints`) published outside the database catch that.
 
 Nothing secret is ever passed in: details hold ids, hashes and public keys only.
 """
@@ -32,7 +32,7 @@ import structlog
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from .models import AuditRow
+from taskhold.store.models import AuditRow
 
 __all__ = [
     "GENESIS_HASH",

@@ -17,11 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from taskhold.settings import Settings
+from taskhold.store.db import create_engine
+from taskhold.store.models import OutboxRow
 
-from .audit_checkpoints import CheckpointResult, operator_pubkeys, verify_checkpoints
-from .audit_log import ChainReport, verify_chain
-from .db import create_engine
-from .models import OutboxRow
+from .chain import ChainReport, verify_chain
+from .checkpoints import CheckpointResult, operator_pubkeys, verify_checkpoints
 
 __all__ = ["AuditVerdict", "audit_log_app", "verify_audit_log"]
 

@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import select
 
 from taskhold.nostr import verify_event
+from taskhold.store.models import AuditRow
 
-from .audit_log import HASH_VERSION, AuditHead, Executor, read_head
-from .models import AuditRow
+from .chain import HASH_VERSION, AuditHead, Executor, read_head
 
 __all__ = [
     "CHECKPOINT_D",
