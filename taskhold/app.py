@@ -17,15 +17,15 @@ from taskhold.keys.signer import EventSigner, LocalSigner
 from taskhold.keys.stores import open_key_store
 from taskhold.lightning.base import LightningBackend, LightningError
 from taskhold.lightning.simworld import SimWorld
-from taskhold.nostr.checkpoints import Checkpointer
 from taskhold.nostr.embedded import EmbeddedRelay
-from taskhold.nostr.publisher import OutboxPublisher
 from taskhold.nostr.relays import RelayPool
+from taskhold.publiclog.checkpoints import Checkpointer
+from taskhold.publiclog.publisher import OutboxPublisher
+from taskhold.publiclog.writer import LogKinds, LogWriter
 from taskhold.reputation.service import ReputationService
 from taskhold.reputation.wiring import build_reputation, operator_kinds, receipt_issuer
 from taskhold.settings import Settings, settings_digest
 from taskhold.store import Store, create_engine, migrate
-from taskhold.store.log import LogKinds, LogWriter
 
 __all__ = ["SIM_STATE_FILE", "Services", "build_services"]
 

@@ -39,6 +39,7 @@ from sqlalchemy import func, select
 from taskhold.errors import Refusal
 from taskhold.nostr import verify_event
 from taskhold.nostr.entries import state_hash, tag_value
+from taskhold.publiclog.writer import KEY_ROTATED
 from taskhold.reputation.receipts import REVIEWABLE_STATES
 from taskhold.reputation.restore import (
     BrokenRecordChain,
@@ -52,7 +53,6 @@ from taskhold.reputation.review_rules import (
 )
 from taskhold.store import Store
 from taskhold.store.codec import task_to_data
-from taskhold.store.log import KEY_ROTATED
 from taskhold.store.models import (
     InvoiceRow,
     LogEntryRow,

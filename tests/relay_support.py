@@ -21,8 +21,8 @@ from conftest import Stack
 from helpers import funded, submitted
 from sqlalchemy import select
 
-from taskhold.nostr.publisher import OutboxPublisher
 from taskhold.nostr.relays import RelayPool
+from taskhold.publiclog.publisher import OutboxPublisher
 from taskhold.server import free_port
 from taskhold.store.models import LogEntryRow, OutboxRow
 

@@ -14,7 +14,7 @@ from typing import Any
 from taskhold.app import Services
 from taskhold.escrow.payout_rules import payout_terms
 from taskhold.nostr.entries import canonical_json
-from taskhold.store.log import enqueue_event
+from taskhold.publiclog.writer import sign_and_queue
 
 from .routes_reputation import reputation_info
 
@@ -65,9 +65,13 @@ async def publish_info(services: Services, *, now: float | None = None) -> dict[
     """Sign the info document and queue it in the outbox; returns the signed event."""
     created_at = int(time.time() if now is None else now)
     content = canonical_json(info_document(services))
-    event = services.signer.sign_event(
-        services.settings.kind_checkpoint, content, [["d", INFO_D]], created_at
-    )
     async with services.store.transaction() as tx:
-        enqueue_event(tx.session, event, created_at)
-    return event
+        return sign_and_queue(
+            tx.session,
+            services.signer,
+            services.settings.kind_checkpoint,
+            content,
+            [["d", INFO_D]],
+            created_at,
+            queued_at=created_at,
+        )

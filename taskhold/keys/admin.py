@@ -1,4 +1,5 @@
-"""What ``taskhold keys init|status|rotate`` do, apart from printing: usable from tests and demo.
+"""What ``taskhold keys init|status`` do, apart from printing: usable from tests and demo.
+``rotate`` writes the public log as well, so it lives in :mod:`taskhold.publiclog.rotation`.
 
 Every function opens the key store, does its one job and closes it again. None of them returns
 or prints a secret: reports hold labels, attributes, names and public keys only.
@@ -7,12 +8,10 @@ or prints a secret: reports hold labels, attributes, names and public keys only.
 from __future__ import annotations
 
 import stat
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from taskhold.journal.chain import AuditLog
-from taskhold.nostr import NostrKeys
 from taskhold.settings import Settings
 
 from .audited import audited, close_key_store
@@ -20,16 +19,13 @@ from .operator import (
     OPERATOR,
     load_operator_keys,
     operator_key_file,
-    restore_operator_key,
-    rotate_operator_key,
     seal_plaintext_operator_key,
 )
 from .sealed import SecretSealer
-from .signer import LocalSigner
 from .softhsm import PRODUCTION_NOTE, DevToken, default_pin_file, ensure_dev_token, is_softhsm
 from .stores import open_key_store, preimage_key_file, resolve_pin
 
-__all__ = ["InitReport", "init_key_store", "key_store_status", "rotate_operator"]
+__all__ = ["InitReport", "init_key_store", "key_store_status"]
 
 
 @dataclass
@@ -119,53 +115,3 @@ def key_store_status(settings: Settings) -> dict[str, Any]:
     finally:
         close_key_store(store)
     return status
-
-
-async def rotate_operator(
-    settings: Settings, audit: AuditLog | None = None, *, actor: str = "system"
-) -> tuple[NostrKeys, NostrKeys]:
-    """``rotate_operator_key`` on the configured store and its ``KeyRotated`` entry in the
-    public log (signed by the old key, queued for the next ``serve`` to publish), in one
-    database transaction; returns ``(old, new)``.
-
-    The database is opened first, so a rotation never happens without its entry: when the
-    entry cannot be written or committed the old key is put back. Stop the server first.
-    """
-    from taskhold.store import Store, create_engine, migrate
-    from taskhold.store.log import record_rotation
-
-    engine = create_engine(settings.resolved_database_url)
-    try:
-        await migrate(engine)
-        store = Store(engine)
-        raw = open_key_store(settings)
-        try:
-            keystore = audited(raw, audit, actor=actor) if audit is not None else raw
-            rotated: tuple[NostrKeys, NostrKeys] | None = None
-            try:
-                async with store.transaction() as tx:
-                    rotated = rotate_operator_key(keystore, settings.data_dir)
-                    old, new = rotated
-                    signer = LocalSigner(
-                        old,
-                        allowed_kinds=frozenset({settings.kind_log_entry}),
-                        observer=audit.signature_observer(actor) if audit is not None else None,
-                    )
-                    await record_rotation(
-                        tx.session,
-                        signer,
-                        new.pubkey_hex,
-                        kind=settings.kind_log_entry,
-                        clock=time.time,
-                        lock=store.dialect == "postgresql",
-                    )
-            except BaseException:
-                if rotated is not None:
-                    restore_operator_key(keystore, settings.data_dir, rotated[0])
-                raise
-            assert rotated is not None
-            return rotated
-        finally:
-            close_key_store(raw)
-    finally:
-        await engine.dispose()

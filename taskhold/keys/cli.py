@@ -135,7 +135,7 @@ def rotate(
     Stop the server first and start it again afterwards: a running server signs with the key it
     unsealed at start.
     """
-    from .admin import rotate_operator
+    from taskhold.publiclog.rotation import rotate_operator
 
     settings = _settings(data_dir, keystore, database_url)
     audit = AuditLog()

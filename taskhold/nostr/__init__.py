@@ -1,7 +1,18 @@
-"""taskhold's Nostr layer: the only package that imports ``nostr_sdk``.
+"""taskhold's Nostr codec: the only package that imports ``nostr_sdk``.
 
 nostr-sdk is alpha and breaks its API every minor release, so everything else in taskhold sees
-plain JSON dicts and the small surface re-exported here.
+plain JSON dicts and the small surface re-exported here. No database and no key custody here:
+writing and publishing the log is :mod:`taskhold.publiclog`.
+
+| module | job |
+|---|---|
+| ``kinds`` | the event kinds' defaults |
+| ``entries`` | log entry tags and content, listings, canonical JSON, the state digest |
+| ``signing`` | ``NostrKeys``: keys and BIP-340 event signing over nostr-sdk |
+| ``verify`` | checking an event's id and signature |
+| ``pow`` | NIP-13 proof of work |
+| ``relays`` | the relay client: publish events, read the log back by sequence |
+| ``embedded`` | the relay taskhold runs itself when none is configured |
 """
 
 from .kinds import KIND_LOG_ENTRY, KIND_PROOF, KIND_REQUEST

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhold.keys.signer import EventSigner
-from taskhold.store.log import enqueue_event
+from taskhold.publiclog.writer import sign_and_queue
 from taskhold.store.models import OutboxRow, ReputationAssertionRow
 
 from .score import ScoreCard, assertion_tags
@@ -59,8 +59,14 @@ class AssertionPublisher:
             if row is not None and row.score == card.score and row.version == card.version:
                 continue
             created_at = now if row is None else max(now, row.created_at + 1)
-            signed = self.signer.sign_event(
-                self.kind, "", assertion_tags(card, self.operator_pubkey), created_at
+            signed = sign_and_queue(
+                session,
+                self.signer,
+                self.kind,
+                "",
+                assertion_tags(card, self.operator_pubkey),
+                created_at,
+                queued_at=now,
             )
             if row is None:
                 row = ReputationAssertionRow(subject=card.subject)
@@ -73,7 +79,6 @@ class AssertionPublisher:
                 )
             row.event_id, row.version, row.score = signed["id"], card.version, card.score
             row.gseq_to, row.rseq_to, row.created_at = card.gseq_to, card.rseq_to, created_at
-            enqueue_event(session, signed, now)
             queued.append(signed)
         return queued
 

@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhold.keys.signer import EventSigner
-from taskhold.store.log import enqueue_event
+from taskhold.publiclog.writer import sign_and_queue
 from taskhold.store.models import ReceiptRow
 from taskhold.tasks import Task, TaskState
 
@@ -63,7 +63,15 @@ class ReceiptIssuer:
                 ["e", str(entry["id"])],
                 ["gseq", str(gseq)],
             ]
-            signed = self.signer.sign_event(self.kind, "", tags, int(entry["created_at"]))
+            signed = sign_and_queue(
+                session,
+                self.signer,
+                self.kind,
+                "",
+                tags,
+                int(entry["created_at"]),
+                queued_at=int(self._clock()),
+            )
             session.add(
                 ReceiptRow(
                     task_id=task.task_id,
@@ -74,7 +82,6 @@ class ReceiptIssuer:
                     created_at=int(entry["created_at"]),
                 )
             )
-            enqueue_event(session, signed, int(self._clock()))
 
 
 def receipt_view(row: ReceiptRow) -> dict[str, Any]:

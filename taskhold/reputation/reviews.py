@@ -30,7 +30,7 @@ from taskhold.errors import Conflict, Forbidden
 from taskhold.keys.signer import EventSigner
 from taskhold.nostr import verify_event
 from taskhold.nostr.entries import canonical_json
-from taskhold.store.log import enqueue_event
+from taskhold.publiclog.writer import sign_and_queue
 from taskhold.store.models import LogEntryRow, ReviewRow
 from taskhold.tasks import Task
 
@@ -85,7 +85,9 @@ class ReviewDesk:
         last = (await session.execute(select(func.max(ReviewRow.rseq)))).scalar_one_or_none()
         rseq = 0 if last is None else int(last) + 1
         now = int(self._clock())
-        record = self.signer.sign_event(
+        record = sign_and_queue(
+            session,
+            self.signer,
             self.record_kind,
             canonical_json(request.raw),
             [
@@ -96,6 +98,7 @@ class ReviewDesk:
                 ["e", request.event_id, "", reviewer],
             ],
             now,
+            queued_at=now,
         )
         row = ReviewRow(
             task_id=task.task_id,
@@ -110,7 +113,6 @@ class ReviewDesk:
             created_at=now,
         )
         session.add(row)
-        enqueue_event(session, record, now)
         await session.flush()
         return row
 

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -24,7 +24,6 @@ from taskhold.tasks.model import DepositState, Task, TaskState
 
 from .codec import task_from_data, task_to_data
 from .db import is_sqlite
-from .log import LogWriter
 from .models import (
     DepositPayoutRow,
     IdempotencyRow,
@@ -36,7 +35,7 @@ from .models import (
     TransitionRow,
 )
 
-__all__ = ["Store", "StoredResponse", "Tx", "WriteConflict"]
+__all__ = ["Store", "StoredResponse", "TransitionLog", "Tx", "WriteConflict"]
 
 
 class WriteConflict(Conflict):
@@ -88,11 +87,22 @@ def projection_values(task: Task) -> dict[str, Any]:
     }
 
 
+class TransitionLog(Protocol):
+    """The public log writer as the store sees it (``taskhold.publiclog.writer.LogWriter``):
+    it signs each transition and listing inside the transaction that records them."""
+
+    async def record(
+        self, session: AsyncSession, task: Task, event: Event, request: dict[str, Any] | None
+    ) -> dict[str, Any]: ...
+
+    async def record_listing(self, session: AsyncSession, task: Task) -> dict[str, Any]: ...
+
+
 class Store:
     """Owns the engine and hands out transactions. With a ``log`` writer every transition is
     also signed into the public log in the same transaction."""
 
-    def __init__(self, engine: AsyncEngine, *, log: LogWriter | None = None) -> None:
+    def __init__(self, engine: AsyncEngine, *, log: TransitionLog | None = None) -> None:
         self.engine = engine
         self.dialect = "sqlite" if is_sqlite(str(engine.url)) else "postgresql"
         self.log = log
@@ -128,7 +138,7 @@ class Tx:
     """Reads and writes inside one transaction."""
 
     def __init__(
-        self, session: AsyncSession, *, lock_rows: bool, log: LogWriter | None = None
+        self, session: AsyncSession, *, lock_rows: bool, log: TransitionLog | None = None
     ) -> None:
         self.session = session
         self._lock_rows = lock_rows

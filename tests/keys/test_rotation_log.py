@@ -22,15 +22,16 @@ from sqlalchemy import select
 
 from taskhold.audit import FindingKind, audit_log
 from taskhold.audit.entry import AuditKinds, parse_entry
-from taskhold.keys.admin import init_key_store, rotate_operator
+from taskhold.keys.admin import init_key_store
 from taskhold.keys.audited import close_key_store
 from taskhold.keys.operator import load_operator_keys
 from taskhold.keys.signer import LocalSigner
 from taskhold.keys.stores import open_key_store
 from taskhold.nostr import NostrKeys
+from taskhold.publiclog.rotation import rotate_operator
+from taskhold.publiclog.writer import record_rotation
 from taskhold.rebuild import LogRejected, rebuild_from_entries
 from taskhold.settings import Settings
-from taskhold.store.log import record_rotation
 from taskhold.store.models import LogEntryRow, OutboxRow, TaskRow
 
 

@@ -23,8 +23,8 @@ from relay_support import (
 )
 
 from taskhold.nostr.embedded import EmbeddedRelay
-from taskhold.nostr.publisher import OutboxPublisher
 from taskhold.nostr.relays import NOT_CONNECTED, RelayPool
+from taskhold.publiclog.publisher import OutboxPublisher
 
 pytestmark = pytest.mark.slow
 

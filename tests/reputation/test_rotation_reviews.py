@@ -29,11 +29,11 @@ from typer.testing import CliRunner
 
 from taskhold.cli import app
 from taskhold.client import TaskholdAPIError
-from taskhold.keys.admin import rotate_operator
 from taskhold.nostr import NostrKeys, verify_event
 from taskhold.nostr.embedded import EmbeddedRelay
 from taskhold.nostr.entries import canonical_json
 from taskhold.nostr.relays import RelayPool
+from taskhold.publiclog.rotation import rotate_operator
 from taskhold.reputation.metrics import Indexer
 from taskhold.reputation.score import recompute
 

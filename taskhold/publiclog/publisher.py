@@ -1,8 +1,8 @@
 """The outbox publisher: every signed event reaches every configured relay, eventually.
 
 Events are signed and queued in the ``outbox`` table inside the transaction that records the
-transition (``taskhold.store.log``), so nothing is published that did not commit and nothing that
-committed is forgotten. This module drains that table. Its only state is the table itself
+transition (``taskhold.publiclog.writer``), so nothing is published that did not commit and nothing
+that committed is forgotten. This module drains that table. Its only state is the table itself
 (``acked_relays``, ``attempts``, ``next_attempt_at``, ``last_error``), so a restarted or a second
 publisher simply carries on.
 
@@ -48,9 +48,8 @@ import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskhold.nostr.relays import RelayPool
 from taskhold.store.models import ListingRow, LogEntryRow, OutboxRow
-
-from .relays import RelayPool
 
 if TYPE_CHECKING:
     from taskhold.store import Store

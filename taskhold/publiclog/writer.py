@@ -26,13 +26,19 @@ from taskhold.nostr.entries import (
     state_hash,
     tag_value,
 )
+from taskhold.store.codec import task_to_data
+from taskhold.store.models import ListingRow, LogEntryRow, LogHeadRow, OutboxRow
 from taskhold.tasks.events import Event, event_to_dict
 from taskhold.tasks.model import Task
 
-from .codec import task_to_data
-from .models import ListingRow, LogEntryRow, LogHeadRow, OutboxRow
-
-__all__ = ["KEY_ROTATED", "EntryHook", "LogKinds", "LogWriter", "enqueue_event", "record_rotation"]
+__all__ = [
+    "KEY_ROTATED",
+    "EntryHook",
+    "LogKinds",
+    "LogWriter",
+    "record_rotation",
+    "sign_and_queue",
+]
 
 KEY_ROTATED = "KeyRotated"
 """The ``op`` of the entry that hands the log from one operator key to the next."""
@@ -103,8 +109,14 @@ class LogWriter:
             participants=participants,
             event=event_data,
         )
-        signed = self.signer.sign_event(
-            self.kinds.entry, entry_content(event_data, request), tags, created_at
+        signed = sign_and_queue(
+            session,
+            self.signer,
+            self.kinds.entry,
+            entry_content(event_data, request),
+            tags,
+            created_at,
+            queued_at=int(self._clock()),
         )
         session.add(
             LogEntryRow(
@@ -117,7 +129,6 @@ class LogWriter:
             )
         )
         head.gseq, head.event_id, head.created_at = gseq, signed["id"], created_at
-        self._enqueue(session, signed)
         for hook in self.hooks:
             await hook(session, task, signed)
         return signed
@@ -129,18 +140,22 @@ class LogWriter:
         if row is not None:
             created_at = max(created_at, row.created_at + 1)
         content, tags = listing_event(task_to_data(task), self.operator_pubkey)
-        signed = self.signer.sign_event(self.kinds.listing, content, tags, created_at)
+        signed = sign_and_queue(
+            session,
+            self.signer,
+            self.kinds.listing,
+            content,
+            tags,
+            created_at,
+            queued_at=int(self._clock()),
+        )
         if row is None:
             session.add(
                 ListingRow(task_id=task.task_id, event_id=signed["id"], created_at=created_at)
             )
         else:
             row.event_id, row.created_at = signed["id"], created_at
-        self._enqueue(session, signed)
         return signed
-
-    def _enqueue(self, session: AsyncSession, signed: dict[str, Any]) -> None:
-        enqueue_event(session, signed, int(self._clock()))
 
 
 async def _locked_head(session: AsyncSession, *, lock: bool) -> LogHeadRow:
@@ -188,7 +203,15 @@ async def record_rotation(
     if head.event_id is not None:
         tags.append(["gprev", head.event_id])
     tags += [["new_key", new_pubkey], ["old_key", old_pubkey]]
-    signed = old_signer.sign_event(kind, entry_content(event, None), tags, created_at)
+    signed = sign_and_queue(
+        session,
+        old_signer,
+        kind,
+        entry_content(event, None),
+        tags,
+        created_at,
+        queued_at=int(clock()),
+    )
     # Rotations belong to no task: task_id "" and seq = gseq keep (task_id, seq) unique.
     session.add(
         LogEntryRow(
@@ -201,7 +224,6 @@ async def record_rotation(
         )
     )
     head.gseq, head.event_id, head.created_at = gseq, signed["id"], created_at
-    enqueue_event(session, signed, int(clock()))
     return signed
 
 
@@ -210,8 +232,25 @@ MAX_EVENT_BYTES = 64 * 1024
 permanent gap in the public log, so the transition that needs it is refused instead."""
 
 
-def enqueue_event(session: AsyncSession, signed: dict[str, Any], now: int) -> None:
-    """Queue a signed event in the outbox, in the caller's transaction."""
+def sign_and_queue(
+    session: AsyncSession,
+    signer: EventSigner,
+    kind: int,
+    content: str,
+    tags: list[list[str]],
+    created_at: int,
+    *,
+    queued_at: int,
+) -> dict[str, Any]:
+    """Sign an event and queue it in the outbox, in the caller's transaction: the one way an
+    event enters the public log, so nothing is published that did not commit and every event is
+    held to the relays' size limit. Returns the signed event."""
+    signed = signer.sign_event(kind, content, tags, created_at)
+    _enqueue(session, signed, queued_at)
+    return signed
+
+
+def _enqueue(session: AsyncSession, signed: dict[str, Any], now: int) -> None:
     size = len(json.dumps(signed, ensure_ascii=False, separators=(",", ":")).encode())
     if size > MAX_EVENT_BYTES:
         raise TooLarge(

@@ -22,8 +22,9 @@ from taskhold.journal.chain import read_head
 from taskhold.journal.checkpoints import checkpoint_payload
 from taskhold.keys.signer import EventSigner
 from taskhold.store import Store
-from taskhold.store.log import enqueue_event
 from taskhold.store.models import AuditRow, LogHeadRow
+
+from .writer import sign_and_queue
 
 __all__ = ["LOG_CHECKPOINT_D", "Checkpointer"]
 
@@ -76,8 +77,15 @@ class Checkpointer:
                         ["alt", "taskhold public log checkpoint"],
                     ]
                     created_at = self._created_at(LOG_CHECKPOINT_D)
-                    event = self._signer.sign_event(self._kind, "", tags, created_at)
-                    enqueue_event(tx.session, event, created_at)
+                    event = sign_and_queue(
+                        tx.session,
+                        self._signer,
+                        self._kind,
+                        "",
+                        tags,
+                        created_at,
+                        queued_at=created_at,
+                    )
                     self._last[LOG_CHECKPOINT_D] = (position, created_at)
                     published.append(event["id"])
             audit_head = await read_head(tx.session)
@@ -87,8 +95,15 @@ class Checkpointer:
                 if self._last.get(d, (None, 0))[0] != position_audit:
                     content, tags = checkpoint_payload(audit_head)
                     created_at = self._created_at(d)
-                    event = self._signer.sign_event(self._kind, content, tags, created_at)
-                    enqueue_event(tx.session, event, created_at)
+                    event = sign_and_queue(
+                        tx.session,
+                        self._signer,
+                        self._kind,
+                        content,
+                        tags,
+                        created_at,
+                        queued_at=created_at,
+                    )
                     self._last[d] = (position_audit, created_at)
                     self._audited_seq = audit_head.seq
                     published.append(event["id"])
