@@ -201,7 +201,7 @@ _mount_devnet()
 
 def _mount_log_commands() -> None:
     from taskhold.audit.cli import audit_command
-    from taskhold.rebuild_cli import rebuild_command
+    from taskhold.rebuild.cli import rebuild_command
 
     app.command("audit")(audit_command)
     app.command("rebuild")(rebuild_command)

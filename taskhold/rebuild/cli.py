@@ -23,10 +23,11 @@ from taskhold.errors import Refusal
 from taskhold.nostr import pubkey_hex
 from taskhold.nostr.entries import tag_value
 from taskhold.nostr.relays import REQ_EVENT_CAP, RelayPool
-from taskhold.rebuild import RebuildReport, rebuild_from_entries
 from taskhold.reputation.review_rules import FINAL_OPS
 from taskhold.settings import Settings
 from taskhold.store import Store, create_engine, migrate
+
+from .replay import RebuildReport, rebuild_from_entries
 
 __all__ = ["fetch_review_events", "fetch_whole_log", "operator_keys", "rebuild_command"]
 
