@@ -24,12 +24,12 @@ from pathlib import Path
 
 import httpx
 
-from taskhold.api.app import create_api
-from taskhold.app import Services, build_services
+from taskhold.api.application import create_api
 from taskhold.client import TaskholdClient
 from taskhold.lightning.base import PaymentStatus
 from taskhold.lightning.simworld import SimWorld
 from taskhold.nostr import NostrKeys
+from taskhold.services import Services, build_services
 from taskhold.settings import Settings
 
 AMOUNT_MSAT = 150_000_000

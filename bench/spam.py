@@ -27,11 +27,11 @@ async def run(deposits: int, cap: int, repeat: int) -> dict[str, Any]:
     import httpx
     from sqlalchemy import select
 
-    from taskhold.api.app import create_api
-    from taskhold.app import build_services
+    from taskhold.api.application import create_api
     from taskhold.client import TaskholdAPIError, TaskholdClient
     from taskhold.lightning.simworld import SimWorld
     from taskhold.nostr import NostrKeys
+    from taskhold.services import build_services
     from taskhold.settings import Settings
     from taskhold.store.models import Base, IdempotencyRow
 

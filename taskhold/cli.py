@@ -15,9 +15,9 @@ from rich.markup import escape
 
 from taskhold.settings import Settings
 
-__all__ = ["app", "main"]
+__all__ = ["cli", "main"]
 
-app = typer.Typer(
+cli = typer.Typer(
     no_args_is_help=True,
     help="Non-custodial escrow for tasks on Lightning.",
     # Usage errors as click prints them: rich draws them in a panel wrapped to the terminal,
@@ -53,7 +53,7 @@ def _settings(data_dir: Path | None, config: Path | None = None, **overrides: ob
     return Settings(_env_file=config, **values)  # type: ignore[arg-type]
 
 
-@app.command()
+@cli.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
@@ -76,11 +76,9 @@ def serve(
 ) -> None:
     """Run the API and the escrow engine. Settings come from flags, TASKHOLD_* variables and
     the --config file, in that order of precedence."""
-    import uvicorn
-
-    from taskhold.app import build_services
     from taskhold.logs import configure_logging
-    from taskhold.server import uvicorn_config
+    from taskhold.server import api_server
+    from taskhold.services import build_services
 
     configure_logging(json=log_json)
     settings = _settings(
@@ -102,16 +100,15 @@ def serve(
         )
         where = "embedded relay" if services.embedded_relay is not None else "relays"
         console.print(f"public log: {where} {', '.join(services.settings.relays)}")
-        config = uvicorn_config(services, settings, settings.host, settings.port, log_level="info")
         try:
-            await uvicorn.Server(config).serve()
+            await api_server(services, settings.host, settings.port, log_level="info").serve()
         finally:
             await services.close()
 
     asyncio.run(run())
 
 
-@app.command()
+@cli.command()
 def demo(
     data_dir: DataDir = None,
     scenario: Annotated[
@@ -181,8 +178,8 @@ def _mount_key_custody() -> None:
     from taskhold.journal.cli import audit_log_app
     from taskhold.keys.cli import keys_app
 
-    app.add_typer(keys_app, name="keys", help="The key store: init, status, rotate")
-    app.add_typer(audit_log_app, name="audit-log", help="The tamper-evident audit log")
+    cli.add_typer(keys_app, name="keys", help="The key store: init, status, rotate")
+    cli.add_typer(audit_log_app, name="audit-log", help="The tamper-evident audit log")
 
 
 _mount_key_custody()
@@ -193,7 +190,7 @@ def _mount_devnet() -> None:
         from taskhold.devnet.cli import devnet_app
     except ImportError:
         return
-    app.add_typer(devnet_app, name="devnet", help="A local regtest network: btcd + three lnd")
+    cli.add_typer(devnet_app, name="devnet", help="A local regtest network: btcd + three lnd")
 
 
 _mount_devnet()
@@ -203,15 +200,15 @@ def _mount_log_commands() -> None:
     from taskhold.audit.cli import audit_command
     from taskhold.rebuild.cli import rebuild_command
 
-    app.command("audit")(audit_command)
-    app.command("rebuild")(rebuild_command)
+    cli.command("audit")(audit_command)
+    cli.command("rebuild")(rebuild_command)
 
 
 _mount_log_commands()
 
 
 def main() -> None:
-    app()
+    cli()
 
 
 if __name__ == "__main__":

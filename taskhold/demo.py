@@ -21,12 +21,12 @@ from typing import Any, Protocol
 from rich.console import Console
 from sqlalchemy import select
 
-from taskhold.app import Services, build_services
 from taskhold.client import TaskholdAPIError, TaskholdClient
 from taskhold.keys.admin import init_key_store
 from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.nostr import NostrKeys
 from taskhold.server import free_port, running_server
+from taskhold.services import Services, build_services
 from taskhold.settings import Settings
 from taskhold.store.models import LogEntryRow
 

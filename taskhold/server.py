@@ -11,24 +11,22 @@ from typing import Any
 
 import uvicorn
 
-from taskhold.api.app import create_api
-from taskhold.app import Services
-from taskhold.settings import Settings
+from taskhold.api.application import create_api
+from taskhold.services import Services
 
-__all__ = ["free_port", "running_server", "uvicorn_config"]
+__all__ = ["api_server", "free_port", "running_server"]
 
 
-def uvicorn_config(
-    services: Services, settings: Settings, host: str, port: int, **options: Any
-) -> uvicorn.Config:
-    """uvicorn for taskhold's API, in one place for ``serve`` and ``running_server``.
+def api_server(services: Services, host: str, port: int, **options: Any) -> uvicorn.Server:
+    """The uvicorn server for taskhold's API: the one way ``taskhold serve`` (foreground) and
+    :func:`running_server` (background) start it.
 
     ``X-Forwarded-For`` is believed only from ``trusted_proxies``: uvicorn's own default trusts
     it from 127.0.0.1, so a client talking to loopback could name any address it likes and
     spread its writes over endless rate-limit buckets.
     """
-    proxies = list(settings.trusted_proxies)
-    return uvicorn.Config(
+    proxies = list(services.settings.trusted_proxies)
+    config = uvicorn.Config(
         create_api(services),
         host=host,
         port=port,
@@ -36,6 +34,7 @@ def uvicorn_config(
         forwarded_allow_ips=proxies or "",
         **options,
     )
+    return uvicorn.Server(config)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -47,10 +46,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 @contextlib.asynccontextmanager
 async def running_server(services: Services, host: str, port: int) -> AsyncIterator[str]:
     """Serve ``services`` on ``host:port`` until the block exits; yields the base URL."""
-    config = uvicorn_config(
-        services, services.settings, host, port, log_level="warning", lifespan="on"
-    )
-    server = uvicorn.Server(config)
+    server = api_server(services, host, port, log_level="warning", lifespan="on")
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

@@ -22,11 +22,11 @@ from hand_driven import drive_by_hand
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from taskhold.api.app import create_api
-from taskhold.app import Services, build_services
+from taskhold.api.application import create_api
 from taskhold.client import TaskholdClient
 from taskhold.lightning.simworld import SimWorld
 from taskhold.nostr import NostrKeys
+from taskhold.services import Services, build_services
 from taskhold.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("TASKHOLD_TEST_PG_URL")

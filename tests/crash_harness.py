@@ -16,7 +16,7 @@ final. Then the checks, each an outcome in the crash-point table:
 
 Starting a Python process that imports taskhold takes seconds on a busy machine, so processes
 are forked from a *fork server* that imported taskhold once: the child runs the same
-``taskhold serve`` command (``taskhold.cli.app``), in its own process, killed for real.
+``taskhold serve`` command (``taskhold.cli.cli``), in its own process, killed for real.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ simulator's wallet routes, which the scenarios pay and mine through."""
 _FORK_SERVER = r"""
 import json, os, sys, time, traceback
 import uvicorn, aiosqlite, asyncpg
-import taskhold.cli, taskhold.app, taskhold.api.app, taskhold.logs
+import taskhold.cli, taskhold.services, taskhold.api.application, taskhold.logs
 children = set()
 for line in sys.stdin:
     cmd = json.loads(line)
@@ -93,7 +93,7 @@ for line in sys.stdin:
                 os.environ.clear()
                 os.environ.update(cmd["env"])
                 sys.argv = ["taskhold", *cmd["argv"]]
-                taskhold.cli.app(args=cmd["argv"], prog_name="taskhold")
+                taskhold.cli.cli(args=cmd["argv"], prog_name="taskhold")
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1

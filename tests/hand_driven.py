@@ -9,8 +9,8 @@ the database through the reconcile pass the test runs.
 
 from __future__ import annotations
 
-from taskhold.app import Services
 from taskhold.escrow import EscrowEngine
+from taskhold.services import Services
 from taskhold.tasks import Task
 
 __all__ = ["HandDrivenEngine", "drive_by_hand"]

@@ -12,7 +12,7 @@ import pytest
 from cli_support import isolated_logging  # noqa: F401
 from typer.testing import CliRunner
 
-from taskhold.cli import app
+from taskhold.cli import cli
 
 pytestmark = pytest.mark.usefixtures("isolated_logging")
 
@@ -49,7 +49,7 @@ def test_errors_of_every_cli_stay_on_one_line(
 ) -> None:
     long = str(_long_dir(tmp_path))
     args = [arg.replace("{long}", long) for arg in args]
-    result = CliRunner().invoke(app, args, env=NARROW)
+    result = CliRunner().invoke(cli, args, env=NARROW)
     assert result.exit_code != 0
     assert any(message.replace("{long}", long) in line for line in result.output.splitlines()), (
         result.output
@@ -59,7 +59,7 @@ def test_errors_of_every_cli_stay_on_one_line(
 def test_markup_in_an_error_is_printed_as_is(tmp_path: Path) -> None:
     devnet_dir = tmp_path / "[red]x[/red]"
     result = CliRunner().invoke(
-        app, ["demo", "--lightning", "devnet", "--devnet-dir", str(devnet_dir)], env=NARROW
+        cli, ["demo", "--lightning", "devnet", "--devnet-dir", str(devnet_dir)], env=NARROW
     )
     assert result.exit_code == 1
     assert str(devnet_dir) in result.output

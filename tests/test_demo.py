@@ -15,7 +15,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
-from taskhold.cli import app
+from taskhold.cli import cli
 from taskhold.nostr.embedded import EmbeddedRelay
 from taskhold.nostr.relays import RelayPool
 
@@ -87,7 +87,7 @@ async def _audit(data_dir: Path, operator: str) -> tuple[int, dict[str, Any]]:
     url = await relay.start()
     try:
         args = ["audit", "--relay", url, "--operator", operator, "--json"]
-        result = await asyncio.to_thread(CliRunner().invoke, app, args)
+        result = await asyncio.to_thread(CliRunner().invoke, cli, args)
     finally:
         await relay.stop()
     return result.exit_code, json.loads(result.stdout)

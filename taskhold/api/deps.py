@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, cast
 from fastapi import Request
 
 if TYPE_CHECKING:
-    from taskhold.app import Services
+    from taskhold.services import Services
 
 __all__ = ["services_of"]
 

@@ -9,14 +9,16 @@ review windows) it announced, and see when they changed.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from taskhold.app import Services
 from taskhold.escrow.payout_rules import payout_terms
 from taskhold.nostr.entries import canonical_json
 from taskhold.publiclog.writer import sign_and_queue
 
 from .routes_reputation import reputation_info
+
+if TYPE_CHECKING:
+    from taskhold.services import Services
 
 __all__ = ["INFO_D", "info_document", "publish_info"]
 

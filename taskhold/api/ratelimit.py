@@ -2,8 +2,8 @@
 (GET) a more generous bucket per client IP.
 
 The client IP is the peer address, or the ``X-Forwarded-For`` client only when the peer is one
-of the ``trusted_proxies`` (uvicorn is started with ``uvicorn_config``, which says so): anybody
-else could name a fresh address per request and never run out of tokens.
+of the ``trusted_proxies`` (uvicorn is started by ``taskhold.server.api_server``, which says so):
+anybody else could name a fresh address per request and never run out of tokens.
 
 The write IP bucket is taken before the body is even parsed; the pubkey bucket only after the
 signature verified (``WriteLimits.admit``, a write gate), so nobody can drain someone else's

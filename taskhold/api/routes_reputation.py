@@ -17,7 +17,7 @@ from taskhold.store.models import ReceiptRow, ReviewRow
 from .deps import services_of
 
 if TYPE_CHECKING:
-    from taskhold.app import Services
+    from taskhold.services import Services
 
 __all__ = ["reputation_info", "router"]
 

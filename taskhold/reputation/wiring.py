@@ -1,4 +1,4 @@
-"""Building the reputation parts once, for the composition root (``taskhold.app``)."""
+"""Building the reputation parts once, for the composition root (``taskhold.services``)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from conftest import Stack, close_stack, open_stack, stack_settings
 from fastapi import FastAPI
 from typer.testing import CliRunner
 
-from taskhold.cli import app as cli
+from taskhold.cli import cli
 
 pytestmark = pytest.mark.usefixtures("isolated_logging")
 

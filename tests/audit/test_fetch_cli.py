@@ -21,7 +21,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from taskhold.audit import FetchSettings, audit_log, fetch_log
-from taskhold.cli import app
+from taskhold.cli import cli
 from taskhold.keys.signer import load_or_create_key_file
 from taskhold.nostr import NostrKeys
 
@@ -73,7 +73,7 @@ async def publish(url: str, events: list[dict[str, Any]]) -> None:
 
 
 async def run_audit(*args: str) -> tuple[int, str]:
-    result = await asyncio.to_thread(CliRunner().invoke, app, ["audit", *args])
+    result = await asyncio.to_thread(CliRunner().invoke, cli, ["audit", *args])
     return result.exit_code, result.stdout
 
 

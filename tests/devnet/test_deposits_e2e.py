@@ -27,13 +27,13 @@ import pytest
 from devnet_network import DevnetHandle
 from hand_driven import drive_by_hand
 
-from taskhold.api.app import create_api
-from taskhold.app import Services, build_services
+from taskhold.api.application import create_api
 from taskhold.client import TaskholdAPIError, TaskholdClient
 from taskhold.lightning.base import InvoiceState, InvoiceStatus, LightningError
 from taskhold.lightning.lnd import LndBackend
 from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.nostr import NostrKeys
+from taskhold.services import Services, build_services
 from taskhold.settings import Settings
 
 pytestmark = [pytest.mark.devnet, pytest.mark.slow]

@@ -24,13 +24,13 @@ import pytest
 from devnet_network import DevnetHandle
 from hand_driven import drive_by_hand
 
-from taskhold.api.app import create_api
-from taskhold.app import Services, build_services
+from taskhold.api.application import create_api
 from taskhold.client import TaskholdClient
 from taskhold.lightning.base import InvoiceState
 from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.nostr import NostrKeys
 from taskhold.server import free_port
+from taskhold.services import Services, build_services
 from taskhold.settings import Settings
 
 pytestmark = [pytest.mark.devnet, pytest.mark.slow]

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from devnet_network import DevnetHandle
 
-from taskhold.app import build_services
 from taskhold.lightning.base import InvoiceState, PaymentStatus
 from taskhold.lightning.lnd import LndBackend
 from taskhold.lightning.lnd_rest import load_node_connection
+from taskhold.services import build_services
 from taskhold.settings import Settings
 
 pytestmark = pytest.mark.devnet

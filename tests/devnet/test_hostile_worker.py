@@ -21,12 +21,12 @@ import httpx
 import pytest
 from devnet_network import DevnetHandle
 
-from taskhold.api.app import create_api
-from taskhold.app import build_services
+from taskhold.api.application import create_api
 from taskhold.client import TaskholdAPIError, TaskholdClient
 from taskhold.escrow.context import apply_system
 from taskhold.lightning.base import InvoiceState, PaymentStatus
 from taskhold.lightning.lnd import LndBackend
+from taskhold.services import build_services
 from taskhold.tasks import commands as c
 
 from .test_escrow_e2e import (

@@ -20,11 +20,11 @@ import httpx
 import pytest
 from devnet_network import DevnetHandle
 
-from taskhold.api.app import create_api
-from taskhold.app import Services, build_services
+from taskhold.api.application import create_api
 from taskhold.client import TaskholdClient
 from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.nostr import NostrKeys
+from taskhold.services import Services, build_services
 
 from .test_escrow_e2e import ACCEPTANCE, AMOUNT_MSAT, lnd_settings
 

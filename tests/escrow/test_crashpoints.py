@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import taskhold
-from taskhold.app import build_services
 from taskhold.escrow.crashpoints import CRASH_POINTS, parse_crash_at
+from taskhold.services import build_services
 from taskhold.settings import Settings
 
 PACKAGE = Path(taskhold.__file__).parent

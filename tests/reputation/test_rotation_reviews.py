@@ -27,7 +27,7 @@ from rebuild_support import (
 from relay_support import drain
 from typer.testing import CliRunner
 
-from taskhold.cli import app
+from taskhold.cli import cli
 from taskhold.client import TaskholdAPIError
 from taskhold.nostr import NostrKeys, verify_event
 from taskhold.nostr.embedded import EmbeddedRelay
@@ -52,7 +52,7 @@ async def relay_url(tmp_path: Path) -> AsyncIterator[str]:
 
 async def _audit(relay: str, operator: str, reputation: str) -> tuple[int, dict[str, Any]]:
     args = ["audit", "--relay", relay, "--operator", operator, "--reputation", reputation]
-    result = await asyncio.to_thread(CliRunner().invoke, app, [*args, "--json"])
+    result = await asyncio.to_thread(CliRunner().invoke, cli, [*args, "--json"])
     return result.exit_code, json.loads(result.stdout)
 
 

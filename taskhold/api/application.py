@@ -14,7 +14,7 @@ from .problems import install_problem_handlers
 from .ratelimit import client_ip
 
 if TYPE_CHECKING:
-    from taskhold.app import Services
+    from taskhold.services import Services
 
 __all__ = ["create_api"]
 
