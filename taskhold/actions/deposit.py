@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskhold.api.views import deposit_view
 from taskhold.envelope import SignedRequest
 from taskhold.errors import Conflict
 from taskhold.escrow.deposits import ensure_deposit_invoice
@@ -20,6 +19,7 @@ from taskhold.store import Tx
 from taskhold.tasks import Task, decide
 from taskhold.tasks import commands as c
 from taskhold.tasks.deposits import next_deposit_round
+from taskhold.tasks.model import deposit_view
 
 from .content import parse_content
 from .open_invoices import check_open_invoices

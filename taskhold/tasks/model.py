@@ -14,6 +14,7 @@ __all__ = [
     "Role",
     "Task",
     "TaskState",
+    "deposit_view",
 ]
 
 
@@ -107,6 +108,34 @@ class Deposit:
         if self.state is DepositState.FORFEIT and self.payout_request is not None:
             return "payout"
         return None
+
+
+def deposit_view(deposit: Deposit) -> dict[str, Any]:
+    """One deposit as the API shows it (in a task and in the answer to a deposit request, which
+    is kept for retries, so the action renders it); its preimage is set only once it was paid
+    out, when it is public."""
+    return {
+        "depositor": deposit.depositor,
+        "role": deposit.role,
+        "round": deposit.round,
+        "state": deposit.state.value,
+        "amount_msat": deposit.amount_msat,
+        "payment_request": deposit.payment_request,
+        "payment_hash": deposit.payment_hash_hex,
+        "cltv_expiry_delta": deposit.cltv_expiry_delta,
+        "expires_at": deposit.invoice_expires_at,
+        "accepted_htlc_expiry_height": deposit.expiry_height,
+        "beneficiary": deposit.beneficiary,
+        "reason": deposit.reason,
+        "payout_invoice": deposit.payout_request,
+        "payout_failures": deposit.payout_failures,
+        "last_payout_failure": deposit.last_payout_failure,
+        "payout_payment_hash": deposit.payout_payment_hash_hex,
+        "preimage": deposit.preimage_hex,
+        "hold_settled_at": deposit.hold_settled_at,
+        "requested_at": deposit.requested_at,
+        "closed_at": deposit.closed_at,
+    }
 
 
 class Role(enum.StrEnum):
