@@ -148,7 +148,7 @@ class Settings(BaseSettings):
     engine_tick_s: float = 1.0
     reconcile_interval_s: float = 15.0
 
-    # Reputation (taskhold/reputation/, issue 5) ------------------------------------------------
+    # Reputation (taskhold/reputation/) ---------------------------------------------------------
     kind_receipt: int = 3913
     """Operator-signed review receipt, one per party of a PAID or REFUNDED task."""
     kind_review_record: int = 3914

@@ -38,7 +38,7 @@ class EscrowContext:
     clock: Callable[[], float] = time.time
     fault_hook: FaultHook = field(default=_no_fault)
     audit: AuditLog = field(default_factory=AuditLog)
-    """Settles, cancels and payouts are recorded here (issue 6)."""
+    """Settles, cancels and payouts are recorded here: the operator's security journal."""
 
     def now(self) -> int:
         return int(self.clock())

@@ -12,7 +12,7 @@ from taskhold.lightning.base import (
     InvoiceStatus,
 )
 from taskhold.store.models import InvoiceRow
-from taskhold.tasks import Task, TaskState
+from taskhold.tasks import SYSTEM_ACTOR, Task, TaskState
 from taskhold.tasks import commands as c
 
 from .context import EscrowContext, apply_system, log
@@ -93,7 +93,7 @@ async def observe_invoice(ctx: EscrowContext, task_id: str, status: InvoiceStatu
             if task.state is not TaskState.PENDING_FUNDING:
                 return None
             return c.ConfirmFunding(
-                actor="system",
+                actor=SYSTEM_ACTOR,
                 at=now,
                 accepted_htlc_expiry_height=expiry,
                 amount_paid_msat=status.amount_paid_msat,
@@ -104,7 +104,7 @@ async def observe_invoice(ctx: EscrowContext, task_id: str, status: InvoiceStatu
 
         def expire(task: Task, now: int) -> c.Command | None:
             if task.state is TaskState.PENDING_FUNDING and not task.refund_ordered:
-                return c.ExpireFunding(actor="system", at=now, reason="invoice expired unpaid")
+                return c.ExpireFunding(actor=SYSTEM_ACTOR, at=now, reason="invoice expired unpaid")
             if task.state in (
                 TaskState.FUNDED,
                 TaskState.CLAIMED,
@@ -112,7 +112,7 @@ async def observe_invoice(ctx: EscrowContext, task_id: str, status: InvoiceStatu
                 TaskState.DISPUTED,
                 TaskState.VERIFIED,
             ):
-                return c.HoldExpiring(actor="system", at=now, blocks_left=0)
+                return c.HoldExpiring(actor=SYSTEM_ACTOR, at=now, blocks_left=0)
             return None
 
         await apply_system(ctx, task_id, expire)
@@ -135,7 +135,7 @@ async def _refuse_wrong_amount(ctx: EscrowContext, task_id: str, status: Invoice
         f" {status.amount_msat} msat; it was cancelled and returned to the payer"
     )
     await ctx.audit.record(
-        "system",
+        SYSTEM_ACTOR,
         "escrow.cancel",
         task_id,
         {"payment_hash": status.payment_hash.hex(), "reason": "wrong_amount_held"},
@@ -151,7 +151,7 @@ async def _refuse_wrong_amount(ctx: EscrowContext, task_id: str, status: Invoice
     def expire(current: Task, now: int) -> c.Command | None:
         if current.state is not TaskState.PENDING_FUNDING or current.refund_ordered:
             return None
-        return c.ExpireFunding(actor="system", at=now, reason=reason)
+        return c.ExpireFunding(actor=SYSTEM_ACTOR, at=now, reason=reason)
 
     await apply_system(ctx, task_id, expire)
 

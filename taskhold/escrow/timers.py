@@ -8,7 +8,7 @@ the node's current height: it must decide (release or refund) before lnd's own a
 from __future__ import annotations
 
 from taskhold.lightning.base import InvoiceState
-from taskhold.tasks import Task, TaskState
+from taskhold.tasks import SYSTEM_ACTOR, Task, TaskState
 from taskhold.tasks import commands as c
 from taskhold.tasks.model import FUNDED_STATES
 
@@ -23,7 +23,7 @@ TIMED_STATES = (TaskState.FUNDED, TaskState.CLAIMED, TaskState.SUBMITTED, TaskSt
 
 async def run_timers(ctx: EscrowContext, task_id: str) -> Task | None:
     """Review window, submission deadline and dispute window for one task."""
-    return await apply_system(ctx, task_id, lambda task, now: c.Tick(actor="system", at=now))
+    return await apply_system(ctx, task_id, lambda task, now: c.Tick(actor=SYSTEM_ACTOR, at=now))
 
 
 async def guard(ctx: EscrowContext, task_id: str, height: int) -> Task | None:
@@ -51,7 +51,7 @@ async def guard(ctx: EscrowContext, task_id: str, height: int) -> Task | None:
     def check(task: Task, now: int) -> c.Command | None:
         if task.state not in FUNDED_STATES or task.accepted_htlc_expiry_height is None:
             return None
-        return c.HoldExpiring(actor="system", at=now, blocks_left=blocks_left)
+        return c.HoldExpiring(actor=SYSTEM_ACTOR, at=now, blocks_left=blocks_left)
 
     return await apply_system(ctx, task_id, check)
 

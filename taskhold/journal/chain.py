@@ -33,6 +33,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from taskhold.store.models import AuditRow
+from taskhold.tasks import SYSTEM_ACTOR
 
 __all__ = [
     "GENESIS_HASH",
@@ -193,7 +194,7 @@ class AuditLog:
         before = previous.get("digest") if isinstance(previous, dict) else None
         details = {**summary, "digest": digest, "previous_digest": before}
         details["changed"] = before is not None and before != digest
-        return await self.record("system", "config.start", "settings", details)
+        return await self.record(SYSTEM_ACTOR, "config.start", "settings", details)
 
     async def append(
         self,

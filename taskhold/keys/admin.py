@@ -13,6 +13,7 @@ from typing import Any
 
 from taskhold.journal.chain import AuditLog
 from taskhold.settings import Settings
+from taskhold.tasks import SYSTEM_ACTOR
 
 from .audited import audited, close_key_store
 from .operator import (
@@ -51,7 +52,7 @@ def _dev_token(settings: Settings) -> DevToken | None:
 
 
 def init_key_store(
-    settings: Settings, audit: AuditLog | None = None, *, actor: str = "system"
+    settings: Settings, audit: AuditLog | None = None, *, actor: str = SYSTEM_ACTOR
 ) -> InitReport:
     """Create whatever is missing: the SoftHSM2 token (development), the token keys or the key
     file, and the operator key (sealing a plaintext one left by the file store). Idempotent."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from taskhold.journal.chain import AuditLog
+from taskhold.tasks import SYSTEM_ACTOR
 
 from .base import KeyStore
 from .sealed import SecretSealer
@@ -18,7 +19,7 @@ __all__ = ["AuditedKeyStore", "AuditedSealingKeyStore", "audited", "close_key_st
 
 
 class AuditedKeyStore:
-    def __init__(self, inner: KeyStore, audit: AuditLog, *, actor: str = "system") -> None:
+    def __init__(self, inner: KeyStore, audit: AuditLog, *, actor: str = SYSTEM_ACTOR) -> None:
         self.inner = inner
         self.audit = audit
         self.actor = actor
@@ -54,7 +55,7 @@ class AuditedKeyStore:
 
 
 class AuditedSealingKeyStore(AuditedKeyStore):
-    def __init__(self, inner: KeyStore, audit: AuditLog, *, actor: str = "system") -> None:
+    def __init__(self, inner: KeyStore, audit: AuditLog, *, actor: str = SYSTEM_ACTOR) -> None:
         if not isinstance(inner, SecretSealer):
             raise TypeError(f"{inner!r} cannot seal secrets")
         super().__init__(inner, audit, actor=actor)
@@ -73,7 +74,7 @@ class AuditedSealingKeyStore(AuditedKeyStore):
         return self._sealer.sealed_names()
 
 
-def audited(store: KeyStore, audit: AuditLog, *, actor: str = "system") -> AuditedKeyStore:
+def audited(store: KeyStore, audit: AuditLog, *, actor: str = SYSTEM_ACTOR) -> AuditedKeyStore:
     """``store`` with every key use noted in ``audit``; sealing stays available if it had it."""
     if isinstance(store, SecretSealer):
         return AuditedSealingKeyStore(store, audit, actor=actor)

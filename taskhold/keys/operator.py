@@ -16,6 +16,7 @@ from pathlib import Path
 
 from taskhold.journal.chain import AuditLog
 from taskhold.nostr import NostrKeys
+from taskhold.tasks import SYSTEM_ACTOR
 
 from .base import KeyStore
 from .errors import KeyStoreUnavailable
@@ -68,7 +69,9 @@ def load_operator_keys(
             return load_or_create_key_file(path)
         keys = load_or_create_key_file(path)
     if audit is not None:
-        audit.note("system", "keys.operator_created", keys.pubkey_hex, {"pubkey": keys.pubkey_hex})
+        audit.note(
+            SYSTEM_ACTOR, "keys.operator_created", keys.pubkey_hex, {"pubkey": keys.pubkey_hex}
+        )
     return keys
 
 

@@ -13,6 +13,7 @@ from taskhold.keys.stores import open_key_store
 from taskhold.nostr import NostrKeys
 from taskhold.settings import Settings
 from taskhold.store import Store, create_engine, migrate
+from taskhold.tasks import SYSTEM_ACTOR
 
 from .writer import record_rotation
 
@@ -20,7 +21,7 @@ __all__ = ["rotate_operator"]
 
 
 async def rotate_operator(
-    settings: Settings, audit: AuditLog | None = None, *, actor: str = "system"
+    settings: Settings, audit: AuditLog | None = None, *, actor: str = SYSTEM_ACTOR
 ) -> tuple[NostrKeys, NostrKeys]:
     """``rotate_operator_key`` on the configured store and its ``KeyRotated`` entry in the
     public log (signed by the old key, queued for the next ``serve`` to publish), in one

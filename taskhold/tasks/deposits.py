@@ -33,7 +33,7 @@ from taskhold.errors import Conflict, Forbidden, Invalid
 
 from . import commands as c
 from . import events as e
-from .model import Deposit, DepositState, Role, Task, TaskState
+from .model import SYSTEM_ACTOR, Deposit, DepositState, Role, Task, TaskState
 
 __all__ = ["consequences", "decide_deposit", "deposit_changes", "next_deposit_round"]
 
@@ -64,7 +64,7 @@ def decide_deposit(
     deposit = task.deposit_by_hash(payment_hash)
     if deposit is None:
         raise Conflict("no deposit with this payment hash on the task", code="no_such_deposit")
-    if cmd.actor != "system":
+    if cmd.actor != SYSTEM_ACTOR:
         raise Forbidden("only taskhold itself records what the node did", code="wrong_role")
     base: dict[str, Any] = {"at": cmd.at, "actor": cmd.actor, "depositor": deposit.depositor}
     latest = task.deposit_of(deposit.depositor) is deposit

@@ -180,7 +180,7 @@ def _already_done(task: Task, command: c.Command) -> bool:
 def _create(task: Task | None, cmd: c.CreateTask) -> list[e.Event]:
     if task is not None:
         raise Conflict("a task with this id already exists", code="task_exists")
-    if cmd.actor == "system":
+    if cmd.actor == SYSTEM_ACTOR:
         raise Forbidden("tasks are created by employers", code="wrong_role")
     if cmd.amount_msat <= 0 or cmd.fee_msat < 0 or cmd.fee_msat >= cmd.amount_msat:
         raise Invalid("amount_msat must be positive and larger than the operator fee")
