@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from conftest import PG_ADMIN_URL, new_database
 from devnet_network import DevnetHandle
 from sqlalchemy import select
 
@@ -34,11 +36,20 @@ __all__ = [
     "hold_state",
     "live_stack",
     "log_in_db",
+    "one_database_url",
     "public_log_problems",
 ]
 
 Balances = tuple[int, int, int]
 """Settled channel balances of escrow, employer and worker (msat)."""
+
+
+@pytest.fixture
+async def one_database_url(tmp_path: Path) -> AsyncIterator[str]:
+    """PostgreSQL when the run has one, else SQLite: one database per fault test, not both (it is
+    the node or the relay that fails, and each of these tests costs a minute of devnet time)."""
+    async with new_database("postgresql" if PG_ADMIN_URL else "sqlite", tmp_path / "db") as url:
+        yield url
 
 
 @contextlib.asynccontextmanager

@@ -11,36 +11,39 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import new_database
 from devnet_network import DevnetHandle
 
 from taskhold.client import TaskholdAPIError
 from taskhold.lightning.base import InvoiceState, LightningError, PaymentStatus
 from taskhold.lightning.lnd import LndBackend
 
-from .live_stack import balances, funded, hold_state, live_stack, public_log_problems
+from .live_stack import (
+    balances,
+    funded,
+    hold_state,
+    live_stack,
+    one_database_url,
+    public_log_problems,
+)
 from .test_escrow_e2e import ACCEPTANCE, AMOUNT_MSAT, LndStack, _no_force_closes
 from .test_hostile_worker import PROOF, hash_of, held_invoice
 
 pytestmark = [pytest.mark.devnet, pytest.mark.slow]
+
+__all__ = ["one_database_url"]  # the fixture
 
 DOWN_S = 8.0
 """How long the node stays down: several engine passes and subscription retries fail."""
 
 
 @pytest.fixture
-async def sqlite_url(tmp_path: Path) -> AsyncIterator[str]:
-    """One database kind is enough here: the node, not the database, is what fails."""
-    async with new_database("sqlite", tmp_path / "db") as url:
-        yield url
-
-
-@pytest.fixture
-async def stack(devnet: DevnetHandle, tmp_path: Path, sqlite_url: str) -> AsyncIterator[LndStack]:
+async def stack(
+    devnet: DevnetHandle, tmp_path: Path, one_database_url: str
+) -> AsyncIterator[LndStack]:
     # Invoices are read from the node only by the subscription: a reconcile pass (which
     # re-reads every open invoice) would hide a subscription that never came back.
     async with live_stack(
-        devnet, tmp_path / "data", sqlite_url, reconcile_interval_s=3600.0, payout_timeout_s=5
+        devnet, tmp_path / "data", one_database_url, reconcile_interval_s=3600.0, payout_timeout_s=5
     ) as opened:
         yield opened
 
