@@ -323,9 +323,13 @@ async def restart_node(
         await _stop_node(layout, name, kill=kill)
         await asyncio.sleep(down_seconds)
         _start_lnd(layout, state, Path(bin_dir), name)
-        await admin.wait_rpc(within_seconds)
+        pubkey = str((await admin.wait_rpc(within_seconds))["identity_pubkey"])
         await wait_synced(BtcdRpc(layout, state), [admin], within_seconds=within_seconds)
-        await _wait_channels_active(admin, channels, within_seconds)
+        await _wait_channels_active(admin, None, channels, within_seconds)
+        async with _admins(layout) as admins:
+            for peer_name, peer in admins.items():
+                if peer_name != name and processes.alive_pid(layout.pid_path(peer_name)):
+                    await _wait_channels_active(peer, pubkey, 0, within_seconds)
     finally:
         await admin.aclose()
 
@@ -338,12 +342,20 @@ async def _stop_node(layout: Layout, name: str, *, kill: bool) -> None:
     await processes.stop(pid_path)  # after a SIGKILL: only waits for the process to be gone
 
 
-async def _wait_channels_active(admin: LndAdmin, at_least: int, within_seconds: float) -> None:
+async def _wait_channels_active(
+    admin: LndAdmin, with_pubkey: str | None, at_least: int, within_seconds: float
+) -> None:
+    """Wait until ``admin`` has ``at_least`` channels (those with ``with_pubkey``, or all) and
+    every one of them is active: both ends must see a link up before a payment can use it."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_seconds
     while True:
         with contextlib.suppress(LightningError):
-            channels = await admin.channels()
+            channels = [
+                channel
+                for channel in await admin.channels()
+                if with_pubkey is None or channel.get("remote_pubkey") == with_pubkey
+            ]
             if len(channels) >= at_least and all(c.get("active") for c in channels):
                 return
         if loop.time() > deadline:
