@@ -38,6 +38,7 @@ __all__ = [
     "log_in_db",
     "one_database_url",
     "public_log_problems",
+    "sqlite_url",
 ]
 
 Balances = tuple[int, int, int]
@@ -49,6 +50,13 @@ async def one_database_url(tmp_path: Path) -> AsyncIterator[str]:
     """PostgreSQL when the run has one, else SQLite: one database per fault test, not both (it is
     the node or the relay that fails, and each of these tests costs a minute of devnet time)."""
     async with new_database("postgresql" if PG_ADMIN_URL else "sqlite", tmp_path / "db") as url:
+        yield url
+
+
+@pytest.fixture
+async def sqlite_url(tmp_path: Path) -> AsyncIterator[str]:
+    """SQLite, so the fault tests cover it too when :func:`one_database_url` is PostgreSQL."""
+    async with new_database("sqlite", tmp_path / "db") as url:
         yield url
 
 

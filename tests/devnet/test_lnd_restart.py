@@ -23,28 +23,26 @@ from .live_stack import (
     funded,
     hold_state,
     live_stack,
-    one_database_url,
     public_log_problems,
+    sqlite_url,
 )
 from .test_escrow_e2e import ACCEPTANCE, AMOUNT_MSAT, LndStack, _no_force_closes
 from .test_hostile_worker import PROOF, hash_of, held_invoice
 
 pytestmark = [pytest.mark.devnet, pytest.mark.slow]
 
-__all__ = ["one_database_url"]  # the fixture
+__all__ = ["sqlite_url"]  # the fixture
 
 DOWN_S = 8.0
 """How long the node stays down: several engine passes and subscription retries fail."""
 
 
 @pytest.fixture
-async def stack(
-    devnet: DevnetHandle, tmp_path: Path, one_database_url: str
-) -> AsyncIterator[LndStack]:
+async def stack(devnet: DevnetHandle, tmp_path: Path, sqlite_url: str) -> AsyncIterator[LndStack]:
     # Invoices are read from the node only by the subscription: a reconcile pass (which
     # re-reads every open invoice) would hide a subscription that never came back.
     async with live_stack(
-        devnet, tmp_path / "data", one_database_url, reconcile_interval_s=3600.0, payout_timeout_s=5
+        devnet, tmp_path / "data", sqlite_url, reconcile_interval_s=3600.0, payout_timeout_s=5
     ) as opened:
         yield opened
 
