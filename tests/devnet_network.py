@@ -58,6 +58,12 @@ class DevnetHandle:
         """Mine one block at a time; every node has processed each before the next."""
         await control.mine(self.data_dir, blocks)
 
+    async def restart_node(self, node: str, *, kill: bool = False, down_seconds: float = 0) -> None:
+        """Stop ``node`` (SIGKILL with ``kill``) and start it again; back once its channels are."""
+        await control.restart_node(
+            self.data_dir, node, bin_dir=find_bin_dir(), kill=kill, down_seconds=down_seconds
+        )
+
 
 _current: DevnetHandle | None = None
 _failure: str | None = None

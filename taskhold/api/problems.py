@@ -8,6 +8,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from taskhold.errors import Refusal
@@ -68,7 +69,38 @@ def install_problem_handlers(app: FastAPI) -> None:
             503, "lightning_unavailable", "the Lightning node could not do this now; retry later"
         )
 
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(ConnectionError)
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        """The database cannot be reached (a restart, a dropped connection): a 503 to retry,
+        not an internal error; any other database error stays a 500."""
+        if isinstance(exc, DBAPIError) and not _database_unreachable(exc):
+            return await _fault(request, exc)
+        log.warning("database_unavailable", error=type(exc).__name__, path=request.url.path)
+        return problem(
+            503,
+            "database_unavailable",
+            "the database could not be reached; nothing was changed, retry later",
+            title="Database unavailable",
+        )
+
     @app.exception_handler(Exception)
     async def _fault(request: Request, exc: Exception) -> JSONResponse:
         log.error("internal_error", error=type(exc).__name__, path=request.url.path)
         return problem(500, "internal_error", "taskhold failed internally; nothing was changed")
+
+
+def _database_unreachable(exc: DBAPIError) -> bool:
+    """A connection that dropped or could not be made, as opposed to a refused statement."""
+    if exc.connection_invalidated:
+        return True
+    cause: BaseException | None = exc.orig
+    while cause is not None:
+        if isinstance(cause, OSError) or type(cause).__name__ in _UNREACHABLE:
+            return True
+        cause = cause.__cause__
+    return False
+
+
+_UNREACHABLE = frozenset({"CannotConnectNowError", "ConnectionDoesNotExistError"})
+"""asyncpg's names for a server that is starting or shutting down, or a connection it closed."""

@@ -1,4 +1,4 @@
-"""``taskhold devnet up|down|status|mine N``: the regtest network from the command line.
+"""``taskhold devnet up|down|status|mine N|restart NODE``: the regtest network from the shell.
 
 Mounted by :mod:`taskhold.cli` with ``app.add_typer(devnet_app, name="devnet")``.
 """
@@ -115,6 +115,28 @@ def mine(
     except (DevnetError, BtcdRpcError, LightningError) as exc:
         raise _fail(exc) from None
     _console.print(f"mined {len(hashes)} block(s); tip {hashes[-1]}")
+
+
+@devnet_app.command()
+def restart(
+    node: Annotated[str, typer.Argument(help="escrow, employer or worker.")],
+    data_dir: DataDir = None,
+    kill: Annotated[
+        bool, typer.Option("--kill", help="SIGKILL instead of a clean stop (a crash).")
+    ] = False,
+    bin_dir: Annotated[
+        Path | None,
+        typer.Option(help="lnd/btcd binaries (default: the scripts/build-lnd cache)."),
+    ] = None,
+) -> None:
+    """Stop one lnd node and start it again on its data; back once synced, channels active."""
+    started = time.monotonic()
+    try:
+        binaries = bin_dir if bin_dir is not None else find_bin_dir()
+        asyncio.run(control.restart_node(_data_dir(data_dir), node, bin_dir=binaries, kill=kill))
+    except (DevnetError, BtcdRpcError, LightningError) as exc:
+        raise _fail(exc) from None
+    _console.print(f"{node} restarted in {time.monotonic() - started:.1f}s")
 
 
 def _print_status(report: dict[str, object]) -> None:

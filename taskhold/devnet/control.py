@@ -1,4 +1,4 @@
-"""``up``, ``down``, ``status`` and ``mine``: the devnet's lifecycle over one data dir.
+"""``up``, ``down``, ``status``, ``mine`` and ``restart``: the devnet's lifecycle over one data dir.
 
 ``up`` is safe to repeat: when every recorded process is alive and answers, it does nothing.
 Otherwise it stops whatever is left and builds a **fresh** network: btcd deletes a regtest chain
@@ -7,13 +7,19 @@ wallets and channels cannot outlive their chain, so chain, wallets and channels 
 Only ``state.json`` (ports, btcd login) is kept, and the previous run's logs as ``*.log.1``.
 
 A failed ``up`` stops every process it started. ``down`` stops the lnd nodes first, then btcd,
-each by its recorded pid, and returns only when all are gone.
+each by its recorded pid, and returns only when all are gone. ``restart_node`` stops one lnd
+(gracefully, or with SIGKILL as a crash would) and starts it again on the same data dir: unlike
+btcd's chain, an lnd wallet and its channels survive, so this is how tests take a node away
+mid-task.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import shutil
+import signal
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +32,16 @@ from taskhold.devnet.lnd_node import HOLD_EXPIRY_DELTA, LndAdmin, lnd_argv
 from taskhold.lightning.base import LightningError
 from taskhold.lightning.lnd_rest import json_int
 
-__all__ = ["BINARIES", "DevnetError", "Progress", "down", "mine", "status", "up"]
+__all__ = [
+    "BINARIES",
+    "DevnetError",
+    "Progress",
+    "down",
+    "mine",
+    "restart_node",
+    "status",
+    "up",
+]
 
 Progress = Callable[[str], None]
 BINARIES = ("lnd", "lncli", "btcd", "btcctl")
@@ -279,3 +294,73 @@ async def mine(data_dir: str | Path, blocks: int, *, step: int = 1) -> list[str]
             if processes.alive_pid(layout.pid_path(name)) is not None
         ]
         return await mine_and_sync(btcd, running, blocks, step=step)
+
+
+async def restart_node(
+    data_dir: str | Path,
+    name: str,
+    *,
+    bin_dir: str | Path,
+    kill: bool = False,
+    down_seconds: float = 0.0,
+    within_seconds: float = 120.0,
+) -> None:
+    """Stop lnd ``name`` (SIGTERM, or SIGKILL with ``kill``), keep it down ``down_seconds``, start
+    it on the same data dir, and return once it is unlocked, synced to btcd's tip and every
+    channel it had is active again (its peers reconnect: they were connected with ``perm``)."""
+    if name not in NODE_NAMES:
+        raise DevnetError(f"unknown node {name!r}; the devnet's nodes are {', '.join(NODE_NAMES)}")
+    layout, state = _layout(data_dir)
+    if state is None or processes.alive_pid(layout.pid_path("btcd")) is None:
+        raise DevnetError(f"no devnet running in {layout.data_dir}; run `taskhold devnet up`")
+    admin = LndAdmin(layout.node(name))
+    try:
+        try:
+            channels = len(await admin.channels())
+        except LightningError:
+            channels = 0  # already down: wait for whatever channels it reports once up
+        await admin.rest.aclose()  # its pooled connections die with the process
+        await _stop_node(layout, name, kill=kill)
+        await asyncio.sleep(down_seconds)
+        _start_lnd(layout, state, Path(bin_dir), name)
+        pubkey = str((await admin.wait_rpc(within_seconds))["identity_pubkey"])
+        await wait_synced(BtcdRpc(layout, state), [admin], within_seconds=within_seconds)
+        await _wait_channels_active(admin, None, channels, within_seconds)
+        async with _admins(layout) as admins:
+            for peer_name, peer in admins.items():
+                if peer_name != name and processes.alive_pid(layout.pid_path(peer_name)):
+                    await _wait_channels_active(peer, pubkey, 0, within_seconds)
+    finally:
+        await admin.aclose()
+
+
+async def _stop_node(layout: Layout, name: str, *, kill: bool) -> None:
+    pid_path = layout.pid_path(name)
+    pid = processes.alive_pid(pid_path)
+    if kill and pid is not None:
+        os.kill(pid, signal.SIGKILL)
+    await processes.stop(pid_path)  # after a SIGKILL: only waits for the process to be gone
+
+
+async def _wait_channels_active(
+    admin: LndAdmin, with_pubkey: str | None, at_least: int, within_seconds: float
+) -> None:
+    """Wait until ``admin`` has ``at_least`` channels (those with ``with_pubkey``, or all) and
+    every one of them is active: both ends must see a link up before a payment can use it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_seconds
+    while True:
+        with contextlib.suppress(LightningError):
+            channels = [
+                channel
+                for channel in await admin.channels()
+                if with_pubkey is None or channel.get("remote_pubkey") == with_pubkey
+            ]
+            if len(channels) >= at_least and all(c.get("active") for c in channels):
+                return
+        if loop.time() > deadline:
+            raise DevnetError(
+                f"lnd {admin.node.name}'s channels are not active again within "
+                f"{within_seconds:.0f} s; see its log"
+            )
+        await asyncio.sleep(0.3)

@@ -48,6 +48,17 @@ def test_mine_without_a_devnet_is_refused(tmp_path: Path) -> None:
     assert "taskhold devnet up" in _text(result.output)
 
 
+def test_restart_without_a_devnet_or_of_an_unknown_node_is_refused(tmp_path: Path) -> None:
+    bin_dir = ["--bin-dir", str(tmp_path)]
+    result = runner.invoke(devnet_app, ["restart", "escrow", "--data-dir", str(tmp_path), *bin_dir])
+    assert result.exit_code == 1
+    assert "taskhold devnet up" in _text(result.output)
+
+    result = runner.invoke(devnet_app, ["restart", "alice", "--data-dir", str(tmp_path), *bin_dir])
+    assert result.exit_code == 1
+    assert "escrow, employer, worker" in _text(result.output)
+
+
 def test_the_python_lookup_uses_the_build_script_s_cache_dir(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
