@@ -269,3 +269,34 @@ def test_downward_imports_and_the_named_exception_pass() -> None:
 def test_a_module_in_no_layer_is_refused() -> None:
     with pytest.raises(LookupError, match="no layer"):
         violations({"taskhold.newthing": [Import("taskhold.errors", 1, False)]})
+
+
+SIGNERS = {
+    "taskhold.publiclog.writer": "sign_and_queue: every event the operator publishes",
+    "taskhold.keys.signer": "LocalSigner, the signer boundary, over the key it holds",
+    "taskhold.nostr.signing": "NostrKeys over nostr-sdk",
+    "taskhold.client": "a participant signing its own request, which is sent, not queued",
+}
+
+
+def _calls(tree: ast.AST, name: str) -> int:
+    return sum(
+        isinstance(node, ast.Call)
+        and (
+            (isinstance(node.func, ast.Attribute) and node.func.attr == name)
+            or (isinstance(node.func, ast.Name) and node.func.id == name)
+        )
+        for node in ast.walk(tree)
+    )
+
+
+def test_one_function_signs_and_queues_what_the_operator_publishes() -> None:
+    """Outside the writer nobody signs an event or adds to the outbox: publishing is one
+    function, so every event commits with what it says and meets the relays' size limit."""
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = _module_name(path, PACKAGE)
+        tree = ast.parse(path.read_text())
+        if module != "taskhold.publiclog.writer":
+            assert _calls(tree, "OutboxRow") == 0, f"{module} queues an event itself"
+        if module not in SIGNERS:
+            assert _calls(tree, "sign_event") == 0, f"{module} signs an event itself"
