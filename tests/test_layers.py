@@ -34,7 +34,9 @@ LAYERS: tuple[tuple[str, frozenset[str], str], ...] = (
      " no key custody"),
     ("records", frozenset({"envelope", "lightning", "store"}),
      "the signed-request envelope (no FastAPI, no database), the Lightning backends behind one"
-     " protocol, the database (models, repository, migrations); independent of each other"),
+     " protocol, the database (models, repository, migrations); independent of each other. The"
+     " store signs each transition into the public log through its TransitionLog protocol,"
+     " which the composition root fills with the log writer: no import upward"),
     ("journal", frozenset({"journal"}),
      "the operator's hash-chained security journal and its checkpoint payloads, over the store"),
     ("custody", frozenset({"keys"}),
@@ -42,7 +44,9 @@ LAYERS: tuple[tuple[str, frozenset[str], str], ...] = (
      " journal"),
     ("public log", frozenset({"publiclog"}),
      "the log writer and its one sign-and-queue entry point, the outbox publisher, checkpoints,"
-     " the key rotation entry: above keys (it signs) and store (it records)"),
+     " the key rotation entry: above keys (it signs), store (it records) and journal (it"
+     " checkpoints its head); the relay client stays in the codec, as the one user of"
+     " nostr-sdk's Client"),
     ("payments", frozenset({"payments"}),
      "the Payment Coordinator: payout invoices and the pay-then-settle sequence"),
     ("engines", frozenset({"escrow", "reputation"}),
@@ -63,15 +67,17 @@ LAYERS: tuple[tuple[str, frozenset[str], str], ...] = (
 
 
 @dataclass(frozen=True)
-class Exception_:
+class Allowed:
+    """An import against the order, allowed by name, with its reason."""
+
     importer: str
     imported: str
     type_only: bool
     reason: str
 
 
-EXCEPTIONS: tuple[Exception_, ...] = (
-    Exception_(
+EXCEPTIONS: tuple[Allowed, ...] = (
+    Allowed(
         "taskhold.api",
         "taskhold.services",
         type_only=True,
@@ -158,7 +164,7 @@ def layer_of(module: str) -> int:
     raise LookupError(f"{module}: package {package!r} is in no layer of LAYERS")
 
 
-def _excepted(module: str, imp: Import, exceptions: Iterable[Exception_]) -> Exception_ | None:
+def _excepted(module: str, imp: Import, exceptions: Iterable[Allowed]) -> Allowed | None:
     for exc in exceptions:
         if (
             (module == exc.importer or module.startswith(exc.importer + "."))
@@ -170,7 +176,7 @@ def _excepted(module: str, imp: Import, exceptions: Iterable[Exception_]) -> Exc
 
 
 def violations(
-    modules: Mapping[str, Iterable[Import]], exceptions: Iterable[Exception_] = EXCEPTIONS
+    modules: Mapping[str, Iterable[Import]], exceptions: Iterable[Allowed] = EXCEPTIONS
 ) -> list[str]:
     """One line per import that does not point to a lower layer (or to its own package)."""
     found = []
@@ -263,3 +269,34 @@ def test_downward_imports_and_the_named_exception_pass() -> None:
 def test_a_module_in_no_layer_is_refused() -> None:
     with pytest.raises(LookupError, match="no layer"):
         violations({"taskhold.newthing": [Import("taskhold.errors", 1, False)]})
+
+
+SIGNERS = {
+    "taskhold.publiclog.writer": "sign_and_queue: every event the operator publishes",
+    "taskhold.keys.signer": "LocalSigner, the signer boundary, over the key it holds",
+    "taskhold.nostr.signing": "NostrKeys over nostr-sdk",
+    "taskhold.client": "a participant signing its own request, which is sent, not queued",
+}
+
+
+def _calls(tree: ast.AST, name: str) -> int:
+    return sum(
+        isinstance(node, ast.Call)
+        and (
+            (isinstance(node.func, ast.Attribute) and node.func.attr == name)
+            or (isinstance(node.func, ast.Name) and node.func.id == name)
+        )
+        for node in ast.walk(tree)
+    )
+
+
+def test_one_function_signs_and_queues_what_the_operator_publishes() -> None:
+    """Outside the writer nobody signs an event or adds to the outbox: publishing is one
+    function, so every event commits with what it says and meets the relays' size limit."""
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = _module_name(path, PACKAGE)
+        tree = ast.parse(path.read_text())
+        if module != "taskhold.publiclog.writer":
+            assert _calls(tree, "OutboxRow") == 0, f"{module} queues an event itself"
+        if module not in SIGNERS:
+            assert _calls(tree, "sign_event") == 0, f"{module} signs an event itself"
