@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from sqlalchemy import select
 
-from taskhold.errors import Invalid, NotFound
+from taskhold.errors import Invalid, NotFound, RefusalCode
 from taskhold.reputation.receipts import receipt_view
 from taskhold.reputation.reviews import review_view
 from taskhold.reputation.score import SCORE_VERSION
@@ -32,11 +32,15 @@ async def get_reputation(request: Request, pubkey: str) -> dict[str, Any]:
     (``gseq_from``..``gseq_to`` of the log, review records up to ``rseq_to``), the newest
     published assertion, and what the policies make of the score."""
     if _HEX64.fullmatch(pubkey) is None:
-        raise Invalid("pubkey must be 64 lower-case hex characters", code="invalid_pubkey")
+        raise Invalid(
+            "pubkey must be 64 lower-case hex characters", code=RefusalCode.INVALID_PUBKEY
+        )
     services = services_of(request)
     service, writes = services.reputation, services.writes.reputation
     if service is None or writes is None:
-        raise NotFound("this taskhold runs no reputation indexer", code="reputation_disabled")
+        raise NotFound(
+            "this taskhold runs no reputation indexer", code=RefusalCode.REPUTATION_DISABLED
+        )
     await service.sync()
     card = service.card_now(pubkey)
     default = services.settings.default_review_window_s

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskhold.errors import Invalid, NotFound
+from taskhold.errors import Invalid, NotFound, RefusalCode
 from taskhold.payments.invoices import decode_invoice
 
 from .deps import services_of
@@ -60,11 +60,13 @@ async def pay(request: Request, body: PayBody) -> dict[str, Any]:
     if invoice.network != wallet.network or invoice.amount_msat is None:
         raise Invalid(
             f"payment_request must be an invoice with an amount on {wallet.network!r}",
-            code="bad_invoice",
+            code=RefusalCode.BAD_INVOICE,
         )
     result = await wallet.send_payment(body.payment_request, amount_msat=body.amount_msat)
     if result.status.value == "FAILED":
-        raise Invalid(f"the payment failed: {result.failure_reason}", code="payment_failed")
+        raise Invalid(
+            f"the payment failed: {result.failure_reason}", code=RefusalCode.PAYMENT_FAILED
+        )
     return {"status": result.status.value, "payment_hash": result.payment_hash.hex()}
 
 
