@@ -23,7 +23,7 @@ from coincurve import PublicKeyXOnly
 
 from taskhold.nostr import NostrKeys
 from taskhold.nostr.entries import entry_content, entry_tags, state_hash
-from taskhold.rebuild import rebuild_from_entries
+from taskhold.rebuild.replay import rebuild_from_entries
 from taskhold.store import Store, create_engine, migrate
 from taskhold.store.codec import task_to_data
 from taskhold.tasks import commands as c

@@ -1,30 +1,209 @@
-"""The two branches of taskhold's errors.
+"""The two branches of taskhold's errors, and the catalogue of codes a user can see.
 
-:class:`Refusal` is what a user sees: a stable ``code``, an HTTP status and a sentence a person can
-act on. The API turns every refusal into a problem+json response in one handler. Anything else
-that escapes is an internal :class:`Fault` (or a bug) and becomes a 500 without leaking details.
+:class:`Refusal` is what a user sees: a stable ``code`` from :class:`RefusalCode`, an HTTP status
+and a sentence a person can act on. The API turns every refusal into a problem+json response in
+one handler. Anything else that escapes is an internal :class:`Fault` (or a bug) and becomes a 500
+without leaking details.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Conflict", "Fault", "Forbidden", "Invalid", "NotFound", "Refusal", "TooLarge"]
+__all__ = [
+    "Conflict",
+    "Fault",
+    "Forbidden",
+    "Invalid",
+    "NotFound",
+    "Refusal",
+    "RefusalCode",
+    "TooLarge",
+    "problem_body",
+]
+
+
+class RefusalCode(StrEnum):
+    """Every ``code`` a problem+json answer can carry. Clients match on these values, so a value
+    never changes once published; ``when`` says when it is used (``docs/refusal-codes.md`` is
+    generated from it)."""
+
+    when: str
+
+    def __new__(cls, value: str, when: str) -> RefusalCode:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.when = when
+        return member
+
+    # The signed envelope of a write
+    MALFORMED_EVENT = "malformed_event", "the request is not a well-formed NIP-01 event"
+    BAD_SIGNATURE = "bad_signature", "the event's id or signature does not verify (401)"
+    WRONG_KIND = "wrong_kind", "the event kind is not the one this operation takes"
+    WRONG_OP = "wrong_op", "the event lacks exactly one op tag naming this endpoint's operation"
+    WRONG_TASK = "wrong_task", "the event's task tag does not name exactly this task"
+    STALE_REQUEST = "stale_request", "created_at is outside the server's request window"
+    MALFORMED_CONTENT = "malformed_content", "the event content is not one unambiguous JSON object"
+    INVALID_CONTENT = "invalid_content", "a content field is missing, unknown or of the wrong type"
+    TOO_LARGE = "too_large", "the content or tags exceed the configured size limit (413)"
+    POW_REQUIRED = "pow_required", "the signer's reputation asks for NIP-13 proof of work (403)"
+    RATE_LIMITED = "rate_limited", "too many requests from this IP or pubkey (429)"
+    # Idempotency and replay
+    IDEMPOTENCY_KEY_MISSING = "idempotency_key_missing", "a write came without Idempotency-Key"
+    IDEMPOTENCY_KEY_MISMATCH = (
+        "idempotency_key_mismatch",
+        "the Idempotency-Key header differs from the key tag signed in the event",
+    )
+    IDEMPOTENCY_KEY_REUSED = (
+        "idempotency_key_reused",
+        "the Idempotency-Key was already used for a different signed request",
+    )
+    REPLAYED_REQUEST = "replayed_request", "this signed event was already used (409)"
+    WRITE_CONFLICT = "write_conflict", "another writer changed the task first, retries exhausted"
+    # Creating a task
+    AMOUNT_OUT_OF_RANGE = "amount_out_of_range", "amount_msat is outside the operator's bounds"
+    BAD_ACCEPTANCE_SPEC = "bad_acceptance_spec", "the acceptance spec is not valid"
+    UNSUPPORTED_PATTERN = (
+        "unsupported_pattern",
+        "an acceptance regex uses syntax RE2 cannot match in linear time",
+    )
+    DEADLINE_IN_PAST = "deadline_in_past", "the task's deadline is not in the future"
+    HOLD_TOO_LONG = (
+        "hold_too_long",
+        "deadline plus review and dispute windows need a longer hold than the CLTV cap",
+    )
+    TASK_EXISTS = "task_exists", "a task with this id already exists"
+    # The task state machine
+    NO_SUCH_TASK = "no_such_task", "a command names a task that does not exist yet (409)"
+    TASK_CLOSED = "task_closed", "the task is in a final state and takes no more changes"
+    REFUND_UNDER_WAY = "refund_under_way", "a refund was ordered; only its completion may follow"
+    WRONG_ROLE = "wrong_role", "the signer's role in the task may not do this"
+    WRONG_STATE = "wrong_state", "the task's state does not allow this operation now"
+    NO_ARBITER = "no_arbiter", "a dispute needs an arbiter and this taskhold has none"
+    REASON_REQUIRED = "reason_required", "a reject, dispute or cancel came without a reason"
+    DEPOSIT_REQUIRED = (
+        "deposit_required",
+        "a task created with a deposit asks for funding before the deposit is locked",
+    )
+    UNDERPAID = "underpaid", "the held amount is less than the task amount or the deposit"
+    DEADLINE_PASSED = "deadline_passed", "the task's deadline has passed for a claim or proof"
+    BAD_REVIEW_WINDOW = "bad_review_window", "a claim tried to lengthen the review window"
+    NO_PROBLEMS = "no_problems", "a refused proof was recorded without any problem"
+    TOO_MANY_REFUSED_PROOFS = (
+        "too_many_refused_proofs",
+        "the task reached refused_proofs_max_per_task",
+    )
+    REVIEW_WINDOW_CLOSED = "review_window_closed", "the employer's review window has ended"
+    REVIEW_PENDING = "review_pending", "the worker may not dispute a submission under review"
+    DISPUTE_WINDOW_CLOSED = "dispute_window_closed", "the task's dispute window has ended"
+    INVALID_WINNER = "invalid_winner", "a resolution's winner is neither worker nor employer"
+    NO_PROOF = "no_proof", "the task has no proof (and so no payout invoice) yet"
+    BAD_PREIMAGE = "bad_preimage", "a preimage does not hash to the hold invoice's payment hash"
+    NO_REFUND_ORDERED = "no_refund_ordered", "a refund completes on a task with none ordered"
+    # Proofs
+    MISSING_HEAD = "missing_head", "a proof carries no prev tag with the task's log_head"
+    STALE_HEAD = "stale_head", "the task changed since the proof was signed (its prev tag)"
+    PROOF_REJECTED = "proof_rejected", "the proof fails the acceptance spec; lists every problem"
+    # Deposits
+    DEPOSITS_DISABLED = "deposits_disabled", "this taskhold runs without the reputation policy"
+    DEPOSIT_NOT_NEEDED = "deposit_not_needed", "the signer's record asks for no proof of work"
+    DEPOSIT_EXISTS = "deposit_exists", "the signer already has a deposit on this task"
+    NO_SUCH_DEPOSIT = "no_such_deposit", "no deposit matches the payment hash or pubkey"
+    NO_PAYOUT_INVOICE = "no_payout_invoice", "a forfeited deposit's beneficiary sent no invoice"
+    WRONG_ROUND = "wrong_round", "a deposit command names another deposit round"
+    TOO_MANY_DEPOSITS = "too_many_deposits", "the task reached its deposit limits"
+    TOO_MANY_OPEN_INVOICES = (
+        "too_many_open_invoices",
+        "the key has max_open_invoices_per_key unpaid invoices (429)",
+    )
+    # Invoices and payouts
+    BAD_INVOICE = "bad_invoice", "the text is not a BOLT11 invoice usable here"
+    WRONG_NETWORK = "wrong_network", "the payout invoice is for another network"
+    WRONG_AMOUNT = "wrong_amount", "the payout invoice is not for exactly the payout"
+    INVOICE_EXPIRING = "invoice_expiring", "the payout invoice expires before payout_min_validity_s"
+    HASH_REUSED = "hash_reused", "the payout invoice reuses one of taskhold's hold-invoice hashes"
+    PAYOUT_HASH_REUSED = "payout_hash_reused", "another payout already uses or paid this hash"
+    PAYOUT_TO_ESCROW_NODE = (
+        "payout_to_escrow_node",
+        "the payout invoice is an invoice of the escrow node itself",
+    )
+    PAYOUT_CLTV_TOO_LONG = (
+        "payout_cltv_too_long",
+        "the payout invoice's final CLTV does not fit in what the hold leaves",
+    )
+    PAYMENT_FAILED = "payment_failed", "a simulator wallet's payment failed (simulator routes)"
+    # Reviews and reputation
+    REVIEWS_DISABLED = "reviews_disabled", "this taskhold takes no reviews"
+    TASK_NOT_CLOSED = "task_not_closed", "reviews open once the task is PAID or REFUNDED"
+    ALREADY_REVIEWED = "already_reviewed", "the signer already reviewed this task"
+    NO_WORKER = "no_worker", "the task had no worker, so there is nobody to review"
+    NOT_A_PARTY = "not_a_party", "only the task's employer and worker may review it"
+    INVALID_RECEIPT = "invalid_receipt", "the review's receipt does not check out"
+    INVALID_PUBKEY = "invalid_pubkey", "a pubkey in the path is not 64 lower-case hex characters"
+    REPUTATION_DISABLED = "reputation_disabled", "this taskhold runs no reputation indexer (404)"
+    # The operator's own tools
+    KIND_NOT_ALLOWED = "kind_not_allowed", "the operator key may not sign this event kind"
+    LOG_EVENT_TOO_LARGE = (
+        "log_event_too_large",
+        "the change would need a public log event larger than relays accept (413)",
+    )
+    LOG_REJECTED = "log_rejected", "a rebuild found the public log failing a check"
+    # Defaults of the refusal classes, and the API's own handlers
+    INVALID_REQUEST = "invalid_request", "the HTTP request does not fit the API's schema"
+    INVALID_VALUE = "invalid_value", "a value breaks a rule (default of Invalid)"
+    FORBIDDEN = "forbidden", "the signer may not do this (default of Forbidden)"
+    NOT_FOUND = "not_found", "no such task, or no such path (404)"
+    CONFLICT = "conflict", "the task's state does not allow this now (default of Conflict)"
+    METHOD_NOT_ALLOWED = "method_not_allowed", "the path exists but not with this HTTP method"
+    HTTP_ERROR = "http_error", "any other HTTP-level error"
+    # Internal faults: not refusals, but their answers carry a code too
+    LIGHTNING_UNAVAILABLE = "lightning_unavailable", "the Lightning node could not act now (503)"
+    DATABASE_UNAVAILABLE = "database_unavailable", "the database could not be reached now (503)"
+    INTERNAL_ERROR = "internal_error", "taskhold failed internally; nothing was changed (500)"
+
+
+TITLES = {
+    400: "Bad request",
+    401: "Signature does not verify",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflict",
+    413: "Too large",
+    422: "Invalid request",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Lightning node unavailable",
+}
+
+
+def problem_body(status: int, code: RefusalCode, detail: str, **extra: Any) -> dict[str, Any]:
+    """An RFC 9457 problem document: the one shape every refusal and fault answer has."""
+    return {
+        "type": f"https://taskhold.invalid/problems/{code}",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "code": code.value,
+        "detail": detail,
+        **extra,
+    }
 
 
 class Refusal(Exception):
     """A request taskhold refuses on purpose. Nothing was written."""
 
     status: int = 400
-    code: str = "invalid_request"
+    code: RefusalCode = RefusalCode.INVALID_REQUEST
     extra: Mapping[str, Any] = MappingProxyType({})
     """Further problem+json members, e.g. ``required_bits`` for ``pow_required``."""
     headers: Mapping[str, str] = MappingProxyType({})
     """HTTP headers of the refusal, e.g. ``Retry-After`` for 429."""
 
-    def __init__(self, detail: str, *, code: str | None = None, status: int | None = None) -> None:
+    def __init__(
+        self, detail: str, *, code: RefusalCode | None = None, status: int | None = None
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         if code is not None:
@@ -32,40 +211,44 @@ class Refusal(Exception):
         if status is not None:
             self.status = status
 
+    def problem(self) -> dict[str, Any]:
+        """This refusal as the problem+json body its answer carries."""
+        return problem_body(self.status, self.code, self.detail, **self.extra)
+
 
 class Invalid(Refusal):
     """The request is well-formed JSON but its values break a rule (422)."""
 
     status = 422
-    code = "invalid_value"
+    code = RefusalCode.INVALID_VALUE
 
 
 class Forbidden(Refusal):
     """The signer is not allowed to do this (403)."""
 
     status = 403
-    code = "forbidden"
+    code = RefusalCode.FORBIDDEN
 
 
 class NotFound(Refusal):
     """No such task (404)."""
 
     status = 404
-    code = "not_found"
+    code = RefusalCode.NOT_FOUND
 
 
 class Conflict(Refusal):
     """The task's state does not allow this now, or someone else won a race (409)."""
 
     status = 409
-    code = "conflict"
+    code = RefusalCode.CONFLICT
 
 
 class TooLarge(Refusal):
     """The request exceeds a configured limit (413)."""
 
     status = 413
-    code = "too_large"
+    code = RefusalCode.TOO_LARGE
 
 
 class Fault(Exception):

@@ -11,7 +11,7 @@ import pytest
 from conftest import Stack, close_stack, new_database, open_stack, stack_settings
 from helpers import created, funded, projection, read_log, submitted
 
-from taskhold.rebuild import LogRejected, rebuild_from_entries
+from taskhold.rebuild.replay import LogRejected, rebuild_from_entries
 
 
 async def _every_path(stack: Stack) -> dict[str, str]:

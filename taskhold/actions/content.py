@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from taskhold.errors import Invalid
+from taskhold.errors import Invalid, RefusalCode
 
 __all__ = ["parse_content"]
 
@@ -24,4 +24,4 @@ def parse_content(model: type[M], content: dict[str, Any]) -> M:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "content"
-        raise Invalid(f"{where}: {first['msg']}", code="invalid_content") from exc
+        raise Invalid(f"{where}: {first['msg']}", code=RefusalCode.INVALID_CONTENT) from exc

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskhold.envelope import SignedRequest
-from taskhold.errors import Invalid
+from taskhold.errors import Invalid, RefusalCode
 from taskhold.escrow.sizing import cltv_expiry_delta_for
 from taskhold.store import Tx
 from taskhold.tasks import Task
@@ -42,7 +42,7 @@ async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
         raise Invalid(
             f"amount_msat must be between {settings.min_amount_msat} and"
             f" {settings.max_amount_msat}",
-            code="amount_out_of_range",
+            code=RefusalCode.AMOUNT_OUT_OF_RANGE,
         )
     spec = parse_spec(body.acceptance)
     by_policy = body.review_window_s is None
@@ -63,7 +63,7 @@ async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
     )
     fee = settings.fee_base_msat + body.amount_msat * settings.fee_ppm // 1_000_000
     if await tx.load_task(request.event_id) is not None:
-        raise Invalid("a task with this id already exists", code="task_exists")
+        raise Invalid("a task with this id already exists", code=RefusalCode.TASK_EXISTS)
     command = c.CreateTask(
         actor=request.pubkey,
         at=now,

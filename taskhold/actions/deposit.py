@@ -10,7 +10,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskhold.envelope import SignedRequest
-from taskhold.errors import Conflict
+from taskhold.errors import Conflict, RefusalCode
 from taskhold.escrow.deposits import ensure_deposit_invoice
 from taskhold.escrow.funding import invoice_row
 from taskhold.escrow.payout_rules import budget_now, check_payout_invoice
@@ -45,13 +45,14 @@ async def deposit(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task 
     if ctx.reputation is None:
         raise Conflict(
             "this taskhold runs without the reputation policy, so it asks for no deposits",
-            code="deposits_disabled",
+            code=RefusalCode.DEPOSITS_DISABLED,
         )
     amount = ctx.reputation.deposit_msat(request.pubkey, task.amount_msat)
     pledged = task.deposit_pledged and request.pubkey == task.employer_pubkey
     if amount == 0 and not pledged:
         raise Conflict(
-            "your record needs no proof of work, so no deposit either", code="deposit_not_needed"
+            "your record needs no proof of work, so no deposit either",
+            code=RefusalCode.DEPOSIT_NOT_NEEDED,
         )
     amount = max(amount, ctx.reputation.policy.deposit_min_msat)
     now = ctx.escrow.now()

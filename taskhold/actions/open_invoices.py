@@ -8,7 +8,7 @@ exceeded by at most the requests in flight, which the rate limits bound.
 
 from __future__ import annotations
 
-from taskhold.errors import Refusal
+from taskhold.errors import Refusal, RefusalCode
 from taskhold.store import Tx
 
 __all__ = ["TooManyOpenInvoices", "check_open_invoices"]
@@ -16,7 +16,7 @@ __all__ = ["TooManyOpenInvoices", "check_open_invoices"]
 
 class TooManyOpenInvoices(Refusal):
     status = 429
-    code = "too_many_open_invoices"
+    code = RefusalCode.TOO_MANY_OPEN_INVOICES
 
 
 async def check_open_invoices(tx: Tx, pubkey: str, task_id: str, limit: int) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from taskhold.envelope import SignedRequest, verify_signed_request
-from taskhold.errors import Conflict, Invalid, NotFound
+from taskhold.errors import Conflict, Invalid, NotFound, RefusalCode
 from taskhold.escrow import EscrowContext, EscrowEngine
 from taskhold.store import Tx, WriteConflict
 from taskhold.tasks import Task, decide, replay
@@ -100,7 +100,7 @@ async def perform(
     if signed_keys and signed_keys != [key]:
         raise Invalid(
             "the Idempotency-Key header differs from the key signed in the request's key tag",
-            code="idempotency_key_mismatch",
+            code=RefusalCode.IDEMPOTENCY_KEY_MISMATCH,
         )
     for attempt in range(MAX_ATTEMPTS):
         try:
@@ -127,12 +127,13 @@ async def _perform_once(
                 raise Invalid(
                     "this Idempotency-Key was already used for a different request;"
                     " use a fresh key for a new request",
-                    code="idempotency_key_reused",
+                    code=RefusalCode.IDEMPOTENCY_KEY_REUSED,
                 )
             return stored.status_code, await _first_answer(tx, stored.body, render)
         if await tx.request_seen(request.event_id):
             raise Conflict(
-                "this signed request was already used; sign a new one", code="replayed_request"
+                "this signed request was already used; sign a new one",
+                code=RefusalCode.REPLAYED_REQUEST,
             )
         task: Task | None = None
         if request.task_id is not None:
@@ -192,7 +193,7 @@ def _checked_key(key: str | None) -> str:
     if key is None or not key.strip():
         raise Invalid(
             "send an Idempotency-Key header (any unique string, e.g. a UUID) with every write",
-            code="idempotency_key_missing",
+            code=RefusalCode.IDEMPOTENCY_KEY_MISSING,
             status=400,
         )
     if len(key) > 128 or not key.isprintable():

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from taskhold.envelope import SignedRequest
-from taskhold.errors import Conflict, Invalid
+from taskhold.errors import Conflict, Invalid, RefusalCode
 from taskhold.escrow.payout_rules import budget_now, check_payout_invoice
 from taskhold.payments.invoices import validate_payout_invoice
 from taskhold.store import Tx
@@ -55,13 +55,13 @@ async def _check_head_seen(tx: Tx, task: Task, request: SignedRequest) -> None:
     if not seen:
         raise Invalid(
             "a proof must carry a prev tag with the task's log_head (GET the task to read it)",
-            code="missing_head",
+            code=RefusalCode.MISSING_HEAD,
         )
     if seen != [head]:
         raise Conflict(
             "the task changed since this proof was signed (its prev is not the current"
             " log_head); read the task again and sign a new proof",
-            code="stale_head",
+            code=RefusalCode.STALE_HEAD,
         )
 
 
@@ -146,18 +146,8 @@ async def _refused(
         max_refused=settings.refused_proofs_max_per_task,
     )
     refused = await apply_command(ctx, tx, request, task, command)
-    return Outcome(
-        refused,
-        status=422,
-        problem={
-            "type": "https://taskhold.invalid/problems/proof_rejected",
-            "title": "Invalid request",
-            "status": 422,
-            "code": "proof_rejected",
-            "detail": detail,
-            "problems": problems,
-        },
-    )
+    verdict = ProofRejected(detail, problems, recorded=True)
+    return Outcome(refused, status=verdict.status, problem=verdict.problem())
 
 
 _MAX_PROBLEMS = 20
@@ -166,13 +156,17 @@ _MAX_PROBLEM_CHARS = 300
 
 
 class ProofRejected(Invalid):
-    """A failing proof answered but not recorded."""
+    """A failing proof. Raised when it is not recorded (its answer says ``recorded: false``);
+    a recorded one is not raised, since its verdict is written, but answers with its body."""
 
-    code = "proof_rejected"
+    code = RefusalCode.PROOF_REJECTED
 
-    def __init__(self, detail: str, problems: list[str]) -> None:
+    def __init__(self, detail: str, problems: list[str], *, recorded: bool = False) -> None:
         super().__init__(detail)
-        self.extra = MappingProxyType({"problems": problems, "recorded": False})
+        extra: dict[str, Any] = {"problems": problems}
+        if not recorded:
+            extra["recorded"] = False
+        self.extra = MappingProxyType(extra)
 
 
 async def update_payout_invoice(

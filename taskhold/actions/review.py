@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from taskhold.envelope import SignedRequest
-from taskhold.errors import Conflict, NotFound
+from taskhold.errors import Conflict, NotFound, RefusalCode
 from taskhold.reputation.reviews import ReviewContent, review_view
 from taskhold.store import Tx
 from taskhold.tasks import Task
@@ -16,7 +16,7 @@ __all__ = ["review"]
 
 async def review(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None) -> Outcome:
     if ctx.reputation is None:
-        raise Conflict("this taskhold does not take reviews", code="reviews_disabled")
+        raise Conflict("this taskhold does not take reviews", code=RefusalCode.REVIEWS_DISABLED)
     if task is None:
         raise NotFound("a review needs a task")
     body = parse_content(ReviewContent, request.content)

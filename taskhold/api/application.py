@@ -12,6 +12,7 @@ from . import routes_reputation, routes_sim, routes_tasks
 from .info import publish_info
 from .problems import install_problem_handlers
 from .ratelimit import client_ip
+from .schemas import install_openapi
 
 if TYPE_CHECKING:
     from taskhold.services import Services
@@ -62,6 +63,7 @@ def create_api(services: Services, *, run_engine: bool = True) -> FastAPI:
     )
     app.state.services = services
     install_problem_handlers(app)
+    install_openapi(app)
     app.include_router(routes_tasks.router)
     app.include_router(routes_reputation.router)
     if services.sim is not None and services.settings.sim_routes_enabled:

@@ -11,37 +11,22 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from taskhold.errors import Refusal
+from taskhold.errors import Refusal, RefusalCode, problem_body
 from taskhold.lightning.base import LightningError
 
 __all__ = ["install_problem_handlers", "problem"]
 
 log = structlog.get_logger("taskhold.api")
 
-TITLES = {
-    400: "Bad request",
-    401: "Signature does not verify",
-    403: "Not allowed",
-    404: "Not found",
-    409: "Conflict",
-    413: "Too large",
-    422: "Invalid request",
-    429: "Too many requests",
-    500: "Internal error",
-    503: "Lightning node unavailable",
-}
+_HTTP_CODES = {404: RefusalCode.NOT_FOUND, 405: RefusalCode.METHOD_NOT_ALLOWED}
 
 
-def problem(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
-    body = {
-        "type": f"https://taskhold.invalid/problems/{code}",
-        "title": TITLES.get(status, "Error"),
-        "status": status,
-        "code": code,
-        "detail": detail,
-        **extra,
-    }
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+def problem(status: int, code: RefusalCode, detail: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(
+        problem_body(status, code, detail, **extra),
+        status_code=status,
+        media_type="application/problem+json",
+    )
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -55,18 +40,20 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return problem(422, "invalid_request", f"{where}: {first.get('msg')}")
+        return problem(422, RefusalCode.INVALID_REQUEST, f"{where}: {first.get('msg')}")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        code = _HTTP_CODES.get(exc.status_code, RefusalCode.HTTP_ERROR)
         return problem(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(LightningError)
     async def _lightning(request: Request, exc: LightningError) -> JSONResponse:
         log.warning("lightning_error", error=type(exc).__name__, path=request.url.path)
         return problem(
-            503, "lightning_unavailable", "the Lightning node could not do this now; retry later"
+            503,
+            RefusalCode.LIGHTNING_UNAVAILABLE,
+            "the Lightning node could not do this now; retry later",
         )
 
     @app.exception_handler(DBAPIError)
@@ -79,7 +66,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         log.warning("database_unavailable", error=type(exc).__name__, path=request.url.path)
         return problem(
             503,
-            "database_unavailable",
+            RefusalCode.DATABASE_UNAVAILABLE,
             "the database could not be reached; nothing was changed, retry later",
             title="Database unavailable",
         )
@@ -87,7 +74,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _fault(request: Request, exc: Exception) -> JSONResponse:
         log.error("internal_error", error=type(exc).__name__, path=request.url.path)
-        return problem(500, "internal_error", "taskhold failed internally; nothing was changed")
+        return problem(
+            500, RefusalCode.INTERNAL_ERROR, "taskhold failed internally; nothing was changed"
+        )
 
 
 def _database_unreachable(exc: DBAPIError) -> bool:

@@ -22,7 +22,7 @@ from types import MappingProxyType
 from starlette.requests import Request
 
 from taskhold.envelope import SignedRequest
-from taskhold.errors import Refusal
+from taskhold.errors import Refusal, RefusalCode
 from taskhold.settings import Settings
 
 __all__ = ["RateLimited", "TokenBuckets", "WriteLimits", "client_ip", "write_limits"]
@@ -30,7 +30,7 @@ __all__ = ["RateLimited", "TokenBuckets", "WriteLimits", "client_ip", "write_lim
 
 class RateLimited(Refusal):
     status = 429
-    code = "rate_limited"
+    code = RefusalCode.RATE_LIMITED
 
     def __init__(self, what: str, retry_after_s: float, action: str = "writes") -> None:
         seconds = max(1, math.ceil(retry_after_s))

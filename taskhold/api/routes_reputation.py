@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from sqlalchemy import select
 
-from taskhold.errors import Invalid, NotFound
+from taskhold.errors import Invalid, NotFound, RefusalCode
 from taskhold.reputation.receipts import receipt_view
 from taskhold.reputation.reviews import review_view
 from taskhold.reputation.score import SCORE_VERSION
 from taskhold.store.models import ReceiptRow, ReviewRow
 
 from .deps import services_of
+from .schemas import READ_PROBLEMS, Receipts, Reputation, Reviews
 
 if TYPE_CHECKING:
     from taskhold.services import Services
@@ -26,17 +27,26 @@ router = APIRouter(prefix="/v1", tags=["reputation"])
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-@router.get("/reputation/{pubkey}", summary="A pubkey's score and metrics from the public log")
+@router.get(
+    "/reputation/{pubkey}",
+    summary="A pubkey's score and metrics from the public log",
+    response_model=None,
+    responses={200: {"model": Reputation}, **READ_PROBLEMS},
+)
 async def get_reputation(request: Request, pubkey: str) -> dict[str, Any]:
     """Metrics per role, the score (0-1000) and its version, the log range they cover
     (``gseq_from``..``gseq_to`` of the log, review records up to ``rseq_to``), the newest
     published assertion, and what the policies make of the score."""
     if _HEX64.fullmatch(pubkey) is None:
-        raise Invalid("pubkey must be 64 lower-case hex characters", code="invalid_pubkey")
+        raise Invalid(
+            "pubkey must be 64 lower-case hex characters", code=RefusalCode.INVALID_PUBKEY
+        )
     services = services_of(request)
     service, writes = services.reputation, services.writes.reputation
     if service is None or writes is None:
-        raise NotFound("this taskhold runs no reputation indexer", code="reputation_disabled")
+        raise NotFound(
+            "this taskhold runs no reputation indexer", code=RefusalCode.REPUTATION_DISABLED
+        )
     await service.sync()
     card = service.card_now(pubkey)
     default = services.settings.default_review_window_s
@@ -51,7 +61,12 @@ async def get_reputation(request: Request, pubkey: str) -> dict[str, Any]:
     }
 
 
-@router.get("/tasks/{task_id}/receipts", summary="The operator's review receipts for a task")
+@router.get(
+    "/tasks/{task_id}/receipts",
+    summary="The operator's review receipts for a task",
+    response_model=None,
+    responses={200: {"model": Receipts}, **READ_PROBLEMS},
+)
 async def get_receipts(request: Request, task_id: str) -> dict[str, Any]:
     """One signed receipt (kind 3913) per party once the task is PAID or REFUNDED; a review
     must carry its author's."""
@@ -63,7 +78,12 @@ async def get_receipts(request: Request, task_id: str) -> dict[str, Any]:
     return {"task_id": task_id, "receipts": [receipt_view(row) for row in rows]}
 
 
-@router.get("/tasks/{task_id}/reviews", summary="The accepted reviews of a task")
+@router.get(
+    "/tasks/{task_id}/reviews",
+    summary="The accepted reviews of a task",
+    response_model=None,
+    responses={200: {"model": Reviews}, **READ_PROBLEMS},
+)
 async def get_reviews(request: Request, task_id: str) -> dict[str, Any]:
     async with services_of(request).store.transaction() as tx:
         if await tx.load_task(task_id) is None:

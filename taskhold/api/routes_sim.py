@@ -12,16 +12,18 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from taskhold.errors import Invalid, NotFound
+from taskhold.errors import Invalid, NotFound, RefusalCode
 from taskhold.payments.invoices import decode_invoice
 
 from .deps import services_of
+from .schemas import InvoiceAnswer, MineAnswer, PayAnswer, WalletBalances, problem_responses
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/sim", tags=["simulator"])
 
 Wallet = Literal["employer", "worker"]
+_PROBLEMS = problem_responses(404, 422, 429, 503)
 
 
 class PayBody(BaseModel):
@@ -52,7 +54,12 @@ def _sim(request: Request) -> Any:
     return sim
 
 
-@router.post("/pay", summary="Pay an invoice from a simulated wallet (returns once held)")
+@router.post(
+    "/pay",
+    summary="Pay an invoice from a simulated wallet (returns once held)",
+    response_model=None,
+    responses={200: {"model": PayAnswer}, **_PROBLEMS},
+)
 async def pay(request: Request, body: PayBody) -> dict[str, Any]:
     sim = _sim(request)
     wallet = sim.wallet(body.wallet)
@@ -60,15 +67,22 @@ async def pay(request: Request, body: PayBody) -> dict[str, Any]:
     if invoice.network != wallet.network or invoice.amount_msat is None:
         raise Invalid(
             f"payment_request must be an invoice with an amount on {wallet.network!r}",
-            code="bad_invoice",
+            code=RefusalCode.BAD_INVOICE,
         )
     result = await wallet.send_payment(body.payment_request, amount_msat=body.amount_msat)
     if result.status.value == "FAILED":
-        raise Invalid(f"the payment failed: {result.failure_reason}", code="payment_failed")
+        raise Invalid(
+            f"the payment failed: {result.failure_reason}", code=RefusalCode.PAYMENT_FAILED
+        )
     return {"status": result.status.value, "payment_hash": result.payment_hash.hex()}
 
 
-@router.post("/invoice", summary="Make an invoice in a simulated wallet")
+@router.post(
+    "/invoice",
+    summary="Make an invoice in a simulated wallet",
+    response_model=None,
+    responses={200: {"model": InvoiceAnswer}, **_PROBLEMS},
+)
 async def invoice(request: Request, body: InvoiceBody) -> dict[str, Any]:
     node = _sim(request).wallet(body.wallet)
     payment_request = await node.create_invoice(
@@ -77,14 +91,24 @@ async def invoice(request: Request, body: InvoiceBody) -> dict[str, Any]:
     return {"payment_request": payment_request}
 
 
-@router.post("/mine", summary="Advance the simulated chain")
+@router.post(
+    "/mine",
+    summary="Advance the simulated chain",
+    response_model=None,
+    responses={200: {"model": MineAnswer}, **_PROBLEMS},
+)
 async def mine(request: Request, body: MineBody) -> dict[str, Any]:
     sim = _sim(request)
     await sim.network.mine(body.blocks)
     return {"height": sim.network.height}
 
 
-@router.get("/wallets", summary="Simulated balances")
+@router.get(
+    "/wallets",
+    summary="Simulated balances",
+    response_model=None,
+    responses={200: {"model": WalletBalances}, **_PROBLEMS},
+)
 async def wallets(request: Request) -> dict[str, Any]:
     sim = _sim(request)
     return {

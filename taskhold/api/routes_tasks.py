@@ -15,6 +15,17 @@ from taskhold.tasks import TaskState
 from .deps import services_of
 from .info import info_document
 from .ratelimit import client_ip
+from .schemas import (
+    READ_PROBLEMS,
+    WRITE_PROBLEMS,
+    DescribedAs,
+    Info,
+    SignedEvent,
+    TaskList,
+    TaskView,
+    Transitions,
+    WriteAnswer,
+)
 from .views import task_view, transition_view
 
 __all__ = ["router"]
@@ -26,7 +37,10 @@ class SignedWrite(BaseModel):
     """A write: the participant's signed Nostr event (kind 3912, or 3911 for proofs) whose
     content is the request, with ``["op", …]`` and ``["task", …]`` tags."""
 
-    request: dict[str, Any] = Field(description="the signed NIP-01 event")
+    request: Annotated[dict[str, Any], DescribedAs(SignedEvent)] = Field(
+        description="the signed NIP-01 event; checked whole by the envelope check, so that it"
+        " is kept exactly as signed"
+    )
 
 
 IdempotencyKey = Annotated[
@@ -58,7 +72,13 @@ async def _write(
     return JSONResponse(payload, status_code=status, media_type=media_type)
 
 
-@router.post("/tasks", status_code=201, summary="Create a task (op create)")
+@router.post(
+    "/tasks",
+    status_code=201,
+    summary="Create a task (op create)",
+    response_model=WriteAnswer,
+    responses=WRITE_PROBLEMS,
+)
 async def create_task(
     request: Request, body: Annotated[SignedWrite, Body()], key: IdempotencyKey = None
 ) -> JSONResponse:
@@ -76,8 +96,18 @@ def _task_write(op: str, summary: str) -> None:
 
     endpoint.__name__ = f"task_{op.replace('-', '_')}"
     router.add_api_route(
-        f"/tasks/{{task_id}}/{op_path(op)}", endpoint, methods=["POST"], summary=summary
+        f"/tasks/{{task_id}}/{op_path(op)}",
+        endpoint,
+        methods=["POST"],
+        summary=summary,
+        status_code=201 if op in _ADDS_A_RECORD else 200,
+        response_model=WriteAnswer,
+        responses=WRITE_PROBLEMS,
     )
+
+
+_ADDS_A_RECORD = frozenset({"review", "deposit"})
+"""Ops whose success answers 201 (a review or a deposit was added), as the actions decide."""
 
 
 def op_path(op: str) -> str:
@@ -105,7 +135,12 @@ for _op, _summary in [
     _task_write(_op, _summary)
 
 
-@router.get("/tasks/{task_id}", summary="One task")
+@router.get(
+    "/tasks/{task_id}",
+    summary="One task",
+    response_model=None,
+    responses={200: {"model": TaskView}, **READ_PROBLEMS},
+)
 async def get_task(request: Request, task_id: str) -> dict[str, Any]:
     async with services_of(request).store.transaction() as tx:
         task = await tx.load_task(task_id)
@@ -115,7 +150,12 @@ async def get_task(request: Request, task_id: str) -> dict[str, Any]:
     return task_view(task, head)
 
 
-@router.get("/tasks", summary="List tasks, newest first")
+@router.get(
+    "/tasks",
+    summary="List tasks, newest first",
+    response_model=None,
+    responses={200: {"model": TaskList}, **READ_PROBLEMS},
+)
 async def list_tasks(
     request: Request,
     state: TaskState | None = None,
@@ -135,7 +175,12 @@ async def list_tasks(
     return {"tasks": views, "next_before": cursor}
 
 
-@router.get("/tasks/{task_id}/transitions", summary="A task's history, oldest first")
+@router.get(
+    "/tasks/{task_id}/transitions",
+    summary="A task's history, oldest first",
+    response_model=None,
+    responses={200: {"model": Transitions}, **READ_PROBLEMS},
+)
 async def list_transitions(request: Request, task_id: str) -> dict[str, Any]:
     async with services_of(request).store.transaction() as tx:
         if await tx.load_task(task_id) is None:
@@ -144,7 +189,12 @@ async def list_transitions(request: Request, task_id: str) -> dict[str, Any]:
     return {"task_id": task_id, "transitions": [transition_view(row) for row in rows]}
 
 
-@router.get("/info", summary="How this taskhold is configured")
+@router.get(
+    "/info",
+    summary="How this taskhold is configured",
+    response_model=None,
+    responses={200: {"model": Info}, **READ_PROBLEMS},
+)
 async def info(request: Request) -> dict[str, Any]:
     """The operator's terms; the same document is published as a signed event (``info``)."""
     return info_document(services_of(request))

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from taskhold.errors import Forbidden, Invalid, TooLarge
+from taskhold.errors import Forbidden, Invalid, RefusalCode, TooLarge
 from taskhold.nostr import verify_event
 
 __all__ = ["SignedRequest", "verify_signed_request"]
@@ -66,14 +66,14 @@ def verify_signed_request(
         raise Forbidden(
             "the event's id or signature does not verify: sign the exact JSON you send "
             "(NIP-01) with the secret key of the pubkey in the event",
-            code="bad_signature",
+            code=RefusalCode.BAD_SIGNATURE,
             status=401,
         )
     if event["kind"] not in kinds:
         allowed = ", ".join(str(kind) for kind in sorted(kinds))
         raise Invalid(
             f"event kind {event['kind']} is not accepted for '{op}'; use kind {allowed}",
-            code="wrong_kind",
+            code=RefusalCode.WRONG_KIND,
         )
     _check_op(event["tags"], op)
     _check_task(event["tags"], task_id)
@@ -91,7 +91,7 @@ def verify_signed_request(
 
 
 def _malformed(detail: str) -> NoReturn:
-    raise Invalid(f"malformed Nostr event: {detail}", code="malformed_event")
+    raise Invalid(f"malformed Nostr event: {detail}", code=RefusalCode.MALFORMED_EVENT)
 
 
 def _well_formed(raw: object) -> dict[str, Any]:
@@ -139,13 +139,13 @@ def _within_limits(event: dict[str, Any], max_content_bytes: int) -> None:
     if content_bytes > max_content_bytes:
         raise TooLarge(
             f"content is {content_bytes} bytes; the limit is {max_content_bytes} bytes",
-            code="too_large",
+            code=RefusalCode.TOO_LARGE,
         )
     tags_bytes = sum(len(value.encode()) for tag in event["tags"] for value in tag)
     if tags_bytes > max_content_bytes:
         raise TooLarge(
             f"tags hold {tags_bytes} bytes; the limit is {max_content_bytes} bytes",
-            code="too_large",
+            code=RefusalCode.TOO_LARGE,
         )
 
 
@@ -155,7 +155,7 @@ def _check_op(tags: list[list[str]], op: str) -> None:
         found = ", ".join(json.dumps(tag) for tag in op_tags) or "none"
         raise Invalid(
             f'this endpoint needs exactly one tag ["op", "{op}"]; the event has {found}',
-            code="wrong_op",
+            code=RefusalCode.WRONG_OP,
         )
 
 
@@ -165,7 +165,7 @@ def _check_task(tags: list[list[str]], task_id: str | None) -> None:
         if task_tags:
             raise Invalid(
                 "a request that creates a task must not carry a task tag; remove it",
-                code="wrong_task",
+                code=RefusalCode.WRONG_TASK,
             )
         return
     if task_tags != [["task", task_id]]:
@@ -173,7 +173,7 @@ def _check_task(tags: list[list[str]], task_id: str | None) -> None:
         raise Invalid(
             f'this request is for task {task_id} and needs exactly one tag ["task", "{task_id}"]; '
             f"the event has {found}",
-            code="wrong_task",
+            code=RefusalCode.WRONG_TASK,
         )
 
 
@@ -184,7 +184,7 @@ def _check_fresh(created_at: int, now: int, window_s: int) -> None:
         raise Invalid(
             f"created_at is {abs(offset)} s {direction}; it must be within {window_s} s of the "
             f"server's clock ({now}): check your clock and sign a fresh event",
-            code="stale_request",
+            code=RefusalCode.STALE_REQUEST,
         )
 
 
@@ -202,7 +202,7 @@ def _content_object(content: str) -> dict[str, Any]:
         raise Invalid(
             "content must be a JSON object (no duplicate keys, no NaN or Infinity, integers"
             " within ±(2^63 - 1)) holding the request's fields",
-            code="malformed_content",
+            code=RefusalCode.MALFORMED_CONTENT,
         )
     return value
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskhold.errors import Invalid
+from taskhold.errors import Invalid, RefusalCode
 from taskhold.lightning.base import InvoiceNotFound, PaymentStatus
 from taskhold.payments.invoices import DecodedInvoice
 from taskhold.settings import Settings
@@ -101,25 +101,25 @@ async def check_payout_invoice(
         raise Invalid(
             "payout_invoice is an invoice of the escrow node itself; give an invoice of your"
             " own node",
-            code="payout_to_escrow_node",
+            code=RefusalCode.PAYOUT_TO_ESCROW_NODE,
         )
     payment_hash = bytes.fromhex(invoice.payment_hash_hex)
     if await tx.issued_hold_hash(invoice.payment_hash_hex) or await _node_issued(ctx, payment_hash):
         raise Invalid(
             "payout_invoice uses the payment hash of one of taskhold's own hold invoices",
-            code="hash_reused",
+            code=RefusalCode.HASH_REUSED,
         )
     if await tx.payout_owners(invoice.payment_hash_hex) - {owner}:
         raise Invalid(
             "payout_invoice's payment hash is already used by another payout; make a new invoice",
-            code="payout_hash_reused",
+            code=RefusalCode.PAYOUT_HASH_REUSED,
         )
     if accepting:
         known = await ctx.lightning.lookup_payment(payment_hash)
         if known.status is not PaymentStatus.UNKNOWN:
             raise Invalid(
                 "the escrow node already paid (or tried) this payment hash; make a new invoice",
-                code="payout_hash_reused",
+                code=RefusalCode.PAYOUT_HASH_REUSED,
             )
     if budget_blocks is not None:
         needed = invoice.min_final_cltv_expiry + ROUTE_PADDING_BLOCKS
@@ -128,7 +128,7 @@ async def check_payout_invoice(
                 f"payout_invoice asks for a final CLTV of {invoice.min_final_cltv_expiry} blocks;"
                 f" the hold behind it leaves at most {budget_blocks - ROUTE_PADDING_BLOCKS}:"
                 " make an invoice with a smaller cltv_expiry",
-                code="payout_cltv_too_long",
+                code=RefusalCode.PAYOUT_CLTV_TOO_LONG,
             )
 
 

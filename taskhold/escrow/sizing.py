@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from taskhold.errors import Invalid
+from taskhold.errors import Invalid, RefusalCode
 from taskhold.settings import Settings
 
 __all__ = ["cltv_expiry_delta_for"]
@@ -30,6 +30,6 @@ def cltv_expiry_delta_for(
             f"the task would need a hold of {delta} blocks but the cap is"
             f" {settings.max_cltv_expiry_delta}: deadline plus review and dispute windows must"
             f" stay under {longest_s} s; shorten the deadline or the windows",
-            code="hold_too_long",
+            code=RefusalCode.HOLD_TOO_LONG,
         )
     return delta

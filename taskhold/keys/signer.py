@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from taskhold.errors import Forbidden
+from taskhold.errors import Forbidden, RefusalCode
 from taskhold.nostr import NostrKeys
 
 __all__ = ["EventSigner", "LocalSigner", "SignObserver", "load_or_create_key_file"]
@@ -62,7 +62,9 @@ class LocalSigner:
         self, kind: int, content: str, tags: list[list[str]], created_at: int
     ) -> dict[str, Any]:
         if kind not in self._allowed_kinds:
-            raise Forbidden(f"the operator key may not sign kind {kind}", code="kind_not_allowed")
+            raise Forbidden(
+                f"the operator key may not sign kind {kind}", code=RefusalCode.KIND_NOT_ALLOWED
+            )
         event = self._keys.sign_event(kind, content, tags, created_at)
         if self._observer is not None:
             self._observer(

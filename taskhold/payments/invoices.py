@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import bolt11
 
-from taskhold.errors import Invalid
+from taskhold.errors import Invalid, RefusalCode
 
 __all__ = ["DecodedInvoice", "decode_invoice", "validate_payout_invoice"]
 
@@ -35,7 +35,7 @@ def decode_invoice(payment_request: str, *, field: str = "payout_invoice") -> De
     except Exception as exc:  # the library raises many kinds for malformed input
         raise Invalid(
             f"{field} is not a valid BOLT11 invoice ({type(exc).__name__})",
-            code="bad_invoice",
+            code=RefusalCode.BAD_INVOICE,
         ) from exc
     amount = int(invoice.amount_msat) if invoice.amount_msat is not None else None
     return DecodedInvoice(
@@ -68,19 +68,21 @@ def validate_payout_invoice(
     if invoice.network != network:
         raise Invalid(
             f"payout_invoice is for network {invoice.network!r}; this taskhold runs on {network!r}",
-            code="wrong_network",
+            code=RefusalCode.WRONG_NETWORK,
         )
     if invoice.amount_msat != expected_msat:
         raise Invalid(
             f"payout_invoice must be for exactly {expected_msat} msat (the task amount minus the"
             f" operator fee); it asks for {invoice.amount_msat}",
-            code="wrong_amount",
+            code=RefusalCode.WRONG_AMOUNT,
         )
     if invoice.expires_at < now + min_validity_s:
         raise Invalid(
             f"payout_invoice expires too soon: it must stay valid at least {min_validity_s} s",
-            code="invoice_expiring",
+            code=RefusalCode.INVOICE_EXPIRING,
         )
     if invoice.payment_hash_hex in forbidden_hashes:
-        raise Invalid("payout_invoice reuses the task's escrow payment hash", code="hash_reused")
+        raise Invalid(
+            "payout_invoice reuses the task's escrow payment hash", code=RefusalCode.HASH_REUSED
+        )
     return invoice

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from taskhold.errors import TooLarge
+from taskhold.errors import RefusalCode, TooLarge
 from taskhold.keys.signer import EventSigner
 from taskhold.nostr.entries import (
     entry_content,
@@ -256,7 +256,7 @@ def _enqueue(session: AsyncSession, signed: dict[str, Any], now: int) -> None:
         raise TooLarge(
             f"this change would need a public log event of {size} bytes; relays accept at most"
             f" {MAX_EVENT_BYTES}: shorten the request",
-            code="log_event_too_large",
+            code=RefusalCode.LOG_EVENT_TOO_LARGE,
         )
     session.add(
         OutboxRow(

@@ -36,7 +36,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from taskhold.errors import Refusal
+from taskhold.errors import Refusal, RefusalCode
 from taskhold.nostr import verify_event
 from taskhold.nostr.entries import state_hash, tag_value
 from taskhold.publiclog.writer import KEY_ROTATED
@@ -73,7 +73,7 @@ class LogRejected(Refusal):
     """The log failed a check; nothing was written."""
 
     status = 422
-    code = "log_rejected"
+    code = RefusalCode.LOG_REJECTED
 
 
 @dataclass

@@ -17,7 +17,7 @@ from __future__ import annotations
 from types import MappingProxyType
 
 from taskhold.envelope import SignedRequest
-from taskhold.errors import Forbidden
+from taskhold.errors import Forbidden, RefusalCode
 from taskhold.nostr.pow import committed_target, pow_bits
 from taskhold.tasks.model import DepositState, Task
 
@@ -29,7 +29,7 @@ __all__ = ["PowRequired", "ReputationWrites"]
 
 
 class PowRequired(Forbidden):
-    code = "pow_required"
+    code = RefusalCode.POW_REQUIRED
 
     def __init__(self, required_bits: int, score: int, found_bits: int, target: int) -> None:
         super().__init__(

@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhold.envelope import SignedRequest
-from taskhold.errors import Conflict, Forbidden
+from taskhold.errors import Conflict, Forbidden, RefusalCode
 from taskhold.keys.signer import EventSigner
 from taskhold.nostr import verify_event
 from taskhold.nostr.entries import canonical_json
@@ -72,7 +72,7 @@ class ReviewDesk:
         if task.state not in REVIEWABLE_STATES:
             raise Conflict(
                 f"the task is {task.state}; reviews open once it is PAID or REFUNDED",
-                code="task_not_closed",
+                code=RefusalCode.TASK_NOT_CLOSED,
             )
         reviewer = request.pubkey
         _role, subject, subject_role = self._parties(task, reviewer)
@@ -80,7 +80,8 @@ class ReviewDesk:
         self._check_receipt(body.receipt, task.task_id, reviewer, closed)
         if await session.get(ReviewRow, (task.task_id, reviewer)) is not None:
             raise Conflict(
-                "you already reviewed this task; a review counts once", code="already_reviewed"
+                "you already reviewed this task; a review counts once",
+                code=RefusalCode.ALREADY_REVIEWED,
             )
         last = (await session.execute(select(func.max(ReviewRow.rseq)))).scalar_one_or_none()
         rseq = 0 if last is None else int(last) + 1
@@ -120,12 +121,16 @@ class ReviewDesk:
     def _parties(task: Task, reviewer: str) -> tuple[str, str, str]:
         """(reviewer's role, subject, subject's role)."""
         if task.worker_pubkey is None:
-            raise Conflict("the task had no worker; there is nobody to review", code="no_worker")
+            raise Conflict(
+                "the task had no worker; there is nobody to review", code=RefusalCode.NO_WORKER
+            )
         if reviewer == task.employer_pubkey:
             return "employer", task.worker_pubkey, "worker"
         if reviewer == task.worker_pubkey:
             return "worker", task.employer_pubkey, "employer"
-        raise Forbidden("only the task's employer and worker may review it", code="not_a_party")
+        raise Forbidden(
+            "only the task's employer and worker may review it", code=RefusalCode.NOT_A_PARTY
+        )
 
     def _check_receipt(
         self, receipt: dict[str, Any], task_id: str, reviewer: str, closed: ClosedTask
@@ -140,7 +145,7 @@ class ReviewDesk:
                 "the review's receipt is not valid: "
                 + "; ".join(problems)
                 + ". Use your receipt from GET /v1/tasks/{id}/receipts",
-                code="invalid_receipt",
+                code=RefusalCode.INVALID_RECEIPT,
             )
 
 
@@ -161,7 +166,7 @@ async def _closed(session: AsyncSession, task: Task) -> ClosedTask:
                 str(raw["id"]),
                 str(raw["pubkey"]),
             )
-    raise Conflict("the task has no final log entry yet", code="task_not_closed")
+    raise Conflict("the task has no final log entry yet", code=RefusalCode.TASK_NOT_CLOSED)
 
 
 def review_view(row: ReviewRow) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from taskhold.errors import Conflict
+from taskhold.errors import Conflict, RefusalCode
 from taskhold.tasks.events import Event, event_to_dict
 from taskhold.tasks.machine import evolve
 from taskhold.tasks.model import DepositState, Task, TaskState
@@ -41,7 +41,7 @@ __all__ = ["Store", "StoredResponse", "TransitionLog", "Tx", "WriteConflict"]
 class WriteConflict(Conflict):
     """Another writer changed the task first; the caller may decide again on fresh state."""
 
-    code = "write_conflict"
+    code = RefusalCode.WRITE_CONFLICT
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from taskhold.errors import Conflict, Forbidden, Invalid
+from taskhold.errors import Conflict, Forbidden, Invalid, RefusalCode
 
 from . import commands as c
 from . import events as e
@@ -54,7 +54,7 @@ def decide_deposit(
     Unlike task commands these also act on a closed task: its deposits are settled up after it.
     """
     if task is None:
-        raise Conflict("the task does not exist yet", code="no_such_task")
+        raise Conflict("the task does not exist yet", code=RefusalCode.NO_SUCH_TASK)
     if isinstance(cmd, c.RequestDeposit):
         return _request(task, cmd, arbiters)
     if isinstance(cmd, c.RequestDepositPayout):
@@ -63,15 +63,21 @@ def decide_deposit(
     payment_hash = cmd.payment_hash_hex
     deposit = task.deposit_by_hash(payment_hash)
     if deposit is None:
-        raise Conflict("no deposit with this payment hash on the task", code="no_such_deposit")
+        raise Conflict(
+            "no deposit with this payment hash on the task", code=RefusalCode.NO_SUCH_DEPOSIT
+        )
     if cmd.actor != SYSTEM_ACTOR:
-        raise Forbidden("only taskhold itself records what the node did", code="wrong_role")
+        raise Forbidden(
+            "only taskhold itself records what the node did", code=RefusalCode.WRONG_ROLE
+        )
     base: dict[str, Any] = {"at": cmd.at, "actor": cmd.actor, "depositor": deposit.depositor}
     latest = task.deposit_of(deposit.depositor) is deposit
     match cmd:
         case c.ConfirmDeposit() if latest and deposit.state is D.OPEN:
             if cmd.amount_paid_msat < deposit.amount_msat:
-                raise Invalid("the held amount is less than the deposit", code="underpaid")
+                raise Invalid(
+                    "the held amount is less than the deposit", code=RefusalCode.UNDERPAID
+                )
             return [
                 e.DepositLocked(
                     **base, expiry_height=cmd.expiry_height, amount_paid_msat=cmd.amount_paid_msat
@@ -93,7 +99,9 @@ def decide_deposit(
             latest and deposit.state is D.FORFEIT and deposit.hold_settled_at is None
         ):
             if hashlib.sha256(bytes.fromhex(cmd.preimage_hex)).hexdigest() != payment_hash:
-                raise Invalid("the preimage does not hash to the deposit's", code="bad_preimage")
+                raise Invalid(
+                    "the preimage does not hash to the deposit's", code=RefusalCode.BAD_PREIMAGE
+                )
             return [
                 e.DepositSettledUnderLivePayout(
                     **base,
@@ -104,9 +112,13 @@ def decide_deposit(
             ]
         case c.CompleteDepositPayout() if latest and deposit.state is D.FORFEIT:
             if deposit.payout_request is None:
-                raise Conflict("the beneficiary has sent no invoice", code="no_payout_invoice")
+                raise Conflict(
+                    "the beneficiary has sent no invoice", code=RefusalCode.NO_PAYOUT_INVOICE
+                )
             if hashlib.sha256(bytes.fromhex(cmd.preimage_hex)).hexdigest() != payment_hash:
-                raise Invalid("the preimage does not hash to the deposit's", code="bad_preimage")
+                raise Invalid(
+                    "the preimage does not hash to the deposit's", code=RefusalCode.BAD_PREIMAGE
+                )
             return [
                 e.DepositPaidOut(
                     **base,
@@ -120,19 +132,23 @@ def decide_deposit(
 
 def _request(task: Task, cmd: c.RequestDeposit, arbiters: frozenset[str]) -> list[e.Event]:
     if task.is_terminal or task.refund_ordered:
-        raise Conflict(f"the task is {task.state}; it takes no deposits", code="task_closed")
+        raise Conflict(
+            f"the task is {task.state}; it takes no deposits", code=RefusalCode.TASK_CLOSED
+        )
     previous = task.deposit_of(cmd.actor)
     if previous is not None and previous.state is not D.RETURNED:
         raise Conflict(
-            f"you already have a deposit on this task ({previous.state})", code="deposit_exists"
+            f"you already have a deposit on this task ({previous.state})",
+            code=RefusalCode.DEPOSIT_EXISTS,
         )
     if cmd.round != next_deposit_round(task, cmd.actor):
-        raise Invalid("wrong deposit round", code="wrong_round")
+        raise Invalid("wrong deposit round", code=RefusalCode.WRONG_ROUND)
     role = task.role_of(cmd.actor, arbiters)
     if role is Role.EMPLOYER:
         if task.state is not TaskState.DRAFT:
             raise Conflict(
-                "an employer's deposit is locked before the task is funded", code="wrong_state"
+                "an employer's deposit is locked before the task is funded",
+                code=RefusalCode.WRONG_STATE,
             )
         side = "employer"
     elif role is Role.OTHER:
@@ -140,16 +156,16 @@ def _request(task: Task, cmd: c.RequestDeposit, arbiters: frozenset[str]) -> lis
             raise Conflict(
                 f"a worker's deposit is locked on a FUNDED task before claiming it; this one is"
                 f" {task.state}",
-                code="wrong_state",
+                code=RefusalCode.WRONG_STATE,
             )
         if cmd.at >= task.deadline_at:
-            raise Conflict("the task's deadline has passed", code="deadline_passed")
+            raise Conflict("the task's deadline has passed", code=RefusalCode.DEADLINE_PASSED)
         side = "worker"
     else:
         raise Forbidden(
             f"only the employer or a worker about to claim may lock a deposit; you are the"
             f" {role.value}",
-            code="wrong_role",
+            code=RefusalCode.WRONG_ROLE,
         )
     if cmd.amount_msat <= 0:
         raise Invalid("a deposit must be positive")
@@ -159,7 +175,7 @@ def _request(task: Task, cmd: c.RequestDeposit, arbiters: frozenset[str]) -> lis
             f"this task already has {len(waiting)} deposits waiting for a claim and took"
             f" {len(task.deposits)} in all, the most it takes; claim it with proof of work, or"
             " try again once a deposit is returned",
-            code="too_many_deposits",
+            code=RefusalCode.TOO_MANY_DEPOSITS,
         )
     return [
         e.DepositRequested(
@@ -180,13 +196,14 @@ def _request(task: Task, cmd: c.RequestDeposit, arbiters: frozenset[str]) -> lis
 def _request_payout(task: Task, cmd: c.RequestDepositPayout) -> list[e.Event]:
     deposit = task.deposit_of(cmd.depositor)
     if deposit is None:
-        raise Conflict("that pubkey has no deposit on this task", code="no_such_deposit")
+        raise Conflict("that pubkey has no deposit on this task", code=RefusalCode.NO_SUCH_DEPOSIT)
     if deposit.beneficiary != cmd.actor:
         raise Forbidden(
-            "only the beneficiary of a forfeited deposit may send its invoice", code="wrong_role"
+            "only the beneficiary of a forfeited deposit may send its invoice",
+            code=RefusalCode.WRONG_ROLE,
         )
     if deposit.state is not D.FORFEIT:
-        raise Conflict(f"the deposit is {deposit.state}", code="wrong_state")
+        raise Conflict(f"the deposit is {deposit.state}", code=RefusalCode.WRONG_STATE)
     return [
         e.DepositPayoutRequested(
             at=cmd.at, actor=cmd.actor, depositor=cmd.depositor, payout_request=cmd.payout_request

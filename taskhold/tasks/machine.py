@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from taskhold.errors import Conflict, Forbidden, Invalid, Refusal
+from taskhold.errors import Conflict, Forbidden, Invalid, Refusal, RefusalCode
 
 from . import commands as c
 from . import events as e
@@ -117,17 +117,18 @@ def decide(task: Task | None, command: c.Command, arbiters: frozenset[str]) -> l
     if isinstance(command, c.DepositCommand):
         return decide_deposit(task, command, arbiters)
     if task is None:
-        raise Conflict("the task does not exist yet", code="no_such_task")
+        raise Conflict("the task does not exist yet", code=RefusalCode.NO_SUCH_TASK)
     if command.actor == SYSTEM_ACTOR and _already_done(task, command):
         return []
     if task.is_terminal:
         raise Conflict(
-            f"the task is {task.state}; nothing can change it any more", code="task_closed"
+            f"the task is {task.state}; nothing can change it any more",
+            code=RefusalCode.TASK_CLOSED,
         )
     if task.refund_ordered and type(command) not in _ALLOWED_WHILE_REFUNDING:
         raise Conflict(
             f"a refund of this task is under way ({task.refund_ordered_reason})",
-            code="refund_under_way",
+            code=RefusalCode.REFUND_UNDER_WAY,
         )
     rule = TRANSITIONS[type(command)]
     role = task.role_of(command.actor, arbiters)
@@ -135,19 +136,19 @@ def decide(task: Task | None, command: c.Command, arbiters: frozenset[str]) -> l
         raise Forbidden(
             f"only the {' or '.join(sorted(r.value for r in rule.roles))} may {rule.verb} a task;"
             f" you are the {role.value}",
-            code="wrong_role",
+            code=RefusalCode.WRONG_ROLE,
         )
     if task.state not in rule.states:
         raise Conflict(
             f"cannot {rule.verb} a task in state {task.state}"
             f" (allowed in: {', '.join(sorted(rule.states))})",
-            code="wrong_state",
+            code=RefusalCode.WRONG_STATE,
         )
     if role in rule.needs_arbiter and not arbiters:
         raise Conflict(
             f"this taskhold has no arbiter, so the {role.value} may not {rule.verb} a task:"
             " nobody could decide it",
-            code="no_arbiter",
+            code=RefusalCode.NO_ARBITER,
         )
     events = _HANDLERS[type(command)](task, command)
     after = task
@@ -179,13 +180,13 @@ def _already_done(task: Task, command: c.Command) -> bool:
 
 def _create(task: Task | None, cmd: c.CreateTask) -> list[e.Event]:
     if task is not None:
-        raise Conflict("a task with this id already exists", code="task_exists")
+        raise Conflict("a task with this id already exists", code=RefusalCode.TASK_EXISTS)
     if cmd.actor == SYSTEM_ACTOR:
-        raise Forbidden("tasks are created by employers", code="wrong_role")
+        raise Forbidden("tasks are created by employers", code=RefusalCode.WRONG_ROLE)
     if cmd.amount_msat <= 0 or cmd.fee_msat < 0 or cmd.fee_msat >= cmd.amount_msat:
         raise Invalid("amount_msat must be positive and larger than the operator fee")
     if cmd.deadline_at <= cmd.at:
-        raise Invalid("deadline must be in the future", code="deadline_in_past")
+        raise Invalid("deadline must be in the future", code=RefusalCode.DEADLINE_IN_PAST)
     if cmd.review_window_s < 0 or cmd.dispute_window_s < 0:
         raise Invalid("review and dispute windows must not be negative")
     if cmd.deadline_policy not in DEADLINE_POLICIES:
@@ -197,7 +198,7 @@ def _create(task: Task | None, cmd: c.CreateTask) -> list[e.Event]:
 def _need_text(value: str, what: str) -> str:
     text = value.strip()
     if not text:
-        raise Invalid(f"{what} must not be empty", code="reason_required")
+        raise Invalid(f"{what} must not be empty", code=RefusalCode.REASON_REQUIRED)
     return text
 
 
@@ -209,7 +210,7 @@ def _request_funding(task: Task, cmd: c.Command) -> list[e.Event]:
             raise Conflict(
                 "this task was created with a deposit instead of proof of work: lock the"
                 " deposit (op deposit) before asking for the funding invoice",
-                code="deposit_required",
+                code=RefusalCode.DEPOSIT_REQUIRED,
             )
     return [
         e.FundingRequested(
@@ -227,7 +228,7 @@ def _request_funding(task: Task, cmd: c.Command) -> list[e.Event]:
 def _confirm_funding(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.ConfirmFunding)
     if cmd.amount_paid_msat < task.amount_msat:
-        raise Invalid("the held amount is less than the task amount", code="underpaid")
+        raise Invalid("the held amount is less than the task amount", code=RefusalCode.UNDERPAID)
     return [
         e.FundingAccepted(
             at=cmd.at,
@@ -246,12 +247,15 @@ def _expire_funding(task: Task, cmd: c.Command) -> list[e.Event]:
 def _claim(task: Task, cmd: c.Command) -> list[e.Event]:
     if cmd.at >= task.deadline_at:
         raise Conflict(
-            "the task's deadline has passed; it can no longer be claimed", code="deadline_passed"
+            "the task's deadline has passed; it can no longer be claimed",
+            code=RefusalCode.DEADLINE_PASSED,
         )
     assert isinstance(cmd, c.Claim)
     window = cmd.review_window_s
     if window is not None and not 0 <= window <= task.review_window_s:
-        raise Invalid("a claim may only shorten the review window", code="bad_review_window")
+        raise Invalid(
+            "a claim may only shorten the review window", code=RefusalCode.BAD_REVIEW_WINDOW
+        )
     return [
         e.TaskClaimed(at=cmd.at, actor=cmd.actor, worker_pubkey=cmd.actor, review_window_s=window)
     ]
@@ -261,7 +265,8 @@ def _submit_proof(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.SubmitProof)
     if cmd.at > task.deadline_at:
         raise Conflict(
-            "the task's deadline has passed; proofs are no longer accepted", code="deadline_passed"
+            "the task's deadline has passed; proofs are no longer accepted",
+            code=RefusalCode.DEADLINE_PASSED,
         )
     return [
         e.ProofSubmitted(
@@ -277,12 +282,12 @@ def _submit_proof(task: Task, cmd: c.Command) -> list[e.Event]:
 def _refuse_proof(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.RefuseProof)
     if not cmd.problems:
-        raise Invalid("a refused proof needs at least one problem", code="no_problems")
+        raise Invalid("a refused proof needs at least one problem", code=RefusalCode.NO_PROBLEMS)
     if task.proofs_refused >= cmd.max_refused:
         raise Conflict(
             f"this task already recorded {task.proofs_refused} refused proofs, the most it"
             " keeps; only a proof that passes the acceptance spec is taken now",
-            code="too_many_refused_proofs",
+            code=RefusalCode.TOO_MANY_REFUSED_PROOFS,
         )
     return [
         e.ProofRefused(
@@ -309,7 +314,7 @@ def _review_window_open(task: Task, at: int) -> None:
     if at >= task.submitted_at + task.review_window_s:
         raise Conflict(
             "the review window has run out; the submission counts as verified",
-            code="review_window_closed",
+            code=RefusalCode.REVIEW_WINDOW_CLOSED,
         )
 
 
@@ -327,10 +332,12 @@ def _open_dispute(task: Task, cmd: c.Command) -> list[e.Event]:
         raise Conflict(
             "your submission awaits the employer's review and is released if they stay silent;"
             " a worker disputes a rejection, not a pending review",
-            code="review_pending",
+            code=RefusalCode.REVIEW_PENDING,
         )
     if task.state is S.CLAIMED and not _claim_still_open(task, cmd.at):
-        raise Conflict("the dispute window of this task has closed", code="dispute_window_closed")
+        raise Conflict(
+            "the dispute window of this task has closed", code=RefusalCode.DISPUTE_WINDOW_CLOSED
+        )
     _review_window_open(task, cmd.at)
     return [e.DisputeOpened(at=cmd.at, actor=cmd.actor, reason=reason)]
 
@@ -346,11 +353,11 @@ def _claim_still_open(task: Task, now: int) -> bool:
 def _resolve_dispute(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.ResolveDispute)
     if cmd.winner not in ("worker", "employer"):
-        raise Invalid("winner must be 'worker' or 'employer'", code="invalid_winner")
+        raise Invalid("winner must be 'worker' or 'employer'", code=RefusalCode.INVALID_WINNER)
     if cmd.winner == "worker" and task.proof is None:
         raise Conflict(
             "the worker never submitted a proof; the dispute can only be resolved by a refund",
-            code="no_proof",
+            code=RefusalCode.NO_PROOF,
         )
     note = _need_text(cmd.note, "a resolution note")
     return [e.DisputeResolved(at=cmd.at, actor=cmd.actor, winner=cmd.winner, note=note)]
@@ -367,7 +374,9 @@ def _cancel(task: Task, cmd: c.Command) -> list[e.Event]:
 def _update_payout(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.UpdatePayoutRequest)
     if task.proof is None:
-        raise Conflict("submit a proof first; it carries the payout invoice", code="no_proof")
+        raise Conflict(
+            "submit a proof first; it carries the payout invoice", code=RefusalCode.NO_PROOF
+        )
     return [e.PayoutRequestUpdated(at=cmd.at, actor=cmd.actor, payout_request=cmd.payout_request)]
 
 
@@ -433,11 +442,13 @@ def _complete_release(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.CompleteRelease)
     if task.refund_ordered:
         raise Conflict(
-            "a refund is under way; the task cannot be released", code="refund_under_way"
+            "a refund is under way; the task cannot be released", code=RefusalCode.REFUND_UNDER_WAY
         )
     preimage_hash = hashlib.sha256(bytes.fromhex(cmd.preimage_hex)).hexdigest()
     if preimage_hash != task.payment_hash_hex:
-        raise Invalid("the preimage does not hash to the task's payment hash", code="bad_preimage")
+        raise Invalid(
+            "the preimage does not hash to the task's payment hash", code=RefusalCode.BAD_PREIMAGE
+        )
     return [
         e.ReleaseCompleted(
             at=cmd.at,
@@ -452,10 +463,14 @@ def _complete_release(task: Task, cmd: c.Command) -> list[e.Event]:
 def _settle_under_live_payout(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.SettleUnderLivePayout)
     if task.refund_ordered:
-        raise Conflict("a refund is under way; the hold cannot be settled", code="refund_under_way")
+        raise Conflict(
+            "a refund is under way; the hold cannot be settled", code=RefusalCode.REFUND_UNDER_WAY
+        )
     preimage_hash = hashlib.sha256(bytes.fromhex(cmd.preimage_hex)).hexdigest()
     if preimage_hash != task.payment_hash_hex:
-        raise Invalid("the preimage does not hash to the task's payment hash", code="bad_preimage")
+        raise Invalid(
+            "the preimage does not hash to the task's payment hash", code=RefusalCode.BAD_PREIMAGE
+        )
     return [
         e.HoldSettledUnderLivePayout(
             at=cmd.at,
@@ -470,7 +485,7 @@ def _settle_under_live_payout(task: Task, cmd: c.Command) -> list[e.Event]:
 def _complete_refund(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.CompleteRefund)
     if not task.refund_ordered:
-        raise Conflict("no refund was ordered for this task", code="no_refund_ordered")
+        raise Conflict("no refund was ordered for this task", code=RefusalCode.NO_REFUND_ORDERED)
     return [e.RefundCompleted(at=cmd.at, actor=cmd.actor, invoice_state=cmd.invoice_state)]
 
 

@@ -21,7 +21,7 @@ import re2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from taskhold.errors import Invalid
+from taskhold.errors import Invalid, RefusalCode
 
 __all__ = ["AcceptanceSpec", "check_proof", "parse_spec"]
 
@@ -87,10 +87,12 @@ def parse_spec(raw: dict[str, Any] | None) -> AcceptanceSpec:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "acceptance"
-        code = "unsupported_pattern" if first["type"] == "unsupported_pattern" else None
-        raise Invalid(
-            f"acceptance.{where}: {first['msg']}", code=code or "bad_acceptance_spec"
-        ) from exc
+        code = (
+            RefusalCode.UNSUPPORTED_PATTERN
+            if first["type"] == "unsupported_pattern"
+            else RefusalCode.BAD_ACCEPTANCE_SPEC
+        )
+        raise Invalid(f"acceptance.{where}: {first['msg']}", code=code) from exc
 
 
 def check_proof(spec: AcceptanceSpec, proof: dict[str, Any]) -> list[str]:

@@ -19,12 +19,12 @@ from conftest import PG_ADMIN_URL, new_database
 from devnet_network import DevnetHandle
 from sqlalchemy import select
 
-from taskhold.api.app import create_api
-from taskhold.app import build_services
+from taskhold.api.application import create_api
 from taskhold.audit import AuditKinds, FetchSettings, audit_log, fetch_log
 from taskhold.client import TaskholdClient
 from taskhold.escrow.context import FaultHook
 from taskhold.lightning.base import InvoiceState
+from taskhold.services import build_services
 from taskhold.store.models import LogEntryRow
 
 from .test_escrow_e2e import ACCEPTANCE, AMOUNT_MSAT, LndStack, lnd_settings, settled_balance

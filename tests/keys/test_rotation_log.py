@@ -30,7 +30,7 @@ from taskhold.keys.stores import open_key_store
 from taskhold.nostr import NostrKeys
 from taskhold.publiclog.rotation import rotate_operator
 from taskhold.publiclog.writer import record_rotation
-from taskhold.rebuild import LogRejected, rebuild_from_entries
+from taskhold.rebuild.replay import LogRejected, rebuild_from_entries
 from taskhold.settings import Settings
 from taskhold.store.models import LogEntryRow, OutboxRow, TaskRow
 

@@ -26,7 +26,7 @@ from sqlalchemy import select, text
 
 from taskhold.journal.chain import verify_chain
 from taskhold.keys.admin import init_key_store
-from taskhold.rebuild import rebuild_from_entries
+from taskhold.rebuild.replay import rebuild_from_entries
 from taskhold.store.models import Base, LogEntryRow
 
 

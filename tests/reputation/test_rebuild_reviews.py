@@ -23,7 +23,7 @@ from taskhold.nostr import NostrKeys
 from taskhold.nostr.embedded import EmbeddedRelay
 from taskhold.nostr.entries import canonical_json
 from taskhold.nostr.relays import RelayPool
-from taskhold.rebuild import LogRejected, rebuild_from_entries
+from taskhold.rebuild.replay import LogRejected, rebuild_from_entries
 from taskhold.store.models import LogEntryRow, ReceiptRow, ReviewRow, TaskRow
 
 

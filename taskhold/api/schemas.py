@@ -1,0 +1,366 @@
+"""What the API's bodies look like, for ``/openapi.json``: the signed event a write carries, every
+answer, and the problem+json of a refusal.
+
+These models describe; they do not parse. A write's event is checked by the envelope check
+(``verify_signed_request``) on the exact JSON the client signed, since the event is embedded
+byte for byte in the public log and its refusals carry their own codes (``malformed_event``,
+``bad_signature``…). Answers are rendered by ``views`` and the routes as they always were. Tests
+keep both sides honest: the envelope check accepts exactly the shapes :class:`SignedEvent`
+describes, and every answer the API gives validates against its model.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import FastAPI
+from pydantic import BaseModel, ConfigDict, Field, GetJsonSchemaHandler
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+
+from taskhold.errors import RefusalCode
+
+__all__ = [
+    "DescribedAs",
+    "Info",
+    "InvoiceAnswer",
+    "MineAnswer",
+    "PayAnswer",
+    "Problem",
+    "Receipts",
+    "Reputation",
+    "Reviews",
+    "SignedEvent",
+    "TaskList",
+    "TaskView",
+    "Transitions",
+    "WalletBalances",
+    "WriteAnswer",
+    "install_openapi",
+    "problem_responses",
+]
+
+PROBLEM_JSON = "application/problem+json"
+HEX64 = r"^[0-9a-f]{64}$"
+NO_CONTROL = r"^[^\x00-\x1f]*$"
+"""NIP-01 serialisers disagree on control characters, so events carry none (escape them in
+JSON content)."""
+
+
+class _Described(BaseModel):
+    """An answer: every member is listed, so a member added to a view without its model
+    fails the conformance test instead of going undocumented."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignedEvent(BaseModel):
+    """A NIP-01 event signed by the participant (BIP-340 Schnorr over its id): exactly these
+    seven members. Its ``content`` is the request as a JSON object; its tags name the operation
+    (``["op", …]``) and, except on create, the task (``["task", …]``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    id: str = Field(pattern=HEX64, description="sha256 of the NIP-01 serialisation, lower hex")
+    pubkey: str = Field(pattern=HEX64, description="the signer's x-only public key, lower hex")
+    created_at: int = Field(
+        ge=0, le=2**63 - 1, description="unix seconds; within request_window_s of the server"
+    )
+    kind: int = Field(ge=0, le=0xFFFF, description="3912 for requests, 3911 for proofs")
+    tags: list[Annotated[list[Annotated[str, Field(pattern=NO_CONTROL)]], Field(min_length=1)]] = (
+        Field(description='non-empty lists of strings, e.g. ["op", "claim"], ["task", "<task id>"]')
+    )
+    content: str = Field(pattern=NO_CONTROL, description="the request's fields as a JSON object")
+    sig: str = Field(pattern=r"^[0-9a-f]{128}$", description="BIP-340 signature, lower hex")
+
+
+class DescribedAs:
+    """Annotated metadata: a value validated as its own type, documented as ``model``."""
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        self.model = model
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return handler(self.model.__pydantic_core_schema__)
+
+
+class Problem(BaseModel):
+    """An RFC 9457 problem: every refusal and fault answers with one. Some codes add members
+    (``problems`` and ``recorded`` for ``proof_rejected``, ``retry_after_s`` for
+    ``rate_limited``, ``required_bits`` and ``score`` for ``pow_required``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    code: RefusalCode
+    detail: str
+
+
+_PROBLEM_STATUSES = {
+    400: "a write without a usable Idempotency-Key",
+    401: "the event's id or signature does not verify",
+    403: "the signer may not do this",
+    404: "no such task",
+    409: "the task's state does not allow this now, or the request was used before",
+    413: "the request is larger than the configured limit",
+    422: "the body, the event or its content breaks a rule",
+    429: "too many requests; see Retry-After",
+    503: "the Lightning node could not act now",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: the problem+json answers it can give (FastAPI files the
+    model under application/json; :func:`install_openapi` moves it to its media type)."""
+    return {
+        status: {"model": Problem, "description": _PROBLEM_STATUSES[status]} for status in statuses
+    }
+
+
+def install_openapi(app: FastAPI) -> None:
+    """``/openapi.json`` with every 4xx/5xx body under ``application/problem+json``, the media
+    type the problem handlers answer with."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            for operation in _operations(document):
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if status[0] in "45" and "application/json" in content:
+                        content[PROBLEM_JSON] = content.pop("application/json")
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _operations(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [operation for path in document.get("paths", {}).values() for operation in path.values()]
+
+
+WRITE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 503)
+READ_PROBLEMS = problem_responses(404, 422, 429)
+
+
+class Funding(_Described):
+    payment_request: str
+    payment_hash: str | None
+    amount_msat: int
+    cltv_expiry_delta: int | None
+    expires_at: int | None
+    funding_round: int
+    accepted_htlc_expiry_height: int | None
+
+
+class Dispute(_Described):
+    opened_by: str
+    opened_at: int | None
+    window_ends_at: int | None
+    reason: str | None
+    resolution: str | None
+
+
+class DepositView(_Described):
+    """A deposit; ``preimage`` is set only once it was paid out, when it is public."""
+
+    depositor: str
+    role: str
+    round: int
+    state: str
+    amount_msat: int
+    payment_request: str
+    payment_hash: str
+    cltv_expiry_delta: int
+    expires_at: int
+    accepted_htlc_expiry_height: int | None
+    beneficiary: str | None
+    reason: str | None
+    payout_invoice: str | None
+    payout_failures: int
+    last_payout_failure: str | None
+    payout_payment_hash: str | None
+    preimage: str | None
+    hold_settled_at: int | None
+    requested_at: int
+    closed_at: int | None
+
+
+class TaskView(_Described):
+    """A task. Nothing secret is in it: ``preimage`` is filled by the settlement, when it
+    becomes public."""
+
+    task_id: str
+    version: int
+    log_head: str | None
+    state: str
+    title: str
+    description: str
+    acceptance: dict[str, Any]
+    amount_msat: int
+    fee_msat: int
+    payout_msat: int
+    deadline_at: int
+    review_window_s: int
+    dispute_window_s: int
+    deadline_policy: str
+    employer_pubkey: str
+    worker_pubkey: str | None
+    created_at: int
+    updated_at: int
+    funding: Funding | None
+    proof: dict[str, Any] | None
+    proof_event_id: str | None
+    payout_invoice: str | None
+    submitted_at: int | None
+    verified_at: int | None
+    rejection_reason: str | None
+    proofs_refused: int
+    dispute: Dispute | None
+    refund_reason: str | None
+    payout_failures: int
+    last_payout_failure: str | None
+    payout_payment_hash: str | None
+    payout_fee_msat: int | None
+    preimage: str | None
+    hold_settled_at: int | None
+    closed_at: int | None
+    deposit_pledged: bool
+    deposits: list[DepositView]
+
+
+class Review(_Described):
+    task_id: str
+    reviewer: str
+    subject: str
+    rating: int
+    comment: str
+    rseq: int
+    request_id: str
+    record: dict[str, Any]
+    created_at: int
+
+
+class WriteAnswer(TaskView):
+    """The task after the write; ``review`` answers op review, ``deposit`` op deposit."""
+
+    review: Review | None = None
+    deposit: DepositView | None = None
+
+
+class TaskList(_Described):
+    tasks: list[TaskView]
+    next_before: int | None = Field(description="pass as before= for the next page")
+
+
+class Transition(_Described):
+    version: int
+    event_type: str
+    actor: str
+    at: int
+    state_after: str
+    event: dict[str, Any]
+    request: SignedEvent | None = Field(description="the signed request; None for taskhold's own")
+
+
+class Transitions(_Described):
+    task_id: str
+    transitions: list[Transition]
+
+
+class Info(_Described):
+    """The operator's terms; the same document is published as a signed event."""
+
+    operator_pubkey: str
+    lightning: str
+    network: str
+    fee_ppm: int
+    fee_base_msat: int
+    min_amount_msat: int
+    max_amount_msat: int
+    max_cltv_expiry_delta: int
+    payouts: dict[str, Any]
+    request_window_s: int
+    default_review_window_s: int
+    default_dispute_window_s: int
+    deadline_policy: str
+    dispute_default: str
+    arbiters: list[str]
+    limits: dict[str, int]
+    request_kind: int
+    proof_kind: int
+    reputation: dict[str, Any] | None
+
+
+class RoleMetrics(BaseModel):
+    """A role's score and its metrics (see docs/reputation.md)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    score: int
+
+
+class Published(_Described):
+    event_id: str
+    version: int
+    score: int
+    gseq_to: int
+    rseq_to: int | None
+    created_at: int
+
+
+class ReputationPolicyNow(_Described):
+    pow_bits: int
+    review_window_s: int
+
+
+class Reputation(_Described):
+    pubkey: str
+    version: int
+    score: int = Field(ge=0, le=1000)
+    rank: int = Field(ge=0, le=100)
+    roles: dict[str, RoleMetrics]
+    gseq_from: int | None
+    gseq_to: int | None
+    rseq_to: int | None
+    has_record: bool
+    published: Published | None
+    policy: ReputationPolicyNow
+
+
+class Receipt(_Described):
+    reviewer: str
+    role: str
+    receipt: SignedEvent
+
+
+class Receipts(_Described):
+    task_id: str
+    receipts: list[Receipt]
+
+
+class Reviews(_Described):
+    task_id: str
+    reviews: list[Review]
+
+
+class PayAnswer(_Described):
+    status: str
+    payment_hash: str
+
+
+class InvoiceAnswer(_Described):
+    payment_request: str
+
+
+class MineAnswer(_Described):
+    height: int
+
+
+class WalletBalances(_Described):
+    height: int
+    balances_msat: dict[str, int]
