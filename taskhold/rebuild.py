@@ -19,9 +19,13 @@ are listed in the report and not written. Records must then run ``rseq`` 0, 1, â
 and with one record per number: a hole would stall the indexer at it and let the next review
 take a number the relays already hold, so the rebuild stops instead, as for a log gap.
 
+Payout rows are restored from the payout invoices and results the log holds
+(``payments.restored``): an unfinished payout's row counts as possibly sent, so the engine asks
+the node about its hash and follows a payment made or in flight instead of paying again.
+
 What the log does not hold and a rebuild cannot restore: idempotency answers (a client retrying
 a write across a rebuild gets a replay refusal instead of its first answer), payout attempt
-counters (the engine asks the node about the payout's hash again before paying), receipts no
+counters and errors, receipts no
 relay kept (they are reported; a review record that embeds one restores it) and the record of
 which reputation assertions were published (the first sync after a rebuild publishes the same
 scores again, superseding the old assertions on the relays).
@@ -39,6 +43,7 @@ from sqlalchemy import func, select
 from taskhold.errors import Refusal
 from taskhold.nostr import verify_event
 from taskhold.nostr.entries import state_hash, tag_value
+from taskhold.payments.restored import restored_payout_rows
 from taskhold.reputation.receipts import REVIEWABLE_STATES
 from taskhold.reputation.restore import (
     BrokenRecordChain,
@@ -269,6 +274,7 @@ async def rebuild_from_entries(
                 session.add(_invoice_row(after, content["event"]))
         for task in tasks.values():
             session.add(_task_row(task))
+        session.add_all(restored_payout_rows(tasks.values()))
         if ordered:
             last = ordered[-1]
             session.add(
