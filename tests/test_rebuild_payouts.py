@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,17 @@ from deposit_flows import (
     share_clock,
 )
 from helpers import funded, read_log, submitted
+from tasks.task_builders import task_in
 
 from taskhold.escrow.deposits import pay_out_deposit
 from taskhold.escrow.release import release
 from taskhold.lightning.base import InvoiceState, PaymentStatus
+from taskhold.lightning.simworld import SimWorld
 from taskhold.payments.invoices import decode_invoice
+from taskhold.payments.restored import restored_payout_rows
 from taskhold.rebuild import rebuild_from_entries
 from taskhold.settings import Settings
+from taskhold.tasks import TaskState
 
 DAY_S = 86_400
 
@@ -274,3 +279,32 @@ async def test_a_deposit_payout_that_failed_before_the_loss_is_paid_once_after_i
         assert deposit["state"] == "PAID_OUT"
         assert (await history(stack, claim.task_id)).count("DepositPayoutFailed") == 1
         assert len(stack.world.network.payments_to(payout_hash(invoice))) == 1
+
+
+# -- one invoice named by two payouts ------------------------------------------------------------
+
+
+async def test_of_two_payouts_naming_one_hash_only_one_is_restored_as_its_sender() -> None:
+    """A payee's invoice given for two tasks: the node's payment of it counts for one only (the
+    one the log closed with it, else the first), so the other asks for a new invoice."""
+    invoice = await SimWorld.create().worker.create_invoice(1_000)
+    hash_hex = decode_invoice(invoice).payment_hash_hex
+    first, second = (
+        replace(task_in(TaskState.VERIFIED), task_id=name * 64, payout_request=invoice)
+        for name in "ab"
+    )
+    rows = restored_payout_rows([first, second])
+    assert [(row.task_id, row.attempts) for row in rows] == [("a" * 64, 1), ("b" * 64, 0)]
+    assert {row.payment_hash_hex for row in rows} == {hash_hex}
+
+    paid = replace(
+        task_in(TaskState.PAID),
+        task_id="c" * 64,
+        payout_request=invoice,
+        payout_payment_hash_hex=hash_hex,
+        payout_fee_msat=3,
+    )
+    rows = restored_payout_rows([first, second, paid])
+    assert [row.attempts for row in rows] == [0, 0, 1]
+    assert (rows[2].status, rows[2].fee_msat) == (PaymentStatus.SUCCEEDED.value, 3)
+    assert [row.status for row in rows[:2]] == [PaymentStatus.UNKNOWN.value] * 2
