@@ -3,7 +3,8 @@
 The log is the source of truth and the database its projection. Each entry is verified (its
 signature, the operator key current at its place as author, both hash chains, the embedded
 request), then replayed through the same pure reducer the writer used; the reducer's state must
-hash to the entry's ``state`` tag, or the rebuild stops. Preimages are never read from the log
+hash to the entry's ``state`` tag (as today's writer or one from before some fields existed
+hashed it: ``nostr.state_forms``), or the rebuild stops. Preimages are never read from the log
 early: an in-flight escrow is released later by re-deriving its preimage in the key store.
 
 The log starts with the operator key the caller names; a ``KeyRotated`` entry (no task, not
@@ -42,7 +43,8 @@ from sqlalchemy import func, select
 
 from taskhold.errors import Refusal
 from taskhold.nostr import verify_event
-from taskhold.nostr.entries import state_hash, tag_value
+from taskhold.nostr.entries import tag_value
+from taskhold.nostr.state_forms import matches_state
 from taskhold.payments.restored import restored_payout_rows
 from taskhold.reputation.receipts import REVIEWABLE_STATES
 from taskhold.reputation.restore import (
@@ -218,7 +220,7 @@ async def rebuild_from_entries(
                 raise LogRejected(f"entry {event['id']}: embedded request does not verify")
             transition = event_from_dict(content["event"])
             after = evolve(before, transition)
-            if state_hash(task_to_data(after)) != tag_value(event, "state"):
+            if not matches_state(task_to_data(after), tag_value(event, "state")):
                 raise LogRejected(f"entry {event['id']}: replayed state does not match its hash")
             tasks[task_id] = after
             last_entry[task_id] = event["id"]
