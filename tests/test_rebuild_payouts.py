@@ -165,6 +165,31 @@ async def test_a_payout_that_failed_before_the_loss_is_paid_once_after_it(
         assert stack.world.worker.balance_msat == task["payout_msat"]
 
 
+async def test_a_payout_that_failed_for_good_before_the_loss_ends_in_a_clean_refund(
+    tmp_path: Path, database_url: str, database_kind: str
+) -> None:
+    original = await open_stack(stack_settings(tmp_path, database_url, payout_max_attempts=1))
+    employer, worker = original.client(), original.client()
+    task = await submitted(original, employer, worker)
+    original.world.network.fail_next_payments(1)
+    await employer.approve(task["task_id"])
+    await original.run_pass()
+    assert (await history(original, task["task_id"]))[-1] == "PayoutFailed"
+    employer_before = original.world.employer.balance_msat
+
+    async with rebuilt(original, tmp_path, database_kind) as stack:
+        network = stack.world.network
+        await stack.settle_engine()  # no attempt is left: nothing is sent
+        expiry = task["funding"]["accepted_htlc_expiry_height"]
+        await network.mine(expiry - stack.settings.guard_blocks - network.height)
+        await stack.settle_engine()
+
+        assert (await stack.client().get_task(task["task_id"]))["state"] == "REFUNDED"
+        assert network.payments_to(payout_hash(task["payout_invoice"])) == []
+        assert stack.world.worker.balance_msat == 0
+        assert stack.world.employer.balance_msat == employer_before + task["amount_msat"]
+
+
 # -- a forfeited deposit -----------------------------------------------------------------------
 
 
