@@ -153,12 +153,13 @@ async def _late_retry(
     request = _verified(ctx, raw_event, op, task_id, proof, fresh=False)
     if idempotency_key is None:
         return None
-    for gate in ctx.gates:
-        await gate.admit(request)
     async with ctx.escrow.store.transaction() as tx:
         stored = await tx.stored_response(request.pubkey, idempotency_key)
-        if stored is None or stored.fingerprint != request.event_id:
-            return None
+    if stored is None or stored.fingerprint != request.event_id:
+        return None
+    for gate in ctx.gates:  # as for a retry in time; any other stale event is refused as stale
+        await gate.admit(request)
+    async with ctx.escrow.store.transaction() as tx:
         return stored.status_code, await _first_answer(tx, stored.body, render)
 
 
