@@ -8,7 +8,9 @@ half-written.
 The first answer is kept as a small reference (task id, version, log head and the handler's
 extra members), not as the rendered task: every write would otherwise store a copy of the whole
 task, proof and deposits included. A retry re-renders the task as it was at that version from
-its history, so it gets the same answer even after the task moved on.
+its history, so it gets the same answer even after the task moved on. A retry of the very
+event the first answer was for gets it even once its ``created_at`` left the freshness window;
+any other stale event is refused.
 """
 
 from __future__ import annotations
@@ -83,16 +85,15 @@ async def perform(
     proof: bool = False,
 ) -> tuple[int, dict[str, Any]]:
     """Run one signed write end to end; returns ``(status, body)`` or raises a Refusal."""
-    settings = ctx.escrow.settings
-    request = verify_signed_request(
-        raw_event,
-        op=op,
-        kinds=frozenset({ctx.proof_kind if proof else ctx.request_kind}),
-        task_id=task_id,
-        now=ctx.escrow.now(),
-        window_s=settings.request_window_s,
-        max_content_bytes=settings.max_request_bytes,
-    )
+    try:
+        request = _verified(ctx, raw_event, op, task_id, proof)
+    except Invalid as refused:
+        if refused.code != "stale_request":
+            raise
+        retried = await _late_retry(ctx, raw_event, op, task_id, proof, idempotency_key, render)
+        if retried is None:
+            raise
+        return retried
     for gate in ctx.gates:  # rate limits, proof of work: before any database work
         await gate.admit(request)
     key = _checked_key(idempotency_key)
@@ -109,6 +110,57 @@ async def perform(
             if attempt == MAX_ATTEMPTS - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def _verified(
+    ctx: WriteContext,
+    raw_event: object,
+    op: str,
+    task_id: str | None,
+    proof: bool,
+    *,
+    fresh: bool = True,
+) -> SignedRequest:
+    """The checked request; ``fresh=False`` leaves out the ``created_at`` window."""
+    settings = ctx.escrow.settings
+    return verify_signed_request(
+        raw_event,
+        op=op,
+        kinds=frozenset({ctx.proof_kind if proof else ctx.request_kind}),
+        task_id=task_id,
+        now=ctx.escrow.now(),
+        window_s=settings.request_window_s if fresh else ANY_AGE_S,
+        max_content_bytes=settings.max_request_bytes,
+    )
+
+
+ANY_AGE_S = 2**63
+"""A ``created_at`` window no event falls outside of."""
+
+
+async def _late_retry(
+    ctx: WriteContext,
+    raw_event: object,
+    op: str,
+    task_id: str | None,
+    proof: bool,
+    idempotency_key: str | None,
+    render: Callable[[Task, str | None], dict[str, Any]],
+) -> tuple[int, dict[str, Any]] | None:
+    """The first answer to an event too old to be accepted now, if this very event (same id,
+    signed by the same key) was accepted under this Idempotency-Key: a client retrying after a
+    lost answer gets it, however late. None otherwise (the freshness refusal stands)."""
+    request = _verified(ctx, raw_event, op, task_id, proof, fresh=False)
+    if idempotency_key is None:
+        return None
+    async with ctx.escrow.store.transaction() as tx:
+        stored = await tx.stored_response(request.pubkey, idempotency_key)
+    if stored is None or stored.fingerprint != request.event_id:
+        return None
+    for gate in ctx.gates:  # as for a retry in time; any other stale event is refused as stale
+        await gate.admit(request)
+    async with ctx.escrow.store.transaction() as tx:
+        return stored.status_code, await _first_answer(tx, stored.body, render)
 
 
 async def _perform_once(

@@ -27,6 +27,7 @@ from taskhold.tasks import commands as c
 from taskhold.tasks.model import Deposit, DepositState
 
 from .context import EscrowContext, apply_system, log
+from .deposit_amounts import refused_wrong_amount
 from .funding import hold_invoice
 from .paying import may_land, pay_once, record_result, record_sent, stands
 from .payout_rules import payout_fee_cap_msat
@@ -66,7 +67,7 @@ async def observe_deposit(ctx: EscrowContext, task_id: str, status: InvoiceStatu
     hash_hex = status.payment_hash.hex()
     if status.state is InvoiceState.ACCEPTED:
         expiry = status.accepted_htlc_expiry_height
-        if expiry is None:
+        if expiry is None or await refused_wrong_amount(ctx, task_id, status):
             return
         await ctx.fault_hook("after_deposit_htlc_accepted")
         await apply_system(

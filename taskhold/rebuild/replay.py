@@ -3,7 +3,8 @@
 The log is the source of truth and the database its projection. Each entry is verified (its
 signature, the operator key current at its place as author, both hash chains, the embedded
 request), then replayed through the same pure reducer the writer used; the reducer's state must
-hash to the entry's ``state`` tag, or the rebuild stops. Preimages are never read from the log
+hash to the entry's ``state`` tag (as today's writer or one from before some fields existed
+hashed it: ``nostr.state_forms``), or the rebuild stops. Preimages are never read from the log
 early: an in-flight escrow is released later by re-deriving its preimage in the key store.
 
 The log starts with the operator key the caller names; a ``KeyRotated`` entry (no task, not
@@ -19,9 +20,13 @@ are listed in the report and not written. Records must then run ``rseq`` 0, 1, â
 and with one record per number: a hole would stall the indexer at it and let the next review
 take a number the relays already hold, so the rebuild stops instead, as for a log gap.
 
+Payout rows are restored from the payout invoices and results the log holds
+(``payments.restored``): an unfinished payout's row counts as possibly sent, so the engine asks
+the node about its hash and follows a payment made or in flight instead of paying again.
+
 What the log does not hold and a rebuild cannot restore: idempotency answers (a client retrying
 a write across a rebuild gets a replay refusal instead of its first answer), payout attempt
-counters (the engine asks the node about the payout's hash again before paying), receipts no
+counters and errors, receipts no
 relay kept (they are reported; a review record that embeds one restores it) and the record of
 which reputation assertions were published (the first sync after a rebuild publishes the same
 scores again, superseding the old assertions on the relays).
@@ -38,7 +43,9 @@ from sqlalchemy import func, select
 
 from taskhold.errors import Refusal, RefusalCode
 from taskhold.nostr import verify_event
-from taskhold.nostr.entries import state_hash, tag_value
+from taskhold.nostr.entries import tag_value
+from taskhold.nostr.state_forms import matches_state
+from taskhold.payments.restored import restored_payout_rows
 from taskhold.publiclog.writer import KEY_ROTATED
 from taskhold.reputation.receipts import REVIEWABLE_STATES
 from taskhold.reputation.restore import (
@@ -213,7 +220,7 @@ async def rebuild_from_entries(
                 raise LogRejected(f"entry {event['id']}: embedded request does not verify")
             transition = event_from_dict(content["event"])
             after = evolve(before, transition)
-            if state_hash(task_to_data(after)) != tag_value(event, "state"):
+            if not matches_state(task_to_data(after), tag_value(event, "state")):
                 raise LogRejected(f"entry {event['id']}: replayed state does not match its hash")
             tasks[task_id] = after
             last_entry[task_id] = event["id"]
@@ -269,6 +276,7 @@ async def rebuild_from_entries(
                 session.add(_invoice_row(after, content["event"]))
         for task in tasks.values():
             session.add(_task_row(task))
+        session.add_all(restored_payout_rows(tasks.values()))
         if ordered:
             last = ordered[-1]
             session.add(

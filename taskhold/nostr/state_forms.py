@@ -1,0 +1,59 @@
+"""The forms a log entry's ``state`` tag may hash: today's task state, or the state as a writer
+from before some of its fields existed saw it.
+
+The writer hashes the whole task (``entries.state_hash``), so each field the task gains changes
+the hash of every later state; entries already signed keep the hash of the state without it.
+A rebuild replays those entries with today's reducer, which fills the new fields in (a dispute's
+``dispute_opened_at``, the count of refused proofs), so it checks the entry's tag against the
+replayed state with the later fields left out as well. Only whole groups of fields that came
+with one change are left out, in every combination (the changes were made side by side). The
+writer is unchanged, and the independent auditor does not recompute state hashes.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Any
+
+from .entries import state_hash
+
+__all__ = ["LATER_FIELDS", "matches_state"]
+
+LATER_FIELDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
+    (frozenset({"proofs_refused", "dispute_opened_at"}), frozenset()),
+    (frozenset({"hold_settled_at"}), frozenset({"hold_settled_at"})),
+)
+"""Fields added to a task (and to each of its deposits) after entries were written, by change."""
+
+
+def matches_state(task_data: dict[str, Any], digest: str | None) -> bool:
+    """Whether ``digest`` hashes ``task_data`` as the writer of today or of an earlier log
+    format did."""
+    if digest is None:
+        return False
+    if state_hash(task_data) == digest:
+        return True
+    return any(state_hash(_without(task_data, form)) == digest for form in _earlier_forms())
+
+
+def _earlier_forms() -> list[tuple[frozenset[str], frozenset[str]]]:
+    """Each non-empty combination of ``LATER_FIELDS``, merged: what one earlier writer lacked."""
+    forms = []
+    for size in range(1, len(LATER_FIELDS) + 1):
+        for groups in combinations(LATER_FIELDS, size):
+            task_fields = frozenset().union(*(g[0] for g in groups))
+            deposit_fields = frozenset().union(*(g[1] for g in groups))
+            forms.append((task_fields, deposit_fields))
+    return forms
+
+
+def _without(
+    task_data: dict[str, Any], form: tuple[frozenset[str], frozenset[str]]
+) -> dict[str, Any]:
+    task_fields, deposit_fields = form
+    data = {name: value for name, value in task_data.items() if name not in task_fields}
+    data["deposits"] = [
+        {name: value for name, value in deposit.items() if name not in deposit_fields}
+        for deposit in task_data.get("deposits", ())
+    ]
+    return data
