@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import insert, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from taskhold.store.models import AuditRow
@@ -257,15 +258,23 @@ class AuditLog:
         *,
         store: _Transactions | None = None,
     ) -> AuditEntry:
-        """Append in a transaction of its own, after whatever ``note`` queued before."""
+        """Append in a transaction of its own, after whatever ``note`` queued before.
+
+        If the database cannot be reached the entry stays queued for the next flush, and the
+        error is raised: what it records (a settle, a cancel) already happened on the node,
+        and the step that retries it finds it done and does not record it again."""
         target = store or self._store
         if target is None:
             raise RuntimeError("AuditLog.record needs a store")
-        if self._flusher is not None and not self._flusher.done():
-            await asyncio.shield(self._flusher)  # keep the order in which things happened
-        await self.flush(store=target)
-        async with target.transaction() as tx:
-            return await self.append(tx, actor, action, subject, details)
+        try:
+            if self._flusher is not None and not self._flusher.done():
+                await asyncio.shield(self._flusher)  # keep the order in which things happened
+            await self.flush(store=target)
+            async with target.transaction() as tx:
+                return await self.append(tx, actor, action, subject, details)
+        except (DBAPIError, OSError):
+            self.note(actor, action, subject, details)
+            raise
 
     def note(
         self, actor: str, action: str, subject: str, details: Mapping[str, Any] | None = None

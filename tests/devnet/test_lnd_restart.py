@@ -71,12 +71,14 @@ async def test_escrow_lnd_killed_mid_hold_converges(stack: LndStack, devnet: Dev
     )
 
     restart = asyncio.create_task(devnet.restart_node("escrow", kill=True, down_seconds=DOWN_S))
-    await _node_down(stack)
-    with pytest.raises(TaskholdAPIError) as refused:
-        await employer.request_funding(second["task_id"])
-    assert (refused.value.status, refused.value.code) == (503, "lightning_unavailable")
-    await employer.approve(task_id)  # the release now fails pass after pass until the node is back
-    await restart
+    try:
+        await _node_down(stack)
+        with pytest.raises(TaskholdAPIError) as refused:
+            await employer.request_funding(second["task_id"])
+        assert (refused.value.status, refused.value.code) == (503, "lightning_unavailable")
+        await employer.approve(task_id)  # the release fails pass after pass until the node is back
+    finally:
+        await restart  # even when an assertion failed: the next tests need the node
 
     assert await hold_state(stack, hold_hash) in (InvoiceState.ACCEPTED, InvoiceState.SETTLED)
     final = await employer.wait_for_state(task_id, {"PAID", "REFUNDED"}, timeout_s=90)

@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 from devnet_network import DevnetHandle
 from private_postgres import PrivatePostgres, private_postgres
+from sqlalchemy import select
 
 from taskhold.client import TaskholdAPIError
 from taskhold.lightning.base import InvoiceState
+from taskhold.store.models import AuditRow
 
 from .live_stack import balances, funded, hold_state, live_stack, public_log_problems
-from .test_escrow_e2e import _no_force_closes
+from .test_escrow_e2e import LndStack, _no_force_closes
 from .test_hostile_worker import PROOF
 
 pytestmark = [pytest.mark.devnet, pytest.mark.slow]
@@ -74,6 +76,15 @@ async def test_postgres_crash_mid_release_converges(
         assert escrow - before[0] == task["fee_msat"] - final["payout_fee_msat"]
         assert await _no_force_closes(stack)
         assert await public_log_problems(stack) == []
+        assert await audited_actions(stack, task_id) >= {"escrow.payout", "escrow.settle"}
         services = stack.services
         background = [services.engine._runner, services.engine._follower]
         assert all(job is not None and not job.done() for job in background)
+
+
+async def audited_actions(stack: LndStack, task_id: str) -> set[str]:
+    """What the operator's audit log says was done for the task (the settle done while the
+    database was away included)."""
+    async with stack.services.store.transaction() as tx:
+        rows = await tx.session.execute(select(AuditRow.action).where(AuditRow.subject == task_id))
+        return {action for (action,) in rows}
