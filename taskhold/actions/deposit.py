@@ -14,8 +14,8 @@ from taskhold.api.views import deposit_view
 from taskhold.errors import Conflict
 from taskhold.escrow.deposits import ensure_deposit_invoice
 from taskhold.escrow.funding import invoice_row
-from taskhold.escrow.payout_rules import budget_now, check_payout_invoice
 from taskhold.payments.invoices import validate_payout_invoice
+from taskhold.payments.rules import budget_now, check_payout_invoice
 from taskhold.store import Tx
 from taskhold.tasks import Task, decide
 from taskhold.tasks import commands as c

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taskhold.api.auth import SignedRequest
 from taskhold.errors import Conflict, Invalid
-from taskhold.escrow.payout_rules import budget_now, check_payout_invoice
 from taskhold.payments.invoices import validate_payout_invoice
+from taskhold.payments.rules import budget_now, check_payout_invoice
 from taskhold.store import Tx
 from taskhold.tasks import Task, decide
 from taskhold.tasks import commands as c
@@ -67,7 +67,7 @@ async def _check_head_seen(tx: Tx, task: Task, request: SignedRequest) -> None:
 
 async def _checked_invoice(ctx: WriteContext, tx: Tx, task: Task, payment_request: str) -> str:
     """The worker's invoice, if it is for the payout and paying it cannot lose money (the
-    rules of :mod:`taskhold.escrow.payout_rules`, checked again before paying)."""
+    rules of :mod:`taskhold.payments.rules`, checked again before paying)."""
     settings = ctx.escrow.settings
     invoice = validate_payout_invoice(
         payment_request,

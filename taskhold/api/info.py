@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from taskhold.app import Services
-from taskhold.escrow.payout_rules import payout_terms
 from taskhold.nostr.entries import canonical_json
+from taskhold.payments.rules import payout_terms
 from taskhold.store.log import enqueue_event
 
 from .routes_reputation import reputation_info
