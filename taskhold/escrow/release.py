@@ -79,14 +79,18 @@ class RewardBook:
         await apply_system(self.ctx, self.task.task_id, _payout_failure(reason))
 
     async def hold_cancelled(self, hold: InvoiceStatus) -> Task | None:
-        """The HTLC went back to the employer before we could settle: record why, then refund."""
+        """The HTLC went back to the employer before we could settle: record why, then refund.
+        Once the refund is ordered there is nothing more to record."""
         reason = "the node cancelled the hold invoice"
-        log.error("hold_lost", task_id=self.task.task_id, reason=reason)
-        await apply_system(self.ctx, self.task.task_id, _payout_failure(reason))
+        task_id = self.task.task_id
+        async with self.ctx.store.transaction() as tx:
+            current = await tx.load_task(task_id)
+        if current is None or current.state is not TaskState.VERIFIED or current.refund_ordered:
+            return current
+        log.error("hold_lost", task_id=task_id, reason=reason)
+        await apply_system(self.ctx, task_id, _payout_failure(reason))
         return await apply_system(
-            self.ctx,
-            self.task.task_id,
-            lambda t, now: c.HoldExpiring(actor="system", at=now, blocks_left=0),
+            self.ctx, task_id, lambda t, now: c.HoldExpiring(actor="system", at=now, blocks_left=0)
         )
 
     async def completed(self, preimage: bytes, payout: PaymentResult) -> Task | None:

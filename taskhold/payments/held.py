@@ -167,8 +167,12 @@ async def settle_under_live_payout(
     Cancelling instead could give the money back while the payout still lands (paid twice);
     waiting would let the node cancel it by itself. So taskhold takes the money, says so in the
     public log, and keeps following the payout: the payee stays owed until it lands, or is paid
-    again on a new invoice.
+    again on a new invoice. A hold the node already cancelled has nothing left to settle: that
+    outcome is recorded once, like any hold the node gave back.
     """
+    hold = await ctx.lightning.lookup_invoice(bytes.fromhex(held.hold_hash_hex))
+    if hold.state is InvoiceState.CANCELED:
+        return await book.hold_cancelled(hold)
     async with ctx.store.transaction() as tx:
         row = await book.find_row(tx)
     preimage = ctx.keys.derive_preimage(*held.preimage_key)
