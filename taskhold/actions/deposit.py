@@ -97,9 +97,9 @@ async def deposit_payout(
     body = parse_content(DepositPayoutContent, request.content)
     now = ctx.escrow.now()
 
-    def command(payout_request: str) -> c.RequestDepositPayout:
+    def command(payout_invoice: str) -> c.RequestDepositPayout:
         return c.RequestDepositPayout(
-            actor=request.pubkey, at=now, depositor=body.depositor, payout_request=payout_request
+            actor=request.pubkey, at=now, depositor=body.depositor, payout_request=payout_invoice
         )
 
     decide(task, command(""), ctx.arbiters)  # beneficiary and state before the invoice checks

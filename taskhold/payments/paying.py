@@ -1,4 +1,4 @@
-"""Paying one invoice at most once: the step a release and a forfeited deposit share.
+"""Paying one invoice at most once: the step every payout shares (:mod:`.held` calls it).
 
 The payment's row (``PayoutRow`` or ``DepositPayoutRow``) is written before the first attempt,
 and marked sent before each one, so after a crash the node is asked what became of that exact
@@ -30,7 +30,7 @@ __all__ = ["PaymentRecord", "may_land", "pay_once", "record_result", "record_sen
 
 
 class PaymentRecord(Protocol):
-    """The columns both payout tables share."""
+    """The columns both payout tables share (``payment_request`` holds the payout invoice)."""
 
     payment_request: str
     payment_hash_hex: str
@@ -42,10 +42,10 @@ class PaymentRecord(Protocol):
     updated_at: int
 
 
-async def stands(ctx: PaymentContext, row: PaymentRecord, payment_request: str) -> bool:
+async def stands(ctx: PaymentContext, row: PaymentRecord, payout_invoice: str) -> bool:
     """Whether a written payment row stays, rather than one for a new invoice replacing it:
     it is for this invoice, or its payment succeeded or may still land."""
-    if row.payment_request == payment_request:
+    if row.payment_request == payout_invoice:
         return True
     previous = await ctx.lightning.lookup_payment(bytes.fromhex(row.payment_hash_hex))
     return previous.status in (PaymentStatus.SUCCEEDED, PaymentStatus.IN_FLIGHT)
