@@ -45,13 +45,14 @@ __all__ = [
 
 
 class PayoutKind(enum.Enum):
-    """What the held money is, which names its entries in the operator's journal."""
+    """What the held money is; it names the kind's entries in the operator's journal."""
 
-    TASK_REWARD = "escrow."
-    DEPOSIT = "escrow.deposit_"
+    TASK_REWARD = "task_reward"
+    DEPOSIT = "deposit"
 
     def journal_action(self, step: str) -> str:
-        return f"{self.value}{step}"
+        """``escrow.settle`` for a task's reward, ``escrow.deposit_settle`` for a deposit."""
+        return f"escrow.{step}" if self is PayoutKind.TASK_REWARD else f"escrow.{self.value}_{step}"
 
 
 class PayoutStep(enum.Enum):
