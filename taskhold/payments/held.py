@@ -67,7 +67,10 @@ class PayoutStep(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class HeldFunds:
-    """Money one hold invoice of taskhold holds, and the payout it owes (if any)."""
+    """Money one hold invoice of taskhold holds, and the payout it owes (if any).
+
+    The hold's expiry is not here on purpose: it is read from the node right before each
+    payment, and bounds the payment's CLTV limit then (:mod:`.rules`)."""
 
     kind: PayoutKind
     task_id: str
@@ -92,7 +95,8 @@ class HeldFunds:
 
 
 class PayoutBook(Protocol):
-    """Where one kind of held funds records what the sequence did."""
+    """Where one kind of held funds records what the sequence did. A new kind of payout (split
+    shares, milestones, swap payouts) implements one and builds its :class:`HeldFunds`."""
 
     async def find_row(self, tx: Tx) -> PaymentRecord | None:
         """The payout's row, if written."""
@@ -101,7 +105,8 @@ class PayoutBook(Protocol):
         """Write a new payout row with the shared ``columns`` (replacing an earlier one)."""
 
     async def crossed(self, step: PayoutStep) -> None:
-        """Call the fault hook with this kind's literal crash point for ``step``."""
+        """Call the fault hook with this kind's crash point for ``step``, by its literal name
+        (the crash-point catalogue test finds every call site that way)."""
 
     async def failed(self, reason: str) -> None:
         """Record a failed payout attempt in the task's log."""
