@@ -13,8 +13,8 @@ from taskhold.envelope import SignedRequest
 from taskhold.errors import Conflict, RefusalCode
 from taskhold.escrow.deposits import ensure_deposit_invoice
 from taskhold.escrow.funding import invoice_row
-from taskhold.escrow.payout_rules import budget_now, check_payout_invoice
 from taskhold.payments.invoices import validate_payout_invoice
+from taskhold.payments.rules import budget_now, check_payout_invoice
 from taskhold.store import Tx
 from taskhold.tasks import Task, decide
 from taskhold.tasks import commands as c
@@ -98,9 +98,9 @@ async def deposit_payout(
     body = parse_content(DepositPayoutContent, request.content)
     now = ctx.escrow.now()
 
-    def command(payout_request: str) -> c.RequestDepositPayout:
+    def command(payout_invoice: str) -> c.RequestDepositPayout:
         return c.RequestDepositPayout(
-            actor=request.pubkey, at=now, depositor=body.depositor, payout_request=payout_request
+            actor=request.pubkey, at=now, depositor=body.depositor, payout_request=payout_invoice
         )
 
     decide(task, command(""), ctx.arbiters)  # beneficiary and state before the invoice checks

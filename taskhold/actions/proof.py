@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taskhold.envelope import SignedRequest
 from taskhold.errors import Conflict, Invalid, RefusalCode
-from taskhold.escrow.payout_rules import budget_now, check_payout_invoice
 from taskhold.payments.invoices import validate_payout_invoice
+from taskhold.payments.rules import budget_now, check_payout_invoice
 from taskhold.store import Tx
 from taskhold.tasks import Task, decide
 from taskhold.tasks import commands as c
@@ -65,12 +65,12 @@ async def _check_head_seen(tx: Tx, task: Task, request: SignedRequest) -> None:
         )
 
 
-async def _checked_invoice(ctx: WriteContext, tx: Tx, task: Task, payment_request: str) -> str:
+async def _checked_invoice(ctx: WriteContext, tx: Tx, task: Task, payout_invoice: str) -> str:
     """The worker's invoice, if it is for the payout and paying it cannot lose money (the
-    rules of :mod:`taskhold.escrow.payout_rules`, checked again before paying)."""
+    rules of :mod:`taskhold.payments.rules`, checked again before paying)."""
     settings = ctx.escrow.settings
     invoice = validate_payout_invoice(
-        payment_request,
+        payout_invoice,
         expected_msat=task.payout_msat,
         network=ctx.escrow.lightning.network,
         now=ctx.escrow.now(),
@@ -99,13 +99,13 @@ async def submit_proof(
     body = parse_content(ProofContent, request.content)
     now = ctx.escrow.now()
 
-    def command(payout_request: str) -> c.SubmitProof:
+    def command(payout_invoice: str) -> c.SubmitProof:
         return c.SubmitProof(
             actor=request.pubkey,
             at=now,
             proof_event_id=request.event_id,
             proof=body.proof,
-            payout_request=payout_request,
+            payout_request=payout_invoice,
         )
 
     decide(task, command(""), ctx.arbiters)  # role, state and deadline before content checks
@@ -114,8 +114,8 @@ async def submit_proof(
     problems = await asyncio.to_thread(check_proof, parse_spec(task.acceptance), body.proof)
     if problems:
         return await _refused(ctx, tx, request, task, problems, now)
-    payout_request = await _checked_invoice(ctx, tx, task, body.payout_invoice)
-    return Outcome(await apply_command(ctx, tx, request, task, command(payout_request)))
+    payout_invoice = await _checked_invoice(ctx, tx, task, body.payout_invoice)
+    return Outcome(await apply_command(ctx, tx, request, task, command(payout_invoice)))
 
 
 async def _refused(
@@ -176,9 +176,9 @@ async def update_payout_invoice(
     body = parse_content(PayoutInvoiceContent, request.content)
     now = ctx.escrow.now()
 
-    def command(payout_request: str) -> c.UpdatePayoutRequest:
-        return c.UpdatePayoutRequest(actor=request.pubkey, at=now, payout_request=payout_request)
+    def command(payout_invoice: str) -> c.UpdatePayoutRequest:
+        return c.UpdatePayoutRequest(actor=request.pubkey, at=now, payout_request=payout_invoice)
 
     decide(task, command(""), ctx.arbiters)
-    payout_request = await _checked_invoice(ctx, tx, task, body.payout_invoice)
-    return Outcome(await apply_command(ctx, tx, request, task, command(payout_request)))
+    payout_invoice = await _checked_invoice(ctx, tx, task, body.payout_invoice)
+    return Outcome(await apply_command(ctx, tx, request, task, command(payout_invoice)))

@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from taskhold.escrow.payout_rules import payout_terms
 from taskhold.nostr.entries import canonical_json
+from taskhold.payments.rules import payout_terms
 from taskhold.publiclog.writer import sign_and_queue
 
 from .routes_reputation import reputation_info

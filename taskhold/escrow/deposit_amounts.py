@@ -10,6 +10,7 @@ invoice, which the next observation records as returned.
 from __future__ import annotations
 
 from taskhold.lightning.base import InvoiceStatus
+from taskhold.tasks import SYSTEM_ACTOR
 from taskhold.tasks import commands as c
 from taskhold.tasks.model import DepositState
 
@@ -31,7 +32,7 @@ async def refused_wrong_amount(ctx: EscrowContext, task_id: str, status: Invoice
         return False
     await ctx.lightning.cancel_invoice(status.payment_hash)
     await ctx.audit.record(
-        "system",
+        SYSTEM_ACTOR,
         "escrow.deposit_cancel",
         task_id,
         {"payment_hash": hash_hex, "reason": "wrong_amount_held"},
@@ -47,7 +48,7 @@ async def refused_wrong_amount(ctx: EscrowContext, task_id: str, status: Invoice
         ctx,
         task_id,
         lambda current, now: c.DepositInvoiceCancelled(
-            actor="system", at=now, payment_hash_hex=hash_hex
+            actor=SYSTEM_ACTOR, at=now, payment_hash_hex=hash_hex
         ),
     )
     return True

@@ -1,13 +1,14 @@
-"""Refund: cancel the hold invoice so the employer's HTLC goes back to their node."""
+"""Refund: cancel the hold invoice so the employer's HTLC goes back to their node (the
+Payment Coordinator's :func:`~taskhold.payments.held.cancel_hold`)."""
 
 from __future__ import annotations
 
-from taskhold.errors import Fault
-from taskhold.lightning.base import InvoiceNotFound, InvoiceState, WrongInvoiceState
-from taskhold.tasks import Task
+from taskhold.payments.held import cancel_hold
+from taskhold.tasks import SYSTEM_ACTOR, Task
 from taskhold.tasks import commands as c
 
 from .context import EscrowContext, apply_system, log
+from .release import RewardBook, held_reward
 
 __all__ = ["refund"]
 
@@ -25,28 +26,10 @@ async def refund(ctx: EscrowContext, task_id: str) -> Task | None:
         return task
     invoice_state = "NONE"
     if task.payment_hash_hex is not None:
-        payment_hash = bytes.fromhex(task.payment_hash_hex)
-        try:
-            await ctx.lightning.cancel_invoice(payment_hash)
-            invoice_state = InvoiceState.CANCELED.value
-        except InvoiceNotFound:
-            invoice_state = "NOT_FOUND"
-        except WrongInvoiceState as exc:
-            status = await ctx.lightning.lookup_invoice(payment_hash)
-            raise Fault(
-                f"task {task_id}: cannot cancel a hold invoice in state {status.state}"
-            ) from exc
-        await ctx.audit.record(  # audit log (issue 6)
-            "system",
-            "escrow.cancel",
-            task_id,
-            {"payment_hash": task.payment_hash_hex, "invoice_state": invoice_state},
-            store=ctx.store,
-        )
-        await ctx.fault_hook("after_cancel")
+        invoice_state = await cancel_hold(ctx, held_reward(ctx, task), RewardBook(ctx, task))
 
     def complete(current: Task, now: int) -> c.Command | None:
-        return c.CompleteRefund(actor="system", at=now, invoice_state=invoice_state)
+        return c.CompleteRefund(actor=SYSTEM_ACTOR, at=now, invoice_state=invoice_state)
 
     done = await apply_system(ctx, task_id, complete)
     log.info("refunded", task_id=task_id, reason=task.refund_ordered_reason)

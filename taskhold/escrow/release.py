@@ -1,30 +1,141 @@
 """Release: pay the worker from the escrow node's own liquidity, then settle the hold invoice.
 
-The order is the non-custodial promise: the employer's HTLC is settled only after the worker's
-payment succeeded. The payout row is written before the payment is sent, so after a crash the
-engine asks the node what became of that exact payment instead of paying again. The one
-exception is declared and logged: a payout still in flight when the guardian must decide
-settles the hold first (:func:`settle_under_live_payout`), and the worker stays owed.
+The sequence is the Payment Coordinator's (:func:`taskhold.payments.held.pay_then_settle`);
+this module describes a task's reward as :class:`~taskhold.payments.held.HeldFunds` and keeps
+its book: the ``payouts`` table, the task's log and the release's crash points. The one
+exception to "pay, then settle" is declared and logged: a payout still in flight when the
+guardian must decide settles the hold first (:func:`settle_under_live_payout`).
 """
 
 from __future__ import annotations
 
-from taskhold.errors import Fault
-from taskhold.lightning.base import (
-    InvoiceState,
-    PaymentResult,
-    PaymentStatus,
-)
-from taskhold.payments.invoices import decode_invoice
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from taskhold.lightning.base import InvoiceStatus, PaymentResult
+from taskhold.payments import held as funds
+from taskhold.payments.held import HeldFunds, PayoutKind, PayoutStep
+from taskhold.payments.paying import PaymentRecord
+from taskhold.payments.rules import payout_fee_cap_msat
+from taskhold.store import Tx
 from taskhold.store.models import PayoutRow
-from taskhold.tasks import Task, TaskState
+from taskhold.tasks import SYSTEM_ACTOR, Task, TaskState
 from taskhold.tasks import commands as c
 
 from .context import EscrowContext, apply_system, log
-from .paying import PaymentRecord, pay_once, record_result, record_sent, stands
-from .payout_rules import payout_fee_cap_msat
 
-__all__ = ["payout_hash_of", "release", "settle_under_live_payout"]
+__all__ = ["RewardBook", "held_reward", "release", "settle_under_live_payout"]
+
+
+def held_reward(ctx: EscrowContext, task: Task) -> HeldFunds:
+    """The task's reward, held in its hold invoice and owed to the worker."""
+    assert task.payment_hash_hex is not None
+    return HeldFunds(
+        kind=PayoutKind.TASK_REWARD,
+        task_id=task.task_id,
+        hold_hash_hex=task.payment_hash_hex,
+        preimage_key=(task.task_id, task.funding_round),
+        payout_invoice=task.payout_request,
+        amount_msat=task.payout_msat,
+        max_fee_msat=payout_fee_cap_msat(ctx.settings, task.payout_msat, earned_msat=task.fee_msat),
+        failures=task.payout_failures,
+        owner=f"task/{task.task_id}",
+        journal={"funding_round": task.funding_round},
+        settle_journal={"funding_round": task.funding_round, "payment_hash": task.payment_hash_hex},
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RewardBook:
+    """Where a release records its steps (:class:`~taskhold.payments.held.PayoutBook`)."""
+
+    ctx: EscrowContext
+    task: Task
+
+    async def find_row(self, tx: Tx) -> PaymentRecord | None:
+        return await tx.get_payout(self.task.task_id, self.task.funding_round)
+
+    async def add_row(self, tx: Tx, columns: dict[str, Any]) -> PaymentRecord:
+        row = PayoutRow(task_id=self.task.task_id, funding_round=self.task.funding_round, **columns)
+        await tx.put_payout(row)
+        return row
+
+    async def crossed(self, step: PayoutStep) -> None:
+        match step:
+            case PayoutStep.ROW_WRITTEN:
+                await self.ctx.fault_hook("after_payout_row")
+            case PayoutStep.FAILURE_RECORDED:
+                await self.ctx.fault_hook("after_payout_failure")
+            case PayoutStep.PAID:
+                await self.ctx.fault_hook("after_payout")
+            case PayoutStep.SETTLED:
+                await self.ctx.fault_hook("after_settle")
+            case PayoutStep.CANCELLED:
+                await self.ctx.fault_hook("after_cancel")
+
+    async def failed(self, reason: str) -> None:
+        log.warning("payout_failed", task_id=self.task.task_id, reason=reason)
+        await apply_system(self.ctx, self.task.task_id, _payout_failure(reason))
+
+    async def hold_cancelled(self, hold: InvoiceStatus) -> Task | None:
+        """The HTLC went back to the employer before we could settle: record why, then refund.
+        Once the refund is ordered there is nothing more to record."""
+        reason = "the node cancelled the hold invoice"
+        task_id = self.task.task_id
+        async with self.ctx.store.transaction() as tx:
+            current = await tx.load_task(task_id)
+        if current is None or current.state is not TaskState.VERIFIED or current.refund_ordered:
+            return current
+        log.error("hold_lost", task_id=task_id, reason=reason)
+        await apply_system(self.ctx, task_id, _payout_failure(reason))
+        return await apply_system(
+            self.ctx,
+            task_id,
+            lambda t, now: c.HoldExpiring(actor=SYSTEM_ACTOR, at=now, blocks_left=0),
+        )
+
+    async def completed(self, preimage: bytes, payout: PaymentResult) -> Task | None:
+        done = await apply_system(
+            self.ctx,
+            self.task.task_id,
+            lambda current, now: c.CompleteRelease(
+                actor=SYSTEM_ACTOR,
+                at=now,
+                preimage_hex=preimage.hex(),
+                payout_payment_hash_hex=payout.payment_hash.hex(),
+                payout_fee_msat=payout.fee_msat,
+            ),
+        )
+        log.info(
+            "released",
+            task_id=self.task.task_id,
+            payout_msat=self.task.payout_msat,
+            fee_msat=payout.fee_msat,
+        )
+        return done
+
+    async def settled_early(self, preimage: bytes, payout_hash_hex: str, blocks_left: int) -> None:
+        await apply_system(
+            self.ctx,
+            self.task.task_id,
+            lambda t, now: c.SettleUnderLivePayout(
+                actor=SYSTEM_ACTOR,
+                at=now,
+                preimage_hex=preimage.hex(),
+                payout_payment_hash_hex=payout_hash_hex,
+                blocks_left=blocks_left,
+            ),
+        )
+
+
+def _payout_failure(reason: str) -> Callable[[Task, int], c.Command | None]:
+    def record(current: Task, now: int) -> c.Command | None:
+        if current.state is not TaskState.VERIFIED:
+            return None
+        return c.RecordPayoutFailure(actor=SYSTEM_ACTOR, at=now, reason=reason)
+
+    return record
 
 
 async def release(ctx: EscrowContext, task_id: str) -> Task | None:
@@ -33,199 +144,16 @@ async def release(ctx: EscrowContext, task_id: str) -> Task | None:
         task = await tx.load_task(task_id)
     if task is None or not task.release_pending or task.payment_hash_hex is None:
         return task
-    payment_hash = bytes.fromhex(task.payment_hash_hex)
-    invoice = await ctx.lightning.lookup_invoice(payment_hash)
-    if invoice.state is InvoiceState.CANCELED:
-        return await _hold_lost(ctx, task, "the node cancelled the hold invoice")
-    if invoice.state is InvoiceState.OPEN:
-        raise Fault(f"task {task_id} is VERIFIED but its hold invoice is not funded")
-
-    payout = await _pay_worker(ctx, task)
-    if payout is None:
-        return None
-    await ctx.fault_hook("after_payout")
-
-    preimage = ctx.keys.derive_preimage(task.task_id, task.funding_round)
-    if invoice.state is not InvoiceState.SETTLED:
-        await ctx.lightning.settle_invoice(preimage)
-        await ctx.audit.record(  # audit log (issue 6)
-            "system",
-            "escrow.settle",
-            task_id,
-            {"funding_round": task.funding_round, "payment_hash": task.payment_hash_hex},
-            store=ctx.store,
-        )
-    await ctx.fault_hook("after_settle")
-
-    def complete(current: Task, now: int) -> c.Command | None:
-        return c.CompleteRelease(
-            actor="system",
-            at=now,
-            preimage_hex=preimage.hex(),
-            payout_payment_hash_hex=payout.payment_hash.hex(),
-            payout_fee_msat=payout.fee_msat,
-        )
-
-    done = await apply_system(ctx, task_id, complete)
-    log.info("released", task_id=task_id, payout_msat=task.payout_msat, fee_msat=payout.fee_msat)
-    return done
-
-
-async def _hold_lost(ctx: EscrowContext, task: Task, reason: str) -> Task | None:
-    """The HTLC went back to the employer before we could settle: record why, then refund."""
-    log.error("hold_lost", task_id=task.task_id, reason=reason)
-    await apply_system(
-        ctx,
-        task.task_id,
-        lambda t, now: c.RecordPayoutFailure(actor="system", at=now, reason=reason),
-    )
-    return await apply_system(
-        ctx, task.task_id, lambda t, now: c.HoldExpiring(actor="system", at=now, blocks_left=0)
-    )
+    return await funds.pay_then_settle(ctx, held_reward(ctx, task), RewardBook(ctx, task))
 
 
 async def settle_under_live_payout(ctx: EscrowContext, task_id: str, blocks_left: int) -> None:
-    """The declared fallback: settle the employer's HTLC while the worker's payout is still in
-    flight, because the guardian's deadline came first.
-
-    Cancelling instead could return the employer's money while the payout still lands (paid
-    twice); waiting would let the node cancel it by itself. So taskhold takes the money (the
-    preimage comes from the key store), says so in the public log, and keeps following the
-    payout: the worker stays owed until it lands, or is paid again on a new invoice.
-    """
+    """Settle a verified task's hold under its live payout (the declared fallback of
+    :func:`taskhold.payments.held.settle_under_live_payout`); the worker stays owed."""
     async with ctx.store.transaction() as tx:
         task = await tx.load_task(task_id)
-        row = None if task is None else await tx.get_payout(task_id, task.funding_round)
     if task is None or task.state is not TaskState.VERIFIED or task.hold_settled_at is not None:
         return
-    preimage = ctx.keys.derive_preimage(task.task_id, task.funding_round)
-    await ctx.lightning.settle_invoice(preimage)
-    payout_hash = payout_hash_of(row, task.payout_request)
-    log.warning(
-        "hold_settled_under_live_payout",
-        task_id=task_id,
-        blocks_left=blocks_left,
-        payout_payment_hash=payout_hash,
+    await funds.settle_under_live_payout(
+        ctx, held_reward(ctx, task), RewardBook(ctx, task), blocks_left
     )
-    await ctx.audit.record(
-        "system",
-        "escrow.settle_under_live_payout",
-        task_id,
-        {"payment_hash": task.payment_hash_hex, "payout_hash": payout_hash},
-        store=ctx.store,
-    )
-    await apply_system(
-        ctx,
-        task_id,
-        lambda t, now: c.SettleUnderLivePayout(
-            actor="system",
-            at=now,
-            preimage_hex=preimage.hex(),
-            payout_payment_hash_hex=payout_hash,
-            blocks_left=blocks_left,
-        ),
-    )
-
-
-def payout_hash_of(row: PaymentRecord | None, payout_request: str | None) -> str:
-    """The hash of the payout a fallback settle stands behind (its row is gone after a
-    rebuild: the invoice it was made for tells the same hash)."""
-    if row is not None:
-        return row.payment_hash_hex
-    if payout_request is not None:
-        return decode_invoice(payout_request).payment_hash_hex
-    return "00" * 32
-
-
-async def _pay_worker(ctx: EscrowContext, task: Task) -> PaymentResult | None:
-    """The worker's payment, succeeded; None if it failed (recorded on the task)."""
-    assert task.payout_request is not None and task.payment_hash_hex is not None
-    row = await _payout_row(ctx, task)
-    await ctx.fault_hook("after_payout_row")
-
-    async def mark_sent() -> None:
-        async with ctx.store.transaction() as tx:
-            current = await tx.get_payout(row.task_id, row.funding_round)
-            if current is not None:
-                record_sent(current, ctx.now())
-                row.attempts = current.attempts
-
-    async def mark(result: PaymentResult | None, error: str | None) -> None:
-        await _mark_payout(ctx, row, result, error=error)
-
-    async def record_failure(reason: str) -> None:
-        await _record_failure(ctx, task, reason)
-        await ctx.fault_hook("after_payout_failure")
-
-    return await pay_once(
-        ctx,
-        row,
-        task_id=task.task_id,
-        owner=f"task/{task.task_id}",
-        hold_hash=bytes.fromhex(task.payment_hash_hex),
-        max_fee_msat=payout_fee_cap_msat(ctx.settings, task.payout_msat, earned_msat=task.fee_msat),
-        failures=task.payout_failures,
-        mark_sent=mark_sent,
-        mark=mark,
-        record_failure=record_failure,
-    )
-
-
-async def _payout_row(ctx: EscrowContext, task: Task) -> PayoutRow:
-    """The payout for this round, created before the first attempt. A new invoice from the
-    worker replaces it only once the old one's payment is known to have failed."""
-    assert task.payout_request is not None
-    async with ctx.store.transaction() as tx:
-        row = await tx.get_payout(task.task_id, task.funding_round)
-        if row is not None and await stands(ctx, row, task.payout_request):
-            return row
-        decoded = decode_invoice(task.payout_request)
-        row = PayoutRow(
-            task_id=task.task_id,
-            funding_round=task.funding_round,
-            payment_request=decoded.payment_request,
-            payment_hash_hex=decoded.payment_hash_hex,
-            amount_msat=task.payout_msat,
-            status=PaymentStatus.UNKNOWN.value,
-            attempts=0,
-            fee_msat=None,
-            last_error=None,
-            updated_at=ctx.now(),
-        )
-        await tx.put_payout(row)
-    return row
-
-
-async def _mark_payout(
-    ctx: EscrowContext, row: PayoutRow, result: PaymentResult | None, *, error: str | None = None
-) -> None:
-    async with ctx.store.transaction() as tx:
-        current = await tx.get_payout(row.task_id, row.funding_round)
-        if current is None:
-            return
-        record_result(current, result, error, ctx.now())
-        await ctx.audit.append(  # audit log (issue 6)
-            tx,
-            "system",
-            "escrow.payout",
-            row.task_id,
-            {
-                "funding_round": row.funding_round,
-                "payment_hash": row.payment_hash_hex,
-                "amount_msat": row.amount_msat,
-                "status": current.status,
-                "fee_msat": current.fee_msat,
-                "error": error,
-            },
-        )
-
-
-async def _record_failure(ctx: EscrowContext, task: Task, reason: str) -> None:
-    log.warning("payout_failed", task_id=task.task_id, reason=reason)
-
-    def record(current: Task, now: int) -> c.Command | None:
-        if current.state is not TaskState.VERIFIED:
-            return None
-        return c.RecordPayoutFailure(actor="system", at=now, reason=reason)
-
-    await apply_system(ctx, task.task_id, record)

@@ -7,14 +7,13 @@ the node's current height: it must decide (release or refund) before lnd's own a
 
 from __future__ import annotations
 
-from taskhold.lightning.base import InvoiceState
+from taskhold.payments.held import must_settle
 from taskhold.tasks import SYSTEM_ACTOR, Task, TaskState
 from taskhold.tasks import commands as c
 from taskhold.tasks.model import FUNDED_STATES
 
 from .context import EscrowContext, apply_system
-from .paying import may_land
-from .release import settle_under_live_payout
+from .release import RewardBook, held_reward, settle_under_live_payout
 
 __all__ = ["TIMED_STATES", "guard", "run_timers"]
 
@@ -57,14 +56,8 @@ async def guard(ctx: EscrowContext, task_id: str, height: int) -> Task | None:
 
 
 async def _payout_may_land(ctx: EscrowContext, task: Task) -> bool:
-    """The verified task's payout succeeded or is in flight, or its hold is already settled
-    (a crash came between the settle and its log entry): settle, never refund."""
+    """The verified task's payout may land, or its hold is already settled: settle, never
+    refund."""
     if task.state is not TaskState.VERIFIED or task.hold_settled_at is not None:
         return False
-    async with ctx.store.transaction() as tx:
-        row = await tx.get_payout(task.task_id, task.funding_round)
-    if row is not None and await may_land(ctx, row):
-        return True
-    assert task.payment_hash_hex is not None
-    hold = await ctx.lightning.lookup_invoice(bytes.fromhex(task.payment_hash_hex))
-    return hold.state is InvoiceState.SETTLED
+    return await must_settle(ctx, held_reward(ctx, task), RewardBook(ctx, task))

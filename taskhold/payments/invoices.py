@@ -51,7 +51,7 @@ def decode_invoice(payment_request: str, *, field: str = "payout_invoice") -> De
 
 
 def validate_payout_invoice(
-    payment_request: str,
+    payout_invoice: str,
     *,
     expected_msat: int,
     network: str,
@@ -64,7 +64,7 @@ def validate_payout_invoice(
     ``forbidden_hashes`` holds the task's own hold-invoice hash: paying an invoice with that hash
     would let its issuer learn the escrow preimage before release.
     """
-    invoice = decode_invoice(payment_request)
+    invoice = decode_invoice(payout_invoice)
     if invoice.network != network:
         raise Invalid(
             f"payout_invoice is for network {invoice.network!r}; this taskhold runs on {network!r}",

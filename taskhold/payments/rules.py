@@ -20,11 +20,11 @@ from typing import Any
 
 from taskhold.errors import Invalid, RefusalCode
 from taskhold.lightning.base import InvoiceNotFound, PaymentStatus
-from taskhold.payments.invoices import DecodedInvoice
 from taskhold.settings import Settings
 from taskhold.store import Tx
 
-from .context import EscrowContext
+from .context import PaymentContext
+from .invoices import DecodedInvoice
 
 __all__ = [
     "ROUTE_PADDING_BLOCKS",
@@ -69,7 +69,7 @@ def cltv_budget(settings: Settings, *, expiry_height: int, height: int) -> int:
 
 
 async def budget_now(
-    ctx: EscrowContext, expiry_height: int | None, *, hold_settled: bool = False
+    ctx: PaymentContext, expiry_height: int | None, *, hold_settled: bool = False
 ) -> int | None:
     """:func:`cltv_budget` at the node's height now; None while no HTLC is held. A settled hold
     (the declared fallback) has nothing left to outlive: the usual cap applies."""
@@ -82,7 +82,7 @@ async def budget_now(
 
 
 async def check_payout_invoice(
-    ctx: EscrowContext,
+    ctx: PaymentContext,
     tx: Tx,
     invoice: DecodedInvoice,
     *,
@@ -132,7 +132,7 @@ async def check_payout_invoice(
             )
 
 
-async def _node_issued(ctx: EscrowContext, payment_hash: bytes) -> bool:
+async def _node_issued(ctx: PaymentContext, payment_hash: bytes) -> bool:
     try:
         await ctx.lightning.lookup_invoice(payment_hash)
     except InvoiceNotFound:

@@ -1,9 +1,9 @@
-"""Paying one invoice at most once: the step a release and a forfeited deposit share.
+"""Paying one invoice at most once: the step every payout shares (:mod:`.held` calls it).
 
 The payment's row (``PayoutRow`` or ``DepositPayoutRow``) is written before the first attempt,
 and marked sent before each one, so after a crash the node is asked what became of that exact
 payment instead of paying again; a payment that may still land (in flight) is never treated as
-failed; and every payment obeys the rules of :mod:`.payout_rules`, checked here, once, for
+failed; and every payment obeys the rules of :mod:`.rules`, checked here, once, for
 every kind of payout.
 """
 
@@ -21,16 +21,16 @@ from taskhold.lightning.base import (
     PaymentResult,
     PaymentStatus,
 )
-from taskhold.payments.invoices import decode_invoice
 
-from .context import EscrowContext, log
-from .payout_rules import budget_now, check_payout_invoice
+from .context import PaymentContext, log
+from .invoices import decode_invoice
+from .rules import budget_now, check_payout_invoice
 
 __all__ = ["PaymentRecord", "may_land", "pay_once", "record_result", "record_sent", "stands"]
 
 
 class PaymentRecord(Protocol):
-    """The columns both payout tables share."""
+    """The columns both payout tables share (``payment_request`` holds the payout invoice)."""
 
     payment_request: str
     payment_hash_hex: str
@@ -42,16 +42,16 @@ class PaymentRecord(Protocol):
     updated_at: int
 
 
-async def stands(ctx: EscrowContext, row: PaymentRecord, payment_request: str) -> bool:
+async def stands(ctx: PaymentContext, row: PaymentRecord, payout_invoice: str) -> bool:
     """Whether a written payment row stays, rather than one for a new invoice replacing it:
     it is for this invoice, or its payment succeeded or may still land."""
-    if row.payment_request == payment_request:
+    if row.payment_request == payout_invoice:
         return True
     previous = await ctx.lightning.lookup_payment(bytes.fromhex(row.payment_hash_hex))
     return previous.status in (PaymentStatus.SUCCEEDED, PaymentStatus.IN_FLIGHT)
 
 
-async def may_land(ctx: EscrowContext, row: PaymentRecord) -> bool:
+async def may_land(ctx: PaymentContext, row: PaymentRecord) -> bool:
     """The row's payment succeeded or is still in flight: its hold invoice must be settled,
     never cancelled, or the operator could pay the money out twice."""
     known = await ctx.lightning.lookup_payment(bytes.fromhex(row.payment_hash_hex))
@@ -77,7 +77,7 @@ def record_result(
 
 
 async def pay_once(
-    ctx: EscrowContext,
+    ctx: PaymentContext,
     row: PaymentRecord,
     *,
     task_id: str,
@@ -96,7 +96,7 @@ async def pay_once(
     right before paying. While it is held, the payment's CLTV limit ends inside it; once it is
     settled (the guardian's declared fallback) the worker is still owed and the payment is
     retried; once cancelled, nothing is paid. ``owner`` names the payout for the rules of
-    :mod:`.payout_rules`, checked again here whoever accepted the invoice.
+    :mod:`.rules`, checked again here whoever accepted the invoice.
     """
     payment_hash = bytes.fromhex(row.payment_hash_hex)
     known = await ctx.lightning.lookup_payment(payment_hash)
@@ -157,7 +157,7 @@ async def pay_once(
     return result
 
 
-async def _cltv_budget(ctx: EscrowContext, hold: InvoiceStatus) -> int | None:
+async def _cltv_budget(ctx: PaymentContext, hold: InvoiceStatus) -> int | None:
     """The CLTV limit a payment behind ``hold`` may carry now; None if none may be sent."""
     if hold.state not in (InvoiceState.ACCEPTED, InvoiceState.SETTLED):
         return None

@@ -1,0 +1,28 @@
+"""What a payment step needs from its caller: the node, the store, the key store, the settings
+and the operator's journal. The escrow engine's context is one; payments never import it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import structlog
+
+from taskhold.journal.chain import AuditLog
+from taskhold.keys import KeyStore
+from taskhold.lightning.base import LightningBackend
+from taskhold.settings import Settings
+from taskhold.store import Store
+
+__all__ = ["PaymentContext", "log"]
+
+log = structlog.get_logger("taskhold.payments")
+
+
+class PaymentContext(Protocol):
+    store: Store
+    lightning: LightningBackend
+    keys: KeyStore
+    settings: Settings
+    audit: AuditLog
+
+    def now(self) -> int: ...

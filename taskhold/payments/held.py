@@ -1,0 +1,316 @@
+"""Pay-then-settle and cancel, written once for every kind of money taskhold holds.
+
+taskhold holds money in hold invoices: a task's reward, a worker's deposit, and later split
+shares, milestones and swap payouts. Whatever the kind, paying it out is one sequence (DESIGN.md
+section 4): pay the payee from the escrow node's own liquidity, bounded by the hold, and only
+then settle the hold; giving it back is one cancel. :class:`HeldFunds` says what is held and who
+is owed; a :class:`PayoutBook` is where its kind records each step (its payout table, its task's
+log, its crash points). A new kind of payout writes a book and a ``HeldFunds``, not a sequence.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from taskhold.errors import Fault
+from taskhold.lightning.base import (
+    InvoiceNotFound,
+    InvoiceState,
+    InvoiceStatus,
+    PaymentResult,
+    PaymentStatus,
+    WrongInvoiceState,
+)
+from taskhold.store import Tx
+from taskhold.tasks import SYSTEM_ACTOR, Task
+
+from .context import PaymentContext, log
+from .invoices import decode_invoice
+from .paying import PaymentRecord, may_land, pay_once, record_result, record_sent, stands
+
+__all__ = [
+    "HeldFunds",
+    "PayoutBook",
+    "PayoutKind",
+    "PayoutStep",
+    "cancel_hold",
+    "must_settle",
+    "pay_then_settle",
+    "payout_hash_of",
+    "settle_under_live_payout",
+]
+
+
+class PayoutKind(enum.Enum):
+    """What the held money is; it names the kind's entries in the operator's journal."""
+
+    TASK_REWARD = "task_reward"
+    DEPOSIT = "deposit"
+
+    def journal_action(self, step: str) -> str:
+        """``escrow.settle`` for a task's reward, ``escrow.deposit_settle`` for a deposit."""
+        return f"escrow.{step}" if self is PayoutKind.TASK_REWARD else f"escrow.{self.value}_{step}"
+
+
+class PayoutStep(enum.Enum):
+    """A step done, at which the book crosses its crash point (``escrow/crashpoints.py``)."""
+
+    ROW_WRITTEN = "the payout row is written; the payee is not paid yet"
+    FAILURE_RECORDED = "a failed attempt is recorded; the next is not made yet"
+    PAID = "the payee's payment succeeded; the hold is not settled yet"
+    SETTLED = "the hold is settled; the payout is not recorded yet"
+    CANCELLED = "the hold is cancelled; the return is not recorded yet"
+
+
+@dataclass(frozen=True, slots=True)
+class HeldFunds:
+    """Money one hold invoice of taskhold holds, and the payout it owes (if any).
+
+    The hold's expiry is not here on purpose: it is read from the node right before each
+    payment, and bounds the payment's CLTV limit then (:mod:`.rules`)."""
+
+    kind: PayoutKind
+    task_id: str
+    hold_hash_hex: str
+    preimage_key: tuple[str, int]
+    """The key store's label and round for the hold's preimage."""
+    payout_invoice: str | None
+    """The payee's BOLT11 invoice, as given (``payout_invoice`` on the wire)."""
+    amount_msat: int
+    """What the payout pays."""
+    max_fee_msat: int
+    """Its routing fee cap (:func:`~taskhold.payments.rules.payout_fee_cap_msat`)."""
+    failures: int
+    """Failed payout attempts recorded so far."""
+    owner: str
+    """The payout's name in the rules (``task/<id>``, ``deposit/<hash>``): its own row is never
+    held against it."""
+    journal: Mapping[str, Any]
+    """What names the payout in the journal's payout entries (a round, a deposit's hash)."""
+    settle_journal: Mapping[str, Any]
+    """The details of the journal's entry for the settle."""
+
+
+class PayoutBook(Protocol):
+    """Where one kind of held funds records what the sequence did. A new kind of payout (split
+    shares, milestones, swap payouts) implements one and builds its :class:`HeldFunds`."""
+
+    async def find_row(self, tx: Tx) -> PaymentRecord | None:
+        """The payout's row, if written."""
+
+    async def add_row(self, tx: Tx, columns: dict[str, Any]) -> PaymentRecord:
+        """Write a new payout row with the shared ``columns`` (replacing an earlier one)."""
+
+    async def crossed(self, step: PayoutStep) -> None:
+        """Call the fault hook with this kind's crash point for ``step``, by its literal name
+        (the crash-point catalogue test finds every call site that way)."""
+
+    async def failed(self, reason: str) -> None:
+        """Record a failed payout attempt in the task's log."""
+
+    async def hold_cancelled(self, hold: InvoiceStatus) -> Task | None:
+        """The node gave the held money back on its own: record it (once) in the task's log."""
+
+    async def completed(self, preimage: bytes, payout: PaymentResult) -> Task | None:
+        """Record the payout paid and the hold settled in the task's log."""
+
+    async def settled_early(self, preimage: bytes, payout_hash_hex: str, blocks_left: int) -> None:
+        """Record the declared fallback (the hold settled under a live payout) in the log."""
+
+
+async def pay_then_settle(ctx: PaymentContext, held: HeldFunds, book: PayoutBook) -> Task | None:
+    """Pay the payee, then settle the hold; the task once recorded, None while not done.
+
+    Safe to call repeatedly and after a crash anywhere: the payout row is written before the
+    payment is sent, so the node is asked what became of that exact payment instead of paying
+    again, and the hold is settled only once the payment succeeded.
+    """
+    assert held.payout_invoice is not None
+    hold = await ctx.lightning.lookup_invoice(bytes.fromhex(held.hold_hash_hex))
+    if hold.state is InvoiceState.CANCELED:
+        return await book.hold_cancelled(hold)
+    if hold.state is InvoiceState.OPEN:
+        raise Fault(f"task {held.task_id}: a payout is owed but its hold invoice is not held")
+    payout = await _pay(ctx, held, book)
+    if payout is None:
+        return None
+    await book.crossed(PayoutStep.PAID)
+    preimage = ctx.keys.derive_preimage(*held.preimage_key)
+    if hold.state is not InvoiceState.SETTLED:
+        await ctx.lightning.settle_invoice(preimage)
+        await ctx.audit.record(
+            SYSTEM_ACTOR,
+            held.kind.journal_action("settle"),
+            held.task_id,
+            dict(held.settle_journal),
+            store=ctx.store,
+        )
+    await book.crossed(PayoutStep.SETTLED)
+    return await book.completed(preimage, payout)
+
+
+async def must_settle(ctx: PaymentContext, held: HeldFunds, book: PayoutBook) -> bool:
+    """The payout succeeded or may still land, or the hold is already settled (a crash came
+    between the settle and its log entry): the hold must be settled, never given back, or the
+    operator could pay the money out twice."""
+    async with ctx.store.transaction() as tx:
+        row = await book.find_row(tx)
+    if row is not None and await may_land(ctx, row):
+        return True
+    hold = await ctx.lightning.lookup_invoice(bytes.fromhex(held.hold_hash_hex))
+    return hold.state is InvoiceState.SETTLED
+
+
+async def settle_under_live_payout(
+    ctx: PaymentContext, held: HeldFunds, book: PayoutBook, blocks_left: int
+) -> Task | None:
+    """The declared fallback: settle the hold while its payout is still in flight, because the
+    guardian's deadline came first.
+
+    Cancelling instead could give the money back while the payout still lands (paid twice);
+    waiting would let the node cancel it by itself. So taskhold takes the money, says so in the
+    public log, and keeps following the payout: the payee stays owed until it lands, or is paid
+    again on a new invoice. A hold the node already cancelled has nothing left to settle: that
+    outcome is recorded once, like any hold the node gave back.
+    """
+    hold = await ctx.lightning.lookup_invoice(bytes.fromhex(held.hold_hash_hex))
+    if hold.state is InvoiceState.CANCELED:
+        return await book.hold_cancelled(hold)
+    async with ctx.store.transaction() as tx:
+        row = await book.find_row(tx)
+    preimage = ctx.keys.derive_preimage(*held.preimage_key)
+    await ctx.lightning.settle_invoice(preimage)
+    payout_hash = payout_hash_of(row, held.payout_invoice)
+    event = "hold" if held.kind is PayoutKind.TASK_REWARD else "deposit"
+    log.warning(
+        f"{event}_settled_under_live_payout",
+        task_id=held.task_id,
+        blocks_left=blocks_left,
+        payout_payment_hash=payout_hash,
+    )
+    await ctx.audit.record(
+        SYSTEM_ACTOR,
+        held.kind.journal_action("settle_under_live_payout"),
+        held.task_id,
+        {"payment_hash": held.hold_hash_hex, "payout_hash": payout_hash},
+        store=ctx.store,
+    )
+    await book.settled_early(preimage, payout_hash, blocks_left)
+    return None
+
+
+async def cancel_hold(ctx: PaymentContext, held: HeldFunds, book: PayoutBook) -> str:
+    """Cancel the hold so its payer's HTLC goes back; the invoice state to record.
+
+    Cancel is idempotent at the node, so a retry after a crash simply cancels again. The state
+    is ``CANCELED``, or ``NOT_FOUND`` when the node no longer knows the invoice (it holds
+    nothing to give back); any other state is a fault.
+    """
+    payment_hash = bytes.fromhex(held.hold_hash_hex)
+    try:
+        await ctx.lightning.cancel_invoice(payment_hash)
+        invoice_state = InvoiceState.CANCELED.value
+    except InvoiceNotFound:
+        invoice_state = "NOT_FOUND"
+    except WrongInvoiceState as exc:
+        status = await ctx.lightning.lookup_invoice(payment_hash)
+        raise Fault(
+            f"task {held.task_id}: cannot cancel a hold invoice in state {status.state}"
+        ) from exc
+    await ctx.audit.record(
+        SYSTEM_ACTOR,
+        held.kind.journal_action("cancel"),
+        held.task_id,
+        {"payment_hash": held.hold_hash_hex, "invoice_state": invoice_state},
+        store=ctx.store,
+    )
+    await book.crossed(PayoutStep.CANCELLED)
+    return invoice_state
+
+
+def payout_hash_of(row: PaymentRecord | None, payout_invoice: str | None) -> str:
+    """The hash of the payout a fallback settle stands behind (its row is gone after a
+    rebuild: the invoice it was made for tells the same hash)."""
+    if row is not None:
+        return row.payment_hash_hex
+    if payout_invoice is not None:
+        return decode_invoice(payout_invoice).payment_hash_hex
+    return "00" * 32
+
+
+async def _pay(ctx: PaymentContext, held: HeldFunds, book: PayoutBook) -> PaymentResult | None:
+    """The payee's payment, succeeded; None if it failed (recorded in the book)."""
+    row = await _payout_row(ctx, held, book)
+    await book.crossed(PayoutStep.ROW_WRITTEN)
+
+    async def mark_sent() -> None:
+        async with ctx.store.transaction() as tx:
+            current = await book.find_row(tx)
+            if current is not None:
+                record_sent(current, ctx.now())
+                row.attempts = current.attempts
+
+    async def mark(result: PaymentResult | None, error: str | None) -> None:
+        async with ctx.store.transaction() as tx:
+            current = await book.find_row(tx)
+            if current is None:
+                return
+            record_result(current, result, error, ctx.now())
+            await ctx.audit.append(
+                tx,
+                SYSTEM_ACTOR,
+                held.kind.journal_action("payout"),
+                held.task_id,
+                {
+                    **held.journal,
+                    "payment_hash": row.payment_hash_hex,
+                    "amount_msat": row.amount_msat,
+                    "status": current.status,
+                    "fee_msat": current.fee_msat,
+                    "error": error,
+                },
+            )
+
+    async def record_failure(reason: str) -> None:
+        await book.failed(reason)
+        await book.crossed(PayoutStep.FAILURE_RECORDED)
+
+    return await pay_once(
+        ctx,
+        row,
+        task_id=held.task_id,
+        owner=held.owner,
+        hold_hash=bytes.fromhex(held.hold_hash_hex),
+        max_fee_msat=held.max_fee_msat,
+        failures=held.failures,
+        mark_sent=mark_sent,
+        mark=mark,
+        record_failure=record_failure,
+    )
+
+
+async def _payout_row(ctx: PaymentContext, held: HeldFunds, book: PayoutBook) -> PaymentRecord:
+    """The payout's row, written before the first attempt. A new invoice from the payee
+    replaces it only once the old one's payment is known to have failed."""
+    assert held.payout_invoice is not None
+    async with ctx.store.transaction() as tx:
+        row = await book.find_row(tx)
+        if row is not None and await stands(ctx, row, held.payout_invoice):
+            return row
+        decoded = decode_invoice(held.payout_invoice)
+        return await book.add_row(
+            tx,
+            {
+                "payment_request": decoded.payment_request,
+                "payment_hash_hex": decoded.payment_hash_hex,
+                "amount_msat": held.amount_msat,
+                "status": PaymentStatus.UNKNOWN.value,
+                "attempts": 0,
+                "fee_msat": None,
+                "last_error": None,
+                "updated_at": ctx.now(),
+            },
+        )
