@@ -144,12 +144,10 @@ try:
         except Exception as exc:  # the harness hears of it; the fork server lives on
             answer = {"error": repr(exc)}
         print(json.dumps(answer), flush=True)
-finally:  # the harness is gone or closed us: leave no server running behind it
+finally:  # the harness is gone or closed us: leave no server (nor zombie) behind it
     for pid in running:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 """
 
 
@@ -332,8 +330,12 @@ class Serve:
                     while self.returncode() is None:
                         await asyncio.sleep(0.05)
         finally:
-            for sock in self._ports:
-                sock.close()
+            self.release_ports()
+
+    def release_ports(self) -> None:
+        """Lets the held ports go: the end of this serve."""
+        for sock in self._ports:
+            sock.close()
 
     async def survive(self, step: Callable[[], Awaitable[T]]) -> T:
         """Run one client step; if the server died at the crash point meanwhile, restart it

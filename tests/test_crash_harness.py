@@ -7,12 +7,15 @@ after another; ``scripts/soak-crash`` runs 20 per point on both and prints the t
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import PG_ADMIN_URL, REQUIRE_PG
-from crash_harness import ForkServer, Outcome, run_point
+from crash_harness import ForkServer, Outcome, Serve, run_point
 from relay_support import NostrRelayProcess
 
 from taskhold.escrow.crashpoints import CRASH_POINTS
@@ -78,3 +81,65 @@ async def test_a_relay_down_across_the_crash_loses_no_log_entry(
     finally:
         relay.stop()
     _converged(outcome, tmp_path / "data")
+
+
+# The harness itself: what made it fail inside the full suite --------------------------------
+
+
+def test_a_serve_keeps_its_ports_while_it_is_down(forks: ForkServer, tmp_path: Path) -> None:
+    """Between the kill and the restart nobody else may get the port (a connection's local port
+    or another server's), or the restarted serve cannot listen on it."""
+    serve = Serve(forks, tmp_path / "data", {})
+    relay_port = int(serve.env["TASKHOLD_EMBEDDED_RELAY_PORT"])
+    try:
+        for port in (serve.port, relay_port):
+            with socket.socket() as other, pytest.raises(OSError, match="in use"):
+                other.bind(("127.0.0.1", port))
+    finally:
+        serve.release_ports()
+    for port in (serve.port, relay_port):
+        with socket.socket() as other:
+            other.bind(("127.0.0.1", port))
+
+
+def test_the_fork_server_answers_for_a_process_that_ended_long_ago(
+    forks: ForkServer, tmp_path: Path
+) -> None:
+    """A pid is reaped once; asking again (a stop after a failed start) gets the same exit code,
+    not a fork server dead of ChildProcessError taking every later run down with it."""
+    pid = forks.start(["--help"], dict(os.environ), tmp_path / "help.log")
+    while (code := forks.returncode(pid)) is None:
+        pass
+    assert code == 0
+    assert forks.returncode(pid) == 0
+    forks.signal(pid, signal.SIGKILL)  # gone: no signal to whoever has the pid now
+    assert forks.returncode(forks.start(["--help"], dict(os.environ), tmp_path / "2.log")) in (
+        None,
+        0,
+    )
+
+
+def test_no_serve_outlives_the_fork_server(tmp_path: Path) -> None:
+    own = ForkServer()
+    serve = Serve(own, tmp_path / "data", {})
+    serve.start(crash_at=None)
+    pid = serve.pid
+    assert pid is not None
+    own.close()
+    serve.release_ports()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+async def test_a_failed_run_shows_the_end_of_the_serve_log(
+    forks: ForkServer, tmp_path: Path
+) -> None:
+    with pytest.raises(RuntimeError, match="exited with 1 while starting") as failed:
+        await run_point(
+            forks,
+            "after_payout",
+            tmp_path / "data",
+            extra_env={"TASKHOLD_DATABASE_URL": "nosuchdb://x"},
+        )
+    assert "serve.log (end)" in failed.value.__notes__[0]
+    assert "nosuchdb" in failed.value.__notes__[0]
