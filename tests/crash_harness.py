@@ -320,17 +320,20 @@ class Serve:
         """SIGTERM, and wait for a clean exit (SIGKILL after 30 s); then the ports are let go.
         No process is left running, whatever happened before."""
         try:
-            if self.returncode() is None and self.pid is not None:
-                self.forks.signal(self.pid, signal.SIGTERM)
-                deadline = time.monotonic() + 30
-                while self.returncode() is None and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
-                if self.pid is not None:
-                    self.forks.signal(self.pid, signal.SIGKILL)
-                    while self.returncode() is None:
-                        await asyncio.sleep(0.05)
+            for number, timeout_s in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 300.0)):
+                if self.returncode() is not None or self.pid is None:
+                    return
+                self.forks.signal(self.pid, number)
+                await self._exited(timeout_s)
+            raise RuntimeError(f"taskhold serve (pid {self.pid}) outlived SIGKILL")
         finally:
             self.release_ports()
+
+    async def _exited(self, timeout_s: float) -> None:
+        for _ in range(int(timeout_s / 0.05)):
+            if self.returncode() is not None:
+                return
+            await asyncio.sleep(0.05)
 
     def release_ports(self) -> None:
         """Lets the held ports go: the end of this serve."""
