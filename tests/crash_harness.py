@@ -19,9 +19,10 @@ are forked from a *fork server* that imported taskhold once: the child runs the 
 ``taskhold serve`` command (``taskhold.cli.app``), in its own process, killed for real.
 
 A restart reuses the killed process's ports, so the harness holds each port bound
-(``SO_REUSEADDR``, never listening) for the whole run: between the kill and the restart no
-outgoing connection on the machine can be given that port as its local one, which made the
-restarted serve fail to bind ("address already in use", exit 3) on a busy machine.
+(``SO_REUSEADDR``, never listening) for the whole run. A port merely picked free and let go is
+free again from the kill to the restart, and on a busy machine some other socket (another test's
+``bind(0)``, an outgoing connection) took it now and then: the restarted serve could not listen
+("address already in use", exit 3).
 """
 
 from __future__ import annotations
@@ -225,8 +226,8 @@ def held_port() -> socket.socket:
     """A loopback port kept bound (``SO_REUSEADDR``, not listening) while the socket is open.
 
     ``taskhold serve`` (whose listeners set ``SO_REUSEADDR`` too) can listen on it, and listen
-    on it again after a SIGKILL, while the kernel never hands it out meanwhile, neither to
-    ``bind(0)`` nor as the local port of somebody's outgoing connection."""
+    on it again after a SIGKILL, while the kernel hands it out to nobody else meanwhile: not to
+    ``bind(0)``, not as the local port of an outgoing connection."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
