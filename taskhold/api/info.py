@@ -15,6 +15,7 @@ from taskhold.app import Services
 from taskhold.escrow.payout_rules import payout_terms
 from taskhold.nostr.entries import canonical_json
 from taskhold.store.log import enqueue_event
+from taskhold.store.models import OutboxRow
 
 from .routes_reputation import reputation_info
 
@@ -62,12 +63,16 @@ def info_document(services: Services) -> dict[str, Any]:
 
 
 async def publish_info(services: Services, *, now: float | None = None) -> dict[str, Any]:
-    """Sign the info document and queue it in the outbox; returns the signed event."""
+    """Sign the info document and queue it in the outbox; returns the signed event.
+
+    A restart within the second of the last start signs the same event (same id): it is queued
+    already, and queueing it again would fail the startup."""
     created_at = int(time.time() if now is None else now)
     content = canonical_json(info_document(services))
     event = services.signer.sign_event(
         services.settings.kind_checkpoint, content, [["d", INFO_D]], created_at
     )
     async with services.store.transaction() as tx:
-        enqueue_event(tx.session, event, created_at)
+        if await tx.session.get(OutboxRow, event["id"]) is None:
+            enqueue_event(tx.session, event, created_at)
     return event
