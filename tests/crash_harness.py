@@ -96,6 +96,7 @@ def start(cmd):
     pid = os.fork()
     if pid:
         running.add(pid)
+        exited.pop(pid, None)  # a reused pid: what an earlier child's exit said is not about it
         return {"pid": pid}
     code = 1
     try:
