@@ -17,6 +17,12 @@ final. Then the checks, each an outcome in the crash-point table:
 Starting a Python process that imports taskhold takes seconds on a busy machine, so processes
 are forked from a *fork server* that imported taskhold once: the child runs the same
 ``taskhold serve`` command (``taskhold.cli.cli``), in its own process, killed for real.
+
+A restart reuses the killed process's ports, so the harness holds each port bound
+(``SO_REUSEADDR``, never listening) for the whole run. A port merely picked free and let go is
+free again from the kill to the restart, and on a busy machine some other socket (another test's
+``bind(0)``, an outgoing connection) took it now and then: the restarted serve could not listen
+("address already in use", exit 3).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,7 +53,6 @@ from taskhold.escrow.crashpoints import CRASH_POINTS
 from taskhold.lightning.base import InvoiceState
 from taskhold.lightning.simworld import SimWorld
 from taskhold.nostr import NostrKeys
-from taskhold.server import free_port
 
 T = TypeVar("T")
 
@@ -74,61 +80,88 @@ SERVE_ENV = {
 simulator's wallet routes, which the scenarios pay and mine through."""
 
 _FORK_SERVER = r"""
-import json, os, sys, time, traceback
+import ctypes, json, os, signal, sys, traceback
 import uvicorn, aiosqlite, asyncpg
 import taskhold.cli, taskhold.services, taskhold.api.application, taskhold.logs
-children = set()
-for line in sys.stdin:
-    cmd = json.loads(line)
-    if cmd["op"] == "start":
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.setpgrp()
-                out = os.open(cmd["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-                os.dup2(out, 1)
-                os.dup2(out, 2)
-                os.environ.clear()
-                os.environ.update(cmd["env"])
-                sys.argv = ["taskhold", *cmd["argv"]]
-                taskhold.cli.cli(args=cmd["argv"], prog_name="taskhold")
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        children.add(pid)
-        print(json.dumps({"pid": pid}), flush=True)
-    elif cmd["op"] == "poll":
-        pid, status = os.waitpid(cmd["pid"], os.WNOHANG)
-        code = None if pid == 0 else os.waitstatus_to_exitcode(status)
-        print(json.dumps({"returncode": code}), flush=True)
-    elif cmd["op"] == "signal":
-        try:
-            os.kill(cmd["pid"], cmd["signal"])
-        except ProcessLookupError:
-            pass
-        print("{}", flush=True)
-for pid in children:  # the harness is gone: leave no server running behind it
+
+PR_SET_PDEATHSIG = 1
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the harness is gone: so is the fork server
+if os.getppid() != int(sys.argv[1]):
+    sys.exit(1)  # it went before the line above
+running, exited = set(), {}
+
+
+def start(cmd):
+    pid = os.fork()
+    if pid:
+        running.add(pid)
+        exited.pop(pid, None)  # a reused pid: what an earlier child's exit said is not about it
+        return {"pid": pid}
+    code = 1
     try:
-        os.kill(pid, 9)
-    except ProcessLookupError:
-        pass
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # no server outlives the fork server
+        os.setpgrp()
+        out = os.open(cmd["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.environ.clear()
+        os.environ.update(cmd["env"])
+        sys.argv = ["taskhold", *cmd["argv"]]
+        taskhold.cli.cli(args=cmd["argv"], prog_name="taskhold")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def poll(cmd):
+    pid = cmd["pid"]
+    if pid in running:  # reaped once, its code kept: a pid is never waited for twice
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            running.discard(pid)
+            exited[pid] = os.waitstatus_to_exitcode(status)
+    return {"returncode": exited.get(pid)}
+
+
+def kill(cmd):
+    if cmd["pid"] in running:  # an exited pid may be another process's by now
+        os.kill(cmd["pid"], cmd["signal"])
+    return {}
+
+
+OPS = {"start": start, "poll": poll, "signal": kill}
+try:
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        try:
+            answer = OPS[cmd["op"]](cmd)
+        except Exception as exc:  # the harness hears of it; the fork server lives on
+            answer = {"error": repr(exc)}
+        print(json.dumps(answer), flush=True)
+finally:  # the harness is gone or closed us: leave no server (nor zombie) behind it
+    for pid in running:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
 """
 
 
 class ForkServer:
-    """A Python process that imported taskhold once and forks ``taskhold`` commands on request."""
+    """A Python process that imported taskhold once and forks ``taskhold`` commands on request.
+
+    Every child is killed when the fork server ends (closed, or its harness gone), and the fork
+    server ends with the harness process even if that is killed."""
 
     def __init__(self) -> None:
         self._process = subprocess.Popen(
-            [sys.executable, "-c", _FORK_SERVER],
+            [sys.executable, "-c", _FORK_SERVER, str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -140,8 +173,10 @@ class ForkServer:
         self._process.stdin.flush()
         line = self._process.stdout.readline()
         if not line:
-            raise RuntimeError("the fork server died")
+            raise RuntimeError(f"the fork server died ({self._process.wait()})")
         answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"fork server: {command['op']} failed: {answer['error']}")
         return answer
 
     def start(self, argv: list[str], env: dict[str, str], log: Path) -> int:
@@ -155,6 +190,7 @@ class ForkServer:
         self._ask({"op": "signal", "pid": pid, "signal": number})
 
     def close(self) -> None:
+        """Kills every child still running, then ends the fork server."""
         assert self._process.stdin is not None
         self._process.stdin.close()
         self._process.wait(timeout=30)
@@ -187,8 +223,20 @@ class ExecLauncher:
 Launcher = ForkServer | ExecLauncher
 
 
+def held_port() -> socket.socket:
+    """A loopback port kept bound (``SO_REUSEADDR``, not listening) while the socket is open.
+
+    ``taskhold serve`` (whose listeners set ``SO_REUSEADDR`` too) can listen on it, and listen
+    on it again after a SIGKILL, while the kernel hands it out to nobody else meanwhile: not to
+    ``bind(0)``, not as the local port of an outgoing connection."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 class Serve:
-    """One data directory's ``taskhold serve``, started and restarted."""
+    """One data directory's ``taskhold serve``, started and restarted on the same ports."""
 
     def __init__(
         self,
@@ -200,29 +248,52 @@ class Serve:
         self.forks = forks
         self.lightning = lightning
         self.data_dir = data_dir
-        self.port = free_port()
+        self._ports = [held_port(), held_port()]
+        self.port, relay_port = (int(s.getsockname()[1]) for s in self._ports)
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("TASKHOLD_")},
             **SERVE_ENV,
-            "TASKHOLD_EMBEDDED_RELAY_PORT": str(free_port()),
+            "TASKHOLD_EMBEDDED_RELAY_PORT": str(relay_port),
             **extra_env,
         }
         self.pid: int | None = None
+        self.exit_code: int | None = None
+        """How the last process ended (``-9``: SIGKILL), once it has."""
         self.kills = 0
         """How often the process died by SIGKILL (at the crash point)."""
 
     def start(self, crash_at: str | None) -> None:
+        assert self.pid is None, "taskhold serve is still running"
         env = dict(self.env)
         if crash_at is not None:
             env["TASKHOLD_CRASH_AT"] = crash_at
         argv = ["serve", "--lightning", self.lightning, "--port", str(self.port)]
         argv += ["--data-dir", str(self.data_dir)]
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.pid = self.forks.start(argv, env, self.data_dir / "serve.log")
+        self.exit_code = None
+        self.pid = self.forks.start(argv, env, self.log)
+
+    @property
+    def log(self) -> Path:
+        """Where every start's output goes (appended)."""
+        return self.data_dir / "serve.log"
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return "(no serve.log)"
 
     def returncode(self) -> int | None:
-        return None if self.pid is None else self.forks.returncode(self.pid)
+        """None while the process runs; once it has ended, its exit code (kept: a process is
+        reaped once, and its pid may belong to another process afterwards)."""
+        if self.pid is not None:
+            code = self.forks.returncode(self.pid)
+            if code is not None:
+                self.pid, self.exit_code = None, code
+            return code
+        return self.exit_code
 
     async def wait_up(self, timeout_s: float = 120.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -237,7 +308,7 @@ class Serve:
                 except httpx.TransportError:
                     pass
                 await asyncio.sleep(0.05)
-        raise RuntimeError("taskhold serve did not come up")
+        raise RuntimeError(f"taskhold serve did not come up in {timeout_s:.0f} s")
 
     async def balances(self) -> dict[str, int]:
         """The simulated nodes' balances (msat), by node name."""
@@ -248,17 +319,28 @@ class Serve:
         return dict(response.json()["balances_msat"])
 
     async def stop(self) -> None:
-        """SIGTERM, and wait for a clean exit."""
-        if self.pid is None:
-            return
-        self.forks.signal(self.pid, signal.SIGTERM)
-        for _ in range(600):
+        """SIGTERM, and wait for a clean exit (SIGKILL after 30 s); then the ports are let go.
+        No process is left running, whatever happened before."""
+        try:
+            for number, timeout_s in ((signal.SIGTERM, 30.0), (signal.SIGKILL, 300.0)):
+                if self.returncode() is not None or self.pid is None:
+                    return
+                self.forks.signal(self.pid, number)
+                await self._exited(timeout_s)
+            raise RuntimeError(f"taskhold serve (pid {self.pid}) outlived SIGKILL")
+        finally:
+            self.release_ports()
+
+    async def _exited(self, timeout_s: float) -> None:
+        for _ in range(int(timeout_s / 0.05)):
             if self.returncode() is not None:
-                self.pid = None
                 return
             await asyncio.sleep(0.05)
-        self.forks.signal(self.pid, signal.SIGKILL)
-        self.pid = None
+
+    def release_ports(self) -> None:
+        """Lets the held ports go: the end of this serve."""
+        for sock in self._ports:
+            sock.close()
 
     async def survive(self, step: Callable[[], Awaitable[T]]) -> T:
         """Run one client step; if the server died at the crash point meanwhile, restart it
@@ -566,7 +648,7 @@ class Outcome:
 
 
 async def run_point(
-    forks: ForkServer,
+    forks: Launcher,
     point: str,
     data_dir: Path,
     extra_env: dict[str, str] | None = None,
@@ -596,6 +678,9 @@ async def run_point(
         outcome.gaps += await log_gaps(parties)
         after = await parties.call(serve.balances)
         outcome.double_payouts += await _money_adds_up(parties, before, after)
+    except Exception as exc:
+        exc.add_note(f"--- {serve.log} (end) ---\n{serve.log_tail()}")
+        raise
     finally:
         await serve.stop()
         await employer.aclose()

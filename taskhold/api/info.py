@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from taskhold.nostr.entries import canonical_json
 from taskhold.payments.rules import payout_terms
-from taskhold.publiclog.writer import sign_and_queue
+from taskhold.publiclog.writer import sign_and_queue_once
 
 from .routes_reputation import reputation_info
 
@@ -64,11 +64,14 @@ def info_document(services: Services) -> dict[str, Any]:
 
 
 async def publish_info(services: Services, *, now: float | None = None) -> dict[str, Any]:
-    """Sign the info document and queue it in the outbox; returns the signed event."""
+    """Sign the info document and queue it in the outbox; returns the signed event.
+
+    A restart within the second of the last start signs the same event (same id): it is queued
+    already, and queueing it again would fail the startup."""
     created_at = int(time.time() if now is None else now)
     content = canonical_json(info_document(services))
     async with services.store.transaction() as tx:
-        return sign_and_queue(
+        return await sign_and_queue_once(
             tx.session,
             services.signer,
             services.settings.kind_checkpoint,

@@ -250,6 +250,24 @@ def sign_and_queue(
     return signed
 
 
+async def sign_and_queue_once(
+    session: AsyncSession,
+    signer: EventSigner,
+    kind: int,
+    content: str,
+    tags: list[list[str]],
+    created_at: int,
+    *,
+    queued_at: int,
+) -> dict[str, Any]:
+    """:func:`sign_and_queue` for an event that may be signed twice with the same id (the info
+    event of a restart within the second of the last start): it is queued once, not refused."""
+    signed = signer.sign_event(kind, content, tags, created_at)
+    if await session.get(OutboxRow, signed["id"]) is None:
+        _enqueue(session, signed, queued_at)
+    return signed
+
+
 def _enqueue(session: AsyncSession, signed: dict[str, Any], now: int) -> None:
     size = len(json.dumps(signed, ensure_ascii=False, separators=(",", ":")).encode())
     if size > MAX_EVENT_BYTES:

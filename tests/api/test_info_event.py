@@ -44,3 +44,22 @@ async def test_the_info_event_is_signed_and_states_the_policies(
     assert payouts["cltv_reserve_blocks"] == 90
     assert "releases a submission that passed the automatic checks" in published["dispute_default"]
     assert published["limits"]["deposit_max_open_per_task"] == 10
+
+
+async def test_a_restart_within_the_same_second_publishes_the_info_event_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    """serve killed and restarted within a second signs the very same info event: the startup
+    must not fail on the copy already queued."""
+    stack = await open_stack(stack_settings(tmp_path, database_url))
+    try:
+        first = await publish_info(stack.services, now=1_900_000_000)
+        again = await publish_info(stack.services, now=1_900_000_000)
+        async with stack.services.store.transaction() as tx:
+            queued = (
+                await tx.session.execute(select(OutboxRow).where(OutboxRow.event_id == first["id"]))
+            ).scalars()
+            assert len(list(queued)) == 1
+    finally:
+        await close_stack(stack)
+    assert again["id"] == first["id"]
