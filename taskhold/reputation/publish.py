@@ -72,11 +72,16 @@ class AssertionPublisher:
                 row = ReputationAssertionRow(subject=card.subject)
                 session.add(row)
             else:
-                await session.execute(
-                    update(OutboxRow)
-                    .where(OutboxRow.event_id == row.event_id, OutboxRow.done.is_(False))
-                    .values(done=True, last_error=f"not sent: replaced by assertion {signed['id']}")
-                )
+                # mark the replaced row before its successor's row is written: a subject's
+                # assertions queued in one second are then stored oldest first
+                with session.no_autoflush:
+                    await session.execute(
+                        update(OutboxRow)
+                        .where(OutboxRow.event_id == row.event_id, OutboxRow.done.is_(False))
+                        .values(
+                            done=True, last_error=f"not sent: replaced by assertion {signed['id']}"
+                        )
+                    )
             row.event_id, row.version, row.score = signed["id"], card.version, card.score
             row.gseq_to, row.rseq_to, row.created_at = card.gseq_to, card.rseq_to, created_at
             queued.append(signed)
