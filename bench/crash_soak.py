@@ -1,9 +1,9 @@
 """Crash soak: kill a real ``taskhold serve`` (simulator) at every crash point, many times, on
 SQLite and on PostgreSQL, and print the crash-point table: runs, how many really crashed there,
 and what the checks found (double payouts, stuck escrows, log gaps). The harness is
-``tests/crash_harness.py``; CI runs the same runs a few times per point
-(``tests/test_crash_harness.py``). PostgreSQL needs ``TASKHOLD_TEST_PG_URL`` (an admin URL, as
-for the tests: each run gets a fresh database, dropped afterwards).
+``tests/support/crash_harness.py``; CI runs the same runs a few times per point
+(``tests/escrow/test_crash_harness.py``). PostgreSQL needs ``TASKHOLD_TEST_PG_URL`` (an
+admin URL, as for the tests: each run gets a fresh database, dropped afterwards).
 
     python bench/crash_soak.py [--runs 20] [--jobs 2] [--point after_payout ...]
                                [--database sqlite|postgresql ...] [--keep DIR]
@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from conftest import PG_ADMIN_URL, new_database
-from crash_harness import ForkServer, Outcome, run_point
+from support.crash_harness import ForkServer, Outcome, run_point
+from support.stacks import PG_ADMIN_URL, new_database
 
 from taskhold.escrow.crashpoints import CRASH_POINTS
 

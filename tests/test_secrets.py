@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 import structlog
-from conftest import Stack, close_stack, open_stack, stack_settings
-from deposit_flows import give_worker_wallet_money, locked_deposit, stranger
-from helpers import created, funded
 from sqlalchemy import inspect, text
+from support.deposit_flows import give_worker_wallet_money, locked_deposit, stranger
+from support.stacks import Stack, close_stack, open_stack, stack_settings
+from support.task_flows import created, funded
 
 from taskhold.escrow.deposits import deposit_label
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Stack, close_stack, open_stack, stack_settings
-from deposit_flows import abandoned_claim, give_worker_wallet_money, share_clock
-from helpers import funded, submitted
+from support.deposit_flows import abandoned_claim, give_worker_wallet_money, share_clock
+from support.stacks import Stack, close_stack, open_stack, stack_settings
+from support.task_flows import funded, submitted
 
 from taskhold.client import TaskholdAPIError, TaskholdClient
 

@@ -7,8 +7,8 @@ import time
 
 import httpx
 import pytest
-from conftest import Stack
-from helpers import AMOUNT_MSAT, funded
+from support.stacks import Stack
+from support.task_flows import AMOUNT_MSAT, funded
 
 from taskhold.client import TaskholdClient
 from taskhold.nostr import NostrKeys

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import close_stack, open_stack, stack_settings
-from helpers import created
-from private_postgres import PrivatePostgres, private_postgres
+from support.private_postgres import PrivatePostgres, private_postgres
+from support.stacks import close_stack, open_stack, stack_settings
+from support.task_flows import created
 
 __all__ = ["private_postgres"]  # the fixture
 

@@ -24,12 +24,12 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from conftest import Stack, close_stack, new_database, open_stack, stack_settings
-from helpers import funded, submitted
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+from support.stacks import Stack, close_stack, new_database, open_stack, stack_settings
+from support.task_flows import funded, submitted
 
 from taskhold.actions import ACTIONS
 from taskhold.api.routes_tasks import op_path

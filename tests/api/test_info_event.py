@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import close_stack, open_stack, stack_settings
 from sqlalchemy import select
+from support.stacks import close_stack, open_stack, stack_settings
 
 from taskhold.api.info import INFO_D, publish_info
 from taskhold.audit.nip01 import Verdict, verify_event

@@ -8,7 +8,7 @@ import json
 import time
 
 import httpx
-from conftest import Stack
+from support.stacks import Stack
 
 from taskhold.nostr import NostrKeys
 

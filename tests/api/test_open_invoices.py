@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Stack, close_stack, open_stack, stack_settings
-from deposit_flows import give_worker_wallet_money
-from helpers import created
+from support.deposit_flows import give_worker_wallet_money
+from support.stacks import Stack, close_stack, open_stack, stack_settings
+from support.task_flows import created
 
 from taskhold.client import TaskholdAPIError, TaskholdClient
 

@@ -9,8 +9,8 @@ import threading
 from typing import Any
 
 import pytest
-from conftest import Stack
-from helpers import funded
+from support.stacks import Stack
+from support.task_flows import funded
 
 from taskhold.actions import proof as proof_action
 from taskhold.client import TaskholdAPIError

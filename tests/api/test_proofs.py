@@ -8,9 +8,9 @@ import time
 from typing import Any
 
 import httpx
-from conftest import Stack
-from helpers import funded
 from sqlalchemy import func, select
+from support.stacks import Stack
+from support.task_flows import funded
 
 from taskhold.nostr import NostrKeys
 from taskhold.store.models import LogEntryRow, RequestEventRow, TransitionRow

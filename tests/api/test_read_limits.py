@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
-from conftest import Stack
+from support.stacks import Stack
 
 from taskhold.escrow import EscrowEngine
 from taskhold.server import free_port, running_server

@@ -14,9 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Stack
-from helpers import submitted
 from pydantic import BaseModel, ValidationError
+from support.stacks import Stack
+from support.task_flows import submitted
 
 from taskhold.api import schemas
 from taskhold.envelope import verify_signed_request

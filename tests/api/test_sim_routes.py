@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 import uvicorn
-from cli_support import isolated_logging  # noqa: F401
-from conftest import Stack, close_stack, open_stack, stack_settings
 from fastapi import FastAPI
+from support.cli import isolated_logging  # noqa: F401
+from support.stacks import Stack, close_stack, open_stack, stack_settings
 from typer.testing import CliRunner
 
 from taskhold.cli import cli

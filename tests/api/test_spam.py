@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 import pytest
-from conftest import Stack
-from deposit_flows import stranger
-from helpers import funded
 from sqlalchemy import func, select
+from support.deposit_flows import stranger
+from support.stacks import Stack
+from support.task_flows import funded
 
 from taskhold.client import TaskholdAPIError, TaskholdClient
 from taskhold.nostr import NostrKeys

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 import pytest
-from conftest import Stack
+from support.stacks import Stack
 from test_writes import _counts, _post, _signed
 
 from taskhold.nostr import NostrKeys

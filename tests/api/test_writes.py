@@ -7,9 +7,9 @@ import json
 import time
 
 import httpx
-from conftest import Stack
-from helpers import created, funded
 from sqlalchemy import func, select
+from support.stacks import Stack
+from support.task_flows import created, funded
 
 from taskhold.client import TaskholdAPIError
 from taskhold.nostr import NostrKeys

@@ -10,8 +10,8 @@ import random
 from typing import Any
 
 import pytest
-from audit_logs import Draft, RealLog, build_real_log, canonical_json, tag
-from conftest import Stack
+from support.audit_logs import Draft, RealLog, build_real_log, canonical_json, tag
+from support.stacks import Stack
 
 from taskhold.audit import AuditResult, FindingKind, audit_log
 from taskhold.nostr import NostrKeys

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_logs import Draft, RealLog
-from conftest import Stack, close_stack, open_stack, stack_settings
-from deposit_flows import give_worker_wallet_money, locked_deposit, share_clock, stranger
-from helpers import funded, read_log, tag
+from support.audit_logs import Draft, RealLog
+from support.deposit_flows import give_worker_wallet_money, locked_deposit, share_clock, stranger
+from support.stacks import Stack, close_stack, open_stack, stack_settings
+from support.task_flows import funded, read_log, tag
 
 from taskhold.audit import FindingKind, audit_log
 from taskhold.client import TaskholdClient

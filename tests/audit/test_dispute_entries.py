@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import close_stack, open_stack, stack_settings
-from deposit_flows import share_clock
-from helpers import funded, read_log, tag
+from support.deposit_flows import share_clock
+from support.stacks import close_stack, open_stack, stack_settings
+from support.task_flows import funded, read_log, tag
 
 from taskhold.audit import audit_log
 from taskhold.client import TaskholdAPIError

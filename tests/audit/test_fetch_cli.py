@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from audit_logs import RealLog, build_real_log, tag
-from conftest import Stack
+from support.audit_logs import RealLog, build_real_log, tag
+from support.stacks import Stack
 from typer.testing import CliRunner
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
@@ -25,7 +25,7 @@ from taskhold.cli import cli
 from taskhold.keys.signer import load_or_create_key_file
 from taskhold.nostr import NostrKeys
 
-RELAY_SCRIPT = Path(__file__).with_name("relay_process.py")
+RELAY_SCRIPT = Path(__file__).parents[1] / "support" / "relay_process.py"
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from audit_logs import Draft, RealLog
-from conftest import Stack
-from helpers import funded, read_log, tag
+from support.audit_logs import Draft, RealLog
+from support.stacks import Stack
+from support.task_flows import funded, read_log, tag
 
 from taskhold.audit import FindingKind, audit_log
 from taskhold.lightning.base import InvoiceNotFound

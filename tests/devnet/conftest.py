@@ -1,6 +1,6 @@
 """The ``devnet`` fixture: the regtest Lightning network (btcd + lnd escrow, employer, worker),
 started once per test run and shared with the contract suite's lnd harness. See
-``tests/devnet_network.py`` for reuse (``TASKHOLD_DEVNET_DIR``) and binaries.
+``tests/support/devnet_network.py`` for reuse (``TASKHOLD_DEVNET_DIR``) and binaries.
 
 Use it from any test under ``tests/devnet/``::
 
@@ -12,7 +12,7 @@ Use it from any test under ``tests/devnet/``::
 from __future__ import annotations
 
 import pytest
-from devnet_network import DevnetHandle, get_devnet
+from support.devnet_network import DevnetHandle, get_devnet
 
 
 @pytest.fixture(scope="session")

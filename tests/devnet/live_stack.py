@@ -15,9 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import PG_ADMIN_URL, new_database
-from devnet_network import DevnetHandle
 from sqlalchemy import select
+from support.devnet_network import DevnetHandle
+from support.stacks import PG_ADMIN_URL, new_database
 
 from taskhold.api.application import create_api
 from taskhold.audit import AuditKinds, FetchSettings, audit_log, fetch_log

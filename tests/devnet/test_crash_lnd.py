@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from crash_harness import (
+from support.crash_harness import (
     ACCEPTANCE,
     SETTLE_TIMEOUT_S,
     ExecLauncher,
@@ -20,7 +20,7 @@ from crash_harness import (
     Serve,
     log_gaps,
 )
-from devnet_network import DevnetHandle
+from support.devnet_network import DevnetHandle
 
 from taskhold.client import TaskholdClient
 from taskhold.lightning.base import InvoiceState

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from devnet_network import DevnetHandle
+from support.devnet_network import DevnetHandle
 
 pytestmark = [pytest.mark.devnet, pytest.mark.slow]
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from devnet_network import DevnetHandle, get_devnet
+from support.devnet_network import DevnetHandle, get_devnet
 from typer.testing import CliRunner
 
 from taskhold.devnet import control

@@ -21,8 +21,8 @@ from typing import Any
 import bolt11
 import httpx
 import pytest
-from devnet_network import DevnetHandle
-from hand_driven import drive_by_hand
+from support.devnet_network import DevnetHandle
+from support.hand_driven import drive_by_hand
 
 from taskhold.api.application import create_api
 from taskhold.client import TaskholdClient

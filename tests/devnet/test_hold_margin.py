@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from devnet_network import DevnetHandle
+from support.devnet_network import DevnetHandle
 
 from taskhold.lightning.base import InvoiceState, PaymentStatus
 from taskhold.lightning.lnd import LndBackend

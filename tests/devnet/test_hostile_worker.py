@@ -19,7 +19,7 @@ from typing import Any
 import bolt11
 import httpx
 import pytest
-from devnet_network import DevnetHandle
+from support.devnet_network import DevnetHandle
 
 from taskhold.api.application import create_api
 from taskhold.client import TaskholdAPIError, TaskholdClient

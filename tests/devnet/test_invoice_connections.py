@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from devnet_network import DevnetHandle
+from support.devnet_network import DevnetHandle
 
 from taskhold.api.application import create_api
 from taskhold.client import TaskholdClient

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import bolt11
 import pytest
-from devnet_network import DevnetHandle
+from support.devnet_network import DevnetHandle
 
 from taskhold.lightning.base import (
     InvoiceNotFound,

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from devnet_network import DevnetHandle
+from support.devnet_network import DevnetHandle
 
 from taskhold.client import TaskholdAPIError
 from taskhold.lightning.base import InvoiceState, LightningError, PaymentStatus

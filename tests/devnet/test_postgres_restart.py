@@ -10,9 +10,9 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from devnet_network import DevnetHandle
-from private_postgres import PrivatePostgres, private_postgres
 from sqlalchemy import select
+from support.devnet_network import DevnetHandle
+from support.private_postgres import PrivatePostgres, private_postgres
 
 from taskhold.client import TaskholdAPIError
 from taskhold.lightning.base import InvoiceState

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from devnet_network import DevnetHandle
-from relay_support import NostrRelayProcess, wait_connected, wait_disconnected
+from support.devnet_network import DevnetHandle
+from support.relays import NostrRelayProcess, wait_connected, wait_disconnected
 
 from taskhold.lightning.base import InvoiceState
 

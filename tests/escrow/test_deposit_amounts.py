@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import Stack, close_stack, open_stack, stack_settings
-from deposit_flows import deposit_of, give_worker_wallet_money, stranger
-from helpers import funded
+from support.deposit_flows import deposit_of, give_worker_wallet_money, stranger
+from support.stacks import Stack, close_stack, open_stack, stack_settings
+from support.task_flows import funded
 
 from taskhold.lightning.base import InvoiceState, PaymentStatus
 

@@ -8,8 +8,8 @@ import os
 import time
 from pathlib import Path
 
-from conftest import Stack, close_stack, open_stack, stack_settings
-from helpers import funded, read_log, submitted, tag
+from support.stacks import Stack, close_stack, open_stack, stack_settings
+from support.task_flows import funded, read_log, submitted, tag
 
 from taskhold.lightning.base import InvoiceState, PaymentStatus
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from conftest import Stack
-from helpers import created
+from support.stacks import Stack
+from support.task_flows import created
 
 from taskhold.lightning.base import InvoiceState, PaymentStatus
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from conftest import Stack, close_stack, open_stack, stack_settings
-from deposit_flows import give_worker_wallet_money, locked_deposit, stranger
-from helpers import funded, submitted
+from support.deposit_flows import give_worker_wallet_money, locked_deposit, stranger
+from support.stacks import Stack, close_stack, open_stack, stack_settings
+from support.task_flows import funded, submitted
 
 
 def _watchers() -> list[str]:

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Stack, close_stack, open_stack, stack_settings
-from helpers import funded
+from support.stacks import Stack, close_stack, open_stack, stack_settings
+from support.task_flows import funded
 
 from taskhold.client import TaskholdClient
 from taskhold.lightning.base import PaymentStatus

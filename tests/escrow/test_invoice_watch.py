@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import Stack, close_stack, open_stack, stack_settings
-from helpers import created
+from support.stacks import Stack, close_stack, open_stack, stack_settings
+from support.task_flows import created
 
 from taskhold.lightning.base import InvoiceState
 

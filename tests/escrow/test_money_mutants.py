@@ -14,9 +14,9 @@ import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import Stack
-from helpers import created, funded, submitted
 from sqlalchemy import select
+from support.stacks import Stack
+from support.task_flows import created, funded, submitted
 
 from taskhold.lightning.base import InvoiceState, InvoiceStatus
 from taskhold.store.models import AuditRow

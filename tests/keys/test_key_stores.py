@@ -12,16 +12,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from keystores import (  # the fixtures keystore and softhsm
+from pkcs11 import Attribute, KeyType, Mechanism
+from pkcs11.exceptions import AttributeSensitive, PKCS11Error
+from pydantic import SecretStr
+from support.keystores import (  # the fixtures keystore and softhsm
     KeystoreCase,
     SoftHsm,
     keystore_fixture,  # noqa: F401
     pkcs11_case,
     softhsm_fixture,  # noqa: F401
 )
-from pkcs11 import Attribute, KeyType, Mechanism
-from pkcs11.exceptions import AttributeSensitive, PKCS11Error
-from pydantic import SecretStr
 
 from taskhold.keys import KeyStore
 from taskhold.keys.admin import init_key_store

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from keystores import REQUIRE_PKCS11, run_taskhold
+from support.keystores import REQUIRE_PKCS11, run_taskhold
 
 pytestmark = pytest.mark.skipif(
     shutil.which("softhsm2-util") is None and not REQUIRE_PKCS11, reason="softhsm2 not installed"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from keystores import (  # the fixtures keystore and softhsm
+from support.keystores import (  # the fixtures keystore and softhsm
     KeystoreCase,
     SoftHsm,
     keystore_fixture,  # noqa: F401

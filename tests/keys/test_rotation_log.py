@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Stack, close_stack, new_database, open_stack, stack_settings
-from helpers import read_log, submitted, tag
-from keystores import (  # the fixtures keystore and softhsm
+from sqlalchemy import select
+from support.keystores import (  # the fixtures keystore and softhsm
     KeystoreCase,
     keystore_fixture,  # noqa: F401
     softhsm_fixture,  # noqa: F401
 )
-from sqlalchemy import select
+from support.stacks import Stack, close_stack, new_database, open_stack, stack_settings
+from support.task_flows import read_log, submitted, tag
 
 from taskhold.audit import FindingKind, audit_log
 from taskhold.audit.entry import AuditKinds, parse_entry

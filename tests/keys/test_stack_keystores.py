@@ -13,16 +13,16 @@ from typing import Any
 import httpx
 import pytest
 import structlog
-from conftest import Stack, close_stack, new_database, open_stack, stack_settings
-from helpers import funded, submitted
-from keystores import (  # the fixtures keystore and softhsm
+from sqlalchemy import select, text
+from support.keystores import (  # the fixtures keystore and softhsm
     KeystoreCase,
     SoftHsm,
     keystore_fixture,  # noqa: F401
     pkcs11_case,
     softhsm_fixture,  # noqa: F401
 )
-from sqlalchemy import select, text
+from support.stacks import Stack, close_stack, new_database, open_stack, stack_settings
+from support.task_flows import funded, submitted
 
 from taskhold.journal.chain import verify_chain
 from taskhold.keys.admin import init_key_store

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import bolt11
 import pytest
-from devnet_network import DevnetHandle, get_devnet
+from support.devnet_network import DevnetHandle, get_devnet
 
 from taskhold.lightning.base import (
     AlreadyExists,

@@ -9,9 +9,9 @@ import os
 from typing import Any
 
 import structlog
-from conftest import Stack
-from deposit_flows import abandoned_claim, deposit_of, give_worker_wallet_money
-from helpers import funded
+from support.deposit_flows import abandoned_claim, deposit_of, give_worker_wallet_money
+from support.stacks import Stack
+from support.task_flows import funded
 
 from taskhold.client import TaskholdClient
 from taskhold.lightning.base import PaymentStatus

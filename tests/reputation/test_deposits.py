@@ -16,8 +16,7 @@ from typing import Any
 
 import bolt11
 import pytest
-from conftest import Stack, close_stack, open_stack, stack_settings
-from deposit_flows import (
+from support.deposit_flows import (
     abandoned_claim,
     deposit_of,
     give_worker_wallet_money,
@@ -25,7 +24,8 @@ from deposit_flows import (
     share_clock,
     stranger,
 )
-from helpers import AMOUNT_MSAT, funded, read_log, tag
+from support.stacks import Stack, close_stack, open_stack, stack_settings
+from support.task_flows import AMOUNT_MSAT, funded, read_log, tag
 
 from taskhold.client import TaskholdAPIError
 from taskhold.lightning.base import InvoiceState, PaymentStatus
@@ -288,7 +288,7 @@ async def test_a_crash_between_the_forfeit_payout_and_the_settle_pays_once(
 
 
 async def test_the_review_window_is_fixed_at_claim_from_both_records(open_custom: Any) -> None:
-    from flows import paid
+    from support.reputation_flows import paid
 
     stack: Stack = await open_custom(
         pow_max_bits=0,

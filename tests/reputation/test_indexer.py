@@ -7,7 +7,7 @@ import math
 import random
 
 import pytest
-from log_builder import DAY, OPERATOR, LogBuilder, pubkey
+from support.log_builder import DAY, OPERATOR, LogBuilder, pubkey
 
 from taskhold.reputation.metrics import Indexer, SequenceConflict
 from taskhold.reputation.score import (

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from log_builder import OPERATOR, LogBuilder, pubkey
+from support.log_builder import OPERATOR, LogBuilder, pubkey
 
 from taskhold.reputation.metrics import Indexer
 from taskhold.reputation.score import check_receipts, score_card

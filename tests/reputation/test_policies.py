@@ -8,9 +8,9 @@ import time
 from typing import Any
 
 import pytest
-from conftest import Stack
-from flows import paid
-from helpers import ACCEPTANCE, AMOUNT_MSAT, created
+from support.reputation_flows import paid
+from support.stacks import Stack
+from support.task_flows import ACCEPTANCE, AMOUNT_MSAT, created
 
 from taskhold.api.ratelimit import TokenBuckets
 from taskhold.client import TaskholdAPIError

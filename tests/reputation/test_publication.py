@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Stack, close_stack, open_stack, stack_settings
-from flows import paid, refunded_after_dispute
-from helpers import tag
 from sqlalchemy import select
+from support.reputation_flows import paid, refunded_after_dispute
+from support.stacks import Stack, close_stack, open_stack, stack_settings
+from support.task_flows import tag
 
 from taskhold.keys.signer import load_or_create_key_file
 from taskhold.nostr import NostrKeys, verify_event

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Stack, close_stack, new_database, open_stack, stack_settings
-from flows import paid, refunded_after_dispute
-from helpers import funded, projection, tag
-from rebuild_support import rebuild_cli, reputation_state, signed_events
-from relay_support import drain
 from sqlalchemy import func, select
+from support.rebuild_support import rebuild_cli, reputation_state, signed_events
+from support.relays import drain
+from support.reputation_flows import paid, refunded_after_dispute
+from support.stacks import Stack, close_stack, new_database, open_stack, stack_settings
+from support.task_flows import funded, projection, tag
 
 from taskhold.client import TaskholdClient
 from taskhold.keys.signer import load_or_create_key_file

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import Stack, close_stack, open_stack, stack_settings
-from flows import paid, refunded_after_dispute
-from helpers import funded
+from support.reputation_flows import paid, refunded_after_dispute
+from support.stacks import Stack, close_stack, open_stack, stack_settings
+from support.task_flows import funded
 
 from taskhold.client import TaskholdAPIError
 from taskhold.nostr import NostrKeys, verify_event

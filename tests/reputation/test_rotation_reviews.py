@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import close_stack, new_database, open_stack, stack_settings
-from flows import paid
-from helpers import tag
-from rebuild_support import (
+from support.rebuild_support import (
     rebuild_cli,
     reputation_keys,
     reputation_state,
     signed_events,
     taskhold_cli,
 )
-from relay_support import drain
+from support.relays import drain
+from support.reputation_flows import paid
+from support.stacks import close_stack, new_database, open_stack, stack_settings
+from support.task_flows import tag
 from typer.testing import CliRunner
 
 from taskhold.cli import cli

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from task_builders import (
+from support.task_builders import (
     ARBITER,
     ARBITERS,
     DEADLINE,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from task_builders import (
+from support.task_builders import (
     ARBITER,
     ARBITERS,
     DEADLINE,

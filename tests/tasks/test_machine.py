@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from task_builders import (
+from support.task_builders import (
     ARBITER,
     ARBITERS,
     DEADLINE,

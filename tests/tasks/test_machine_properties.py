@@ -18,7 +18,7 @@ import hashlib
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from task_builders import (
+from support.task_builders import (
     ARBITER,
     ARBITERS,
     EMPLOYER,

@@ -4,7 +4,16 @@ only end paid, never refunded (the task) or returned (a forfeited deposit)."""
 from __future__ import annotations
 
 import pytest
-from task_builders import ARBITERS, DEADLINE, EMPLOYER, PREIMAGE, SYSTEM, WORKER, apply, task_in
+from support.task_builders import (
+    ARBITERS,
+    DEADLINE,
+    EMPLOYER,
+    PREIMAGE,
+    SYSTEM,
+    WORKER,
+    apply,
+    task_in,
+)
 from test_deposit_rules import hash_of, locked, preimage_of, state_of
 
 from taskhold.errors import Invalid

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Stack
-from helpers import submitted
-
+from support.stacks import Stack
+from support.task_flows import submitted
 from taskhold.client import TaskholdClient
 
 

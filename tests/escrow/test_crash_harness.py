@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import PG_ADMIN_URL, REQUIRE_PG, new_database
-from crash_harness import ForkServer, Outcome, Serve, run_point
-from relay_support import NostrRelayProcess
+from support.crash_harness import ForkServer, Outcome, Serve, run_point
+from support.relays import NostrRelayProcess
+from support.stacks import PG_ADMIN_URL, REQUIRE_PG, new_database
 
 from taskhold.escrow.crashpoints import CRASH_POINTS
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import Stack
-from helpers import funded, submitted
 from sqlalchemy import select
 
+from support.stacks import Stack
+from support.task_flows import funded, submitted
 from taskhold.nostr.relays import RelayPool
 from taskhold.publiclog.publisher import OutboxPublisher
 from taskhold.server import free_port

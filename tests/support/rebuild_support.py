@@ -7,9 +7,9 @@ import json
 import sys
 from typing import Any
 
-from conftest import Stack
 from sqlalchemy import select
 
+from support.stacks import Stack
 from taskhold.keys.signer import load_or_create_key_file
 from taskhold.nostr import NostrKeys
 from taskhold.store.models import LogEntryRow, OutboxRow, ReceiptRow, ReviewRow

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Stack
-from helpers import funded
 from sqlalchemy import select
+from support.stacks import Stack
+from support.task_flows import funded
 
 from taskhold.audit import audit_log
 from taskhold.audit.findings import FindingKind

@@ -13,16 +13,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from conftest import Stack, close_stack, new_database, open_stack, stack_settings
-from deposit_flows import (
+from support.deposit_flows import (
     AbandonedClaim,
     abandoned_claim,
     deposit_of,
     give_worker_wallet_money,
     share_clock,
 )
-from helpers import funded, read_log, submitted
-from tasks.task_builders import task_in
+from support.stacks import Stack, close_stack, new_database, open_stack, stack_settings
+from support.task_builders import task_in
+from support.task_flows import funded, read_log, submitted
 
 from taskhold.escrow.deposits import pay_out_deposit
 from taskhold.escrow.release import release

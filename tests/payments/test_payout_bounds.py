@@ -16,8 +16,8 @@ from typing import Any
 
 import bolt11
 import pytest
-from conftest import Stack
-from helpers import funded, submitted
+from support.stacks import Stack
+from support.task_flows import funded, submitted
 
 from taskhold.client import TaskholdAPIError, TaskholdClient
 from taskhold.escrow.context import apply_system

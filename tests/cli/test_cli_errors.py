@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_support import isolated_logging  # noqa: F401
+from support.cli import isolated_logging  # noqa: F401
 from typer.testing import CliRunner
 
 from taskhold.cli import cli

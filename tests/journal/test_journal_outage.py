@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import close_stack, open_stack, stack_settings
-from private_postgres import PrivatePostgres, private_postgres
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
+from support.private_postgres import PrivatePostgres, private_postgres
+from support.stacks import close_stack, open_stack, stack_settings
 
 from taskhold.store.models import AuditRow
 

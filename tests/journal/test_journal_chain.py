@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from keystores import run_taskhold
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from support.keystores import run_taskhold
 
 from taskhold.journal.chain import (
     GENESIS_HASH,

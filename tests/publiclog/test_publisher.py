@@ -10,9 +10,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import Stack, close_stack, open_stack, stack_settings
 from nostr_sdk import LocalRelayBuilder
-from relay_support import (
+from support.relays import (
     drain,
     fetch_whole_log,
     gseq_of,
@@ -21,6 +20,7 @@ from relay_support import (
     run_tasks,
     wait_connected,
 )
+from support.stacks import Stack, close_stack, open_stack, stack_settings
 
 from taskhold.nostr.embedded import EmbeddedRelay
 from taskhold.nostr.relays import NOT_CONNECTED, RelayPool

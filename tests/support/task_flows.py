@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from conftest import Stack
 from sqlalchemy import select
 
+from support.stacks import Stack
 from taskhold.client import TaskholdClient
 from taskhold.store.models import LogEntryRow, RequestEventRow, TaskRow, TransitionRow
 

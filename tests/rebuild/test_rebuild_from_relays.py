@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import close_stack, new_database, open_stack, stack_settings
-from helpers import projection, submitted
-from relay_support import NostrRelayProcess, drain, run_tasks
+from support.relays import NostrRelayProcess, drain, run_tasks
+from support.stacks import close_stack, new_database, open_stack, stack_settings
+from support.task_flows import projection, submitted
 
 from taskhold.nostr.embedded import EmbeddedRelay
 

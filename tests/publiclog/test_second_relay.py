@@ -8,9 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Stack, close_stack, open_stack, stack_settings
-from helpers import created
-from relay_support import (
+from support.relays import (
     NostrRelayProcess,
     drain,
     fetch_whole_log,
@@ -21,6 +19,8 @@ from relay_support import (
     wait_connected,
     wait_disconnected,
 )
+from support.stacks import Stack, close_stack, open_stack, stack_settings
+from support.task_flows import created
 
 from taskhold.nostr.relays import NOT_CONNECTED, RelayPool
 

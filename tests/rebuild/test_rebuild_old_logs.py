@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Stack, close_stack, new_database, open_stack, stack_settings
-from deposit_flows import give_worker_wallet_money, locked_deposit, stranger
-from helpers import funded, read_log, tag
-from tasks.task_builders import task_in
+from support.deposit_flows import give_worker_wallet_money, locked_deposit, stranger
+from support.stacks import Stack, close_stack, new_database, open_stack, stack_settings
+from support.task_builders import task_in
+from support.task_flows import funded, read_log, tag
 
 from taskhold.audit import audit_log
 from taskhold.client import TaskholdAPIError

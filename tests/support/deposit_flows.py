@@ -6,9 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from conftest import Stack
-from helpers import funded
-
+from support.stacks import Stack
+from support.task_flows import funded
 from taskhold.client import TaskholdClient
 
 

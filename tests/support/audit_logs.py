@@ -9,8 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from conftest import Stack
-from helpers import funded, read_log, submitted, tag
+from support.stacks import Stack
+from support.task_flows import funded, read_log, submitted, tag
 
 
 @dataclass

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Stack, close_stack, new_database, open_stack, stack_settings
-from helpers import created, funded, projection, read_log, submitted
+from support.stacks import Stack, close_stack, new_database, open_stack, stack_settings
+from support.task_flows import created, funded, projection, read_log, submitted
 
 from taskhold.rebuild.replay import LogRejected, rebuild_from_entries
 

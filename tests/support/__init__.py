@@ -1,0 +1,1 @@
+"""What many test modules share: stacks, task flows, relays, the devnet, the crash harness."""
