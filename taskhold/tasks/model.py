@@ -86,6 +86,7 @@ class Deposit:
     reason: str | None = None
     """Why it was forfeited or returned."""
     payout_request: str | None = None
+    """The beneficiary's payout invoice (``payout_invoice`` on the API; the log's name)."""
     payout_failures: int = 0
     last_payout_failure: str | None = None
     payout_payment_hash_hex: str | None = None
@@ -187,6 +188,8 @@ class Task:
     proofs_refused: int = 0
     """Proofs the automatic checks refused: the worker tried, so did not abandon the task."""
     payout_request: str | None = None
+    """The worker's payout invoice (``payout_invoice`` on the API). The name is the public log's:
+    events and state hashes carry it, so renaming it would change published entries."""
     submitted_at: int | None = None
     rejection_reason: str | None = None
     rejected_at: int | None = None

@@ -327,6 +327,8 @@ class Serve:
                     return
                 self.forks.signal(self.pid, number)
                 await self._exited(timeout_s)
+            if self.returncode() is not None or self.pid is None:
+                return  # SIGKILL did it
             raise RuntimeError(f"taskhold serve (pid {self.pid}) outlived SIGKILL")
         finally:
             self.release_ports()
