@@ -438,17 +438,21 @@ def _payout_failed(task: Task, cmd: c.Command) -> list[e.Event]:
     return [e.PayoutFailed(at=cmd.at, actor=cmd.actor, reason=cmd.reason)]
 
 
-def _complete_release(task: Task, cmd: c.Command) -> list[e.Event]:
-    assert isinstance(cmd, c.CompleteRelease)
+def _check_settle(task: Task, preimage_hex: str, refused: str) -> None:
+    """A settle of the hold (release or fallback) needs no refund under way and the preimage of
+    the task's own payment hash."""
     if task.refund_ordered:
-        raise Conflict(
-            "a refund is under way; the task cannot be released", code=RefusalCode.REFUND_UNDER_WAY
-        )
-    preimage_hash = hashlib.sha256(bytes.fromhex(cmd.preimage_hex)).hexdigest()
+        raise Conflict(f"a refund is under way; {refused}", code=RefusalCode.REFUND_UNDER_WAY)
+    preimage_hash = hashlib.sha256(bytes.fromhex(preimage_hex)).hexdigest()
     if preimage_hash != task.payment_hash_hex:
         raise Invalid(
             "the preimage does not hash to the task's payment hash", code=RefusalCode.BAD_PREIMAGE
         )
+
+
+def _complete_release(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.CompleteRelease)
+    _check_settle(task, cmd.preimage_hex, "the task cannot be released")
     return [
         e.ReleaseCompleted(
             at=cmd.at,
@@ -462,15 +466,7 @@ def _complete_release(task: Task, cmd: c.Command) -> list[e.Event]:
 
 def _settle_under_live_payout(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.SettleUnderLivePayout)
-    if task.refund_ordered:
-        raise Conflict(
-            "a refund is under way; the hold cannot be settled", code=RefusalCode.REFUND_UNDER_WAY
-        )
-    preimage_hash = hashlib.sha256(bytes.fromhex(cmd.preimage_hex)).hexdigest()
-    if preimage_hash != task.payment_hash_hex:
-        raise Invalid(
-            "the preimage does not hash to the task's payment hash", code=RefusalCode.BAD_PREIMAGE
-        )
+    _check_settle(task, cmd.preimage_hex, "the hold cannot be settled")
     return [
         e.HoldSettledUnderLivePayout(
             at=cmd.at,
