@@ -25,6 +25,7 @@ from taskhold.payments.held import (
     PayoutKind,
     PayoutStep,
     cancel_hold,
+    cancel_would_pay_twice,
     must_settle,
     pay_then_settle,
     settle_under_live_payout,
@@ -155,9 +156,20 @@ def _constant(command: c.Command) -> Callable[[Task, int], c.Command]:
 
 
 async def return_deposit(ctx: EscrowContext, task_id: str, deposit: Deposit) -> Task | None:
-    """Cancel the deposit's invoice (idempotent at the node) and record it returned."""
+    """Cancel the deposit's invoice (idempotent at the node) and record it returned.
+
+    A forfeit whose payout may land is settled instead, never returned
+    (:func:`~taskhold.payments.held.cancel_would_pay_twice`): its return was ordered on the
+    node's word that the payout failed, and the beneficiary may have the money after all."""
     book = DepositBook(ctx, task_id, deposit)
-    invoice_state = await cancel_hold(ctx, held_deposit(ctx, task_id, deposit), book)
+    held = held_deposit(ctx, task_id, deposit)
+    if deposit.payout_request is not None and await cancel_would_pay_twice(ctx, held, book):
+        log.warning("deposit_return_superseded_by_live_payout", task_id=task_id)
+        assert deposit.expiry_height is not None
+        blocks_left = deposit.expiry_height - await ctx.lightning.block_height()
+        await settle_under_live_payout(ctx, held, book, blocks_left)
+        return None
+    invoice_state = await cancel_hold(ctx, held, book)
     done = await apply_system(
         ctx,
         task_id,

@@ -3,12 +3,12 @@ Payment Coordinator's :func:`~taskhold.payments.held.cancel_hold`)."""
 
 from __future__ import annotations
 
-from taskhold.payments.held import cancel_hold
-from taskhold.tasks import SYSTEM_ACTOR, Task
+from taskhold.payments.held import cancel_hold, cancel_would_pay_twice
+from taskhold.tasks import SYSTEM_ACTOR, Task, TaskState
 from taskhold.tasks import commands as c
 
 from .context import EscrowContext, apply_system, log
-from .release import RewardBook, held_reward
+from .release import RewardBook, held_reward, settle_under_live_payout
 
 __all__ = ["refund"]
 
@@ -19,11 +19,24 @@ async def refund(ctx: EscrowContext, task_id: str) -> Task | None:
 
     The entry's ``invoice_state`` is one of the three the auditor accepts: ``CANCELED``,
     ``NONE`` (the task never had an invoice) or ``NOT_FOUND`` (the node no longer knows it, so
-    it holds nothing to return)."""
+    it holds nothing to return).
+
+    A verified task's hold is never cancelled while its payout may land
+    (:func:`~taskhold.payments.held.cancel_would_pay_twice`): the hold is settled instead,
+    which supersedes the refund, and the release finishes the task."""
     async with ctx.store.transaction() as tx:
         task = await tx.load_task(task_id)
     if task is None or not task.refund_ordered:
         return task
+    verified = task.state is TaskState.VERIFIED and task.hold_settled_at is None
+    if verified and await cancel_would_pay_twice(
+        ctx, held_reward(ctx, task), RewardBook(ctx, task)
+    ):
+        log.warning("refund_superseded_by_live_payout", task_id=task_id)
+        assert task.accepted_htlc_expiry_height is not None
+        blocks_left = task.accepted_htlc_expiry_height - await ctx.lightning.block_height()
+        await settle_under_live_payout(ctx, task_id, blocks_left)
+        return None
     invoice_state = "NONE"
     if task.payment_hash_hex is not None:
         invoice_state = await cancel_hold(ctx, held_reward(ctx, task), RewardBook(ctx, task))

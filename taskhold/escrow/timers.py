@@ -7,13 +7,12 @@ the node's current height: it must decide (release or refund) before lnd's own a
 
 from __future__ import annotations
 
-from taskhold.payments.held import must_settle
 from taskhold.tasks import SYSTEM_ACTOR, Task, TaskState
 from taskhold.tasks import commands as c
 from taskhold.tasks.model import FUNDED_STATES
 
 from .context import EscrowContext, apply_system
-from .release import RewardBook, held_reward, settle_under_live_payout
+from .release import payout_may_land, settle_under_live_payout
 
 __all__ = ["TIMED_STATES", "guard", "run_timers"]
 
@@ -43,7 +42,7 @@ async def guard(ctx: EscrowContext, task_id: str, height: int) -> Task | None:
     due = ctx.settings.hold_reserve_blocks if submitted else ctx.settings.guard_blocks
     if blocks_left > due:
         return task
-    if await _payout_may_land(ctx, task):
+    if await payout_may_land(ctx, task):
         await settle_under_live_payout(ctx, task_id, blocks_left)
         return None
 
@@ -53,11 +52,3 @@ async def guard(ctx: EscrowContext, task_id: str, height: int) -> Task | None:
         return c.HoldExpiring(actor=SYSTEM_ACTOR, at=now, blocks_left=blocks_left)
 
     return await apply_system(ctx, task_id, check)
-
-
-async def _payout_may_land(ctx: EscrowContext, task: Task) -> bool:
-    """The verified task's payout may land, or its hold is already settled: settle, never
-    refund."""
-    if task.state is not TaskState.VERIFIED or task.hold_settled_at is not None:
-        return False
-    return await must_settle(ctx, held_reward(ctx, task), RewardBook(ctx, task))

@@ -37,6 +37,7 @@ __all__ = [
     "PayoutKind",
     "PayoutStep",
     "cancel_hold",
+    "cancel_would_pay_twice",
     "must_settle",
     "pay_then_settle",
     "payout_hash_of",
@@ -162,6 +163,18 @@ async def must_settle(ctx: PaymentContext, held: HeldFunds, book: PayoutBook) ->
         return True
     hold = await ctx.lightning.lookup_invoice(bytes.fromhex(held.hold_hash_hex))
     return hold.state is InvoiceState.SETTLED
+
+
+async def cancel_would_pay_twice(ctx: PaymentContext, held: HeldFunds, book: PayoutBook) -> bool:
+    """An ordered cancel (a refund, a deposit's return) must give way to a settle: its payout
+    may land and the hold is still held. The cancel was ordered on the node's word that the
+    payout failed; asked again right before cancelling, the node may say otherwise (it
+    misread, or the payee took an HTLC it held). A hold the node cancelled has nothing left
+    to settle."""
+    if not await must_settle(ctx, held, book):
+        return False
+    hold = await ctx.lightning.lookup_invoice(bytes.fromhex(held.hold_hash_hex))
+    return hold.state is not InvoiceState.CANCELED
 
 
 async def settle_under_live_payout(

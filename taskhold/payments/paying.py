@@ -5,6 +5,12 @@ and marked sent before each one, so after a crash the node is asked what became 
 payment instead of paying again; a payment that may still land (in flight) is never treated as
 failed; and every payment obeys the rules of :mod:`.rules`, checked here, once, for
 every kind of payout.
+
+The row's ``status`` says what taskhold last knew of its payment: ``SENT`` (asked to pay, no
+answer recorded: a crash may have come before the node ever saw it), then the node's own
+answer (``IN_FLIGHT``, ``SUCCEEDED``, ``FAILED``). A payment the node once acknowledged in
+flight and later says it never saw was forgotten by the node (a restored or pruned payment
+database), not failed: the payee may still hold its HTLC and take it.
 """
 
 from __future__ import annotations
@@ -26,7 +32,18 @@ from .context import PaymentContext, log
 from .invoices import decode_invoice
 from .rules import budget_now, check_payout_invoice
 
-__all__ = ["PaymentRecord", "may_land", "pay_once", "record_result", "record_sent", "stands"]
+__all__ = [
+    "SENT",
+    "PaymentRecord",
+    "may_land",
+    "pay_once",
+    "record_result",
+    "record_sent",
+    "stands",
+]
+
+SENT = "SENT"
+"""A row's status while the node's answer to its payment is not recorded yet."""
 
 
 class PaymentRecord(Protocol):
@@ -47,22 +64,33 @@ async def stands(ctx: PaymentContext, row: PaymentRecord, payout_invoice: str) -
     it is for this invoice, or its payment succeeded or may still land."""
     if row.payment_request == payout_invoice:
         return True
-    previous = await ctx.lightning.lookup_payment(bytes.fromhex(row.payment_hash_hex))
-    return previous.status in (PaymentStatus.SUCCEEDED, PaymentStatus.IN_FLIGHT)
+    return await may_land(ctx, row)
 
 
 async def may_land(ctx: PaymentContext, row: PaymentRecord) -> bool:
-    """The row's payment succeeded or is still in flight: its hold invoice must be settled,
-    never cancelled, or the operator could pay the money out twice."""
+    """The row's payment succeeded or is still in flight, or the node forgot a payment it had
+    acknowledged: its hold invoice must be settled, never cancelled, or the operator could
+    pay the money out twice."""
     known = await ctx.lightning.lookup_payment(bytes.fromhex(row.payment_hash_hex))
-    return known.status in (PaymentStatus.SUCCEEDED, PaymentStatus.IN_FLIGHT)
+    return known.status in (PaymentStatus.SUCCEEDED, PaymentStatus.IN_FLIGHT) or _forgotten(
+        row, known
+    )
+
+
+def _forgotten(row: PaymentRecord, known: PaymentResult) -> bool:
+    """The node once answered that the row's payment was in flight, and now says it never saw
+    it: only a lost or pruned payment record does that, and the payee may still settle."""
+    forgot = row.status == PaymentStatus.IN_FLIGHT.value and known.status is PaymentStatus.UNKNOWN
+    if forgot:
+        log.error("payment_forgotten_by_node", payment_hash=row.payment_hash_hex)
+    return forgot
 
 
 def record_sent(row: PaymentRecord, now: int) -> None:
     """Mark the row's payment as sent, committed before the node is asked to pay: a success
     the node reports for a row never sent is someone else's payment of the same hash."""
     row.attempts += 1
-    row.status = PaymentStatus.IN_FLIGHT.value
+    row.status = SENT
     row.updated_at = now
 
 
@@ -104,7 +132,7 @@ async def pay_once(
     if sent and known.status is PaymentStatus.SUCCEEDED:
         await mark(known, None)
         return known
-    if known.status in (PaymentStatus.SUCCEEDED, PaymentStatus.IN_FLIGHT):
+    if known.status in (PaymentStatus.SUCCEEDED, PaymentStatus.IN_FLIGHT) or _forgotten(row, known):
         if not sent and failures < ctx.settings.payout_max_attempts:
             await record_failure(
                 "the escrow node already paid this invoice's payment hash for something else;"
@@ -142,7 +170,9 @@ async def pay_once(
             cltv_limit=budget,
         )
     except PaymentFailed as exc:
-        if (await ctx.lightning.lookup_payment(payment_hash)).status is PaymentStatus.IN_FLIGHT:
+        pending = await ctx.lightning.lookup_payment(payment_hash)
+        if pending.status is PaymentStatus.IN_FLIGHT:
+            await mark(pending, None)
             return None  # timed out waiting, but the HTLC may still land: ask again later
         await mark(None, exc.reason)
         await record_failure(exc.reason)
@@ -152,6 +182,7 @@ async def pay_once(
         return None
     if result.status is not PaymentStatus.SUCCEEDED:
         log.info("payout_in_flight", task_id=task_id, payment_hash=row.payment_hash_hex)
+        await mark(result, None)  # the node took it: from now on it may land
         return None  # still in flight: never settle a hold invoice before its payment landed
     await mark(result, None)
     return result

@@ -96,7 +96,7 @@ def decide_deposit(
         case c.CompleteDepositReturn() if latest and deposit.state is D.RETURNING:
             return [e.DepositReturned(**base, invoice_state=cmd.invoice_state)]
         case c.SettleDepositUnderLivePayout() if (
-            latest and deposit.state is D.FORFEIT and deposit.hold_settled_at is None
+            latest and deposit.hold_settled_at is None and _payout_may_be_owed(deposit)
         ):
             if hashlib.sha256(bytes.fromhex(cmd.preimage_hex)).hexdigest() != payment_hash:
                 raise Invalid(
@@ -191,6 +191,15 @@ def _request(task: Task, cmd: c.RequestDeposit, arbiters: frozenset[str]) -> lis
             invoice_expires_at=cmd.invoice_expires_at,
         )
     ]
+
+
+def _payout_may_be_owed(deposit: Deposit) -> bool:
+    """A forfeit, or a return ordered on a forfeit whose payout the node reported failed: the
+    escrow node settles such a hold only when the payout may land after all, which then
+    supersedes the return (it can no longer happen once the hold is settled)."""
+    if deposit.state is D.FORFEIT:
+        return True
+    return deposit.state is D.RETURNING and deposit.payout_request is not None
 
 
 def _request_payout(task: Task, cmd: c.RequestDepositPayout) -> list[e.Event]:
@@ -305,7 +314,12 @@ def deposit_changes(task: Task, ev: e.DepositEvent) -> dict[str, Any]:
         case e.DepositReturned():
             changed = {"state": D.RETURNED, "closed_at": ev.at}
         case e.DepositSettledUnderLivePayout():
-            changed = {"hold_settled_at": ev.at, "preimage_hex": ev.preimage_hex}
+            # A return ordered on a payout the node wrongly reported failed is superseded.
+            changed = {
+                "hold_settled_at": ev.at,
+                "preimage_hex": ev.preimage_hex,
+                "state": D.FORFEIT,
+            }
         case e.DepositPaidOut():
             changed = {
                 "state": D.PAID_OUT,

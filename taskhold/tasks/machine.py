@@ -104,8 +104,12 @@ Disputes, so that neither side profits from opening one it cannot win on the mer
 """
 
 _ALLOWED_WHILE_REFUNDING: frozenset[type[c.Command]] = frozenset(
-    {c.CompleteRefund, c.ConfirmFunding, c.Tick, c.HoldExpiring}
+    {c.CompleteRefund, c.ConfirmFunding, c.Tick, c.HoldExpiring, c.SettleUnderLivePayout}
 )
+"""What a task whose refund was ordered still takes. ``SettleUnderLivePayout`` supersedes the
+refund of a verified task whose payout the node reported failed but then landed: the hold is
+settled (the node refuses that once it is cancelled), so the refund can no longer happen, and
+refusing the settle would leave the task stuck with the employer's money taken."""
 
 DEADLINE_POLICIES = frozenset({"refund_unless_verified"})
 
@@ -438,10 +442,13 @@ def _payout_failed(task: Task, cmd: c.Command) -> list[e.Event]:
     return [e.PayoutFailed(at=cmd.at, actor=cmd.actor, reason=cmd.reason)]
 
 
-def _check_settle(task: Task, preimage_hex: str, refused: str) -> None:
-    """A settle of the hold (release or fallback) needs no refund under way and the preimage of
-    the task's own payment hash."""
-    if task.refund_ordered:
+def _check_settle(
+    task: Task, preimage_hex: str, refused: str, *, supersedes_refund: bool = False
+) -> None:
+    """A settle of the hold (release or fallback) needs the preimage of the task's own payment
+    hash, and no refund under way unless it ``supersedes_refund`` (the fallback, which the
+    escrow node only reaches while the hold is still held and its payout may land)."""
+    if task.refund_ordered and not supersedes_refund:
         raise Conflict(f"a refund is under way; {refused}", code=RefusalCode.REFUND_UNDER_WAY)
     preimage_hash = hashlib.sha256(bytes.fromhex(preimage_hex)).hexdigest()
     if preimage_hash != task.payment_hash_hex:
@@ -466,7 +473,7 @@ def _complete_release(task: Task, cmd: c.Command) -> list[e.Event]:
 
 def _settle_under_live_payout(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.SettleUnderLivePayout)
-    _check_settle(task, cmd.preimage_hex, "the hold cannot be settled")
+    _check_settle(task, cmd.preimage_hex, "the hold cannot be settled", supersedes_refund=True)
     return [
         e.HoldSettledUnderLivePayout(
             at=cmd.at,
@@ -615,7 +622,11 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
                 "closed_at": ev.at,
             }
         case e.HoldSettledUnderLivePayout():
-            return {"hold_settled_at": ev.at, "preimage_hex": ev.preimage_hex}
+            return {
+                "hold_settled_at": ev.at,
+                "preimage_hex": ev.preimage_hex,
+                "refund_ordered_reason": None,  # a settled hold can no longer be refunded
+            }
         case e.RefundCompleted():
             final = S.REFUNDED if task.funded_at is not None else S.CANCELLED
             return {"state": final, "closed_at": ev.at}

@@ -485,14 +485,36 @@ def test_while_refunding_only_completion_and_timers_pass(name: str, cls: type[c.
             done, events = apply(task, command)
             assert [type(ev) for ev in events] == [e.RefundCompleted]
             assert done.state is (S.REFUNDED if task.funded_at is not None else S.CANCELLED)
+        elif actor == SYSTEM and cls is c.SettleUnderLivePayout:
+            _settle_supersedes_the_refund(task, command)
         elif cls in (c.Tick, c.HoldExpiring, c.ConfirmFunding, c.CompleteRefund):
             got = refusal(task, command)  # passes the refund gate, then fails the role check
+            assert isinstance(got, Forbidden), (actor, got)
+            assert got.code == "wrong_role"
+        elif cls is c.SettleUnderLivePayout:
+            got = refusal(task, command)
             assert isinstance(got, Forbidden), (actor, got)
             assert got.code == "wrong_role"
         else:
             got = refusal(task, command)
             assert isinstance(got, Conflict), (actor, got)
             assert got.code == "refund_under_way", (actor, got)
+
+
+def _settle_supersedes_the_refund(task: Task, command: c.Command) -> None:
+    """The escrow node settled the hold of a verified task whose refund was ordered (its payout
+    landed after all): the refund can no longer happen, and the release finishes the task. Any
+    other task in refund has no payout to settle behind."""
+    if task.state is not S.VERIFIED:
+        got = refusal(task, command)
+        assert isinstance(got, Conflict), got
+        assert got.code == "wrong_state"
+        return
+    done, events = apply(task, command)
+    assert [type(ev) for ev in events] == [e.HoldSettledUnderLivePayout]
+    assert not done.refund_ordered
+    assert done.release_pending
+    assert done.hold_settled_at is not None
 
 
 def test_release_is_refused_once_a_refund_is_ordered() -> None:
