@@ -100,7 +100,7 @@ async def test_assertions_are_signed_by_the_reputation_key_and_served(
     employer = people["employer"].pubkey_hex
     assertion = by_subject[employer]
     assert verify_event(assertion) and assertion["pubkey"] == reputation_key
-    assert tag(assertion, "v") == "1"
+    assert tag(assertion, "v") == "2"
     assert tag(assertion, "operator") == operator
     assert tag(assertion, "gseq_from") == "0"
     assert tag(assertion, "gseq_to") == str(len([e for e in log if e["kind"] == 3910]) - 1)
@@ -114,7 +114,7 @@ async def test_assertions_are_signed_by_the_reputation_key_and_served(
     assert served["roles"]["employer"]["completed"] == 2
     assert served["roles"]["employer"]["reviews"] == 1
     assert (served["gseq_from"], served["gseq_to"]) == (0, int(tag(assertion, "gseq_to") or ""))
-    assert served["version"] == "1" and served["has_record"]
+    assert served["version"] == "2" and served["has_record"]
     stranger = await people["worker"].reputation(NostrKeys.generate().pubkey_hex)
     assert (stranger["score"], stranger["has_record"], stranger["published"]) == (0, False, None)
 
