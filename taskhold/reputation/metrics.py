@@ -596,8 +596,10 @@ def _deal_quarters(task: _Open, final: str) -> tuple[int | None, int | None]:
     worker_q = 4 if final == PAID else None if task.worker_won else 0
     if task.employer_lost:
         return 0, worker_q
+    if final == REFUNDED and task.proof_seen and task.contested and not task.backed:
+        return 0, None  # the employer's unbacked word: against it, never against the worker
     if final == REFUNDED and task.proof_seen:
-        return (0 if task.contested and not task.backed else None), worker_q
+        return None, worker_q
     return 4, worker_q
 
 

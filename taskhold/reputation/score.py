@@ -23,11 +23,12 @@ worker's ``revocations`` and ``unclaims``. Outcomes of a closed task with a work
 * paid in full: employer 4, worker 4; but the employer 0 if it lost a dispute or a rejection of
   its own was overturned (rejecting good work is a failure, not a success);
 * refunded before any proof: employer 4, worker 0 (as in version 1);
-* refunded after a proof: never a success for the employer. It is a failure (0) when the
-  employer had rejected or disputed the proof and no arbiter ruled for it; otherwise (an arbiter
-  backed it, or a payout failed) it is no outcome: the worker can cause those, and a stranger
-  must not be able to lower an employer's score with ops it signs itself. Worker 0 unless it
-  won a dispute (as in version 1);
+* refunded after a proof: never a success for the employer. When the employer had rejected
+  or disputed the proof and no arbiter ruled for it, it is the employer's failure (0) and no
+  outcome for the worker: the employer's unbacked word is evidence against nobody else.
+  Otherwise (an arbiter backed it, or a payout failed) it is no outcome for the employer, since
+  the worker can cause those and a stranger must not be able to lower an employer's score with
+  ops it signs itself, and the worker's 0 unless it won a dispute (as in version 1);
 * an arbiter's split (``SplitDecided``) paid: worker ``round(4 W / (W + E))``, employer the
   rest of the 4: the ruling measures how far each side was right;
 * an agreement both parties signed (``AgreementAccepted``) paid: employer 4, worker

@@ -9,6 +9,7 @@ from support.log_builder import OPERATOR, LogBuilder, pubkey
 
 from taskhold.reputation.counters import DEAL_COUNTERS
 from taskhold.reputation.metrics import Indexer
+from taskhold.reputation.policy import ReputationPolicy
 from taskhold.reputation.score import SCORE_VERSION, score_card
 
 E, W, W2 = pubkey("employer"), pubkey("worker"), pubkey("worker-2")
@@ -128,6 +129,8 @@ def test_a_refund_after_a_rejection_nobody_backed_is_a_failure_of_the_employer()
     indexer = indexed(log)
     assert deal(indexer, E, "employer") == counts(rejections=1, refunds_after_proof=1)
     assert outcomes(indexer, E, "employer") == [(W, 0, 1)]
+    assert outcomes(indexer, W, "worker") == []  # the employer's word alone: not against W
+    assert outcomes(indexed(log, "1"), W, "worker") == [(E, 0, 1)]
 
 
 def test_a_refund_after_a_proof_the_employer_never_contested_does_not_count_against_it() -> None:
@@ -141,6 +144,7 @@ def test_a_refund_after_a_proof_the_employer_never_contested_does_not_count_agai
     indexer = indexed(log)
     assert deal(indexer, E, "employer") == counts(refunds_after_proof=1)
     assert outcomes(indexer, E, "employer") == []
+    assert outcomes(indexer, W, "worker") == [(E, 0, 1)]
 
 
 def test_a_refund_before_any_proof_is_still_the_employers_success() -> None:
@@ -408,3 +412,39 @@ def test_version_1_ignores_the_deals_ops_and_publishes_none_of_its_counters() ->
 def test_an_unknown_version_is_refused() -> None:
     with pytest.raises(ValueError, match="no score version"):
         Indexer(version="3")
+
+
+def test_policies_follow_the_honest_counts_for_both_parties() -> None:
+    """The review window is shortened only when both records are good, and proof of work is
+    asked of a low score: an employer who rejects and refunds, or a squatter, loses both
+    privileges that version 1 gave them."""
+    log = LogBuilder()
+    payer, rejecter = pubkey("payer"), pubkey("rejecter")
+    reliable, squatter = pubkey("reliable"), pubkey("squatter")
+    for i in range(12):
+        log.paid_task(payer, pubkey(f"paid-worker-{i}"))
+        log.paid_task(pubkey(f"client-reliable-{i}"), reliable)
+        log.paid_task(pubkey(f"client-squatter-{i}"), squatter)
+        task = log.submitted_task(rejecter, pubkey(f"rejected-worker-{i}"))
+        log.reject(task, rejecter)
+        log.refund(task, "rejected")
+        victim = pubkey(f"victim-{i}")
+        task = log.create(victim)
+        log.fund(task)
+        log.claim(task, squatter)
+        log.revoke(task, victim, squatter)
+    policy = ReputationPolicy(pow_max_bits=12)
+    default_s = 86_400
+    for version, shortened in (("1", {"payer", "rejecter"}), ("2", {"payer"})):
+        indexer = indexed(log, version)
+        score = {who: score_card(indexer, who).score for who in (payer, rejecter, reliable)}
+        windows = {
+            name: policy.review_window_for(score[who], score[reliable], default_s)
+            for name, who in (("payer", payer), ("rejecter", rejecter))
+        }
+        assert {name for name, window in windows.items() if window < default_s} == shortened
+        squatter_score = score_card(indexer, squatter).score
+        assert (policy.pow_bits_for(squatter_score) > 0) is (version == "2")
+        assert (policy.pow_bits_for(score[rejecter]) > 0) is (version == "2")
+        worker_window = policy.review_window_for(score[payer], squatter_score, default_s)
+        assert (worker_window == default_s) is (version == "2")

@@ -19,9 +19,9 @@ from support.task_flows import tag
 
 from taskhold.keys.signer import load_or_create_key_file
 from taskhold.nostr import NostrKeys, verify_event
-from taskhold.reputation.metrics import IndexerKinds
-from taskhold.reputation.score import RecomputeReport, recompute
-from taskhold.store.models import LogEntryRow, OutboxRow, ReviewRow
+from taskhold.reputation.metrics import Indexer, IndexerKinds
+from taskhold.reputation.score import SCORE_VERSION, RecomputeReport, recompute, score_card
+from taskhold.store.models import LogEntryRow, OutboxRow, ReputationAssertionRow, ReviewRow
 
 
 @pytest.fixture
@@ -229,6 +229,45 @@ async def test_a_restarted_indexer_catches_up_without_republishing(
         assert result.published == 0
         after = await again.client().reputation(people["employer"].pubkey_hex)
         assert after == before
+    finally:
+        await close_stack(again)
+
+
+async def test_a_restart_after_the_version_bump_republishes_and_both_versions_recompute(
+    tmp_path: Path, database_url: str, arbiter_keys: NostrKeys
+) -> None:
+    """Subjects last published under version 1 (as a taskhold before the bump left them) are
+    published again under the new version on the first sync after a restart, and the version 1
+    assertions already on relays still recompute by version 1's rules."""
+    settings = stack_settings(tmp_path, database_url, arbiters=[arbiter_keys.pubkey_hex])
+    first = await open_stack(settings)
+    try:
+        await _history(first, arbiter_keys)
+        await first.services.reputation.sync()
+        log, _ = await _published(first)
+        old = Indexer(operator_pubkey=None, kinds=IndexerKinds(), version="1")
+        old.add_many(log)
+        publisher = first.services.reputation.publisher
+        assert publisher is not None
+        async with first.services.store.transaction() as tx:
+            cards = [score_card(old, subject) for subject in old.subjects()]
+            queued = await publisher.publish_changed(tx.session, cards)
+        assert {tag(event, "v") for event in queued} == {"1"} and len(queued) == 2
+    finally:
+        await close_stack(first)
+    again = await open_stack(settings, world=first.world)
+    try:
+        result = await again.services.reputation.sync()
+        assert result.published == 2
+        async with again.services.store.transaction() as tx:
+            rows = list((await tx.session.execute(select(ReputationAssertionRow))).scalars())
+        assert {row.version for row in rows} == {SCORE_VERSION} and len(rows) == 2
+        log, outbox = await _published(again)
+        assertions = [row.raw for row in outbox]
+        assert {tag(a, "v") for a in assertions} == {"1", SCORE_VERSION}
+        report = _recompute(again, log, assertions)
+        assert report.clean, report.mismatches
+        assert report.checked == len(assertions)
     finally:
         await close_stack(again)
 
