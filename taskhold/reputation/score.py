@@ -45,7 +45,7 @@ much. Only the employer's own ``SubmissionRejected`` counts as its rejection, an
 revocation by the task's employer of the worker holding the claim counts against that worker;
 an abandoned claim also leaves the worker's volume and both sides' counterparties, so claiming
 and dropping tasks (or revoking one's own sock puppet) makes no record look busier or more
-varied, and gives nobody an outcome.
+varied, and gives the employer no outcome at all.
 
 Integers only, so every machine produces the same bytes. Changing any constant or rule here is
 a new version; assertions of every version in ``SCORE_VERSIONS`` still recompute by their own
