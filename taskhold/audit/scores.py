@@ -3,6 +3,9 @@
 The score is a published, versioned function (``taskhold.reputation.score``, standard library
 only), so the auditor recomputes it from the entries it fetched and verified itself, with the
 review records (kind 3914) the operator signed. Signatures are checked here with coincurve.
+Each assertion is recomputed by the rules of the score version its ``v`` tag names
+(``SCORE_VERSIONS``): one published before a version bump still verifies by its own rules, and
+one naming a version nobody defined is a mismatch.
 
 The operator key can rotate, so receipts (kind 3913) and records are fetched from every key the
 verified log was handed to. Which key may sign what is the score module's rule (it follows the

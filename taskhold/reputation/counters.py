@@ -8,7 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-__all__ = ["Outcome", "RoleMetrics"]
+__all__ = ["DEAL_COUNTERS", "Outcome", "RoleMetrics"]
+
+DEAL_COUNTERS = (
+    "rejections",
+    "rejections_overturned",
+    "refunds_after_proof",
+    "revocations",
+    "unclaims",
+)
+"""Published from score version 2 on; a version-1 card leaves them out, as it always did."""
 
 
 class Outcome(NamedTuple):
@@ -21,6 +30,8 @@ class Outcome(NamedTuple):
     success_quarters: int
     """4 = success, 0 = failure; a review of rating r gives r - 1."""
     review: bool
+    divisor: int = 1
+    """The outcome weighs ``1/divisor`` of a task (an unclaim weighs half); version 1 has none."""
 
 
 @dataclass(slots=True)
@@ -46,14 +57,26 @@ class RoleMetrics:
     paid_n: int = 0
     reviews: int = 0
     rating_total: int = 0
+    rejections: int = 0
+    """Employer: submissions it rejected (its own signed ``SubmissionRejected``)."""
+    rejections_overturned: int = 0
+    """Employer: rejections an arbiter ruled against, or that lapsed unbacked to the worker."""
+    refunds_after_proof: int = 0
+    """Employer: tasks refunded after a proof, cooperative cancels left out."""
+    revocations: int = 0
+    """Worker: claims the task's employer revoked after the claim timeout."""
+    unclaims: int = 0
+    """Worker: claims it released itself."""
     counterparties: dict[str, int] = field(default_factory=dict)
     """Counterparty pubkey -> tasks shared with it (claimed tasks)."""
     outcomes: list[Outcome] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, int | None]:
-        """The published metrics; means are whole seconds, shares in parts per million."""
+    def as_dict(self, *, deal_counters: bool = True) -> dict[str, int | None]:
+        """The published metrics; means are whole seconds, shares in parts per million.
+        ``deal_counters``: include ``DEAL_COUNTERS`` (score version 2 and later)."""
         shared = sum(self.counterparties.values())
         squares = sum(n * n for n in self.counterparties.values())
+        deal = {name: getattr(self, name) for name in DEAL_COUNTERS} if deal_counters else {}
         return {
             "tasks": self.tasks,
             "funded": self.funded,
@@ -78,6 +101,7 @@ class RoleMetrics:
             "effective_counterparties_milli": (
                 None if not squares else 1000 * shared * shared // squares
             ),
+            **deal,
         }
 
 

@@ -15,6 +15,11 @@ entry by the next key may arrive before the rotation that introduces it. Receipt
 held to the rules of ``review_rules`` (receipt: the final entry's key; record: that key or a later
 one); a record by a key the applied log has not been handed to yet waits, like a gap.
 
+The indexer counts by the rules of one score version (``version``, default the newest): version
+1 reads the ops it always read, so assertions published under it still recompute; version 2
+also reads the deal's ops (rejections, lapsed rejections, revoked and released claims,
+agreements and split rulings) and closes outcomes by its rules (see ``score``).
+
 This module and ``score`` use the standard library only: the independent auditor calls
 ``score.recompute``, which must not lean on the writer's code nor on nostr-sdk. Signatures are
 the caller's job (``verify`` below, or events the caller already checked).
@@ -34,7 +39,9 @@ from .review_rules import str_tag as _str_tag
 
 __all__ = [
     "EMPLOYER",
+    "LATEST_VERSION",
     "ROLES",
+    "VERSIONS",
     "WORKER",
     "Indexer",
     "IndexerKinds",
@@ -49,6 +56,9 @@ ROLES = (EMPLOYER, WORKER)
 
 PAID, REFUNDED, CANCELLED, EXPIRED = "PAID", "REFUNDED", "CANCELLED", "EXPIRED"
 KEY_ROTATED = "KeyRotated"
+VERSIONS = ("1", "2")
+"""Every score version the indexer can count by, oldest first."""
+LATEST_VERSION = VERSIONS[-1]
 
 Verify = Callable[[Mapping[str, Any]], bool]
 
@@ -78,6 +88,16 @@ class _Open:
     verified_at: int | None = None
     employer_lost: bool = False
     worker_won: bool = False
+    rejection_pending: bool = False
+    """The employer rejected the proof and no ruling or lapse has answered it yet."""
+    contested: bool = False
+    """The employer rejected or disputed a submitted proof."""
+    backed: bool = False
+    """An arbiter ruled for the employer."""
+    agreed_worker_msat: int | None = None
+    """The worker's share of an agreement both parties signed (0: a cooperative cancel)."""
+    split_msat: tuple[int, int] | None = None
+    """An arbiter's split: (worker's share, employer's share)."""
 
 
 class Indexer:
@@ -98,7 +118,14 @@ class Indexer:
         operator_pubkey: str | None = None,
         kinds: IndexerKinds | None = None,
         verify: Verify | None = None,
+        version: str = LATEST_VERSION,
     ) -> None:
+        if version not in VERSIONS:
+            raise ValueError(f"no score version {version!r}; known: {', '.join(VERSIONS)}")
+        self.version = version
+        self._deal = version != "1"
+        """Count the deal (version 2 on): see the module doc and ``score``."""
+        self._handlers = _DEAL_HANDLERS if self._deal else _ENTRY_HANDLERS
         self.operator_pubkey = operator_pubkey
         self.kinds = kinds or IndexerKinds()
         self._verify = verify
@@ -271,7 +298,7 @@ class Indexer:
         task = self._open.get(task_id)
         if task is None:
             return
-        handler = _ENTRY_HANDLERS.get(op)
+        handler = self._handlers.get(op)
         if handler is not None:
             handler(self, task_id, task, event, at)
 
@@ -330,6 +357,7 @@ class Indexer:
     def _dispute_opened(self, task_id: str, task: _Open, event: Any, at: int) -> None:
         actor = str(event.get("actor"))
         if actor == task.employer:
+            task.contested = task.contested or task.proof_seen
             self._metrics(task.employer, EMPLOYER).disputes_opened += 1
         elif task.worker is not None and actor == task.worker:
             self._metrics(task.worker, WORKER).disputes_opened += 1
@@ -337,14 +365,22 @@ class Indexer:
     def _dispute_resolved(self, task_id: str, task: _Open, event: Any, at: int) -> None:
         if task.worker is None:
             return
+        winner = event.get("winner")
+        if self._deal and winner not in ("worker", "employer"):
+            task.rejection_pending = False  # a split: ``SplitDecided`` carries the shares
+            return
         employer = self._metrics(task.employer, EMPLOYER)
         worker = self._metrics(task.worker, WORKER)
-        if event.get("winner") == "worker":
+        if winner == "worker":
             task.worker_won = task.employer_lost = True
             task.verified_at = at
             worker.disputes_won += 1
             employer.disputes_lost += 1
+            if self._deal and task.rejection_pending:
+                task.rejection_pending = False
+                employer.rejections_overturned += 1
         else:
+            task.backed, task.rejection_pending = True, False
             employer.disputes_won += 1
             worker.disputes_lost += 1
 
@@ -380,14 +416,19 @@ class Indexer:
         if task.worker is None or worker is None or final not in (PAID, REFUNDED):
             self._reject_waiting(task_id, "the task did not end PAID or REFUNDED with a worker")
             return
-        employer_ok = not task.employer_lost
-        employer.outcomes.append(
-            Outcome(task.worker, at, task.amount_msat, 4 if employer_ok else 0, False)
-        )
-        if final == PAID:
-            worker.outcomes.append(Outcome(task.employer, at, task.amount_msat, 4, False))
-        elif not task.worker_won:
-            worker.outcomes.append(Outcome(task.employer, at, task.amount_msat, 0, False))
+        employer_q: int | None
+        worker_q: int | None
+        if self._deal:
+            employer_q, worker_q = _deal_quarters(task, final)
+            if final == REFUNDED and task.proof_seen and task.agreed_worker_msat is None:
+                employer.refunds_after_proof += 1
+        else:
+            employer_q = 0 if task.employer_lost else 4
+            worker_q = 4 if final == PAID else None if task.worker_won else 0
+        if employer_q is not None:
+            employer.outcomes.append(Outcome(task.worker, at, task.amount_msat, employer_q, False))
+        if worker_q is not None:
+            worker.outcomes.append(Outcome(task.employer, at, task.amount_msat, worker_q, False))
         self._final[task_id] = ClosedTask(
             task.employer,
             task.worker,
@@ -399,6 +440,69 @@ class Indexer:
         )
         for rseq, record in self._waiting_reviews.pop(task_id, []):
             self._apply_review(rseq, record)
+
+    # the deal (version 2 on) -------------------------------------------------------------------
+
+    def _rejected(self, task_id: str, task: _Open, event: Any, at: int) -> None:
+        """Only the employer's own rejection of a claimed task counts against it."""
+        if task.worker is None or event.get("actor") != task.employer:
+            return
+        task.rejection_pending = task.contested = True
+        self._metrics(task.employer, EMPLOYER).rejections += 1
+
+    def _rejection_lapsed(self, task_id: str, task: _Open, event: Any, at: int) -> None:
+        """No arbiter backed the rejection in time and the submission went to the worker: the
+        rejection is overturned, once however many entries say so."""
+        task.verified_at = at
+        if task.rejection_pending:
+            task.rejection_pending = False
+            task.employer_lost = True
+            self._metrics(task.employer, EMPLOYER).rejections_overturned += 1
+
+    def _claim_revoked(self, task_id: str, task: _Open, event: Any, at: int) -> None:
+        """Counts only when the task's employer revoked the worker holding the claim (before
+        any proof): nobody else's op can put a revocation on a worker's record."""
+        if event.get("actor") == task.employer:
+            self._claim_ended(task, event, at, "revocations", 1)
+
+    def _claim_released(self, task_id: str, task: _Open, event: Any, at: int) -> None:
+        """The worker's own unclaim: a failure at half a task's weight (see ``score``)."""
+        if event.get("actor") == task.worker:
+            self._claim_ended(task, event, at, "unclaims", 2)
+
+    def _claim_ended(self, task: _Open, event: Any, at: int, counter: str, divisor: int) -> None:
+        """Count the abandoned claim and undo what the claim added to the volume and the
+        counterparties: claiming and dropping tasks (or revoking one's own sock puppet) must
+        not make a record look busier or more varied."""
+        worker_name = task.worker
+        if worker_name is None or task.proof_seen or event.get("worker_pubkey") != worker_name:
+            return
+        worker = self._metrics(worker_name, WORKER)
+        employer = self._metrics(task.employer, EMPLOYER)
+        setattr(worker, counter, getattr(worker, counter) + 1)
+        worker.volume_msat -= task.amount_msat
+        _forget(employer.counterparties, worker_name)
+        _forget(worker.counterparties, task.employer)
+        worker.outcomes.append(Outcome(task.employer, at, task.amount_msat, 0, False, divisor))
+        task.worker = task.claimed_at = None
+
+    def _agreement(self, task_id: str, task: _Open, event: Any, at: int) -> None:
+        worker_msat = _msat(event, "worker_msat")
+        if worker_msat is not None and task.worker is not None:
+            task.agreed_worker_msat = worker_msat
+            task.rejection_pending = False
+
+    def _split(self, task_id: str, task: _Open, event: Any, at: int) -> None:
+        worker_msat, employer_msat = _msat(event, "worker_msat"), _msat(event, "employer_msat")
+        if worker_msat is not None and employer_msat is not None and task.worker is not None:
+            task.split_msat = (worker_msat, employer_msat)
+            task.rejection_pending = False
+            task.verified_at = at
+
+    def _window_elapsed(self, task_id: str, task: _Open, event: Any, at: int) -> None:
+        """``DisputeWindowElapsed`` verifies the submission; after a rejection nobody backed,
+        that is the rejection lapsing."""
+        self._rejection_lapsed(task_id, task, event, at)
 
     # reviews ---------------------------------------------------------------------------------
 
@@ -462,6 +566,63 @@ _ENTRY_HANDLERS: dict[str, Callable[[Indexer, str, _Open, Any, int], None]] = {
     "TaskCancelled": Indexer._cancelled,
     "FundingExpired": Indexer._expired,
 }
+"""Version 1: the ops it has always read."""
+
+_DEAL_HANDLERS = {
+    **_ENTRY_HANDLERS,
+    "DisputeWindowElapsed": Indexer._window_elapsed,
+    "SubmissionRejected": Indexer._rejected,
+    "RejectionLapsed": Indexer._rejection_lapsed,
+    "ClaimRevoked": Indexer._claim_revoked,
+    "ClaimReleased": Indexer._claim_released,
+    "AgreementAccepted": Indexer._agreement,
+    "SplitDecided": Indexer._split,
+}
+"""Version 2: the deal's ops too."""
+
+
+def _deal_quarters(task: _Open, final: str) -> tuple[int | None, int | None]:
+    """(employer, worker) success in quarters of a closed task by version 2's rules; None is
+    no outcome. The table is in ``score``'s docstring."""
+    if task.agreed_worker_msat is not None:  # both parties signed it
+        if final != PAID or task.agreed_worker_msat <= 0:
+            return None, None  # a cooperative cancel, or an agreement that unwound
+        return 4, _quarters(task.agreed_worker_msat, task.amount_msat)
+    if task.split_msat is not None:
+        if final != PAID:
+            return None, None  # the split unwound to a refund: nobody's doing
+        split_q = _quarters(task.split_msat[0], sum(task.split_msat))
+        return 4 - split_q, split_q
+    worker_q = 4 if final == PAID else None if task.worker_won else 0
+    if task.employer_lost:
+        return 0, worker_q
+    if final == REFUNDED and task.proof_seen and task.contested and not task.backed:
+        return 0, None  # the employer's unbacked word: against it, never against the worker
+    if final == REFUNDED and task.proof_seen:
+        return None, worker_q
+    return 4, worker_q
+
+
+def _quarters(share_msat: int, total_msat: int) -> int:
+    """``share/total`` in quarters, rounded half up, within 0..4."""
+    if total_msat <= 0:
+        return 0
+    return max(0, min(4, (4 * share_msat + total_msat // 2) // total_msat))
+
+
+def _msat(event: Any, name: str) -> int | None:
+    value = event.get(name) if isinstance(event, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
+def _forget(counterparties: dict[str, int], pubkey: str) -> None:
+    left = counterparties.get(pubkey, 0) - 1
+    if left > 0:
+        counterparties[pubkey] = left
+    else:
+        counterparties.pop(pubkey, None)
 
 
 def _int_tag(event: Mapping[str, Any], name: str) -> int | None:

@@ -1,6 +1,6 @@
 """The reputation score: a deterministic, versioned function of what the indexer counted.
 
-Version ``1`` (``SCORE_VERSION``), for one pubkey, over both roles together:
+Version ``1``, for one pubkey, over both roles together:
 
 * every closed task with a counterparty is one *outcome*: success (4/4) or failure (0/4), see
   ``metrics``; a review counts as an outcome worth half a task with success ``(rating - 1)/4``;
@@ -14,8 +14,42 @@ Version ``1`` (``SCORE_VERSION``), for one pubkey, over both roles together:
 * the score is the Wilson lower bound (z = 1.96) of the weighted success rate, in per mille
   (0 to 1000): few outcomes or failures keep it low; nothing at all is 0.
 
-Integers only, so every machine produces the same bytes. Changing any constant here is a new
-version. :func:`recompute` replays the log and checks published assertions (kind 30382) against
+Version ``2`` (``SCORE_VERSION``) keeps all of that and counts the deal honestly. It publishes
+five more metrics (``counters.DEAL_COUNTERS``): an employer's ``rejections``, its
+``rejections_overturned`` (an arbiter ruled for the worker, or the rejection lapsed unbacked:
+``RejectionLapsed``, or ``DisputeWindowElapsed`` after it) and its ``refunds_after_proof``; a
+worker's ``revocations`` and ``unclaims``. Outcomes of a closed task with a worker, in quarters:
+
+* paid in full: employer 4, worker 4; but the employer 0 if it lost a dispute or a rejection of
+  its own was overturned (rejecting good work is a failure, not a success);
+* refunded before any proof: employer 4, worker 0 (as in version 1);
+* refunded after a proof: never a success for the employer. When the employer had rejected
+  or disputed the proof and no arbiter ruled for it, it is the employer's failure (0) and no
+  outcome for the worker: the employer's unbacked word is evidence against nobody else.
+  Otherwise (an arbiter backed it, or a payout failed) it is no outcome for the employer, since
+  the worker can cause those and a stranger must not be able to lower an employer's score with
+  ops it signs itself, and the worker's 0 unless it won a dispute (as in version 1);
+* an arbiter's split (``SplitDecided``) paid: worker ``round(4 W / (W + E))``, employer the
+  rest of the 4: the ruling measures how far each side was right;
+* an agreement both parties signed (``AgreementAccepted``) paid: employer 4, worker
+  ``round(4 W / amount)``. A cooperative cancel (``W`` = 0) is no outcome for either side, and
+  is not a refund after a proof: the worker's signature says the deal ended by consent, and
+  counting it would make an employer refuse a cancel and reject instead. An agreement or split
+  that unwound to a refund (a share could not be paid) is no outcome for either side.
+
+A claim the task's employer revoked after the claim timeout (``ClaimRevoked``) is a failure of
+the worker at a full task's weight, with the employer as counterparty (so damping bounds what
+one employer can do); an unclaim (``ClaimReleased``) is a failure at half a task's weight:
+leaving early frees the task, squatting until revoked blocks it, so squatting costs twice as
+much. Only the employer's own ``SubmissionRejected`` counts as its rejection, and only a
+revocation by the task's employer of the worker holding the claim counts against that worker;
+an abandoned claim also leaves the worker's volume and both sides' counterparties, so claiming
+and dropping tasks (or revoking one's own sock puppet) makes no record look busier or more
+varied, and gives the employer no outcome at all.
+
+Integers only, so every machine produces the same bytes. Changing any constant or rule here is
+a new version; assertions of every version in ``SCORE_VERSIONS`` still recompute by their own
+rules. :func:`recompute` replays the log and checks published assertions (kind 30382) against
 it; the auditor calls it, so this module uses the standard library and ``metrics`` only.
 """
 
@@ -27,11 +61,21 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .metrics import ROLES, Indexer, IndexerKinds, Outcome, RoleMetrics, SequenceConflict
+from .metrics import (
+    LATEST_VERSION,
+    ROLES,
+    VERSIONS,
+    Indexer,
+    IndexerKinds,
+    Outcome,
+    RoleMetrics,
+    SequenceConflict,
+)
 from .review_rules import receipt_problems, str_tag
 
 __all__ = [
     "SCORE_VERSION",
+    "SCORE_VERSIONS",
     "Mismatch",
     "ReceiptProblem",
     "RecomputeReport",
@@ -45,7 +89,10 @@ __all__ = [
     "wilson_lower_bound_permille",
 ]
 
-SCORE_VERSION = "1"
+SCORE_VERSION = LATEST_VERSION
+"""The version a running taskhold publishes."""
+SCORE_VERSIONS = VERSIONS
+"""Every version :func:`recompute` checks, each by its own rules."""
 Q = 1 << 20
 REFERENCE_BITS = 14
 HALF_LIFE_S = 90 * 86_400
@@ -93,6 +140,7 @@ def score_outcomes(outcomes: Sequence[Outcome], now: int) -> tuple[int, int]:
         weight = weight * damping[outcome.counterparty] // Q
         if outcome.review:
             weight //= REVIEW_DIVISOR
+        weight //= outcome.divisor
         trials += weight
         successes += weight * outcome.success_quarters // 4
     return successes, trials
@@ -142,7 +190,7 @@ def score_card(indexer: Indexer, subject: str) -> ScoreCard:
         successes, trials = score_outcomes(counted.outcomes, now)
         total_s, total_n = total_s + successes, total_n + trials
         role_scores[role] = wilson_lower_bound_permille(successes, trials)
-        metrics[role] = counted.as_dict()
+        metrics[role] = counted.as_dict(deal_counters=indexer.version != "1")
     return ScoreCard(
         subject=subject,
         score=wilson_lower_bound_permille(total_s, total_n),
@@ -151,6 +199,7 @@ def score_card(indexer: Indexer, subject: str) -> ScoreCard:
         gseq_from=0,
         gseq_to=indexer.head_gseq,
         rseq_to=indexer.head_rseq,
+        version=indexer.version,
     )
 
 
@@ -205,6 +254,7 @@ class _Claim:
     subject: str
     gseq_to: int
     rseq_to: int
+    version: str
 
 
 def recompute(
@@ -227,6 +277,10 @@ def recompute(
     mismatch on ``sig``. Assertions by another key than ``reputation_pubkey`` (when given) and
     of other kinds are skipped.
 
+    Each assertion is recomputed by the rules of the version its ``v`` tag names (one of
+    ``SCORE_VERSIONS``), so assertions published before a version bump still verify; an
+    unknown version is a mismatch on ``v``.
+
     ``operator_pubkey`` is the key the log starts with; the indexer follows ``KeyRotated``
     entries from it, so entries and records by later keys of the chain count, and an
     assertion's ``operator`` tag must name the key current after its ``gseq_to`` (the one that
@@ -246,11 +300,33 @@ def recompute(
             claims.append(claim)
     log = _sorted_by(entries, "gseq")
     records = _sorted_by(review_records, "rseq")
+    for version in SCORE_VERSIONS:
+        mine = [claim for claim in claims if claim.version == version]
+        mismatches.extend(
+            _replay(mine, log, records, version, operator_pubkey, kinds, verify) if mine else ()
+        )
+    return RecomputeReport(checked=len(claims), mismatches=tuple(mismatches))
+
+
+def _replay(
+    claims: list[_Claim],
+    log: list[tuple[int, Mapping[str, Any]]],
+    records: list[tuple[int, Mapping[str, Any]]],
+    version: str,
+    operator_pubkey: str | None,
+    kinds: IndexerKinds | None,
+    verify: Callable[[Mapping[str, Any]], bool] | None,
+) -> list[Mismatch]:
+    """The mismatches of one version's claims, over one indexer of that version fed forward
+    (a fresh one when a claim's ``rseq_to`` lies behind the head already applied)."""
+    mismatches: list[Mismatch] = []
     indexer: Indexer | None = None
     fed_entries = fed_records = 0
     for claim in sorted(claims, key=lambda c: (c.gseq_to, c.rseq_to, str(c.event.get("id")))):
         if indexer is None or claim.rseq_to < indexer.head_rseq:
-            indexer = Indexer(operator_pubkey=operator_pubkey, kinds=kinds, verify=verify)
+            indexer = Indexer(
+                operator_pubkey=operator_pubkey, kinds=kinds, verify=verify, version=version
+            )
             fed_entries = fed_records = 0
         while fed_entries < len(log) and log[fed_entries][0] <= claim.gseq_to:
             indexer.add(log[fed_entries][1])
@@ -273,7 +349,7 @@ def recompute(
         operator = indexer.operator_key if operator_pubkey is not None else None
         expected = assertion_tags(score_card(indexer, claim.subject), operator or "")
         mismatches.extend(_compare(claim, expected, operator_pubkey is None))
-    return RecomputeReport(checked=len(claims), mismatches=tuple(mismatches))
+    return mismatches
 
 
 def _claim(
@@ -284,12 +360,13 @@ def _claim(
     subject = tags.get("d", "")
     if verify is not None and not verify(event):
         return None, Mismatch(event_id, subject, "sig", None, "the assertion does not verify")
-    if tags.get("v") != SCORE_VERSION:
-        return None, Mismatch(event_id, subject, "v", tags.get("v"), SCORE_VERSION)
+    version = tags.get("v")
+    if version not in SCORE_VERSIONS:
+        return None, Mismatch(event_id, subject, "v", version, " or ".join(SCORE_VERSIONS))
     gseq_to, rseq_to = tags.get("gseq_to", ""), tags.get("rseq_to", "")
     if not subject or not _is_sequence(gseq_to) or not _is_sequence(rseq_to):
         return None, Mismatch(event_id, subject, "format", None, "d, gseq_to and rseq_to")
-    return _Claim(event, subject, int(gseq_to), int(rseq_to)), None
+    return _Claim(event, subject, int(gseq_to), int(rseq_to), version), None
 
 
 def _compare(claim: _Claim, expected: list[list[str]], any_operator: bool) -> list[Mismatch]:

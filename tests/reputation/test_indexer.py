@@ -81,6 +81,11 @@ def test_a_scripted_history_gives_exactly_the_expected_metrics() -> None:
         "counterparties": 2,
         "top_counterparty_ppm": 666_666,
         "effective_counterparties_milli": 1800,
+        "rejections": 0,
+        "rejections_overturned": 0,
+        "refunds_after_proof": 0,
+        "revocations": 0,
+        "unclaims": 0,
     }
     assert card.metrics["worker"]["tasks"] == 0
     w1 = score_card(indexer, W1).metrics["worker"]
@@ -135,7 +140,7 @@ def test_a_scripted_history_gives_exactly_the_expected_score() -> None:
         (W1, at["a"], amount, 0.75, True),
     ]
     card = score_card(indexer, E)
-    assert card.version == SCORE_VERSION == "1"
+    assert card.version == SCORE_VERSION == "2"
     assert abs(card.score - 1000 * _float_score(employer, now)) <= 1
     assert card.score == 196
     assert card.role_scores == {"employer": 196, "worker": 0}

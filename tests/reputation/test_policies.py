@@ -182,7 +182,7 @@ async def test_a_new_task_gets_the_full_default_window_until_a_worker_claims(
 async def test_info_states_the_reputation_rules(open_custom: Any) -> None:
     stack: Stack = await open_custom(pow_max_bits=12)
     info = (await stack.http.get("/v1/info")).json()["reputation"]
-    assert info["score_version"] == "1"
+    assert info["score_version"] == "2"
     assert info["policy"]["pow_max_bits"] == 12
     assert info["rate_limits"]["per_pubkey_per_s"] == stack.settings.rate_limit_pubkey_per_s
     assert info["reputation_pubkey"] != stack.services.signer.get_public_key()

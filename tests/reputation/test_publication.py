@@ -19,9 +19,9 @@ from support.task_flows import tag
 
 from taskhold.keys.signer import load_or_create_key_file
 from taskhold.nostr import NostrKeys, verify_event
-from taskhold.reputation.metrics import IndexerKinds
-from taskhold.reputation.score import RecomputeReport, recompute
-from taskhold.store.models import LogEntryRow, OutboxRow, ReviewRow
+from taskhold.reputation.metrics import Indexer, IndexerKinds
+from taskhold.reputation.score import SCORE_VERSION, RecomputeReport, recompute, score_card
+from taskhold.store.models import LogEntryRow, OutboxRow, ReputationAssertionRow, ReviewRow
 
 
 @pytest.fixture
@@ -90,21 +90,26 @@ async def test_assertions_are_signed_by_the_reputation_key_and_served(
     stack: Stack, arbiter_keys: NostrKeys
 ) -> None:
     people = await _history(stack, arbiter_keys)
-    result = await stack.services.reputation.sync()
-    assert result.published == 2  # employer and worker; the loser's score is 0
+    await stack.services.reputation.sync()
+    assert (await stack.services.reputation.sync()).published == 0
     log, rows = await _published(stack)
     operator = stack.services.signer.get_public_key()
     reputation_key = _reputation_keys(stack).pubkey_hex
     assert reputation_key != operator
     by_subject = {tag(row.raw, "d"): row.raw for row in rows}
     employer = people["employer"].pubkey_hex
+    # employer and worker, the loser's score is 0; a slow write's admission may have synced
+    # (and published) before the sync above, so the count of that sync is not the point
+    assert set(by_subject) == {employer, people["worker"].pubkey_hex}
     assertion = by_subject[employer]
     assert verify_event(assertion) and assertion["pubkey"] == reputation_key
-    assert tag(assertion, "v") == "1"
+    assert tag(assertion, "v") == "2"
     assert tag(assertion, "operator") == operator
     assert tag(assertion, "gseq_from") == "0"
     assert tag(assertion, "gseq_to") == str(len([e for e in log if e["kind"] == 3910]) - 1)
-    assert tag(assertion, "rseq_to") == "1"
+    # the worker's review (rseq 0) is the last record that changed the employer's score
+    assert tag(assertion, "rseq_to") in ("0", "1")
+    assert tag(assertion, "employer_reviews") == "1"
     assert tag(assertion, "employer_completed") == "2"
     assert tag(assertion, "employer_disputes_won") == "1"
 
@@ -114,7 +119,7 @@ async def test_assertions_are_signed_by_the_reputation_key_and_served(
     assert served["roles"]["employer"]["completed"] == 2
     assert served["roles"]["employer"]["reviews"] == 1
     assert (served["gseq_from"], served["gseq_to"]) == (0, int(tag(assertion, "gseq_to") or ""))
-    assert served["version"] == "1" and served["has_record"]
+    assert served["version"] == "2" and served["has_record"]
     stranger = await people["worker"].reputation(NostrKeys.generate().pubkey_hex)
     assert (stranger["score"], stranger["has_record"], stranger["published"]) == (0, False, None)
 
@@ -229,6 +234,45 @@ async def test_a_restarted_indexer_catches_up_without_republishing(
         assert result.published == 0
         after = await again.client().reputation(people["employer"].pubkey_hex)
         assert after == before
+    finally:
+        await close_stack(again)
+
+
+async def test_a_restart_after_the_version_bump_republishes_and_both_versions_recompute(
+    tmp_path: Path, database_url: str, arbiter_keys: NostrKeys
+) -> None:
+    """Subjects last published under version 1 (as a taskhold before the bump left them) are
+    published again under the new version on the first sync after a restart, and the version 1
+    assertions already on relays still recompute by version 1's rules."""
+    settings = stack_settings(tmp_path, database_url, arbiters=[arbiter_keys.pubkey_hex])
+    first = await open_stack(settings)
+    try:
+        await _history(first, arbiter_keys)
+        await first.services.reputation.sync()
+        log, _ = await _published(first)
+        old = Indexer(operator_pubkey=None, kinds=IndexerKinds(), version="1")
+        old.add_many(log)
+        publisher = first.services.reputation.publisher
+        assert publisher is not None
+        async with first.services.store.transaction() as tx:
+            cards = [score_card(old, subject) for subject in old.subjects()]
+            queued = await publisher.publish_changed(tx.session, cards)
+        assert {tag(event, "v") for event in queued} == {"1"} and len(queued) == 2
+    finally:
+        await close_stack(first)
+    again = await open_stack(settings, world=first.world)
+    try:
+        result = await again.services.reputation.sync()
+        assert result.published == 2
+        async with again.services.store.transaction() as tx:
+            rows = list((await tx.session.execute(select(ReputationAssertionRow))).scalars())
+        assert {row.version for row in rows} == {SCORE_VERSION} and len(rows) == 2
+        log, outbox = await _published(again)
+        assertions = [row.raw for row in outbox]
+        assert {tag(a, "v") for a in assertions} == {"1", SCORE_VERSION}
+        report = _recompute(again, log, assertions)
+        assert report.clean, report.mismatches
+        assert report.checked == len(assertions)
     finally:
         await close_stack(again)
 

@@ -125,6 +125,36 @@ class LogBuilder:
         self.entry(task_id, {"type": "RefundOrdered", "actor": "system", "reason": reason})
         self.entry(task_id, {"type": "RefundCompleted", "actor": "system"})
 
+    # the deal's ops (claim discipline, accountable rejection, agreements, splits) --------------
+
+    def reject(self, task_id: str, actor: str) -> None:
+        self.entry(task_id, {"type": "SubmissionRejected", "actor": actor, "reason": "no"})
+
+    def rejection_lapsed(self, task_id: str) -> None:
+        self.entry(task_id, {"type": "RejectionLapsed", "actor": "system"})
+
+    def revoke(self, task_id: str, actor: str, worker: str) -> None:
+        self.entry(task_id, {"type": "ClaimRevoked", "actor": actor, "worker_pubkey": worker})
+
+    def unclaim(self, task_id: str, worker: str, *, actor: str | None = None) -> None:
+        event = {"type": "ClaimReleased", "actor": actor or worker, "worker_pubkey": worker}
+        self.entry(task_id, event)
+
+    def agree(self, task_id: str, worker_msat: int) -> None:
+        self.entry(task_id, {"type": "AgreementAccepted", "actor": "x", "worker_msat": worker_msat})
+
+    def split(self, task_id: str, worker_msat: int, employer_msat: int) -> None:
+        event = {"worker_msat": worker_msat, "employer_msat": employer_msat}
+        self.entry(task_id, {"type": "SplitDecided", "actor": "arb", **event})
+
+    def submitted_task(self, employer: str, worker: str, amount_msat: int = 100_000_000) -> str:
+        """Created, funded, claimed by ``worker`` and a proof submitted."""
+        task_id = self.create(employer, amount_msat)
+        self.fund(task_id, amount_msat)
+        self.claim(task_id, worker)
+        self.proof(task_id, worker)
+        return task_id
+
     def paid_task(
         self, employer: str, worker: str, amount_msat: int = 100_000_000, *, gap: int = 60
     ) -> str:
