@@ -10,7 +10,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from support.deposit_flows import share_clock
+from support.deposit_flows import (
+    deposit_of,
+    give_worker_wallet_money,
+    locked_deposit,
+    share_clock,
+    stranger,
+)
 from support.stacks import Stack
 from support.task_flows import created, funded
 
@@ -252,3 +258,43 @@ async def test_who_may_send_the_claim_ops(
         assert answer == expected[role], (op, role)
         after = await parties["employer"].get_task(task_id)
         assert (after == before) == (answer != OK), (op, role)
+
+
+async def test_an_applicant_passes_the_same_gate_as_a_claimant(open_custom: Any) -> None:
+    """Proof of work (or a held deposit) is asked of the applicant's own signed request, so an
+    assignment needs no more; the assignee's deposit then stands and the others' come back."""
+    stack = await open_custom(pow_max_bits=8, reputation_max_staleness_s=0)
+    await give_worker_wallet_money(stack)
+    employer, lazy, staked = stack.client(), stranger(stack), stranger(stack)
+    task_id = (await funded(stack, employer, claim_mode="apply"))["task_id"]
+    assert (await refused(lazy.apply(task_id, "me")))[1] == "pow_required"
+    await locked_deposit(stack, staked, task_id, stack.world.worker)
+    await staked.apply(task_id, "my deposit is held")
+    miner = stack.client()  # mines its proof of work
+    await miner.apply(task_id, "I mined")
+    await locked_deposit(stack, lazy, task_id, stack.world.worker)
+    await lazy.apply(task_id, "now with a deposit")
+    assigned = await employer.assign(task_id, staked.pubkey_hex)
+    assert deposit_of(assigned, staked.pubkey_hex)["state"] == "HELD"
+    assert deposit_of(assigned, lazy.pubkey_hex)["state"] == "RETURNING"
+
+
+@pytest.mark.parametrize("how", ["unclaim early", "unclaim late", "revoke"])
+async def test_a_deposit_comes_back_on_an_early_unclaim_only(open_custom: Any, how: str) -> None:
+    stack = await open_custom(pow_max_bits=8, reputation_max_staleness_s=0)
+    await give_worker_wallet_money(stack)
+    now = [1_900_000_000.0]
+    employer, worker = stack.client(), stranger(stack)
+    share_clock(stack, now, employer, worker)
+    terms = {"claim_timeout_s": TIMEOUT, "deadline_at": int(now[0]) + 3600}
+    task_id = (await funded(stack, employer, **terms))["task_id"]
+    await locked_deposit(stack, worker, task_id, stack.world.worker)
+    await worker.claim(task_id)
+    if how != "unclaim early":
+        now[0] += TIMEOUT
+    task = await (employer.revoke(task_id) if how == "revoke" else worker.unclaim(task_id))
+    deposit = deposit_of(task, worker.pubkey_hex)
+    if how == "unclaim early":
+        assert (deposit["state"], deposit["beneficiary"]) == ("RETURNING", None)
+    else:
+        assert (deposit["state"], deposit["beneficiary"]) == ("FORFEIT", employer.pubkey_hex)
