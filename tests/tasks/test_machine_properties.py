@@ -429,14 +429,32 @@ class TaskLifecycle(RuleBasedStateMachine):
         actor=st.one_of(st.sampled_from([EMPLOYER, WORKER, WORKER2, STRANGER]), ANYONE),
         pick=st.sampled_from([WORKER, WORKER2, STRANGER, EMPLOYER]),
         late=st.booleans(),
+        rejected_first=st.booleans(),
+        stray=st.booleans(),
         dt=st.integers(min_value=0, max_value=60),
     )
-    def claim_discipline(self, kind: str, actor: str, pick: str, late: bool, dt: int) -> None:
+    def claim_discipline(
+        self,
+        kind: str,
+        actor: str,
+        pick: str,
+        late: bool,
+        rejected_first: bool,
+        stray: bool,
+        dt: int,
+    ) -> None:
         """Applications, assignments, unclaims and revocations by anyone, revocations often
-        just at the claim timeout: the rules that keep a squatter off and a worker's proof
-        safe need walks that reach them."""
+        just at the claim timeout and some after a rejected proof: the rules that keep a
+        squatter off and a worker's proof safe need walks that reach them."""
         assert self.task is not None
+        if rejected_first and self.task.state is S.CLAIMED and self.task.proof is None:
+            assert self.task.worker_pubkey is not None
+            self._send(sample_command(c.SubmitProof, self.task.worker_pubkey, self._at(0)))
+            self._send(sample_command(c.Reject, EMPLOYER, self._at(0)))
         task, at = self.task, self._at(dt)
+        if not stray:  # the party the rule is for; a stray actor tests the refusals
+            worker = task.worker_pubkey or WORKER
+            actor = {"assign": EMPLOYER, "revoke": EMPLOYER, "unclaim": worker}.get(kind, pick)
         if late and task.claimed_at is not None and task.claim_timeout_s is not None:
             at = self.now = max(at, task.claimed_at + task.claim_timeout_s)
         command: c.Command = {
@@ -515,15 +533,19 @@ class TaskLifecycle(RuleBasedStateMachine):
                 assert task_before is not None
                 deposit = task_before.deposit_of(ev.depositor)
                 assert deposit is not None and deposit.state is DepositState.HELD
-                if deposit.role == "worker" and any(
-                    isinstance(x, e.ClaimRevoked | e.ClaimReleased) for x in same_step
-                ):  # a claim taken back after its timeout, without a proof
-                    assert ev.depositor == task_before.worker_pubkey
-                    assert task_before.proof is None, "forfeited although a proof was sent"
-                    assert task_before.claimed_at is not None
-                    assert task_before.claim_timeout_s is not None
-                    assert ev.at >= task_before.claimed_at + task_before.claim_timeout_s
-                    assert ev.beneficiary == task_before.employer_pubkey
+                taken_back = [
+                    j
+                    for j, x in enumerate(self.history[: i + 1])
+                    if x.at == ev.at and isinstance(x, e.ClaimRevoked | e.ClaimReleased)
+                ]
+                if deposit.role == "worker" and taken_back:
+                    # a claim taken back after its timeout, without a proof
+                    claim = replay(self.history[: taken_back[-1]])
+                    assert claim is not None and ev.depositor == claim.worker_pubkey
+                    assert claim.proof is None, "forfeited although a proof was sent"
+                    assert claim.claimed_at is not None and claim.claim_timeout_s is not None
+                    assert ev.at >= claim.claimed_at + claim.claim_timeout_s
+                    assert ev.beneficiary == claim.employer_pubkey
                 elif deposit.role == "worker":
                     assert ev.depositor == task_before.worker_pubkey
                     assert task_before.proof is None, "forfeited although a proof was sent"
