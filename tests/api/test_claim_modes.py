@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from support.deposit_flows import (
     deposit_of,
     give_worker_wallet_money,
@@ -22,6 +24,7 @@ from support.task_flows import created, funded
 
 from taskhold.client import TaskholdAPIError, TaskholdClient
 from taskhold.lightning.base import InvoiceState
+from taskhold.settings import Settings
 
 TIMEOUT = 600
 
@@ -298,3 +301,9 @@ async def test_a_deposit_comes_back_on_an_early_unclaim_only(open_custom: Any, h
         assert (deposit["state"], deposit["beneficiary"]) == ("RETURNING", None)
     else:
         assert (deposit["state"], deposit["beneficiary"]) == ("FORFEIT", employer.pubkey_hex)
+
+
+@pytest.mark.parametrize("name", ["default_claim_timeout_s", "applications_max_per_task"])
+def test_claim_settings_must_be_positive(tmp_path: Path, name: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(data_dir=tmp_path, **{name: 0})
