@@ -144,6 +144,9 @@ class TaskholdClient:
         review_window_s: int | None = None,
         dispute_window_s: int | None = None,
         deposit: bool = False,
+        claim_mode: str | None = None,
+        direct_worker: str | None = None,
+        claim_timeout_s: int | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """Post a task as its employer; returns the task (``task_id``, ``state``, ...).
@@ -159,6 +162,9 @@ class TaskholdClient:
             "review_window_s": review_window_s,
             "dispute_window_s": dispute_window_s,
             "deposit": deposit or None,
+            "claim_mode": claim_mode,
+            "direct_worker": direct_worker,
+            "claim_timeout_s": claim_timeout_s,
         }
         body = {key: value for key, value in body.items() if value is not None}
         return await self._signed("/v1/tasks", "create", None, body, idempotency_key)
@@ -171,6 +177,30 @@ class TaskholdClient:
 
     async def claim(self, task_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
         return await self._task_write(task_id, "claim", "claim", {}, idempotency_key)
+
+    async def apply(
+        self, task_id: str, note: str, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Apply to a task in claim mode ``apply``; the employer may then assign this key."""
+        return await self._task_write(task_id, "apply", "apply", {"note": note}, idempotency_key)
+
+    async def assign(
+        self, task_id: str, worker_pubkey: str, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """As the employer: make one applicant the task's worker."""
+        body = {"worker_pubkey": worker_pubkey}
+        return await self._task_write(task_id, "assign", "assign", body, idempotency_key)
+
+    async def unclaim(self, task_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        """As the worker: give the task back before sending a proof."""
+        return await self._task_write(task_id, "unclaim", "unclaim", {}, idempotency_key)
+
+    async def revoke(
+        self, task_id: str, reason: str = "", *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """As the employer: revoke a claim whose timeout passed without a proof."""
+        body = {"reason": reason}
+        return await self._task_write(task_id, "revoke", "revoke", body, idempotency_key)
 
     async def submit_proof(
         self,

@@ -5,12 +5,15 @@ both parties with the Python client, so every step is the same signed request a 
 would send. The simulator's wallet routes stand in for the employer's and worker's wallets.
 
 Each scenario shows one capability: ``paid`` (the default), ``refund`` (the employer cancels a
-funded task) and ``hostile-payout`` (the worker first offers a bait payout invoice of the escrow
-node itself, which is refused; the operator's balance grows by exactly its fee).
+funded task), ``hostile-payout`` (the worker first offers a bait payout invoice of the escrow
+node itself, which is refused; the operator's balance grows by exactly its fee) and ``squatter``
+(a stranger claims and goes quiet; once the claim timeout passes the employer revokes the claim,
+the hold stays, and a second worker is paid).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -34,10 +37,12 @@ __all__ = ["SCENARIOS", "SIM_ONLY_SCENARIOS", "DemoError", "run_demo"]
 
 DEMO_AMOUNT_MSAT = 150_000_000
 PUBLISH_TIMEOUT_S = 30.0
-SCENARIOS = ("paid", "refund", "hostile-payout")
+SCENARIOS = ("paid", "refund", "hostile-payout", "squatter")
 SIM_ONLY_SCENARIOS = frozenset({"hostile-payout"})
 """Scenarios that read the simulated nodes' balances, which a devnet run has no route for."""
 BAIT_CODES = frozenset({"payout_to_escrow_node", "hash_reused"})
+SQUATTER_CLAIM_TIMEOUT_S = 3
+"""The squatter scenario's claim timeout: short, so the demo need not wait for hours."""
 
 
 class DemoError(Exception):
@@ -202,6 +207,9 @@ async def _drive(
             play = Play(employer, worker, wallets, say, console, quiet)
             if scenario == "hostile-payout":
                 return await play.hostile_payout()
+            if scenario == "squatter":
+                async with TaskholdClient(url, NostrKeys.generate()) as squatter:
+                    return await play.squatter(squatter)
             return await play.run(refund=scenario == "refund")
         finally:
             await wallets.close()
@@ -225,20 +233,25 @@ class Play:
     async def wait(self, task_id: str, state: str, what: str) -> dict[str, Any]:
         return await _wait(self.employer, task_id, {state}, self.console, self.quiet, what)
 
-    async def create(self, amount_msat: int = DEMO_AMOUNT_MSAT) -> dict[str, Any]:
+    async def create(
+        self, amount_msat: int = DEMO_AMOUNT_MSAT, claim_timeout_s: int | None = None
+    ) -> dict[str, Any]:
         return await self.employer.create_task(
             "Translate the README to German",
             "Put the translation at a public URL and submit it.",
             amount_msat,
             int(time.time()) + 3600,
             acceptance={"required_fields": ["url"], "url_fields": ["url"]},
+            claim_timeout_s=claim_timeout_s,
         )
 
-    async def fund(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    async def fund(
+        self, claim_timeout_s: int | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Steps 1-3: a new task, its hold invoice, the employer's payment held."""
         say = self.say
         say(f"employer {self.employer.pubkey_hex[:16]}…  worker {self.worker.pubkey_hex[:16]}…")
-        task = await self.create()
+        task = await self.create(claim_timeout_s=claim_timeout_s)
         task_id = task["task_id"]
         say(f"1. created task {task_id[:16]}… for {DEMO_AMOUNT_MSAT} msat → {task['state']}")
         funding = (await self.employer.request_funding(task_id))["funding"]
@@ -316,6 +329,46 @@ class Play:
             "worker_paid_msat": after["worker"] - before["worker"],
             "employer_paid_msat": before["employer"] - after["employer"],
         }
+
+    async def squatter(self, squatter: TaskholdClient) -> dict[str, Any]:
+        """A stranger claims the task and sends nothing. The claim timeout passes, the employer
+        revokes the claim (the hold stays held, nothing is refunded), the squatter may not claim
+        again, and a second worker claims and is paid."""
+        task, funding = await self.fund(claim_timeout_s=SQUATTER_CLAIM_TIMEOUT_S)
+        task_id, say = task["task_id"], self.say
+        task = await squatter.claim(task_id)
+        say(
+            f"4. a squatter {squatter.pubkey_hex[:16]}… claims it and goes quiet → {task['state']}"
+            f" (claim timeout {task['claim_timeout_s']} s)"
+        )
+        task = await self._revoke_once_due(task_id)
+        say(f"5. the timeout passes without a proof; employer revokes the claim → {task['state']}")
+        try:
+            await squatter.claim(task_id)
+        except TaskholdAPIError as exc:
+            if exc.code != "barred_worker":
+                raise DemoError(f"the squatter's second claim was refused oddly: {exc}") from None
+        else:
+            raise DemoError("taskhold let a revoked squatter claim the task again")
+        say("6. the squatter tries to claim again → refused (barred_worker)")
+        task = await self.worker.claim(task_id)
+        say(f"7. a second worker claims it → {task['state']}")
+        task = await self.pay_out(task, 8)
+        return self.summary(task, funding) | {
+            "revoked_worker_pubkey": squatter.pubkey_hex,
+            "paid_worker_pubkey": task["worker_pubkey"],
+        }
+
+    async def _revoke_once_due(self, task_id: str) -> dict[str, Any]:
+        """Revoke as soon as the server's clock passed the claim timeout."""
+        for _ in range(30):
+            await asyncio.sleep(SQUATTER_CLAIM_TIMEOUT_S)
+            try:
+                return await self.employer.revoke(task_id, "no proof within the claim timeout")
+            except TaskholdAPIError as exc:
+                if exc.code != "claim_timeout_running":
+                    raise
+        raise DemoError("the claim timeout never passed on the server")
 
     def summary(self, task: dict[str, Any], funding: dict[str, Any]) -> dict[str, Any]:
         preimage = task.get("preimage")

@@ -103,6 +103,27 @@ class RefusalCode(StrEnum):
     NO_PROOF = "no_proof", "the task has no proof (and so no payout invoice) yet"
     BAD_PREIMAGE = "bad_preimage", "a preimage does not hash to the hold invoice's payment hash"
     NO_REFUND_ORDERED = "no_refund_ordered", "a refund completes on a task with none ordered"
+    # Claim modes and claim discipline
+    APPLY_ONLY = "apply_only", "the task takes applications (op apply) and assigns its worker"
+    NOT_APPLY_MODE = "not_apply_mode", "only a task in claim mode apply takes applications"
+    DIRECT_WORKER_ONLY = "direct_worker_only", "the task names its one worker; no other key"
+    BARRED_WORKER = "barred_worker", "the key unclaimed or was revoked from this task before"
+    ALREADY_APPLIED = "already_applied", "the key already has an application on this task"
+    TOO_MANY_APPLICATIONS = "too_many_applications", "the task reached applications_max_per_task"
+    NOT_AN_APPLICANT = "not_an_applicant", "an assignment names a key that did not apply"
+    CLAIM_TIMEOUT_RUNNING = (
+        "claim_timeout_running",
+        "the claim timeout has not passed (or the task has none), so the claim stands",
+    )
+    PROOF_ON_RECORD = (
+        "proof_on_record",
+        "the worker submitted a proof: the claim can no longer be released or revoked",
+    )
+    BAD_CLAIM_MODE = "bad_claim_mode", "claim_mode or direct_worker do not fit together"
+    BAD_CLAIM_TIMEOUT = (
+        "bad_claim_timeout",
+        "claim_timeout_s is not positive or ends after the task's deadline",
+    )
     # Proofs
     MISSING_HEAD = "missing_head", "a proof carries no prev tag with the task's log_head"
     STALE_HEAD = "stale_head", "the task changed since the proof was signed (its prev tag)"

@@ -198,6 +198,12 @@ class Settings(BaseSettings):
     refused_proof_max_bytes: int = 4_000
     """A failing proof is recorded (with its signed request, so the verdict stays auditable)
     only up to this content size; a larger one is answered with its problems, not stored."""
+    default_claim_timeout_s: int = Field(default=6 * 3600, ge=1)
+    """Time from a claim to its first proof when a create gives none, after which the employer
+    may revoke the claim; never more than half the time left to the task's deadline."""
+    applications_max_per_task: int = Field(default=100, ge=1)
+    """Applications one task in claim mode ``apply`` takes: each is a log entry and stays in
+    the task's record, so a stranger with many keys cannot bloat it."""
 
     @field_validator("arbiters", "relays", "trusted_proxies", mode="before")
     @classmethod

@@ -14,6 +14,10 @@
 | review           | review        | employer or worker, PAID/REFUNDED  |
 | deposit          | deposit       | employer (DRAFT) or a would-be worker (FUNDED) |
 | deposit-payout   | deposit       | the beneficiary of a forfeited deposit |
+| apply            | participant   | anyone but the employer (claim mode apply) |
+| assign           | participant   | employer, naming an applicant      |
+| unclaim          | participant   | the worker, before any proof       |
+| revoke           | participant   | employer, after the claim timeout  |
 """
 
 from __future__ import annotations
@@ -52,4 +56,8 @@ ACTIONS: dict[str, Action] = {
     "review": Action(review),
     "deposit": Action(deposit),
     "deposit-payout": Action(deposit_payout),
+    "apply": Action(participant.apply),
+    "assign": Action(participant.assign),
+    "unclaim": Action(participant.unclaim),
+    "revoke": Action(participant.revoke),
 }

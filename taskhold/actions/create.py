@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,6 +33,13 @@ class CreateContent(BaseModel):
     dispute_window_s: int | None = Field(default=None, ge=0)
     deposit: bool = False
     """Lock a deposit (op ``deposit``, before funding) instead of proof of work on requests."""
+    claim_mode: Literal["open", "apply", "direct"] = "open"
+    """Who may become the worker: the first claim, an applicant the employer assigns, or only
+    ``direct_worker``."""
+    direct_worker: str | None = Field(default=None, pattern="^[0-9a-f]{64}$")
+    claim_timeout_s: int | None = Field(default=None, gt=0)
+    """Time from a claim to its first proof; left out, ``default_claim_timeout_s`` capped at
+    half the time to the deadline."""
 
 
 async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None) -> Outcome:
@@ -61,6 +68,9 @@ async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
         dispute_window_s=dispute,
         settings=settings,
     )
+    claim_timeout = body.claim_timeout_s
+    if claim_timeout is None:
+        claim_timeout = max(1, min(settings.default_claim_timeout_s, (body.deadline_at - now) // 2))
     fee = settings.fee_base_msat + body.amount_msat * settings.fee_ppm // 1_000_000
     if await tx.load_task(request.event_id) is not None:
         raise Invalid("a task with this id already exists", code=RefusalCode.TASK_EXISTS)
@@ -79,6 +89,9 @@ async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
         deadline_policy=settings.deadline_policy,
         review_window_by_policy=by_policy,
         deposit_pledged=body.deposit,
+        claim_mode=body.claim_mode,
+        direct_worker=body.direct_worker,
+        claim_timeout_s=claim_timeout,
     )
     created = await apply_command(ctx, tx, request, None, command)
     return Outcome(created, status=201)

@@ -16,7 +16,18 @@ from taskhold.tasks import commands as c
 from .content import parse_content
 from .pipeline import Handler, Outcome, WriteContext, apply_command
 
-__all__ = ["approve", "cancel", "claim", "open_dispute", "reject", "resolve_dispute"]
+__all__ = [
+    "apply",
+    "approve",
+    "assign",
+    "cancel",
+    "claim",
+    "open_dispute",
+    "reject",
+    "resolve_dispute",
+    "revoke",
+    "unclaim",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -60,13 +71,55 @@ async def claim(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | 
     (shorter for good ones); the employer's own choice stands."""
     assert task is not None
     parse_content(Empty, request.content)
-    window = None
-    if task.review_window_by_policy and ctx.reputation is not None:
-        fixed = ctx.reputation.review_window(
-            task.employer_pubkey, request.pubkey, task.review_window_s
-        )
-        window = fixed if fixed != task.review_window_s else None
+    window = _review_window_for(ctx, task, request.pubkey)
     command = c.Claim(actor=request.pubkey, at=ctx.escrow.now(), review_window_s=window)
+    return Outcome(await apply_command(ctx, tx, request, task, command))
+
+
+def _review_window_for(ctx: WriteContext, task: Task, worker_pubkey: str) -> int | None:
+    """The review window fixed when ``worker_pubkey`` becomes the worker; None keeps it."""
+    if not task.review_window_by_policy or ctx.reputation is None:
+        return None
+    fixed = ctx.reputation.review_window(task.employer_pubkey, worker_pubkey, task.review_window_s)
+    return fixed if fixed != task.review_window_s else None
+
+
+class Note(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str = Field(min_length=1, max_length=500)
+
+
+class Assignee(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    worker_pubkey: str = Field(pattern="^[0-9a-f]{64}$")
+
+
+async def apply(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None) -> Outcome:
+    """Apply to a task in claim mode apply. The applicant signs this request, so it passes the
+    same proof-of-work gate (or deposit) as a claim would: an assignment needs no more."""
+    assert task is not None
+    body = parse_content(Note, request.content)
+    command = c.Apply(
+        actor=request.pubkey,
+        at=ctx.escrow.now(),
+        note=body.note,
+        max_applications=ctx.escrow.settings.applications_max_per_task,
+    )
+    return Outcome(await apply_command(ctx, tx, request, task, command))
+
+
+async def assign(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None) -> Outcome:
+    """The employer makes one applicant the worker; the review window is fixed as for a claim."""
+    assert task is not None
+    body = parse_content(Assignee, request.content)
+    command = c.Assign(
+        actor=request.pubkey,
+        at=ctx.escrow.now(),
+        worker_pubkey=body.worker_pubkey,
+        review_window_s=_review_window_for(ctx, task, body.worker_pubkey),
+    )
     return Outcome(await apply_command(ctx, tx, request, task, command))
 
 
@@ -80,3 +133,7 @@ resolve_dispute = _action(
     lambda b, actor, at: c.ResolveDispute(actor=actor, at=at, winner=b.winner, note=b.note),
 )
 cancel = _action(OptionalReason, lambda b, actor, at: c.Cancel(actor=actor, at=at, reason=b.reason))
+unclaim = _action(Empty, lambda b, actor, at: c.Unclaim(actor=actor, at=at))
+revoke = _action(
+    OptionalReason, lambda b, actor, at: c.RevokeClaim(actor=actor, at=at, reason=b.reason)
+)

@@ -131,6 +131,10 @@ for _op, _summary in [
         " before claiming)",
     ),
     ("deposit-payout", "Send the invoice that pays you a forfeited deposit (its beneficiary)"),
+    ("apply", "Apply to a task in claim mode apply, with a note (worker)"),
+    ("assign", "Make one applicant the worker (employer)"),
+    ("unclaim", "Give a claimed task back before sending a proof (worker)"),
+    ("revoke", "Revoke a claim whose timeout passed without a proof (employer)"),
 ]:
     _task_write(_op, _summary)
 

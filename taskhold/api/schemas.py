@@ -231,6 +231,15 @@ class TaskView(_Described):
     closed_at: int | None
     deposit_pledged: bool
     deposits: list[DepositView]
+    claim_mode: str = Field(description="open, apply or direct: who may become the worker")
+    direct_worker: str | None
+    claim_timeout_s: int | None = Field(
+        description="seconds from a claim to its first proof; then the employer may revoke it"
+    )
+    claimed_at: int | None
+    applicants_count: int
+    applicants: list[str] = Field(description="keys that applied; their notes are in the log")
+    barred_workers: list[str] = Field(description="keys that unclaimed or were revoked")
 
 
 class Review(_Described):
@@ -291,6 +300,7 @@ class Info(_Described):
     dispute_default: str
     arbiters: list[str]
     limits: dict[str, int]
+    default_claim_timeout_s: int
     request_kind: int
     proof_kind: int
     reputation: dict[str, Any] | None

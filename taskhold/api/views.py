@@ -76,6 +76,13 @@ def task_view(task: Task, log_head: str | None = None) -> dict[str, Any]:
         "closed_at": task.closed_at,
         "deposit_pledged": task.deposit_pledged,
         "deposits": [deposit_view(deposit) for deposit in task.deposits],
+        "claim_mode": task.claim_mode,
+        "direct_worker": task.direct_worker,
+        "claim_timeout_s": task.claim_timeout_s,
+        "claimed_at": task.claimed_at,
+        "applicants_count": len(task.applicants),
+        "applicants": list(task.applicants),
+        "barred_workers": list(task.barred_workers),
     }
 
 

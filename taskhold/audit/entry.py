@@ -32,6 +32,7 @@ OPS = frozenset(
         "DepositRequested", "DepositLocked", "DepositReturnOrdered", "DepositForfeited",
         "DepositPayoutRequested", "DepositPayoutFailed", "DepositReturned", "DepositPaidOut",
         "DepositSettledUnderLivePayout",
+        "ApplicationFiled", "WorkerAssigned", "ClaimReleased", "ClaimRevoked",
     }
 )  # fmt: skip
 
@@ -48,8 +49,17 @@ REQUEST_OPS: Mapping[str, frozenset[str]] = {
     "payout-invoice": frozenset({"PayoutRequestUpdated"}),
     "deposit": frozenset({"DepositRequested"}),
     "deposit-payout": frozenset({"DepositPayoutRequested"}),
+    "apply": frozenset({"ApplicationFiled"}),
+    "assign": frozenset({"WorkerAssigned"}),
+    "unclaim": frozenset({"ClaimReleased"}),
+    "revoke": frozenset({"ClaimRevoked"}),
 }
 """Which entry a participant's request (its ``op`` tag) may cause."""
+
+_SIGNED_BY_EMPLOYER = frozenset({"WorkerAssigned", "ClaimRevoked"})
+"""Entries whose request only the employer (the first ``p`` tag) may sign."""
+_SIGNED_BY_WORKER = frozenset({"ApplicationFiled", "ClaimReleased"})
+"""Entries whose request only the key in the event's ``worker_pubkey`` may sign."""
 
 _UINT = re.compile(r"0|[1-9][0-9]*")
 
@@ -312,11 +322,28 @@ class _Reader:
                 problems.append("the task id is not the create request's id")
         elif request_tags.get("task") != task:
             problems.append("its task tag names another task")
+        problems.extend(self._signer_problems(op, str(request["pubkey"])))
         if problems:
             self.fault(
                 FindingKind.BAD_EMBEDDED_REQUEST, "embedded request: " + "; ".join(problems),
                 request_id,
             )  # fmt: skip
+
+    def _signer_problems(self, op: str, signer: str) -> list[str]:
+        """Who may sign the request behind a claim-mode entry: the employer assigns and
+        revokes, a worker applies and unclaims only for themselves."""
+        if op in _SIGNED_BY_EMPLOYER:
+            employer = next((t[1] for t in self.event["tags"] if t[0] == "p" and len(t) > 1), None)
+            if signer != employer:
+                return [f"{op} must be signed by the employer (the first p tag)"]
+        if op in _SIGNED_BY_WORKER:
+            try:
+                worker = json.loads(self.event["content"])["event"]["worker_pubkey"]
+            except (ValueError, KeyError, TypeError):
+                return [f"{op} names no worker_pubkey"]
+            if signer != worker:
+                return [f"{op} must be signed by its worker_pubkey"]
+        return []
 
 
 def parse_entry(

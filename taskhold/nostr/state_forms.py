@@ -5,7 +5,8 @@ The writer hashes the whole task (``entries.state_hash``), so each field the tas
 the hash of every later state; entries already signed keep the hash of the state without it.
 A rebuild replays those entries with today's reducer, which fills the new fields in (a dispute's
 ``dispute_opened_at``, the count of refused proofs), so it checks the entry's tag against the
-replayed state with the later fields left out as well. Only whole groups of fields that came
+replayed state with the later fields left out as well (claim modes: a task from before them
+folds to an open task without a claim timeout). Only whole groups of fields that came
 with one change are left out, in every combination (the changes were made side by side). The
 writer is unchanged, and the independent auditor does not recompute state hashes.
 """
@@ -22,6 +23,12 @@ __all__ = ["LATER_FIELDS", "matches_state"]
 LATER_FIELDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
     (frozenset({"proofs_refused", "dispute_opened_at"}), frozenset()),
     (frozenset({"hold_settled_at"}), frozenset({"hold_settled_at"})),
+    (
+        frozenset(
+            {"claim_mode", "direct_worker", "claim_timeout_s", "applicants", "barred_workers"}
+        ),
+        frozenset(),
+    ),
 )
 """Fields added to a task (and to each of its deposits) after entries were written, by change."""
 

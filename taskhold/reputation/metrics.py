@@ -565,6 +565,7 @@ _ENTRY_HANDLERS: dict[str, Callable[[Indexer, str, _Open, Any, int], None]] = {
     "RefundCompleted": Indexer._refund_completed,
     "TaskCancelled": Indexer._cancelled,
     "FundingExpired": Indexer._expired,
+    "WorkerAssigned": Indexer._claimed,  # an assignment is a claim in the applicant's name
 }
 """Version 1: the ops it has always read."""
 

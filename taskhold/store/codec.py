@@ -26,4 +26,7 @@ def task_from_data(data: dict[str, Any]) -> Task:
         Deposit(**{**deposit, "state": DepositState(deposit["state"])})
         for deposit in fields.get("deposits", ())
     )
+    for name in ("applicants", "barred_workers"):  # JSON has lists; the task keeps tuples
+        if name in fields:
+            fields[name] = tuple(fields[name])
     return Task(**fields)

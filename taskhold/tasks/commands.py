@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "Apply",
     "Approve",
+    "Assign",
     "Cancel",
     "Claim",
     "Command",
@@ -35,11 +37,13 @@ __all__ = [
     "RequestDepositPayout",
     "RequestFunding",
     "ResolveDispute",
+    "RevokeClaim",
     "SettleDepositUnderLivePayout",
     "SettleUnderLivePayout",
     "SubmitProof",
     "SystemDepositCommand",
     "Tick",
+    "Unclaim",
     "UpdatePayoutRequest",
 ]
 
@@ -64,6 +68,9 @@ class CreateTask(Command):
     deadline_policy: str
     review_window_by_policy: bool = False
     deposit_pledged: bool = False
+    claim_mode: str = "open"
+    direct_worker: str | None = None
+    claim_timeout_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -177,6 +184,37 @@ class SettleUnderLivePayout(Command):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CompleteRefund(Command):
     invoice_state: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Apply(Command):
+    """A would-be worker asks for a task in claim mode ``apply``, with a signed note."""
+
+    note: str
+    max_applications: int = 100
+    """How many applications one task takes (``applications_max_per_task``)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Assign(Command):
+    """The employer picks one applicant as the task's worker."""
+
+    worker_pubkey: str
+    review_window_s: int | None = None
+    """As for ``Claim``: the review window fixed from both parties' records; None keeps it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unclaim(Command):
+    """The worker gives the task back before sending a proof."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RevokeClaim(Command):
+    """The employer takes the task back from a worker who sent no proof within the claim
+    timeout."""
+
+    reason: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,7 +16,12 @@ only ever held by the escrow node, never taken:
   paid before the HTLC's guard margin is returned: settling without paying would make taskhold
   custodial;
   unless its payment is still in flight, when it is settled under the declared fallback
-  (``DepositSettledUnderLivePayout``) and the beneficiary stays owed.
+  (``DepositSettledUnderLivePayout``) and the beneficiary stays owed;
+- a worker who **gives the task back** (``ClaimReleased``) before the claim timeout gets it
+  back: the employer lost nothing but the time the worker declared. A **revoked** claim
+  (``ClaimRevoked``), or a release after the timeout, when the employer could have revoked
+  (so unclaiming is no way to dodge the forfeit), is abandonment: the deposit is forfeited to
+  the employer.
 
 Pure like the rest of the machine: ``decide_deposit`` for deposit commands, ``consequences``
 for what a task's own events do to its deposits, ``deposit_changes`` to fold deposit events.
@@ -35,7 +40,13 @@ from . import commands as c
 from . import events as e
 from .model import SYSTEM_ACTOR, Deposit, DepositState, Role, Task, TaskState
 
-__all__ = ["consequences", "decide_deposit", "deposit_changes", "next_deposit_round"]
+__all__ = [
+    "claim_timed_out",
+    "consequences",
+    "decide_deposit",
+    "deposit_changes",
+    "next_deposit_round",
+]
 
 D = DepositState
 
@@ -237,6 +248,8 @@ def consequences(before: Task, after: Task, events: Sequence[e.Event]) -> list[e
             out.append(e.DepositForfeited(**base, beneficiary=beneficiary, reason=reason))
         elif after.is_terminal:
             out.append(e.DepositReturnOrdered(**base, reason=f"the task ended {after.state}"))
+        elif _released_by(events) == deposit.depositor:
+            out.append(e.DepositReturnOrdered(**base, reason="the worker gave the task back"))
         elif deposit.role == "worker" and after.worker_pubkey is not None:
             if deposit.depositor != after.worker_pubkey:
                 out.append(e.DepositReturnOrdered(**base, reason="another worker claimed the task"))
@@ -261,6 +274,14 @@ def _abandonment(
                 after.employer_pubkey,
                 "the worker claimed the task and sent no proof before it was refunded",
             )
+    if deposit.role == "worker" and _released_by(events) == deposit.depositor:
+        if any(isinstance(ev, e.ClaimRevoked) for ev in events):
+            return after.employer_pubkey, "the claim was revoked: no proof within its timeout"
+        if claim_timed_out(before, events[-1].at):
+            return (
+                after.employer_pubkey,
+                "the worker gave the task back after the claim timeout, without a proof",
+            )
     if deposit.role == "employer" and after.worker_pubkey is not None:
         silent = before.state is TaskState.SUBMITTED
         if silent and any(isinstance(ev, e.ReviewWindowElapsed) for ev in events):
@@ -269,6 +290,21 @@ def _abandonment(
                 "the employer let the review window run out without approving or rejecting",
             )
     return None
+
+
+def _released_by(events: Sequence[e.Event]) -> str | None:
+    """The worker these events released from the task (unclaimed or revoked), if any."""
+    for ev in events:
+        if isinstance(ev, e.ClaimReleased | e.ClaimRevoked):
+            return ev.worker_pubkey
+    return None
+
+
+def claim_timed_out(task: Task, at: int) -> bool:
+    """Whether ``task``'s claim timeout has passed at ``at`` (never for a task without one)."""
+    if task.claim_timeout_s is None or task.claimed_at is None:
+        return False
+    return at >= task.claimed_at + task.claim_timeout_s
 
 
 def _newest(deposits: Sequence[Deposit]) -> list[Deposit]:

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "ApplicationFiled",
+    "ClaimReleased",
+    "ClaimRevoked",
     "DepositEvent",
     "DepositForfeited",
     "DepositLocked",
@@ -42,6 +45,7 @@ __all__ = [
     "TaskCancelled",
     "TaskClaimed",
     "TaskCreated",
+    "WorkerAssigned",
     "event_from_dict",
     "event_to_dict",
 ]
@@ -72,6 +76,13 @@ class TaskCreated(Event):
     from both parties' records, never longer."""
     deposit_pledged: bool = False
     """The employer skipped proof of work by promising a deposit; funding waits for it."""
+    claim_mode: str = "open"
+    """Who may become the worker: ``open`` (first claim), ``apply`` (the employer assigns one
+    applicant) or ``direct`` (only ``direct_worker``). Entries from before claim modes: open."""
+    direct_worker: str | None = None
+    claim_timeout_s: int | None = None
+    """Seconds from a claim to its first proof, after which the employer may revoke the claim;
+    None (entries from before claim timeouts) means a claim is never revoked."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -269,6 +280,38 @@ class DepositPaidOut(DepositEvent):
     payout_fee_msat: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApplicationFiled(Event):
+    """A would-be worker applied to a task in claim mode ``apply``."""
+
+    worker_pubkey: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerAssigned(Event):
+    """The employer made one applicant the worker: a claim in their name."""
+
+    worker_pubkey: str
+    review_window_s: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimReleased(Event):
+    """The worker gave the task back before any proof; they may not take it again."""
+
+    worker_pubkey: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimRevoked(Event):
+    """The employer took the task back once the claim timeout passed without a proof; the
+    worker may not take it again. The hold stays: nothing is refunded."""
+
+    worker_pubkey: str
+    reason: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -301,6 +344,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DepositReturned,
         DepositSettledUnderLivePayout,
         DepositPaidOut,
+        ApplicationFiled,
+        WorkerAssigned,
+        ClaimReleased,
+        ClaimRevoked,
     )
 }
 

@@ -23,7 +23,7 @@ from taskhold.errors import Conflict, Forbidden, Invalid, Refusal, RefusalCode
 
 from . import commands as c
 from . import events as e
-from .deposits import consequences, decide_deposit, deposit_changes
+from .deposits import claim_timed_out, consequences, decide_deposit, deposit_changes
 from .model import (
     FUNDED_STATES,
     SYSTEM_ACTOR,
@@ -34,7 +34,7 @@ from .model import (
     TaskState,
 )
 
-__all__ = ["TRANSITIONS", "Rule", "decide", "evolve", "replay"]
+__all__ = ["CLAIM_MODES", "TRANSITIONS", "Rule", "decide", "evolve", "replay"]
 
 S = TaskState
 
@@ -87,6 +87,10 @@ TRANSITIONS: dict[type[c.Command], Rule] = {
     c.CompleteRelease: _rule([S.VERIFIED], [Role.SYSTEM], "release"),
     c.SettleUnderLivePayout: _rule([S.VERIFIED], [Role.SYSTEM], "settle the hold of"),
     c.CompleteRefund: _rule(_OPEN_STATES, [Role.SYSTEM], "complete the refund of"),
+    c.Apply: _rule([S.FUNDED], [Role.OTHER], "apply to"),
+    c.Assign: _rule([S.FUNDED], [Role.EMPLOYER], "assign a worker to"),
+    c.Unclaim: _rule([S.CLAIMED], [Role.WORKER], "unclaim"),
+    c.RevokeClaim: _rule([S.CLAIMED], [Role.EMPLOYER], "revoke the claim on"),
 }
 """The one table of who may do what, when. ``CreateTask`` acts on no task and is not listed.
 
@@ -101,6 +105,16 @@ Disputes, so that neither side profits from opening one it cannot win on the mer
   dispute, which then ends by the default;
 - the worker may not dispute a submission still under review (``review_pending``): the review
   window already releases it if the employer stays silent, and a dispute must not shorten it.
+
+Claims, so that nobody can squat a task and nobody loses work already sent:
+
+- the task's ``claim_mode`` says who may become its worker: ``open`` (the first claim),
+  ``apply`` (applicants file a signed note, the employer assigns one) or ``direct`` (only the
+  key named at creation);
+- the worker may give the task back (``Unclaim``) and the employer may take it back
+  (``RevokeClaim``) once ``claim_timeout_s`` passed since the claim; both only while no proof
+  was sent (``proof_on_record``: a rejected submission is a dispute, never a revocation). The
+  task returns to FUNDED with its hold still held, and the key is barred from it for good.
 """
 
 _ALLOWED_WHILE_REFUNDING: frozenset[type[c.Command]] = frozenset(
@@ -195,8 +209,33 @@ def _create(task: Task | None, cmd: c.CreateTask) -> list[e.Event]:
         raise Invalid("review and dispute windows must not be negative")
     if cmd.deadline_policy not in DEADLINE_POLICIES:
         raise Invalid(f"unknown deadline policy {cmd.deadline_policy!r}")
+    _check_claim_terms(cmd)
     fields = {f.name: getattr(cmd, f.name) for f in dataclasses.fields(cmd)}
     return [e.TaskCreated(**fields)]
+
+
+CLAIM_MODES = frozenset({"open", "apply", "direct"})
+
+
+def _check_claim_terms(cmd: c.CreateTask) -> None:
+    if cmd.claim_mode not in CLAIM_MODES:
+        raise Invalid(
+            f"claim_mode must be one of {', '.join(sorted(CLAIM_MODES))}",
+            code=RefusalCode.BAD_CLAIM_MODE,
+        )
+    if (cmd.claim_mode == "direct") != (cmd.direct_worker is not None):
+        raise Invalid(
+            "direct_worker is required with claim_mode direct, and only then",
+            code=RefusalCode.BAD_CLAIM_MODE,
+        )
+    if cmd.direct_worker == cmd.actor:
+        raise Invalid("the employer cannot be the task's worker", code=RefusalCode.BAD_CLAIM_MODE)
+    timeout = cmd.claim_timeout_s
+    if timeout is not None and not 0 < timeout <= cmd.deadline_at - cmd.at:
+        raise Invalid(
+            "claim_timeout_s must be positive and end by the task's deadline",
+            code=RefusalCode.BAD_CLAIM_TIMEOUT,
+        )
 
 
 def _need_text(value: str, what: str) -> str:
@@ -255,13 +294,125 @@ def _claim(task: Task, cmd: c.Command) -> list[e.Event]:
             code=RefusalCode.DEADLINE_PASSED,
         )
     assert isinstance(cmd, c.Claim)
-    window = cmd.review_window_s
+    if task.claim_mode == "apply":
+        raise Conflict(
+            "this task takes applications: apply (op apply) and the employer assigns one",
+            code=RefusalCode.APPLY_ONLY,
+        )
+    _may_work_on(task, cmd.actor)
+    _check_review_window(task, cmd.review_window_s)
+    return [
+        e.TaskClaimed(
+            at=cmd.at, actor=cmd.actor, worker_pubkey=cmd.actor, review_window_s=cmd.review_window_s
+        )
+    ]
+
+
+def _check_review_window(task: Task, window: int | None) -> None:
     if window is not None and not 0 <= window <= task.review_window_s:
         raise Invalid(
             "a claim may only shorten the review window", code=RefusalCode.BAD_REVIEW_WINDOW
         )
+
+
+def _may_work_on(task: Task, pubkey: str) -> None:
+    """Refuse ``pubkey`` as the worker of a direct task naming another key, or once barred."""
+    if task.claim_mode == "direct" and pubkey != task.direct_worker:
+        raise Forbidden(
+            "this task was offered to one named worker; no other key may take it",
+            code=RefusalCode.DIRECT_WORKER_ONLY,
+        )
+    if pubkey in task.barred_workers:
+        raise Forbidden(
+            "this key gave the task back or had its claim revoked; it may not take it again",
+            code=RefusalCode.BARRED_WORKER,
+        )
+
+
+def _apply(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.Apply)
+    _need_apply_mode(task)
+    _may_work_on(task, cmd.actor)
+    if cmd.at >= task.deadline_at:
+        raise Conflict(
+            "the task's deadline has passed; it takes no applications",
+            code=RefusalCode.DEADLINE_PASSED,
+        )
+    if cmd.actor in task.applicants:
+        raise Conflict("you already applied to this task", code=RefusalCode.ALREADY_APPLIED)
+    if len(task.applicants) >= cmd.max_applications:
+        raise Conflict(
+            f"this task already has {len(task.applicants)} applications, the most it takes",
+            code=RefusalCode.TOO_MANY_APPLICATIONS,
+        )
+    note = _need_text(cmd.note, "an application note")
+    return [e.ApplicationFiled(at=cmd.at, actor=cmd.actor, worker_pubkey=cmd.actor, note=note)]
+
+
+def _need_apply_mode(task: Task) -> None:
+    if task.claim_mode != "apply":
+        raise Conflict(
+            f"this task's claim mode is {task.claim_mode}; only apply tasks take applications"
+            " and assignments",
+            code=RefusalCode.NOT_APPLY_MODE,
+        )
+
+
+def _assign(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.Assign)
+    _need_apply_mode(task)
+    if cmd.worker_pubkey not in task.applicants:
+        raise Conflict(
+            "only a key that applied to this task can be assigned",
+            code=RefusalCode.NOT_AN_APPLICANT,
+        )
+    _may_work_on(task, cmd.worker_pubkey)
+    if cmd.at >= task.deadline_at:
+        raise Conflict(
+            "the task's deadline has passed; it can no longer be assigned",
+            code=RefusalCode.DEADLINE_PASSED,
+        )
+    _check_review_window(task, cmd.review_window_s)
     return [
-        e.TaskClaimed(at=cmd.at, actor=cmd.actor, worker_pubkey=cmd.actor, review_window_s=window)
+        e.WorkerAssigned(
+            at=cmd.at,
+            actor=cmd.actor,
+            worker_pubkey=cmd.worker_pubkey,
+            review_window_s=cmd.review_window_s,
+        )
+    ]
+
+
+def _no_proof_since_claim(task: Task, doing: str) -> None:
+    """Releasing or revoking a claim needs no proof on record: work already sent is settled by
+    review, dispute or the deadline policy, never by taking the task back."""
+    if task.proof is not None:
+        raise Conflict(
+            f"the worker submitted a proof; the claim can no longer be {doing}",
+            code=RefusalCode.PROOF_ON_RECORD,
+        )
+
+
+def _unclaim(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.Unclaim) and task.worker_pubkey is not None
+    _no_proof_since_claim(task, "released")
+    return [e.ClaimReleased(at=cmd.at, actor=cmd.actor, worker_pubkey=task.worker_pubkey)]
+
+
+def _revoke_claim(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.RevokeClaim) and task.worker_pubkey is not None
+    _no_proof_since_claim(task, "revoked")
+    if not claim_timed_out(task, cmd.at):
+        if task.claim_timeout_s is None:
+            detail = "this task declared no claim timeout, so its claim cannot be revoked"
+        else:
+            assert task.claimed_at is not None
+            ends = task.claimed_at + task.claim_timeout_s
+            detail = f"the claim timeout runs until {ends}; the claim stands until then"
+        raise Conflict(detail, code=RefusalCode.CLAIM_TIMEOUT_RUNNING)
+    reason = cmd.reason.strip() or "no proof within the claim timeout"
+    return [
+        e.ClaimRevoked(at=cmd.at, actor=cmd.actor, worker_pubkey=task.worker_pubkey, reason=reason)
     ]
 
 
@@ -511,6 +662,10 @@ _HANDLERS: dict[type[c.Command], Callable[[Task, c.Command], list[e.Event]]] = {
     c.CompleteRelease: _complete_release,
     c.SettleUnderLivePayout: _settle_under_live_payout,
     c.CompleteRefund: _complete_refund,
+    c.Apply: _apply,
+    c.Assign: _assign,
+    c.Unclaim: _unclaim,
+    c.RevokeClaim: _revoke_claim,
 }
 
 
@@ -535,6 +690,9 @@ def evolve(task: Task | None, event: e.Event) -> Task:
             deadline_policy=event.deadline_policy,
             review_window_by_policy=event.review_window_by_policy,
             deposit_pledged=event.deposit_pledged,
+            claim_mode=event.claim_mode,
+            direct_worker=event.direct_worker,
+            claim_timeout_s=event.claim_timeout_s,
             created_at=event.at,
             updated_at=event.at,
         )
@@ -563,7 +721,7 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
             }
         case e.FundingExpired():
             return {"state": S.EXPIRED, "closed_at": ev.at}
-        case e.TaskClaimed():
+        case e.TaskClaimed() | e.WorkerAssigned():
             claimed = {"state": S.CLAIMED, "worker_pubkey": ev.worker_pubkey, "claimed_at": ev.at}
             if ev.review_window_s is not None:
                 claimed["review_window_s"] = ev.review_window_s
@@ -630,6 +788,15 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
         case e.RefundCompleted():
             final = S.REFUNDED if task.funded_at is not None else S.CANCELLED
             return {"state": final, "closed_at": ev.at}
+        case e.ApplicationFiled():
+            return {"applicants": (*task.applicants, ev.worker_pubkey)}
+        case e.ClaimReleased() | e.ClaimRevoked():
+            return {
+                "state": S.FUNDED,
+                "worker_pubkey": None,
+                "claimed_at": None,
+                "barred_workers": (*task.barred_workers, ev.worker_pubkey),
+            }
     raise Refusal(f"no reducer for {type(ev).__name__}")
 
 

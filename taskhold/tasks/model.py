@@ -214,6 +214,14 @@ class Task:
     deposit_pledged: bool = False
     deposits: tuple[Deposit, ...] = ()
     """Every deposit on the task, oldest first; a depositor's newest one is the one that counts."""
+    claim_mode: str = "open"
+    """``open``, ``apply`` or ``direct`` (see ``events.TaskCreated``)."""
+    direct_worker: str | None = None
+    claim_timeout_s: int | None = None
+    applicants: tuple[str, ...] = ()
+    """Keys that applied (claim mode ``apply``), in order; their notes are in the log."""
+    barred_workers: tuple[str, ...] = ()
+    """Keys that released or were revoked from this task: they never take it again."""
 
     def deposit_of(self, pubkey: str) -> Deposit | None:
         """``pubkey``'s newest deposit on this task."""

@@ -7,6 +7,7 @@ and the signed-event model agrees with the envelope check on which events are we
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -16,7 +17,7 @@ import httpx
 import pytest
 from pydantic import BaseModel, ValidationError
 from support.stacks import Stack
-from support.task_flows import submitted
+from support.task_flows import funded, submitted
 
 from taskhold.api import schemas
 from taskhold.envelope import verify_signed_request
@@ -89,6 +90,14 @@ async def test_every_answer_of_a_flow_fits_its_declared_model(open_custom: Any) 
     await employer.reputation(worker.pubkey_hex)
     await employer.receipts(task_id)
     await employer.reviews(task_id)
+    applied = await funded(stack, employer, claim_mode="apply")
+    await worker.apply(applied["task_id"], "me")
+    await employer.assign(applied["task_id"], worker.pubkey_hex)
+    await worker.unclaim(applied["task_id"])
+    squatted = await funded(stack, employer, claim_timeout_s=1)
+    await stranger.claim(squatted["task_id"])
+    await asyncio.sleep(1.1)
+    await employer.revoke(squatted["task_id"])
     for refused in (
         stranger.approve(task_id),
         stranger.get_task("0" * 64),

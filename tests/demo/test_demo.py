@@ -120,9 +120,23 @@ async def test_demo_default_scenario_log_passes_the_audit(tmp_path: Path) -> Non
     assert (code, report["status"], report["summary"]["entries"]) == (0, "clean", len(log_ids))
 
 
+async def test_demo_squatter_is_revoked_and_the_second_worker_paid_and_the_log_audits(
+    tmp_path: Path,
+) -> None:
+    out = _demo(tmp_path, "--scenario", "squatter")
+    assert (out["scenario"], out["final_state"]) == ("squatter", "PAID")
+    revoked, paid = out["revoked_worker_pubkey"], out["paid_worker_pubkey"]
+    assert isinstance(revoked, str) and re.fullmatch("[0-9a-f]{64}", revoked)
+    assert paid == out["worker_pubkey"] != revoked
+    assert hashlib.sha256(bytes.fromhex(str(out["preimage"]))).hexdigest() == out["payment_hash"]
+    code, report = await _audit(tmp_path, str(out["operator_pubkey"]))
+    assert (code, report["status"], report["findings"]) == (0, "clean", [])
+    assert report["summary"]["entries"] == len(out["log_event_ids"])  # type: ignore[arg-type]
+
+
 def test_demo_unknown_scenario_lists_the_names_on_one_line(tmp_path: Path) -> None:
     lines = _refused("demo", "--scenario", "nonsense", "--data-dir", str(tmp_path))
-    message = "Invalid value for --scenario: use one of paid, refund, hostile-payout"
+    message = "Invalid value for --scenario: use one of paid, refund, hostile-payout, squatter"
     assert any(message in line for line in lines), lines
 
 

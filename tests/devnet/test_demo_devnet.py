@@ -57,3 +57,29 @@ def test_demo_without_a_devnet_says_how_to_start_one(tmp_path: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1
     assert "taskhold devnet up" in result.stderr
+
+
+def test_the_squatter_demo_on_the_devnet_pays_the_second_worker(
+    devnet: DevnetHandle, tmp_path: Path
+) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "taskhold.cli",
+        "demo",
+        "--json",
+        "--scenario",
+        "squatter",
+        "--lightning",
+        "devnet",
+        "--devnet-dir",
+        str(devnet.data_dir),
+        "--data-dir",
+        str(tmp_path),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (out["scenario"], out["final_state"]) == ("squatter", "PAID")
+    assert out["paid_worker_pubkey"] == out["worker_pubkey"] != out["revoked_worker_pubkey"]
+    assert hashlib.sha256(bytes.fromhex(out["preimage"])).hexdigest() == out["payment_hash"]

@@ -118,13 +118,14 @@ async def settled_balance(wallet: LndWallet) -> int:
     return previous
 
 
-async def funded_task(stack: LndStack, employer: TaskholdClient) -> dict[str, Any]:
+async def funded_task(stack: LndStack, employer: TaskholdClient, **terms: Any) -> dict[str, Any]:
     task = await employer.create_task(
         "Review a pull request",
         "Leave a review",
         AMOUNT_MSAT,
         int(time.time()) + 1800,
         acceptance=ACCEPTANCE,
+        **terms,
     )
     funding = (await employer.request_funding(task["task_id"]))["funding"]
     paid = await stack.employer_wallet.send_payment(funding["payment_request"])

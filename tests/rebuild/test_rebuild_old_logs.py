@@ -23,6 +23,10 @@ from taskhold.tasks import TaskState
 
 DEALS = (frozenset({"proofs_refused", "dispute_opened_at"}), frozenset[str]())
 LIVE_SETTLE = (frozenset({"hold_settled_at"}), frozenset({"hold_settled_at"}))
+CLAIMS = (
+    frozenset({"claim_mode", "direct_worker", "claim_timeout_s", "applicants", "barred_workers"}),
+    frozenset[str](),
+)
 
 
 def older_writer(*missing: tuple[frozenset[str], frozenset[str]]) -> Any:
@@ -73,8 +77,8 @@ async def _disputed_and_deposit_tasks(stack: Stack) -> None:
 
 @pytest.mark.parametrize(
     "missing",
-    [(DEALS,), (LIVE_SETTLE,), (DEALS, LIVE_SETTLE)],
-    ids=["before-deals", "before-live-settle", "before-both"],
+    [(DEALS,), (LIVE_SETTLE,), (DEALS, LIVE_SETTLE), (CLAIMS,), (DEALS, LIVE_SETTLE, CLAIMS)],
+    ids=["before-deals", "before-live-settle", "before-both", "before-claims", "before-all"],
 )
 async def test_a_log_from_before_the_new_task_fields_rebuilds_and_audits(
     tmp_path: Path,
@@ -123,3 +127,6 @@ def test_only_whole_groups_of_later_fields_may_be_missing_from_the_hashed_state(
     dropped = {name: value for name, value in data.items() if name != "payout_failures"}
     assert not matches_state(data, state_hash(dropped))
     assert not matches_state(data, None)
+    assert matches_state(data, older_writer(CLAIMS)(data))
+    half = {name: value for name, value in data.items() if name != "barred_workers"}
+    assert not matches_state(data, state_hash(half))

@@ -262,3 +262,21 @@ def test_a_review_delivered_before_its_task_closed_waits_for_it() -> None:
     indexer.add(log.entries[-1])
     assert score_card(indexer, E).metrics["employer"]["reviews"] == 1
     assert indexer.rejected_reviews == {}
+
+
+def test_an_assigned_worker_counts_as_the_tasks_worker() -> None:
+    """An assignment (claim mode apply) is a claim in the applicant's name: the paid task is
+    the assignee's like a claimed one would be, and with the same metrics."""
+    by_claim, by_assignment = LogBuilder(), LogBuilder()
+    by_claim.paid_task(E, W1)
+    task_id = by_assignment.create(E, 100_000_000)
+    by_assignment.fund(task_id, 100_000_000)
+    by_assignment.entry(task_id, {"type": "ApplicationFiled", "actor": W1, "worker_pubkey": W1})
+    by_assignment.entry(task_id, {"type": "WorkerAssigned", "actor": E, "worker_pubkey": W1})
+    by_assignment.proof(task_id, W1)
+    by_assignment.approve(task_id, E)
+    by_assignment.release(task_id)
+    claimed, assigned = indexed(by_claim).roles[W1]["worker"], indexed(by_assignment).roles[W1]
+    assert assigned["worker"].completed == 1
+    counts = ("tasks", "funded", "completed", "volume_msat", "proof_n", "paid_n")
+    assert [getattr(assigned["worker"], n) for n in counts] == [getattr(claimed, n) for n in counts]

@@ -58,6 +58,9 @@ def create_command(
     deadline_at: int = DEADLINE,
     review_window_s: int = REVIEW_WINDOW,
     dispute_window_s: int = DISPUTE_WINDOW,
+    claim_mode: str = "open",
+    direct_worker: str | None = None,
+    claim_timeout_s: int | None = None,
 ) -> c.CreateTask:
     return c.CreateTask(
         actor=EMPLOYER,
@@ -72,6 +75,9 @@ def create_command(
         review_window_s=review_window_s,
         dispute_window_s=dispute_window_s,
         deadline_policy="refund_unless_verified",
+        claim_mode=claim_mode,
+        direct_worker=direct_worker,
+        claim_timeout_s=claim_timeout_s,
     )
 
 
@@ -153,6 +159,14 @@ def sample_command(cls: type[c.Command], actor: str, at: int) -> c.Command:
             )
         case c.CompleteRefund:
             return c.CompleteRefund(actor=actor, at=at, invoice_state="CANCELED")
+        case c.Apply:
+            return c.Apply(actor=actor, at=at, note="I have translated three READMEs")
+        case c.Assign:
+            return c.Assign(actor=actor, at=at, worker_pubkey=WORKER)
+        case c.Unclaim:
+            return c.Unclaim(actor=actor, at=at)
+        case c.RevokeClaim:
+            return c.RevokeClaim(actor=actor, at=at, reason="no proof in time")
     raise AssertionError(f"no sample for {cls.__name__}")
 
 

@@ -767,6 +767,10 @@ def sample_events() -> list[e.Event]:
         e.HoldSettledUnderLivePayout(
             at=at, actor=SYSTEM, preimage_hex=PREIMAGE, payout_payment_hash_hex="33", blocks_left=18
         ),
+        e.ApplicationFiled(at=at, actor=WORKER, worker_pubkey=WORKER, note="let me"),
+        e.WorkerAssigned(at=at, actor=who, worker_pubkey=WORKER, review_window_s=1),
+        e.ClaimReleased(at=at, actor=WORKER, worker_pubkey=WORKER),
+        e.ClaimRevoked(at=at, actor=who, worker_pubkey=WORKER, reason="no proof"),
     ]
 
 
@@ -818,6 +822,14 @@ _APPLIES_TO.update(  # the deposit's later events
     {type(ev): _WITH_DEPOSIT for ev in sample_events()[_FIRST_DEPOSIT + 1 :]}
 )
 _APPLIES_TO[e.HoldSettledUnderLivePayout] = task_in(S.VERIFIED)
+_APPLIES_TO.update(
+    {
+        e.ApplicationFiled: task_in(S.FUNDED),
+        e.WorkerAssigned: task_in(S.FUNDED),
+        e.ClaimReleased: task_in(S.CLAIMED),
+        e.ClaimRevoked: task_in(S.CLAIMED),
+    }
+)
 
 
 @pytest.mark.parametrize("event", sample_events(), ids=lambda ev: type(ev).__name__)

@@ -6,7 +6,9 @@ most once and one way, closed tasks stay closed (but for settling their deposits
 is the task, and the guardian can always finish a funded task, and every deposit, using SYSTEM
 commands alone. Deposits are forfeited only by the depositor's own abandonment and paid out
 only once forfeited and claimed. A dispute over a checked submission never ends in a refund by
-the clock alone, and without an arbiter the employer cannot open one.
+the clock alone, and without an arbiter the employer cannot open one. The worker changes only
+by a released or revoked claim, a released or revoked key never works on the task again and is
+never paid, and only the claim mode's keys become the worker.
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ ALL_COMMANDS = [
     c.RecordPayoutFailure,
     c.CompleteRelease,
     c.CompleteRefund,
+    c.Apply,
+    c.Assign,
+    c.Unclaim,
+    c.RevokeClaim,
 ]
 REASONS = st.sampled_from(["", "  ", "not what was asked"])
 
@@ -82,6 +88,7 @@ VERIFICATIONS = (
 )
 MAX_WAITING_DEPOSITS = 3
 MAX_DEPOSITS = 6
+MAX_APPLICATIONS = 2
 
 
 def _is_verification(event: e.Event) -> bool:
@@ -103,9 +110,10 @@ def _plausible(task: Task) -> list[tuple[type[c.Command], str]]:
     by_state: dict[TaskState, list[tuple[type[c.Command], str]]] = {
         S.DRAFT: [(c.RequestFunding, EMPLOYER)],
         S.PENDING_FUNDING: [(c.ConfirmFunding, SYSTEM)] * 3 + [(c.ExpireFunding, SYSTEM)],
-        S.FUNDED: [(c.Claim, WORKER), (c.Claim, WORKER2)],
+        S.FUNDED: [(c.Claim, WORKER), (c.Claim, WORKER2), (c.Apply, WORKER), (c.Assign, EMPLOYER)],
         S.CLAIMED: [(c.SubmitProof, worker)] * 3
-        + [(c.RefuseProof, worker), (c.OpenDispute, worker), (c.OpenDispute, EMPLOYER), *timers],
+        + [(c.RefuseProof, worker), (c.OpenDispute, worker), (c.OpenDispute, EMPLOYER), *timers]
+        + [(c.Unclaim, worker), (c.RevokeClaim, EMPLOYER)],
         S.SUBMITTED: [
             (c.Approve, EMPLOYER),
             (c.Approve, EMPLOYER),
@@ -148,6 +156,8 @@ class TaskLifecycle(RuleBasedStateMachine):
         head_start=st.integers(min_value=0, max_value=len(HEAD_START)),
         with_deposits=st.booleans(),
         with_arbiter=st.booleans(),
+        claim_mode=st.sampled_from(["open", "open", "apply", "direct"]),
+        claim_timeout_s=st.one_of(st.none(), st.integers(min_value=1, max_value=2_000)),
     )
     def create(
         self,
@@ -157,6 +167,8 @@ class TaskLifecycle(RuleBasedStateMachine):
         head_start: int,
         with_deposits: bool,
         with_arbiter: bool,
+        claim_mode: str,
+        claim_timeout_s: int | None,
     ) -> None:
         """A new task, sometimes already a few happy steps in (swarm testing often disables
         the guided rules, and a run that never leaves DRAFT tests little), on a taskhold with
@@ -167,6 +179,9 @@ class TaskLifecycle(RuleBasedStateMachine):
             deadline_at=T0 + deadline_s,
             review_window_s=review_window_s,
             dispute_window_s=dispute_window_s,
+            claim_mode=claim_mode,
+            direct_worker=WORKER2 if claim_mode == "direct" else None,
+            claim_timeout_s=None if claim_timeout_s is None else min(claim_timeout_s, deadline_s),
         )
         self.history = decide(None, command, self.arbiters)
         self.task = replay(self.history)
@@ -409,6 +424,47 @@ class TaskLifecycle(RuleBasedStateMachine):
                 )
         self._send(command)
 
+    @rule(
+        kind=st.sampled_from(["apply", "apply", "assign", "assign", "unclaim", "revoke"]),
+        actor=st.one_of(st.sampled_from([EMPLOYER, WORKER, WORKER2, STRANGER]), ANYONE),
+        pick=st.sampled_from([WORKER, WORKER2, STRANGER, EMPLOYER]),
+        late=st.booleans(),
+        rejected_first=st.booleans(),
+        stray=st.booleans(),
+        dt=st.integers(min_value=0, max_value=60),
+    )
+    def claim_discipline(
+        self,
+        kind: str,
+        actor: str,
+        pick: str,
+        late: bool,
+        rejected_first: bool,
+        stray: bool,
+        dt: int,
+    ) -> None:
+        """Applications, assignments, unclaims and revocations by anyone, revocations often
+        just at the claim timeout and some after a rejected proof: the rules that keep a
+        squatter off and a worker's proof safe need walks that reach them."""
+        assert self.task is not None
+        if rejected_first and self.task.state is S.CLAIMED and self.task.proof is None:
+            assert self.task.worker_pubkey is not None
+            self._send(sample_command(c.SubmitProof, self.task.worker_pubkey, self._at(0)))
+            self._send(sample_command(c.Reject, EMPLOYER, self._at(0)))
+        task, at = self.task, self._at(dt)
+        if not stray:  # the party the rule is for; a stray actor tests the refusals
+            worker = task.worker_pubkey or WORKER
+            actor = {"assign": EMPLOYER, "revoke": EMPLOYER, "unclaim": worker}.get(kind, pick)
+        if late and task.claimed_at is not None and task.claim_timeout_s is not None:
+            at = self.now = max(at, task.claimed_at + task.claim_timeout_s)
+        command: c.Command = {
+            "apply": c.Apply(actor=actor, at=at, note="me", max_applications=MAX_APPLICATIONS),
+            "assign": c.Assign(actor=actor, at=at, worker_pubkey=pick),
+            "unclaim": c.Unclaim(actor=actor, at=at),
+            "revoke": c.RevokeClaim(actor=actor, at=at, reason="too slow"),
+        }[kind]
+        self._send(command)
+
     # --- invariants ------------------------------------------------------------------------
 
     def _check_review_window_is_binding(
@@ -477,7 +533,20 @@ class TaskLifecycle(RuleBasedStateMachine):
                 assert task_before is not None
                 deposit = task_before.deposit_of(ev.depositor)
                 assert deposit is not None and deposit.state is DepositState.HELD
-                if deposit.role == "worker":
+                taken_back = [
+                    j
+                    for j, x in enumerate(self.history[: i + 1])
+                    if x.at == ev.at and isinstance(x, e.ClaimRevoked | e.ClaimReleased)
+                ]
+                if deposit.role == "worker" and taken_back:
+                    # a claim taken back after its timeout, without a proof
+                    claim = replay(self.history[: taken_back[-1]])
+                    assert claim is not None and ev.depositor == claim.worker_pubkey
+                    assert claim.proof is None, "forfeited although a proof was sent"
+                    assert claim.claimed_at is not None and claim.claim_timeout_s is not None
+                    assert ev.at >= claim.claimed_at + claim.claim_timeout_s
+                    assert ev.beneficiary == claim.employer_pubkey
+                elif deposit.role == "worker":
                     assert ev.depositor == task_before.worker_pubkey
                     assert task_before.proof is None, "forfeited although a proof was sent"
                     assert task_before.proofs_refused == 0, "forfeited although proofs were sent"
@@ -603,18 +672,73 @@ class TaskLifecycle(RuleBasedStateMachine):
             assert self.task.verified_by in {employer, SYSTEM} | ARBITERS
 
     @invariant()
-    def the_worker_never_changes_once_set(self) -> None:
+    def the_worker_changes_only_by_a_released_or_revoked_claim(self) -> None:
+        """Between a claim (or assignment) and its release or revocation the worker stays
+        put; once released or revoked, a key never works on the task again."""
         if self.task is None:
             return
-        claims = [ev.worker_pubkey for ev in self.history if isinstance(ev, e.TaskClaimed)]
-        assert len(claims) <= 1, f"claimed {len(claims)} times"
-        if claims:
-            assert self.task.worker_pubkey == claims[0]
+        worker: str | None = None
+        gone: set[str] = set()
+        for ev in self.history:
+            if isinstance(ev, e.TaskClaimed | e.WorkerAssigned):
+                assert worker is None, "claimed over a standing claim"
+                assert ev.worker_pubkey not in gone, "a released or revoked key came back"
+                worker = ev.worker_pubkey
+            elif isinstance(ev, e.ClaimReleased | e.ClaimRevoked):
+                assert ev.worker_pubkey == worker
+                gone.add(worker)
+                worker = None
+        assert self.task.worker_pubkey == worker
+        assert set(self.task.barred_workers) == gone
         # Checked after every step, so a worker unset and set again is caught too.
         first = getattr(self, "first_worker", None)
-        if first is not None:
-            assert self.task.worker_pubkey == first, "the worker changed"
+        if first is not None and self.task.worker_pubkey != first:
+            assert first in gone, "the worker changed without giving the task back"
         self.first_worker = self.task.worker_pubkey
+
+    @invariant()
+    def only_the_claim_modes_keys_become_the_worker(self) -> None:
+        task = self.task
+        if task is None:
+            return
+        for ev in self.history:
+            if isinstance(ev, e.TaskClaimed):
+                assert task.claim_mode != "apply", "claimed an apply task"
+                if task.claim_mode == "direct":
+                    assert ev.worker_pubkey == task.direct_worker
+            elif isinstance(ev, e.WorkerAssigned):
+                assert task.claim_mode == "apply" and ev.actor == task.employer_pubkey
+                assert ev.worker_pubkey in task.applicants
+        assert len(task.applicants) == len(set(task.applicants)) <= MAX_APPLICATIONS
+
+    @invariant()
+    def a_revoked_claimant_is_never_paid(self) -> None:
+        """Nothing a revoked or released key sent is ever paid: the task's worker at release
+        sent the released proof, no revocation touched a worker with a proof on record, and no
+        forfeited deposit goes to them."""
+        if self.task is None:
+            return
+        gone: set[str] = set()
+        for i, ev in enumerate(self.history):
+            if isinstance(ev, e.ClaimReleased | e.ClaimRevoked):
+                task_before = replay(self.history[:i])
+                assert task_before is not None and task_before.proof is None
+                if isinstance(ev, e.ClaimRevoked):
+                    assert ev.actor == task_before.employer_pubkey
+                    assert task_before.claim_timeout_s is not None
+                    assert task_before.claimed_at is not None
+                    assert ev.at >= task_before.claimed_at + task_before.claim_timeout_s
+                else:
+                    assert ev.actor == ev.worker_pubkey
+                gone.add(ev.worker_pubkey)
+            if isinstance(ev, e.ProofSubmitted):
+                assert ev.actor not in gone
+            if isinstance(ev, e.ReleaseCompleted | e.HoldSettledUnderLivePayout):
+                task_before = replay(self.history[:i])
+                assert task_before is not None
+                assert task_before.worker_pubkey not in gone, "a revoked claimant was paid"
+            if isinstance(ev, e.DepositForfeited):
+                assert ev.beneficiary not in gone
 
     @invariant()
     def unfunded_tasks_never_settle(self) -> None:
