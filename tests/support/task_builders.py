@@ -153,6 +153,21 @@ def sample_command(cls: type[c.Command], actor: str, at: int) -> c.Command:
             )
         case c.CompleteRefund:
             return c.CompleteRefund(actor=actor, at=at, invoice_state="CANCELED")
+        case c.UpdateRefundRequest:
+            return c.UpdateRefundRequest(actor=actor, at=at, refund_request="lnbcrt1employer")
+        case c.RecordRefundShareFailure:
+            return c.RecordRefundShareFailure(actor=actor, at=at, reason="no route")
+        case c.RecordSharePaid:
+            return c.RecordSharePaid(
+                actor=actor,
+                at=at,
+                share="worker",
+                payment_hash_hex="33" * 32,
+                payment_preimage_hex="44" * 32,
+                fee_msat=3,
+            )
+        case c.CompleteSplit:
+            return c.CompleteSplit(actor=actor, at=at, preimage_hex=PREIMAGE)
     raise AssertionError(f"no sample for {cls.__name__}")
 
 
