@@ -14,6 +14,7 @@
 | review           | review        | employer or worker, PAID/REFUNDED  |
 | deposit          | deposit       | employer (DRAFT) or a would-be worker (FUNDED) |
 | deposit-payout   | deposit       | the beneficiary of a forfeited deposit |
+| refund-invoice   | proof         | the employer, for their share of a split |
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from .create import create
 from .deposit import deposit, deposit_payout
 from .fund import fund
 from .pipeline import Handler, WriteContext, perform
-from .proof import submit_proof, update_payout_invoice
+from .proof import submit_proof, update_payout_invoice, update_refund_invoice
 from .review import review
 
 __all__ = ["ACTIONS", "Action", "WriteContext", "perform"]
@@ -52,4 +53,5 @@ ACTIONS: dict[str, Action] = {
     "review": Action(review),
     "deposit": Action(deposit),
     "deposit-payout": Action(deposit_payout),
+    "refund-invoice": Action(update_refund_invoice),
 }

@@ -131,6 +131,7 @@ for _op, _summary in [
         " before claiming)",
     ),
     ("deposit-payout", "Send the invoice that pays you a forfeited deposit (its beneficiary)"),
+    ("refund-invoice", "Send the invoice that pays your share of a split (employer)"),
 ]:
     _task_write(_op, _summary)
 

@@ -76,6 +76,23 @@ def task_view(task: Task, log_head: str | None = None) -> dict[str, Any]:
         "closed_at": task.closed_at,
         "deposit_pledged": task.deposit_pledged,
         "deposits": [deposit_view(deposit) for deposit in task.deposits],
+        "split": _split_view(task),
+    }
+
+
+def _split_view(task: Task) -> dict[str, Any] | None:
+    """A split's shares, its employer's invoice and what is paid (hashes only)."""
+    if task.split_worker_msat is None:
+        return None
+    return {
+        "basis": task.split_basis,
+        "worker_msat": task.split_worker_msat,
+        "employer_msat": task.split_employer_msat,
+        "refund_invoice": task.refund_request,
+        "refund_failures": task.refund_failures,
+        "last_refund_failure": task.last_refund_failure,
+        "refund_payment_hash": task.refund_payment_hash_hex,
+        "refund_fee_msat": task.refund_fee_msat,
     }
 
 

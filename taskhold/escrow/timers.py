@@ -14,6 +14,7 @@ from taskhold.tasks.model import FUNDED_STATES
 
 from .context import EscrowContext, apply_system
 from .release import RewardBook, held_reward, settle_under_live_payout
+from .split import split_must_settle
 
 __all__ = ["TIMED_STATES", "guard", "run_timers"]
 
@@ -60,4 +61,6 @@ async def _payout_may_land(ctx: EscrowContext, task: Task) -> bool:
     refund."""
     if task.state is not TaskState.VERIFIED or task.hold_settled_at is not None:
         return False
+    if task.is_split:
+        return await split_must_settle(ctx, task)
     return await must_settle(ctx, held_reward(ctx, task), RewardBook(ctx, task))
