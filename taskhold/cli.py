@@ -112,7 +112,8 @@ def serve(
 def demo(
     data_dir: DataDir = None,
     scenario: Annotated[
-        str, typer.Option("--scenario", help="paid, refund or hostile-payout (simulator only)")
+        str,
+        typer.Option("--scenario", help="paid, refund, split, or hostile-payout (simulator only)"),
     ] = "paid",
     refund: Annotated[
         bool, typer.Option("--refund", help="cancel after funding: --scenario refund")
