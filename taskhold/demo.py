@@ -14,6 +14,7 @@ figures are measured from both wallets). The demo configures an arbiter key for 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -112,9 +113,19 @@ class DevnetWallets:
         ).payment_request
 
     async def balances(self) -> tuple[int, int]:
-        employer = await self._employer.channel_balance()
-        worker = await self._worker.channel_balance()
-        return employer.local_msat, worker.local_msat
+        """Read once nothing is in flight and the figures stopped moving (lnd updates them a
+        moment after a payment settles)."""
+        previous: tuple[int, int] | None = None
+        for _ in range(50):
+            employer = await self._employer.channel_balance()
+            worker = await self._worker.channel_balance()
+            now = (employer.local_msat, worker.local_msat)
+            idle = employer.unsettled_local_msat == worker.unsettled_local_msat == 0
+            if idle and now == previous:
+                return now
+            previous = now
+            await asyncio.sleep(0.2)
+        raise DemoError("the employer's and worker's balances did not settle")
 
     async def close(self) -> None:
         await self._employer.close()
@@ -356,9 +367,9 @@ class Play:
     async def split(self, arbiter: TaskholdClient) -> dict[str, Any]:
         """The employer rejects, the worker disputes, the arbiter splits 60/40; each side sends
         an invoice for its own share. What each received is read from their wallets."""
+        employer_before, worker_before = await self.wallets.balances()
         task, funding = await self.fund()
         task_id, say = task["task_id"], self.say
-        employer_before, worker_before = await self.wallets.balances()
         await self.worker.claim(task_id)
         task = await self.submit(task_id, await self.wallets.invoice(task["payout_msat"]))
         say(f"4. worker claims it and submits a proof → {task['state']}")
@@ -380,7 +391,10 @@ class Play:
         say("7. each side sends an invoice for its own share (payout-invoice, refund-invoice)")
         task = await self.wait(task_id, "PAID", "paying both shares")
         employer_after, worker_after = await self.wallets.balances()
-        received, refunded = worker_after - worker_before, employer_after - employer_before
+        # the employer paid the amount (directly to the escrow node: no routing fee) and got
+        # the share back; measured around the whole task, when no HTLC is pending
+        received = worker_after - worker_before
+        refunded = employer_after - employer_before + task["amount_msat"]
         say(f"8. both shares paid, then the hold settled → {task['state']}")
         say(f"   worker received {received} msat, employer got back {refunded} msat")
         return self.summary(task, funding) | {

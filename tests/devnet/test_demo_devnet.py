@@ -57,3 +57,35 @@ def test_demo_without_a_devnet_says_how_to_start_one(tmp_path: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1
     assert "taskhold devnet up" in result.stderr
+
+
+def test_split_demo_on_the_devnet_pays_both_nodes_exactly(
+    devnet: DevnetHandle, tmp_path: Path
+) -> None:
+    """The arbiter's 60/40 split on real lnd: the worker's node gains exactly its share, the
+    employer's node ends down exactly the amount less its share (both read from the nodes)."""
+    command = [
+        sys.executable,
+        "-m",
+        "taskhold.cli",
+        "demo",
+        "--json",
+        "--scenario",
+        "split",
+        "--lightning",
+        "devnet",
+        "--devnet-dir",
+        str(devnet.data_dir),
+        "--data-dir",
+        str(tmp_path),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (out["scenario"], out["final_state"]) == ("split", "PAID")
+    assert out["worker_received_msat"] == out["split_worker_msat"]
+    assert out["employer_refunded_msat"] == out["split_employer_msat"]
+    assert (
+        out["split_worker_msat"] + out["split_employer_msat"] + out["fee_msat"]
+        == (out["amount_msat"])
+    )
