@@ -9,28 +9,13 @@ import os
 from typing import Any
 
 import pytest
+from support.split_flows import split_task
 from support.stacks import Stack
-from support.task_flows import read_log, submitted, tag
+from support.task_flows import read_log, tag
 
 from taskhold.audit import audit_log
 from taskhold.client import TaskholdAPIError
 from taskhold.lightning.base import InvoiceState
-
-WORKER_PERCENT = 60
-
-
-async def split_task(stack: Stack) -> tuple[dict[str, Any], Any, Any]:
-    """A submitted task, rejected, disputed and split 60/40 by the arbiter; the task, employer
-    and worker clients."""
-    arbiter, employer, worker = stack.client(), stack.client(), stack.client()
-    stack.services.settings.arbiters = [arbiter.pubkey_hex]
-    task = await submitted(stack, employer, worker)
-    task_id = task["task_id"]
-    await employer.reject(task_id, "half of it is missing")
-    await worker.open_dispute(task_id, "most of it is there")
-    worker_msat = (task["amount_msat"] - task["fee_msat"]) * WORKER_PERCENT // 100
-    await arbiter.resolve_dispute(task_id, "split", "60/40", worker_msat=worker_msat)
-    return await employer.get_task(task_id), employer, worker
 
 
 def _ops(log: list[dict[str, Any]]) -> list[str | None]:
