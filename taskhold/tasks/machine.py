@@ -381,6 +381,8 @@ def _resolve_dispute(task: Task, cmd: c.Command) -> list[e.Event]:
         return split_decided(
             task, at=cmd.at, actor=cmd.actor, worker_msat=cmd.worker_msat, basis="ruling", note=note
         )
+    if cmd.worker_msat is not None:
+        raise Invalid("worker_msat is only for a split", code=RefusalCode.INVALID_SPLIT)
     if cmd.winner == "worker" and task.proof is None:
         raise Conflict(
             "the worker never submitted a proof; the dispute can only be resolved by a refund",

@@ -330,6 +330,7 @@ class TaskLifecycle(RuleBasedStateMachine):
         if cls is c.ResolveDispute:
             winner = data.draw(st.sampled_from(["worker", "employer", "split"]), label="winner")
             worker_msat = data.draw(SPLIT_WORKER_MSAT, label="worker_msat")
+            worker_msat = worker_msat if winner == "split" else None
             command = c.ResolveDispute(
                 actor=actor, at=self._at(dt), winner=winner, note="ruled", worker_msat=worker_msat
             )

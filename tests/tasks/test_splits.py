@@ -88,6 +88,11 @@ def test_a_split_leaves_each_side_something(worker_msat: int | None) -> None:
     assert isinstance(got, Invalid) and got.code == "invalid_split"
 
 
+def test_a_share_is_named_only_for_a_split() -> None:
+    ruling = c.ResolveDispute(actor=ARBITER, at=T0 + 50, winner="worker", note="n", worker_msat=W)
+    assert _refused(task_in(S.DISPUTED), ruling).code == "invalid_split"
+
+
 def test_only_the_arbiter_rules_a_split() -> None:
     for actor in (EMPLOYER, WORKER):
         ruling = c.ResolveDispute(actor=actor, at=T0 + 50, winner="split", note="n", worker_msat=W)
