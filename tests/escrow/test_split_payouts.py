@@ -16,6 +16,7 @@ from support.task_flows import read_log, tag
 from taskhold.audit import audit_log
 from taskhold.client import TaskholdAPIError
 from taskhold.lightning.base import InvoiceState
+from taskhold.payments.rules import payout_fee_cap_msat
 
 
 def _ops(log: list[dict[str, Any]]) -> list[str | None]:
@@ -211,3 +212,36 @@ async def test_a_crash_between_the_two_payments_pays_each_share_once(
     log = await read_log(stack)
     shares = [tag(entry, "share") for entry in log if tag(entry, "op") == "SplitSharePaid"]
     assert shares == ["worker", "employer"]
+
+
+async def test_both_shares_fees_together_stay_within_the_single_payouts_cap(
+    stack: Stack,
+) -> None:
+    """The employer's share may spend only what the worker's left of the cap the whole payout
+    would have: a route that costs more fails (recorded), a cheaper one is then paid."""
+    task, employer, worker = await split_task(stack)
+    split = task["split"]
+    cap = payout_fee_cap_msat(stack.settings, task["payout_msat"] + split["employer_msat"],
+                              earned_msat=task["fee_msat"])  # fmt: skip
+    network = stack.world.network
+    network.fee_base_msat = cap * 6 // 10  # each share alone would fit, both do not
+    await worker.update_payout_invoice(
+        task["task_id"], await stack.world.worker.create_invoice(split["worker_msat"])
+    )
+    await employer.update_refund_invoice(
+        task["task_id"], await stack.world.employer.create_invoice(split["employer_msat"])
+    )
+    await stack.settle_engine()
+    mid = await employer.get_task(task["task_id"])
+    assert (mid["state"], mid["payout_fee_msat"]) == ("VERIFIED", cap * 6 // 10)
+    assert mid["split"]["refund_failures"] >= 1
+
+    network.fee_base_msat = cap * 3 // 10
+    await employer.update_refund_invoice(
+        task["task_id"], await stack.world.employer.create_invoice(split["employer_msat"])
+    )
+    stack.services.engine._retry_at.clear()
+    await stack.settle_engine()
+    final = await employer.get_task(task["task_id"])
+    assert final["state"] == "PAID"
+    assert final["payout_fee_msat"] + final["split"]["refund_fee_msat"] <= cap
