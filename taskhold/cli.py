@@ -114,7 +114,8 @@ def demo(
     scenario: Annotated[
         str,
         typer.Option(
-            "--scenario", help="paid, refund, hostile-payout (simulator only) or squatter"
+            "--scenario",
+            help="paid, refund, split, squatter, or hostile-payout (simulator only)",
         ),
     ] = "paid",
     refund: Annotated[

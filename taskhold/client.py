@@ -246,10 +246,19 @@ class TaskholdClient:
         return await self._task_write(task_id, "dispute", "dispute", body, idempotency_key)
 
     async def resolve_dispute(
-        self, task_id: str, winner: str, note: str, *, idempotency_key: str | None = None
+        self,
+        task_id: str,
+        winner: str,
+        note: str,
+        *,
+        worker_msat: int | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """As the arbiter: ``winner`` names the side that gets the money."""
-        body = {"winner": winner, "note": note}
+        """As the arbiter: ``winner`` names the side that gets the money, or ``split`` with
+        ``worker_msat`` for the worker (the employer gets the rest minus the fee)."""
+        body: dict[str, Any] = {"winner": winner, "note": note}
+        if worker_msat is not None:
+            body["worker_msat"] = worker_msat
         return await self._task_write(task_id, "resolve", "resolve", body, idempotency_key)
 
     async def cancel(
@@ -304,6 +313,15 @@ class TaskholdClient:
         body = {"payout_invoice": payout_invoice}
         return await self._task_write(
             task_id, "payout-invoice", "payout-invoice", body, idempotency_key
+        )
+
+    async def update_refund_invoice(
+        self, task_id: str, refund_invoice: str, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """As the employer of a split task: the invoice your share is paid to (exactly it)."""
+        body = {"refund_invoice": refund_invoice}
+        return await self._task_write(
+            task_id, "refund-invoice", "refund-invoice", body, idempotency_key
         )
 
     # Reads -----------------------------------------------------------------------------------

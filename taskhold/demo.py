@@ -6,9 +6,13 @@ would send. The simulator's wallet routes stand in for the employer's and worker
 
 Each scenario shows one capability: ``paid`` (the default), ``refund`` (the employer cancels a
 funded task), ``hostile-payout`` (the worker first offers a bait payout invoice of the escrow
-node itself, which is refused; the operator's balance grows by exactly its fee) and ``squatter``
+node itself, which is refused; the operator's balance grows by exactly its fee), ``squatter``
 (a stranger claims and goes quiet; once the claim timeout passes the employer revokes the claim,
-the hold stays, and a second worker is paid).
+the hold stays, and a second worker is paid) and ``split``
+
+(the employer rejects, the worker disputes, the demo's arbiter splits the amount 60/40: the
+worker's share and the employer's are paid to their own invoices, then the hold is settled; the
+figures are measured from both wallets). The demo configures an arbiter key for this.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ __all__ = ["SCENARIOS", "SIM_ONLY_SCENARIOS", "DemoError", "run_demo"]
 
 DEMO_AMOUNT_MSAT = 150_000_000
 PUBLISH_TIMEOUT_S = 30.0
-SCENARIOS = ("paid", "refund", "hostile-payout", "squatter")
+SCENARIOS = ("paid", "refund", "hostile-payout", "squatter", "split")
+SPLIT_WORKER_PERCENT = 60
 SIM_ONLY_SCENARIOS = frozenset({"hostile-payout"})
 """Scenarios that read the simulated nodes' balances, which a devnet run has no route for."""
 BAIT_CODES = frozenset({"payout_to_escrow_node", "hash_reused"})
@@ -56,6 +61,12 @@ class Wallets(Protocol):
 
     async def invoice(self, amount_msat: int) -> str: ...
 
+    async def employer_invoice(self, amount_msat: int) -> str: ...
+
+    async def balances(self) -> tuple[int, int]:
+        """The employer's and the worker's balances (msat), as their own nodes report them."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -71,6 +82,14 @@ class SimWallets:
     async def invoice(self, amount_msat: int) -> str:
         answer = await self._client.sim_invoice(amount_msat, wallet="worker")
         return str(answer["payment_request"])
+
+    async def employer_invoice(self, amount_msat: int) -> str:
+        answer = await self._client.sim_invoice(amount_msat, wallet="employer")
+        return str(answer["payment_request"])
+
+    async def balances(self) -> tuple[int, int]:
+        balances = (await self._client.sim_wallets())["balances_msat"]
+        return int(balances["employer"]), int(balances["worker"])
 
     async def close(self) -> None:
         return None
@@ -92,6 +111,26 @@ class DevnetWallets:
         return (
             await self._worker.create_invoice(amount_msat, expiry_seconds=86_400)
         ).payment_request
+
+    async def employer_invoice(self, amount_msat: int) -> str:
+        return (
+            await self._employer.create_invoice(amount_msat, expiry_seconds=86_400)
+        ).payment_request
+
+    async def balances(self) -> tuple[int, int]:
+        """Read once nothing is in flight and the figures stopped moving (lnd updates them a
+        moment after a payment settles)."""
+        previous: tuple[int, int] | None = None
+        for _ in range(50):
+            employer = await self._employer.channel_balance()
+            worker = await self._worker.channel_balance()
+            now = (employer.local_msat, worker.local_msat)
+            idle = employer.unsettled_local_msat == worker.unsettled_local_msat == 0
+            if idle and now == previous:
+                return now
+            previous = now
+            await asyncio.sleep(0.2)
+        raise DemoError("the employer's and worker's balances did not settle")
 
     async def close(self) -> None:
         await self._employer.close()
@@ -128,6 +167,8 @@ async def run_demo(
         relays=relays or [],
     )
     say: Callable[[str], None] = (lambda _: None) if as_json else console.print
+    arbiter_keys = NostrKeys.generate()  # the demo's arbiter: rules the split scenario's dispute
+    settings.arbiters = [arbiter_keys.pubkey_hex]
     if keystore == "pkcs11":  # a SoftHSM2 token under the data directory unless configured
         init_key_store(settings)
     services = await build_services(settings, embedded_relay=True)
@@ -137,8 +178,10 @@ async def run_demo(
             network = "Lightning simulator" if connection_file is None else "regtest lnd devnet"
             say(f"[bold]taskhold[/] serving at {url} (SQLite + {network}, data in {data_dir})")
             say(_relay_line(services))
+            say(f"arbiter {arbiter_keys.pubkey_hex[:16]}… (configured for this demo)")
             result = await _drive(
                 url,
+                arbiter_keys,
                 scenario=scenario,
                 say=say,
                 console=console,
@@ -188,6 +231,7 @@ async def _wait_published(services: Services, event_ids: list[str]) -> None:
 
 async def _drive(
     url: str,
+    arbiter_keys: NostrKeys,
     *,
     scenario: str,
     say: Callable[[str], None],
@@ -210,6 +254,9 @@ async def _drive(
             if scenario == "squatter":
                 async with TaskholdClient(url, NostrKeys.generate()) as squatter:
                     return await play.squatter(squatter)
+            if scenario == "split":
+                async with TaskholdClient(url, arbiter_keys) as arbiter:
+                    return await play.split(arbiter)
             return await play.run(refund=scenario == "refund")
         finally:
             await wallets.close()
@@ -369,6 +416,47 @@ class Play:
                 if exc.code != "claim_timeout_running":
                     raise
         raise DemoError("the claim timeout never passed on the server")
+
+    async def split(self, arbiter: TaskholdClient) -> dict[str, Any]:
+        """The employer rejects, the worker disputes, the arbiter splits 60/40; each side sends
+        an invoice for its own share. What each received is read from their wallets."""
+        employer_before, worker_before = await self.wallets.balances()
+        task, funding = await self.fund()
+        task_id, say = task["task_id"], self.say
+        await self.worker.claim(task_id)
+        task = await self.submit(task_id, await self.wallets.invoice(task["payout_msat"]))
+        say(f"4. worker claims it and submits a proof → {task['state']}")
+        await self.employer.reject(task_id, "only half of the README is translated")
+        await self.worker.open_dispute(task_id, "the other half is in the second file")
+        say("5. employer rejects with a reason, worker disputes → DISPUTED")
+        worker_msat = task["payout_msat"] * SPLIT_WORKER_PERCENT // 100
+        task = await arbiter.resolve_dispute(
+            task_id, "split", "half the work, more than half the effort", worker_msat=worker_msat
+        )
+        split = task["split"]
+        say(
+            f"6. arbiter splits it: {split['worker_msat']} msat to the worker,"
+            f" {split['employer_msat']} back to the employer, fee {task['fee_msat']}"
+        )
+        await self.worker.update_payout_invoice(task_id, await self.wallets.invoice(worker_msat))
+        refund_invoice = await self.wallets.employer_invoice(split["employer_msat"])
+        await self.employer.update_refund_invoice(task_id, refund_invoice)
+        say("7. each side sends an invoice for its own share (payout-invoice, refund-invoice)")
+        task = await self.wait(task_id, "PAID", "paying both shares")
+        employer_after, worker_after = await self.wallets.balances()
+        # the employer paid the amount (directly to the escrow node: no routing fee) and got
+        # the share back; measured around the whole task, when no HTLC is pending
+        received = worker_after - worker_before
+        refunded = employer_after - employer_before + task["amount_msat"]
+        say(f"8. both shares paid, then the hold settled → {task['state']}")
+        say(f"   worker received {received} msat, employer got back {refunded} msat")
+        return self.summary(task, funding) | {
+            "worker_received_msat": received,
+            "employer_refunded_msat": refunded,
+            "split_worker_msat": split["worker_msat"],
+            "split_employer_msat": split["employer_msat"],
+            "arbiter_pubkey": arbiter.pubkey_hex,
+        }
 
     def summary(self, task: dict[str, Any], funding: dict[str, Any]) -> dict[str, Any]:
         preimage = task.get("preimage")

@@ -156,6 +156,16 @@ class RefusalCode(StrEnum):
         "the payout invoice's final CLTV does not fit in what the hold leaves",
     )
     PAYMENT_FAILED = "payment_failed", "a simulator wallet's payment failed (simulator routes)"
+    # Split outcomes
+    INVALID_SPLIT = (
+        "invalid_split",
+        "a split's worker share is not above 0 and below the amount minus the fee",
+    )
+    NOT_A_SPLIT = "not_a_split", "the operation is for a split outcome and the task was not split"
+    SHARE_ALREADY_PAID = (
+        "share_already_paid",
+        "this share of the split is paid; its invoice can no longer change",
+    )
     # Reviews and reputation
     REVIEWS_DISABLED = "reviews_disabled", "this taskhold takes no reviews"
     TASK_NOT_CLOSED = "task_not_closed", "reviews open once the task is PAID or REFUNDED"

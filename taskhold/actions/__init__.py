@@ -18,6 +18,7 @@
 | assign           | participant   | employer, naming an applicant      |
 | unclaim          | participant   | the worker, before any proof       |
 | revoke           | participant   | employer, after the claim timeout  |
+| refund-invoice   | proof         | the employer, for their share of a split |
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .create import create
 from .deposit import deposit, deposit_payout
 from .fund import fund
 from .pipeline import Handler, WriteContext, perform
-from .proof import submit_proof, update_payout_invoice
+from .proof import submit_proof, update_payout_invoice, update_refund_invoice
 from .review import review
 
 __all__ = ["ACTIONS", "Action", "WriteContext", "perform"]
@@ -60,4 +61,5 @@ ACTIONS: dict[str, Action] = {
     "assign": Action(participant.assign),
     "unclaim": Action(participant.unclaim),
     "revoke": Action(participant.revoke),
+    "refund-invoice": Action(update_refund_invoice),
 }

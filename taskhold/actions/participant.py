@@ -51,8 +51,11 @@ class OptionalReason(BaseModel):
 class Resolution(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    winner: str = Field(pattern="^(worker|employer)$")
+    winner: str = Field(pattern="^(worker|employer|split)$")
     note: str = Field(min_length=1, max_length=2000)
+    worker_msat: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    """The worker's share when ``winner`` is ``split``; the employer gets the rest minus the
+    fee."""
 
 
 def _action(model: type[M], build: Callable[[M, str, int], c.Command]) -> Handler:
@@ -130,7 +133,9 @@ open_dispute = _action(
 )
 resolve_dispute = _action(
     Resolution,
-    lambda b, actor, at: c.ResolveDispute(actor=actor, at=at, winner=b.winner, note=b.note),
+    lambda b, actor, at: c.ResolveDispute(
+        actor=actor, at=at, winner=b.winner, note=b.note, worker_msat=b.worker_msat
+    ),
 )
 cancel = _action(OptionalReason, lambda b, actor, at: c.Cancel(actor=actor, at=at, reason=b.reason))
 unclaim = _action(Empty, lambda b, actor, at: c.Unclaim(actor=actor, at=at))

@@ -29,7 +29,7 @@ from taskhold.verification import check_proof, parse_spec
 from .content import parse_content
 from .pipeline import Outcome, WriteContext, apply_command
 
-__all__ = ["submit_proof", "update_payout_invoice"]
+__all__ = ["submit_proof", "update_payout_invoice", "update_refund_invoice"]
 
 
 class ProofContent(BaseModel):
@@ -43,6 +43,12 @@ class PayoutInvoiceContent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     payout_invoice: str = Field(min_length=1, max_length=4000)
+
+
+class RefundInvoiceContent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refund_invoice: str = Field(min_length=1, max_length=4000)
 
 
 async def _check_head_seen(tx: Tx, task: Task, request: SignedRequest) -> None:
@@ -65,23 +71,35 @@ async def _check_head_seen(tx: Tx, task: Task, request: SignedRequest) -> None:
         )
 
 
-async def _checked_invoice(ctx: WriteContext, tx: Tx, task: Task, payout_invoice: str) -> str:
-    """The worker's invoice, if it is for the payout and paying it cannot lose money (the
-    rules of :mod:`taskhold.payments.rules`, checked again before paying)."""
+async def _checked_invoice(
+    ctx: WriteContext, tx: Tx, task: Task, payout_invoice: str, *, employer_share: bool = False
+) -> str:
+    """The worker's invoice, if it is for the payout (a split's worker share once split) and
+    paying it cannot lose money (the rules of :mod:`taskhold.payments.rules`, checked again
+    before paying); with ``employer_share``, the employer's invoice for their share."""
     settings = ctx.escrow.settings
+    if employer_share:
+        assert task.split_employer_msat is not None
+        expected, field, what = task.split_employer_msat, "refund_invoice", "your share"
+        owner = f"refund/{task.task_id}"
+    else:
+        what = "the worker's share" if task.is_split else "the task amount minus the operator fee"
+        expected, field, owner = task.payout_msat, "payout_invoice", f"task/{task.task_id}"
     invoice = validate_payout_invoice(
         payout_invoice,
-        expected_msat=task.payout_msat,
+        expected_msat=expected,
         network=ctx.escrow.lightning.network,
         now=ctx.escrow.now(),
         min_validity_s=settings.payout_min_validity_s,
         forbidden_hashes=frozenset({task.payment_hash_hex or ""}),
+        field=field,
+        what=what,
     )
     await check_payout_invoice(
         ctx.escrow,
         tx,
         invoice,
-        owner=f"task/{task.task_id}",
+        owner=owner,
         budget_blocks=await budget_now(
             ctx.escrow,
             task.accepted_htlc_expiry_height,
@@ -182,3 +200,21 @@ async def update_payout_invoice(
     decide(task, command(""), ctx.arbiters)
     payout_invoice = await _checked_invoice(ctx, tx, task, body.payout_invoice)
     return Outcome(await apply_command(ctx, tx, request, task, command(payout_invoice)))
+
+
+async def update_refund_invoice(
+    ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None
+) -> Outcome:
+    """The employer's invoice for their share of a split: exactly that share, checked like a
+    payout invoice; replaceable until the share is paid (a payment to the old one that may
+    still land is followed, never doubled)."""
+    assert task is not None
+    body = parse_content(RefundInvoiceContent, request.content)
+    now = ctx.escrow.now()
+
+    def command(refund_invoice: str) -> c.UpdateRefundRequest:
+        return c.UpdateRefundRequest(actor=request.pubkey, at=now, refund_request=refund_invoice)
+
+    decide(task, command(""), ctx.arbiters)
+    invoice = await _checked_invoice(ctx, tx, task, body.refund_invoice, employer_share=True)
+    return Outcome(await apply_command(ctx, tx, request, task, command(invoice)))

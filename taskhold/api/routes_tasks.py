@@ -135,6 +135,7 @@ for _op, _summary in [
     ("assign", "Make one applicant the worker (employer)"),
     ("unclaim", "Give a claimed task back before sending a proof (worker)"),
     ("revoke", "Revoke a claim whose timeout passed without a proof (employer)"),
+    ("refund-invoice", "Send the invoice that pays your share of a split (employer)"),
 ]:
     _task_write(_op, _summary)
 

@@ -190,6 +190,20 @@ class DepositView(_Described):
     closed_at: int | None
 
 
+class SplitView(_Described):
+    """A split outcome: the worker's share goes to ``payout_invoice``, the employer's to
+    ``refund_invoice``; the shares plus ``fee_msat`` make the amount."""
+
+    basis: str
+    worker_msat: int
+    employer_msat: int
+    refund_invoice: str | None
+    refund_failures: int
+    last_refund_failure: str | None
+    refund_payment_hash: str | None
+    refund_fee_msat: int | None
+
+
 class TaskView(_Described):
     """A task. Nothing secret is in it: ``preimage`` is filled by the settlement, when it
     becomes public."""
@@ -240,6 +254,7 @@ class TaskView(_Described):
     applicants_count: int
     applicants: list[str] = Field(description="keys that applied; their notes are in the log")
     barred_workers: list[str] = Field(description="keys that unclaimed or were revoked")
+    split: SplitView | None
 
 
 class Review(_Described):

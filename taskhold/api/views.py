@@ -83,6 +83,23 @@ def task_view(task: Task, log_head: str | None = None) -> dict[str, Any]:
         "applicants_count": len(task.applicants),
         "applicants": list(task.applicants),
         "barred_workers": list(task.barred_workers),
+        "split": _split_view(task),
+    }
+
+
+def _split_view(task: Task) -> dict[str, Any] | None:
+    """A split's shares, its employer's invoice and what is paid (hashes only)."""
+    if task.split_worker_msat is None:
+        return None
+    return {
+        "basis": task.split_basis,
+        "worker_msat": task.split_worker_msat,
+        "employer_msat": task.split_employer_msat,
+        "refund_invoice": task.refund_request,
+        "refund_failures": task.refund_failures,
+        "last_refund_failure": task.last_refund_failure,
+        "refund_payment_hash": task.refund_payment_hash_hex,
+        "refund_fee_msat": task.refund_fee_msat,
     }
 
 

@@ -232,6 +232,7 @@ def _task_chain(entries: list[Entry], findings: set[Finding]) -> None:
     by_seq: dict[int, Entry] = {}
     funding_hash: str | None = None
     deposit_hashes: dict[str, str] = {}
+    split = _SplitCheck()
     for entry in entries:
         where = Location(gseq=entry.gseq, task=entry.task, seq=entry.seq, event_id=entry.id)
         twin = by_seq.get(entry.seq)
@@ -254,13 +255,66 @@ def _task_chain(entries: list[Entry], findings: set[Finding]) -> None:
         expected, last_ids = entry.seq + 1, {entry.id}
         if entry.op == "FundingRequested":
             funding_hash = entry.values.get("payment_hash")
-        elif entry.op in ("ReleaseCompleted", "HoldSettledUnderLivePayout"):
+        elif entry.op in ("ReleaseCompleted", "HoldSettledUnderLivePayout", "SplitCompleted"):
             _check_preimage(entry, funding_hash, where, findings)
+            if entry.op == "SplitCompleted":
+                split.completed(entry, where, findings)
+        elif entry.op in ("TaskCreated", "SplitDecided", "SplitSharePaid"):
+            split.see(entry, where, findings)
         elif entry.op == "DepositRequested":
             deposit_hashes[entry.values.get("depositor", "")] = entry.values.get("deposit_hash", "")
         elif entry.op in ("DepositPaidOut", "DepositSettledUnderLivePayout"):
             paid = deposit_hashes.get(entry.values.get("depositor", ""))
             _check_preimage(entry, paid, where, findings, what="deposit")
+
+
+@dataclass
+class _SplitCheck:
+    """A split's money, entry by entry: the shares plus the fee make the amount the task was
+    created with, each share is paid once with a preimage of its hash, and the settlement names
+    the shares that were paid."""
+
+    amount_msat: int | None = None
+    paid: dict[str, str] | None = None
+
+    def see(self, entry: Entry, where: Location, findings: set[Finding]) -> None:
+        values = entry.values
+        if entry.op == "TaskCreated":
+            self.amount_msat = entry.amount_msat
+        elif entry.op == "SplitDecided":
+            parts = [values.get(name, "") for name in ("worker_msat", "employer_msat", "fee_msat")]
+            total = sum(int(part) for part in parts if part.isdigit())
+            if self.amount_msat is None or total != self.amount_msat:
+                detail = f"the shares plus the fee make {total} msat, not the task's amount"
+                findings.add(Finding(FindingKind.BAD_SPLIT, where, detail, (entry.id,)))
+            self.paid = {}
+        else:
+            self.share_paid(entry, where, findings)
+
+    def share_paid(self, entry: Entry, where: Location, findings: set[Finding]) -> None:
+        share, paid_hash = entry.values.get("share", ""), entry.values.get("share_hash", "")
+        preimage = entry.values.get("share_preimage", "")
+        if self.paid is None:
+            detail = "a share paid on a task that was not split"
+        elif share in self.paid:
+            detail = f"the {share} share is paid a second time"
+        elif not is_hex64(preimage) or hashlib.sha256(bytes.fromhex(preimage)).hexdigest() != (
+            paid_hash
+        ):
+            detail = f"the {share} share's preimage does not hash to its payment hash"
+        else:
+            self.paid[share] = paid_hash
+            return
+        findings.add(Finding(FindingKind.BAD_SPLIT, where, detail, (entry.id,)))
+
+    def completed(self, entry: Entry, where: Location, findings: set[Finding]) -> None:
+        named = {
+            "worker": entry.values.get("worker_hash"),
+            "employer": entry.values.get("employer_hash"),
+        }
+        if self.paid != named:
+            detail = "the split's settlement names payments other than the shares paid"
+            findings.add(Finding(FindingKind.BAD_SPLIT, where, detail, (entry.id,)))
 
 
 def _check_preimage(

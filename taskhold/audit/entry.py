@@ -33,6 +33,8 @@ OPS = frozenset(
         "DepositPayoutRequested", "DepositPayoutFailed", "DepositReturned", "DepositPaidOut",
         "DepositSettledUnderLivePayout",
         "ApplicationFiled", "WorkerAssigned", "ClaimReleased", "ClaimRevoked",
+        "SplitDecided", "RefundRequestUpdated", "RefundShareFailed", "SplitSharePaid",
+        "SplitCompleted",
     }
 )  # fmt: skip
 
@@ -44,7 +46,7 @@ REQUEST_OPS: Mapping[str, frozenset[str]] = {
     "approve": frozenset({"SubmissionApproved"}),
     "reject": frozenset({"SubmissionRejected"}),
     "dispute": frozenset({"DisputeOpened"}),
-    "resolve": frozenset({"DisputeResolved"}),
+    "resolve": frozenset({"DisputeResolved", "SplitDecided"}),
     "cancel": frozenset({"TaskCancelled", "RefundOrdered"}),
     "payout-invoice": frozenset({"PayoutRequestUpdated"}),
     "deposit": frozenset({"DepositRequested"}),
@@ -53,6 +55,7 @@ REQUEST_OPS: Mapping[str, frozenset[str]] = {
     "assign": frozenset({"WorkerAssigned"}),
     "unclaim": frozenset({"ClaimReleased"}),
     "revoke": frozenset({"ClaimRevoked"}),
+    "refund-invoice": frozenset({"RefundRequestUpdated"}),
 }
 """Which entry a participant's request (its ``op`` tag) may cause."""
 
@@ -80,6 +83,15 @@ _PAYMENT_TAGS: Mapping[str, Mapping[str, Callable[[str], bool]]] = {
     "RefundCompleted": {
         "invoice_state": lambda value: value in ("CANCELED", "NONE", "NOT_FOUND"),
     },
+    "SplitDecided": {
+        "worker_msat": _uint, "employer_msat": _uint, "fee_msat": _uint,
+        "basis": lambda value: value in ("ruling", "agreement"),
+    },
+    "SplitSharePaid": {
+        "share": lambda value: value in ("worker", "employer"), "share_hash": is_hex64,
+        "share_preimage": is_hex64, "share_fee_msat": _uint,
+    },
+    "SplitCompleted": {"preimage": is_hex64, "worker_hash": is_hex64, "employer_hash": is_hex64},
     "DepositRequested": {
         "depositor": is_hex64, "deposit_hash": is_hex64, "bolt11": _bolt11,
         "amount_msat": _uint, "cltv_expiry": _uint,
@@ -133,6 +145,9 @@ class Entry:
     gprev: str | None
     values: Mapping[str, str]
     """The value of each single-valued tag (``payment_hash``, ``preimage``, …)."""
+    amount_msat: int | None = None
+    """The amount a ``TaskCreated`` entry's content declares (a split's shares and fee must
+    make it)."""
 
 
 def _canonical(value: Any) -> str:
@@ -388,5 +403,14 @@ def parse_entry(
         prev=values.get("prev") if is_hex64(values.get("prev")) else None,
         gprev=values.get("gprev") if is_hex64(values.get("gprev")) else None,
         values=dict(values),
+        amount_msat=_declared_amount(event) if op == "TaskCreated" else None,
     )
     return entry, reader.findings
+
+
+def _declared_amount(event: Mapping[str, Any]) -> int | None:
+    try:
+        amount = json.loads(event["content"])["event"]["amount_msat"]
+    except (ValueError, KeyError, TypeError):
+        return None  # reported by check_content
+    return amount if isinstance(amount, int) and not isinstance(amount, bool) else None

@@ -26,6 +26,7 @@ class FindingKind(StrEnum):
     OPERATOR_DELETION = "operator_deletion"
     SCORE_MISMATCH = "score_mismatch"
     BAD_RECEIPT = "bad_receipt"
+    BAD_SPLIT = "bad_split"
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,14 @@ CRASH_POINTS: dict[str, str] = {
     "after_payout": "the worker's payment succeeded; the hold invoice is not settled yet",
     "after_settle": "the hold invoice is settled; the release is not recorded yet",
     "after_payout_failure": "a failed payout attempt is recorded; the next is not made yet",
+    # a split: the worker's share, the employer's, then the settle
+    "after_worker_share_row": "the worker share's payment row is written; it is not paid yet",
+    "after_worker_share": "the worker's share is paid; it is not recorded in the log yet",
+    "after_worker_share_failure": "a failed worker-share attempt is recorded; no retry made yet",
+    "after_employer_share_row": "the employer share's row is written; it is not paid yet",
+    "after_employer_share": "the employer's share is paid; the hold is not settled yet",
+    "after_employer_share_failure": "a failed employer-share attempt is recorded; no retry yet",
+    "after_split_settle": "the split's hold is settled; the split is not recorded complete yet",
     # refund
     "after_cancel": "the hold invoice is cancelled; the refund is not recorded yet",
     # deposits: locking, returning, and paying a forfeited one out

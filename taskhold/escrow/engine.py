@@ -37,7 +37,7 @@ from .deposits import (
 )
 from .funding import observe_invoice
 from .refund import refund
-from .release import release
+from .split import pay_out
 from .timers import TIMED_STATES, guard, run_timers
 
 __all__ = ["EscrowEngine"]
@@ -149,7 +149,7 @@ class EscrowEngine:
         for task_id in with_deposits:
             await self._guarded(task_id, self._deposit_steps(task_id, height))
         for task_id in releases:
-            self._pay(task_id, task_id, partial(release, ctx, task_id), _paid)
+            self._pay(task_id, task_id, partial(pay_out, ctx, task_id), _paid)
 
     async def _deposit_steps(self, task_id: str, height: int | None) -> None:
         """Guard and return one task's deposits, and start the payouts of forfeited ones.

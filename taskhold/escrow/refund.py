@@ -3,12 +3,13 @@ Payment Coordinator's :func:`~taskhold.payments.held.cancel_hold`)."""
 
 from __future__ import annotations
 
-from taskhold.payments.held import cancel_hold, cancel_would_pay_twice
-from taskhold.tasks import SYSTEM_ACTOR, Task, TaskState
+from taskhold.payments.held import cancel_hold, still_held
+from taskhold.tasks import SYSTEM_ACTOR, Task
 from taskhold.tasks import commands as c
 
 from .context import EscrowContext, apply_system, log
 from .release import RewardBook, held_reward, settle_under_live_payout
+from .split import payout_may_land
 
 __all__ = ["refund"]
 
@@ -21,17 +22,16 @@ async def refund(ctx: EscrowContext, task_id: str) -> Task | None:
     ``NONE`` (the task never had an invoice) or ``NOT_FOUND`` (the node no longer knows it, so
     it holds nothing to return).
 
-    A verified task's hold is never cancelled while its payout may land
-    (:func:`~taskhold.payments.held.cancel_would_pay_twice`): the hold is settled instead,
-    which supersedes the refund, and the release finishes the task."""
+    A verified task's hold is never cancelled while its payout (a split's: either share) may
+    land: the refund was ordered on the node's word that the payout failed, and asked again
+    right before cancelling, the node may say otherwise (it misread, or the payee took an HTLC
+    it held). The hold is settled instead, which supersedes the refund, and the release
+    finishes the task (:func:`~taskhold.payments.held.cancel_would_pay_twice` for deposits)."""
     async with ctx.store.transaction() as tx:
         task = await tx.load_task(task_id)
     if task is None or not task.refund_ordered:
         return task
-    verified = task.state is TaskState.VERIFIED and task.hold_settled_at is None
-    if verified and await cancel_would_pay_twice(
-        ctx, held_reward(ctx, task), RewardBook(ctx, task)
-    ):
+    if await payout_may_land(ctx, task) and await still_held(ctx, held_reward(ctx, task)):
         log.warning("refund_superseded_by_live_payout", task_id=task_id)
         assert task.accepted_htlc_expiry_height is not None
         blocks_left = task.accepted_htlc_expiry_height - await ctx.lightning.block_height()

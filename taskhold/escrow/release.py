@@ -25,13 +25,7 @@ from taskhold.tasks import commands as c
 
 from .context import EscrowContext, apply_system, log
 
-__all__ = [
-    "RewardBook",
-    "held_reward",
-    "payout_may_land",
-    "release",
-    "settle_under_live_payout",
-]
+__all__ = ["RewardBook", "held_reward", "release", "settle_under_live_payout"]
 
 
 def held_reward(ctx: EscrowContext, task: Task) -> HeldFunds:
@@ -151,14 +145,6 @@ async def release(ctx: EscrowContext, task_id: str) -> Task | None:
     if task is None or not task.release_pending or task.payment_hash_hex is None:
         return task
     return await funds.pay_then_settle(ctx, held_reward(ctx, task), RewardBook(ctx, task))
-
-
-async def payout_may_land(ctx: EscrowContext, task: Task) -> bool:
-    """The verified task's payout may land, or its hold is already settled: the guardian and
-    a refund settle it then, never cancel it."""
-    if task.state is not TaskState.VERIFIED or task.hold_settled_at is not None:
-        return False
-    return await funds.must_settle(ctx, held_reward(ctx, task), RewardBook(ctx, task))
 
 
 async def settle_under_live_payout(ctx: EscrowContext, task_id: str, blocks_left: int) -> None:

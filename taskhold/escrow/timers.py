@@ -12,7 +12,8 @@ from taskhold.tasks import commands as c
 from taskhold.tasks.model import FUNDED_STATES
 
 from .context import EscrowContext, apply_system
-from .release import payout_may_land, settle_under_live_payout
+from .release import settle_under_live_payout
+from .split import payout_may_land
 
 __all__ = ["TIMED_STATES", "guard", "run_timers"]
 

@@ -70,6 +70,26 @@ def payment_tags(event: dict[str, Any]) -> list[list[str]]:
             ]
         case "RefundCompleted":
             return [["invoice_state", event["invoice_state"]]]
+        case "SplitDecided":
+            return [
+                ["worker_msat", str(event["worker_msat"])],
+                ["employer_msat", str(event["employer_msat"])],
+                ["fee_msat", str(event["fee_msat"])],
+                ["basis", event["basis"]],
+            ]
+        case "SplitSharePaid":
+            return [
+                ["share", event["share"]],
+                ["share_hash", event["payment_hash_hex"]],
+                ["share_preimage", event["payment_preimage_hex"]],
+                ["share_fee_msat", str(event["fee_msat"])],
+            ]
+        case "SplitCompleted":
+            return [
+                ["preimage", event["preimage_hex"]],
+                ["worker_hash", event["worker_payment_hash_hex"]],
+                ["employer_hash", event["employer_payment_hash_hex"]],
+            ]
     if event["type"].startswith("Deposit"):
         return [["depositor", event["depositor"]], *_deposit_tags(event)]
     return []

@@ -29,6 +29,21 @@ LATER_FIELDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
         ),
         frozenset(),
     ),
+    (
+        frozenset(
+            {
+                "split_worker_msat",
+                "split_employer_msat",
+                "split_basis",
+                "refund_request",
+                "refund_failures",
+                "last_refund_failure",
+                "refund_payment_hash_hex",
+                "refund_fee_msat",
+            }
+        ),
+        frozenset(),
+    ),
 )
 """Fields added to a task (and to each of its deposits) after entries were written, by change."""
 

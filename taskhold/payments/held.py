@@ -1,17 +1,19 @@
 """Pay-then-settle and cancel, written once for every kind of money taskhold holds.
 
-taskhold holds money in hold invoices: a task's reward, a worker's deposit, and later split
-shares, milestones and swap payouts. Whatever the kind, paying it out is one sequence (DESIGN.md
-section 4): pay the payee from the escrow node's own liquidity, bounded by the hold, and only
-then settle the hold; giving it back is one cancel. :class:`HeldFunds` says what is held and who
-is owed; a :class:`PayoutBook` is where its kind records each step (its payout table, its task's
-log, its crash points). A new kind of payout writes a book and a ``HeldFunds``, not a sequence.
+taskhold holds money in hold invoices: a task's reward, a worker's deposit, a split's two
+shares, and later milestones and swap payouts. Whatever the kind, paying it out is one sequence
+(DESIGN.md section 4): pay the payee (or each payee, in order) from the escrow node's own
+liquidity, bounded by the hold, and only then settle the hold; giving it back is one cancel.
+:class:`HeldFunds` says what is held and who is owed; a :class:`PayoutBook` is where its kind
+records each step (its payout table, its task's log, its crash points). A new kind of payout
+writes a book and a ``HeldFunds``, not a sequence.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -36,12 +38,14 @@ __all__ = [
     "PayoutBook",
     "PayoutKind",
     "PayoutStep",
+    "ShareBook",
     "cancel_hold",
     "cancel_would_pay_twice",
     "must_settle",
     "pay_then_settle",
     "payout_hash_of",
     "settle_under_live_payout",
+    "still_held",
 ]
 
 
@@ -122,20 +126,45 @@ class PayoutBook(Protocol):
         """Record the declared fallback (the hold settled under a live payout) in the log."""
 
 
-async def pay_then_settle(ctx: PaymentContext, held: HeldFunds, book: PayoutBook) -> Task | None:
+class ShareBook(PayoutBook, Protocol):
+    """The book of a payout the hold owes before its last one (a split's worker share)."""
+
+    async def share_paid(self, payout: PaymentResult) -> None:
+        """Record in the log that this share landed, before the next one is paid."""
+
+
+async def pay_then_settle(
+    ctx: PaymentContext,
+    held: HeldFunds,
+    book: PayoutBook,
+    earlier: Sequence[tuple[HeldFunds, ShareBook]] = (),
+) -> Task | None:
     """Pay the payee, then settle the hold; the task once recorded, None while not done.
 
     Safe to call repeatedly and after a crash anywhere: the payout row is written before the
     payment is sent, so the node is asked what became of that exact payment instead of paying
     again, and the hold is settled only once the payment succeeded.
+
+    ``earlier``: payouts the same hold owes before ``held``'s (a split's worker share before the
+    employer's), paid in order, each at most once (its own row) and recorded paid before the
+    next starts; a share whose payee has sent no invoice yet waits, and so does every later
+    one. Their routing fees together stay within the first's cap: each share may spend only
+    what the shares before it left of it.
     """
-    assert held.payout_invoice is not None
     hold = await ctx.lightning.lookup_invoice(bytes.fromhex(held.hold_hash_hex))
     if hold.state is InvoiceState.CANCELED:
         return await book.hold_cancelled(hold)
     if hold.state is InvoiceState.OPEN:
         raise Fault(f"task {held.task_id}: a payout is owed but its hold invoice is not held")
-    payout = await _pay(ctx, held, book)
+    fee_left = earlier[0][0].max_fee_msat if earlier else held.max_fee_msat
+    for share, share_book in earlier:
+        paid = await _pay_share(ctx, share, share_book, fee_left)
+        if paid is None:
+            return None
+        fee_left -= paid.fee_msat
+        await share_book.crossed(PayoutStep.PAID)
+        await share_book.share_paid(paid)
+    payout = await _pay_share(ctx, held, book, fee_left)
     if payout is None:
         return None
     await book.crossed(PayoutStep.PAID)
@@ -153,14 +182,21 @@ async def pay_then_settle(ctx: PaymentContext, held: HeldFunds, book: PayoutBook
     return await book.completed(preimage, payout)
 
 
-async def must_settle(ctx: PaymentContext, held: HeldFunds, book: PayoutBook) -> bool:
-    """The payout succeeded or may still land, or the hold is already settled (a crash came
-    between the settle and its log entry): the hold must be settled, never given back, or the
-    operator could pay the money out twice."""
+async def must_settle(
+    ctx: PaymentContext,
+    held: HeldFunds,
+    book: PayoutBook,
+    earlier: Sequence[tuple[HeldFunds, ShareBook]] = (),
+) -> bool:
+    """The payout (or one of the ``earlier`` shares, as for :func:`pay_then_settle`) succeeded
+    or may still land, or the hold is already settled (a crash came between the settle and its
+    log entry): the hold must be settled, never given back, or the operator could pay the money
+    out twice."""
     async with ctx.store.transaction() as tx:
-        row = await book.find_row(tx)
-    if row is not None and await may_land(ctx, row):
-        return True
+        rows = [await each.find_row(tx) for each in (*(b for _, b in earlier), book)]
+    for row in rows:
+        if row is not None and await may_land(ctx, row):
+            return True
     hold = await ctx.lightning.lookup_invoice(bytes.fromhex(held.hold_hash_hex))
     return hold.state is InvoiceState.SETTLED
 
@@ -171,8 +207,11 @@ async def cancel_would_pay_twice(ctx: PaymentContext, held: HeldFunds, book: Pay
     payout failed; asked again right before cancelling, the node may say otherwise (it
     misread, or the payee took an HTLC it held). A hold the node cancelled has nothing left
     to settle."""
-    if not await must_settle(ctx, held, book):
-        return False
+    return await must_settle(ctx, held, book) and await still_held(ctx, held)
+
+
+async def still_held(ctx: PaymentContext, held: HeldFunds) -> bool:
+    """The node has not cancelled the hold (a cancelled one has nothing left to settle)."""
     hold = await ctx.lightning.lookup_invoice(bytes.fromhex(held.hold_hash_hex))
     return hold.state is not InvoiceState.CANCELED
 
@@ -252,6 +291,17 @@ def payout_hash_of(row: PaymentRecord | None, payout_invoice: str | None) -> str
     if payout_invoice is not None:
         return decode_invoice(payout_invoice).payment_hash_hex
     return "00" * 32
+
+
+async def _pay_share(
+    ctx: PaymentContext, held: HeldFunds, book: PayoutBook, fee_left_msat: int
+) -> PaymentResult | None:
+    """One payee's payment within what is left of the fee cap; None while its payee has sent
+    no invoice."""
+    if held.payout_invoice is None:
+        return None
+    capped = min(held.max_fee_msat, max(fee_left_msat, 0))
+    return await _pay(ctx, dataclasses.replace(held, max_fee_msat=capped), book)
 
 
 async def _pay(ctx: PaymentContext, held: HeldFunds, book: PayoutBook) -> PaymentResult | None:

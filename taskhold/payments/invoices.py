@@ -58,31 +58,33 @@ def validate_payout_invoice(
     now: int,
     min_validity_s: int,
     forbidden_hashes: frozenset[str],
+    field: str = "payout_invoice",
+    what: str = "the task amount minus the operator fee",
 ) -> DecodedInvoice:
     """The worker's invoice must be for exactly the payout, on our network, and stay valid.
 
     ``forbidden_hashes`` holds the task's own hold-invoice hash: paying an invoice with that hash
     would let its issuer learn the escrow preimage before release.
     """
-    invoice = decode_invoice(payout_invoice)
+    invoice = decode_invoice(payout_invoice, field=field)
     if invoice.network != network:
         raise Invalid(
-            f"payout_invoice is for network {invoice.network!r}; this taskhold runs on {network!r}",
+            f"{field} is for network {invoice.network!r}; this taskhold runs on {network!r}",
             code=RefusalCode.WRONG_NETWORK,
         )
     if invoice.amount_msat != expected_msat:
         raise Invalid(
-            f"payout_invoice must be for exactly {expected_msat} msat (the task amount minus the"
-            f" operator fee); it asks for {invoice.amount_msat}",
+            f"{field} must be for exactly {expected_msat} msat ({what}); it asks for"
+            f" {invoice.amount_msat}",
             code=RefusalCode.WRONG_AMOUNT,
         )
     if invoice.expires_at < now + min_validity_s:
         raise Invalid(
-            f"payout_invoice expires too soon: it must stay valid at least {min_validity_s} s",
+            f"{field} expires too soon: it must stay valid at least {min_validity_s} s",
             code=RefusalCode.INVOICE_EXPIRING,
         )
     if invoice.payment_hash_hex in forbidden_hashes:
         raise Invalid(
-            "payout_invoice reuses the task's escrow payment hash", code=RefusalCode.HASH_REUSED
+            f"{field} reuses the task's escrow payment hash", code=RefusalCode.HASH_REUSED
         )
     return invoice

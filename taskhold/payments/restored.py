@@ -7,15 +7,16 @@ rebuild that lost the rows would so ask a worker whose payment already landed, o
 flight, for a second invoice, and pay again.
 
 The log holds what a row needs: the payout invoice (``ProofSubmitted``,
-``PayoutRequestUpdated``, ``DepositPayoutRequested``), its amount (the task's payout, the
-deposit's amount) and, once paid, the paid hash and fee. Whether the payment was sent is not in
-the log; the restored row of an unfinished payout is marked as possibly sent, so the engine asks
-the node about its hash before paying (``pay_once``): a payment the node made or still has in
-flight is followed, one it never saw or that failed is sent. That is sound because the hash was
-unpaid at the node when the invoice was accepted, and no other payout of the log names it. Where
-two payouts of the log name one hash (one payee's invoice given twice), only the first, in log
-order, is taken as the sender (one that completed with it goes first): the others see the
-node's payment as someone else's and ask for a new invoice, so each payout is paid once.
+``PayoutRequestUpdated``, ``DepositPayoutRequested``, a split's ``RefundRequestUpdated``), its
+amount (the task's payout or a split's share, the deposit's amount) and, once paid, the paid
+hash and fee (a split's shares each have theirs: ``SplitSharePaid``). Whether the payment was
+sent is not in the log; the restored row of an unfinished payout is marked as possibly sent, so
+the engine asks the node about its hash before paying (``pay_once``): a payment the node made or
+still has in flight is followed, one it never saw or that failed is sent. That is sound because
+the hash was unpaid at the node when the invoice was accepted, and no other payout of the log
+names it. Where two payouts of the log name one hash (one payee's invoice given twice), only the
+first, in log order, is taken as the sender (one that completed with it goes first): the others
+see the node's payment as someone else's and ask for a new invoice, so each payout is paid once.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 
 from taskhold.lightning.base import PaymentStatus
 from taskhold.payments.invoices import decode_invoice
-from taskhold.store.models import DepositPayoutRow, PayoutRow
+from taskhold.store.models import DepositPayoutRow, PayoutRow, RefundPayoutRow
 from taskhold.tasks.model import DepositState, Task, TaskState
 
 __all__ = ["RESTORED_NOTE", "restored_payout_rows"]
@@ -50,9 +51,13 @@ class _Payout:
     updated_at: int
     funding_round: int | None = None
     deposit_hash_hex: str | None = None
+    refund_share: bool = False
+    """A split's employer share (``RefundPayoutRow``)."""
 
 
-def restored_payout_rows(tasks: Iterable[Task]) -> list[PayoutRow | DepositPayoutRow]:
+def restored_payout_rows(
+    tasks: Iterable[Task],
+) -> list[PayoutRow | DepositPayoutRow | RefundPayoutRow]:
     """Rows for the payouts of replayed ``tasks`` (in log order) that were due or done: a
     verified task's reward and a forfeited deposit's payout, each with a payout invoice."""
     payouts = [payout for task in tasks for payout in _payouts_of(task)]
@@ -65,7 +70,8 @@ def restored_payout_rows(tasks: Iterable[Task]) -> list[PayoutRow | DepositPayou
 def _payouts_of(task: Task) -> list[_Payout]:
     found: list[_Payout] = []
     if task.payout_request is not None and task.state in (TaskState.VERIFIED, TaskState.PAID):
-        paid_hash = task.payout_payment_hash_hex if task.state is TaskState.PAID else None
+        # set once paid (PAID, or a split's worker share recorded paid)
+        paid_hash = task.payout_payment_hash_hex
         found.append(
             _Payout(
                 owner=f"task/{task.task_id}",
@@ -78,6 +84,24 @@ def _payouts_of(task: Task) -> list[_Payout]:
                 fee_msat=task.payout_fee_msat,
                 updated_at=task.updated_at,
                 funding_round=task.funding_round,
+            )
+        )
+    if task.refund_request is not None and task.state in (TaskState.VERIFIED, TaskState.PAID):
+        assert task.split_employer_msat is not None
+        paid_hash = task.refund_payment_hash_hex
+        found.append(
+            _Payout(
+                owner=f"refund/{task.task_id}",
+                task_id=task.task_id,
+                payment_request=task.refund_request,
+                payment_hash_hex=paid_hash or decode_invoice(task.refund_request).payment_hash_hex,
+                amount_msat=task.split_employer_msat,
+                done=paid_hash is not None,
+                claimed=paid_hash is not None or task.hold_settled_at is not None,
+                fee_msat=task.refund_fee_msat,
+                updated_at=task.updated_at,
+                funding_round=task.funding_round,
+                refund_share=True,
             )
         )
     for deposit in task.deposits:
@@ -106,7 +130,7 @@ def _payouts_of(task: Task) -> list[_Payout]:
     return found
 
 
-def _row(payout: _Payout, sender: bool) -> PayoutRow | DepositPayoutRow:
+def _row(payout: _Payout, sender: bool) -> PayoutRow | DepositPayoutRow | RefundPayoutRow:
     """The row as the engine left it: a finished payout succeeded; an unfinished one counts as
     sent (``attempts`` 1) only for the hash's sender, so the node's answer for it is ours."""
     done = payout.done
@@ -124,4 +148,6 @@ def _row(payout: _Payout, sender: bool) -> PayoutRow | DepositPayoutRow:
     if payout.deposit_hash_hex is not None:
         return DepositPayoutRow(deposit_hash_hex=payout.deposit_hash_hex, **values)
     assert payout.funding_round is not None
+    if payout.refund_share:
+        return RefundPayoutRow(funding_round=payout.funding_round, **values)
     return PayoutRow(funding_round=payout.funding_round, **values)

@@ -59,7 +59,21 @@ def payout_terms(settings: Settings) -> dict[str, Any]:
         "cltv_margin_blocks": settings.payout_cltv_margin_blocks,
         "cltv_reserve_blocks": settings.payout_cltv_reserve_blocks,
         "route_padding_blocks": ROUTE_PADDING_BLOCKS,
+        "split": SPLIT_TERMS,
     }
+
+
+SPLIT_TERMS = {
+    "order": "the worker's share to their payout invoice, then the employer's to their refund"
+    " invoice (op refund-invoice), then the hold is settled",
+    "fee_cap": "both shares' routing fees together stay within the fee cap of the whole payout",
+    "unwind": "if the worker's share is not paid by the guard margin, the whole task is"
+    " refunded (hold cancelled)",
+    "fallback": "if the worker's share was paid (or may still land) and the employer's is not,"
+    " the hold is settled at the guard margin and the employer's share stays owed, paid as soon"
+    " as their refund invoice can be paid; it is never cancelled after the worker was paid",
+}
+"""How a split is paid out, published with the payout rules (``taskhold.escrow.split``)."""
 
 
 def cltv_budget(settings: Settings, *, expiry_height: int, height: int) -> int:

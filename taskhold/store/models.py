@@ -146,6 +146,24 @@ class DepositPayoutRow(Base):
     updated_at: Mapped[int]
 
 
+class RefundPayoutRow(Base):
+    """The payment of a split's employer share (per task and funding round), written before
+    paying like ``payouts``; the worker's share is the task's ``payouts`` row."""
+
+    __tablename__ = "refund_payouts"
+
+    task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    funding_round: Mapped[int] = mapped_column(Integer, primary_key=True)
+    payment_request: Mapped[str] = mapped_column(Text)
+    payment_hash_hex: Mapped[str] = mapped_column(String(64), index=True)
+    amount_msat: Mapped[int]
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    fee_msat: Mapped[int | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[int]
+
+
 class LogEntryRow(Base):
     """One signed public log entry (kind 3910), in operator-wide order ``gseq``."""
 

@@ -30,6 +30,7 @@ from .models import (
     InvoiceRow,
     LogEntryRow,
     PayoutRow,
+    RefundPayoutRow,
     RequestEventRow,
     TaskRow,
     TransitionRow,
@@ -337,6 +338,12 @@ class Tx:
     async def put_payout(self, row: PayoutRow) -> None:
         await self.session.merge(row)
 
+    async def get_refund_payout(self, task_id: str, funding_round: int) -> RefundPayoutRow | None:
+        return await self.session.get(RefundPayoutRow, (task_id, funding_round))
+
+    async def put_refund_payout(self, row: RefundPayoutRow) -> None:
+        await self.session.merge(row)
+
     async def get_deposit_payout(self, deposit_hash_hex: str) -> DepositPayoutRow | None:
         return await self.session.get(DepositPayoutRow, deposit_hash_hex)
 
@@ -352,12 +359,17 @@ class Tx:
         return (await self.session.execute(stmt.limit(1))).first() is not None
 
     async def payout_owners(self, payment_hash_hex: str) -> set[str]:
-        """Who already pays this hash: ``task/<id>`` for a reward payout (any round),
-        ``deposit/<deposit hash>`` for a forfeited deposit's payout."""
+        """Who already pays this hash: ``task/<id>`` for a reward payout or a split's worker
+        share (any round), ``refund/<id>`` for a split's employer share, ``deposit/<deposit
+        hash>`` for a forfeited deposit's payout."""
         tasks = select(PayoutRow.task_id).where(PayoutRow.payment_hash_hex == payment_hash_hex)
         deposits = select(DepositPayoutRow.deposit_hash_hex).where(
             DepositPayoutRow.payment_hash_hex == payment_hash_hex
         )
         owners = {f"task/{task_id}" for task_id in (await self.session.execute(tasks)).scalars()}
         owners |= {f"deposit/{h}" for h in (await self.session.execute(deposits)).scalars()}
+        refunds = select(RefundPayoutRow.task_id).where(
+            RefundPayoutRow.payment_hash_hex == payment_hash_hex
+        )
+        owners |= {f"refund/{t}" for t in (await self.session.execute(refunds)).scalars()}
         return owners

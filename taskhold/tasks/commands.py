@@ -20,6 +20,7 @@ __all__ = [
     "CompleteDepositReturn",
     "CompleteRefund",
     "CompleteRelease",
+    "CompleteSplit",
     "ConfirmDeposit",
     "ConfirmFunding",
     "CreateTask",
@@ -31,6 +32,8 @@ __all__ = [
     "OpenDispute",
     "RecordDepositPayoutFailure",
     "RecordPayoutFailure",
+    "RecordRefundShareFailure",
+    "RecordSharePaid",
     "RefuseProof",
     "Reject",
     "RequestDeposit",
@@ -45,6 +48,7 @@ __all__ = [
     "Tick",
     "Unclaim",
     "UpdatePayoutRequest",
+    "UpdateRefundRequest",
 ]
 
 
@@ -136,6 +140,8 @@ class OpenDispute(Command):
 class ResolveDispute(Command):
     winner: str
     note: str
+    worker_msat: int | None = None
+    """The worker's share when ``winner`` is ``split``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -294,3 +300,28 @@ class CompleteDepositPayout(SystemDepositCommand):
     preimage_hex: str
     payout_payment_hash_hex: str
     payout_fee_msat: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateRefundRequest(Command):
+    """The employer gives (or replaces) the invoice their share of a split is paid to."""
+
+    refund_request: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordRefundShareFailure(Command):
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordSharePaid(Command):
+    share: str
+    payment_hash_hex: str
+    payment_preimage_hex: str
+    fee_msat: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompleteSplit(Command):
+    preimage_hex: str

@@ -38,8 +38,13 @@ __all__ = [
     "ProofSubmitted",
     "RefundCompleted",
     "RefundOrdered",
+    "RefundRequestUpdated",
+    "RefundShareFailed",
     "ReleaseCompleted",
     "ReviewWindowElapsed",
+    "SplitCompleted",
+    "SplitDecided",
+    "SplitSharePaid",
     "SubmissionApproved",
     "SubmissionRejected",
     "TaskCancelled",
@@ -289,6 +294,19 @@ class ApplicationFiled(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SplitDecided(Event):
+    """The amount is split: ``worker_msat`` to the worker, ``employer_msat`` back to the
+    employer, ``fee_msat`` to the operator; the three make the task's amount. ``basis`` is
+    ``ruling`` (an arbiter's) or ``agreement`` (signed by both parties)."""
+
+    worker_msat: int
+    employer_msat: int
+    fee_msat: int
+    basis: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerAssigned(Event):
     """The employer made one applicant the worker: a claim in their name."""
 
@@ -310,6 +328,41 @@ class ClaimRevoked(Event):
 
     worker_pubkey: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefundRequestUpdated(Event):
+    """The employer's invoice for their share of a split (op ``refund-invoice``)."""
+
+    refund_request: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefundShareFailed(Event):
+    """An attempt to pay the employer's share of a split failed."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SplitSharePaid(Event):
+    """One share of a split landed (``share`` is ``worker`` or ``employer``); its payment's
+    preimage is the payee's proof of payment. Each share is paid at most once."""
+
+    share: str
+    payment_hash_hex: str
+    payment_preimage_hex: str
+    fee_msat: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SplitCompleted(Event):
+    """Both shares landed, then the hold was settled with ``preimage_hex`` (it names both
+    shares' payments again, so the settlement entry stands alone)."""
+
+    preimage_hex: str
+    worker_payment_hash_hex: str
+    employer_payment_hash_hex: str
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -348,6 +401,11 @@ EVENT_TYPES: dict[str, type[Event]] = {
         WorkerAssigned,
         ClaimReleased,
         ClaimRevoked,
+        SplitDecided,
+        RefundRequestUpdated,
+        RefundShareFailed,
+        SplitSharePaid,
+        SplitCompleted,
     )
 }
 

@@ -33,6 +33,15 @@ from .model import (
     Task,
     TaskState,
 )
+from .splits import (
+    complete_split,
+    record_refund_share_failure,
+    record_share_paid,
+    share_recorded,
+    split_changes,
+    split_decided,
+    update_refund_request,
+)
 
 __all__ = ["CLAIM_MODES", "TRANSITIONS", "Rule", "decide", "evolve", "replay"]
 
@@ -91,6 +100,11 @@ TRANSITIONS: dict[type[c.Command], Rule] = {
     c.Assign: _rule([S.FUNDED], [Role.EMPLOYER], "assign a worker to"),
     c.Unclaim: _rule([S.CLAIMED], [Role.WORKER], "unclaim"),
     c.RevokeClaim: _rule([S.CLAIMED], [Role.EMPLOYER], "revoke the claim on"),
+    # split outcomes (taskhold.tasks.splits)
+    c.UpdateRefundRequest: _rule([S.VERIFIED], [Role.EMPLOYER], "send the refund invoice of"),
+    c.RecordRefundShareFailure: _rule([S.VERIFIED], [Role.SYSTEM], "record a failed share on"),
+    c.RecordSharePaid: _rule([S.VERIFIED], [Role.SYSTEM], "record a paid share on"),
+    c.CompleteSplit: _rule([S.VERIFIED], [Role.SYSTEM], "complete the split of"),
 }
 """The one table of who may do what, when. ``CreateTask`` acts on no task and is not listed.
 
@@ -191,6 +205,10 @@ def _already_done(task: Task, command: c.Command) -> bool:
             return task.state in (S.REFUNDED, S.CANCELLED, S.EXPIRED)
         case c.ExpireFunding():
             return task.state is S.EXPIRED
+        case c.CompleteSplit():
+            return task.state is S.PAID
+        case c.RecordSharePaid():
+            return task.state is S.PAID or share_recorded(task, command.share)
         case c.Tick() | c.HoldExpiring():
             return task.is_terminal or task.refund_ordered
     return False
@@ -507,8 +525,19 @@ def _claim_still_open(task: Task, now: int) -> bool:
 
 def _resolve_dispute(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.ResolveDispute)
-    if cmd.winner not in ("worker", "employer"):
-        raise Invalid("winner must be 'worker' or 'employer'", code=RefusalCode.INVALID_WINNER)
+    if cmd.winner not in ("worker", "employer", "split"):
+        raise Invalid(
+            "winner must be 'worker', 'employer' or 'split'", code=RefusalCode.INVALID_WINNER
+        )
+    if cmd.winner == "split":
+        if cmd.worker_msat is None:
+            raise Invalid("a split names worker_msat", code=RefusalCode.INVALID_SPLIT)
+        note = _need_text(cmd.note, "a resolution note")
+        return split_decided(
+            task, at=cmd.at, actor=cmd.actor, worker_msat=cmd.worker_msat, basis="ruling", note=note
+        )
+    if cmd.worker_msat is not None:
+        raise Invalid("worker_msat is only for a split", code=RefusalCode.INVALID_SPLIT)
     if cmd.winner == "worker" and task.proof is None:
         raise Conflict(
             "the worker never submitted a proof; the dispute can only be resolved by a refund",
@@ -528,9 +557,13 @@ def _cancel(task: Task, cmd: c.Command) -> list[e.Event]:
 
 def _update_payout(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.UpdatePayoutRequest)
-    if task.proof is None:
+    if task.proof is None and not task.is_split:
         raise Conflict(
             "submit a proof first; it carries the payout invoice", code=RefusalCode.NO_PROOF
+        )
+    if task.worker_share_paid:
+        raise Conflict(
+            "your share of the split is already paid", code=RefusalCode.SHARE_ALREADY_PAID
         )
     return [e.PayoutRequestUpdated(at=cmd.at, actor=cmd.actor, payout_request=cmd.payout_request)]
 
@@ -581,8 +614,12 @@ def _hold_expiring(task: Task, cmd: c.Command) -> list[e.Event]:
             return [e.ReviewWindowElapsed(at=cmd.at, actor=cmd.actor)]
         case S.DISPUTED:
             return _dispute_default(task, cmd, reason)
-        case S.VERIFIED if task.payout_failures == 0 or task.hold_settled_at is not None:
+        case S.VERIFIED if task.hold_settled_at is not None or task.worker_share_paid:
             return []  # a settled hold cannot be refunded: the worker is owed the payout
+        case S.VERIFIED if task.is_split:
+            reason += " and the split's worker share was not paid"
+        case S.VERIFIED if task.payout_failures == 0:
+            return []
         case S.VERIFIED:
             reason += f" and the payout failed ({task.last_payout_failure})"
     return [e.RefundOrdered(at=cmd.at, actor=cmd.actor, reason=reason)]
@@ -611,6 +648,8 @@ def _check_settle(
 def _complete_release(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.CompleteRelease)
     _check_settle(task, cmd.preimage_hex, "the task cannot be released")
+    if task.is_split:
+        raise Conflict("a split completes with both shares paid", code=RefusalCode.WRONG_STATE)
     return [
         e.ReleaseCompleted(
             at=cmd.at,
@@ -643,6 +682,12 @@ def _complete_refund(task: Task, cmd: c.Command) -> list[e.Event]:
     return [e.RefundCompleted(at=cmd.at, actor=cmd.actor, invoice_state=cmd.invoice_state)]
 
 
+def _complete_split(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.CompleteSplit)
+    _check_settle(task, cmd.preimage_hex, "the split cannot be completed")
+    return complete_split(task, cmd)
+
+
 _HANDLERS: dict[type[c.Command], Callable[[Task, c.Command], list[e.Event]]] = {
     c.RequestFunding: _request_funding,
     c.ConfirmFunding: _confirm_funding,
@@ -666,6 +711,10 @@ _HANDLERS: dict[type[c.Command], Callable[[Task, c.Command], list[e.Event]]] = {
     c.Assign: _assign,
     c.Unclaim: _unclaim,
     c.RevokeClaim: _revoke_claim,
+    c.UpdateRefundRequest: update_refund_request,
+    c.RecordRefundShareFailure: record_refund_share_failure,
+    c.RecordSharePaid: record_share_paid,
+    c.CompleteSplit: _complete_split,
 }
 
 
@@ -785,6 +834,14 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
                 "preimage_hex": ev.preimage_hex,
                 "refund_ordered_reason": None,  # a settled hold can no longer be refunded
             }
+        case (
+            e.SplitDecided()
+            | e.RefundRequestUpdated()
+            | e.RefundShareFailed()
+            | e.SplitSharePaid()
+            | e.SplitCompleted()
+        ):
+            return split_changes(task, ev)
         case e.RefundCompleted():
             final = S.REFUNDED if task.funded_at is not None else S.CANCELLED
             return {"state": final, "closed_at": ev.at}

@@ -222,6 +222,21 @@ class Task:
     """Keys that applied (claim mode ``apply``), in order; their notes are in the log."""
     barred_workers: tuple[str, ...] = ()
     """Keys that released or were revoked from this task: they never take it again."""
+    split_worker_msat: int | None = None
+    """Set when the task was split (an arbiter's ruling or both parties' agreement): the
+    worker's share. The employer's is ``split_employer_msat``; with ``fee_msat`` they make the
+    amount. The worker's share is paid to ``payout_request``, then the employer's to
+    ``refund_request``, then the hold is settled (``taskhold.escrow.split``)."""
+    split_employer_msat: int | None = None
+    split_basis: str | None = None
+    """``ruling`` (the arbiter's) or ``agreement`` (signed by both parties)."""
+    refund_request: str | None = None
+    """The employer's invoice for their share of a split (``refund_invoice`` on the API)."""
+    refund_failures: int = 0
+    last_refund_failure: str | None = None
+    refund_payment_hash_hex: str | None = None
+    """The hash the employer's share was paid with, once paid."""
+    refund_fee_msat: int | None = None
 
     def deposit_of(self, pubkey: str) -> Deposit | None:
         """``pubkey``'s newest deposit on this task."""
@@ -238,8 +253,21 @@ class Task:
 
     @property
     def payout_msat(self) -> int:
-        """What the worker receives: the reward minus the operator's declared fee."""
+        """What the worker receives: the reward minus the operator's declared fee, or the
+        worker's share of a split."""
+        if self.split_worker_msat is not None:
+            return self.split_worker_msat
         return self.amount_msat - self.fee_msat
+
+    @property
+    def is_split(self) -> bool:
+        """The outcome is a split: two shares are paid before the hold is settled."""
+        return self.split_worker_msat is not None
+
+    @property
+    def worker_share_paid(self) -> bool:
+        """A split whose worker share is recorded paid: it can no longer be refunded."""
+        return self.is_split and self.payout_payment_hash_hex is not None
 
     @property
     def is_terminal(self) -> bool:

@@ -42,6 +42,7 @@ async def test_the_info_event_is_signed_and_states_the_policies(
     assert "operator fee" in payouts["fee_cap"]
     assert payouts["deposit_max_fee_msat"] == 0
     assert payouts["cltv_reserve_blocks"] == 90
+    assert "never cancelled after the worker was paid" in payouts["split"]["fallback"]
     assert "releases a submission that passed the automatic checks" in published["dispute_default"]
     assert published["limits"]["deposit_max_open_per_task"] == 10
 

@@ -170,3 +170,20 @@ async def test_demo_json_names_the_log_and_publishes_it_before_exiting(tmp_path:
         await pool.close()
         await relay.stop()
     assert [event["id"] for event in log] == log_ids
+
+
+async def test_demo_split_pays_both_wallets_their_shares_and_its_log_passes_the_audit(
+    tmp_path: Path,
+) -> None:
+    out = _demo(tmp_path, "--scenario", "split")
+    assert (out["scenario"], out["final_state"]) == ("split", "PAID")
+    assert isinstance(out["relay_url"], str) and out["relay_url"].startswith("ws://")
+    worker, employer = out["worker_received_msat"], out["employer_refunded_msat"]
+    fee, amount = out["fee_msat"], out["amount_msat"]
+    assert isinstance(worker, int) and isinstance(employer, int) and isinstance(fee, int)
+    # measured from the wallets: the shares as ruled, and with the fee they make the amount
+    assert (worker, employer) == (out["split_worker_msat"], out["split_employer_msat"])
+    assert worker + employer + fee == amount
+    assert worker == (amount - fee) * 60 // 100
+    code, report = await _audit(tmp_path, str(out["operator_pubkey"]))
+    assert (code, report["status"], report["findings"]) == (0, "clean", [])

@@ -60,6 +60,8 @@ AMOUNT_MSAT = 150_000_000
 ACCEPTANCE = {"required_fields": ["url"], "url_fields": ["url"]}
 SIM_STATE_FILE = "sim-network.json"
 SETTLE_TIMEOUT_S = 60.0
+ARBITER_KEYS = NostrKeys.from_secret_hex("a1" * 32)
+"""The arbiter the split scenarios' rulings come from."""
 """How long after the restart every task has to become final before it counts as stuck."""
 
 SERVE_ENV = {
@@ -75,9 +77,10 @@ SERVE_ENV = {
     "TASKHOLD_RATE_LIMIT_IP_PER_S": "0",
     "TASKHOLD_RATE_LIMIT_READ_IP_PER_S": "0",
     "TASKHOLD_SIM_ROUTES_ENABLED": "1",
+    "TASKHOLD_ARBITERS": ARBITER_KEYS.pubkey_hex,
 }
 """Fast ticks so a run takes seconds; a little proof of work so strangers' deposits exist; the
-simulator's wallet routes, which the scenarios pay and mine through."""
+simulator's wallet routes, which the scenarios pay and mine through; an arbiter who splits."""
 
 _FORK_SERVER = r"""
 import ctypes, json, os, signal, sys, traceback
@@ -607,6 +610,64 @@ async def deposit_forfeit_retried(p: Parties) -> None:
     await deposit_forfeit(p, first_fails=True)
 
 
+async def _wait_failed(p: Parties, task_id: str, failures: Callable[[dict[str, Any]], int]) -> None:
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while failures(await p.call(lambda: p.worker.get_task(task_id))) < 1:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"task {task_id}: no share payment failed")
+        await asyncio.sleep(0.1)
+
+
+async def split(p: Parties, *, first_fails: str | None = None) -> None:
+    """Rejected, disputed, split 60/40 by the arbiter; each side invoices its share (with
+    ``first_fails``, that share's first invoice cannot be paid): ends PAID, each share once."""
+    task = await _submitted(p)
+    task_id = task["task_id"]
+    reject_key, dispute_key, resolve_key = key(), key(), key()
+    await p.call(lambda: p.employer.reject(task_id, "half missing", idempotency_key=reject_key))
+    await p.call(lambda: p.worker.open_dispute(task_id, "half done", idempotency_key=dispute_key))
+    worker_msat = task["payout_msat"] * 60 // 100
+    arbiter = TaskholdClient(p.serve.url, ARBITER_KEYS, retries=0)
+    try:
+        ruled = await p.call(
+            lambda: arbiter.resolve_dispute(
+                task_id, "split", "60/40", worker_msat=worker_msat, idempotency_key=resolve_key
+            )
+        )
+    finally:
+        await arbiter.aclose()
+    employer_msat = int(ruled["split"]["employer_msat"])
+    payout_key, refund_key = key(), key()
+    if first_fails == "worker":
+        bad = unroutable_invoice(worker_msat)
+        await p.call(lambda: p.worker.update_payout_invoice(task_id, bad, idempotency_key=key()))
+        await _wait_failed(p, task_id, lambda t: int(t["payout_failures"]))
+    invoice = await p.invoice(worker_msat)
+    await p.call(
+        lambda: p.worker.update_payout_invoice(task_id, invoice, idempotency_key=payout_key)
+    )
+    if first_fails == "employer":
+        bad = unroutable_invoice(employer_msat)
+        await p.call(lambda: p.employer.update_refund_invoice(task_id, bad, idempotency_key=key()))
+        await _wait_failed(p, task_id, lambda t: int(t["split"]["refund_failures"]))
+    answer = await p.call(lambda: p.employer.sim_invoice(employer_msat, wallet="employer"))
+    refund_invoice = str(answer["payment_request"])
+    await p.call(
+        lambda: p.employer.update_refund_invoice(
+            task_id, refund_invoice, idempotency_key=refund_key
+        )
+    )
+    p.expected[task_id] = "PAID"
+
+
+async def split_worker_retried(p: Parties) -> None:
+    await split(p, first_fails="worker")
+
+
+async def split_employer_retried(p: Parties) -> None:
+    await split(p, first_fails="employer")
+
+
 Scenario = Callable[[Parties], Awaitable[None]]
 
 SCENARIOS: dict[str, Scenario] = {
@@ -624,6 +685,13 @@ SCENARIOS: dict[str, Scenario] = {
     "after_deposit_payout": deposit_forfeit,
     "after_deposit_settle": deposit_forfeit,
     "after_deposit_payout_failure": deposit_forfeit_retried,
+    "after_worker_share_row": split,
+    "after_worker_share": split,
+    "after_worker_share_failure": split_worker_retried,
+    "after_employer_share_row": split,
+    "after_employer_share": split,
+    "after_employer_share_failure": split_employer_retried,
+    "after_split_settle": split,
 }
 """The scenario that reaches each crash point."""
 

@@ -167,6 +167,21 @@ def sample_command(cls: type[c.Command], actor: str, at: int) -> c.Command:
             return c.Unclaim(actor=actor, at=at)
         case c.RevokeClaim:
             return c.RevokeClaim(actor=actor, at=at, reason="no proof in time")
+        case c.UpdateRefundRequest:
+            return c.UpdateRefundRequest(actor=actor, at=at, refund_request="lnbcrt1employer")
+        case c.RecordRefundShareFailure:
+            return c.RecordRefundShareFailure(actor=actor, at=at, reason="no route")
+        case c.RecordSharePaid:
+            return c.RecordSharePaid(
+                actor=actor,
+                at=at,
+                share="worker",
+                payment_hash_hex="33" * 32,
+                payment_preimage_hex="44" * 32,
+                fee_msat=3,
+            )
+        case c.CompleteSplit:
+            return c.CompleteSplit(actor=actor, at=at, preimage_hex=PREIMAGE)
     raise AssertionError(f"no sample for {cls.__name__}")
 
 
@@ -230,6 +245,23 @@ def task_in(state: TaskState, *, extra: Iterable[tuple[type[c.Command], str]] = 
     return task
 
 
+def _finish_split(task: Task, at: int) -> Task:
+    """A split whose worker share landed is finished by paying the employer's share (owed,
+    even if late), then completing it."""
+    for share, byte in (("worker", "55"), ("employer", "77")):
+        pay = c.RecordSharePaid(
+            actor=SYSTEM,
+            at=at,
+            share=share,
+            payment_hash_hex=byte * 32,
+            payment_preimage_hex="66" * 32,
+            fee_msat=0,
+        )
+        task, _ = apply(task, pay)
+    task, _ = apply(task, c.CompleteSplit(actor=SYSTEM, at=at, preimage_hex=PREIMAGE))
+    return task
+
+
 def drive_to_settlement(task: Task, at: int, *, payout_fails: bool = False) -> Task:
     """The guardian's path: only SYSTEM commands take a funded task to PAID or REFUNDED.
 
@@ -240,7 +272,9 @@ def drive_to_settlement(task: Task, at: int, *, payout_fails: bool = False) -> T
     if task.release_pending and payout_fails:
         task, _ = apply(task, sample_command(c.RecordPayoutFailure, SYSTEM, at))
         task, _ = apply(task, sample_command(c.HoldExpiring, SYSTEM, at))
-    if task.release_pending:
+    if task.release_pending and task.is_split:
+        task = _finish_split(task, at)
+    elif task.release_pending:
         task, _ = apply(task, sample_command(c.CompleteRelease, SYSTEM, at))
     elif task.refund_ordered:
         task, _ = apply(task, sample_command(c.CompleteRefund, SYSTEM, at))

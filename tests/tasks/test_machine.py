@@ -432,6 +432,8 @@ _REPLAYS_ON: dict[type[c.Command], frozenset[TaskState]] = {
     c.SettleUnderLivePayout: frozenset({S.PAID}),
     c.CompleteRefund: frozenset({S.REFUNDED, S.CANCELLED, S.EXPIRED}),
     c.ExpireFunding: frozenset({S.EXPIRED}),
+    c.CompleteSplit: frozenset({S.PAID}),
+    c.RecordSharePaid: frozenset({S.PAID}),
 }
 """System commands that may arrive again after a terminal state; they decide to nothing."""
 
@@ -771,6 +773,32 @@ def sample_events() -> list[e.Event]:
         e.WorkerAssigned(at=at, actor=who, worker_pubkey=WORKER, review_window_s=1),
         e.ClaimReleased(at=at, actor=WORKER, worker_pubkey=WORKER),
         e.ClaimRevoked(at=at, actor=who, worker_pubkey=WORKER, reason="no proof"),
+        e.SplitDecided(
+            at=at,
+            actor=ARBITER,
+            worker_msat=60,
+            employer_msat=39,
+            fee_msat=1,
+            basis="ruling",
+            note="n",
+        ),
+        e.RefundRequestUpdated(at=at, actor=who, refund_request="ln4"),
+        e.RefundShareFailed(at=at, actor=SYSTEM, reason="no route"),
+        e.SplitSharePaid(
+            at=at,
+            actor=SYSTEM,
+            share="worker",
+            payment_hash_hex="55",
+            payment_preimage_hex="66",
+            fee_msat=1,
+        ),
+        e.SplitCompleted(
+            at=at,
+            actor=SYSTEM,
+            preimage_hex=PREIMAGE,
+            worker_payment_hash_hex="55",
+            employer_payment_hash_hex="77",
+        ),
     ]
 
 

@@ -8,7 +8,9 @@ commands alone. Deposits are forfeited only by the depositor's own abandonment a
 only once forfeited and claimed. A dispute over a checked submission never ends in a refund by
 the clock alone, and without an arbiter the employer cannot open one. The worker changes only
 by a released or revoked claim, a released or revoked key never works on the task again and is
-never paid, and only the claim mode's keys become the worker.
+never paid, and only the claim mode's keys become the worker. A split's shares plus the
+fee make the amount, each share is paid at most once (the worker's first), and a split whose
+worker share was paid is never refunded.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from support.task_builders import (
     ARBITER,
     ARBITERS,
     EMPLOYER,
+    PREIMAGE,
     STRANGER,
     SYSTEM,
     T0,
@@ -69,7 +72,13 @@ ALL_COMMANDS = [
     c.Assign,
     c.Unclaim,
     c.RevokeClaim,
+    c.UpdateRefundRequest,
+    c.RecordRefundShareFailure,
+    c.RecordSharePaid,
+    c.CompleteSplit,
 ]
+SPLIT_WORKER_MSAT = st.sampled_from([-1, 0, 1, 49_500, 98_999, 99_000, 100_000])
+"""Around the bounds of a split of 100,000 msat with a fee of 1,000 (valid: 1 to 98,999)."""
 REASONS = st.sampled_from(["", "  ", "not what was asked"])
 
 HEAD_START = [
@@ -128,6 +137,7 @@ def _plausible(task: Task) -> list[tuple[type[c.Command], str]]:
             (c.RecordPayoutFailure, SYSTEM),
             (c.UpdatePayoutRequest, worker),
             (c.HoldExpiring, SYSTEM),
+            *([(c.UpdateRefundRequest, EMPLOYER), (c.CompleteSplit, SYSTEM)] * task.is_split),
         ],
         S.DISPUTED: [(c.ResolveDispute, ARBITER)] * 2 + [(c.HoldExpiring, SYSTEM), *timers],
     }
@@ -244,7 +254,8 @@ class TaskLifecycle(RuleBasedStateMachine):
         self.task = task
         self.history.extend(events)
         if command.actor == SYSTEM and not isinstance(
-            command, c.RecordPayoutFailure | c.RecordDepositPayoutFailure
+            command,
+            c.RecordPayoutFailure | c.RecordDepositPayoutFailure | c.RecordRefundShareFailure,
         ):
             # The engine replays system commands after a crash; the second time is a no-op.
             # (Each payout failure is a new fact, so RecordPayoutFailure is not replayed.)
@@ -332,10 +343,62 @@ class TaskLifecycle(RuleBasedStateMachine):
         cls, actor = data.draw(st.sampled_from(options), label="plausible")
         command: c.Command
         if cls is c.ResolveDispute:
-            winner = data.draw(st.sampled_from(["worker", "employer"]), label="winner")
-            command = c.ResolveDispute(actor=actor, at=self._at(dt), winner=winner, note="ruled")
+            winner = data.draw(st.sampled_from(["worker", "employer", "split"]), label="winner")
+            worker_msat = data.draw(SPLIT_WORKER_MSAT, label="worker_msat")
+            worker_msat = worker_msat if winner == "split" else None
+            command = c.ResolveDispute(
+                actor=actor, at=self._at(dt), winner=winner, note="ruled", worker_msat=worker_msat
+            )
         else:
             command = sample_command(cls, actor, self._at(dt))
+        self._send(command)
+
+    @rule(
+        actor=st.one_of(st.just(ARBITER), ANYONE),
+        worker_msat=st.one_of(SPLIT_WORKER_MSAT, st.none()),
+        dt=st.integers(min_value=0, max_value=60),
+    )
+    def split_ruling(self, actor: str, worker_msat: int | None, dt: int) -> None:
+        """Rulings that split the amount, with shares at and past their bounds, most of them
+        on a dispute opened just before (disputes are rare in a random walk)."""
+        assert self.task is not None
+        if self.task.state in (S.CLAIMED, S.SUBMITTED):
+            opener = self.task.worker_pubkey if self.task.state is S.CLAIMED else EMPLOYER
+            self._send(c.OpenDispute(actor=opener or WORKER, at=self._at(0), reason="disagree"))
+        command = c.ResolveDispute(
+            actor=actor, at=self._at(dt), winner="split", note="shared", worker_msat=worker_msat
+        )
+        self._send(command)
+
+    @rule(
+        step=st.sampled_from(["worker", "employer", "complete", "fail", "invoice", "in order"]),
+        paid_hash=st.sampled_from(["55", "77", "99"]),
+        actor=st.one_of(st.just(SYSTEM), st.just(SYSTEM), ANYONE),
+    )
+    def split_money(self, step: str, paid_hash: str, actor: str) -> None:
+        """The engine's steps paying a split, in any order, by anyone, more than once."""
+        at = self._at(0)
+        command: c.Command
+        if step == "in order":  # what the engine does: each share, then the settle
+            for share in ("worker", "employer", "complete"):
+                self.split_money(share, paid_hash if share == "worker" else "77", SYSTEM)
+            return
+        if step in ("worker", "employer"):
+            command = c.RecordSharePaid(
+                actor=actor,
+                at=at,
+                share=step,
+                payment_hash_hex=paid_hash * 32,
+                payment_preimage_hex="66" * 32,
+                fee_msat=1,
+            )
+        elif step == "complete":
+            command = c.CompleteSplit(actor=actor, at=at, preimage_hex=PREIMAGE)
+        elif step == "fail":
+            command = c.RecordRefundShareFailure(actor=actor, at=at, reason="no route")
+        else:
+            employer = EMPLOYER if actor == SYSTEM else actor
+            command = c.UpdateRefundRequest(actor=employer, at=at, refund_request="lnbcrt1e")
         self._send(command)
 
     # Rules are drawn uniformly; three names for the guided step give it about half the draws.
@@ -485,6 +548,10 @@ class TaskLifecycle(RuleBasedStateMachine):
         """
         if self.task is None or self.task.state is not S.PAID:
             return
+        if self.task.is_split:  # the arbiter's judgement of the work, with or without a proof
+            rulings = [ev for ev in self.history if isinstance(ev, e.SplitDecided)]
+            assert len(rulings) == 1 and rulings[0].actor in self.arbiters
+            return
         release = next(i for i, ev in enumerate(self.history) if isinstance(ev, e.ReleaseCompleted))
         verifications = [i for i in range(release) if _is_verification(self.history[i])]
         assert verifications, "released without any verification"
@@ -498,7 +565,11 @@ class TaskLifecycle(RuleBasedStateMachine):
 
     @invariant()
     def money_moves_at_most_once_and_one_way(self) -> None:
-        releases = [i for i, ev in enumerate(self.history) if isinstance(ev, e.ReleaseCompleted)]
+        releases = [
+            i
+            for i, ev in enumerate(self.history)
+            if isinstance(ev, e.ReleaseCompleted | e.SplitCompleted)
+        ]
         refunds = [i for i, ev in enumerate(self.history) if isinstance(ev, e.RefundCompleted)]
         assert len(releases) <= 1
         assert len(refunds) <= 1
@@ -507,6 +578,40 @@ class TaskLifecycle(RuleBasedStateMachine):
         assert len(refund_decisions) <= 1, "a refund was decided twice"
         if releases:
             assert not refund_decisions, "settled although a refund was decided"
+
+    @invariant()
+    def shares_plus_fee_equal_the_amount(self) -> None:
+        task = self.task
+        if task is None:
+            return
+        for ev in self.history:
+            if isinstance(ev, e.SplitDecided):
+                assert ev.worker_msat > 0 and ev.employer_msat > 0
+                assert ev.worker_msat + ev.employer_msat + ev.fee_msat == task.amount_msat
+        if task.is_split:
+            assert task.split_employer_msat is not None
+            assert task.payout_msat + task.split_employer_msat + task.fee_msat == task.amount_msat
+
+    @invariant()
+    def each_share_is_paid_at_most_once(self) -> None:
+        """Each share once, the worker's first, only on a split, and a split completes with
+        both; one whose worker share landed is never refunded (the operator paid it)."""
+        paid = [ev for ev in self.history if isinstance(ev, e.SplitSharePaid)]
+        shares = [ev.share for ev in paid]
+        assert shares in ([], ["worker"], ["worker", "employer"]), shares
+        split_at = [i for i, ev in enumerate(self.history) if isinstance(ev, e.SplitDecided)]
+        assert len(split_at) <= 1
+        if paid:
+            assert split_at and split_at[0] < self.history.index(paid[0])
+        completed = [ev for ev in self.history if isinstance(ev, e.SplitCompleted)]
+        if completed:
+            assert shares == ["worker", "employer"]
+            assert completed[0].worker_payment_hash_hex == paid[0].payment_hash_hex
+            assert completed[0].employer_payment_hash_hex == paid[1].payment_hash_hex
+        if shares:
+            assert not any(isinstance(ev, e.RefundOrdered) for ev in self.history[
+                self.history.index(paid[0]):
+            ]), "refunded after the worker's share was paid"  # fmt: skip
 
     @invariant()
     def closed_tasks_stay_closed(self) -> None:
@@ -591,7 +696,7 @@ class TaskLifecycle(RuleBasedStateMachine):
                 assert ev.actor == task_before.worker_pubkey, "disputed with nobody to decide"
             if task_before.proof is None:
                 continue
-            ends = (e.DisputeResolved, e.DisputeWindowElapsed, e.RefundOrdered)
+            ends = (e.DisputeResolved, e.SplitDecided, e.DisputeWindowElapsed, e.RefundOrdered)
             end = next((x for x in self.history[i + 1 :] if isinstance(x, ends)), None)
             assert not isinstance(end, e.RefundOrdered), "a checked submission was refunded"
         task = self.task
@@ -644,15 +749,17 @@ class TaskLifecycle(RuleBasedStateMachine):
         # whose payout already failed is refunded rather than held past the HTLC's expiry.
         # An unresolved dispute over a checked submission ends the same way.
         owed = (
-            (task.release_pending and task.payout_failures == 0)
+            (task.release_pending and task.payout_failures == 0 and not task.is_split)
+            or task.worker_share_paid
             or task.state is S.SUBMITTED
             or (task.state is S.DISPUTED and task.proof is not None and not task.refund_ordered)
         )
         finished = drive_to_settlement(task, self.now + 1)
         assert finished.state is (S.PAID if owed else S.REFUNDED)
-        # A payout that keeps failing must not strand the HTLC either: it is refunded.
+        # A payout that keeps failing must not strand the HTLC either: it is refunded (but a
+        # split whose worker share landed: settled, the employer's share owed until paid).
         finished = drive_to_settlement(task, self.now + 1, payout_fails=True)
-        assert finished.state is S.REFUNDED
+        assert finished.state is (S.PAID if task.worker_share_paid else S.REFUNDED)
 
     @invariant()
     def only_the_employer_or_an_arbiter_verifies(self) -> None:
@@ -766,3 +873,40 @@ def _without_deposits(task: Task) -> Task:
 # About 5 s on one idle core; keep it well under 20 s on two busy ones.
 TaskLifecycle.TestCase.settings = settings(max_examples=250, stateful_step_count=50, deadline=None)
 TestTaskLifecycle = TaskLifecycle.TestCase
+
+
+class SplitLifecycle(TaskLifecycle):
+    """The same walk and invariants from a claimed or submitted task on a taskhold with an
+    arbiter, so that splits and their payments (rare in the walk above) are reached often."""
+
+    @initialize(
+        deadline_s=st.integers(min_value=5_000, max_value=40_000),
+        review_window_s=st.integers(min_value=300, max_value=3_000),
+        dispute_window_s=st.integers(min_value=300, max_value=3_000),
+        head_start=st.integers(min_value=3, max_value=4),
+        with_deposits=st.booleans(),
+        with_arbiter=st.just(True),
+    )
+    def create(
+        self,
+        deadline_s: int,
+        review_window_s: int,
+        dispute_window_s: int,
+        head_start: int,
+        with_deposits: bool,
+        with_arbiter: bool,
+    ) -> None:
+        super().create(
+            deadline_s,
+            review_window_s,
+            dispute_window_s,
+            head_start,
+            with_deposits,
+            with_arbiter,
+            claim_mode="open",
+            claim_timeout_s=None,
+        )
+
+
+SplitLifecycle.TestCase.settings = settings(max_examples=100, stateful_step_count=40, deadline=None)
+TestSplitLifecycle = SplitLifecycle.TestCase
