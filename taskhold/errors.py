@@ -103,6 +103,22 @@ class RefusalCode(StrEnum):
     NO_PROOF = "no_proof", "the task has no proof (and so no payout invoice) yet"
     BAD_PREIMAGE = "bad_preimage", "a preimage does not hash to the hold invoice's payment hash"
     NO_REFUND_ORDERED = "no_refund_ordered", "a refund completes on a task with none ordered"
+    # Agreements between employer and worker
+    NO_PROPOSAL = "no_proposal", "there is no standing agreement proposal to accept or withdraw"
+    OWN_PROPOSAL = "own_proposal", "only the other party may accept a proposal (403)"
+    NOT_YOUR_PROPOSAL = "not_your_proposal", "only the party who proposed may withdraw it (403)"
+    PROPOSAL_CHANGED = (
+        "proposal_changed",
+        "the accepted worker_msat is not the standing proposal's (it changed meanwhile)",
+    )
+    BAD_AGREEMENT_AMOUNT = (
+        "bad_agreement_amount",
+        "an agreement's worker_msat is below 0 or above the task's payout",
+    )
+    SPLIT_NOT_AVAILABLE = (
+        "split_not_available",
+        "an agreement that splits the amount cannot be carried out by this taskhold yet",
+    )
     # Proofs
     MISSING_HEAD = "missing_head", "a proof carries no prev tag with the task's log_head"
     STALE_HEAD = "stale_head", "the task changed since the proof was signed (its prev tag)"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "AcceptAgreement",
     "Approve",
     "Cancel",
     "Claim",
@@ -27,6 +28,7 @@ __all__ = [
     "ExpireFunding",
     "HoldExpiring",
     "OpenDispute",
+    "ProposeAgreement",
     "RecordDepositPayoutFailure",
     "RecordPayoutFailure",
     "RefuseProof",
@@ -41,6 +43,7 @@ __all__ = [
     "SystemDepositCommand",
     "Tick",
     "UpdatePayoutRequest",
+    "WithdrawAgreement",
 ]
 
 
@@ -64,6 +67,7 @@ class CreateTask(Command):
     deadline_policy: str
     review_window_by_policy: bool = False
     deposit_pledged: bool = False
+    rejection_policy: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -256,3 +260,24 @@ class CompleteDepositPayout(SystemDepositCommand):
     preimage_hex: str
     payout_payment_hash_hex: str
     payout_fee_msat: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProposeAgreement(Command):
+    """The employer or the worker proposes to end the task by agreement: the worker gets
+    ``worker_msat`` (0 cancels, the payout releases); it replaces any standing proposal."""
+
+    worker_msat: int
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcceptAgreement(Command):
+    """The other party accepts the standing proposal, repeating its ``worker_msat``."""
+
+    worker_msat: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WithdrawAgreement(Command):
+    """The proposer takes the standing proposal back."""

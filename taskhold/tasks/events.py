@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "AgreementAccepted",
+    "AgreementProposed",
+    "AgreementWithdrawn",
     "DepositEvent",
     "DepositForfeited",
     "DepositLocked",
@@ -35,6 +38,7 @@ __all__ = [
     "ProofSubmitted",
     "RefundCompleted",
     "RefundOrdered",
+    "RejectionLapsed",
     "ReleaseCompleted",
     "ReviewWindowElapsed",
     "SubmissionApproved",
@@ -72,6 +76,9 @@ class TaskCreated(Event):
     from both parties' records, never longer."""
     deposit_pledged: bool = False
     """The employer skipped proof of work by promising a deposit; funding waits for it."""
+    rejection_policy: str | None = None
+    """What a rejection nobody disputed or ruled on ends in (``machine.REJECTION_POLICIES``);
+    None on tasks created before the policy was declared."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,6 +204,32 @@ class RefundCompleted(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RejectionLapsed(Event):
+    """A rejected submission no arbiter ruled against before the claim ran out is verified
+    (rejection policy ``release_unless_ruled``, or any policy without an arbiter)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgreementProposed(Event):
+    worker_msat: int
+    note: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgreementAccepted(Event):
+    """Both parties signed: the proposer's request and this one's. What follows is decided by
+    ``agreements.agreement_outcome``."""
+
+    worker_msat: int
+    proposed_by: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgreementWithdrawn(Event):
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DepositEvent(Event):
     """Base of the events of one deposit, named by its depositor's pubkey (see
     ``taskhold.tasks.deposits``)."""
@@ -301,6 +334,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         DepositReturned,
         DepositSettledUnderLivePayout,
         DepositPaidOut,
+        RejectionLapsed,
+        AgreementProposed,
+        AgreementAccepted,
+        AgreementWithdrawn,
     )
 }
 

@@ -23,6 +23,14 @@ from taskhold.errors import Conflict, Forbidden, Invalid, Refusal, RefusalCode
 
 from . import commands as c
 from . import events as e
+from .agreements import (
+    AGREEMENT_STATES,
+    accept_agreement,
+    agreement_changes,
+    propose_agreement,
+    withdraw_agreement,
+    without_lapsed_proposal,
+)
 from .deposits import consequences, decide_deposit, deposit_changes
 from .model import (
     FUNDED_STATES,
@@ -34,7 +42,7 @@ from .model import (
     TaskState,
 )
 
-__all__ = ["TRANSITIONS", "Rule", "decide", "evolve", "replay"]
+__all__ = ["REJECTION_POLICIES", "TRANSITIONS", "Rule", "decide", "evolve", "replay"]
 
 S = TaskState
 
@@ -87,6 +95,15 @@ TRANSITIONS: dict[type[c.Command], Rule] = {
     c.CompleteRelease: _rule([S.VERIFIED], [Role.SYSTEM], "release"),
     c.SettleUnderLivePayout: _rule([S.VERIFIED], [Role.SYSTEM], "settle the hold of"),
     c.CompleteRefund: _rule(_OPEN_STATES, [Role.SYSTEM], "complete the refund of"),
+    c.ProposeAgreement: _rule(
+        AGREEMENT_STATES, [Role.EMPLOYER, Role.WORKER], "propose an agreement on"
+    ),
+    c.AcceptAgreement: _rule(
+        AGREEMENT_STATES, [Role.EMPLOYER, Role.WORKER], "accept an agreement on"
+    ),
+    c.WithdrawAgreement: _rule(
+        AGREEMENT_STATES, [Role.EMPLOYER, Role.WORKER], "withdraw an agreement on"
+    ),
 }
 """The one table of who may do what, when. ``CreateTask`` acts on no task and is not listed.
 
@@ -108,6 +125,21 @@ _ALLOWED_WHILE_REFUNDING: frozenset[type[c.Command]] = frozenset(
 )
 
 DEADLINE_POLICIES = frozenset({"refund_unless_verified"})
+
+RELEASE_UNLESS_RULED = "release_unless_ruled"
+REJECTION_POLICIES = frozenset({RELEASE_UNLESS_RULED, "arbiter"})
+"""What a rejected submission ends in when the claim runs out (its deadline, or the dispute
+window after the rejection) with no dispute open and no ruling:
+
+- ``release_unless_ruled``: it is released (``RejectionLapsed``). A rejection takes effect only
+  through an arbiter's ruling, which the employer seeks by disputing; the worker may resubmit
+  until the deadline;
+- ``arbiter``: the rejection stands and the task is refunded; the worker who objects disputes
+  and an arbiter rules. Tasks created before the policy existed (None) end the same way.
+
+Whatever the task declared, a taskhold without arbiters releases: with nobody to rule, a
+rejection cannot be what takes a checked submission's reward back.
+"""
 
 
 def decide(task: Task | None, command: c.Command, arbiters: frozenset[str]) -> list[e.Event]:
@@ -138,6 +170,8 @@ def decide(task: Task | None, command: c.Command, arbiters: frozenset[str]) -> l
             f" you are the {role.value}",
             code=RefusalCode.WRONG_ROLE,
         )
+    if not arbiters and task.rejection_policy != RELEASE_UNLESS_RULED:
+        task = dataclasses.replace(task, rejection_policy=RELEASE_UNLESS_RULED)  # see the policies
     if task.state not in rule.states:
         raise Conflict(
             f"cannot {rule.verb} a task in state {task.state}"
@@ -191,6 +225,8 @@ def _create(task: Task | None, cmd: c.CreateTask) -> list[e.Event]:
         raise Invalid("review and dispute windows must not be negative")
     if cmd.deadline_policy not in DEADLINE_POLICIES:
         raise Invalid(f"unknown deadline policy {cmd.deadline_policy!r}")
+    if cmd.rejection_policy is not None and cmd.rejection_policy not in REJECTION_POLICIES:
+        raise Invalid(f"unknown rejection policy {cmd.rejection_policy!r}")
     fields = {f.name: getattr(cmd, f.name) for f in dataclasses.fields(cmd)}
     return [e.TaskCreated(**fields)]
 
@@ -388,10 +424,23 @@ def _tick(task: Task, cmd: c.Command) -> list[e.Event]:
     elif task.state is S.FUNDED and now > task.deadline_at:
         return [e.RefundOrdered(at=now, actor=cmd.actor, reason="deadline passed unclaimed")]
     elif task.state is S.CLAIMED and not _claim_still_open(task, now):
-        return [e.RefundOrdered(at=now, actor=cmd.actor, reason="deadline passed without proof")]
+        return _claim_ran_out(task, cmd, "deadline passed without proof")
     elif task.state is S.DISPUTED and now >= _dispute_ends_at(task):
         return _dispute_default(task, cmd, "dispute window ran out without a proof")
     return []
+
+
+def _claim_ran_out(task: Task, cmd: c.Command, refund_reason: str) -> list[e.Event]:
+    """What a claim that ran out (deadline, or the hold's guard) ends in. Without a proof, a
+    refund; with one, the submission was rejected and not disputed: the task's rejection
+    policy decides (see :data:`REJECTION_POLICIES`)."""
+    if task.proof is None:
+        return [e.RefundOrdered(at=cmd.at, actor=cmd.actor, reason=refund_reason)]
+    if task.rejection_policy == RELEASE_UNLESS_RULED:
+        return [e.RejectionLapsed(at=cmd.at, actor=cmd.actor)]
+    if task.rejection_policy is not None:
+        refund_reason = "the rejection stood: the worker did not dispute it in time"
+    return [e.RefundOrdered(at=cmd.at, actor=cmd.actor, reason=refund_reason)]
 
 
 def _dispute_ends_at(task: Task) -> int | float:
@@ -426,6 +475,8 @@ def _hold_expiring(task: Task, cmd: c.Command) -> list[e.Event]:
             return [e.ReviewWindowElapsed(at=cmd.at, actor=cmd.actor)]
         case S.DISPUTED:
             return _dispute_default(task, cmd, reason)
+        case S.CLAIMED:
+            return _claim_ran_out(task, cmd, reason)
         case S.VERIFIED if task.payout_failures == 0 or task.hold_settled_at is not None:
             return []  # a settled hold cannot be refunded: the worker is owed the payout
         case S.VERIFIED:
@@ -504,6 +555,9 @@ _HANDLERS: dict[type[c.Command], Callable[[Task, c.Command], list[e.Event]]] = {
     c.CompleteRelease: _complete_release,
     c.SettleUnderLivePayout: _settle_under_live_payout,
     c.CompleteRefund: _complete_refund,
+    c.ProposeAgreement: propose_agreement,
+    c.AcceptAgreement: accept_agreement,
+    c.WithdrawAgreement: withdraw_agreement,
 }
 
 
@@ -528,13 +582,16 @@ def evolve(task: Task | None, event: e.Event) -> Task:
             deadline_policy=event.deadline_policy,
             review_window_by_policy=event.review_window_by_policy,
             deposit_pledged=event.deposit_pledged,
+            rejection_policy=event.rejection_policy,
             created_at=event.at,
             updated_at=event.at,
         )
     if task is None:
         raise Refusal(f"{type(event).__name__} applied before TaskCreated")
     changes = _changes(task, event)
-    return dataclasses.replace(task, version=task.version + 1, updated_at=event.at, **changes)
+    after = dataclasses.replace(task, version=task.version + 1, updated_at=event.at, **changes)
+    lapsed = without_lapsed_proposal(after)
+    return dataclasses.replace(after, **lapsed) if lapsed else after
 
 
 def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
@@ -575,7 +632,12 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
             }
         case e.ProofRefused():
             return {"proofs_refused": task.proofs_refused + 1}
-        case e.SubmissionApproved() | e.ReviewWindowElapsed() | e.DisputeWindowElapsed():
+        case (
+            e.SubmissionApproved()
+            | e.ReviewWindowElapsed()
+            | e.DisputeWindowElapsed()
+            | e.RejectionLapsed()
+        ):
             return {"state": S.VERIFIED, "verified_at": ev.at, "verified_by": ev.actor}
         case e.SubmissionRejected():
             return {"state": S.CLAIMED, "rejection_reason": ev.reason, "rejected_at": ev.at}
@@ -619,6 +681,8 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
         case e.RefundCompleted():
             final = S.REFUNDED if task.funded_at is not None else S.CANCELLED
             return {"state": final, "closed_at": ev.at}
+        case e.AgreementProposed() | e.AgreementAccepted() | e.AgreementWithdrawn():
+            return agreement_changes(task, ev)
     raise Refusal(f"no reducer for {type(ev).__name__}")
 
 

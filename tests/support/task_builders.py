@@ -58,6 +58,7 @@ def create_command(
     deadline_at: int = DEADLINE,
     review_window_s: int = REVIEW_WINDOW,
     dispute_window_s: int = DISPUTE_WINDOW,
+    rejection_policy: str | None = None,
 ) -> c.CreateTask:
     return c.CreateTask(
         actor=EMPLOYER,
@@ -72,6 +73,7 @@ def create_command(
         review_window_s=review_window_s,
         dispute_window_s=dispute_window_s,
         deadline_policy="refund_unless_verified",
+        rejection_policy=rejection_policy,
     )
 
 
@@ -153,6 +155,12 @@ def sample_command(cls: type[c.Command], actor: str, at: int) -> c.Command:
             )
         case c.CompleteRefund:
             return c.CompleteRefund(actor=actor, at=at, invoice_state="CANCELED")
+        case c.ProposeAgreement:
+            return c.ProposeAgreement(actor=actor, at=at, worker_msat=0, note="let us part")
+        case c.AcceptAgreement:
+            return c.AcceptAgreement(actor=actor, at=at, worker_msat=0)
+        case c.WithdrawAgreement:
+            return c.WithdrawAgreement(actor=actor, at=at)
     raise AssertionError(f"no sample for {cls.__name__}")
 
 

@@ -745,6 +745,10 @@ def sample_events() -> list[e.Event]:
         e.HoldSettledUnderLivePayout(
             at=at, actor=SYSTEM, preimage_hex=PREIMAGE, payout_payment_hash_hex="33", blocks_left=18
         ),
+        e.RejectionLapsed(at=at, actor=SYSTEM),
+        e.AgreementProposed(at=at, actor=who, worker_msat=0, note="part ways"),
+        e.AgreementAccepted(at=at, actor=WORKER, worker_msat=0, proposed_by=who),
+        e.AgreementWithdrawn(at=at, actor=who),
     ]
 
 
@@ -796,6 +800,11 @@ _APPLIES_TO.update(  # the deposit's later events
     {type(ev): _WITH_DEPOSIT for ev in sample_events()[_FIRST_DEPOSIT + 1 :]}
 )
 _APPLIES_TO[e.HoldSettledUnderLivePayout] = task_in(S.VERIFIED)
+_APPLIES_TO[e.RejectionLapsed] = task_in(S.SUBMITTED, extra=[(c.Reject, EMPLOYER)])
+_APPLIES_TO[e.AgreementProposed] = task_in(S.CLAIMED)
+_PROPOSED = task_in(S.CLAIMED, extra=[(c.ProposeAgreement, EMPLOYER)])
+_APPLIES_TO[e.AgreementAccepted] = _PROPOSED
+_APPLIES_TO[e.AgreementWithdrawn] = _PROPOSED
 
 
 @pytest.mark.parametrize("event", sample_events(), ids=lambda ev: type(ev).__name__)
