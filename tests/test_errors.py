@@ -20,7 +20,8 @@ PACKAGE = ROOT / "taskhold"
 DOC = ROOT / "docs" / "refusal-codes.md"
 
 PINNED = [
-    "already_reviewed", "amount_out_of_range", "bad_acceptance_spec", "bad_invoice",
+    "already_reviewed", "amount_out_of_range", "bad_acceptance_spec", "bad_agreement_amount",
+    "bad_invoice",
     "bad_preimage", "bad_review_window", "bad_signature", "conflict", "database_unavailable",
     "deadline_in_past",
     "deadline_passed", "deposit_exists", "deposit_not_needed", "deposit_required",
@@ -30,11 +31,12 @@ PINNED = [
     "invalid_receipt", "invalid_request", "invalid_value", "invalid_winner", "invoice_expiring",
     "kind_not_allowed", "lightning_unavailable", "log_event_too_large", "log_rejected",
     "malformed_content", "malformed_event", "method_not_allowed", "missing_head", "no_arbiter",
-    "no_payout_invoice", "no_problems", "no_proof", "no_refund_ordered", "no_such_deposit",
-    "no_such_task", "no_worker", "not_a_party", "not_found", "payment_failed",
+    "no_payout_invoice", "no_problems", "no_proof", "no_proposal", "no_refund_ordered", "no_such_deposit",
+    "no_such_task", "no_worker", "not_a_party", "not_found", "not_your_proposal", "own_proposal", "payment_failed",
     "payout_cltv_too_long", "payout_hash_reused", "payout_to_escrow_node", "pow_required",
-    "proof_rejected", "rate_limited", "reason_required", "refund_under_way", "replayed_request",
+    "proof_rejected", "proposal_changed", "rate_limited", "reason_required", "refund_under_way", "replayed_request",
     "reputation_disabled", "review_pending", "review_window_closed", "reviews_disabled",
+    "split_not_available",
     "stale_head", "stale_request", "task_closed", "task_exists", "task_not_closed", "too_large",
     "too_many_deposits", "too_many_open_invoices", "too_many_refused_proofs", "underpaid",
     "unsupported_pattern", "write_conflict", "wrong_amount", "wrong_kind", "wrong_network",

@@ -14,6 +14,9 @@
 | review           | review        | employer or worker, PAID/REFUNDED  |
 | deposit          | deposit       | employer (DRAFT) or a would-be worker (FUNDED) |
 | deposit-payout   | deposit       | the beneficiary of a forfeited deposit |
+| propose-agreement | participant | employer or worker, after a claim |
+| accept-agreement   | participant | the party who did not propose |
+| withdraw-agreement | participant | the party who proposed |
 """
 
 from __future__ import annotations
@@ -52,4 +55,7 @@ ACTIONS: dict[str, Action] = {
     "review": Action(review),
     "deposit": Action(deposit),
     "deposit-payout": Action(deposit_payout),
+    "propose-agreement": Action(participant.propose_agreement),
+    "accept-agreement": Action(participant.accept_agreement),
+    "withdraw-agreement": Action(participant.withdraw_agreement),
 }

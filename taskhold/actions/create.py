@@ -79,6 +79,7 @@ async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
         deadline_policy=settings.deadline_policy,
         review_window_by_policy=by_policy,
         deposit_pledged=body.deposit,
+        rejection_policy=settings.rejection_policy,
     )
     created = await apply_command(ctx, tx, request, None, command)
     return Outcome(created, status=201)

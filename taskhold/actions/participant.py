@@ -16,7 +16,17 @@ from taskhold.tasks import commands as c
 from .content import parse_content
 from .pipeline import Handler, Outcome, WriteContext, apply_command
 
-__all__ = ["approve", "cancel", "claim", "open_dispute", "reject", "resolve_dispute"]
+__all__ = [
+    "accept_agreement",
+    "approve",
+    "cancel",
+    "claim",
+    "open_dispute",
+    "propose_agreement",
+    "reject",
+    "resolve_dispute",
+    "withdraw_agreement",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -42,6 +52,20 @@ class Resolution(BaseModel):
 
     winner: str = Field(pattern="^(worker|employer)$")
     note: str = Field(min_length=1, max_length=2000)
+
+
+class Proposal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    worker_msat: int = Field(ge=0, le=2**63 - 1)
+    note: str = Field(default="", max_length=2000)
+
+
+class Acceptance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    worker_msat: int = Field(ge=0, le=2**63 - 1)
+    """Repeats the standing proposal's amount: a proposal changed meanwhile is not accepted."""
 
 
 def _action(model: type[M], build: Callable[[M, str, int], c.Command]) -> Handler:
@@ -80,3 +104,14 @@ resolve_dispute = _action(
     lambda b, actor, at: c.ResolveDispute(actor=actor, at=at, winner=b.winner, note=b.note),
 )
 cancel = _action(OptionalReason, lambda b, actor, at: c.Cancel(actor=actor, at=at, reason=b.reason))
+propose_agreement = _action(
+    Proposal,
+    lambda b, actor, at: c.ProposeAgreement(
+        actor=actor, at=at, worker_msat=b.worker_msat, note=b.note
+    ),
+)
+accept_agreement = _action(
+    Acceptance,
+    lambda b, actor, at: c.AcceptAgreement(actor=actor, at=at, worker_msat=b.worker_msat),
+)
+withdraw_agreement = _action(Empty, lambda b, actor, at: c.WithdrawAgreement(actor=actor, at=at))

@@ -131,6 +131,13 @@ for _op, _summary in [
         " before claiming)",
     ),
     ("deposit-payout", "Send the invoice that pays you a forfeited deposit (its beneficiary)"),
+    (
+        "propose-agreement",
+        "Propose to end the task by agreement: worker_msat 0 cancels, the payout releases"
+        " (employer or worker, after a claim)",
+    ),
+    ("accept-agreement", "Accept the other party's standing proposal, repeating worker_msat"),
+    ("withdraw-agreement", "Withdraw your standing proposal"),
 ]:
     _task_write(_op, _summary)
 

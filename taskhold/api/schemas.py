@@ -190,6 +190,16 @@ class DepositView(_Described):
     closed_at: int | None
 
 
+class Agreement(_Described):
+    """A standing proposal to end the task by agreement; the other party accepts it by
+    repeating ``worker_msat`` (0 cancels, the whole payout releases)."""
+
+    proposed_by: str
+    worker_msat: int
+    note: str
+    proposed_at: int
+
+
 class TaskView(_Described):
     """A task. Nothing secret is in it: ``preimage`` is filled by the settlement, when it
     becomes public."""
@@ -231,6 +241,11 @@ class TaskView(_Described):
     closed_at: int | None
     deposit_pledged: bool
     deposits: list[DepositView]
+    rejection_policy: str | None = Field(
+        description="what a rejection nobody disputed ends in; None on tasks created before it"
+    )
+    agreement: Agreement | None = Field(description="the standing proposal, if any")
+    agreed_worker_msat: int | None
 
 
 class Review(_Described):
@@ -289,6 +304,8 @@ class Info(_Described):
     default_dispute_window_s: int
     deadline_policy: str
     dispute_default: str
+    rejection_policy: str
+    rejection_default: str
     arbiters: list[str]
     limits: dict[str, int]
     request_kind: int

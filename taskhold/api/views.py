@@ -76,6 +76,20 @@ def task_view(task: Task, log_head: str | None = None) -> dict[str, Any]:
         "closed_at": task.closed_at,
         "deposit_pledged": task.deposit_pledged,
         "deposits": [deposit_view(deposit) for deposit in task.deposits],
+        "rejection_policy": task.rejection_policy,
+        "agreement": _agreement_view(task),
+        "agreed_worker_msat": task.agreed_worker_msat,
+    }
+
+
+def _agreement_view(task: Task) -> dict[str, Any] | None:
+    if task.agreement_proposed_by is None or task.agreement_worker_msat is None:
+        return None
+    return {
+        "proposed_by": task.agreement_proposed_by,
+        "worker_msat": task.agreement_worker_msat,
+        "note": task.agreement_note or "",
+        "proposed_at": task.agreement_proposed_at,
     }
 
 

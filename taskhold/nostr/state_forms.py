@@ -22,6 +22,19 @@ __all__ = ["LATER_FIELDS", "matches_state"]
 LATER_FIELDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
     (frozenset({"proofs_refused", "dispute_opened_at"}), frozenset()),
     (frozenset({"hold_settled_at"}), frozenset({"hold_settled_at"})),
+    (
+        frozenset(
+            {
+                "rejection_policy",
+                "agreement_proposed_by",
+                "agreement_worker_msat",
+                "agreement_note",
+                "agreement_proposed_at",
+                "agreed_worker_msat",
+            }
+        ),
+        frozenset(),
+    ),
 )
 """Fields added to a task (and to each of its deposits) after entries were written, by change."""
 

@@ -34,8 +34,8 @@ __all__ = [
     "agreement_changes",
     "agreement_outcome",
     "propose_agreement",
-    "without_lapsed_proposal",
     "withdraw_agreement",
+    "without_lapsed_proposal",
 ]
 
 AGREEMENT_STATES = frozenset({TaskState.CLAIMED, TaskState.SUBMITTED, TaskState.DISPUTED})
