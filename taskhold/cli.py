@@ -117,7 +117,12 @@ def serve(
 def demo(
     data_dir: DataDir = None,
     scenario: Annotated[
-        str, typer.Option("--scenario", help="paid, refund or hostile-payout (simulator only)")
+        str,
+        typer.Option(
+            "--scenario",
+            help="paid, refund, hostile-payout (simulator only), reject-overturned or"
+            " cooperative-cancel",
+        ),
     ] = "paid",
     refund: Annotated[
         bool, typer.Option("--refund", help="cancel after funding: --scenario refund")
@@ -164,7 +169,7 @@ def demo(
         console.print(f"[red]demo failed:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     sys.stdout.write((json.dumps(result) if as_json else dump(result)) + "\n")
-    expected = "REFUNDED" if scenario == "refund" else "PAID"
+    expected = "REFUNDED" if scenario in ("refund", "cooperative-cancel") else "PAID"
     if result["final_state"] != expected:
         raise typer.Exit(1)
 

@@ -5,8 +5,14 @@ both parties with the Python client, so every step is the same signed request a 
 would send. The simulator's wallet routes stand in for the employer's and worker's wallets.
 
 Each scenario shows one capability: ``paid`` (the default), ``refund`` (the employer cancels a
-funded task) and ``hostile-payout`` (the worker first offers a bait payout invoice of the escrow
-node itself, which is refused; the operator's balance grows by exactly its fee).
+funded task), ``hostile-payout`` (the worker first offers a bait payout invoice of the escrow
+node itself, which is refused; the operator's balance grows by exactly its fee),
+``reject-overturned`` (the employer rejects the work, the worker disputes, the demo's arbiter
+rules for the worker, who is paid) and ``cooperative-cancel`` (after the claim both parties sign
+a cancel; the hold invoice is cancelled at once and the employer is whole).
+
+The demo configures one arbiter key of its own and says so: a rejection then has someone to
+rule on it.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ __all__ = ["SCENARIOS", "SIM_ONLY_SCENARIOS", "DemoError", "run_demo"]
 
 DEMO_AMOUNT_MSAT = 150_000_000
 PUBLISH_TIMEOUT_S = 30.0
-SCENARIOS = ("paid", "refund", "hostile-payout")
+SCENARIOS = ("paid", "refund", "hostile-payout", "reject-overturned", "cooperative-cancel")
 SIM_ONLY_SCENARIOS = frozenset({"hostile-payout"})
 """Scenarios that read the simulated nodes' balances, which a devnet run has no route for."""
 BAIT_CODES = frozenset({"payout_to_escrow_node", "hash_reused"})
@@ -53,6 +59,10 @@ class Wallets(Protocol):
 
     async def close(self) -> None: ...
 
+    async def balances_msat(self) -> dict[str, int]:
+        """What the employer's and the worker's wallets can spend now, in msat."""
+        ...
+
 
 class SimWallets:
     """The simulator's wallet routes, reached over HTTP like any client would."""
@@ -66,6 +76,10 @@ class SimWallets:
     async def invoice(self, amount_msat: int) -> str:
         answer = await self._client.sim_invoice(amount_msat, wallet="worker")
         return str(answer["payment_request"])
+
+    async def balances_msat(self) -> dict[str, int]:
+        balances = (await self._client.sim_wallets())["balances_msat"]
+        return {"employer": int(balances["employer"]), "worker": int(balances["worker"])}
 
     async def close(self) -> None:
         return None
@@ -92,6 +106,11 @@ class DevnetWallets:
         await self._employer.close()
         await self._worker.close()
 
+    async def balances_msat(self) -> dict[str, int]:
+        employer = await self._employer.channel_balance()
+        worker = await self._worker.channel_balance()
+        return {"employer": employer.local_msat, "worker": worker.local_msat}
+
 
 async def run_demo(
     data_dir: Path,
@@ -111,6 +130,7 @@ async def run_demo(
         raise DemoError(f"the {scenario} scenario runs on the simulator only")
     if connection_file is not None and not connection_file.exists():
         raise DemoError(f"no devnet at {devnet_dir}: run `taskhold devnet up` first")
+    arbiter_keys = NostrKeys.generate()
     settings = Settings(
         data_dir=data_dir,
         keystore=keystore,
@@ -121,6 +141,7 @@ async def run_demo(
         default_review_window_s=3600,
         default_dispute_window_s=3600,
         relays=relays or [],
+        arbiters=[arbiter_keys.pubkey_hex],
     )
     say: Callable[[str], None] = (lambda _: None) if as_json else console.print
     if keystore == "pkcs11":  # a SoftHSM2 token under the data directory unless configured
@@ -132,8 +153,13 @@ async def run_demo(
             network = "Lightning simulator" if connection_file is None else "regtest lnd devnet"
             say(f"[bold]taskhold[/] serving at {url} (SQLite + {network}, data in {data_dir})")
             say(_relay_line(services))
+            say(
+                f"arbiter {arbiter_keys.pubkey_hex[:16]}… configured (the demo's own key);"
+                f" rejection policy {settings.rejection_policy}"
+            )
             result = await _drive(
                 url,
+                arbiter_keys,
                 scenario=scenario,
                 say=say,
                 console=console,
@@ -183,6 +209,7 @@ async def _wait_published(services: Services, event_ids: list[str]) -> None:
 
 async def _drive(
     url: str,
+    arbiter_keys: NostrKeys,
     *,
     scenario: str,
     say: Callable[[str], None],
@@ -194,6 +221,7 @@ async def _drive(
     async with (
         TaskholdClient(url, employer_keys) as employer,
         TaskholdClient(url, worker_keys) as worker,
+        TaskholdClient(url, arbiter_keys) as arbiter,
     ):
         wallets: Wallets = (
             SimWallets(employer) if connection_file is None else DevnetWallets(connection_file)
@@ -202,6 +230,10 @@ async def _drive(
             play = Play(employer, worker, wallets, say, console, quiet)
             if scenario == "hostile-payout":
                 return await play.hostile_payout()
+            if scenario == "reject-overturned":
+                return await play.reject_overturned(arbiter)
+            if scenario == "cooperative-cancel":
+                return await play.cooperative_cancel()
             return await play.run(refund=scenario == "refund")
         finally:
             await wallets.close()
@@ -315,6 +347,55 @@ class Play:
             "operator_balance_change_msat": change,
             "worker_paid_msat": after["worker"] - before["worker"],
             "employer_paid_msat": before["employer"] - after["employer"],
+        }
+
+    async def reject_overturned(self, arbiter: TaskholdClient) -> dict[str, Any]:
+        """The employer rejects good work; the worker disputes; the arbiter rules for the
+        worker, who is paid in full."""
+        say = self.say
+        before = await self.wallets.balances_msat()
+        task, funding = await self.fund()
+        task_id = task["task_id"]
+        task = await self.worker.claim(task_id)
+        say(f"4. worker claims it → {task['state']}")
+        task = await self.submit(task_id, await self.wallets.invoice(task["payout_msat"]))
+        say(f"5. worker submits a signed proof and a payout invoice → {task['state']}")
+        reason = "I do not like it"
+        task = await self.employer.reject(task_id, reason)
+        say(f"6. employer rejects it ({reason!r}) → {task['state']}")
+        task = await self.worker.open_dispute(task_id, "it is the translation that was asked")
+        say(f"7. worker disputes the rejection → {task['state']}")
+        task = await arbiter.resolve_dispute(task_id, "worker", "the translation is complete")
+        say(f"8. arbiter {arbiter.pubkey_hex[:16]}… rules for the worker → {task['state']}")
+        task = await self.wait(task_id, "PAID", "paying the worker")
+        after = await self.wallets.balances_msat()
+        received = after["worker"] - before["worker"]
+        say(f"9. worker received {received} msat, hold invoice settled → {task['state']}")
+        return self.summary(task, funding) | {
+            "arbiter_pubkey": arbiter.pubkey_hex,
+            "worker_received_msat": received,
+        }
+
+    async def cooperative_cancel(self) -> dict[str, Any]:
+        """After the claim the worker proposes to part and the employer accepts: the hold is
+        cancelled at once, and the employer's wallet is whole again."""
+        say = self.say
+        before = await self.wallets.balances_msat()
+        task, funding = await self.fund()
+        task_id = task["task_id"]
+        task = await self.worker.claim(task_id)
+        say(f"4. worker claims it → {task['state']}")
+        await self.worker.propose_agreement(task_id, 0, "I cannot do it after all")
+        say("5. worker proposes to cancel by agreement (worker_msat 0)")
+        task = await self.employer.accept_agreement(task_id, 0)
+        say(f"6. employer accepts: {task['refund_reason']}")
+        task = await self.wait(task_id, "REFUNDED", "cancelling the hold invoice")
+        after = await self.wallets.balances_msat()
+        change = after["employer"] - before["employer"]
+        say(f"7. hold invoice cancelled, employer balance {change:+} msat → {task['state']}")
+        return self.summary(task, funding) | {
+            "employer_balance_change_msat": change,
+            "worker_received_msat": after["worker"] - before["worker"],
         }
 
     def summary(self, task: dict[str, Any], funding: dict[str, Any]) -> dict[str, Any]:
