@@ -117,7 +117,9 @@ Disputes, so that neither side profits from opening one it cannot win on the mer
   the employer's answer to a submission is approve or reject, and a rejected worker may still
   dispute, which then ends by the default;
 - the worker may not dispute a submission still under review (``review_pending``): the review
-  window already releases it if the employer stays silent, and a dispute must not shorten it.
+  window already releases it if the employer stays silent, and a dispute must not shorten it;
+- a rejection nobody disputed ends by the task's rejection policy (:data:`REJECTION_POLICIES`),
+  and without an arbiter always in a release, never in a refund the clock decided.
 """
 
 _ALLOWED_WHILE_REFUNDING: frozenset[type[c.Command]] = frozenset(
@@ -170,8 +172,7 @@ def decide(task: Task | None, command: c.Command, arbiters: frozenset[str]) -> l
             f" you are the {role.value}",
             code=RefusalCode.WRONG_ROLE,
         )
-    if not arbiters and task.rejection_policy != RELEASE_UNLESS_RULED:
-        task = dataclasses.replace(task, rejection_policy=RELEASE_UNLESS_RULED)  # see the policies
+    task = _as_decided_here(task, arbiters)
     if task.state not in rule.states:
         raise Conflict(
             f"cannot {rule.verb} a task in state {task.state}"
@@ -189,6 +190,15 @@ def decide(task: Task | None, command: c.Command, arbiters: frozenset[str]) -> l
     for event in events:
         after = evolve(after, event)
     return events + consequences(task, after, events)
+
+
+def _as_decided_here(task: Task, arbiters: frozenset[str]) -> Task:
+    """The task as this taskhold decides on it: without arbiters every rejection policy acts
+    as ``release_unless_ruled`` (see :data:`REJECTION_POLICIES`). Decided events carry no
+    policy, so the recorded task keeps the one it declared."""
+    if arbiters or task.rejection_policy == RELEASE_UNLESS_RULED:
+        return task
+    return dataclasses.replace(task, rejection_policy=RELEASE_UNLESS_RULED)
 
 
 def _already_done(task: Task, command: c.Command) -> bool:
