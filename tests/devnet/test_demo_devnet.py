@@ -74,3 +74,13 @@ def test_demo_reject_overturned_on_the_devnet_pays_the_worker(
     assert (out["scenario"], out["final_state"]) == ("reject-overturned", "PAID")
     assert out["worker_received_msat"] == out["payout_msat"]
     assert len(out["operator_pubkey"]) == 64 and out["relay_url"].startswith("ws://")
+
+
+def test_demo_cooperative_cancel_on_the_devnet_leaves_the_employer_whole(
+    devnet: DevnetHandle, tmp_path: Path
+) -> None:
+    """Both parties sign a cancel after the claim: the HTLC goes back to the employer's node."""
+    out = _demo_on_devnet(devnet, tmp_path, "--scenario", "cooperative-cancel")
+    assert (out["scenario"], out["final_state"]) == ("cooperative-cancel", "REFUNDED")
+    assert out["employer_balance_change_msat"] == 0
+    assert out["worker_received_msat"] == 0
