@@ -4,12 +4,14 @@ hold is cancelled by the very next engine pass."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from support.stacks import Stack, close_stack, open_stack, stack_settings
 from support.task_flows import submitted
 
+from taskhold.client import TaskholdAPIError
 from taskhold.lightning.base import InvoiceState
 from taskhold.nostr import NostrKeys
 
@@ -105,3 +107,22 @@ async def test_an_agreement_on_the_whole_payout_releases(stack: Stack) -> None:
     await stack.settle_engine()
     assert (await employer.get_task(task["task_id"]))["state"] == "PAID"
     assert balances(stack)["worker"] - start["worker"] == task["payout_msat"]
+
+
+async def test_an_accept_racing_a_withdrawal_has_one_winner(stack: Stack) -> None:
+    employer, worker = stack.client(), stack.client()
+    task = await submitted(stack, employer, worker)
+    task_id = task["task_id"]
+    await employer.propose_agreement(task_id, 0, "let us part")
+    answers = await asyncio.gather(
+        worker.accept_agreement(task_id, 0),
+        employer.withdraw_agreement(task_id),
+        return_exceptions=True,
+    )
+    refused = [answer for answer in answers if isinstance(answer, TaskholdAPIError)]
+    assert len(refused) == 1, answers
+    assert refused[0].code in ("no_proposal", "refund_under_way")
+    final = await employer.get_task(task_id)
+    won_accept = not isinstance(answers[0], Exception)
+    assert (final["refund_reason"] == "cancelled by agreement") == won_accept
+    assert final["agreement"] is None
