@@ -126,3 +126,23 @@ async def test_an_accept_racing_a_withdrawal_has_one_winner(stack: Stack) -> Non
     won_accept = not isinstance(answers[0], Exception)
     assert (final["refund_reason"] == "cancelled by agreement") == won_accept
     assert final["agreement"] is None
+
+
+async def test_the_guardian_releases_a_rejected_proof_while_the_payout_still_fits(
+    stack: Stack,
+) -> None:
+    """Rejected, never disputed, and the hold nears its expiry before the deadline timer: the
+    guardian releases it at the payout reserve (as it does an unanswered submission), so the
+    payout's time lock still fits in the hold."""
+    employer, worker = stack.client(), stack.client()
+    start = balances(stack)
+    task = await submitted(stack, employer, worker)
+    await employer.reject(task["task_id"], "I changed my mind")
+    expiry = task["funding"]["accepted_htlc_expiry_height"]
+    while stack.world.network.height < expiry - stack.settings.hold_reserve_blocks:
+        await stack.world.network.mine(1)
+    await stack.settle_engine()
+    final = await employer.get_task(task["task_id"])
+    assert final["state"] == "PAID", final
+    assert stack.world.network.auto_cancelled == []
+    assert balances(stack)["worker"] - start["worker"] == task["payout_msat"]
