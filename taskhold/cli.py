@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
@@ -50,7 +51,11 @@ def _settings(data_dir: Path | None, config: Path | None = None, **overrides: ob
         values["data_dir"] = data_dir
     if config is not None and not config.is_file():
         raise typer.BadParameter(f"no such file: {config}", param_hint="--config")
-    return Settings(_env_file=config, **values)  # type: ignore[arg-type]
+    try:
+        return Settings(_env_file=config, **values)  # type: ignore[arg-type]
+    except ValidationError as invalid:
+        problems = "; ".join(str(error["msg"]) for error in invalid.errors())
+        raise typer.BadParameter(problems, param_hint="settings") from None
 
 
 @cli.command()
@@ -115,7 +120,8 @@ def demo(
         str,
         typer.Option(
             "--scenario",
-            help="paid, refund, split, squatter, or hostile-payout (simulator only)",
+            help="paid, refund, split, squatter, reject-overturned, cooperative-cancel, or"
+            " hostile-payout (simulator only)",
         ),
     ] = "paid",
     refund: Annotated[
@@ -163,7 +169,7 @@ def demo(
         console.print(f"[red]demo failed:[/] {escape(str(exc))}")
         raise typer.Exit(1) from None
     sys.stdout.write((json.dumps(result) if as_json else dump(result)) + "\n")
-    expected = "REFUNDED" if scenario == "refund" else "PAID"
+    expected = "REFUNDED" if scenario in ("refund", "cooperative-cancel") else "PAID"
     if result["final_state"] != expected:
         raise typer.Exit(1)
 

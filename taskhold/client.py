@@ -267,6 +267,29 @@ class TaskholdClient:
         body = {"reason": reason}
         return await self._task_write(task_id, "cancel", "cancel", body, idempotency_key)
 
+    async def propose_agreement(
+        self, task_id: str, worker_msat: int, note: str = "", *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """As employer or worker: end the task by agreement; 0 cancels, the payout releases."""
+        body = {"worker_msat": worker_msat, "note": note}
+        op = "propose-agreement"
+        return await self._task_write(task_id, op, op, body, idempotency_key)
+
+    async def accept_agreement(
+        self, task_id: str, worker_msat: int, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        """Accept the other party's standing proposal; ``worker_msat`` must repeat it."""
+        op = "accept-agreement"
+        return await self._task_write(
+            task_id, op, op, {"worker_msat": worker_msat}, idempotency_key
+        )
+
+    async def withdraw_agreement(
+        self, task_id: str, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        op = "withdraw-agreement"
+        return await self._task_write(task_id, op, op, {}, idempotency_key)
+
     async def review(
         self,
         task_id: str,

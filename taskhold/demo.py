@@ -8,11 +8,15 @@ Each scenario shows one capability: ``paid`` (the default), ``refund`` (the empl
 funded task), ``hostile-payout`` (the worker first offers a bait payout invoice of the escrow
 node itself, which is refused; the operator's balance grows by exactly its fee), ``squatter``
 (a stranger claims and goes quiet; once the claim timeout passes the employer revokes the claim,
-the hold stays, and a second worker is paid) and ``split``
+the hold stays, and a second worker is paid), ``split`` (the employer rejects, the worker
+disputes, the demo's arbiter splits the amount 60/40: the worker's share and the employer's are
+paid to their own invoices, then the hold is settled; the figures are measured from both
+wallets), ``reject-overturned`` (the employer rejects the work, the worker disputes, the demo's
+arbiter rules for the worker, who is paid) and ``cooperative-cancel`` (after the claim both
+parties sign a cancel; the hold invoice is cancelled at once and the employer is whole).
 
-(the employer rejects, the worker disputes, the demo's arbiter splits the amount 60/40: the
-worker's share and the employer's are paid to their own invoices, then the hold is settled; the
-figures are measured from both wallets). The demo configures an arbiter key for this.
+The demo configures one arbiter key of its own and says so: a rejection then has someone to
+rule on it.
 """
 
 from __future__ import annotations
@@ -41,7 +45,15 @@ __all__ = ["SCENARIOS", "SIM_ONLY_SCENARIOS", "DemoError", "run_demo"]
 
 DEMO_AMOUNT_MSAT = 150_000_000
 PUBLISH_TIMEOUT_S = 30.0
-SCENARIOS = ("paid", "refund", "hostile-payout", "squatter", "split")
+SCENARIOS = (
+    "paid",
+    "refund",
+    "hostile-payout",
+    "squatter",
+    "split",
+    "reject-overturned",
+    "cooperative-cancel",
+)
 SPLIT_WORKER_PERCENT = 60
 SIM_ONLY_SCENARIOS = frozenset({"hostile-payout"})
 """Scenarios that read the simulated nodes' balances, which a devnet run has no route for."""
@@ -63,7 +75,7 @@ class Wallets(Protocol):
 
     async def employer_invoice(self, amount_msat: int) -> str: ...
 
-    async def balances(self) -> tuple[int, int]:
+    async def balances_msat(self) -> dict[str, int]:
         """The employer's and the worker's balances (msat), as their own nodes report them."""
         ...
 
@@ -87,9 +99,9 @@ class SimWallets:
         answer = await self._client.sim_invoice(amount_msat, wallet="employer")
         return str(answer["payment_request"])
 
-    async def balances(self) -> tuple[int, int]:
+    async def balances_msat(self) -> dict[str, int]:
         balances = (await self._client.sim_wallets())["balances_msat"]
-        return int(balances["employer"]), int(balances["worker"])
+        return {"employer": int(balances["employer"]), "worker": int(balances["worker"])}
 
     async def close(self) -> None:
         return None
@@ -117,14 +129,14 @@ class DevnetWallets:
             await self._employer.create_invoice(amount_msat, expiry_seconds=86_400)
         ).payment_request
 
-    async def balances(self) -> tuple[int, int]:
+    async def balances_msat(self) -> dict[str, int]:
         """Read once nothing is in flight and the figures stopped moving (lnd updates them a
         moment after a payment settles)."""
-        previous: tuple[int, int] | None = None
+        previous: dict[str, int] | None = None
         for _ in range(50):
             employer = await self._employer.channel_balance()
             worker = await self._worker.channel_balance()
-            now = (employer.local_msat, worker.local_msat)
+            now = {"employer": employer.local_msat, "worker": worker.local_msat}
             idle = employer.unsettled_local_msat == worker.unsettled_local_msat == 0
             if idle and now == previous:
                 return now
@@ -155,6 +167,7 @@ async def run_demo(
         raise DemoError(f"the {scenario} scenario runs on the simulator only")
     if connection_file is not None and not connection_file.exists():
         raise DemoError(f"no devnet at {devnet_dir}: run `taskhold devnet up` first")
+    arbiter_keys = NostrKeys.generate()
     settings = Settings(
         data_dir=data_dir,
         keystore=keystore,
@@ -165,6 +178,7 @@ async def run_demo(
         default_review_window_s=3600,
         default_dispute_window_s=3600,
         relays=relays or [],
+        arbiters=[arbiter_keys.pubkey_hex],
     )
     say: Callable[[str], None] = (lambda _: None) if as_json else console.print
     arbiter_keys = NostrKeys.generate()  # the demo's arbiter: rules the split scenario's dispute
@@ -178,7 +192,10 @@ async def run_demo(
             network = "Lightning simulator" if connection_file is None else "regtest lnd devnet"
             say(f"[bold]taskhold[/] serving at {url} (SQLite + {network}, data in {data_dir})")
             say(_relay_line(services))
-            say(f"arbiter {arbiter_keys.pubkey_hex[:16]}… (configured for this demo)")
+            say(
+                f"arbiter {arbiter_keys.pubkey_hex[:16]}… configured (the demo's own key);"
+                f" rejection policy {settings.rejection_policy}"
+            )
             result = await _drive(
                 url,
                 arbiter_keys,
@@ -243,6 +260,7 @@ async def _drive(
     async with (
         TaskholdClient(url, employer_keys) as employer,
         TaskholdClient(url, worker_keys) as worker,
+        TaskholdClient(url, arbiter_keys) as arbiter,
     ):
         wallets: Wallets = (
             SimWallets(employer) if connection_file is None else DevnetWallets(connection_file)
@@ -255,8 +273,11 @@ async def _drive(
                 async with TaskholdClient(url, NostrKeys.generate()) as squatter:
                     return await play.squatter(squatter)
             if scenario == "split":
-                async with TaskholdClient(url, arbiter_keys) as arbiter:
-                    return await play.split(arbiter)
+                return await play.split(arbiter)
+            if scenario == "reject-overturned":
+                return await play.reject_overturned(arbiter)
+            if scenario == "cooperative-cancel":
+                return await play.cooperative_cancel()
             return await play.run(refund=scenario == "refund")
         finally:
             await wallets.close()
@@ -420,7 +441,7 @@ class Play:
     async def split(self, arbiter: TaskholdClient) -> dict[str, Any]:
         """The employer rejects, the worker disputes, the arbiter splits 60/40; each side sends
         an invoice for its own share. What each received is read from their wallets."""
-        employer_before, worker_before = await self.wallets.balances()
+        before = await self.wallets.balances_msat()
         task, funding = await self.fund()
         task_id, say = task["task_id"], self.say
         await self.worker.claim(task_id)
@@ -443,11 +464,11 @@ class Play:
         await self.employer.update_refund_invoice(task_id, refund_invoice)
         say("7. each side sends an invoice for its own share (payout-invoice, refund-invoice)")
         task = await self.wait(task_id, "PAID", "paying both shares")
-        employer_after, worker_after = await self.wallets.balances()
+        after = await self.wallets.balances_msat()
         # the employer paid the amount (directly to the escrow node: no routing fee) and got
         # the share back; measured around the whole task, when no HTLC is pending
-        received = worker_after - worker_before
-        refunded = employer_after - employer_before + task["amount_msat"]
+        received = after["worker"] - before["worker"]
+        refunded = after["employer"] - before["employer"] + task["amount_msat"]
         say(f"8. both shares paid, then the hold settled → {task['state']}")
         say(f"   worker received {received} msat, employer got back {refunded} msat")
         return self.summary(task, funding) | {
@@ -456,6 +477,55 @@ class Play:
             "split_worker_msat": split["worker_msat"],
             "split_employer_msat": split["employer_msat"],
             "arbiter_pubkey": arbiter.pubkey_hex,
+        }
+
+    async def reject_overturned(self, arbiter: TaskholdClient) -> dict[str, Any]:
+        """The employer rejects good work; the worker disputes; the arbiter rules for the
+        worker, who is paid in full."""
+        say = self.say
+        before = await self.wallets.balances_msat()
+        task, funding = await self.fund()
+        task_id = task["task_id"]
+        task = await self.worker.claim(task_id)
+        say(f"4. worker claims it → {task['state']}")
+        task = await self.submit(task_id, await self.wallets.invoice(task["payout_msat"]))
+        say(f"5. worker submits a signed proof and a payout invoice → {task['state']}")
+        reason = "I do not like it"
+        task = await self.employer.reject(task_id, reason)
+        say(f"6. employer rejects it ({reason!r}) → {task['state']}")
+        task = await self.worker.open_dispute(task_id, "it is the translation that was asked")
+        say(f"7. worker disputes the rejection → {task['state']}")
+        task = await arbiter.resolve_dispute(task_id, "worker", "the translation is complete")
+        say(f"8. arbiter {arbiter.pubkey_hex[:16]}… rules for the worker → {task['state']}")
+        task = await self.wait(task_id, "PAID", "paying the worker")
+        after = await self.wallets.balances_msat()
+        received = after["worker"] - before["worker"]
+        say(f"9. worker received {received} msat, hold invoice settled → {task['state']}")
+        return self.summary(task, funding) | {
+            "arbiter_pubkey": arbiter.pubkey_hex,
+            "worker_received_msat": received,
+        }
+
+    async def cooperative_cancel(self) -> dict[str, Any]:
+        """After the claim the worker proposes to part and the employer accepts: the hold is
+        cancelled at once, and the employer's wallet is whole again."""
+        say = self.say
+        before = await self.wallets.balances_msat()
+        task, funding = await self.fund()
+        task_id = task["task_id"]
+        task = await self.worker.claim(task_id)
+        say(f"4. worker claims it → {task['state']}")
+        await self.worker.propose_agreement(task_id, 0, "I cannot do it after all")
+        say("5. worker proposes to cancel by agreement (worker_msat 0)")
+        task = await self.employer.accept_agreement(task_id, 0)
+        say(f"6. employer accepts: {task['refund_reason']}")
+        task = await self.wait(task_id, "REFUNDED", "cancelling the hold invoice")
+        after = await self.wallets.balances_msat()
+        change = after["employer"] - before["employer"]
+        say(f"7. hold invoice cancelled, employer balance {change:+} msat → {task['state']}")
+        return self.summary(task, funding) | {
+            "employer_balance_change_msat": change,
+            "worker_received_msat": after["worker"] - before["worker"],
         }
 
     def summary(self, task: dict[str, Any], funding: dict[str, Any]) -> dict[str, Any]:

@@ -115,6 +115,10 @@ class RefusalCode(StrEnum):
         "claim_timeout_running",
         "the claim timeout has not passed (or the task has none), so the claim stands",
     )
+    NOTHING_TO_DISPUTE = (
+        "nothing_to_dispute",
+        "a worker disputes a rejection; a claim with nothing rejected cannot be disputed",
+    )
     PROOF_ON_RECORD = (
         "proof_on_record",
         "the worker submitted a proof: the claim can no longer be released or revoked",
@@ -123,6 +127,18 @@ class RefusalCode(StrEnum):
     BAD_CLAIM_TIMEOUT = (
         "bad_claim_timeout",
         "claim_timeout_s is not positive or ends after the task's deadline",
+    )
+    # Agreements between employer and worker
+    NO_PROPOSAL = "no_proposal", "there is no standing agreement proposal to accept or withdraw"
+    OWN_PROPOSAL = "own_proposal", "only the other party may accept a proposal (403)"
+    NOT_YOUR_PROPOSAL = "not_your_proposal", "only the party who proposed may withdraw it (403)"
+    PROPOSAL_CHANGED = (
+        "proposal_changed",
+        "the accepted worker_msat is not the standing proposal's (it changed meanwhile)",
+    )
+    BAD_AGREEMENT_AMOUNT = (
+        "bad_agreement_amount",
+        "an agreement's worker_msat is below 0 or above the task's payout",
     )
     # Proofs
     MISSING_HEAD = "missing_head", "a proof carries no prev tag with the task's log_head"

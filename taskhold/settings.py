@@ -124,6 +124,11 @@ class Settings(BaseSettings):
 
     arbiters: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Hex pubkeys allowed to resolve disputes."""
+    rejection_policy: Literal["release_unless_ruled", "arbiter"] = "release_unless_ruled"
+    """What a rejected submission nobody disputed ends in, declared in every task:
+    ``release_unless_ruled`` releases it unless an arbiter ruled for the employer;
+    ``arbiter`` lets the rejection stand (a refund) unless the worker disputes it in time, and
+    needs ``arbiters``. Without arbiters every task releases (see ``/v1/info``)."""
 
     kind_log_entry: int = 3910
     kind_proof: int = 3911
@@ -211,6 +216,15 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _arbiters_for_the_rejection_policy(self) -> Settings:
+        if self.rejection_policy == "arbiter" and not self.arbiters:
+            raise ValueError(
+                "rejection_policy 'arbiter' needs at least one arbiter (TASKHOLD_ARBITERS):"
+                " without one nobody could rule on a rejection"
+            )
+        return self
 
     @model_validator(mode="after")
     def _room_beside_payouts(self) -> Settings:

@@ -19,6 +19,9 @@
 | unclaim          | participant   | the worker, before any proof       |
 | revoke           | participant   | employer, after the claim timeout  |
 | refund-invoice   | proof         | the employer, for their share of a split |
+| propose-agreement | participant | employer or worker, after a claim |
+| accept-agreement   | participant | the party who did not propose |
+| withdraw-agreement | participant | the party who proposed |
 """
 
 from __future__ import annotations
@@ -62,4 +65,7 @@ ACTIONS: dict[str, Action] = {
     "unclaim": Action(participant.unclaim),
     "revoke": Action(participant.revoke),
     "refund-invoice": Action(update_refund_invoice),
+    "propose-agreement": Action(participant.propose_agreement),
+    "accept-agreement": Action(participant.accept_agreement),
+    "withdraw-agreement": Action(participant.withdraw_agreement),
 }

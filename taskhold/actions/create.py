@@ -92,6 +92,7 @@ async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
         claim_mode=body.claim_mode,
         direct_worker=body.direct_worker,
         claim_timeout_s=claim_timeout,
+        rejection_policy=settings.rejection_policy,
     )
     created = await apply_command(ctx, tx, request, None, command)
     return Outcome(created, status=201)

@@ -17,16 +17,19 @@ from .content import parse_content
 from .pipeline import Handler, Outcome, WriteContext, apply_command
 
 __all__ = [
+    "accept_agreement",
     "apply",
     "approve",
     "assign",
     "cancel",
     "claim",
     "open_dispute",
+    "propose_agreement",
     "reject",
     "resolve_dispute",
     "revoke",
     "unclaim",
+    "withdraw_agreement",
 ]
 
 M = TypeVar("M", bound=BaseModel)
@@ -56,6 +59,20 @@ class Resolution(BaseModel):
     worker_msat: int | None = Field(default=None, ge=0, le=2**63 - 1)
     """The worker's share when ``winner`` is ``split``; the employer gets the rest minus the
     fee."""
+
+
+class Proposal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    worker_msat: int = Field(ge=0, le=2**63 - 1)
+    note: str = Field(default="", max_length=2000)
+
+
+class Acceptance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    worker_msat: int = Field(ge=0, le=2**63 - 1)
+    """Repeats the standing proposal's amount: a proposal changed meanwhile is not accepted."""
 
 
 def _action(model: type[M], build: Callable[[M, str, int], c.Command]) -> Handler:
@@ -142,3 +159,14 @@ unclaim = _action(Empty, lambda b, actor, at: c.Unclaim(actor=actor, at=at))
 revoke = _action(
     OptionalReason, lambda b, actor, at: c.RevokeClaim(actor=actor, at=at, reason=b.reason)
 )
+propose_agreement = _action(
+    Proposal,
+    lambda b, actor, at: c.ProposeAgreement(
+        actor=actor, at=at, worker_msat=b.worker_msat, note=b.note
+    ),
+)
+accept_agreement = _action(
+    Acceptance,
+    lambda b, actor, at: c.AcceptAgreement(actor=actor, at=at, worker_msat=b.worker_msat),
+)
+withdraw_agreement = _action(Empty, lambda b, actor, at: c.WithdrawAgreement(actor=actor, at=at))

@@ -20,7 +20,7 @@ from .routes_reputation import reputation_info
 if TYPE_CHECKING:
     from taskhold.services import Services
 
-__all__ = ["INFO_D", "info_document", "publish_info"]
+__all__ = ["INFO_D", "REJECTION_DEFAULTS", "info_document", "publish_info"]
 
 INFO_D = "taskhold-info"
 
@@ -30,6 +30,25 @@ DISPUTE_DEFAULT = (
     " arbiters the employer may not dispute, and a worker never disputes a pending review"
 )
 """How disputes end, stated with the operator's terms (the rules: ``taskhold.tasks.machine``)."""
+
+REJECTION_DEFAULTS = {
+    "release_unless_ruled": (
+        "a rejection takes the reward back only through an arbiter's ruling: a rejected"
+        " submission (it passed the automatic checks) that no arbiter ruled against before the"
+        " deadline, or before the dispute window after the rejection ends, is released to the"
+        " worker; until the deadline the worker may resubmit, and where arbiters are"
+        " configured either side may dispute the rejection"
+    ),
+    "arbiter": (
+        "a worker who objects to a rejection disputes it within dispute_window_s and an arbiter"
+        " rules; a rejection not disputed in time stands and the task is refunded; should this"
+        " taskhold ever run without arbiters, a rejected submission is released instead"
+    ),
+}
+"""What a rejection nobody disputed ends in, by ``rejection_policy`` (the rules:
+``taskhold.tasks.machine.REJECTION_POLICIES``). Agreements signed by both parties may end a
+claimed task at any time before a payout: 0 to the worker cancels at once, the whole payout
+releases."""
 
 
 def info_document(services: Services) -> dict[str, Any]:
@@ -50,6 +69,8 @@ def info_document(services: Services) -> dict[str, Any]:
         "default_dispute_window_s": settings.default_dispute_window_s,
         "deadline_policy": settings.deadline_policy,
         "dispute_default": DISPUTE_DEFAULT,
+        "rejection_policy": settings.rejection_policy,
+        "rejection_default": REJECTION_DEFAULTS[settings.rejection_policy],
         "arbiters": settings.arbiters,
         "limits": {
             "deposit_max_open_per_task": settings.deposit_max_open_per_task,

@@ -136,6 +136,13 @@ for _op, _summary in [
     ("unclaim", "Give a claimed task back before sending a proof (worker)"),
     ("revoke", "Revoke a claim whose timeout passed without a proof (employer)"),
     ("refund-invoice", "Send the invoice that pays your share of a split (employer)"),
+    (
+        "propose-agreement",
+        "Propose to end the task by agreement: worker_msat 0 cancels, the payout releases"
+        " (employer or worker, after a claim)",
+    ),
+    ("accept-agreement", "Accept the other party's standing proposal, repeating worker_msat"),
+    ("withdraw-agreement", "Withdraw your standing proposal"),
 ]:
     _task_write(_op, _summary)
 

@@ -204,6 +204,16 @@ class SplitView(_Described):
     refund_fee_msat: int | None
 
 
+class Agreement(_Described):
+    """A standing proposal to end the task by agreement; the other party accepts it by
+    repeating ``worker_msat`` (0 cancels, the whole payout releases)."""
+
+    proposed_by: str
+    worker_msat: int
+    note: str
+    proposed_at: int
+
+
 class TaskView(_Described):
     """A task. Nothing secret is in it: ``preimage`` is filled by the settlement, when it
     becomes public."""
@@ -255,6 +265,11 @@ class TaskView(_Described):
     applicants: list[str] = Field(description="keys that applied; their notes are in the log")
     barred_workers: list[str] = Field(description="keys that unclaimed or were revoked")
     split: SplitView | None
+    rejection_policy: str | None = Field(
+        description="what a rejection nobody disputed ends in; None on tasks created before it"
+    )
+    agreement: Agreement | None = Field(description="the standing proposal, if any")
+    agreed_worker_msat: int | None
 
 
 class Review(_Described):
@@ -313,6 +328,8 @@ class Info(_Described):
     default_dispute_window_s: int
     deadline_policy: str
     dispute_default: str
+    rejection_policy: str
+    rejection_default: str
     arbiters: list[str]
     limits: dict[str, int]
     default_claim_timeout_s: int

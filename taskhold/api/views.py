@@ -84,6 +84,9 @@ def task_view(task: Task, log_head: str | None = None) -> dict[str, Any]:
         "applicants": list(task.applicants),
         "barred_workers": list(task.barred_workers),
         "split": _split_view(task),
+        "rejection_policy": task.rejection_policy,
+        "agreement": _agreement_view(task),
+        "agreed_worker_msat": task.agreed_worker_msat,
     }
 
 
@@ -100,6 +103,17 @@ def _split_view(task: Task) -> dict[str, Any] | None:
         "last_refund_failure": task.last_refund_failure,
         "refund_payment_hash": task.refund_payment_hash_hex,
         "refund_fee_msat": task.refund_fee_msat,
+    }
+
+
+def _agreement_view(task: Task) -> dict[str, Any] | None:
+    if task.agreement_proposed_by is None or task.agreement_worker_msat is None:
+        return None
+    return {
+        "proposed_by": task.agreement_proposed_by,
+        "worker_msat": task.agreement_worker_msat,
+        "note": task.agreement_note or "",
+        "proposed_at": task.agreement_proposed_at,
     }
 
 

@@ -35,6 +35,7 @@ OPS = frozenset(
         "ApplicationFiled", "WorkerAssigned", "ClaimReleased", "ClaimRevoked",
         "SplitDecided", "RefundRequestUpdated", "RefundShareFailed", "SplitSharePaid",
         "SplitCompleted",
+        "RejectionLapsed", "AgreementProposed", "AgreementAccepted", "AgreementWithdrawn",
     }
 )  # fmt: skip
 
@@ -56,6 +57,9 @@ REQUEST_OPS: Mapping[str, frozenset[str]] = {
     "unclaim": frozenset({"ClaimReleased"}),
     "revoke": frozenset({"ClaimRevoked"}),
     "refund-invoice": frozenset({"RefundRequestUpdated"}),
+    "propose-agreement": frozenset({"AgreementProposed"}),
+    "accept-agreement": frozenset({"AgreementAccepted"}),
+    "withdraw-agreement": frozenset({"AgreementWithdrawn"}),
 }
 """Which entry a participant's request (its ``op`` tag) may cause."""
 
@@ -305,6 +309,14 @@ class _Reader:
             self.fault(FindingKind.MALFORMED, "; ".join(problems))
         return request
 
+    def _content_event(self) -> dict[str, Any]:
+        """The content's event, or {} (a malformed content is reported by check_content)."""
+        try:
+            event = json.loads(self.event["content"])["event"]
+        except (ValueError, KeyError, TypeError):
+            return {}
+        return event if isinstance(event, dict) else {}
+
     def check_request(self, request: dict[str, Any] | None, task: str, op: str) -> None:
         reference = self.values.get("e")
         e_tag = next((tag for tag in self.event["tags"] if tag[0] == "e"), None)
@@ -329,6 +341,9 @@ class _Reader:
         verb = str(request_tags.get("op"))
         if verb not in REQUEST_OPS or op not in REQUEST_OPS[verb]:
             problems.append(f"its op {verb!r} cannot cause {op}")
+        proposer = self._content_event().get("proposed_by")
+        if op == "AgreementAccepted" and proposer == request["pubkey"]:
+            problems.append("it accepts its own author's proposal")
         expected_kind = self.kinds.proof if verb == "proof" else self.kinds.request
         if request["kind"] != expected_kind:
             problems.append(f"kind {request['kind']} (expected {expected_kind})")

@@ -37,10 +37,13 @@ async def guard(ctx: EscrowContext, task_id: str, height: int) -> Task | None:
     if task is None or task.accepted_htlc_expiry_height is None:
         return task
     blocks_left = task.accepted_htlc_expiry_height - height
-    # A submission left unanswered counts as verified early enough for its payout to still
-    # fit in the hold (the reserve); everything else is decided at the guard margin.
-    submitted = task.state is TaskState.SUBMITTED
-    due = ctx.settings.hold_reserve_blocks if submitted else ctx.settings.guard_blocks
+    # A submission left unanswered, or rejected and not ruled on, may be released: it is
+    # decided early enough for its payout to still fit in the hold (the reserve); everything
+    # else is decided at the guard margin.
+    may_release = task.state is TaskState.SUBMITTED or (
+        task.state is TaskState.CLAIMED and task.proof is not None
+    )
+    due = ctx.settings.hold_reserve_blocks if may_release else ctx.settings.guard_blocks
     if blocks_left > due:
         return task
     if await payout_may_land(ctx, task):

@@ -23,15 +23,14 @@ __all__ = ["LATER_FIELDS", "matches_state"]
 LATER_FIELDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
     (frozenset({"proofs_refused", "dispute_opened_at"}), frozenset()),
     (frozenset({"hold_settled_at"}), frozenset({"hold_settled_at"})),
-    (
-        frozenset(
-            {"claim_mode", "direct_worker", "claim_timeout_s", "applicants", "barred_workers"}
-        ),
-        frozenset(),
-    ),
-    (
+    (  # the fair deal: claim modes, splits, agreements and the rejection policy
         frozenset(
             {
+                "claim_mode",
+                "direct_worker",
+                "claim_timeout_s",
+                "applicants",
+                "barred_workers",
                 "split_worker_msat",
                 "split_employer_msat",
                 "split_basis",
@@ -40,6 +39,12 @@ LATER_FIELDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
                 "last_refund_failure",
                 "refund_payment_hash_hex",
                 "refund_fee_msat",
+                "rejection_policy",
+                "agreement_proposed_by",
+                "agreement_worker_msat",
+                "agreement_note",
+                "agreement_proposed_at",
+                "agreed_worker_msat",
             }
         ),
         frozenset(),

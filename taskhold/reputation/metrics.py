@@ -578,6 +578,7 @@ _DEAL_HANDLERS = {
     "ClaimReleased": Indexer._claim_released,
     "AgreementAccepted": Indexer._agreement,
     "SplitDecided": Indexer._split,
+    "SplitCompleted": Indexer._release_completed,  # both shares paid, then the hold settled
 }
 """Version 2: the deal's ops too."""
 

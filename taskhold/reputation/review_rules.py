@@ -32,7 +32,7 @@ __all__ = [
     "str_tag",
 ]
 
-FINAL_OPS = frozenset({"ReleaseCompleted", "RefundCompleted"})
+FINAL_OPS = frozenset({"ReleaseCompleted", "SplitCompleted", "RefundCompleted"})
 """The entries that close a task PAID or REFUNDED; receipts are signed with them."""
 
 

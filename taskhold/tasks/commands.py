@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "AcceptAgreement",
     "Apply",
     "Approve",
     "Assign",
@@ -30,6 +31,7 @@ __all__ = [
     "ExpireFunding",
     "HoldExpiring",
     "OpenDispute",
+    "ProposeAgreement",
     "RecordDepositPayoutFailure",
     "RecordPayoutFailure",
     "RecordRefundShareFailure",
@@ -49,6 +51,7 @@ __all__ = [
     "Unclaim",
     "UpdatePayoutRequest",
     "UpdateRefundRequest",
+    "WithdrawAgreement",
 ]
 
 
@@ -75,6 +78,7 @@ class CreateTask(Command):
     claim_mode: str = "open"
     direct_worker: str | None = None
     claim_timeout_s: int | None = None
+    rejection_policy: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -325,3 +329,24 @@ class RecordSharePaid(Command):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CompleteSplit(Command):
     preimage_hex: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProposeAgreement(Command):
+    """The employer or the worker proposes to end the task by agreement: the worker gets
+    ``worker_msat`` (0 cancels, the payout releases); it replaces any standing proposal."""
+
+    worker_msat: int
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcceptAgreement(Command):
+    """The other party accepts the standing proposal, repeating its ``worker_msat``."""
+
+    worker_msat: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WithdrawAgreement(Command):
+    """The proposer takes the standing proposal back."""

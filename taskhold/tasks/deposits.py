@@ -269,7 +269,8 @@ def _abandonment(
         )
         never_tried = before.proof is None and before.proofs_refused == 0
         refunded = before.refund_ordered_reason is None and after.refund_ordered_reason is not None
-        if held_the_claim and never_tried and refunded:
+        agreed = any(isinstance(ev, e.AgreementAccepted) for ev in events)  # a cancel both signed
+        if held_the_claim and never_tried and refunded and not agreed:
             return (
                 after.employer_pubkey,
                 "the worker claimed the task and sent no proof before it was refunded",

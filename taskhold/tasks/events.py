@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "AgreementAccepted",
+    "AgreementProposed",
+    "AgreementWithdrawn",
     "ApplicationFiled",
     "ClaimReleased",
     "ClaimRevoked",
@@ -40,6 +43,7 @@ __all__ = [
     "RefundOrdered",
     "RefundRequestUpdated",
     "RefundShareFailed",
+    "RejectionLapsed",
     "ReleaseCompleted",
     "ReviewWindowElapsed",
     "SplitCompleted",
@@ -88,6 +92,9 @@ class TaskCreated(Event):
     claim_timeout_s: int | None = None
     """Seconds from a claim to its first proof, after which the employer may revoke the claim;
     None (entries from before claim timeouts) means a claim is never revoked."""
+    rejection_policy: str | None = None
+    """What a rejection nobody disputed or ruled on ends in (``machine.REJECTION_POLICIES``);
+    None on tasks created before the policy was declared."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -210,6 +217,32 @@ class RefundCompleted(Event):
     """The hold invoice is cancelled at the node; the employer's HTLC went back."""
 
     invoice_state: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RejectionLapsed(Event):
+    """A rejected submission no arbiter ruled against before the claim ran out is verified
+    (rejection policy ``release_unless_ruled``, or any policy without an arbiter)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgreementProposed(Event):
+    worker_msat: int
+    note: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgreementAccepted(Event):
+    """Both parties signed: the proposer's request and this one's. What follows is decided by
+    ``agreements.agreement_outcome``."""
+
+    worker_msat: int
+    proposed_by: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgreementWithdrawn(Event):
+    pass
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -406,6 +439,10 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RefundShareFailed,
         SplitSharePaid,
         SplitCompleted,
+        RejectionLapsed,
+        AgreementProposed,
+        AgreementAccepted,
+        AgreementWithdrawn,
     )
 }
 

@@ -23,6 +23,14 @@ from taskhold.errors import Conflict, Forbidden, Invalid, Refusal, RefusalCode
 
 from . import commands as c
 from . import events as e
+from .agreements import (
+    AGREEMENT_STATES,
+    accept_agreement,
+    agreement_changes,
+    propose_agreement,
+    withdraw_agreement,
+    without_lapsed_proposal,
+)
 from .deposits import claim_timed_out, consequences, decide_deposit, deposit_changes
 from .model import (
     FUNDED_STATES,
@@ -43,7 +51,7 @@ from .splits import (
     update_refund_request,
 )
 
-__all__ = ["CLAIM_MODES", "TRANSITIONS", "Rule", "decide", "evolve", "replay"]
+__all__ = ["CLAIM_MODES", "REJECTION_POLICIES", "TRANSITIONS", "Rule", "decide", "evolve", "replay"]
 
 S = TaskState
 
@@ -105,6 +113,15 @@ TRANSITIONS: dict[type[c.Command], Rule] = {
     c.RecordRefundShareFailure: _rule([S.VERIFIED], [Role.SYSTEM], "record a failed share on"),
     c.RecordSharePaid: _rule([S.VERIFIED], [Role.SYSTEM], "record a paid share on"),
     c.CompleteSplit: _rule([S.VERIFIED], [Role.SYSTEM], "complete the split of"),
+    c.ProposeAgreement: _rule(
+        AGREEMENT_STATES, [Role.EMPLOYER, Role.WORKER], "propose an agreement on"
+    ),
+    c.AcceptAgreement: _rule(
+        AGREEMENT_STATES, [Role.EMPLOYER, Role.WORKER], "accept an agreement on"
+    ),
+    c.WithdrawAgreement: _rule(
+        AGREEMENT_STATES, [Role.EMPLOYER, Role.WORKER], "withdraw an agreement on"
+    ),
 }
 """The one table of who may do what, when. ``CreateTask`` acts on no task and is not listed.
 
@@ -118,7 +135,9 @@ Disputes, so that neither side profits from opening one it cannot win on the mer
   the employer's answer to a submission is approve or reject, and a rejected worker may still
   dispute, which then ends by the default;
 - the worker may not dispute a submission still under review (``review_pending``): the review
-  window already releases it if the employer stays silent, and a dispute must not shorten it.
+  window already releases it if the employer stays silent, and a dispute must not shorten it;
+- a rejection nobody disputed ends by the task's rejection policy (:data:`REJECTION_POLICIES`),
+  and without an arbiter always in a release, never in a refund the clock decided.
 
 Claims, so that nobody can squat a task and nobody loses work already sent:
 
@@ -140,6 +159,21 @@ settled (the node refuses that once it is cancelled), so the refund can no longe
 refusing the settle would leave the task stuck with the employer's money taken."""
 
 DEADLINE_POLICIES = frozenset({"refund_unless_verified"})
+
+RELEASE_UNLESS_RULED = "release_unless_ruled"
+REJECTION_POLICIES = frozenset({RELEASE_UNLESS_RULED, "arbiter"})
+"""What a rejected submission ends in when the claim runs out (its deadline, or the dispute
+window after the rejection) with no dispute open and no ruling:
+
+- ``release_unless_ruled``: it is released (``RejectionLapsed``). A rejection takes effect only
+  through an arbiter's ruling, which the employer seeks by disputing; the worker may resubmit
+  until the deadline;
+- ``arbiter``: the rejection stands and the task is refunded; the worker who objects disputes
+  and an arbiter rules. Tasks created before the policy existed (None) end the same way.
+
+Whatever the task declared, a taskhold without arbiters releases: with nobody to rule, a
+rejection cannot be what takes a checked submission's reward back.
+"""
 
 
 def decide(task: Task | None, command: c.Command, arbiters: frozenset[str]) -> list[e.Event]:
@@ -170,6 +204,7 @@ def decide(task: Task | None, command: c.Command, arbiters: frozenset[str]) -> l
             f" you are the {role.value}",
             code=RefusalCode.WRONG_ROLE,
         )
+    task = _as_decided_here(task, arbiters)
     if task.state not in rule.states:
         raise Conflict(
             f"cannot {rule.verb} a task in state {task.state}"
@@ -187,6 +222,15 @@ def decide(task: Task | None, command: c.Command, arbiters: frozenset[str]) -> l
     for event in events:
         after = evolve(after, event)
     return events + consequences(task, after, events)
+
+
+def _as_decided_here(task: Task, arbiters: frozenset[str]) -> Task:
+    """The task as this taskhold decides on it: without arbiters every rejection policy acts
+    as ``release_unless_ruled`` (see :data:`REJECTION_POLICIES`). Decided events carry no
+    policy, so the recorded task keeps the one it declared."""
+    if arbiters or task.rejection_policy == RELEASE_UNLESS_RULED:
+        return task
+    return dataclasses.replace(task, rejection_policy=RELEASE_UNLESS_RULED)
 
 
 def _already_done(task: Task, command: c.Command) -> bool:
@@ -228,6 +272,8 @@ def _create(task: Task | None, cmd: c.CreateTask) -> list[e.Event]:
     if cmd.deadline_policy not in DEADLINE_POLICIES:
         raise Invalid(f"unknown deadline policy {cmd.deadline_policy!r}")
     _check_claim_terms(cmd)
+    if cmd.rejection_policy is not None and cmd.rejection_policy not in REJECTION_POLICIES:
+        raise Invalid(f"unknown rejection policy {cmd.rejection_policy!r}")
     fields = {f.name: getattr(cmd, f.name) for f in dataclasses.fields(cmd)}
     return [e.TaskCreated(**fields)]
 
@@ -507,6 +553,13 @@ def _open_dispute(task: Task, cmd: c.Command) -> list[e.Event]:
             " a worker disputes a rejection, not a pending review",
             code=RefusalCode.REVIEW_PENDING,
         )
+    if task.state is S.CLAIMED and cmd.actor == task.worker_pubkey and task.rejected_at is None:
+        # Without a rejection a worker's dispute could only end in a refund: a squatter's way
+        # to kill a task the employer would otherwise revoke and give to someone else.
+        raise Conflict(
+            "a worker disputes a rejection; nothing was rejected (unclaim to give the task back)",
+            code=RefusalCode.NOTHING_TO_DISPUTE,
+        )
     if task.state is S.CLAIMED and not _claim_still_open(task, cmd.at):
         raise Conflict(
             "the dispute window of this task has closed", code=RefusalCode.DISPUTE_WINDOW_CLOSED
@@ -576,10 +629,23 @@ def _tick(task: Task, cmd: c.Command) -> list[e.Event]:
     elif task.state is S.FUNDED and now > task.deadline_at:
         return [e.RefundOrdered(at=now, actor=cmd.actor, reason="deadline passed unclaimed")]
     elif task.state is S.CLAIMED and not _claim_still_open(task, now):
-        return [e.RefundOrdered(at=now, actor=cmd.actor, reason="deadline passed without proof")]
+        return _claim_ran_out(task, cmd, "deadline passed without proof")
     elif task.state is S.DISPUTED and now >= _dispute_ends_at(task):
         return _dispute_default(task, cmd, "dispute window ran out without a proof")
     return []
+
+
+def _claim_ran_out(task: Task, cmd: c.Command, refund_reason: str) -> list[e.Event]:
+    """What a claim that ran out (deadline, or the hold's guard) ends in. Without a proof, a
+    refund; with one, the submission was rejected and not disputed: the task's rejection
+    policy decides (see :data:`REJECTION_POLICIES`)."""
+    if task.proof is None:
+        return [e.RefundOrdered(at=cmd.at, actor=cmd.actor, reason=refund_reason)]
+    if task.rejection_policy == RELEASE_UNLESS_RULED:
+        return [e.RejectionLapsed(at=cmd.at, actor=cmd.actor)]
+    if task.rejection_policy is not None:
+        refund_reason = "the rejection stood: the worker did not dispute it in time"
+    return [e.RefundOrdered(at=cmd.at, actor=cmd.actor, reason=refund_reason)]
 
 
 def _dispute_ends_at(task: Task) -> int | float:
@@ -614,6 +680,8 @@ def _hold_expiring(task: Task, cmd: c.Command) -> list[e.Event]:
             return [e.ReviewWindowElapsed(at=cmd.at, actor=cmd.actor)]
         case S.DISPUTED:
             return _dispute_default(task, cmd, reason)
+        case S.CLAIMED:
+            return _claim_ran_out(task, cmd, reason)
         case S.VERIFIED if task.hold_settled_at is not None or task.worker_share_paid:
             return []  # a settled hold cannot be refunded: the worker is owed the payout
         case S.VERIFIED if task.is_split:
@@ -715,6 +783,9 @@ _HANDLERS: dict[type[c.Command], Callable[[Task, c.Command], list[e.Event]]] = {
     c.RecordRefundShareFailure: record_refund_share_failure,
     c.RecordSharePaid: record_share_paid,
     c.CompleteSplit: _complete_split,
+    c.ProposeAgreement: propose_agreement,
+    c.AcceptAgreement: accept_agreement,
+    c.WithdrawAgreement: withdraw_agreement,
 }
 
 
@@ -742,13 +813,16 @@ def evolve(task: Task | None, event: e.Event) -> Task:
             claim_mode=event.claim_mode,
             direct_worker=event.direct_worker,
             claim_timeout_s=event.claim_timeout_s,
+            rejection_policy=event.rejection_policy,
             created_at=event.at,
             updated_at=event.at,
         )
     if task is None:
         raise Refusal(f"{type(event).__name__} applied before TaskCreated")
     changes = _changes(task, event)
-    return dataclasses.replace(task, version=task.version + 1, updated_at=event.at, **changes)
+    after = dataclasses.replace(task, version=task.version + 1, updated_at=event.at, **changes)
+    lapsed = without_lapsed_proposal(after)
+    return dataclasses.replace(after, **lapsed) if lapsed else after
 
 
 def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
@@ -789,7 +863,12 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
             }
         case e.ProofRefused():
             return {"proofs_refused": task.proofs_refused + 1}
-        case e.SubmissionApproved() | e.ReviewWindowElapsed() | e.DisputeWindowElapsed():
+        case (
+            e.SubmissionApproved()
+            | e.ReviewWindowElapsed()
+            | e.DisputeWindowElapsed()
+            | e.RejectionLapsed()
+        ):
             return {"state": S.VERIFIED, "verified_at": ev.at, "verified_by": ev.actor}
         case e.SubmissionRejected():
             return {"state": S.CLAIMED, "rejection_reason": ev.reason, "rejected_at": ev.at}
@@ -854,6 +933,8 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
                 "claimed_at": None,
                 "barred_workers": (*task.barred_workers, ev.worker_pubkey),
             }
+        case e.AgreementProposed() | e.AgreementAccepted() | e.AgreementWithdrawn():
+            return agreement_changes(task, ev)
     raise Refusal(f"no reducer for {type(ev).__name__}")
 
 

@@ -237,6 +237,15 @@ class Task:
     refund_payment_hash_hex: str | None = None
     """The hash the employer's share was paid with, once paid."""
     refund_fee_msat: int | None = None
+    rejection_policy: str | None = None
+    """Declared at creation: what a rejection nobody disputed or ruled on ends in."""
+    agreement_proposed_by: str | None = None
+    """The party whose agreement proposal stands (see ``taskhold.tasks.agreements``)."""
+    agreement_worker_msat: int | None = None
+    agreement_note: str | None = None
+    agreement_proposed_at: int | None = None
+    agreed_worker_msat: int | None = None
+    """What both parties agreed the worker gets, once an agreement was accepted."""
 
     def deposit_of(self, pubkey: str) -> Deposit | None:
         """``pubkey``'s newest deposit on this task."""

@@ -25,6 +25,8 @@ from taskhold.client import TaskholdAPIError, TaskholdClient
 OK = (200, "ok")
 WRONG_ROLE = (403, "wrong_role")
 WRONG_STATE = (409, "wrong_state")
+OWN_PROPOSAL = (403, "own_proposal")
+NOT_YOUR_PROPOSAL = (403, "not_your_proposal")
 NO_SUCH_PARTY = None
 """The role does not exist yet in that state (a FUNDED task has no worker)."""
 
@@ -41,7 +43,15 @@ RULES: list[tuple[str, str, Any, Any, Any, Any, str]] = [
     ("payout-invoice", "SUBMITTED", WRONG_ROLE, OK, WRONG_ROLE, WRONG_ROLE, "SUBMITTED"),
     # The worker abandoned the claim: their deposit is forfeit to the employer.
     ("deposit-payout", "REFUNDED", OK, WRONG_ROLE, WRONG_ROLE, WRONG_ROLE, "REFUNDED"),
-]
+    # Agreements: the two parties only; the employer's proposal of 0 (a cancel) stands for
+    # accept and withdraw, so the employer may not accept it and the worker may not withdraw it.
+    ("propose-agreement", "SUBMITTED", OK, OK, WRONG_ROLE, WRONG_ROLE, "SUBMITTED"),
+    ("accept-agreement", "SUBMITTED", OWN_PROPOSAL, OK, WRONG_ROLE, WRONG_ROLE, "SUBMITTED"),
+    (
+        "withdraw-agreement", "SUBMITTED", OK, NOT_YOUR_PROPOSAL, WRONG_ROLE, WRONG_ROLE,
+        "SUBMITTED",
+    ),
+]  # fmt: skip
 
 
 @dataclass
@@ -103,6 +113,8 @@ async def _scene(stack: Stack, op: str, state: str) -> Scene:
         task_id, payout_msat = task["task_id"], task["payout_msat"]
         if state == "DISPUTED":
             await employer.open_dispute(task_id, "not five-seven-five")
+        if op in ("accept-agreement", "withdraw-agreement"):
+            await employer.propose_agreement(task_id, 0, "let us part")
     parties = {"employer": employer, "worker": worker, "stranger": stranger, "arbiter": arbiter}
     new_invoice = await stack.world.worker.create_invoice(payout_msat, expiry_seconds=86_400)
     writes: dict[str, Callable[[TaskholdClient], Awaitable[dict[str, Any]]]] = {
@@ -111,6 +123,9 @@ async def _scene(stack: Stack, op: str, state: str) -> Scene:
         "resolve": lambda c: c.resolve_dispute(task_id, "worker", "the haiku scans"),
         "cancel": lambda c: c.cancel(task_id, "changed my mind"),
         "payout-invoice": lambda c: c.update_payout_invoice(task_id, new_invoice),
+        "propose-agreement": lambda c: c.propose_agreement(task_id, 0, "let us part"),
+        "accept-agreement": lambda c: c.accept_agreement(task_id, 0),
+        "withdraw-agreement": lambda c: c.withdraw_agreement(task_id),
     }
     return Scene(stack, task_id, parties, statuses, writes[op])
 
@@ -172,3 +187,24 @@ async def test_an_arbiter_who_is_not_configured_is_a_stranger(stack: Stack) -> N
 
     assert (refused.value.status, refused.value.code) == WRONG_ROLE
     assert (await employer.get_task(task["task_id"]))["state"] == "DISPUTED"
+
+
+async def test_no_cancel_by_agreement_once_a_payout_may_be_in_flight(stack: Stack) -> None:
+    """Approved: the engine is paying the worker. Neither party can then agree on a cancel,
+    whose refund would cancel the hold under the live payout; a proposal made before lapses."""
+    employer, worker = stack.client(), stack.client()
+    task = await submitted(stack, employer, worker)
+    await worker.propose_agreement(task["task_id"], 0, "let us part")
+    await employer.approve(task["task_id"])
+    verified = await employer.get_task(task["task_id"])
+    assert verified["state"] == "VERIFIED" and verified["agreement"] is None
+    for attempt in (
+        employer.accept_agreement(task["task_id"], 0),
+        employer.propose_agreement(task["task_id"], 0),
+        worker.propose_agreement(task["task_id"], 0),
+    ):
+        with pytest.raises(TaskholdAPIError) as refused:
+            await attempt
+        assert (refused.value.status, refused.value.code) == WRONG_STATE
+    await stack.settle_engine()
+    assert (await employer.get_task(task["task_id"]))["state"] == "PAID"

@@ -45,6 +45,7 @@ _CONTENT_KEYS = (
     "title", "description", "amount_msat", "deadline_at", "acceptance", "review_window_s",
     "dispute_window_s", "deposit", "proof", "payout_invoice", "reason", "winner", "note",
     "rating", "comment", "receipt", "depositor", "regex", "required_fields", "url_fields",
+    "worker_msat",
 )  # fmt: skip
 
 _JSON = st.recursive(

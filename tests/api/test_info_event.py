@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+import typer
 from sqlalchemy import select
 from support.stacks import close_stack, open_stack, stack_settings
 
-from taskhold.api.info import INFO_D, publish_info
+from taskhold.api.info import INFO_D, REJECTION_DEFAULTS, publish_info
 from taskhold.audit.nip01 import Verdict, verify_event
+from taskhold.cli import _settings
 from taskhold.store.models import OutboxRow
 
 
@@ -64,3 +67,26 @@ async def test_a_restart_within_the_same_second_publishes_the_info_event_once(
     finally:
         await close_stack(stack)
     assert again["id"] == first["id"]
+
+
+async def test_a_plain_taskhold_states_its_rejection_policy(
+    tmp_path: Path, database_url: str
+) -> None:
+    """``serve`` with nothing configured: no arbiter, and rejections that no arbiter backs
+    are released to the worker, as the info document says in plain words."""
+    stack = await open_stack(stack_settings(tmp_path, database_url))
+    try:
+        event = await publish_info(stack.services)
+        served = (await stack.http.get("/v1/info")).json()
+    finally:
+        await close_stack(stack)
+    assert json.loads(event["content"]) == served
+    assert (served["arbiters"], served["rejection_policy"]) == ([], "release_unless_ruled")
+    assert "released to the worker" in served["rejection_default"]
+    assert served["rejection_default"] == REJECTION_DEFAULTS["release_unless_ruled"]
+
+
+def test_the_arbiter_policy_without_arbiters_is_a_clear_configuration_error() -> None:
+    with pytest.raises(typer.BadParameter, match="needs at least one arbiter"):
+        _settings(None, None, rejection_policy="arbiter")
+    assert _settings(None, None, rejection_policy="arbiter", arbiters=["ab" * 32]).arbiters

@@ -84,6 +84,13 @@ async def test_every_answer_of_a_flow_fits_its_declared_model(open_custom: Any) 
     await employer.open_dispute(disputed["task_id"], "six syllables")
     await stack.client(arbiter).resolve_dispute(disputed["task_id"], "employer", "too long")
     await stack.settle_engine()
+    parting = (await submitted(stack, employer, worker))["task_id"]
+    proposed = await worker.propose_agreement(parting, 0, "let us part")
+    assert proposed["agreement"]["proposed_by"] == worker.pubkey_hex
+    await worker.withdraw_agreement(parting)
+    await employer.propose_agreement(parting, 0)
+    await worker.accept_agreement(parting, 0)
+    await stack.settle_engine()
     await employer.list_tasks()
     await employer.transitions(task_id)
     await employer.info()

@@ -134,9 +134,38 @@ async def test_demo_squatter_is_revoked_and_the_second_worker_paid_and_the_log_a
     assert report["summary"]["entries"] == len(out["log_event_ids"])  # type: ignore[arg-type]
 
 
+async def test_demo_reject_overturned_pays_the_worker_and_audits_clean(tmp_path: Path) -> None:
+    out = _demo(tmp_path, "--scenario", "reject-overturned")
+    assert (out["scenario"], out["final_state"]) == ("reject-overturned", "PAID")
+    assert out["worker_received_msat"] == out["payout_msat"]
+    assert len(str(out["arbiter_pubkey"])) == 64 and str(out["relay_url"]).startswith("ws://")
+    code, report = await _audit(tmp_path, str(out["operator_pubkey"]))
+    assert (code, report["status"], report["findings"]) == (0, "clean", [])
+
+
+async def test_demo_cooperative_cancel_leaves_the_employer_whole_and_audits_clean(
+    tmp_path: Path,
+) -> None:
+    out = _demo(tmp_path, "--scenario", "cooperative-cancel")
+    assert (out["scenario"], out["final_state"]) == ("cooperative-cancel", "REFUNDED")
+    assert out["employer_balance_change_msat"] == 0
+    assert out["worker_received_msat"] == 0
+    code, report = await _audit(tmp_path, str(out["operator_pubkey"]))
+    assert (code, report["status"], report["findings"]) == (0, "clean", [])
+
+
+def test_demo_says_it_configured_an_arbiter(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["demo", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "arbiter" in result.output and "configured" in result.output
+
+
 def test_demo_unknown_scenario_lists_the_names_on_one_line(tmp_path: Path) -> None:
     lines = _refused("demo", "--scenario", "nonsense", "--data-dir", str(tmp_path))
-    message = "Invalid value for --scenario: use one of paid, refund, hostile-payout, squatter"
+    message = (
+        "Invalid value for --scenario: use one of paid, refund, hostile-payout, squatter,"
+        " split, reject-overturned, cooperative-cancel"
+    )
     assert any(message in line for line in lines), lines
 
 

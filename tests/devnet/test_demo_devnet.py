@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.devnet_network import DevnetHandle
@@ -15,13 +16,15 @@ from support.devnet_network import DevnetHandle
 pytestmark = [pytest.mark.devnet, pytest.mark.slow]
 
 
-def test_demo_on_the_devnet_ends_paid(devnet: DevnetHandle, tmp_path: Path) -> None:
+def _demo_on_devnet(devnet: DevnetHandle, tmp_path: Path, *extra: str) -> dict[str, Any]:
+    """``taskhold demo --json`` on the devnet; its last line, parsed."""
     command = [
         sys.executable,
         "-m",
         "taskhold.cli",
         "demo",
         "--json",
+        *extra,
         "--lightning",
         "devnet",
         "--devnet-dir",
@@ -31,7 +34,11 @@ def test_demo_on_the_devnet_ends_paid(devnet: DevnetHandle, tmp_path: Path) -> N
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_demo_on_the_devnet_ends_paid(devnet: DevnetHandle, tmp_path: Path) -> None:
+    out = _demo_on_devnet(devnet, tmp_path)
     assert out["final_state"] == "PAID"
     assert hashlib.sha256(bytes.fromhex(out["preimage"])).hexdigest() == out["payment_hash"]
     for field in ("task_id", "employer_pubkey", "worker_pubkey", "operator_pubkey"):
@@ -115,3 +122,23 @@ def test_split_demo_on_the_devnet_pays_both_nodes_exactly(
         out["split_worker_msat"] + out["split_employer_msat"] + out["fee_msat"]
         == (out["amount_msat"])
     )
+
+
+def test_demo_reject_overturned_on_the_devnet_pays_the_worker(
+    devnet: DevnetHandle, tmp_path: Path
+) -> None:
+    """The arbiter overturns the rejection; the worker's lnd node gains exactly the payout."""
+    out = _demo_on_devnet(devnet, tmp_path, "--scenario", "reject-overturned")
+    assert (out["scenario"], out["final_state"]) == ("reject-overturned", "PAID")
+    assert out["worker_received_msat"] == out["payout_msat"]
+    assert len(out["operator_pubkey"]) == 64 and out["relay_url"].startswith("ws://")
+
+
+def test_demo_cooperative_cancel_on_the_devnet_leaves_the_employer_whole(
+    devnet: DevnetHandle, tmp_path: Path
+) -> None:
+    """Both parties sign a cancel after the claim: the HTLC goes back to the employer's node."""
+    out = _demo_on_devnet(devnet, tmp_path, "--scenario", "cooperative-cancel")
+    assert (out["scenario"], out["final_state"]) == ("cooperative-cancel", "REFUNDED")
+    assert out["employer_balance_change_msat"] == 0
+    assert out["worker_received_msat"] == 0

@@ -61,6 +61,7 @@ def create_command(
     claim_mode: str = "open",
     direct_worker: str | None = None,
     claim_timeout_s: int | None = None,
+    rejection_policy: str | None = None,
 ) -> c.CreateTask:
     return c.CreateTask(
         actor=EMPLOYER,
@@ -78,6 +79,7 @@ def create_command(
         claim_mode=claim_mode,
         direct_worker=direct_worker,
         claim_timeout_s=claim_timeout_s,
+        rejection_policy=rejection_policy,
     )
 
 
@@ -182,6 +184,12 @@ def sample_command(cls: type[c.Command], actor: str, at: int) -> c.Command:
             )
         case c.CompleteSplit:
             return c.CompleteSplit(actor=actor, at=at, preimage_hex=PREIMAGE)
+        case c.ProposeAgreement:
+            return c.ProposeAgreement(actor=actor, at=at, worker_msat=0, note="let us part")
+        case c.AcceptAgreement:
+            return c.AcceptAgreement(actor=actor, at=at, worker_msat=0)
+        case c.WithdrawAgreement:
+            return c.WithdrawAgreement(actor=actor, at=at)
     raise AssertionError(f"no sample for {cls.__name__}")
 
 

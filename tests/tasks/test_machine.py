@@ -221,11 +221,20 @@ def test_reject_and_dispute_need_a_reason(command: c.Command) -> None:
     assert got.code == "reason_required"
 
 
-@pytest.mark.parametrize(
-    ("state", "actor"), [(S.CLAIMED, EMPLOYER), (S.CLAIMED, WORKER), (S.SUBMITTED, EMPLOYER)]
-)
+def test_the_worker_disputes_a_rejection_and_nothing_else() -> None:
+    """A claim with nothing rejected has nothing for the worker to dispute (its only end
+    would be a refund, a squatter's way to kill the task); a rejection does."""
+    got = refusal(task_in(S.CLAIMED), sample_command(c.OpenDispute, WORKER, T0 + 9))
+    assert isinstance(got, Conflict) and got.code == "nothing_to_dispute"
+    rejected = task_in(S.SUBMITTED, extra=[(c.Reject, EMPLOYER)])
+    task, _ = apply(rejected, sample_command(c.OpenDispute, WORKER, rejected.updated_at + 1))
+    assert task.state is S.DISPUTED and task.dispute_opened_by == WORKER
+
+
+@pytest.mark.parametrize(("state", "actor"), [(S.CLAIMED, EMPLOYER), (S.SUBMITTED, EMPLOYER)])
 def test_either_party_opens_a_dispute(state: TaskState, actor: str) -> None:
-    """Not the worker while the submission is under review: test_gamed_deals.py."""
+    """The employer (where an arbiter is configured); the worker disputes a rejection (above),
+    not a submission under review (test_gamed_deals.py)."""
     task, events = apply(task_in(state), sample_command(c.OpenDispute, actor, T0 + 9))
     assert events == [e.DisputeOpened(at=T0 + 9, actor=actor, reason="we disagree")]
     assert task.state is S.DISPUTED
@@ -799,6 +808,10 @@ def sample_events() -> list[e.Event]:
             worker_payment_hash_hex="55",
             employer_payment_hash_hex="77",
         ),
+        e.RejectionLapsed(at=at, actor=SYSTEM),
+        e.AgreementProposed(at=at, actor=who, worker_msat=0, note="part ways"),
+        e.AgreementAccepted(at=at, actor=WORKER, worker_msat=0, proposed_by=who),
+        e.AgreementWithdrawn(at=at, actor=who),
     ]
 
 
@@ -858,6 +871,11 @@ _APPLIES_TO.update(
         e.ClaimRevoked: task_in(S.CLAIMED),
     }
 )
+_APPLIES_TO[e.RejectionLapsed] = task_in(S.SUBMITTED, extra=[(c.Reject, EMPLOYER)])
+_APPLIES_TO[e.AgreementProposed] = task_in(S.CLAIMED)
+_PROPOSED = task_in(S.CLAIMED, extra=[(c.ProposeAgreement, EMPLOYER)])
+_APPLIES_TO[e.AgreementAccepted] = _PROPOSED
+_APPLIES_TO[e.AgreementWithdrawn] = _PROPOSED
 
 
 @pytest.mark.parametrize("event", sample_events(), ids=lambda ev: type(ev).__name__)

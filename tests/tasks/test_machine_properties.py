@@ -10,7 +10,9 @@ the clock alone, and without an arbiter the employer cannot open one. The worker
 by a released or revoked claim, a released or revoked key never works on the task again and is
 never paid, and only the claim mode's keys become the worker. A split's shares plus the
 fee make the amount, each share is paid at most once (the worker's first), and a split whose
-worker share was paid is never refunded.
+worker share was paid is never refunded. Without an arbiter a
+submitted proof never ends in a refund nobody signed for, under every rejection policy; an
+agreement takes both parties, and never cancels a hold a payout may be paying from.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from taskhold.errors import Refusal
 from taskhold.tasks import Task, TaskState, decide, evolve, replay
 from taskhold.tasks import commands as c
 from taskhold.tasks import events as e
+from taskhold.tasks.agreements import AGREEMENT_STATES, CANCELLED_BY_AGREEMENT
 from taskhold.tasks.deposits import next_deposit_round
 from taskhold.tasks.model import TERMINAL_STATES, DepositState
 
@@ -76,6 +79,9 @@ ALL_COMMANDS = [
     c.RecordRefundShareFailure,
     c.RecordSharePaid,
     c.CompleteSplit,
+    c.ProposeAgreement,
+    c.AcceptAgreement,
+    c.WithdrawAgreement,
 ]
 SPLIT_WORKER_MSAT = st.sampled_from([-1, 0, 1, 49_500, 98_999, 99_000, 100_000])
 """Around the bounds of a split of 100,000 msat with a fee of 1,000 (valid: 1 to 98,999)."""
@@ -94,15 +100,22 @@ VERIFICATIONS = (
     e.ReviewWindowElapsed,
     e.DisputeResolved,
     e.DisputeWindowElapsed,
+    e.RejectionLapsed,
+    e.AgreementAccepted,
 )
+OVERRULE_A_REJECTION = (e.DisputeResolved, e.DisputeWindowElapsed, e.RejectionLapsed)
+"""Verifications that may follow a rejection: a ruling, or the policy's default when nobody
+ruled. (An agreement the employer signed may too.)"""
 MAX_WAITING_DEPOSITS = 3
 MAX_DEPOSITS = 6
 MAX_APPLICATIONS = 2
 
 
-def _is_verification(event: e.Event) -> bool:
+def _is_verification(event: e.Event, payout_msat: int) -> bool:
     if isinstance(event, e.DisputeResolved):
         return event.winner == "worker"
+    if isinstance(event, e.AgreementAccepted):
+        return event.worker_msat == payout_msat
     return isinstance(event, VERIFICATIONS)
 
 
@@ -122,7 +135,8 @@ def _plausible(task: Task) -> list[tuple[type[c.Command], str]]:
         S.FUNDED: [(c.Claim, WORKER), (c.Claim, WORKER2), (c.Apply, WORKER), (c.Assign, EMPLOYER)],
         S.CLAIMED: [(c.SubmitProof, worker)] * 3
         + [(c.RefuseProof, worker), (c.OpenDispute, worker), (c.OpenDispute, EMPLOYER), *timers]
-        + [(c.Unclaim, worker), (c.RevokeClaim, EMPLOYER)],
+        + [(c.Unclaim, worker), (c.RevokeClaim, EMPLOYER)]
+        + [(c.ProposeAgreement, EMPLOYER), (c.AcceptAgreement, worker)],
         S.SUBMITTED: [
             (c.Approve, EMPLOYER),
             (c.Approve, EMPLOYER),
@@ -130,6 +144,8 @@ def _plausible(task: Task) -> list[tuple[type[c.Command], str]]:
             (c.OpenDispute, EMPLOYER),
             (c.OpenDispute, worker),
             (c.UpdatePayoutRequest, worker),
+            (c.ProposeAgreement, worker),
+            (c.AcceptAgreement, EMPLOYER),
             *timers,
         ],
         S.VERIFIED: [
@@ -139,7 +155,8 @@ def _plausible(task: Task) -> list[tuple[type[c.Command], str]]:
             (c.HoldExpiring, SYSTEM),
             *([(c.UpdateRefundRequest, EMPLOYER), (c.CompleteSplit, SYSTEM)] * task.is_split),
         ],
-        S.DISPUTED: [(c.ResolveDispute, ARBITER)] * 2 + [(c.HoldExpiring, SYSTEM), *timers],
+        S.DISPUTED: [(c.ResolveDispute, ARBITER)] * 2
+        + [(c.HoldExpiring, SYSTEM), (c.ProposeAgreement, EMPLOYER), *timers],
     }
     return by_state[task.state]
 
@@ -168,6 +185,7 @@ class TaskLifecycle(RuleBasedStateMachine):
         with_arbiter=st.booleans(),
         claim_mode=st.sampled_from(["open", "open", "apply", "direct"]),
         claim_timeout_s=st.one_of(st.none(), st.integers(min_value=1, max_value=2_000)),
+        rejection_policy=st.sampled_from([None, "release_unless_ruled", "arbiter"]),
     )
     def create(
         self,
@@ -179,6 +197,7 @@ class TaskLifecycle(RuleBasedStateMachine):
         with_arbiter: bool,
         claim_mode: str,
         claim_timeout_s: int | None,
+        rejection_policy: str | None,
     ) -> None:
         """A new task, sometimes already a few happy steps in (swarm testing often disables
         the guided rules, and a run that never leaves DRAFT tests little), on a taskhold with
@@ -192,6 +211,7 @@ class TaskLifecycle(RuleBasedStateMachine):
             claim_mode=claim_mode,
             direct_worker=WORKER2 if claim_mode == "direct" else None,
             claim_timeout_s=None if claim_timeout_s is None else min(claim_timeout_s, deadline_s),
+            rejection_policy=rejection_policy,
         )
         self.history = decide(None, command, self.arbiters)
         self.task = replay(self.history)
@@ -322,6 +342,34 @@ class TaskLifecycle(RuleBasedStateMachine):
                 self._send(sample_command(c.Reject, EMPLOYER, self._at(0)))
         actor = EMPLOYER if side == "employer" else worker
         self._send(c.OpenDispute(actor=actor, at=self._at(dt), reason="we disagree"))
+
+    @rule(
+        kind=st.sampled_from(["propose", "propose", "accept", "accept", "withdraw"]),
+        actor=st.sampled_from([EMPLOYER, WORKER, WORKER2, ARBITER, STRANGER]),
+        amount=st.sampled_from(["nothing", "everything", "a share", "too much", "as proposed"]),
+        dt=st.integers(min_value=0, max_value=60),
+    )
+    def agree(self, kind: str, actor: str, amount: str, dt: int) -> None:
+        """Agreements proposed, accepted and withdrawn by anyone, for any amount, including
+        accepts that do not repeat the standing proposal."""
+        assert self.task is not None
+        payout = self.task.payout_msat
+        worker_msat = {
+            "nothing": 0,
+            "everything": payout,
+            "a share": payout // 2,
+            "too much": payout + 1,
+            "as proposed": self.task.agreement_worker_msat or 0,
+        }[amount]
+        at = self._at(dt)
+        command: c.Command
+        if kind == "propose":
+            command = c.ProposeAgreement(actor=actor, at=at, worker_msat=worker_msat, note="n")
+        elif kind == "accept":
+            command = c.AcceptAgreement(actor=actor, at=at, worker_msat=worker_msat)
+        else:
+            command = c.WithdrawAgreement(actor=actor, at=at)
+        self._send(command)
 
     @rule(actor=st.one_of(st.just(SYSTEM), ANYONE), paid_msat=st.sampled_from([0, 99_999]))
     def underpaid_funding(self, actor: str, paid_msat: int) -> None:
@@ -553,13 +601,16 @@ class TaskLifecycle(RuleBasedStateMachine):
             assert len(rulings) == 1 and rulings[0].actor in self.arbiters
             return
         release = next(i for i, ev in enumerate(self.history) if isinstance(ev, e.ReleaseCompleted))
-        verifications = [i for i in range(release) if _is_verification(self.history[i])]
+        payout = self.task.payout_msat
+        verifications = [i for i in range(release) if _is_verification(self.history[i], payout)]
         assert verifications, "released without any verification"
         verified = verifications[-1]
         proofs = [i for i in range(verified) if isinstance(self.history[i], e.ProofSubmitted)]
         assert proofs, "verified without any proof"
-        if isinstance(self.history[verified], e.DisputeResolved | e.DisputeWindowElapsed):
+        if isinstance(self.history[verified], OVERRULE_A_REJECTION):
             return
+        if isinstance(self.history[verified], e.AgreementAccepted):
+            return  # the employer signed it, as proposer or as acceptor
         between = self.history[proofs[-1] + 1 : verified]
         assert not any(isinstance(ev, e.SubmissionRejected) for ev in between)
 
@@ -698,7 +749,8 @@ class TaskLifecycle(RuleBasedStateMachine):
                 continue
             ends = (e.DisputeResolved, e.SplitDecided, e.DisputeWindowElapsed, e.RefundOrdered)
             end = next((x for x in self.history[i + 1 :] if isinstance(x, ends)), None)
-            assert not isinstance(end, e.RefundOrdered), "a checked submission was refunded"
+            if isinstance(end, e.RefundOrdered):
+                assert end.reason == CANCELLED_BY_AGREEMENT, "a checked submission was refunded"
         task = self.task
         if task is not None and task.state is S.DISPUTED and not task.refund_ordered:
             assert task.dispute_opened_at is not None
@@ -706,6 +758,51 @@ class TaskLifecycle(RuleBasedStateMachine):
             ended = decide(task, lapse, self.arbiters)
             assert [type(x) for x in ended][:1] == (
                 [e.DisputeWindowElapsed] if task.proof is not None else [e.RefundOrdered]
+            )
+
+    @invariant()
+    def no_silent_refund_of_a_submitted_proof(self) -> None:
+        """Without an arbiter, whatever the rejection policy, a task with a checked proof is
+        refunded only by an agreement the worker signed, or because its payout failed."""
+        if self.arbiters:
+            return
+        for i, ev in enumerate(self.history):
+            if not isinstance(ev, e.RefundOrdered):
+                continue
+            task_before = replay(self.history[:i])
+            assert task_before is not None
+            if task_before.proof is None:
+                continue
+            if ev.reason == CANCELLED_BY_AGREEMENT:
+                assert isinstance(self.history[i - 1], e.AgreementAccepted)
+                continue
+            assert task_before.state is S.VERIFIED, f"silent refund: {ev.reason}"
+            assert task_before.payout_failures > 0, f"silent refund: {ev.reason}"
+
+    @invariant()
+    def agreements_take_both_parties_and_no_payout_in_flight(self) -> None:
+        """An agreement is the employer's and the worker's, one proposing and the other
+        accepting; it is never accepted once the task was verified (a payout may be under way
+        then), and a cancel by agreement leaves the task with nothing but the refund to do."""
+        if self.task is None:
+            return
+        for i, ev in enumerate(self.history):
+            if not isinstance(ev, e.AgreementAccepted):
+                continue
+            task_before = replay(self.history[:i])
+            assert task_before is not None
+            assert {ev.actor, ev.proposed_by} == {
+                task_before.employer_pubkey,
+                task_before.worker_pubkey,
+            }
+            assert task_before.state in AGREEMENT_STATES
+            assert task_before.agreement_worker_msat == ev.worker_msat
+            assert ev.worker_msat in (0, task_before.payout_msat), "a split was carried out"
+        if self.task.agreement_proposed_by is not None:
+            assert self.task.state in AGREEMENT_STATES and not self.task.refund_ordered
+            assert self.task.agreement_proposed_by in (
+                self.task.employer_pubkey,
+                self.task.worker_pubkey,
             )
 
     @invariant()
@@ -748,11 +845,17 @@ class TaskLifecycle(RuleBasedStateMachine):
         # refund_unless_verified: an unanswered submission counts as verified; a verified task
         # whose payout already failed is refunded rather than held past the HTLC's expiry.
         # An unresolved dispute over a checked submission ends the same way.
-        owed = (
-            (task.release_pending and task.payout_failures == 0 and not task.is_split)
-            or task.worker_share_paid
-            or task.state is S.SUBMITTED
-            or (task.state is S.DISPUTED and task.proof is not None and not task.refund_ordered)
+        # So does a rejected proof nobody disputed where the task's policy releases it
+        # (drive_to_settlement decides with an arbiter configured).
+        rejection_lapses = task.rejection_policy == "release_unless_ruled"
+        owed = task.worker_share_paid or (
+            not task.refund_ordered
+            and (
+                (task.release_pending and task.payout_failures == 0 and not task.is_split)
+                or task.state is S.SUBMITTED
+                or (task.state is S.DISPUTED and task.proof is not None)
+                or (task.state is S.CLAIMED and task.proof is not None and rejection_lapses)
+            )
         )
         finished = drive_to_settlement(task, self.now + 1)
         assert finished.state is (S.PAID if owed else S.REFUNDED)
@@ -773,7 +876,7 @@ class TaskLifecycle(RuleBasedStateMachine):
                 assert ev.actor == employer, f"approved by {ev.actor}"
             elif isinstance(ev, e.DisputeResolved):
                 assert ev.actor in ARBITERS, f"dispute resolved by {ev.actor}"
-            elif isinstance(ev, e.ReviewWindowElapsed):
+            elif isinstance(ev, e.ReviewWindowElapsed | e.RejectionLapsed):
                 assert ev.actor == SYSTEM
         if self.task.verified_by is not None:
             assert self.task.verified_by in {employer, SYSTEM} | ARBITERS
@@ -905,6 +1008,7 @@ class SplitLifecycle(TaskLifecycle):
             with_arbiter,
             claim_mode="open",
             claim_timeout_s=None,
+            rejection_policy="release_unless_ruled",
         )
 
 

@@ -103,7 +103,7 @@ def test_a_split_needs_no_proof_but_then_takes_the_workers_invoice() -> None:
     """A split is the arbiter's judgement of the work, so it stands without a submission; the
     worker then sends an invoice for the share with the payout-invoice op."""
     claimed = task_in(S.CLAIMED)
-    disputed, _ = apply(claimed, c.OpenDispute(actor=WORKER, at=T0 + 9, reason="stalled"))
+    disputed, _ = apply(claimed, c.OpenDispute(actor=EMPLOYER, at=T0 + 9, reason="stalled"))
     task = _split(disputed)
     assert task.proof is None and task.state is S.VERIFIED
     task, _ = apply(task, c.UpdatePayoutRequest(actor=WORKER, at=T0 + 70, payout_request="ln1"))
