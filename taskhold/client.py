@@ -270,7 +270,8 @@ class TaskholdClient:
     async def propose_agreement(
         self, task_id: str, worker_msat: int, note: str = "", *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        """As employer or worker: end the task by agreement; 0 cancels, the payout releases."""
+        """As employer or worker: end the task by agreement; 0 cancels, the payout releases,
+        anything between splits the amount."""
         body = {"worker_msat": worker_msat, "note": note}
         op = "propose-agreement"
         return await self._task_write(task_id, op, op, body, idempotency_key)

@@ -138,7 +138,8 @@ for _op, _summary in [
     ("refund-invoice", "Send the invoice that pays your share of a split (employer)"),
     (
         "propose-agreement",
-        "Propose to end the task by agreement: worker_msat 0 cancels, the payout releases"
+        "Propose to end the task by agreement: worker_msat 0 cancels, the payout releases,"
+        " anything between splits"
         " (employer or worker, after a claim)",
     ),
     ("accept-agreement", "Accept the other party's standing proposal, repeating worker_msat"),

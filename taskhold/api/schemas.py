@@ -206,7 +206,7 @@ class SplitView(_Described):
 
 class Agreement(_Described):
     """A standing proposal to end the task by agreement; the other party accepts it by
-    repeating ``worker_msat`` (0 cancels, the whole payout releases)."""
+    repeating ``worker_msat`` (0 cancels, the whole payout releases, anything between splits)."""
 
     proposed_by: str
     worker_msat: int

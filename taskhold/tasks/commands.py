@@ -334,7 +334,8 @@ class CompleteSplit(Command):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProposeAgreement(Command):
     """The employer or the worker proposes to end the task by agreement: the worker gets
-    ``worker_msat`` (0 cancels, the payout releases); it replaces any standing proposal."""
+    ``worker_msat`` (0 cancels, the payout releases, anything between splits); it replaces any
+    standing proposal."""
 
     worker_msat: int
     note: str = ""

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from support.split_flows import split_task
 from support.stacks import Stack
-from support.task_flows import read_log, tag
+from support.task_flows import read_log, submitted, tag
 
 from taskhold.audit import audit_log
 from taskhold.client import TaskholdAPIError
@@ -245,3 +245,35 @@ async def test_both_shares_fees_together_stay_within_the_single_payouts_cap(
     final = await employer.get_task(task["task_id"])
     assert final["state"] == "PAID"
     assert final["payout_fee_msat"] + final["split"]["refund_fee_msat"] <= cap
+
+
+async def test_a_split_both_parties_agreed_on_pays_both_sides_exactly(stack: Stack) -> None:
+    """No arbiter: the worker proposes 60/40 after the employer rejected, the employer accepts,
+    and the shares are paid like a ruling's, then the hold is settled."""
+    employer, worker = stack.client(), stack.client()
+    task = await submitted(stack, employer, worker)
+    task_id = task["task_id"]
+    await employer.reject(task_id, "half of it is missing")
+    share = task["payout_msat"] * 6 // 10
+    await worker.propose_agreement(task_id, share, "sixty for what is there")
+    agreed = await employer.accept_agreement(task_id, share)
+    split = agreed["split"]
+    assert agreed["state"] == "VERIFIED" and split["basis"] == "agreement"
+    assert split["worker_msat"] == share
+    assert split["worker_msat"] + split["employer_msat"] + task["fee_msat"] == task["amount_msat"]
+    employer_before = stack.world.employer.balance_msat
+
+    await worker.update_payout_invoice(task_id, await stack.world.worker.create_invoice(share))
+    await employer.update_refund_invoice(
+        task_id, await stack.world.employer.create_invoice(split["employer_msat"])
+    )
+    await stack.settle_engine()
+
+    final = await employer.get_task(task_id)
+    assert final["state"] == "PAID"
+    assert stack.world.worker.balance_msat == share
+    assert stack.world.employer.balance_msat == employer_before + split["employer_msat"]
+    log = await read_log(stack)
+    assert _ops(log).count("SplitSharePaid") == 2
+    result = audit_log(log, stack.services.signer.get_public_key())
+    assert result.clean, [f.to_json() for f in result.findings]
