@@ -69,24 +69,7 @@ def test_demo_without_a_devnet_says_how_to_start_one(tmp_path: Path) -> None:
 def test_the_squatter_demo_on_the_devnet_pays_the_second_worker(
     devnet: DevnetHandle, tmp_path: Path
 ) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "taskhold.cli",
-        "demo",
-        "--json",
-        "--scenario",
-        "squatter",
-        "--lightning",
-        "devnet",
-        "--devnet-dir",
-        str(devnet.data_dir),
-        "--data-dir",
-        str(tmp_path),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = _demo_on_devnet(devnet, tmp_path, "--scenario", "squatter")
     assert (out["scenario"], out["final_state"]) == ("squatter", "PAID")
     assert out["paid_worker_pubkey"] == out["worker_pubkey"] != out["revoked_worker_pubkey"]
     assert hashlib.sha256(bytes.fromhex(out["preimage"])).hexdigest() == out["payment_hash"]
@@ -97,24 +80,7 @@ def test_split_demo_on_the_devnet_pays_both_nodes_exactly(
 ) -> None:
     """The arbiter's 60/40 split on real lnd: the worker's node gains exactly its share, the
     employer's node ends down exactly the amount less its share (both read from the nodes)."""
-    command = [
-        sys.executable,
-        "-m",
-        "taskhold.cli",
-        "demo",
-        "--json",
-        "--scenario",
-        "split",
-        "--lightning",
-        "devnet",
-        "--devnet-dir",
-        str(devnet.data_dir),
-        "--data-dir",
-        str(tmp_path),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = _demo_on_devnet(devnet, tmp_path, "--scenario", "split")
     assert (out["scenario"], out["final_state"]) == ("split", "PAID")
     assert out["worker_received_msat"] == out["split_worker_msat"]
     assert out["employer_refunded_msat"] == out["split_employer_msat"]
