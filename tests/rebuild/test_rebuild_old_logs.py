@@ -16,17 +16,15 @@ from support.task_flows import funded, read_log, tag
 from taskhold.audit import audit_log
 from taskhold.client import TaskholdAPIError
 from taskhold.nostr.entries import state_hash
-from taskhold.nostr.state_forms import matches_state
+from taskhold.nostr.state_forms import LATER_FIELDS, matches_state
 from taskhold.rebuild.replay import rebuild_from_entries
 from taskhold.store.codec import task_to_data
 from taskhold.tasks import TaskState
 
 DEALS = (frozenset({"proofs_refused", "dispute_opened_at"}), frozenset[str]())
 LIVE_SETTLE = (frozenset({"hold_settled_at"}), frozenset({"hold_settled_at"}))
-CLAIMS = (
-    frozenset({"claim_mode", "direct_worker", "claim_timeout_s", "applicants", "barred_workers"}),
-    frozenset[str](),
-)
+FAIR_DEAL = LATER_FIELDS[-1]
+"""Claim modes, splits, agreements and the rejection policy: added together."""
 
 
 def older_writer(*missing: tuple[frozenset[str], frozenset[str]]) -> Any:
@@ -77,8 +75,8 @@ async def _disputed_and_deposit_tasks(stack: Stack) -> None:
 
 @pytest.mark.parametrize(
     "missing",
-    [(DEALS,), (LIVE_SETTLE,), (DEALS, LIVE_SETTLE), (CLAIMS,), (DEALS, LIVE_SETTLE, CLAIMS)],
-    ids=["before-deals", "before-live-settle", "before-both", "before-claims", "before-all"],
+    [(DEALS,), (LIVE_SETTLE,), (DEALS, LIVE_SETTLE), (FAIR_DEAL,), (DEALS, LIVE_SETTLE, FAIR_DEAL)],
+    ids=["before-deals", "before-live-settle", "before-both", "before-fair-deal", "before-all"],
 )
 async def test_a_log_from_before_the_new_task_fields_rebuilds_and_audits(
     tmp_path: Path,
@@ -127,6 +125,6 @@ def test_only_whole_groups_of_later_fields_may_be_missing_from_the_hashed_state(
     dropped = {name: value for name, value in data.items() if name != "payout_failures"}
     assert not matches_state(data, state_hash(dropped))
     assert not matches_state(data, None)
-    assert matches_state(data, older_writer(CLAIMS)(data))
+    assert matches_state(data, older_writer(FAIR_DEAL)(data))
     half = {name: value for name, value in data.items() if name != "barred_workers"}
     assert not matches_state(data, state_hash(half))
