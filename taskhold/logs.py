@@ -23,6 +23,13 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
+
+
+def _stderr_logger(*args: object) -> structlog.PrintLogger:
+    """A logger on the ``sys.stderr`` of the moment, not of configuration time: a command run
+    in-process (a test's ``CliRunner``) swaps stderr for a stream it closes afterwards, and a
+    logger bound to that stream would fail every later log line of the process."""
+    return structlog.PrintLogger(file=sys.stderr)
