@@ -25,10 +25,10 @@ from taskhold.payments.held import (
     PayoutKind,
     PayoutStep,
     cancel_hold,
-    cancel_would_pay_twice,
     must_settle,
     pay_then_settle,
     settle_under_live_payout,
+    still_held,
 )
 from taskhold.payments.paying import PaymentRecord
 from taskhold.payments.rules import payout_fee_cap_msat
@@ -144,7 +144,7 @@ async def _payout_may_land(ctx: EscrowContext, task_id: str, deposit: Deposit) -
     """A forfeit whose payment succeeded or is in flight must be settled, not returned: the
     beneficiary may already have the money. So must one already settled at the node (a crash
     came between the settle and its log entry)."""
-    if deposit.state is not DepositState.FORFEIT:
+    if not deposit.payout_may_be_owed:
         return False
     return await must_settle(
         ctx, held_deposit(ctx, task_id, deposit), DepositBook(ctx, task_id, deposit)
@@ -158,12 +158,12 @@ def _constant(command: c.Command) -> Callable[[Task, int], c.Command]:
 async def return_deposit(ctx: EscrowContext, task_id: str, deposit: Deposit) -> Task | None:
     """Cancel the deposit's invoice (idempotent at the node) and record it returned.
 
-    A forfeit whose payout may land is settled instead, never returned
-    (:func:`~taskhold.payments.held.cancel_would_pay_twice`): its return was ordered on the
-    node's word that the payout failed, and the beneficiary may have the money after all."""
+    A forfeit whose payout may land is settled instead, never returned: its return was ordered
+    on the node's word that the payout failed, and the beneficiary may have the money after
+    all."""
     book = DepositBook(ctx, task_id, deposit)
     held = held_deposit(ctx, task_id, deposit)
-    if deposit.payout_request is not None and await cancel_would_pay_twice(ctx, held, book):
+    if await _payout_may_land(ctx, task_id, deposit) and await still_held(ctx, held):
         log.warning("deposit_return_superseded_by_live_payout", task_id=task_id)
         assert deposit.expiry_height is not None
         blocks_left = deposit.expiry_height - await ctx.lightning.block_height()

@@ -26,7 +26,7 @@ async def refund(ctx: EscrowContext, task_id: str) -> Task | None:
     land: the refund was ordered on the node's word that the payout failed, and asked again
     right before cancelling, the node may say otherwise (it misread, or the payee took an HTLC
     it held). The hold is settled instead, which supersedes the refund, and the release
-    finishes the task (:func:`~taskhold.payments.held.cancel_would_pay_twice` for deposits)."""
+    finishes the task (:func:`~taskhold.payments.held.still_held`)."""
     async with ctx.store.transaction() as tx:
         task = await tx.load_task(task_id)
     if task is None or not task.refund_ordered:

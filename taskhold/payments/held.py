@@ -40,7 +40,6 @@ __all__ = [
     "PayoutStep",
     "ShareBook",
     "cancel_hold",
-    "cancel_would_pay_twice",
     "must_settle",
     "pay_then_settle",
     "payout_hash_of",
@@ -201,17 +200,13 @@ async def must_settle(
     return hold.state is InvoiceState.SETTLED
 
 
-async def cancel_would_pay_twice(ctx: PaymentContext, held: HeldFunds, book: PayoutBook) -> bool:
-    """An ordered cancel (a refund, a deposit's return) must give way to a settle: its payout
-    may land and the hold is still held. The cancel was ordered on the node's word that the
-    payout failed; asked again right before cancelling, the node may say otherwise (it
-    misread, or the payee took an HTLC it held). A hold the node cancelled has nothing left
-    to settle."""
-    return await must_settle(ctx, held, book) and await still_held(ctx, held)
-
-
 async def still_held(ctx: PaymentContext, held: HeldFunds) -> bool:
-    """The node has not cancelled the hold (a cancelled one has nothing left to settle)."""
+    """The node has not cancelled the hold (a cancelled one has nothing left to settle).
+
+    An ordered cancel (a refund, a deposit's return) asks this, and whether the payout may
+    land, right before cancelling: it was ordered on the node's word that the payout failed,
+    and asked again the node may say otherwise (it misread, or the payee took an HTLC it held).
+    Then the hold is settled instead, or the operator would pay the money out twice."""
     hold = await ctx.lightning.lookup_invoice(bytes.fromhex(held.hold_hash_hex))
     return hold.state is not InvoiceState.CANCELED
 

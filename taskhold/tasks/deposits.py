@@ -107,7 +107,7 @@ def decide_deposit(
         case c.CompleteDepositReturn() if latest and deposit.state is D.RETURNING:
             return [e.DepositReturned(**base, invoice_state=cmd.invoice_state)]
         case c.SettleDepositUnderLivePayout() if (
-            latest and deposit.hold_settled_at is None and _payout_may_be_owed(deposit)
+            latest and deposit.hold_settled_at is None and deposit.payout_may_be_owed
         ):
             if hashlib.sha256(bytes.fromhex(cmd.preimage_hex)).hexdigest() != payment_hash:
                 raise Invalid(
@@ -202,15 +202,6 @@ def _request(task: Task, cmd: c.RequestDeposit, arbiters: frozenset[str]) -> lis
             invoice_expires_at=cmd.invoice_expires_at,
         )
     ]
-
-
-def _payout_may_be_owed(deposit: Deposit) -> bool:
-    """A forfeit, or a return ordered on a forfeit whose payout the node reported failed: the
-    escrow node settles such a hold only when the payout may land after all, which then
-    supersedes the return (it can no longer happen once the hold is settled)."""
-    if deposit.state is D.FORFEIT:
-        return True
-    return deposit.state is D.RETURNING and deposit.payout_request is not None
 
 
 def _request_payout(task: Task, cmd: c.RequestDepositPayout) -> list[e.Event]:

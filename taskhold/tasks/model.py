@@ -102,6 +102,15 @@ class Deposit:
         return self.state not in (DepositState.RETURNED, DepositState.PAID_OUT)
 
     @property
+    def payout_may_be_owed(self) -> bool:
+        """A forfeit, or a return ordered on a forfeit whose payout the node reported failed:
+        its hold is settled, never returned, while that payout may land (the settle then
+        supersedes the return, which can no longer happen)."""
+        if self.state is DepositState.FORFEIT:
+            return True
+        return self.state is DepositState.RETURNING and self.payout_request is not None
+
+    @property
     def pending_action(self) -> str | None:
         """The Lightning step the escrow engine owes this deposit, if any."""
         if self.state is DepositState.RETURNING:
