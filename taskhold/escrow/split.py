@@ -28,7 +28,7 @@ from typing import Any
 
 from taskhold.lightning.base import PaymentResult
 from taskhold.payments import held as funds
-from taskhold.payments.held import HeldFunds, PayoutKind, PayoutStep, ShareBook
+from taskhold.payments.held import HeldFunds, PayoutStep, ShareBook
 from taskhold.payments.paying import PaymentRecord
 from taskhold.payments.rules import payout_fee_cap_msat
 from taskhold.store import Tx
@@ -63,20 +63,18 @@ def _worker_share(ctx: EscrowContext, task: Task) -> HeldFunds:
 
 
 def _employer_share(ctx: EscrowContext, task: Task) -> HeldFunds:
-    assert task.payment_hash_hex is not None and task.split_employer_msat is not None
+    """The same hold's funds, owed to the employer's invoice for their share, within what the
+    worker's share left of the fee cap."""
+    assert task.split_employer_msat is not None
     spent = task.payout_fee_msat or 0  # the worker's share's fee, once recorded
-    return HeldFunds(
-        kind=PayoutKind.TASK_REWARD,
-        task_id=task.task_id,
-        hold_hash_hex=task.payment_hash_hex,
-        preimage_key=(task.task_id, task.funding_round),
+    return dataclasses.replace(
+        held_reward(ctx, task),
         payout_invoice=task.refund_request,
         amount_msat=task.split_employer_msat,
         max_fee_msat=max(_fee_cap(ctx, task) - spent, 0),
         failures=task.refund_failures,
         owner=f"refund/{task.task_id}",
         journal={"funding_round": task.funding_round, "share": "employer"},
-        settle_journal={"funding_round": task.funding_round, "payment_hash": task.payment_hash_hex},
     )
 
 
