@@ -69,41 +69,16 @@ def restored_payout_rows(
 
 def _payouts_of(task: Task) -> list[_Payout]:
     found: list[_Payout] = []
-    if task.payout_request is not None and task.state in (TaskState.VERIFIED, TaskState.PAID):
-        # set once paid (PAID, or a split's worker share recorded paid)
-        paid_hash = task.payout_payment_hash_hex
-        found.append(
-            _Payout(
-                owner=f"task/{task.task_id}",
-                task_id=task.task_id,
-                payment_request=task.payout_request,
-                payment_hash_hex=paid_hash or decode_invoice(task.payout_request).payment_hash_hex,
-                amount_msat=task.payout_msat,
-                done=paid_hash is not None,
-                claimed=paid_hash is not None or task.hold_settled_at is not None,
-                fee_msat=task.payout_fee_msat,
-                updated_at=task.updated_at,
-                funding_round=task.funding_round,
+    if task.state in (TaskState.VERIFIED, TaskState.PAID):
+        # each hash is set once its payment is recorded (PAID, or a split's share paid)
+        if task.payout_request is not None:
+            found.append(
+                _task_payout(task, "task", task.payout_request, task.payout_payment_hash_hex)
             )
-        )
-    if task.refund_request is not None and task.state in (TaskState.VERIFIED, TaskState.PAID):
-        assert task.split_employer_msat is not None
-        paid_hash = task.refund_payment_hash_hex
-        found.append(
-            _Payout(
-                owner=f"refund/{task.task_id}",
-                task_id=task.task_id,
-                payment_request=task.refund_request,
-                payment_hash_hex=paid_hash or decode_invoice(task.refund_request).payment_hash_hex,
-                amount_msat=task.split_employer_msat,
-                done=paid_hash is not None,
-                claimed=paid_hash is not None or task.hold_settled_at is not None,
-                fee_msat=task.refund_fee_msat,
-                updated_at=task.updated_at,
-                funding_round=task.funding_round,
-                refund_share=True,
+        if task.refund_request is not None:  # a split's employer share
+            found.append(
+                _task_payout(task, "refund", task.refund_request, task.refund_payment_hash_hex)
             )
-        )
     for deposit in task.deposits:
         if deposit.payout_request is None or deposit.state not in (
             DepositState.FORFEIT,
@@ -128,6 +103,28 @@ def _payouts_of(task: Task) -> list[_Payout]:
             )
         )
     return found
+
+
+def _task_payout(task: Task, kind: str, invoice: str, paid_hash: str | None) -> _Payout:
+    """The reward's payout (``task``) or a split's employer share (``refund``) of ``task``."""
+    refund_share = kind == "refund"
+    amount_msat = task.payout_msat
+    if refund_share:
+        assert task.split_employer_msat is not None
+        amount_msat = task.split_employer_msat
+    return _Payout(
+        owner=f"{kind}/{task.task_id}",
+        task_id=task.task_id,
+        payment_request=invoice,
+        payment_hash_hex=paid_hash or decode_invoice(invoice).payment_hash_hex,
+        amount_msat=amount_msat,
+        done=paid_hash is not None,
+        claimed=paid_hash is not None or task.hold_settled_at is not None,
+        fee_msat=task.refund_fee_msat if refund_share else task.payout_fee_msat,
+        updated_at=task.updated_at,
+        funding_round=task.funding_round,
+        refund_share=refund_share,
+    )
 
 
 def _row(payout: _Payout, sender: bool) -> PayoutRow | DepositPayoutRow | RefundPayoutRow:
