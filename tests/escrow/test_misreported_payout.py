@@ -16,14 +16,13 @@ never both give the employer's HTLC back and pay the worker):
 
 from __future__ import annotations
 
-import hashlib
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from support.deposit_flows import abandoned_claim, deposit_of, give_worker_wallet_money
+from support.payee_holds import held_by_payee
 from support.stacks import Stack
 from support.task_flows import funded, read_log, tag
 
@@ -33,7 +32,6 @@ from taskhold.lightning.base import LightningError, PaymentResult, PaymentStatus
 from taskhold.tasks import SYSTEM_ACTOR, Task
 from taskhold.tasks import commands as c
 
-DAY_S = 86_400
 PROOF = {"url": "https://example.org/misreported"}
 
 
@@ -55,14 +53,7 @@ async def held_payout_after_a_failure(stack: Stack) -> HeldPayout:
     employer, worker = stack.client(), stack.client()
     task = await funded(stack, employer)
     await worker.claim(task["task_id"])
-    preimage = os.urandom(32)
-    invoice = await stack.world.worker.create_hold_invoice(
-        hashlib.sha256(preimage).digest(),
-        task["payout_msat"],
-        memo="payout",
-        expiry_seconds=DAY_S,
-        cltv_expiry_delta=40,
-    )
+    preimage, invoice = await held_by_payee(stack.world.worker, task["payout_msat"])
     await worker.submit_proof(task["task_id"], PROOF, invoice.payment_request)
     await employer.approve(task["task_id"])
 
@@ -199,14 +190,7 @@ async def test_a_forfeit_payout_that_lands_while_its_return_cannot_cancel_is_pai
     gone = await abandoned_claim(stack)
     stack.services.settings.payout_timeout_s = 1
     stack.world.network.keep_holds_past_expiry(stack.world.employer)
-    preimage = os.urandom(32)
-    invoice = await stack.world.employer.create_hold_invoice(
-        hashlib.sha256(preimage).digest(),
-        gone.amount_msat,
-        memo="forfeit",
-        expiry_seconds=DAY_S,
-        cltv_expiry_delta=40,
-    )
+    preimage, invoice = await held_by_payee(stack.world.employer, gone.amount_msat, memo="forfeit")
     await gone.employer.claim_deposit(gone.task_id, gone.worker.pubkey_hex, invoice.payment_request)
     forfeit = deposit_of(await gone.employer.get_task(gone.task_id), gone.worker.pubkey_hex)
 

@@ -4,11 +4,10 @@ an unpaid split unwinds while a half-paid one is settled and the employer's shar
 
 from __future__ import annotations
 
-import hashlib
-import os
 from typing import Any
 
 import pytest
+from support.payee_holds import held_by_payee
 from support.split_flows import split_task
 from support.stacks import Stack
 from support.task_flows import read_log, submitted, tag
@@ -147,14 +146,7 @@ async def test_a_worker_holding_the_share_htlc_at_the_margin_gets_no_refund_race
     task, employer, worker = await split_task(stack)
     split = task["split"]
     employer_before = stack.world.employer.balance_msat
-    preimage = os.urandom(32)
-    held = await stack.world.worker.create_hold_invoice(
-        hashlib.sha256(preimage).digest(),
-        split["worker_msat"],
-        memo="share",
-        expiry_seconds=86_400,
-        cltv_expiry_delta=40,
-    )
+    preimage, held = await held_by_payee(stack.world.worker, split["worker_msat"], memo="share")
     await worker.update_payout_invoice(task["task_id"], held.payment_request)
     await employer.update_refund_invoice(
         task["task_id"], await stack.world.employer.create_invoice(split["employer_msat"])

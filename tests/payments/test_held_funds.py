@@ -4,12 +4,11 @@ node gave back, and the next engine pass neither logs nor changes anything."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 from typing import Any
 
 import structlog
 from support.deposit_flows import abandoned_claim, deposit_of, give_worker_wallet_money
+from support.payee_holds import held_by_payee
 from support.stacks import Stack
 from support.task_flows import funded
 
@@ -17,20 +16,12 @@ from taskhold.client import TaskholdClient
 from taskhold.lightning.base import PaymentStatus
 from taskhold.lightning.sim import SimNode
 
-DAY_S = 86_400
 PROOF = {"url": "https://example.org/held"}
 
 
 async def held_invoice(node: SimNode, amount_msat: int) -> tuple[bytes, str]:
     """A hold invoice of the payee's own node: it keeps the payout HTLC in flight."""
-    preimage = os.urandom(32)
-    invoice = await node.create_hold_invoice(
-        hashlib.sha256(preimage).digest(),
-        amount_msat,
-        memo="payout",
-        expiry_seconds=DAY_S,
-        cltv_expiry_delta=40,
-    )
+    _, invoice = await held_by_payee(node, amount_msat)
     return invoice.payment_hash, invoice.payment_request
 
 
