@@ -8,9 +8,12 @@ from pydantic import BaseModel, ValidationError
 
 from taskhold.errors import Invalid, RefusalCode
 
-__all__ = ["parse_content"]
+__all__ = ["PUBKEY_PATTERN", "parse_content"]
 
 M = TypeVar("M", bound=BaseModel)
+
+PUBKEY_PATTERN = "^[0-9a-f]{64}$"
+"""A participant's key in request content: 32 bytes of lowercase hex, as Nostr writes it."""
 
 
 def parse_content(model: type[M], content: dict[str, Any]) -> M:

@@ -14,7 +14,7 @@ from taskhold.tasks import Task
 from taskhold.tasks import commands as c
 from taskhold.verification import parse_spec
 
-from .content import parse_content
+from .content import PUBKEY_PATTERN, parse_content
 from .pipeline import Outcome, WriteContext, apply_command
 
 __all__ = ["CreateContent", "create"]
@@ -36,7 +36,7 @@ class CreateContent(BaseModel):
     claim_mode: Literal["open", "apply", "direct"] = "open"
     """Who may become the worker: the first claim, an applicant the employer assigns, or only
     ``direct_worker``."""
-    direct_worker: str | None = Field(default=None, pattern="^[0-9a-f]{64}$")
+    direct_worker: str | None = Field(default=None, pattern=PUBKEY_PATTERN)
     claim_timeout_s: int | None = Field(default=None, gt=0)
     """Time from a claim to its first proof; left out, ``default_claim_timeout_s`` capped at
     half the time to the deadline."""

@@ -21,7 +21,7 @@ from taskhold.tasks import commands as c
 from taskhold.tasks.deposits import next_deposit_round
 from taskhold.tasks.model import deposit_view
 
-from .content import parse_content
+from .content import PUBKEY_PATTERN, parse_content
 from .open_invoices import check_open_invoices
 from .pipeline import Outcome, WriteContext, apply_command
 
@@ -35,7 +35,7 @@ class DepositContent(BaseModel):
 class DepositPayoutContent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    depositor: str = Field(pattern="^[0-9a-f]{64}$")
+    depositor: str = Field(pattern=PUBKEY_PATTERN)
     payout_invoice: str = Field(min_length=1, max_length=4000)
 
 

@@ -13,7 +13,7 @@ from taskhold.store import Tx
 from taskhold.tasks import Task
 from taskhold.tasks import commands as c
 
-from .content import parse_content
+from .content import PUBKEY_PATTERN, parse_content
 from .pipeline import Handler, Outcome, WriteContext, apply_command
 
 __all__ = [
@@ -113,7 +113,7 @@ class Note(BaseModel):
 class Assignee(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    worker_pubkey: str = Field(pattern="^[0-9a-f]{64}$")
+    worker_pubkey: str = Field(pattern=PUBKEY_PATTERN)
 
 
 async def apply(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None) -> Outcome:
