@@ -352,12 +352,8 @@ def _expire_funding(task: Task, cmd: c.Command) -> list[e.Event]:
 
 
 def _claim(task: Task, cmd: c.Command) -> list[e.Event]:
-    if cmd.at >= task.deadline_at:
-        raise Conflict(
-            "the task's deadline has passed; it can no longer be claimed",
-            code=RefusalCode.DEADLINE_PASSED,
-        )
     assert isinstance(cmd, c.Claim)
+    _before_deadline(task, cmd.at, "it can no longer be claimed")
     if task.claim_mode == "apply":
         raise Conflict(
             "this task takes applications: apply (op apply) and the employer assigns one",
@@ -370,6 +366,14 @@ def _claim(task: Task, cmd: c.Command) -> list[e.Event]:
             at=cmd.at, actor=cmd.actor, worker_pubkey=cmd.actor, review_window_s=cmd.review_window_s
         )
     ]
+
+
+def _before_deadline(task: Task, at: int, refused: str) -> None:
+    """Nobody becomes the worker once the deadline has come (claim, apply or assign)."""
+    if at >= task.deadline_at:
+        raise Conflict(
+            f"the task's deadline has passed; {refused}", code=RefusalCode.DEADLINE_PASSED
+        )
 
 
 def _check_review_window(task: Task, window: int | None) -> None:
@@ -397,11 +401,7 @@ def _apply(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.Apply)
     _need_apply_mode(task)
     _may_work_on(task, cmd.actor)
-    if cmd.at >= task.deadline_at:
-        raise Conflict(
-            "the task's deadline has passed; it takes no applications",
-            code=RefusalCode.DEADLINE_PASSED,
-        )
+    _before_deadline(task, cmd.at, "it takes no applications")
     if cmd.actor in task.applicants:
         raise Conflict("you already applied to this task", code=RefusalCode.ALREADY_APPLIED)
     if len(task.applicants) >= cmd.max_applications:
@@ -431,11 +431,7 @@ def _assign(task: Task, cmd: c.Command) -> list[e.Event]:
             code=RefusalCode.NOT_AN_APPLICANT,
         )
     _may_work_on(task, cmd.worker_pubkey)
-    if cmd.at >= task.deadline_at:
-        raise Conflict(
-            "the task's deadline has passed; it can no longer be assigned",
-            code=RefusalCode.DEADLINE_PASSED,
-        )
+    _before_deadline(task, cmd.at, "it can no longer be assigned")
     _check_review_window(task, cmd.review_window_s)
     return [
         e.WorkerAssigned(
