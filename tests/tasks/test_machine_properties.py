@@ -797,7 +797,11 @@ class TaskLifecycle(RuleBasedStateMachine):
             }
             assert task_before.state in AGREEMENT_STATES
             assert task_before.agreement_worker_msat == ev.worker_msat
-            assert ev.worker_msat in (0, task_before.payout_msat), "a split was carried out"
+            if ev.worker_msat not in (0, task_before.payout_msat):
+                # anything between is a split, decided in the same step on the agreed amount
+                decided = self.history[i + 1] if i + 1 < len(self.history) else None
+                assert isinstance(decided, e.SplitDecided), "a partial agreement decided nothing"
+                assert (decided.basis, decided.worker_msat) == ("agreement", ev.worker_msat)
         if self.task.agreement_proposed_by is not None:
             assert self.task.state in AGREEMENT_STATES and not self.task.refund_ordered
             assert self.task.agreement_proposed_by in (
