@@ -22,7 +22,7 @@ DOC = ROOT / "docs" / "refusal-codes.md"
 PINNED = [
     "already_applied", "already_reviewed", "amount_out_of_range", "apply_only",
     "bad_acceptance_spec", "bad_agreement_amount", "bad_claim_mode", "bad_claim_timeout",
-    "bad_invoice", "bad_milestones", "bad_preimage", "bad_review_window", "bad_signature", "barred_worker",
+    "bad_invoice", "bad_preimage", "bad_review_window", "bad_signature", "barred_worker",
     "claim_timeout_running", "conflict", "database_unavailable", "deadline_in_past",
     "deadline_passed", "deposit_exists", "deposit_not_needed", "deposit_required",
     "deposits_disabled", "direct_worker_only", "dispute_window_closed", "forbidden", "hash_reused",
@@ -30,7 +30,7 @@ PINNED = [
     "idempotency_key_reused", "internal_error", "invalid_content", "invalid_pubkey",
     "invalid_receipt", "invalid_request", "invalid_split", "invalid_value", "invalid_winner",
     "invoice_expiring", "kind_not_allowed", "lightning_unavailable", "log_event_too_large",
-    "log_rejected", "malformed_content", "malformed_event", "method_not_allowed", "milestone_funded_by_series", "missing_head",
+    "log_rejected", "malformed_content", "malformed_event", "method_not_allowed", "missing_head",
     "no_arbiter", "no_payout_invoice", "no_problems", "no_proof", "no_proposal",
     "no_refund_ordered", "no_such_deposit", "no_such_task", "no_worker", "not_a_party",
     "not_a_split", "not_an_applicant", "not_apply_mode", "not_found", "not_your_proposal",
@@ -38,11 +38,12 @@ PINNED = [
     "payout_hash_reused", "payout_to_escrow_node", "pow_required", "proof_on_record",
     "proof_rejected", "proposal_changed", "rate_limited", "reason_required", "refund_under_way",
     "replayed_request", "reputation_disabled", "review_pending", "review_window_closed",
-    "reviews_disabled", "series_worker_only", "share_already_paid", "stale_head", "stale_request", "task_closed",
+    "reviews_disabled", "share_already_paid", "stale_head", "stale_request", "task_closed",
     "task_exists", "task_not_closed", "too_large", "too_many_applications", "too_many_deposits",
     "too_many_open_invoices", "too_many_refused_proofs", "underpaid", "unsupported_pattern",
     "write_conflict", "wrong_amount", "wrong_kind", "wrong_network", "wrong_op", "wrong_role",
     "wrong_round", "wrong_state", "wrong_task",
+    "bad_milestones", "milestone_funded_by_series", "series_worker_only",
 ]  # fmt: skip
 
 

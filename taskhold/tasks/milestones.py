@@ -21,6 +21,7 @@ The series' rules, as data and one sentence each:
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from taskhold.errors import Conflict, Forbidden, Invalid, RefusalCode
 
@@ -35,9 +36,11 @@ __all__ = [
     "cancel_milestone",
     "check_series_terms",
     "milestone_task_id",
+    "milestone_view",
     "open_milestone",
     "refuse_employer_funding",
     "refuse_series_claim",
+    "series_view",
 ]
 
 FUNDING_MODES = frozenset({"upfront", "sequential"})
@@ -138,3 +141,32 @@ def assign_series_worker(task: Task, cmd: c.Command) -> list[e.Event]:
             code=RefusalCode.WRONG_STATE,
         )
     return [e.WorkerAssigned(at=cmd.at, actor=SYSTEM_ACTOR, worker_pubkey=cmd.worker_pubkey)]
+
+
+def series_view(task: Task) -> dict[str, Any] | None:
+    """Where a task stands in its series, from the task alone (None for a task on its own)."""
+    if task.series_id is None or task.milestone_index is None or task.milestone_count is None:
+        return None
+    return {
+        "series_id": task.series_id,
+        "index": task.milestone_index,
+        "count": task.milestone_count,
+        "funding_mode": task.funding_mode,
+        "task_ids": [milestone_task_id(task.series_id, i) for i in range(task.milestone_count)],
+    }
+
+
+def milestone_view(task: Task) -> dict[str, Any]:
+    """One milestone as a series listing shows it: enough to pay its invoice and follow it."""
+    return {
+        "task_id": task.task_id,
+        "index": task.milestone_index,
+        "title": task.title,
+        "state": task.state.value,
+        "amount_msat": task.amount_msat,
+        "deadline_at": task.deadline_at,
+        "worker_pubkey": task.worker_pubkey,
+        "payment_request": task.payment_request,
+        "payment_hash": task.payment_hash_hex,
+        "preimage": task.preimage_hex,
+    }

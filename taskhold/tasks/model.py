@@ -275,6 +275,17 @@ class Task:
             and bool(self.milestone_index)
         )
 
+    @property
+    def awaits_series_worker(self) -> bool:
+        """A funded later milestone in claim mode ``series`` with no worker yet: taskhold assigns
+        the worker of the series' first milestone."""
+        return (
+            self.state is TaskState.FUNDED
+            and self.claim_mode == "series"
+            and self.worker_pubkey is None
+            and not self.refund_ordered
+        )
+
     def deposit_of(self, pubkey: str) -> Deposit | None:
         """``pubkey``'s newest deposit on this task."""
         for deposit in reversed(self.deposits):
