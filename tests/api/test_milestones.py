@@ -5,59 +5,21 @@ unpaid; later milestones go to the first milestone's worker."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable
 from typing import Any
 
 import pytest
+from support.milestone_flows import AMOUNTS, fund, plan, work_and_approve
 from support.stacks import Stack
-from support.task_flows import ACCEPTANCE
 
-from taskhold.client import TaskholdAPIError, TaskholdClient
+from taskhold.client import TaskholdAPIError
 from taskhold.lightning.base import InvoiceState
-
-AMOUNTS = [40_000_000, 50_000_000, 60_000_000]
 
 
 async def refused(write: Awaitable[Any]) -> tuple[int, str]:
     with pytest.raises(TaskholdAPIError) as caught:
         await write
     return caught.value.status, caught.value.code
-
-
-def plan(count: int = 3, *, start: int | None = None) -> list[dict[str, Any]]:
-    start = int(time.time()) if start is None else start
-    return [
-        {
-            "title": f"Chapter {index + 1}",
-            "amount_msat": AMOUNTS[index % len(AMOUNTS)],
-            "deadline_at": start + 3600 * (index + 1),
-            "acceptance": ACCEPTANCE,
-        }
-        for index in range(count)
-    ]
-
-
-async def fund(stack: Stack, employer: TaskholdClient, task_id: str) -> dict[str, Any]:
-    """Pay the milestone's open hold invoice and let the engine see it."""
-    task = await employer.get_task(task_id)
-    assert task["state"] == "PENDING_FUNDING", task
-    await stack.world.employer.send_payment(task["funding"]["payment_request"])
-    await stack.settle_engine(1)
-    task = await employer.get_task(task_id)
-    assert task["state"] in ("FUNDED", "CLAIMED"), task  # CLAIMED: the series' worker took it
-    return task
-
-
-async def work_and_approve(
-    stack: Stack, employer: TaskholdClient, worker: TaskholdClient, task_id: str
-) -> dict[str, Any]:
-    task = await employer.get_task(task_id)
-    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
-    await worker.submit_proof(task_id, {"url": "https://example.org/chapter"}, invoice)
-    await employer.approve(task_id)
-    await stack.settle_engine()
-    return await employer.get_task(task_id)
 
 
 async def test_a_sequential_series_opens_each_milestone_once_the_one_before_is_paid(
