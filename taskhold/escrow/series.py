@@ -12,6 +12,7 @@ node's ``AlreadyExists`` and reuses that invoice.
 from __future__ import annotations
 
 from taskhold.errors import Invalid, RefusalCode
+from taskhold.lightning.base import HoldInvoice
 from taskhold.store import Tx
 from taskhold.tasks import SYSTEM_ACTOR, Task, TaskState, decide
 from taskhold.tasks import commands as c
@@ -28,8 +29,12 @@ _ENDED_UNPAID = frozenset({TaskState.REFUNDED, TaskState.CANCELLED, TaskState.EX
 async def open_milestone_funding(ctx: EscrowContext, tx: Tx, task: Task) -> Task:
     """Issue the milestone's hold invoice (or reuse the one a crashed attempt made) and record
     it in ``tx``. The node call happens with the task row locked, as for ``fund``."""
+    invoice = await ensure_hold_invoice(ctx, task, task.funding_round + 1)
+    return await _record_opening(ctx, tx, task, invoice)
+
+
+async def _record_opening(ctx: EscrowContext, tx: Tx, task: Task, invoice: HoldInvoice) -> Task:
     funding_round = task.funding_round + 1
-    invoice = await ensure_hold_invoice(ctx, task, funding_round)
     now = ctx.now()
     command = c.OpenMilestone(
         actor=SYSTEM_ACTOR,
@@ -79,9 +84,11 @@ async def _open_when_it_fits(ctx: EscrowContext, tx: Tx, task: Task) -> Task:
     """Open the milestone's funding, unless its hold would still be longer than the cap: the
     create checked it fits from the previous milestone's deadline on, so it opens by then."""
     try:
-        return await open_milestone_funding(ctx, tx, task)
+        invoice = await ensure_hold_invoice(ctx, task, task.funding_round + 1)
     except Invalid as refused:
         if refused.code != RefusalCode.HOLD_TOO_LONG:
             raise
         log.info("milestone_waits_for_its_hold_window", task_id=task.task_id)
         return task
+    await ctx.fault_hook("after_milestone_invoice")
+    return await _record_opening(ctx, tx, task, invoice)
