@@ -61,10 +61,15 @@ async def advance_milestone(ctx: EscrowContext, task_id: str) -> Task | None:
             before = await tx.load_task(before_id)
             if before is None:
                 return task
-            if before.state is TaskState.PAID:
+            late = ctx.now() >= task.deadline_at
+            if before.state is TaskState.PAID and not late:
                 return await _open_when_it_fits(ctx, tx, task)
-            if before.state in _ENDED_UNPAID:
-                reason = f"milestone {task.milestone_index} ended {before.state.value}"
+            if before.state in _ENDED_UNPAID or late:
+                reason = (
+                    "its deadline passed while it waited"
+                    if late
+                    else f"milestone {task.milestone_index} ended {before.state.value}"
+                )
                 command: c.Command = c.CancelMilestone(
                     actor=SYSTEM_ACTOR, at=ctx.now(), reason=reason
                 )
