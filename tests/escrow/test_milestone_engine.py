@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.deposit_flows import share_clock
 from support.milestone_flows import fund, plan, work_and_approve
 from support.stacks import (
     PG_ADMIN_URL,
@@ -97,6 +98,30 @@ async def test_a_crash_after_the_next_invoice_was_made_reuses_it(stack: Stack) -
     )
     await fund(stack, employer, ids[1])
     assert (await work_and_approve(stack, employer, worker, ids[1]))["state"] == "PAID"
+
+
+async def test_a_waiting_milestone_whose_deadline_passed_is_cancelled_not_opened(
+    stack: Stack,
+) -> None:
+    now = [1_900_000_000.0]
+    employer, worker = stack.client(), stack.client()
+    share_clock(stack, now, employer, worker)
+    created = await employer.create_milestones(
+        plan(2, start=int(now[0])), funding_mode="sequential"
+    )
+    ids = created["series"]["task_ids"]
+    await fund(stack, employer, ids[0])
+    await worker.claim(ids[0])
+    task = await employer.get_task(ids[0])
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    await worker.submit_proof(ids[0], {"url": "https://example.org/one"}, invoice)
+    await employer.approve(ids[0])
+    await stack.run_pass()
+    assert (await employer.get_task(ids[0]))["state"] == "PAID"
+    now[0] = float((await employer.get_task(ids[1]))["deadline_at"])
+    await stack.run_pass()
+    late = await employer.get_task(ids[1])
+    assert late["state"] == "CANCELLED" and late["funding"] is None
 
 
 OUTCOMES = st.sampled_from(["paid", "parted", "given_back"])
