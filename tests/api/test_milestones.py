@@ -158,3 +158,15 @@ async def test_a_series_needs_a_funding_mode(stack: Stack) -> None:
         422,
         "invalid_content",
     )
+
+
+async def test_the_series_limit_is_published_and_enforced(stack: Stack) -> None:
+    employer = stack.client()
+    assert (await employer.info())["limits"]["milestones_max"] == stack.settings.milestones_max
+    stack.services.settings.milestones_max = 2
+    assert await refused(employer.create_milestones(plan(3), funding_mode="upfront")) == (
+        422,
+        "bad_milestones",
+    )
+    created = await employer.create_milestones(plan(2), funding_mode="upfront")
+    assert created["series"]["count"] == 2
