@@ -169,6 +169,40 @@ class TaskholdClient:
         body = {key: value for key, value in body.items() if value is not None}
         return await self._signed("/v1/tasks", "create", None, body, idempotency_key)
 
+    async def create_milestones(
+        self,
+        milestones: list[dict[str, Any]],
+        *,
+        funding_mode: str,
+        review_window_s: int | None = None,
+        dispute_window_s: int | None = None,
+        claim_mode: str | None = None,
+        direct_worker: str | None = None,
+        claim_timeout_s: int | None = None,
+        same_worker: bool | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Post an ordered series of milestones (each ``title``, ``amount_msat``,
+        ``deadline_at``, optionally ``description`` and ``acceptance``), one task each, funded
+        ``upfront`` or ``sequential``. Returns the first milestone; its ``milestones`` member
+        lists them all, with the hold invoices issued so far."""
+        body: dict[str, Any] = {
+            "milestones": milestones,
+            "funding_mode": funding_mode,
+            "review_window_s": review_window_s,
+            "dispute_window_s": dispute_window_s,
+            "claim_mode": claim_mode,
+            "direct_worker": direct_worker,
+            "claim_timeout_s": claim_timeout_s,
+            "same_worker": same_worker,
+        }
+        body = {key: value for key, value in body.items() if value is not None}
+        return await self._signed("/v1/tasks", "create", None, body, idempotency_key)
+
+    async def get_series(self, series_id: str) -> dict[str, Any]:
+        """A milestone series (``series_id`` is its first milestone's task id), in order."""
+        return await self._read(f"/v1/series/{quote(series_id, safe='')}")
+
     async def request_funding(
         self, task_id: str, *, idempotency_key: str | None = None
     ) -> dict[str, Any]:

@@ -13,7 +13,10 @@ disputes, the demo's arbiter splits the amount 60/40: the worker's share and the
 paid to their own invoices, then the hold is settled; the figures are measured from both
 wallets), ``reject-overturned`` (the employer rejects the work, the worker disputes, the demo's
 arbiter rules for the worker, who is paid) and ``cooperative-cancel`` (after the claim both
-parties sign a cancel; the hold invoice is cancelled at once and the employer is whole).
+parties sign a cancel; the hold invoice is cancelled at once and the employer is whole) and
+``milestones`` (a series of three milestones funded sequentially: each hold invoice is issued
+once the milestone before is PAID, the first one's worker is assigned the later ones, and each
+is paid, then settled, on its own).
 
 The demo configures one arbiter key of its own and says so: a rejection then has someone to
 rule on it.
@@ -53,11 +56,14 @@ SCENARIOS = (
     "split",
     "reject-overturned",
     "cooperative-cancel",
+    "milestones",
 )
 SPLIT_WORKER_PERCENT = 60
 SIM_ONLY_SCENARIOS = frozenset({"hostile-payout"})
 """Scenarios that read the simulated nodes' balances, which a devnet run has no route for."""
 BAIT_CODES = frozenset({"payout_to_escrow_node", "hash_reused"})
+MILESTONES = 3
+MILESTONE_AMOUNT_MSAT = DEMO_AMOUNT_MSAT // MILESTONES
 SQUATTER_CLAIM_TIMEOUT_S = 3
 """The squatter scenario's claim timeout: short, so the demo need not wait for hours."""
 
@@ -278,6 +284,8 @@ async def _drive(
                 return await play.reject_overturned(arbiter)
             if scenario == "cooperative-cancel":
                 return await play.cooperative_cancel()
+            if scenario == "milestones":
+                return await play.milestones()
             return await play.run(refund=scenario == "refund")
         finally:
             await wallets.close()
@@ -526,6 +534,69 @@ class Play:
         return self.summary(task, funding) | {
             "employer_balance_change_msat": change,
             "worker_received_msat": after["worker"] - before["worker"],
+        }
+
+    async def milestones(self) -> dict[str, Any]:
+        """Three milestones, funded sequentially: milestone k+1's hold invoice is issued only
+        once milestone k is PAID, and its worker is the first milestone's."""
+        say, start = self.say, int(time.time())
+        plan = [
+            {
+                "title": f"Translate part {n} of the README to German",
+                "description": f"Put part {n} at a public URL and submit it.",
+                "amount_msat": MILESTONE_AMOUNT_MSAT,
+                "deadline_at": start + 3600 * n,
+                "acceptance": {"required_fields": ["url"], "url_fields": ["url"]},
+            }
+            for n in range(1, MILESTONES + 1)
+        ]
+        say(f"employer {self.employer.pubkey_hex[:16]}…  worker {self.worker.pubkey_hex[:16]}…")
+        created = await self.employer.create_milestones(plan, funding_mode="sequential")
+        ids = created["series"]["task_ids"]
+        states = ", ".join(m["state"] for m in created["milestones"])
+        say(f"1. created a series of {len(ids)} milestones, funded sequentially → {states}")
+        milestones, rounds, step = [], [], 2
+        for index, task_id in enumerate(ids):
+            task = await self.wait(task_id, "PENDING_FUNDING", "opening the milestone's invoice")
+            await self.wallets.pay(task["funding"]["payment_request"])
+            if index == 0:
+                await self.wait(task_id, "FUNDED", "waiting for the HTLC")
+                task = await self.worker.claim(task_id)
+                taken = "claimed by the worker"
+            else:
+                task = await self.wait(task_id, "CLAIMED", "assigning the series' worker")
+                taken = "assigned to the same worker"
+            say(f"{step}. milestone {index + 1}: hold invoice paid and held, {taken}")
+            task = await self.pay_out(task, step + 1)
+            step += 4
+            milestones.append(self._milestone_summary(index, task))
+            rounds.append(task["funding"]["funding_round"])
+        series = await self.employer.get_series(ids[0])
+        paid = all(m["state"] == "PAID" for m in series["milestones"])
+        return {
+            "task_id": ids[0],
+            "series_id": ids[0],
+            "final_state": "PAID" if paid else series["milestones"][-1]["state"],
+            "milestones": milestones,
+            "rounds": rounds,
+            "employer_pubkey": self.employer.pubkey_hex,
+            "worker_pubkey": self.worker.pubkey_hex,
+            "server_url": self.employer.base_url,
+        }
+
+    def _milestone_summary(self, index: int, task: dict[str, Any]) -> dict[str, Any]:
+        payment_hash, preimage = task["funding"]["payment_hash"], task["preimage"]
+        if hashlib.sha256(bytes.fromhex(preimage)).hexdigest() != payment_hash:
+            raise DemoError(f"milestone {index + 1}'s preimage does not match its payment hash")
+        self.say(f"   milestone {index + 1}: sha256(preimage) == payment_hash: True")
+        return {
+            "task_id": task["task_id"],
+            "index": index,
+            "state": task["state"],
+            "payment_hash": payment_hash,
+            "preimage": preimage,
+            "amount_msat": task["amount_msat"],
+            "payout_msat": task["payout_msat"],
         }
 
     def summary(self, task: dict[str, Any], funding: dict[str, Any]) -> dict[str, Any]:

@@ -182,6 +182,19 @@ class RefusalCode(StrEnum):
         "share_already_paid",
         "this share of the split is paid; its invoice can no longer change",
     )
+    # Milestones
+    BAD_MILESTONES = (
+        "bad_milestones",
+        "the milestones list is empty, too long, or its deadlines do not strictly increase",
+    )
+    SERIES_WORKER_ONLY = (
+        "series_worker_only",
+        "a later milestone goes to the series' worker, whom taskhold assigns; nobody claims it",
+    )
+    MILESTONE_FUNDED_BY_SERIES = (
+        "milestone_funded_by_series",
+        "taskhold issues a milestone's hold invoice by the series' funding mode, not op fund",
+    )
     # Reviews and reputation
     REVIEWS_DISABLED = "reviews_disabled", "this taskhold takes no reviews"
     TASK_NOT_CLOSED = "task_not_closed", "reviews open once the task is PAID or REFUNDED"

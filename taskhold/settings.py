@@ -209,6 +209,8 @@ class Settings(BaseSettings):
     applications_max_per_task: int = Field(default=100, ge=1)
     """Applications one task in claim mode ``apply`` takes: each is a log entry and stays in
     the task's record, so a stranger with many keys cannot bloat it."""
+    milestones_max: int = Field(default=10, ge=1)
+    """Milestones one create takes: each is a task with its own hold invoice and log chain."""
 
     @field_validator("arbiters", "relays", "trusted_proxies", mode="before")
     @classmethod

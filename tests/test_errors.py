@@ -43,6 +43,7 @@ PINNED = [
     "too_many_open_invoices", "too_many_refused_proofs", "underpaid", "unsupported_pattern",
     "write_conflict", "wrong_amount", "wrong_kind", "wrong_network", "wrong_op", "wrong_role",
     "wrong_round", "wrong_state", "wrong_task",
+    "bad_milestones", "milestone_funded_by_series", "series_worker_only",
 ]  # fmt: skip
 
 

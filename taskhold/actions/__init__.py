@@ -3,6 +3,7 @@
 | op               | module        | who (decided by the state machine) |
 |------------------|---------------|------------------------------------|
 | create           | create        | anyone: becomes the employer       |
+| create (milestones) | milestones | anyone: one task per milestone     |
 | fund             | fund          | employer                           |
 | claim            | participant   | anyone but the employer            |
 | proof (3911)     | proof         | the claimed worker                 |

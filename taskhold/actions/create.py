@@ -15,7 +15,9 @@ from taskhold.tasks import commands as c
 from taskhold.verification import parse_spec
 
 from .content import PUBKEY_PATTERN, parse_content
+from .milestones import create_milestones
 from .pipeline import Outcome, WriteContext, apply_command
+from .terms import check_amount, claim_timeout_for, fee_for, windows
 
 __all__ = ["CreateContent", "create"]
 
@@ -43,23 +45,13 @@ class CreateContent(BaseModel):
 
 
 async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None) -> Outcome:
+    if "milestones" in request.content:  # a series: one task per milestone (see .milestones)
+        return await create_milestones(ctx, tx, request)
     body = parse_content(CreateContent, request.content)
     settings = ctx.escrow.settings
-    if not settings.min_amount_msat <= body.amount_msat <= settings.max_amount_msat:
-        raise Invalid(
-            f"amount_msat must be between {settings.min_amount_msat} and"
-            f" {settings.max_amount_msat}",
-            code=RefusalCode.AMOUNT_OUT_OF_RANGE,
-        )
+    check_amount(settings, body.amount_msat)
     spec = parse_spec(body.acceptance)
-    by_policy = body.review_window_s is None
-    review = settings.default_review_window_s if by_policy else body.review_window_s
-    assert review is not None
-    dispute = (
-        settings.default_dispute_window_s
-        if body.dispute_window_s is None
-        else body.dispute_window_s
-    )
+    review, dispute, by_policy = windows(settings, body.review_window_s, body.dispute_window_s)
     now = ctx.escrow.now()
     cltv_expiry_delta_for(
         now=now,
@@ -68,10 +60,6 @@ async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
         dispute_window_s=dispute,
         settings=settings,
     )
-    claim_timeout = body.claim_timeout_s
-    if claim_timeout is None:
-        claim_timeout = max(1, min(settings.default_claim_timeout_s, (body.deadline_at - now) // 2))
-    fee = settings.fee_base_msat + body.amount_msat * settings.fee_ppm // 1_000_000
     if await tx.load_task(request.event_id) is not None:
         raise Invalid("a task with this id already exists", code=RefusalCode.TASK_EXISTS)
     command = c.CreateTask(
@@ -82,7 +70,7 @@ async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
         description=body.description,
         acceptance=spec.model_dump(exclude_defaults=True),
         amount_msat=body.amount_msat,
-        fee_msat=fee,
+        fee_msat=fee_for(settings, body.amount_msat),
         deadline_at=body.deadline_at,
         review_window_s=review,
         dispute_window_s=dispute,
@@ -91,7 +79,7 @@ async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
         deposit_pledged=body.deposit,
         claim_mode=body.claim_mode,
         direct_worker=body.direct_worker,
-        claim_timeout_s=claim_timeout,
+        claim_timeout_s=claim_timeout_for(settings, body.claim_timeout_s, body.deadline_at, now),
         rejection_policy=settings.rejection_policy,
     )
     created = await apply_command(ctx, tx, request, None, command)

@@ -65,6 +65,8 @@ class Outcome:
     """Members added to the rendered answer (e.g. the accepted review)."""
     problem: dict[str, Any] | None = None
     """A refusal that is itself recorded (a proof's failed verdict): the answer's body."""
+    also: tuple[Task, ...] = ()
+    """Other tasks the write created (the later milestones of a series): watched too."""
 
 
 Handler = Callable[[WriteContext, Tx, SignedRequest, Task | None], Awaitable[Outcome]]
@@ -208,8 +210,9 @@ async def _perform_once(
         )
         await tx.store_response(request.pubkey, key, request.event_id, outcome.status, kept, now)
     if ctx.engine is not None:
-        if outcome.task.payment_hash_hex is not None:
-            ctx.engine.watch(outcome.task.task_id, outcome.task.payment_hash_hex)
+        for written in (outcome.task, *outcome.also):
+            if written.payment_hash_hex is not None:
+                ctx.engine.watch(written.task_id, written.payment_hash_hex)
         ctx.engine.watch_deposits(outcome.task)
         ctx.engine.notify()
     return outcome.status, body

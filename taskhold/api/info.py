@@ -78,6 +78,7 @@ def info_document(services: Services) -> dict[str, Any]:
             "refused_proofs_max_per_task": settings.refused_proofs_max_per_task,
             "refused_proof_max_bytes": settings.refused_proof_max_bytes,
             "applications_max_per_task": settings.applications_max_per_task,
+            "milestones_max": settings.milestones_max,
         },
         "default_claim_timeout_s": settings.default_claim_timeout_s,
         "request_kind": services.writes.request_kind,

@@ -10,7 +10,9 @@ from pydantic import BaseModel, Field
 
 from taskhold.actions import ACTIONS, perform
 from taskhold.errors import NotFound
-from taskhold.tasks import TaskState
+from taskhold.store import Tx
+from taskhold.tasks import Task, TaskState
+from taskhold.tasks.milestones import milestone_task_id, milestone_view
 
 from .deps import services_of
 from .info import info_document
@@ -20,6 +22,7 @@ from .schemas import (
     WRITE_PROBLEMS,
     DescribedAs,
     Info,
+    Series,
     SignedEvent,
     TaskList,
     TaskView,
@@ -158,9 +161,41 @@ async def get_task(request: Request, task_id: str) -> dict[str, Any]:
     async with services_of(request).store.transaction() as tx:
         task = await tx.load_task(task_id)
         head = await tx.log_head(task_id)
+        siblings = await _milestones_of(tx, task) if task is not None else []
     if task is None:
         raise NotFound(f"no task {task_id}")
-    return task_view(task, head)
+    view = task_view(task, head)
+    if view["series"] is not None:
+        view["series"]["milestones"] = [milestone_view(sibling) for sibling in siblings]
+    return view
+
+
+async def _milestones_of(tx: Tx, task: Task) -> list[Task]:
+    """The task's series, in order (empty for a task on its own)."""
+    if task.series_id is None or task.milestone_count is None:
+        return []
+    ids = [milestone_task_id(task.series_id, i) for i in range(task.milestone_count)]
+    return [found for found in [await tx.load_task(i) for i in ids] if found is not None]
+
+
+@router.get(
+    "/series/{series_id}",
+    summary="A milestone series: its milestones in order",
+    response_model=None,
+    responses={200: {"model": Series}, **READ_PROBLEMS},
+)
+async def get_series(request: Request, series_id: str) -> dict[str, Any]:
+    async with services_of(request).store.transaction() as tx:
+        first = await tx.load_task(series_id)
+        milestones = await _milestones_of(tx, first) if first is not None else []
+    if first is None or first.series_id != series_id:
+        raise NotFound(f"no milestone series {series_id}")
+    return {
+        "series_id": series_id,
+        "count": first.milestone_count,
+        "funding_mode": first.funding_mode,
+        "milestones": [milestone_view(milestone) for milestone in milestones],
+    }
 
 
 @router.get(

@@ -30,6 +30,7 @@ __all__ = [
     "Receipts",
     "Reputation",
     "Reviews",
+    "Series",
     "SignedEvent",
     "TaskList",
     "TaskView",
@@ -214,6 +215,33 @@ class Agreement(_Described):
     proposed_at: int
 
 
+class Milestone(_Described):
+    """One milestone of a series (a task of its own) as the series listing shows it."""
+
+    task_id: str
+    index: int
+    title: str
+    state: str
+    amount_msat: int
+    deadline_at: int
+    worker_pubkey: str | None
+    payment_request: str | None
+    payment_hash: str | None
+    preimage: str | None
+
+
+class SeriesPlace(_Described):
+    """Where a milestone stands in its series; ``milestones`` (its siblings' states) is filled
+    when one task is read."""
+
+    series_id: str
+    index: int
+    count: int
+    funding_mode: str | None
+    task_ids: list[str]
+    milestones: list[Milestone] | None = None
+
+
 class TaskView(_Described):
     """A task. Nothing secret is in it: ``preimage`` is filled by the settlement, when it
     becomes public."""
@@ -270,6 +298,18 @@ class TaskView(_Described):
     )
     agreement: Agreement | None = Field(description="the standing proposal, if any")
     agreed_worker_msat: int | None
+    series: SeriesPlace | None = Field(
+        default=None, description="set on a milestone: where it stands in its series"
+    )
+
+
+class Series(_Described):
+    """A milestone series: its milestones in order."""
+
+    series_id: str
+    count: int
+    funding_mode: str = Field(description="upfront or sequential")
+    milestones: list[Milestone]
 
 
 class Review(_Described):
@@ -289,6 +329,8 @@ class WriteAnswer(TaskView):
 
     review: Review | None = None
     deposit: DepositView | None = None
+    milestones: list[Milestone] | None = None
+    """Answers a create with ``milestones``: the series' milestones, in order."""
 
 
 class TaskList(_Described):

@@ -7,6 +7,7 @@ from typing import Any
 
 from taskhold.store.models import TransitionRow
 from taskhold.tasks import Task
+from taskhold.tasks.milestones import series_view
 from taskhold.tasks.model import deposit_view
 
 __all__ = ["task_view", "transition_view"]
@@ -87,6 +88,7 @@ def task_view(task: Task, log_head: str | None = None) -> dict[str, Any]:
         "rejection_policy": task.rejection_policy,
         "agreement": _agreement_view(task),
         "agreed_worker_msat": task.agreed_worker_msat,
+        "series": series_view(task),
     }
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from .entry import KEY_ROTATED, AuditKinds, Entry, parse_entry
 from .findings import Finding, FindingKind, Location
 from .nip01 import Verdict, is_hex64, verify_event
+from .series import check_series
 
 __all__ = ["CHECKPOINT_D", "AuditResult", "Summary", "audit_log"]
 
@@ -395,6 +396,7 @@ def audit_log(
     _global_chain(by_gseq, max(head, checkpoint.gseq if checkpoint else -1), findings)
     for task_entries in by_task.values():
         _task_chain(task_entries, findings)
+    check_series(by_task, findings)
     if checkpoint is not None:
         at_head = {entry.id for entry in by_gseq.get(checkpoint.gseq, [])}
         if at_head and checkpoint.head not in at_head:

@@ -8,16 +8,26 @@ entry still takes its place in the chains.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from .findings import Finding, FindingKind, Location
 from .nip01 import Verdict, is_hex64, verify_event
 
-__all__ = ["KEY_ROTATED", "OPS", "REQUEST_OPS", "AuditKinds", "Entry", "parse_entry"]
+__all__ = [
+    "KEY_ROTATED",
+    "OPS",
+    "REQUEST_OPS",
+    "AuditKinds",
+    "Entry",
+    "Series",
+    "milestone_task_id",
+    "parse_entry",
+]
 
 KEY_ROTATED = "KeyRotated"
 """The entry that hands the log from the key signing it to the key in its ``new_key`` tag."""
@@ -152,6 +162,40 @@ class Entry:
     amount_msat: int | None = None
     """The amount a ``TaskCreated`` entry's content declares (a split's shares and fee must
     make it)."""
+    series: Series | None = None
+    """What a ``TaskCreated`` entry of a milestone declares about its series."""
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """A milestone's place in its series, as its ``TaskCreated`` content declares it."""
+
+    series_id: str
+    index: int
+    count: int
+    funding_mode: str
+    employer: str
+
+
+def milestone_task_id(series_id: str, index: int) -> str:
+    """The task id of milestone ``index``: the series id (the create request's id) for the
+    first, ``sha256("taskhold/milestone/v1|<series id>|<index>")`` for the others."""
+    if index == 0:
+        return series_id
+    return hashlib.sha256(f"taskhold/milestone/v1|{series_id}|{index}".encode()).hexdigest()
+
+
+def _milestone_of(request_id: str, event: Mapping[str, Any]) -> str | None:
+    """The task id a create request may make as a milestone of its own series, if the entry
+    declares one (the first milestone's id is the request's own)."""
+    index = event.get("milestone_index")
+    if event.get("series_id") != request_id or not _is_int(index) or index < 0:
+        return None
+    return milestone_task_id(request_id, index)
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _canonical(value: Any) -> str:
@@ -348,7 +392,7 @@ class _Reader:
         if request["kind"] != expected_kind:
             problems.append(f"kind {request['kind']} (expected {expected_kind})")
         if verb == "create":
-            if request["id"] != task:
+            if task not in (request["id"], _milestone_of(request["id"], self._content_event())):
                 problems.append("the task id is not the create request's id")
         elif request_tags.get("task") != task:
             problems.append("its task tag names another task")
@@ -419,8 +463,29 @@ def parse_entry(
         gprev=values.get("gprev") if is_hex64(values.get("gprev")) else None,
         values=dict(values),
         amount_msat=_declared_amount(event) if op == "TaskCreated" else None,
+        series=_declared_series(event, participants) if op == "TaskCreated" else None,
     )
     return entry, reader.findings
+
+
+def _declared_series(event: Mapping[str, Any], participants: list[list[str]]) -> Series | None:
+    """The series a milestone's ``TaskCreated`` declares; None for a task on its own (and for
+    entries from before milestones). Ill-typed series fields read as an impossible index, so
+    the series check reports them."""
+    try:
+        created = json.loads(event["content"])["event"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(created, dict) or created.get("series_id") is None:
+        return None
+    index, count = created.get("milestone_index"), created.get("milestone_count")
+    return Series(
+        series_id=str(created["series_id"]),
+        index=index if _is_int(index) else -1,
+        count=count if _is_int(count) else -1,
+        funding_mode=str(created.get("funding_mode")),
+        employer=participants[0][1] if participants and len(participants[0]) > 1 else "",
+    )
 
 
 def _declared_amount(event: Mapping[str, Any]) -> int | None:

@@ -43,6 +43,8 @@ CRASH_POINTS: dict[str, str] = {
     "after_deposit_payout": "the forfeit's payment succeeded; its invoice is not settled yet",
     "after_deposit_settle": "the forfeited deposit is settled; the payout is not recorded yet",
     "after_deposit_payout_failure": "a failed forfeit payment is recorded; no retry made yet",
+    # milestone series
+    "after_milestone_invoice": "the node made a waiting milestone's invoice; it is not recorded",
 }
 """Point name -> what is done and what is not yet when it is reached."""
 

@@ -37,6 +37,7 @@ from .deposits import (
 )
 from .funding import observe_invoice
 from .refund import refund
+from .series import advance_milestone
 from .split import pay_out
 from .timers import TIMED_STATES, guard, run_timers
 
@@ -150,6 +151,17 @@ class EscrowEngine:
             await self._guarded(task_id, self._deposit_steps(task_id, height))
         for task_id in releases:
             self._pay(task_id, task_id, partial(pay_out, ctx, task_id), _paid)
+        await self._advance_series()
+
+    async def _advance_series(self) -> None:
+        """Open, cancel or staff the milestones their series owes a step (``series``)."""
+        async with self.ctx.store.transaction() as tx:
+            owed = await tx.task_ids_pending("series")
+        for task_id in owed:
+            done = await self._guarded(task_id, advance_milestone(self.ctx, task_id))
+            if done is not None and done.state is TaskState.PENDING_FUNDING:
+                assert done.payment_hash_hex is not None
+                self.watch(task_id, done.payment_hash_hex)
 
     async def _deposit_steps(self, task_id: str, height: int | None) -> None:
         """Guard and return one task's deposits, and start the payouts of forfeited ones.

@@ -49,6 +49,10 @@ LATER_FIELDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
         ),
         frozenset(),
     ),
+    (  # milestone series
+        frozenset({"series_id", "milestone_index", "milestone_count", "funding_mode"}),
+        frozenset(),
+    ),
 )
 """Fields added to a task (and to each of its deposits) after entries were written, by change."""
 

@@ -261,7 +261,7 @@ async def rebuild_from_entries(
                     raw=event,
                 )
             )
-            if request is not None:
+            if request is not None and request["id"] not in requests_seen:  # once per series
                 requests_seen.add(request["id"])
                 session.add(
                     RequestEventRow(

@@ -58,6 +58,8 @@ def pending_action(task: Task) -> str | None:
         return "refund"
     if task.release_pending:
         return "release"
+    if task.waits_for_previous_milestone or task.awaits_series_worker:
+        return "series"
     return None
 
 

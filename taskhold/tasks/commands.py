@@ -14,7 +14,9 @@ __all__ = [
     "Apply",
     "Approve",
     "Assign",
+    "AssignSeriesWorker",
     "Cancel",
+    "CancelMilestone",
     "Claim",
     "Command",
     "CompleteDepositPayout",
@@ -31,6 +33,7 @@ __all__ = [
     "ExpireFunding",
     "HoldExpiring",
     "OpenDispute",
+    "OpenMilestone",
     "ProposeAgreement",
     "RecordDepositPayoutFailure",
     "RecordPayoutFailure",
@@ -79,6 +82,10 @@ class CreateTask(Command):
     direct_worker: str | None = None
     claim_timeout_s: int | None = None
     rejection_policy: str | None = None
+    series_id: str | None = None
+    milestone_index: int | None = None
+    milestone_count: int | None = None
+    funding_mode: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -351,3 +358,32 @@ class AcceptAgreement(Command):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WithdrawAgreement(Command):
     """The proposer takes the standing proposal back."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenMilestone(Command):
+    """taskhold issues a milestone's hold invoice, as its series' funding mode says: at
+    creation (``upfront``, and the first of a ``sequential`` series), or once the milestone
+    before is PAID (``sequential``)."""
+
+    funding_round: int
+    payment_hash_hex: str
+    payment_request: str
+    cltv_expiry_delta: int
+    invoice_expires_at: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelMilestone(Command):
+    """A waiting sequential milestone is cancelled because one before it ended unpaid; nothing
+    was funded, so no money moves."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AssignSeriesWorker(Command):
+    """taskhold makes the worker of a series' first milestone the worker of a later, funded one
+    (claim mode ``series``)."""
+
+    worker_pubkey: str

@@ -95,6 +95,12 @@ class TaskCreated(Event):
     rejection_policy: str | None = None
     """What a rejection nobody disputed or ruled on ends in (``machine.REJECTION_POLICIES``);
     None on tasks created before the policy was declared."""
+    series_id: str | None = None
+    """The milestone series this task belongs to (``taskhold.tasks.milestones``): the task id
+    of its first milestone. None for a task on its own, and on entries from before milestones."""
+    milestone_index: int | None = None
+    milestone_count: int | None = None
+    funding_mode: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -32,6 +32,15 @@ from .agreements import (
     without_lapsed_proposal,
 )
 from .deposits import claim_timed_out, consequences, decide_deposit, deposit_changes
+from .milestones import (
+    SERIES_CLAIM_MODE,
+    assign_series_worker,
+    cancel_milestone,
+    check_series_terms,
+    open_milestone,
+    refuse_employer_funding,
+    refuse_series_claim,
+)
 from .model import (
     FUNDED_STATES,
     SYSTEM_ACTOR,
@@ -122,6 +131,10 @@ TRANSITIONS: dict[type[c.Command], Rule] = {
     c.WithdrawAgreement: _rule(
         AGREEMENT_STATES, [Role.EMPLOYER, Role.WORKER], "withdraw an agreement on"
     ),
+    # milestone series (taskhold.tasks.milestones)
+    c.OpenMilestone: _rule([S.DRAFT], [Role.SYSTEM], "open the funding of"),
+    c.CancelMilestone: _rule([S.DRAFT], [Role.SYSTEM], "cancel the waiting milestone"),
+    c.AssignSeriesWorker: _rule([S.FUNDED], [Role.SYSTEM], "assign the series' worker to"),
 }
 """The one table of who may do what, when. ``CreateTask`` acts on no task and is not listed.
 
@@ -272,6 +285,7 @@ def _create(task: Task | None, cmd: c.CreateTask) -> list[e.Event]:
     if cmd.deadline_policy not in DEADLINE_POLICIES:
         raise Invalid(f"unknown deadline policy {cmd.deadline_policy!r}")
     _check_claim_terms(cmd)
+    check_series_terms(cmd)
     if cmd.rejection_policy is not None and cmd.rejection_policy not in REJECTION_POLICIES:
         raise Invalid(f"unknown rejection policy {cmd.rejection_policy!r}")
     fields = {f.name: getattr(cmd, f.name) for f in dataclasses.fields(cmd)}
@@ -282,7 +296,7 @@ CLAIM_MODES = frozenset({"open", "apply", "direct"})
 
 
 def _check_claim_terms(cmd: c.CreateTask) -> None:
-    if cmd.claim_mode not in CLAIM_MODES:
+    if cmd.claim_mode not in CLAIM_MODES | {SERIES_CLAIM_MODE}:
         raise Invalid(
             f"claim_mode must be one of {', '.join(sorted(CLAIM_MODES))}",
             code=RefusalCode.BAD_CLAIM_MODE,
@@ -311,6 +325,7 @@ def _need_text(value: str, what: str) -> str:
 
 def _request_funding(task: Task, cmd: c.Command) -> list[e.Event]:
     assert isinstance(cmd, c.RequestFunding)
+    refuse_employer_funding(task)
     if task.deposit_pledged:
         deposit = task.deposit_of(task.employer_pubkey)
         if deposit is None or deposit.state is not DepositState.HELD:
@@ -359,6 +374,7 @@ def _claim(task: Task, cmd: c.Command) -> list[e.Event]:
             "this task takes applications: apply (op apply) and the employer assigns one",
             code=RefusalCode.APPLY_ONLY,
         )
+    refuse_series_claim(task)
     _may_work_on(task, cmd.actor)
     _check_review_window(task, cmd.review_window_s)
     return [
@@ -441,6 +457,15 @@ def _assign(task: Task, cmd: c.Command) -> list[e.Event]:
             review_window_s=cmd.review_window_s,
         )
     ]
+
+
+def _assign_series_worker(task: Task, cmd: c.Command) -> list[e.Event]:
+    assert isinstance(cmd, c.AssignSeriesWorker)
+    if cmd.worker_pubkey == task.employer_pubkey:
+        raise Forbidden("the employer cannot be the task's worker", code=RefusalCode.WRONG_ROLE)
+    _may_work_on(task, cmd.worker_pubkey)
+    _before_deadline(task, cmd.at, "it can no longer be assigned")
+    return assign_series_worker(task, cmd)
 
 
 def _no_proof_since_claim(task: Task, doing: str) -> None:
@@ -782,6 +807,9 @@ _HANDLERS: dict[type[c.Command], Callable[[Task, c.Command], list[e.Event]]] = {
     c.ProposeAgreement: propose_agreement,
     c.AcceptAgreement: accept_agreement,
     c.WithdrawAgreement: withdraw_agreement,
+    c.OpenMilestone: open_milestone,
+    c.CancelMilestone: cancel_milestone,
+    c.AssignSeriesWorker: _assign_series_worker,
 }
 
 
@@ -810,6 +838,10 @@ def evolve(task: Task | None, event: e.Event) -> Task:
             direct_worker=event.direct_worker,
             claim_timeout_s=event.claim_timeout_s,
             rejection_policy=event.rejection_policy,
+            series_id=event.series_id,
+            milestone_index=event.milestone_index,
+            milestone_count=event.milestone_count,
+            funding_mode=event.funding_mode,
             created_at=event.at,
             updated_at=event.at,
         )

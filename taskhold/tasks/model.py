@@ -255,6 +255,36 @@ class Task:
     agreement_proposed_at: int | None = None
     agreed_worker_msat: int | None = None
     """What both parties agreed the worker gets, once an agreement was accepted."""
+    series_id: str | None = None
+    """Set on a milestone: the task id of its series' first milestone (the create request's id).
+    Each milestone is a task of its own (see ``taskhold.tasks.milestones``)."""
+    milestone_index: int | None = None
+    """0 for the first milestone, in the order the employer listed them."""
+    milestone_count: int | None = None
+    funding_mode: str | None = None
+    """``upfront`` (every milestone's hold invoice issued at creation) or ``sequential`` (the
+    next one's only once this one is PAID)."""
+
+    @property
+    def waits_for_previous_milestone(self) -> bool:
+        """A sequential milestone after the first whose funding is not open yet: taskhold opens
+        it once the one before is PAID, or cancels it once that one ends otherwise."""
+        return (
+            self.state is TaskState.DRAFT
+            and self.funding_mode == "sequential"
+            and bool(self.milestone_index)
+        )
+
+    @property
+    def awaits_series_worker(self) -> bool:
+        """A funded later milestone in claim mode ``series`` with no worker yet: taskhold assigns
+        the worker of the series' first milestone."""
+        return (
+            self.state is TaskState.FUNDED
+            and self.claim_mode == "series"
+            and self.worker_pubkey is None
+            and not self.refund_ordered
+        )
 
     def deposit_of(self, pubkey: str) -> Deposit | None:
         """``pubkey``'s newest deposit on this task."""

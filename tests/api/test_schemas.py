@@ -105,6 +105,13 @@ async def test_every_answer_of_a_flow_fits_its_declared_model(open_custom: Any) 
     await stranger.claim(squatted["task_id"])
     await asyncio.sleep(1.1)
     await employer.revoke(squatted["task_id"])
+    milestones = [
+        {"title": f"part {n}", "amount_msat": 20_000_000, "deadline_at": int(time.time()) + n * 600}
+        for n in (1, 2)
+    ]
+    series = await employer.create_milestones(milestones, funding_mode="upfront")
+    await employer.get_task(series["series"]["task_ids"][1])
+    await employer.get_series(series["task_id"])
     for refused in (
         stranger.approve(task_id),
         stranger.get_task("0" * 64),

@@ -216,3 +216,23 @@ async def test_demo_split_pays_both_wallets_their_shares_and_its_log_passes_the_
     assert worker == (amount - fee) * 60 // 100
     code, report = await _audit(tmp_path, str(out["operator_pubkey"]))
     assert (code, report["status"], report["findings"]) == (0, "clean", [])
+
+
+async def test_demo_milestones_pays_three_sequential_milestones_and_passes_the_audit(
+    tmp_path: Path,
+) -> None:
+    out = _demo(tmp_path, "--scenario", "milestones")
+    assert (out["scenario"], out["final_state"]) == ("milestones", "PAID")
+    assert isinstance(out["operator_pubkey"], str) and len(out["operator_pubkey"]) == 64
+    assert isinstance(out["relay_url"], str) and out["relay_url"].startswith("ws://")
+    milestones = out["milestones"]
+    assert isinstance(milestones, list) and len(milestones) == 3
+    assert [m["state"] for m in milestones] == ["PAID"] * 3
+    assert len({m["payment_hash"] for m in milestones}) == 3  # one hold invoice each
+    for milestone in milestones:
+        preimage = bytes.fromhex(milestone["preimage"])
+        assert hashlib.sha256(preimage).hexdigest() == milestone["payment_hash"]
+    assert out["rounds"] == [1, 1, 1]
+    code, report = await _audit(tmp_path, str(out["operator_pubkey"]))
+    assert (code, report["status"], report["findings"]) == (0, "clean", [])
+    assert report["summary"]["tasks"] == 3

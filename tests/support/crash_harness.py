@@ -668,6 +668,47 @@ async def split_employer_retried(p: Parties) -> None:
     await split(p, first_fails="employer")
 
 
+async def milestones(p: Parties) -> None:
+    """A sequential series of two: the first paid opens the second, assigned to the same worker
+    and paid too."""
+    start = int(time.time())
+    plan = [
+        {
+            "title": f"Crash milestone {n}",
+            "amount_msat": AMOUNT_MSAT,
+            "deadline_at": start + 3600 * n,
+            "acceptance": ACCEPTANCE,
+        }
+        for n in (1, 2)
+    ]
+    create_key = key()
+    created = await p.call(
+        lambda: p.employer.create_milestones(
+            plan, funding_mode="sequential", idempotency_key=create_key
+        )
+    )
+    for index, task_id in enumerate(created["series"]["task_ids"]):
+        await _milestone_paid(p, task_id, first=index == 0)
+
+
+async def _milestone_paid(p: Parties, task_id: str, *, first: bool) -> None:
+    """Fund one milestone once its invoice is open, do it, approve it, wait for PAID."""
+    task = await p.wait_state(p.employer, task_id, {"PENDING_FUNDING"}, SETTLE_TIMEOUT_S)
+    await p.pay(task["funding"]["payment_request"])
+    if first:  # the later ones are assigned to the first one's worker
+        await p.wait_state(p.worker, task_id, {"FUNDED"}, SETTLE_TIMEOUT_S)
+        claim_key = key()
+        await p.call(lambda: p.worker.claim(task_id, idempotency_key=claim_key))
+    await p.wait_state(p.worker, task_id, {"CLAIMED"}, SETTLE_TIMEOUT_S)
+    invoice = await p.invoice(task["payout_msat"])
+    submit_key, approve_key = key(), key()
+    proof = {"url": "https://example.org/crash"}
+    await p.call(lambda: p.worker.submit_proof(task_id, proof, invoice, idempotency_key=submit_key))
+    await p.call(lambda: p.employer.approve(task_id, idempotency_key=approve_key))
+    await p.wait_state(p.employer, task_id, {"PAID"}, SETTLE_TIMEOUT_S)
+    p.expected[task_id] = "PAID"
+
+
 Scenario = Callable[[Parties], Awaitable[None]]
 
 SCENARIOS: dict[str, Scenario] = {
@@ -692,6 +733,7 @@ SCENARIOS: dict[str, Scenario] = {
     "after_employer_share": split,
     "after_employer_share_failure": split_employer_retried,
     "after_split_settle": split,
+    "after_milestone_invoice": milestones,
 }
 """The scenario that reaches each crash point."""
 

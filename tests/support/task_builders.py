@@ -190,6 +190,20 @@ def sample_command(cls: type[c.Command], actor: str, at: int) -> c.Command:
             return c.AcceptAgreement(actor=actor, at=at, worker_msat=0)
         case c.WithdrawAgreement:
             return c.WithdrawAgreement(actor=actor, at=at)
+        case c.OpenMilestone:
+            return c.OpenMilestone(
+                actor=actor,
+                at=at,
+                funding_round=1,
+                payment_hash_hex=PAYMENT_HASH,
+                payment_request="lnbcrt1escrow",
+                cltv_expiry_delta=400,
+                invoice_expires_at=at + 600,
+            )
+        case c.CancelMilestone:
+            return c.CancelMilestone(actor=actor, at=at, reason="milestone 1 was refunded")
+        case c.AssignSeriesWorker:
+            return c.AssignSeriesWorker(actor=actor, at=at, worker_pubkey=WORKER)
     raise AssertionError(f"no sample for {cls.__name__}")
 
 
