@@ -39,7 +39,7 @@ PINNED = [
     "proof_rejected", "proposal_changed", "rate_limited", "reason_required", "refund_under_way",
     "replayed_request", "reputation_disabled", "review_pending", "review_window_closed",
     "reviews_disabled", "share_already_paid", "stale_head", "stale_request", "task_closed",
-    "task_exists", "task_not_closed", "too_large", "too_many_applications", "too_many_deposits",
+    "task_exists", "task_not_closed", "task_too_long", "too_large", "too_many_applications", "too_many_deposits",
     "too_many_open_invoices", "too_many_refused_proofs", "underpaid", "unsupported_pattern",
     "write_conflict", "wrong_amount", "wrong_kind", "wrong_network", "wrong_op", "wrong_role",
     "wrong_round", "wrong_state", "wrong_task",

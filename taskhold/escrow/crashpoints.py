@@ -43,6 +43,10 @@ CRASH_POINTS: dict[str, str] = {
     "after_deposit_payout": "the forfeit's payment succeeded; its invoice is not settled yet",
     "after_deposit_settle": "the forfeited deposit is settled; the payout is not recorded yet",
     "after_deposit_payout_failure": "a failed forfeit payment is recorded; no retry made yet",
+    # renewal: the next funding round of a task that outlasts one hold
+    "after_renewal_invoice": "the node made the renewal's hold invoice; it is not recorded yet",
+    "after_renewal_htlc_accepted": "the renewal's HTLC is held; Renewed not recorded yet",
+    "after_round_cancel": "a round other than the current one is cancelled; not recorded yet",
 }
 """Point name -> what is done and what is not yet when it is reached."""
 

@@ -15,12 +15,14 @@ __all__ = [
     "Approve",
     "Assign",
     "Cancel",
+    "CancelRound",
     "Claim",
     "Command",
     "CompleteDepositPayout",
     "CompleteDepositReturn",
     "CompleteRefund",
     "CompleteRelease",
+    "CompleteRenewal",
     "CompleteSplit",
     "ConfirmDeposit",
     "ConfirmFunding",
@@ -31,6 +33,7 @@ __all__ = [
     "ExpireFunding",
     "HoldExpiring",
     "OpenDispute",
+    "OpenRenewal",
     "ProposeAgreement",
     "RecordDepositPayoutFailure",
     "RecordPayoutFailure",
@@ -43,6 +46,7 @@ __all__ = [
     "RequestFunding",
     "ResolveDispute",
     "RevokeClaim",
+    "RoundCommand",
     "SettleDepositUnderLivePayout",
     "SettleUnderLivePayout",
     "SubmitProof",
@@ -79,6 +83,7 @@ class CreateTask(Command):
     direct_worker: str | None = None
     claim_timeout_s: int | None = None
     rejection_policy: str | None = None
+    renewal_needed: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -351,3 +356,38 @@ class AcceptAgreement(Command):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WithdrawAgreement(Command):
     """The proposer takes the standing proposal back."""
+
+
+# Funding rounds: a hold renewed past the CLTV cap (decided by ``taskhold.tasks.rounds``)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundCommand(Command):
+    """Base of the commands on a task's funding rounds; taskhold's own, never a participant's."""
+
+    payment_hash_hex: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenRenewal(RoundCommand):
+    """Record the hold invoice of round ``funding_round`` for the employer to pay."""
+
+    funding_round: int
+    payment_request: str
+    cltv_expiry_delta: int
+    invoice_expires_at: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompleteRenewal(RoundCommand):
+    """The node holds the renewal's HTLC: the task moves to that round."""
+
+    accepted_htlc_expiry_height: int
+    amount_paid_msat: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelRound(RoundCommand):
+    """A round other than the current one was cancelled at the node."""
+
+    reason: str

@@ -255,6 +255,20 @@ class Task:
     agreement_proposed_at: int | None = None
     agreed_worker_msat: int | None = None
     """What both parties agreed the worker gets, once an agreement was accepted."""
+    renewal_needed: bool = False
+    """The task outlasts one hold: it is renewed round after round (``tasks.rounds``)."""
+    renewal_round: int | None = None
+    """The open renewal, if any: the round whose hold invoice the employer is asked to pay."""
+    last_renewal_round: int = 0
+    """The highest round a renewal was opened for: a cancelled renewal's round (its hash) is
+    never asked for again, so the next renewal takes the round after it."""
+    renewal_payment_hash_hex: str | None = None
+    renewal_payment_request: str | None = None
+    renewal_cltv_expiry_delta: int | None = None
+    renewal_expires_at: int | None = None
+    retiring_round: int | None = None
+    retiring_payment_hash_hex: str | None = None
+    """The previous round's hold after a renewal, until the engine cancelled it."""
 
     def deposit_of(self, pubkey: str) -> Deposit | None:
         """``pubkey``'s newest deposit on this task."""
@@ -268,6 +282,11 @@ class Task:
             if deposit.payment_hash_hex == payment_hash_hex:
                 return deposit
         return None
+
+    @property
+    def next_round(self) -> int:
+        """The round the next renewal opens: past the current one and every one tried."""
+        return max(self.funding_round, self.last_renewal_round) + 1
 
     @property
     def payout_msat(self) -> int:

@@ -1,0 +1,193 @@
+"""Renewal on the simulator: a task longer than one hold is carried round after round, and
+whatever happens around a renewal (unpaid, raced by a release, a crash) ends with one round
+settled or none, the worker paid once and nothing stuck, on both databases."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import Any
+
+from support.stacks import Stack, close_stack, open_stack, stack_settings
+from support.task_flows import funded, read_log, tag
+
+from taskhold.client import TaskholdClient
+from taskhold.lightning.base import InvoiceState
+
+LONG_DEADLINE_S = 10 * 86_400
+"""Ten days: some five hold windows of the default cap."""
+
+
+class SimulatedCrash(Exception):
+    """Stands for the process dying at a fault point."""
+
+
+async def long_task(stack: Stack, employer: TaskholdClient) -> dict[str, Any]:
+    task = await funded(stack, employer, deadline_at=int(time.time()) + LONG_DEADLINE_S)
+    assert task["renewal_needed"] is True
+    assert task["funding"]["cltv_expiry_delta"] == stack.settings.max_cltv_expiry_delta
+    return task
+
+
+async def mine_to_renewal(stack: Stack, task: dict[str, Any]) -> int:
+    """Mine until the current hold is within the renewal lead; the blocks it has left then."""
+    expiry = task["funding"]["accepted_htlc_expiry_height"]
+    target = expiry - stack.settings.renewal_lead_blocks
+    await stack.world.network.mine(max(0, target - stack.world.network.height))
+    return expiry - stack.world.network.height
+
+
+async def opened_renewal(
+    stack: Stack, employer: TaskholdClient, task: dict[str, Any]
+) -> dict[str, Any]:
+    await mine_to_renewal(stack, task)
+    await stack.run_pass()
+    renewal = await employer.renewal(task["task_id"])
+    assert renewal is not None
+    return renewal
+
+
+async def renewed_once(
+    stack: Stack, employer: TaskholdClient, task: dict[str, Any]
+) -> dict[str, Any]:
+    renewal = await opened_renewal(stack, employer, task)
+    await stack.world.employer.send_payment(renewal["payment_request"])
+    await stack.settle_engine(2)
+    after = await employer.get_task(task["task_id"])
+    assert after["funding"]["funding_round"] == renewal["funding_round"], after
+    return after
+
+
+async def invoice_state(stack: Stack, payment_hash_hex: str) -> InvoiceState:
+    return (await stack.world.escrow.lookup_invoice(bytes.fromhex(payment_hash_hex))).state
+
+
+async def test_a_long_task_is_renewed_twice_and_paid_from_the_last_round(stack: Stack) -> None:
+    employer, worker = stack.client(), stack.client()
+    task = await long_task(stack, employer)
+    employer_start = stack.world.employer.balance_msat  # the first round is held already
+    hashes = [task["funding"]["payment_hash"]]
+    for _ in range(2):
+        task = await renewed_once(stack, employer, task)
+        hashes.append(task["funding"]["payment_hash"])
+        assert task["renewal"] is None
+        assert await invoice_state(stack, hashes[-2]) is InvoiceState.CANCELED
+        assert await invoice_state(stack, hashes[-1]) is InvoiceState.ACCEPTED
+    assert len(set(hashes)) == 3
+    # only one HTLC of the employer is held at a time: the two cancelled ones came back
+    assert stack.world.employer.balance_msat == employer_start
+
+    await worker.claim(task["task_id"])
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    await worker.submit_proof(task["task_id"], {"url": "https://example.org/x"}, invoice)
+    await employer.approve(task["task_id"])
+    await stack.settle_engine()
+    final = await employer.get_task(task["task_id"])
+    assert final["state"] == "PAID"
+    assert hashlib.sha256(bytes.fromhex(final["preimage"])).hexdigest() == hashes[-1]
+    assert [await invoice_state(stack, h) for h in hashes] == [
+        InvoiceState.CANCELED,
+        InvoiceState.CANCELED,
+        InvoiceState.SETTLED,
+    ]
+    assert stack.world.worker.balance_msat == task["payout_msat"]
+    assert stack.world.employer.balance_msat == employer_start  # one amount, paid once
+    ops = [tag(entry, "op") for entry in await read_log(stack)]
+    assert ops.count("RenewalOpened") == ops.count("Renewed") == ops.count("RoundCancelled") == 2
+
+
+async def test_an_unpaid_renewal_leaves_the_deadline_policy_to_the_guardian(
+    stack: Stack,
+) -> None:
+    """The employer never pays the renewal: the claimed task without a proof is refunded at
+    the guard margin and the renewal invoice is cancelled."""
+    employer, worker = stack.client(), stack.client()
+    task = await long_task(stack, employer)
+    employer_start = stack.world.employer.balance_msat
+    await worker.claim(task["task_id"])
+    renewal = await opened_renewal(stack, employer, task)
+    expiry = task["funding"]["accepted_htlc_expiry_height"]
+    await stack.world.network.mine(
+        expiry - stack.settings.guard_blocks - stack.world.network.height
+    )
+    await stack.settle_engine()
+    final = await employer.get_task(task["task_id"])
+    assert final["state"] == "REFUNDED"
+    assert final["renewal"] is None
+    assert await invoice_state(stack, renewal["payment_hash"]) is InvoiceState.CANCELED
+    assert await invoice_state(stack, task["funding"]["payment_hash"]) is InvoiceState.CANCELED
+    assert stack.world.employer.balance_msat == employer_start + task["amount_msat"]
+
+
+async def test_an_unpaid_renewal_still_releases_a_submitted_proof(stack: Stack) -> None:
+    employer, worker = stack.client(), stack.client()
+    task = await long_task(stack, employer)
+    await worker.claim(task["task_id"])
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    await worker.submit_proof(task["task_id"], {"url": "https://example.org/x"}, invoice)
+    renewal = await opened_renewal(stack, employer, task)
+    expiry = task["funding"]["accepted_htlc_expiry_height"]
+    await stack.world.network.mine(
+        expiry - stack.settings.hold_reserve_blocks - stack.world.network.height
+    )
+    await stack.settle_engine()
+    final = await employer.get_task(task["task_id"])
+    assert final["state"] == "PAID"
+    assert final["funding"]["funding_round"] == task["funding"]["funding_round"]
+    assert await invoice_state(stack, renewal["payment_hash"]) is InvoiceState.CANCELED
+    assert await invoice_state(stack, task["funding"]["payment_hash"]) is InvoiceState.SETTLED
+    assert stack.world.worker.balance_msat == task["payout_msat"]
+
+
+async def test_a_renewal_held_as_the_task_is_released_is_cancelled(stack: Stack) -> None:
+    """The employer pays the renewal just as the submission is approved: the release settles
+    the round it started on and the renewal's HTLC goes back; the worker is paid once."""
+    employer, worker = stack.client(), stack.client()
+    task = await long_task(stack, employer)
+    employer_start = stack.world.employer.balance_msat
+    await worker.claim(task["task_id"])
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    await worker.submit_proof(task["task_id"], {"url": "https://example.org/x"}, invoice)
+    renewal = await opened_renewal(stack, employer, task)
+    await employer.approve(task["task_id"])
+    await stack.world.employer.send_payment(renewal["payment_request"])
+    await stack.settle_engine()
+    final = await employer.get_task(task["task_id"])
+    assert final["state"] == "PAID"
+    assert final["renewal"] is None
+    assert await invoice_state(stack, renewal["payment_hash"]) is InvoiceState.CANCELED
+    assert await invoice_state(stack, task["funding"]["payment_hash"]) is InvoiceState.SETTLED
+    payout_hash = bytes.fromhex(final["payout_payment_hash"])
+    assert len(stack.world.network.payments_to(payout_hash)) == 1
+    assert stack.world.employer.balance_msat == employer_start  # the renewal came back
+
+
+async def test_a_crash_between_the_new_hold_and_the_old_cancel_converges(
+    tmp_path: Path, database_url: str
+) -> None:
+    settings = stack_settings(tmp_path, database_url)
+    first = await open_stack(settings)
+    employer = first.client()
+    task = await long_task(first, employer)
+    renewal = await opened_renewal(first, employer, task)
+    await first.world.employer.send_payment(renewal["payment_request"])
+    first.faults["after_round_cancel"] = SimulatedCrash()
+    await first.settle_engine(1)
+    moved = await employer.get_task(task["task_id"])
+    assert moved["funding"]["funding_round"] == renewal["funding_round"]
+    assert await invoice_state(first, task["funding"]["payment_hash"]) is InvoiceState.CANCELED
+    await close_stack(first)
+
+    restarted = await open_stack(settings, world=first.world)
+    try:
+        await restarted.settle_engine(1)
+        async with restarted.services.store.transaction() as tx:
+            stored = await tx.load_task(task["task_id"])
+        assert stored is not None
+        assert stored.retiring_payment_hash_hex is None
+        assert stored.funding_round == renewal["funding_round"]
+        ops = [tag(entry, "op") for entry in await read_log(restarted)]
+        assert ops.count("RoundCancelled") == 1
+    finally:
+        await close_stack(restarted)
