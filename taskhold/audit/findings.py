@@ -27,6 +27,7 @@ class FindingKind(StrEnum):
     SCORE_MISMATCH = "score_mismatch"
     BAD_RECEIPT = "bad_receipt"
     BAD_SPLIT = "bad_split"
+    BAD_ROUND = "bad_round"
 
 
 @dataclass(frozen=True, slots=True)

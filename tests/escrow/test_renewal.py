@@ -5,62 +5,17 @@ settled or none, the worker paid once and nothing stuck, on both databases."""
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
-from typing import Any
 
+from support.renewal_flows import invoice_state, long_task, mine_to, opened_renewal, renewed_once
 from support.stacks import Stack, close_stack, open_stack, stack_settings
-from support.task_flows import funded, read_log, tag
+from support.task_flows import read_log, tag
 
-from taskhold.client import TaskholdClient
 from taskhold.lightning.base import InvoiceState
-
-LONG_DEADLINE_S = 10 * 86_400
-"""Ten days: some five hold windows of the default cap."""
 
 
 class SimulatedCrash(Exception):
     """Stands for the process dying at a fault point."""
-
-
-async def long_task(stack: Stack, employer: TaskholdClient) -> dict[str, Any]:
-    task = await funded(stack, employer, deadline_at=int(time.time()) + LONG_DEADLINE_S)
-    assert task["renewal_needed"] is True
-    assert task["funding"]["cltv_expiry_delta"] == stack.settings.max_cltv_expiry_delta
-    return task
-
-
-async def mine_to_renewal(stack: Stack, task: dict[str, Any]) -> int:
-    """Mine until the current hold is within the renewal lead; the blocks it has left then."""
-    expiry = task["funding"]["accepted_htlc_expiry_height"]
-    target = expiry - stack.settings.renewal_lead_blocks
-    await stack.world.network.mine(max(0, target - stack.world.network.height))
-    return expiry - stack.world.network.height
-
-
-async def opened_renewal(
-    stack: Stack, employer: TaskholdClient, task: dict[str, Any]
-) -> dict[str, Any]:
-    await mine_to_renewal(stack, task)
-    await stack.run_pass()
-    renewal = await employer.renewal(task["task_id"])
-    assert renewal is not None
-    return renewal
-
-
-async def renewed_once(
-    stack: Stack, employer: TaskholdClient, task: dict[str, Any]
-) -> dict[str, Any]:
-    renewal = await opened_renewal(stack, employer, task)
-    await stack.world.employer.send_payment(renewal["payment_request"])
-    await stack.settle_engine(2)
-    after = await employer.get_task(task["task_id"])
-    assert after["funding"]["funding_round"] == renewal["funding_round"], after
-    return after
-
-
-async def invoice_state(stack: Stack, payment_hash_hex: str) -> InvoiceState:
-    return (await stack.world.escrow.lookup_invoice(bytes.fromhex(payment_hash_hex))).state
 
 
 async def test_a_long_task_is_renewed_twice_and_paid_from_the_last_round(stack: Stack) -> None:
@@ -107,10 +62,7 @@ async def test_an_unpaid_renewal_leaves_the_deadline_policy_to_the_guardian(
     employer_start = stack.world.employer.balance_msat
     await worker.claim(task["task_id"])
     renewal = await opened_renewal(stack, employer, task)
-    expiry = task["funding"]["accepted_htlc_expiry_height"]
-    await stack.world.network.mine(
-        expiry - stack.settings.guard_blocks - stack.world.network.height
-    )
+    await mine_to(stack, task, stack.settings.guard_blocks)
     await stack.settle_engine()
     final = await employer.get_task(task["task_id"])
     assert final["state"] == "REFUNDED"
@@ -127,10 +79,7 @@ async def test_an_unpaid_renewal_still_releases_a_submitted_proof(stack: Stack) 
     invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
     await worker.submit_proof(task["task_id"], {"url": "https://example.org/x"}, invoice)
     renewal = await opened_renewal(stack, employer, task)
-    expiry = task["funding"]["accepted_htlc_expiry_height"]
-    await stack.world.network.mine(
-        expiry - stack.settings.hold_reserve_blocks - stack.world.network.height
-    )
+    await mine_to(stack, task, stack.settings.hold_reserve_blocks)
     await stack.settle_engine()
     final = await employer.get_task(task["task_id"])
     assert final["state"] == "PAID"
