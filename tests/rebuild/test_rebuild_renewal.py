@@ -26,7 +26,7 @@ async def test_a_renewed_task_rebuilds_and_goes_on_renewing(
     settings = stack_settings(tmp_path, database_url)
     original = await open_stack(settings)
     employer_keys, worker_keys = NostrKeys.generate(), NostrKeys.generate()
-    employer, worker = original.client(employer_keys), original.client(worker_keys)
+    employer = original.client(employer_keys)
     try:
         task = await long_task(original, employer)
         task = await renewed_once(original, employer, task)  # round 2, round 1 cancelled
