@@ -4,6 +4,7 @@ settled or none, the worker paid once and nothing stuck, on both databases."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from support.renewal_flows import invoice_state, long_task, mine_to, opened_rene
 from support.stacks import Stack, close_stack, open_stack, stack_settings
 from support.task_flows import read_log, tag
 
-from taskhold.lightning.base import InvoiceState
+from taskhold.lightning.base import InvoiceState, PaymentResult
 
 
 class SimulatedCrash(Exception):
@@ -140,3 +141,69 @@ async def test_a_crash_between_the_new_hold_and_the_old_cancel_converges(
         assert ops.count("RoundCancelled") == 1
     finally:
         await close_stack(restarted)
+
+
+async def test_a_payout_is_bounded_by_the_round_it_settles(stack: Stack) -> None:
+    """With a renewal's HTLC held (a later expiry) when the task is released, the payout's time
+    lock still ends inside the round that is settled: the operator never fronts a payout the
+    held HTLC does not cover."""
+    employer, worker = stack.client(), stack.client()
+    task = await long_task(stack, employer)
+    await worker.claim(task["task_id"])
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    await worker.submit_proof(task["task_id"], {"url": "https://example.org/x"}, invoice)
+    renewal = await opened_renewal(stack, employer, task)
+    await stack.world.employer.send_payment(renewal["payment_request"])
+    held = await stack.world.escrow.lookup_invoice(bytes.fromhex(renewal["payment_hash"]))
+    lightning = stack.services.engine.ctx.lightning
+    limits: list[tuple[int, int]] = []
+    pay_invoice = lightning.pay_invoice
+
+    async def recording(payment_request: str, **kwargs: int) -> PaymentResult:
+        limits.append((kwargs["cltv_limit"], await lightning.block_height()))
+        return await pay_invoice(payment_request, **kwargs)
+
+    lightning.pay_invoice = recording  # type: ignore[method-assign]
+    await employer.approve(task["task_id"])
+    await stack.settle_engine()
+    assert (await employer.get_task(task["task_id"]))["state"] == "PAID"
+    old = await stack.world.escrow.lookup_invoice(bytes.fromhex(task["funding"]["payment_hash"]))
+    new = await stack.world.escrow.lookup_invoice(bytes.fromhex(renewal["payment_hash"]))
+    assert old.state is InvoiceState.SETTLED and new.state is InvoiceState.CANCELED
+    assert old.accepted_htlc_expiry_height is not None
+    assert held.accepted_htlc_expiry_height is not None
+    assert held.accepted_htlc_expiry_height > old.accepted_htlc_expiry_height
+    settings = stack.settings
+    [(cltv_limit, height)] = limits
+    assert cltv_limit == (
+        old.accepted_htlc_expiry_height
+        - height
+        - settings.guard_blocks
+        - settings.payout_cltv_margin_blocks
+    )
+
+
+async def test_the_followed_cancel_of_a_retired_round_refunds_nothing(
+    tmp_path: Path, database_url: str
+) -> None:
+    """An engine that follows the node's reports sees the previous round cancelled after a
+    renewal: that report is about a round the task left, so the task stays funded."""
+    stack = await open_stack(stack_settings(tmp_path, database_url), hand_driven=False)
+    try:
+        employer = stack.client()
+        task = await long_task(stack, employer)
+        renewal = await opened_renewal(stack, employer, task)
+        await stack.world.employer.send_payment(renewal["payment_request"])
+        async with asyncio.timeout(30):
+            while (await employer.get_task(task["task_id"]))["funding"]["funding_round"] == 1:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        await stack.settle_engine(1)
+        old = task["funding"]["payment_hash"]
+        assert await invoice_state(stack, old) is InvoiceState.CANCELED
+        for _ in range(20):  # let the follower deliver the cancel
+            await asyncio.sleep(0.02)
+        after = await employer.get_task(task["task_id"])
+        assert after["state"] == "FUNDED" and after["refund_reason"] is None
+        assert after["funding"]["funding_round"] == renewal["funding_round"]
+    finally:
+        await close_stack(stack)
