@@ -79,7 +79,9 @@ async def renew(ctx: EscrowContext, task_id: str, height: int) -> Task | None:
     )
     await ctx.fault_hook("after_renewal_invoice")
     payment_hash_hex = invoice.payment_hash.hex()
-    now = ctx.now()
+    async with ctx.store.transaction() as tx:  # first: the hash is known as taskhold's own
+        if await tx.get_invoice(payment_hash_hex) is None:
+            await tx.put_invoice(invoice_row(task, invoice, funding_round, ctx.now()))
 
     def open_renewal(current: Task, now: int) -> c.Command | None:
         if not renewable(current) or current.next_round != funding_round:
@@ -99,9 +101,6 @@ async def renew(ctx: EscrowContext, task_id: str, height: int) -> Task | None:
         # decided meanwhile: nobody was shown the invoice, so it is only withdrawn
         await _cancel_at_node(ctx, task_id, payment_hash_hex)
         return opened
-    async with ctx.store.transaction() as tx:
-        if await tx.get_invoice(payment_hash_hex) is None:
-            await tx.put_invoice(invoice_row(task, invoice, funding_round, now))
     log.info("renewal_opened", task_id=task_id, funding_round=funding_round)
     return opened
 
