@@ -39,8 +39,10 @@ __all__ = ["observe_hold", "renew", "renewal_due", "retire"]
 
 def renewal_due(ctx: EscrowContext, task: Task, height: int) -> bool:
     """The current hold nears its end (within the lead, before the guardian's margin) and the
-    task's windows still need more blocks than it has left."""
-    if not renewable(task) or task.renewal_round is not None:
+    task's windows still need more blocks than it has left. Only a task taken as outlasting one
+    hold (``renewal_needed``) is renewed: a shorter one's employer was never told to pay twice,
+    so its hold ends by the deadline policy, as it always did."""
+    if not task.renewal_needed or not renewable(task) or task.renewal_round is not None:
         return False
     if task.retiring_payment_hash_hex is not None or task.accepted_htlc_expiry_height is None:
         return False

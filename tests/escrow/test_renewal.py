@@ -10,7 +10,7 @@ from pathlib import Path
 
 from support.renewal_flows import invoice_state, long_task, mine_to, opened_renewal, renewed_once
 from support.stacks import Stack, close_stack, open_stack, stack_settings
-from support.task_flows import read_log, tag
+from support.task_flows import funded, read_log, tag
 
 from taskhold.lightning.base import InvoiceState, PaymentResult
 
@@ -207,3 +207,23 @@ async def test_the_followed_cancel_of_a_retired_round_refunds_nothing(
         assert after["funding"]["funding_round"] == renewal["funding_round"]
     finally:
         await close_stack(stack)
+
+
+async def test_a_task_within_one_hold_is_never_renewed(stack: Stack) -> None:
+    """Blocks come faster than the clock (the simulator mines at will): a short task's hold
+    nears its end while its windows still need time, yet no renewal opens; the guardian
+    refunds it by the deadline policy."""
+    employer, worker = stack.client(), stack.client()
+    task = await funded(stack, employer)
+    assert task["renewal_needed"] is False
+    await worker.claim(task["task_id"])
+    expiry = task["funding"]["accepted_htlc_expiry_height"]
+    while stack.world.network.height < expiry - stack.settings.guard_blocks:
+        await stack.world.network.mine(1)
+        await stack.run_pass()
+        assert (await employer.get_task(task["task_id"]))["renewal"] is None
+    await stack.settle_engine()
+    final = await employer.get_task(task["task_id"])
+    assert final["state"] == "REFUNDED"
+    ops = {tag(entry, "op") for entry in await read_log(stack)}
+    assert "RenewalOpened" not in ops
