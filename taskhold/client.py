@@ -387,6 +387,13 @@ class TaskholdClient:
     async def get_task(self, task_id: str) -> dict[str, Any]:
         return await self._read(_task_path(task_id))
 
+    async def renewal(self, task_id: str) -> dict[str, Any] | None:
+        """The task's open renewal (``funding_round``, ``payment_request``, ``amount_msat``, …):
+        the employer pays it like the first funding invoice, before the current hold ends.
+        None while no renewal is open."""
+        renewal: dict[str, Any] | None = (await self.get_task(task_id)).get("renewal")
+        return renewal
+
     async def list_tasks(self, **filters: str | int | None) -> dict[str, Any]:
         """The server's task list (``{"tasks": [...], ...}``); None filters are left out."""
         params = {key: value for key, value in filters.items() if value is not None}

@@ -17,6 +17,8 @@ parties sign a cancel; the hold invoice is cancelled at once and the employer is
 ``milestones`` (a series of three milestones funded sequentially: each hold invoice is issued
 once the milestone before is PAID, the first one's worker is assigned the later ones, and each
 is paid, then settled, on its own).
+``renewal`` (a ten-day task outlasts one hold: blocks are mined to each hold's renewal lead,
+the employer pays two renewals, each previous round is cancelled, and the third is settled).
 
 The demo configures one arbiter key of its own and says so: a rejection then has someone to
 rule on it.
@@ -57,13 +59,17 @@ SCENARIOS = (
     "reject-overturned",
     "cooperative-cancel",
     "milestones",
+    "renewal",
 )
 SPLIT_WORKER_PERCENT = 60
-SIM_ONLY_SCENARIOS = frozenset({"hostile-payout"})
+SIM_ONLY_SCENARIOS = frozenset({"hostile-payout", "renewal"})
 """Scenarios that read the simulated nodes' balances, which a devnet run has no route for."""
 BAIT_CODES = frozenset({"payout_to_escrow_node", "hash_reused"})
 MILESTONES = 3
 MILESTONE_AMOUNT_MSAT = DEMO_AMOUNT_MSAT // MILESTONES
+RENEWAL_DEMO_DEADLINE_S = 10 * 86_400
+RENEWAL_DEMO_ROUNDS = 3
+"""The renewal scenario's task spans several hold windows; it is renewed twice."""
 SQUATTER_CLAIM_TIMEOUT_S = 3
 """The squatter scenario's claim timeout: short, so the demo need not wait for hours."""
 
@@ -286,6 +292,8 @@ async def _drive(
                 return await play.cooperative_cancel()
             if scenario == "milestones":
                 return await play.milestones()
+            if scenario == "renewal":
+                return await play.renewal()
             return await play.run(refund=scenario == "refund")
         finally:
             await wallets.close()
@@ -598,6 +606,79 @@ class Play:
             "amount_msat": task["amount_msat"],
             "payout_msat": task["payout_msat"],
         }
+
+    async def renewal(self, renewals: int = RENEWAL_DEMO_ROUNDS - 1) -> dict[str, Any]:
+        """A task longer than one hold window: its first hold is sized to the cap; each time
+        the chain (mined by the simulator's route) brings the hold to its renewal lead, the
+        employer pays the next round and taskhold cancels the previous one; then it is paid."""
+        say = self.say
+        lead = (await self.employer.info())["renewal"]["renewal_lead_blocks"]
+        task = await self.employer.create_task(
+            "Maintain the README translation for ten days",
+            "Keep the German README in step with the English one until the deadline.",
+            DEMO_AMOUNT_MSAT,
+            int(time.time()) + RENEWAL_DEMO_DEADLINE_S,
+            acceptance={"required_fields": ["url"], "url_fields": ["url"]},
+        )
+        task_id = task["task_id"]
+        say(f"1. created a ten-day task {task_id[:16]}… (renewal needed: {task['renewal_needed']})")
+        funding = (await self.employer.request_funding(task_id))["funding"]
+        await self.wallets.pay(funding["payment_request"])
+        task = await self.wait(task_id, "FUNDED", "waiting for the HTLC")
+        say(f"2. round 1 held, cltv_expiry {funding['cltv_expiry_delta']} blocks → FUNDED")
+        for step in range(3, 3 + renewals):
+            expiry = task["funding"]["accepted_htlc_expiry_height"]
+            height = (await self.employer.sim_wallets())["height"]
+            await self.employer.sim_mine(max(0, expiry - lead - height))
+            renewal = await self._until(task_id, lambda t: t["renewal"], "the renewal")
+            await self.wallets.pay(renewal["payment_request"])
+            funding_round = renewal["funding_round"]
+
+            def moved(t: dict[str, Any], r: int = funding_round) -> dict[str, Any] | None:
+                return t if t["funding"]["funding_round"] == r else None
+
+            task = await self._until(task_id, moved, "the renewal's HTLC")
+            say(
+                f"{step}. hold within {lead} blocks of expiry: employer pays round"
+                f" {renewal['funding_round']}, the previous hold is cancelled"
+            )
+        step = 3 + renewals
+        task = await self.worker.claim(task_id)
+        say(f"{step}. worker claims it → {task['state']}")
+        task = await self.pay_out(task, step + 1)
+        return self.summary(task, task["funding"]) | {
+            "rounds": await self._rounds(task),
+        }
+
+    async def _until(
+        self, task_id: str, found: Callable[[dict[str, Any]], Any], what: str
+    ) -> dict[str, Any]:
+        """Poll the task until ``found`` gives something (the engine acts on its tick)."""
+        for _ in range(600):
+            task = await self.employer.get_task(task_id)
+            value = found(task)
+            if value:
+                return dict(value)
+            await asyncio.sleep(0.1)
+        raise DemoError(f"waited in vain for {what}")
+
+    async def _rounds(self, task: dict[str, Any]) -> list[dict[str, Any]]:
+        """Every funding round of the task, as its log tells it, with how it ended."""
+        rounds: dict[int, dict[str, Any]] = {}
+        for row in (await self.employer.transitions(task["task_id"]))["transitions"]:
+            event = row["event"]
+            kind = event["type"]
+            if kind == "FundingRequested" or kind == "RenewalOpened":
+                rounds[event["funding_round"]] = {
+                    "funding_round": event["funding_round"],
+                    "payment_hash": event["payment_hash_hex"],
+                    "state": "OPEN",
+                }
+            elif kind == "RoundCancelled":
+                rounds[event["funding_round"]]["state"] = "CANCELED"
+        current = rounds[task["funding"]["funding_round"]]
+        current["state"] = "SETTLED" if task["preimage"] else "HELD"
+        return [rounds[number] for number in sorted(rounds)]
 
     def summary(self, task: dict[str, Any], funding: dict[str, Any]) -> dict[str, Any]:
         preimage = task.get("preimage")

@@ -75,6 +75,10 @@ class RefusalCode(StrEnum):
         "hold_too_long",
         "deadline plus review and dispute windows need a longer hold than the CLTV cap",
     )
+    TASK_TOO_LONG = (
+        "task_too_long",
+        "deadline plus review and dispute windows exceed max_task_duration_s, even renewed",
+    )
     TASK_EXISTS = "task_exists", "a task with this id already exists"
     # The task state machine
     NO_SUCH_TASK = "no_such_task", "a command names a task that does not exist yet (409)"

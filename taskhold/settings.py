@@ -96,6 +96,14 @@ class Settings(BaseSettings):
     guardian_margin_blocks: int = 6
     """taskhold acts this many blocks before the node's own auto-cancel would."""
     invoice_expiry_s: int = 3600
+    max_task_duration_s: int = Field(default=30 * 86_400, ge=0)
+    """Longest task (deadline plus review and dispute windows) taken when it needs more than
+    one hold: its hold is renewed round after round (``taskhold.escrow.renewal``). Longer
+    tasks are refused with ``task_too_long``; 0 turns renewal off (one hold, ``hold_too_long``)."""
+    renewal_lead_blocks: int = Field(default=240, ge=1)
+    """A hold with this many blocks or fewer left opens the renewal of a task that still needs
+    time past it. Above ``hold_reserve_blocks``, so the employer can pay it before the guardian
+    decides anything."""
     max_open_invoices_per_key: int = Field(default=5, ge=1)
     """Unpaid invoices one key may have open at once (tasks awaiting funding plus open
     deposits); a further ``fund`` or ``deposit`` is refused with ``too_many_open_invoices``."""
@@ -218,6 +226,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _renewal_before_the_guard(self) -> Settings:
+        if self.max_task_duration_s and not (
+            self.hold_reserve_blocks < self.renewal_lead_blocks < self.max_cltv_expiry_delta
+        ):
+            raise ValueError(
+                f"renewal_lead_blocks must lie between hold_reserve_blocks"
+                f" ({self.hold_reserve_blocks}) and max_cltv_expiry_delta"
+                f" ({self.max_cltv_expiry_delta}): a renewal opens before the guardian acts"
+            )
+        return self
 
     @model_validator(mode="after")
     def _arbiters_for_the_rejection_policy(self) -> Settings:

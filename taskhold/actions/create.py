@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taskhold.envelope import SignedRequest
 from taskhold.errors import Invalid, RefusalCode
-from taskhold.escrow.sizing import cltv_expiry_delta_for
+from taskhold.escrow.sizing import needs_renewal
 from taskhold.store import Tx
 from taskhold.tasks import Task
 from taskhold.tasks import commands as c
@@ -53,7 +53,7 @@ async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
     spec = parse_spec(body.acceptance)
     review, dispute, by_policy = windows(settings, body.review_window_s, body.dispute_window_s)
     now = ctx.escrow.now()
-    cltv_expiry_delta_for(
+    renewal_needed = needs_renewal(
         now=now,
         deadline_at=body.deadline_at,
         review_window_s=review,
@@ -81,6 +81,7 @@ async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
         direct_worker=body.direct_worker,
         claim_timeout_s=claim_timeout_for(settings, body.claim_timeout_s, body.deadline_at, now),
         rejection_policy=settings.rejection_policy,
+        renewal_needed=renewal_needed,
     )
     created = await apply_command(ctx, tx, request, None, command)
     return Outcome(created, status=201)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from taskhold.escrow.sizing import hold_window_blocks
 from taskhold.nostr.entries import canonical_json
 from taskhold.payments.rules import payout_terms
 from taskhold.publiclog.writer import sign_and_queue_once
@@ -19,8 +20,9 @@ from .routes_reputation import reputation_info
 
 if TYPE_CHECKING:
     from taskhold.services import Services
+    from taskhold.settings import Settings
 
-__all__ = ["INFO_D", "REJECTION_DEFAULTS", "info_document", "publish_info"]
+__all__ = ["INFO_D", "REJECTION_DEFAULTS", "info_document", "publish_info", "renewal_terms"]
 
 INFO_D = "taskhold-info"
 
@@ -51,6 +53,29 @@ claimed task at any time before a payout: 0 to the worker cancels at once, the w
 releases."""
 
 
+RENEWAL_RULE = (
+    "a task longer than one hold window is renewed: when its hold has renewal_lead_blocks"
+    " left, a hold invoice for the same amount opens the next funding round; once its HTLC is"
+    " held the previous hold is cancelled. Unpaid before the guardian acts, the deadline"
+    " policy applies to the current hold and the renewal is cancelled"
+)
+
+
+def renewal_terms(settings: Settings) -> dict[str, Any]:
+    """The largest hold window per backend (both cancel ``hold_expiry_delta`` blocks before
+    the CLTV cap: lnd's ``holdexpirydelta``, which the simulator models) and how a task longer
+    than one is renewed."""
+    blocks = hold_window_blocks(settings)
+    window = {"blocks": blocks, "seconds": blocks * settings.block_time_s}
+    return {
+        "hold_window": {"lnd": window, "sim": window},
+        "renewal_lead_blocks": settings.renewal_lead_blocks,
+        "renewal_lead_s": settings.renewal_lead_blocks * settings.block_time_s,
+        "max_task_duration_s": settings.max_task_duration_s,
+        "rule": RENEWAL_RULE if settings.max_task_duration_s else "renewal is off",
+    }
+
+
 def info_document(services: Services) -> dict[str, Any]:
     """How this taskhold is configured, as its clients and auditors need to know it."""
     settings = services.settings
@@ -63,6 +88,7 @@ def info_document(services: Services) -> dict[str, Any]:
         "min_amount_msat": settings.min_amount_msat,
         "max_amount_msat": settings.max_amount_msat,
         "max_cltv_expiry_delta": settings.max_cltv_expiry_delta,
+        "renewal": renewal_terms(settings),
         "payouts": payout_terms(settings),
         "request_window_s": settings.request_window_s,
         "default_review_window_s": settings.default_review_window_s,

@@ -158,6 +158,17 @@ class Funding(_Described):
     accepted_htlc_expiry_height: int | None
 
 
+class Renewal(_Described):
+    """The next funding round's hold invoice (same amount, its own payment hash)."""
+
+    funding_round: int
+    payment_request: str
+    payment_hash: str
+    amount_msat: int
+    cltv_expiry_delta: int | None
+    expires_at: int | None
+
+
 class Dispute(_Described):
     opened_by: str
     opened_at: int | None
@@ -301,6 +312,12 @@ class TaskView(_Described):
     series: SeriesPlace | None = Field(
         default=None, description="set on a milestone: where it stands in its series"
     )
+    renewal_needed: bool = Field(
+        default=False, description="the task outlasts one hold: the employer pays renewals"
+    )
+    renewal: Renewal | None = Field(
+        default=None, description="the open renewal: pay it before the current hold ends"
+    )
 
 
 class Series(_Described):
@@ -364,6 +381,9 @@ class Info(_Described):
     min_amount_msat: int
     max_amount_msat: int
     max_cltv_expiry_delta: int
+    renewal: dict[str, Any] = Field(
+        description="largest hold window per backend (blocks, seconds) and the renewal lead"
+    )
     payouts: dict[str, Any]
     request_window_s: int
     default_review_window_s: int

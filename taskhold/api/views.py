@@ -89,6 +89,22 @@ def task_view(task: Task, log_head: str | None = None) -> dict[str, Any]:
         "agreement": _agreement_view(task),
         "agreed_worker_msat": task.agreed_worker_msat,
         "series": series_view(task),
+        "renewal_needed": task.renewal_needed,
+        "renewal": _renewal_view(task),
+    }
+
+
+def _renewal_view(task: Task) -> dict[str, Any] | None:
+    """The open renewal: the next round's hold invoice the employer is asked to pay."""
+    if task.renewal_payment_request is None:
+        return None
+    return {
+        "funding_round": task.renewal_round,
+        "payment_request": task.renewal_payment_request,
+        "payment_hash": task.renewal_payment_hash_hex,
+        "amount_msat": task.amount_msat,
+        "cltv_expiry_delta": task.renewal_cltv_expiry_delta,
+        "expires_at": task.renewal_expires_at,
     }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .entry import KEY_ROTATED, AuditKinds, Entry, parse_entry
@@ -234,6 +234,7 @@ def _task_chain(entries: list[Entry], findings: set[Finding]) -> None:
     funding_hash: str | None = None
     deposit_hashes: dict[str, str] = {}
     split = _SplitCheck()
+    rounds = _RoundCheck()
     for entry in entries:
         where = Location(gseq=entry.gseq, task=entry.task, seq=entry.seq, event_id=entry.id)
         twin = by_seq.get(entry.seq)
@@ -254,7 +255,8 @@ def _task_chain(entries: list[Entry], findings: set[Finding]) -> None:
             named = (entry.id, *sorted(last_ids))
             findings.add(Finding(FindingKind.BROKEN_PREV, where, detail, named))
         expected, last_ids = entry.seq + 1, {entry.id}
-        if entry.op == "FundingRequested":
+        rounds.see(entry, where, findings)
+        if entry.op in ("FundingRequested", "Renewed"):  # the round settled from now on
             funding_hash = entry.values.get("payment_hash")
         elif entry.op in ("ReleaseCompleted", "HoldSettledUnderLivePayout", "SplitCompleted"):
             _check_preimage(entry, funding_hash, where, findings)
@@ -267,6 +269,52 @@ def _task_chain(entries: list[Entry], findings: set[Finding]) -> None:
         elif entry.op in ("DepositPaidOut", "DepositSettledUnderLivePayout"):
             paid = deposit_hashes.get(entry.values.get("depositor", ""))
             _check_preimage(entry, paid, where, findings, what="deposit")
+
+
+_SETTLES = frozenset({"ReleaseCompleted", "HoldSettledUnderLivePayout", "SplitCompleted"})
+_ENDS_FUNDING = _SETTLES | {"RefundCompleted", "RefundOrdered"}
+
+
+@dataclass
+class _RoundCheck:
+    """A task's funding rounds, entry by entry: a renewal is opened only while the task is held
+    and nothing ended it, a round is taken (``Renewed``) only after it was opened and under its
+    own hash, and at most one round is ever settled (the settlement's preimage is checked
+    against the current round's hash by ``_check_preimage``)."""
+
+    held: bool = False
+    ended: bool = False
+    renewal_hash: str | None = None
+    settled: set[str] = field(default_factory=set)
+    """The preimages settled with: a fallback settle and its release name the same one."""
+
+    def see(self, entry: Entry, where: Location, findings: set[Finding]) -> None:
+        values = entry.values
+        detail = None
+        if entry.op == "FundingAccepted":
+            self.held = True
+        elif entry.op in _ENDS_FUNDING:
+            self.ended = True
+            if entry.op in _SETTLES:
+                self.settled.add(values.get("preimage", ""))
+                if len(self.settled) > 1:
+                    detail = "a second round settled: only one funding round may be"
+        elif entry.op == "RenewalOpened":
+            if not self.held or self.ended:
+                detail = "a renewal opened while the task was not held, or after it ended"
+            elif self.renewal_hash is not None:
+                detail = "a renewal opened while another was still open"
+            self.renewal_hash = values.get("renewal_hash")
+        elif entry.op == "Renewed":
+            if not self.held or self.ended:
+                detail = "a renewal taken while the task was not held, or after it ended"
+            elif self.renewal_hash is None or values.get("payment_hash") != self.renewal_hash:
+                detail = "the renewed round's hash is not the one the renewal opened"
+            self.renewal_hash = None
+        elif entry.op == "RoundCancelled" and values.get("cancelled_hash") == self.renewal_hash:
+            self.renewal_hash = None
+        if detail is not None:
+            findings.add(Finding(FindingKind.BAD_ROUND, where, detail, (entry.id,)))
 
 
 @dataclass

@@ -46,6 +46,7 @@ OPS = frozenset(
         "SplitDecided", "RefundRequestUpdated", "RefundShareFailed", "SplitSharePaid",
         "SplitCompleted",
         "RejectionLapsed", "AgreementProposed", "AgreementAccepted", "AgreementWithdrawn",
+        "RenewalOpened", "Renewed", "RoundCancelled",
     }
 )  # fmt: skip
 
@@ -106,6 +107,14 @@ _PAYMENT_TAGS: Mapping[str, Mapping[str, Callable[[str], bool]]] = {
         "share_preimage": is_hex64, "share_fee_msat": _uint,
     },
     "SplitCompleted": {"preimage": is_hex64, "worker_hash": is_hex64, "employer_hash": is_hex64},
+    "RenewalOpened": {
+        "round": _uint, "renewal_hash": is_hex64, "bolt11": _bolt11, "cltv_expiry": _uint,
+    },
+    "Renewed": {
+        "round": _uint, "payment_hash": is_hex64, "expiry_height": _uint, "amount_msat": _uint,
+        "previous_hash": is_hex64,
+    },
+    "RoundCancelled": {"round": _uint, "cancelled_hash": is_hex64},
     "DepositRequested": {
         "depositor": is_hex64, "deposit_hash": is_hex64, "bolt11": _bolt11,
         "amount_msat": _uint, "cltv_expiry": _uint,

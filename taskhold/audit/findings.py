@@ -28,6 +28,7 @@ class FindingKind(StrEnum):
     BAD_RECEIPT = "bad_receipt"
     BAD_SPLIT = "bad_split"
     BAD_SERIES = "bad_series"
+    BAD_ROUND = "bad_round"
 
 
 @dataclass(frozen=True, slots=True)

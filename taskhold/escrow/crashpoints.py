@@ -45,6 +45,10 @@ CRASH_POINTS: dict[str, str] = {
     "after_deposit_payout_failure": "a failed forfeit payment is recorded; no retry made yet",
     # milestone series
     "after_milestone_invoice": "the node made a waiting milestone's invoice; it is not recorded",
+    # renewal: the next funding round of a task that outlasts one hold
+    "after_renewal_invoice": "the node made the renewal's hold invoice; it is not recorded yet",
+    "after_renewal_htlc_accepted": "the renewal's HTLC is held; Renewed not recorded yet",
+    "after_round_cancel": "a round other than the current one is cancelled; not recorded yet",
 }
 """Point name -> what is done and what is not yet when it is reached."""
 

@@ -35,8 +35,8 @@ from .deposits import (
     refresh_deposits,
     return_deposit,
 )
-from .funding import observe_invoice
 from .refund import refund
+from .renewal import observe_hold, renew, retire
 from .series import advance_milestone
 from .split import pay_out
 from .timers import TIMED_STATES, guard, run_timers
@@ -92,8 +92,8 @@ class EscrowEngine:
         self._wake.set()
 
     def watch(self, task_id: str, payment_hash_hex: str) -> None:
-        """Follow one task's hold invoice until it settles or is cancelled."""
-        self._observe(task_id, payment_hash_hex, observe_invoice)
+        """Follow one of a task's hold invoices (any round) until it settles or is cancelled."""
+        self._observe(task_id, payment_hash_hex, observe_hold)
 
     def watch_deposits(self, task: Task) -> None:
         """Follow every open deposit invoice of the task until it is held, settled or gone."""
@@ -114,6 +114,11 @@ class EscrowEngine:
             await self._guarded(task.task_id, self._refresh_invoice(task))
             if self._runner is not None or not task.is_terminal:
                 self.watch(task.task_id, task.payment_hash_hex)
+            if task.renewal_payment_hash_hex is not None:
+                await self._guarded(
+                    task.task_id, self._refresh_invoice(task, task.renewal_payment_hash_hex)
+                )
+                self.watch(task.task_id, task.renewal_payment_hash_hex)
         async with self.ctx.store.transaction() as tx:
             with_deposits = await tx.task_ids_with_deposits()
             deposit_tasks = [await tx.load_task(task_id) for task_id in with_deposits]
@@ -141,10 +146,15 @@ class EscrowEngine:
                 funded = await tx.task_ids_in(list(FUNDED_STATES))
             for task_id in funded:
                 await self._unless_paying([task_id], task_id, partial(guard, ctx, task_id, height))
+            for task_id in funded:
+                await self._renew(task_id, height)
         async with ctx.store.transaction() as tx:
             refunds = await tx.task_ids_pending("refund")
             releases = await tx.task_ids_pending("release")
             with_deposits = await tx.task_ids_with_deposits()
+            retiring = await tx.task_ids_pending("rounds")
+        for task_id in [*retiring, *refunds, *releases]:
+            await self._guarded(task_id, retire(ctx, task_id))
         for task_id in refunds:
             await self._unless_paying([task_id], task_id, partial(refund, ctx, task_id))
         for task_id in with_deposits:
@@ -162,6 +172,13 @@ class EscrowEngine:
             if done is not None and done.state is TaskState.PENDING_FUNDING:
                 assert done.payment_hash_hex is not None
                 self.watch(task_id, done.payment_hash_hex)
+
+    async def _renew(self, task_id: str, height: int) -> None:
+        """Open the task's next round if it is due, and follow the renewal's invoice."""
+        step = partial(renew, self.ctx, task_id, height)
+        task = await self._unless_paying([task_id], task_id, step)
+        if task is not None and task.renewal_payment_hash_hex is not None:
+            self.watch(task_id, task.renewal_payment_hash_hex)
 
     async def _deposit_steps(self, task_id: str, height: int | None) -> None:
         """Guard and return one task's deposits, and start the payouts of forfeited ones.
@@ -302,14 +319,16 @@ class EscrowEngine:
         if status.state in _FINAL_INVOICE_STATES:
             self._observers.pop(payment_hash_hex, None)
 
-    async def _refresh_invoice(self, task: Task) -> None:
-        assert task.payment_hash_hex is not None
+    async def _refresh_invoice(self, task: Task, payment_hash_hex: str | None = None) -> None:
+        """Read one of the task's invoices (its current round's by default) from the node."""
+        payment_hash_hex = payment_hash_hex or task.payment_hash_hex
+        assert payment_hash_hex is not None
         try:
-            status = await self.ctx.lightning.lookup_invoice(bytes.fromhex(task.payment_hash_hex))
+            status = await self.ctx.lightning.lookup_invoice(bytes.fromhex(payment_hash_hex))
         except InvoiceNotFound:
             log.error("invoice_missing_on_node", task_id=task.task_id)
             return
-        await observe_invoice(self.ctx, task.task_id, status)
+        await observe_hold(self.ctx, task.task_id, status)
 
     async def _tasks_in(self, states: tuple[TaskState, ...]) -> list[Task]:
         async with self.ctx.store.transaction() as tx:

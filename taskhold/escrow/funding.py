@@ -33,7 +33,13 @@ async def ensure_hold_invoice(ctx: EscrowContext, task: Task, funding_round: int
 
 
 async def hold_invoice(
-    ctx: EscrowContext, task: Task, *, key: tuple[str, int], amount_msat: int, memo: str
+    ctx: EscrowContext,
+    task: Task,
+    *,
+    key: tuple[str, int],
+    amount_msat: int,
+    memo: str,
+    expiry_seconds: int | None = None,
 ) -> HoldInvoice:
     """A hold invoice able to hold until ``task`` is decided, for the preimage the key store
     derives from ``key``; or the one a crashed earlier attempt created.
@@ -42,6 +48,7 @@ async def hold_invoice(
     ``AlreadyExists`` tells us to reuse it instead of making a second invoice.
     """
     payment_hash = ctx.keys.payment_hash(*key)
+    expiry_seconds = expiry_seconds or ctx.settings.invoice_expiry_s
     cltv = cltv_expiry_delta_for(
         now=ctx.now(),
         deadline_at=task.deadline_at,
@@ -54,7 +61,7 @@ async def hold_invoice(
             payment_hash,
             amount_msat,
             memo=memo,
-            expiry_seconds=ctx.settings.invoice_expiry_s,
+            expiry_seconds=expiry_seconds,
             cltv_expiry_delta=cltv,
         )
     except AlreadyExists:
@@ -68,7 +75,7 @@ async def hold_invoice(
             payment_request=status.payment_request,
             amount_msat=status.amount_msat,
             cltv_expiry_delta=cltv,
-            expiry_seconds=ctx.settings.invoice_expiry_s,
+            expiry_seconds=expiry_seconds,
         )
 
 

@@ -92,6 +92,33 @@ def payment_tags(event: dict[str, Any]) -> list[list[str]]:
             ]
     if event["type"].startswith("Deposit"):
         return [["depositor", event["depositor"]], *_deposit_tags(event)]
+    return _round_tags(event)
+
+
+def _round_tags(event: dict[str, Any]) -> list[list[str]]:
+    """A funding round's Lightning facts: ``payment_hash`` names the round that becomes the
+    task's (``Renewed``); an opened or cancelled round is named apart from it."""
+    match event["type"]:
+        case "RenewalOpened":
+            return [
+                ["round", str(event["funding_round"])],
+                ["renewal_hash", event["payment_hash_hex"]],
+                ["bolt11", event["payment_request"]],
+                ["cltv_expiry", str(event["cltv_expiry_delta"])],
+            ]
+        case "Renewed":
+            return [
+                ["round", str(event["funding_round"])],
+                ["payment_hash", event["payment_hash_hex"]],
+                ["expiry_height", str(event["accepted_htlc_expiry_height"])],
+                ["amount_msat", str(event["amount_paid_msat"])],
+                ["previous_hash", event["previous_payment_hash_hex"]],
+            ]
+        case "RoundCancelled":
+            return [
+                ["round", str(event["funding_round"])],
+                ["cancelled_hash", event["payment_hash_hex"]],
+            ]
     return []
 
 

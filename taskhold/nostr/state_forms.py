@@ -53,6 +53,22 @@ LATER_FIELDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
         frozenset({"series_id", "milestone_index", "milestone_count", "funding_mode"}),
         frozenset(),
     ),
+    (  # funding rounds: a hold renewed past the CLTV cap
+        frozenset(
+            {
+                "renewal_needed",
+                "renewal_round",
+                "last_renewal_round",
+                "renewal_payment_hash_hex",
+                "renewal_payment_request",
+                "renewal_cltv_expiry_delta",
+                "renewal_expires_at",
+                "retiring_round",
+                "retiring_payment_hash_hex",
+            }
+        ),
+        frozenset(),
+    ),
 )
 """Fields added to a task (and to each of its deposits) after entries were written, by change."""
 

@@ -272,7 +272,11 @@ async def rebuild_from_entries(
                         received_at=int(request["created_at"]),
                     )
                 )
-            if content["event"]["type"] in ("FundingRequested", "DepositRequested"):
+            if content["event"]["type"] in (
+                "FundingRequested",
+                "DepositRequested",
+                "RenewalOpened",
+            ):
                 session.add(_invoice_row(after, content["event"]))
         for task in tasks.values():
             session.add(_task_row(task))

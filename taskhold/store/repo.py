@@ -21,6 +21,7 @@ from taskhold.errors import Conflict, RefusalCode
 from taskhold.tasks.events import Event, event_to_dict
 from taskhold.tasks.machine import evolve
 from taskhold.tasks.model import DepositState, Task, TaskState
+from taskhold.tasks.rounds import rounds_to_cancel
 
 from .codec import task_from_data, task_to_data
 from .db import is_sqlite
@@ -58,6 +59,8 @@ def pending_action(task: Task) -> str | None:
         return "refund"
     if task.release_pending:
         return "release"
+    if rounds_to_cancel(task):
+        return "rounds"
     if task.waits_for_previous_milestone or task.awaits_series_worker:
         return "series"
     return None

@@ -17,12 +17,14 @@ __all__ = [
     "AssignSeriesWorker",
     "Cancel",
     "CancelMilestone",
+    "CancelRound",
     "Claim",
     "Command",
     "CompleteDepositPayout",
     "CompleteDepositReturn",
     "CompleteRefund",
     "CompleteRelease",
+    "CompleteRenewal",
     "CompleteSplit",
     "ConfirmDeposit",
     "ConfirmFunding",
@@ -34,6 +36,7 @@ __all__ = [
     "HoldExpiring",
     "OpenDispute",
     "OpenMilestone",
+    "OpenRenewal",
     "ProposeAgreement",
     "RecordDepositPayoutFailure",
     "RecordPayoutFailure",
@@ -46,6 +49,7 @@ __all__ = [
     "RequestFunding",
     "ResolveDispute",
     "RevokeClaim",
+    "RoundCommand",
     "SettleDepositUnderLivePayout",
     "SettleUnderLivePayout",
     "SubmitProof",
@@ -86,6 +90,7 @@ class CreateTask(Command):
     milestone_index: int | None = None
     milestone_count: int | None = None
     funding_mode: str | None = None
+    renewal_needed: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -387,3 +392,38 @@ class AssignSeriesWorker(Command):
     (claim mode ``series``)."""
 
     worker_pubkey: str
+
+
+# Funding rounds: a hold renewed past the CLTV cap (decided by ``taskhold.tasks.rounds``)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundCommand(Command):
+    """Base of the commands on a task's funding rounds; taskhold's own, never a participant's."""
+
+    payment_hash_hex: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenRenewal(RoundCommand):
+    """Record the hold invoice of round ``funding_round`` for the employer to pay."""
+
+    funding_round: int
+    payment_request: str
+    cltv_expiry_delta: int
+    invoice_expires_at: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompleteRenewal(RoundCommand):
+    """The node holds the renewal's HTLC: the task moves to that round."""
+
+    accepted_htlc_expiry_height: int
+    amount_paid_msat: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelRound(RoundCommand):
+    """A round other than the current one was cancelled at the node."""
+
+    reason: str

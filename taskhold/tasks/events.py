@@ -45,7 +45,11 @@ __all__ = [
     "RefundShareFailed",
     "RejectionLapsed",
     "ReleaseCompleted",
+    "RenewalOpened",
+    "Renewed",
     "ReviewWindowElapsed",
+    "RoundCancelled",
+    "RoundEvent",
     "SplitCompleted",
     "SplitDecided",
     "SplitSharePaid",
@@ -101,6 +105,8 @@ class TaskCreated(Event):
     milestone_index: int | None = None
     milestone_count: int | None = None
     funding_mode: str | None = None
+    renewal_needed: bool = False
+    """The task outlasts one hold: its hold is renewed round after round (``tasks.rounds``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -404,6 +410,42 @@ class SplitCompleted(Event):
     employer_payment_hash_hex: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundEvent(Event):
+    """Base of the events of a task's funding rounds (``taskhold.tasks.rounds``)."""
+
+    funding_round: int
+    payment_hash_hex: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenewalOpened(RoundEvent):
+    """The hold invoice of the next round, for the employer to pay before the current hold
+    nears its end; its preimage is derived for ``funding_round``."""
+
+    payment_request: str
+    cltv_expiry_delta: int
+    invoice_expires_at: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Renewed(RoundEvent):
+    """The renewal's HTLC is held: the task is in ``funding_round`` now, held until the
+    node's ``accepted_htlc_expiry_height``; the previous round's hold is cancelled next."""
+
+    accepted_htlc_expiry_height: int
+    amount_paid_msat: int
+    previous_payment_hash_hex: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoundCancelled(RoundEvent):
+    """A round other than the current one was cancelled at the node: the previous round
+    after a renewal, or a renewal the task no longer takes (unpaid, or decided meanwhile)."""
+
+    reason: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -449,6 +491,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AgreementProposed,
         AgreementAccepted,
         AgreementWithdrawn,
+        RenewalOpened,
+        Renewed,
+        RoundCancelled,
     )
 }
 

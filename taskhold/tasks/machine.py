@@ -50,6 +50,7 @@ from .model import (
     Task,
     TaskState,
 )
+from .rounds import decide_round, round_changes
 from .splits import (
     complete_split,
     record_refund_share_failure,
@@ -195,6 +196,8 @@ def decide(task: Task | None, command: c.Command, arbiters: frozenset[str]) -> l
         return _create(task, command)
     if isinstance(command, c.DepositCommand):
         return decide_deposit(task, command, arbiters)
+    if isinstance(command, c.RoundCommand):
+        return decide_round(task, command)
     if task is None:
         raise Conflict("the task does not exist yet", code=RefusalCode.NO_SUCH_TASK)
     if command.actor == SYSTEM_ACTOR and _already_done(task, command):
@@ -842,6 +845,7 @@ def evolve(task: Task | None, event: e.Event) -> Task:
             milestone_index=event.milestone_index,
             milestone_count=event.milestone_count,
             funding_mode=event.funding_mode,
+            renewal_needed=event.renewal_needed,
             created_at=event.at,
             updated_at=event.at,
         )
@@ -963,6 +967,8 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
             }
         case e.AgreementProposed() | e.AgreementAccepted() | e.AgreementWithdrawn():
             return agreement_changes(task, ev)
+        case e.RoundEvent():
+            return round_changes(task, ev)
     raise Refusal(f"no reducer for {type(ev).__name__}")
 
 

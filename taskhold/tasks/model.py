@@ -286,6 +286,21 @@ class Task:
             and not self.refund_ordered
         )
 
+    renewal_needed: bool = False
+    """The task outlasts one hold: it is renewed round after round (``tasks.rounds``)."""
+    renewal_round: int | None = None
+    """The open renewal, if any: the round whose hold invoice the employer is asked to pay."""
+    last_renewal_round: int = 0
+    """The highest round a renewal was opened for: a cancelled renewal's round (its hash) is
+    never asked for again, so the next renewal takes the round after it."""
+    renewal_payment_hash_hex: str | None = None
+    renewal_payment_request: str | None = None
+    renewal_cltv_expiry_delta: int | None = None
+    renewal_expires_at: int | None = None
+    retiring_round: int | None = None
+    retiring_payment_hash_hex: str | None = None
+    """The previous round's hold after a renewal, until the engine cancelled it."""
+
     def deposit_of(self, pubkey: str) -> Deposit | None:
         """``pubkey``'s newest deposit on this task."""
         for deposit in reversed(self.deposits):
@@ -298,6 +313,11 @@ class Task:
             if deposit.payment_hash_hex == payment_hash_hex:
                 return deposit
         return None
+
+    @property
+    def next_round(self) -> int:
+        """The round the next renewal opens: past the current one and every one tried."""
+        return max(self.funding_round, self.last_renewal_round) + 1
 
     @property
     def payout_msat(self) -> int:

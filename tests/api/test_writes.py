@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import httpx
 from sqlalchemy import func, select
-from support.stacks import Stack
+from support.stacks import Stack, close_stack, open_stack, stack_settings
 from support.task_flows import created, funded
 
 from taskhold.client import TaskholdAPIError
@@ -181,13 +182,30 @@ async def test_bad_content_is_a_422_naming_the_field(stack: Stack) -> None:
 
 
 async def test_too_long_task_is_refused_with_the_cap(stack: Stack) -> None:
+    """Past what renewal covers, the refusal names the limit."""
     employer = stack.client()
     try:
         await employer.create_task("long", "", 100_000, int(time.time()) + 30 * 86_400)
-        raise AssertionError("a month-long hold was accepted")
+        raise AssertionError("a month-long task was accepted")
+    except TaskholdAPIError as exc:
+        assert exc.status == 422
+        assert exc.code == "task_too_long"
+        assert str(stack.settings.max_task_duration_s) in exc.detail
+    assert await _counts(stack) == (0, 0)
+
+
+async def test_without_renewal_a_task_longer_than_one_hold_is_refused(
+    tmp_path: Path, database_url: str
+) -> None:
+    stack = await open_stack(stack_settings(tmp_path, database_url, max_task_duration_s=0))
+    try:
+        await stack.client().create_task("long", "", 100_000, int(time.time()) + 10 * 86_400)
+        raise AssertionError("a task longer than one hold was accepted without renewal")
     except TaskholdAPIError as exc:
         assert exc.status == 422
         assert exc.code == "hold_too_long"
+    finally:
+        await close_stack(stack)
 
 
 async def test_unknown_task_is_404_problem_json(stack: Stack) -> None:

@@ -236,3 +236,20 @@ async def test_demo_milestones_pays_three_sequential_milestones_and_passes_the_a
     code, report = await _audit(tmp_path, str(out["operator_pubkey"]))
     assert (code, report["status"], report["findings"]) == (0, "clean", [])
     assert report["summary"]["tasks"] == 3
+
+
+async def test_demo_renewal_renews_twice_settles_the_last_round_and_audits_clean(
+    tmp_path: Path,
+) -> None:
+    out = _demo(tmp_path, "--scenario", "renewal")
+    assert (out["scenario"], out["final_state"]) == ("renewal", "PAID")
+    assert out["operator_pubkey"] and out["relay_url"]
+    rounds = out["rounds"]
+    assert isinstance(rounds, list)
+    assert [r["funding_round"] for r in rounds] == [1, 2, 3]
+    assert [r["state"] for r in rounds] == ["CANCELED", "CANCELED", "SETTLED"]
+    assert len({r["payment_hash"] for r in rounds}) == 3
+    preimage = str(out["preimage"])
+    assert hashlib.sha256(bytes.fromhex(preimage)).hexdigest() == rounds[-1]["payment_hash"]
+    code, report = await _audit(tmp_path, str(out["operator_pubkey"]))
+    assert (code, report["status"], report["findings"]) == (0, "clean", [])

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,13 +82,10 @@ class LndStack:
         raise AssertionError("the engine did not get there in time")
 
 
-@pytest.fixture
-async def lnd_stack(
-    devnet: DevnetHandle, tmp_path: Path, database_url: str
-) -> AsyncIterator[LndStack]:
-    settings = lnd_settings(devnet, tmp_path / "data", database_url)
-    backend = devnet.backend("escrow")
-    services = await build_services(settings, lightning=backend)
+@asynccontextmanager
+async def open_lnd_stack(devnet: DevnetHandle, settings: Settings) -> AsyncIterator[LndStack]:
+    """taskhold on the devnet's escrow node with ``settings``, its engine driven by hand."""
+    services = await build_services(settings, lightning=devnet.backend("escrow"))
     drive_by_hand(services)
     http = httpx.AsyncClient(
         transport=httpx.ASGITransport(app=create_api(services, run_engine=False)),
@@ -104,6 +102,15 @@ async def lnd_stack(
         await services.close()
         for wallet in (stack.employer_wallet, stack.worker_wallet, stack.escrow_wallet):
             await wallet.close()
+
+
+@pytest.fixture
+async def lnd_stack(
+    devnet: DevnetHandle, tmp_path: Path, database_url: str
+) -> AsyncIterator[LndStack]:
+    settings = lnd_settings(devnet, tmp_path / "data", database_url)
+    async with open_lnd_stack(devnet, settings) as stack:
+        yield stack
 
 
 async def settled_balance(wallet: LndWallet) -> int:

@@ -23,8 +23,10 @@ from taskhold.tasks import TaskState
 
 DEALS = (frozenset({"proofs_refused", "dispute_opened_at"}), frozenset[str]())
 LIVE_SETTLE = (frozenset({"hold_settled_at"}), frozenset({"hold_settled_at"}))
-FAIR_DEAL = LATER_FIELDS[-1]
+FAIR_DEAL = LATER_FIELDS[2]
 """Claim modes, splits, agreements and the rejection policy: added together."""
+RENEWAL = LATER_FIELDS[3]
+"""Funding rounds: the renewal's fields."""
 
 
 def older_writer(*missing: tuple[frozenset[str], frozenset[str]]) -> Any:
@@ -75,8 +77,22 @@ async def _disputed_and_deposit_tasks(stack: Stack) -> None:
 
 @pytest.mark.parametrize(
     "missing",
-    [(DEALS,), (LIVE_SETTLE,), (DEALS, LIVE_SETTLE), (FAIR_DEAL,), (DEALS, LIVE_SETTLE, FAIR_DEAL)],
-    ids=["before-deals", "before-live-settle", "before-both", "before-fair-deal", "before-all"],
+    [
+        (DEALS,),
+        (LIVE_SETTLE,),
+        (DEALS, LIVE_SETTLE),
+        (FAIR_DEAL,),
+        (RENEWAL,),
+        (DEALS, LIVE_SETTLE, FAIR_DEAL, RENEWAL),
+    ],
+    ids=[
+        "before-deals",
+        "before-live-settle",
+        "before-both",
+        "before-fair-deal",
+        "before-renewal",
+        "before-all",
+    ],
 )
 async def test_a_log_from_before_the_new_task_fields_rebuilds_and_audits(
     tmp_path: Path,
@@ -128,3 +144,6 @@ def test_only_whole_groups_of_later_fields_may_be_missing_from_the_hashed_state(
     assert matches_state(data, older_writer(FAIR_DEAL)(data))
     half = {name: value for name, value in data.items() if name != "barred_workers"}
     assert not matches_state(data, state_hash(half))
+    assert matches_state(data, older_writer(FAIR_DEAL, RENEWAL)(data))
+    no_round = {name: value for name, value in data.items() if name != "renewal_round"}
+    assert not matches_state(data, state_hash(no_round))

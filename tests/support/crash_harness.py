@@ -709,6 +709,44 @@ async def _milestone_paid(p: Parties, task_id: str, *, first: bool) -> None:
     p.expected[task_id] = "PAID"
 
 
+async def renewal(p: Parties) -> None:
+    """A task longer than one hold: mined to its renewal, renewed once, then released: ends
+    PAID, its first round cancelled and its second settled."""
+    task = await _funded(p, p.employer, deadline_at=int(time.time()) + 10 * 86_400)
+    task_id = task["task_id"]
+    terms = await p.call(p.employer.info)
+    target = (
+        task["funding"]["accepted_htlc_expiry_height"] - terms["renewal"]["renewal_lead_blocks"]
+    )
+    height = int((await p.call(p.employer.sim_wallets))["height"])  # a retried mine adds none
+    await p.call(lambda: p.employer.sim_mine(max(0, target - height)))
+    opened = await _wait_task(p, task_id, lambda t: t["renewal"] is not None)
+    await p.pay(opened["renewal"]["payment_request"])
+    await _wait_task(
+        p, task_id, lambda t: t["funding"]["funding_round"] == opened["renewal"]["funding_round"]
+    )
+    claim_key, submit_key, approve_key = key(), key(), key()
+    await p.call(lambda: p.worker.claim(task_id, idempotency_key=claim_key))
+    invoice = await p.invoice(task["payout_msat"])
+    proof = {"url": "https://example.org/crash"}
+    await p.call(lambda: p.worker.submit_proof(task_id, proof, invoice, idempotency_key=submit_key))
+    await p.call(lambda: p.employer.approve(task_id, idempotency_key=approve_key))
+    p.expected[task_id] = "PAID"
+
+
+async def _wait_task(
+    p: Parties, task_id: str, done: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    deadline = time.monotonic() + SETTLE_TIMEOUT_S
+    while True:
+        task = await p.call(lambda: p.employer.get_task(task_id))
+        if done(task):
+            return task
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"task {task_id} stuck in {task['state']} (renewal)")
+        await asyncio.sleep(0.1)
+
+
 Scenario = Callable[[Parties], Awaitable[None]]
 
 SCENARIOS: dict[str, Scenario] = {
@@ -734,6 +772,9 @@ SCENARIOS: dict[str, Scenario] = {
     "after_employer_share_failure": split_employer_retried,
     "after_split_settle": split,
     "after_milestone_invoice": milestones,
+    "after_renewal_invoice": renewal,
+    "after_renewal_htlc_accepted": renewal,
+    "after_round_cancel": renewal,
 }
 """The scenario that reaches each crash point."""
 

@@ -42,13 +42,14 @@ COMMAND_TYPES = [
     and issubclass(cls, c.Command)
     and cls not in (c.Command, c.CreateTask)
     and not issubclass(cls, c.DepositCommand)  # decided by tasks.deposits: test_deposit_rules.py
+    and not issubclass(cls, c.RoundCommand)  # decided by tasks.rounds: test_round_rules.py
 ]
 EVENT_TYPES = [
     cls
     for name in e.__all__
     if isinstance(cls := getattr(e, name), type)
     and issubclass(cls, e.Event)
-    and cls not in (e.Event, e.DepositEvent)
+    and cls not in (e.Event, e.DepositEvent, e.RoundEvent)
 ]
 OPEN_STATES = sorted(frozenset(TaskState) - TERMINAL_STATES)
 
@@ -812,6 +813,27 @@ def sample_events() -> list[e.Event]:
         e.AgreementProposed(at=at, actor=who, worker_msat=0, note="part ways"),
         e.AgreementAccepted(at=at, actor=WORKER, worker_msat=0, proposed_by=who),
         e.AgreementWithdrawn(at=at, actor=who),
+        e.RenewalOpened(
+            at=at,
+            actor=SYSTEM,
+            funding_round=2,
+            payment_hash_hex="88",
+            payment_request="ln5",
+            cltv_expiry_delta=432,
+            invoice_expires_at=at + 3600,
+        ),
+        e.Renewed(
+            at=at,
+            actor=SYSTEM,
+            funding_round=2,
+            payment_hash_hex="88",
+            accepted_htlc_expiry_height=900,
+            amount_paid_msat=100_000,
+            previous_payment_hash_hex=PAYMENT_HASH,
+        ),
+        e.RoundCancelled(
+            at=at, actor=SYSTEM, funding_round=1, payment_hash_hex=PAYMENT_HASH, reason="renewed"
+        ),
     ]
 
 
@@ -876,6 +898,10 @@ _APPLIES_TO[e.AgreementProposed] = task_in(S.CLAIMED)
 _PROPOSED = task_in(S.CLAIMED, extra=[(c.ProposeAgreement, EMPLOYER)])
 _APPLIES_TO[e.AgreementAccepted] = _PROPOSED
 _APPLIES_TO[e.AgreementWithdrawn] = _PROPOSED
+_OPENED, _RENEWED, _ = (ev for ev in sample_events() if isinstance(ev, e.RoundEvent))
+_APPLIES_TO[e.RenewalOpened] = task_in(S.FUNDED)
+_APPLIES_TO[e.Renewed] = evolve(task_in(S.FUNDED), _OPENED)
+_APPLIES_TO[e.RoundCancelled] = evolve(_APPLIES_TO[e.Renewed], _RENEWED)
 
 
 @pytest.mark.parametrize("event", sample_events(), ids=lambda ev: type(ev).__name__)
