@@ -25,7 +25,9 @@ DEALS = (frozenset({"proofs_refused", "dispute_opened_at"}), frozenset[str]())
 LIVE_SETTLE = (frozenset({"hold_settled_at"}), frozenset({"hold_settled_at"}))
 FAIR_DEAL = LATER_FIELDS[2]
 """Claim modes, splits, agreements and the rejection policy: added together."""
-RENEWAL = LATER_FIELDS[3]
+SERIES = LATER_FIELDS[3]
+"""Milestone series: the series fields stamped at creation."""
+RENEWAL = LATER_FIELDS[4]
 """Funding rounds: the renewal's fields."""
 
 
@@ -82,14 +84,16 @@ async def _disputed_and_deposit_tasks(stack: Stack) -> None:
         (LIVE_SETTLE,),
         (DEALS, LIVE_SETTLE),
         (FAIR_DEAL,),
+        (SERIES,),
         (RENEWAL,),
-        (DEALS, LIVE_SETTLE, FAIR_DEAL, RENEWAL),
+        (DEALS, LIVE_SETTLE, FAIR_DEAL, SERIES, RENEWAL),
     ],
     ids=[
         "before-deals",
         "before-live-settle",
         "before-both",
         "before-fair-deal",
+        "before-series",
         "before-renewal",
         "before-all",
     ],
@@ -144,6 +148,6 @@ def test_only_whole_groups_of_later_fields_may_be_missing_from_the_hashed_state(
     assert matches_state(data, older_writer(FAIR_DEAL)(data))
     half = {name: value for name, value in data.items() if name != "barred_workers"}
     assert not matches_state(data, state_hash(half))
-    assert matches_state(data, older_writer(FAIR_DEAL, RENEWAL)(data))
+    assert matches_state(data, older_writer(FAIR_DEAL, SERIES, RENEWAL)(data))
     no_round = {name: value for name, value in data.items() if name != "renewal_round"}
     assert not matches_state(data, state_hash(no_round))
