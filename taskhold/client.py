@@ -24,8 +24,12 @@ from urllib.parse import quote
 import httpx
 
 from taskhold.nostr import KIND_PROOF, KIND_REQUEST, NostrKeys
+from taskhold.tasks.rounds import RENEWABLE_STATES
 
 __all__ = ["TaskholdAPIError", "TaskholdClient"]
+
+_RENEWABLE_STATES = frozenset({"PENDING_FUNDING", *(state.value for state in RENEWABLE_STATES)})
+"""States in which a task may still be renewed, or (pending funding) is yet to be held."""
 
 
 class TaskholdAPIError(Exception):
@@ -393,6 +397,31 @@ class TaskholdClient:
         None while no renewal is open."""
         renewal: dict[str, Any] | None = (await self.get_task(task_id)).get("renewal")
         return renewal
+
+    async def keep_renewed(
+        self,
+        task_id: str,
+        pay: Callable[[str], Awaitable[object]],
+        *,
+        poll_s: float = 5.0,
+    ) -> dict[str, Any]:
+        """Pay each renewal of the task with the employer's wallet callback ``pay`` (given the
+        BOLT11 invoice) as taskhold opens it, until the task is decided; returns the task then.
+
+        Each round's invoice is handed to ``pay`` once. A renewal left unpaid lets the hold run
+        out: the deadline policy then decides the task, so a wallet that failed should retry
+        well within ``renewal_lead_s`` (``info()["renewal"]``).
+        """
+        paid: set[int] = set()
+        while True:
+            task = await self.get_task(task_id)
+            if task["state"] not in _RENEWABLE_STATES:
+                return task
+            renewal = task.get("renewal")
+            if renewal is not None and renewal["funding_round"] not in paid:
+                paid.add(renewal["funding_round"])
+                await pay(renewal["payment_request"])
+            await asyncio.sleep(poll_s)
 
     async def list_tasks(self, **filters: str | int | None) -> dict[str, Any]:
         """The server's task list (``{"tasks": [...], ...}``); None filters are left out."""

@@ -8,7 +8,14 @@ import asyncio
 import hashlib
 from pathlib import Path
 
-from support.renewal_flows import invoice_state, long_task, mine_to, opened_renewal, renewed_once
+from support.renewal_flows import (
+    invoice_state,
+    long_task,
+    mine_to,
+    mine_to_renewal,
+    opened_renewal,
+    renewed_once,
+)
 from support.stacks import Stack, close_stack, open_stack, stack_settings
 from support.task_flows import funded, read_log, tag
 
@@ -227,3 +234,38 @@ async def test_a_task_within_one_hold_is_never_renewed(stack: Stack) -> None:
     assert final["state"] == "REFUNDED"
     ops = {tag(entry, "op") for entry in await read_log(stack)}
     assert "RenewalOpened" not in ops
+
+
+async def test_the_employers_wallet_callback_pays_each_renewal_once(stack: Stack) -> None:
+    """``TaskholdClient.keep_renewed``: the employer's wallet pays every round taskhold opens,
+    each once, and the call returns when the task is decided."""
+    employer, worker = stack.client(), stack.client()
+    task = await long_task(stack, employer)
+    paid: list[str] = []
+
+    async def wallet(payment_request: str) -> None:
+        paid.append(payment_request)
+        await stack.world.employer.send_payment(payment_request)
+
+    keeper = asyncio.create_task(employer.keep_renewed(task["task_id"], wallet, poll_s=0.05))
+    for funding_round in (2, 3):
+        await mine_to_renewal(stack, task)
+        await stack.run_pass()
+        for _ in range(200):  # the keeper polls, pays; the engine moves the task
+            await asyncio.sleep(0.05)
+            await stack.settle_engine(1)
+            task = await employer.get_task(task["task_id"])
+            if task["funding"]["funding_round"] == funding_round:
+                break
+        assert task["funding"]["funding_round"] == funding_round, task
+    assert len(paid) == len(set(paid)) == 2
+    assert not keeper.done()
+    await worker.claim(task["task_id"])
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    await worker.submit_proof(task["task_id"], {"url": "https://example.org/x"}, invoice)
+    await employer.approve(task["task_id"])
+    await stack.settle_engine()
+    decided = await asyncio.wait_for(keeper, timeout=30)
+    assert decided["state"] in ("VERIFIED", "PAID")  # the keeper stops once it is decided
+    assert (await employer.get_task(task["task_id"]))["state"] == "PAID"
+    assert len(paid) == 2
