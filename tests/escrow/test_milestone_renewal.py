@@ -105,3 +105,63 @@ async def test_an_unpaid_milestone_renewal_without_a_proof_refunds_and_ends_the_
     assert [(await employer.get_task(i))["state"] for i in ids[1:]] == ["CANCELLED"] * 2
     assert stack.world.employer.balance_msat == employer_start
     assert stack.world.worker.balance_msat == 0
+
+
+async def _disputed_milestone(
+    stack: Stack,
+) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """Milestone 1 of a long series: funded, claimed, submitted, rejected and disputed."""
+    employer, worker, arbiter = stack.client(), stack.client(), stack.client()
+    stack.services.settings.arbiters = [arbiter.pubkey_hex]
+    created = await employer.create_milestones(long_plan(2), funding_mode="sequential")
+    task_id = created["series"]["task_ids"][0]
+    task = await fund(stack, employer, task_id)
+    await worker.claim(task_id)
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    await worker.submit_proof(task_id, {"url": "https://example.org/chapter"}, invoice)
+    await employer.reject(task_id, "not what we asked for")
+    await worker.open_dispute(task_id, "it is exactly what was asked")
+    task = await employer.get_task(task_id)
+    assert task["state"] == "DISPUTED"
+    return employer, worker, arbiter, task
+
+
+async def test_a_ruling_after_a_renewal_is_carried_out_on_the_new_round(stack: Stack) -> None:
+    """A dispute open at the renewal lead gets its renewal; the employer pays it, and the
+    arbiter's ruling after the renewal pays the worker from, and settles, the new round."""
+    employer, _, arbiter, task = await _disputed_milestone(stack)
+    employer_start = stack.world.employer.balance_msat
+    renewed = await renewed_once(stack, employer, task)
+    assert renewed["state"] == "DISPUTED"
+    await arbiter.resolve_dispute(task["task_id"], "worker", "it matches the acceptance")
+    await stack.settle_engine()
+    final = await employer.get_task(task["task_id"])
+    assert final["state"] == "PAID"
+    new_hash = renewed["funding"]["payment_hash"]
+    assert hashlib.sha256(bytes.fromhex(final["preimage"])).hexdigest() == new_hash
+    assert await invoice_state(stack, task["funding"]["payment_hash"]) is InvoiceState.CANCELED
+    assert await invoice_state(stack, new_hash) is InvoiceState.SETTLED
+    assert stack.world.worker.balance_msat == task["payout_msat"]
+    assert stack.world.employer.balance_msat == employer_start  # the first round came back
+
+
+async def test_an_unpaid_renewal_during_a_dispute_ends_by_the_published_default(
+    stack: Stack,
+) -> None:
+    """No renewal paid and no ruling by the guard margin: the dispute ends as the published
+    terms say (a submission that passed the automatic checks is released) and the renewal is
+    cancelled."""
+    employer, _, _, task = await _disputed_milestone(stack)
+    renewal = await opened_renewal(stack, employer, task)
+    for blocks_left in (stack.settings.hold_reserve_blocks, stack.settings.guard_blocks):
+        await mine_to(stack, task, blocks_left)  # the chain passes the reserve, then the guard
+        await stack.settle_engine()
+    final = await employer.get_task(task["task_id"])
+    assert final["state"] == "PAID"
+    assert await invoice_state(stack, renewal["payment_hash"]) is InvoiceState.CANCELED
+    assert await invoice_state(stack, task["funding"]["payment_hash"]) is InvoiceState.SETTLED
+    assert stack.world.worker.balance_msat == task["payout_msat"]
+    terms = (await employer.info())["renewal"]
+    assert "during a dispute" in terms["rule"] and "guard_blocks" in terms["rule"]
+    assert terms["guard_blocks"] == stack.settings.guard_blocks
+    assert terms["hold_reserve_blocks"] == stack.settings.hold_reserve_blocks
