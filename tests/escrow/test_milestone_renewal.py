@@ -6,16 +6,24 @@ worker submitted before is still paid."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from support.milestone_flows import fund, plan, work_and_approve
-from support.renewal_flows import invoice_state, mine_to, opened_renewal, renewed_once
+from support.renewal_flows import (
+    invoice_state,
+    mine_to,
+    opened_renewal,
+    renewed_once,
+)
 from support.stacks import Stack
 from support.task_flows import read_log, tag
 
-from taskhold.lightning.base import InvoiceState
+from taskhold.lightning.base import InvoiceState, PaymentStatus
 
 DAY_S = 86_400
 
@@ -165,3 +173,54 @@ async def test_an_unpaid_renewal_during_a_dispute_ends_by_the_published_default(
     assert "during a dispute" in terms["rule"] and "guard_blocks" in terms["rule"]
     assert terms["guard_blocks"] == stack.settings.guard_blocks
     assert terms["hold_reserve_blocks"] == stack.settings.hold_reserve_blocks
+
+
+async def test_a_payout_held_by_the_worker_across_the_renewal_lead_opens_no_renewal(
+    open_custom: Callable[..., Awaitable[Stack]],
+) -> None:
+    """The worker's node holds the payout HTLC while milestone 1's hold reaches its renewal
+    lead: a decided task is not renewed (no second hold for the employer to pay), its round
+    is settled once when the worker takes the payout, and milestone 2 then opens."""
+    stack = await open_custom(payout_timeout_s=3600)
+    employer, worker = stack.client(), stack.client()
+    created = await employer.create_milestones(long_plan(2), funding_mode="sequential")
+    ids = created["series"]["task_ids"]
+    employer_start = stack.world.employer.balance_msat
+    task = await fund(stack, employer, ids[0])
+    await worker.claim(ids[0])
+    preimage = os.urandom(32)
+    invoice = await stack.world.worker.create_hold_invoice(
+        hashlib.sha256(preimage).digest(),
+        task["payout_msat"],
+        memo="payout",
+        expiry_seconds=DAY_S,
+        cltv_expiry_delta=80,
+    )
+    await worker.submit_proof(ids[0], {"url": "https://example.org/held"}, invoice.payment_request)
+    lead = stack.settings.renewal_lead_blocks
+    await mine_to(stack, task, lead + 3)  # the payout starts just before the lead
+    await employer.approve(ids[0])
+
+    async def one_pass() -> PaymentStatus:
+        async with asyncio.timeout(30):
+            await stack.services.engine.run_once()
+            return (await stack.world.escrow.lookup_payment(invoice.payment_hash)).status
+
+    while await one_pass() is not PaymentStatus.IN_FLIGHT:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    for _ in range(6):  # across the lead, one block and one pass at a time
+        await stack.world.network.mine(1)
+        assert await one_pass() is PaymentStatus.IN_FLIGHT
+    expiry = task["funding"]["accepted_htlc_expiry_height"]
+    assert expiry - stack.world.network.height < lead
+    assert await employer.renewal(ids[0]) is None
+    await stack.world.worker.settle_invoice(preimage)
+    await stack.settle_engine()
+    final = await employer.get_task(ids[0])
+    assert final["state"] == "PAID"
+    assert final["funding"]["funding_round"] == 1
+    assert await invoice_state(stack, task["funding"]["payment_hash"]) is InvoiceState.SETTLED
+    assert len(stack.world.network.payments_to(invoice.payment_hash)) == 1
+    assert stack.world.worker.balance_msat == task["payout_msat"]
+    assert stack.world.employer.balance_msat == employer_start - task["amount_msat"]
+    assert (await employer.get_task(ids[1]))["state"] == "PENDING_FUNDING"
