@@ -656,7 +656,19 @@ class Play:
         def moved(t: dict[str, Any], r: int = funding_round) -> dict[str, Any] | None:
             return t if t["funding"]["funding_round"] == r else None
 
-        task = await self._until(task_id, moved, "the renewal's HTLC")
+        await self._until(task_id, moved, "the renewal's HTLC")
+        for _ in range(600):  # the previous round's cancel ends the renewal: sign after it
+            rows = (await self.employer.transitions(task_id))["transitions"]
+            if any(
+                row["event"]["type"] == "RoundCancelled"
+                and row["event"]["funding_round"] == funding_round - 1
+                for row in rows
+            ):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise DemoError("waited in vain for the previous round's cancel")
+        task = await self.employer.get_task(task_id)
         self.say(
             f"{step}. hold within {lead} blocks of expiry: employer pays round"
             f" {funding_round}, the previous hold is cancelled"
