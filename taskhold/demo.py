@@ -14,9 +14,10 @@ paid to their own invoices, then the hold is settled; the figures are measured f
 wallets), ``reject-overturned`` (the employer rejects the work, the worker disputes, the demo's
 arbiter rules for the worker, who is paid) and ``cooperative-cancel`` (after the claim both
 parties sign a cancel; the hold invoice is cancelled at once and the employer is whole) and
-``milestones`` (a series of three milestones funded sequentially: each hold invoice is issued
-once the milestone before is PAID, the first one's worker is assigned the later ones, and each
-is paid, then settled, on its own).
+``milestones`` (a series of three milestones funded sequentially, each longer than one hold:
+each hold invoice is issued once the milestone before is PAID, the first one's worker is
+assigned the later ones, each is renewed once as blocks are mined on the simulator, and each is
+paid, then its last round settled, on its own; simulator only).
 ``renewal`` (a ten-day task outlasts one hold: blocks are mined to each hold's renewal lead,
 the employer pays two renewals, each previous round is cancelled, and the third is settled).
 
@@ -62,14 +63,17 @@ SCENARIOS = (
     "renewal",
 )
 SPLIT_WORKER_PERCENT = 60
-SIM_ONLY_SCENARIOS = frozenset({"hostile-payout", "renewal"})
-"""Scenarios that read the simulated nodes' balances, which a devnet run has no route for."""
+SIM_ONLY_SCENARIOS = frozenset({"hostile-payout", "renewal", "milestones"})
+"""Scenarios that read the simulated nodes' balances or mine blocks through the simulator's
+route (``renewal``, ``milestones``: each hold is renewed), which a devnet run has no route for."""
 BAIT_CODES = frozenset({"payout_to_escrow_node", "hash_reused"})
 MILESTONES = 3
 MILESTONE_AMOUNT_MSAT = DEMO_AMOUNT_MSAT // MILESTONES
 RENEWAL_DEMO_DEADLINE_S = 10 * 86_400
 RENEWAL_DEMO_ROUNDS = 3
 """The renewal scenario's task spans several hold windows; it is renewed twice."""
+MILESTONE_DEMO_SPACING_S = 3 * 86_400
+"""Three days between the milestones' deadlines: each outlasts one hold and is renewed once."""
 SQUATTER_CLAIM_TIMEOUT_S = 3
 """The squatter scenario's claim timeout: short, so the demo need not wait for hours."""
 
@@ -553,7 +557,7 @@ class Play:
                 "title": f"Translate part {n} of the README to German",
                 "description": f"Put part {n} at a public URL and submit it.",
                 "amount_msat": MILESTONE_AMOUNT_MSAT,
-                "deadline_at": start + 3600 * n,
+                "deadline_at": start + MILESTONE_DEMO_SPACING_S * n,
                 "acceptance": {"required_fields": ["url"], "url_fields": ["url"]},
             }
             for n in range(1, MILESTONES + 1)
@@ -563,6 +567,7 @@ class Play:
         ids = created["series"]["task_ids"]
         states = ", ".join(m["state"] for m in created["milestones"])
         say(f"1. created a series of {len(ids)} milestones, funded sequentially → {states}")
+        lead = (await self.employer.info())["renewal"]["renewal_lead_blocks"]
         milestones, rounds, step = [], [], 2
         for index, task_id in enumerate(ids):
             task = await self.wait(task_id, "PENDING_FUNDING", "opening the milestone's invoice")
@@ -575,10 +580,11 @@ class Play:
                 task = await self.wait(task_id, "CLAIMED", "assigning the series' worker")
                 taken = "assigned to the same worker"
             say(f"{step}. milestone {index + 1}: hold invoice paid and held, {taken}")
-            task = await self.pay_out(task, step + 1)
-            step += 4
+            task = await self._renew_once(task, lead, step + 1)
+            task = await self.pay_out(task, step + 2)
+            step += 5
             milestones.append(self._milestone_summary(index, task))
-            rounds.append(task["funding"]["funding_round"])
+            rounds.append(await self._rounds(task))
         series = await self.employer.get_series(ids[0])
         paid = all(m["state"] == "PAID" for m in series["milestones"])
         return {
@@ -627,21 +633,7 @@ class Play:
         task = await self.wait(task_id, "FUNDED", "waiting for the HTLC")
         say(f"2. round 1 held, cltv_expiry {funding['cltv_expiry_delta']} blocks → FUNDED")
         for step in range(3, 3 + renewals):
-            expiry = task["funding"]["accepted_htlc_expiry_height"]
-            height = (await self.employer.sim_wallets())["height"]
-            await self.employer.sim_mine(max(0, expiry - lead - height))
-            renewal = await self._until(task_id, lambda t: t["renewal"], "the renewal")
-            await self.wallets.pay(renewal["payment_request"])
-            funding_round = renewal["funding_round"]
-
-            def moved(t: dict[str, Any], r: int = funding_round) -> dict[str, Any] | None:
-                return t if t["funding"]["funding_round"] == r else None
-
-            task = await self._until(task_id, moved, "the renewal's HTLC")
-            say(
-                f"{step}. hold within {lead} blocks of expiry: employer pays round"
-                f" {renewal['funding_round']}, the previous hold is cancelled"
-            )
+            task = await self._renew_once(task, lead, step)
         step = 3 + renewals
         task = await self.worker.claim(task_id)
         say(f"{step}. worker claims it → {task['state']}")
@@ -649,6 +641,39 @@ class Play:
         return self.summary(task, task["funding"]) | {
             "rounds": await self._rounds(task),
         }
+
+    async def _renew_once(self, task: dict[str, Any], lead: int, step: int) -> dict[str, Any]:
+        """Mine the task's hold to its renewal lead on the simulator, pay the renewal taskhold
+        opens, and wait for the task to move to it (the previous hold is cancelled)."""
+        task_id = task["task_id"]
+        expiry = task["funding"]["accepted_htlc_expiry_height"]
+        height = (await self.employer.sim_wallets())["height"]
+        await self.employer.sim_mine(max(0, expiry - lead - height))
+        renewal = await self._until(task_id, lambda t: t["renewal"], "the renewal")
+        await self.wallets.pay(renewal["payment_request"])
+        funding_round = renewal["funding_round"]
+
+        def moved(t: dict[str, Any], r: int = funding_round) -> dict[str, Any] | None:
+            return t if t["funding"]["funding_round"] == r else None
+
+        await self._until(task_id, moved, "the renewal's HTLC")
+        for _ in range(600):  # the previous round's cancel ends the renewal: sign after it
+            rows = (await self.employer.transitions(task_id))["transitions"]
+            if any(
+                row["event"]["type"] == "RoundCancelled"
+                and row["event"]["funding_round"] == funding_round - 1
+                for row in rows
+            ):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise DemoError("waited in vain for the previous round's cancel")
+        task = await self.employer.get_task(task_id)
+        self.say(
+            f"{step}. hold within {lead} blocks of expiry: employer pays round"
+            f" {funding_round}, the previous hold is cancelled"
+        )
+        return task
 
     async def _until(
         self, task_id: str, found: Callable[[dict[str, Any]], Any], what: str

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from taskhold.envelope import SignedRequest
 from taskhold.errors import Invalid, RefusalCode
 from taskhold.escrow.series import open_milestone_funding
-from taskhold.escrow.sizing import cltv_expiry_delta_for
+from taskhold.escrow.sizing import blocks_needed, needs_renewal
 from taskhold.store import Tx
 from taskhold.tasks import Task
 from taskhold.tasks import commands as c
@@ -69,7 +69,7 @@ async def create_milestones(ctx: WriteContext, tx: Tx, request: SignedRequest) -
         )
     review, dispute, by_policy = windows(settings, body.review_window_s, body.dispute_window_s)
     now = ctx.escrow.now()
-    _check_schedule(ctx, body, review, dispute, now)
+    renewals = _check_schedule(ctx, body, review, dispute, now)
     specs = [parse_spec(milestone.acceptance) for milestone in body.milestones]
     if await tx.load_task(request.event_id) is not None:
         raise Invalid("a task with this id already exists", code=RefusalCode.TASK_EXISTS)
@@ -77,7 +77,9 @@ async def create_milestones(ctx: WriteContext, tx: Tx, request: SignedRequest) -
     if body.same_worker and body.claim_mode != "direct":
         later_mode = SERIES_CLAIM_MODE
     created: list[Task] = []
-    for index, (milestone, spec) in enumerate(zip(body.milestones, specs, strict=True)):
+    for index, (milestone, spec, renewal_needed) in enumerate(
+        zip(body.milestones, specs, renewals, strict=True)
+    ):
         claim_mode: str = body.claim_mode if index == 0 else later_mode
         command = c.CreateTask(
             actor=request.pubkey,
@@ -103,6 +105,7 @@ async def create_milestones(ctx: WriteContext, tx: Tx, request: SignedRequest) -
             milestone_index=index,
             milestone_count=count,
             funding_mode=body.funding_mode,
+            renewal_needed=renewal_needed,
         )
         created.append(await apply_command(ctx, tx, request, None, command))
     await check_open_invoices(
@@ -117,12 +120,16 @@ async def create_milestones(ctx: WriteContext, tx: Tx, request: SignedRequest) -
 
 def _check_schedule(
     ctx: WriteContext, body: MilestonesContent, review: int, dispute: int, now: int
-) -> None:
-    """Amounts within the per-task bounds, deadlines strictly increasing, and each hold within
-    the cap from when it can open: now (upfront, and the first milestone), else from the
-    previous milestone's deadline on (the engine waits until it fits)."""
+) -> list[bool]:
+    """Amounts within the per-task bounds, deadlines strictly increasing, and each milestone
+    within ``max_task_duration_s`` from when its hold can open: now (upfront, and the first
+    milestone), else from the previous milestone's deadline on (the engine waits until it fits
+    when holds are not renewed). Returns, per milestone, whether it outlasts one hold and so is
+    renewed (``renewal_needed``), as a task on its own: counted from now, since a sequential one
+    opens as soon as the one before it is PAID, which may be well before that deadline."""
     settings = ctx.escrow.settings
     previous: int | None = None
+    renewals: list[bool] = []
     for index, milestone in enumerate(body.milestones):
         check_amount(settings, milestone.amount_msat)
         if previous is not None and milestone.deadline_at <= previous:
@@ -131,11 +138,23 @@ def _check_schedule(
                 code=RefusalCode.BAD_MILESTONES,
             )
         opens_at = now if body.funding_mode == "upfront" or previous is None else previous
-        cltv_expiry_delta_for(
+        needs_renewal(
             now=max(now, opens_at),
             deadline_at=milestone.deadline_at,
             review_window_s=review,
             dispute_window_s=dispute,
             settings=settings,
         )
+        renewals.append(
+            bool(settings.max_task_duration_s)
+            and blocks_needed(
+                now=now,
+                deadline_at=milestone.deadline_at,
+                review_window_s=review,
+                dispute_window_s=dispute,
+                settings=settings,
+            )
+            > settings.max_cltv_expiry_delta
+        )
         previous = milestone.deadline_at
+    return renewals

@@ -57,7 +57,12 @@ RENEWAL_RULE = (
     "a task longer than one hold window is renewed: when its hold has renewal_lead_blocks"
     " left, a hold invoice for the same amount opens the next funding round; once its HTLC is"
     " held the previous hold is cancelled. Unpaid before the guardian acts, the deadline"
-    " policy applies to the current hold and the renewal is cancelled"
+    " policy applies to the current hold and the renewal is cancelled. A renewal opens during"
+    " a dispute too, and the arbiter's ruling is carried out on whichever round is current;"
+    " if the employer does not renew during a dispute and no arbiter rules, the dispute's"
+    " default applies to the current hold: a submission that passed the automatic checks is"
+    " released while its payout still fits in the hold (hold_reserve_blocks before expiry),"
+    " anything else is refunded at the guard margin (guard_blocks before expiry)"
 )
 
 
@@ -72,6 +77,8 @@ def renewal_terms(settings: Settings) -> dict[str, Any]:
         "renewal_lead_blocks": settings.renewal_lead_blocks,
         "renewal_lead_s": settings.renewal_lead_blocks * settings.block_time_s,
         "max_task_duration_s": settings.max_task_duration_s,
+        "guard_blocks": settings.guard_blocks,
+        "hold_reserve_blocks": settings.hold_reserve_blocks,
         "rule": RENEWAL_RULE if settings.max_task_duration_s else "renewal is off",
     }
 

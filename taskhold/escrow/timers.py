@@ -39,9 +39,10 @@ async def guard(ctx: EscrowContext, task_id: str, height: int) -> Task | None:
     blocks_left = task.accepted_htlc_expiry_height - height
     # A submission left unanswered, or rejected and not ruled on, may be released: it is
     # decided early enough for its payout to still fit in the hold (the reserve); everything
-    # else is decided at the guard margin.
+    # else is decided at the guard margin. So is a disputed one (the dispute's default
+    # releases it), which a renewal the employer did not pay would otherwise leave refunded.
     may_release = task.state is TaskState.SUBMITTED or (
-        task.state is TaskState.CLAIMED and task.proof is not None
+        task.state in (TaskState.CLAIMED, TaskState.DISPUTED) and task.proof is not None
     )
     due = ctx.settings.hold_reserve_blocks if may_release else ctx.settings.guard_blocks
     if blocks_left > due:

@@ -140,7 +140,7 @@ async def test_approving_one_milestone_does_not_touch_another(stack: Stack) -> N
         (lambda ms: [{**ms[0], "amount_msat": 1}], "amount_out_of_range"),
         (lambda ms: [{**ms[0], "deadline_at": 1_000}], "deadline_in_past"),
         (lambda ms: [{**ms[0], "title": ""}], "invalid_content"),
-        (lambda ms: [{**ms[0], "deadline_at": ms[0]["deadline_at"] + 10**8}], "hold_too_long"),
+        (lambda ms: [{**ms[0], "deadline_at": ms[0]["deadline_at"] + 10**8}], "task_too_long"),
     ],
 )
 async def test_a_bad_series_is_refused_whole(stack: Stack, change: Any, code: str) -> None:

@@ -218,7 +218,7 @@ async def test_demo_split_pays_both_wallets_their_shares_and_its_log_passes_the_
     assert (code, report["status"], report["findings"]) == (0, "clean", [])
 
 
-async def test_demo_milestones_pays_three_sequential_milestones_and_passes_the_audit(
+async def test_demo_milestones_renews_and_pays_three_sequential_milestones_and_audits_clean(
     tmp_path: Path,
 ) -> None:
     out = _demo(tmp_path, "--scenario", "milestones")
@@ -232,7 +232,13 @@ async def test_demo_milestones_pays_three_sequential_milestones_and_passes_the_a
     for milestone in milestones:
         preimage = bytes.fromhex(milestone["preimage"])
         assert hashlib.sha256(preimage).hexdigest() == milestone["payment_hash"]
-    assert out["rounds"] == [1, 1, 1]
+    rounds = out["rounds"]
+    assert isinstance(rounds, list) and len(rounds) == 3
+    for milestone, funding_rounds in zip(milestones, rounds, strict=True):
+        # each milestone outlasts one hold: renewed once, its second round settled
+        assert [r["funding_round"] for r in funding_rounds] == [1, 2]
+        assert [r["state"] for r in funding_rounds] == ["CANCELED", "SETTLED"]
+        assert funding_rounds[-1]["payment_hash"] == milestone["payment_hash"]
     code, report = await _audit(tmp_path, str(out["operator_pubkey"]))
     assert (code, report["status"], report["findings"]) == (0, "clean", [])
     assert report["summary"]["tasks"] == 3
