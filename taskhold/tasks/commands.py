@@ -59,6 +59,7 @@ __all__ = [
     "UpdatePayoutRequest",
     "UpdateRefundRequest",
     "WithdrawAgreement",
+    "invoice_fields",
 ]
 
 
@@ -100,6 +101,21 @@ class RequestFunding(Command):
     payment_request: str
     cltv_expiry_delta: int
     invoice_expires_at: int
+
+
+_INVOICE_FIELDS = (
+    "funding_round",
+    "payment_hash_hex",
+    "payment_request",
+    "cltv_expiry_delta",
+    "invoice_expires_at",
+)
+"""The hold invoice a funding command carries (``RequestFunding``, ``OpenMilestone``,
+``OpenRenewal``), copied as is into the event that records it."""
+
+
+def invoice_fields(cmd: RequestFunding | OpenMilestone | OpenRenewal) -> dict[str, Any]:
+    return {name: getattr(cmd, name) for name in _INVOICE_FIELDS}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -118,11 +118,7 @@ def open_milestone(task: Task, cmd: c.Command) -> list[e.Event]:
         e.FundingRequested(
             at=cmd.at,
             actor=SYSTEM_ACTOR,
-            funding_round=cmd.funding_round,
-            payment_hash_hex=cmd.payment_hash_hex,
-            payment_request=cmd.payment_request,
-            cltv_expiry_delta=cmd.cltv_expiry_delta,
-            invoice_expires_at=cmd.invoice_expires_at,
+            **c.invoice_fields(cmd),
         )
     ]
 

@@ -92,11 +92,7 @@ def decide_round(task: Task | None, cmd: c.RoundCommand) -> list[e.Event]:
             return [
                 e.RenewalOpened(
                     **base,
-                    funding_round=cmd.funding_round,
-                    payment_hash_hex=cmd.payment_hash_hex,
-                    payment_request=cmd.payment_request,
-                    cltv_expiry_delta=cmd.cltv_expiry_delta,
-                    invoice_expires_at=cmd.invoice_expires_at,
+                    **c.invoice_fields(cmd),
                 )
             ]
         case c.CompleteRenewal():
