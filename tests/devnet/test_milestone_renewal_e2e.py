@@ -21,7 +21,7 @@ from .test_escrow_e2e import (
     invoice_state,
     settled_balance,
 )
-from .test_renewal_e2e import LEAD_BLOCKS, renewing_stack  # noqa: F401 (the fixture)
+from .test_renewal_e2e import LEAD_BLOCKS, renew_once, renewing_stack  # noqa: F401 (the fixture)
 
 pytestmark = [pytest.mark.devnet, pytest.mark.slow]
 
@@ -41,33 +41,6 @@ def long_plan(count: int) -> list[dict[str, Any]]:
         }
         for index in range(count)
     ]
-
-
-async def _renew(
-    stack: LndStack, devnet: DevnetHandle, employer: Any, task_id: str, hashes: list[str]
-) -> None:
-    """Mine to the renewal lead, pay the renewal, wait for the task to move to it."""
-    task = await employer.get_task(task_id)
-    expiry = task["funding"]["accepted_htlc_expiry_height"]
-    height = await stack.services.lightning.block_height()
-    await devnet.mine(expiry - LEAD_BLOCKS - height)
-
-    async def opened() -> bool:
-        return await employer.renewal(task_id) is not None
-
-    await stack.drive(opened)
-    renewal = await employer.renewal(task_id)
-    assert renewal is not None and renewal["amount_msat"] == task["amount_msat"]
-    await stack.employer_wallet.send_payment(renewal["payment_request"])
-
-    async def renewed(round_: int = renewal["funding_round"]) -> bool:
-        current = await employer.get_task(task_id)
-        retired = await invoice_state(stack, hashes[-1])
-        return current["funding"]["funding_round"] == round_ and retired is InvoiceState.CANCELED
-
-    await stack.drive(renewed)
-    hashes.append(renewal["payment_hash"])
-    await devnet.mine(3)  # blocks between the steps
 
 
 async def test_three_long_milestones_renewed_on_lnd_are_paid_in_full(
@@ -102,7 +75,7 @@ async def test_three_long_milestones_renewed_on_lnd_are_paid_in_full(
             await worker.claim(task_id)
         hashes = [task["funding"]["payment_hash"]]
         for _ in range(RENEWALS):
-            await _renew(stack, devnet, employer, task_id, hashes)
+            await renew_once(stack, devnet, employer, task_id, hashes)
 
         async def claimed(task_id: str = task_id) -> bool:
             return (await employer.get_task(task_id))["state"] == "CLAIMED"

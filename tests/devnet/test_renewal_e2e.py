@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from support.devnet_network import DevnetHandle
 
+from taskhold.client import TaskholdClient
 from taskhold.lightning.base import InvoiceState
 
 from .test_escrow_e2e import (
@@ -48,6 +49,37 @@ async def renewing_stack(
         yield stack
 
 
+async def renew_once(
+    stack: LndStack,
+    devnet: DevnetHandle,
+    employer: TaskholdClient,
+    task_id: str,
+    hashes: list[str],
+) -> None:
+    """Mine to the renewal lead, pay the renewal, wait for the task to move to it."""
+    task = await employer.get_task(task_id)
+    expiry = task["funding"]["accepted_htlc_expiry_height"]
+    height = await stack.services.lightning.block_height()
+    await devnet.mine(expiry - LEAD_BLOCKS - height)
+
+    async def opened() -> bool:
+        return await employer.renewal(task_id) is not None
+
+    await stack.drive(opened)
+    renewal = await employer.renewal(task_id)
+    assert renewal is not None and renewal["amount_msat"] == task["amount_msat"]
+    await stack.employer_wallet.send_payment(renewal["payment_request"])
+
+    async def renewed(round_: int = renewal["funding_round"]) -> bool:
+        current = await employer.get_task(task_id)
+        retired = await invoice_state(stack, hashes[-1])
+        return current["funding"]["funding_round"] == round_ and retired is InvoiceState.CANCELED
+
+    await stack.drive(renewed)
+    hashes.append(renewal["payment_hash"])
+    await devnet.mine(3)  # blocks between the steps
+
+
 async def test_a_task_renewed_twice_on_lnd_is_paid_in_full(
     renewing_stack: LndStack, devnet: DevnetHandle
 ) -> None:
@@ -76,29 +108,7 @@ async def test_a_task_renewed_twice_on_lnd_is_paid_in_full(
     await stack.drive(funded)
     hashes = [funding["payment_hash"]]
     for _ in range(2):
-        task = await employer.get_task(task_id)
-        expiry = task["funding"]["accepted_htlc_expiry_height"]
-        height = await stack.services.lightning.block_height()
-        await devnet.mine(expiry - LEAD_BLOCKS - height)
-
-        async def opened() -> bool:
-            return await employer.renewal(task_id) is not None
-
-        await stack.drive(opened)
-        renewal = await employer.renewal(task_id)
-        assert renewal is not None and renewal["amount_msat"] == AMOUNT_MSAT
-        await stack.employer_wallet.send_payment(renewal["payment_request"])
-
-        async def renewed(round_: int = renewal["funding_round"]) -> bool:
-            current = await employer.get_task(task_id)
-            retired = await invoice_state(stack, hashes[-1])
-            return current["funding"]["funding_round"] == round_ and (
-                retired is InvoiceState.CANCELED
-            )
-
-        await stack.drive(renewed)
-        hashes.append(renewal["payment_hash"])
-        await devnet.mine(3)  # blocks between the steps
+        await renew_once(stack, devnet, employer, task_id, hashes)
 
     await worker.claim(task_id)
     invoice = await stack.worker_wallet.create_invoice(task["payout_msat"], expiry_seconds=86_400)
