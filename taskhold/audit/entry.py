@@ -322,10 +322,8 @@ class _Reader:
             bad.append("gprev (required exactly when gseq > 0)")
         if (op == "TaskCreated") != (seq == 1):
             bad.append("seq (1 exactly for TaskCreated)")
-        if not 1 <= len(participants) <= 2 or not all(
-            len(tag) >= 2 and is_hex64(tag[1]) for tag in participants
-        ):
-            bad.append("p (employer, then worker)")
+        if not participants or not all(len(tag) >= 2 and is_hex64(tag[1]) for tag in participants):
+            bad.append("p (employer first, then the keys the transition concerns)")
         expected = _PAYMENT_TAGS.get(op, {})
         for name, valid in expected.items():
             if name not in values or not valid(values[name]):

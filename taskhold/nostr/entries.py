@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from taskhold.tasks.model import Task
 
 __all__ = [
+    "LISTING_CLOSED",
+    "LISTING_OPEN",
     "LOG_FORMAT_VERSION",
     "canonical_json",
     "entry_content",
+    "entry_participants",
     "entry_tags",
+    "is_claimable",
     "listing_event",
     "payment_tags",
     "state_hash",
@@ -155,6 +162,24 @@ def _deposit_tags(event: dict[str, Any]) -> list[list[str]]:
     return []
 
 
+_NAMED_KEYS = ("worker_pubkey", "depositor", "direct_worker")
+"""Event fields that name a key the transition is about, though the task may not hold it."""
+
+
+def entry_participants(
+    task: Task, event: dict[str, Any], request: dict[str, Any] | None
+) -> list[str]:
+    """The ``p`` tags of an entry: the employer first, then the worker once there is one, then
+    every other key the transition concerns (the worker a release or revocation removes, an
+    applicant, a depositor, the signer of the request), so a ``#p`` filter shows each party
+    every entry about them."""
+    keys = [task.employer_pubkey, task.worker_pubkey]
+    keys += [event.get(name) for name in _NAMED_KEYS]
+    if request is not None:
+        keys.append(request.get("pubkey"))
+    return list(dict.fromkeys(key for key in keys if isinstance(key, str) and key))
+
+
 def entry_tags(
     *,
     listing_coordinate: str,
@@ -194,6 +219,23 @@ def entry_content(event: dict[str, Any], request: dict[str, Any] | None) -> str:
     return canonical_json({"v": LOG_FORMAT_VERSION, "event": event, "request": request})
 
 
+LISTING_OPEN = "open"
+"""The listing's indexed ``s`` tag while anyone may claim the task or apply for it."""
+LISTING_CLOSED = "closed"
+"""The listing's ``s`` tag otherwise (not funded yet, taken, refunding, over, or direct)."""
+
+
+def is_claimable(task: dict[str, Any]) -> bool:
+    """Whether the board shows the task as open: funded, no worker, no refund ordered, and a
+    claim mode that lets a stranger claim (``open``) or apply (``apply``)."""
+    return (
+        task["state"] == "FUNDED"
+        and task.get("worker_pubkey") is None
+        and task.get("refund_ordered_reason") is None
+        and task.get("claim_mode", "open") in ("open", "apply")
+    )
+
+
 def listing_event(task: dict[str, Any], operator_pubkey: str) -> tuple[str, list[list[str]]]:
     """NIP-99 style listing (kind 30402, ``d`` = task id) with the task's current state."""
     tags = [
@@ -205,6 +247,7 @@ def listing_event(task: dict[str, Any], operator_pubkey: str) -> tuple[str, list
         ["t", "taskhold"],
         ["p", task["employer_pubkey"]],
         ["deadline", str(task["deadline_at"])],
+        ["s", LISTING_OPEN if is_claimable(task) else LISTING_CLOSED],
     ]
     content = task["description"]
     return content, tags

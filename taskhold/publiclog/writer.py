@@ -21,6 +21,7 @@ from taskhold.errors import RefusalCode, TooLarge
 from taskhold.keys.signer import EventSigner
 from taskhold.nostr.entries import (
     entry_content,
+    entry_participants,
     entry_tags,
     listing_event,
     state_hash,
@@ -95,7 +96,7 @@ class LogWriter:
         gseq = head.gseq + 1
         created_at = max(int(self._clock()), head.created_at)
         event_data = event_to_dict(event)
-        participants = [p for p in (task.employer_pubkey, task.worker_pubkey) if p]
+        participants = entry_participants(task, event_data, request)
         tags = entry_tags(
             listing_coordinate=f"{self.kinds.listing}:{self.operator_pubkey}:{task.task_id}",
             op=event_data["type"],
