@@ -20,7 +20,9 @@ while the network is used:
 A replaceable event (a listing, kind 30402) that a newer version has replaced is not sent any
 more: relays keep only the newest version and refuse an older one that arrives after it, so
 sending it would only fail forever. Such a row is marked done with the reason in ``last_error``.
-Within a round, replaceable events go out oldest first.
+Within a round, replaceable events go out oldest first. One exception: a listing that shows its
+task open for claims (``["s", "open"]``) goes out on its first try even when replaced, so a board
+subscriber sees every moment a task became claimable (``docs/subscribing.md``).
 
 A relay that is down gets nothing for a while and then everything: when a relay (re)connects,
 every row still owed is made due at once and goes out in ``gseq`` order, so the relay has no gap
@@ -48,6 +50,7 @@ import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from taskhold.nostr.entries import LISTING_OPEN, tag_value
 from taskhold.nostr.relays import RelayPool
 from taskhold.store.models import ListingRow, LogEntryRow, OutboxRow
 
@@ -208,7 +211,7 @@ class OutboxPublisher:
                 if row.kind == self.listing_kind:
                     newest = newest_listing.get(_d_tag(row.raw) or "", row.event_id)
                     replaced_by = replaced_by or (newest if newest != row.event_id else None)
-                if replaced_by is not None:
+                if replaced_by is not None and not _opens_task(row):
                     row.done, row.next_attempt_at = True, now
                     row.last_error = f"not sent: replaced by {replaced_by}"
                     continue
@@ -309,6 +312,13 @@ def _replaceable_key(event: dict[str, Any]) -> tuple[int, str, str] | None:
     if 10000 <= kind < 20000 or kind in (0, 3):
         return kind, str(event["pubkey"]), ""
     return None
+
+
+def _opens_task(row: OutboxRow) -> bool:
+    """A listing that shows its task open for claims, not tried yet: it goes out even once
+    replaced (oldest first, so relays still end on the newest), or a board subscriber would
+    never see that the task was claimable."""
+    return row.attempts == 0 and tag_value(row.raw, "s") == LISTING_OPEN
 
 
 def _replaced_in_batch(events: list[dict[str, Any]]) -> dict[str, str]:
