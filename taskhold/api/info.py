@@ -3,7 +3,8 @@
 The info event (kind ``kind_checkpoint`` = 30078, ``d`` = ``taskhold-info``) is published
 through the outbox when the server starts, signed by the operator key. Anyone can then hold the
 operator to the fees, payout bounds, limits and reputation policies (proof of work, deposits,
-review windows) it announced, and see when they changed.
+review windows) it announced, and see when they changed. It also names the relays the log goes
+to and every kind taskhold publishes, which is what a subscriber needs (``docs/subscribing.md``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ if TYPE_CHECKING:
     from taskhold.services import Services
     from taskhold.settings import Settings
 
-__all__ = ["INFO_D", "REJECTION_DEFAULTS", "info_document", "publish_info", "renewal_terms"]
+__all__ = [
+    "INFO_D",
+    "REJECTION_DEFAULTS",
+    "info_document",
+    "publish_info",
+    "published_kinds",
+    "renewal_terms",
+]
 
 INFO_D = "taskhold-info"
 
@@ -117,6 +125,23 @@ def info_document(services: Services) -> dict[str, Any]:
         "request_kind": services.writes.request_kind,
         "proof_kind": services.writes.proof_kind,
         "reputation": reputation_info(services),
+        "relays": list(settings.relays),
+        "kinds": published_kinds(settings),
+        "subscribing": SUBSCRIBING_DOC,
+    }
+
+
+SUBSCRIBING_DOC = "docs/subscribing.md"
+"""Where the relay filters for a task, a participant, the board and the whole log are given."""
+
+
+def published_kinds(settings: Settings) -> dict[str, int]:
+    """Every event kind this taskhold publishes or embeds, by its setting's name without
+    ``kind_``: read from the ``kind_*`` settings, so a kind added there is listed here too."""
+    return {
+        name.removeprefix("kind_"): getattr(settings, name)
+        for name in sorted(type(settings).model_fields)
+        if name.startswith("kind_")
     }
 
 
