@@ -12,11 +12,12 @@ about 12 s by default, longer than a server restart; a caller who retries later 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +25,8 @@ from urllib.parse import quote
 import httpx
 
 from taskhold.nostr import KIND_PROOF, KIND_REQUEST, NostrKeys
+from taskhold.nostr.follow import Selection, Transition, follow_log
+from taskhold.nostr.relays import RelayPool
 from taskhold.tasks.rounds import RENEWABLE_STATES
 
 __all__ = ["TaskholdAPIError", "TaskholdClient"]
@@ -433,6 +436,41 @@ class TaskholdClient:
 
     async def info(self) -> dict[str, Any]:
         return await self._read("/v1/info")
+
+    async def subscribe(
+        self,
+        *,
+        task_id: str | None = None,
+        participant: str | None = None,
+        after_gseq: int = -1,
+        relays: Sequence[str] | None = None,
+    ) -> AsyncGenerator[Transition]:
+        """Verified transitions as relays publish them, in ``gseq`` order: of one task, of every
+        task ``participant`` is a party to, or (neither) the whole log. Signatures and chains
+        are checked (``taskhold.nostr.follow``); keep the last ``gseq`` and pass it as
+        ``after_gseq`` to resume after a disconnect with no gap and no repeat.
+
+        The operator key, the kinds and (unless ``relays`` is given) the relays come from
+        ``/v1/info``; the relays are read with a client of their own."""
+        info = await self.info()
+        kinds = info["kinds"]
+        selection = Selection(
+            operator=info["operator_pubkey"],
+            log_kind=kinds["log_entry"],
+            listing_kind=kinds["listing"],
+            task_id=task_id,
+            participant=participant,
+        )
+        pool = RelayPool()
+        try:
+            await pool.connect(info["relays"] if relays is None else relays)
+            async with contextlib.aclosing(
+                follow_log(pool, selection, after_gseq=after_gseq)
+            ) as transitions:
+                async for transition in transitions:
+                    yield transition
+        finally:
+            await pool.close()
 
     async def reputation(self, pubkey: str | None = None) -> dict[str, Any]:
         """A pubkey's score, metrics and the log range they cover (default: this client's)."""

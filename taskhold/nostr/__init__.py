@@ -11,7 +11,8 @@ writing and publishing the log is :mod:`taskhold.publiclog`.
 | ``signing`` | ``NostrKeys``: keys and BIP-340 event signing over nostr-sdk |
 | ``verify`` | checking an event's id and signature |
 | ``pow`` | NIP-13 proof of work |
-| ``relays`` | the relay client: publish events, read the log back by sequence |
+| ``relays`` | the relay client: publish events, read the log back by sequence, stream |
+| ``follow`` | following the log live: verified transitions in order, gap-free resume |
 | ``embedded`` | the relay taskhold runs itself when none is configured |
 """
 

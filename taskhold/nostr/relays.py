@@ -12,9 +12,10 @@ Nothing returned here is verified: callers check signatures and authors themselv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Sequence
 from typing import Any
 
 import structlog
@@ -191,6 +192,35 @@ class RelayPool:
         ]
         entries.sort(key=lambda event: (int(tag_value(event, "o") or -1), event["id"]))
         return entries
+
+    async def stream(self, filter_json: dict[str, Any]) -> AsyncGenerator[dict[str, Any]]:
+        """Events matching one NIP-01 filter as every relay sends them: the stored ones, then
+        new ones for as long as the caller iterates; nostr-sdk subscribes again after a
+        reconnect. Events come unverified and possibly twice (once per relay).
+
+        Read from the raw relay messages, not nostr-sdk's ``NEW_EVENT`` notifications: those
+        skip every event the client saw before, e.g. in a :meth:`fetch` (reference/nostr.md,
+        pitfall 4)."""
+        client = self._require_client()
+        try:
+            sdk_filter = Filter.from_json(json.dumps(filter_json))
+        except NostrSdkError as exc:
+            raise ValueError(f"not a NIP-01 filter: {exc}") from None
+        notifications = client.notifications()
+        output = await client.subscribe(ReqTarget.auto([sdk_filter]))
+        try:
+            while (note := await notifications.next()) is not None:
+                if note.is_shutdown():
+                    return
+                if not note.is_message():
+                    continue
+                message = note.message.as_enum()
+                if message.is_event_msg() and message.subscription_id == output.id:
+                    yield _from_sdk_event(message.event)
+        finally:
+            if self._client is not None:
+                with contextlib.suppress(NostrSdkError):
+                    await self._client.unsubscribe(output.id)
 
     async def close(self) -> None:
         """Disconnect from every relay; the pool cannot be used afterwards."""

@@ -1,0 +1,258 @@
+"""Following the public log live: verified transitions, in order, with no gap after a reconnect.
+
+The relay filters are the ones ``docs/subscribing.md`` documents. A follower keeps the last
+``gseq`` it handed out and trusts no relay to have sent everything:
+
+1. it opens the live subscription first, so nothing published from then on can slip by;
+2. for one task or one participant it reads the stored entries of that filter (one REQ);
+3. it asks for everything after the last ``gseq`` by ``#o`` (the indexed copy of ``gseq``), in
+   batches well under the relays' 500-events-per-REQ cap, until a batch comes back empty;
+4. then it hands out what the subscription brings. Whenever an entry arrives whose ``gseq`` is
+   beyond the next one expected, the numbers in between are asked for by ``#o`` first.
+
+Every entry is checked before it is handed out: its NIP-01 id and signature
+(:func:`~taskhold.nostr.verify.verify_event`), its author (the operator key), its kind, that it
+belongs to the selection, and its chains: ``gseq``/``gprev`` for the whole log, ``seq``/``prev``
+per task. An entry that fails is ignored as a relay's forgery; a number that no relay has, where
+the chain says there must be one, raises :class:`LogGap`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncGenerator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from .entries import tag_value
+from .relays import RelayPool
+from .verify import verify_event
+
+__all__ = ["FOLLOW_BATCH", "LogGap", "Selection", "Transition", "follow_log"]
+
+log = structlog.get_logger("taskhold.nostr")
+
+FOLLOW_BATCH = 200
+"""``gseq`` numbers asked for in one ``#o`` REQ: one entry each, well under the 500 cap."""
+
+
+class LogGap(Exception):
+    """The chain says an entry exists that no relay returned."""
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which entries to follow: one task, one participant's, or (neither) the whole log."""
+
+    operator: str
+    log_kind: int
+    listing_kind: int
+    task_id: str | None = None
+    participant: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.task_id is not None and self.participant is not None:
+            raise ValueError("follow one task or one participant, not both")
+
+    @property
+    def whole_log(self) -> bool:
+        return self.task_id is None and self.participant is None
+
+    def relay_filter(self) -> dict[str, Any]:
+        """The NIP-01 filter of docs/subscribing.md for this selection."""
+        wanted: dict[str, Any] = {"authors": [self.operator], "kinds": [self.log_kind]}
+        if self.task_id is not None:
+            wanted["#a"] = [f"{self.listing_kind}:{self.operator}:{self.task_id}"]
+        if self.participant is not None:
+            wanted["#p"] = [self.participant]
+        return wanted
+
+    def matches(self, entry: dict[str, Any]) -> bool:
+        """What the relay filter selects, checked again on the entry itself."""
+        tags = entry.get("tags") or []
+        if self.task_id is not None:
+            return tag_value(entry, "task") == self.task_id
+        if self.participant is not None:
+            return any(len(tag) >= 2 and tag[:2] == ["p", self.participant] for tag in tags)
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One verified log entry: where it sits in both chains and what it says."""
+
+    gseq: int
+    task_id: str
+    seq: int
+    op: str
+    event: dict[str, Any]
+    """The transition itself (the entry's content ``event``)."""
+    entry: dict[str, Any]
+    """The signed log entry, whole."""
+
+
+@dataclass(slots=True)
+class _Position:
+    gseq: int
+    gseq_id: str | None = None
+    tasks: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+
+async def follow_log(
+    pool: RelayPool, selection: Selection, *, after_gseq: int = -1
+) -> AsyncGenerator[Transition]:
+    """Every transition of ``selection`` with a ``gseq`` above ``after_gseq``, in ``gseq`` order,
+    as relays publish them. Resume after a disconnect by calling again with the last ``gseq``
+    handed out. Runs until the caller stops iterating."""
+    position = _Position(after_gseq)
+    live = selection.relay_filter()
+    if after_gseq >= 0 and selection.whole_log:
+        known = await _fetch_numbers(pool, _whole(selection), [after_gseq], selection)
+        if after_gseq in known:
+            position.gseq_id = known[after_gseq]["id"]
+            live["since"] = known[after_gseq]["created_at"]
+    arrivals: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+
+    async def listen() -> None:
+        try:
+            async with contextlib.aclosing(pool.stream(live)) as events:
+                async for event in events:
+                    arrivals.put_nowait(event)
+        finally:
+            arrivals.put_nowait(None)
+
+    listener = asyncio.create_task(listen())
+    try:
+        if not selection.whole_log:
+            stored = await pool.fetch(selection.relay_filter())
+            for transition in await _catch_up(pool, selection, position, stored):
+                yield transition
+        while True:
+            batch = list(range(position.gseq + 1, position.gseq + 1 + FOLLOW_BATCH))
+            found = await _fetch_numbers(pool, _whole(selection), batch, selection)
+            if not found:
+                break
+            arrived = found.values()
+            for transition in await _catch_up(pool, selection, position, arrived, max(found)):
+                yield transition
+        while (event := await arrivals.get()) is not None:
+            for transition in await _catch_up(pool, selection, position, [event]):
+                yield transition
+        listener.result()
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+
+
+def _whole(selection: Selection) -> dict[str, Any]:
+    return {"authors": [selection.operator], "kinds": [selection.log_kind]}
+
+
+def _gseq(entry: dict[str, Any]) -> int | None:
+    value = tag_value(entry, "o")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _authentic(entry: dict[str, Any], selection: Selection) -> bool:
+    return (
+        verify_event(entry)
+        and entry.get("pubkey") == selection.operator
+        and entry.get("kind") == selection.log_kind
+        and _gseq(entry) is not None
+        and tag_value(entry, "gseq") == tag_value(entry, "o")
+    )
+
+
+async def _fetch_numbers(
+    pool: RelayPool, base: dict[str, Any], numbers: list[int], selection: Selection
+) -> dict[int, dict[str, Any]]:
+    """The authentic entries with these ``gseq`` numbers that ``base`` selects, by number."""
+    found: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(numbers), FOLLOW_BATCH):
+        batch = numbers[start : start + FOLLOW_BATCH]
+        events = await pool.fetch(base | {"#o": [str(number) for number in batch]})
+        for event in events:
+            gseq = _gseq(event)
+            if gseq in batch and _authentic(event, selection):
+                if gseq in found and found[gseq]["id"] != event["id"]:
+                    raise LogGap(f"two entries claim gseq {gseq}: the operator equivocated")
+                found[gseq] = event
+    return found
+
+
+async def _catch_up(
+    pool: RelayPool,
+    selection: Selection,
+    position: _Position,
+    arrived: Iterable[dict[str, Any]],
+    complete_through: int = -1,
+) -> list[Transition]:
+    """The transitions ``arrived`` completes, in order: the numbers before the newest one that
+    were not handed out yet are asked for first, except up to ``complete_through``, which
+    ``arrived`` holds all a relay has of (the whole log's batch)."""
+    fresh: dict[int, dict[str, Any]] = {}
+    for event in arrived:
+        gseq = _gseq(event)
+        if gseq is None or gseq <= position.gseq or not _authentic(event, selection):
+            continue
+        if selection.matches(event):
+            fresh[gseq] = event
+    newest = max(fresh, default=-1)
+    start = max(position.gseq, complete_through) + 1
+    missing = [n for n in range(start, newest) if n not in fresh]
+    if missing:
+        fetched = await _fetch_numbers(pool, selection.relay_filter(), missing, selection)
+        fresh.update({n: e for n, e in fetched.items() if selection.matches(e)})
+    transitions = [_checked(selection, position, fresh[gseq]) for gseq in sorted(fresh)]
+    position.gseq = max(position.gseq, complete_through)
+    return transitions
+
+
+def _checked(selection: Selection, position: _Position, entry: dict[str, Any]) -> Transition:
+    """Advance ``position`` past ``entry`` once its chains hold; :class:`LogGap` if not."""
+    gseq = _gseq(entry)
+    assert gseq is not None
+    if selection.whole_log:
+        if gseq != position.gseq + 1:
+            raise LogGap(f"no relay has gseq {position.gseq + 1} (next found: {gseq})")
+        gprev = tag_value(entry, "gprev")
+        if position.gseq_id is not None and gprev != position.gseq_id:
+            raise LogGap(f"gseq {gseq} does not follow the entry before it (gprev {gprev})")
+    task_id = tag_value(entry, "task") or ""
+    seq_text = tag_value(entry, "seq")
+    seq = int(seq_text) if seq_text is not None and seq_text.isdigit() else gseq
+    last = position.tasks.get(task_id)
+    if task_id and selection.task_id is not None:
+        expected = 1 if last is None and position.gseq < 0 else None
+        if last is not None:
+            expected = last[0] + 1
+        if expected is not None and seq != expected:
+            raise LogGap(f"task {task_id}: no relay has seq {expected} (next found: {seq})")
+    linked = last is not None and seq == last[0] + 1
+    if task_id and linked and tag_value(entry, "prev") != (last[1] if last else None):
+        raise LogGap(f"task {task_id}: seq {seq} does not follow the entry before it")
+    position.gseq, position.gseq_id = gseq, entry["id"]
+    if task_id:
+        position.tasks[task_id] = (seq, entry["id"])
+    content = _content(entry)
+    return Transition(
+        gseq=gseq,
+        task_id=task_id,
+        seq=seq,
+        op=tag_value(entry, "op") or "",
+        event=content,
+        entry=entry,
+    )
+
+
+def _content(entry: dict[str, Any]) -> dict[str, Any]:
+    try:
+        event = json.loads(entry["content"]).get("event")
+    except (ValueError, AttributeError):
+        return {}
+    return event if isinstance(event, dict) else {}
