@@ -136,6 +136,9 @@ async def follow_log(
             found = await _fetch_numbers(pool, _whole(selection), batch, selection)
             if not found:
                 break
+            absent = sorted(set(range(position.gseq + 1, max(found))) - found.keys())
+            if absent:
+                raise LogGap(f"no relay has gseq {absent[0]} (next found: {min(found)})")
             arrived = found.values()
             for transition in await _catch_up(pool, selection, position, arrived, max(found)):
                 yield transition
