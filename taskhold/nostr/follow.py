@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 
 from .entries import tag_value
-from .relays import RelayPool
+from .relays import RelayError, RelayPool
 from .verify import verify_event
 
 __all__ = ["FOLLOW_BATCH", "LogGap", "Selection", "Transition", "follow_log"]
@@ -38,6 +38,10 @@ log = structlog.get_logger("taskhold.nostr")
 
 FOLLOW_BATCH = 200
 """``gseq`` numbers asked for in one ``#o`` REQ: one entry each, well under the 500 cap."""
+
+
+RETRY_MAX_S = 5.0
+"""The longest wait between two tries of a read while no relay is connected."""
 
 
 class LogGap(Exception):
@@ -128,7 +132,7 @@ async def follow_log(
     listener = asyncio.create_task(listen())
     try:
         if not selection.whole_log:
-            stored = await pool.fetch(selection.relay_filter())
+            stored = await _fetch(pool, selection.relay_filter())
             for transition in await _catch_up(pool, selection, position, stored):
                 yield transition
         while True:
@@ -150,6 +154,19 @@ async def follow_log(
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listener
+
+
+async def _fetch(pool: RelayPool, wanted: dict[str, Any]) -> list[dict[str, Any]]:
+    """``pool.fetch``, waiting out a moment when no relay is connected: the pool reconnects
+    by itself, and giving up would leave the caller to resume."""
+    delay_s = 0.2
+    while True:
+        try:
+            return await pool.fetch(wanted)
+        except RelayError as exc:
+            log.info("follow_waiting_for_relay", error=str(exc))
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, RETRY_MAX_S)
 
 
 def _whole(selection: Selection) -> dict[str, Any]:
@@ -178,7 +195,7 @@ async def _fetch_numbers(
     found: dict[int, dict[str, Any]] = {}
     for start in range(0, len(numbers), FOLLOW_BATCH):
         batch = numbers[start : start + FOLLOW_BATCH]
-        events = await pool.fetch(base | {"#o": [str(number) for number in batch]})
+        events = await _fetch(pool, base | {"#o": [str(number) for number in batch]})
         for event in events:
             gseq = _gseq(event)
             if gseq in batch and _authentic(event, selection):

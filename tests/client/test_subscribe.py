@@ -298,3 +298,25 @@ async def test_every_filter_in_the_doc_selects_what_it_says(live_stack: Stack) -
     assert {tag(e, "d") for e in board} == {paid["task_id"], open_task["task_id"]}
     assert ids(resumed) == {entries[n]["id"] for n in (g + 1, g + 2, g + 3)}
     assert ids(entries[g + 1 :]) <= ids(live)
+
+
+async def test_a_subscription_outlives_a_relay_restart(tmp_path: Path, database_url: str) -> None:
+    """The relay goes down mid-run and comes back on its port: the same subscription carries
+    on, and what was published meanwhile arrives in order, with no gap."""
+    relay = EmbeddedRelay(tmp_path / "relay-data")
+    url = await relay.start()
+    stack = await open_stack(stack_settings(tmp_path, database_url, relays=[url]))
+    try:
+        async with publishing(stack):
+            whole = Collector(stack.client().subscribe())
+            await run_tasks(stack, paid=1, refunded=0)
+            await reach_head(stack, whole)
+            await relay.stop()
+            await run_tasks(stack, paid=1, refunded=1)
+            assert await relay.start() == url
+            expected = await reach_head(stack, whole)
+            await whole.stop()
+    finally:
+        await close_stack(stack)
+        await relay.stop()
+    assert positions(whole.items) == expected
