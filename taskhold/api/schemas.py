@@ -398,6 +398,11 @@ class Info(_Described):
     request_kind: int
     proof_kind: int
     reputation: dict[str, Any] | None
+    relays: list[str] = Field(description="the relays the public log is published to")
+    kinds: dict[str, int] = Field(
+        description="every kind taskhold publishes or embeds, by its kind_* setting without kind_"
+    )
+    subscribing: str = Field(description="where the relay filters for live updates are given")
 
 
 class RoleMetrics(BaseModel):
