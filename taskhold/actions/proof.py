@@ -218,7 +218,5 @@ async def update_refund_invoice(
         return c.UpdateRefundRequest(actor=request.pubkey, at=now, refund_request=refund_invoice)
 
     decide(task, command(""), ctx.arbiters)
-    invoice = await _checked_invoice(
-        ctx, tx, task, body.refund_invoice, body, employer_share=True
-    )
+    invoice = await _checked_invoice(ctx, tx, task, body.refund_invoice, body, employer_share=True)
     return Outcome(await apply_command(ctx, tx, request, task, command(invoice)))

@@ -27,6 +27,7 @@ from taskhold.payments.held import (
     cancel_hold,
     must_settle,
     pay_then_settle,
+    payout_preimage,
     settle_under_live_payout,
     still_held,
 )
