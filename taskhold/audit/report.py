@@ -35,6 +35,7 @@ def report_json(operator: str, fetched: FetchResult, result: AuditResult | None)
         "operator": operator,
         "relays": [relay.to_json() for relay in fetched.relays],
         "summary": result.summary.to_json() if result else None,
+        "payout_proven": result is not None and result.summary.payout_proven,
         "findings": [finding.to_json() for finding in result.findings] if result else [],
     }
 
