@@ -62,6 +62,10 @@ def print_report(
         + ("" if summary.checkpoint_gseq is None else f", checkpoint {summary.checkpoint_gseq}")
         + f" ({summary.events_received} events received)"
     )
+    console.print(
+        f"payouts proven by their payee's signed hash and preimage: {summary.payouts_proven}"
+        f" of {summary.payouts}"
+    )
     if summary.tasks_by_final_op:
         finals = Table("last entry of the task", "tasks", title="Tasks by last entry")
         for op, count in sorted(summary.tasks_by_final_op.items()):
