@@ -260,6 +260,7 @@ def _task_chain(entries: list[Entry], findings: set[Finding], payouts: PayoutChe
                 findings.add(Finding(FindingKind.EQUIVOCATION, where, detail, ids))
             if twin.seq == expected - 1:
                 last_ids.add(entry.id)
+            payouts.signed(entry)
             continue
         by_seq[entry.seq] = entry
         if entry.seq != expected:

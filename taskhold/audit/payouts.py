@@ -63,10 +63,15 @@ class PayoutCheck:
     beneficiaries: dict[str, str] = field(default_factory=dict)
     terms: list[PayoutTerms] = field(default_factory=list)
 
-    def see(self, entry: Entry, where: Location, findings: set[Finding]) -> None:
-        values = entry.values
+    def signed(self, entry: Entry) -> None:
+        """Keep the terms the entry's request signed: a payee signed them whatever the entry's
+        place (a twin of an equivocated ``seq``, reported as such, still embeds them)."""
         if entry.terms is not None:
             self.terms.append(entry.terms)
+
+    def see(self, entry: Entry, where: Location, findings: set[Finding]) -> None:
+        values = entry.values
+        self.signed(entry)
         if entry.op == "TaskCreated" and entry.amount_msat is not None:
             self.owed_msat = entry.amount_msat - (entry.fee_msat or 0)
         elif entry.op == "SplitDecided":
