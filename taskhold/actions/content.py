@@ -19,13 +19,14 @@ PUBKEY_PATTERN = "^[0-9a-f]{64}$"
 class PayoutTerms(BaseModel):
     """What a request that gives a payout invoice signs in clear: the invoice's payment hash
     and amount. The public log proves the payout against them (the settlement entry reveals the
-    payout's preimage), whether or not the invoice itself is published. Required: a payee that
-    does not sign them could not be shown to be paid."""
+    payout's preimage), whether or not the invoice itself is published. Required, but checked
+    with the invoice (``payments.invoices.check_payout_terms``), after the signer's role and the
+    task's state: a payee that does not sign them could not be shown to be paid."""
 
     model_config = ConfigDict(extra="forbid")
 
-    payout_hash: str = Field(pattern=PUBKEY_PATTERN)
-    payout_msat: int = Field(ge=1)
+    payout_hash: str | None = Field(default=None, pattern=PUBKEY_PATTERN)
+    payout_msat: int | None = Field(default=None, ge=1)
 
 
 def parse_content(model: type[M], content: dict[str, Any]) -> M:

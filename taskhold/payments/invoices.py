@@ -91,12 +91,22 @@ def validate_payout_invoice(
 
 
 def check_payout_terms(
-    invoice: DecodedInvoice, payout_hash: str, payout_msat: int, *, field: str = "payout_invoice"
+    invoice: DecodedInvoice,
+    payout_hash: str | None,
+    payout_msat: int | None,
+    *,
+    field: str = "payout_invoice",
 ) -> None:
     """The payee signs, in clear, the hash and amount of the invoice it gives: the public log
     can then prove the payout (the settlement entry's payout preimage hashes to that hash)
     even when the invoice itself is not published. Terms that are not the invoice's are
-    refused, or the log would prove a payment the payee never asked for."""
+    refused, or the log would prove a payment the payee never asked for; so are none."""
+    if payout_hash is None or payout_msat is None:
+        raise Invalid(
+            f"payout_hash and payout_msat are required: sign {field}'s payment hash and amount"
+            " in clear with it",
+            code=RefusalCode.INVALID_CONTENT,
+        )
     if payout_hash != invoice.payment_hash_hex or payout_msat != invoice.amount_msat:
         raise Invalid(
             f"payout_hash and payout_msat must be {field}'s payment hash and amount"
