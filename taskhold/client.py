@@ -24,12 +24,14 @@ from urllib.parse import quote
 
 import httpx
 
+from taskhold.errors import Invalid
 from taskhold.nostr import KIND_PROOF, KIND_REQUEST, NostrKeys
 from taskhold.nostr.follow import Selection, Transition, follow_log
 from taskhold.nostr.relays import RelayPool
+from taskhold.payments.invoices import decode_invoice
 from taskhold.tasks.rounds import RENEWABLE_STATES
 
-__all__ = ["TaskholdAPIError", "TaskholdClient"]
+__all__ = ["TaskholdAPIError", "TaskholdClient", "payout_terms"]
 
 _RENEWABLE_STATES = frozenset({"PENDING_FUNDING", *(state.value for state in RENEWABLE_STATES)})
 """States in which a task may still be renewed, or (pending funding) is yet to be held."""
@@ -259,7 +261,7 @@ class TaskholdClient:
         """
         if head is None:
             head = (await self.get_task(task_id)).get("log_head")
-        body = {"proof": proof, "payout_invoice": payout_invoice}
+        body = {"proof": proof, "payout_invoice": payout_invoice, **payout_terms(payout_invoice)}
         extra = [["prev", head]] if head else []
         return await self._task_write(
             task_id,
@@ -366,7 +368,11 @@ class TaskholdClient:
     ) -> dict[str, Any]:
         """As the beneficiary of ``depositor``'s forfeited deposit: the invoice it is paid to
         (exactly the deposit's amount)."""
-        body = {"depositor": depositor, "payout_invoice": payout_invoice}
+        body = {
+            "depositor": depositor,
+            "payout_invoice": payout_invoice,
+            **payout_terms(payout_invoice),
+        }
         return await self._task_write(
             task_id, "deposit-payout", "deposit-payout", body, idempotency_key
         )
@@ -375,7 +381,7 @@ class TaskholdClient:
         self, task_id: str, payout_invoice: str, *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
         """Replace the invoice the reward goes to, e.g. after the first one expired."""
-        body = {"payout_invoice": payout_invoice}
+        body = {"payout_invoice": payout_invoice, **payout_terms(payout_invoice)}
         return await self._task_write(
             task_id, "payout-invoice", "payout-invoice", body, idempotency_key
         )
@@ -384,7 +390,7 @@ class TaskholdClient:
         self, task_id: str, refund_invoice: str, *, idempotency_key: str | None = None
     ) -> dict[str, Any]:
         """As the employer of a split task: the invoice your share is paid to (exactly it)."""
-        body = {"refund_invoice": refund_invoice}
+        body = {"refund_invoice": refund_invoice, **payout_terms(refund_invoice)}
         return await self._task_write(
             task_id, "refund-invoice", "refund-invoice", body, idempotency_key
         )
@@ -653,6 +659,19 @@ class TaskholdClient:
 
     def _url(self, path: str) -> str:
         return f"{self._base_url}{path}"
+
+
+def payout_terms(invoice: str) -> dict[str, Any]:
+    """The ``payout_hash`` and ``payout_msat`` a request giving ``invoice`` signs in clear (the
+    public log proves the payout against them). Nothing for text that is not an invoice with an
+    amount: the server then refuses the request with its own reason."""
+    try:
+        decoded = decode_invoice(invoice)
+    except Invalid:
+        return {}
+    if decoded.amount_msat is None:
+        return {}
+    return {"payout_hash": decoded.payment_hash_hex, "payout_msat": decoded.amount_msat}
 
 
 def _task_path(task_id: str) -> str:

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 from rich.console import Console
 from sqlalchemy import select
 
+from taskhold.audit import AuditKinds, audit_log
 from taskhold.client import TaskholdAPIError, TaskholdClient
 from taskhold.keys.admin import init_key_store
 from taskhold.lightning.lnd_wallet import LndWallet
@@ -224,7 +225,10 @@ async def run_demo(
             log_ids = await _log_event_ids(services, result["task_id"])
             await _wait_published(services, await _log_event_ids(services, None))
             say(f"   {len(log_ids)} signed log entries published to {services.settings.relays[0]}")
+            payout_proven = await _payout_proven(services)
+            say(f"   every payout proven by its payee's signed hash and preimage: {payout_proven}")
         return result | {
+            "payout_proven": payout_proven,
             "scenario": scenario,
             "operator_pubkey": services.signer.get_public_key(),
             "relay_url": services.settings.relays[0],
@@ -249,6 +253,24 @@ async def _log_event_ids(services: Services, task_id: str | None) -> list[str]:
         stmt = stmt.where(LogEntryRow.task_id == task_id)
     async with services.store.transaction() as tx:
         return list((await tx.session.execute(stmt.order_by(LogEntryRow.seq))).scalars())
+
+
+async def _payout_proven(services: Services) -> bool:
+    """The independent auditor's word on the whole log: every payout it records paid reveals
+    the preimage of an invoice hash its payee signed, for the amount owed."""
+    async with services.store.transaction() as tx:
+        stmt = select(LogEntryRow.raw).order_by(LogEntryRow.gseq)
+        entries = list((await tx.session.execute(stmt)).scalars())
+    settings = services.settings
+    kinds = AuditKinds(
+        settings.kind_log_entry,
+        settings.kind_proof,
+        settings.kind_request,
+        settings.kind_listing,
+        settings.kind_checkpoint,
+    )
+    result = audit_log(entries, services.signer.get_public_key(), kinds=kinds)
+    return result.summary.payout_proven
 
 
 async def _wait_published(services: Services, event_ids: list[str]) -> None:

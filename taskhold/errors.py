@@ -215,6 +215,11 @@ class RefusalCode(StrEnum):
         "the change would need a public log event larger than relays accept (413)",
     )
     LOG_REJECTED = "log_rejected", "a rebuild found the public log failing a check"
+    # Worker-signed payout terms
+    PAYOUT_TERMS_MISMATCH = (
+        "payout_terms_mismatch",
+        "the signed payout_hash or payout_msat is not the payout invoice's hash or amount",
+    )
     # Defaults of the refusal classes, and the API's own handlers
     INVALID_REQUEST = "invalid_request", "the HTTP request does not fit the API's schema"
     INVALID_VALUE = "invalid_value", "a value breaks a rule (default of Invalid)"

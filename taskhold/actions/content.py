@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from taskhold.errors import Invalid, RefusalCode
 
-__all__ = ["PUBKEY_PATTERN", "parse_content"]
+__all__ = ["PUBKEY_PATTERN", "PayoutTerms", "parse_content"]
 
 M = TypeVar("M", bound=BaseModel)
 
 PUBKEY_PATTERN = "^[0-9a-f]{64}$"
 """A participant's key in request content: 32 bytes of lowercase hex, as Nostr writes it."""
+
+
+class PayoutTerms(BaseModel):
+    """What a request that gives a payout invoice signs in clear: the invoice's payment hash
+    and amount. The public log proves the payout against them (the settlement entry reveals the
+    payout's preimage), whether or not the invoice itself is published. Required, but checked
+    with the invoice (``payments.invoices.check_payout_terms``), after the signer's role and the
+    task's state: a payee that does not sign them could not be shown to be paid."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    payout_hash: str | None = Field(default=None, pattern=PUBKEY_PATTERN)
+    payout_msat: int | None = Field(default=None, ge=1)
 
 
 def parse_content(model: type[M], content: dict[str, Any]) -> M:

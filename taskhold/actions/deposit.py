@@ -13,7 +13,7 @@ from taskhold.envelope import SignedRequest
 from taskhold.errors import Conflict, RefusalCode
 from taskhold.escrow.deposits import ensure_deposit_invoice
 from taskhold.escrow.funding import invoice_row
-from taskhold.payments.invoices import validate_payout_invoice
+from taskhold.payments.invoices import check_payout_terms, validate_payout_invoice
 from taskhold.payments.rules import budget_now, check_payout_invoice
 from taskhold.store import Tx
 from taskhold.tasks import Task, decide
@@ -21,7 +21,7 @@ from taskhold.tasks import commands as c
 from taskhold.tasks.deposits import next_deposit_round
 from taskhold.tasks.model import deposit_view
 
-from .content import PUBKEY_PATTERN, parse_content
+from .content import PUBKEY_PATTERN, PayoutTerms, parse_content
 from .open_invoices import check_open_invoices
 from .pipeline import Outcome, WriteContext, apply_command
 
@@ -32,9 +32,7 @@ class DepositContent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class DepositPayoutContent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class DepositPayoutContent(PayoutTerms):
     depositor: str = Field(pattern=PUBKEY_PATTERN)
     payout_invoice: str = Field(min_length=1, max_length=4000)
 
@@ -115,6 +113,7 @@ async def deposit_payout(
         min_validity_s=settings.payout_min_validity_s,
         forbidden_hashes=frozenset({forfeited.payment_hash_hex, task.payment_hash_hex or ""}),
     )
+    check_payout_terms(invoice, body.payout_hash, body.payout_msat)
     await check_payout_invoice(
         ctx.escrow,
         tx,

@@ -15,39 +15,33 @@ import asyncio
 from types import MappingProxyType
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from taskhold.envelope import SignedRequest
 from taskhold.errors import Conflict, Invalid, RefusalCode
-from taskhold.payments.invoices import validate_payout_invoice
+from taskhold.payments.invoices import check_payout_terms, validate_payout_invoice
 from taskhold.payments.rules import budget_now, check_payout_invoice
 from taskhold.store import Tx
 from taskhold.tasks import Task, decide
 from taskhold.tasks import commands as c
 from taskhold.verification import check_proof, parse_spec
 
-from .content import parse_content
+from .content import PayoutTerms, parse_content
 from .pipeline import Outcome, WriteContext, apply_command
 
 __all__ = ["submit_proof", "update_payout_invoice", "update_refund_invoice"]
 
 
-class ProofContent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ProofContent(PayoutTerms):
     proof: dict[str, Any] = Field(default_factory=dict)
     payout_invoice: str = Field(min_length=1, max_length=4000)
 
 
-class PayoutInvoiceContent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class PayoutInvoiceContent(PayoutTerms):
     payout_invoice: str = Field(min_length=1, max_length=4000)
 
 
-class RefundInvoiceContent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RefundInvoiceContent(PayoutTerms):
     refund_invoice: str = Field(min_length=1, max_length=4000)
 
 
@@ -72,11 +66,18 @@ async def _check_head_seen(tx: Tx, task: Task, request: SignedRequest) -> None:
 
 
 async def _checked_invoice(
-    ctx: WriteContext, tx: Tx, task: Task, payout_invoice: str, *, employer_share: bool = False
+    ctx: WriteContext,
+    tx: Tx,
+    task: Task,
+    payout_invoice: str,
+    terms: PayoutTerms,
+    *,
+    employer_share: bool = False,
 ) -> str:
-    """The worker's invoice, if it is for the payout (a split's worker share once split) and
-    paying it cannot lose money (the rules of :mod:`taskhold.payments.rules`, checked again
-    before paying); with ``employer_share``, the employer's invoice for their share."""
+    """The worker's invoice, if it is for the payout (a split's worker share once split), its
+    signed ``terms`` are its own, and paying it cannot lose money (the rules of
+    :mod:`taskhold.payments.rules`, checked again before paying); with ``employer_share``, the
+    employer's invoice for their share."""
     settings = ctx.escrow.settings
     if employer_share:
         assert task.split_employer_msat is not None
@@ -95,6 +96,7 @@ async def _checked_invoice(
         field=field,
         what=what,
     )
+    check_payout_terms(invoice, terms.payout_hash, terms.payout_msat, field=field)
     await check_payout_invoice(
         ctx.escrow,
         tx,
@@ -132,7 +134,7 @@ async def submit_proof(
     problems = await asyncio.to_thread(check_proof, parse_spec(task.acceptance), body.proof)
     if problems:
         return await _refused(ctx, tx, request, task, problems, now)
-    payout_invoice = await _checked_invoice(ctx, tx, task, body.payout_invoice)
+    payout_invoice = await _checked_invoice(ctx, tx, task, body.payout_invoice, body)
     return Outcome(await apply_command(ctx, tx, request, task, command(payout_invoice)))
 
 
@@ -198,7 +200,7 @@ async def update_payout_invoice(
         return c.UpdatePayoutRequest(actor=request.pubkey, at=now, payout_request=payout_invoice)
 
     decide(task, command(""), ctx.arbiters)
-    payout_invoice = await _checked_invoice(ctx, tx, task, body.payout_invoice)
+    payout_invoice = await _checked_invoice(ctx, tx, task, body.payout_invoice, body)
     return Outcome(await apply_command(ctx, tx, request, task, command(payout_invoice)))
 
 
@@ -216,5 +218,5 @@ async def update_refund_invoice(
         return c.UpdateRefundRequest(actor=request.pubkey, at=now, refund_request=refund_invoice)
 
     decide(task, command(""), ctx.arbiters)
-    invoice = await _checked_invoice(ctx, tx, task, body.refund_invoice, employer_share=True)
+    invoice = await _checked_invoice(ctx, tx, task, body.refund_invoice, body, employer_share=True)
     return Outcome(await apply_command(ctx, tx, request, task, command(invoice)))

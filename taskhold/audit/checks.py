@@ -6,8 +6,9 @@ author against the operator key current at its ``gseq`` (the log starts with the
 is given; a ``KeyRotated`` entry signed by the current key hands it to the key it names); only
 events that pass take a place in the log. The log as a whole is then checked: gap-free
 ``gseq`` with one entry per number, the ``gprev`` chain, non-decreasing ``created_at``, each
-task's ``seq``/``prev`` chain, the preimage of every release against its funding, the
-checkpoint's head, and deletions the operator asked relays for.
+task's ``seq``/``prev`` chain, the preimage of every release against its funding, the proof
+of every payout against the terms its payee signed (``payouts.py``), the checkpoint's head, and
+deletions the operator asked relays for.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 from .entry import KEY_ROTATED, AuditKinds, Entry, parse_entry
 from .findings import Finding, FindingKind, Location
 from .nip01 import Verdict, is_hex64, verify_event
+from .payouts import PayoutCheck, proofs_required_from
 from .series import check_series
 
 __all__ = ["CHECKPOINT_D", "AuditResult", "Summary", "audit_log"]
@@ -38,6 +40,16 @@ class Summary:
     head_gseq: int | None
     head_id: str | None
     checkpoint_gseq: int | None
+    payouts: int = 0
+    """Payouts the log records paid (a task's reward, each split share, each deposit payout)."""
+    payouts_proven: int = 0
+    """Those tied by their preimage to an invoice hash and amount their payee signed
+    (``audit/payouts.py``)."""
+
+    @property
+    def payout_proven(self) -> bool:
+        """Every payout the log records paid is proven (true for a log with none)."""
+        return self.payouts_proven == self.payouts
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +60,9 @@ class Summary:
             "head_gseq": self.head_gseq,
             "head_id": self.head_id,
             "checkpoint_gseq": self.checkpoint_gseq,
+            "payouts": self.payouts,
+            "payouts_proven": self.payouts_proven,
+            "payout_proven": self.payout_proven,
         }
 
 
@@ -226,7 +241,7 @@ def _global_chain(by_gseq: Mapping[int, list[Entry]], last: int, findings: set[F
         previous = group
 
 
-def _task_chain(entries: list[Entry], findings: set[Finding]) -> None:
+def _task_chain(entries: list[Entry], findings: set[Finding], payouts: PayoutCheck) -> None:
     """``seq`` runs 1, 2, … in ``gseq`` order and each ``prev`` names the entry before. An entry
     signed twice for one ``seq`` is equivocation; either twin may be the one followed."""
     expected, last_ids = 1, set[str]()
@@ -245,6 +260,7 @@ def _task_chain(entries: list[Entry], findings: set[Finding]) -> None:
                 findings.add(Finding(FindingKind.EQUIVOCATION, where, detail, ids))
             if twin.seq == expected - 1:
                 last_ids.add(entry.id)
+            payouts.signed(entry)
             continue
         by_seq[entry.seq] = entry
         if entry.seq != expected:
@@ -256,6 +272,7 @@ def _task_chain(entries: list[Entry], findings: set[Finding]) -> None:
             findings.add(Finding(FindingKind.BROKEN_PREV, where, detail, named))
         expected, last_ids = entry.seq + 1, {entry.id}
         rounds.see(entry, where, findings)
+        payouts.see(entry, where, findings)
         if entry.op in ("FundingRequested", "Renewed"):  # the round settled from now on
             funding_hash = entry.values.get("payment_hash")
         elif entry.op in ("ReleaseCompleted", "HoldSettledUnderLivePayout", "SplitCompleted"):
@@ -442,8 +459,11 @@ def audit_log(
     checkpoint = _checkpoint(checkpoints, keys, kinds, findings)
     head = max(by_gseq, default=-1)
     _global_chain(by_gseq, max(head, checkpoint.gseq if checkpoint else -1), findings)
+    required_from = proofs_required_from(entries)
+    payouts = []
     for task_entries in by_task.values():
-        _task_chain(task_entries, findings)
+        payouts.append(PayoutCheck(required_from))
+        _task_chain(task_entries, findings, payouts[-1])
     check_series(by_task, findings)
     if checkpoint is not None:
         at_head = {entry.id for entry in by_gseq.get(checkpoint.gseq, [])}
@@ -463,5 +483,7 @@ def audit_log(
         head_gseq=head if head >= 0 else None,
         head_id=head_group[0].id if len(head_group) == 1 else None,
         checkpoint_gseq=checkpoint.gseq if checkpoint else None,
+        payouts=sum(check.payouts for check in payouts),
+        payouts_proven=sum(check.proven for check in payouts),
     )
     return AuditResult(tuple(sorted(findings, key=_order)), summary, keys)

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+import bolt11
+
 from .findings import Finding, FindingKind, Location
 from .nip01 import Verdict, is_hex64, verify_event
 
@@ -24,6 +26,7 @@ __all__ = [
     "REQUEST_OPS",
     "AuditKinds",
     "Entry",
+    "PayoutTerms",
     "Series",
     "milestone_task_id",
     "parse_entry",
@@ -136,7 +139,14 @@ _PAYMENT_TAGS: Mapping[str, Mapping[str, Callable[[str], bool]]] = {
         "payout_fee_msat": _uint,
     },
 }  # fmt: skip
-_ALL_PAYMENT_TAGS = frozenset(name for tags in _PAYMENT_TAGS.values() for name in tags)
+_OPTIONAL_PAYMENT_TAGS: Mapping[str, frozenset[str]] = {
+    "ReleaseCompleted": frozenset({"payout_preimage"}),
+    "DepositPaidOut": frozenset({"payout_preimage"}),
+}
+"""Tags an entry may lack (entries from before them); the payout check reads them."""
+_ALL_PAYMENT_TAGS = frozenset(name for tags in _PAYMENT_TAGS.values() for name in tags) | {
+    "payout_preimage"
+}
 _TASK_TAGS = frozenset({"a", "task", "seq", "state", "prev", "e"})
 _SINGLE_TAGS = frozenset(
     {"op", "gseq", "o", "gprev", "new_key", "old_key"} | _TASK_TAGS | _ALL_PAYMENT_TAGS
@@ -173,6 +183,31 @@ class Entry:
     make it)."""
     series: Series | None = None
     """What a ``TaskCreated`` entry of a milestone declares about its series."""
+    fee_msat: int | None = None
+    """The operator fee a ``TaskCreated`` entry's content declares (the payout is the amount
+    minus it)."""
+    participants: tuple[str, ...] = ()
+    """The ``p`` tags' keys: the employer, then the worker."""
+    terms: PayoutTerms | None = None
+    """The payout terms the embedded request signed, if it gives a payout invoice."""
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutTerms:
+    """What a request giving a payout invoice commits its signer to: the payment hash and
+    amount of the invoice. ``signed`` when the request carries them in clear (``payout_hash``,
+    ``payout_msat``); otherwise they are read from the invoice it carries (requests from before
+    the terms), which the payee's node signed."""
+
+    signer: str
+    op: str
+    """The request's ``op``: ``proof``, ``payout-invoice``, ``refund-invoice`` or
+    ``deposit-payout``."""
+    payout_hash: str
+    payout_msat: int | None
+    signed: bool
+    depositor: str | None = None
+    """The deposit a ``deposit-payout`` request claims."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +363,12 @@ class _Reader:
         for name, valid in expected.items():
             if name not in values or not valid(values[name]):
                 bad.append(name)
-        stray = sorted(name for name in _ALL_PAYMENT_TAGS & values.keys() if name not in expected)
+        optional = _OPTIONAL_PAYMENT_TAGS.get(op, frozenset())
+        stray = sorted(
+            name
+            for name in _ALL_PAYMENT_TAGS & values.keys()
+            if name not in expected and name not in optional
+        )
         bad.extend(f"{name} (not allowed on {op})" for name in stray)
         if bad:
             self.fault(FindingKind.MALFORMED, "ill-formed tags: " + "; ".join(bad))
@@ -458,6 +498,8 @@ def parse_entry(
     reader.check_tags(gseq, task, seq, op, participants)
     request = reader.check_content(op)
     reader.check_request(request, task, op)
+    embedded_ok = not any(f.kind is FindingKind.BAD_EMBEDDED_REQUEST for f in reader.findings)
+    terms = _payout_terms(request) if request is not None and embedded_ok else None
     values = reader.values
     entry = Entry(
         id=event["id"],
@@ -471,8 +513,54 @@ def parse_entry(
         values=dict(values),
         amount_msat=_declared_amount(event) if op == "TaskCreated" else None,
         series=_declared_series(event, participants) if op == "TaskCreated" else None,
+        fee_msat=_declared_amount(event, "fee_msat") if op == "TaskCreated" else None,
+        participants=tuple(tag[1] for tag in participants if len(tag) >= 2),
+        terms=terms,
     )
     return entry, reader.findings
+
+
+_INVOICE_FIELDS: Mapping[str, str] = {
+    "proof": "payout_invoice",
+    "payout-invoice": "payout_invoice",
+    "refund-invoice": "refund_invoice",
+    "deposit-payout": "payout_invoice",
+}
+"""The requests that give a payout invoice, and the content field that holds it."""
+
+
+def _payout_terms(request: Mapping[str, Any]) -> PayoutTerms | None:
+    """The terms a verified embedded request signed (None if it gives no payout invoice or
+    its terms cannot be read)."""
+    verb = next((t[1] for t in request["tags"] if len(t) >= 2 and t[0] == "op"), None)
+    field = _INVOICE_FIELDS.get(str(verb))
+    try:
+        content = json.loads(request["content"])
+    except ValueError:
+        return None
+    if field is None or not isinstance(content, dict):
+        return None
+    depositor = content.get("depositor") if verb == "deposit-payout" else None
+    base = {"signer": request["pubkey"], "op": str(verb), "depositor": depositor}
+    payout_hash, payout_msat = content.get("payout_hash"), content.get("payout_msat")
+    if is_hex64(payout_hash) and _is_int(payout_msat):
+        return PayoutTerms(
+            payout_hash=str(payout_hash), payout_msat=payout_msat, signed=True, **base
+        )
+    invoice = content.get(field)
+    if not isinstance(invoice, str):
+        return None
+    try:
+        decoded = bolt11.decode(invoice.strip().removeprefix("lightning:"))
+    except Exception:  # the library raises many kinds for malformed input
+        return None
+    amount = decoded.amount_msat
+    return PayoutTerms(
+        payout_hash=str(decoded.payment_hash),
+        payout_msat=int(amount) if amount is not None else None,
+        signed=False,
+        **base,
+    )
 
 
 def _declared_series(event: Mapping[str, Any], participants: list[list[str]]) -> Series | None:
@@ -495,9 +583,9 @@ def _declared_series(event: Mapping[str, Any], participants: list[list[str]]) ->
     )
 
 
-def _declared_amount(event: Mapping[str, Any]) -> int | None:
+def _declared_amount(event: Mapping[str, Any], name: str = "amount_msat") -> int | None:
     try:
-        amount = json.loads(event["content"])["event"]["amount_msat"]
+        amount = json.loads(event["content"])["event"][name]
     except (ValueError, KeyError, TypeError):
         return None  # reported by check_content
     return amount if isinstance(amount, int) and not isinstance(amount, bool) else None

@@ -29,6 +29,7 @@ class FindingKind(StrEnum):
     BAD_SPLIT = "bad_split"
     BAD_SERIES = "bad_series"
     BAD_ROUND = "bad_round"
+    UNPROVEN_PAYOUT = "unproven_payout"
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ def report_json(operator: str, fetched: FetchResult, result: AuditResult | None)
         "operator": operator,
         "relays": [relay.to_json() for relay in fetched.relays],
         "summary": result.summary.to_json() if result else None,
+        "payout_proven": result is not None and result.summary.payout_proven,
         "findings": [finding.to_json() for finding in result.findings] if result else [],
     }
 
@@ -60,6 +61,10 @@ def print_report(
         f"{summary.entries} entries over {summary.tasks} tasks, head gseq {head}"
         + ("" if summary.checkpoint_gseq is None else f", checkpoint {summary.checkpoint_gseq}")
         + f" ({summary.events_received} events received)"
+    )
+    console.print(
+        f"payouts proven by their payee's signed hash and preimage: {summary.payouts_proven}"
+        f" of {summary.payouts}"
     )
     if summary.tasks_by_final_op:
         finals = Table("last entry of the task", "tasks", title="Tasks by last entry")

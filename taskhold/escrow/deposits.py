@@ -27,6 +27,7 @@ from taskhold.payments.held import (
     cancel_hold,
     must_settle,
     pay_then_settle,
+    payout_preimage,
     settle_under_live_payout,
     still_held,
 )
@@ -259,6 +260,7 @@ class DepositBook:
         return None
 
     async def completed(self, preimage: bytes, payout: PaymentResult) -> Task | None:
+        proof = await payout_preimage(self.ctx, payout)
         done = await apply_system(
             self.ctx,
             self.task_id,
@@ -269,6 +271,7 @@ class DepositBook:
                 preimage_hex=preimage.hex(),
                 payout_payment_hash_hex=payout.payment_hash.hex(),
                 payout_fee_msat=payout.fee_msat,
+                payout_preimage_hex=proof.hex(),
             ),
         )
         log.info("deposit_paid_out", task_id=self.task_id, amount_msat=self.deposit.amount_msat)

@@ -96,6 +96,7 @@ class RewardBook:
         )
 
     async def completed(self, preimage: bytes, payout: PaymentResult) -> Task | None:
+        proof = await funds.payout_preimage(self.ctx, payout)
         done = await apply_system(
             self.ctx,
             self.task.task_id,
@@ -105,6 +106,7 @@ class RewardBook:
                 preimage_hex=preimage.hex(),
                 payout_payment_hash_hex=payout.payment_hash.hex(),
                 payout_fee_msat=payout.fee_msat,
+                payout_preimage_hex=proof.hex(),
             ),
         )
         log.info(

@@ -152,7 +152,7 @@ async def _record_share(
     ctx: EscrowContext, task_id: str, share: str, payout: PaymentResult
 ) -> None:
     """Record one share paid; a replay after a crash decides to nothing."""
-    preimage = payout.preimage or await _payment_preimage(ctx, payout)
+    preimage = await funds.payout_preimage(ctx, payout)
     await apply_system(
         ctx,
         task_id,
@@ -165,13 +165,6 @@ async def _record_share(
             fee_msat=payout.fee_msat,
         ),
     )
-
-
-async def _payment_preimage(ctx: EscrowContext, payout: PaymentResult) -> bytes:
-    known = await ctx.lightning.lookup_payment(payout.payment_hash)
-    if known.preimage is None:
-        raise RuntimeError("a succeeded payment without its preimage")
-    return known.preimage
 
 
 def _shares(

@@ -69,6 +69,7 @@ def payment_tags(event: dict[str, Any]) -> list[list[str]]:
                 ["preimage", event["preimage_hex"]],
                 ["payout_hash", event["payout_payment_hash_hex"]],
                 ["payout_fee_msat", str(event["payout_fee_msat"])],
+                *_payout_proof_tags(event),
             ]
         case "HoldSettledUnderLivePayout":
             return [
@@ -100,6 +101,13 @@ def payment_tags(event: dict[str, Any]) -> list[list[str]]:
     if event["type"].startswith("Deposit"):
         return [["depositor", event["depositor"]], *_deposit_tags(event)]
     return _round_tags(event)
+
+
+def _payout_proof_tags(event: dict[str, Any]) -> list[list[str]]:
+    """The payout's preimage (``sha256`` of it is the hash its payee signed); entries from
+    before the proof have none."""
+    proof = event.get("payout_preimage_hex")
+    return [] if proof is None else [["payout_preimage", proof]]
 
 
 def _round_tags(event: dict[str, Any]) -> list[list[str]]:
@@ -156,6 +164,7 @@ def _deposit_tags(event: dict[str, Any]) -> list[list[str]]:
                 ["preimage", event["preimage_hex"]],
                 ["payout_hash", event["payout_payment_hash_hex"]],
                 ["payout_fee_msat", str(event["payout_fee_msat"])],
+                *_payout_proof_tags(event),
             ]
         case "DepositReturned":
             return [["invoice_state", event["invoice_state"]]]

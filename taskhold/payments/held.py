@@ -43,6 +43,7 @@ __all__ = [
     "must_settle",
     "pay_then_settle",
     "payout_hash_of",
+    "payout_preimage",
     "settle_under_live_payout",
     "still_held",
 ]
@@ -286,6 +287,17 @@ def payout_hash_of(row: PaymentRecord | None, payout_invoice: str | None) -> str
     if payout_invoice is not None:
         return decode_invoice(payout_invoice).payment_hash_hex
     return "00" * 32
+
+
+async def payout_preimage(ctx: PaymentContext, payout: PaymentResult) -> bytes:
+    """A succeeded payout's preimage, the payee's proof of payment: the log publishes it. A
+    payment found succeeded after a crash may come without it; the node is asked then."""
+    if payout.preimage is not None:
+        return payout.preimage
+    known = await ctx.lightning.lookup_payment(payout.payment_hash)
+    if known.preimage is None:
+        raise Fault("a succeeded payment without its preimage")
+    return known.preimage
 
 
 async def _pay_share(

@@ -8,7 +8,7 @@ import bolt11
 
 from taskhold.errors import Invalid, RefusalCode
 
-__all__ = ["DecodedInvoice", "decode_invoice", "validate_payout_invoice"]
+__all__ = ["DecodedInvoice", "check_payout_terms", "decode_invoice", "validate_payout_invoice"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +88,29 @@ def validate_payout_invoice(
             f"{field} reuses the task's escrow payment hash", code=RefusalCode.HASH_REUSED
         )
     return invoice
+
+
+def check_payout_terms(
+    invoice: DecodedInvoice,
+    payout_hash: str | None,
+    payout_msat: int | None,
+    *,
+    field: str = "payout_invoice",
+) -> None:
+    """The payee signs, in clear, the hash and amount of the invoice it gives: the public log
+    can then prove the payout (the settlement entry's payout preimage hashes to that hash)
+    even when the invoice itself is not published. Terms that are not the invoice's are
+    refused, or the log would prove a payment the payee never asked for; so are none."""
+    if payout_hash is None or payout_msat is None:
+        raise Invalid(
+            f"payout_hash and payout_msat are required: sign {field}'s payment hash and amount"
+            " in clear with it",
+            code=RefusalCode.INVALID_CONTENT,
+        )
+    if payout_hash != invoice.payment_hash_hex or payout_msat != invoice.amount_msat:
+        raise Invalid(
+            f"payout_hash and payout_msat must be {field}'s payment hash and amount"
+            f" ({invoice.payment_hash_hex}, {invoice.amount_msat} msat); they are"
+            f" {payout_hash}, {payout_msat} msat",
+            code=RefusalCode.PAYOUT_TERMS_MISMATCH,
+        )

@@ -208,6 +208,8 @@ class CompleteRelease(Command):
     preimage_hex: str
     payout_payment_hash_hex: str
     payout_fee_msat: int
+    payout_preimage_hex: str | None = None
+    """The payout's preimage, the worker's node's proof of payment."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -332,6 +334,8 @@ class CompleteDepositPayout(SystemDepositCommand):
     preimage_hex: str
     payout_payment_hash_hex: str
     payout_fee_msat: int
+    payout_preimage_hex: str | None = None
+    """The payout's preimage, the beneficiary's node's proof of payment."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

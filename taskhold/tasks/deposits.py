@@ -39,6 +39,7 @@ from taskhold.errors import Conflict, Forbidden, Invalid, RefusalCode
 from . import commands as c
 from . import events as e
 from .model import SYSTEM_ACTOR, Deposit, DepositState, Role, Task, TaskState
+from .payout_proof import check_payout_preimage
 
 __all__ = [
     "claim_timed_out",
@@ -130,12 +131,14 @@ def decide_deposit(
                 raise Invalid(
                     "the preimage does not hash to the deposit's", code=RefusalCode.BAD_PREIMAGE
                 )
+            check_payout_preimage(cmd.payout_preimage_hex, cmd.payout_payment_hash_hex)
             return [
                 e.DepositPaidOut(
                     **base,
                     preimage_hex=cmd.preimage_hex,
                     payout_payment_hash_hex=cmd.payout_payment_hash_hex,
                     payout_fee_msat=cmd.payout_fee_msat,
+                    payout_preimage_hex=cmd.payout_preimage_hex,
                 )
             ]
     return []  # already done, or overtaken (e.g. a late confirmation of a returned deposit)

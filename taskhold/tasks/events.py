@@ -206,11 +206,14 @@ class PayoutRequestUpdated(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReleaseCompleted(Event):
-    """The worker was paid and the hold invoice settled. Reveals the preimage."""
+    """The worker was paid and the hold invoice settled. Reveals the preimage, and the
+    payout's preimage: the proof that the payout's hash (signed by the worker) was paid. None in
+    entries from before that proof."""
 
     preimage_hex: str
     payout_payment_hash_hex: str
     payout_fee_msat: int
+    payout_preimage_hex: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -323,11 +326,13 @@ class DepositSettledUnderLivePayout(DepositEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DepositPaidOut(DepositEvent):
-    """The beneficiary was paid and the deposit's hold invoice settled. Reveals its preimage."""
+    """The beneficiary was paid and the deposit's hold invoice settled. Reveals its preimage
+    and the payout's (None in entries from before that proof)."""
 
     preimage_hex: str
     payout_payment_hash_hex: str
     payout_fee_msat: int
+    payout_preimage_hex: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -50,6 +50,7 @@ from .model import (
     Task,
     TaskState,
 )
+from .payout_proof import check_payout_preimage
 from .rounds import decide_round, round_changes
 from .splits import (
     complete_split,
@@ -738,6 +739,7 @@ def _complete_release(task: Task, cmd: c.Command) -> list[e.Event]:
     _check_settle(task, cmd.preimage_hex, "the task cannot be released")
     if task.is_split:
         raise Conflict("a split completes with both shares paid", code=RefusalCode.WRONG_STATE)
+    check_payout_preimage(cmd.payout_preimage_hex, cmd.payout_payment_hash_hex)
     return [
         e.ReleaseCompleted(
             at=cmd.at,
@@ -745,6 +747,7 @@ def _complete_release(task: Task, cmd: c.Command) -> list[e.Event]:
             preimage_hex=cmd.preimage_hex,
             payout_payment_hash_hex=cmd.payout_payment_hash_hex,
             payout_fee_msat=cmd.payout_fee_msat,
+            payout_preimage_hex=cmd.payout_preimage_hex,
         )
     ]
 

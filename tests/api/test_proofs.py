@@ -8,10 +8,12 @@ import time
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 from support.stacks import Stack
 from support.task_flows import funded
 
+from taskhold.client import TaskholdAPIError, payout_terms
 from taskhold.nostr import NostrKeys
 from taskhold.store.models import LogEntryRow, RequestEventRow, TransitionRow
 
@@ -42,11 +44,14 @@ def _proof(
     head: str | None,
     created_at: int | None = None,
     kind: int = 3911,
+    terms: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     tags = [["op", "proof"], ["task", task["task_id"]]]
     if head is not None:
         tags.append(["prev", head])
-    content = json.dumps({"proof": {"url": "https://example.org/x"}, "payout_invoice": invoice})
+    body = {"proof": {"url": "https://example.org/x"}, "payout_invoice": invoice}
+    body |= payout_terms(invoice) if terms is None else terms
+    content = json.dumps(body)
     return keys.sign_event(kind, content, tags, created_at or int(time.time()))
 
 
@@ -148,3 +153,55 @@ async def test_proof_with_the_request_kind_is_refused(stack: Stack) -> None:
     )
     assert response.status_code == 422
     assert response.json()["code"] == "wrong_kind"
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"payout_hash": "ab" * 32}, "payout_terms_mismatch"),
+        ({"payout_msat": -1}, "invalid_content"),
+        ("more", "payout_terms_mismatch"),
+        ("less", "payout_terms_mismatch"),
+        ("missing", "invalid_content"),
+    ],
+    ids=["other-hash", "negative", "more", "less", "missing"],
+)
+async def test_payout_terms_that_are_not_the_invoices_are_refused(
+    stack: Stack, change: Any, code: str
+) -> None:
+    """The worker signs the invoice's hash and amount in clear (the log proves the payout
+    against them): terms that are not the invoice's own, or none, are refused."""
+    task, worker, invoice = await _claimed(stack)
+    terms = payout_terms(invoice)
+    if change == "missing":
+        terms = {}
+    elif isinstance(change, str):
+        terms["payout_msat"] += 1 if change == "more" else -1
+    else:
+        terms |= change
+    before = await _written(stack)
+    response = await _submit(
+        stack, task, _proof(worker, task, invoice, head=task["log_head"], terms=terms)
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == code
+    assert await _written(stack) == before
+
+
+async def test_a_new_payout_invoice_with_other_terms_is_refused(stack: Stack) -> None:
+    """The payout-invoice update carries the same signed terms, checked the same way."""
+    task, worker_keys, invoice = await _claimed(stack)
+    worker = stack.client(worker_keys)
+    await worker.submit_proof(task["task_id"], {"url": "https://example.org/x"}, invoice)
+    fresh = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    other = payout_terms(await stack.world.worker.create_invoice(task["payout_msat"]))
+    with pytest.raises(TaskholdAPIError) as refused:
+        await worker._task_write(
+            task["task_id"],
+            "payout-invoice",
+            "payout-invoice",
+            {"payout_invoice": fresh, **other},
+            None,
+        )
+    assert refused.value.status == 422
+    assert refused.value.code == "payout_terms_mismatch"

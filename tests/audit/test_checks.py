@@ -73,8 +73,9 @@ async def test_a_dropped_entry_is_a_gap_at_its_gseq(real_log: RealLog) -> None:
 
     gaps = [f for f in result.findings if f.kind is FindingKind.GAP]
     assert [(f.location.gseq, f.location.gseq_last) for f in gaps] == [(gseq, gseq)]
-    # The task's own chain shows the hole too; nothing else is wrong.
-    assert kinds(result) == {FindingKind.GAP, FindingKind.SEQ_GAP}
+    # The task's own chain shows the hole too, and the payout the dropped proof signed the
+    # terms of is no longer proven; nothing else is wrong.
+    assert kinds(result) == {FindingKind.GAP, FindingKind.SEQ_GAP, FindingKind.UNPROVEN_PAYOUT}
 
 
 async def test_a_withheld_tail_is_a_gap_when_a_checkpoint_names_the_head(

@@ -77,6 +77,24 @@ async def test_a_log_with_deposits_is_clean(deposit_log: RealLog) -> None:
     )
     preimage = bytes.fromhex(tag(paid, "preimage") or "")
     assert hashlib.sha256(preimage).hexdigest() == tag(requested, "deposit_hash")
+    # Both payouts (the task's reward, the forfeited deposit) are proven.
+    assert (result.summary.payouts, result.summary.payouts_proven) == (2, 2)
+    proof = bytes.fromhex(tag(paid, "payout_preimage") or "")
+    assert hashlib.sha256(proof).hexdigest() == tag(paid, "payout_hash")
+
+
+async def test_a_paid_out_deposit_without_its_payout_preimage_is_unproven(
+    deposit_log: RealLog,
+) -> None:
+    gseq = int(tag(deposit_log.entry("DepositPaidOut"), "gseq") or "")
+
+    def hide_the_payout_proof(draft: Draft) -> None:
+        draft.tags = [t for t in draft.tags if t[0] != "payout_preimage"]
+        draft.edit_content(lambda body: body["event"].pop("payout_preimage_hex"))
+
+    result = audit_log(deposit_log.resigned(gseq, hide_the_payout_proof), deposit_log.operator)
+    assert {f.kind for f in result.findings} == {FindingKind.UNPROVEN_PAYOUT}
+    assert "deposit's payout" in result.findings[0].detail
 
 
 async def test_a_paid_out_deposit_with_a_wrong_preimage_is_reported(deposit_log: RealLog) -> None:

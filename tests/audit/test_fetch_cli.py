@@ -111,6 +111,8 @@ async def test_clean_on_the_relay_then_a_deleted_entry_is_a_gap(
 
     code, report = await audit_json("--relay", url, "--operator", npub)
     assert (code, report["status"], report["findings"]) == (0, "clean", [])
+    assert report["payout_proven"] is True
+    assert report["summary"]["payouts"] == report["summary"]["payouts_proven"] > 0
     assert report["summary"]["entries"] == len(real_log.entries)
     assert report["summary"]["head_gseq"] == len(real_log.entries) - 1
     assert report["relays"][0]["ok"] is True

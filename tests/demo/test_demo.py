@@ -118,6 +118,9 @@ async def test_demo_default_scenario_log_passes_the_audit(tmp_path: Path) -> Non
     assert isinstance(log_ids, list)
     code, report = await _audit(tmp_path, str(out["operator_pubkey"]))
     assert (code, report["status"], report["summary"]["entries"]) == (0, "clean", len(log_ids))
+    # The worker's payout is proven by the preimage the settlement entry reveals.
+    assert out["payout_proven"] is True
+    assert report["payout_proven"] is True and report["summary"]["payouts_proven"] == 1
 
 
 async def test_demo_squatter_is_revoked_and_the_second_worker_paid_and_the_log_audits(

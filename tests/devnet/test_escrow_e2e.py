@@ -22,6 +22,7 @@ from typing import Any
 import bolt11
 import httpx
 import pytest
+from support.audit_logs import audit_stored_log
 from support.devnet_network import DevnetHandle
 from support.hand_driven import drive_by_hand
 
@@ -186,6 +187,11 @@ async def test_happy_path_moves_real_money(lnd_stack: LndStack) -> None:
     assert worker_gain == final["payout_msat"]
     assert employer_loss == final["amount_msat"]  # a direct channel: no routing fee
     assert escrow_gain == final["fee_msat"] - final["payout_fee_msat"]
+    # The log proves the worker was paid: the release reveals lnd's payout preimage, which
+    # hashes to the invoice hash the worker signed, for the payout amount.
+    audited = await audit_stored_log(lnd_stack.services)
+    assert audited.clean, [finding.to_json() for finding in audited.findings]
+    assert audited.summary.payouts >= 1 and audited.summary.payout_proven
     print(f"\nfull task lifecycle on regtest lnd: {elapsed:.2f} s")
 
 

@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+from support.audit_logs import audit_stored_log
 from support.stacks import Stack, close_stack, open_stack, stack_settings
 from support.task_flows import funded, read_log, submitted, tag
 
@@ -219,6 +220,11 @@ async def test_a_payout_in_flight_at_the_guard_margin_is_settled_not_refunded(
     assert final["state"] == "PAID"
     assert stack.world.worker.balance_msat == task["payout_msat"]  # paid once
     assert stack.world.employer.balance_msat == employer_before  # and not refunded
+    # The late-landing release reveals the worker's own preimage: the payout is proven.
+    released = [e for e in await read_log(stack) if tag(e, "op") == "ReleaseCompleted"]
+    assert [tag(e, "payout_preimage") for e in released] == [preimage.hex()]
+    audited = await audit_stored_log(stack.services)
+    assert audited.clean and audited.summary.payout_proven, audited.findings
 
 
 async def test_new_payout_invoice_after_failure_gets_paid(stack: Stack) -> None:

@@ -27,7 +27,7 @@ from support.deposit_flows import (
 from support.stacks import Stack, close_stack, open_stack, stack_settings
 from support.task_flows import AMOUNT_MSAT, funded, read_log, tag
 
-from taskhold.client import TaskholdAPIError
+from taskhold.client import TaskholdAPIError, payout_terms
 from taskhold.lightning.base import InvoiceState, PaymentStatus
 from taskhold.reputation.policy import ReputationPolicy
 
@@ -120,6 +120,13 @@ async def test_an_abandoned_claim_forfeits_the_deposit_to_the_employer(
     invoice = await stack.world.employer.create_invoice(amount, expiry_seconds=86_400)
     taken = await refused(outsider.claim_deposit(task_id, worker.pubkey_hex, invoice))
     assert (taken.status, taken.code) == (403, "wrong_role")
+    # The beneficiary signs the invoice's hash and amount in clear; other terms are refused.
+    other = payout_terms(await stack.world.employer.create_invoice(amount))
+    body = {"depositor": worker.pubkey_hex, "payout_invoice": invoice, **other}
+    mismatch = await refused(
+        employer._task_write(task_id, "deposit-payout", "deposit-payout", body, None)
+    )
+    assert (mismatch.status, mismatch.code) == (422, "payout_terms_mismatch")
 
     await employer.claim_deposit(task_id, worker.pubkey_hex, invoice)
     await stack.settle_engine()
