@@ -19,6 +19,7 @@ from taskhold.lightning.base import LightningBackend, LightningError
 from taskhold.lightning.simworld import SimWorld
 from taskhold.nostr.embedded import EmbeddedRelay
 from taskhold.nostr.relays import RelayPool
+from taskhold.notify import Notifier, WebhookDeliverer
 from taskhold.publiclog.checkpoints import Checkpointer
 from taskhold.publiclog.publisher import OutboxPublisher
 from taskhold.publiclog.writer import LogKinds, LogWriter
@@ -51,9 +52,13 @@ class Services:
     reputation: ReputationService | None = None
     limits: WriteLimits | None = None
     checkpointer: Checkpointer | None = None
+    webhooks: WebhookDeliverer | None = None
+    """Delivers the log to the operator's registered webhooks (``taskhold webhooks add``)."""
 
     async def close(self) -> None:
         await self.engine.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self.checkpointer is not None:
             await self.checkpointer.stop()
         if self.reputation is not None:
@@ -152,7 +157,8 @@ async def build_services(
         allowed_kinds=frozenset(
             {settings.kind_log_entry, settings.kind_listing, settings.kind_checkpoint}
         )
-        | operator_kinds(settings),
+        | operator_kinds(settings)
+        | notify_kinds(settings),
         observer=audit.signature_observer(),
     )
     log = LogWriter(
@@ -164,7 +170,7 @@ async def build_services(
         ),
         clock=time.time,
         lock=not settings.resolved_database_url.startswith("sqlite"),
-        hooks=[receipt_issuer(settings, signer)],
+        hooks=[receipt_issuer(settings, signer), *notifiers(settings, signer)],
     )
     store = Store(engine, log=log)
     audit.bind(store)
@@ -212,7 +218,31 @@ async def build_services(
             kind=settings.kind_checkpoint,
             interval_s=settings.checkpoint_interval_s,
         ),
+        webhooks=WebhookDeliverer(
+            store,
+            signer,
+            kind=settings.kind_webhook_delivery,
+            timeout_s=settings.webhook_timeout_s,
+            interval_s=settings.webhook_interval_s,
+            max_backoff_s=settings.webhook_max_backoff_s,
+        ),
     )
+
+
+def notify_kinds(settings: Settings) -> frozenset[int]:
+    """The kinds notifications need the operator key to sign: gift wraps (their seals) when
+    notifications are on, and webhook deliveries."""
+    kinds = {settings.kind_webhook_delivery}
+    if settings.notifications_enabled:
+        kinds.add(settings.kind_gift_wrap)
+    return frozenset(kinds)
+
+
+def notifiers(settings: Settings, signer: LocalSigner) -> list[Notifier]:
+    """The ``LogWriter`` hook that sends NIP-17 notifications, unless they are turned off."""
+    if not settings.notifications_enabled:
+        return []
+    return [Notifier(signer, arbiters=frozenset(settings.arbiters), clock=time.time)]
 
 
 async def _publishing(
