@@ -33,7 +33,8 @@ class Due:
     recipient: str
     deadline_at: int | None
     since: str
-    """When (or at which step) the wait began: with the rest, what makes the wait unique."""
+    """What began the wait (the proof under review, the claim, the renewal's invoice …): with
+    the rest, what makes the wait unique. Not a timestamp alone: two steps share a second."""
     text: str
 
     @property
@@ -104,6 +105,10 @@ def _rejection_answer_by(task: Task) -> int | None:
     return max(task.deadline_at, task.rejected_at + task.dispute_window_s)
 
 
+def _dispute_since(task: Task) -> str:
+    return f"{task.dispute_opened_by}@{task.dispute_opened_at}"
+
+
 def _review_ends(task: Task) -> int | None:
     return None if task.submitted_at is None else task.submitted_at + task.review_window_s
 
@@ -113,7 +118,7 @@ NEXT_ACTIONS: tuple[NextAction, ...] = (
         "fund", "pay the task's hold invoice to fund it",
         due=lambda t: t.state is S.PENDING_FUNDING and t.payment_request is not None,
         who=_employer, deadline=lambda t: t.invoice_expires_at,
-        since=lambda t: t.funding_round,
+        since=lambda t: t.payment_hash_hex,
     ),
     NextAction(
         "claim", "the task was offered to you: claim it",
@@ -129,39 +134,41 @@ NEXT_ACTIONS: tuple[NextAction, ...] = (
     NextAction(
         "submit_proof", "submit your proof of work",
         due=lambda t: t.state is S.CLAIMED and t.rejected_at is None,
-        who=_worker, deadline=lambda t: t.deadline_at, since=lambda t: t.claimed_at,
+        who=_worker, deadline=lambda t: t.deadline_at,
+        since=lambda t: f"{t.worker_pubkey}@{t.claimed_at}",
     ),
     NextAction(
         "answer_rejection", "your submission was rejected: resubmit or dispute",
         due=lambda t: t.state is S.CLAIMED and t.rejected_at is not None,
-        who=_worker, deadline=_rejection_answer_by, since=lambda t: t.rejected_at,
+        who=_worker, deadline=_rejection_answer_by,
+        since=lambda t: f"{t.proof_event_id}@{t.rejected_at}",
     ),
     NextAction(
         "approve", "review the submission: approve or reject it (silence releases it)",
         due=lambda t: t.state is S.SUBMITTED,
-        who=_employer, deadline=_review_ends, since=lambda t: t.submitted_at,
+        who=_employer, deadline=_review_ends, since=lambda t: t.proof_event_id,
     ),
     NextAction(
         "respond_to_dispute", "a dispute was opened on your task: respond to it",
         due=lambda t: t.state is S.DISPUTED,
-        who=_dispute_counterparty, deadline=_dispute_ends, since=lambda t: t.dispute_opened_at,
+        who=_dispute_counterparty, deadline=_dispute_ends, since=_dispute_since,
     ),
     NextAction(
         "resolve_dispute", "a dispute awaits an arbiter's ruling",
         due=lambda t: t.state is S.DISPUTED,
-        who=_arbiters, deadline=_dispute_ends, since=lambda t: t.dispute_opened_at,
+        who=_arbiters, deadline=_dispute_ends, since=_dispute_since,
     ),
     NextAction(
         "renew", "pay the renewal hold invoice so the task keeps its escrow",
         due=lambda t: t.renewal_payment_request is not None and renewable(t),
         who=_employer, deadline=lambda t: t.renewal_expires_at,
-        since=lambda t: t.renewal_round,
+        since=lambda t: t.renewal_payment_hash_hex,
     ),
     NextAction(
         "answer_agreement", "the other party proposed an agreement: accept it or not",
         due=lambda t: t.agreement_proposed_by is not None,
         who=_agreement_counterparty, deadline=_dispute_ends,
-        since=lambda t: t.agreement_proposed_at,
+        since=lambda t: f"{t.agreement_proposed_by}@{t.agreement_proposed_at}",
     ),
     NextAction(
         "send_payout_invoice", "the payout failed: send a new payout invoice",
