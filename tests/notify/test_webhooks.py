@@ -4,6 +4,7 @@ receiver costs only its own deliveries and never makes taskhold call another URL
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -13,15 +14,18 @@ import pytest
 from sqlalchemy import update
 from support.relays import log_in_db, run_tasks
 from support.stacks import Stack
+from support.task_flows import created
 from support.webhook_receiver import WebhookReceiver
 from typer.testing import CliRunner
 
 from taskhold.cli import cli
-from taskhold.client import verify_webhook
+from taskhold.client import TaskholdClient, verify_webhook
+from taskhold.escrow import EscrowEngine
 from taskhold.nostr import NostrKeys
 from taskhold.nostr.webhook_delivery import verify_delivery
 from taskhold.notify import WebhookDeliverer
 from taskhold.notify.webhooks import add_webhook, check_webhook_url, list_webhooks
+from taskhold.server import free_port, running_server
 from taskhold.store.models import WebhookRow
 
 
@@ -251,3 +255,32 @@ def test_the_cli_adds_lists_and_removes_webhooks(database_url: str, tmp_path: An
     assert json.loads(runner.invoke(cli, ["webhooks", "list", *common, "--json"]).output) == []
     missing = runner.invoke(cli, ["webhooks", "remove", "99", *common])
     assert missing.exit_code == 1
+
+
+async def test_a_running_server_delivers_to_webhooks_registered_while_it_runs(
+    open_custom: Any, receivers: list[WebhookReceiver]
+) -> None:
+    """The worker runs in the server's lifespan and reads the table each round: a webhook
+    added by the CLI while the server runs gets the next entries without a restart."""
+    stack: Stack = await open_custom(webhook_interval_s=0.1)
+    receiver = WebhookReceiver().start()
+    receivers.append(receiver)
+    engine = EscrowEngine(stack.services.engine.ctx)  # a served app starts its engine
+    stack.services.engine = stack.services.writes.engine = engine
+    async with running_server(stack.services, "127.0.0.1", free_port()) as url:
+        await add_webhook(
+            stack.services.store, receiver.url, now=int(time.time()), from_start=False
+        )
+        async with TaskholdClient(url, NostrKeys.generate()) as employer:
+            task = await created(stack, employer)
+        for _ in range(400):
+            if receiver.bodies:
+                break
+            await asyncio.sleep(0.05)
+    entry = verify_webhook(
+        receiver.bodies[0],
+        operator_pubkey=stack.services.signer.get_public_key(),
+        kind=stack.settings.kind_webhook_delivery,
+        url=receiver.url,
+    )
+    assert ["task", task["task_id"]] in entry["tags"]
