@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from support.notices import Inbox, gift_wraps, opened_by
 from support.renewal_flows import long_task, opened_renewal
 from support.stacks import Stack
@@ -165,3 +166,27 @@ async def test_notifications_can_be_turned_off(open_custom: Any) -> None:
     task = await created(stack, employer)
     await employer.request_funding(task["task_id"])
     assert await gift_wraps(stack) == []
+
+
+async def test_a_notification_commits_with_its_transition_or_not_at_all(
+    stack: Stack, keys: dict[str, NostrKeys]
+) -> None:
+    """The gift wrap is queued in the transaction that records the transition: when that
+    transaction fails after the notification was made, neither is kept, and the retried
+    request tells the employer once."""
+    employer = stack.client(keys["employer"])
+    inbox = Inbox(stack, keys)
+    task = await created(stack, employer)
+
+    async def fail_after_the_hooks(*_: object) -> None:
+        raise RuntimeError("the database went away before the commit")
+
+    hooks = stack.services.store.log.hooks  # type: ignore[union-attr]
+    hooks.append(fail_after_the_hooks)
+    with pytest.raises(Exception):  # noqa: B017 (whatever reaches the client)
+        await employer.request_funding(task["task_id"])
+    assert await gift_wraps(stack) == []
+    hooks.remove(fail_after_the_hooks)
+    await employer.request_funding(task["task_id"])
+    assert await inbox.new() == {("employer", "fund", task["task_id"])}
+    assert len(await gift_wraps(stack)) == 1
