@@ -120,7 +120,7 @@ class WebhookDeliverer:
         while not self._stopping.is_set():
             try:
                 for claimed in await self._claim(exclude=set(self._inflight)):
-                    task = asyncio.create_task(self._deliver(claimed))
+                    task = asyncio.create_task(self._deliver_in_background(claimed))
                     self._inflight[claimed.webhook_id] = task
                     task.add_done_callback(self._forget(claimed.webhook_id))
             except Exception:  # the loop must outlive a database hiccup
@@ -140,6 +140,15 @@ class WebhookDeliverer:
         return list(await asyncio.gather(*(self._deliver(hook) for hook in claimed)))
 
     # one webhook -----------------------------------------------------------------------------
+
+    async def _deliver_in_background(self, hook: _Claimed) -> WebhookRound:
+        """A failure here (the database, say) leaves the webhook leased: it is tried again
+        once the lease ends, from its cursor, so nothing is skipped."""
+        try:
+            return await self._deliver(hook)
+        except Exception as exc:
+            log.exception("webhook_round_failed", webhook_id=hook.webhook_id)
+            return WebhookRound(hook.webhook_id, 0, f"{type(exc).__name__}: {exc}"[:500])
 
     async def _claim(self, *, exclude: set[int]) -> list[_Claimed]:
         now = int(self._clock())
