@@ -88,6 +88,14 @@ async def test_a_receiver_down_for_a_while_gets_every_entry_once_in_order(
     await run_tasks(stack, paid=1, refunded=0)
     clock.now += 2
     await _until_idle(deliverer, clock)
+    receiver.stop()  # down again, mid-log
+    await run_tasks(stack, paid=0, refunded=1)
+    clock.now += 1
+    (third,) = await deliverer.run_once()
+    assert third.error is not None and third.delivered == 0
+    receiver.start()  # same port
+    clock.now += 600
+    await _until_idle(deliverer, clock)
 
     expected = [event_id for _, event_id in await log_in_db(stack)]
     operator = stack.services.signer.get_public_key()
