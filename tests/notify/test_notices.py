@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from support.notices import Inbox, gift_wraps, opened_by
 from support.renewal_flows import long_task, opened_renewal
 from support.stacks import Stack
 from support.task_flows import created
 
 from taskhold.nostr import NostrKeys
+from taskhold.settings import Settings
 
 
 async def _submit(stack: Stack, worker: Any, task: dict[str, Any]) -> dict[str, Any]:
@@ -190,3 +193,14 @@ async def test_a_notification_commits_with_its_transition_or_not_at_all(
     await employer.request_funding(task["task_id"])
     assert await inbox.new() == {("employer", "fund", task["task_id"])}
     assert len(await gift_wraps(stack)) == 1
+
+
+def test_the_nip17_kinds_are_the_nips(tmp_path: Path) -> None:
+    """Clients find notifications by NIP-17's kinds, which nostr-sdk builds: a setting that
+    says otherwise would only hide them, so it is refused at start."""
+    assert (Settings(data_dir=tmp_path).kind_gift_wrap, Settings().kind_private_message) == (
+        1059,
+        14,
+    )
+    with pytest.raises(ValidationError, match="NIP-17"):
+        Settings(data_dir=tmp_path, kind_gift_wrap=1060)
