@@ -19,7 +19,8 @@ from taskhold.lightning.base import LightningBackend, LightningError
 from taskhold.lightning.simworld import SimWorld
 from taskhold.nostr.embedded import EmbeddedRelay
 from taskhold.nostr.relays import RelayPool
-from taskhold.notify import Notifier, WebhookDeliverer
+from taskhold.notify import WebhookDeliverer
+from taskhold.notify.wiring import notifiers, notify_kinds, webhook_deliverer
 from taskhold.publiclog.checkpoints import Checkpointer
 from taskhold.publiclog.publisher import OutboxPublisher
 from taskhold.publiclog.writer import LogKinds, LogWriter
@@ -218,31 +219,8 @@ async def build_services(
             kind=settings.kind_checkpoint,
             interval_s=settings.checkpoint_interval_s,
         ),
-        webhooks=WebhookDeliverer(
-            store,
-            signer,
-            kind=settings.kind_webhook_delivery,
-            timeout_s=settings.webhook_timeout_s,
-            interval_s=settings.webhook_interval_s,
-            max_backoff_s=settings.webhook_max_backoff_s,
-        ),
+        webhooks=webhook_deliverer(settings, store, signer),
     )
-
-
-def notify_kinds(settings: Settings) -> frozenset[int]:
-    """The kinds notifications need the operator key to sign: gift wraps (their seals) when
-    notifications are on, and webhook deliveries."""
-    kinds = {settings.kind_webhook_delivery}
-    if settings.notifications_enabled:
-        kinds.add(settings.kind_gift_wrap)
-    return frozenset(kinds)
-
-
-def notifiers(settings: Settings, signer: LocalSigner) -> list[Notifier]:
-    """The ``LogWriter`` hook that sends NIP-17 notifications, unless they are turned off."""
-    if not settings.notifications_enabled:
-        return []
-    return [Notifier(signer, arbiters=frozenset(settings.arbiters), clock=time.time)]
 
 
 async def _publishing(

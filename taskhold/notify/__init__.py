@@ -5,6 +5,7 @@
 | ``notices`` | the ``LogWriter`` hook: each new wait on a participant becomes a gift wrap, once |
 | ``webhooks`` | the operator's registered webhook URLs (the ``webhooks`` table) |
 | ``delivery`` | the webhook worker: each log entry, in order, signed, to every webhook |
+| ``wiring`` | building these once, for the composition root |
 | ``cli`` | ``taskhold webhooks add|list|remove`` |
 
 Neither carries anything private: a notification names the task, the action and its deadline;
