@@ -217,6 +217,15 @@ def _mount_log_commands() -> None:
 _mount_log_commands()
 
 
+def _mount_webhooks() -> None:
+    from taskhold.notify.cli import webhooks_app
+
+    cli.add_typer(webhooks_app, name="webhooks", help="Signed webhooks: add, list, remove")
+
+
+_mount_webhooks()
+
+
 def main() -> None:
     cli()
 

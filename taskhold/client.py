@@ -27,11 +27,13 @@ import httpx
 from taskhold.errors import Invalid
 from taskhold.nostr import KIND_PROOF, KIND_REQUEST, NostrKeys
 from taskhold.nostr.follow import Selection, Transition, follow_log
+from taskhold.nostr.kinds import KIND_WEBHOOK_DELIVERY
 from taskhold.nostr.relays import RelayPool
+from taskhold.nostr.webhook_delivery import verify_delivery
 from taskhold.payments.invoices import decode_invoice
 from taskhold.tasks.rounds import RENEWABLE_STATES
 
-__all__ = ["TaskholdAPIError", "TaskholdClient", "payout_terms"]
+__all__ = ["TaskholdAPIError", "TaskholdClient", "payout_terms", "verify_webhook"]
 
 _RENEWABLE_STATES = frozenset({"PENDING_FUNDING", *(state.value for state in RENEWABLE_STATES)})
 """States in which a task may still be renewed, or (pending funding) is yet to be held."""
@@ -703,4 +705,26 @@ def _answer(response: httpx.Response) -> dict[str, Any]:
         str(data.get("detail") or ""),
         problem=data,
         retry_after_s=int(retry_after) if retry_after.isdigit() else None,
+    )
+
+
+def verify_webhook(
+    body: bytes | str,
+    *,
+    operator_pubkey: str,
+    kind: int = KIND_WEBHOOK_DELIVERY,
+    url: str | None = None,
+    max_age_s: int | None = None,
+) -> dict[str, Any]:
+    """For a webhook receiver: the log entry a delivery POSTed by taskhold carries, once its
+    operator signature (over the body as received), its URL and, if ``max_age_s`` is given, its
+    age check out; ValueError otherwise. Dedupe on the returned entry's ``id``: a delivery
+    whose answer was lost comes again. See ``docs/webhooks.md``."""
+    return verify_delivery(
+        body,
+        operator_pubkey=operator_pubkey,
+        kind=kind,
+        url=url,
+        now=int(time.time()),
+        max_age_s=max_age_s,
     )

@@ -19,6 +19,8 @@ from taskhold.lightning.base import LightningBackend, LightningError
 from taskhold.lightning.simworld import SimWorld
 from taskhold.nostr.embedded import EmbeddedRelay
 from taskhold.nostr.relays import RelayPool
+from taskhold.notify import WebhookDeliverer
+from taskhold.notify.wiring import notifiers, notify_kinds, webhook_deliverer
 from taskhold.publiclog.checkpoints import Checkpointer
 from taskhold.publiclog.publisher import OutboxPublisher
 from taskhold.publiclog.writer import LogKinds, LogWriter
@@ -51,9 +53,13 @@ class Services:
     reputation: ReputationService | None = None
     limits: WriteLimits | None = None
     checkpointer: Checkpointer | None = None
+    webhooks: WebhookDeliverer | None = None
+    """Delivers the log to the operator's registered webhooks (``taskhold webhooks add``)."""
 
     async def close(self) -> None:
         await self.engine.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self.checkpointer is not None:
             await self.checkpointer.stop()
         if self.reputation is not None:
@@ -152,7 +158,8 @@ async def build_services(
         allowed_kinds=frozenset(
             {settings.kind_log_entry, settings.kind_listing, settings.kind_checkpoint}
         )
-        | operator_kinds(settings),
+        | operator_kinds(settings)
+        | notify_kinds(settings),
         observer=audit.signature_observer(),
     )
     log = LogWriter(
@@ -164,7 +171,7 @@ async def build_services(
         ),
         clock=time.time,
         lock=not settings.resolved_database_url.startswith("sqlite"),
-        hooks=[receipt_issuer(settings, signer)],
+        hooks=[receipt_issuer(settings, signer), *notifiers(settings, signer)],
     )
     store = Store(engine, log=log)
     audit.bind(store)
@@ -212,6 +219,7 @@ async def build_services(
             kind=settings.kind_checkpoint,
             interval_s=settings.checkpoint_interval_s,
         ),
+        webhooks=webhook_deliverer(settings, store, signer),
     )
 
 

@@ -220,6 +220,24 @@ class Settings(BaseSettings):
     milestones_max: int = Field(default=10, ge=1)
     """Milestones one create takes: each is a task with its own hold invoice and log chain."""
 
+    # Notifications (taskhold/notify/) ----------------------------------------------------------
+    notifications_enabled: bool = True
+    """Send whoever a task waits on (fund, claim, approve, renew, answer a dispute …) a NIP-17
+    private message from the operator key: task id, action and deadline, nothing private."""
+    kind_gift_wrap: int = 1059
+    """NIP-59 gift wrap: what each notification is published as (``p`` = its recipient)."""
+    kind_private_message: int = 14
+    """NIP-17 chat message: the rumor inside a notification's gift wrap."""
+    kind_webhook_delivery: int = 3915
+    """Operator-signed envelope of one log entry POSTed to a registered webhook (never sent
+    to relays): the receiver checks it like any Nostr event (``docs/webhooks.md``)."""
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    """A webhook's whole answer (connect, send, reply) must come within this, or it is retried."""
+    webhook_max_backoff_s: float = Field(default=300.0, gt=0)
+    """Retries of a failing webhook back off 1 s, 2 s, 4 s … up to this."""
+    webhook_interval_s: float = Field(default=1.0, gt=0)
+    """How often the webhook worker looks for new log entries when it has nothing to do."""
+
     @field_validator("arbiters", "relays", "trusted_proxies", mode="before")
     @classmethod
     def _split_arbiters(cls, value: object) -> object:
@@ -245,6 +263,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "rejection_policy 'arbiter' needs at least one arbiter (TASKHOLD_ARBITERS):"
                 " without one nobody could rule on a rejection"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _nip17_kinds(self) -> Settings:
+        if (self.kind_gift_wrap, self.kind_private_message) != (1059, 14):
+            raise ValueError(
+                "kind_gift_wrap and kind_private_message are fixed by NIP-17 (1059 and 14):"
+                " clients open notifications by these kinds"
             )
         return self
 

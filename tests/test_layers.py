@@ -49,9 +49,10 @@ LAYERS: tuple[tuple[str, frozenset[str], str], ...] = (
      " nostr-sdk's Client"),
     ("payments", frozenset({"payments"}),
      "the Payment Coordinator: payout invoices and the pay-then-settle sequence"),
-    ("engines", frozenset({"escrow", "reputation"}),
-     "hold-invoice lifecycle and the reputation indexer; independent of each other (the"
-     " reputation gate is applied by the actions, never by the escrow)"),
+    ("engines", frozenset({"escrow", "reputation", "notify"}),
+     "hold-invoice lifecycle, the reputation indexer, notifications (NIP-17 messages, webhooks);"
+     " independent of each other (the reputation gate is applied by the actions, never by the"
+     " escrow)"),
     ("use cases", frozenset({"actions", "rebuild", "audit"}),
      "one module per write; rebuilding the projection from the log; the independent auditor"
      " (tests/audit/test_independence.py narrows it further)"),
@@ -276,6 +277,7 @@ SIGNERS = {
     "taskhold.keys.signer": "LocalSigner, the signer boundary, over the key it holds",
     "taskhold.nostr.signing": "NostrKeys over nostr-sdk",
     "taskhold.client": "a participant signing its own request, which is sent, not queued",
+    "taskhold.notify.delivery": "a webhook delivery: POSTed to a registered URL, never published",
 }
 
 

@@ -6,17 +6,21 @@ import base64
 import hashlib
 import json
 import logging
+import secrets
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import structlog
 from sqlalchemy import inspect, text
 from support.deposit_flows import give_worker_wallet_money, locked_deposit, stranger
+from support.notices import gift_wraps, opened_by
 from support.stacks import Stack, close_stack, open_stack, stack_settings
 from support.task_flows import created, funded
 
 from taskhold.escrow.deposits import deposit_label
+from taskhold.nostr import NostrKeys
 
 
 async def _database_dump(stack: Stack) -> str:
@@ -174,3 +178,40 @@ async def test_a_deposit_preimage_stays_secret_unless_forfeited_and_paid_out(
         hashlib.sha256(bytes.fromhex(preimage)).hexdigest() == final["deposits"][0]["payment_hash"]
     )
     assert preimage not in everything
+
+
+async def test_notifications_carry_no_secret_and_no_task_content(
+    open_custom: Any, keys: dict[str, NostrKeys]
+) -> None:
+    """Every NIP-17 notification of a run (fund, claim, review, rejection, dispute), opened by
+    its addressee, names only the task, the action and a deadline: no preimage, key, invoice,
+    description, title, proof or reason."""
+    stack: Stack = await open_custom(arbiters=[keys["arbiter"].pubkey_hex])
+    employer, worker = stack.client(keys["employer"]), stack.client(keys["worker"])
+    marker = secrets.token_hex(8)
+    task = await created(
+        stack, employer, title=f"title {marker}", description=f"description {marker}"
+    )
+    task_id = task["task_id"]
+    funding = (await employer.request_funding(task_id))["funding"]
+    await stack.world.employer.send_payment(funding["payment_request"])
+    await stack.settle_engine(1)
+    await worker.claim(task_id)
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    await worker.submit_proof(task_id, {"url": f"https://example.org/{marker}"}, invoice)
+    await employer.reject(task_id, f"reason {marker}")
+    await worker.open_dispute(task_id, f"dispute {marker}")
+    await stack.client(keys["arbiter"]).resolve_dispute(task_id, "worker", f"note {marker}")
+    await stack.settle_engine()
+    assert (await employer.get_task(task_id))["state"] == "PAID"
+
+    messages = [m for k in keys.values() for m in opened_by(k, await gift_wraps(stack))]
+    assert len(messages) == 6
+    said = json.dumps([[m.content, m.tags] for m in messages])
+    preimage = stack.services.keys.derive_preimage(task_id, 1).hex()
+    key_file = (stack.settings.data_dir / "keys" / "preimage.key").read_bytes().hex()
+    operator_key = (stack.settings.data_dir / "keys" / "operator.key").read_text().strip()
+    assert _leaks(preimage, said) == [] and _leaks(operator_key, said) == []
+    assert key_file not in said and marker not in said
+    assert invoice not in said and funding["payment_request"] not in said
+    assert {tag[0] for m in messages for tag in m.tags} <= {"p", "task", "action", "deadline"}

@@ -41,11 +41,15 @@ def create_api(services: Services, *, run_engine: bool = True) -> FastAPI:
                 await services.reputation.start()
             if services.checkpointer is not None:
                 await services.checkpointer.start()
+            if services.webhooks is not None:
+                await services.webhooks.start()
             await publish_info(services)
         try:
             yield
         finally:
             if run_engine:
+                if services.webhooks is not None:
+                    await services.webhooks.stop()
                 if services.checkpointer is not None:
                     await services.checkpointer.stop()
                 if services.reputation is not None:

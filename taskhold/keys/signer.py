@@ -15,7 +15,13 @@ from typing import Any, Protocol, runtime_checkable
 from taskhold.errors import Forbidden, RefusalCode
 from taskhold.nostr import NostrKeys
 
-__all__ = ["EventSigner", "LocalSigner", "SignObserver", "load_or_create_key_file"]
+__all__ = [
+    "EventSigner",
+    "LocalSigner",
+    "PrivateMessenger",
+    "SignObserver",
+    "load_or_create_key_file",
+]
 
 SignObserver = Callable[[dict[str, Any]], None]
 """Called with every event just signed (id, kind, created_at …); never with secret material."""
@@ -76,6 +82,34 @@ class LocalSigner:
                 }
             )
         return event
+
+    def private_message(self, receiver: str, text: str, tags: list[list[str]]) -> dict[str, Any]:
+        """A NIP-17 gift wrap from this key to ``receiver`` (the seal inside is this key's
+        signature, the wrap a one-time key's); only where the policy allows the wrap's kind
+        (a wrap refused here never leaves, so nothing signed escapes the policy)."""
+        wrap = self._keys.private_message(receiver, text, tags)
+        if wrap["kind"] not in self._allowed_kinds:
+            raise Forbidden(
+                f"the operator key may not send private messages (kind {wrap['kind']})",
+                code=RefusalCode.KIND_NOT_ALLOWED,
+            )
+        if self._observer is not None:
+            self._observer(
+                {
+                    "id": wrap["id"],
+                    "kind": wrap["kind"],
+                    "created_at": wrap["created_at"],
+                    "pubkey": self._keys.pubkey_hex,
+                }
+            )
+        return wrap
+
+
+@runtime_checkable
+class PrivateMessenger(Protocol):
+    def private_message(self, receiver: str, text: str, tags: list[list[str]]) -> dict[str, Any]:
+        """A NIP-17 gift wrap (kind 1059) carrying ``text`` and ``tags`` to ``receiver``."""
+        ...
 
 
 def load_or_create_key_file(path: Path) -> NostrKeys:

@@ -6,7 +6,7 @@ builds or checks events takes the kind from configuration rather than from here.
 
 from __future__ import annotations
 
-__all__ = ["KIND_LOG_ENTRY", "KIND_PROOF", "KIND_REQUEST"]
+__all__ = ["KIND_LOG_ENTRY", "KIND_PROOF", "KIND_REQUEST", "KIND_WEBHOOK_DELIVERY"]
 
 KIND_LOG_ENTRY = 3910
 """An operator-signed log entry, one per task transition."""
@@ -16,3 +16,6 @@ KIND_PROOF = 3911
 
 KIND_REQUEST = 3912
 """A participant-signed request (create, fund, claim, approve, dispute, ...)."""
+
+KIND_WEBHOOK_DELIVERY = 3915
+"""An operator-signed webhook delivery carrying one log entry; POSTed, never published."""

@@ -22,6 +22,8 @@ from nostr_sdk import (
     Timestamp,
 )
 
+from .private_messages import PrivateMessage, open_private_message, wrap_private_message
+
 __all__ = ["NostrKeys"]
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -132,6 +134,18 @@ class NostrKeys:
 
     def __repr__(self) -> str:
         return f"NostrKeys(npub={self.npub!r})"
+
+    # NIP-17 private messages (taskhold.nostr.private_messages) -----------------------------
+
+    def private_message(
+        self, receiver_hex: str, text: str, tags: list[list[str]]
+    ) -> dict[str, Any]:
+        """A NIP-17 gift wrap from this key to ``receiver_hex``: only the receiver opens it."""
+        return wrap_private_message(self._keys, receiver_hex, text, tags)
+
+    def open_private_message(self, gift_wrap: dict[str, Any]) -> PrivateMessage:
+        """Open a gift wrap addressed to this key; ValueError if it is someone else's."""
+        return open_private_message(self._keys, gift_wrap)
 
 
 def pubkey_hex(npub_or_hex: str) -> str:

@@ -37,6 +37,7 @@ __all__ = [
     "EntryHook",
     "LogKinds",
     "LogWriter",
+    "queue_signed",
     "record_rotation",
     "sign_and_queue",
 ]
@@ -267,6 +268,12 @@ async def sign_and_queue_once(
     if await session.get(OutboxRow, signed["id"]) is None:
         _enqueue(session, signed, queued_at)
     return signed
+
+
+def queue_signed(session: AsyncSession, signed: dict[str, Any], *, queued_at: int) -> None:
+    """Queue an event signed elsewhere (a NIP-17 gift wrap, signed by its one-time key) in the
+    outbox, in the caller's transaction, held to the same size limit."""
+    _enqueue(session, signed, queued_at)
 
 
 def _enqueue(session: AsyncSession, signed: dict[str, Any], now: int) -> None:

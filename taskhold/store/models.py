@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "ListingRow",
     "LogEntryRow",
     "LogHeadRow",
+    "NoticeRow",
     "OutboxRow",
     "PayoutRow",
     "ReceiptRow",
@@ -27,6 +28,7 @@ __all__ = [
     "ReviewRow",
     "TaskRow",
     "TransitionRow",
+    "WebhookRow",
 ]
 
 
@@ -285,3 +287,38 @@ class ReputationAssertionRow(Base):
     gseq_to: Mapped[int]
     rseq_to: Mapped[int]
     created_at: Mapped[int]
+
+
+class NoticeRow(Base):
+    """One NIP-17 notification sent (queued in the outbox as a gift wrap), once per wait:
+    ``notice_id`` is the sha256 of the wait's key (``taskhold.tasks.next_actions.Due.key``)."""
+
+    __tablename__ = "notices"
+
+    notice_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(64), index=True)
+    recipient: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    deadline_at: Mapped[int | None]
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    """The gift wrap's id (its outbox row)."""
+    created_at: Mapped[int]
+
+
+class WebhookRow(Base):
+    """A URL the operator registered; it gets every log entry after ``delivered_gseq``, in
+    order, one signed POST each (``taskhold.notify.webhooks``)."""
+
+    __tablename__ = "webhooks"
+
+    webhook_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    url: Mapped[str] = mapped_column(String(2048), unique=True)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    delivered_gseq: Mapped[int]
+    """The last log entry the receiver acknowledged (2xx); -1 before the first."""
+    attempts: Mapped[int] = mapped_column(Integer)
+    """Failed attempts at the next entry, in a row; 0 after a success."""
+    next_attempt_at: Mapped[int]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[int]
+    delivered_at: Mapped[int | None]

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from nostr_sdk import LocalRelayBuilder
+from nostr_sdk import LocalRelayBuilder, RateLimit
 from support.relays import (
     drain,
     fetch_whole_log,
@@ -136,7 +136,15 @@ async def test_a_refusing_relay_is_retried_with_backoff_and_the_error_recorded(
     relay_stack: Stack, relay: EmbeddedRelay
 ) -> None:
     # A relay that demands proof of work refuses every entry: "pow: required a difficulty ...".
-    refusing = LocalRelayBuilder().addr("127.0.0.1").min_pow(30).build()
+    # Its rate limit is lifted so that only the proof of work refuses (a run's gift wraps would
+    # take the default 60 events a minute over the nine rounds).
+    refusing = (
+        LocalRelayBuilder()
+        .addr("127.0.0.1")
+        .min_pow(30)
+        .rate_limit(RateLimit(max_reqs=10_000, notes_per_minute=1_000_000))
+        .build()
+    )
     await refusing.run()
     refusing_url = str(await refusing.url())
     pool = RelayPool(reconnect_interval_s=0.5)

@@ -1,0 +1,116 @@
+"""The table of who a task waits on: each state and step names the right person, by when."""
+
+from __future__ import annotations
+
+import pytest
+from support.task_builders import (
+    ARBITER,
+    ARBITERS,
+    DEADLINE,
+    DISPUTE_WINDOW,
+    EMPLOYER,
+    REVIEW_WINDOW,
+    SYSTEM,
+    WORKER,
+    apply,
+    create_command,
+    sample_command,
+    task_in,
+)
+
+from taskhold.tasks import Task, TaskState
+from taskhold.tasks import commands as c
+from taskhold.tasks.next_actions import NEXT_ACTIONS, next_actions
+
+S = TaskState
+
+
+def _waits(task: Task) -> set[tuple[str, str]]:
+    return {(due.recipient, due.action) for due in next_actions(task, ARBITERS)}
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (S.DRAFT, set()),
+        (S.PENDING_FUNDING, {(EMPLOYER, "fund")}),
+        (S.FUNDED, set()),
+        (S.CLAIMED, {(WORKER, "submit_proof")}),
+        (S.SUBMITTED, {(EMPLOYER, "approve")}),
+        (S.VERIFIED, set()),
+        (S.DISPUTED, {(WORKER, "respond_to_dispute"), (ARBITER, "resolve_dispute")}),
+        (S.PAID, set()),
+        (S.REFUNDED, set()),
+        (S.CANCELLED, set()),
+        (S.EXPIRED, set()),
+    ],
+)
+def test_each_state_waits_on_the_right_person(state: TaskState, expected: set[object]) -> None:
+    assert _waits(task_in(state)) == expected
+
+
+def test_deadlines_are_the_ones_the_machine_enforces() -> None:
+    pending = task_in(S.PENDING_FUNDING)
+    (fund,) = next_actions(pending, ARBITERS)
+    assert fund.deadline_at == pending.invoice_expires_at
+    (proof,) = next_actions(task_in(S.CLAIMED), ARBITERS)
+    assert proof.deadline_at == DEADLINE
+    submitted = task_in(S.SUBMITTED)
+    assert submitted.submitted_at is not None
+    (review,) = next_actions(submitted, ARBITERS)
+    assert review.deadline_at == submitted.submitted_at + REVIEW_WINDOW
+    disputed = task_in(S.DISPUTED)
+    assert disputed.dispute_opened_at is not None
+    assert {due.deadline_at for due in next_actions(disputed, ARBITERS)} == {
+        disputed.dispute_opened_at + DISPUTE_WINDOW
+    }
+
+
+def test_a_rejection_waits_on_the_worker_and_a_worker_dispute_on_the_employer() -> None:
+    rejected = task_in(S.SUBMITTED, extra=[(c.Reject, EMPLOYER)])
+    assert _waits(rejected) == {(WORKER, "answer_rejection")}
+    (answer,) = next_actions(rejected, ARBITERS)
+    assert rejected.rejected_at is not None
+    assert answer.deadline_at == max(DEADLINE, rejected.rejected_at + DISPUTE_WINDOW)
+    disputed = task_in(S.SUBMITTED, extra=[(c.Reject, EMPLOYER), (c.OpenDispute, WORKER)])
+    assert _waits(disputed) == {(EMPLOYER, "respond_to_dispute"), (ARBITER, "resolve_dispute")}
+
+
+def test_a_direct_offer_and_an_application_wait_on_the_right_person() -> None:
+    direct, _ = apply(None, create_command(claim_mode="direct", direct_worker=WORKER))
+    apply_mode, _ = apply(None, create_command(claim_mode="apply"))
+    for cls, actor in [(c.RequestFunding, EMPLOYER), (c.ConfirmFunding, SYSTEM)]:
+        direct, _ = apply(direct, sample_command(cls, actor, 1_700_000_001))
+        apply_mode, _ = apply(apply_mode, sample_command(cls, actor, 1_700_000_001))
+    assert _waits(direct) == {(WORKER, "claim")}
+    assert _waits(apply_mode) == set()
+    applied, _ = apply(apply_mode, sample_command(c.Apply, WORKER, 1_700_000_002))
+    assert _waits(applied) == {(EMPLOYER, "assign")}
+
+
+def test_a_failed_payout_waits_on_the_worker_for_a_new_invoice() -> None:
+    failed = task_in(S.VERIFIED, extra=[(c.RecordPayoutFailure, SYSTEM)])
+    assert _waits(failed) == {(WORKER, "send_payout_invoice")}
+
+
+def test_a_new_wait_of_the_same_kind_has_a_new_key() -> None:
+    first = task_in(S.SUBMITTED)
+    again = task_in(S.SUBMITTED, extra=[(c.Reject, EMPLOYER)])
+    resubmitted, _ = apply(
+        again,
+        c.SubmitProof(
+            actor=WORKER,
+            at=again.updated_at,
+            proof_event_id="9" * 64,
+            proof={"url": "https://example.org/pr/2"},
+            payout_request="lnbcrt1worker",
+        ),
+    )
+    (before,), (after,) = next_actions(first, ARBITERS), next_actions(resubmitted, ARBITERS)
+    assert before.action == after.action == "approve"
+    assert before.key != after.key
+
+
+def test_every_row_has_a_distinct_action() -> None:
+    actions = [row.action for row in NEXT_ACTIONS]
+    assert len(actions) == len(set(actions))
