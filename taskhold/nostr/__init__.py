@@ -13,6 +13,7 @@ writing and publishing the log is :mod:`taskhold.publiclog`.
 | ``pow`` | NIP-13 proof of work |
 | ``relays`` | the relay client: publish events, read the log back by sequence |
 | ``embedded`` | the relay taskhold runs itself when none is configured |
+| ``confidential`` | sealed copies (NIP-44 v2) of private content and their public commitments |
 """
 
 from .kinds import KIND_LOG_ENTRY, KIND_PROOF, KIND_REQUEST
