@@ -24,6 +24,15 @@ from urllib.parse import quote
 import httpx
 
 from taskhold.nostr import KIND_PROOF, KIND_REQUEST, NostrKeys
+from taskhold.nostr.confidential import (
+    SealedContentError,
+    check_disclosure,
+    commitment,
+    make_payload,
+    open_sealed,
+    payload_body,
+    seal,
+)
 from taskhold.tasks.rounds import RENEWABLE_STATES
 
 __all__ = ["TaskholdAPIError", "TaskholdClient"]
@@ -152,11 +161,14 @@ class TaskholdClient:
         direct_worker: str | None = None,
         claim_timeout_s: int | None = None,
         idempotency_key: str | None = None,
+        private: bool = False,
     ) -> dict[str, Any]:
         """Post a task as its employer; returns the task (``task_id``, ``state``, ...).
 
         ``deposit``: lock a deposit (``lock_deposit``, before funding) instead of mining proof
-        of work for this task's requests."""
+        of work for this task's requests. ``private``: the description is sealed to the
+        employer, the operator, every arbiter (and ``direct_worker``) instead of sent in the
+        clear; the public log carries only its hash (``open_details`` reads it back)."""
         body: dict[str, Any] = {
             "title": title,
             "description": description,
@@ -171,7 +183,38 @@ class TaskholdClient:
             "claim_timeout_s": claim_timeout_s,
         }
         body = {key: value for key, value in body.items() if value is not None}
+        if private:
+            del body["description"]
+            body.update(await self._sealed_details(description, direct_worker))
         return await self._signed("/v1/tasks", "create", None, body, idempotency_key)
+
+    async def _sealed_details(self, description: str, direct_worker: str | None) -> dict[str, Any]:
+        """``visibility``, ``details_hash`` and ``details_sealed`` for a private create."""
+        info = await self.info()
+        recipients = [self.pubkey_hex, info["operator_pubkey"], *info["arbiters"]]
+        if direct_worker is not None:
+            recipients.append(direct_worker)
+        payload = make_payload({"description": description})
+        return {
+            "visibility": "private",
+            "details_hash": commitment(payload),
+            "details_sealed": seal(self._keys, recipients, payload),
+        }
+
+    def open_details(self, task: dict[str, Any]) -> str | None:
+        """A private task's description, opened with this client's key from its sealed copy
+        and checked against ``details_hash``; None when this key has no copy. A public task's
+        description is returned as is."""
+        if task.get("visibility", "public") != "private":
+            return str(task["description"])
+        copy = task["details_sealed"].get(self.pubkey_hex)
+        if copy is None:
+            return None
+        payload = open_sealed(self._keys, copy["sender"], copy["ciphertext"])
+        if not check_disclosure(payload, task["details_hash"]):
+            raise SealedContentError("the sealed details do not match details_hash")
+        body = payload_body(payload)
+        return str(body["description"])
 
     async def create_milestones(
         self,

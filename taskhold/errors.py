@@ -215,6 +215,25 @@ class RefusalCode(StrEnum):
         "the change would need a public log event larger than relays accept (413)",
     )
     LOG_REJECTED = "log_rejected", "a rebuild found the public log failing a check"
+    # Private tasks: sealed details and proofs, public commitments
+    PRIVATE_TASK_MALFORMED = (
+        "private_task_malformed",
+        "visibility and content disagree: a private task needs details_hash and details_sealed"
+        " and no clear description; a public one carries neither",
+    )
+    SEALED_COPY_MISSING = (
+        "sealed_copy_missing",
+        "a party who must read the sealed content (employer, operator, an arbiter, the named"
+        " worker) has no sealed copy",
+    )
+    SEALED_CONTENT_INVALID = (
+        "sealed_content_invalid",
+        "the operator's sealed copy does not open, or is not a well-formed payload",
+    )
+    COMMITMENT_MISMATCH = (
+        "commitment_mismatch",
+        "the sealed payload does not hash to the commitment signed with it",
+    )
     # Defaults of the refusal classes, and the API's own handlers
     INVALID_REQUEST = "invalid_request", "the HTTP request does not fit the API's schema"
     INVALID_VALUE = "invalid_value", "a value breaks a rule (default of Invalid)"

@@ -45,6 +45,8 @@ PINNED = [
     "write_conflict", "wrong_amount", "wrong_kind", "wrong_network", "wrong_op", "wrong_role",
     "wrong_round", "wrong_state", "wrong_task",
     "bad_milestones", "milestone_funded_by_series", "series_worker_only",
+    "commitment_mismatch", "private_task_malformed", "sealed_content_invalid",
+    "sealed_copy_missing",
 ]  # fmt: skip
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from taskhold.envelope import SignedRequest
 from taskhold.errors import Invalid, RefusalCode
@@ -17,9 +17,14 @@ from taskhold.verification import parse_spec
 from .content import PUBKEY_PATTERN, parse_content
 from .milestones import create_milestones
 from .pipeline import Outcome, WriteContext, apply_command
+from .private import check_private_details
 from .terms import check_amount, claim_timeout_for, fee_for, windows
 
 __all__ = ["CreateContent", "create"]
+
+HASH_PATTERN = "^[0-9a-f]{64}$"
+Recipient = Annotated[str, StringConstraints(pattern=PUBKEY_PATTERN)]
+SealedText = Annotated[str, StringConstraints(min_length=1, max_length=30_000)]
 
 
 class CreateContent(BaseModel):
@@ -42,6 +47,11 @@ class CreateContent(BaseModel):
     claim_timeout_s: int | None = Field(default=None, gt=0)
     """Time from a claim to its first proof; left out, ``default_claim_timeout_s`` capped at
     half the time to the deadline."""
+    visibility: Literal["public", "private"] = "public"
+    """``private``: no clear description; the details are sealed (see ``.private``)."""
+    details_hash: str | None = Field(default=None, pattern=HASH_PATTERN)
+    details_sealed: dict[Recipient, SealedText] | None = Field(default=None, max_length=32)
+    """Recipient pubkey -> the details payload NIP-44 v2 encrypted by the employer to them."""
 
 
 async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None) -> Outcome:
@@ -62,6 +72,15 @@ async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
     )
     if await tx.load_task(request.event_id) is not None:
         raise Invalid("a task with this id already exists", code=RefusalCode.TASK_EXISTS)
+    sealed = check_private_details(
+        ctx,
+        employer=request.pubkey,
+        visibility=body.visibility,
+        description=body.description,
+        details_hash=body.details_hash,
+        details_sealed=body.details_sealed,
+        direct_worker=body.direct_worker,
+    )
     command = c.CreateTask(
         actor=request.pubkey,
         at=now,
@@ -82,6 +101,9 @@ async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
         claim_timeout_s=claim_timeout_for(settings, body.claim_timeout_s, body.deadline_at, now),
         rejection_policy=settings.rejection_policy,
         renewal_needed=renewal_needed,
+        visibility=body.visibility,
+        details_hash=body.details_hash,
+        details_sealed=sealed,
     )
     created = await apply_command(ctx, tx, request, None, command)
     return Outcome(created, status=201)

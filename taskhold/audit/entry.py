@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+from .commitments import commitment_problems
 from .findings import Finding, FindingKind, Location
 from .nip01 import Verdict, is_hex64, verify_event
 
@@ -460,6 +461,9 @@ def parse_entry(
     reader.check_tags(gseq, task, seq, op, participants)
     request = reader.check_content(op)
     reader.check_request(request, task, op)
+    sealing = commitment_problems(op, reader._content_event(), request, operator)
+    if sealing:
+        reader.fault(FindingKind.MALFORMED, "private content: " + "; ".join(sealing))
     values = reader.values
     entry = Entry(
         id=event["id"],

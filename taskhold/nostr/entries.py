@@ -206,5 +206,7 @@ def listing_event(task: dict[str, Any], operator_pubkey: str) -> tuple[str, list
         ["p", task["employer_pubkey"]],
         ["deadline", str(task["deadline_at"])],
     ]
+    if task.get("visibility") == "private":
+        tags += [["visibility", "private"], ["details_hash", task["details_hash"]]]
     content = task["description"]
     return content, tags

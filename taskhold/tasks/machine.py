@@ -378,7 +378,11 @@ def _claim(task: Task, cmd: c.Command) -> list[e.Event]:
     _check_review_window(task, cmd.review_window_s)
     return [
         e.TaskClaimed(
-            at=cmd.at, actor=cmd.actor, worker_pubkey=cmd.actor, review_window_s=cmd.review_window_s
+            at=cmd.at,
+            actor=cmd.actor,
+            worker_pubkey=cmd.actor,
+            review_window_s=cmd.review_window_s,
+            details_sealed=cmd.details_sealed,
         )
     ]
 
@@ -454,6 +458,7 @@ def _assign(task: Task, cmd: c.Command) -> list[e.Event]:
             actor=cmd.actor,
             worker_pubkey=cmd.worker_pubkey,
             review_window_s=cmd.review_window_s,
+            details_sealed=cmd.details_sealed,
         )
     ]
 
@@ -842,6 +847,9 @@ def evolve(task: Task | None, event: e.Event) -> Task:
             milestone_count=event.milestone_count,
             funding_mode=event.funding_mode,
             renewal_needed=event.renewal_needed,
+            visibility=event.visibility,
+            details_hash=event.details_hash,
+            details_sealed=dict(event.details_sealed or {}),
             created_at=event.at,
             updated_at=event.at,
         )
@@ -876,6 +884,8 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
             claimed = {"state": S.CLAIMED, "worker_pubkey": ev.worker_pubkey, "claimed_at": ev.at}
             if ev.review_window_s is not None:
                 claimed["review_window_s"] = ev.review_window_s
+            if ev.details_sealed:
+                claimed["details_sealed"] = {**task.details_sealed, **ev.details_sealed}
             return claimed
         case e.DepositEvent():
             return deposit_changes(task, ev)

@@ -1,0 +1,106 @@
+"""Private content in the log: commitments and sealed copies, never the plaintext.
+
+A private task's ``TaskCreated`` declares ``visibility: private``, an empty ``description``, a
+``details_hash`` (sha256 of the details payload, 64 lower hex) and ``details_sealed``, the
+NIP-44 copies by recipient (``{"sender", "ciphertext"}``); the employer's signed create request
+carries the same hash and ciphertexts and no description. A claim or assignment may add the
+worker's copy, sealed by the operator. The auditor checks these shapes; it cannot open a copy.
+
+A disclosure is the payload itself: ``disclosure_matches`` hashes it against the commitment
+(written here again, from ``docs/public-log.md``, not imported from the writer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .nip01 import is_hex64
+
+__all__ = ["commitment_problems", "disclosure_matches"]
+
+_GAINS_A_COPY = frozenset({"TaskClaimed", "WorkerAssigned"})
+
+
+def disclosure_matches(payload: str, committed: str) -> bool:
+    """Whether a disclosed payload hashes to the commitment in the log."""
+    digest = hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return hmac.compare_digest(digest, committed.lower())
+
+
+def commitment_problems(
+    op: str, event: Mapping[str, Any], request: Mapping[str, Any] | None, operator: str
+) -> list[str]:
+    """What is ill-formed about an entry's commitment fields (empty when nothing is)."""
+    if op == "TaskCreated":
+        return _created_problems(event, request)
+    if op in _GAINS_A_COPY and event.get("details_sealed") is not None:
+        sealed = event["details_sealed"]
+        problems = _copies_problems(sealed)
+        if not problems and any(copy["sender"] != operator for copy in sealed.values()):
+            problems.append("a worker's sealed copy must be sealed by the operator")
+        return problems
+    return []
+
+
+def _created_problems(event: Mapping[str, Any], request: Mapping[str, Any] | None) -> list[str]:
+    visibility = event.get("visibility", "public")
+    if visibility == "public":
+        if event.get("details_hash") is not None or event.get("details_sealed"):
+            return ["a public task carries no details_hash or details_sealed"]
+        return []
+    if visibility != "private":
+        return [f"visibility {visibility!r} (public or private)"]
+    problems = []
+    if event.get("description") != "":
+        problems.append("a private task's description must be empty")
+    details_hash = event.get("details_hash")
+    if not is_hex64(details_hash):
+        problems.append("details_hash must be 64 lower-case hex characters")
+    problems.extend(_copies_problems(event.get("details_sealed")))
+    if problems or request is None:
+        return problems
+    return _request_problems(event, request)
+
+
+def _request_problems(event: Mapping[str, Any], request: Mapping[str, Any]) -> list[str]:
+    """The employer signed the commitment and the very ciphertexts the entry records."""
+    try:
+        content = json.loads(request["content"])
+    except (ValueError, KeyError, TypeError):
+        return ["the create request's content is not JSON"]
+    if not isinstance(content, dict):
+        return ["the create request's content is not an object"]
+    problems = []
+    if content.get("description"):
+        problems.append("the private task's create request carries a clear description")
+    if content.get("details_hash") != event["details_hash"]:
+        problems.append("details_hash differs from the one the employer signed")
+    signed = content.get("details_sealed")
+    recorded = {
+        recipient: copy["ciphertext"] for recipient, copy in event["details_sealed"].items()
+    }
+    if signed != recorded or any(
+        copy["sender"] != request.get("pubkey") for copy in event["details_sealed"].values()
+    ):
+        problems.append("details_sealed differs from the copies the employer signed")
+    return problems
+
+
+def _copies_problems(sealed: object) -> list[str]:
+    if not isinstance(sealed, dict) or not sealed:
+        return ["details_sealed must map recipient pubkeys to sealed copies"]
+    for recipient, copy in sealed.items():
+        if (
+            not is_hex64(recipient)
+            or not isinstance(copy, dict)
+            or set(copy) != {"sender", "ciphertext"}
+            or not is_hex64(copy["sender"])
+            or not isinstance(copy["ciphertext"], str)
+            or not copy["ciphertext"]
+        ):
+            return ["details_sealed copies must be {sender: <hex pubkey>, ciphertext: <text>}"]
+    return []
