@@ -201,6 +201,28 @@ class TaskholdClient:
             "details_sealed": seal(self._keys, recipients, payload),
         }
 
+    async def _sealed_proof(self, proof: dict[str, Any], employer: str) -> dict[str, Any]:
+        """``proof_hash`` and ``proof_sealed`` for a sealed proof (this key keeps a copy)."""
+        info = await self.info()
+        recipients = [employer, info["operator_pubkey"], *info["arbiters"], self.pubkey_hex]
+        payload = make_payload(proof)
+        return {
+            "proof_hash": commitment(payload),
+            "proof_sealed": seal(self._keys, recipients, payload),
+        }
+
+    def open_proof(self, task: dict[str, Any]) -> dict[str, Any] | None:
+        """A task's current sealed proof, opened with this client's key and checked against
+        ``proof_hash``; None when the proof was not sealed or this key has no copy."""
+        copy = task.get("proof_sealed", {}).get(self.pubkey_hex)
+        if copy is None:
+            return None
+        payload = open_sealed(self._keys, copy["sender"], copy["ciphertext"])
+        if not check_disclosure(payload, task["proof_hash"]):
+            raise SealedContentError("the sealed proof does not match proof_hash")
+        proof: dict[str, Any] = payload_body(payload)
+        return proof
+
     def open_details(self, task: dict[str, Any]) -> str | None:
         """A private task's description, opened with this client's key from its sealed copy
         and checked against ``details_hash``; None when this key has no copy. A public task's
@@ -291,15 +313,27 @@ class TaskholdClient:
         *,
         head: str | None = None,
         idempotency_key: str | None = None,
+        sealed: bool | None = None,
     ) -> dict[str, Any]:
         """Submit the worker's proof (its own kind) with the invoice the reward is paid to.
 
         The proof names the task's newest log entry the worker has seen (``head``; read from
         the task when not given), so it cannot be applied to a state the worker never saw.
+        ``sealed``: send the proof NIP-44 sealed to the employer, the operator and every
+        arbiter, with its ``proof_hash``, instead of in the clear; left out, a private task's
+        proof is sealed and a public one's is not.
         """
-        if head is None:
-            head = (await self.get_task(task_id)).get("log_head")
-        body = {"proof": proof, "payout_invoice": payout_invoice}
+        task: dict[str, Any] | None = None
+        if head is None or sealed is None:
+            task = await self.get_task(task_id)
+            head = task.get("log_head") if head is None else head
+        if sealed is None:
+            sealed = task is not None and task.get("visibility") == "private"
+        body: dict[str, Any] = {"proof": proof, "payout_invoice": payout_invoice}
+        if sealed:
+            task = task or await self.get_task(task_id)
+            del body["proof"]
+            body.update(await self._sealed_proof(proof, task["employer_pubkey"]))
         extra = [["prev", head]] if head else []
         return await self._task_write(
             task_id,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
 from taskhold.envelope import SignedRequest
 from taskhold.errors import Invalid, RefusalCode
@@ -17,14 +17,10 @@ from taskhold.verification import parse_spec
 from .content import PUBKEY_PATTERN, parse_content
 from .milestones import create_milestones
 from .pipeline import Outcome, WriteContext, apply_command
-from .private import check_private_details
+from .private import HASH_PATTERN, Recipient, SealedText, check_private_details
 from .terms import check_amount, claim_timeout_for, fee_for, windows
 
 __all__ = ["CreateContent", "create"]
-
-HASH_PATTERN = "^[0-9a-f]{64}$"
-Recipient = Annotated[str, StringConstraints(pattern=PUBKEY_PATTERN)]
-SealedText = Annotated[str, StringConstraints(min_length=1, max_length=30_000)]
 
 
 class CreateContent(BaseModel):

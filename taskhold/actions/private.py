@@ -1,4 +1,5 @@
-"""Private tasks: the details travel sealed, the public log carries their commitment.
+"""Private tasks and sealed proofs: the content travels sealed, the public log carries its
+commitment.
 
 The employer seals the details payload (``taskhold.nostr.confidential``) to every party who
 must read it: themself, the operator, each configured arbiter and the named worker of a direct
@@ -7,11 +8,18 @@ of the details whose hash is the signed ``details_hash``, and forgets it: the da
 log keep only the hash and the ciphertexts. When a worker takes an open private task, the
 operator opens its copy again and seals it for that worker; the copy goes into the claim's
 event, so a rebuild from the log recovers it.
+
+A proof may go sealed the same way (a private task's must): the worker seals it to the
+employer, the operator and each arbiter; the operator opens its copy in memory, runs the
+acceptance spec on it, and the log records ``proof_hash``, the copies and the verdict.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import StringConstraints
 
 from taskhold.errors import Invalid, RefusalCode
 from taskhold.nostr import NostrKeys
@@ -24,9 +32,24 @@ from taskhold.nostr.confidential import (
 )
 from taskhold.tasks import Task
 
+from .content import PUBKEY_PATTERN
 from .pipeline import WriteContext
 
-__all__ = ["SealedCopies", "check_private_details", "details_for_worker"]
+__all__ = [
+    "HASH_PATTERN",
+    "OpenedProof",
+    "Recipient",
+    "SealedCopies",
+    "SealedText",
+    "check_private_details",
+    "details_for_worker",
+    "open_sealed_proof",
+]
+
+HASH_PATTERN = "^[0-9a-f]{64}$"
+Recipient = Annotated[str, StringConstraints(pattern=PUBKEY_PATTERN)]
+SealedText = Annotated[str, StringConstraints(min_length=1, max_length=30_000)]
+"""One sealed copy in request content: a NIP-44 v2 payload, base64."""
 
 SealedCopies = dict[str, dict[str, str]]
 """Recipient pubkey -> ``{"sender": pubkey, "ciphertext": NIP-44 v2}``: as tasks keep them."""
@@ -99,6 +122,70 @@ def details_for_worker(ctx: WriteContext, task: Task, worker: str) -> SealedCopi
         return None
     copies = seal(operator, [worker], payload)
     return {worker: {"sender": operator.pubkey_hex, "ciphertext": copies[worker]}}
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedProof:
+    """A sealed proof opened in memory: checked against the spec, then forgotten."""
+
+    proof: dict[str, Any]
+    proof_hash: str
+    copies: SealedCopies
+
+
+def open_sealed_proof(
+    ctx: WriteContext,
+    task: Task,
+    *,
+    worker: str,
+    clear_proof: dict[str, Any],
+    proof_hash: str | None,
+    proof_sealed: dict[str, str] | None,
+) -> OpenedProof | None:
+    """The proof a worker sealed (body: the proof object) after checking its copies and its
+    commitment as for a private task's details; None for a proof sent in the clear, which a
+    private task refuses (it would publish what the task keeps private)."""
+    if proof_sealed is None and proof_hash is None:
+        if task.visibility == "private" and clear_proof:
+            raise Invalid(
+                "a private task's proof goes sealed (proof_hash and proof_sealed), not in the"
+                " clear",
+                code=RefusalCode.PRIVATE_TASK_MALFORMED,
+            )
+        return None
+    if proof_sealed is None or proof_hash is None or clear_proof:
+        raise Invalid(
+            "a sealed proof carries proof_hash and proof_sealed, and no clear proof",
+            code=RefusalCode.PRIVATE_TASK_MALFORMED,
+        )
+    operator = _operator_keys(ctx)
+    needed = [task.employer_pubkey, operator.pubkey_hex, *sorted(ctx.arbiters)]
+    missing = [pubkey for pubkey in needed if pubkey not in proof_sealed]
+    if missing:
+        raise Invalid(
+            "proof_sealed has no copy for " + ", ".join(missing) + " (employer, operator and"
+            " every arbiter each need one)",
+            code=RefusalCode.SEALED_COPY_MISSING,
+        )
+    payload = _open(operator, worker, proof_sealed[operator.pubkey_hex])
+    try:
+        proof = payload_body(payload)
+    except SealedContentError as exc:
+        raise Invalid(str(exc), code=RefusalCode.SEALED_CONTENT_INVALID) from None
+    if not isinstance(proof, dict):
+        raise Invalid(
+            "the sealed proof's body must be the proof object",
+            code=RefusalCode.SEALED_CONTENT_INVALID,
+        )
+    if commitment(payload) != proof_hash:
+        raise Invalid(
+            "the sealed proof does not hash to proof_hash", code=RefusalCode.COMMITMENT_MISMATCH
+        )
+    copies = {
+        recipient: {"sender": worker, "ciphertext": ciphertext}
+        for recipient, ciphertext in proof_sealed.items()
+    }
+    return OpenedProof(proof=proof, proof_hash=proof_hash, copies=copies)
 
 
 def _operator_keys(ctx: WriteContext) -> NostrKeys:

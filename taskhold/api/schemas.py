@@ -337,6 +337,12 @@ class TaskView(_Described):
         default_factory=dict,
         description="a private task's sealed copies of its details, by recipient pubkey",
     )
+    proof_hash: str | None = Field(
+        default=None, description="a sealed proof's commitment: sha256 of its payload"
+    )
+    proof_sealed: dict[str, SealedCopy] = Field(
+        default_factory=dict, description="the sealed proof's copies, by recipient pubkey"
+    )
 
 
 class Series(_Described):

@@ -94,6 +94,8 @@ def task_view(task: Task, log_head: str | None = None) -> dict[str, Any]:
         "visibility": task.visibility,
         "details_hash": task.details_hash,
         "details_sealed": task.details_sealed,
+        "proof_hash": task.proof_hash,
+        "proof_sealed": task.proof_sealed,
     }
 
 

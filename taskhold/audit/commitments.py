@@ -4,7 +4,9 @@ A private task's ``TaskCreated`` declares ``visibility: private``, an empty ``de
 ``details_hash`` (sha256 of the details payload, 64 lower hex) and ``details_sealed``, the
 NIP-44 copies by recipient (``{"sender", "ciphertext"}``); the employer's signed create request
 carries the same hash and ciphertexts and no description. A claim or assignment may add the
-worker's copy, sealed by the operator. The auditor checks these shapes; it cannot open a copy.
+worker's copy, sealed by the operator. A sealed proof's ``ProofSubmitted`` has an empty
+``proof``, a ``proof_hash`` and ``proof_sealed``, the copies the worker signed in the embedded
+proof. The auditor checks these shapes; it cannot open a copy.
 
 A disclosure is the payload itself: ``disclosure_matches`` hashes it against the commitment
 (written here again, from ``docs/public-log.md``, not imported from the writer).
@@ -37,6 +39,8 @@ def commitment_problems(
     """What is ill-formed about an entry's commitment fields (empty when nothing is)."""
     if op == "TaskCreated":
         return _created_problems(event, request)
+    if op == "ProofSubmitted" and (event.get("proof_hash") or event.get("proof_sealed")):
+        return _sealed_proof_problems(event, request)
     if op in _GAINS_A_COPY and event.get("details_sealed") is not None:
         sealed = event["details_sealed"]
         problems = _copies_problems(sealed)
@@ -66,27 +70,52 @@ def _created_problems(event: Mapping[str, Any], request: Mapping[str, Any] | Non
     return _request_problems(event, request)
 
 
+def _sealed_proof_problems(
+    event: Mapping[str, Any], request: Mapping[str, Any] | None
+) -> list[str]:
+    """A sealed proof: no clear proof, a 64-hex ``proof_hash``, the worker's own copies."""
+    problems = []
+    if event.get("proof") != {}:
+        problems.append("a sealed proof's entry carries no clear proof")
+    if not is_hex64(event.get("proof_hash")):
+        problems.append("proof_hash must be 64 lower-case hex characters")
+    problems.extend(
+        p.replace("details_sealed", "proof_sealed")
+        for p in _copies_problems(event.get("proof_sealed"))
+    )
+    if problems or request is None:
+        return problems or ["a sealed proof's entry embeds no proof"]
+    return _signed_as_recorded(event, request, "proof", "the worker")
+
+
 def _request_problems(event: Mapping[str, Any], request: Mapping[str, Any]) -> list[str]:
     """The employer signed the commitment and the very ciphertexts the entry records."""
+    return _signed_as_recorded(event, request, "details", "the employer")
+
+
+def _signed_as_recorded(
+    event: Mapping[str, Any], request: Mapping[str, Any], item: str, signer: str
+) -> list[str]:
+    """The request's signer signed the entry's commitment and the very ciphertexts it records,
+    and nothing of the item in the clear."""
     try:
         content = json.loads(request["content"])
     except (ValueError, KeyError, TypeError):
-        return ["the create request's content is not JSON"]
+        return ["the embedded request's content is not JSON"]
     if not isinstance(content, dict):
-        return ["the create request's content is not an object"]
+        return ["the embedded request's content is not an object"]
     problems = []
-    if content.get("description"):
-        problems.append("the private task's create request carries a clear description")
-    if content.get("details_hash") != event["details_hash"]:
-        problems.append("details_hash differs from the one the employer signed")
-    signed = content.get("details_sealed")
-    recorded = {
-        recipient: copy["ciphertext"] for recipient, copy in event["details_sealed"].items()
-    }
-    if signed != recorded or any(
-        copy["sender"] != request.get("pubkey") for copy in event["details_sealed"].values()
+    clear = "description" if item == "details" else "proof"
+    if content.get(clear):
+        problems.append(f"the embedded request carries a clear {clear}")
+    if content.get(f"{item}_hash") != event[f"{item}_hash"]:
+        problems.append(f"{item}_hash differs from the one {signer} signed")
+    copies = event[f"{item}_sealed"]
+    recorded = {recipient: copy["ciphertext"] for recipient, copy in copies.items()}
+    if content.get(f"{item}_sealed") != recorded or any(
+        copy["sender"] != request.get("pubkey") for copy in copies.values()
     ):
-        problems.append("details_sealed differs from the copies the employer signed")
+        problems.append(f"{item}_sealed differs from the copies {signer} signed")
     return problems
 
 

@@ -32,7 +32,7 @@ Item = Literal["details", "proof"]
 
 _COMMITTED_IN: Mapping[str, tuple[frozenset[str], str]] = {
     "details": (frozenset({"TaskCreated"}), "details_hash"),
-    "proof": (frozenset({"ProofSubmitted", "ProofRefused"}), "proof_hash"),
+    "proof": (frozenset({"ProofSubmitted"}), "proof_hash"),
 }
 """Where each kind of item is committed: the entries that carry it and the field's name."""
 

@@ -70,7 +70,7 @@ LATER_FIELDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
         frozenset(),
     ),
     (  # private tasks: sealed details and their commitment
-        frozenset({"visibility", "details_hash", "details_sealed"}),
+        frozenset({"visibility", "details_hash", "details_sealed", "proof_hash", "proof_sealed"}),
         frozenset(),
     ),
 )

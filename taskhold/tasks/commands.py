@@ -145,6 +145,9 @@ class SubmitProof(Command):
     proof_event_id: str
     proof: dict[str, Any]
     payout_request: str
+    proof_hash: str | None = None
+    """A sealed proof's commitment (``proof`` is then empty; see ``actions.private``)."""
+    proof_sealed: dict[str, dict[str, str]] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

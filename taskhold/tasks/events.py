@@ -151,6 +151,12 @@ class ProofSubmitted(Event):
     proof_event_id: str
     proof: dict[str, Any]
     payout_request: str
+    proof_hash: str | None = None
+    """A sealed proof: sha256 of its payload; ``proof`` is empty and the operator checked the
+    opened proof against the acceptance spec (this entry is the passing verdict)."""
+    proof_sealed: dict[str, dict[str, str]] | None = None
+    """The sealed proof's copies by recipient (``{"sender", "ciphertext"}``), as the worker
+    signed them."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -519,6 +519,8 @@ def _submit_proof(task: Task, cmd: c.Command) -> list[e.Event]:
             proof_event_id=cmd.proof_event_id,
             proof=cmd.proof,
             payout_request=cmd.payout_request,
+            proof_hash=cmd.proof_hash,
+            proof_sealed=cmd.proof_sealed,
         )
     ]
 
@@ -895,6 +897,8 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
                 "proof": ev.proof,
                 "proof_event_id": ev.proof_event_id,
                 "payout_request": ev.payout_request,
+                "proof_hash": ev.proof_hash,
+                "proof_sealed": dict(ev.proof_sealed or {}),
                 "submitted_at": ev.at,
                 "rejection_reason": None,
                 "rejected_at": None,

@@ -307,6 +307,9 @@ class Task:
     details_sealed: dict[str, dict[str, str]] = field(default_factory=dict)
     """Every sealed copy of a private task's details: recipient pubkey -> ``{"sender",
     "ciphertext"}``. Ciphertexts only: taskhold never keeps the plaintext."""
+    proof_hash: str | None = None
+    """The current proof's commitment when it was sealed (``proof`` is then empty)."""
+    proof_sealed: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def deposit_of(self, pubkey: str) -> Deposit | None:
         """``pubkey``'s newest deposit on this task."""

@@ -16,7 +16,7 @@ from support.stacks import Stack
 from support.task_flows import funded, read_log
 from test_writes import _counts, _post, _signed
 
-from taskhold.client import TaskholdClient
+from taskhold.client import TaskholdAPIError, TaskholdClient
 from taskhold.nostr import NostrKeys
 from taskhold.nostr.confidential import commitment, make_payload, seal
 from taskhold.store.models import TaskRow, TransitionRow
@@ -191,3 +191,62 @@ async def test_a_direct_private_task_needs_a_copy_for_its_worker(stack: Stack) -
         private=True,
     )
     assert direct.open_details(task) == "for you only"
+
+
+async def test_a_private_task_s_proof_goes_sealed_and_is_checked_in_memory(
+    stack: Stack,
+) -> None:
+    employer, worker = stack.client(), stack.client()
+    task = await funded(stack, employer, description="private", private=True)
+    task_id = task["task_id"]
+    await worker.claim(task_id)
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    marker = secrets.token_hex(12)
+
+    with pytest.raises(TaskholdAPIError) as clear:
+        await worker.submit_proof(
+            task_id, {"url": f"https://x.org/{marker}"}, invoice, sealed=False
+        )
+    assert clear.value.code == "private_task_malformed"
+    with pytest.raises(TaskholdAPIError) as failing:
+        await worker.submit_proof(task_id, {"note": marker}, invoice)
+    assert failing.value.code == "proof_rejected"
+    assert "url" in failing.value.detail and marker not in failing.value.detail
+
+    submitted = await worker.submit_proof(task_id, {"url": f"https://x.org/{marker}"}, invoice)
+    assert submitted["state"] == "SUBMITTED"
+    assert submitted["proof"] == {} and len(submitted["proof_hash"]) == 64
+    assert employer.open_proof(submitted) == {"url": f"https://x.org/{marker}"}
+    assert worker.open_proof(submitted) == {"url": f"https://x.org/{marker}"}
+    log = await read_log(stack)
+    assert [tag for e in log for tag in e["tags"] if tag[0] == "op"][-2:] == [
+        ["op", "ProofRefused"],
+        ["op", "ProofSubmitted"],
+    ]
+    assert marker not in json.dumps(log)
+    assert marker not in await _stored_text(stack)
+
+
+async def test_a_sealed_proof_that_misses_its_hash_is_refused(stack: Stack) -> None:
+    employer, worker_keys = stack.client(), NostrKeys.generate()
+    worker = stack.client(worker_keys)
+    task = await funded(stack, employer)
+    await worker.claim(task["task_id"])
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    operator = stack.services.signer.get_public_key()
+    payload = make_payload({"url": "https://example.org/x"})
+    head = (await worker.get_task(task["task_id"]))["log_head"]
+    content = {
+        "payout_invoice": invoice,
+        "proof_hash": "ab" * 32,
+        "proof_sealed": seal(worker_keys, [employer.pubkey_hex, operator], payload),
+    }
+    event = worker_keys.sign_event(
+        3911,
+        json.dumps(content),
+        [["op", "proof"], ["task", task["task_id"]], ["prev", head]],
+        int(time.time()),
+    )
+    response = await _post(stack, f"/v1/tasks/{task['task_id']}/proof", event, "p")
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "commitment_mismatch"

@@ -94,6 +94,18 @@ async def test_a_swapped_commitment_or_a_clear_description_is_caught(
     assert any("details_hash differs" in d for d in changed("details_hash", "ab" * 32))
     assert any("description must be empty" in d for d in changed("description", SECRET))
     assert any("visibility" in d for d in changed("visibility", "secret"))
+
+    proof_gseq = int(str(tag(real.entry("ProofSubmitted"), "gseq")))
+
+    def clear_proof(draft: Draft) -> None:
+        content = json.loads(draft.content)
+        content["event"]["proof"] = {"url": "https://example.org/haiku"}
+        draft.content = json.dumps(content, sort_keys=True, separators=(",", ":"))
+
+    result = audit_log(real.resigned(proof_gseq, clear_proof), real.operator)
+    assert any("no clear proof" in f.detail for f in result.findings), [
+        f.to_json() for f in result.findings
+    ]
     assert audit_log(real.entries, real.operator).clean
 
 
