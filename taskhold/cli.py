@@ -120,8 +120,8 @@ def demo(
         str,
         typer.Option(
             "--scenario",
-            help="paid, refund, split, squatter, reject-overturned, cooperative-cancel; on the"
-            " simulator only: hostile-payout, renewal, milestones",
+            help="paid, refund, split, squatter, reject-overturned, cooperative-cancel, private;"
+            " on the simulator only: hostile-payout, renewal, milestones",
         ),
     ] = "paid",
     refund: Annotated[
