@@ -320,13 +320,13 @@ class TaskholdClient:
         The proof names the task's newest log entry the worker has seen (``head``; read from
         the task when not given), so it cannot be applied to a state the worker never saw.
         ``sealed``: send the proof NIP-44 sealed to the employer, the operator and every
-        arbiter, with its ``proof_hash``, instead of in the clear; left out, a private task's
-        proof is sealed and a public one's is not.
+        arbiter, with its ``proof_hash``, instead of in the clear; left out, the proof is sealed
+        when the task read for its ``head`` is private (with ``head`` given, pass ``sealed``).
         """
         task: dict[str, Any] | None = None
-        if head is None or sealed is None:
+        if head is None:
             task = await self.get_task(task_id)
-            head = task.get("log_head") if head is None else head
+            head = task.get("log_head")
         if sealed is None:
             sealed = task is not None and task.get("visibility") == "private"
         body: dict[str, Any] = {"proof": proof, "payout_invoice": payout_invoice}
