@@ -120,8 +120,8 @@ def demo(
         str,
         typer.Option(
             "--scenario",
-            help="paid, refund, split, squatter, reject-overturned, cooperative-cancel; on the"
-            " simulator only: hostile-payout, renewal, milestones",
+            help="paid, refund, split, squatter, reject-overturned, cooperative-cancel, private;"
+            " on the simulator only: hostile-payout, renewal, milestones",
         ),
     ] = "paid",
     refund: Annotated[
@@ -208,9 +208,11 @@ _mount_devnet()
 
 def _mount_log_commands() -> None:
     from taskhold.audit.cli import audit_command
+    from taskhold.audit.disclosure import disclosure_command
     from taskhold.rebuild.cli import rebuild_command
 
     cli.command("audit")(audit_command)
+    cli.command("disclosure")(disclosure_command)
     cli.command("rebuild")(rebuild_command)
 
 

@@ -26,6 +26,15 @@ import httpx
 
 from taskhold.errors import Invalid
 from taskhold.nostr import KIND_PROOF, KIND_REQUEST, NostrKeys
+from taskhold.nostr.confidential import (
+    SealedContentError,
+    check_disclosure,
+    commitment,
+    make_payload,
+    open_sealed,
+    payload_body,
+    seal,
+)
 from taskhold.nostr.follow import Selection, Transition, follow_log
 from taskhold.nostr.kinds import KIND_WEBHOOK_DELIVERY
 from taskhold.nostr.relays import RelayPool
@@ -159,11 +168,14 @@ class TaskholdClient:
         direct_worker: str | None = None,
         claim_timeout_s: int | None = None,
         idempotency_key: str | None = None,
+        private: bool = False,
     ) -> dict[str, Any]:
         """Post a task as its employer; returns the task (``task_id``, ``state``, ...).
 
         ``deposit``: lock a deposit (``lock_deposit``, before funding) instead of mining proof
-        of work for this task's requests."""
+        of work for this task's requests. ``private``: the description is sealed to the
+        employer, the operator, every arbiter (and ``direct_worker``) instead of sent in the
+        clear; the public log carries only its hash (``open_details`` reads it back)."""
         body: dict[str, Any] = {
             "title": title,
             "description": description,
@@ -178,7 +190,60 @@ class TaskholdClient:
             "claim_timeout_s": claim_timeout_s,
         }
         body = {key: value for key, value in body.items() if value is not None}
+        if private:
+            del body["description"]
+            body.update(await self._sealed_details(description, direct_worker))
         return await self._signed("/v1/tasks", "create", None, body, idempotency_key)
+
+    async def _sealed_details(self, description: str, direct_worker: str | None) -> dict[str, Any]:
+        """``visibility``, ``details_hash`` and ``details_sealed`` for a private create."""
+        info = await self.info()
+        recipients = [self.pubkey_hex, info["operator_pubkey"], *info["arbiters"]]
+        if direct_worker is not None:
+            recipients.append(direct_worker)
+        payload = make_payload({"description": description})
+        return {
+            "visibility": "private",
+            "details_hash": commitment(payload),
+            "details_sealed": seal(self._keys, recipients, payload),
+        }
+
+    async def _sealed_proof(self, proof: dict[str, Any], employer: str) -> dict[str, Any]:
+        """``proof_hash`` and ``proof_sealed`` for a sealed proof (this key keeps a copy)."""
+        info = await self.info()
+        recipients = [employer, info["operator_pubkey"], *info["arbiters"], self.pubkey_hex]
+        payload = make_payload(proof)
+        return {
+            "proof_hash": commitment(payload),
+            "proof_sealed": seal(self._keys, recipients, payload),
+        }
+
+    def open_proof(self, task: dict[str, Any]) -> dict[str, Any] | None:
+        """A task's current sealed proof, opened with this client's key and checked against
+        ``proof_hash``; None when the proof was not sealed or this key has no copy."""
+        copy = task.get("proof_sealed", {}).get(self.pubkey_hex)
+        if copy is None:
+            return None
+        payload = open_sealed(self._keys, copy["sender"], copy["ciphertext"])
+        if not check_disclosure(payload, task["proof_hash"]):
+            raise SealedContentError("the sealed proof does not match proof_hash")
+        proof: dict[str, Any] = payload_body(payload)
+        return proof
+
+    def open_details(self, task: dict[str, Any]) -> str | None:
+        """A private task's description, opened with this client's key from its sealed copy
+        and checked against ``details_hash``; None when this key has no copy. A public task's
+        description is returned as is."""
+        if task.get("visibility", "public") != "private":
+            return str(task["description"])
+        copy = task["details_sealed"].get(self.pubkey_hex)
+        if copy is None:
+            return None
+        payload = open_sealed(self._keys, copy["sender"], copy["ciphertext"])
+        if not check_disclosure(payload, task["details_hash"]):
+            raise SealedContentError("the sealed details do not match details_hash")
+        body = payload_body(payload)
+        return str(body["description"])
 
     async def create_milestones(
         self,
@@ -255,15 +320,31 @@ class TaskholdClient:
         *,
         head: str | None = None,
         idempotency_key: str | None = None,
+        sealed: bool | None = None,
     ) -> dict[str, Any]:
         """Submit the worker's proof (its own kind) with the invoice the reward is paid to.
 
         The proof names the task's newest log entry the worker has seen (``head``; read from
         the task when not given), so it cannot be applied to a state the worker never saw.
+        ``sealed``: send the proof NIP-44 sealed to the employer, the operator and every
+        arbiter, with its ``proof_hash``, instead of in the clear; left out, the proof is sealed
+        when the task read for its ``head`` is private (with ``head`` given, pass ``sealed``).
         """
+        task: dict[str, Any] | None = None
         if head is None:
-            head = (await self.get_task(task_id)).get("log_head")
-        body = {"proof": proof, "payout_invoice": payout_invoice, **payout_terms(payout_invoice)}
+            task = await self.get_task(task_id)
+            head = task.get("log_head")
+        if sealed is None:
+            sealed = task is not None and task.get("visibility") == "private"
+        body: dict[str, Any] = {
+            "proof": proof,
+            "payout_invoice": payout_invoice,
+            **payout_terms(payout_invoice),
+        }
+        if sealed:
+            task = task or await self.get_task(task_id)
+            del body["proof"]
+            body.update(await self._sealed_proof(proof, task["employer_pubkey"]))
         extra = [["prev", head]] if head else []
         return await self._task_write(
             task_id,

@@ -20,6 +20,9 @@ assigned the later ones, each is renewed once as blocks are mined on the simulat
 paid, then its last round settled, on its own; simulator only).
 ``renewal`` (a ten-day task outlasts one hold: blocks are mined to each hold's renewal lead,
 the employer pays two renewals, each previous round is cancelled, and the third is settled).
+``private`` (a private task: a random ``secret_marker`` is put in its description and in the
+proof, both sent NIP-44 sealed; the log and the relay carry only their hashes, the worker reads
+the details from the operator's copy, and the employer reads the proof from its own).
 
 The demo configures one arbiter key of its own and says so: a rejection then has someone to
 rule on it.
@@ -30,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +66,7 @@ SCENARIOS = (
     "cooperative-cancel",
     "milestones",
     "renewal",
+    "private",
 )
 SPLIT_WORKER_PERCENT = 60
 SIM_ONLY_SCENARIOS = frozenset({"hostile-payout", "renewal", "milestones"})
@@ -320,6 +325,8 @@ async def _drive(
                 return await play.milestones()
             if scenario == "renewal":
                 return await play.renewal()
+            if scenario == "private":
+                return await play.private()
             return await play.run(refund=scenario == "refund")
         finally:
             await wallets.close()
@@ -726,6 +733,46 @@ class Play:
         current = rounds[task["funding"]["funding_round"]]
         current["state"] = "SETTLED" if task["preimage"] else "HELD"
         return [rounds[number] for number in sorted(rounds)]
+
+    async def private(self) -> dict[str, Any]:
+        """A private task: the description and the proof carry a random marker, sealed to the
+        parties; only their commitments go public."""
+        say, marker = self.say, secrets.token_hex(16)
+        task = await self.employer.create_task(
+            "A private errand",
+            f"Fetch the parcel; the code word is {marker}.",
+            DEMO_AMOUNT_MSAT,
+            int(time.time()) + 3600,
+            acceptance={"required_fields": ["url"], "url_fields": ["url"]},
+            private=True,
+        )
+        task_id = task["task_id"]
+        say(f"1. created private task {task_id[:16]}…; details_hash {task['details_hash'][:16]}…")
+        funding = (await self.employer.request_funding(task_id))["funding"]
+        await self.wallets.pay(funding["payment_request"])
+        await self.wait(task_id, "FUNDED", "waiting for the HTLC")
+        say("2. funded: the employer's payment is held")
+        task = await self.worker.claim(task_id)
+        details = self.worker.open_details(task)
+        read = marker in (details or "")
+        say(f"3. worker claims it and opens the operator's copy: marker read {read}")
+        invoice = await self.wallets.invoice(task["payout_msat"])
+        task = await self.worker.submit_proof(
+            task_id, {"url": f"https://example.org/{marker}"}, invoice
+        )
+        committed = task["proof_hash"][:16]
+        say(f"4. worker sends a sealed proof; proof_hash {committed}… → {task['state']}")
+        proof = self.employer.open_proof(task) or {}
+        say(f"5. employer opens its copy of the proof: marker read {marker in str(proof)}")
+        await self.employer.approve(task_id)
+        task = await self.wait(task_id, "PAID", "paying the worker")
+        say(f"6. worker paid {task['payout_msat']} msat → {task['state']}")
+        return self.summary(task, funding) | {
+            "secret_marker": marker,
+            "visibility": task["visibility"],
+            "details_hash": task["details_hash"],
+            "proof_hash": task["proof_hash"],
+        }
 
     def summary(self, task: dict[str, Any], funding: dict[str, Any]) -> dict[str, Any]:
         preimage = task.get("preimage")

@@ -219,6 +219,24 @@ class RefusalCode(StrEnum):
     PAYOUT_TERMS_MISMATCH = (
         "payout_terms_mismatch",
         "the signed payout_hash or payout_msat is not the payout invoice's hash or amount",
+    # Private tasks: sealed details and proofs, public commitments
+    PRIVATE_TASK_MALFORMED = (
+        "private_task_malformed",
+        "visibility and content disagree: a private task needs details_hash and details_sealed"
+        " and no clear description; a public one carries neither",
+    )
+    SEALED_COPY_MISSING = (
+        "sealed_copy_missing",
+        "a party who must read the sealed content (employer, operator, an arbiter, the named"
+        " worker) has no sealed copy",
+    )
+    SEALED_CONTENT_INVALID = (
+        "sealed_content_invalid",
+        "the operator's sealed copy does not open, or is not a well-formed payload",
+    )
+    COMMITMENT_MISMATCH = (
+        "commitment_mismatch",
+        "the sealed payload does not hash to the commitment signed with it",
     )
     # Defaults of the refusal classes, and the API's own handlers
     INVALID_REQUEST = "invalid_request", "the HTTP request does not fit the API's schema"

@@ -153,8 +153,9 @@ async def build_services(
     await migrate(engine)
     audit = AuditLog()  # bound to the store once it exists; the signer reports to it first
     keys = audited(open_key_store(settings), audit)
+    operator_keys = load_operator_keys(keys, settings.data_dir, audit=audit)
     signer = LocalSigner(
-        load_operator_keys(keys, settings.data_dir, audit=audit),
+        operator_keys,
         allowed_kinds=frozenset(
             {settings.kind_log_entry, settings.kind_listing, settings.kind_checkpoint}
         )
@@ -205,6 +206,7 @@ async def build_services(
             proof_kind=settings.kind_proof,
             gates=(limits, reputation.writes),
             reputation=reputation.writes,
+            operator_keys=operator_keys,
         ),
         sim=sim,
         relay_pool=pool,

@@ -46,6 +46,8 @@ PINNED = [
     "wrong_round", "wrong_state", "wrong_task",
     "bad_milestones", "milestone_funded_by_series", "series_worker_only",
     "payout_terms_mismatch",
+    "commitment_mismatch", "private_task_malformed", "sealed_content_invalid",
+    "sealed_copy_missing",
 ]  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from taskhold.verification import parse_spec
 from .content import PUBKEY_PATTERN, parse_content
 from .milestones import create_milestones
 from .pipeline import Outcome, WriteContext, apply_command
+from .private import HASH_PATTERN, Recipient, SealedText, check_private_details
 from .terms import check_amount, claim_timeout_for, fee_for, windows
 
 __all__ = ["CreateContent", "create"]
@@ -42,6 +43,11 @@ class CreateContent(BaseModel):
     claim_timeout_s: int | None = Field(default=None, gt=0)
     """Time from a claim to its first proof; left out, ``default_claim_timeout_s`` capped at
     half the time to the deadline."""
+    visibility: Literal["public", "private"] = "public"
+    """``private``: no clear description; the details are sealed (see ``.private``)."""
+    details_hash: str | None = Field(default=None, pattern=HASH_PATTERN)
+    details_sealed: dict[Recipient, SealedText] | None = Field(default=None, max_length=32)
+    """Recipient pubkey -> the details payload NIP-44 v2 encrypted by the employer to them."""
 
 
 async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None) -> Outcome:
@@ -62,6 +68,15 @@ async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
     )
     if await tx.load_task(request.event_id) is not None:
         raise Invalid("a task with this id already exists", code=RefusalCode.TASK_EXISTS)
+    sealed = check_private_details(
+        ctx,
+        employer=request.pubkey,
+        visibility=body.visibility,
+        description=body.description,
+        details_hash=body.details_hash,
+        details_sealed=body.details_sealed,
+        direct_worker=body.direct_worker,
+    )
     command = c.CreateTask(
         actor=request.pubkey,
         at=now,
@@ -82,6 +97,9 @@ async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
         claim_timeout_s=claim_timeout_for(settings, body.claim_timeout_s, body.deadline_at, now),
         rejection_policy=settings.rejection_policy,
         renewal_needed=renewal_needed,
+        visibility=body.visibility,
+        details_hash=body.details_hash,
+        details_sealed=sealed,
     )
     created = await apply_command(ctx, tx, request, None, command)
     return Outcome(created, status=201)

@@ -15,6 +15,7 @@ from taskhold.tasks import commands as c
 
 from .content import PUBKEY_PATTERN, parse_content
 from .pipeline import Handler, Outcome, WriteContext, apply_command
+from .private import details_for_worker
 
 __all__ = [
     "accept_agreement",
@@ -92,7 +93,12 @@ async def claim(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | 
     assert task is not None
     parse_content(Empty, request.content)
     window = _review_window_for(ctx, task, request.pubkey)
-    command = c.Claim(actor=request.pubkey, at=ctx.escrow.now(), review_window_s=window)
+    command = c.Claim(
+        actor=request.pubkey,
+        at=ctx.escrow.now(),
+        review_window_s=window,
+        details_sealed=details_for_worker(ctx, task, request.pubkey),
+    )
     return Outcome(await apply_command(ctx, tx, request, task, command))
 
 
@@ -139,6 +145,7 @@ async def assign(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task |
         at=ctx.escrow.now(),
         worker_pubkey=body.worker_pubkey,
         review_window_s=_review_window_for(ctx, task, body.worker_pubkey),
+        details_sealed=details_for_worker(ctx, task, body.worker_pubkey),
     )
     return Outcome(await apply_command(ctx, tx, request, task, command))
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from taskhold.envelope import SignedRequest, verify_signed_request
 from taskhold.errors import Conflict, Invalid, NotFound, RefusalCode
 from taskhold.escrow import EscrowContext, EscrowEngine
+from taskhold.nostr import NostrKeys
 from taskhold.store import Tx, WriteConflict
 from taskhold.tasks import Task, decide, replay
 from taskhold.tasks.commands import Command
@@ -49,6 +50,8 @@ class WriteContext:
     gates: Sequence[WriteGate] = ()
     reputation: ReputationWrites | None = None
     """Review windows by score and the review desk; None without the reputation indexer."""
+    operator_keys: NostrKeys | None = None
+    """Opens the operator's sealed copies of private content (``.private``), in memory only."""
 
     @property
     def arbiters(self) -> frozenset[str]:

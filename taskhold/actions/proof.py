@@ -28,6 +28,7 @@ from taskhold.verification import check_proof, parse_spec
 
 from .content import PayoutTerms, parse_content
 from .pipeline import Outcome, WriteContext, apply_command
+from .private import HASH_PATTERN, OpenedProof, Recipient, SealedText, open_sealed_proof
 
 __all__ = ["submit_proof", "update_payout_invoice", "update_refund_invoice"]
 
@@ -35,6 +36,10 @@ __all__ = ["submit_proof", "update_payout_invoice", "update_refund_invoice"]
 class ProofContent(PayoutTerms):
     proof: dict[str, Any] = Field(default_factory=dict)
     payout_invoice: str = Field(min_length=1, max_length=4000)
+    proof_hash: str | None = Field(default=None, pattern=HASH_PATTERN)
+    proof_sealed: dict[Recipient, SealedText] | None = Field(default=None, max_length=32)
+    """A sealed proof (see ``.private``): recipient pubkey -> the proof payload NIP-44 v2
+    encrypted by the worker; ``proof`` is then left out."""
 
 
 class PayoutInvoiceContent(PayoutTerms):
@@ -118,6 +123,7 @@ async def submit_proof(
     assert task is not None
     body = parse_content(ProofContent, request.content)
     now = ctx.escrow.now()
+    sealed: OpenedProof | None = None
 
     def command(payout_invoice: str) -> c.SubmitProof:
         return c.SubmitProof(
@@ -126,12 +132,23 @@ async def submit_proof(
             proof_event_id=request.event_id,
             proof=body.proof,
             payout_request=payout_invoice,
+            proof_hash=None if sealed is None else sealed.proof_hash,
+            proof_sealed=None if sealed is None else sealed.copies,
         )
 
     decide(task, command(""), ctx.arbiters)  # role, state and deadline before content checks
     await _check_head_seen(tx, task, request)
+    sealed = open_sealed_proof(
+        ctx,
+        task,
+        worker=request.pubkey,
+        clear_proof=body.proof,
+        proof_hash=body.proof_hash,
+        proof_sealed=body.proof_sealed,
+    )
+    checked = body.proof if sealed is None else sealed.proof
     # Off the event loop: other requests are served while a proof is checked (RE2 bounds it).
-    problems = await asyncio.to_thread(check_proof, parse_spec(task.acceptance), body.proof)
+    problems = await asyncio.to_thread(check_proof, parse_spec(task.acceptance), checked)
     if problems:
         return await _refused(ctx, tx, request, task, problems, now)
     payout_invoice = await _checked_invoice(ctx, tx, task, body.payout_invoice, body)

@@ -253,6 +253,14 @@ class SeriesPlace(_Described):
     milestones: list[Milestone] | None = None
 
 
+class SealedCopy(_Described):
+    """One party's copy of sealed content: NIP-44 v2, opened with the recipient's secret key
+    and the sender's public key."""
+
+    sender: str
+    ciphertext: str
+
+
 class TaskView(_Described):
     """A task. Nothing secret is in it: ``preimage`` is filled by the settlement, when it
     becomes public."""
@@ -317,6 +325,23 @@ class TaskView(_Described):
     )
     renewal: Renewal | None = Field(
         default=None, description="the open renewal: pay it before the current hold ends"
+    )
+    visibility: str = Field(
+        default="public",
+        description="public (details in the clear) or private (details sealed to the parties)",
+    )
+    details_hash: str | None = Field(
+        default=None, description="a private task's commitment: sha256 of its details payload"
+    )
+    details_sealed: dict[str, SealedCopy] = Field(
+        default_factory=dict,
+        description="a private task's sealed copies of its details, by recipient pubkey",
+    )
+    proof_hash: str | None = Field(
+        default=None, description="a sealed proof's commitment: sha256 of its payload"
+    )
+    proof_sealed: dict[str, SealedCopy] = Field(
+        default_factory=dict, description="the sealed proof's copies, by recipient pubkey"
     )
 
 

@@ -91,6 +91,11 @@ def task_view(task: Task, log_head: str | None = None) -> dict[str, Any]:
         "series": series_view(task),
         "renewal_needed": task.renewal_needed,
         "renewal": _renewal_view(task),
+        "visibility": task.visibility,
+        "details_hash": task.details_hash,
+        "details_sealed": task.details_sealed,
+        "proof_hash": task.proof_hash,
+        "proof_sealed": task.proof_sealed,
     }
 
 

@@ -17,6 +17,7 @@ from typing import Any, TypeGuard
 
 import bolt11
 
+from .commitments import commitment_problems
 from .findings import Finding, FindingKind, Location
 from .nip01 import Verdict, is_hex64, verify_event
 
@@ -500,6 +501,9 @@ def parse_entry(
     reader.check_request(request, task, op)
     embedded_ok = not any(f.kind is FindingKind.BAD_EMBEDDED_REQUEST for f in reader.findings)
     terms = _payout_terms(request) if request is not None and embedded_ok else None
+    sealing = commitment_problems(op, reader._content_event(), request, operator)
+    if sealing:
+        reader.fault(FindingKind.MALFORMED, "private content: " + "; ".join(sealing))
     values = reader.values
     entry = Entry(
         id=event["id"],

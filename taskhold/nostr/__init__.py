@@ -14,6 +14,7 @@ writing and publishing the log is :mod:`taskhold.publiclog`.
 | ``relays`` | the relay client: publish events, read the log back by sequence, stream |
 | ``follow`` | following the log live: verified transitions in order, gap-free resume |
 | ``embedded`` | the relay taskhold runs itself when none is configured |
+| ``confidential`` | sealed copies (NIP-44 v2) of private content and their public commitments |
 """
 
 from .kinds import KIND_LOG_ENTRY, KIND_PROOF, KIND_REQUEST

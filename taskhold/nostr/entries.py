@@ -258,5 +258,7 @@ def listing_event(task: dict[str, Any], operator_pubkey: str) -> tuple[str, list
         ["deadline", str(task["deadline_at"])],
         ["s", LISTING_OPEN if is_claimable(task) else LISTING_CLOSED],
     ]
+    if task.get("visibility") == "private":
+        tags += [["visibility", "private"], ["details_hash", task["details_hash"]]]
     content = task["description"]
     return content, tags

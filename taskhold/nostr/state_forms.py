@@ -69,6 +69,10 @@ LATER_FIELDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
         ),
         frozenset(),
     ),
+    (  # private tasks: sealed details and their commitment
+        frozenset({"visibility", "details_hash", "details_sealed", "proof_hash", "proof_sealed"}),
+        frozenset(),
+    ),
 )
 """Fields added to a task (and to each of its deposits) after entries were written, by change."""
 

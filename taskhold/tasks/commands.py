@@ -92,6 +92,9 @@ class CreateTask(Command):
     milestone_count: int | None = None
     funding_mode: str | None = None
     renewal_needed: bool = False
+    visibility: str = "public"
+    details_hash: str | None = None
+    details_sealed: dict[str, dict[str, str]] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,6 +136,8 @@ class ExpireFunding(Command):
 class Claim(Command):
     review_window_s: int | None = None
     """The review window fixed from both parties' records (never longer); None keeps it."""
+    details_sealed: dict[str, dict[str, str]] | None = None
+    """A private task's details sealed by the operator for the claimant (see ``TaskCreated``)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,6 +145,9 @@ class SubmitProof(Command):
     proof_event_id: str
     proof: dict[str, Any]
     payout_request: str
+    proof_hash: str | None = None
+    """A sealed proof's commitment (``proof`` is then empty; see ``actions.private``)."""
+    proof_sealed: dict[str, dict[str, str]] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -242,6 +250,7 @@ class Assign(Command):
     worker_pubkey: str
     review_window_s: int | None = None
     """As for ``Claim``: the review window fixed from both parties' records; None keeps it."""
+    details_sealed: dict[str, dict[str, str]] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -107,6 +107,14 @@ class TaskCreated(Event):
     funding_mode: str | None = None
     renewal_needed: bool = False
     """The task outlasts one hold: its hold is renewed round after round (``tasks.rounds``)."""
+    visibility: str = "public"
+    """``public`` (the details are in the clear: a bounty) or ``private`` (the description is
+    empty; the details are sealed to the parties and ``details_hash`` commits to them)."""
+    details_hash: str | None = None
+    """sha256 of the sealed details payload (``taskhold.nostr.confidential``); private only."""
+    details_sealed: dict[str, dict[str, str]] | None = None
+    """Sealed copies of the details payload: recipient pubkey -> ``{"sender", "ciphertext"}``
+    (NIP-44 v2). Never the plaintext."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,6 +142,8 @@ class TaskClaimed(Event):
     worker_pubkey: str
     review_window_s: int | None = None
     """The review window fixed at claim from both parties' records; None keeps the task's."""
+    details_sealed: dict[str, dict[str, str]] | None = None
+    """A private task's details, sealed by the operator for the new worker."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -141,6 +151,12 @@ class ProofSubmitted(Event):
     proof_event_id: str
     proof: dict[str, Any]
     payout_request: str
+    proof_hash: str | None = None
+    """A sealed proof: sha256 of its payload; ``proof`` is empty and the operator checked the
+    opened proof against the acceptance spec (this entry is the passing verdict)."""
+    proof_sealed: dict[str, dict[str, str]] | None = None
+    """The sealed proof's copies by recipient (``{"sender", "ciphertext"}``), as the worker
+    signed them."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -362,6 +378,8 @@ class WorkerAssigned(Event):
 
     worker_pubkey: str
     review_window_s: int | None = None
+    details_sealed: dict[str, dict[str, str]] | None = None
+    """As for ``TaskClaimed``: the details sealed for the assigned worker."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -379,7 +379,11 @@ def _claim(task: Task, cmd: c.Command) -> list[e.Event]:
     _check_review_window(task, cmd.review_window_s)
     return [
         e.TaskClaimed(
-            at=cmd.at, actor=cmd.actor, worker_pubkey=cmd.actor, review_window_s=cmd.review_window_s
+            at=cmd.at,
+            actor=cmd.actor,
+            worker_pubkey=cmd.actor,
+            review_window_s=cmd.review_window_s,
+            details_sealed=cmd.details_sealed,
         )
     ]
 
@@ -455,6 +459,7 @@ def _assign(task: Task, cmd: c.Command) -> list[e.Event]:
             actor=cmd.actor,
             worker_pubkey=cmd.worker_pubkey,
             review_window_s=cmd.review_window_s,
+            details_sealed=cmd.details_sealed,
         )
     ]
 
@@ -515,6 +520,8 @@ def _submit_proof(task: Task, cmd: c.Command) -> list[e.Event]:
             proof_event_id=cmd.proof_event_id,
             proof=cmd.proof,
             payout_request=cmd.payout_request,
+            proof_hash=cmd.proof_hash,
+            proof_sealed=cmd.proof_sealed,
         )
     ]
 
@@ -845,6 +852,9 @@ def evolve(task: Task | None, event: e.Event) -> Task:
             milestone_count=event.milestone_count,
             funding_mode=event.funding_mode,
             renewal_needed=event.renewal_needed,
+            visibility=event.visibility,
+            details_hash=event.details_hash,
+            details_sealed=dict(event.details_sealed or {}),
             created_at=event.at,
             updated_at=event.at,
         )
@@ -879,6 +889,8 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
             claimed = {"state": S.CLAIMED, "worker_pubkey": ev.worker_pubkey, "claimed_at": ev.at}
             if ev.review_window_s is not None:
                 claimed["review_window_s"] = ev.review_window_s
+            if ev.details_sealed:
+                claimed["details_sealed"] = {**task.details_sealed, **ev.details_sealed}
             return claimed
         case e.DepositEvent():
             return deposit_changes(task, ev)
@@ -888,6 +900,8 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
                 "proof": ev.proof,
                 "proof_event_id": ev.proof_event_id,
                 "payout_request": ev.payout_request,
+                "proof_hash": ev.proof_hash,
+                "proof_sealed": dict(ev.proof_sealed or {}),
                 "submitted_at": ev.at,
                 "rejection_reason": None,
                 "rejected_at": None,

@@ -300,6 +300,16 @@ class Task:
     retiring_round: int | None = None
     retiring_payment_hash_hex: str | None = None
     """The previous round's hold after a renewal, until the engine cancelled it."""
+    visibility: str = "public"
+    """``public`` (details in the clear) or ``private`` (``description`` is empty; the details
+    are sealed, and ``details_hash`` commits to them)."""
+    details_hash: str | None = None
+    details_sealed: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Every sealed copy of a private task's details: recipient pubkey -> ``{"sender",
+    "ciphertext"}``. Ciphertexts only: taskhold never keeps the plaintext."""
+    proof_hash: str | None = None
+    """The current proof's commitment when it was sealed (``proof`` is then empty)."""
+    proof_sealed: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def deposit_of(self, pubkey: str) -> Deposit | None:
         """``pubkey``'s newest deposit on this task."""

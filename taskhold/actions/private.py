@@ -1,0 +1,223 @@
+"""Private tasks and sealed proofs: the content travels sealed, the public log carries its
+commitment.
+
+The employer seals the details payload (``taskhold.nostr.confidential``) to every party who
+must read it: themself, the operator, each configured arbiter and the named worker of a direct
+task. At create the operator opens its own copy in memory, checks it is a well-formed payload
+of the details whose hash is the signed ``details_hash``, and forgets it: the database and the
+log keep only the hash and the ciphertexts. When a worker takes an open private task, the
+operator opens its copy again and seals it for that worker; the copy goes into the claim's
+event, so a rebuild from the log recovers it.
+
+A proof may go sealed the same way (a private task's must): the worker seals it to the
+employer, the operator and each arbiter; the operator opens its copy in memory, runs the
+acceptance spec on it, and the log records ``proof_hash``, the copies and the verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import StringConstraints
+
+from taskhold.errors import Invalid, RefusalCode
+from taskhold.nostr import NostrKeys
+from taskhold.nostr.confidential import (
+    SealedContentError,
+    commitment,
+    open_sealed,
+    payload_body,
+    seal,
+)
+from taskhold.tasks import Task
+
+from .content import PUBKEY_PATTERN
+from .pipeline import WriteContext
+
+__all__ = [
+    "HASH_PATTERN",
+    "OpenedProof",
+    "Recipient",
+    "SealedCopies",
+    "SealedText",
+    "check_private_details",
+    "details_for_worker",
+    "open_sealed_proof",
+]
+
+HASH_PATTERN = "^[0-9a-f]{64}$"
+Recipient = Annotated[str, StringConstraints(pattern=PUBKEY_PATTERN)]
+SealedText = Annotated[str, StringConstraints(min_length=1, max_length=30_000)]
+"""One sealed copy in request content: a NIP-44 v2 payload, base64."""
+
+SealedCopies = dict[str, dict[str, str]]
+"""Recipient pubkey -> ``{"sender": pubkey, "ciphertext": NIP-44 v2}``: as tasks keep them."""
+
+DESCRIPTION_MAX = 10_000
+
+
+def check_private_details(
+    ctx: WriteContext,
+    *,
+    employer: str,
+    visibility: str,
+    description: str,
+    details_hash: str | None,
+    details_sealed: dict[str, str] | None,
+    direct_worker: str | None,
+) -> SealedCopies | None:
+    """The sealed copies a create may record (None for a public task); refuses a private task
+    whose copies are missing, do not open for the operator, or do not match ``details_hash``."""
+    if visibility == "public":
+        if details_hash is not None or details_sealed is not None:
+            raise Invalid(
+                "details_hash and details_sealed belong to a private task;"
+                ' send "visibility": "private" or a clear description',
+                code=RefusalCode.PRIVATE_TASK_MALFORMED,
+            )
+        return None
+    if details_hash is None or details_sealed is None or description:
+        raise Invalid(
+            "a private task carries details_hash and details_sealed, and no clear description",
+            code=RefusalCode.PRIVATE_TASK_MALFORMED,
+        )
+    operator = _operator_keys(ctx)
+    needed = [employer, operator.pubkey_hex, *sorted(ctx.arbiters)]
+    if direct_worker is not None:
+        needed.append(direct_worker)
+    missing = [pubkey for pubkey in needed if pubkey not in details_sealed]
+    if missing:
+        raise Invalid(
+            "details_sealed has no copy for " + ", ".join(missing) + " (employer, operator,"
+            " every arbiter and the direct worker each need one)",
+            code=RefusalCode.SEALED_COPY_MISSING,
+        )
+    payload = _open(operator, employer, details_sealed[operator.pubkey_hex])
+    _check_details_body(payload)
+    if commitment(payload) != details_hash:
+        raise Invalid(
+            "the sealed details do not hash to details_hash",
+            code=RefusalCode.COMMITMENT_MISMATCH,
+        )
+    return {
+        recipient: {"sender": employer, "ciphertext": ciphertext}
+        for recipient, ciphertext in details_sealed.items()
+    }
+
+
+def details_for_worker(ctx: WriteContext, task: Task, worker: str) -> SealedCopies | None:
+    """A copy of a private task's details sealed by the operator for ``worker``; None for a
+    public task, a worker who has a copy already, or when the operator holds no copy it can
+    open (its key was rotated since the task was created)."""
+    if task.visibility != "private" or worker in task.details_sealed:
+        return None
+    operator = _operator_keys(ctx)
+    own = task.details_sealed.get(operator.pubkey_hex)
+    if own is None:
+        return None
+    try:
+        payload = open_sealed(operator, own["sender"], own["ciphertext"])
+    except SealedContentError:
+        return None
+    copies = seal(operator, [worker], payload)
+    return {worker: {"sender": operator.pubkey_hex, "ciphertext": copies[worker]}}
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedProof:
+    """A sealed proof opened in memory: checked against the spec, then forgotten."""
+
+    proof: dict[str, Any]
+    proof_hash: str
+    copies: SealedCopies
+
+
+def open_sealed_proof(
+    ctx: WriteContext,
+    task: Task,
+    *,
+    worker: str,
+    clear_proof: dict[str, Any],
+    proof_hash: str | None,
+    proof_sealed: dict[str, str] | None,
+) -> OpenedProof | None:
+    """The proof a worker sealed (body: the proof object) after checking its copies and its
+    commitment as for a private task's details; None for a proof sent in the clear, which a
+    private task refuses (it would publish what the task keeps private)."""
+    if proof_sealed is None and proof_hash is None:
+        if task.visibility == "private" and clear_proof:
+            raise Invalid(
+                "a private task's proof goes sealed (proof_hash and proof_sealed), not in the"
+                " clear",
+                code=RefusalCode.PRIVATE_TASK_MALFORMED,
+            )
+        return None
+    if proof_sealed is None or proof_hash is None or clear_proof:
+        raise Invalid(
+            "a sealed proof carries proof_hash and proof_sealed, and no clear proof",
+            code=RefusalCode.PRIVATE_TASK_MALFORMED,
+        )
+    operator = _operator_keys(ctx)
+    needed = [task.employer_pubkey, operator.pubkey_hex, *sorted(ctx.arbiters)]
+    missing = [pubkey for pubkey in needed if pubkey not in proof_sealed]
+    if missing:
+        raise Invalid(
+            "proof_sealed has no copy for " + ", ".join(missing) + " (employer, operator and"
+            " every arbiter each need one)",
+            code=RefusalCode.SEALED_COPY_MISSING,
+        )
+    payload = _open(operator, worker, proof_sealed[operator.pubkey_hex])
+    try:
+        proof = payload_body(payload)
+    except SealedContentError as exc:
+        raise Invalid(str(exc), code=RefusalCode.SEALED_CONTENT_INVALID) from None
+    if not isinstance(proof, dict):
+        raise Invalid(
+            "the sealed proof's body must be the proof object",
+            code=RefusalCode.SEALED_CONTENT_INVALID,
+        )
+    if commitment(payload) != proof_hash:
+        raise Invalid(
+            "the sealed proof does not hash to proof_hash", code=RefusalCode.COMMITMENT_MISMATCH
+        )
+    copies = {
+        recipient: {"sender": worker, "ciphertext": ciphertext}
+        for recipient, ciphertext in proof_sealed.items()
+    }
+    return OpenedProof(proof=proof, proof_hash=proof_hash, copies=copies)
+
+
+def _operator_keys(ctx: WriteContext) -> NostrKeys:
+    if ctx.operator_keys is None:
+        raise Invalid(
+            "this taskhold holds no operator key to open sealed content with",
+            code=RefusalCode.SEALED_CONTENT_INVALID,
+        )
+    return ctx.operator_keys
+
+
+def _open(operator: NostrKeys, sender: str, ciphertext: str) -> str:
+    try:
+        return open_sealed(operator, sender, ciphertext)
+    except SealedContentError as exc:
+        raise Invalid(
+            f"the operator's sealed copy: {exc}", code=RefusalCode.SEALED_CONTENT_INVALID
+        ) from None
+
+
+def _check_details_body(payload: str) -> Any:
+    """The details body is ``{"description": <text up to 10,000 characters>}``."""
+    try:
+        body = payload_body(payload)
+    except SealedContentError as exc:
+        raise Invalid(str(exc), code=RefusalCode.SEALED_CONTENT_INVALID) from None
+    description = body.get("description") if isinstance(body, dict) else None
+    if set(body if isinstance(body, dict) else ()) != {"description"} or not (
+        isinstance(description, str) and len(description) <= DESCRIPTION_MAX
+    ):
+        raise Invalid(
+            'the sealed details body must be {"description": <text up to 10,000 characters>}',
+            code=RefusalCode.SEALED_CONTENT_INVALID,
+        )
+    return body

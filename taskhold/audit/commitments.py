@@ -1,0 +1,135 @@
+"""Private content in the log: commitments and sealed copies, never the plaintext.
+
+A private task's ``TaskCreated`` declares ``visibility: private``, an empty ``description``, a
+``details_hash`` (sha256 of the details payload, 64 lower hex) and ``details_sealed``, the
+NIP-44 copies by recipient (``{"sender", "ciphertext"}``); the employer's signed create request
+carries the same hash and ciphertexts and no description. A claim or assignment may add the
+worker's copy, sealed by the operator. A sealed proof's ``ProofSubmitted`` has an empty
+``proof``, a ``proof_hash`` and ``proof_sealed``, the copies the worker signed in the embedded
+proof. The auditor checks these shapes; it cannot open a copy.
+
+A disclosure is the payload itself: ``disclosure_matches`` hashes it against the commitment
+(written here again, from ``docs/public-log.md``, not imported from the writer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .nip01 import is_hex64
+
+__all__ = ["commitment_problems", "disclosure_matches"]
+
+_GAINS_A_COPY = frozenset({"TaskClaimed", "WorkerAssigned"})
+
+
+def disclosure_matches(payload: str, committed: str) -> bool:
+    """Whether a disclosed payload hashes to the commitment in the log."""
+    digest = hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return hmac.compare_digest(digest, committed.lower())
+
+
+def commitment_problems(
+    op: str, event: Mapping[str, Any], request: Mapping[str, Any] | None, operator: str
+) -> list[str]:
+    """What is ill-formed about an entry's commitment fields (empty when nothing is)."""
+    if op == "TaskCreated":
+        return _created_problems(event, request)
+    if op == "ProofSubmitted" and (event.get("proof_hash") or event.get("proof_sealed")):
+        return _sealed_proof_problems(event, request)
+    if op in _GAINS_A_COPY and event.get("details_sealed") is not None:
+        sealed = event["details_sealed"]
+        problems = _copies_problems(sealed)
+        if not problems and any(copy["sender"] != operator for copy in sealed.values()):
+            problems.append("a worker's sealed copy must be sealed by the operator")
+        return problems
+    return []
+
+
+def _created_problems(event: Mapping[str, Any], request: Mapping[str, Any] | None) -> list[str]:
+    visibility = event.get("visibility", "public")
+    if visibility == "public":
+        if event.get("details_hash") is not None or event.get("details_sealed"):
+            return ["a public task carries no details_hash or details_sealed"]
+        return []
+    if visibility != "private":
+        return [f"visibility {visibility!r} (public or private)"]
+    problems = []
+    if event.get("description") != "":
+        problems.append("a private task's description must be empty")
+    details_hash = event.get("details_hash")
+    if not is_hex64(details_hash):
+        problems.append("details_hash must be 64 lower-case hex characters")
+    problems.extend(_copies_problems(event.get("details_sealed")))
+    if problems or request is None:
+        return problems
+    return _request_problems(event, request)
+
+
+def _sealed_proof_problems(
+    event: Mapping[str, Any], request: Mapping[str, Any] | None
+) -> list[str]:
+    """A sealed proof: no clear proof, a 64-hex ``proof_hash``, the worker's own copies."""
+    problems = []
+    if event.get("proof") != {}:
+        problems.append("a sealed proof's entry carries no clear proof")
+    if not is_hex64(event.get("proof_hash")):
+        problems.append("proof_hash must be 64 lower-case hex characters")
+    problems.extend(
+        p.replace("details_sealed", "proof_sealed")
+        for p in _copies_problems(event.get("proof_sealed"))
+    )
+    if problems or request is None:
+        return problems or ["a sealed proof's entry embeds no proof"]
+    return _signed_as_recorded(event, request, "proof", "the worker")
+
+
+def _request_problems(event: Mapping[str, Any], request: Mapping[str, Any]) -> list[str]:
+    """The employer signed the commitment and the very ciphertexts the entry records."""
+    return _signed_as_recorded(event, request, "details", "the employer")
+
+
+def _signed_as_recorded(
+    event: Mapping[str, Any], request: Mapping[str, Any], item: str, signer: str
+) -> list[str]:
+    """The request's signer signed the entry's commitment and the very ciphertexts it records,
+    and nothing of the item in the clear."""
+    try:
+        content = json.loads(request["content"])
+    except (ValueError, KeyError, TypeError):
+        return ["the embedded request's content is not JSON"]
+    if not isinstance(content, dict):
+        return ["the embedded request's content is not an object"]
+    problems = []
+    clear = "description" if item == "details" else "proof"
+    if content.get(clear):
+        problems.append(f"the embedded request carries a clear {clear}")
+    if content.get(f"{item}_hash") != event[f"{item}_hash"]:
+        problems.append(f"{item}_hash differs from the one {signer} signed")
+    copies = event[f"{item}_sealed"]
+    recorded = {recipient: copy["ciphertext"] for recipient, copy in copies.items()}
+    if content.get(f"{item}_sealed") != recorded or any(
+        copy["sender"] != request.get("pubkey") for copy in copies.values()
+    ):
+        problems.append(f"{item}_sealed differs from the copies {signer} signed")
+    return problems
+
+
+def _copies_problems(sealed: object) -> list[str]:
+    if not isinstance(sealed, dict) or not sealed:
+        return ["details_sealed must map recipient pubkeys to sealed copies"]
+    for recipient, copy in sealed.items():
+        if (
+            not is_hex64(recipient)
+            or not isinstance(copy, dict)
+            or set(copy) != {"sender", "ciphertext"}
+            or not is_hex64(copy["sender"])
+            or not isinstance(copy["ciphertext"], str)
+            or not copy["ciphertext"]
+        ):
+            return ["details_sealed copies must be {sender: <hex pubkey>, ciphertext: <text>}"]
+    return []

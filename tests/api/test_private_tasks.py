@@ -1,0 +1,252 @@
+"""Private tasks over the API, on both databases: the details travel sealed to the parties, the
+log and the database keep their commitment and ciphertexts, a worker who claims gets a copy
+from the operator, and a malformed private create is refused with its own code."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from support.stacks import Stack
+from support.task_flows import funded, read_log
+from test_writes import _counts, _post, _signed
+
+from taskhold.client import TaskholdAPIError, TaskholdClient
+from taskhold.nostr import NostrKeys
+from taskhold.nostr.confidential import commitment, make_payload, seal
+from taskhold.store.models import TaskRow, TransitionRow
+
+
+async def _stored_text(stack: Stack) -> str:
+    """Every task row and transition as text: where a plaintext would show if it were kept."""
+    async with stack.services.store.transaction() as tx:
+        tasks = (await tx.session.execute(select(TaskRow.data))).scalars().all()
+        rows = (await tx.session.execute(select(TransitionRow))).scalars().all()
+    return json.dumps([tasks, [(r.event, r.request) for r in rows]], default=str)
+
+
+async def test_a_private_task_is_sealed_to_its_parties_and_the_worker_gets_a_copy(
+    open_custom: Callable[..., Any],
+) -> None:
+    arbiter_keys = NostrKeys.generate()
+    stack: Stack = await open_custom(arbiters=[arbiter_keys.pubkey_hex])
+    employer, worker, stranger = stack.client(), stack.client(), stack.client()
+    arbiter = stack.client(arbiter_keys)
+    secret = "meet at " + secrets.token_hex(8)
+    operator = stack.services.signer.get_public_key()
+
+    task = await funded(stack, employer, description=secret, private=True)
+
+    assert task["visibility"] == "private"
+    assert task["description"] == ""
+    assert len(task["details_hash"]) == 64
+    assert set(task["details_sealed"]) == {employer.pubkey_hex, operator, arbiter_keys.pubkey_hex}
+    assert employer.open_details(task) == secret
+    assert arbiter.open_details(task) == secret
+    assert worker.open_details(task) is None
+
+    claimed = await worker.claim(task["task_id"])
+    copy = claimed["details_sealed"][worker.pubkey_hex]
+    assert copy["sender"] == operator
+    assert worker.open_details(claimed) == secret
+    assert stranger.open_details(await stranger.get_task(task["task_id"])) is None
+
+    log = await read_log(stack)
+    created = json.loads(log[0]["content"])
+    assert created["event"]["visibility"] == "private"
+    assert created["event"]["details_hash"] == task["details_hash"]
+    claim_entry = next(e for e in log if ["op", "TaskClaimed"] in e["tags"])
+    assert worker.pubkey_hex in json.loads(claim_entry["content"])["event"]["details_sealed"]
+    assert secret not in json.dumps(log)
+    assert secret not in await _stored_text(stack)
+
+
+async def test_a_public_task_is_unchanged(stack: Stack) -> None:
+    employer = stack.client()
+    task = await funded(stack, employer, description="in the clear")
+    assert task["visibility"] == "public"
+    assert task["description"] == "in the clear"
+    assert task["details_hash"] is None and task["details_sealed"] == {}
+    assert employer.open_details(task) == "in the clear"
+
+
+def _private_create(
+    employer: NostrKeys,
+    recipients: list[str],
+    *,
+    body: Any = None,
+    details_hash: str | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    payload = make_payload({"description": "sealed"} if body is None else body)
+    content: dict[str, Any] = {
+        "title": "Private",
+        "amount_msat": 100_000,
+        "deadline_at": int(time.time()) + 600,
+        "visibility": "private",
+        "details_hash": details_hash or commitment(payload),
+        "details_sealed": seal(employer, recipients, payload),
+    }
+    content.update(overrides)
+    return content
+
+
+def _case(name: str, operator: str, employer: NostrKeys) -> tuple[dict[str, Any], str]:
+    both = [employer.pubkey_hex, operator]
+    other = NostrKeys.generate().pubkey_hex
+    cases: dict[str, tuple[dict[str, Any], str]] = {
+        "no-sealed-copies": (
+            {
+                "title": "Private",
+                "amount_msat": 100_000,
+                "deadline_at": int(time.time()) + 600,
+                "visibility": "private",
+            },
+            "private_task_malformed",
+        ),
+        "clear-description-too": (
+            _private_create(employer, both, description="leaked"),
+            "private_task_malformed",
+        ),
+        "commitment-on-a-public-task": (
+            _private_create(employer, both, visibility="public"),
+            "private_task_malformed",
+        ),
+        "no-copy-for-the-operator": (
+            _private_create(employer, [employer.pubkey_hex, other]),
+            "sealed_copy_missing",
+        ),
+        "operator-copy-unreadable": (
+            {
+                **_private_create(employer, both),
+                "details_sealed": {employer.pubkey_hex: "AAAA", operator: "AAAA"},
+            },
+            "sealed_content_invalid",
+        ),
+        "body-not-a-description": (
+            _private_create(employer, both, body={"text": "sealed"}),
+            "sealed_content_invalid",
+        ),
+        "hash-of-something-else": (
+            _private_create(employer, both, details_hash="ab" * 32),
+            "commitment_mismatch",
+        ),
+    }
+    return cases[name]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "no-sealed-copies",
+        "clear-description-too",
+        "commitment-on-a-public-task",
+        "no-copy-for-the-operator",
+        "operator-copy-unreadable",
+        "body-not-a-description",
+        "hash-of-something-else",
+    ],
+)
+async def test_a_malformed_private_create_is_refused_and_writes_nothing(
+    stack: Stack, name: str
+) -> None:
+    employer = NostrKeys.generate()
+    content, code = _case(name, stack.services.signer.get_public_key(), employer)
+
+    response = await _post(stack, "/v1/tasks", _signed(employer, "create", content, None), name)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == code
+    assert await _counts(stack) == (0, 0)
+
+
+async def test_a_direct_private_task_needs_a_copy_for_its_worker(stack: Stack) -> None:
+    employer = NostrKeys.generate()
+    worker = NostrKeys.generate()
+    operator = stack.services.signer.get_public_key()
+    content = _private_create(
+        employer,
+        [employer.pubkey_hex, operator],
+        claim_mode="direct",
+        direct_worker=worker.pubkey_hex,
+    )
+    response = await _post(stack, "/v1/tasks", _signed(employer, "create", content, None), "d")
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "sealed_copy_missing"
+    assert worker.pubkey_hex in response.json()["detail"]
+
+    direct = TaskholdClient("http://taskhold.test", worker, http=stack.http)
+    task = await stack.client(employer).create_task(
+        "Private",
+        "for you only",
+        100_000,
+        int(time.time()) + 600,
+        claim_mode="direct",
+        direct_worker=worker.pubkey_hex,
+        private=True,
+    )
+    assert direct.open_details(task) == "for you only"
+
+
+async def test_a_private_task_s_proof_goes_sealed_and_is_checked_in_memory(
+    stack: Stack,
+) -> None:
+    employer, worker = stack.client(), stack.client()
+    task = await funded(stack, employer, description="private", private=True)
+    task_id = task["task_id"]
+    await worker.claim(task_id)
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    marker = secrets.token_hex(12)
+
+    with pytest.raises(TaskholdAPIError) as clear:
+        await worker.submit_proof(
+            task_id, {"url": f"https://x.org/{marker}"}, invoice, sealed=False
+        )
+    assert clear.value.code == "private_task_malformed"
+    with pytest.raises(TaskholdAPIError) as failing:
+        await worker.submit_proof(task_id, {"note": marker}, invoice)
+    assert failing.value.code == "proof_rejected"
+    assert "url" in failing.value.detail and marker not in failing.value.detail
+
+    submitted = await worker.submit_proof(task_id, {"url": f"https://x.org/{marker}"}, invoice)
+    assert submitted["state"] == "SUBMITTED"
+    assert submitted["proof"] == {} and len(submitted["proof_hash"]) == 64
+    assert employer.open_proof(submitted) == {"url": f"https://x.org/{marker}"}
+    assert worker.open_proof(submitted) == {"url": f"https://x.org/{marker}"}
+    log = await read_log(stack)
+    assert [tag for e in log for tag in e["tags"] if tag[0] == "op"][-2:] == [
+        ["op", "ProofRefused"],
+        ["op", "ProofSubmitted"],
+    ]
+    assert marker not in json.dumps(log)
+    assert marker not in await _stored_text(stack)
+
+
+async def test_a_sealed_proof_that_misses_its_hash_is_refused(stack: Stack) -> None:
+    employer, worker_keys = stack.client(), NostrKeys.generate()
+    worker = stack.client(worker_keys)
+    task = await funded(stack, employer)
+    await worker.claim(task["task_id"])
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    operator = stack.services.signer.get_public_key()
+    payload = make_payload({"url": "https://example.org/x"})
+    head = (await worker.get_task(task["task_id"]))["log_head"]
+    content = {
+        "payout_invoice": invoice,
+        "proof_hash": "ab" * 32,
+        "proof_sealed": seal(worker_keys, [employer.pubkey_hex, operator], payload),
+    }
+    event = worker_keys.sign_event(
+        3911,
+        json.dumps(content),
+        [["op", "proof"], ["task", task["task_id"]], ["prev", head]],
+        int(time.time()),
+    )
+    response = await _post(stack, f"/v1/tasks/{task['task_id']}/proof", event, "p")
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "commitment_mismatch"
