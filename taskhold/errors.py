@@ -219,6 +219,7 @@ class RefusalCode(StrEnum):
     PAYOUT_TERMS_MISMATCH = (
         "payout_terms_mismatch",
         "the signed payout_hash or payout_msat is not the payout invoice's hash or amount",
+    )
     # Private tasks: sealed details and proofs, public commitments
     PRIVATE_TASK_MALFORMED = (
         "private_task_malformed",
