@@ -23,12 +23,12 @@ reveals the payout's preimage: ``payout_preimage`` on ``ReleaseCompleted`` and
 
 A settlement that reveals the escrow's preimage before or without the payee being paid
 (``HoldSettledUnderLivePayout``, ``DepositSettledUnderLivePayout``) or after the shares
-(``SplitCompleted``) makes the payout owed: a log in which no payout entry follows for it
-counts it unproven.
+(``SplitCompleted``) makes the payout owed: a log with no payout entry for it counts it
+unproven.
 
-The deposit rule mirrors only who a forfeit goes to, not whether the forfeit was due (the
-reason: the log does not carry all the task state ``deposits.py`` decides on, such as claim
-timeouts); a forfeit itself is the operator's claim, checked by nobody here.
+The deposit rule mirrors only who a forfeit goes to, not whether the forfeit was due: that
+needs the task state ``deposits.py`` decides on (claim timeouts, refused proofs, who opened a
+dispute), which the auditor does not rebuild; an unjust forfeit is not reported here.
 
 The rule for logs from before the proof existed: a log switches to proven payouts at its
 first entry (by ``gseq``) that reveals a ``payout_preimage`` or embeds a request that signs
