@@ -23,8 +23,8 @@ reveals the payout's preimage: ``payout_preimage`` on ``ReleaseCompleted`` and
 
 A settlement that reveals the escrow's preimage before or without the payee being paid
 (``HoldSettledUnderLivePayout``, ``DepositSettledUnderLivePayout``) or after the shares
-(``SplitCompleted``) makes the payout owed: a log with no payout entry for it counts it
-unproven.
+(``SplitCompleted``) makes the payout owed (on a split task, each share): a log with no
+payout entry for it counts it unproven.
 
 The deposit rule mirrors only who a forfeit goes to, not whether the forfeit was due: that
 needs the task state ``deposits.py`` decides on (claim timeouts, refused proofs, who opened a
@@ -79,6 +79,7 @@ class PayoutCheck:
     payouts: int = 0
     proven: int = 0
     owed_msat: int | None = None
+    split: bool = False
     shares_msat: dict[str, int] = field(default_factory=dict)
     deposits_msat: dict[str, int] = field(default_factory=dict)
     beneficiaries: dict[str, str] = field(default_factory=dict)
@@ -107,6 +108,7 @@ class PayoutCheck:
         elif entry.op in ("ClaimReleased", "ClaimRevoked"):
             self.worker = None
         elif entry.op == "SplitDecided":
+            self.split = True
             self.shares_msat = {
                 share: int(values[name])
                 for share, name in (("worker", "worker_msat"), ("employer", "employer_msat"))
@@ -120,11 +122,11 @@ class PayoutCheck:
             self.beneficiaries[depositor] = counterparty or ""
         elif entry.op in PAYOUT_OPS:
             self._paid(entry, where, findings)
-        elif entry.op == "HoldSettledUnderLivePayout":
-            self.owed.setdefault(("reward", ""), (entry, where))
         elif entry.op == "DepositSettledUnderLivePayout":
             self.owed.setdefault(("deposit", values.get("depositor", "")), (entry, where))
-        elif entry.op == "SplitCompleted":
+        elif entry.op == "HoldSettledUnderLivePayout" and not self.split:
+            self.owed.setdefault(("reward", ""), (entry, where))
+        elif entry.op in ("HoldSettledUnderLivePayout", "SplitCompleted"):
             for share in ("worker", "employer"):
                 if self.shares_msat.get(share) != 0:
                     self.owed.setdefault(("share", share), (entry, where))
