@@ -460,10 +460,12 @@ def audit_log(
     head = max(by_gseq, default=-1)
     _global_chain(by_gseq, max(head, checkpoint.gseq if checkpoint else -1), findings)
     required_from = proofs_required_from(entries)
-    payouts = []
+    payouts: list[PayoutCheck] = []
+    proven_hashes: dict[str, str] = {}
     for task_entries in by_task.values():
-        payouts.append(PayoutCheck(required_from))
+        payouts.append(PayoutCheck(required_from, proven_hashes))
         _task_chain(task_entries, findings, payouts[-1])
+        payouts[-1].finish(findings)
     check_series(by_task, findings)
     if checkpoint is not None:
         at_head = {entry.id for entry in by_gseq.get(checkpoint.gseq, [])}

@@ -191,6 +191,12 @@ class Entry:
     """The ``p`` tags' keys: the employer, then the worker."""
     terms: PayoutTerms | None = None
     """The payout terms the embedded request signed, if it gives a payout invoice."""
+    signer: str | None = None
+    """The key that signed the embedded request, when one is embedded and verifies."""
+    worker: str | None = None
+    """The worker a ``TaskClaimed`` or ``WorkerAssigned`` entry makes: the claim request's
+    signer, the key the assign request names (the content event's ``worker_pubkey`` only when
+    no request verifies)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -520,8 +526,25 @@ def parse_entry(
         fee_msat=_declared_amount(event, "fee_msat") if op == "TaskCreated" else None,
         participants=tuple(tag[1] for tag in participants if len(tag) >= 2),
         terms=terms,
+        signer=str(request["pubkey"]) if request is not None and embedded_ok else None,
+        worker=_new_worker(op, reader._content_event(), request if embedded_ok else None),
     )
     return entry, reader.findings
+
+
+def _new_worker(op: str, event: Mapping[str, Any], request: Mapping[str, Any] | None) -> str | None:
+    """The worker a claim or an assignment makes, read from what its signer signed."""
+    if op not in ("TaskClaimed", "WorkerAssigned"):
+        return None
+    named: object = event.get("worker_pubkey")
+    if request is not None and op == "TaskClaimed":
+        named = request["pubkey"]
+    elif request is not None:
+        try:
+            named = json.loads(request["content"]).get("worker_pubkey")
+        except (ValueError, AttributeError):
+            named = None
+    return str(named) if is_hex64(named) else None
 
 
 _INVOICE_FIELDS: Mapping[str, str] = {

@@ -7,12 +7,28 @@ reveals the payout's preimage: ``payout_preimage`` on ``ReleaseCompleted`` and
 ``DepositPaidOut``, ``share_preimage`` on each ``SplitSharePaid``. A payout is proven when
 
 - ``sha256(preimage)`` is the entry's payout hash (``payout_hash`` or ``share_hash``);
-- the payee signed that hash on this task: the worker (the entry's second ``p``) in a
+- the payee is the one the log's own chain names, never the payout entry's ``p`` tags (the
+  operator writes those): the employer is the create request's signer; the worker is the
+  ``claim`` request's signer (``TaskClaimed``) or the key the employer's ``assign`` request
+  named (``WorkerAssigned``), until a ``ClaimReleased`` or ``ClaimRevoked``; a forfeited
+  deposit goes to the counterparty of its depositor (the worker current at the forfeit for the
+  employer's deposit, the employer for a worker's), as ``taskhold/tasks/deposits.py`` decides;
+- the payee's LATEST terms on this task before the payout sign that hash: the worker's
   ``proof`` or ``payout-invoice`` request for the reward or a split's worker share, the
-  employer (first ``p``) in a ``refund-invoice`` request for a split's employer share, the
-  beneficiary ``DepositForfeited`` named in a ``deposit-payout`` request for that deposit;
+  employer's ``refund-invoice`` request for a split's employer share, the beneficiary's
+  ``deposit-payout`` request for that deposit (an invoice the payee replaced proves nothing);
 - the amount signed for it is what the payee is owed: the task's amount minus its fee
-  (``TaskCreated``), the share ``SplitDecided`` gave, the deposit's amount (``DepositRequested``).
+  (``TaskCreated``), the share ``SplitDecided`` gave, the deposit's amount (``DepositRequested``);
+- no other payout entry in the log proved the same payment hash.
+
+A settlement that reveals the escrow's preimage before or without the payee being paid
+(``HoldSettledUnderLivePayout``, ``DepositSettledUnderLivePayout``) or after the shares
+(``SplitCompleted``) makes the payout owed (on a split task, each share): a log with no
+payout entry for it counts it unproven.
+
+The deposit rule mirrors only who a forfeit goes to, not whether the forfeit was due: that
+needs the task state ``deposits.py`` decides on (claim timeouts, refused proofs, who opened a
+dispute), which the auditor does not rebuild; an unjust forfeit is not reported here.
 
 The rule for logs from before the proof existed: a log switches to proven payouts at its
 first entry (by ``gseq``) that reveals a ``payout_preimage`` or embeds a request that signs
@@ -33,6 +49,9 @@ from .findings import Finding, FindingKind, Location
 from .nip01 import is_hex64
 
 __all__ = ["PAYOUT_OPS", "PayoutCheck", "proofs_required_from"]
+
+_Owed = tuple[str, str]
+"""What a payout pays: ``("reward", "")``, ``("share", <share>)``, ``("deposit", <depositor>)``."""
 
 PAYOUT_OPS = frozenset({"ReleaseCompleted", "DepositPaidOut", "SplitSharePaid"})
 """The entries that record a payout paid."""
@@ -55,13 +74,21 @@ class PayoutCheck:
     """One task's payouts, entry by entry (in ``seq`` order)."""
 
     required_from: int | None
+    proven_hashes: dict[str, str] = field(default_factory=dict)
+    """Payment hash -> the payout entry that proved it, shared by every task of the log."""
     payouts: int = 0
     proven: int = 0
     owed_msat: int | None = None
+    split: bool = False
     shares_msat: dict[str, int] = field(default_factory=dict)
     deposits_msat: dict[str, int] = field(default_factory=dict)
     beneficiaries: dict[str, str] = field(default_factory=dict)
     terms: list[PayoutTerms] = field(default_factory=list)
+    employer: str | None = None
+    worker: str | None = None
+    owed: dict[_Owed, tuple[Entry, Location]] = field(default_factory=dict)
+    """Payouts a settlement made owed, and the settlement."""
+    paid: set[_Owed] = field(default_factory=set)
 
     def signed(self, entry: Entry) -> None:
         """Keep the terms the entry's request signed: a payee signed them whatever the entry's
@@ -72,9 +99,16 @@ class PayoutCheck:
     def see(self, entry: Entry, where: Location, findings: set[Finding]) -> None:
         values = entry.values
         self.signed(entry)
-        if entry.op == "TaskCreated" and entry.amount_msat is not None:
-            self.owed_msat = entry.amount_msat - (entry.fee_msat or 0)
+        if entry.op == "TaskCreated":
+            self.employer = entry.signer or next(iter(entry.participants), None)
+            if entry.amount_msat is not None:
+                self.owed_msat = entry.amount_msat - (entry.fee_msat or 0)
+        elif entry.op in ("TaskClaimed", "WorkerAssigned"):
+            self.worker = entry.worker
+        elif entry.op in ("ClaimReleased", "ClaimRevoked"):
+            self.worker = None
         elif entry.op == "SplitDecided":
+            self.split = True
             self.shares_msat = {
                 share: int(values[name])
                 for share, name in (("worker", "worker_msat"), ("employer", "employer_msat"))
@@ -83,23 +117,60 @@ class PayoutCheck:
         elif entry.op == "DepositRequested" and values.get("amount_msat", "").isdigit():
             self.deposits_msat[values.get("depositor", "")] = int(values["amount_msat"])
         elif entry.op == "DepositForfeited":
-            self.beneficiaries[values.get("depositor", "")] = values.get("beneficiary", "")
+            depositor = values.get("depositor", "")
+            counterparty = self.worker if depositor == self.employer else self.employer
+            self.beneficiaries[depositor] = counterparty or ""
         elif entry.op in PAYOUT_OPS:
             self._paid(entry, where, findings)
+        elif entry.op == "DepositSettledUnderLivePayout":
+            self.owed.setdefault(("deposit", values.get("depositor", "")), (entry, where))
+        elif entry.op == "HoldSettledUnderLivePayout" and not self.split:
+            self.owed.setdefault(("reward", ""), (entry, where))
+        elif entry.op in ("HoldSettledUnderLivePayout", "SplitCompleted"):
+            for share in ("worker", "employer"):
+                if self.shares_msat.get(share) != 0:
+                    self.owed.setdefault(("share", share), (entry, where))
+
+    def finish(self, findings: set[Finding]) -> None:
+        """Count each payout a settlement made owed that no payout entry records."""
+        for key, (entry, where) in self.owed.items():
+            if key in self.paid:
+                continue
+            self.payouts += 1
+            what = {"reward": "the payout", "share": f"the {key[1]} share"}.get(
+                key[0], "the deposit's payout"
+            )
+            detail = f"the escrow was settled ({entry.op}) but no entry records {what} paid"
+            self._fault(entry, where, detail, findings)
+
+    def _fault(self, entry: Entry, where: Location, detail: str, findings: set[Finding]) -> None:
+        if self.required_from is not None and entry.gseq >= self.required_from:
+            findings.add(Finding(FindingKind.UNPROVEN_PAYOUT, where, detail, (entry.id,)))
 
     def _paid(self, entry: Entry, where: Location, findings: set[Finding]) -> None:
         self.payouts += 1
+        values = entry.values
+        if entry.op == "SplitSharePaid":
+            self.paid.add(("share", values.get("share", "")))
+        elif entry.op == "DepositPaidOut":
+            self.paid.add(("deposit", values.get("depositor", "")))
+        else:
+            self.paid.add(("reward", ""))
         detail = self._unproven(entry)
+        paid_hash = values.get("share_hash") or values.get("payout_hash", "")
+        first = self.proven_hashes.get(paid_hash)
+        if detail is None and first is not None:
+            detail = f"payment hash {paid_hash} was already proven as the payout of entry {first}"
         if detail is None:
             self.proven += 1
-        elif self.required_from is not None and entry.gseq >= self.required_from:
-            findings.add(Finding(FindingKind.UNPROVEN_PAYOUT, where, detail, (entry.id,)))
+            self.proven_hashes[paid_hash] = entry.id
+        else:
+            self._fault(entry, where, detail, findings)
 
     def _unproven(self, entry: Entry) -> str | None:
         """Why the payout this entry records is not proven; None when it is."""
         values = entry.values
-        employer = entry.participants[0] if entry.participants else None
-        worker = entry.participants[1] if len(entry.participants) > 1 else None
+        employer, worker = self.employer, self.worker
         depositor: str | None = None
         if entry.op == "SplitSharePaid":
             share = values.get("share", "")
@@ -122,18 +193,22 @@ class PayoutCheck:
         assert preimage is not None
         if hashlib.sha256(bytes.fromhex(preimage)).hexdigest() != paid_hash:
             return f"sha256 of {what}'s preimage is not its payment hash {paid_hash}"
-        signed = [
-            terms
-            for terms in self.terms
-            if terms.payout_hash == paid_hash
-            and terms.signer == payee
-            and terms.op in ops
-            and terms.depositor == depositor
-        ]
-        if not signed:
-            return f"{what}'s payment hash {paid_hash} is not one its payee signed on this task"
-        amounts = {terms.payout_msat for terms in signed}
-        if owed is None or amounts != {owed}:
-            shown = ", ".join(str(amount) for amount in sorted(amounts, key=str))
-            return f"{what}'s payee signed {shown} msat for it; {owed} msat were owed"
+        latest = next(
+            (
+                terms
+                for terms in reversed(self.terms)
+                if payee is not None
+                and terms.signer == payee
+                and terms.op in ops
+                and terms.depositor == depositor
+            ),
+            None,
+        )
+        if latest is None or latest.payout_hash != paid_hash:
+            return (
+                f"{what}'s payment hash {paid_hash} is not the latest invoice its payee "
+                f"({payee or 'nobody the log names'}) signed on this task"
+            )
+        if owed is None or latest.payout_msat != owed:
+            return f"{what}'s payee signed {latest.payout_msat} msat for it; {owed} msat were owed"
         return None

@@ -145,10 +145,12 @@ async def test_a_flipped_content_byte_is_a_bad_id(real_log: RealLog) -> None:
     (finding,) = only(audit(real_log, [*real_log.entries, tampered]), FindingKind.BAD_ID)
     assert finding.event_ids == (original["id"],)
     assert finding.location.gseq == int(tag(original, "gseq") or "")
-    # Served alone, the entry is also missing from the log.
+    # Served alone, the entry is also missing from the log, and with it the worker the claim
+    # made: nothing left in the log says the task's payout went to its worker.
     alone = [tampered if e is original else e for e in real_log.entries]
     assert kinds(audit(real_log, alone)) == {FindingKind.BAD_ID, FindingKind.GAP,
-                                             FindingKind.SEQ_GAP}  # fmt: skip
+                                             FindingKind.SEQ_GAP,
+                                             FindingKind.UNPROVEN_PAYOUT}  # fmt: skip
 
 
 async def test_a_bad_signature_and_a_foreign_signer_are_reported(real_log: RealLog) -> None:

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.audit_logs import Draft, RealLog
+from support.audit_logs import Draft, RealLog, forged, forged_payment, request_signed_by
 from support.deposit_flows import give_worker_wallet_money, locked_deposit, share_clock, stranger
 from support.stacks import Stack, close_stack, open_stack, stack_settings
 from support.task_flows import funded, read_log, tag
 
 from taskhold.audit import FindingKind, audit_log
 from taskhold.client import TaskholdClient
+from taskhold.nostr import NostrKeys
 
 DEPOSIT_OPS = {
     "DepositRequested", "DepositLocked", "DepositReturnOrdered", "DepositForfeited",
@@ -124,3 +125,41 @@ async def test_a_deposit_entry_without_its_depositor_tag_is_malformed(
     result = audit_log(deposit_log.resigned(gseq, drop_depositor), deposit_log.operator)
     assert {f.kind for f in result.findings} == {FindingKind.MALFORMED}
     assert "depositor" in result.findings[0].detail
+
+
+async def test_a_forfeit_paid_to_a_strangers_invoice_is_unproven(deposit_log: RealLog) -> None:
+    """The operator names a key of its own as the forfeit's beneficiary, has it sign a payout
+    invoice of the operator's node and records that paid: the employer, whom the worker's
+    abandonment forfeits the deposit to, was never paid."""
+    stranger, (preimage, paid_hash) = NostrKeys.generate(), forged_payment()
+
+    def to_stranger(draft: Draft) -> None:
+        draft.set_tag("beneficiary", stranger.pubkey_hex)
+        draft.edit_content(lambda body: body["event"].update(beneficiary=stranger.pubkey_hex))
+
+    def paid(draft: Draft) -> None:
+        draft.set_tag("payout_hash", paid_hash)
+        draft.set_tag("payout_preimage", preimage)
+        draft.edit_content(
+            lambda body: body["event"].update(
+                payout_payment_hash_hex=paid_hash, payout_preimage_hex=preimage
+            )
+        )
+
+    entries = forged(
+        deposit_log,
+        ("DepositForfeited", 0, to_stranger),
+        (
+            "DepositPayoutRequested",
+            0,
+            request_signed_by(stranger, lambda content: content.update(payout_hash=paid_hash)),
+        ),
+        ("DepositPaidOut", 0, paid),
+    )
+    result = audit_log(entries, deposit_log.operator)
+    assert {f.kind for f in result.findings} == {FindingKind.UNPROVEN_PAYOUT}, [
+        f.to_json() for f in result.findings
+    ]
+    employer = next(t[1] for t in deposit_log.entries[0]["tags"] if t[0] == "p")
+    assert employer in result.findings[0].detail
+    assert not result.summary.payout_proven

@@ -12,6 +12,7 @@ from support.audit_logs import audit_stored_log
 from support.stacks import Stack, close_stack, open_stack, stack_settings
 from support.task_flows import funded, read_log, submitted, tag
 
+from taskhold.audit import FindingKind
 from taskhold.lightning.base import InvoiceState, PaymentStatus
 
 
@@ -212,6 +213,10 @@ async def test_a_payout_in_flight_at_the_guard_margin_is_settled_not_refunded(
     assert "HoldSettledUnderLivePayout" in [tag(entry, "op") for entry in await read_log(stack)]
     await stack.world.network.mine(stack.settings.guard_blocks + 5)  # past its expiry: no cancel
     assert stack.world.network.auto_cancelled == []
+    # The operator holds the money and the worker is not paid yet: the payout is owed, unproven.
+    pending = await audit_stored_log(stack.services)
+    assert {f.kind for f in pending.findings} == {FindingKind.UNPROVEN_PAYOUT}, pending.findings
+    assert not pending.summary.payout_proven
 
     await stack.world.worker.settle_invoice(preimage)
     stack.services.engine._retry_at.clear()

@@ -3,7 +3,9 @@ then the signed entries read back from ``log_entries`` in ``gseq`` order."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,6 +16,7 @@ from sqlalchemy import select
 from support.stacks import Stack
 from support.task_flows import funded, read_log, submitted, tag
 from taskhold.audit import AuditKinds, AuditResult, audit_log
+from taskhold.nostr import NostrKeys
 from taskhold.services import Services
 from taskhold.store.models import LogEntryRow
 
@@ -157,3 +160,45 @@ async def audit_stored_log(services: Services) -> AuditResult:
         settings.kind_checkpoint,
     )
     return audit_log(entries, services.signer.get_public_key(), kinds=kinds)
+
+
+def request_signed_by(
+    keys: NostrKeys, edit: Callable[[dict[str, Any]], None]
+) -> Callable[[Draft], None]:
+    """A change that replaces the entry's embedded request by one ``keys`` signed (same kind,
+    tags and time) with ``edit`` applied to its content, and points the ``e`` tag at it: how an
+    operator would embed a request a key of its own choosing signed."""
+
+    def change(draft: Draft) -> None:
+        body = json.loads(draft.content)
+        request = body["request"]
+        content = json.loads(request["content"])
+        edit(content)
+        signed = keys.sign_event(
+            request["kind"], json.dumps(content), request["tags"], request["created_at"]
+        )
+        body["request"] = signed
+        draft.content = canonical_json(body)
+        draft.tags = [
+            ["e", signed["id"], t[2] if len(t) > 2 else "", signed["pubkey"]] if t[0] == "e" else t
+            for t in draft.tags
+        ]
+
+    return change
+
+
+def forged_payment() -> tuple[str, str]:
+    """A preimage of the operator's own making and its payment hash (hex)."""
+    preimage = os.urandom(32)
+    return preimage.hex(), hashlib.sha256(preimage).hexdigest()
+
+
+def forged(
+    log: RealLog, *changes: tuple[str, int, Callable[[Draft], None]]
+) -> list[dict[str, Any]]:
+    """The log with each ``(op, nth, change)`` applied in turn to the ``nth`` entry of ``op``,
+    re-signed as ``RealLog.resigned`` does."""
+    for op, nth, change in changes:
+        gseq = int(tag(log.entry(op, nth), "gseq") or "")
+        log = RealLog(log.stack, log.operator, log.resigned(gseq, change))
+    return log.entries
