@@ -197,37 +197,32 @@ class TaskholdClient:
 
     async def _sealed_details(self, description: str, direct_worker: str | None) -> dict[str, Any]:
         """``visibility``, ``details_hash`` and ``details_sealed`` for a private create."""
-        info = await self.info()
-        recipients = [self.pubkey_hex, info["operator_pubkey"], *info["arbiters"]]
-        if direct_worker is not None:
-            recipients.append(direct_worker)
-        payload = make_payload({"description": description})
+        extra = [] if direct_worker is None else [direct_worker]
+        details = {"description": description}
+        details_hash, details_sealed = await self._sealed(details, self.pubkey_hex, *extra)
         return {
             "visibility": "private",
-            "details_hash": commitment(payload),
-            "details_sealed": seal(self._keys, recipients, payload),
+            "details_hash": details_hash,
+            "details_sealed": details_sealed,
         }
 
     async def _sealed_proof(self, proof: dict[str, Any], employer: str) -> dict[str, Any]:
         """``proof_hash`` and ``proof_sealed`` for a sealed proof (this key keeps a copy)."""
+        proof_hash, proof_sealed = await self._sealed(proof, employer, self.pubkey_hex)
+        return {"proof_hash": proof_hash, "proof_sealed": proof_sealed}
+
+    async def _sealed(self, body: Any, first: str, *others: str) -> tuple[str, dict[str, str]]:
+        """``body``'s commitment and its sealed copies for ``first``, the operator, every
+        arbiter and ``others`` (the operator and arbiters as ``/v1/info`` names them)."""
         info = await self.info()
-        recipients = [employer, info["operator_pubkey"], *info["arbiters"], self.pubkey_hex]
-        payload = make_payload(proof)
-        return {
-            "proof_hash": commitment(payload),
-            "proof_sealed": seal(self._keys, recipients, payload),
-        }
+        recipients = [first, info["operator_pubkey"], *info["arbiters"], *others]
+        payload = make_payload(body)
+        return commitment(payload), seal(self._keys, recipients, payload)
 
     def open_proof(self, task: dict[str, Any]) -> dict[str, Any] | None:
         """A task's current sealed proof, opened with this client's key and checked against
         ``proof_hash``; None when the proof was not sealed or this key has no copy."""
-        copy = task.get("proof_sealed", {}).get(self.pubkey_hex)
-        if copy is None:
-            return None
-        payload = open_sealed(self._keys, copy["sender"], copy["ciphertext"])
-        if not check_disclosure(payload, task["proof_hash"]):
-            raise SealedContentError("the sealed proof does not match proof_hash")
-        proof: dict[str, Any] = payload_body(payload)
+        proof: dict[str, Any] | None = self._open_copy(task.get("proof_sealed", {}), task, "proof")
         return proof
 
     def open_details(self, task: dict[str, Any]) -> str | None:
@@ -236,14 +231,19 @@ class TaskholdClient:
         description is returned as is."""
         if task.get("visibility", "public") != "private":
             return str(task["description"])
-        copy = task["details_sealed"].get(self.pubkey_hex)
+        body = self._open_copy(task["details_sealed"], task, "details")
+        return None if body is None else str(body["description"])
+
+    def _open_copy(self, sealed: dict[str, Any], task: dict[str, Any], name: str) -> Any:
+        """The body of this key's copy in ``sealed``, checked against the task's ``<name>_hash``
+        (``SealedContentError`` if it does not match); None when this key has no copy."""
+        copy = sealed.get(self.pubkey_hex)
         if copy is None:
             return None
         payload = open_sealed(self._keys, copy["sender"], copy["ciphertext"])
-        if not check_disclosure(payload, task["details_hash"]):
-            raise SealedContentError("the sealed details do not match details_hash")
-        body = payload_body(payload)
-        return str(body["description"])
+        if not check_disclosure(payload, task[f"{name}_hash"]):
+            raise SealedContentError(f"the sealed {name} does not match {name}_hash")
+        return payload_body(payload)
 
     async def create_milestones(
         self,

@@ -72,15 +72,7 @@ class LocalSigner:
                 f"the operator key may not sign kind {kind}", code=RefusalCode.KIND_NOT_ALLOWED
             )
         event = self._keys.sign_event(kind, content, tags, created_at)
-        if self._observer is not None:
-            self._observer(
-                {
-                    "id": event["id"],
-                    "kind": kind,
-                    "created_at": created_at,
-                    "pubkey": event["pubkey"],
-                }
-            )
+        self._observe(event["id"], kind, created_at)
         return event
 
     def private_message(self, receiver: str, text: str, tags: list[list[str]]) -> dict[str, Any]:
@@ -93,16 +85,20 @@ class LocalSigner:
                 f"the operator key may not send private messages (kind {wrap['kind']})",
                 code=RefusalCode.KIND_NOT_ALLOWED,
             )
+        self._observe(wrap["id"], wrap["kind"], wrap["created_at"])
+        return wrap
+
+    def _observe(self, event_id: str, kind: int, created_at: int) -> None:
+        """Report a signature by this key to the observer (never secret material)."""
         if self._observer is not None:
             self._observer(
                 {
-                    "id": wrap["id"],
-                    "kind": wrap["kind"],
-                    "created_at": wrap["created_at"],
+                    "id": event_id,
+                    "kind": kind,
+                    "created_at": created_at,
                     "pubkey": self._keys.pubkey_hex,
                 }
             )
-        return wrap
 
 
 @runtime_checkable

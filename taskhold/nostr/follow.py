@@ -66,9 +66,13 @@ class Selection:
     def whole_log(self) -> bool:
         return self.task_id is None and self.participant is None
 
+    def log_filter(self) -> dict[str, Any]:
+        """The NIP-01 filter of the whole log: the operator's entries."""
+        return {"authors": [self.operator], "kinds": [self.log_kind]}
+
     def relay_filter(self) -> dict[str, Any]:
         """The NIP-01 filter of docs/subscribing.md for this selection."""
-        wanted: dict[str, Any] = {"authors": [self.operator], "kinds": [self.log_kind]}
+        wanted = self.log_filter()
         if self.task_id is not None:
             wanted["#a"] = [f"{self.listing_kind}:{self.operator}:{self.task_id}"]
         if self.participant is not None:
@@ -77,10 +81,10 @@ class Selection:
 
     def matches(self, entry: dict[str, Any]) -> bool:
         """What the relay filter selects, checked again on the entry itself."""
-        tags = entry.get("tags") or []
         if self.task_id is not None:
             return tag_value(entry, "task") == self.task_id
         if self.participant is not None:
+            tags = entry.get("tags") or []
             return any(len(tag) >= 2 and tag[:2] == ["p", self.participant] for tag in tags)
         return True
 
@@ -115,7 +119,7 @@ async def follow_log(
     position = _Position(after_gseq)
     live = selection.relay_filter()
     if after_gseq >= 0 and selection.whole_log:
-        known = await _fetch_numbers(pool, _whole(selection), [after_gseq], selection)
+        known = await _fetch_numbers(pool, selection.log_filter(), [after_gseq], selection)
         if after_gseq in known:
             position.gseq_id = known[after_gseq]["id"]
             live["since"] = known[after_gseq]["created_at"]
@@ -137,7 +141,7 @@ async def follow_log(
                 yield transition
         while True:
             batch = list(range(position.gseq + 1, position.gseq + 1 + FOLLOW_BATCH))
-            found = await _fetch_numbers(pool, _whole(selection), batch, selection)
+            found = await _fetch_numbers(pool, selection.log_filter(), batch, selection)
             if not found:
                 break
             absent = sorted(set(range(position.gseq + 1, max(found))) - found.keys())
@@ -167,10 +171,6 @@ async def _fetch(pool: RelayPool, wanted: dict[str, Any]) -> list[dict[str, Any]
             log.info("follow_waiting_for_relay", error=str(exc))
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, RETRY_MAX_S)
-
-
-def _whole(selection: Selection) -> dict[str, Any]:
-    return {"authors": [selection.operator], "kinds": [selection.log_kind]}
 
 
 def _gseq(entry: dict[str, Any]) -> int | None:

@@ -22,6 +22,8 @@ from nostr_sdk import (
     nip17_make_private_msg,
 )
 
+from .entries import tag_value
+
 __all__ = ["PrivateMessage", "open_private_message", "wrap_private_message"]
 
 
@@ -35,7 +37,7 @@ class PrivateMessage:
     tags: list[list[str]]
 
     def tag(self, name: str) -> str | None:
-        return next((tag[1] for tag in self.tags if len(tag) > 1 and tag[0] == name), None)
+        return tag_value({"tags": self.tags}, name)
 
 
 def wrap_private_message(

@@ -36,6 +36,7 @@ from sqlalchemy import select
 
 from taskhold.keys.signer import EventSigner
 from taskhold.nostr.webhook_delivery import delivery_content, delivery_tags
+from taskhold.publiclog.publisher import backoff_s
 from taskhold.store import Store
 from taskhold.store.models import LogEntryRow, WebhookRow
 
@@ -237,7 +238,6 @@ class WebhookDeliverer:
             else:
                 row.attempts = hook.attempts + 1 if delivered_gseq == hook.delivered_gseq else 1
                 row.last_error = error
-                row.next_attempt_at = now + self._backoff(row.attempts)
-
-    def _backoff(self, attempts: int) -> int:
-        return max(1, math.ceil(min(2.0 ** min(attempts - 1, 30), self.max_backoff_s)))
+                row.next_attempt_at = now + backoff_s(
+                    row.attempts, base_s=1.0, max_s=self.max_backoff_s
+                )

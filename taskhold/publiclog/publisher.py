@@ -57,7 +57,7 @@ from taskhold.store.models import ListingRow, LogEntryRow, OutboxRow
 if TYPE_CHECKING:
     from taskhold.store import Store
 
-__all__ = ["OutboxPublisher", "PublishRound"]
+__all__ = ["OutboxPublisher", "PublishRound", "backoff_s"]
 
 log = structlog.get_logger("taskhold.nostr")
 
@@ -275,8 +275,7 @@ class OutboxPublisher:
         return done, retrying
 
     def _backoff(self, attempts: int) -> int:
-        delay = self.base_backoff_s * 2.0 ** min(attempts - 1, 30)
-        return max(1, math.ceil(min(delay, self.max_backoff_s)))
+        return backoff_s(attempts, base_s=self.base_backoff_s, max_s=self.max_backoff_s)
 
     # waiting ---------------------------------------------------------------------------------
 
@@ -312,6 +311,12 @@ def _replaceable_key(event: dict[str, Any]) -> tuple[int, str, str] | None:
     if 10000 <= kind < 20000 or kind in (0, 3):
         return kind, str(event["pubkey"]), ""
     return None
+
+
+def backoff_s(attempts: int, *, base_s: float, max_s: float) -> int:
+    """Whole seconds to wait after ``attempts`` failed tries in a row: ``base_s`` doubled per
+    try after the first, at most ``max_s``, at least 1 (rows are due by unix second)."""
+    return max(1, math.ceil(min(base_s * 2.0 ** min(attempts - 1, 30), max_s)))
 
 
 def _opens_task(row: OutboxRow) -> bool:

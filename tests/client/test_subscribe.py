@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.relays import NostrRelayProcess, log_in_db, run_tasks
+from support.relays import log_in_db, run_tasks, serving_relay
 from support.stacks import Stack, close_stack, open_stack, stack_settings
 from support.task_flows import funded, read_log, submitted, tag
 
@@ -31,19 +31,8 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "subscribing.md"
 
 @pytest.fixture(params=["embedded", pytest.param("nostr-relay", marks=pytest.mark.slow)])
 async def relay_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "embedded":
-        relay = EmbeddedRelay(tmp_path / "relay-data")
-        try:
-            yield await relay.start()
-        finally:
-            await relay.stop()
-        return
-    process = NostrRelayProcess(tmp_path / "nostr-relay")
-    process.start()
-    try:
-        yield process.url
-    finally:
-        process.stop()
+    async with serving_relay(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

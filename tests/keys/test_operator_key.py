@@ -118,6 +118,23 @@ def test_the_signer_refuses_kinds_outside_its_policy_and_reports_signatures() ->
     assert audit.pending == 1
 
 
+def test_the_signer_reports_events_and_gift_wraps_as_signed_by_the_operator_key() -> None:
+    keys, seen = NostrKeys.generate(), []
+    signer = LocalSigner(keys, allowed_kinds=frozenset({3910, 1059}), observer=seen.append)
+    event = signer.sign_event(3910, "entry", [], 1_700_000_000)
+    wrap = signer.private_message(NostrKeys.generate().pubkey_hex, "hello", [])
+    assert wrap["pubkey"] != keys.pubkey_hex  # the wrap's own key is a one-time one
+    assert seen == [
+        {"id": event["id"], "kind": 3910, "created_at": 1_700_000_000, "pubkey": keys.pubkey_hex},
+        {
+            "id": wrap["id"],
+            "kind": 1059,
+            "created_at": wrap["created_at"],
+            "pubkey": keys.pubkey_hex,
+        },
+    ]
+
+
 async def test_key_uses_are_noted(keystore: KeystoreCase, tmp_path: Path) -> None:
     settings = keystore.settings(tmp_path)
     init_key_store(settings)

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from support.notices import Inbox, gift_wraps, opened_by
 from support.renewal_flows import long_task, opened_renewal
 from support.stacks import Stack
-from support.task_flows import created
+from support.task_flows import created, funded
 
 from taskhold.nostr import NostrKeys
 from taskhold.settings import Settings
@@ -83,10 +83,7 @@ async def test_a_wait_is_told_once(stack: Stack, keys: dict[str, NostrKeys]) -> 
     awaits review) tells nobody again; a new wait of the same kind (a resubmission) does."""
     employer, worker = stack.client(keys["employer"]), stack.client(keys["worker"])
     inbox = Inbox(stack, keys)
-    task = await created(stack, employer)
-    funding = (await employer.request_funding(task["task_id"]))["funding"]
-    await stack.world.employer.send_payment(funding["payment_request"])
-    await stack.settle_engine(1)
+    task = await funded(stack, employer)
     await worker.claim(task["task_id"])
     await _submit(stack, worker, task)
     await inbox.new()
@@ -106,12 +103,9 @@ async def test_a_direct_offer_tells_the_named_worker(
 ) -> None:
     employer = stack.client(keys["employer"])
     inbox = Inbox(stack, keys)
-    task = await created(
+    task = await funded(
         stack, employer, claim_mode="direct", direct_worker=keys["worker"].pubkey_hex
     )
-    funding = (await employer.request_funding(task["task_id"]))["funding"]
-    await stack.world.employer.send_payment(funding["payment_request"])
-    await stack.settle_engine(1)
     assert await inbox.new() == {
         ("employer", "fund", task["task_id"]),
         ("worker", "claim", task["task_id"]),
@@ -138,10 +132,7 @@ async def test_each_message_opens_only_with_its_addressee_key(
 ) -> None:
     stack: Stack = await open_custom(arbiters=[keys["arbiter"].pubkey_hex])
     employer, worker = stack.client(keys["employer"]), stack.client(keys["worker"])
-    task = await created(stack, employer)
-    funding = (await employer.request_funding(task["task_id"]))["funding"]
-    await stack.world.employer.send_payment(funding["payment_request"])
-    await stack.settle_engine(1)
+    task = await funded(stack, employer)
     await worker.claim(task["task_id"])
     await _submit(stack, worker, task)
     await employer.reject(task["task_id"], "no")

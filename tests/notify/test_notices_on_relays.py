@@ -9,32 +9,19 @@ from pathlib import Path
 
 import pytest
 from support.notices import gift_wraps, opened_by
-from support.relays import NostrRelayProcess, drain
+from support.relays import drain, serving_relay
 from support.stacks import Stack, close_stack, open_stack, stack_settings
 from support.task_flows import submitted
 
 from taskhold.nostr import NostrKeys
-from taskhold.nostr.embedded import EmbeddedRelay
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(params=["embedded", "nostr-relay"])
 async def relay_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    if request.param == "embedded":
-        embedded = EmbeddedRelay(tmp_path / "relay-data")
-        await embedded.start()
-        try:
-            yield embedded.url
-        finally:
-            await embedded.stop()
-        return
-    process = NostrRelayProcess(tmp_path / "nostr-relay")
-    process.start()
-    try:
-        yield process.url
-    finally:
-        process.stop()
+    async with serving_relay(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -8,11 +8,13 @@ can be stopped and started again on the same port with the same events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from sqlalchemy import select
 
 from support.stacks import Stack
 from support.task_flows import funded, submitted
+from taskhold.nostr.embedded import EmbeddedRelay
 from taskhold.nostr.relays import RelayPool
 from taskhold.publiclog.publisher import OutboxPublisher
 from taskhold.server import free_port
@@ -177,3 +180,22 @@ async def fetch_whole_log(pool: RelayPool, stack: Stack, count: int) -> list[dic
 
 def gseq_of(event: dict[str, Any]) -> int:
     return int(next(tag[1] for tag in event["tags"] if tag[0] == "gseq"))
+
+
+@contextlib.asynccontextmanager
+async def serving_relay(implementation: str, directory: Path) -> AsyncIterator[str]:
+    """The URL of a relay running under ``directory`` until the block ends: ``embedded``
+    (nostr-sdk's LocalRelay, as taskhold runs it) or ``nostr-relay`` (PyPI, its own process)."""
+    if implementation == "embedded":
+        relay = EmbeddedRelay(directory / "relay-data")
+        try:
+            yield await relay.start()
+        finally:
+            await relay.stop()
+        return
+    process = NostrRelayProcess(directory / "nostr-relay")
+    process.start()
+    try:
+        yield process.url
+    finally:
+        process.stop()
