@@ -11,14 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
 from support.stacks import Stack
 from support.task_flows import funded, read_log, submitted, tag
-from taskhold.audit import AuditKinds, AuditResult, audit_log
+from taskhold.demo import audit_stored_log as audit_stored_log  # the demo's, for the tests
 from taskhold.nostr import NostrKeys
-from taskhold.services import Services
-from taskhold.store.models import LogEntryRow
 
 
 @dataclass
@@ -143,23 +139,6 @@ async def build_real_log(stack: Stack, rounds: int = 1) -> RealLog:
     await run_every_path(stack, rounds)
     entries = await read_log(stack)
     return RealLog(stack, stack.services.signer.get_public_key(), entries)
-
-
-async def audit_stored_log(services: Services) -> AuditResult:
-    """The independent auditor over every entry the operator's database holds (its kinds from
-    the settings): what the relays would serve once everything is published."""
-    async with services.store.transaction() as tx:
-        stmt = select(LogEntryRow.raw).order_by(LogEntryRow.gseq)
-        entries = list((await tx.session.execute(stmt)).scalars())
-    settings = services.settings
-    kinds = AuditKinds(
-        settings.kind_log_entry,
-        settings.kind_proof,
-        settings.kind_request,
-        settings.kind_listing,
-        settings.kind_checkpoint,
-    )
-    return audit_log(entries, services.signer.get_public_key(), kinds=kinds)
 
 
 def request_signed_by(
