@@ -135,10 +135,14 @@ async def run_every_path(stack: Stack, rounds: int = 1) -> None:
         await stack.settle_engine()
 
 
+async def read_real_log(stack: Stack) -> RealLog:
+    """The log the stack's operator has written so far."""
+    return RealLog(stack, stack.services.signer.get_public_key(), await read_log(stack))
+
+
 async def build_real_log(stack: Stack, rounds: int = 1) -> RealLog:
     await run_every_path(stack, rounds)
-    entries = await read_log(stack)
-    return RealLog(stack, stack.services.signer.get_public_key(), entries)
+    return await read_real_log(stack)
 
 
 def request_signed_by(
@@ -162,6 +166,27 @@ def request_signed_by(
             ["e", signed["id"], t[2] if len(t) > 2 else "", signed["pubkey"]] if t[0] == "e" else t
             for t in draft.tags
         ]
+
+    return change
+
+
+def without_payout_preimage(draft: Draft) -> None:
+    """The settlement written in the form from before the payout proof."""
+    draft.tags = [t for t in draft.tags if t[0] != "payout_preimage"]
+    draft.edit_content(lambda body: body["event"].pop("payout_preimage_hex"))
+
+
+def paid_with(preimage: str, paid_hash: str) -> Callable[[Draft], None]:
+    """A change that has the settlement name ``paid_hash`` paid with ``preimage`` (hex)."""
+
+    def change(draft: Draft) -> None:
+        draft.set_tag("payout_hash", paid_hash)
+        draft.set_tag("payout_preimage", preimage)
+        draft.edit_content(
+            lambda body: body["event"].update(
+                payout_payment_hash_hex=paid_hash, payout_preimage_hex=preimage
+            )
+        )
 
     return change
 
