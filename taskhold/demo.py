@@ -42,7 +42,7 @@ from typing import Any, Protocol
 from rich.console import Console
 from sqlalchemy import select
 
-from taskhold.audit import AuditKinds, audit_log
+from taskhold.audit import AuditKinds, AuditResult, audit_log
 from taskhold.client import TaskholdAPIError, TaskholdClient
 from taskhold.keys.admin import init_key_store
 from taskhold.lightning.lnd_wallet import LndWallet
@@ -52,7 +52,7 @@ from taskhold.services import Services, build_services
 from taskhold.settings import Settings
 from taskhold.store.models import LogEntryRow
 
-__all__ = ["SCENARIOS", "SIM_ONLY_SCENARIOS", "DemoError", "run_demo"]
+__all__ = ["SCENARIOS", "SIM_ONLY_SCENARIOS", "DemoError", "audit_stored_log", "run_demo"]
 
 DEMO_AMOUNT_MSAT = 150_000_000
 PUBLISH_TIMEOUT_S = 30.0
@@ -230,7 +230,9 @@ async def run_demo(
             log_ids = await _log_event_ids(services, result["task_id"])
             await _wait_published(services, await _log_event_ids(services, None))
             say(f"   {len(log_ids)} signed log entries published to {services.settings.relays[0]}")
-            payout_proven = await _payout_proven(services)
+            # Every payout the log records paid reveals the preimage of an invoice hash its
+            # payee signed, for the amount owed.
+            payout_proven = (await audit_stored_log(services)).summary.payout_proven
             say(f"   every payout proven by its payee's signed hash and preimage: {payout_proven}")
         return result | {
             "payout_proven": payout_proven,
@@ -260,9 +262,9 @@ async def _log_event_ids(services: Services, task_id: str | None) -> list[str]:
         return list((await tx.session.execute(stmt.order_by(LogEntryRow.seq))).scalars())
 
 
-async def _payout_proven(services: Services) -> bool:
-    """The independent auditor's word on the whole log: every payout it records paid reveals
-    the preimage of an invoice hash its payee signed, for the amount owed."""
+async def audit_stored_log(services: Services) -> AuditResult:
+    """The independent auditor over every entry the operator's database holds (its kinds from
+    the settings): what the relays would serve once everything is published."""
     async with services.store.transaction() as tx:
         stmt = select(LogEntryRow.raw).order_by(LogEntryRow.gseq)
         entries = list((await tx.session.execute(stmt)).scalars())
@@ -274,8 +276,7 @@ async def _payout_proven(services: Services) -> bool:
         settings.kind_listing,
         settings.kind_checkpoint,
     )
-    result = audit_log(entries, services.signer.get_public_key(), kinds=kinds)
-    return result.summary.payout_proven
+    return audit_log(entries, services.signer.get_public_key(), kinds=kinds)
 
 
 async def _wait_published(services: Services, event_ids: list[str]) -> None:

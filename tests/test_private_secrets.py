@@ -8,12 +8,13 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import time
 from pathlib import Path
 
 import pytest
 import structlog
+from support.relays import drain
 from support.stacks import close_stack, open_stack, stack_settings
+from support.task_flows import funded
 from test_secrets import _database_dump
 
 from taskhold.nostr import NostrKeys
@@ -34,18 +35,14 @@ async def test_a_private_run_leaves_no_plaintext_on_the_relay_in_the_logs_or_the
     try:
         with structlog.testing.capture_logs() as logs:
             employer, worker = stack.client(), stack.client()
-            task = await employer.create_task(
-                "An errand",
-                f"the code word is {marker}",
-                150_000_000,
-                int(time.time()) + 3600,
-                acceptance={"required_fields": ["url"], "url_fields": ["url"]},
+            task = await funded(
+                stack,
+                employer,
+                title="An errand",
+                description=f"the code word is {marker}",
                 private=True,
             )
             task_id = task["task_id"]
-            funding = (await employer.request_funding(task_id))["funding"]
-            await stack.world.employer.send_payment(funding["payment_request"])
-            await stack.settle_engine(1)
             claimed = await worker.claim(task_id)
             assert marker in str(worker.open_details(claimed))
             invoice = await stack.world.worker.create_invoice(
@@ -60,10 +57,7 @@ async def test_a_private_run_leaves_no_plaintext_on_the_relay_in_the_logs_or_the
             assert final["state"] == "PAID"
             publisher = stack.services.publisher
             assert publisher is not None and stack.services.relay_pool is not None
-            for _ in range(50):
-                await publisher.run_once()
-                if await publisher.pending() == 0:
-                    break
+            await drain(publisher)
             assert await publisher.pending() == 0
             on_relay = await stack.services.relay_pool.fetch({"limit": 500})
         dump = await _database_dump(stack)

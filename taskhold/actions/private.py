@@ -86,13 +86,12 @@ def check_private_details(
     needed = [employer, operator.pubkey_hex, *sorted(ctx.arbiters)]
     if direct_worker is not None:
         needed.append(direct_worker)
-    missing = [pubkey for pubkey in needed if pubkey not in details_sealed]
-    if missing:
-        raise Invalid(
-            "details_sealed has no copy for " + ", ".join(missing) + " (employer, operator,"
-            " every arbiter and the direct worker each need one)",
-            code=RefusalCode.SEALED_COPY_MISSING,
-        )
+    _check_copies(
+        "details_sealed",
+        details_sealed,
+        needed,
+        "employer, operator, every arbiter and the direct worker",
+    )
     payload = _open(operator, employer, details_sealed[operator.pubkey_hex])
     _check_details_body(payload)
     if commitment(payload) != details_hash:
@@ -100,10 +99,7 @@ def check_private_details(
             "the sealed details do not hash to details_hash",
             code=RefusalCode.COMMITMENT_MISMATCH,
         )
-    return {
-        recipient: {"sender": employer, "ciphertext": ciphertext}
-        for recipient, ciphertext in details_sealed.items()
-    }
+    return _as_kept(employer, details_sealed)
 
 
 def details_for_worker(ctx: WriteContext, task: Task, worker: str) -> SealedCopies | None:
@@ -160,18 +156,9 @@ def open_sealed_proof(
         )
     operator = _operator_keys(ctx)
     needed = [task.employer_pubkey, operator.pubkey_hex, *sorted(ctx.arbiters)]
-    missing = [pubkey for pubkey in needed if pubkey not in proof_sealed]
-    if missing:
-        raise Invalid(
-            "proof_sealed has no copy for " + ", ".join(missing) + " (employer, operator and"
-            " every arbiter each need one)",
-            code=RefusalCode.SEALED_COPY_MISSING,
-        )
+    _check_copies("proof_sealed", proof_sealed, needed, "employer, operator and every arbiter")
     payload = _open(operator, worker, proof_sealed[operator.pubkey_hex])
-    try:
-        proof = payload_body(payload)
-    except SealedContentError as exc:
-        raise Invalid(str(exc), code=RefusalCode.SEALED_CONTENT_INVALID) from None
+    proof = _body(payload)
     if not isinstance(proof, dict):
         raise Invalid(
             "the sealed proof's body must be the proof object",
@@ -181,11 +168,7 @@ def open_sealed_proof(
         raise Invalid(
             "the sealed proof does not hash to proof_hash", code=RefusalCode.COMMITMENT_MISMATCH
         )
-    copies = {
-        recipient: {"sender": worker, "ciphertext": ciphertext}
-        for recipient, ciphertext in proof_sealed.items()
-    }
-    return OpenedProof(proof=proof, proof_hash=proof_hash, copies=copies)
+    return OpenedProof(proof=proof, proof_hash=proof_hash, copies=_as_kept(worker, proof_sealed))
 
 
 def _operator_keys(ctx: WriteContext) -> NostrKeys:
@@ -197,6 +180,23 @@ def _operator_keys(ctx: WriteContext) -> NostrKeys:
     return ctx.operator_keys
 
 
+def _check_copies(field: str, sealed: dict[str, str], needed: list[str], who: str) -> None:
+    missing = [pubkey for pubkey in needed if pubkey not in sealed]
+    if missing:
+        raise Invalid(
+            f"{field} has no copy for " + ", ".join(missing) + f" ({who} each need one)",
+            code=RefusalCode.SEALED_COPY_MISSING,
+        )
+
+
+def _as_kept(sender: str, sealed: dict[str, str]) -> SealedCopies:
+    """The request's copies as tasks keep them, each with the key that sealed it."""
+    return {
+        recipient: {"sender": sender, "ciphertext": ciphertext}
+        for recipient, ciphertext in sealed.items()
+    }
+
+
 def _open(operator: NostrKeys, sender: str, ciphertext: str) -> str:
     try:
         return open_sealed(operator, sender, ciphertext)
@@ -206,18 +206,23 @@ def _open(operator: NostrKeys, sender: str, ciphertext: str) -> str:
         ) from None
 
 
-def _check_details_body(payload: str) -> Any:
-    """The details body is ``{"description": <text up to 10,000 characters>}``."""
+def _body(payload: str) -> Any:
     try:
-        body = payload_body(payload)
+        return payload_body(payload)
     except SealedContentError as exc:
         raise Invalid(str(exc), code=RefusalCode.SEALED_CONTENT_INVALID) from None
-    description = body.get("description") if isinstance(body, dict) else None
-    if set(body if isinstance(body, dict) else ()) != {"description"} or not (
-        isinstance(description, str) and len(description) <= DESCRIPTION_MAX
+
+
+def _check_details_body(payload: str) -> None:
+    """The details body is ``{"description": <text up to 10,000 characters>}``."""
+    body = _body(payload)
+    if not (
+        isinstance(body, dict)
+        and set(body) == {"description"}
+        and isinstance(body["description"], str)
+        and len(body["description"]) <= DESCRIPTION_MAX
     ):
         raise Invalid(
             'the sealed details body must be {"description": <text up to 10,000 characters>}',
             code=RefusalCode.SEALED_CONTENT_INVALID,
         )
-    return body

@@ -11,23 +11,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 from support.stacks import Stack
 from support.task_flows import funded, read_log
+from test_secrets import _database_dump
 from test_writes import _counts, _post, _signed
 
 from taskhold.client import TaskholdAPIError, TaskholdClient
 from taskhold.nostr import NostrKeys
 from taskhold.nostr.confidential import commitment, make_payload, seal
-from taskhold.store.models import TaskRow, TransitionRow
-
-
-async def _stored_text(stack: Stack) -> str:
-    """Every task row and transition as text: where a plaintext would show if it were kept."""
-    async with stack.services.store.transaction() as tx:
-        tasks = (await tx.session.execute(select(TaskRow.data))).scalars().all()
-        rows = (await tx.session.execute(select(TransitionRow))).scalars().all()
-    return json.dumps([tasks, [(r.event, r.request) for r in rows]], default=str)
 
 
 async def test_a_private_task_is_sealed_to_its_parties_and_the_worker_gets_a_copy(
@@ -63,7 +54,7 @@ async def test_a_private_task_is_sealed_to_its_parties_and_the_worker_gets_a_cop
     claim_entry = next(e for e in log if ["op", "TaskClaimed"] in e["tags"])
     assert worker.pubkey_hex in json.loads(claim_entry["content"])["event"]["details_sealed"]
     assert secret not in json.dumps(log)
-    assert secret not in await _stored_text(stack)
+    assert secret not in await _database_dump(stack)
 
 
 async def test_a_public_task_is_unchanged(stack: Stack) -> None:
@@ -224,7 +215,7 @@ async def test_a_private_task_s_proof_goes_sealed_and_is_checked_in_memory(
         ["op", "ProofSubmitted"],
     ]
     assert marker not in json.dumps(log)
-    assert marker not in await _stored_text(stack)
+    assert marker not in await _database_dump(stack)
 
 
 async def test_a_sealed_proof_that_misses_its_hash_is_refused(stack: Stack) -> None:

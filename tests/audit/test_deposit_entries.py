@@ -10,7 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.audit_logs import Draft, RealLog, forged, forged_payment, request_signed_by
+from support.audit_logs import (
+    Draft,
+    RealLog,
+    forged,
+    forged_payment,
+    paid_with,
+    request_signed_by,
+    without_payout_preimage,
+)
 from support.deposit_flows import give_worker_wallet_money, locked_deposit, share_clock, stranger
 from support.stacks import Stack, close_stack, open_stack, stack_settings
 from support.task_flows import funded, read_log, tag
@@ -89,11 +97,7 @@ async def test_a_paid_out_deposit_without_its_payout_preimage_is_unproven(
 ) -> None:
     gseq = int(tag(deposit_log.entry("DepositPaidOut"), "gseq") or "")
 
-    def hide_the_payout_proof(draft: Draft) -> None:
-        draft.tags = [t for t in draft.tags if t[0] != "payout_preimage"]
-        draft.edit_content(lambda body: body["event"].pop("payout_preimage_hex"))
-
-    result = audit_log(deposit_log.resigned(gseq, hide_the_payout_proof), deposit_log.operator)
+    result = audit_log(deposit_log.resigned(gseq, without_payout_preimage), deposit_log.operator)
     assert {f.kind for f in result.findings} == {FindingKind.UNPROVEN_PAYOUT}
     assert "deposit's payout" in result.findings[0].detail
 
@@ -137,15 +141,6 @@ async def test_a_forfeit_paid_to_a_strangers_invoice_is_unproven(deposit_log: Re
         draft.set_tag("beneficiary", stranger.pubkey_hex)
         draft.edit_content(lambda body: body["event"].update(beneficiary=stranger.pubkey_hex))
 
-    def paid(draft: Draft) -> None:
-        draft.set_tag("payout_hash", paid_hash)
-        draft.set_tag("payout_preimage", preimage)
-        draft.edit_content(
-            lambda body: body["event"].update(
-                payout_payment_hash_hex=paid_hash, payout_preimage_hex=preimage
-            )
-        )
-
     entries = forged(
         deposit_log,
         ("DepositForfeited", 0, to_stranger),
@@ -154,7 +149,7 @@ async def test_a_forfeit_paid_to_a_strangers_invoice_is_unproven(deposit_log: Re
             0,
             request_signed_by(stranger, lambda content: content.update(payout_hash=paid_hash)),
         ),
-        ("DepositPaidOut", 0, paid),
+        ("DepositPaidOut", 0, paid_with(preimage, paid_hash)),
     )
     result = audit_log(entries, deposit_log.operator)
     assert {f.kind for f in result.findings} == {FindingKind.UNPROVEN_PAYOUT}, [

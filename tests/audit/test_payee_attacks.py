@@ -9,10 +9,18 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from support.audit_logs import Draft, RealLog, forged, forged_payment, request_signed_by
+from support.audit_logs import (
+    Draft,
+    RealLog,
+    forged,
+    forged_payment,
+    paid_with,
+    read_real_log,
+    request_signed_by,
+)
 from support.split_flows import paid_split
 from support.stacks import Stack
-from support.task_flows import read_log, submitted, tag
+from support.task_flows import submitted, tag
 
 from taskhold.audit import AuditResult, FindingKind, audit_log
 from taskhold.nostr import NostrKeys
@@ -24,10 +32,6 @@ def _kinds(result: AuditResult) -> set[FindingKind]:
 
 def _findings(result: AuditResult) -> list[dict[str, Any]]:
     return [finding.to_json() for finding in result.findings]
-
-
-async def _real_log(stack: Stack) -> RealLog:
-    return RealLog(stack, stack.services.signer.get_public_key(), await read_log(stack))
 
 
 async def _paid_after_a_new_invoice(stack: Stack) -> tuple[RealLog, str]:
@@ -42,7 +46,7 @@ async def _paid_after_a_new_invoice(stack: Stack) -> tuple[RealLog, str]:
     await worker.update_payout_invoice(task["task_id"], fresh)
     stack.services.engine._retry_at.clear()
     await stack.settle_engine()
-    log = await _real_log(stack)
+    log = await read_real_log(stack)
     proof = json.loads(json.loads(log.entry("ProofSubmitted")["content"])["request"]["content"])
     return log, proof["payout_hash"]
 
@@ -52,14 +56,10 @@ def _paid_to(
 ) -> Callable[[Draft], None]:
     """The release names ``paid_hash`` paid with ``preimage`` (and, if given, other p tags)."""
 
+    paid = paid_with(preimage, paid_hash)
+
     def change(draft: Draft) -> None:
-        draft.set_tag("payout_hash", paid_hash)
-        draft.set_tag("payout_preimage", preimage)
-        draft.edit_content(
-            lambda body: body["event"].update(
-                payout_payment_hash_hex=paid_hash, payout_preimage_hex=preimage
-            )
-        )
+        paid(draft)
         if participants is not None:
             draft.tags = [t for t in draft.tags if t[0] != "p"] + [["p", p] for p in participants]
 
@@ -111,7 +111,7 @@ async def test_a_payout_to_an_invoice_the_worker_replaced_is_unproven(stack: Sta
 
 async def test_an_employer_share_paid_to_a_strangers_invoice_is_unproven(stack: Stack) -> None:
     await paid_split(stack)
-    log = await _real_log(stack)
+    log = await read_real_log(stack)
     assert audit_log(log.entries, log.operator).summary.payout_proven
     stranger, (preimage, paid_hash) = NostrKeys.generate(), forged_payment()
     share = next(
@@ -148,7 +148,7 @@ async def test_a_hold_settled_with_no_payout_after_it_is_unproven(stack: Stack) 
     task = await submitted(stack, employer, worker)
     await employer.approve(task["task_id"])
     await stack.settle_engine()
-    log = await _real_log(stack)
+    log = await read_real_log(stack)
 
     def settled_only(draft: Draft) -> None:
         draft.set_tag("op", "HoldSettledUnderLivePayout")
@@ -177,7 +177,7 @@ async def test_one_payment_proving_two_payouts_is_unproven(stack: Stack) -> None
         task = await submitted(stack, employer, worker, title=f"paid {n}")
         await employer.approve(task["task_id"])
         await stack.settle_engine()
-    log = await _real_log(stack)
+    log = await read_real_log(stack)
     first = log.entry("ReleaseCompleted")
     paid_hash, preimage = tag(first, "payout_hash") or "", tag(first, "payout_preimage") or ""
     entries = forged(

@@ -13,10 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from support.audit_logs import Draft, RealLog, canonical_json
+from support.audit_logs import (
+    Draft,
+    RealLog,
+    forged_payment,
+    paid_with,
+    read_real_log,
+    request_signed_by,
+    without_payout_preimage,
+)
 from support.split_flows import paid_split
 from support.stacks import Stack
-from support.task_flows import read_log, submitted, tag
+from support.task_flows import submitted, tag
 
 from taskhold.audit import AuditResult, FindingKind, audit_log
 from taskhold.nostr import NostrKeys
@@ -36,7 +44,7 @@ async def _paid_log(stack: Stack, tasks: int = 1) -> PaidLog:
         task = await submitted(stack, employer, worker, title=f"paid {n}")
         await employer.approve(task["task_id"])
         await stack.settle_engine()
-    log = RealLog(stack, stack.services.signer.get_public_key(), await read_log(stack))
+    log = await read_real_log(stack)
     return PaidLog(log, keys)
 
 
@@ -48,41 +56,10 @@ def _gseq(entry: dict[str, Any]) -> int:
     return int(tag(entry, "gseq") or -1)
 
 
-def _drop_payout_preimage(draft: Draft) -> None:
-    """The settlement written in the form from before the payout proof."""
-    draft.tags = [t for t in draft.tags if t[0] != "payout_preimage"]
-    draft.edit_content(lambda body: body["event"].pop("payout_preimage_hex"))
-
-
-def _reveal(preimage: str, *, rehash: bool = False) -> Callable[[Draft], None]:
+def _reveal(preimage: str) -> Callable[[Draft], None]:
     def change(draft: Draft) -> None:
         draft.set_tag("payout_preimage", preimage)
         draft.edit_content(lambda body: body["event"].update(payout_preimage_hex=preimage))
-        if rehash:  # a payment the operator made to some invoice of its own choosing
-            paid = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
-            draft.set_tag("payout_hash", paid)
-            draft.edit_content(lambda body: body["event"].update(payout_payment_hash_hex=paid))
-
-    return change
-
-
-def _resign_request(
-    keys: NostrKeys, edit: Callable[[dict[str, Any]], None]
-) -> Callable[[Draft], None]:
-    """The entry's embedded request replaced by one its signer (``keys``) signed with ``edit``
-    applied to its content: what a payee could have signed, embedded as the writer would."""
-
-    def change(draft: Draft) -> None:
-        body = json.loads(draft.content)
-        request = body["request"]
-        content = json.loads(request["content"])
-        edit(content)
-        signed = keys.sign_event(
-            request["kind"], json.dumps(content), request["tags"], request["created_at"]
-        )
-        body["request"] = signed
-        draft.content = canonical_json(body)
-        draft.tags = [["e", signed["id"], *t[2:]] if t[0] == "e" else t for t in draft.tags]
 
     return change
 
@@ -106,9 +83,9 @@ async def test_a_missing_wrong_or_unsigned_payout_preimage_is_unproven(stack: St
     paid = await _paid_log(stack)
     gseq = _gseq(paid.log.entry("ReleaseCompleted"))
     for change in (
-        _drop_payout_preimage,  # missing
+        without_payout_preimage,  # missing
         _reveal(os.urandom(32).hex()),  # not the preimage of the payout hash
-        _reveal(os.urandom(32).hex(), rehash=True),  # a payment the worker never asked for
+        paid_with(*forged_payment()),  # a payment the worker never asked for
     ):
         result = audit_log(paid.log.resigned(gseq, change), paid.log.operator)
         assert _kinds(result) == {FindingKind.UNPROVEN_PAYOUT}, [
@@ -126,7 +103,7 @@ async def test_a_payout_for_less_than_owed_is_unproven(stack: Stack) -> None:
     def less(content: dict[str, Any]) -> None:
         content["payout_msat"] -= 1_000
 
-    log = paid.log.resigned(_gseq(proof), _resign_request(paid.worker, less))
+    log = paid.log.resigned(_gseq(proof), request_signed_by(paid.worker, less))
     result = audit_log(log, paid.log.operator)
     assert _kinds(result) == {FindingKind.UNPROVEN_PAYOUT}, [f.to_json() for f in result.findings]
     assert "were owed" in result.findings[0].detail
@@ -137,7 +114,7 @@ async def test_a_split_share_paid_to_an_unsigned_invoice_is_unproven(stack: Stac
     it: consistent, but no invoice the worker signed has that hash."""
     task = await paid_split(stack)
     assert task["state"] == "PAID"
-    log = RealLog(stack, stack.services.signer.get_public_key(), await read_log(stack))
+    log = await read_real_log(stack)
     assert audit_log(log.entries, log.operator).summary.payouts_proven == 2
     preimage = os.urandom(32).hex()
     paid = hashlib.sha256(bytes.fromhex(preimage)).hexdigest()
@@ -160,7 +137,7 @@ def _old_form(keys: NostrKeys) -> Callable[[Draft], None]:
     def strip(content: dict[str, Any]) -> None:
         del content["payout_hash"], content["payout_msat"]
 
-    return _resign_request(keys, strip)
+    return request_signed_by(keys, strip)
 
 
 async def test_an_old_log_audits_clean_but_its_payout_is_not_proven(stack: Stack) -> None:
@@ -169,7 +146,7 @@ async def test_an_old_log_audits_clean_but_its_payout_is_not_proven(stack: Stack
     paid = await _paid_log(stack)
     log = paid.log.resigned(_gseq(paid.log.entry("ProofSubmitted")), _old_form(paid.worker))
     old = RealLog(stack, paid.log.operator, log)
-    log = old.resigned(_gseq(old.entry("ReleaseCompleted")), _drop_payout_preimage)
+    log = old.resigned(_gseq(old.entry("ReleaseCompleted")), without_payout_preimage)
     result = audit_log(log, paid.log.operator)
     assert result.clean, [f.to_json() for f in result.findings]
     assert (result.summary.payouts, result.summary.payouts_proven) == (1, 0)
@@ -188,7 +165,7 @@ async def test_a_release_in_the_old_form_after_the_new_one_is_unproven(stack: St
         f.to_json() for f in upgraded.findings
     ]
     old = RealLog(stack, paid.log.operator, log)
-    log = old.resigned(_gseq(old.entry("ReleaseCompleted", 1)), _drop_payout_preimage)
+    log = old.resigned(_gseq(old.entry("ReleaseCompleted", 1)), without_payout_preimage)
     result = audit_log(log, paid.log.operator)
     assert _kinds(result) == {FindingKind.UNPROVEN_PAYOUT}, [f.to_json() for f in result.findings]
     assert result.findings[0].location.gseq == _gseq(paid.log.entry("ReleaseCompleted", 1))

@@ -84,9 +84,7 @@ async def test_a_swapped_commitment_or_a_clear_description_is_caught(
 
     def changed(field: str, value: object) -> list[str]:
         def change(draft: Draft) -> None:
-            content = json.loads(draft.content)
-            content["event"][field] = value
-            draft.content = json.dumps(content, sort_keys=True, separators=(",", ":"))
+            draft.edit_content(lambda body: body["event"].update({field: value}))
 
         result = audit_log(real.resigned(0, change), real.operator)
         return [f.detail for f in result.findings if f.kind is FindingKind.MALFORMED]
@@ -98,9 +96,9 @@ async def test_a_swapped_commitment_or_a_clear_description_is_caught(
     proof_gseq = int(str(tag(real.entry("ProofSubmitted"), "gseq")))
 
     def clear_proof(draft: Draft) -> None:
-        content = json.loads(draft.content)
-        content["event"]["proof"] = {"url": "https://example.org/haiku"}
-        draft.content = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        draft.edit_content(
+            lambda body: body["event"].update(proof={"url": "https://example.org/haiku"})
+        )
 
     result = audit_log(real.resigned(proof_gseq, clear_proof), real.operator)
     assert any("no clear proof" in f.detail for f in result.findings), [

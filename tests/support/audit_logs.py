@@ -11,14 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-
 from support.stacks import Stack
 from support.task_flows import funded, read_log, submitted, tag
-from taskhold.audit import AuditKinds, AuditResult, audit_log
+from taskhold.demo import audit_stored_log as audit_stored_log  # the demo's, for the tests
 from taskhold.nostr import NostrKeys
-from taskhold.services import Services
-from taskhold.store.models import LogEntryRow
 
 
 @dataclass
@@ -139,27 +135,14 @@ async def run_every_path(stack: Stack, rounds: int = 1) -> None:
         await stack.settle_engine()
 
 
+async def read_real_log(stack: Stack) -> RealLog:
+    """The log the stack's operator has written so far."""
+    return RealLog(stack, stack.services.signer.get_public_key(), await read_log(stack))
+
+
 async def build_real_log(stack: Stack, rounds: int = 1) -> RealLog:
     await run_every_path(stack, rounds)
-    entries = await read_log(stack)
-    return RealLog(stack, stack.services.signer.get_public_key(), entries)
-
-
-async def audit_stored_log(services: Services) -> AuditResult:
-    """The independent auditor over every entry the operator's database holds (its kinds from
-    the settings): what the relays would serve once everything is published."""
-    async with services.store.transaction() as tx:
-        stmt = select(LogEntryRow.raw).order_by(LogEntryRow.gseq)
-        entries = list((await tx.session.execute(stmt)).scalars())
-    settings = services.settings
-    kinds = AuditKinds(
-        settings.kind_log_entry,
-        settings.kind_proof,
-        settings.kind_request,
-        settings.kind_listing,
-        settings.kind_checkpoint,
-    )
-    return audit_log(entries, services.signer.get_public_key(), kinds=kinds)
+    return await read_real_log(stack)
 
 
 def request_signed_by(
@@ -183,6 +166,27 @@ def request_signed_by(
             ["e", signed["id"], t[2] if len(t) > 2 else "", signed["pubkey"]] if t[0] == "e" else t
             for t in draft.tags
         ]
+
+    return change
+
+
+def without_payout_preimage(draft: Draft) -> None:
+    """The settlement written in the form from before the payout proof."""
+    draft.tags = [t for t in draft.tags if t[0] != "payout_preimage"]
+    draft.edit_content(lambda body: body["event"].pop("payout_preimage_hex"))
+
+
+def paid_with(preimage: str, paid_hash: str) -> Callable[[Draft], None]:
+    """A change that has the settlement name ``paid_hash`` paid with ``preimage`` (hex)."""
+
+    def change(draft: Draft) -> None:
+        draft.set_tag("payout_hash", paid_hash)
+        draft.set_tag("payout_preimage", preimage)
+        draft.edit_content(
+            lambda body: body["event"].update(
+                payout_payment_hash_hex=paid_hash, payout_preimage_hex=preimage
+            )
+        )
 
     return change
 
