@@ -14,7 +14,9 @@ Every entry is checked before it is handed out: its NIP-01 id and signature
 (:func:`~taskhold.nostr.verify.verify_event`), its author (the operator key), its kind, that it
 belongs to the selection, and its chains: ``gseq``/``gprev`` for the whole log, ``seq``/``prev``
 per task. An entry that fails is ignored as a relay's forgery; a number that no relay has, where
-the chain says there must be one, raises :class:`LogGap`.
+the chain says there must be one, raises :class:`LogGap`, but only once it has stayed missing for
+``gap_patience_s``: after an outage the operator republishes its backlog, and a relay can receive
+a later entry before an earlier one, so a hole is asked for again, with backoff, until then.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +35,7 @@ from .entries import tag_value
 from .relays import RelayError, RelayPool
 from .verify import verify_event
 
-__all__ = ["FOLLOW_BATCH", "LogGap", "Selection", "Transition", "follow_log"]
+__all__ = ["FOLLOW_BATCH", "GAP_PATIENCE_S", "LogGap", "Selection", "Transition", "follow_log"]
 
 log = structlog.get_logger("taskhold.nostr")
 
@@ -42,6 +45,11 @@ FOLLOW_BATCH = 200
 
 RETRY_MAX_S = 5.0
 """The longest wait between two tries of a read while no relay is connected."""
+
+GAP_PATIENCE_S = 60.0
+"""How long an entry the chain needs may stay missing before it is a :class:`LogGap`. The
+operator's outbox backs off to 60 s between tries while a relay is down (``publiclog.publisher``),
+so after a relay comes back its backlog can take that long to arrive, not always in order."""
 
 
 class LogGap(Exception):
@@ -106,17 +114,22 @@ class Transition:
 @dataclass(slots=True)
 class _Position:
     gseq: int
+    patience_s: float = GAP_PATIENCE_S
     gseq_id: str | None = None
     tasks: dict[str, tuple[int, str]] = field(default_factory=dict)
 
 
 async def follow_log(
-    pool: RelayPool, selection: Selection, *, after_gseq: int = -1
+    pool: RelayPool,
+    selection: Selection,
+    *,
+    after_gseq: int = -1,
+    gap_patience_s: float = GAP_PATIENCE_S,
 ) -> AsyncGenerator[Transition]:
     """Every transition of ``selection`` with a ``gseq`` above ``after_gseq``, in ``gseq`` order,
     as relays publish them. Resume after a disconnect by calling again with the last ``gseq``
     handed out. Runs until the caller stops iterating."""
-    position = _Position(after_gseq)
+    position = _Position(after_gseq, gap_patience_s)
     live = selection.relay_filter()
     if after_gseq >= 0 and selection.whole_log:
         known = await _fetch_numbers(pool, selection.log_filter(), [after_gseq], selection)
@@ -146,7 +159,13 @@ async def follow_log(
                 break
             absent = sorted(set(range(position.gseq + 1, max(found))) - found.keys())
             if absent:
-                raise LogGap(f"no relay has gseq {absent[0]} (next found: {min(found)})")
+                found = await _fill(
+                    pool, selection.log_filter(), selection, position, found, absent
+                )
+                absent = sorted(set(range(position.gseq + 1, max(found))) - found.keys())
+            if absent:
+                after = min(n for n in found if n > absent[0])
+                raise LogGap(f"no relay has gseq {absent[0]} (next found: {after})")
             arrived = found.values()
             for transition in await _catch_up(pool, selection, position, arrived, max(found)):
                 yield transition
@@ -226,11 +245,55 @@ async def _catch_up(
     start = max(position.gseq, complete_through) + 1
     missing = [n for n in range(start, newest) if n not in fresh]
     if missing:
-        fetched = await _fetch_numbers(pool, selection.relay_filter(), missing, selection)
-        fresh.update({n: e for n, e in fetched.items() if selection.matches(e)})
+        fresh = await _fill(pool, selection.relay_filter(), selection, position, fresh, missing)
     transitions = [_checked(selection, position, fresh[gseq]) for gseq in sorted(fresh)]
     position.gseq = max(position.gseq, complete_through)
     return transitions
+
+
+async def _fill(
+    pool: RelayPool,
+    base: dict[str, Any],
+    selection: Selection,
+    position: _Position,
+    fresh: dict[int, dict[str, Any]],
+    numbers: list[int],
+) -> dict[int, dict[str, Any]]:
+    """``fresh`` and the entries among ``numbers`` that ``selection`` matches. While the chain
+    still misses one, they are asked for again with backoff, for up to ``position.patience_s``:
+    a relay can hold a later entry before an earlier one while the operator's backlog arrives."""
+    deadline = time.monotonic() + position.patience_s
+    delay_s = 0.2
+    filled = dict(fresh)
+    while True:
+        wanted = [n for n in numbers if n not in filled]
+        fetched = await _fetch_numbers(pool, base, wanted, selection)
+        filled.update({n: e for n, e in fetched.items() if selection.matches(e)})
+        left_s = deadline - time.monotonic()
+        if _complete(selection, position, filled) or left_s <= 0:
+            return filled
+        log.info("follow_waiting_for_entry", after_gseq=position.gseq, wanted=len(wanted))
+        await asyncio.sleep(min(delay_s, left_s))
+        delay_s = min(delay_s * 2, RETRY_MAX_S)
+
+
+def _complete(selection: Selection, position: _Position, fresh: dict[int, dict[str, Any]]) -> bool:
+    """Whether ``fresh`` continues the chains :func:`_checked` holds it to without a hole: the
+    whole log's ``gseq`` or the followed task's ``seq``. A participant's view has no chain."""
+    numbers = sorted(fresh)
+    if selection.whole_log:
+        return numbers == list(range(position.gseq + 1, position.gseq + 1 + len(numbers)))
+    if selection.task_id is None or not numbers:
+        return True
+    seqs = [_seq(fresh[n], n) for n in numbers]
+    last = position.tasks.get(selection.task_id)
+    first = last[0] + 1 if last is not None else 1 if position.gseq < 0 else seqs[0]
+    return seqs == list(range(first, first + len(seqs)))
+
+
+def _seq(entry: dict[str, Any], gseq: int) -> int:
+    seq_text = tag_value(entry, "seq")
+    return int(seq_text) if seq_text is not None and seq_text.isdigit() else gseq
 
 
 def _checked(selection: Selection, position: _Position, entry: dict[str, Any]) -> Transition:
@@ -244,8 +307,7 @@ def _checked(selection: Selection, position: _Position, entry: dict[str, Any]) -
         if position.gseq_id is not None and gprev != position.gseq_id:
             raise LogGap(f"gseq {gseq} does not follow the entry before it (gprev {gprev})")
     task_id = tag_value(entry, "task") or ""
-    seq_text = tag_value(entry, "seq")
-    seq = int(seq_text) if seq_text is not None and seq_text.isdigit() else gseq
+    seq = _seq(entry, gseq)
     last = position.tasks.get(task_id)
     if task_id and selection.task_id is not None:
         expected = 1 if last is None and position.gseq < 0 else None

@@ -66,10 +66,15 @@ def selection(**only: str) -> Selection:
 
 
 async def take(
-    relay: ScriptedRelay, chosen: Selection, count: int, *, after_gseq: int = -1
+    relay: ScriptedRelay,
+    chosen: Selection,
+    count: int,
+    *,
+    after_gseq: int = -1,
+    patience_s: float = 0.5,
 ) -> list[Transition]:
     pool: Any = relay
-    follower = follow_log(pool, chosen, after_gseq=after_gseq)
+    follower = follow_log(pool, chosen, after_gseq=after_gseq, gap_patience_s=patience_s)
     taken: list[Transition] = []
     try:
         async with asyncio.timeout(10):
@@ -92,6 +97,28 @@ async def test_a_jump_in_gseq_is_filled_before_the_entry_is_yielded() -> None:
     taken = await follower
     assert [t.gseq for t in taken] == [0, 1, 2, 3, 4]
     assert [t.entry["id"] for t in taken] == [e["id"] for e in entries]
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["catching-up", "live"])
+async def test_an_entry_that_reaches_the_relay_late_is_waited_for(live: bool) -> None:
+    """After an outage the operator's backlog can reach a relay out of order: gseq 3 is there
+    before gseq 2. The follower asks again until 2 arrives, then yields both in order."""
+    entries = log_of(["t1", "t2", "t1", "t1"])
+    relay = ScriptedRelay(entries[:2] if live else [*entries[:2], entries[3]])
+    for chosen in (selection(), selection(task_id="t1")):
+        relay.stored = entries[:2] if live else [*entries[:2], entries[3]]
+        wanted = 4 if chosen.whole_log else 3
+        follower = asyncio.create_task(take(relay, chosen, wanted, patience_s=10))
+        await asyncio.sleep(0.2)
+        if live:
+            relay.stored = [*entries[:2], entries[3]]
+            relay.live.put_nowait(entries[3])
+        await asyncio.sleep(1.0)
+        assert not follower.done()
+        relay.stored = entries
+        taken = await follower
+        expected = [e for e in entries if chosen.matches(e)]
+        assert [t.entry["id"] for t in taken] == [e["id"] for e in expected]
 
 
 async def test_forgeries_foreign_entries_and_repeats_are_ignored() -> None:
