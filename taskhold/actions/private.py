@@ -12,6 +12,10 @@ event, so a rebuild from the log recovers it.
 A proof may go sealed the same way (a private task's must): the worker seals it to the
 employer, the operator and each arbiter; the operator opens its copy in memory, runs the
 acceptance spec on it, and the log records ``proof_hash``, the copies and the verdict.
+
+Only the operator's copy can be checked against the commitment, so the copies a task keeps for
+the other readers are the operator's, sealed again from the payload it checked: a sender cannot
+hand the other side or an arbiter a copy that says something other than what was committed.
 """
 
 from __future__ import annotations
@@ -99,7 +103,7 @@ def check_private_details(
             "the sealed details do not hash to details_hash",
             code=RefusalCode.COMMITMENT_MISMATCH,
         )
-    return _as_kept(employer, details_sealed)
+    return _kept(operator, employer, payload, details_sealed)
 
 
 def details_for_worker(ctx: WriteContext, task: Task, worker: str) -> SealedCopies | None:
@@ -168,7 +172,8 @@ def open_sealed_proof(
         raise Invalid(
             "the sealed proof does not hash to proof_hash", code=RefusalCode.COMMITMENT_MISMATCH
         )
-    return OpenedProof(proof=proof, proof_hash=proof_hash, copies=_as_kept(worker, proof_sealed))
+    copies = _kept(operator, worker, payload, proof_sealed)
+    return OpenedProof(proof=proof, proof_hash=proof_hash, copies=copies)
 
 
 def _operator_keys(ctx: WriteContext) -> NostrKeys:
@@ -189,12 +194,25 @@ def _check_copies(field: str, sealed: dict[str, str], needed: list[str], who: st
         )
 
 
-def _as_kept(sender: str, sealed: dict[str, str]) -> SealedCopies:
-    """The request's copies as tasks keep them, each with the key that sealed it."""
-    return {
-        recipient: {"sender": sender, "ciphertext": ciphertext}
-        for recipient, ciphertext in sealed.items()
+def _kept(operator: NostrKeys, sender: str, payload: str, sealed: dict[str, str]) -> SealedCopies:
+    """The copies a task keeps. Only the operator's copy can be checked against the commitment,
+    so the operator seals every other reader's copy again from the payload it checked: a sender
+    cannot hand the other side (or an arbiter) a copy that says something else. The sender's own
+    copy is kept as sent; it only ever reaches the sender."""
+    kept = {
+        reader: {"sender": sender, "ciphertext": sealed[reader]}
+        for reader in (sender, operator.pubkey_hex)
+        if reader in sealed
     }
+    others = [reader for reader in sealed if reader not in kept]
+    resealed = seal(operator, others, payload) if others else {}
+    kept.update(
+        {
+            reader: {"sender": operator.pubkey_hex, "ciphertext": ciphertext}
+            for reader, ciphertext in resealed.items()
+        }
+    )
+    return kept
 
 
 def _open(operator: NostrKeys, sender: str, ciphertext: str) -> str:

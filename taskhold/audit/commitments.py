@@ -3,10 +3,12 @@
 A private task's ``TaskCreated`` declares ``visibility: private``, an empty ``description``, a
 ``details_hash`` (sha256 of the details payload, 64 lower hex) and ``details_sealed``, the
 NIP-44 copies by recipient (``{"sender", "ciphertext"}``); the employer's signed create request
-carries the same hash and ciphertexts and no description. A claim or assignment may add the
+carries the same hash and a copy for each of those readers and no description: the employer's
+and the operator's are the signed ciphertexts, the others the operator's, sealed again from the
+payload it checked (or, in older logs, the signed ones). A claim or assignment may add the
 worker's copy, sealed by the operator. A sealed proof's ``ProofSubmitted`` has an empty
-``proof``, a ``proof_hash`` and ``proof_sealed``, the copies the worker signed in the embedded
-proof. The auditor checks these shapes; it cannot open a copy.
+``proof``, a ``proof_hash`` and ``proof_sealed``, copies for the readers the worker sealed to
+in the embedded proof, kept the same way. The auditor checks these shapes; it cannot open a copy.
 
 A disclosure is the payload itself: ``disclosure_matches`` hashes it against the commitment
 (written here again, from ``docs/public-log.md``, not imported from the writer).
@@ -38,9 +40,9 @@ def commitment_problems(
 ) -> list[str]:
     """What is ill-formed about an entry's commitment fields (empty when nothing is)."""
     if op == "TaskCreated":
-        return _created_problems(event, request)
+        return _created_problems(event, request, operator)
     if op == "ProofSubmitted" and (event.get("proof_hash") or event.get("proof_sealed")):
-        return _sealed_proof_problems(event, request)
+        return _sealed_proof_problems(event, request, operator)
     if op in _GAINS_A_COPY and event.get("details_sealed") is not None:
         sealed = event["details_sealed"]
         problems = _copies_problems(sealed)
@@ -50,7 +52,9 @@ def commitment_problems(
     return []
 
 
-def _created_problems(event: Mapping[str, Any], request: Mapping[str, Any] | None) -> list[str]:
+def _created_problems(
+    event: Mapping[str, Any], request: Mapping[str, Any] | None, operator: str
+) -> list[str]:
     visibility = event.get("visibility", "public")
     if visibility == "public":
         if event.get("details_hash") is not None or event.get("details_sealed"):
@@ -67,11 +71,11 @@ def _created_problems(event: Mapping[str, Any], request: Mapping[str, Any] | Non
     problems.extend(_copies_problems(event.get("details_sealed")))
     if problems or request is None:
         return problems
-    return _request_problems(event, request)
+    return _signed_as_recorded(event, request, operator, "details", "the employer")
 
 
 def _sealed_proof_problems(
-    event: Mapping[str, Any], request: Mapping[str, Any] | None
+    event: Mapping[str, Any], request: Mapping[str, Any] | None, operator: str
 ) -> list[str]:
     """A sealed proof: no clear proof, a 64-hex ``proof_hash``, the worker's own copies."""
     problems = []
@@ -85,19 +89,16 @@ def _sealed_proof_problems(
     )
     if problems or request is None:
         return problems or ["a sealed proof's entry embeds no proof"]
-    return _signed_as_recorded(event, request, "proof", "the worker")
-
-
-def _request_problems(event: Mapping[str, Any], request: Mapping[str, Any]) -> list[str]:
-    """The employer signed the commitment and the very ciphertexts the entry records."""
-    return _signed_as_recorded(event, request, "details", "the employer")
+    return _signed_as_recorded(event, request, operator, "proof", "the worker")
 
 
 def _signed_as_recorded(
-    event: Mapping[str, Any], request: Mapping[str, Any], item: str, signer: str
+    event: Mapping[str, Any], request: Mapping[str, Any], operator: str, item: str, signer: str
 ) -> list[str]:
-    """The request's signer signed the entry's commitment and the very ciphertexts it records,
-    and nothing of the item in the clear."""
+    """The request's signer signed the entry's commitment and a copy for each reader the entry
+    records, and nothing of the item in the clear. The signer's own copy and the operator's are
+    the very ciphertexts signed; another reader's is either that too (logs written before the
+    operator sealed them again) or one the operator sealed again from what it checked."""
     try:
         content = json.loads(request["content"])
     except (ValueError, KeyError, TypeError):
@@ -111,11 +112,17 @@ def _signed_as_recorded(
     if content.get(f"{item}_hash") != event[f"{item}_hash"]:
         problems.append(f"{item}_hash differs from the one {signer} signed")
     copies = event[f"{item}_sealed"]
-    recorded = {recipient: copy["ciphertext"] for recipient, copy in copies.items()}
-    if content.get(f"{item}_sealed") != recorded or any(
-        copy["sender"] != request.get("pubkey") for copy in copies.values()
-    ):
-        problems.append(f"{item}_sealed differs from the copies {signer} signed")
+    signed = content.get(f"{item}_sealed")
+    sender = request.get("pubkey")
+    if not isinstance(signed, dict) or set(signed) != set(copies):
+        problems.append(f"{item}_sealed has copies for other readers than {signer} signed")
+        return problems
+    for reader, copy in copies.items():
+        as_signed = copy["sender"] == sender and copy["ciphertext"] == signed[reader]
+        resealed = reader not in (sender, operator) and copy["sender"] == operator
+        if not (as_signed or resealed):
+            problems.append(f"{item}_sealed differs from the copies {signer} signed")
+            break
     return problems
 
 

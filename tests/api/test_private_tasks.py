@@ -16,7 +16,7 @@ from support.task_flows import funded, read_log
 from test_secrets import _database_dump
 from test_writes import _counts, _post, _signed
 
-from taskhold.client import TaskholdAPIError, TaskholdClient
+from taskhold.client import TaskholdAPIError, TaskholdClient, payout_terms
 from taskhold.nostr import NostrKeys
 from taskhold.nostr.confidential import commitment, make_payload, seal
 
@@ -241,3 +241,80 @@ async def test_a_sealed_proof_that_misses_its_hash_is_refused(stack: Stack) -> N
     response = await _post(stack, f"/v1/tasks/{task['task_id']}/proof", event, "p")
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "commitment_mismatch"
+
+
+def _seal_each(sender: NostrKeys, copies: dict[str, Any]) -> dict[str, str]:
+    """One copy per reader, each of its own payload: what a dishonest sender can send."""
+    return {reader: seal(sender, [reader], payload)[reader] for reader, payload in copies.items()}
+
+
+async def test_an_employer_cannot_hand_the_worker_other_details_than_committed(
+    open_custom: Callable[..., Any],
+) -> None:
+    """The operator can check only its own copy. An employer who seals the true details for the
+    operator and different ones for the direct worker and the arbiter must not make them read
+    what the commitment does not hold: the task keeps the operator's copies for them."""
+    arbiter_keys, employer_keys, worker_keys = (NostrKeys.generate() for _ in range(3))
+    stack: Stack = await open_custom(arbiters=[arbiter_keys.pubkey_hex])
+    operator = stack.services.signer.get_public_key()
+    honest = make_payload({"description": "the real work"})
+    decoy = make_payload({"description": "something else"})
+    content = {
+        "title": "Private",
+        "amount_msat": 100_000,
+        "deadline_at": int(time.time()) + 600,
+        "visibility": "private",
+        "details_hash": commitment(honest),
+        "claim_mode": "direct",
+        "direct_worker": worker_keys.pubkey_hex,
+        "details_sealed": _seal_each(
+            employer_keys,
+            {
+                employer_keys.pubkey_hex: honest,
+                operator: honest,
+                worker_keys.pubkey_hex: decoy,
+                arbiter_keys.pubkey_hex: decoy,
+            },
+        ),
+    }
+    response = await _post(stack, "/v1/tasks", _signed(employer_keys, "create", content, None), "x")
+    assert response.status_code == 201, response.text
+    task = await stack.client().get_task(response.json()["task_id"])
+
+    for reader in (worker_keys, arbiter_keys):
+        assert task["details_sealed"][reader.pubkey_hex]["sender"] == operator
+        assert stack.client(reader).open_details(task) == "the real work"
+
+
+async def test_a_worker_cannot_hand_the_employer_another_proof_than_checked(
+    stack: Stack,
+) -> None:
+    """The acceptance spec ran on the operator's copy; the employer's copy must be that proof,
+    not a decoy the worker sealed for them alone."""
+    employer, worker_keys = stack.client(), NostrKeys.generate()
+    worker = stack.client(worker_keys)
+    task = await funded(stack, employer, description="private", private=True)
+    await worker.claim(task["task_id"])
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    operator = stack.services.signer.get_public_key()
+    checked = make_payload({"url": "https://example.org/done"})
+    decoy = make_payload({"url": "https://example.org/decoy"})
+    head = (await worker.get_task(task["task_id"]))["log_head"]
+    content = {
+        "payout_invoice": invoice,
+        "proof_hash": commitment(checked),
+        "proof_sealed": _seal_each(worker_keys, {operator: checked, employer.pubkey_hex: decoy}),
+        **payout_terms(invoice),
+    }
+    event = worker_keys.sign_event(
+        3911,
+        json.dumps(content),
+        [["op", "proof"], ["task", task["task_id"]], ["prev", head]],
+        int(time.time()),
+    )
+    response = await _post(stack, f"/v1/tasks/{task['task_id']}/proof", event, "p")
+    assert response.status_code == 200, response.text
+
+    submitted = await employer.get_task(task["task_id"])
+    assert submitted["proof_sealed"][employer.pubkey_hex]["sender"] == operator
+    assert employer.open_proof(submitted) == {"url": "https://example.org/done"}

@@ -6,7 +6,9 @@ does not."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from support.audit_logs import Draft, RealLog
 from support.stacks import Stack, close_stack, new_database, open_stack, stack_settings
@@ -104,6 +106,30 @@ async def test_a_swapped_commitment_or_a_clear_description_is_caught(
     assert any("no clear proof" in f.detail for f in result.findings), [
         f.to_json() for f in result.findings
     ]
+
+    # The employer's copy of the proof is the operator's, sealed again from what it checked; a
+    # copy from anyone else, or an operator's copy that is not the one the worker signed, is not.
+    proof_event = json.loads(real.entry("ProofSubmitted")["content"])["event"]
+    stranger = "ab" * 32
+
+    def copies_changed(edit: Callable[[dict[str, Any]], None]) -> list[str]:
+        def change(draft: Draft) -> None:
+            draft.edit_content(lambda body: edit(body["event"]["proof_sealed"]))
+
+        result = audit_log(real.resigned(proof_gseq, change), real.operator)
+        return [f.detail for f in result.findings if f.kind is FindingKind.MALFORMED]
+
+    def other_sender(copies: dict[str, Any]) -> None:
+        for reader, copy in copies.items():
+            if copy["sender"] == real.operator and reader != real.operator:
+                copy["sender"] = stranger
+
+    def operator_copy_swapped(copies: dict[str, Any]) -> None:
+        copies[real.operator]["ciphertext"] = copies[real.operator]["ciphertext"][::-1]
+
+    assert proof_event["proof_sealed"], "the proof went sealed"
+    for edit in (other_sender, operator_copy_swapped):
+        assert any("proof_sealed differs" in d for d in copies_changed(edit)), edit.__name__
     assert audit_log(real.entries, real.operator).clean
 
 
