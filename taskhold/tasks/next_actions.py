@@ -105,6 +105,14 @@ def _rejection_answer_by(task: Task) -> int | None:
     return max(task.deadline_at, task.rejected_at + task.dispute_window_s)
 
 
+def _doubled(applicants: tuple[str, ...]) -> int:
+    """The employer hears of the 1st, 2nd, 4th, 8th… application, not of every one: a stranger
+    with many keys fills a task's applications (``applications_max_per_task``) with a handful
+    of messages to the employer, not one each."""
+    count = len(applicants)
+    return 1 << (count.bit_length() - 1) if count else 0
+
+
 def _dispute_since(task: Task) -> str:
     return f"{task.dispute_opened_by}@{task.dispute_opened_at}"
 
@@ -129,7 +137,7 @@ NEXT_ACTIONS: tuple[NextAction, ...] = (
     NextAction(
         "assign", "a worker applied: assign one of the applicants",
         due=lambda t: t.state is S.FUNDED and t.claim_mode == "apply" and bool(t.applicants),
-        who=_employer, deadline=lambda t: t.deadline_at, since=lambda t: len(t.applicants),
+        who=_employer, deadline=lambda t: t.deadline_at, since=lambda t: _doubled(t.applicants),
     ),
     NextAction(
         "submit_proof", "submit your proof of work",

@@ -88,6 +88,21 @@ def test_a_direct_offer_and_an_application_wait_on_the_right_person() -> None:
     assert _waits(applied) == {(EMPLOYER, "assign")}
 
 
+def test_many_applications_make_a_handful_of_new_waits_not_one_each() -> None:
+    """A stranger with a hundred keys applies a hundred times: the employer is told at the 1st,
+    2nd, 4th… application (7 waits for 100), not a hundred times."""
+    task, _ = apply(None, create_command(claim_mode="apply"))
+    for cls, actor in [(c.RequestFunding, EMPLOYER), (c.ConfirmFunding, SYSTEM)]:
+        task, _ = apply(task, sample_command(cls, actor, 1_700_000_001))
+    keys: set[str] = set()
+    for n in range(100):
+        applicant = f"{n + 1:064x}"
+        task, _ = apply(task, sample_command(c.Apply, applicant, 1_700_000_002 + n))
+        keys |= {due.key for due in next_actions(task, ARBITERS)}
+    assert len(task.applicants) == 100
+    assert len(keys) == 7
+
+
 def test_a_failed_payout_waits_on_the_worker_for_a_new_invoice() -> None:
     failed = task_in(S.VERIFIED, extra=[(c.RecordPayoutFailure, SYSTEM)])
     assert _waits(failed) == {(WORKER, "send_payout_invoice")}
