@@ -239,6 +239,11 @@ class RefusalCode(StrEnum):
         "commitment_mismatch",
         "the sealed payload does not hash to the commitment signed with it",
     )
+    DETAILS_UNAVAILABLE = (
+        "details_unavailable",
+        "a private task's details cannot be sealed for its new worker: no operator key this"
+        " taskhold holds opens a copy (409)",
+    )
     # Defaults of the refusal classes, and the API's own handlers
     INVALID_REQUEST = "invalid_request", "the HTTP request does not fit the API's schema"
     INVALID_VALUE = "invalid_value", "a value breaks a rule (default of Invalid)"

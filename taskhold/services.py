@@ -12,7 +12,7 @@ from taskhold.escrow.crashpoints import crash_hook
 from taskhold.journal.chain import AuditLog
 from taskhold.keys import KeyStore
 from taskhold.keys.audited import audited, close_key_store
-from taskhold.keys.operator import load_operator_keys
+from taskhold.keys.operator import load_operator_keys, load_previous_operator_keys
 from taskhold.keys.signer import EventSigner, LocalSigner
 from taskhold.keys.stores import open_key_store
 from taskhold.lightning.base import LightningBackend, LightningError
@@ -207,6 +207,9 @@ async def build_services(
             gates=(limits, reputation.writes),
             reputation=reputation.writes,
             operator_keys=operator_keys,
+            previous_operator_keys=tuple(
+                key for key in [load_previous_operator_keys(keys, settings.data_dir)] if key
+            ),
         ),
         sim=sim,
         relay_pool=pool,

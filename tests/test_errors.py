@@ -47,7 +47,7 @@ PINNED = [
     "bad_milestones", "milestone_funded_by_series", "series_worker_only",
     "payout_terms_mismatch",
     "commitment_mismatch", "private_task_malformed", "sealed_content_invalid",
-    "sealed_copy_missing",
+    "sealed_copy_missing", "details_unavailable",
 ]  # fmt: skip
 
 

@@ -52,6 +52,8 @@ class WriteContext:
     """Review windows by score and the review desk; None without the reputation indexer."""
     operator_keys: NostrKeys | None = None
     """Opens the operator's sealed copies of private content (``.private``), in memory only."""
+    previous_operator_keys: tuple[NostrKeys, ...] = ()
+    """Keys the operator rotated away from: copies sealed to them before still open."""
 
     @property
     def arbiters(self) -> frozenset[str]:

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 
 from pydantic import StringConstraints
 
-from taskhold.errors import Invalid, RefusalCode
+from taskhold.errors import Conflict, Invalid, RefusalCode
 from taskhold.nostr import NostrKeys
 from taskhold.nostr.confidential import (
     SealedContentError,
@@ -108,20 +108,27 @@ def check_private_details(
 
 def details_for_worker(ctx: WriteContext, task: Task, worker: str) -> SealedCopies | None:
     """A copy of a private task's details sealed by the operator for ``worker``; None for a
-    public task, a worker who has a copy already, or when the operator holds no copy it can
-    open (its key was rotated since the task was created)."""
+    public task or a worker who has a copy already. The operator's copy may be sealed to a key
+    it rotated away from since. A worker is never let in blind: when no key the operator holds
+    opens a copy, the claim or assignment is refused (409 ``details_unavailable``)."""
     if task.visibility != "private" or worker in task.details_sealed:
         return None
     operator = _operator_keys(ctx)
-    own = task.details_sealed.get(operator.pubkey_hex)
-    if own is None:
-        return None
-    try:
-        payload = open_sealed(operator, own["sender"], own["ciphertext"])
-    except SealedContentError:
-        return None
-    copies = seal(operator, [worker], payload)
-    return {worker: {"sender": operator.pubkey_hex, "ciphertext": copies[worker]}}
+    for keys in (operator, *ctx.previous_operator_keys):
+        own = task.details_sealed.get(keys.pubkey_hex)
+        if own is None:
+            continue
+        try:
+            payload = open_sealed(keys, own["sender"], own["ciphertext"])
+        except SealedContentError:
+            continue
+        copies = seal(operator, [worker], payload)
+        return {worker: {"sender": operator.pubkey_hex, "ciphertext": copies[worker]}}
+    raise Conflict(
+        "this private task's details cannot be sealed for you: no key this taskhold holds opens"
+        " its copy (the operator key was rotated more than once since the task was created)",
+        code=RefusalCode.DETAILS_UNAVAILABLE,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ __all__ = [
     "OPERATOR",
     "OPERATOR_PREVIOUS",
     "load_operator_keys",
+    "load_previous_operator_keys",
     "operator_key_file",
     "restore_operator_key",
     "rotate_operator_key",
@@ -73,6 +74,15 @@ def load_operator_keys(
             SYSTEM_ACTOR, "keys.operator_created", keys.pubkey_hex, {"pubkey": keys.pubkey_hex}
         )
     return keys
+
+
+def load_previous_operator_keys(keystore: KeyStore, data_dir: Path) -> NostrKeys | None:
+    """The key the last rotation replaced, if any: content sealed to the operator before the
+    rotation (a private task's details) still opens with it. Never created."""
+    if isinstance(keystore, SecretSealer):
+        return _unseal(keystore, OPERATOR_PREVIOUS)
+    path = operator_key_file(data_dir, OPERATOR_PREVIOUS)
+    return load_or_create_key_file(path) if path.exists() else None
 
 
 def seal_plaintext_operator_key(sealer: SecretSealer, data_dir: Path) -> NostrKeys | None:

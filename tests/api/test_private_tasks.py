@@ -8,17 +8,20 @@ import json
 import secrets
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
-from support.stacks import Stack
+from support.stacks import Stack, close_stack, open_stack, stack_settings
 from support.task_flows import funded, read_log
 from test_secrets import _database_dump
 from test_writes import _counts, _post, _signed
 
 from taskhold.client import TaskholdAPIError, TaskholdClient, payout_terms
+from taskhold.keys.operator import OPERATOR_PREVIOUS, operator_key_file
 from taskhold.nostr import NostrKeys
 from taskhold.nostr.confidential import commitment, make_payload, seal
+from taskhold.publiclog.rotation import rotate_operator
 
 
 async def test_a_private_task_is_sealed_to_its_parties_and_the_worker_gets_a_copy(
@@ -318,3 +321,44 @@ async def test_a_worker_cannot_hand_the_employer_another_proof_than_checked(
     submitted = await employer.get_task(task["task_id"])
     assert submitted["proof_sealed"][employer.pubkey_hex]["sender"] == operator
     assert employer.open_proof(submitted) == {"url": "https://example.org/done"}
+
+
+async def test_a_worker_gets_the_details_after_a_key_rotation_and_is_never_let_in_blind(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A private task created before a key rotation: its operator copy is sealed to the old
+    key, which the operator keeps, so a worker who claims after the rotation still gets a copy.
+    Once no key the operator holds opens it, the claim is refused and nothing is written: a
+    worker must not take a task it cannot read."""
+    settings = stack_settings(tmp_path, database_url)
+    stack = await open_stack(settings)
+    try:
+        employer = stack.client()
+        tasks = [
+            await funded(stack, employer, description=f"job {n}", private=True) for n in (1, 2)
+        ]
+    finally:
+        await close_stack(stack)
+    await rotate_operator(settings)
+    stack = await open_stack(settings, world=stack.world)
+    try:
+        worker = stack.client()
+        claimed = await worker.claim(tasks[0]["task_id"])
+        assert claimed["details_sealed"][worker.pubkey_hex]["sender"] == (
+            stack.services.signer.get_public_key()
+        )
+        assert worker.open_details(claimed) == "job 1"
+    finally:
+        await close_stack(stack)
+
+    operator_key_file(settings.data_dir, OPERATOR_PREVIOUS).unlink()
+    stack = await open_stack(settings, world=stack.world)
+    try:
+        before = len(await read_log(stack))
+        with pytest.raises(TaskholdAPIError) as refused:
+            await stack.client().claim(tasks[1]["task_id"])
+        assert refused.value.status == 409 and refused.value.code == "details_unavailable"
+        assert len(await read_log(stack)) == before
+        assert (await stack.client().get_task(tasks[1]["task_id"]))["state"] == "FUNDED"
+    finally:
+        await close_stack(stack)
