@@ -150,6 +150,7 @@ async def follow_log(
     try:
         if not selection.whole_log:
             stored = await _fetch(pool, selection.relay_filter())
+            _seed(selection, position, stored)
             for transition in await _catch_up(pool, selection, position, stored):
                 yield transition
         while True:
@@ -177,6 +178,17 @@ async def follow_log(
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listener
+
+
+def _seed(selection: Selection, position: _Position, stored: list[dict[str, Any]]) -> None:
+    """Resuming one task: its ``seq``/``prev`` chain goes on from the entry handed out last
+    (the one at ``after_gseq``), so a hole right after the resume point is found too."""
+    if selection.task_id is None or position.gseq < 0:
+        return
+    for entry in stored:
+        here = _gseq(entry) == position.gseq and selection.matches(entry)
+        if here and _authentic(entry, selection):
+            position.tasks[selection.task_id] = (_seq(entry, position.gseq), entry["id"])
 
 
 async def _fetch(pool: RelayPool, wanted: dict[str, Any]) -> list[dict[str, Any]]:

@@ -150,6 +150,18 @@ async def test_an_entry_no_relay_has_is_a_gap() -> None:
         await follower
 
 
+async def test_a_task_follower_resumed_finds_a_hole_right_after_its_resume_point() -> None:
+    """Resumed after seq 1 (gseq 0): seq 2 never reached the relay, seq 3 did. The chain goes
+    on from the entry handed out last, so seq 3 is a gap, not a new start."""
+    entries = log_of(["t1", "t1", "t1"])
+    relay = ScriptedRelay([entries[0], entries[2]])
+    with pytest.raises(LogGap, match="no relay has seq 2"):
+        await take(relay, selection(task_id="t1"), 1, after_gseq=0)
+    relay.stored = entries
+    taken = await take(relay, selection(task_id="t1"), 2, after_gseq=0)
+    assert [t.seq for t in taken] == [2, 3]
+
+
 async def test_a_participant_sees_only_entries_naming_them() -> None:
     entries = log_of(["t1", "t2"])
     worker = NostrKeys.generate().pubkey_hex
