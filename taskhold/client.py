@@ -190,10 +190,12 @@ class TaskholdClient:
             "claim_timeout_s": claim_timeout_s,
         }
         body = {key: value for key, value in body.items() if value is not None}
+        clear = None
         if private:
+            clear = {**body, "visibility": "private"}
             del body["description"]
             body.update(await self._sealed_details(description, direct_worker))
-        return await self._signed("/v1/tasks", "create", None, body, idempotency_key)
+        return await self._signed("/v1/tasks", "create", None, body, idempotency_key, clear=clear)
 
     async def _sealed_details(self, description: str, direct_worker: str | None) -> dict[str, Any]:
         """``visibility``, ``details_hash`` and ``details_sealed`` for a private create."""
@@ -654,7 +656,12 @@ class TaskholdClient:
         *,
         kind: int | None = None,
         extra_tags: list[list[str]] | None = None,
+        clear: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """Sign ``body`` and post it. ``clear`` is what the caller asked, in the clear, when
+        ``body`` holds sealed copies (a fresh salt and nonces at every sealing): the same call
+        under the same key then resends the event signed first instead of a new one, which the
+        server would refuse as ``idempotency_key_reused``."""
         key = idempotency_key or str(uuid.uuid4())
         tags = [["op", op]] if task_id is None else [["op", op], ["task", task_id]]
         # The key is signed too: two identical requests in one second stay distinct events,
@@ -665,7 +672,7 @@ class TaskholdClient:
         event_kind = self._request_kind if kind is None else kind
         # What the caller asks, without the tags read from the server (a proof's head moves
         # once the first attempt went through).
-        asked = json.dumps([path, event_kind, content])
+        asked = json.dumps([path, event_kind, content if clear is None else clear])
         for attempt in range(2):
             event = self._remembered(idempotency_key, asked) if attempt == 0 else None
             if event is None:

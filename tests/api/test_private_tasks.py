@@ -362,3 +362,25 @@ async def test_a_worker_gets_the_details_after_a_key_rotation_and_is_never_let_i
         assert (await stack.client().get_task(tasks[1]["task_id"]))["state"] == "FUNDED"
     finally:
         await close_stack(stack)
+
+
+async def test_a_private_create_retried_under_its_key_gets_the_first_answer(stack: Stack) -> None:
+    """Sealing draws a fresh salt and nonces each time, so a retry that sealed again would be a
+    different request under the same key (idempotency_key_reused). The client resends the event
+    it signed first: one task, the first answer."""
+    employer = stack.client()
+    deadline = int(time.time()) + 600
+    first = await employer.create_task(
+        "Private", "sealed once", 100_000, deadline, private=True, idempotency_key="k1"
+    )
+    again = await employer.create_task(
+        "Private", "sealed once", 100_000, deadline, private=True, idempotency_key="k1"
+    )
+    assert again["task_id"] == first["task_id"]
+    assert again["details_hash"] == first["details_hash"]
+    assert await _counts(stack) == (1, 1)
+    with pytest.raises(TaskholdAPIError) as other:
+        await employer.create_task(
+            "Private", "something else", 100_000, deadline, private=True, idempotency_key="k1"
+        )
+    assert other.value.code == "idempotency_key_reused"
