@@ -276,6 +276,20 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _kinds_distinct(self) -> Settings:
+        by_kind: dict[int, list[str]] = {}
+        for name in type(self).model_fields:
+            if name.startswith("kind_"):
+                by_kind.setdefault(getattr(self, name), []).append(name)
+        shared = [names for names in by_kind.values() if len(names) > 1]
+        if shared:
+            raise ValueError(
+                "every kind_* setting needs its own kind, or readers (and the log's auditor)"
+                " would take one event for another: " + "; ".join(" = ".join(n) for n in shared)
+            )
+        return self
+
+    @model_validator(mode="after")
     def _room_beside_payouts(self) -> Settings:
         if self.lnd_max_connections <= self.max_concurrent_payouts:
             raise ValueError(

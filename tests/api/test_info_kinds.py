@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
 from support.stacks import close_stack, open_stack, stack_settings
 
 from taskhold.api.info import SUBSCRIBING_DOC, publish_info, published_kinds
@@ -41,6 +43,14 @@ async def test_info_lists_the_relays_and_every_kind_setting(
     assert served["kinds"] == {name.removeprefix("kind_"): kind for name, kind in every.items()}
     assert served["kinds"]["listing"] == 30499
     assert (DOCS / served["subscribing"]).is_file() and served["subscribing"] == SUBSCRIBING_DOC
+
+
+def test_two_kind_settings_cannot_share_a_kind(tmp_path: Path) -> None:
+    """A receipt configured with the log entry's kind would read as a log entry to every
+    subscriber and to the auditor: refused at startup, naming both settings."""
+    with pytest.raises(ValidationError, match="kind_log_entry = kind_receipt"):
+        Settings(data_dir=tmp_path, kind_receipt=3910)
+    assert Settings(data_dir=tmp_path, kind_receipt=3999).kind_receipt == 3999
 
 
 def test_a_kind_setting_added_later_is_listed() -> None:
