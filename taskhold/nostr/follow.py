@@ -8,7 +8,9 @@ The relay filters are the ones ``docs/subscribing.md`` documents. A follower kee
 3. it asks for everything after the last ``gseq`` by ``#o`` (the indexed copy of ``gseq``), in
    batches well under the relays' 500-events-per-REQ cap, until a batch comes back empty;
 4. then it hands out what the subscription brings. Whenever an entry arrives whose ``gseq`` is
-   beyond the next one expected, the numbers in between are asked for by ``#o`` first.
+   beyond the next one expected, the numbers in between are asked for by ``#o`` first. A
+   caller that falls ``QUEUE_MAX`` entries behind the relays has them dropped and read back by
+   ``#o`` when it gets there: memory stays bounded and nothing is lost.
 
 Every entry is checked before it is handed out: its NIP-01 id and signature
 (:func:`~taskhold.nostr.verify.verify_event`), its author (the operator key), its kind, that it
@@ -45,6 +47,13 @@ FOLLOW_BATCH = 200
 
 RETRY_MAX_S = 5.0
 """The longest wait between two tries of a read while no relay is connected."""
+
+QUEUE_MAX = 2_000
+"""Live entries held for a caller slower than the relays. Beyond it they are dropped and read
+back by ``#o`` once the caller catches up: memory stays bounded, nothing is lost."""
+
+_DROPPED: dict[str, Any] = {}
+"""Queued where live entries were dropped: read on by ``#o`` from the last ``gseq``."""
 
 GAP_PATIENCE_S = 60.0
 """How long an entry the chain needs may stay missing before it is a :class:`LogGap`. The
@@ -142,6 +151,8 @@ async def follow_log(
         try:
             async with contextlib.aclosing(pool.stream(live)) as events:
                 async for event in events:
+                    if arrivals.qsize() >= QUEUE_MAX:
+                        _drop_all(arrivals)
                     arrivals.put_nowait(event)
         finally:
             arrivals.put_nowait(None)
@@ -153,24 +164,13 @@ async def follow_log(
             _seed(selection, position, stored)
             for transition in await _catch_up(pool, selection, position, stored):
                 yield transition
-        while True:
-            batch = list(range(position.gseq + 1, position.gseq + 1 + FOLLOW_BATCH))
-            found = await _fetch_numbers(pool, selection.log_filter(), batch, selection)
-            if not found:
-                break
-            absent = sorted(set(range(position.gseq + 1, max(found))) - found.keys())
-            if absent:
-                found = await _fill(
-                    pool, selection.log_filter(), selection, position, found, absent
-                )
-                absent = sorted(set(range(position.gseq + 1, max(found))) - found.keys())
-            if absent:
-                after = min(n for n in found if n > absent[0])
-                raise LogGap(f"no relay has gseq {absent[0]} (next found: {after})")
-            arrived = found.values()
-            for transition in await _catch_up(pool, selection, position, arrived, max(found)):
-                yield transition
+        async for transition in _read_on(pool, selection, position):
+            yield transition
         while (event := await arrivals.get()) is not None:
+            if event is _DROPPED:
+                async for transition in _read_on(pool, selection, position):
+                    yield transition
+                continue
             for transition in await _catch_up(pool, selection, position, [event]):
                 yield transition
         listener.result()
@@ -178,6 +178,37 @@ async def follow_log(
         listener.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listener
+
+
+async def _read_on(
+    pool: RelayPool, selection: Selection, position: _Position
+) -> AsyncGenerator[Transition]:
+    """Everything after ``position`` the relays store, by ``#o`` in batches, until a batch
+    comes back empty."""
+    while True:
+        batch = list(range(position.gseq + 1, position.gseq + 1 + FOLLOW_BATCH))
+        found = await _fetch_numbers(pool, selection.log_filter(), batch, selection)
+        if not found:
+            return
+        absent = sorted(set(range(position.gseq + 1, max(found))) - found.keys())
+        if absent:
+            found = await _fill(pool, selection.log_filter(), selection, position, found, absent)
+            absent = sorted(set(range(position.gseq + 1, max(found))) - found.keys())
+        if absent:
+            after = min(n for n in found if n > absent[0])
+            raise LogGap(f"no relay has gseq {absent[0]} (next found: {after})")
+        for transition in await _catch_up(pool, selection, position, found.values(), max(found)):
+            yield transition
+
+
+def _drop_all(arrivals: asyncio.Queue[dict[str, Any] | None]) -> None:
+    """The caller fell ``QUEUE_MAX`` entries behind: forget them, and leave a mark to read
+    them back by ``#o`` when it gets there."""
+    dropped = arrivals.qsize()
+    while not arrivals.empty():
+        arrivals.get_nowait()
+    arrivals.put_nowait(_DROPPED)
+    log.warning("follow_fell_behind", dropped=dropped)
 
 
 def _seed(selection: Selection, position: _Position, stored: list[dict[str, Any]]) -> None:

@@ -10,9 +10,10 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
+import structlog
 from nostr_sdk import Event, Filter
 
-from taskhold.nostr import NostrKeys
+from taskhold.nostr import NostrKeys, follow
 from taskhold.nostr.follow import LogGap, Selection, Transition, follow_log
 
 OPERATOR = NostrKeys.generate()
@@ -160,6 +161,29 @@ async def test_a_task_follower_resumed_finds_a_hole_right_after_its_resume_point
     relay.stored = entries
     taken = await take(relay, selection(task_id="t1"), 2, after_gseq=0)
     assert [t.seq for t in taken] == [2, 3]
+
+
+async def test_a_caller_slower_than_the_relays_is_held_in_bounded_memory_and_loses_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Twenty entries arrive live while the caller holds the first: past ``QUEUE_MAX`` the
+    follower drops what it queued and reads it back by ``#o``, in order, with no gap."""
+    monkeypatch.setattr(follow, "QUEUE_MAX", 3)
+    entries = log_of(["t1", "t2"] * 10)
+    relay = ScriptedRelay(entries[:1])
+    pool: Any = relay
+    follower = follow_log(pool, selection(), gap_patience_s=0.5)
+    with structlog.testing.capture_logs() as logs:
+        taken = [await anext(follower)]
+        relay.stored = entries
+        for entry in entries[1:]:
+            relay.live.put_nowait(entry)
+        await asyncio.sleep(0.2)  # the listener queues them; the caller does nothing
+        async with asyncio.timeout(10):
+            taken += [await anext(follower) for _ in entries[1:]]
+    await follower.aclose()
+    assert [t.entry["id"] for t in taken] == [e["id"] for e in entries]
+    assert any(entry["event"] == "follow_fell_behind" for entry in logs)
 
 
 async def test_a_participant_sees_only_entries_naming_them() -> None:
