@@ -14,6 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from taskhold.errors import Forbidden, RefusalCode
 from taskhold.nostr import NostrKeys
+from taskhold.nostr.private_messages import GIFT_WRAP_KIND
 
 __all__ = [
     "EventSigner",
@@ -78,13 +79,13 @@ class LocalSigner:
     def private_message(self, receiver: str, text: str, tags: list[list[str]]) -> dict[str, Any]:
         """A NIP-17 gift wrap from this key to ``receiver`` (the seal inside is this key's
         signature, the wrap a one-time key's); only where the policy allows the wrap's kind
-        (a wrap refused here never leaves, so nothing signed escapes the policy)."""
-        wrap = self._keys.private_message(receiver, text, tags)
-        if wrap["kind"] not in self._allowed_kinds:
+        (checked before the seal is signed: the key signs nothing the policy refuses)."""
+        if GIFT_WRAP_KIND not in self._allowed_kinds:
             raise Forbidden(
-                f"the operator key may not send private messages (kind {wrap['kind']})",
+                f"the operator key may not send private messages (kind {GIFT_WRAP_KIND})",
                 code=RefusalCode.KIND_NOT_ALLOWED,
             )
+        wrap = self._keys.private_message(receiver, text, tags)
         self._observe(wrap["id"], wrap["kind"], wrap["created_at"])
         return wrap
 

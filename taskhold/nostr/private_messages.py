@@ -24,7 +24,10 @@ from nostr_sdk import (
 
 from .entries import tag_value
 
-__all__ = ["PrivateMessage", "open_private_message", "wrap_private_message"]
+__all__ = ["GIFT_WRAP_KIND", "PrivateMessage", "open_private_message", "wrap_private_message"]
+
+GIFT_WRAP_KIND = 1059
+"""NIP-17's gift wrap: the kind every private message leaves as."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ only the kinds its policy allows, every signature noted for the audit log."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.keystores import (  # the fixtures keystore and softhsm
@@ -133,6 +134,33 @@ def test_the_signer_reports_events_and_gift_wraps_as_signed_by_the_operator_key(
             "pubkey": keys.pubkey_hex,
         },
     ]
+
+
+def test_a_private_message_the_policy_refuses_is_never_sealed() -> None:
+    """The seal inside a gift wrap is the operator key's signature: a signer whose policy does
+    not allow gift wraps refuses before it signs one, not after."""
+    keys, sealed = NostrKeys.generate(), []
+
+    class Watched:
+        pubkey_hex = keys.pubkey_hex
+
+        def private_message(self, *args: Any) -> dict[str, Any]:
+            sealed.append(args)
+            return keys.private_message(*args)
+
+    watched: Any = Watched()
+    signer = LocalSigner(watched, allowed_kinds=frozenset({3910}))
+    with pytest.raises(Forbidden) as refused:
+        signer.private_message(NostrKeys.generate().pubkey_hex, "hello", [])
+    assert refused.value.code == "kind_not_allowed"
+    assert sealed == []
+    assert (
+        LocalSigner(watched, allowed_kinds=frozenset({1059})).private_message(
+            NostrKeys.generate().pubkey_hex, "hello", []
+        )["kind"]
+        == 1059
+    )
+    assert len(sealed) == 1
 
 
 async def test_key_uses_are_noted(keystore: KeystoreCase, tmp_path: Path) -> None:
