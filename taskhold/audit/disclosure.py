@@ -2,7 +2,8 @@
 
 An arbiter (or anyone) handed a private task's details, or a sealed proof, in a dispute checks
 it against the commitment in the operator's public log: the ``details_hash`` of the task's
-``TaskCreated`` entry, or the ``proof_hash`` of its latest proof entry. The entry is read from
+``TaskCreated`` entry, or the ``proof_hash`` of one of its proof entries (a dispute may be
+about a proof the worker replaced since). The entry is read from
 relays and its signature checked like every entry the auditor reads; the payload is hashed
 here (``commitments.disclosure_matches``), with no key and no writer code.
 """
@@ -63,9 +64,10 @@ def check_disclosure_in_log(
     item: str,
     payload: str,
 ) -> DisclosureVerdict:
-    """The verdict on ``payload`` against the latest commitment to ``item`` for ``task`` in
-    entries signed by one of ``operators`` (the log's key and the keys it was rotated to); an
-    entry that fails its signature check is ignored."""
+    """The verdict on ``payload`` against the commitments to ``item`` for ``task`` in entries
+    signed by one of ``operators`` (the log's key and the keys it was rotated to): the entry
+    it matches, or else the latest commitment. An entry that fails its signature check is
+    ignored."""
     ops, field = _COMMITTED_IN[item]
     found: tuple[str, str] | None = None
     for entry in entries:
@@ -80,6 +82,8 @@ def check_disclosure_in_log(
             continue
         if isinstance(committed, str):
             found = (committed, str(entry["id"]))
+            if disclosure_matches(payload, committed):
+                return DisclosureVerdict(task, item, committed, found[1], True)
     if found is None:
         return DisclosureVerdict(task, item, None, None, False)
     committed, entry_id = found
@@ -103,7 +107,8 @@ def disclosure_command(
         ),
     ],
     item: Annotated[
-        str, typer.Option("--item", help="details (the task's) or proof (its latest proof's)")
+        str,
+        typer.Option("--item", help="details (the task's) or proof (any of its proofs')"),
     ] = "details",
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds per relay request")] = 10.0,

@@ -66,3 +66,32 @@ async def test_the_cli_reads_the_commitment_from_a_relay(
     assert (code, answer["matches"], answer["entry_id"]) == (0, True, log[0]["id"])
     code, answer = await check(tampered)
     assert (code, answer["matches"]) == (1, False)
+
+
+async def test_a_replaced_proof_is_checked_against_its_own_commitment(stack: Stack) -> None:
+    """Rejected, the worker sends a second proof; the dispute may be about the first. Each
+    disclosed proof matches the entry that committed to it; a tampered one matches none."""
+    employer_keys = NostrKeys.generate()
+    employer, worker = stack.client(employer_keys), stack.client()
+    task = await funded(stack, employer, description="private", private=True)
+    task_id = task["task_id"]
+    await worker.claim(task_id)
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    payloads = []
+    for url in ("https://example.org/first", "https://example.org/second"):
+        proven = await worker.submit_proof(task_id, {"url": url}, invoice)
+        copy = proven["proof_sealed"][employer_keys.pubkey_hex]
+        payloads.append(open_sealed(employer_keys, copy["sender"], copy["ciphertext"]))
+        if len(payloads) == 1:
+            await employer.reject(task_id, "not yet")
+    log = await read_log(stack)
+    operator = stack.services.signer.get_public_key()
+    proofs = [e["id"] for e in log if ["op", "ProofSubmitted"] in e["tags"]]
+    assert len(proofs) == 2
+
+    for payload, entry_id in zip(payloads, proofs, strict=True):
+        verdict = check_disclosure_in_log(log, [operator], task_id, "proof", payload)
+        assert verdict.matches and verdict.entry_id == entry_id
+    tampered = payloads[0].replace("first", "third")
+    verdict = check_disclosure_in_log(log, [operator], task_id, "proof", tampered)
+    assert not verdict.matches and verdict.entry_id == proofs[-1]
