@@ -32,6 +32,10 @@ LAYERS: tuple[tuple[str, frozenset[str], str], ...] = (
      "the only package that imports nostr-sdk: kinds, entry tags, canonical JSON, signing and"
      " verifying events, proof of work, the relay client and the embedded relay; no database,"
      " no key custody"),
+    ("swap crypto", frozenset({"swaps"}),
+     "the offline Boltz swap cryptography: MuSig2, the taproot swap tree and addresses, swap"
+     " spends; no I/O, no database, no keys held: what payments, the client and a swap server"
+     " build on"),
     ("records", frozenset({"envelope", "lightning", "store"}),
      "the signed-request envelope (no FastAPI, no database), the Lightning backends behind one"
      " protocol, the database (models, repository, migrations); independent of each other. The"
