@@ -12,4 +12,6 @@ checks that a swap's facts produce the address it is shown.
   partial signatures |
 | ``tree`` | the swap tree: leaves, BIP-341 hashes, the tweaked output key, control blocks,
   bech32m addresses |
+| ``tx`` | spending a swap output: key path (MuSig2 aggregate), script-path refund after the
+  timeout, script-path reverse claim with the preimage |
 """

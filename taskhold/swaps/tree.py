@@ -159,6 +159,7 @@ class SwapTree:
     output_xonly: bytes
     output_parity: int
     key_agg: KeyAgg
+    timeout_block_height: int
 
     @property
     def claim_leaf_hash(self) -> bytes:
@@ -221,6 +222,7 @@ def swap_tree(
         output_xonly=tweaked[1:],
         output_parity=tweaked[0] & 1,
         key_agg=key_agg,
+        timeout_block_height=timeout_block_height,
     )
 
 
