@@ -190,6 +190,9 @@ class Session:
         array = ffi.new("secp256k1_musig_pubnonce *[]", parsed)
         if not lib.secp256k1_musig_nonce_agg(_CTX, aggnonce, array, len(parsed)):
             raise MusigError("nonce aggregation failed")
+        out = ffi.new("unsigned char[66]")
+        lib.secp256k1_musig_aggnonce_serialize(_CTX, out, aggnonce)
+        self.aggnonce = bytes(ffi.buffer(out, PUBNONCE_SIZE))
         self._session = ffi.new("secp256k1_musig_session *")
         if not lib.secp256k1_musig_nonce_process(
             _CTX, self._session, aggnonce, self.msg, key_agg._cache

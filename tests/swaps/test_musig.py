@@ -161,3 +161,87 @@ def test_one_nonce_per_signer() -> None:
     agg = KeyAgg([boltz_pub, client_pub])
     with pytest.raises(MusigError, match="one public nonce per signer"):
         Session(agg, [nonce_gen(client, agg).public], b"\x01" * 32)
+
+
+# bip-0327/vectors/sign_verify_vectors.json: the partial signatures of the valid cases with a
+# 32-byte message must verify for their signer, and the verify_fail/verify_error cases must not.
+# (Signing itself cannot take the vectors' secret nonces: libsecp256k1's secnonce is opaque and
+# only made by nonce_gen, which is the point of the single-use design.)
+SV_PUBKEYS = [
+    "03935F972DA013F80AE011890FA89B67A27B7BE6CCB24D3274D18B2D4067F261A9",
+    "02F9308A019258C31049344F85F89D5229B531C845836F99B08601F113BCE036F9",
+    "02DFF1D77F2A671C5F36183726DB2341BE58FEAE1DA2DECED843240F7B502BA661",
+    "020000000000000000000000000000000000000000000000000000000000000007",
+]
+SV_PNONCES = [
+    "0337C87821AFD50A8644D820A8F3E02E499C931865C2360FB43D0A0D20DAFE07EA"
+    "0287BF891D2A6DEAEBADC909352AA9405D1428C15F4B75F04DAE642A95C2548480",
+    "0279BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798"
+    "0279BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798",
+    "032DE2662628C90B03F5E720284EB52FF7D71F4284F627B68A853D78C78E1FFE93"
+    "03E4C5524E83FFE1493B9077CF1CA6BEB2090C93D930321071AD40B2F44E599046",
+    "0237C87821AFD50A8644D820A8F3E02E499C931865C2360FB43D0A0D20DAFE07EA"
+    "0387BF891D2A6DEAEBADC909352AA9405D1428C15F4B75F04DAE642A95C2548480",
+    "0200000000000000000000000000000000000000000000000000000000000000"
+    "090287BF891D2A6DEAEBADC909352AA9405D1428C15F4B75F04DAE642A95C2548480",
+]
+SV_MSG = "F95466D086770E689964664219266FE5ED215C92AE20BAB5C9D79ADDDDF3C0CF"
+SV_VALID = [
+    ([0, 1, 2], [0, 1, 2], 0, "012ABBCB52B3016AC03AD82395A1A415C48B93DEF78718E62A7A90052FE224FB"),
+    ([1, 0, 2], [1, 0, 2], 1, "9FF2F7AAA856150CC8819254218D3ADEEB0535269051897724F9DB3789513A52"),
+    ([1, 2, 0], [1, 2, 0], 2, "FA23C359F6FAC4E7796BB93BC9F0532A95468C539BA20FF86D7C76ED92227900"),
+    # both halves of the aggregate nonce are the point at infinity
+    ([0, 1], [0, 3], 0, "AE386064B26105404798F75DE2EB9AF5EDA5387B064B83D049CB7C5E08879531"),
+]
+SV_VERIFY_FAIL = [
+    ("97AC833ADCB1AFA42EBF9E0725616F3C9A0D5B614F6FE283CEAAA37A8FFAF406", 0),  # negated
+    ("68537CC5234E505BD14061F8DA9E90C220A181855FD8BDB7F127BB12403B4D3B", 1),  # wrong signer
+]
+SV_SIG_OVER_N = "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141"
+
+
+SV_AGGNONCE = (
+    "028465FCF0BBDBCF443AABCCE533D42B4B5A10966AC09A49655E8C42DAAB8FCD61"
+    "037496A3CC86926D452CAFCFD55D25972CA1675D549310DE296BFF42F72EEEA8C9"
+)
+
+
+def test_bip327_nonce_aggregation() -> None:
+    assert _sv_session([0, 1, 2], [0, 1, 2]).aggnonce.hex() == SV_AGGNONCE.lower()
+    assert _sv_session([0, 1], [0, 3]).aggnonce == b"\x00" * 66  # infinity, both halves
+
+
+def _sv_session(key_indices: list[int], nonce_indices: list[int]) -> Session:
+    agg = KeyAgg([bytes.fromhex(SV_PUBKEYS[i]) for i in key_indices])
+    return Session(
+        agg, [bytes.fromhex(SV_PNONCES[i]) for i in nonce_indices], bytes.fromhex(SV_MSG)
+    )
+
+
+@pytest.mark.parametrize(("keys", "nonces", "signer", "expected"), SV_VALID)
+def test_bip327_valid_partial_signatures_verify(
+    keys: list[int], nonces: list[int], signer: int, expected: str
+) -> None:
+    session = _sv_session(keys, nonces)
+    assert session.verify_partial(bytes.fromhex(expected), bytes.fromhex(SV_PUBKEYS[keys[signer]]))
+    others = [k for k in keys if k != keys[signer]]
+    assert not session.verify_partial(bytes.fromhex(expected), bytes.fromhex(SV_PUBKEYS[others[0]]))
+
+
+@pytest.mark.parametrize(("sig", "signer"), SV_VERIFY_FAIL)
+def test_bip327_verify_fail_vectors(sig: str, signer: int) -> None:
+    session = _sv_session([0, 1, 2], [0, 1, 2])
+    assert not session.verify_partial(bytes.fromhex(sig), bytes.fromhex(SV_PUBKEYS[signer]))
+
+
+def test_bip327_partial_signature_over_the_group_order_refused() -> None:
+    session = _sv_session([0, 1, 2], [0, 1, 2])
+    with pytest.raises(MusigError):
+        session.verify_partial(bytes.fromhex(SV_SIG_OVER_N), bytes.fromhex(SV_PUBKEYS[0]))
+
+
+def test_bip327_verify_error_vectors() -> None:
+    with pytest.raises(MusigError):  # invalid pubnonce (signer 0)
+        _sv_session([0, 1, 2], [4, 1, 2])
+    with pytest.raises(MusigError):  # invalid pubkey (signer 0)
+        _sv_session([3, 1, 2], [0, 1, 2])
