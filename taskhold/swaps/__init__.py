@@ -8,6 +8,7 @@ checks that a swap's facts produce the address it is shown.
 
 | module | job |
 |---|---|
+| ``errors`` | ``SwapError`` and its three kinds: bad input, never a fault |
 | ``musig`` | MuSig2 (BIP-327) over coincurve's libsecp256k1: key aggregation, single-use nonces,
   partial signatures |
 | ``tree`` | the swap tree: leaves, BIP-341 hashes, the tweaked output key, control blocks,

@@ -16,16 +16,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from coincurve import PrivateKey
 from coincurve._libsecp256k1 import ffi, lib
 from coincurve.context import GLOBAL_CONTEXT
+
+from .errors import MusigError
+
+__all__ = [
+    "KeyAgg",
+    "MusigError",
+    "NoncePair",
+    "SecretNonce",
+    "Session",
+    "nonce_gen",
+    "verify_schnorr",
+]
 
 _CTX = GLOBAL_CONTEXT.ctx
 PUBNONCE_SIZE = 66
 PARTIAL_SIG_SIZE = 32
-
-
-class MusigError(ValueError):
-    """Bad input to a MuSig2 step (a malformed key, nonce or signature, a reused nonce)."""
 
 
 def _pubkey(compressed: bytes) -> Any:
@@ -56,6 +65,13 @@ def _bytes32(value: bytes, what: str) -> bytes:
     if len(value) != 32:
         raise MusigError(f"{what} must be 32 bytes")
     return value
+
+
+def _public_of(seckey: bytes) -> bytes:
+    try:
+        return PrivateKey(_bytes32(seckey, "a secret key")).public_key.format(compressed=True)
+    except ValueError as exc:
+        raise MusigError("not a valid secret key") from exc
 
 
 class KeyAgg:
@@ -128,9 +144,7 @@ class NoncePair:
 
 def nonce_gen(seckey: bytes, key_agg: KeyAgg | None = None, msg: bytes | None = None) -> NoncePair:
     """Fresh nonces for one signing session; randomness from the OS (never a counter)."""
-    from coincurve import PrivateKey
-
-    pub = PrivateKey(_bytes32(seckey, "a secret key")).public_key.format(compressed=True)
+    pub = _public_of(seckey)
     secnonce = ffi.new("secp256k1_musig_secnonce *")
     pubnonce = ffi.new("secp256k1_musig_pubnonce *")
     secrand = ffi.new("unsigned char[32]", os.urandom(32))
@@ -204,10 +218,8 @@ class Session:
         keypair = ffi.new("secp256k1_keypair *")
         if not lib.secp256k1_keypair_create(_CTX, keypair, _bytes32(seckey, "a secret key")):
             raise MusigError("not a valid secret key")
-        from coincurve import PrivateKey
-
         # libsecp256k1 aborts the process on a key/nonce mismatch, so it is refused here first
-        if PrivateKey(seckey).public_key.format(compressed=True) != secnonce.pubkey:
+        if _public_of(seckey) != secnonce.pubkey:
             raise MusigError("that secret key does not own this nonce")
         self.key_agg.index_of(secnonce.pubkey)
         raw = secnonce.take()

@@ -13,7 +13,28 @@ from enum import StrEnum
 
 from embit.hashes import ripemd160
 
+from .errors import TreeError
 from .musig import KeyAgg
+
+__all__ = [
+    "LEAF_VERSION",
+    "Network",
+    "SwapTree",
+    "SwapType",
+    "TreeError",
+    "branch_hash",
+    "decode_segwit_address",
+    "leaf_hash",
+    "p2tr_script_pubkey",
+    "refund_leaf",
+    "reverse_claim_leaf",
+    "script_num",
+    "segwit_address",
+    "submarine_claim_leaf",
+    "swap_tree",
+    "tagged_hash",
+    "taptweak",
+]
 
 LEAF_VERSION = 0xC0
 
@@ -34,10 +55,6 @@ class Network(StrEnum):
     MAINNET = "bc"
     TESTNET = "tb"
     REGTEST = "bcrt"
-
-
-class TreeError(ValueError):
-    """Bad swap facts: a wrong-sized key or hash, an impossible timeout."""
 
 
 def tagged_hash(tag: str, data: bytes) -> bytes:

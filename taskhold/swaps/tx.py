@@ -15,15 +15,24 @@ from coincurve import PrivateKey
 from embit.script import Script, Witness
 from embit.transaction import SIGHASH, Transaction, TransactionInput, TransactionOutput
 
+from .errors import SpendError
 from .musig import verify_schnorr
 from .tree import LEAF_VERSION, SwapTree, SwapType, reverse_claim_leaf
 
+__all__ = [
+    "RBF_SEQUENCE",
+    "SpendError",
+    "SwapUtxo",
+    "build_spend",
+    "finish_key_path",
+    "key_path_sighash",
+    "leaf_sighash",
+    "refund_script_path",
+    "reverse_claim_script_path",
+]
+
 RBF_SEQUENCE = 0xFFFFFFFD  # not final, so nLockTime is enforced; also signals replaceability
 P2TR_DUST_SAT = 330
-
-
-class SpendError(ValueError):
-    """A swap spend that cannot be built or would not be valid on chain."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,11 @@ def build_spend(
         raise SpendError(f"the fee leaves {value} sat, below the dust limit ({P2TR_DUST_SAT})")
     if not 0 <= locktime < 500_000_000:
         raise SpendError("nLockTime must be a block height")
-    vin = TransactionInput(bytes.fromhex(utxo.txid), utxo.vout, sequence=sequence)
+    try:
+        txid = bytes.fromhex(utxo.txid)
+    except ValueError:
+        raise SpendError("a txid is hex") from None
+    vin = TransactionInput(txid, utxo.vout, sequence=sequence)
     vout = TransactionOutput(value, Script(destination_script_pubkey))
     return Transaction(version=2, vin=[vin], vout=[vout], locktime=locktime)
 
@@ -92,8 +105,15 @@ def finish_key_path(tx: Transaction, utxo: SwapUtxo, signature: bytes) -> Transa
     return tx
 
 
+def _private_key(seckey: bytes) -> PrivateKey:
+    try:
+        return PrivateKey(seckey)
+    except ValueError:
+        raise SpendError("not a valid secret key") from None
+
+
 def _sign_leaf(tx: Transaction, utxo: SwapUtxo, leaf: bytes, seckey: bytes, key: bytes) -> bytes:
-    private = PrivateKey(seckey)
+    private = _private_key(seckey)
     if private.public_key.format()[1:] != key:
         raise SpendError("that secret key is not the key of this leaf")
     msg = leaf_sighash(tx, utxo, leaf)
@@ -142,7 +162,7 @@ def reverse_claim_script_path(
         raise SpendError("only a reverse swap is claimed by the client")
     if len(preimage) != 32:
         raise SpendError("a preimage is 32 bytes")
-    claim_key = PrivateKey(claim_seckey).public_key.format()
+    claim_key = _private_key(claim_seckey).public_key.format()
     expected = reverse_claim_leaf(hashlib.sha256(preimage).digest(), claim_key)
     if expected != tree.claim_leaf:
         raise SpendError("this preimage and key do not open the swap's claim leaf")

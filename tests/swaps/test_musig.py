@@ -245,3 +245,16 @@ def test_bip327_verify_error_vectors() -> None:
         _sv_session([0, 1, 2], [4, 1, 2])
     with pytest.raises(MusigError):  # invalid pubkey (signer 0)
         _sv_session([3, 1, 2], [0, 1, 2])
+
+
+@pytest.mark.parametrize("seckey", [b"\x00" * 32, b"\xff" * 32, b"\x01" * 31])
+def test_invalid_secret_keys_refused(seckey: bytes) -> None:
+    _, boltz_pub, client, client_pub = _parties()
+    agg = KeyAgg([boltz_pub, client_pub])
+    with pytest.raises(MusigError):
+        nonce_gen(seckey, agg)
+    nonce = nonce_gen(client, agg)
+    session = Session(agg, [nonce_gen(client, agg).public, nonce.public], b"\x01" * 32)
+    with pytest.raises(MusigError):
+        session.sign(nonce.secret, seckey)
+    assert not nonce.secret.used  # a refused attempt does not burn the nonce

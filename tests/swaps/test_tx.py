@@ -11,6 +11,7 @@ import pytest
 from coincurve import PrivateKey
 from embit.transaction import Transaction
 
+from taskhold.swaps.errors import SwapError
 from taskhold.swaps.musig import Session, nonce_gen, verify_schnorr
 from taskhold.swaps.tree import SwapTree, SwapType, leaf_hash, swap_tree, tagged_hash
 from taskhold.swaps.tx import (
@@ -169,3 +170,16 @@ def test_key_path_signature_that_does_not_verify_is_refused() -> None:
 def test_bad_fees_refused(fee: int, error: str) -> None:
     with pytest.raises(SpendError, match=error):
         build_spend(_utxo(SwapType.SUBMARINE), DEST, fee)
+
+
+def test_malformed_inputs_are_swap_errors() -> None:
+    """A caller maps SwapError to its refusal; nothing else may escape for bad input."""
+    utxo = _utxo(SwapType.REVERSE)
+    with pytest.raises(SwapError):
+        build_spend(SwapUtxo("zz" * 32, 0, AMOUNT, utxo.tree), DEST, FEE)
+    with pytest.raises(SwapError):
+        refund_script_path(
+            _utxo(SwapType.SUBMARINE), DEST, FEE, refund_seckey=b"\x00" * 32, locktime=TIMEOUT
+        )
+    with pytest.raises(SwapError):
+        reverse_claim_script_path(utxo, DEST, FEE, claim_seckey=b"\xff" * 32, preimage=PREIMAGE)
