@@ -15,4 +15,6 @@ checks that a swap's facts produce the address it is shown.
   bech32m addresses |
 | ``tx`` | spending a swap output: key path (MuSig2 aggregate), script-path refund after the
   timeout, script-path reverse claim with the preimage |
+| ``cooperative`` | the client's half of Boltz's MuSig2 signing: answering Boltz's submarine
+  claim (after the preimage check), and cooperative refunds and reverse claims |
 """
