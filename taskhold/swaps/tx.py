@@ -63,6 +63,8 @@ def build_spend(
         raise SpendError(f"the fee leaves {value} sat, below the dust limit ({P2TR_DUST_SAT})")
     if not 0 <= locktime < 500_000_000:
         raise SpendError("nLockTime must be a block height")
+    if locktime and sequence == 0xFFFFFFFF:
+        raise SpendError("a final nSequence (0xffffffff) would switch nLockTime off")
     try:
         txid = bytes.fromhex(utxo.txid)
     except ValueError:

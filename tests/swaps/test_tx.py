@@ -78,7 +78,7 @@ def test_script_path_refund_verifies() -> None:
     tx = refund_script_path(utxo, DEST, FEE, refund_seckey=CLIENT_SK, locktime=TIMEOUT)
     parsed = Transaction.parse(tx.serialize())  # survives a wire round trip
     assert parsed.locktime == TIMEOUT
-    assert parsed.vin[0].sequence == RBF_SEQUENCE
+    assert parsed.vin[0].sequence == RBF_SEQUENCE == 0xFFFFFFFD  # not final: CLTV applies
     assert parsed.vin[0].txid.hex() == TXID
     assert parsed.vout[0].value == AMOUNT - FEE
     sig, leaf, control = parsed.vin[0].witness.items
@@ -183,3 +183,8 @@ def test_malformed_inputs_are_swap_errors() -> None:
         )
     with pytest.raises(SwapError):
         reverse_claim_script_path(utxo, DEST, FEE, claim_seckey=b"\xff" * 32, preimage=PREIMAGE)
+
+
+def test_a_final_sequence_with_a_locktime_is_refused() -> None:
+    with pytest.raises(SpendError, match="nLockTime off"):
+        build_spend(_utxo(SwapType.SUBMARINE), DEST, FEE, locktime=TIMEOUT, sequence=0xFFFFFFFF)
