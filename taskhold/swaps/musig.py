@@ -53,14 +53,6 @@ def _serialize_pubkey(point: Any) -> bytes:
     return bytes(ffi.buffer(out, 33))
 
 
-def _xonly_of(point: Any) -> bytes:
-    xonly = ffi.new("secp256k1_xonly_pubkey *")
-    lib.secp256k1_xonly_pubkey_from_pubkey(_CTX, xonly, ffi.NULL, point)
-    out = ffi.new("unsigned char[32]")
-    lib.secp256k1_xonly_pubkey_serialize(_CTX, out, xonly)
-    return bytes(ffi.buffer(out, 32))
-
-
 def _bytes32(value: bytes, what: str) -> bytes:
     if len(value) != 32:
         raise MusigError(f"{what} must be 32 bytes")
