@@ -346,7 +346,7 @@ class TaskholdClient:
         arbiter, with its ``proof_hash``, instead of in the clear; left out, the proof is sealed
         when the task read for its ``head`` is private (with ``head`` given, pass ``sealed``).
         ``seal_invoice``: send the invoice sealed to the operator alone (see
-        :meth:`update_payout_invoice`); left out, it is sealed when the task is private.
+        :meth:`update_payout_invoice`); left out, it is sealed when the proof is.
         """
         task: dict[str, Any] | None = None
         if head is None:
@@ -355,8 +355,7 @@ class TaskholdClient:
         if sealed is None:
             sealed = task is not None and task.get("visibility") == "private"
         if seal_invoice is None:
-            task = task or await self.get_task(task_id)
-            seal_invoice = task.get("visibility") == "private"
+            seal_invoice = sealed
         body: dict[str, Any] = {
             "proof": proof,
             **await self._invoice_fields("payout_invoice", payout_invoice, seal_invoice),
