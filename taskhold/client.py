@@ -221,6 +221,21 @@ class TaskholdClient:
         payload = make_payload(body)
         return commitment(payload), seal(self._keys, recipients, payload)
 
+    async def _sealing(self, task_id: str, seal_invoice: bool | None) -> bool:
+        """Whether to seal an invoice: as asked, else when the task is private."""
+        if seal_invoice is not None:
+            return seal_invoice
+        return bool((await self.get_task(task_id)).get("visibility") == "private")
+
+    async def _invoice_fields(self, field: str, invoice: str, sealing: bool) -> dict[str, Any]:
+        """``field`` (or ``<field>_sealed``: the invoice sealed to the operator key) and the
+        ``payout_hash``/``payout_msat`` signed in clear with it."""
+        if not sealing:
+            return {field: invoice, **payout_terms(invoice)}
+        operator = (await self.info())["operator_pubkey"]
+        sealed = seal(self._keys, [operator], invoice)[operator]
+        return {f"{field}_sealed": sealed, **payout_terms(invoice)}
+
     def open_proof(self, task: dict[str, Any]) -> dict[str, Any] | None:
         """A task's current sealed proof, opened with this client's key and checked against
         ``proof_hash``; None when the proof was not sealed or this key has no copy."""
@@ -323,6 +338,7 @@ class TaskholdClient:
         head: str | None = None,
         idempotency_key: str | None = None,
         sealed: bool | None = None,
+        seal_invoice: bool | None = None,
     ) -> dict[str, Any]:
         """Submit the worker's proof (its own kind) with the invoice the reward is paid to.
 
@@ -331,6 +347,8 @@ class TaskholdClient:
         ``sealed``: send the proof NIP-44 sealed to the employer, the operator and every
         arbiter, with its ``proof_hash``, instead of in the clear; left out, the proof is sealed
         when the task read for its ``head`` is private (with ``head`` given, pass ``sealed``).
+        ``seal_invoice``: send the invoice sealed to the operator alone (see
+        :meth:`update_payout_invoice`); left out, it is sealed when the proof is.
         """
         task: dict[str, Any] | None = None
         if head is None:
@@ -338,10 +356,11 @@ class TaskholdClient:
             head = task.get("log_head")
         if sealed is None:
             sealed = task is not None and task.get("visibility") == "private"
+        if seal_invoice is None:
+            seal_invoice = sealed
         body: dict[str, Any] = {
             "proof": proof,
-            "payout_invoice": payout_invoice,
-            **payout_terms(payout_invoice),
+            **await self._invoice_fields("payout_invoice", payout_invoice, seal_invoice),
         }
         if sealed:
             task = task or await self.get_task(task_id)
@@ -450,32 +469,50 @@ class TaskholdClient:
         payout_invoice: str,
         *,
         idempotency_key: str | None = None,
+        seal_invoice: bool | None = None,
     ) -> dict[str, Any]:
         """As the beneficiary of ``depositor``'s forfeited deposit: the invoice it is paid to
-        (exactly the deposit's amount)."""
+        (exactly the deposit's amount); sealed as for :meth:`update_payout_invoice`."""
+        sealing = await self._sealing(task_id, seal_invoice)
         body = {
             "depositor": depositor,
-            "payout_invoice": payout_invoice,
-            **payout_terms(payout_invoice),
+            **await self._invoice_fields("payout_invoice", payout_invoice, sealing),
         }
         return await self._task_write(
             task_id, "deposit-payout", "deposit-payout", body, idempotency_key
         )
 
     async def update_payout_invoice(
-        self, task_id: str, payout_invoice: str, *, idempotency_key: str | None = None
+        self,
+        task_id: str,
+        payout_invoice: str,
+        *,
+        idempotency_key: str | None = None,
+        seal_invoice: bool | None = None,
     ) -> dict[str, Any]:
-        """Replace the invoice the reward goes to, e.g. after the first one expired."""
-        body = {"payout_invoice": payout_invoice, **payout_terms(payout_invoice)}
+        """Replace the invoice the reward goes to, e.g. after the first one expired.
+
+        ``seal_invoice``: send it NIP-44 sealed to the operator alone
+        (``payout_invoice_sealed``), so the public log, the task and its answers never show it
+        (it names this payee's node); left out, it is sealed when the task is private."""
+        sealing = await self._sealing(task_id, seal_invoice)
+        body = await self._invoice_fields("payout_invoice", payout_invoice, sealing)
         return await self._task_write(
             task_id, "payout-invoice", "payout-invoice", body, idempotency_key
         )
 
     async def update_refund_invoice(
-        self, task_id: str, refund_invoice: str, *, idempotency_key: str | None = None
+        self,
+        task_id: str,
+        refund_invoice: str,
+        *,
+        idempotency_key: str | None = None,
+        seal_invoice: bool | None = None,
     ) -> dict[str, Any]:
-        """As the employer of a split task: the invoice your share is paid to (exactly it)."""
-        body = {"refund_invoice": refund_invoice, **payout_terms(refund_invoice)}
+        """As the employer of a split task: the invoice your share is paid to (exactly it);
+        sealed as for :meth:`update_payout_invoice`."""
+        sealing = await self._sealing(task_id, seal_invoice)
+        body = await self._invoice_fields("refund_invoice", refund_invoice, sealing)
         return await self._task_write(
             task_id, "refund-invoice", "refund-invoice", body, idempotency_key
         )

@@ -22,7 +22,9 @@ paid, then its last round settled, on its own; simulator only).
 the employer pays two renewals, each previous round is cancelled, and the third is settled).
 ``private`` (a private task: a random ``secret_marker`` is put in its description and in the
 proof, both sent NIP-44 sealed; the log and the relay carry only their hashes, the worker reads
-the details from the operator's copy, and the employer reads the proof from its own).
+the details from the operator's copy, and the employer reads the proof from its own; the
+worker's payout invoice goes sealed to the operator alone, and the log proves the payout by
+its signed hash; the JSON names the invoice, as ``secret_marker``, so it can be searched for).
 
 The demo configures one arbiter key of its own and says so: a rejection then has someone to
 rule on it.
@@ -763,6 +765,8 @@ class Play:
         )
         committed = task["proof_hash"][:16]
         say(f"4. worker sends a sealed proof; proof_hash {committed}… → {task['state']}")
+        sealed_invoice = str(task["payout_invoice"]).startswith("sealed:")
+        say(f"   its payout invoice went sealed to the operator: {sealed_invoice}")
         proof = self.employer.open_proof(task) or {}
         say(f"5. employer opens its copy of the proof: marker read {marker in str(proof)}")
         await self.employer.approve(task_id)
@@ -773,6 +777,8 @@ class Play:
             "visibility": task["visibility"],
             "details_hash": task["details_hash"],
             "proof_hash": task["proof_hash"],
+            "payout_invoice": invoice,
+            "payout_invoice_sealed": sealed_invoice,
         }
 
     def summary(self, task: dict[str, Any], funding: dict[str, Any]) -> dict[str, Any]:

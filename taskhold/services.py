@@ -185,7 +185,14 @@ async def build_services(
             "operator_pubkey": signer.get_public_key(),
         },
     )
-    ctx = EscrowContext(store=store, lightning=backend, keys=keys, settings=settings, audit=audit)
+    ctx = EscrowContext(
+        store=store,
+        lightning=backend,
+        keys=keys,
+        settings=settings,
+        audit=audit,
+        operator_keys=operator_keys,
+    )
     if fault_hook is not None:
         ctx.fault_hook = fault_hook
     escrow_engine = EscrowEngine(ctx)

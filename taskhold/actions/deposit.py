@@ -24,6 +24,7 @@ from taskhold.tasks.model import deposit_view
 from .content import PUBKEY_PATTERN, PayoutTerms, parse_content
 from .open_invoices import check_open_invoices
 from .pipeline import Outcome, WriteContext, apply_command
+from .private import given_invoice
 
 __all__ = ["deposit", "deposit_payout"]
 
@@ -34,7 +35,9 @@ class DepositContent(BaseModel):
 
 class DepositPayoutContent(PayoutTerms):
     depositor: str = Field(pattern=PUBKEY_PATTERN)
-    payout_invoice: str = Field(min_length=1, max_length=4000)
+    payout_invoice: str | None = Field(default=None, min_length=1, max_length=4000)
+    payout_invoice_sealed: str | None = Field(default=None, min_length=1, max_length=12_000)
+    """The invoice NIP-44 v2 sealed by the beneficiary to the operator key (``.private``)."""
 
 
 async def deposit(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None) -> Outcome:
@@ -105,8 +108,15 @@ async def deposit_payout(
     forfeited = task.deposit_of(body.depositor)
     assert forfeited is not None
     settings = ctx.escrow.settings
+    given = given_invoice(
+        ctx,
+        signer=request.pubkey,
+        field="payout_invoice",
+        clear=body.payout_invoice,
+        sealed=body.payout_invoice_sealed,
+    )
     invoice = validate_payout_invoice(
-        body.payout_invoice,
+        given.text,
         expected_msat=forfeited.amount_msat,
         network=ctx.escrow.lightning.network,
         now=now,
@@ -124,4 +134,5 @@ async def deposit_payout(
         ),
         accepting=True,
     )
-    return Outcome(await apply_command(ctx, tx, request, task, command(invoice.payment_request)))
+    kept = given.stored(invoice.payment_hash_hex, invoice.payment_request)
+    return Outcome(await apply_command(ctx, tx, request, task, command(kept)))

@@ -16,6 +16,11 @@ acceptance spec on it, and the log records ``proof_hash``, the copies and the ve
 Only the operator's copy can be checked against the commitment, so the copies a task keeps for
 the other readers are the operator's, sealed again from the payload it checked: a sender cannot
 hand the other side or an arbiter a copy that says something other than what was committed.
+
+A payout invoice may go sealed too (``payout_invoice_sealed``, ``refund_invoice_sealed``), to
+the operator alone: the invoice names the payee's node. The operator opens it in memory to check
+it like a clear one; the task keeps its sealed form (``taskhold.payments.sealed``), opened again
+only to pay it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from taskhold.nostr.confidential import (
     payload_body,
     seal,
 )
+from taskhold.payments.sealed import sealed_form
 from taskhold.tasks import Task
 
 from .content import PUBKEY_PATTERN
@@ -41,12 +47,14 @@ from .pipeline import WriteContext
 
 __all__ = [
     "HASH_PATTERN",
+    "GivenInvoice",
     "OpenedProof",
     "Recipient",
     "SealedCopies",
     "SealedText",
     "check_private_details",
     "details_for_worker",
+    "given_invoice",
     "open_sealed_proof",
 ]
 
@@ -181,6 +189,40 @@ def open_sealed_proof(
         )
     copies = _kept(operator, worker, payload, proof_sealed)
     return OpenedProof(proof=proof, proof_hash=proof_hash, copies=copies)
+
+
+@dataclass(frozen=True, slots=True)
+class GivenInvoice:
+    """A payee's invoice as a request gave it: ``text`` is the invoice, opened in memory if it
+    came sealed (then ``sealed`` is its sender, the operator key and the ciphertext)."""
+
+    text: str
+    sealed: tuple[str, str, str] | None = None
+
+    def stored(self, payment_hash: str, payment_request: str) -> str:
+        """What the task keeps once the invoice is checked: its sealed form (named by its
+        checked ``payment_hash``), or the clear invoice as decoded."""
+        if self.sealed is None:
+            return payment_request
+        return sealed_form(payment_hash, *self.sealed)
+
+
+def given_invoice(
+    ctx: WriteContext, *, signer: str, field: str, clear: str | None, sealed: str | None
+) -> GivenInvoice:
+    """The invoice in ``field`` or ``<field>_sealed`` (exactly one), the sealed one opened with
+    the operator's key; one that does not open is refused."""
+    if (clear is None) == (sealed is None):
+        raise Invalid(
+            f"give {field} or {field}_sealed (the invoice sealed to the operator), exactly one",
+            code=RefusalCode.INVALID_CONTENT,
+        )
+    if clear is not None:
+        return GivenInvoice(clear)
+    assert sealed is not None
+    operator = _operator_keys(ctx)
+    text = _open(operator, signer, sealed).strip()
+    return GivenInvoice(text, (signer, operator.pubkey_hex, sealed))
 
 
 def _operator_keys(ctx: WriteContext) -> NostrKeys:

@@ -28,14 +28,27 @@ from taskhold.verification import check_proof, parse_spec
 
 from .content import PayoutTerms, parse_content
 from .pipeline import Outcome, WriteContext, apply_command
-from .private import HASH_PATTERN, OpenedProof, Recipient, SealedText, open_sealed_proof
+from .private import (
+    HASH_PATTERN,
+    OpenedProof,
+    Recipient,
+    SealedText,
+    given_invoice,
+    open_sealed_proof,
+)
 
 __all__ = ["submit_proof", "update_payout_invoice", "update_refund_invoice"]
 
 
+InvoiceText = Field(default=None, min_length=1, max_length=4000)
+SealedInvoice = Field(default=None, min_length=1, max_length=12_000)
+"""An invoice NIP-44 v2 sealed by the request's signer to the operator key, base64."""
+
+
 class ProofContent(PayoutTerms):
     proof: dict[str, Any] = Field(default_factory=dict)
-    payout_invoice: str = Field(min_length=1, max_length=4000)
+    payout_invoice: str | None = InvoiceText
+    payout_invoice_sealed: str | None = SealedInvoice
     proof_hash: str | None = Field(default=None, pattern=HASH_PATTERN)
     proof_sealed: dict[Recipient, SealedText] | None = Field(default=None, max_length=32)
     """A sealed proof (see ``.private``): recipient pubkey -> the proof payload NIP-44 v2
@@ -43,11 +56,13 @@ class ProofContent(PayoutTerms):
 
 
 class PayoutInvoiceContent(PayoutTerms):
-    payout_invoice: str = Field(min_length=1, max_length=4000)
+    payout_invoice: str | None = InvoiceText
+    payout_invoice_sealed: str | None = SealedInvoice
 
 
 class RefundInvoiceContent(PayoutTerms):
-    refund_invoice: str = Field(min_length=1, max_length=4000)
+    refund_invoice: str | None = InvoiceText
+    refund_invoice_sealed: str | None = SealedInvoice
 
 
 async def _check_head_seen(tx: Tx, task: Task, request: SignedRequest) -> None:
@@ -74,7 +89,7 @@ async def _checked_invoice(
     ctx: WriteContext,
     tx: Tx,
     task: Task,
-    payout_invoice: str,
+    request: SignedRequest,
     terms: PayoutTerms,
     *,
     employer_share: bool = False,
@@ -82,7 +97,8 @@ async def _checked_invoice(
     """The worker's invoice, if it is for the payout (a split's worker share once split), its
     signed ``terms`` are its own, and paying it cannot lose money (the rules of
     :mod:`taskhold.payments.rules`, checked again before paying); with ``employer_share``, the
-    employer's invoice for their share."""
+    employer's invoice for their share. Given sealed, it is opened and checked the same way,
+    and what is returned to keep is its sealed form."""
     settings = ctx.escrow.settings
     if employer_share:
         assert task.split_employer_msat is not None
@@ -91,8 +107,15 @@ async def _checked_invoice(
     else:
         what = "the worker's share" if task.is_split else "the task amount minus the operator fee"
         expected, field, owner = task.payout_msat, "payout_invoice", f"task/{task.task_id}"
+    given = given_invoice(
+        ctx,
+        signer=request.pubkey,
+        field=field,
+        clear=getattr(terms, field),
+        sealed=getattr(terms, f"{field}_sealed"),
+    )
     invoice = validate_payout_invoice(
-        payout_invoice,
+        given.text,
         expected_msat=expected,
         network=ctx.escrow.lightning.network,
         now=ctx.escrow.now(),
@@ -114,7 +137,7 @@ async def _checked_invoice(
         ),
         accepting=True,
     )
-    return invoice.payment_request
+    return given.stored(invoice.payment_hash_hex, invoice.payment_request)
 
 
 async def submit_proof(
@@ -151,7 +174,7 @@ async def submit_proof(
     problems = await asyncio.to_thread(check_proof, parse_spec(task.acceptance), checked)
     if problems:
         return await _refused(ctx, tx, request, task, problems, now)
-    payout_invoice = await _checked_invoice(ctx, tx, task, body.payout_invoice, body)
+    payout_invoice = await _checked_invoice(ctx, tx, task, request, body)
     return Outcome(await apply_command(ctx, tx, request, task, command(payout_invoice)))
 
 
@@ -217,7 +240,7 @@ async def update_payout_invoice(
         return c.UpdatePayoutRequest(actor=request.pubkey, at=now, payout_request=payout_invoice)
 
     decide(task, command(""), ctx.arbiters)
-    payout_invoice = await _checked_invoice(ctx, tx, task, body.payout_invoice, body)
+    payout_invoice = await _checked_invoice(ctx, tx, task, request, body)
     return Outcome(await apply_command(ctx, tx, request, task, command(payout_invoice)))
 
 
@@ -235,5 +258,5 @@ async def update_refund_invoice(
         return c.UpdateRefundRequest(actor=request.pubkey, at=now, refund_request=refund_invoice)
 
     decide(task, command(""), ctx.arbiters)
-    invoice = await _checked_invoice(ctx, tx, task, body.refund_invoice, body, employer_share=True)
+    invoice = await _checked_invoice(ctx, tx, task, request, body, employer_share=True)
     return Outcome(await apply_command(ctx, tx, request, task, command(invoice)))

@@ -193,6 +193,7 @@ class DepositView(_Described):
     beneficiary: str | None
     reason: str | None
     payout_invoice: str | None
+    """The payee's invoice; one given sealed shows as ``sealed:<payment hash>``."""
     payout_failures: int
     last_payout_failure: str | None
     payout_payment_hash: str | None
@@ -210,6 +211,7 @@ class SplitView(_Described):
     worker_msat: int
     employer_msat: int
     refund_invoice: str | None
+    """The payee's invoice; one given sealed shows as ``sealed:<payment hash>``."""
     refund_failures: int
     last_refund_failure: str | None
     refund_payment_hash: str | None
@@ -287,6 +289,7 @@ class TaskView(_Described):
     proof: dict[str, Any] | None
     proof_event_id: str | None
     payout_invoice: str | None
+    """The payee's invoice; one given sealed shows as ``sealed:<payment hash>``."""
     submitted_at: int | None
     verified_at: int | None
     rejection_reason: str | None

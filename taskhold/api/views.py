@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from taskhold.payments.sealed import shown
 from taskhold.store.models import TransitionRow
 from taskhold.tasks import Task
 from taskhold.tasks.milestones import series_view
@@ -47,7 +48,7 @@ def task_view(task: Task, log_head: str | None = None) -> dict[str, Any]:
         "funding": funding,
         "proof": task.proof,
         "proof_event_id": task.proof_event_id,
-        "payout_invoice": task.payout_request,
+        "payout_invoice": shown(task.payout_request),
         "submitted_at": task.submitted_at,
         "verified_at": task.verified_at,
         "rejection_reason": task.rejection_reason,
@@ -76,7 +77,10 @@ def task_view(task: Task, log_head: str | None = None) -> dict[str, Any]:
         "hold_settled_at": task.hold_settled_at,
         "closed_at": task.closed_at,
         "deposit_pledged": task.deposit_pledged,
-        "deposits": [deposit_view(deposit) for deposit in task.deposits],
+        "deposits": [
+            {**view, "payout_invoice": shown(view["payout_invoice"])}
+            for view in map(deposit_view, task.deposits)
+        ],
         "claim_mode": task.claim_mode,
         "direct_worker": task.direct_worker,
         "claim_timeout_s": task.claim_timeout_s,
@@ -121,7 +125,7 @@ def _split_view(task: Task) -> dict[str, Any] | None:
         "basis": task.split_basis,
         "worker_msat": task.split_worker_msat,
         "employer_msat": task.split_employer_msat,
-        "refund_invoice": task.refund_request,
+        "refund_invoice": shown(task.refund_request),
         "refund_failures": task.refund_failures,
         "last_refund_failure": task.last_refund_failure,
         "refund_payment_hash": task.refund_payment_hash_hex,

@@ -11,6 +11,7 @@ import structlog
 from taskhold.journal.chain import AuditLog
 from taskhold.keys import KeyStore
 from taskhold.lightning.base import LightningBackend
+from taskhold.nostr import NostrKeys
 from taskhold.settings import Settings
 from taskhold.store import Store
 from taskhold.tasks import SYSTEM_ACTOR, Task, decide
@@ -39,6 +40,8 @@ class EscrowContext:
     fault_hook: FaultHook = field(default=_no_fault)
     audit: AuditLog = field(default_factory=AuditLog)
     """Settles, cancels and payouts are recorded here: the operator's security journal."""
+    operator_keys: NostrKeys | None = None
+    """Opens a payout invoice its payee sealed to the operator, in memory, to pay it."""
 
     def now(self) -> int:
         return int(self.clock())

@@ -1,5 +1,6 @@
-"""What a payment step needs from its caller: the node, the store, the key store, the settings
-and the operator's journal. The escrow engine's context is one; payments never import it."""
+"""What a payment step needs from its caller: the node, the store, the key store, the settings,
+the operator's journal and keys (a sealed payout invoice opens with them). The escrow
+engine's context is one; payments never import it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import structlog
 from taskhold.journal.chain import AuditLog
 from taskhold.keys import KeyStore
 from taskhold.lightning.base import LightningBackend
+from taskhold.nostr import NostrKeys
 from taskhold.settings import Settings
 from taskhold.store import Store
 
@@ -24,5 +26,6 @@ class PaymentContext(Protocol):
     keys: KeyStore
     settings: Settings
     audit: AuditLog
+    operator_keys: NostrKeys | None
 
     def now(self) -> int: ...

@@ -32,6 +32,7 @@ from taskhold.tasks import SYSTEM_ACTOR, Task
 from .context import PaymentContext, log
 from .invoices import decode_invoice
 from .paying import PaymentRecord, may_land, pay_once, record_result, record_sent, stands
+from .sealed import is_sealed, payment_hash_of
 
 __all__ = [
     "HeldFunds",
@@ -83,7 +84,8 @@ class HeldFunds:
     preimage_key: tuple[str, int]
     """The key store's label and round for the hold's preimage."""
     payout_invoice: str | None
-    """The payee's BOLT11 invoice, as given (``payout_invoice`` on the wire)."""
+    """The payee's BOLT11 invoice, as given (``payout_invoice`` on the wire), or its sealed
+    form (:mod:`.sealed`), opened only to pay it."""
     amount_msat: int
     """What the payout pays."""
     max_fee_msat: int
@@ -285,7 +287,7 @@ def payout_hash_of(row: PaymentRecord | None, payout_invoice: str | None) -> str
     if row is not None:
         return row.payment_hash_hex
     if payout_invoice is not None:
-        return decode_invoice(payout_invoice).payment_hash_hex
+        return payment_hash_of(payout_invoice)
     return "00" * 32
 
 
@@ -370,12 +372,11 @@ async def _payout_row(ctx: PaymentContext, held: HeldFunds, book: PayoutBook) ->
         row = await book.find_row(tx)
         if row is not None and await stands(ctx, row, held.payout_invoice):
             return row
-        decoded = decode_invoice(held.payout_invoice)
         return await book.add_row(
             tx,
             {
-                "payment_request": decoded.payment_request,
-                "payment_hash_hex": decoded.payment_hash_hex,
+                "payment_request": _stored(held.payout_invoice),
+                "payment_hash_hex": payment_hash_of(held.payout_invoice),
                 "amount_msat": held.amount_msat,
                 "status": PaymentStatus.UNKNOWN.value,
                 "attempts": 0,
@@ -384,3 +385,11 @@ async def _payout_row(ctx: PaymentContext, held: HeldFunds, book: PayoutBook) ->
                 "updated_at": ctx.now(),
             },
         )
+
+
+def _stored(payout_invoice: str) -> str:
+    """What the payout row keeps of the invoice: a sealed form as it is (the row never holds
+    the plaintext), a clear invoice as decoded."""
+    if is_sealed(payout_invoice):
+        return payout_invoice
+    return decode_invoice(payout_invoice).payment_request

@@ -31,6 +31,7 @@ from taskhold.lightning.base import (
 from .context import PaymentContext, log
 from .invoices import decode_invoice
 from .rules import budget_now, check_payout_invoice
+from .sealed import SealedContentError, open_invoice
 
 __all__ = [
     "SENT",
@@ -47,7 +48,8 @@ SENT = "SENT"
 
 
 class PaymentRecord(Protocol):
-    """The columns both payout tables share (``payment_request`` holds the payout invoice)."""
+    """The columns both payout tables share (``payment_request`` holds the payout invoice, or
+    its sealed form: :mod:`.sealed`)."""
 
     payment_request: str
     payment_hash_hex: str
@@ -146,11 +148,18 @@ async def pay_once(
     if budget is None:
         return None  # the hold went back to its payer (or never came): nothing may be paid
     try:
+        invoice_text = open_invoice(ctx.operator_keys, row.payment_request)
+    except SealedContentError:
+        reason = "the sealed invoice does not open with the operator's key; send a new invoice"
+        await mark(None, reason)
+        await record_failure(reason)
+        return None
+    try:
         async with ctx.store.transaction() as tx:
             await check_payout_invoice(
                 ctx,
                 tx,
-                decode_invoice(row.payment_request),
+                decode_invoice(invoice_text),
                 owner=owner,
                 budget_blocks=budget,
                 accepting=False,
@@ -164,7 +173,7 @@ async def pay_once(
     await mark_sent()
     try:
         result = await ctx.lightning.pay_invoice(
-            row.payment_request,
+            invoice_text,
             max_fee_msat=max_fee_msat,
             timeout_seconds=ctx.settings.payout_timeout_s,
             cltv_limit=budget,

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from taskhold.lightning.base import PaymentStatus
-from taskhold.payments.invoices import decode_invoice
+from taskhold.payments.sealed import payment_hash_of
 from taskhold.store.models import DepositPayoutRow, PayoutRow, RefundPayoutRow
 from taskhold.tasks.model import DepositState, Task, TaskState
 
@@ -92,8 +92,7 @@ def _payouts_of(task: Task) -> list[_Payout]:
                 owner=f"deposit/{deposit.payment_hash_hex}",
                 task_id=task.task_id,
                 payment_request=deposit.payout_request,
-                payment_hash_hex=paid_hash
-                or decode_invoice(deposit.payout_request).payment_hash_hex,
+                payment_hash_hex=paid_hash or payment_hash_of(deposit.payout_request),
                 amount_msat=deposit.amount_msat,
                 done=done,
                 claimed=done or deposit.hold_settled_at is not None,
@@ -116,7 +115,7 @@ def _task_payout(task: Task, kind: str, invoice: str, paid_hash: str | None) -> 
         owner=f"{kind}/{task.task_id}",
         task_id=task.task_id,
         payment_request=invoice,
-        payment_hash_hex=paid_hash or decode_invoice(invoice).payment_hash_hex,
+        payment_hash_hex=paid_hash or payment_hash_of(invoice),
         amount_msat=amount_msat,
         done=paid_hash is not None,
         claimed=paid_hash is not None or task.hold_settled_at is not None,

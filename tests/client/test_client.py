@@ -12,6 +12,7 @@ import pytest
 from taskhold.client import TaskholdAPIError, TaskholdClient
 from taskhold.envelope import verify_signed_request
 from taskhold.nostr import KIND_PROOF, KIND_REQUEST, NostrKeys, verify_event
+from taskhold.nostr.confidential import open_sealed
 
 BASE = "http://taskhold.test"
 NOW = 1_760_000_000
@@ -104,7 +105,7 @@ async def test_create_task_sends_a_signed_request_without_task_tag() -> None:
         ),
         (lambda c: c.cancel(TASK_ID), "cancel", "cancel", {"reason": ""}, KIND_REQUEST),
         (
-            lambda c: c.update_payout_invoice(TASK_ID, "lnbcrt2"),
+            lambda c: c.update_payout_invoice(TASK_ID, "lnbcrt2", seal_invoice=False),
             "payout-invoice",
             "payout-invoice",
             {"payout_invoice": "lnbcrt2"},
@@ -129,6 +130,35 @@ async def test_task_writes_carry_op_and_task_tags(
         expected.append(["prev", "ab" * 32])
     assert event["tags"] == expected
     assert json.loads(event["content"]) == content
+
+
+@pytest.mark.parametrize(
+    ("visibility", "override", "sealed"),
+    [
+        ("private", None, True),
+        ("public", None, False),
+        ("public", True, True),
+        ("private", False, False),
+    ],
+)
+async def test_a_payout_invoice_goes_sealed_to_the_operator_for_a_private_task(
+    visibility: str, override: bool | None, sealed: bool
+) -> None:
+    """Left out, ``seal_invoice`` follows the task's visibility (read first); either way it can
+    be forced. Sealed, the content carries only the ciphertext, which the operator opens."""
+    operator = NostrKeys.generate()
+    keys = NostrKeys.generate()
+    answers = [] if override is not None else [ok({"task_id": TASK_ID, "visibility": visibility})]
+    answers += [ok({"operator_pubkey": operator.pubkey_hex, "arbiters": []}), ok()]
+    recorder = Recorder(*answers)
+    async with make_client(recorder, keys) as client:
+        await client.update_payout_invoice(TASK_ID, "lnbcrt2", seal_invoice=override)
+    content = json.loads(json.loads(recorder.requests[-1].content)["request"]["content"])
+    if not sealed:
+        assert content == {"payout_invoice": "lnbcrt2"}
+        return
+    assert set(content) == {"payout_invoice_sealed"}
+    assert open_sealed(operator, keys.pubkey_hex, content["payout_invoice_sealed"]) == "lnbcrt2"
 
 
 async def test_transport_errors_are_retried_with_the_same_event_and_key() -> None:

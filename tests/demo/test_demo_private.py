@@ -1,6 +1,7 @@
 """``taskhold demo --scenario private --json``: the secret marker put into the description and
-the proof is on no relay, in no log line and in no file of the data directory; the log carries
-the commitments and audits clean."""
+the proof, and the worker's payout invoice (sent sealed to the operator), are on no relay, in
+no log line and in no file of the data directory; the log carries the commitments and the
+payout's signed hash, audits clean and proves the payout."""
 
 from __future__ import annotations
 
@@ -53,14 +54,23 @@ async def test_the_private_demo_keeps_its_marker_off_the_relay_and_out_of_the_lo
     assert len(marker) == 32
     assert marker not in result.stderr
     assert marker not in result.stdout.replace(f'"secret_marker": "{marker}"', "")
+    invoice = str(out["payout_invoice"])
+    assert invoice.startswith("lnbc") and out["payout_invoice_sealed"] is True
+    assert out["payout_proven"] is True
+    assert invoice not in result.stderr
+    assert invoice not in result.stdout.replace(f'"payout_invoice": "{invoice}"', "")
 
     events = await _relay_events(tmp_path)
     relay_text = json.dumps(events)
-    assert marker not in relay_text
+    assert marker not in relay_text and invoice not in relay_text
+    assert "payout_invoice_sealed" in relay_text
     assert out["details_hash"] in relay_text and out["proof_hash"] in relay_text
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert marker.encode() not in path.read_bytes(), path
+            # the simulated Lightning network is the payee's own wallet too: it made the invoice
+            if path.name != "sim-network.json":
+                assert invoice.encode() not in path.read_bytes(), path
 
     code, report = await _audit(tmp_path, str(out["operator_pubkey"]))
     assert (code, report["status"], report["findings"]) == (0, "clean", [])

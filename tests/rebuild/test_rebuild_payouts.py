@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
 from support.deposit_flows import (
     AbandonedClaim,
     abandoned_claim,
@@ -99,9 +100,11 @@ async def test_a_payout_that_landed_before_the_loss_is_not_paid_again(
         assert await hold_state(stack, task["funding"]["payment_hash"]) is InvoiceState.SETTLED
 
 
+@pytest.mark.parametrize("sealed", [False, True], ids=["clear", "sealed-invoice"])
 async def test_a_payout_in_flight_at_the_loss_is_followed_and_never_refunded_under(
-    tmp_path: Path, database_url: str, database_kind: str
+    tmp_path: Path, database_url: str, database_kind: str, sealed: bool
 ) -> None:
+    """Sealed, the invoice is restored from the log in its sealed form and still followed."""
     original = await open_stack(stack_settings(tmp_path, database_url, payout_timeout_s=1))
     network = original.world.network
     network.keep_holds_past_expiry(original.world.worker)  # the payee holds it through blocks
@@ -117,7 +120,10 @@ async def test_a_payout_in_flight_at_the_loss_is_followed_and_never_refunded_und
         cltv_expiry_delta=80,
     )
     await worker.submit_proof(
-        task["task_id"], {"url": "https://example.org/held"}, held.payment_request
+        task["task_id"],
+        {"url": "https://example.org/held"},
+        held.payment_request,
+        seal_invoice=sealed,
     )
     await employer.approve(task["task_id"])
     await original.run_pass()
@@ -143,6 +149,8 @@ async def test_a_payout_in_flight_at_the_loss_is_followed_and_never_refunded_und
         assert (await stack.client().get_task(task["task_id"]))["state"] == "PAID"
         assert len(network.payments_to(held.payment_hash)) == 1
         assert stack.world.worker.balance_msat == task["payout_msat"]
+        if sealed:
+            assert held.payment_request not in str(await read_log(stack))
 
 
 async def test_a_payout_that_failed_before_the_loss_is_paid_once_after_it(

@@ -29,6 +29,8 @@ from support.task_flows import AMOUNT_MSAT, funded, read_log, tag
 
 from taskhold.client import TaskholdAPIError, payout_terms
 from taskhold.lightning.base import InvoiceState, PaymentStatus
+from taskhold.nostr import NostrKeys
+from taskhold.nostr.confidential import seal
 from taskhold.reputation.policy import ReputationPolicy
 
 POW_BITS = 8
@@ -225,6 +227,38 @@ async def test_an_employer_pledges_a_deposit_and_forfeits_it_by_staying_silent(
     assert deposit_of(await worker.get_task(task_id), employer.pubkey_hex)["state"] == "PAID_OUT"
     assert stack.world.worker.balance_msat == worker_before + amount
     assert stack.world.employer.balance_msat == employer_before - AMOUNT_MSAT - amount
+
+
+async def test_a_forfeited_deposit_is_paid_to_a_sealed_invoice_never_shown(
+    open_custom: Any,
+) -> None:
+    """The beneficiary seals its invoice to the operator (``payout_invoice_sealed``): one that
+    does not open is refused; the sealed one is paid, and the task shows only its hash."""
+    stack: Stack = await open_custom()
+    gone = await abandoned_claim(stack)
+    employer, worker, task_id = gone.employer, gone.worker, gone.task_id
+    invoice = await stack.world.employer.create_invoice(gone.amount_msat, expiry_seconds=86_400)
+    terms = payout_terms(invoice)
+    stranger_copy = seal(NostrKeys.generate(), [stack.services.signer.get_public_key()], invoice)
+    body = {
+        "depositor": worker.pubkey_hex,
+        "payout_invoice_sealed": next(iter(stranger_copy.values())),
+        **terms,
+    }
+    unopened = await refused(
+        employer._task_write(task_id, "deposit-payout", "deposit-payout", body, None)
+    )
+    assert (unopened.status, unopened.code) == (422, "sealed_content_invalid")
+
+    claimed = await employer.claim_deposit(task_id, worker.pubkey_hex, invoice, seal_invoice=True)
+    shown = deposit_of(claimed, worker.pubkey_hex)["payout_invoice"]
+    assert shown == f"sealed:{terms['payout_hash']}"
+    await stack.settle_engine()
+    final = await employer.get_task(task_id)
+    assert deposit_of(final, worker.pubkey_hex)["state"] == "PAID_OUT"
+    paid = await stack.world.employer.lookup_invoice(bytes.fromhex(terms["payout_hash"]))
+    assert paid.state is InvoiceState.SETTLED
+    assert invoice not in str(final) and invoice not in str(await read_log(stack))
 
 
 async def test_an_employer_who_answers_gets_the_deposit_back(open_custom: Any) -> None:
