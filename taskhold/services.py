@@ -154,6 +154,8 @@ async def build_services(
     audit = AuditLog()  # bound to the store once it exists; the signer reports to it first
     keys = audited(open_key_store(settings), audit)
     operator_keys = load_operator_keys(keys, settings.data_dir, audit=audit)
+    previous_keys = load_previous_operator_keys(keys, settings.data_dir)
+    rotated_from = (previous_keys,) if previous_keys is not None else ()
     signer = LocalSigner(
         operator_keys,
         allowed_kinds=frozenset(
@@ -192,6 +194,7 @@ async def build_services(
         settings=settings,
         audit=audit,
         operator_keys=operator_keys,
+        previous_operator_keys=rotated_from,
     )
     if fault_hook is not None:
         ctx.fault_hook = fault_hook
@@ -214,9 +217,7 @@ async def build_services(
             gates=(limits, reputation.writes),
             reputation=reputation.writes,
             operator_keys=operator_keys,
-            previous_operator_keys=tuple(
-                key for key in [load_previous_operator_keys(keys, settings.data_dir)] if key
-            ),
+            previous_operator_keys=rotated_from,
         ),
         sim=sim,
         relay_pool=pool,

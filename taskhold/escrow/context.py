@@ -42,6 +42,8 @@ class EscrowContext:
     """Settles, cancels and payouts are recorded here: the operator's security journal."""
     operator_keys: NostrKeys | None = None
     """Opens a payout invoice its payee sealed to the operator, in memory, to pay it."""
+    previous_operator_keys: tuple[NostrKeys, ...] = ()
+    """The key the last rotation replaced: an invoice sealed to it before still opens."""
 
     def now(self) -> int:
         return int(self.clock())

@@ -27,5 +27,6 @@ class PaymentContext(Protocol):
     settings: Settings
     audit: AuditLog
     operator_keys: NostrKeys | None
+    previous_operator_keys: tuple[NostrKeys, ...]
 
     def now(self) -> int: ...

@@ -148,7 +148,8 @@ async def pay_once(
     if budget is None:
         return None  # the hold went back to its payer (or never came): nothing may be paid
     try:
-        invoice_text = open_invoice(ctx.operator_keys, row.payment_request)
+        own = (ctx.operator_keys,) if ctx.operator_keys is not None else ()
+        invoice_text = open_invoice((*own, *ctx.previous_operator_keys), row.payment_request)
     except SealedContentError:
         reason = "the sealed invoice does not open with the operator's key; send a new invoice"
         await mark(None, reason)

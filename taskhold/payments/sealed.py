@@ -16,6 +16,7 @@ opened in memory, with the operator's keys, only to check it and to pay it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from taskhold.nostr import NostrKeys
 from taskhold.nostr.confidential import SealedContentError, open_sealed
@@ -64,16 +65,18 @@ def sealed_hash(request: str) -> str:
     return _parts(request)[0]
 
 
-def open_invoice(keys: NostrKeys | None, request: str) -> str:
-    """The invoice text in a sealed form, opened in memory with the operator's ``keys``; a
-    clear invoice is returned as it is. Raises ``SealedContentError`` when the form is not
-    sealed to these keys or does not open."""
+def open_invoice(keys: Iterable[NostrKeys], request: str) -> str:
+    """The invoice text in a sealed form, opened in memory with whichever of the operator's
+    ``keys`` (the current one, and the one the last rotation replaced) it was sealed to; a clear
+    invoice is returned as it is. Raises ``SealedContentError`` when the form is sealed to none
+    of them or does not open."""
     if not is_sealed(request):
         return request
     _, sender, operator, ciphertext = _parts(request)
-    if keys is None or keys.pubkey_hex != operator:
+    sealed_to = next((each for each in keys if each.pubkey_hex == operator), None)
+    if sealed_to is None:
         raise SealedContentError("the invoice is sealed to an operator key this taskhold lacks")
-    return open_sealed(keys, sender, ciphertext).strip()
+    return open_sealed(sealed_to, sender, ciphertext).strip()
 
 
 def payment_hash_of(request: str) -> str:
