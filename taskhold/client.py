@@ -190,9 +190,8 @@ class TaskholdClient:
             "claim_timeout_s": claim_timeout_s,
         }
         body = {key: value for key, value in body.items() if value is not None}
-        clear = None
+        clear = _when_sealed(dict(body), private)
         if private:
-            clear = {**body, "visibility": "private"}
             del body["description"]
             body.update(await self._sealed_details(description, direct_worker))
         return await self._signed("/v1/tasks", "create", None, body, idempotency_key, clear=clear)
@@ -367,6 +366,7 @@ class TaskholdClient:
             del body["proof"]
             body.update(await self._sealed_proof(proof, task["employer_pubkey"]))
         extra = [["prev", head]] if head else []
+        asked = {"proof": proof, "payout_invoice": payout_invoice, "sealed": sealed}
         return await self._task_write(
             task_id,
             "proof",
@@ -375,6 +375,7 @@ class TaskholdClient:
             idempotency_key,
             kind=self._proof_kind,
             extra_tags=extra,
+            clear=_when_sealed(asked, sealed or seal_invoice),
         )
 
     async def approve(self, task_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
@@ -478,8 +479,14 @@ class TaskholdClient:
             "depositor": depositor,
             **await self._invoice_fields("payout_invoice", payout_invoice, sealing),
         }
+        asked = {"depositor": depositor, "payout_invoice": payout_invoice}
         return await self._task_write(
-            task_id, "deposit-payout", "deposit-payout", body, idempotency_key
+            task_id,
+            "deposit-payout",
+            "deposit-payout",
+            body,
+            idempotency_key,
+            clear=_when_sealed(asked, sealing),
         )
 
     async def update_payout_invoice(
@@ -497,8 +504,9 @@ class TaskholdClient:
         (it names this payee's node); left out, it is sealed when the task is private."""
         sealing = await self._sealing(task_id, seal_invoice)
         body = await self._invoice_fields("payout_invoice", payout_invoice, sealing)
+        clear = _when_sealed({"payout_invoice": payout_invoice}, sealing)
         return await self._task_write(
-            task_id, "payout-invoice", "payout-invoice", body, idempotency_key
+            task_id, "payout-invoice", "payout-invoice", body, idempotency_key, clear=clear
         )
 
     async def update_refund_invoice(
@@ -513,8 +521,9 @@ class TaskholdClient:
         sealed as for :meth:`update_payout_invoice`."""
         sealing = await self._sealing(task_id, seal_invoice)
         body = await self._invoice_fields("refund_invoice", refund_invoice, sealing)
+        clear = _when_sealed({"refund_invoice": refund_invoice}, sealing)
         return await self._task_write(
-            task_id, "refund-invoice", "refund-invoice", body, idempotency_key
+            task_id, "refund-invoice", "refund-invoice", body, idempotency_key, clear=clear
         )
 
     # Reads -----------------------------------------------------------------------------------
@@ -677,10 +686,11 @@ class TaskholdClient:
         *,
         kind: int | None = None,
         extra_tags: list[list[str]] | None = None,
+        clear: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         path = f"{_task_path(task_id)}/{action}"
         return await self._signed(
-            path, op, task_id, body, idempotency_key, kind=kind, extra_tags=extra_tags
+            path, op, task_id, body, idempotency_key, kind=kind, extra_tags=extra_tags, clear=clear
         )
 
     async def _signed(
@@ -786,6 +796,12 @@ class TaskholdClient:
 
     def _url(self, path: str) -> str:
         return f"{self._base_url}{path}"
+
+
+def _when_sealed(asked: dict[str, Any], sealed: bool) -> dict[str, Any] | None:
+    """What a call asked in the clear, for ``_signed`` to recognise a retry of it, when what it
+    sends is sealed (fresh nonces each time); None when the body itself says it."""
+    return {**asked, "sealed": True} if sealed else None
 
 
 def payout_terms(invoice: str) -> dict[str, Any]:

@@ -384,3 +384,24 @@ async def test_a_private_create_retried_under_its_key_gets_the_first_answer(stac
             "Private", "something else", 100_000, deadline, private=True, idempotency_key="k1"
         )
     assert other.value.code == "idempotency_key_reused"
+
+
+async def test_a_sealed_proof_and_invoice_retried_under_their_key_get_the_first_answer(
+    stack: Stack,
+) -> None:
+    """Each sealing is new ciphertext; the same call under the same key is still the same
+    request: one proof entry, one invoice update, the first answers."""
+    employer, worker = stack.client(), stack.client()
+    task = await funded(stack, employer, description="private", private=True)
+    task_id = task["task_id"]
+    await worker.claim(task_id)
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    proof = {"url": "https://example.org/once"}
+    first = await worker.submit_proof(task_id, proof, invoice, idempotency_key="p1")
+    again = await worker.submit_proof(task_id, proof, invoice, idempotency_key="p1")
+    assert again["proof_hash"] == first["proof_hash"]
+    other = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    updated = await worker.update_payout_invoice(task_id, other, idempotency_key="u1")
+    assert await worker.update_payout_invoice(task_id, other, idempotency_key="u1") == updated
+    ops = [tag[1] for e in await read_log(stack) for tag in e["tags"] if tag[0] == "op"]
+    assert ops.count("ProofSubmitted") == 1 and ops.count("PayoutRequestUpdated") == 1
