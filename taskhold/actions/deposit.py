@@ -110,6 +110,7 @@ async def deposit_payout(
     settings = ctx.escrow.settings
     given = given_invoice(
         ctx,
+        task,
         signer=request.pubkey,
         field="payout_invoice",
         clear=body.payout_invoice,

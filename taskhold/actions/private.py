@@ -208,14 +208,27 @@ class GivenInvoice:
 
 
 def given_invoice(
-    ctx: WriteContext, *, signer: str, field: str, clear: str | None, sealed: str | None
+    ctx: WriteContext,
+    task: Task,
+    *,
+    signer: str,
+    field: str,
+    clear: str | None,
+    sealed: str | None,
 ) -> GivenInvoice:
     """The invoice in ``field`` or ``<field>_sealed`` (exactly one), the sealed one opened with
-    the operator's key; one that does not open is refused."""
+    the operator's key; one that does not open is refused, and so is a private task's invoice
+    in the clear (it would publish the payee's node beside the deal the task keeps private)."""
     if (clear is None) == (sealed is None):
         raise Invalid(
             f"give {field} or {field}_sealed (the invoice sealed to the operator), exactly one",
             code=RefusalCode.INVALID_CONTENT,
+        )
+    if clear is not None and task.visibility == "private":
+        raise Invalid(
+            f"a private task's invoice goes sealed to the operator ({field}_sealed), not in the"
+            " clear",
+            code=RefusalCode.PRIVATE_TASK_MALFORMED,
         )
     if clear is not None:
         return GivenInvoice(clear)

@@ -109,6 +109,7 @@ async def _checked_invoice(
         expected, field, owner = task.payout_msat, "payout_invoice", f"task/{task.task_id}"
     given = given_invoice(
         ctx,
+        task,
         signer=request.pubkey,
         field=field,
         clear=getattr(terms, field),

@@ -304,7 +304,7 @@ async def test_a_worker_cannot_hand_the_employer_another_proof_than_checked(
     decoy = make_payload({"url": "https://example.org/decoy"})
     head = (await worker.get_task(task["task_id"]))["log_head"]
     content = {
-        "payout_invoice": invoice,
+        "payout_invoice_sealed": seal(worker_keys, [operator], invoice)[operator],
         "proof_hash": commitment(checked),
         "proof_sealed": _seal_each(worker_keys, {operator: checked, employer.pubkey_hex: decoy}),
         **payout_terms(invoice),
@@ -405,3 +405,24 @@ async def test_a_sealed_proof_and_invoice_retried_under_their_key_get_the_first_
     assert await worker.update_payout_invoice(task_id, other, idempotency_key="u1") == updated
     ops = [tag[1] for e in await read_log(stack) for tag in e["tags"] if tag[0] == "op"]
     assert ops.count("ProofSubmitted") == 1 and ops.count("PayoutRequestUpdated") == 1
+
+
+async def test_a_private_task_s_invoice_in_the_clear_is_refused(stack: Stack) -> None:
+    """The invoice names the payee's node: on a private task it goes sealed to the operator,
+    at the proof and in any later update; in the clear it is refused and nothing is written."""
+    employer, worker = stack.client(), stack.client()
+    task = await funded(stack, employer, description="private", private=True)
+    task_id = task["task_id"]
+    await worker.claim(task_id)
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    before = await _counts(stack)
+    with pytest.raises(TaskholdAPIError) as clear_proof:
+        await worker.submit_proof(task_id, {"url": "https://x.org/a"}, invoice, seal_invoice=False)
+    assert clear_proof.value.code == "private_task_malformed"
+    assert "payout_invoice_sealed" in clear_proof.value.detail
+    await worker.submit_proof(task_id, {"url": "https://x.org/a"}, invoice)
+    with pytest.raises(TaskholdAPIError) as clear_update:
+        await worker.update_payout_invoice(task_id, invoice, seal_invoice=False)
+    assert clear_update.value.code == "private_task_malformed"
+    assert (await _counts(stack))[0] == before[0] + 1
+    assert invoice not in json.dumps(await read_log(stack))
