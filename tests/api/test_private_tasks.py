@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from support.stacks import Stack, close_stack, open_stack, stack_settings
 from support.task_flows import funded, read_log
@@ -229,21 +230,28 @@ async def test_a_sealed_proof_that_misses_its_hash_is_refused(stack: Stack) -> N
     invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
     operator = stack.services.signer.get_public_key()
     payload = make_payload({"url": "https://example.org/x"})
-    head = (await worker.get_task(task["task_id"]))["log_head"]
     content = {
         "payout_invoice": invoice,
         "proof_hash": "ab" * 32,
         "proof_sealed": seal(worker_keys, [employer.pubkey_hex, operator], payload),
     }
-    event = worker_keys.sign_event(
-        3911,
-        json.dumps(content),
-        [["op", "proof"], ["task", task["task_id"]], ["prev", head]],
-        int(time.time()),
-    )
-    response = await _post(stack, f"/v1/tasks/{task['task_id']}/proof", event, "p")
+    response = await _post_proof(stack, worker_keys, task["task_id"], content)
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "commitment_mismatch"
+
+
+async def _post_proof(
+    stack: Stack, worker: NostrKeys, task_id: str, content: dict[str, Any]
+) -> httpx.Response:
+    """A proof with exactly ``content``, signed by ``worker`` against the task's head."""
+    head = (await stack.client(worker).get_task(task_id))["log_head"]
+    event = worker.sign_event(
+        3911,
+        json.dumps(content),
+        [["op", "proof"], ["task", task_id], ["prev", head]],
+        int(time.time()),
+    )
+    return await _post(stack, f"/v1/tasks/{task_id}/proof", event, "p")
 
 
 def _seal_each(sender: NostrKeys, copies: dict[str, Any]) -> dict[str, str]:
@@ -302,20 +310,13 @@ async def test_a_worker_cannot_hand_the_employer_another_proof_than_checked(
     operator = stack.services.signer.get_public_key()
     checked = make_payload({"url": "https://example.org/done"})
     decoy = make_payload({"url": "https://example.org/decoy"})
-    head = (await worker.get_task(task["task_id"]))["log_head"]
     content = {
         "payout_invoice_sealed": seal(worker_keys, [operator], invoice)[operator],
         "proof_hash": commitment(checked),
         "proof_sealed": _seal_each(worker_keys, {operator: checked, employer.pubkey_hex: decoy}),
         **payout_terms(invoice),
     }
-    event = worker_keys.sign_event(
-        3911,
-        json.dumps(content),
-        [["op", "proof"], ["task", task["task_id"]], ["prev", head]],
-        int(time.time()),
-    )
-    response = await _post(stack, f"/v1/tasks/{task['task_id']}/proof", event, "p")
+    response = await _post_proof(stack, worker_keys, task["task_id"], content)
     assert response.status_code == 200, response.text
 
     submitted = await employer.get_task(task["task_id"])
