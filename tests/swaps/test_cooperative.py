@@ -8,6 +8,7 @@ import hashlib
 import pytest
 from coincurve import PrivateKey
 from embit.transaction import Transaction
+from support.swap_parties import BOLTZ_SK, CLIENT_SK, DEST, PAYMENT_HASH, PREIMAGE, tree_for
 
 from taskhold.swaps.cooperative import (
     answer_submarine_claim,
@@ -16,28 +17,12 @@ from taskhold.swaps.cooperative import (
 )
 from taskhold.swaps.errors import SwapError
 from taskhold.swaps.musig import MusigError, Session, nonce_gen, verify_schnorr
-from taskhold.swaps.tree import SwapTree, SwapType, swap_tree
+from taskhold.swaps.tree import SwapType
 from taskhold.swaps.tx import SwapUtxo, build_spend, key_path_sighash
-
-BOLTZ_SK = hashlib.sha256(b"boltz").digest()
-CLIENT_SK = hashlib.sha256(b"client").digest()
-PREIMAGE = hashlib.sha256(b"preimage").digest()
-PAYMENT_HASH = hashlib.sha256(PREIMAGE).digest()
-DEST = b"\x51\x20" + b"\x42" * 32
-
-
-def _tree(swap_type: SwapType) -> SwapTree:
-    return swap_tree(
-        swap_type,
-        boltz_pubkey=PrivateKey(BOLTZ_SK).public_key.format(),
-        client_pubkey=PrivateKey(CLIENT_SK).public_key.format(),
-        preimage_hash=PAYMENT_HASH,
-        timeout_block_height=850_000,
-    )
 
 
 def test_boltz_claims_a_submarine_lockup_cooperatively() -> None:
-    client_tree, boltz_tree = _tree(SwapType.SUBMARINE), _tree(SwapType.SUBMARINE)
+    client_tree, boltz_tree = tree_for(SwapType.SUBMARINE), tree_for(SwapType.SUBMARINE)
     sighash = hashlib.sha256(b"boltz's claim tx sighash").digest()
     boltz_nonce = nonce_gen(BOLTZ_SK, boltz_tree.key_agg, sighash)
     our_pubnonce, our_partial = answer_submarine_claim(
@@ -66,7 +51,7 @@ def test_boltz_claims_a_submarine_lockup_cooperatively() -> None:
 def test_no_partial_signature_without_proof_of_payment(
     swap_type: SwapType, preimage: bytes, payment_hash: bytes, error: str
 ) -> None:
-    tree = _tree(swap_type)
+    tree = tree_for(swap_type)
     boltz_nonce = nonce_gen(BOLTZ_SK, tree.key_agg)
     with pytest.raises(SwapError, match=error):
         answer_submarine_claim(
@@ -80,7 +65,7 @@ def test_no_partial_signature_without_proof_of_payment(
 
 
 def _boltz_answers(utxo: SwapUtxo, tx: Transaction, client_pubnonce: bytes) -> tuple[bytes, bytes]:
-    boltz_tree = _tree(utxo.tree.swap_type)
+    boltz_tree = tree_for(utxo.tree.swap_type)
     boltz_utxo = SwapUtxo(utxo.txid, utxo.vout, utxo.amount_sat, boltz_tree)
     msg = key_path_sighash(tx, boltz_utxo)
     nonce = nonce_gen(BOLTZ_SK, boltz_tree.key_agg, msg)
@@ -90,7 +75,7 @@ def _boltz_answers(utxo: SwapUtxo, tx: Transaction, client_pubnonce: bytes) -> t
 
 @pytest.mark.parametrize("swap_type", [SwapType.SUBMARINE, SwapType.REVERSE])
 def test_cooperative_refund_and_reverse_claim(swap_type: SwapType) -> None:
-    utxo = SwapUtxo("cd" * 32, 0, 50_000, _tree(swap_type))
+    utxo = SwapUtxo("cd" * 32, 0, 50_000, tree_for(swap_type))
     tx = build_spend(utxo, DEST, 300)
     ours = start_cooperative_spend(tx, utxo, CLIENT_SK)
     boltz_pubnonce, boltz_partial = _boltz_answers(utxo, tx, ours.public)
@@ -107,7 +92,7 @@ def test_cooperative_refund_and_reverse_claim(swap_type: SwapType) -> None:
 
 
 def test_a_bad_partial_from_boltz_is_refused_and_keeps_our_nonce() -> None:
-    utxo = SwapUtxo("cd" * 32, 0, 50_000, _tree(SwapType.REVERSE))
+    utxo = SwapUtxo("cd" * 32, 0, 50_000, tree_for(SwapType.REVERSE))
     tx = build_spend(utxo, DEST, 300)
     ours = start_cooperative_spend(tx, utxo, CLIENT_SK)
     boltz_pubnonce, _ = _boltz_answers(utxo, tx, ours.public)

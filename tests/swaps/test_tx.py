@@ -10,10 +10,11 @@ import hashlib
 import pytest
 from coincurve import PrivateKey
 from embit.transaction import Transaction
+from support.swap_parties import BOLTZ_SK, CLIENT_SK, DEST, PREIMAGE, TIMEOUT, tree_for
 
 from taskhold.swaps.errors import SwapError
 from taskhold.swaps.musig import Session, nonce_gen, verify_schnorr
-from taskhold.swaps.tree import SwapTree, SwapType, leaf_hash, swap_tree, tagged_hash
+from taskhold.swaps.tree import SwapType, leaf_hash, tagged_hash
 from taskhold.swaps.tx import (
     RBF_SEQUENCE,
     SpendError,
@@ -25,28 +26,13 @@ from taskhold.swaps.tx import (
     reverse_claim_script_path,
 )
 
-BOLTZ_SK = hashlib.sha256(b"boltz").digest()
-CLIENT_SK = hashlib.sha256(b"client").digest()
-PREIMAGE = hashlib.sha256(b"preimage").digest()
-TIMEOUT = 850_123
 TXID = "aa" * 31 + "01"
 AMOUNT = 100_000
 FEE = 500
-DEST = b"\x51\x20" + b"\x42" * 32
-
-
-def _tree(swap_type: SwapType) -> SwapTree:
-    return swap_tree(
-        swap_type,
-        boltz_pubkey=PrivateKey(BOLTZ_SK).public_key.format(),
-        client_pubkey=PrivateKey(CLIENT_SK).public_key.format(),
-        preimage_hash=hashlib.sha256(PREIMAGE).digest(),
-        timeout_block_height=TIMEOUT,
-    )
 
 
 def _utxo(swap_type: SwapType) -> SwapUtxo:
-    return SwapUtxo(TXID, 1, AMOUNT, _tree(swap_type))
+    return SwapUtxo(TXID, 1, AMOUNT, tree_for(swap_type))
 
 
 def _bip341_sighash(tx: Transaction, utxo: SwapUtxo, leaf: bytes | None) -> bytes:
@@ -141,7 +127,7 @@ def test_bad_reverse_claims_refused(
 def test_cooperative_key_path_with_musig2() -> None:
     """Boltz and the client each build the tree and sign the same key-path sighash."""
     client_utxo = _utxo(SwapType.REVERSE)
-    boltz_tree = _tree(SwapType.REVERSE)
+    boltz_tree = tree_for(SwapType.REVERSE)
     tx = build_spend(client_utxo, DEST, FEE)
     msg = key_path_sighash(tx, client_utxo)
     assert msg == _bip341_sighash(tx, client_utxo, None)
