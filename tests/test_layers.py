@@ -36,9 +36,10 @@ LAYERS: tuple[tuple[str, frozenset[str], str], ...] = (
      "the offline Boltz swap cryptography: MuSig2, the taproot swap tree and addresses, swap"
      " spends; no I/O, no database, no keys held: what payments, the client and a swap server"
      " build on"),
-    ("records", frozenset({"envelope", "lightning", "store"}),
+    ("records", frozenset({"envelope", "lightning", "store", "boltz"}),
      "the signed-request envelope (no FastAPI, no database), the Lightning backends behind one"
-     " protocol, the database (models, repository, migrations); independent of each other. The"
+     " protocol, the database (models, repository, migrations), the Boltz API v2 client (REST"
+     " and WebSocket) and the client's durable swap records; independent of each other. The"
      " store signs each transition into the public log through its TransitionLog protocol,"
      " which the composition root fills with the log writer: no import upward"),
     ("journal", frozenset({"journal"}),

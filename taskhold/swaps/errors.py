@@ -7,7 +7,14 @@ own boundary, so this package stays free of HTTP concerns.
 
 from __future__ import annotations
 
-__all__ = ["MusigError", "SpendError", "SwapError", "TreeError"]
+__all__ = [
+    "MusigError",
+    "SpendError",
+    "SwapError",
+    "SwapMismatch",
+    "SwapTimingError",
+    "TreeError",
+]
 
 
 class SwapError(ValueError):
@@ -24,3 +31,13 @@ class TreeError(SwapError):
 
 class SpendError(SwapError):
     """A swap spend that cannot be built or would not be valid on chain."""
+
+
+class SwapMismatch(SwapError):
+    """Boltz's answer does not match what the client computed from its own facts (a leaf, the
+    address, a key, the invoice, an amount): the swap must not be funded or handed on."""
+
+
+class SwapTimingError(SwapError):
+    """A swap's timeouts, the hold invoice's expiry and CLTV, the task's deadline and the payout
+    bound cannot all hold together; the message lists every number involved."""
