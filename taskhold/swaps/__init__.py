@@ -17,4 +17,6 @@ checks that a swap's facts produce the address it is shown.
   timeout, script-path reverse claim with the preimage |
 | ``cooperative`` | the client's half of Boltz's MuSig2 signing: answering Boltz's submarine
   claim (after the preimage check), and cooperative refunds and reverse claims |
+| ``fees`` | a swap's figures computed by the client (``FeeQuote``), checked against Boltz's |
+| ``timing`` | whether a swap's timeouts fit the hold invoice, the task and the payout bound |
 """
