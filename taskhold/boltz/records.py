@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -23,12 +24,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from taskhold.swaps.tree import SwapType
+from coincurve import PrivateKey
+
+from taskhold.swaps.errors import SwapMismatch
+from taskhold.swaps.tree import Network, SwapTree, SwapType, swap_tree
 
 from .errors import RecordError
-from .models import is_swap_id
+from .models import ReverseResponse, SubmarineResponse, is_swap_id
 
-__all__ = ["FINISHED", "TRANSITIONS", "TXID_OF", "SwapRecord", "SwapRecords"]
+__all__ = [
+    "FINISHED",
+    "TRANSITIONS",
+    "TXID_OF",
+    "SwapRecord",
+    "SwapRecords",
+    "reverse_record",
+    "submarine_record",
+]
 
 TRANSITIONS: Mapping[SwapType, Mapping[str, frozenset[str]]] = {
     SwapType.SUBMARINE: {
@@ -117,6 +129,25 @@ class SwapRecord:
             changes[txid_field] = txid
         return dataclasses.replace(self, **changes)
 
+    def tree(self) -> SwapTree:
+        """The swap tree rebuilt from the stored facts, to spend with after a restart; a
+        record whose leaves or address no longer match its facts raises ``RecordError``."""
+        try:
+            tree = swap_tree(
+                self.kind,
+                boltz_pubkey=bytes.fromhex(self.boltz_pubkey_hex),
+                client_pubkey=PrivateKey(bytes.fromhex(self.secret_key_hex)).public_key.format(),
+                preimage_hash=bytes.fromhex(self.payment_hash_hex),
+                timeout_block_height=self.timeout_block_height,
+            )
+            address = tree.address(Network(self.network))
+        except ValueError:
+            raise RecordError(f"the record of swap {self.swap_id} holds bad key facts") from None
+        ours = (tree.claim_leaf.hex(), tree.refund_leaf.hex(), address)
+        if ours != (self.claim_leaf_hex, self.refund_leaf_hex, self.address):
+            raise RecordError(f"the record of swap {self.swap_id} does not match its own tree")
+        return tree
+
     def to_json(self) -> dict[str, Any]:
         document = dataclasses.asdict(self)
         document["kind"] = self.kind.value
@@ -133,6 +164,80 @@ class SwapRecord:
             return cls(**{**document, "kind": SwapType(str(document.get("kind")))})
         except (TypeError, ValueError) as exc:
             raise RecordError(f"not a swap record: {type(exc).__name__}") from None
+
+
+def submarine_record(
+    response: SubmarineResponse,
+    tree: SwapTree,
+    *,
+    secret_key: bytes,
+    invoice: str,
+    invoice_amount_sat: int,
+    payment_hash: bytes,
+    task_id: str,
+    network: Network,
+) -> SwapRecord:
+    """The record of a submarine swap ``verify_submarine`` accepted (``tree`` is its answer):
+    store it before sending the lockup."""
+    return SwapRecord(
+        kind=SwapType.SUBMARINE,
+        swap_id=response.id,
+        task_id=task_id,
+        network=network.value,
+        secret_key_hex=secret_key.hex(),
+        boltz_pubkey_hex=response.claim_public_key.hex(),
+        payment_hash_hex=payment_hash.hex(),
+        timeout_block_height=tree.timeout_block_height,
+        claim_leaf_hex=tree.claim_leaf.hex(),
+        refund_leaf_hex=tree.refund_leaf.hex(),
+        address=tree.address(network),
+        expected_amount_sat=response.expected_amount,
+        invoice=invoice,
+        invoice_amount_sat=invoice_amount_sat,
+    )
+
+
+def reverse_record(
+    response: ReverseResponse,
+    tree: SwapTree,
+    *,
+    secret_key: bytes,
+    preimage: bytes,
+    invoice_amount_sat: int,
+    task_id: str,
+    network: Network,
+) -> SwapRecord:
+    """The record of a reverse swap ``verify_reverse`` accepted: store it before handing
+    Boltz's invoice to taskhold."""
+    payment_hash = hashlib.sha256(preimage).digest()
+    if (
+        tree.claim_leaf
+        != swap_tree(
+            SwapType.REVERSE,
+            boltz_pubkey=response.refund_public_key,
+            client_pubkey=PrivateKey(secret_key).public_key.format(),
+            preimage_hash=payment_hash,
+            timeout_block_height=tree.timeout_block_height,
+        ).claim_leaf
+    ):
+        raise SwapMismatch("the preimage or key is not the one this swap's tree was checked for")
+    return SwapRecord(
+        kind=SwapType.REVERSE,
+        swap_id=response.id,
+        task_id=task_id,
+        network=network.value,
+        secret_key_hex=secret_key.hex(),
+        boltz_pubkey_hex=response.refund_public_key.hex(),
+        payment_hash_hex=payment_hash.hex(),
+        timeout_block_height=tree.timeout_block_height,
+        claim_leaf_hex=tree.claim_leaf.hex(),
+        refund_leaf_hex=tree.refund_leaf.hex(),
+        address=tree.address(network),
+        expected_amount_sat=response.onchain_amount,
+        invoice=response.invoice,
+        invoice_amount_sat=invoice_amount_sat,
+        preimage_hex=preimage.hex(),
+    )
 
 
 def _is_hex(text: str) -> bool:
