@@ -1,4 +1,5 @@
-"""Everyday lnd wallet calls for tests and the demo: plain invoices, paying, channel balances.
+"""Everyday lnd wallet calls for tests, the demo and the on-chain flows: plain invoices, paying,
+channel balances, on-chain addresses and payments.
 
 Not part of the escrow seam (:class:`~taskhold.lightning.base.LightningBackend`): the escrow engine
 never calls these. They let a test or the devnet demo act as the employer (pay a hold invoice from
@@ -118,6 +119,23 @@ class LndWallet:
         if result is None:
             raise RuntimeError("lnd closed the payment stream without an update")
         return result
+
+    async def new_address(self) -> str:
+        """``GET /v1/newaddress``: a fresh taproot address of the node's on-chain wallet."""
+        answer = await self._rest.call("GET", "/v1/newaddress", params={"type": "TAPROOT_PUBKEY"})
+        return str(answer["address"])
+
+    async def send_to_address(self, address: str, amount_sat: int) -> str:
+        """``POST /v1/transactions``: pay ``amount_sat`` on chain; the txid."""
+        answer = await self._rest.call(
+            "POST", "/v1/transactions", body={"addr": address, "amount": str(amount_sat)}
+        )
+        return str(answer["txid"])
+
+    async def confirmed_balance_sat(self) -> int:
+        """``GET /v1/balance/blockchain``: the wallet's confirmed on-chain balance."""
+        answer = await self._rest.call("GET", "/v1/balance/blockchain")
+        return json_int(answer.get("confirmed_balance"))
 
     async def channel_balance(self) -> ChannelBalance:
         """``GET /v1/balance/channels`` in msat."""
