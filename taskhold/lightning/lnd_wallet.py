@@ -137,6 +137,14 @@ class LndWallet:
         answer = await self._rest.call("GET", "/v1/balance/blockchain")
         return json_int(answer.get("confirmed_balance"))
 
+    async def transaction_fee_sat(self, txid: str) -> int:
+        """The miner fee the wallet paid for its transaction ``txid`` (``GET /v1/transactions``)."""
+        answer = await self._rest.call("GET", "/v1/transactions")
+        for tx in answer.get("transactions") or ():
+            if tx.get("tx_hash") == txid:
+                return json_int(tx.get("total_fees"))
+        raise LookupError(f"the wallet has no transaction {txid}")
+
     async def channel_balance(self) -> ChannelBalance:
         """``GET /v1/balance/channels`` in msat."""
         answer = await self._rest.call("GET", "/v1/balance/channels")
