@@ -298,7 +298,7 @@ async def test_unroutable_payout_is_completed_by_the_on_chain_fallback(
     tmp_path: Path,
     one_database_url: str,  # noqa: F811
 ) -> None:
-    async with swap_stack(devnet, tmp_path, one_database_url) as (stack, api):
+    async with swap_stack(devnet, tmp_path, one_database_url) as (stack, _api):
         employer, worker = stack.client(), stack.client()
         task_id = await new_task(employer)
         funding = (await employer.request_funding(task_id))["funding"]
