@@ -25,6 +25,10 @@ proof, both sent NIP-44 sealed; the log and the relay carry only their hashes, t
 the details from the operator's copy, and the employer reads the proof from its own; the
 worker's payout invoice goes sealed to the operator alone, and the log proves the payout by
 its signed hash; the JSON names the invoice, as ``secret_marker``, so it can be searched for).
+``onchain`` (devnet only: the employer funds the hold invoice from its on-chain wallet by a
+submarine swap and the worker takes the reward to an on-chain address by a reverse swap, at the
+devnet's swap server; each keeps its own swap keys; the JSON gives ``funding_lockup_txid``,
+``payout_claim_txid`` and both preimages).
 
 The demo configures one arbiter key of its own and says so: a rejection then has someone to
 rule on it.
@@ -33,11 +37,12 @@ rule on it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,14 +50,22 @@ from rich.console import Console
 from sqlalchemy import select
 
 from taskhold.audit import AuditKinds, AuditResult, audit_log
+from taskhold.boltz import statuses
+from taskhold.boltz.api import BoltzApi
+from taskhold.boltz.records import SwapRecords
+from taskhold.boltz.ws import wait_for_status
 from taskhold.client import TaskholdAPIError, TaskholdClient
+from taskhold.devnet import control as devnet_control
 from taskhold.keys.admin import init_key_store
 from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.nostr import NostrKeys
+from taskhold.onchain.funding import fund_by_swap
+from taskhold.onchain.payout import claim_payout, start_payout_swap
 from taskhold.server import free_port, running_server
 from taskhold.services import Services, build_services
 from taskhold.settings import Settings
 from taskhold.store.models import LogEntryRow
+from taskhold.swaps.tree import Network
 
 __all__ = ["SCENARIOS", "SIM_ONLY_SCENARIOS", "DemoError", "audit_stored_log", "run_demo"]
 
@@ -69,11 +82,16 @@ SCENARIOS = (
     "milestones",
     "renewal",
     "private",
+    "onchain",
 )
 SPLIT_WORKER_PERCENT = 60
 SIM_ONLY_SCENARIOS = frozenset({"hostile-payout", "renewal", "milestones"})
 """Scenarios that read the simulated nodes' balances or mine blocks through the simulator's
 route (``renewal``, ``milestones``: each hold is renewed), which a devnet run has no route for."""
+DEVNET_ONLY_SCENARIOS = frozenset({"onchain"})
+"""Scenarios with real on-chain transactions: the devnet's btcd and its swap server."""
+ONCHAIN_MAX_FEE_SAT = 10_000
+"""What the demo's employer and worker each accept to pay a swap (swap and miner fees)."""
 BAIT_CODES = frozenset({"payout_to_escrow_node", "hash_reused"})
 MILESTONES = 3
 MILESTONE_AMOUNT_MSAT = DEMO_AMOUNT_MSAT // MILESTONES
@@ -189,6 +207,8 @@ async def run_demo(
         raise DemoError(f"unknown scenario {scenario!r}: use one of {', '.join(SCENARIOS)}")
     if connection_file is not None and scenario in SIM_ONLY_SCENARIOS:
         raise DemoError(f"the {scenario} scenario runs on the simulator only")
+    if connection_file is None and scenario in DEVNET_ONLY_SCENARIOS:
+        raise DemoError(f"the {scenario} scenario runs on the devnet only (--lightning devnet)")
     if connection_file is not None and not connection_file.exists():
         raise DemoError(f"no devnet at {devnet_dir}: run `taskhold devnet up` first")
     arbiter_keys = NostrKeys.generate()
@@ -228,6 +248,7 @@ async def run_demo(
                 console=console,
                 quiet=as_json,
                 connection_file=connection_file,
+                data_dir=data_dir,
             )
             log_ids = await _log_event_ids(services, result["task_id"])
             await _wait_published(services, await _log_event_ids(services, None))
@@ -301,6 +322,7 @@ async def _drive(
     console: Console,
     quiet: bool,
     connection_file: Path | None,
+    data_dir: Path,
 ) -> dict[str, Any]:
     employer_keys, worker_keys = NostrKeys.generate(), NostrKeys.generate()
     async with (
@@ -330,6 +352,9 @@ async def _drive(
                 return await play.renewal()
             if scenario == "private":
                 return await play.private()
+            if scenario == "onchain":
+                assert connection_file is not None
+                return await play.onchain(connection_file, data_dir)
             return await play.run(refund=scenario == "refund")
         finally:
             await wallets.close()
@@ -781,6 +806,91 @@ class Play:
             "payout_invoice_sealed": sealed_invoice,
         }
 
+    async def onchain(self, connection_file: Path, data_dir: Path) -> dict[str, Any]:
+        """``onchain``: the employer funds from its on-chain wallet by a submarine swap, the
+        worker takes the reward to an on-chain address by a reverse swap; each keeps its own
+        swap keys, and the devnet's swap server plays Boltz. Blocks are mined as it goes."""
+        say, devnet_dir = self.say, connection_file.parent
+        url = devnet_swap_api(connection_file)
+        employer_chain = LndWallet.from_connection_file(connection_file, "employer")
+        worker_chain = LndWallet.from_connection_file(connection_file, "worker")
+        employer_swaps = SwapRecords(data_dir / "participants" / "employer-swaps")
+        worker_swaps = SwapRecords(data_dir / "participants" / "worker-swaps")
+        try:
+            async with BoltzApi(url) as api, _mining(devnet_dir):
+                task = await self.create()
+                task_id = task["task_id"]
+                say(f"1. created task {task_id[:16]}… for {DEMO_AMOUNT_MSAT} msat")
+                funding_swap = await fund_by_swap(
+                    self.employer,
+                    api,
+                    employer_chain,
+                    employer_swaps,
+                    task_id,
+                    network=Network.REGTEST,
+                    max_fee_sat=ONCHAIN_MAX_FEE_SAT,
+                )
+                quote = funding_swap.quote
+                say(
+                    f"2. employer locks {quote.payer_sends} sat on chain (swap fee"
+                    f" {quote.swap_fee}, miner fee {quote.miner_fees}) in"
+                    f" {funding_swap.lockup_txid[:16]}…"
+                )
+                task = await self.wait(task_id, "FUNDED", "waiting for the swap to pay the hold")
+                funding = task["funding"]
+                say(f"3. the swap paid the hold invoice → {task['state']}")
+                await self.worker.claim(task_id)
+                payout_swap = await start_payout_swap(
+                    self.worker,
+                    api,
+                    worker_swaps,
+                    task_id,
+                    network=Network.REGTEST,
+                    max_fee_sat=ONCHAIN_MAX_FEE_SAT,
+                )
+                await self.submit(task_id, payout_swap.invoice)
+                say(
+                    f"4. worker claims, submits its proof with a reverse swap's invoice"
+                    f" ({payout_swap.quote.recipient_gets} sat on chain after fees)"
+                )
+                await self.employer.approve(task_id)
+                say("5. employer approves; taskhold pays the swap's invoice")
+                claim = await claim_payout(
+                    self.worker,
+                    api,
+                    worker_swaps,
+                    payout_swap.swap_id,
+                    await worker_chain.new_address(),
+                    timeout_s=180,
+                    poll_s=0.5,
+                )
+                task = await self.wait(task_id, "PAID", "waiting for the payout to settle")
+                say(f"6. worker claims on chain in {claim.txid[:16]}… → {task['state']}")
+                await wait_for_status(
+                    api,
+                    funding_swap.swap_id,
+                    {statuses.TRANSACTION_CLAIMED},
+                    timeout_s=180,
+                    interval=0.5,
+                )
+                say("7. the swap server claimed the employer's lockup with the hold's preimage")
+        finally:
+            await employer_chain.close()
+            await worker_chain.close()
+        payout_record = worker_swaps.get(payout_swap.swap_id)
+        return self.summary(task, funding) | {
+            "swap_api": url,
+            "funding_swap_id": funding_swap.swap_id,
+            "funding_lockup_txid": funding_swap.lockup_txid,
+            "funding_lockup_sat": quote.payer_sends,
+            "payout_swap_id": payout_swap.swap_id,
+            "payout_lockup_txid": payout_record.lockup_txid,
+            "payout_claim_txid": claim.txid,
+            "payout_claim_cooperative": claim.cooperative,
+            "payout_onchain_sat": payout_record.expected_amount_sat,
+            "payout_preimage": task.get("payout_preimage"),
+        }
+
     def summary(self, task: dict[str, Any], funding: dict[str, Any]) -> dict[str, Any]:
         preimage = task.get("preimage")
         payment_hash = funding["payment_hash"]
@@ -799,6 +909,33 @@ class Play:
             "worker_pubkey": self.worker.pubkey_hex,
             "server_url": self.employer.base_url,
         }
+
+
+def devnet_swap_api(connection_file: Path) -> str:
+    """The devnet swap server's Boltz API URL, from the devnet's connection file."""
+    connection = json.loads(connection_file.read_text())
+    server = connection.get("swap_server") or {}
+    if not server.get("url"):
+        raise DemoError(f"{connection_file} names no swap server: restart the devnet")
+    return str(server["url"])
+
+
+@contextlib.asynccontextmanager
+async def _mining(devnet_dir: Path, every_s: float = 1.0) -> AsyncIterator[None]:
+    """A block every ``every_s`` while on-chain steps wait for confirmations."""
+
+    async def mine() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            await devnet_control.mine(devnet_dir, 1)
+
+    miner = asyncio.create_task(mine())
+    try:
+        yield
+    finally:
+        miner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await miner
 
 
 async def _wait(
