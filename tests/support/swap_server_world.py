@@ -165,7 +165,16 @@ class ServerWorld:
     async def lockup_utxo(self, swap_id: str, tree: SwapTree) -> SwapUtxo:
         """Find the swap output in the lockup transaction the status reports."""
         response = await self.http.get(f"/swap/{swap_id}")
-        tx_hex = response.json()["transaction"]["hex"]
+        return self._output_of(response.json()["transaction"]["hex"], tree)
+
+    async def lockup_utxo_of(self, swap_id: str, tree: SwapTree) -> SwapUtxo:
+        """The reverse lockup as /swap/reverse/{id}/transaction reports it (any status)."""
+        response = await self.http.get(f"/swap/reverse/{swap_id}/transaction")
+        assert response.status_code == 200, response.text
+        return self._output_of(response.json()["hex"], tree)
+
+    @staticmethod
+    def _output_of(tx_hex: str, tree: SwapTree) -> SwapUtxo:
         tx = Transaction.parse(bytes.fromhex(tx_hex))
         for vout, out in enumerate(tx.vout):
             if out.script_pubkey.data == tree.script_pubkey:
