@@ -26,7 +26,7 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[ServerWorld, str]]:
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(world.app, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     yield world, f"ws://127.0.0.1:{port}/v2/ws"
     server.should_exit = True
@@ -81,9 +81,11 @@ async def test_updates_are_pushed_for_subscribed_swaps(
             json.dumps({"op": "unsubscribe", "channel": "swap.update", "args": [swap.id]})
         )
         assert (await _next(ws))["event"] == "unsubscribe"
+        claim_pending = asyncio.Event()
+        world.watcher.records.listeners.append(
+            lambda r: r.status == "transaction.claim.pending" and claim_pending.set()
+        )
         await world.escrow.settle_invoice(swap.preimage)
-        async with asyncio.timeout(WAIT):
-            while await world.status(swap.id) != "transaction.claim.pending":
-                await asyncio.sleep(0.01)
+        await asyncio.wait_for(claim_pending.wait(), WAIT)
         await ws.send(json.dumps({"op": "ping"}))
         assert await _next(ws) == {"event": "pong"}  # the two changes were not pushed
