@@ -103,6 +103,7 @@ class ServerWorld:
         """Step the watcher, letting a payment it started run between steps."""
         for _ in range(times):
             await self.watcher.tick()
+            assert self.watcher.errors == [], self.watcher.errors
             for _ in range(5):
                 await asyncio.sleep(0)
 

@@ -63,6 +63,8 @@ async def test_the_pair_hash_follows_the_fees(world: ServerWorld) -> None:
     assert reverse["hash"] != pair["hash"]
     # a current hash is accepted
     await world.create_submarine(pairHash=pair["hash"])
+    nodes = (await world.http.get("/nodes")).json()
+    assert nodes["BTC"]["LND"]["publicKey"] == world.server_node.pubkey_hex
     heights = (await world.http.get("/chain/heights")).json()
     assert heights == {"BTC": world.chain.tip}
     assert (await world.http.get("/chain/BTC/height")).json() == {"height": world.chain.tip}

@@ -326,6 +326,14 @@ def build_app(
     async def reverse_pairs() -> dict[str, Any]:
         return {CURRENCY: {CURRENCY: pair_info(config, SwapType.REVERSE)}}
 
+    @v2.get("/nodes")
+    async def nodes() -> dict[str, Any]:
+        try:
+            pubkey = await lightning.node_pubkey()
+        except LightningError:
+            raise ApiError(503, "the Lightning node cannot be reached now") from None
+        return {CURRENCY: {"LND": {"publicKey": pubkey, "uris": []}}}
+
     @v2.get("/chain/heights")
     async def heights() -> dict[str, Any]:
         return {CURRENCY: await chain.height()}

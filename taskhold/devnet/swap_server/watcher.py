@@ -78,6 +78,8 @@ class Watcher:
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._payments: dict[str, asyncio.Task[None]] = {}
         self._payment_errors: dict[str, str] = {}
+        self.errors: list[tuple[str, Exception]] = []
+        """Unexpected failures of a swap's step (bugs), kept for tests to look at."""
 
     def lock(self, swap_id: str) -> asyncio.Lock:
         return self._locks[swap_id]
@@ -112,6 +114,9 @@ class Watcher:
                         await self._reverse(record, height)
                 except (LightningError, ChainRefused, SigningRefused) as exc:
                     log.warning("swap_server.step_failed", swap=record.id, error=repr(exc))
+                except Exception as exc:  # a bug: one swap must not stop the others
+                    log.exception("swap_server.step_crashed", swap=record.id)
+                    self.errors.append((record.id, exc))
 
     # -- submarine ----------------------------------------------------------------------------
 
