@@ -173,3 +173,18 @@ async def test_the_claim_spends_the_lockup_to_the_servers_wallet(world: ServerWo
     claim_hex = world.watcher.records.get(swap.id).claim_tx_hex  # type: ignore[union-attr]
     claim = Transaction.parse(bytes.fromhex(claim_hex))
     assert claim.vout[0].script_pubkey.data in world.chain.wallet_scripts
+
+
+async def test_a_server_that_will_not_cooperate_claims_by_the_script_path_at_once(
+    world: ServerWorld,
+) -> None:
+    swap = await _paid(world)
+    switched = await world.http.post("http://swap.test/devnet/cooperative", json={"enabled": False})
+    assert switched.status_code == 200
+    refused = await world.http.get(f"/swap/submarine/{swap.id}/claim")
+    assert refused.status_code == 400
+    assert "disabled" in refused.json()["error"]
+    await world.tick()  # no waiting for a signature it would not ask for
+    assert await world.status(swap.id) == "transaction.claimed"
+    (claim_txid,) = world.chain.broadcasts
+    assert len(world.chain.tx(claim_txid).vin[0].witness.items) == 4  # the claim leaf

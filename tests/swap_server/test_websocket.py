@@ -77,6 +77,10 @@ async def test_updates_are_pushed_for_subscribed_swaps(
         assert (await _next(ws))["event"] == "error"
         await ws.send("{not json")
         assert (await _next(ws))["event"] == "error"
+        await ws.send(b"\x00\xff")
+        assert (await _next(ws))["event"] == "error"
+        await ws.send(json.dumps({"op": "subscribe", "channel": "swap.update", "args": "x"}))
+        assert (await _next(ws))["event"] == "error"
         await ws.send(
             json.dumps({"op": "unsubscribe", "channel": "swap.update", "args": [swap.id]})
         )

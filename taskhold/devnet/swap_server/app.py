@@ -286,11 +286,10 @@ def build_app(
     app = FastAPI(title="taskhold devnet swap server (Boltz API v2)", lifespan=lifespan)
     app.state.records = records
     app.state.watcher = watcher
-    app.state.cooperative = config.cooperative
     app.state.hub = hub
 
     def cooperative() -> bool:
-        return bool(app.state.cooperative)
+        return watcher.cooperative
 
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -629,9 +628,15 @@ def build_app(
         sender = asyncio.create_task(pump())
         try:
             while True:
+                frame = await socket.receive()
+                if frame["type"] == "websocket.disconnect":
+                    break
+                text = frame.get("text")
+                if text is None:
+                    text = (frame.get("bytes") or b"").decode("utf-8", "replace")
                 try:
-                    message = json.loads(await socket.receive_text())
-                except (json.JSONDecodeError, UnicodeDecodeError):
+                    message = json.loads(text)
+                except json.JSONDecodeError:
                     await socket.send_json({"event": "error", "error": "invalid JSON"})
                     continue
                 if not isinstance(message, dict):
@@ -685,7 +690,7 @@ def build_app(
         enabled = (await _body(request)).get("enabled")
         if not isinstance(enabled, bool):
             raise _bad("enabled must be true or false")
-        app.state.cooperative = enabled
+        watcher.cooperative = enabled
         return {"enabled": enabled}
 
     for path in ("/devnet/cooperative", "/v2/devnet/cooperative"):

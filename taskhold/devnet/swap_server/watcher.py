@@ -75,6 +75,9 @@ class Watcher:
         self.config = config
         self.clock = clock
         self.claim_offers: dict[str, ClaimOffer] = {}
+        self.cooperative = config.cooperative
+        """Whether the server gives (and asks for) cooperative signatures; the devnet admin
+        endpoint switches it at run time."""
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._payments: dict[str, asyncio.Task[None]] = {}
         self._payment_errors: dict[str, str] = {}
@@ -233,7 +236,7 @@ class Watcher:
             self.claim_offers.pop(record.id, None)
             return
         since = record.claim_pending_since or 0.0
-        if self.config.cooperative and self.clock() - since < COOPERATIVE_CLAIM_WAIT_SECONDS:
+        if self.cooperative and self.clock() - since < COOPERATIVE_CLAIM_WAIT_SECONDS:
             return
         self.claim_offers.pop(record.id, None)
         txid = await self.chain.broadcast(submarine_script_path_claim(record))
