@@ -104,3 +104,21 @@ async def test_a_lockup_sent_just_before_a_crash_is_not_sent_again(world: Server
     assert status["status"] == "transaction.mempool"
     assert status["transaction"]["id"] == txid
     assert len(world.chain.txs) == 1
+
+
+async def test_a_reverse_swap_whose_invoice_was_never_made_ends(world: ServerWorld) -> None:
+    swap = await world.create_reverse()
+    await world.server_node.cancel_invoice(swap.payment_hash)
+    record = world.watcher.records.get(swap.id)
+    assert record is not None
+    # as if the process died after writing the record, before the node made the invoice
+    world.watcher.records.update(record, invoice="", preimage_hash_hex="33" * 32)
+    await world.restart()
+    await world.tick()
+    assert await world.status(swap.id) == "swap.expired"
+
+
+async def test_record_files_are_readable_by_the_owner_only(world: ServerWorld) -> None:
+    swap = await world.create_submarine()
+    path = world.state_dir / "swaps" / f"{swap.id}.json"
+    assert path.stat().st_mode & 0o077 == 0

@@ -156,7 +156,8 @@ class RecordStore:
         """Write the record atomically: a temporary file, fsync, then rename over the old one."""
         path = self.dir / f"{record.id}.json"
         tmp = path.with_suffix(".tmp")
-        with tmp.open("w") as handle:
+        # owner-only: the file holds the server's secret key for this swap
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
             json.dump(record.to_json(), handle, sort_keys=True)
             handle.flush()
             os.fsync(handle.fileno())

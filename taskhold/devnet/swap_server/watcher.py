@@ -24,6 +24,7 @@ import structlog
 from embit.transaction import Transaction
 
 from taskhold.lightning.base import (
+    InvoiceNotFound,
     InvoiceState,
     LightningBackend,
     LightningError,
@@ -251,7 +252,14 @@ class Watcher:
             await self._reverse_locked(record, height)
 
     async def _reverse_waiting(self, record: SwapRecord, height: int) -> None:
-        invoice = await self.lightning.lookup_invoice(record.preimage_hash)
+        try:
+            invoice = await self.lightning.lookup_invoice(record.preimage_hash)
+        except InvoiceNotFound:
+            if record.invoice:
+                raise
+            # the server stopped between writing the record and creating the invoice
+            self.records.move(record, Status.SWAP_EXPIRED, failure_reason="no invoice")
+            return
         if invoice.state is InvoiceState.CANCELED:
             self.records.move(record, Status.INVOICE_EXPIRED, failure_reason="invoice expired")
             return
