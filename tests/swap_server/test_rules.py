@@ -146,3 +146,8 @@ def test_records_survive_a_reload_and_refuse_illegal_moves(tmp_path: Path) -> No
     assert json.loads((tmp_path / "swaps" / "abc.json").read_text())["status"] == (
         "transaction.mempool"
     )
+
+
+def test_a_records_repr_does_not_show_its_secret_key() -> None:
+    record = _record(Status.INVOICE_SET)
+    assert record.server_seckey_hex not in repr(record)

@@ -13,6 +13,7 @@ rate limits, and must never face real money.
 | module | job |
 |---|---|
 | ``chain`` | the SwapChain protocol the server sees the chain through |
+| ``config`` | SwapServerConfig: network, fees, limits, timeouts (re-exported by ``app``) |
 | ``lifecycle`` | status values and the allowed transitions, as one table |
 | ``records`` | the swap records (with the server's per-swap keys), one JSON file per swap |
 | ``signing`` | the server's half of MuSig2 and its script-path claims and refunds |

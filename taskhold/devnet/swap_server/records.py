@@ -48,7 +48,7 @@ class SwapRecord:
     id: str
     kind: SwapType
     status: Status
-    server_seckey_hex: str
+    server_seckey_hex: str = field(repr=False)
     client_pubkey_hex: str
     preimage_hash_hex: str
     timeout_block_height: int

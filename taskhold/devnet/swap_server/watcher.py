@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
+import traceback
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -119,7 +120,14 @@ class Watcher:
                 except (LightningError, ChainRefused, SigningRefused) as exc:
                     log.warning("swap_server.step_failed", swap=record.id, error=repr(exc))
                 except Exception as exc:  # a bug: one swap must not stop the others
-                    log.exception("swap_server.step_crashed", swap=record.id)
+                    # no traceback with locals: a record in scope holds the swap's secret key
+                    where = traceback.extract_tb(exc.__traceback__)[-1]
+                    log.error(
+                        "swap_server.step_crashed",
+                        swap=record.id,
+                        error=repr(exc),
+                        at=f"{where.filename}:{where.lineno}",
+                    )
                     self.errors.append((record.id, exc))
 
     # -- submarine ----------------------------------------------------------------------------
