@@ -190,3 +190,14 @@ async def test_bad_nonces_and_transactions_in_signing_requests(world: ServerWorl
 async def test_websocket_path_is_not_a_500_over_http(world: ServerWorld) -> None:
     response = await world.http.get("/ws")
     assert response.status_code in (400, 404)
+
+
+async def test_a_node_that_cannot_make_the_invoice_leaves_no_swap(world: ServerWorld) -> None:
+    world.server_node.unreachable = True
+    response = await world.http.post("/swap/reverse", json=_reverse())
+    assert response.status_code == 503
+    assert "could not create the invoice" in response.json()["error"]
+    assert list(world.watcher.records) == []
+    assert not list((world.state_dir / "swaps").glob("*.json"))
+    world.server_node.unreachable = False
+    assert (await world.http.post("/swap/reverse", json=_reverse())).status_code == 201

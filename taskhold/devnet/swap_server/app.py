@@ -384,9 +384,9 @@ def build_app(
             raise _bad("the invoice's final CLTV delta does not fit the swap timeout")
         invoice_sat = invoice.amount_msat // 1000
         _limits(config, invoice_sat)
+        tip = await chain.height()  # before the duplicate check: nothing awaits after it
         if records.by_preimage_hash(SwapType.SUBMARINE, invoice.payment_hash_hex) is not None:
             raise _bad("a swap with this invoice exists already")
-        tip = await chain.height()
         record = SwapRecord(
             id=new_swap_id(),
             kind=SwapType.SUBMARINE,
@@ -514,9 +514,9 @@ def build_app(
         if not 60 <= expiry <= 7 * 24 * 3600:
             raise _bad("invoiceExpiry must be between 60 seconds and a week")
         description = _str(body, "description", required=False) or "Send to BTC address"
+        tip = await chain.height()  # before the duplicate check: nothing awaits after it
         if records.by_preimage_hash(SwapType.REVERSE, preimage_hash.hex()) is not None:
             raise _bad("a swap with this preimage hash exists already")
-        tip = await chain.height()
         record = SwapRecord(
             id=new_swap_id(),
             kind=SwapType.REVERSE,
@@ -532,22 +532,25 @@ def build_app(
             address="",
         )
         record.address = record.tree().address(config.network)
-        records.add(record)  # kept before the invoice exists, so no invoice is ever unknown
-        try:
-            hold = await lightning.create_hold_invoice(
-                preimage_hash,
-                invoice_amount * 1000,
-                memo=description,
-                expiry_seconds=expiry,
-                cltv_expiry_delta=config.reverse_timeout_blocks + REVERSE_CLTV_MARGIN_BLOCKS,
-            )
-        except AlreadyExists:
-            records.remove(record)
-            raise _bad("an invoice with this preimage hash exists already") from None
-        except LightningError as exc:
-            records.remove(record)
-            raise ApiError(503, f"could not create the invoice: {exc}") from None
-        records.update(record, invoice=hold.payment_request)
+        # kept before the invoice exists, so no invoice is ever unknown; locked, so the watcher
+        # does not take the invoice-less record for one whose creation died
+        async with watcher.lock(record.id):
+            records.add(record)
+            try:
+                hold = await lightning.create_hold_invoice(
+                    preimage_hash,
+                    invoice_amount * 1000,
+                    memo=description,
+                    expiry_seconds=expiry,
+                    cltv_expiry_delta=config.reverse_timeout_blocks + REVERSE_CLTV_MARGIN_BLOCKS,
+                )
+            except AlreadyExists:
+                records.remove(record)
+                raise _bad("an invoice with this preimage hash exists already") from None
+            except LightningError as exc:
+                records.remove(record)
+                raise ApiError(503, f"could not create the invoice: {exc}") from None
+            records.update(record, invoice=hold.payment_request)
         return {
             "id": record.id,
             "invoice": record.invoice,

@@ -112,6 +112,8 @@ class Watcher:
             if record.final:
                 continue
             async with self.lock(record.id):
+                if self.records.get(record.id) is not record:
+                    continue  # removed while we waited (its creation failed)
                 try:
                     if record.kind is SwapType.SUBMARINE:
                         await self._submarine(record, height)
