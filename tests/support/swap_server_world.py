@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -197,8 +199,11 @@ class ServerWorld:
         return self.chain.fund(swap.response["address"], amount)
 
 
-def new_world(tmp_path: Path, **config: Any) -> ServerWorld:
-    net = SimNetwork()
+def new_world(
+    tmp_path: Path, *, clock: Callable[[], float] = time.time, **config: Any
+) -> ServerWorld:
+    """``clock`` is the Lightning network's wall clock (invoice expiry)."""
+    net = SimNetwork(clock=clock)
     return ServerWorld(
         net=net,
         server_node=SimNode(net, "swap"),

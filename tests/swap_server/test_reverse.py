@@ -4,9 +4,11 @@ and the server settles; or nobody claims and the server refunds itself at the ti
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import bolt11
 from support.swap_parties import CLIENT_SK, DEST
-from support.swap_server_world import ServerWorld
+from support.swap_server_world import CLIENT_PUB, ServerWorld, new_world
 
 from taskhold.lightning.base import InvoiceState, PaymentStatus
 from taskhold.swaps.cooperative import finish_cooperative_spend, start_cooperative_spend
@@ -158,3 +160,30 @@ async def test_a_lockup_the_wallet_cannot_pay_bounces_the_htlc(world: ServerWorl
     assert "insufficient funds" in status["failureReason"]
     failed = await world.escrow.lookup_payment(swap.payment_hash)
     assert failed.status is PaymentStatus.FAILED
+
+
+async def test_a_hold_invoice_that_expires_unpaid_ends_the_swap(tmp_path: Path) -> None:
+    now = [1_900_000_000.0]
+    world = new_world(tmp_path, clock=lambda: now[0])
+    try:
+        response = await world.post(
+            "/swap/reverse",
+            {
+                "preimageHash": "44" * 32,
+                "claimPublicKey": CLIENT_PUB.hex(),
+                "invoiceAmount": 50_000,
+                "invoiceExpiry": 600,
+            },
+        )
+        assert response.status_code == 201, response.text
+        swap_id = response.json()["id"]
+        await world.tick()
+        assert await world.status(swap_id) == "swap.created"
+        now[0] += 601
+        await world.tick()
+        assert await world.status(swap_id) == "invoice.expired"
+        paid = await world.escrow.send_payment(response.json()["invoice"])
+        assert paid.status is PaymentStatus.FAILED
+        assert world.chain.txs == []
+    finally:
+        await world.close()
