@@ -56,7 +56,7 @@ async def test_submarine_creation_refusals(world: ServerWorld) -> None:
     good = await _invoice(world)
     cases: list[tuple[Any, str]] = [
         ([1, 2], "JSON object"),
-        ({"refundPublicKey": CLIENT_PUB.hex()}, "invoice is required"),
+        ({"from": "BTC", "to": "BTC", "refundPublicKey": CLIENT_PUB.hex()}, "invoice is required"),
         (_submarine("lnbcrt1garbage"), "not a valid BOLT11"),
         (_submarine(good, refundPublicKey="zz"), "must be hex"),
         (_submarine(good, refundPublicKey=CLIENT_PUB.hex()[:-2]), "33 bytes"),
@@ -64,6 +64,7 @@ async def test_submarine_creation_refusals(world: ServerWorld) -> None:
         (_submarine(good, refundPublicKey=7), "must be a string"),
         (_submarine(good, pairHash="00" * 32), "invalid pair hash"),
         (_submarine(good, to="L-BTC"), "could not find pair"),
+        ({k: v for k, v in _submarine(good).items() if k != "from"}, "from is required"),
         (_submarine(await _invoice(world, amount_sat=9_999)), "less than minimal"),
         (_submarine(await _invoice(world, amount_sat=5_000_001)), "more than maximal"),
         (_submarine(await _invoice(world, expiry_seconds=600)), "invoice expiry too short"),
@@ -112,6 +113,7 @@ async def test_reverse_creation_refusals(world: ServerWorld) -> None:
         (_reverse(invoiceAmount=None, onchainAmount=-5), "must be positive"),
         (_reverse(invoiceExpiry=5), "invoiceExpiry"),
         (_reverse(pairHash="nope"), "invalid pair hash"),
+        (_reverse(to=None), "to is required"),
     ]
     for body, error in cases:
         await _refused(world, "/swap/reverse", body, error)

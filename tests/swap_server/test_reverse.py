@@ -169,6 +169,8 @@ async def test_a_hold_invoice_that_expires_unpaid_ends_the_swap(tmp_path: Path) 
         response = await world.post(
             "/swap/reverse",
             {
+                "from": "BTC",
+                "to": "BTC",
                 "preimageHash": "44" * 32,
                 "claimPublicKey": CLIENT_PUB.hex(),
                 "invoiceAmount": 50_000,

@@ -229,8 +229,10 @@ def _int(body: dict[str, Any], name: str, *, required: bool = True) -> int | Non
 
 
 def _pair(body: dict[str, Any], config: SwapServerConfig, kind: SwapType) -> None:
-    for name in ("from", "to"):
-        value = body.get(name, CURRENCY)
+    for name in ("from", "to"):  # required by Boltz's schema, so required here too
+        value = body.get(name)
+        if value is None:
+            raise _bad(f"{name} is required")
         if value != CURRENCY:
             raise _bad(f"could not find pair with id: {body.get('from')}/{body.get('to')}")
     given = body.get("pairHash")
