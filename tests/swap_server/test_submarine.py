@@ -18,7 +18,7 @@ from taskhold.swaps.cooperative import (
     start_cooperative_spend,
 )
 from taskhold.swaps.musig import verify_schnorr
-from taskhold.swaps.tx import build_spend, key_path_sighash
+from taskhold.swaps.tx import build_spend, key_path_sighash, refund_script_path
 
 
 async def _paid(world: ServerWorld):  # type: ignore[no-untyped-def]
@@ -188,3 +188,20 @@ async def test_a_server_that_will_not_cooperate_claims_by_the_script_path_at_onc
     assert await world.status(swap.id) == "transaction.claimed"
     (claim_txid,) = world.chain.broadcasts
     assert len(world.chain.tx(claim_txid).vin[0].witness.items) == 4  # the claim leaf
+
+
+async def test_a_server_down_past_the_timeout_finds_the_clients_refund(
+    world: ServerWorld,
+) -> None:
+    swap = await _paid(world)
+    utxo = await world.lockup_utxo_from_chain(swap)
+    timeout = swap.response["timeoutBlockHeight"]
+    world.chain.mine(timeout - world.chain.tip)
+    refund = refund_script_path(utxo, DEST, 300, refund_seckey=CLIENT_SK, locktime=timeout)
+    sent = await world.post("/chain/BTC/transaction", {"hex": refund.serialize().hex()})
+    assert sent.status_code == 200, sent.text
+    await world.tick(2)
+    assert await world.status(swap.id) == "transaction.claim.pending"  # never "claimed"
+    record = world.watcher.records.get(swap.id)
+    assert record is not None and record.failure_reason is not None
+    assert world.chain.broadcasts == [refund.txid().hex()]  # no claim attempt after it

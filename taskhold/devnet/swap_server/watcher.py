@@ -238,12 +238,22 @@ class Watcher:
 
     async def _claim(self, record: SwapRecord) -> None:
         assert record.lockup_txid is not None and record.lockup_vout is not None
+        if record.failure_reason is not None:
+            return  # the lockup is gone to the client's refund: nothing left to claim
         spend = await self.chain.find_spend(
             record.lockup_txid, record.lockup_vout, since_height=record.created_height
         )
-        if spend is not None:  # our claim is out (e.g. broadcast before a crash)
-            txid = Transaction.parse(bytes.fromhex(spend)).txid().hex()
-            self.records.move(record, Status.TX_CLAIMED, claim_txid=txid)
+        if spend is not None:
+            tx = Transaction.parse(bytes.fromhex(spend))
+            if record.tree().refund_leaf in tx.vin[0].witness.items:
+                # the server stayed down past the timeout and the client took its refund
+                log.error("swap_server.lockup_refunded_before_claim", swap=record.id)
+                self.records.update(
+                    record, failure_reason="the client refunded before the server claimed"
+                )
+                return
+            # our claim is out (broadcast before a crash, or the cooperative one)
+            self.records.move(record, Status.TX_CLAIMED, claim_txid=tx.txid().hex())
             self.claim_offers.pop(record.id, None)
             return
         since = record.claim_pending_since or 0.0
