@@ -189,3 +189,23 @@ async def test_a_hold_invoice_that_expires_unpaid_ends_the_swap(tmp_path: Path) 
         assert world.chain.txs == []
     finally:
         await world.close()
+
+
+async def test_a_claim_after_the_hold_was_cancelled_is_recorded_not_retried(
+    world: ServerWorld,
+) -> None:
+    swap = await _locked(world)
+    await world.server_node.cancel_invoice(swap.payment_hash)  # as lnd does near HTLC expiry
+    utxo = await world.lockup_utxo(swap.id, swap.tree)
+    claim = reverse_claim_script_path(
+        utxo, DEST, 200, claim_seckey=CLIENT_SK, preimage=swap.preimage
+    )
+    assert (await world.post("/chain/BTC/transaction", {"hex": claim.serialize().hex()})).is_success
+    await world.tick()
+    record = world.watcher.records.get(swap.id)
+    assert record is not None
+    assert record.claim_txid == claim.txid().hex()
+    assert record.failure_reason is not None and "cancelled" in record.failure_reason
+    world.chain.mine(swap.response["timeoutBlockHeight"] - world.chain.tip)
+    await world.tick()
+    assert world.chain.broadcasts == [claim.txid().hex()]  # no refund attempt of a spent lockup

@@ -32,6 +32,7 @@ from taskhold.lightning.base import (
     NodeUnreachable,
     PaymentFailed,
     PaymentStatus,
+    WrongInvoiceState,
 )
 from taskhold.swaps.tree import SwapType
 
@@ -319,6 +320,8 @@ class Watcher:
 
     async def _reverse_locked(self, record: SwapRecord, height: int) -> None:
         assert record.lockup_txid is not None and record.lockup_vout is not None
+        if record.claim_txid is not None and record.failure_reason is not None:
+            return  # claimed, but the invoice could no longer be settled: nothing left to do
         tree = record.tree()
         spend = await self.chain.find_spend(
             record.lockup_txid, record.lockup_vout, since_height=record.created_height
@@ -343,7 +346,19 @@ class Watcher:
                 # a key-path claim: the client had our partial, so it showed us the preimage
                 self.records.update(record, claim_txid=txid)
                 return
-            await self.lightning.settle_invoice(preimage)
+            try:
+                await self.lightning.settle_invoice(preimage)
+            except (WrongInvoiceState, InvoiceNotFound):
+                # the hold was cancelled first (the HTLC neared its expiry): the server lost this
+                # one; keep the facts and stop retrying
+                log.error("swap_server.claimed_after_cancel", swap=record.id)
+                self.records.update(
+                    record,
+                    preimage_hex=preimage.hex(),
+                    claim_txid=txid,
+                    failure_reason="claimed on chain after the hold invoice was cancelled",
+                )
+                return
             self.records.move(
                 record, Status.INVOICE_SETTLED, preimage_hex=preimage.hex(), claim_txid=txid
             )
