@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 import uvicorn
 import websockets
+from support.swap_parties import CLIENT_SK, DEST
 from support.swap_server_world import ServerWorld, new_world
+
+from taskhold.lightning.base import PaymentStatus
+from taskhold.swaps.cooperative import finish_cooperative_spend, start_cooperative_spend
+from taskhold.swaps.tx import build_spend
 
 WAIT = 10.0
 
@@ -93,3 +98,36 @@ async def test_updates_are_pushed_for_subscribed_swaps(
         await asyncio.wait_for(claim_pending.wait(), WAIT)
         await ws.send(json.dumps({"op": "ping"}))
         assert await _next(ws) == {"event": "pong"}  # the two changes were not pushed
+
+
+async def test_a_reverse_swap_runs_on_the_servers_own_loop(
+    served: tuple[ServerWorld, str],
+) -> None:
+    """No hand-stepping: the lifespan's watcher locks up once the escrow pays, and the client
+    hears each step over the WebSocket, as it would on the devnet."""
+    world, url = served
+    swap = await world.create_reverse()
+    async with websockets.connect(url) as ws:
+        await ws.send(json.dumps({"op": "subscribe", "channel": "swap.update", "args": [swap.id]}))
+        assert (await _next(ws))["event"] == "subscribe"
+        assert await _until_status(ws, "swap.created") == ["swap.created"]
+        await world.escrow.send_payment(swap.response["invoice"])
+        assert await _until_status(ws, "transaction.mempool") == ["transaction.mempool"]
+        utxo = await world.lockup_utxo(swap.id, swap.tree)
+        tx = build_spend(utxo, DEST, 200)
+        ours = start_cooperative_spend(tx, utxo, CLIENT_SK)
+        body = {"preimage": swap.preimage.hex(), "pubNonce": ours.public.hex(),
+                "transaction": tx.serialize().hex(), "index": 0}  # fmt: skip
+        answer = (await world.post(f"/swap/reverse/{swap.id}/claim", body)).json()
+        assert await _until_status(ws, "invoice.settled") == ["invoice.settled"]
+    done = finish_cooperative_spend(
+        tx,
+        utxo,
+        CLIENT_SK,
+        ours,
+        boltz_pubnonce=bytes.fromhex(answer["pubNonce"]),
+        boltz_partial=bytes.fromhex(answer["partialSignature"]),
+    )
+    assert await world.chain.broadcast(done.serialize().hex())
+    payment = await world.escrow.lookup_payment(swap.payment_hash)
+    assert payment.status is PaymentStatus.SUCCEEDED
