@@ -8,7 +8,10 @@ cannot tell it apart from a real Boltz endpoint. It uses its own Lightning node 
 outputs through :class:`~.chain.SwapChain` (btcd on the devnet, an in-memory chain in tests).
 
 It holds coins of its own on the devnet only; it has no authentication, no fee market and no
-rate limits, and must never face real money.
+rate limits, and must never face real money. Only what taskhold uses is offered: BTC/BTC
+submarine swaps created with an invoice (not with ``preimageHash`` first) and reverse swaps; no
+chain swaps, webhooks, restore/rescue or 0-conf (``maximalZeroConf`` is 0). Per-swap keys are
+kept in the record files, which a real service would hold in a signer.
 
 | module | job |
 |---|---|
