@@ -148,3 +148,21 @@ async def test_a_bad_partial_signature_does_not_finish_the_servers_claim(
     assert response.status_code == 400
     assert await world.status(swap.id) == "transaction.claim.pending"
     assert world.chain.broadcasts == []
+
+
+async def test_the_server_never_signs_twice_with_one_nonce(world: ServerWorld) -> None:
+    """A client asking again (same nonce, another fee) gets a fresh server nonce each time:
+    two partial signatures under one nonce would give away the swap key."""
+    swap = await _pending_submarine(world)
+    await world.escrow.cancel_invoice(swap.payment_hash)
+    await world.tick()
+    utxo = await world.lockup_utxo_from_chain(swap)
+    first_tx, second_tx = build_spend(utxo, DEST, 300), build_spend(utxo, DEST, 400)
+    ours = start_cooperative_spend(first_tx, utxo, CLIENT_SK)
+    answers = []
+    for tx in (first_tx, second_tx):
+        body = {"pubNonce": ours.public.hex(), "transaction": tx.serialize().hex(), "index": 0}
+        response = await world.post(f"/swap/submarine/{swap.id}/refund", body)
+        assert response.status_code == 200, response.text
+        answers.append(response.json()["pubNonce"])
+    assert answers[0] != answers[1]
