@@ -23,6 +23,7 @@ from taskhold.boltz.models import SubmarineRequest
 from taskhold.boltz.records import SwapRecord, SwapRecords, submarine_record
 from taskhold.boltz.verify import decode_invoice, verify_submarine
 from taskhold.client import TaskholdClient
+from taskhold.swaps.cooperative import answer_submarine_claim
 from taskhold.swaps.errors import SwapError, SwapMismatch
 from taskhold.swaps.fees import FeeQuote, check_stated_amount, submarine_quote
 from taskhold.swaps.timing import check_submarine_fits
@@ -31,7 +32,7 @@ from taskhold.swaps.tree import Network
 from .spending import SPEND_FEE_SAT, Spend, destination_script, lockup_utxo, refund_submarine_lockup
 from .wallet import OnChainWallet
 
-__all__ = ["FeesRefused", "FundingSwap", "fund_by_swap", "refund_funding"]
+__all__ = ["FeesRefused", "FundingSwap", "cosign_boltz_claim", "fund_by_swap", "refund_funding"]
 
 PAIR = ("BTC", "BTC")
 
@@ -189,3 +190,23 @@ async def refund_funding(
 def _refundable(record: SwapRecord) -> None:
     if record.state not in ("lockup_sent", "failed") or record.lockup_txid is None:
         raise SwapError(f"swap {record.swap_id} has no lockup to refund (it is {record.state})")
+
+
+async def cosign_boltz_claim(api: BoltzApi, records: SwapRecords, swap_id: str) -> None:
+    """Co-sign Boltz's claim of the lockup once it shows the hold invoice's preimage: the
+    proof it paid the task's hold invoice. Optional (Boltz claims by its leaf otherwise), but
+    cheaper for both; the swap is then over for the employer."""
+    record = records.get(swap_id)
+    if record.state != "lockup_sent":
+        raise SwapError(f"swap {swap_id} has no lockup awaiting Boltz's claim ({record.state})")
+    details = await api.submarine_claim_details(swap_id)
+    pub_nonce, partial = answer_submarine_claim(
+        record.tree(),
+        bytes.fromhex(record.secret_key_hex),
+        boltz_pubnonce=details.pub_nonce,
+        sighash=details.transaction_hash,
+        preimage=details.preimage,
+        invoice_payment_hash=bytes.fromhex(record.payment_hash_hex),
+    )
+    await api.post_submarine_claim_signature(swap_id, pub_nonce, partial)
+    records.move(swap_id, "claimed")
