@@ -114,7 +114,7 @@ _ADDS_A_RECORD = frozenset({"review", "deposit"})
 
 
 def op_path(op: str) -> str:
-    return {"fund": "funding"}.get(op, op)
+    return {"fund": "funding", "swap": "swaps"}.get(op, op)
 
 
 for _op, _summary in [
@@ -147,6 +147,11 @@ for _op, _summary in [
     ),
     ("accept-agreement", "Accept the other party's standing proposal, repeating worker_msat"),
     ("withdraw-agreement", "Withdraw your standing proposal"),
+    (
+        "swap",
+        "Report your Boltz swap's facts: swap id, API, lockup and claim or refund txid"
+        " (employer: the funding swap; worker: the payout swap)",
+    ),
 ]:
     _task_write(_op, _summary)
 

@@ -9,7 +9,7 @@ from taskhold.payments.sealed import shown
 from taskhold.store.models import TransitionRow
 from taskhold.tasks import Task
 from taskhold.tasks.milestones import series_view
-from taskhold.tasks.model import deposit_view
+from taskhold.tasks.model import deposit_view, swap_view
 
 __all__ = ["task_view", "transition_view"]
 
@@ -100,6 +100,7 @@ def task_view(task: Task, log_head: str | None = None) -> dict[str, Any]:
         "details_sealed": task.details_sealed,
         "proof_hash": task.proof_hash,
         "proof_sealed": task.proof_sealed,
+        "swaps": [swap_view(swap) for swap in task.swaps],
     }
 
 
