@@ -288,8 +288,8 @@ class Settings(BaseSettings):
     @field_validator("swap_api_url")
     @classmethod
     def _swap_api_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+        if value is None or not value.strip():
+            return None  # an empty TASKHOLD_SWAP_API_URL offers no fallback, like leaving it out
         problem = swap_api_problem(value)
         if problem is not None:
             raise ValueError(f"swap_api_url: {problem}")

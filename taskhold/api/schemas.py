@@ -460,6 +460,11 @@ class Info(_Described):
     proof_kind: int
     reputation: dict[str, Any] | None
     relays: list[str] = Field(description="the relays the public log is published to")
+    swap_api: str | None = Field(
+        default=None,
+        description="the Boltz API v2 base URL offered to workers for an on-chain payout by"
+        " reverse swap when the Lightning payout cannot reach them; null offers none",
+    )
     kinds: dict[str, int] = Field(
         description="every kind taskhold publishes or embeds, by its kind_* setting without kind_"
     )
