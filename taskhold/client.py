@@ -528,6 +528,27 @@ class TaskholdClient:
 
     # Reads -----------------------------------------------------------------------------------
 
+    async def report_swap(
+        self,
+        task_id: str,
+        *,
+        role: str,
+        swap_id: str,
+        swap_api: str,
+        lockup_txid: str | None = None,
+        claim_txid: str | None = None,
+        refund_txid: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Record your Boltz swap's facts in the task's public log: as the employer the
+        ``funding`` swap that pays the hold invoice, as the worker the ``payout`` swap whose
+        invoice is your payout invoice. Report each txid once known; a txid never changes, and
+        the same report again changes nothing."""
+        body: dict[str, Any] = {"role": role, "swap_id": swap_id, "swap_api": swap_api}
+        facts = {"lockup_txid": lockup_txid, "claim_txid": claim_txid, "refund_txid": refund_txid}
+        body.update({name: txid for name, txid in facts.items() if txid is not None})
+        return await self._task_write(task_id, "swaps", "swap", body, idempotency_key)
+
     async def get_task(self, task_id: str) -> dict[str, Any]:
         return await self._read(_task_path(task_id))
 

@@ -215,6 +215,17 @@ class RefusalCode(StrEnum):
         "the change would need a public log event larger than relays accept (413)",
     )
     LOG_REJECTED = "log_rejected", "a rebuild found the public log failing a check"
+    # Swap reports: the facts of a Boltz swap a party ran for the task
+    BAD_SWAP_REPORT = (
+        "bad_swap_report",
+        "a swap report's txid is not 64 lower-case hex, its swap id is not a short token, or its"
+        " swap API is not an https URL (http only on loopback)",
+    )
+    SWAP_FACT_CONFLICT = (
+        "swap_fact_conflict",
+        "a swap's recorded txid cannot change, and a swap is either claimed or refunded",
+    )
+    TOO_MANY_SWAPS = "too_many_swaps", "the task already records the most swap ids for this role"
     # Worker-signed payout terms
     PAYOUT_TERMS_MISMATCH = (
         "payout_terms_mismatch",

@@ -7,15 +7,17 @@ data directory, and the deterministic Lightning simulator.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings", "default_data_dir", "settings_digest"]
+__all__ = ["Settings", "default_data_dir", "settings_digest", "swap_api_problem"]
 
 
 _URL_PASSWORD = re.compile(r"(://[^/:@]*:)[^@/]*@")
@@ -28,6 +30,45 @@ def settings_digest(settings: Settings) -> str:
         values["database_url"] = _URL_PASSWORD.sub(r"\1***@", values["database_url"])
     canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+MAX_SWAP_API_CHARS = 200
+
+
+def swap_api_problem(url: str) -> str | None:
+    """What is wrong with ``url`` as a Boltz API base URL, or None.
+
+    https with a host, or http only on loopback (a devnet swap server beside the nodes): a
+    swap API named in the public log or offered to workers must not send a client's swap
+    requests in the clear over a network. No credentials, query or fragment: the URL is
+    public and names an endpoint, nothing else.
+    """
+    if not url or len(url) > MAX_SWAP_API_CHARS or not url.isprintable() or " " in url:
+        return f"a swap API URL is 1 to {MAX_SWAP_API_CHARS} printable characters, no spaces"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return "the swap API is not a URL"
+    if not host or parts.username is not None or parts.password is not None:
+        return "a swap API URL needs a host and carries no credentials"
+    if parts.query or parts.fragment:
+        return "a swap API URL carries no query or fragment"
+    if parts.scheme == "https":
+        return None
+    if parts.scheme == "http" and _is_loopback(host):
+        return None
+    return "a swap API URL must be https (http only on loopback)"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def default_data_dir() -> Path:
@@ -220,6 +261,12 @@ class Settings(BaseSettings):
     milestones_max: int = Field(default=10, ge=1)
     """Milestones one create takes: each is a task with its own hold invoice and log chain."""
 
+    # On-chain fallback (issue #14) ---------------------------------------------------------------
+    swap_api_url: str | None = None
+    """The Boltz API v2 base URL this operator offers workers for an on-chain payout by reverse
+    swap when the Lightning payout cannot reach them; None offers no fallback. Shown in
+    ``/v1/info`` as ``swap_api``; https, or http on loopback only."""
+
     # Notifications (taskhold/notify/) ----------------------------------------------------------
     notifications_enabled: bool = True
     """Send whoever a task waits on (fund, claim, approve, renew, answer a dispute …) a NIP-17
@@ -237,6 +284,16 @@ class Settings(BaseSettings):
     """Retries of a failing webhook back off 1 s, 2 s, 4 s … up to this."""
     webhook_interval_s: float = Field(default=1.0, gt=0)
     """How often the webhook worker looks for new log entries when it has nothing to do."""
+
+    @field_validator("swap_api_url")
+    @classmethod
+    def _swap_api_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None  # an empty TASKHOLD_SWAP_API_URL offers no fallback, like leaving it out
+        problem = swap_api_problem(value)
+        if problem is not None:
+            raise ValueError(f"swap_api_url: {problem}")
+        return value
 
     @field_validator("arbiters", "relays", "trusted_proxies", mode="before")
     @classmethod

@@ -23,6 +23,7 @@
 | propose-agreement | participant | employer or worker, after a claim |
 | accept-agreement   | participant | the party who did not propose |
 | withdraw-agreement | participant | the party who proposed |
+| swap             | swap_report   | employer (funding swap) or worker (payout swap), any state |
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .fund import fund
 from .pipeline import Handler, WriteContext, perform
 from .proof import submit_proof, update_payout_invoice, update_refund_invoice
 from .review import review
+from .swap_report import report_swap
 
 __all__ = ["ACTIONS", "Action", "WriteContext", "perform"]
 
@@ -69,4 +71,5 @@ ACTIONS: dict[str, Action] = {
     "propose-agreement": Action(participant.propose_agreement),
     "accept-agreement": Action(participant.accept_agreement),
     "withdraw-agreement": Action(participant.withdraw_agreement),
+    "swap": Action(report_swap),
 }

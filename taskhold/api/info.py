@@ -126,6 +126,7 @@ def info_document(services: Services) -> dict[str, Any]:
         "proof_kind": services.writes.proof_kind,
         "reputation": reputation_info(services),
         "relays": list(settings.relays),
+        "swap_api": settings.swap_api_url,
         "kinds": published_kinds(settings),
         "subscribing": SUBSCRIBING_DOC,
     }

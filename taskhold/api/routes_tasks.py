@@ -61,6 +61,7 @@ async def _write(
     if services.limits is not None:  # before the signature is checked: the cheapest refusal
         services.limits.check_ip(client_ip(request))
     action = ACTIONS[op]
+    swap_api = services.settings.swap_api_url
     status, payload = await perform(
         services.writes,
         op=op,
@@ -68,7 +69,7 @@ async def _write(
         raw_event=body.request,
         task_id=task_id,
         idempotency_key=key,
-        render=task_view,
+        render=lambda task, head: task_view(task, head, swap_api=swap_api),
         proof=action.proof,
     )
     media_type = "application/problem+json" if status >= 400 else "application/json"
@@ -114,7 +115,7 @@ _ADDS_A_RECORD = frozenset({"review", "deposit"})
 
 
 def op_path(op: str) -> str:
-    return {"fund": "funding"}.get(op, op)
+    return {"fund": "funding", "swap": "swaps"}.get(op, op)
 
 
 for _op, _summary in [
@@ -147,6 +148,11 @@ for _op, _summary in [
     ),
     ("accept-agreement", "Accept the other party's standing proposal, repeating worker_msat"),
     ("withdraw-agreement", "Withdraw your standing proposal"),
+    (
+        "swap",
+        "Report your Boltz swap's facts: swap id, API, lockup and claim or refund txid"
+        " (employer: the funding swap; worker: the payout swap)",
+    ),
 ]:
     _task_write(_op, _summary)
 
@@ -164,7 +170,7 @@ async def get_task(request: Request, task_id: str) -> dict[str, Any]:
         siblings = await _milestones_of(tx, task) if task is not None else []
     if task is None:
         raise NotFound(f"no task {task_id}")
-    view = task_view(task, head)
+    view = task_view(task, head, swap_api=services_of(request).settings.swap_api_url)
     if view["series"] is not None:
         view["series"]["milestones"] = [milestone_view(sibling) for sibling in siblings]
     return view
@@ -218,7 +224,8 @@ async def list_tasks(
         tasks = await tx.list_tasks(
             state=state, employer=employer, worker=worker, limit=limit, before=before
         )
-    views = [task_view(task) for task in tasks]
+    swap_api = services_of(request).settings.swap_api_url
+    views = [task_view(task, swap_api=swap_api) for task in tasks]
     cursor = views[-1]["created_at"] if len(views) == limit else None
     return {"tasks": views, "next_before": cursor}
 

@@ -203,6 +203,31 @@ class DepositView(_Described):
     closed_at: int | None
 
 
+class SwapView(_Described):
+    """A Boltz swap a party reported for the task: facts anyone can check on chain and at
+    ``swap_api``."""
+
+    role: str = Field(description="funding (the employer's submarine swap) or payout (reverse)")
+    swap_id: str
+    swap_api: str = Field(description="the Boltz API base URL the swap runs at")
+    reporter: str
+    lockup_txid: str | None
+    claim_txid: str | None
+    refund_txid: str | None
+    first_reported_at: int
+    last_reported_at: int
+
+
+class PayoutFallback(_Described):
+    """The Lightning payout could not reach the worker: an on-chain payout by reverse swap at
+    ``swap_api`` is possible (send that swap's invoice as the payout invoice)."""
+
+    on_chain: bool
+    swap_api: str = Field(description="the Boltz API v2 base URL the operator offers")
+    payout_msat: int = Field(description="what the swap's invoice must be for")
+    reason: str | None = Field(description="the last payout failure")
+
+
 class SplitView(_Described):
     """A split outcome: the worker's share goes to ``payout_invoice``, the employer's to
     ``refund_invoice``; the shares plus ``fee_msat`` make the amount."""
@@ -346,6 +371,14 @@ class TaskView(_Described):
     proof_sealed: dict[str, SealedCopy] = Field(
         default_factory=dict, description="the sealed proof's copies, by recipient pubkey"
     )
+    swaps: list[SwapView] = Field(
+        default_factory=list, description="the Boltz swaps the parties reported, oldest first"
+    )
+    payout_fallback: PayoutFallback | None = Field(
+        default=None,
+        description="set while the Lightning payout cannot reach the worker and the operator"
+        " offers an on-chain payout by reverse swap",
+    )
 
 
 class Series(_Described):
@@ -427,6 +460,11 @@ class Info(_Described):
     proof_kind: int
     reputation: dict[str, Any] | None
     relays: list[str] = Field(description="the relays the public log is published to")
+    swap_api: str | None = Field(
+        default=None,
+        description="the Boltz API v2 base URL offered to workers for an on-chain payout by"
+        " reverse swap when the Lightning payout cannot reach them; null offers none",
+    )
     kinds: dict[str, int] = Field(
         description="every kind taskhold publishes or embeds, by its kind_* setting without kind_"
     )

@@ -9,12 +9,17 @@ from taskhold.payments.sealed import shown
 from taskhold.store.models import TransitionRow
 from taskhold.tasks import Task
 from taskhold.tasks.milestones import series_view
-from taskhold.tasks.model import deposit_view
+from taskhold.tasks.model import deposit_view, swap_view
+from taskhold.tasks.next_actions import payout_on_chain_due
 
 __all__ = ["task_view", "transition_view"]
 
 
-def task_view(task: Task, log_head: str | None = None) -> dict[str, Any]:
+def task_view(
+    task: Task, log_head: str | None = None, *, swap_api: str | None = None
+) -> dict[str, Any]:
+    """The task on the wire; ``swap_api`` is the Boltz API the operator offers for an on-chain
+    payout (``swap_api_url``), None where it offers none."""
     funding = None
     if task.payment_request is not None:
         funding = {
@@ -100,6 +105,21 @@ def task_view(task: Task, log_head: str | None = None) -> dict[str, Any]:
         "details_sealed": task.details_sealed,
         "proof_hash": task.proof_hash,
         "proof_sealed": task.proof_sealed,
+        "swaps": [swap_view(swap) for swap in task.swaps],
+        "payout_fallback": _payout_fallback(task, swap_api),
+    }
+
+
+def _payout_fallback(task: Task, swap_api: str | None) -> dict[str, Any] | None:
+    """The on-chain payout offered while the Lightning payout cannot reach the worker (the
+    ``payout_on_chain`` wait): public like the rest of the task, it carries no secret."""
+    if swap_api is None or not payout_on_chain_due(task):
+        return None
+    return {
+        "on_chain": True,
+        "swap_api": swap_api,
+        "payout_msat": task.payout_msat,
+        "reason": task.last_payout_failure,
     }
 
 

@@ -288,6 +288,19 @@ def _task_chain(entries: list[Entry], findings: set[Finding], payouts: PayoutChe
             _check_preimage(entry, paid, where, findings, what="deposit")
 
 
+_FACTS_AFTER_THE_END = frozenset({"SwapReported"})
+"""Entries that record what a party says happened elsewhere (a swap's claim or refund txid),
+often after the task ended: they are not how the task ended."""
+
+
+def _final_op(entries: list[Entry]) -> str:
+    """How the task ended (or where it stands): its last entry that is not a reported fact."""
+    for entry in reversed(entries):
+        if entry.op not in _FACTS_AFTER_THE_END:
+            return entry.op
+    return entries[-1].op
+
+
 _SETTLES = frozenset({"ReleaseCompleted", "HoldSettledUnderLivePayout", "SplitCompleted"})
 _ENDS_FUNDING = _SETTLES | {"RefundCompleted", "RefundOrdered"}
 
@@ -481,7 +494,7 @@ def audit_log(
         events_received=len(events),
         entries=len(entries),
         tasks=len(by_task),
-        tasks_by_final_op=Counter(task_entries[-1].op for task_entries in by_task.values()),
+        tasks_by_final_op=Counter(_final_op(task_entries) for task_entries in by_task.values()),
         head_gseq=head if head >= 0 else None,
         head_id=head_group[0].id if len(head_group) == 1 else None,
         checkpoint_gseq=checkpoint.gseq if checkpoint else None,

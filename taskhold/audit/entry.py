@@ -51,6 +51,7 @@ OPS = frozenset(
         "SplitCompleted",
         "RejectionLapsed", "AgreementProposed", "AgreementAccepted", "AgreementWithdrawn",
         "RenewalOpened", "Renewed", "RoundCancelled",
+        "SwapReported",
     }
 )  # fmt: skip
 
@@ -75,6 +76,7 @@ REQUEST_OPS: Mapping[str, frozenset[str]] = {
     "propose-agreement": frozenset({"AgreementProposed"}),
     "accept-agreement": frozenset({"AgreementAccepted"}),
     "withdraw-agreement": frozenset({"AgreementWithdrawn"}),
+    "swap": frozenset({"SwapReported"}),
 }
 """Which entry a participant's request (its ``op`` tag) may cause."""
 
@@ -82,6 +84,9 @@ _SIGNED_BY_EMPLOYER = frozenset({"WorkerAssigned", "ClaimRevoked"})
 """Entries whose request only the employer (the first ``p`` tag) may sign."""
 _SIGNED_BY_WORKER = frozenset({"ApplicationFiled", "ClaimReleased"})
 """Entries whose request only the key in the event's ``worker_pubkey`` may sign."""
+_SWAP_REPORTERS: Mapping[str, int] = {"funding": 0, "payout": 1}
+"""A ``SwapReported`` entry's ``swap_role`` -> the ``p`` tag of the only key that may sign its
+request: the employer (first) reports the funding swap, the worker (second) the payout swap."""
 
 _UINT = re.compile(r"0|[1-9][0-9]*")
 
@@ -139,15 +144,24 @@ _PAYMENT_TAGS: Mapping[str, Mapping[str, Callable[[str], bool]]] = {
         "depositor": is_hex64, "preimage": is_hex64, "payout_hash": is_hex64,
         "payout_fee_msat": _uint,
     },
+    "SwapReported": {
+        "swap_role": lambda value: value in _SWAP_REPORTERS,
+        "swap_id": lambda value: re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value) is not None,
+    },
 }  # fmt: skip
+_SWAP_TXIDS = frozenset({"lockup_txid", "claim_txid", "refund_txid"})
 _OPTIONAL_PAYMENT_TAGS: Mapping[str, frozenset[str]] = {
     "ReleaseCompleted": frozenset({"payout_preimage"}),
     "DepositPaidOut": frozenset({"payout_preimage"}),
+    "SwapReported": _SWAP_TXIDS,
 }
-"""Tags an entry may lack (entries from before them); the payout check reads them."""
-_ALL_PAYMENT_TAGS = frozenset(name for tags in _PAYMENT_TAGS.values() for name in tags) | {
-    "payout_preimage"
-}
+"""Tags an entry may lack: entries from before them (the payout check reads them), or a swap
+report's txids, each given once known (64 hex when present)."""
+_ALL_PAYMENT_TAGS = (
+    frozenset(name for tags in _PAYMENT_TAGS.values() for name in tags)
+    | {"payout_preimage"}
+    | _SWAP_TXIDS
+)
 _TASK_TAGS = frozenset({"a", "task", "seq", "state", "prev", "e"})
 _SINGLE_TAGS = frozenset(
     {"op", "gseq", "o", "gprev", "new_key", "old_key"} | _TASK_TAGS | _ALL_PAYMENT_TAGS
@@ -377,6 +391,10 @@ class _Reader:
             if name not in expected and name not in optional
         )
         bad.extend(f"{name} (not allowed on {op})" for name in stray)
+        txids = sorted(_SWAP_TXIDS & values.keys())
+        bad.extend(name for name in txids if not is_hex64(values[name]))
+        if op == "SwapReported" and "claim_txid" in values and "refund_txid" in values:
+            bad.append("claim_txid and refund_txid (a swap is claimed or refunded)")
         if bad:
             self.fault(FindingKind.MALFORMED, "ill-formed tags: " + "; ".join(bad))
 
@@ -471,6 +489,20 @@ class _Reader:
                 return [f"{op} names no worker_pubkey"]
             if signer != worker:
                 return [f"{op} must be signed by its worker_pubkey"]
+        if op == "SwapReported":
+            return self._swap_signer_problems(signer)
+        return []
+
+    def _swap_signer_problems(self, signer: str) -> list[str]:
+        """A funding swap is reported by the employer, a payout swap by the worker."""
+        role = self.values.get("swap_role", "")
+        place = _SWAP_REPORTERS.get(role)
+        keys = [t[1] for t in self.event["tags"] if t[0] == "p" and len(t) > 1]
+        if place is None or len(keys) <= place or keys[place] != signer:
+            who = "the employer (first p tag)" if place == 0 else "the worker (second p tag)"
+            return [f"a {role} swap must be reported by {who}"]
+        if self._content_event().get("role") != role:
+            return ["the content event's role is not the swap_role tag's"]
         return []
 
 

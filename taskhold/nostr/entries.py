@@ -100,7 +100,18 @@ def payment_tags(event: dict[str, Any]) -> list[list[str]]:
             ]
     if event["type"].startswith("Deposit"):
         return [["depositor", event["depositor"]], *_deposit_tags(event)]
+    if event["type"] == "SwapReported":
+        return _swap_tags(event)
     return _round_tags(event)
+
+
+_SWAP_FACTS = ("lockup_txid", "claim_txid", "refund_txid")
+
+
+def _swap_tags(event: dict[str, Any]) -> list[list[str]]:
+    """A reported Boltz swap's facts: its role and id, and the txids this report gives."""
+    tags = [["swap_role", event["role"]], ["swap_id", event["swap_id"]]]
+    return tags + [[name, event[name]] for name in _SWAP_FACTS if event.get(name) is not None]
 
 
 def _payout_proof_tags(event: dict[str, Any]) -> list[list[str]]:

@@ -73,6 +73,7 @@ LATER_FIELDS: tuple[tuple[frozenset[str], frozenset[str]], ...] = (
         frozenset({"visibility", "details_hash", "details_sealed", "proof_hash", "proof_sealed"}),
         frozenset(),
     ),
+    (frozenset({"swaps"}), frozenset()),  # swap reports: the Boltz swaps of issue #14
 )
 """Fields added to a task (and to each of its deposits) after entries were written, by change."""
 

@@ -58,13 +58,19 @@ class Notifier:
         *,
         arbiters: frozenset[str],
         clock: Callable[[], float],
+        withheld: frozenset[str] = frozenset(),
     ) -> None:
         self.messenger = messenger
         self.arbiters = arbiters
         self._clock = clock
+        self.withheld = withheld
+        """Actions of ``next_actions`` this taskhold does not send: an offer it does not make
+        (the on-chain payout, without a swap API), decided by the wiring."""
 
     async def __call__(self, session: AsyncSession, task: Task, entry: dict[str, Any]) -> None:
         for due in next_actions(task, self.arbiters):
+            if due.action in self.withheld:
+                continue
             notice_id = hashlib.sha256(due.key.encode()).hexdigest()
             if await session.get(NoticeRow, notice_id) is not None:
                 continue

@@ -7,11 +7,12 @@ import time
 from taskhold.keys.signer import LocalSigner
 from taskhold.settings import Settings
 from taskhold.store import Store
+from taskhold.tasks.next_actions import PAYOUT_ON_CHAIN
 
 from .delivery import WebhookDeliverer
 from .notices import Notifier
 
-__all__ = ["notifiers", "notify_kinds", "webhook_deliverer"]
+__all__ = ["notifiers", "notify_kinds", "webhook_deliverer", "withheld_actions"]
 
 
 def notify_kinds(settings: Settings) -> frozenset[int]:
@@ -27,7 +28,21 @@ def notifiers(settings: Settings, signer: LocalSigner) -> list[Notifier]:
     """The ``LogWriter`` hook that sends NIP-17 notifications, unless they are turned off."""
     if not settings.notifications_enabled:
         return []
-    return [Notifier(signer, arbiters=frozenset(settings.arbiters), clock=time.time)]
+    return [
+        Notifier(
+            signer,
+            arbiters=frozenset(settings.arbiters),
+            clock=time.time,
+            withheld=withheld_actions(settings),
+        )
+    ]
+
+
+def withheld_actions(settings: Settings) -> frozenset[str]:
+    """Waits this operator does not tell anyone of: the on-chain payout is offered only where
+    a swap API is (``swap_api_url``), or the worker would be told of a fallback that is not
+    there."""
+    return frozenset() if settings.swap_api_url else frozenset({PAYOUT_ON_CHAIN})
 
 
 def webhook_deliverer(settings: Settings, store: Store, signer: LocalSigner) -> WebhookDeliverer:

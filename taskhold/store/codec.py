@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from taskhold.tasks.model import Deposit, DepositState, Task, TaskState
+from taskhold.tasks.model import Deposit, DepositState, SwapRecord, Task, TaskState
 
 __all__ = ["task_from_data", "task_to_data"]
 
@@ -26,6 +26,7 @@ def task_from_data(data: dict[str, Any]) -> Task:
         Deposit(**{**deposit, "state": DepositState(deposit["state"])})
         for deposit in fields.get("deposits", ())
     )
+    fields["swaps"] = tuple(SwapRecord(**swap) for swap in fields.get("swaps", ()))
     for name in ("applicants", "barred_workers"):  # JSON has lists; the task keeps tuples
         if name in fields:
             fields[name] = tuple(fields[name])

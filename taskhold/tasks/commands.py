@@ -44,6 +44,7 @@ __all__ = [
     "RecordSharePaid",
     "RefuseProof",
     "Reject",
+    "ReportSwap",
     "RequestDeposit",
     "RequestDepositPayout",
     "RequestFunding",
@@ -53,6 +54,7 @@ __all__ = [
     "SettleDepositUnderLivePayout",
     "SettleUnderLivePayout",
     "SubmitProof",
+    "SwapCommand",
     "SystemDepositCommand",
     "Tick",
     "Unclaim",
@@ -456,3 +458,26 @@ class CancelRound(RoundCommand):
     """A round other than the current one was cancelled at the node."""
 
     reason: str
+
+
+# Swap reports: a party's Boltz swap for the task (decided by ``taskhold.tasks.swap_reports``)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SwapCommand(Command):
+    """Base of the commands on a task's swap records; they act on a closed task too."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportSwap(SwapCommand):
+    """The employer reports the funding (submarine) swap that pays the hold invoice, or the
+    worker the payout (reverse) swap whose invoice is the payout invoice: the swap's id, the
+    Boltz API it runs at, and the txids known so far. Each party runs its own swap with its
+    own keys; taskhold only records what they say happened on chain."""
+
+    role: str
+    swap_id: str
+    swap_api: str
+    lockup_txid: str | None = None
+    claim_txid: str | None = None
+    refund_txid: str | None = None

@@ -55,6 +55,7 @@ __all__ = [
     "SplitSharePaid",
     "SubmissionApproved",
     "SubmissionRejected",
+    "SwapReported",
     "TaskCancelled",
     "TaskClaimed",
     "TaskCreated",
@@ -469,6 +470,20 @@ class RoundCancelled(RoundEvent):
     reason: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SwapReported(Event):
+    """A party reported facts of a Boltz swap it runs for the task (``tasks.swap_reports``):
+    ``role`` is ``funding`` (the employer's submarine swap) or ``payout`` (the worker's
+    reverse swap); the txids are the ones this report gives, each set once per swap."""
+
+    role: str
+    swap_id: str
+    swap_api: str
+    lockup_txid: str | None = None
+    claim_txid: str | None = None
+    refund_txid: str | None = None
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -517,6 +532,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RenewalOpened,
         Renewed,
         RoundCancelled,
+        SwapReported,
     )
 }
 

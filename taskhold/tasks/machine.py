@@ -61,6 +61,7 @@ from .splits import (
     split_decided,
     update_refund_request,
 )
+from .swap_reports import decide_swap, swap_changes
 
 __all__ = ["CLAIM_MODES", "REJECTION_POLICIES", "TRANSITIONS", "Rule", "decide", "evolve", "replay"]
 
@@ -199,6 +200,8 @@ def decide(task: Task | None, command: c.Command, arbiters: frozenset[str]) -> l
         return decide_deposit(task, command, arbiters)
     if isinstance(command, c.RoundCommand):
         return decide_round(task, command)
+    if isinstance(command, c.SwapCommand):
+        return decide_swap(task, command, arbiters)
     if task is None:
         raise Conflict("the task does not exist yet", code=RefusalCode.NO_SUCH_TASK)
     if command.actor == SYSTEM_ACTOR and _already_done(task, command):
@@ -982,6 +985,8 @@ def _changes(task: Task, ev: e.Event) -> dict[str, Any]:
             return agreement_changes(task, ev)
         case e.RoundEvent():
             return round_changes(task, ev)
+        case e.SwapReported():
+            return swap_changes(task, ev)
     raise Refusal(f"no reducer for {type(ev).__name__}")
 
 

@@ -12,9 +12,11 @@ __all__ = [
     "Deposit",
     "DepositState",
     "Role",
+    "SwapRecord",
     "Task",
     "TaskState",
     "deposit_view",
+    "swap_view",
 ]
 
 
@@ -145,6 +147,39 @@ def deposit_view(deposit: Deposit) -> dict[str, Any]:
         "hold_settled_at": deposit.hold_settled_at,
         "requested_at": deposit.requested_at,
         "closed_at": deposit.closed_at,
+    }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SwapRecord:
+    """One Boltz swap a party reported for the task (``taskhold.tasks.swap_reports``). Facts
+    only: the swap's keys and preimage stay with the party that runs it."""
+
+    role: str
+    """``funding`` (the employer's submarine swap) or ``payout`` (the worker's reverse swap)."""
+    swap_id: str
+    swap_api: str
+    """The Boltz API base URL the swap runs at: where anyone can look the swap up."""
+    reporter: str
+    lockup_txid: str | None = None
+    claim_txid: str | None = None
+    refund_txid: str | None = None
+    first_reported_at: int
+    last_reported_at: int
+
+
+def swap_view(swap: SwapRecord) -> dict[str, Any]:
+    """One swap record as the API shows it (public: the log carries the same facts)."""
+    return {
+        "role": swap.role,
+        "swap_id": swap.swap_id,
+        "swap_api": swap.swap_api,
+        "reporter": swap.reporter,
+        "lockup_txid": swap.lockup_txid,
+        "claim_txid": swap.claim_txid,
+        "refund_txid": swap.refund_txid,
+        "first_reported_at": swap.first_reported_at,
+        "last_reported_at": swap.last_reported_at,
     }
 
 
@@ -310,6 +345,8 @@ class Task:
     proof_hash: str | None = None
     """The current proof's commitment when it was sealed (``proof`` is then empty)."""
     proof_sealed: dict[str, dict[str, str]] = field(default_factory=dict)
+    swaps: tuple[SwapRecord, ...] = ()
+    """Every Boltz swap a party reported for the task, in the order first reported."""
 
     def deposit_of(self, pubkey: str) -> Deposit | None:
         """``pubkey``'s newest deposit on this task."""
@@ -322,6 +359,12 @@ class Task:
         for deposit in self.deposits:
             if deposit.payment_hash_hex == payment_hash_hex:
                 return deposit
+        return None
+
+    def swap_of(self, role: str, swap_id: str) -> SwapRecord | None:
+        for swap in self.swaps:
+            if swap.role == role and swap.swap_id == swap_id:
+                return swap
         return None
 
     @property

@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from .model import DepositState, Task, TaskState
 from .rounds import renewable
 
-__all__ = ["NEXT_ACTIONS", "Due", "NextAction", "next_actions"]
+__all__ = [
+    "NEXT_ACTIONS",
+    "PAYOUT_ON_CHAIN",
+    "ROUTING_FAILURES",
+    "Due",
+    "NextAction",
+    "next_actions",
+    "payout_on_chain_due",
+]
 
 S = TaskState
 
@@ -117,6 +125,29 @@ def _dispute_since(task: Task) -> str:
     return f"{task.dispute_opened_by}@{task.dispute_opened_at}"
 
 
+ROUTING_FAILURES = frozenset({"FAILURE_REASON_NO_ROUTE", "FAILURE_REASON_INSUFFICIENT_BALANCE"})
+"""lnd's failure reasons that say the Lightning payout could not reach the worker: no route
+to their node, or no path with the liquidity on their side. A new invoice from the same node
+would fail the same way; an on-chain payout by reverse swap would not. (Pinned to the
+Lightning backends' own constants by a test: the rules import no Lightning code.)"""
+
+PAYOUT_ON_CHAIN = "payout_on_chain"
+"""The row offering the on-chain fallback; sent only where the operator offers a swap API."""
+
+
+def payout_on_chain_due(task: Task) -> bool:
+    """The worker's Lightning payout failed for want of a route or liquidity, and nothing is
+    paid or in flight: an on-chain payout by reverse swap could reach them."""
+    return (
+        task.state is S.VERIFIED
+        and not task.refund_ordered
+        and task.payout_failures > 0
+        and task.last_payout_failure in ROUTING_FAILURES
+        and task.payout_payment_hash_hex is None
+        and task.hold_settled_at is None  # settled under a live payout: one is in flight
+    )
+
+
 def _review_ends(task: Task) -> int | None:
     return None if task.submitted_at is None else task.submitted_at + task.review_window_s
 
@@ -183,6 +214,13 @@ NEXT_ACTIONS: tuple[NextAction, ...] = (
         due=lambda t: t.state is S.VERIFIED and t.payout_failures > 0
         and t.payout_payment_hash_hex is None,
         who=_worker, deadline=lambda t: None, since=lambda t: t.payout_failures,
+    ),
+    NextAction(
+        PAYOUT_ON_CHAIN,
+        "the Lightning payout could not reach you: an on-chain payout by reverse swap is"
+        " possible; send the swap's invoice as your payout invoice",
+        due=payout_on_chain_due, who=_worker, deadline=lambda t: None,
+        since=lambda t: t.payout_failures,
     ),
     NextAction(
         "send_refund_invoice", "the task was split: send the invoice for your share",

@@ -79,6 +79,10 @@ async def test_every_answer_of_a_flow_fits_its_declared_model(open_custom: Any) 
     await employer.approve(task_id)
     await stack.settle_engine()
     assert (await employer.get_task(task_id))["state"] == "PAID"
+    swap = await worker.report_swap(
+        task_id, role="payout", swap_id="p1", swap_api="https://boltz.example", claim_txid="c1" * 32
+    )
+    assert swap["swaps"][0]["claim_txid"] == "c1" * 32
     await worker.review(task_id, 5, "prompt")
     disputed = await submitted(stack, employer, worker)
     await employer.open_dispute(disputed["task_id"], "six syllables")

@@ -23,6 +23,10 @@ async def _every_path(stack: Stack) -> dict[str, str]:
     task = await submitted(stack, employer, worker)
     await employer.approve(task["task_id"])
     ids["paid"] = task["task_id"]
+    swap_api = "https://boltz.example/v2"
+    await employer.report_swap(
+        task["task_id"], role="funding", swap_id="f1", swap_api=swap_api, lockup_txid="a1" * 32
+    )
     task = await funded(stack, employer)
     await employer.cancel(task["task_id"], reason="not needed")
     ids["refunded"] = task["task_id"]
@@ -42,6 +46,11 @@ async def _every_path(stack: Stack) -> dict[str, str]:
     await employer.request_funding(task["task_id"])
     ids["pending_funding"] = task["task_id"]
     await stack.settle_engine()
+    paid = ids["paid"]
+    await worker.report_swap(paid, role="payout", swap_id="p1", swap_api=swap_api)
+    await worker.report_swap(
+        paid, role="payout", swap_id="p1", swap_api=swap_api, claim_txid="c1" * 32
+    )
     return ids
 
 
@@ -55,6 +64,11 @@ async def test_rebuilt_projection_equals_the_original(
         states = {label: (await original.client().get_task(i))["state"] for label, i in ids.items()}
         assert states["paid"] == "PAID" and states["refunded"] == "REFUNDED"
         assert states["dispute_lost"] == "REFUNDED" and states["cancelled"] == "CANCELLED"
+        swaps = (await original.client().get_task(ids["paid"]))["swaps"]
+        assert [(s["role"], s["claim_txid"]) for s in swaps] == [
+            ("funding", None),
+            ("payout", "c1" * 32),
+        ]
         log = await read_log(original)
         before = await projection(original)
         operator = original.services.signer.get_public_key()

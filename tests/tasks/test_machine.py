@@ -43,6 +43,7 @@ COMMAND_TYPES = [
     and cls not in (c.Command, c.CreateTask)
     and not issubclass(cls, c.DepositCommand)  # decided by tasks.deposits: test_deposit_rules.py
     and not issubclass(cls, c.RoundCommand)  # decided by tasks.rounds: test_round_rules.py
+    and not issubclass(cls, c.SwapCommand)  # by tasks.swap_reports: test_swap_report_rules.py
 ]
 EVENT_TYPES = [
     cls
@@ -834,6 +835,14 @@ def sample_events() -> list[e.Event]:
         e.RoundCancelled(
             at=at, actor=SYSTEM, funding_round=1, payment_hash_hex=PAYMENT_HASH, reason="renewed"
         ),
+        e.SwapReported(
+            at=at,
+            actor=who,
+            role="funding",
+            swap_id="swap1",
+            swap_api="https://boltz.example/v2",
+            lockup_txid="ab" * 32,
+        ),
     ]
 
 
@@ -902,6 +911,7 @@ _OPENED, _RENEWED, _ = (ev for ev in sample_events() if isinstance(ev, e.RoundEv
 _APPLIES_TO[e.RenewalOpened] = task_in(S.FUNDED)
 _APPLIES_TO[e.Renewed] = evolve(task_in(S.FUNDED), _OPENED)
 _APPLIES_TO[e.RoundCancelled] = evolve(_APPLIES_TO[e.Renewed], _RENEWED)
+_APPLIES_TO[e.SwapReported] = task_in(S.PAID)
 
 
 @pytest.mark.parametrize("event", sample_events(), ids=lambda ev: type(ev).__name__)

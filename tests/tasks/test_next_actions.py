@@ -20,7 +20,13 @@ from support.task_builders import (
 
 from taskhold.tasks import Task, TaskState
 from taskhold.tasks import commands as c
-from taskhold.tasks.next_actions import NEXT_ACTIONS, next_actions
+from taskhold.tasks.next_actions import (
+    NEXT_ACTIONS,
+    PAYOUT_ON_CHAIN,
+    ROUTING_FAILURES,
+    next_actions,
+    payout_on_chain_due,
+)
 
 S = TaskState
 
@@ -129,3 +135,51 @@ def test_a_new_wait_of_the_same_kind_has_a_new_key() -> None:
 def test_every_row_has_a_distinct_action() -> None:
     actions = [row.action for row in NEXT_ACTIONS]
     assert len(actions) == len(set(actions))
+
+
+def _failed(reason: str, *, times: int = 1) -> Task:
+    task = task_in(S.VERIFIED)
+    for n in range(times):
+        failure = c.RecordPayoutFailure(actor=SYSTEM, at=task.updated_at + 1 + n, reason=reason)
+        task, _ = apply(task, failure)
+    return task
+
+
+@pytest.mark.parametrize("reason", sorted(ROUTING_FAILURES))
+def test_an_unroutable_payout_offers_the_worker_an_on_chain_payout(reason: str) -> None:
+    task = _failed(reason)
+    assert _waits(task) == {(WORKER, "send_payout_invoice"), (WORKER, PAYOUT_ON_CHAIN)}
+    (offer,) = [due for due in next_actions(task, ARBITERS) if due.action == PAYOUT_ON_CHAIN]
+    assert offer.since == "1" and offer.deadline_at is None
+    again = next(
+        d for d in next_actions(_failed(reason, times=2), ARBITERS) if d.action == offer.action
+    )
+    assert again.key != offer.key  # each failure round is a wait of its own
+
+
+@pytest.mark.parametrize(
+    "reason",
+    ["FAILURE_REASON_INCORRECT_PAYMENT_DETAILS", "FAILURE_REASON_TIMEOUT", "no route", None],
+)
+def test_any_other_payout_failure_offers_nothing_on_chain(reason: str | None) -> None:
+    task = _failed(reason or "")
+    assert PAYOUT_ON_CHAIN not in {action for _, action in _waits(task)}
+
+
+def test_no_on_chain_offer_once_a_new_invoice_is_sent_or_a_refund_is_ordered() -> None:
+    task = _failed("FAILURE_REASON_NO_ROUTE")
+    renewed, _ = apply(task, sample_command(c.UpdatePayoutRequest, WORKER, task.updated_at + 1))
+    assert not payout_on_chain_due(renewed)
+    refunding, _ = apply(task, sample_command(c.HoldExpiring, SYSTEM, task.updated_at + 1))
+    assert refunding.refund_ordered and not payout_on_chain_due(refunding)
+    paid, _ = apply(task, sample_command(c.CompleteRelease, SYSTEM, task.updated_at + 1))
+    assert not payout_on_chain_due(paid)
+
+
+def test_the_routing_failures_are_the_lightning_backends_own() -> None:
+    """The rules spell lnd's failure reasons without importing Lightning code: pinned here."""
+    from taskhold.lightning import lnd_errors, sim_records
+
+    assert lnd_errors.NO_ROUTE in ROUTING_FAILURES
+    assert frozenset({sim_records.NO_ROUTE, sim_records.INSUFFICIENT_BALANCE}) == ROUTING_FAILURES
+    assert ROUTING_FAILURES < sim_records.FAILURE_REASONS
