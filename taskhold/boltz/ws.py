@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncGenerator, Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -69,10 +69,12 @@ async def status_updates(
     ping_interval: float = 20.0,
     open_timeout: float = 10.0,
     reconnects: int = 1,
-) -> AsyncIterator[SwapUpdate]:
+) -> AsyncGenerator[SwapUpdate, None]:
     """Yield each update of ``swap_ids`` (``ws_url`` like ``wss://api.boltz.exchange/v2/ws``).
 
-    ``reconnects``: drops survived in a row; the count starts again after any message."""
+    ``reconnects``: drops survived in a row; the count starts again after any message.
+    Close the iterator (``contextlib.aclosing``) to drop the connection as soon as the caller
+    is done, rather than when the generator is collected."""
     if not swap_ids or not all(is_swap_id(i) for i in swap_ids):
         raise ValueError("subscribe to at least one swap id, and only swap ids")
     subscribe = json.dumps({"op": "subscribe", "channel": "swap.update", "args": list(swap_ids)})

@@ -3,9 +3,10 @@ one resubscription after a drop; and the polling fallback over GET /swap/{id}.""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -57,12 +58,13 @@ async def boltz_ws(script: Script) -> AsyncIterator[tuple[Boltz, str]]:
         yield boltz, f"ws://127.0.0.1:{port}/v2/ws"
 
 
-async def take(stream: AsyncIterator[SwapUpdate], count: int) -> list[SwapUpdate]:
+async def take(stream: AsyncGenerator[SwapUpdate, None], count: int) -> list[SwapUpdate]:
     got = []
-    async for item in stream:
-        got.append(item)
-        if len(got) == count:
-            break
+    async with aclosing(stream):
+        async for item in stream:
+            got.append(item)
+            if len(got) == count:
+                break
     return got
 
 
@@ -134,6 +136,21 @@ async def test_a_silent_connection_gets_boltz_application_ping() -> None:
         got = await take(status_updates(url, ["s1", "s2"], ping_interval=0.05), 1)
     assert got[0].status.status == "invoice.settled"
     assert boltz.received == [SUBSCRIBE, {"op": "ping"}]
+
+
+async def test_closing_the_stream_closes_the_connection() -> None:
+    closed = asyncio.Event()
+
+    async def script(ws: ServerConnection, n: int) -> None:
+        await ws.recv()
+        await ws.send(update("s1", "swap.created"))
+        await ws.wait_closed()
+        closed.set()
+
+    async with boltz_ws(script) as (boltz, url):
+        await take(status_updates(url, ["s1"]), 1)
+        await asyncio.wait_for(closed.wait(), 10)
+    assert boltz.connections == 1
 
 
 async def test_an_unanswered_ping_counts_as_a_drop() -> None:
