@@ -354,6 +354,9 @@ class SwapStatus:
     transaction: StatusTransaction | None = None
     failure_reason: str | None = None
     zero_conf_rejected: bool = False
+    failure_expected: int | None = None
+    """With ``failure_actual``: the amounts (sat) of a lockup Boltz refused as wrong."""
+    failure_actual: int | None = None
 
     @classmethod
     def from_json(cls, doc: object, where: str = "SwapStatus") -> SwapStatus:
@@ -364,11 +367,14 @@ class SwapStatus:
             if hex_text is not None:
                 tx.raw("hex")
             transaction = StatusTransaction(tx.text("id"), hex_text, tx.flag("confirmed"))
+        details = f.obj("failureDetails", optional=True)
         return cls(
             status=f.text("status"),
             transaction=transaction if tx is not None else None,
             failure_reason=f.text("failureReason", optional=True),
             zero_conf_rejected=f.flag("zeroConfRejected"),
+            failure_expected=details.whole("expected") if details else None,
+            failure_actual=details.whole("actual") if details else None,
         )
 
 

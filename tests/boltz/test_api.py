@@ -227,6 +227,9 @@ async def test_parsed_answers_carry_the_wire_values() -> None:
     status, _ = await call_and_see(200, answers.swap_status(), lambda a: a.swap_status("s1"))
     assert status.status == "transaction.mempool" and status.zero_conf_rejected
     assert status.transaction is not None and status.transaction.id == answers.TXID
+    failed, _ = await call_and_see(200, answers.failed_status(), lambda a: a.swap_status("s1"))
+    assert (failed.failure_expected, failed.failure_actual) == (104_479, 100_000)
+    assert failed.failure_reason == "invalid onchain amount"
     details, _ = await call_and_see(
         200, answers.claim_details(), lambda a: a.submarine_claim_details("s1")
     )
