@@ -25,7 +25,18 @@ from .errors import BoltzProtocolError, BoltzRefused, BoltzUnavailable, StatusTi
 from .models import SwapStatus, is_swap_id
 from .statuses import FINAL
 
-__all__ = ["SwapUpdate", "parse_message", "status_updates", "wait_for_status"]
+__all__ = ["SwapUpdate", "parse_message", "status_updates", "wait_for_status", "ws_url_for"]
+
+
+def ws_url_for(api_base_url: str) -> str:
+    """Boltz's WebSocket beside its REST base: ``https://host/v2`` -> ``wss://host/v2/ws``.
+
+    Boltz's own regtest serves the WebSocket on another port; pass that URL instead."""
+    base = api_base_url.rstrip("/")
+    for http, ws in (("https://", "wss://"), ("http://", "ws://")):
+        if base.startswith(http):
+            return ws + base.removeprefix(http) + "/ws"
+    raise ValueError(f"not an http(s) URL: {api_base_url!r}")
 
 
 @dataclass(frozen=True, slots=True)

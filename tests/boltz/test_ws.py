@@ -21,7 +21,13 @@ from taskhold.boltz.errors import (
     StatusTimeout,
     SwapEnded,
 )
-from taskhold.boltz.ws import SwapUpdate, parse_message, status_updates, wait_for_status
+from taskhold.boltz.ws import (
+    SwapUpdate,
+    parse_message,
+    status_updates,
+    wait_for_status,
+    ws_url_for,
+)
 
 Script = Callable[[ServerConnection, int], Awaitable[None]]
 
@@ -240,3 +246,10 @@ async def test_polling_gives_up_after_its_time() -> None:
     api = polling(["swap.created"])
     with pytest.raises(StatusTimeout, match="did not reach"):
         await wait_for_status(api, "s1", {"transaction.claimed"}, timeout_s=0.05, interval=0.01)
+
+
+def test_the_websocket_url_sits_beside_the_rest_base() -> None:
+    assert ws_url_for("https://api.boltz.exchange/v2") == "wss://api.boltz.exchange/v2/ws"
+    assert ws_url_for("http://127.0.0.1:9001/v2/") == "ws://127.0.0.1:9001/v2/ws"
+    with pytest.raises(ValueError, match="not an http"):
+        ws_url_for("ftp://boltz/v2")
