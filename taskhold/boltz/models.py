@@ -10,6 +10,7 @@ Requests build their JSON with ``to_json`` in Boltz's own (camelCase) names.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -49,6 +50,16 @@ def is_swap_id(text: str) -> bool:
     )
 
 
+_LARGEST = 2**63
+"""No amount, height or fee Boltz sends comes near this; beyond it an answer is nonsense."""
+
+
+def _finite(value: float | Decimal | int) -> bool:
+    """Finite and within range, checked before any conversion (a JSON ``1e999999999`` or
+    ``NaN`` must not become a huge int or poison arithmetic)."""
+    return math.isfinite(value) and -_LARGEST < value < _LARGEST
+
+
 class Fields:
     """Typed access to one JSON object; every error names the field's path."""
 
@@ -85,12 +96,12 @@ class Fields:
         value = self._get(name, optional)
         if value is None:
             return None
-        if isinstance(value, Decimal | float) and value == int(value):
+        if isinstance(value, Decimal | float) and _finite(value) and value == int(value):
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self._wrong(name, "a whole number")
-        if value < 0:
-            raise BoltzProtocolError(f"{self.where}.{name} must not be negative")
+        if not 0 <= value < _LARGEST:
+            raise BoltzProtocolError(f"{self.where}.{name} is out of range: {value}")
         return value
 
     def number(self, name: str) -> Decimal:
@@ -98,6 +109,8 @@ class Fields:
         value = self._get(name, False)
         if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
             raise self._wrong(name, "a number")
+        if not _finite(value):
+            raise BoltzProtocolError(f"{self.where}.{name} is out of range: {value}")
         return Decimal(str(value))
 
     def flag(self, name: str, *, default: bool = False) -> bool:

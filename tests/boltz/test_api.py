@@ -98,7 +98,8 @@ async def test_a_created_swap_missing_a_field_is_refused_naming_it(field: str) -
         ({"expectedAmount": "104479"}, "expectedAmount must be a whole number"),
         ({"expectedAmount": 104479.5}, "expectedAmount must be a whole number"),
         ({"expectedAmount": True}, "expectedAmount must be a whole number"),
-        ({"expectedAmount": -1}, "must not be negative"),
+        ({"expectedAmount": -1}, "out of range"),
+        ({"expectedAmount": 2**63}, "out of range"),
         (
             {"swapTree": {"claimLeaf": {"version": 192}, "refundLeaf": {}}},
             r"claimLeaf\.output is missing",
@@ -111,6 +112,23 @@ async def test_a_mistyped_field_is_refused_naming_it(change: dict[str, Any], tex
     async with api_with(answering(201, {**answers.submarine_response(), **change})) as api:
         with pytest.raises(BoltzProtocolError, match=text):
             await api.create_submarine(SubmarineRequest("lnbc1", b"\x02" * 33))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"status": "x", "zeroConfRejected": NaN}', b'{"height": NaN}', b'{"height": Infinity}',
+     b'{"BTC": {"BTC": {"hash": "h", "rate": 1e999999999}}}', b'{"height": 1e999999999}',
+     b'{"BTC": {"BTC": {"hash": "h", "rate": NaN}}}', b"9" * 5000],
+)  # fmt: skip
+async def test_absurd_numbers_are_protocol_errors(raw: bytes) -> None:
+    async with api_with(answering(200, raw)) as api:
+        with pytest.raises(BoltzProtocolError):
+            if b"zeroConf" in raw:
+                await api.swap_status("s1")
+            elif b"BTC" in raw:
+                await api.submarine_pairs()
+            else:
+                await api.chain_height()
 
 
 async def test_a_hostile_swap_id_is_never_put_in_a_path() -> None:
