@@ -71,6 +71,10 @@ FINISHED: Mapping[SwapType, frozenset[str]] = {
 }
 
 
+_WHOLE = frozenset({"timeout_block_height", "expected_amount_sat", "invoice_amount_sat"})
+_OPTIONAL = frozenset({"preimage_hex", "lockup_txid", "claim_txid", "refund_txid"})
+
+
 @dataclass(frozen=True)
 class SwapRecord:
     """Everything needed to claim or refund one swap without asking Boltz again."""
@@ -160,6 +164,13 @@ class SwapRecord:
         names = {f.name for f in dataclasses.fields(cls)}
         if set(document) - names:
             raise RecordError(f"unknown fields in a swap record: {sorted(set(document) - names)}")
+        for name, value in document.items():
+            if name in _WHOLE:
+                fits = isinstance(value, int) and not isinstance(value, bool)
+            else:
+                fits = isinstance(value, str) or (value is None and name in _OPTIONAL)
+            if not fits:
+                raise RecordError(f"a swap record's {name} has the wrong type")
         try:
             return cls(**{**document, "kind": SwapType(str(document.get("kind")))})
         except (TypeError, ValueError) as exc:
@@ -321,5 +332,7 @@ class SwapRecords:
         ]
 
     def open_swaps(self) -> list[SwapRecord]:
-        """Swaps that may still hold funds: to resume after a crash."""
+        """Swaps that may still hold funds: to resume after a crash. A damaged record raises
+        ``RecordError`` rather than being skipped: a swap dropped from this list silently could
+        be a lockup never refunded."""
         return [record for record in self.all() if not record.finished]
