@@ -42,6 +42,10 @@ DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=10.0)
 rather than left to hang a client that is about to move funds."""
 
 
+_TRY_LATER = frozenset({408, 429})
+"""4xx answers that say "not now" (timeout, rate limit) rather than "no": unavailable."""
+
+
 def _swap_path(swap_id: str) -> str:
     """A swap id goes into a URL path, so it is restricted to what Boltz issues."""
     if not is_swap_id(swap_id):
@@ -88,7 +92,7 @@ class BoltzApi:
                 f"Boltz at {self.base_url} unreachable on {path}: {type(exc).__name__}"
             ) from None
         status = response.status_code
-        if status >= 500:
+        if status >= 500 or status in _TRY_LATER:
             raise BoltzUnavailable(f"Boltz at {self.base_url} failed on {path} (HTTP {status})")
         try:
             document = json.loads(response.content, parse_float=Decimal)

@@ -58,6 +58,8 @@ def raising(exc: Exception) -> Handler:
         (answering(400, b"bad request"), BoltzRefused, "bad request"),
         (answering(500, {"error": "internal"}), BoltzUnavailable, "HTTP 500"),
         (answering(503, b""), BoltzUnavailable, "HTTP 503"),
+        (answering(429, {"error": "too many requests"}), BoltzUnavailable, "HTTP 429"),
+        (answering(408, b""), BoltzUnavailable, "HTTP 408"),
         (raising(httpx.ConnectError("refused")), BoltzUnavailable, "unreachable"),
         (raising(httpx.ReadTimeout("slow")), BoltzUnavailable, "timed out"),
         (raising(httpx.ConnectTimeout("slow")), BoltzUnavailable, "timed out"),
