@@ -90,6 +90,7 @@ async def status_updates(
         raise ValueError("subscribe to at least one swap id, and only swap ids")
     subscribe = json.dumps({"op": "subscribe", "channel": "swap.update", "args": list(swap_ids)})
     ping = json.dumps({"op": "ping"})
+    subscribed = frozenset(swap_ids)  # an update for any other swap is not ours to act on
     left = reconnects
     while True:
         try:
@@ -109,7 +110,8 @@ async def status_updates(
                         continue
                     unanswered, left = False, reconnects
                     for update in parse_message(raw):
-                        yield update
+                        if update.swap_id in subscribed:
+                            yield update
         except (OSError, TimeoutError, WebSocketException) as exc:
             if left <= 0:
                 raise BoltzUnavailable(

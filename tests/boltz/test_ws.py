@@ -107,13 +107,14 @@ async def test_two_drops_in_a_row_make_it_unavailable() -> None:
     assert boltz.received == [SUBSCRIBE, SUBSCRIBE]
 
 
-async def test_subscription_and_updates_for_each_swap() -> None:
+async def test_subscription_and_updates_for_each_swap_and_no_other() -> None:
     boltz: Boltz
 
     async def script(ws: ServerConnection, n: int) -> None:
         await boltz.recv(ws)
         await ws.send(json.dumps({"event": "subscribe", "channel": "swap.update", "args": []}))
         await ws.send(update("s1", "swap.created"))
+        await ws.send(update("someone-else", "transaction.claimed"))
         tx = {"id": "aa" * 32, "hex": "0200", "confirmed": False}
         await ws.send(update("s2", "transaction.mempool", transaction=tx, zeroConfRejected=True))
         await ws.wait_closed()
