@@ -42,6 +42,8 @@ DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=10.0)
 rather than left to hang a client that is about to move funds."""
 
 
+_STALE_CONNECTION = (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError)
+"""How a kept-alive connection the server closed fails on reuse."""
 _TRY_LATER = frozenset({408, 429})
 """4xx answers that say "not now" (timeout, rate limit) rather than "no": unavailable."""
 
@@ -83,8 +85,15 @@ class BoltzApi:
         await self._http.aclose()
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One call. A GET on a pooled connection the server dropped while idle is repeated
+        once on a fresh one; a POST is not, since Boltz may have acted on it."""
         try:
-            response = await self._http.request(method, path, json=body)
+            try:
+                response = await self._http.request(method, path, json=body)
+            except _STALE_CONNECTION:
+                if method != "GET":
+                    raise
+                response = await self._http.request(method, path, json=body)
         except httpx.TimeoutException:
             raise BoltzUnavailable(f"Boltz at {self.base_url} timed out on {path}") from None
         except httpx.HTTPError as exc:

@@ -133,6 +133,31 @@ async def test_absurd_numbers_are_protocol_errors(raw: bytes) -> None:
                 await api.chain_height()
 
 
+def dropping_once(body: Any, seen: list[str]) -> Handler:
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        if len(seen) == 1:
+            raise httpx.RemoteProtocolError("server closed the kept-alive connection")
+        return httpx.Response(200, json=body)
+
+    return handle
+
+
+async def test_a_get_on_a_dropped_connection_is_tried_once_more() -> None:
+    seen: list[str] = []
+    async with api_with(dropping_once(answers.swap_status(), seen)) as api:
+        assert (await api.swap_status("s1")).status == "transaction.mempool"
+    assert seen == ["GET", "GET"]
+
+
+async def test_a_post_on_a_dropped_connection_is_not_repeated() -> None:
+    seen: list[str] = []
+    async with api_with(dropping_once(answers.submarine_response(), seen)) as api:
+        with pytest.raises(BoltzUnavailable, match="unreachable"):
+            await api.create_submarine(SubmarineRequest("lnbc1", b"\x02" * 33))
+    assert seen == ["POST"]
+
+
 async def test_a_hostile_swap_id_is_never_put_in_a_path() -> None:
     seen: list[httpx.Request] = []
     async with api_with(answering(200, answers.swap_status(), seen)) as api:
