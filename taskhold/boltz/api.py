@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 
 from .errors import BoltzProtocolError, BoltzRefused, BoltzUnavailable, shorten
+from .fields import Fields, is_swap_id
 from .models import (
-    Fields,
     LockupTransaction,
     PartialSignature,
     RefundRequest,
@@ -31,7 +31,6 @@ from .models import (
     SubmarineRequest,
     SubmarineResponse,
     SwapStatus,
-    is_swap_id,
     parse_pairs,
 )
 

@@ -30,7 +30,8 @@ from taskhold.swaps.errors import SwapMismatch
 from taskhold.swaps.tree import Network, SwapTree, SwapType, swap_tree
 
 from .errors import RecordError
-from .models import ReverseResponse, SubmarineResponse, is_swap_id
+from .fields import is_swap_id
+from .models import ReverseResponse, SubmarineResponse
 
 __all__ = [
     "FINISHED",

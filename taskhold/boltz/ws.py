@@ -22,7 +22,8 @@ from websockets.exceptions import WebSocketException
 
 from .api import BoltzApi
 from .errors import BoltzProtocolError, BoltzRefused, BoltzUnavailable, StatusTimeout, SwapEnded
-from .models import SwapStatus, is_swap_id
+from .fields import is_swap_id
+from .models import SwapStatus
 from .statuses import FINAL
 
 __all__ = ["SwapUpdate", "parse_message", "status_updates", "wait_for_status", "ws_url_for"]
