@@ -34,6 +34,8 @@ _LARGEST = 2**63
 def _finite(value: float | Decimal | int) -> bool:
     """Finite and within range, checked before any conversion (a JSON ``1e999999999`` or
     ``NaN`` must not become a huge int or poison arithmetic)."""
+    if isinstance(value, int):
+        return -_LARGEST < value < _LARGEST  # math.isfinite overflows on a 400-digit int
     return math.isfinite(value) and -_LARGEST < value < _LARGEST
 
 
