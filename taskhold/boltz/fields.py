@@ -9,6 +9,7 @@ conversion. Swap ids are checked here too: the client uses them in URL paths and
 from __future__ import annotations
 
 import math
+import string
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -104,10 +105,9 @@ class Fields:
         value = self.text(name, optional=optional)
         if value is None:
             return None
-        try:
-            raw = bytes.fromhex(value)
-        except ValueError:
-            raise BoltzProtocolError(f"{self.where}.{name} is not hex") from None
+        if len(value) % 2 or value.strip(string.hexdigits):  # fromhex would skip spaces
+            raise BoltzProtocolError(f"{self.where}.{name} is not hex")
+        raw = bytes.fromhex(value)
         if size is not None and len(raw) != size:
             raise BoltzProtocolError(f"{self.where}.{name} must be {size} bytes, not {len(raw)}")
         return raw

@@ -96,6 +96,8 @@ async def test_a_created_swap_missing_a_field_is_refused_naming_it(field: str) -
     ("change", "text"),
     [
         ({"claimPublicKey": "02zz"}, "claimPublicKey is not hex"),
+        ({"claimPublicKey": "02 " + "ab" * 32}, "claimPublicKey is not hex"),
+        ({"claimPublicKey": "02" + "ab" * 32 + "c"}, "claimPublicKey is not hex"),
         ({"claimPublicKey": "02" * 32}, "claimPublicKey must be 33 bytes"),
         ({"expectedAmount": "104479"}, "expectedAmount must be a whole number"),
         ({"expectedAmount": 104479.5}, "expectedAmount must be a whole number"),
