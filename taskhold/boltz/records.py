@@ -333,7 +333,9 @@ class SwapRecords:
         ]
 
     def open_swaps(self) -> list[SwapRecord]:
-        """Swaps that may still hold funds: to resume after a crash. A damaged record raises
-        ``RecordError`` rather than being skipped: a swap dropped from this list silently could
-        be a lockup never refunded."""
+        """Swaps that may still hold funds: to resume after a crash. ``created`` ones are
+        included, since the lockup may have gone out just before the crash (look for it on
+        chain at the record's address). A damaged record raises ``RecordError`` rather than
+        being skipped: a swap silently dropped from this list could be a lockup never
+        refunded."""
         return [record for record in self.all() if not record.finished]
