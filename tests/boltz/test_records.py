@@ -50,8 +50,9 @@ def test_secrets_never_show_in_repr_str_or_a_log_line(caplog: pytest.LogCaptureF
     assert "abc123" in caplog.text  # the record was logged, without its secrets
 
 
+@pytest.mark.parametrize("step", ["fsync", "replace"])
 def test_a_write_interrupted_before_the_rename_leaves_the_old_record(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
     store = SwapRecords(tmp_path / "swaps")
     store.create(record())
@@ -59,7 +60,7 @@ def test_a_write_interrupted_before_the_rename_leaves_the_old_record(
     def crash(*_args: object) -> None:
         raise OSError("power cut")
 
-    monkeypatch.setattr(os, "replace", crash)
+    monkeypatch.setattr(os, step, crash)
     with pytest.raises(OSError, match="power cut"):
         store.move("abc123", "lockup_sent", txid=TXID)
     monkeypatch.undo()
