@@ -6,6 +6,7 @@ with the party whose swap it is.
 |---|---|
 | ``errors`` | Boltz refused, Boltz unreachable, Boltz answered nonsense; bad swap records |
 | ``statuses`` | the status strings of the submarine and reverse lifecycles, and which end a swap |
+| ``fields`` | typed, range-checked reading of Boltz's JSON; what a swap id may be |
 | ``models`` | the wire shapes: strict ``from_json`` for answers, ``to_json`` for requests |
 | ``api`` | ``BoltzApi``: the REST calls, every failure mapped to ``errors`` |
 | ``ws`` | swap status over the WebSocket (resubscribes once), and a polling fallback |

@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 
 from .errors import BoltzProtocolError, BoltzRefused, BoltzUnavailable, shorten
+from .fields import Fields, is_swap_id
 from .models import (
-    Fields,
     LockupTransaction,
     PartialSignature,
     RefundRequest,
@@ -31,7 +31,6 @@ from .models import (
     SubmarineRequest,
     SubmarineResponse,
     SwapStatus,
-    is_swap_id,
     parse_pairs,
 )
 
@@ -40,6 +39,12 @@ __all__ = ["DEFAULT_TIMEOUT", "BoltzApi"]
 DEFAULT_TIMEOUT = httpx.Timeout(20.0, connect=10.0)
 """Boltz answers in well under a second; a call that takes longer is treated as unavailable
 rather than left to hang a client that is about to move funds."""
+
+
+_STALE_CONNECTION = (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError)
+"""How a kept-alive connection the server closed fails on reuse."""
+_TRY_LATER = frozenset({408, 429})
+"""4xx answers that say "not now" (timeout, rate limit) rather than "no": unavailable."""
 
 
 def _swap_path(swap_id: str) -> str:
@@ -79,8 +84,15 @@ class BoltzApi:
         await self._http.aclose()
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One call. A GET on a pooled connection the server dropped while idle is repeated
+        once on a fresh one; a POST is not, since Boltz may have acted on it."""
         try:
-            response = await self._http.request(method, path, json=body)
+            try:
+                response = await self._http.request(method, path, json=body)
+            except _STALE_CONNECTION:
+                if method != "GET":
+                    raise
+                response = await self._http.request(method, path, json=body)
         except httpx.TimeoutException:
             raise BoltzUnavailable(f"Boltz at {self.base_url} timed out on {path}") from None
         except httpx.HTTPError as exc:
@@ -88,7 +100,7 @@ class BoltzApi:
                 f"Boltz at {self.base_url} unreachable on {path}: {type(exc).__name__}"
             ) from None
         status = response.status_code
-        if status >= 500:
+        if status >= 500 or status in _TRY_LATER:
             raise BoltzUnavailable(f"Boltz at {self.base_url} failed on {path} (HTTP {status})")
         try:
             document = json.loads(response.content, parse_float=Decimal)

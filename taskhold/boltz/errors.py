@@ -1,10 +1,11 @@
 """What can go wrong talking to Boltz, as three kinds a client can act on.
 
 ``BoltzRefused``: Boltz understood and said no (4xx with its ``{"error": ...}``); retrying the
-same request will not help. ``BoltzUnavailable``: it could not be reached, timed out or failed
-(5xx); retrying later may. ``BoltzProtocolError``: it answered something that is not the
-published API (bad JSON, a missing or mistyped field); a broken or hostile server, never a
-``KeyError`` deep in the client. Swap-fact mismatches are ``taskhold.swaps.errors.SwapMismatch``.
+same request will not help. ``BoltzUnavailable``: it could not be reached, timed out, failed
+(5xx) or said "not now" (408, 429); retrying later may. ``BoltzProtocolError``: it answered
+something that is not the published API (bad JSON, a missing or mistyped field); a broken or
+hostile server, never a ``KeyError`` deep in the client. Swap-fact mismatches are
+``taskhold.swaps.errors.SwapMismatch``.
 """
 
 from __future__ import annotations

@@ -10,15 +10,13 @@ Requests build their JSON with ``to_json`` in Boltz's own (camelCase) names.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from .errors import BoltzProtocolError
+from .fields import Fields
 
 __all__ = [
-    "Fields",
     "LockupTransaction",
     "PartialSignature",
     "RefundRequest",
@@ -33,101 +31,8 @@ __all__ = [
     "SubmarineResponse",
     "SwapStatus",
     "SwapTreeLeaves",
-    "is_swap_id",
     "parse_pairs",
 ]
-
-JSON = Mapping[str, Any]
-
-
-def is_swap_id(text: str) -> bool:
-    """A swap id names a file and a URL path on the client, so only what Boltz issues passes."""
-    return (
-        0 < len(text) <= 64
-        and text.replace("-", "").replace("_", "").isascii()
-        and (text.replace("-", "").replace("_", "").isalnum())
-    )
-
-
-class Fields:
-    """Typed access to one JSON object; every error names the field's path."""
-
-    def __init__(self, doc: object, where: str) -> None:
-        if not isinstance(doc, Mapping):
-            raise BoltzProtocolError(f"{where} is not a JSON object")
-        self.doc, self.where = doc, where
-
-    def _get(self, name: str, optional: bool) -> Any:
-        if name not in self.doc or self.doc[name] is None:
-            if optional:
-                return None
-            raise BoltzProtocolError(f"{self.where}.{name} is missing")
-        return self.doc[name]
-
-    def _wrong(self, name: str, wanted: str) -> BoltzProtocolError:
-        got = type(self.doc[name]).__name__
-        return BoltzProtocolError(f"{self.where}.{name} must be {wanted}, not {got}")
-
-    def text(self, name: str, *, optional: bool = False) -> Any:
-        value = self._get(name, optional)
-        if value is not None and not isinstance(value, str):
-            raise self._wrong(name, "a string")
-        return value
-
-    def swap_id(self, name: str) -> str:
-        value: str = self.text(name)
-        if not is_swap_id(value):
-            raise BoltzProtocolError(f"{self.where}.{name} is not a swap id")
-        return value
-
-    def whole(self, name: str, *, optional: bool = False) -> Any:
-        """A whole number (sats, heights); JSON numbers with a fraction are refused."""
-        value = self._get(name, optional)
-        if value is None:
-            return None
-        if isinstance(value, Decimal | float) and value == int(value):
-            value = int(value)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._wrong(name, "a whole number")
-        if value < 0:
-            raise BoltzProtocolError(f"{self.where}.{name} must not be negative")
-        return value
-
-    def number(self, name: str) -> Decimal:
-        """A fractional number (a fee percentage) kept exact: never a float in arithmetic."""
-        value = self._get(name, False)
-        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-            raise self._wrong(name, "a number")
-        return Decimal(str(value))
-
-    def flag(self, name: str, *, default: bool = False) -> bool:
-        value = self._get(name, True)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            raise self._wrong(name, "true or false")
-        return value
-
-    def raw(self, name: str, *, size: int | None = None, optional: bool = False) -> Any:
-        value = self.text(name, optional=optional)
-        if value is None:
-            return None
-        try:
-            raw = bytes.fromhex(value)
-        except ValueError:
-            raise BoltzProtocolError(f"{self.where}.{name} is not hex") from None
-        if size is not None and len(raw) != size:
-            raise BoltzProtocolError(f"{self.where}.{name} must be {size} bytes, not {len(raw)}")
-        return raw
-
-    def obj(self, name: str, *, optional: bool = False) -> Fields | None:
-        value = self._get(name, optional)
-        return None if value is None else Fields(value, f"{self.where}.{name}")
-
-    def need(self, name: str) -> Fields:
-        found = self.obj(name)
-        assert found is not None
-        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,6 +259,9 @@ class SwapStatus:
     transaction: StatusTransaction | None = None
     failure_reason: str | None = None
     zero_conf_rejected: bool = False
+    failure_expected: int | None = None
+    """With ``failure_actual``: the amounts (sat) of a lockup Boltz refused as wrong."""
+    failure_actual: int | None = None
 
     @classmethod
     def from_json(cls, doc: object, where: str = "SwapStatus") -> SwapStatus:
@@ -364,11 +272,14 @@ class SwapStatus:
             if hex_text is not None:
                 tx.raw("hex")
             transaction = StatusTransaction(tx.text("id"), hex_text, tx.flag("confirmed"))
+        details = f.obj("failureDetails", optional=True)
         return cls(
             status=f.text("status"),
             transaction=transaction if tx is not None else None,
             failure_reason=f.text("failureReason", optional=True),
             zero_conf_rejected=f.flag("zeroConfRejected"),
+            failure_expected=details.whole("expected") if details else None,
+            failure_actual=details.whole("actual") if details else None,
         )
 
 

@@ -30,7 +30,8 @@ from taskhold.swaps.errors import SwapMismatch
 from taskhold.swaps.tree import Network, SwapTree, SwapType, swap_tree
 
 from .errors import RecordError
-from .models import ReverseResponse, SubmarineResponse, is_swap_id
+from .fields import is_swap_id
+from .models import ReverseResponse, SubmarineResponse
 
 __all__ = [
     "FINISHED",
@@ -69,6 +70,10 @@ FINISHED: Mapping[SwapType, frozenset[str]] = {
     SwapType.SUBMARINE: frozenset({"claimed", "refunded"}),
     SwapType.REVERSE: frozenset({"claimed", "expired"}),
 }
+
+
+_WHOLE = frozenset({"timeout_block_height", "expected_amount_sat", "invoice_amount_sat"})
+_OPTIONAL = frozenset({"preimage_hex", "lockup_txid", "claim_txid", "refund_txid"})
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,13 @@ class SwapRecord:
         names = {f.name for f in dataclasses.fields(cls)}
         if set(document) - names:
             raise RecordError(f"unknown fields in a swap record: {sorted(set(document) - names)}")
+        for name, value in document.items():
+            if name in _WHOLE:
+                fits = isinstance(value, int) and not isinstance(value, bool)
+            else:
+                fits = isinstance(value, str) or (value is None and name in _OPTIONAL)
+            if not fits:
+                raise RecordError(f"a swap record's {name} has the wrong type")
         try:
             return cls(**{**document, "kind": SwapType(str(document.get("kind")))})
         except (TypeError, ValueError) as exc:
@@ -321,5 +333,9 @@ class SwapRecords:
         ]
 
     def open_swaps(self) -> list[SwapRecord]:
-        """Swaps that may still hold funds: to resume after a crash."""
+        """Swaps that may still hold funds: to resume after a crash. ``created`` ones are
+        included, since the lockup may have gone out just before the crash (look for it on
+        chain at the record's address). A damaged record raises ``RecordError`` rather than
+        being skipped: a swap silently dropped from this list could be a lockup never
+        refunded."""
         return [record for record in self.all() if not record.finished]

@@ -11,6 +11,8 @@ client's preimage hash and the agreed amount, on the right network. Any differen
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
+from urllib.parse import parse_qs
 
 import bolt11
 
@@ -92,12 +94,29 @@ def _rebuild(
     return tree
 
 
+def _check_bip21(bip21: str, address: str, amount_sat: int) -> None:
+    """A wallet handed Boltz's BIP-21 URI pays what it says, so it must say our address and
+    the expected amount."""
+    scheme, _, rest = bip21.partition(":")
+    target, _, query = rest.partition("?")
+    if scheme.lower() != "bitcoin" or target.lower() != address:
+        raise SwapMismatch(f"the BIP-21 URI does not pay the tree's address {address!r}")
+    amounts = parse_qs(query).get("amount", [])
+    try:
+        stated = [Decimal(a) * 100_000_000 for a in amounts]
+    except ArithmeticError:
+        raise SwapMismatch("the BIP-21 URI's amount is not a number") from None
+    if stated != [amount_sat]:
+        raise SwapMismatch(f"the BIP-21 URI asks {amounts}, not {amount_sat} sat")
+
+
 def verify_submarine(
     response: SubmarineResponse, *, refund_pubkey: bytes, payment_hash: bytes, network: Network
 ) -> SwapTree:
     """Boltz claims with ``claimPublicKey`` and the invoice's preimage; we refund with our key
-    after ``timeoutBlockHeight``. The lockup goes to the returned tree's address."""
-    return _rebuild(
+    after ``timeoutBlockHeight``. The lockup goes to the returned tree's address (and the
+    BIP-21 URI, when Boltz gives one, must say that address and ``expectedAmount``)."""
+    tree = _rebuild(
         SwapType.SUBMARINE,
         response.swap_tree,
         boltz_pubkey=response.claim_public_key,
@@ -107,6 +126,9 @@ def verify_submarine(
         address=response.address,
         network=network,
     )
+    if response.bip21 is not None:
+        _check_bip21(response.bip21, tree.address(network), response.expected_amount)
+    return tree
 
 
 def verify_reverse(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncGenerator, Collection, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -22,10 +22,22 @@ from websockets.exceptions import WebSocketException
 
 from .api import BoltzApi
 from .errors import BoltzProtocolError, BoltzRefused, BoltzUnavailable, StatusTimeout, SwapEnded
-from .models import SwapStatus, is_swap_id
+from .fields import is_swap_id
+from .models import SwapStatus
 from .statuses import FINAL
 
-__all__ = ["SwapUpdate", "parse_message", "status_updates", "wait_for_status"]
+__all__ = ["SwapUpdate", "parse_message", "status_updates", "wait_for_status", "ws_url_for"]
+
+
+def ws_url_for(api_base_url: str) -> str:
+    """Boltz's WebSocket beside its REST base: ``https://host/v2`` -> ``wss://host/v2/ws``.
+
+    Boltz's own regtest serves the WebSocket on another port; pass that URL instead."""
+    base = api_base_url.rstrip("/")
+    for http, ws in (("https://", "wss://"), ("http://", "ws://")):
+        if base.startswith(http):
+            return ws + base.removeprefix(http) + "/ws"
+    raise ValueError(f"not an http(s) URL: {api_base_url!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,14 +81,17 @@ async def status_updates(
     ping_interval: float = 20.0,
     open_timeout: float = 10.0,
     reconnects: int = 1,
-) -> AsyncIterator[SwapUpdate]:
+) -> AsyncGenerator[SwapUpdate, None]:
     """Yield each update of ``swap_ids`` (``ws_url`` like ``wss://api.boltz.exchange/v2/ws``).
 
-    ``reconnects``: drops survived in a row; the count starts again after any message."""
+    ``reconnects``: drops survived in a row; the count starts again after any message.
+    Close the iterator (``contextlib.aclosing``) to drop the connection as soon as the caller
+    is done, rather than when the generator is collected."""
     if not swap_ids or not all(is_swap_id(i) for i in swap_ids):
         raise ValueError("subscribe to at least one swap id, and only swap ids")
     subscribe = json.dumps({"op": "subscribe", "channel": "swap.update", "args": list(swap_ids)})
     ping = json.dumps({"op": "ping"})
+    subscribed = frozenset(swap_ids)  # an update for any other swap is not ours to act on
     left = reconnects
     while True:
         try:
@@ -96,7 +111,8 @@ async def status_updates(
                         continue
                     unanswered, left = False, reconnects
                     for update in parse_message(raw):
-                        yield update
+                        if update.swap_id in subscribed:
+                            yield update
         except (OSError, TimeoutError, WebSocketException) as exc:
             if left <= 0:
                 raise BoltzUnavailable(

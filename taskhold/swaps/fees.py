@@ -17,6 +17,7 @@ from .errors import SwapError, SwapMismatch
 
 __all__ = [
     "FeeQuote",
+    "check_limits",
     "check_stated_amount",
     "percentage_fee",
     "reverse_invoice_for_onchain",
@@ -86,6 +87,16 @@ def reverse_invoice_for_onchain(onchain_sat: int, percentage: Decimal, lockup_fe
     _check(onchain_sat, percentage, lockup_fee)
     exact = Decimal(onchain_sat + lockup_fee) / (1 - Decimal(percentage) / 100)
     return math.ceil(exact)
+
+
+def check_limits(invoice_sat: int, *, minimal: int, maximal: int) -> None:
+    """Boltz's pair limits bound the invoice amount; below ``minimal`` (about 50,000 sat on
+    mainnet) a task cannot use an on-chain swap at all, so say so before creating one."""
+    if not minimal <= invoice_sat <= maximal:
+        raise SwapError(
+            f"a swap of {invoice_sat} sat is outside Boltz's limits for this pair"
+            f" ({minimal} to {maximal} sat)"
+        )
 
 
 def check_stated_amount(quote: FeeQuote, stated: int, field: str) -> None:

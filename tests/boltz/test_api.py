@@ -58,6 +58,8 @@ def raising(exc: Exception) -> Handler:
         (answering(400, b"bad request"), BoltzRefused, "bad request"),
         (answering(500, {"error": "internal"}), BoltzUnavailable, "HTTP 500"),
         (answering(503, b""), BoltzUnavailable, "HTTP 503"),
+        (answering(429, {"error": "too many requests"}), BoltzUnavailable, "HTTP 429"),
+        (answering(408, b""), BoltzUnavailable, "HTTP 408"),
         (raising(httpx.ConnectError("refused")), BoltzUnavailable, "unreachable"),
         (raising(httpx.ReadTimeout("slow")), BoltzUnavailable, "timed out"),
         (raising(httpx.ConnectTimeout("slow")), BoltzUnavailable, "timed out"),
@@ -94,11 +96,14 @@ async def test_a_created_swap_missing_a_field_is_refused_naming_it(field: str) -
     ("change", "text"),
     [
         ({"claimPublicKey": "02zz"}, "claimPublicKey is not hex"),
+        ({"claimPublicKey": "02 " + "ab" * 32}, "claimPublicKey is not hex"),
+        ({"claimPublicKey": "02" + "ab" * 32 + "c"}, "claimPublicKey is not hex"),
         ({"claimPublicKey": "02" * 32}, "claimPublicKey must be 33 bytes"),
         ({"expectedAmount": "104479"}, "expectedAmount must be a whole number"),
         ({"expectedAmount": 104479.5}, "expectedAmount must be a whole number"),
         ({"expectedAmount": True}, "expectedAmount must be a whole number"),
-        ({"expectedAmount": -1}, "must not be negative"),
+        ({"expectedAmount": -1}, "out of range"),
+        ({"expectedAmount": 2**63}, "out of range"),
         (
             {"swapTree": {"claimLeaf": {"version": 192}, "refundLeaf": {}}},
             r"claimLeaf\.output is missing",
@@ -111,6 +116,49 @@ async def test_a_mistyped_field_is_refused_naming_it(change: dict[str, Any], tex
     async with api_with(answering(201, {**answers.submarine_response(), **change})) as api:
         with pytest.raises(BoltzProtocolError, match=text):
             await api.create_submarine(SubmarineRequest("lnbc1", b"\x02" * 33))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"status": "x", "zeroConfRejected": NaN}', b'{"height": NaN}', b'{"height": Infinity}',
+     b'{"BTC": {"BTC": {"hash": "h", "rate": 1e999999999}}}', b'{"height": 1e999999999}',
+     b'{"BTC": {"BTC": {"hash": "h", "rate": NaN}}}', b"9" * 5000,
+     b'{"BTC": {"BTC": {"hash": "h", "rate": ' + b"9" * 400 + b"}}}"],
+)  # fmt: skip
+async def test_absurd_numbers_are_protocol_errors(raw: bytes) -> None:
+    async with api_with(answering(200, raw)) as api:
+        with pytest.raises(BoltzProtocolError):
+            if b"zeroConf" in raw:
+                await api.swap_status("s1")
+            elif b"BTC" in raw:
+                await api.submarine_pairs()
+            else:
+                await api.chain_height()
+
+
+def dropping_once(body: Any, seen: list[str]) -> Handler:
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        if len(seen) == 1:
+            raise httpx.RemoteProtocolError("server closed the kept-alive connection")
+        return httpx.Response(200, json=body)
+
+    return handle
+
+
+async def test_a_get_on_a_dropped_connection_is_tried_once_more() -> None:
+    seen: list[str] = []
+    async with api_with(dropping_once(answers.swap_status(), seen)) as api:
+        assert (await api.swap_status("s1")).status == "transaction.mempool"
+    assert seen == ["GET", "GET"]
+
+
+async def test_a_post_on_a_dropped_connection_is_not_repeated() -> None:
+    seen: list[str] = []
+    async with api_with(dropping_once(answers.submarine_response(), seen)) as api:
+        with pytest.raises(BoltzUnavailable, match="unreachable"):
+            await api.create_submarine(SubmarineRequest("lnbc1", b"\x02" * 33))
+    assert seen == ["POST"]
 
 
 async def test_a_hostile_swap_id_is_never_put_in_a_path() -> None:
@@ -227,6 +275,9 @@ async def test_parsed_answers_carry_the_wire_values() -> None:
     status, _ = await call_and_see(200, answers.swap_status(), lambda a: a.swap_status("s1"))
     assert status.status == "transaction.mempool" and status.zero_conf_rejected
     assert status.transaction is not None and status.transaction.id == answers.TXID
+    failed, _ = await call_and_see(200, answers.failed_status(), lambda a: a.swap_status("s1"))
+    assert (failed.failure_expected, failed.failure_actual) == (104_479, 100_000)
+    assert failed.failure_reason == "invalid onchain amount"
     details, _ = await call_and_see(
         200, answers.claim_details(), lambda a: a.submarine_claim_details("s1")
     )

@@ -3,6 +3,7 @@ showing the secret key or preimage in a repr or a log line."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -49,8 +50,9 @@ def test_secrets_never_show_in_repr_str_or_a_log_line(caplog: pytest.LogCaptureF
     assert "abc123" in caplog.text  # the record was logged, without its secrets
 
 
+@pytest.mark.parametrize("step", ["fsync", "replace"])
 def test_a_write_interrupted_before_the_rename_leaves_the_old_record(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
     store = SwapRecords(tmp_path / "swaps")
     store.create(record())
@@ -58,7 +60,7 @@ def test_a_write_interrupted_before_the_rename_leaves_the_old_record(
     def crash(*_args: object) -> None:
         raise OSError("power cut")
 
-    monkeypatch.setattr(os, "replace", crash)
+    monkeypatch.setattr(os, step, crash)
     with pytest.raises(OSError, match="power cut"):
         store.move("abc123", "lockup_sent", txid=TXID)
     monkeypatch.undo()
@@ -173,6 +175,13 @@ def test_a_damaged_record_is_an_error_not_a_crash(tmp_path: Path) -> None:
     store = SwapRecords(tmp_path)
     (tmp_path / "bad1.json").write_text("{not json")
     (tmp_path / "bad2.json").write_text('{"kind": "sideways"}')
-    for swap_id in ("bad1", "bad2", "missing"):
+    store.create(record(swap_id="good"))
+    document = json.loads((tmp_path / "good.json").read_text())
+    for n, change in enumerate(
+        [{"timeout_block_height": "1008"}, {"expected_amount_sat": True}, {"address": None},
+         {"secret_key_hex": 5}, {"extra": 1}]
+    ):  # fmt: skip
+        (tmp_path / f"bad{n + 3}.json").write_text(json.dumps({**document, **change}))
+    for swap_id in ("bad1", "bad2", "bad3", "bad4", "bad5", "bad6", "bad7", "missing"):
         with pytest.raises(RecordError):
             store.get(swap_id)

@@ -118,6 +118,27 @@ def test_a_hostile_submarine_answer_is_refused(changes: dict[str, object], probl
         check_submarine(submarine_response(**changes))
 
 
+@pytest.mark.parametrize(
+    ("bip21", "problem"),
+    [
+        (f"bitcoin:{REVERSE.address}?amount=0.00104479", "does not pay the tree's address"),
+        (f"litecoin:{SUBMARINE.address}?amount=0.00104479", "does not pay the tree's address"),
+        (f"bitcoin:{SUBMARINE.address}?amount=0.0010448", r"asks \['0.0010448'\]"),
+        (f"bitcoin:{SUBMARINE.address}?amount=0.00104479&amount=1", "asks"),
+        (f"bitcoin:{SUBMARINE.address}", r"asks \[\]"),
+        (f"bitcoin:{SUBMARINE.address}?amount=lots", "not a number"),
+    ],
+)
+def test_a_bip21_uri_that_pays_elsewhere_or_more_is_refused(bip21: str, problem: str) -> None:
+    with pytest.raises(SwapMismatch, match=problem):
+        check_submarine(submarine_response(bip21=bip21))
+
+
+def test_boltz_bip21_uri_with_a_label_verifies() -> None:
+    uri = f"bitcoin:{SUBMARINE.address}?amount=0.00104479&label=Send%20to%20BTC%20lightning"
+    check_submarine(submarine_response(bip21=uri))
+
+
 def test_a_submarine_swap_for_another_invoice_is_refused() -> None:
     with pytest.raises(SwapMismatch, match="claim leaf differs"):
         check_submarine(submarine_response(), payment_hash=OTHER_HASH.hex())

@@ -3,9 +3,10 @@ one resubscription after a drop; and the polling fallback over GET /swap/{id}.""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -20,7 +21,13 @@ from taskhold.boltz.errors import (
     StatusTimeout,
     SwapEnded,
 )
-from taskhold.boltz.ws import SwapUpdate, parse_message, status_updates, wait_for_status
+from taskhold.boltz.ws import (
+    SwapUpdate,
+    parse_message,
+    status_updates,
+    wait_for_status,
+    ws_url_for,
+)
 
 Script = Callable[[ServerConnection, int], Awaitable[None]]
 
@@ -57,12 +64,13 @@ async def boltz_ws(script: Script) -> AsyncIterator[tuple[Boltz, str]]:
         yield boltz, f"ws://127.0.0.1:{port}/v2/ws"
 
 
-async def take(stream: AsyncIterator[SwapUpdate], count: int) -> list[SwapUpdate]:
+async def take(stream: AsyncGenerator[SwapUpdate, None], count: int) -> list[SwapUpdate]:
     got = []
-    async for item in stream:
-        got.append(item)
-        if len(got) == count:
-            break
+    async with aclosing(stream):
+        async for item in stream:
+            got.append(item)
+            if len(got) == count:
+                break
     return got
 
 
@@ -99,13 +107,14 @@ async def test_two_drops_in_a_row_make_it_unavailable() -> None:
     assert boltz.received == [SUBSCRIBE, SUBSCRIBE]
 
 
-async def test_subscription_and_updates_for_each_swap() -> None:
+async def test_subscription_and_updates_for_each_swap_and_no_other() -> None:
     boltz: Boltz
 
     async def script(ws: ServerConnection, n: int) -> None:
         await boltz.recv(ws)
         await ws.send(json.dumps({"event": "subscribe", "channel": "swap.update", "args": []}))
         await ws.send(update("s1", "swap.created"))
+        await ws.send(update("someone-else", "transaction.claimed"))
         tx = {"id": "aa" * 32, "hex": "0200", "confirmed": False}
         await ws.send(update("s2", "transaction.mempool", transaction=tx, zeroConfRejected=True))
         await ws.wait_closed()
@@ -134,6 +143,21 @@ async def test_a_silent_connection_gets_boltz_application_ping() -> None:
         got = await take(status_updates(url, ["s1", "s2"], ping_interval=0.05), 1)
     assert got[0].status.status == "invoice.settled"
     assert boltz.received == [SUBSCRIBE, {"op": "ping"}]
+
+
+async def test_closing_the_stream_closes_the_connection() -> None:
+    closed = asyncio.Event()
+
+    async def script(ws: ServerConnection, n: int) -> None:
+        await ws.recv()
+        await ws.send(update("s1", "swap.created"))
+        await ws.wait_closed()
+        closed.set()
+
+    async with boltz_ws(script) as (boltz, url):
+        await take(status_updates(url, ["s1"]), 1)
+        await asyncio.wait_for(closed.wait(), 10)
+    assert boltz.connections == 1
 
 
 async def test_an_unanswered_ping_counts_as_a_drop() -> None:
@@ -223,3 +247,10 @@ async def test_polling_gives_up_after_its_time() -> None:
     api = polling(["swap.created"])
     with pytest.raises(StatusTimeout, match="did not reach"):
         await wait_for_status(api, "s1", {"transaction.claimed"}, timeout_s=0.05, interval=0.01)
+
+
+def test_the_websocket_url_sits_beside_the_rest_base() -> None:
+    assert ws_url_for("https://api.boltz.exchange/v2") == "wss://api.boltz.exchange/v2/ws"
+    assert ws_url_for("http://127.0.0.1:9001/v2/") == "ws://127.0.0.1:9001/v2/ws"
+    with pytest.raises(ValueError, match="not an http"):
+        ws_url_for("ftp://boltz/v2")

@@ -58,6 +58,15 @@ def swap_status() -> dict[str, Any]:
     }
 
 
+def failed_status() -> dict[str, Any]:
+    return {
+        "status": "transaction.lockupFailed",
+        "failureReason": "invalid onchain amount",
+        "failureDetails": {"expected": 104_479, "actual": 100_000},
+        "transaction": {"id": TXID, "hex": "0200", "confirmed": True},
+    }
+
+
 def claim_details() -> dict[str, Any]:
     return {
         "preimage": "55" * 32,

@@ -9,6 +9,7 @@ import pytest
 
 from taskhold.swaps.errors import SwapError, SwapMismatch
 from taskhold.swaps.fees import (
+    check_limits,
     check_stated_amount,
     percentage_fee,
     reverse_invoice_for_onchain,
@@ -81,3 +82,14 @@ def test_nonsense_inputs_are_refused(amount: int, pct: str, fee: int) -> None:
 def test_a_reverse_swap_that_leaves_nothing_is_refused() -> None:
     with pytest.raises(SwapError, match="leaves nothing"):
         reverse_quote(3_000, Decimal("0.5"), 2_772, claim_fee=1_998)
+
+
+@pytest.mark.parametrize("amount", [49_999, 25_000_001])
+def test_an_amount_outside_the_pair_limits_is_refused_naming_them(amount: int) -> None:
+    with pytest.raises(SwapError, match=rf"{amount} sat is outside .* \(50000 to 25000000 sat\)"):
+        check_limits(amount, minimal=50_000, maximal=25_000_000)
+
+
+def test_the_limits_themselves_are_allowed() -> None:
+    check_limits(50_000, minimal=50_000, maximal=25_000_000)
+    check_limits(25_000_000, minimal=50_000, maximal=25_000_000)
