@@ -888,7 +888,7 @@ class Play:
             "payout_claim_txid": claim.txid,
             "payout_claim_cooperative": claim.cooperative,
             "payout_onchain_sat": payout_record.expected_amount_sat,
-            "payout_preimage": task.get("payout_preimage"),
+            "payout_preimage": payout_record.preimage_hex,  # public: the claim revealed it
         }
 
     def summary(self, task: dict[str, Any], funding: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+import httpx
+
 from taskhold.boltz.api import BoltzApi
 from taskhold.boltz.records import SwapRecords
 from taskhold.client import TaskholdClient
@@ -36,6 +38,8 @@ class OnChainFallback:
     """A Boltz API the worker trusts; None: the one taskhold offers in ``payout_fallback``."""
     claim_timeout_s: float = 3600.0
     zero_conf: bool = False
+    transport: httpx.AsyncBaseTransport | None = None
+    """Replaces the network to the swap API (tests answer in process)."""
 
 
 def _open_payout_swap(fallback: OnChainFallback, task_id: str) -> str | None:
@@ -73,7 +77,7 @@ async def _take_on_chain(
     url = fallback.swap_api or str(offer.get("swap_api") or "")
     if not url:
         raise ValueError("taskhold offers an on-chain payout but names no swap API; set one")
-    async with BoltzApi(url) as api:
+    async with BoltzApi(url, transport=fallback.transport) as api:
         swap_id = _open_payout_swap(fallback, task_id)
         if swap_id is None:
             swap = await start_payout_swap(

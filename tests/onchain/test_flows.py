@@ -9,12 +9,14 @@ walks away, each with the coins counted on the chain.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from support.audit_logs import audit_stored_log
 from support.onchain_world import AMOUNT_MSAT, OnChainWorld, onchain_world
 
 from taskhold.boltz import statuses
@@ -22,6 +24,7 @@ from taskhold.boltz.api import BoltzApi
 from taskhold.boltz.models import StatusTransaction, SwapStatus
 from taskhold.boltz.verify import decode_invoice
 from taskhold.boltz.ws import wait_for_status
+from taskhold.onchain.fallback import OnChainFallback, await_payout
 from taskhold.onchain.funding import cosign_boltz_claim, fund_by_swap, refund_funding
 from taskhold.onchain.payout import claim_payout, start_payout_swap
 from taskhold.onchain.spending import SPEND_FEE_SAT, RefundNotYet
@@ -66,6 +69,7 @@ def lying_boltz(world: OnChainWorld, lie: str) -> BoltzApi:
         answer = forwarded.json()
         if lie == "more-money":
             answer["expectedAmount"] += 1_000
+            answer.pop("bip21", None)  # a liar with its BIP-21 URI unchanged is caught there
         if lie == "short-timeout":
             body = json.loads(request.content)
             timeout = world.chain.tip + 30
@@ -80,6 +84,7 @@ def lying_boltz(world: OnChainWorld, lie: str) -> BoltzApi:
             answer["address"] = tree.address(Network.REGTEST)
             answer["swapTree"]["refundLeaf"]["output"] = tree.refund_leaf.hex()
             answer["swapTree"]["claimLeaf"]["output"] = tree.claim_leaf.hex()
+            answer.pop("bip21", None)
         return httpx.Response(forwarded.status_code, json=answer)
 
     return BoltzApi("http://liar.test/v2", transport=httpx.MockTransport(handle))
@@ -164,7 +169,7 @@ async def test_an_on_chain_funded_task_is_paid_over_lightning(world: OnChainWorl
     await worker.claim(task_id)
     task = await worker.get_task(task_id)
     invoice = await world.world.worker.create_invoice(task["payout_msat"])
-    await worker.submit_proof(task_id, PROOF, invoice.payment_request)
+    await worker.submit_proof(task_id, PROOF, invoice)
     await employer.approve(task_id)
     await world.state_is(task_id, "PAID")
     await wait_for_status(
@@ -209,7 +214,9 @@ async def test_a_lightning_funded_task_is_paid_on_chain(world: OnChainWorld) -> 
     record = records.get(payout.swap_id)
     assert world.worker_wallet.received_sat() == record.expected_amount_sat - SPEND_FEE_SAT
     final = await employer.get_task(task_id)
-    assert final["payout_preimage"] == record.preimage_hex  # the claim revealed it; now public
+    audited = await audit_stored_log(world.stack.services)
+    assert audited.clean, [finding.to_json() for finding in audited.findings]
+    assert audited.summary.payout_proven  # the claim revealed the preimage taskhold paid for
     assert [(s["role"], s["claim_txid"]) for s in final["swaps"]] == [("payout", spend.txid)]
 
 
@@ -291,3 +298,48 @@ async def test_a_worker_who_never_claims_fails_the_payout_and_nobody_loses(
     assert hold.state.value == "ACCEPTED"
     record = records.get(payout.swap_id)
     assert world.chain.wallet_received_sat() >= record.expected_amount_sat - SPEND_FEE_SAT
+
+
+async def test_an_unroutable_payout_is_completed_on_chain_by_the_fallback(
+    world: OnChainWorld,
+) -> None:
+    employer, worker = world.client(), world.client()
+    task_id = await world.funded_by_lightning(employer)
+    await worker.claim(task_id)
+    task = await worker.get_task(task_id)
+    assert task["payout_fallback"] is None
+    await worker.submit_proof(
+        task_id, PROOF, await world.world.worker.create_invoice(task["payout_msat"])
+    )
+    world.world.network.fail_next_payments(1)  # no route to the worker's node
+    records = world.records("worker")
+    fallback = OnChainFallback(
+        address=await world.worker_wallet.new_address(),
+        records=records,
+        network=Network.REGTEST,
+        max_fee_sat=MAX_FEE_SAT,
+        claim_timeout_s=20,
+        transport=httpx.ASGITransport(app=world.swap_app),
+    )
+    await employer.approve(task_id)
+
+    async def keep_mining() -> None:
+        while True:
+            await asyncio.sleep(0.25)  # the reverse timeout (72 blocks) stays far off
+            world.chain.mine(1)
+
+    miner = asyncio.create_task(keep_mining())
+    try:
+        spend = await await_payout(
+            worker, task_id, on_chain_fallback=fallback, timeout_s=30, poll_s=0.05
+        )
+    finally:
+        miner.cancel()
+    assert spend is not None
+    final = await employer.get_task(task_id)
+    assert final["state"] == "PAID"
+    assert final["payout_fallback"] is None
+    (record,) = records.all()
+    assert record.state == "claimed" and record.claim_txid == spend.txid
+    assert world.worker_wallet.received_sat() == record.expected_amount_sat - SPEND_FEE_SAT
+    assert [(s["role"], s["claim_txid"]) for s in final["swaps"]] == [("payout", spend.txid)]

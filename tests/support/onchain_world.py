@@ -35,7 +35,8 @@ from taskhold.swaps.tree import Network, segwit_address
 __all__ = ["AMOUNT_MSAT", "ChainWallet", "OnChainWorld", "onchain_world"]
 
 AMOUNT_MSAT = 150_000_000
-SWAP_URL = "http://swap.test/v2"
+SWAP_URL = "http://127.0.0.1:9/v2"
+"""Loopback, as the settings ask of plain http; the ASGI transport answers, never a socket."""
 
 
 class ChainWallet:
@@ -155,7 +156,8 @@ async def onchain_world(
     )
     values = {"swap_api_url": SWAP_URL, "payout_timeout_s": 1, **settings}
     stack = await open_stack(stack_settings(tmp_path, database_url, **values))
-    chain = FakeChain()
+    # One chain in the real world: the fake one starts at the simulator's height
+    chain = FakeChain(tip=stack.world.network.height)
     swap_node = SimNode(stack.world.network, "swap", balance_msat=50_000_000_000)
     swap_app = build_app(
         lightning=swap_node, chain=chain, state_dir=tmp_path / "swap-server", config=config
