@@ -228,6 +228,15 @@ def _mount_webhooks() -> None:
 _mount_webhooks()
 
 
+def _mount_swaps() -> None:
+    from taskhold.onchain.cli import swaps_app
+
+    cli.add_typer(swaps_app, name="swaps", help="Your Boltz swaps: list, refund, claim")
+
+
+_mount_swaps()
+
+
 def main() -> None:
     cli()
 
