@@ -223,6 +223,7 @@ async def run_demo(
         default_dispute_window_s=3600,
         relays=relays or [],
         arbiters=[arbiter_keys.pubkey_hex],
+        swap_api_url=None if connection_file is None else _offered_swap_api(connection_file),
     )
     say: Callable[[str], None] = (lambda _: None) if as_json else console.print
     arbiter_keys = NostrKeys.generate()  # the demo's arbiter: rules the split scenario's dispute
@@ -909,6 +910,14 @@ class Play:
             "worker_pubkey": self.worker.pubkey_hex,
             "server_url": self.employer.base_url,
         }
+
+
+def _offered_swap_api(connection_file: Path) -> str | None:
+    """The devnet's swap server, offered to workers for on-chain payouts, if it runs one."""
+    try:
+        return devnet_swap_api(connection_file)
+    except (DemoError, OSError, ValueError):
+        return None
 
 
 def devnet_swap_api(connection_file: Path) -> str:
