@@ -68,6 +68,8 @@ async def _server_height(url: str) -> int:
         response = await http.get(f"{url}/chain/BTC/height")
     assert response.status_code == 200
     height = response.json()
+    if isinstance(height, dict):  # Boltz answers a bare number; {"height": N} is tolerated
+        height = height.get("height")
     assert isinstance(height, int)
     return height
 
