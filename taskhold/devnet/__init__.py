@@ -1,4 +1,6 @@
-"""A local regtest Lightning network: btcd and three lnd nodes (escrow, employer, worker).
+"""A local regtest Lightning network: btcd and four lnd nodes (escrow, employer, worker, swap),
+and the swap server on the ``swap`` node (:mod:`taskhold.devnet.swap_server`, test infrastructure
+playing Boltz).
 
 ``up`` starts and funds it and writes ``<data_dir>/devnet.json``, the connection file that the
 lnd backend, the tests and the demo read; ``down`` stops every process it started. Binaries come

@@ -1,4 +1,4 @@
-"""Fund the devnet's wallets, open its two channels, and prove a payment routes across both.
+"""Fund the devnet's wallets, open its three channels, and prove payments route across them.
 
 Every step first looks at what the nodes already have, so it runs on every ``up``: on a fresh data
 dir it does the work, on a restarted one it only waits for the channels to come back.
@@ -8,7 +8,11 @@ usable for direct payments (employer->escrow, escrow->worker), which is all the 
 two-hop payment employer->escrow->worker additionally needs the escrow->worker channel in the
 employer's graph, i.e. announced, which lnd does only at 6 confirmations; gossip then takes a
 second or two with ``--trickledelay=50``. So the devnet mines 6 blocks after opening and waits
-until both edges are in every node's graph before the test payment.
+until every edge is in every node's graph before the test payments.
+
+The swap node (the devnet swap server's, playing Boltz) opens the third channel, to the escrow,
+and pushes half of it across: it pays the escrow's hold invoices for submarine swaps, and the
+escrow pays its hold invoices for reverse swaps, so both directions need liquidity.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ __all__ = [
     "CHANNEL_CAPACITY_SAT",
     "CHANNEL_PUSH_SAT",
     "ONCHAIN_FUNDING_SAT",
+    "SWAP_CHANNEL_PUSH_SAT",
     "fund_wallets",
     "open_channels",
     "prove_route",
@@ -40,16 +45,21 @@ CHANNEL_CAPACITY_SAT = 10_000_000
 """Each channel's size: below lnd's 16,777,215 sat limit for non-wumbo channels."""
 CHANNEL_PUSH_SAT = 1_000_000
 """Given to the channel's other side at opening, so every node can also pay back."""
-CHANNELS = (("employer", "escrow"), ("escrow", "worker"))
-"""(opener, acceptor): the employer pays the escrow, the escrow pays the worker."""
-ONCHAIN_FUNDING_SAT = {"escrow": 50_000_000, "worker": 5_000_000}
+SWAP_CHANNEL_PUSH_SAT = 5_000_000
+"""Pushed from the swap node to the escrow: half the channel, liquidity both ways."""
+CHANNELS = (("employer", "escrow"), ("escrow", "worker"), ("swap", "escrow"))
+"""(opener, acceptor): the employer pays the escrow, the escrow pays the worker; the swap node
+and the escrow pay each other. The first two keep their order (tests rely on it)."""
+ONCHAIN_FUNDING_SAT = {"escrow": 50_000_000, "worker": 5_000_000, "swap": 30_000_000}
 """Sent from the employer's coinbase coins: the escrow opens a channel, the worker keeps the
-on-chain reserve lnd wants for anchor channels."""
+on-chain reserve lnd wants for anchor channels, the swap node opens its channel and keeps about
+20,000,000 sat for reverse-swap lockups."""
 ANNOUNCEMENT_CONFIRMATIONS = 6
 
 
 async def fund_wallets(btcd: BtcdRpc, nodes: Mapping[str, LndAdmin], progress: Progress) -> None:
-    """Give the escrow and the worker on-chain coins from the employer's mined ones."""
+    """Give the escrow, the worker and the swap node on-chain coins from the employer's mined
+    ones."""
     employer = nodes["employer"]
     needed_sat = sum(ONCHAIN_FUNDING_SAT.values()) + 2 * CHANNEL_CAPACITY_SAT
     await _wait_for(
@@ -82,7 +92,9 @@ async def open_channels(
         if await nodes[opener].has_channel_with(pubkeys[acceptor]):
             continue
         progress(f"opening a {CHANNEL_CAPACITY_SAT:,} sat channel {opener} -> {acceptor}")
-        await _open_channel(nodes[opener], nodes[acceptor], pubkeys[acceptor])
+        await _open_channel(
+            nodes[opener], nodes[acceptor], pubkeys[acceptor], _push_sat(opener, acceptor)
+        )
         opened = True
     if opened:
         progress(f"mining {ANNOUNCEMENT_CONFIRMATIONS} blocks to confirm and announce channels")
@@ -102,7 +114,7 @@ async def open_channels(
             f"channel {opener} -> {acceptor} to become active",
             within_seconds=120.0,
         )
-    progress("waiting for both channels to reach every node's graph")
+    progress("waiting for every channel to reach every node's graph")
     channel_ids = [
         (await nodes[opener].active_channel_ids(pubkeys[acceptor]))[0]
         for opener, acceptor in CHANNELS
@@ -119,17 +131,32 @@ async def open_channels(
 async def prove_route(
     nodes: Mapping[str, LndAdmin], progress: Progress, *, within_seconds: float = 90.0
 ) -> None:
-    """Pay 1,000 sat employer -> escrow -> worker; retry until it succeeds or time is up."""
-    progress("test payment employer -> escrow -> worker")
-    worker = _wallet(nodes["worker"])
-    employer = _backend(nodes["employer"])
+    """Pay 1,000 sat employer -> escrow -> worker, then swap -> escrow and escrow -> swap; retry
+    each until it succeeds or time is up."""
+    for route in (("employer", "worker"), ("swap", "escrow"), ("escrow", "swap")):
+        await _prove_payment(nodes, *route, progress=progress, within_seconds=within_seconds)
+
+
+async def _prove_payment(
+    nodes: Mapping[str, LndAdmin],
+    payer_name: str,
+    payee_name: str,
+    *,
+    progress: Progress,
+    within_seconds: float,
+) -> None:
+    path = " -> escrow -> " if (payer_name, payee_name) == ("employer", "worker") else " -> "
+    route = f"{payer_name}{path}{payee_name}"
+    progress(f"test payment {route}")
+    payee = _wallet(nodes[payee_name])
+    payer = _backend(nodes[payer_name])
     try:
-        invoice = await worker.create_invoice(1_000_000, memo="devnet route check")
+        invoice = await payee.create_invoice(1_000_000, memo="devnet route check")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within_seconds
         while True:
             try:
-                await employer.pay_invoice(
+                await payer.pay_invoice(
                     invoice.payment_request,
                     max_fee_msat=100_000,
                     timeout_seconds=30,
@@ -138,18 +165,22 @@ async def prove_route(
                 return
             except PaymentFailed as exc:
                 if loop.time() > deadline:
-                    raise LightningError(
-                        f"employer -> escrow -> worker does not route: {exc.reason}"
-                    ) from exc
+                    raise LightningError(f"{route} does not route: {exc.reason}") from exc
                 # A failed attempt makes lnd avoid that channel for a while; start afresh.
-                await nodes["employer"].reset_mission_control()
+                await nodes[payer_name].reset_mission_control()
                 await asyncio.sleep(1.0)
     finally:
-        await worker.close()
-        await employer.close()
+        await payee.close()
+        await payer.close()
 
 
-async def _open_channel(opener: LndAdmin, acceptor: LndAdmin, acceptor_pubkey: str) -> None:
+def _push_sat(opener: str, acceptor: str) -> int:
+    return SWAP_CHANNEL_PUSH_SAT if "swap" in (opener, acceptor) else CHANNEL_PUSH_SAT
+
+
+async def _open_channel(
+    opener: LndAdmin, acceptor: LndAdmin, acceptor_pubkey: str, push_sat: int
+) -> None:
     """Connect and open; a fresh peer connection can drop (lnd answers "peer ... is not
     online"), most often on a loaded machine, so reconnect and retry for a while."""
     loop = asyncio.get_running_loop()
@@ -157,9 +188,7 @@ async def _open_channel(opener: LndAdmin, acceptor: LndAdmin, acceptor_pubkey: s
     while True:
         await opener.connect(acceptor_pubkey, acceptor.node.p2p_address)
         try:
-            await opener.open_channel(
-                acceptor_pubkey, CHANNEL_CAPACITY_SAT, push_sat=CHANNEL_PUSH_SAT
-            )
+            await opener.open_channel(acceptor_pubkey, CHANNEL_CAPACITY_SAT, push_sat=push_sat)
             return
         except LightningError as exc:
             if "not online" not in (exc.node_message or "") or loop.time() > deadline:

@@ -20,7 +20,7 @@ import httpx
 
 from taskhold.devnet.layout import HOST, Layout, State
 
-__all__ = ["BtcdRpc", "BtcdRpcError", "btcd_argv"]
+__all__ = ["BtcdRpc", "BtcdRpcError", "BtcdRpcRefused", "btcd_argv"]
 
 
 def btcd_argv(bin_dir: Path, layout: Layout, state: State) -> list[str]:
@@ -51,6 +51,15 @@ class BtcdRpcError(Exception):
     """btcd refused a JSON-RPC call or could not be reached."""
 
 
+class BtcdRpcRefused(BtcdRpcError):
+    """btcd answered the call with an error (e.g. it rejected a transaction); ``reason`` is its
+    message. Unlike a plain :class:`BtcdRpcError`, retrying the same call will not help."""
+
+    def __init__(self, method: str, reason: str) -> None:
+        super().__init__(f"btcd {method}: {reason}")
+        self.reason = reason
+
+
 class BtcdRpc:
     """btcd's JSON-RPC over HTTPS with basic auth."""
 
@@ -76,7 +85,7 @@ class BtcdRpc:
             raise BtcdRpcError("btcd refused the RPC login from state.json")
         answer = response.json()
         if answer.get("error"):
-            raise BtcdRpcError(f"btcd {method}: {answer['error'].get('message')}")
+            raise BtcdRpcRefused(method, str(answer["error"].get("message")))
         return answer["result"]
 
     async def block_count(self) -> int:

@@ -26,7 +26,8 @@ from taskhold.lightning.base import LightningError
 __all__ = ["devnet_app"]
 
 devnet_app = typer.Typer(
-    help="A local regtest Lightning network: btcd + lnd nodes escrow, employer, worker.",
+    help="A local regtest Lightning network: btcd + lnd nodes escrow, employer, worker, swap, "
+    "and a Boltz-API swap server (test infrastructure).",
     no_args_is_help=True,
 )
 _console = Console(stderr=True, soft_wrap=True)
@@ -61,7 +62,8 @@ def up(
         int | None, typer.Option(help=f"First of the loopback ports (default {DEFAULT_BASE_PORT}).")
     ] = None,
 ) -> None:
-    """Start btcd and three lnd nodes, fund them, open channels; a no-op if already up."""
+    """Start btcd, four lnd nodes and the swap server, fund the nodes, open channels; a no-op
+    if already up (a swap server that died is started again)."""
     started = time.monotonic()
     try:
         binaries = bin_dir if bin_dir is not None else find_bin_dir()
@@ -119,7 +121,7 @@ def mine(
 
 @devnet_app.command()
 def restart(
-    node: Annotated[str, typer.Argument(help="escrow, employer or worker.")],
+    node: Annotated[str, typer.Argument(help="escrow, employer, worker or swap.")],
     data_dir: DataDir = None,
     kill: Annotated[
         bool, typer.Option("--kill", help="SIGKILL instead of a clean stop (a crash).")
@@ -158,6 +160,13 @@ def _print_status(report: dict[str, object]) -> None:
             str(node.get("remote_balance_msat", "")),
         )
     _console.print(table)
+    swap_server = report["swap_server"]
+    assert isinstance(swap_server, dict)
+    answers = swap_server["block_height"] is not None
+    _console.print(
+        f"swap server {swap_server['url']}: "
+        + (f"answers, height {swap_server['block_height']}" if answers else "not answering")
+    )
     if report["connection_file"]:
         _console.print(f"connection file: {report['connection_file']}")
 

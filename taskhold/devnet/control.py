@@ -6,11 +6,16 @@ each time it starts (``removeRegressionDB`` in btcd's ``btcd.go``, no flag turns
 wallets and channels cannot outlive their chain, so chain, wallets and channels are recreated.
 Only ``state.json`` (ports, btcd login) is kept, and the previous run's logs as ``*.log.1``.
 
-A failed ``up`` stops every process it started. ``down`` stops the lnd nodes first, then btcd,
-each by its recorded pid, and returns only when all are gone. ``restart_node`` stops one lnd
-(gracefully, or with SIGKILL as a crash would) and starts it again on the same data dir: unlike
-btcd's chain, an lnd wallet and its channels survive, so this is how tests take a node away
-mid-task.
+The swap server (:mod:`taskhold.devnet.swap_server`, test infrastructure playing Boltz on the
+``swap`` node) starts last, once that node's channel is active, and ``up`` waits until it answers.
+It is not part of the network: when only the server has died, ``up`` starts it again and keeps
+the network.
+
+A failed ``up`` stops every process it started. ``down`` stops the swap server first, then the
+lnd nodes, then btcd, each by its recorded pid, and returns only when all are gone.
+``restart_node`` stops one lnd (gracefully, or with SIGKILL as a crash would) and starts it
+again on the same data dir: unlike btcd's chain, an lnd wallet and its channels survive, so this
+is how tests take a node away mid-task.
 """
 
 from __future__ import annotations
@@ -20,14 +25,17 @@ import contextlib
 import os
 import shutil
 import signal
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from taskhold.devnet import bootstrap, processes
 from taskhold.devnet.btcd import BtcdRpc, BtcdRpcError, btcd_argv
 from taskhold.devnet.chain import mine_and_sync, wait_synced
-from taskhold.devnet.layout import NODE_NAMES, Layout, State, ports_free
+from taskhold.devnet.layout import NODE_NAMES, SWAP_SERVER, Layout, State, ports_free
 from taskhold.devnet.lnd_node import HOLD_EXPIRY_DELTA, LndAdmin, lnd_argv
 from taskhold.lightning.base import LightningError
 from taskhold.lightning.lnd_rest import json_int
@@ -85,10 +93,11 @@ async def _admins(layout: Layout) -> AsyncIterator[dict[str, LndAdmin]]:
 
 
 async def _answers(layout: Layout, state: State) -> bool:
-    """Every process is alive, btcd and each lnd answer, and the connection file exists."""
+    """Every daemon is alive, btcd and each lnd answer, and the connection file exists (the
+    swap server is looked at separately: it can be restarted without rebuilding the network)."""
     if not layout.connection_path.exists():
         return False
-    if any(processes.alive_pid(layout.pid_path(name)) is None for name in layout.process_names):
+    if any(processes.alive_pid(layout.pid_path(name)) is None for name in layout.daemon_names):
         return False
     try:
         await BtcdRpc(layout, state, timeout=5.0).block_count()
@@ -112,6 +121,9 @@ async def up(
     layout, state = _layout(data_dir, base_port)
     if state is not None and await _answers(layout, state):
         say("devnet already running")
+        if await swap_server_height(layout) is None:
+            say("the swap server does not answer; starting it again")
+            await _start_swap_server(layout, say)
         return layout.connection_path
     bin_path = Path(bin_dir)
     missing = [name for name in BINARIES if not (bin_path / name).is_file()]
@@ -140,8 +152,9 @@ async def up(
 
 
 def _clear_network(layout: Layout, state: State) -> None:
-    """Remove chain, wallets and pid files; keep the previous logs as ``*.log.1``."""
-    for directory in (layout.btcd_dir, *(layout.node(name).lnd_dir for name in NODE_NAMES)):
+    """Remove chain, wallets, swap records and pid files; keep the previous logs as ``*.log.1``."""
+    lnd_dirs = [layout.node(name).lnd_dir for name in NODE_NAMES]
+    for directory in (layout.btcd_dir, *lnd_dirs, layout.swap_server_dir):
         shutil.rmtree(directory, ignore_errors=True)
     shutil.rmtree(layout.pids_dir, ignore_errors=True)
     for name in layout.process_names:
@@ -168,6 +181,7 @@ async def _start(layout: Layout, state: State, bin_dir: Path, say: Progress) -> 
         await bootstrap.open_channels(btcd, admins, pubkeys, say)
         await bootstrap.prove_route(admins, say)
     layout.write_connection_file(state, pubkeys, hold_expiry_delta=HOLD_EXPIRY_DELTA)
+    await _start_swap_server(layout, say)
     say(f"devnet up; connection file {layout.connection_path}")
 
 
@@ -222,12 +236,60 @@ async def _start_btcd(layout: Layout, state: State, bin_dir: Path, btcd: BtcdRpc
         raise DevnetError(f"{exc}; see {layout.log_path('btcd')}") from None
 
 
+async def _start_swap_server(
+    layout: Layout, say: Progress, *, within_seconds: float = 60.0
+) -> None:
+    """(Re)start the swap server and wait until it answers ``GET /v2/chain/BTC/height``."""
+    pid_path = layout.pid_path(SWAP_SERVER)
+    await processes.stop(pid_path)  # one that is alive but does not answer
+    say(f"starting the swap server at {layout.swap_server_url}")
+    processes.spawn(
+        [
+            sys.executable,
+            "-m",
+            "taskhold.devnet.swap_server",
+            "--devnet-dir",
+            str(layout.data_dir),
+        ],
+        log_path=layout.log_path(SWAP_SERVER),
+        pid_path=pid_path,
+    )
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_seconds
+    while await swap_server_height(layout) is None:
+        if processes.alive_pid(pid_path) is None:
+            raise DevnetError(f"the swap server exited; see {layout.log_path(SWAP_SERVER)}")
+        if loop.time() > deadline:
+            raise DevnetError(
+                f"the swap server did not answer at {layout.swap_server_url} within "
+                f"{within_seconds:.0f} s; see {layout.log_path(SWAP_SERVER)}"
+            )
+        await asyncio.sleep(0.3)
+
+
+async def swap_server_height(layout: Layout) -> int | None:
+    """The chain height the swap server reports, or ``None`` if it is not running or not
+    answering."""
+    if processes.alive_pid(layout.pid_path(SWAP_SERVER)) is None:
+        return None
+    try:
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            response = await http.get(f"{layout.swap_server_url}/chain/BTC/height")
+        answer = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    if isinstance(answer, dict):  # tolerate {"height": N} as well as Boltz's bare number
+        answer = answer.get("height")
+    return answer if isinstance(answer, int) else None
+
+
 async def down(data_dir: str | Path) -> list[str]:
-    """Stop every recorded process (lnd nodes, then btcd); return the names that were running."""
+    """Stop every recorded process (the swap server, the lnd nodes, then btcd); return the names
+    that were running."""
     layout, _ = _layout(data_dir)
     layout.connection_path.unlink(missing_ok=True)
     stopped = []
-    for name in (*NODE_NAMES, "btcd"):
+    for name in (SWAP_SERVER, *NODE_NAMES, "btcd"):
         if await processes.stop(layout.pid_path(name)):
             stopped.append(name)
     return stopped
@@ -248,9 +310,11 @@ async def status(data_dir: str | Path) -> dict[str, Any]:
         },
         "block_height": None,
         "nodes": {},
+        "swap_server": {"url": layout.swap_server_url, "block_height": None},
     }
     if state is None:
         return report
+    report["swap_server"]["block_height"] = await swap_server_height(layout)
     if pids["btcd"] is not None:
         with contextlib.suppress(BtcdRpcError):
             report["block_height"] = await BtcdRpc(layout, state, timeout=5.0).block_count()

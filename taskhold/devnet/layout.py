@@ -5,12 +5,18 @@ address) is written on the first ``up`` and reused by every later one, so the ch
 channels survive ``down``/``up``. ``devnet.json`` is the connection file other code reads; it
 exists only while the network is up.
 
-Ports, from ``base_port`` (all on 127.0.0.1)::
+Ports, from ``base_port`` (all on 127.0.0.1, inside a span of 40)::
 
-    btcd      rpc base+0   p2p base+1
-    escrow    p2p base+10  grpc base+11  rest base+12
-    employer  p2p base+20  grpc base+21  rest base+22
-    worker    p2p base+30  grpc base+31  rest base+32
+    btcd         rpc base+0   p2p base+1
+    swap server  http base+5
+    escrow       p2p base+10  grpc base+11  rest base+12
+    employer     p2p base+20  grpc base+21  rest base+22
+    worker       p2p base+30  grpc base+31  rest base+32
+    swap         p2p base+35  grpc base+36  rest base+37
+
+``swap`` is the lnd node of the devnet's swap server (:mod:`taskhold.devnet.swap_server`, test
+infrastructure playing Boltz); it came last, so it takes the free ports at the end of the span and
+the older nodes keep theirs.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ __all__ = [
     "DEFAULT_BASE_PORT",
     "HOST",
     "NODE_NAMES",
+    "SWAP_SERVER",
     "Layout",
     "NodePaths",
     "State",
@@ -36,8 +43,12 @@ __all__ = [
 
 HOST = "127.0.0.1"
 DEFAULT_BASE_PORT = 25100
-NODE_NAMES = ("escrow", "employer", "worker")
+NODE_NAMES = ("escrow", "employer", "worker", "swap")
+SWAP_SERVER = "swap-server"
+"""The swap server's process name (pid and log file) and its state dir under the data dir."""
 _PORT_SPAN = 40
+_NODE_FIRST_PORT = {"escrow": 10, "employer": 20, "worker": 30, "swap": 35}
+_SWAP_SERVER_PORT = 5
 
 
 def default_data_dir() -> Path:
@@ -59,9 +70,9 @@ def ports_free(base_port: int) -> list[int]:
 
 
 def _all_ports(base_port: int) -> list[int]:
-    ports = [base_port, base_port + 1]
-    for index in range(len(NODE_NAMES)):
-        first = base_port + 10 * (index + 1)
+    ports = [base_port, base_port + 1, base_port + _SWAP_SERVER_PORT]
+    for name in NODE_NAMES:
+        first = base_port + _NODE_FIRST_PORT[name]
         ports += [first, first + 1, first + 2]
     return ports
 
@@ -137,8 +148,14 @@ class Layout:
         return self.pids_dir / f"{process}.pid"
 
     @property
-    def process_names(self) -> tuple[str, ...]:
+    def daemon_names(self) -> tuple[str, ...]:
+        """btcd and the lnd nodes: the network itself, rebuilt together."""
         return ("btcd", *NODE_NAMES)
+
+    @property
+    def process_names(self) -> tuple[str, ...]:
+        """Every managed process: the daemons, then the swap server that runs on them."""
+        return (*self.daemon_names, SWAP_SERVER)
 
     # -- btcd --------------------------------------------------------------------------------
 
@@ -169,8 +186,7 @@ class Layout:
     # -- lnd ---------------------------------------------------------------------------------
 
     def node(self, name: str) -> NodePaths:
-        index = NODE_NAMES.index(name)
-        first = self.base_port + 10 * (index + 1)
+        first = self.base_port + _NODE_FIRST_PORT[name]
         return NodePaths(
             name=name,
             lnd_dir=self.data_dir / name,
@@ -178,6 +194,26 @@ class Layout:
             grpc_port=first + 1,
             rest_port=first + 2,
         )
+
+    # -- swap server -------------------------------------------------------------------------
+
+    @property
+    def swap_server_port(self) -> int:
+        return self.base_port + _SWAP_SERVER_PORT
+
+    @property
+    def swap_server_url(self) -> str:
+        """Boltz API v2's base URL on the devnet."""
+        return f"http://{HOST}:{self.swap_server_port}/v2"
+
+    @property
+    def swap_server_ws_url(self) -> str:
+        return f"ws://{HOST}:{self.swap_server_port}/v2/ws"
+
+    @property
+    def swap_server_dir(self) -> Path:
+        """The swap server's records (its per-swap keys); they die with the chain."""
+        return self.data_dir / SWAP_SERVER
 
     # -- state and connection file -----------------------------------------------------------
 
@@ -193,7 +229,8 @@ class Layout:
     def write_connection_file(
         self, state: State, pubkeys: dict[str, str], *, hold_expiry_delta: int
     ) -> Path:
-        """Write ``devnet.json``: per node REST URL, TLS cert, macaroon path and pubkey."""
+        """Write ``devnet.json``: per node REST URL, TLS cert, macaroon path and pubkey; btcd's
+        RPC login; the swap server's Boltz API URLs."""
         nodes = {}
         for name in NODE_NAMES:
             node = self.node(name)
@@ -218,6 +255,7 @@ class Layout:
                 "rpc_cert_path": str(self.btcd_rpc_cert),
                 "mining_address": state.mining_address,
             },
+            "swap_server": {"url": self.swap_server_url, "ws_url": self.swap_server_ws_url},
         }
         _write_private(self.connection_path, document)
         return self.connection_path

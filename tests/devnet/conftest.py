@@ -1,6 +1,6 @@
-"""The ``devnet`` fixture: the regtest Lightning network (btcd + lnd escrow, employer, worker),
-started once per test run and shared with the contract suite's lnd harness. See
-``tests/support/devnet_network.py`` for reuse (``TASKHOLD_DEVNET_DIR``) and binaries.
+"""The ``devnet`` fixture: the regtest Lightning network (btcd + lnd escrow, employer, worker,
+swap, and the swap server), started once per test run and shared with the contract suite's lnd
+harness. See ``tests/support/devnet_network.py`` for reuse (``TASKHOLD_DEVNET_DIR``) and binaries.
 
 Use it from any test under ``tests/devnet/``::
 

@@ -159,9 +159,10 @@ async def test_lnd_cancels_a_held_invoice_hold_expiry_delta_blocks_before_expiry
         lambda result: result.status is PaymentStatus.FAILED,
     )
     assert result.failure_reason == "FAILURE_REASON_INCORRECT_PAYMENT_DETAILS"
-    # The HTLC went back off-chain: no force close, both channels still open and active.
+    # The HTLC went back off-chain: no force close, every channel still open and active
+    # (the escrow's: to the employer, the worker and the swap node).
     assert (await _node_status(devnet, "employer"))["active_channels"] == 1
-    assert (await _node_status(devnet, "escrow"))["active_channels"] == 2
+    assert (await _node_status(devnet, "escrow"))["active_channels"] == 3
 
 
 async def _node_status(devnet: DevnetHandle, node: str) -> dict[str, object]:

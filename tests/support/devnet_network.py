@@ -16,6 +16,7 @@ from inside a running event loop too); it is stopped when the test process exits
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import subprocess
@@ -29,7 +30,8 @@ import pytest
 
 from taskhold.devnet import control
 from taskhold.devnet.binaries import find_bin_dir
-from taskhold.devnet.layout import ports_free
+from taskhold.devnet.layout import Layout, ports_free
+from taskhold.devnet.swap_server.btcd_chain import BtcdSwapChain
 from taskhold.lightning.lnd import LndBackend
 from taskhold.lightning.lnd_wallet import LndWallet
 
@@ -53,6 +55,18 @@ class DevnetHandle:
     def wallet(self, node: str) -> LndWallet:
         """A new :class:`LndWallet` for ``node``; close it when done."""
         return LndWallet.from_connection_file(self.connection_file, node)
+
+    @property
+    def swap_server_url(self) -> str:
+        """The swap server's Boltz API v2 base URL (``.../v2``), from the connection file."""
+        return str(json.loads(self.connection_file.read_text())["swap_server"]["url"])
+
+    def swap_chain(self) -> BtcdSwapChain:
+        """A new :class:`BtcdSwapChain` (btcd and the swap node's wallet); ``aclose`` it."""
+        layout = Layout(self.data_dir)
+        state = layout.load_state()
+        assert state is not None, f"no state.json in {self.data_dir}"
+        return BtcdSwapChain.for_devnet(Layout(self.data_dir, state.base_port), state)
 
     async def mine(self, blocks: int) -> None:
         """Mine one block at a time; every node has processed each before the next."""
