@@ -210,5 +210,8 @@ def new_world(
         escrow=SimNode(net, "escrow"),
         chain=FakeChain(),
         state_dir=tmp_path / "swap-server",
-        config=SwapServerConfig(network=Network.REGTEST, **config),
+        # the tests' figures (a 130-block CLTV refused, timeouts mined past) are for 144 blocks
+        config=SwapServerConfig(
+            network=Network.REGTEST, **{"submarine_timeout_blocks": 144, **config}
+        ),
     )
