@@ -53,6 +53,8 @@ async def swap_stack(
     devnet: DevnetHandle, tmp_path: Path, database_url: str, **settings: Any
 ) -> AsyncIterator[tuple[LndStack, BoltzApi]]:
     url = swap_api_url(devnet)
+    # room for the swap server's reverse invoice CLTV (108) in the payout bound
+    settings = {"payout_cltv_reserve_blocks": 150, **settings}
     async with (
         live_stack(devnet, tmp_path / "data", database_url, swap_api_url=url, **settings) as stack,
         BoltzApi(url) as api,
