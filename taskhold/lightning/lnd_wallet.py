@@ -137,12 +137,14 @@ class LndWallet:
         answer = await self._rest.call("GET", "/v1/balance/blockchain")
         return json_int(answer.get("confirmed_balance"))
 
-    async def transaction_fee_sat(self, txid: str) -> int:
-        """The miner fee the wallet paid for its transaction ``txid`` (``GET /v1/transactions``)."""
+    async def transaction_amounts(self, txid: str) -> tuple[int, int]:
+        """``(amount, fee)`` in sat of the wallet's transaction ``txid`` (``GET
+        /v1/transactions``): the net amount to the wallet (negative for a payment, fee
+        included) and the miner fee the wallet paid."""
         answer = await self._rest.call("GET", "/v1/transactions")
         for tx in answer.get("transactions") or ():
             if tx.get("tx_hash") == txid:
-                return json_int(tx.get("total_fees"))
+                return json_int(tx.get("amount")), json_int(tx.get("total_fees"))
         raise LookupError(f"the wallet has no transaction {txid}")
 
     async def channel_balance(self) -> ChannelBalance:

@@ -133,10 +133,11 @@ async def test_on_chain_funded_task_is_paid_over_lightning(
 ) -> None:
     async with swap_stack(devnet, tmp_path, one_database_url) as (stack, api):
         records = SwapRecords(tmp_path / "employer-swaps")
-        chain_before = await confirmed(stack.employer_wallet, devnet)
         worker_before = await settled_balance(stack.worker_wallet)
         employer, task_id, swap = await funded_on_chain(stack, api, devnet, records)
-        lockup_fee = await stack.employer_wallet.transaction_fee_sat(swap.lockup_txid)
+        # the employer's wallet is the devnet's mining address: count the lockup, not the balance
+        sent, lockup_fee = await stack.employer_wallet.transaction_amounts(swap.lockup_txid)
+        assert -sent == swap.quote.payer_sends + lockup_fee
 
         worker = stack.client()
         await worker.claim(task_id)
@@ -152,8 +153,6 @@ async def test_on_chain_funded_task_is_paid_over_lightning(
         assert claimed.status == statuses.TRANSACTION_CLAIMED
 
         assert await settled_balance(stack.worker_wallet) - worker_before == final["payout_msat"]
-        sent = chain_before - await confirmed(stack.employer_wallet, devnet)
-        assert sent == swap.quote.payer_sends + lockup_fee
         facts = swap_facts(final, "funding")
         assert [(f["swap_id"], f["lockup_txid"]) for f in facts] == [
             (swap.swap_id, swap.lockup_txid)
@@ -205,9 +204,9 @@ async def test_on_chain_funded_task_is_refunded_cooperatively(
 ) -> None:
     async with swap_stack(devnet, tmp_path, one_database_url) as (stack, api):
         records = SwapRecords(tmp_path / "employer-swaps")
-        chain_before = await confirmed(stack.employer_wallet, devnet)
         employer, task_id, swap = await funded_on_chain(stack, api, devnet, records)
-        lockup_fee = await stack.employer_wallet.transaction_fee_sat(swap.lockup_txid)
+        sent, lockup_fee = await stack.employer_wallet.transaction_amounts(swap.lockup_txid)
+        assert -sent == swap.quote.payer_sends + lockup_fee
         await employer.cancel(task_id, reason="plans changed")
         await employer.wait_for_state(task_id, {"REFUNDED"}, timeout_s=60)
         await wait_for_status(
@@ -217,8 +216,9 @@ async def test_on_chain_funded_task_is_refunded_cooperatively(
         spend = await refund_funding(employer, api, records, swap.swap_id, address)
         assert spend.cooperative
 
-        lost = chain_before - await confirmed(stack.employer_wallet, devnet)
-        assert lost == lockup_fee + SPEND_FEE_SAT  # the lockup came back, less two miner fees
+        await confirmed(stack.employer_wallet, devnet)
+        back, _ = await stack.employer_wallet.transaction_amounts(spend.txid)
+        assert back == swap.quote.payer_sends - SPEND_FEE_SAT  # the lockup, less the refund fee
         final = await employer.get_task(task_id)
         facts = swap_facts(final, "funding")
         assert [(f["lockup_txid"], f["refund_txid"]) for f in facts] == [
@@ -235,9 +235,9 @@ async def test_refund_takes_the_script_path_after_the_timeout(
 ) -> None:
     async with swap_stack(devnet, tmp_path, one_database_url) as (stack, api):
         records = SwapRecords(tmp_path / "employer-swaps")
-        chain_before = await confirmed(stack.employer_wallet, devnet)
         employer, task_id, swap = await funded_on_chain(stack, api, devnet, records)
-        lockup_fee = await stack.employer_wallet.transaction_fee_sat(swap.lockup_txid)
+        sent, lockup_fee = await stack.employer_wallet.transaction_amounts(swap.lockup_txid)
+        assert -sent == swap.quote.payer_sends + lockup_fee
         await set_cooperative(api.base_url, False)
         await employer.cancel(task_id, reason="plans changed")
         await employer.wait_for_state(task_id, {"REFUNDED"}, timeout_s=60)
@@ -249,8 +249,9 @@ async def test_refund_takes_the_script_path_after_the_timeout(
         spend = await refund_funding(employer, api, records, swap.swap_id, address)
         assert not spend.cooperative
 
-        lost = chain_before - await confirmed(stack.employer_wallet, devnet)
-        assert lost == lockup_fee + SPEND_FEE_SAT
+        await confirmed(stack.employer_wallet, devnet)
+        back, _ = await stack.employer_wallet.transaction_amounts(spend.txid)
+        assert back == swap.quote.payer_sends - SPEND_FEE_SAT
 
 
 async def test_worker_who_never_claims_loses_nobody_anything(
