@@ -234,3 +234,10 @@ async def test_a_report_is_a_signed_entry_in_the_public_log(stack: Stack) -> Non
     content = json.loads(entry["content"])
     assert content["event"]["swap_api"] == API
     assert content["request"]["pubkey"] == employer.pubkey_hex
+
+
+async def test_a_report_on_no_task_is_a_404(stack: Stack) -> None:
+    problem = await _refused(
+        stack.client().report_swap("0" * 64, role="funding", swap_id="f1", swap_api=API)
+    )
+    assert (problem.status, problem.code) == (404, "not_found")

@@ -111,6 +111,20 @@ async def test_create_task_sends_a_signed_request_without_task_tag() -> None:
             {"payout_invoice": "lnbcrt2"},
             KIND_REQUEST,
         ),
+        (  # a swap report sends only the txids it knows
+            lambda c: c.report_swap(
+                TASK_ID, role="payout", swap_id="p1", swap_api="https://b.example", claim_txid="c1"
+            ),
+            "swaps",
+            "swap",
+            {
+                "role": "payout",
+                "swap_id": "p1",
+                "swap_api": "https://b.example",
+                "claim_txid": "c1",
+            },
+            KIND_REQUEST,
+        ),
     ],
 )
 async def test_task_writes_carry_op_and_task_tags(
