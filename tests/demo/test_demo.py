@@ -3,7 +3,6 @@ every ``--scenario`` names itself, shows its figures, and leaves a log ``taskhol
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -11,8 +10,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
+from support.demo_runs import audit_demo_log as _audit
 from typer.testing import CliRunner
 
 from taskhold.cli import cli
@@ -79,18 +78,6 @@ def test_demo_scenario_refund_ends_refunded_and_names_itself(tmp_path: Path) -> 
     assert (out["scenario"], out["final_state"], out["preimage"]) == ("refund", "REFUNDED", None)
     assert isinstance(out["operator_pubkey"], str) and len(out["operator_pubkey"]) == 64
     assert isinstance(out["relay_url"], str) and out["relay_url"].startswith("ws://")
-
-
-async def _audit(data_dir: Path, operator: str) -> tuple[int, dict[str, Any]]:
-    """``taskhold audit --json`` over the demo's log, served again from its relay's LMDB."""
-    relay = EmbeddedRelay(data_dir)
-    url = await relay.start()
-    try:
-        args = ["audit", "--relay", url, "--operator", operator, "--json"]
-        result = await asyncio.to_thread(CliRunner().invoke, cli, args)
-    finally:
-        await relay.stop()
-    return result.exit_code, json.loads(result.stdout)
 
 
 async def test_demo_hostile_payout_refuses_the_bait_and_the_operator_gains_only_its_fee(
@@ -262,3 +249,13 @@ async def test_demo_renewal_renews_twice_settles_the_last_round_and_audits_clean
     assert hashlib.sha256(bytes.fromhex(preimage)).hexdigest() == rounds[-1]["payment_hash"]
     code, report = await _audit(tmp_path, str(out["operator_pubkey"]))
     assert (code, report["status"], report["findings"]) == (0, "clean", [])
+
+
+def test_the_onchain_demo_needs_the_devnet(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "taskhold.cli", "demo", "--scenario", "onchain",
+         "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "devnet only" in result.stderr and "Traceback" not in result.stderr

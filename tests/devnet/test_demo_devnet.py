@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.demo_runs import audit_demo_log
 from support.devnet_network import DevnetHandle
 
 pytestmark = [pytest.mark.devnet, pytest.mark.slow]
@@ -108,3 +109,22 @@ def test_demo_cooperative_cancel_on_the_devnet_leaves_the_employer_whole(
     assert (out["scenario"], out["final_state"]) == ("cooperative-cancel", "REFUNDED")
     assert out["employer_balance_change_msat"] == 0
     assert out["worker_received_msat"] == 0
+
+
+async def test_onchain_demo_funds_by_submarine_swap_pays_by_reverse_swap_and_audits_clean(
+    devnet: DevnetHandle, tmp_path: Path
+) -> None:
+    out = _demo_on_devnet(devnet, tmp_path, "--scenario", "onchain")
+    assert (out["scenario"], out["final_state"]) == ("onchain", "PAID")
+    assert hashlib.sha256(bytes.fromhex(out["preimage"])).hexdigest() == out["payment_hash"]
+    for field in ("funding_lockup_txid", "payout_lockup_txid", "payout_claim_txid"):
+        assert len(out[field]) == 64
+    assert len(out["payout_preimage"]) == 64 and out["payout_proven"] is True
+    # the employer locked the hold invoice plus the swap's fees; the worker's lockup is the
+    # payout less the reverse swap's fees
+    assert out["funding_lockup_sat"] > out["amount_msat"] // 1000
+    assert out["payout_onchain_sat"] < out["payout_msat"] // 1000
+    assert out["swap_api"] == devnet.swap_server_url
+    code, report = await audit_demo_log(tmp_path, out["operator_pubkey"])
+    assert (code, report["status"], report["findings"]) == (0, "clean", [])
+    assert report["summary"]["entries"] == len(out["log_event_ids"])
