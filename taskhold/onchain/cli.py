@@ -1,9 +1,12 @@
-"""``taskhold swaps list|refund|claim``: a participant's own swaps, from its swap records.
+"""``taskhold swaps fund|payout|list|refund|claim``: a participant's own Boltz swaps.
 
-Recovery without taskhold: an employer whose funding swap failed takes its lockup back, and a
-worker claims a reverse swap's lockup, with nothing but the records directory its client wrote
-and a Boltz API URL. Nothing secret is printed: the records hold the keys and preimages, the
-output names only swap ids, states, amounts and txids.
+``fund`` and ``payout`` run the employer's and the worker's flows over taskhold with the
+participant's own Nostr key (a file) and on-chain wallet (an lnd node), showing the fees before
+anything is created. ``list``, ``refund`` and ``claim`` need no taskhold at all: an employer
+whose funding swap failed takes its lockup back, and a worker claims a reverse swap's lockup,
+with nothing but the records directory its client wrote and a Boltz API URL. Nothing secret is
+printed: the records hold the keys and preimages, the output names only swap ids, states,
+amounts and txids.
 """
 
 from __future__ import annotations
@@ -20,11 +23,16 @@ from rich.markup import escape
 from taskhold.boltz.api import BoltzApi
 from taskhold.boltz.errors import BoltzError, RecordError
 from taskhold.boltz.records import SwapRecord, SwapRecords
+from taskhold.client import TaskholdAPIError, TaskholdClient
+from taskhold.lightning.base import LightningError
+from taskhold.lightning.lnd_wallet import LndWallet
+from taskhold.nostr import NostrKeys
 from taskhold.swaps.errors import SwapError
-from taskhold.swaps.tree import SwapType
+from taskhold.swaps.fees import FeeQuote
+from taskhold.swaps.tree import Network, SwapType
 
-from .funding import refund_funding
-from .payout import claim_payout
+from .funding import fund_by_swap, refund_funding
+from .payout import claim_payout, start_payout_swap
 from .spending import SPEND_FEE_SAT
 
 __all__ = ["swaps_app"]
@@ -43,6 +51,25 @@ Boltz = Annotated[str, typer.Option("--boltz", help="the Boltz API URL, ending i
 Address = Annotated[str, typer.Option("--address", help="your bitcoin address to pay to")]
 Json = Annotated[bool, typer.Option("--json", help="one JSON object on stdout")]
 FeeSat = Annotated[int, typer.Option("--fee-sat", help="the spend's miner fee (sat)")]
+Server = Annotated[str, typer.Option("--server", help="taskhold's URL")]
+KeysFile = Annotated[
+    Path, typer.Option("--keys", help="a file holding your Nostr secret key (nsec or hex)")
+]
+Wallet = Annotated[
+    Path,
+    typer.Option(
+        "--lnd-connection-file", help="your lnd node's connection file (devnet.json form)"
+    ),
+]
+WalletNode = Annotated[str, typer.Option("--lnd-node", help="the node's name in that file")]
+MaxFee = Annotated[
+    int, typer.Option("--max-fee-sat", help="the most you pay in swap and miner fees (sat)")
+]
+NetworkName = Annotated[
+    str, typer.Option("--network", help="mainnet, testnet or regtest (the devnet)")
+]
+Yes = Annotated[bool, typer.Option("--yes", help="accept the fees without asking")]
+NETWORKS = {"mainnet": Network.MAINNET, "testnet": Network.TESTNET, "regtest": Network.REGTEST}
 
 
 def _public(record: SwapRecord) -> dict[str, Any]:
@@ -74,6 +101,138 @@ def _record(records: SwapRecords, swap_id: str, kind: SwapType) -> SwapRecord:
     if record.kind is not kind:
         raise _fail(f"swap {swap_id} is a {record.kind.value} swap, not a {kind.value} one")
     return record
+
+
+def _network(name: str) -> Network:
+    try:
+        return NETWORKS[name]
+    except KeyError:
+        raise typer.BadParameter(f"one of {', '.join(NETWORKS)}", param_hint="--network") from None
+
+
+def _keys(path: Path) -> NostrKeys:
+    try:
+        return NostrKeys.parse(path.read_text().strip())
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot read {path}: {exc.strerror}", param_hint="--keys"
+        ) from None
+    except ValueError:
+        raise typer.BadParameter(f"{path} holds no Nostr secret key", param_hint="--keys") from None
+
+
+def _accept(yes: bool, as_json: bool) -> Any:
+    """Show the quote to the party who pays before anything is created."""
+
+    def accept(quote: FeeQuote) -> bool:
+        text = (
+            f"you send {quote.payer_sends} sat, {quote.recipient_gets} sat arrive;"
+            f" swap fee {quote.swap_fee} sat, miner fees {quote.miner_fees} sat"
+        )
+        _console.print(text)
+        return yes or (not as_json and typer.confirm("go ahead?", err=True))
+
+    return accept
+
+
+@swaps_app.command()
+def fund(
+    task_id: str,
+    server: Server,
+    keys: KeysFile,
+    boltz: Boltz,
+    records: Records,
+    wallet: Wallet,
+    max_fee_sat: MaxFee,
+    network: NetworkName = "regtest",
+    wallet_node: WalletNode = "employer",
+    yes: Yes = False,
+    as_json: Json = False,
+) -> None:
+    """As the employer: pay the task's hold invoice from your on-chain wallet by a submarine
+    swap; your refund key stays in --records."""
+    net, secret = _network(network), _keys(keys)
+
+    async def run() -> dict[str, Any]:
+        chain = LndWallet.from_connection_file(wallet, wallet_node)
+        try:
+            async with TaskholdClient(server, secret) as client, BoltzApi(boltz) as api:
+                swap = await fund_by_swap(
+                    client,
+                    api,
+                    chain,
+                    SwapRecords(records),
+                    task_id,
+                    network=net,
+                    max_fee_sat=max_fee_sat,
+                    accept=_accept(yes, as_json),
+                )
+        finally:
+            await chain.close()
+        return {
+            "task_id": task_id,
+            "swap_id": swap.swap_id,
+            "lockup_txid": swap.lockup_txid,
+            "lockup_sat": swap.quote.payer_sends,
+            "swap_fee_sat": swap.quote.swap_fee,
+            "miner_fees_sat": swap.quote.miner_fees,
+            "timeout_block_height": swap.timeout_block_height,
+        }
+
+    result = _run(run)
+    if as_json:
+        print(json.dumps(result))
+        return
+    print(
+        f"swap {result['swap_id']} locked {result['lockup_sat']} sat in {result['lockup_txid']};"
+        " the task is funded once Boltz pays the hold invoice"
+    )
+
+
+@swaps_app.command()
+def payout(
+    task_id: str,
+    server: Server,
+    keys: KeysFile,
+    boltz: Boltz,
+    records: Records,
+    address: Address,
+    max_fee_sat: MaxFee,
+    network: NetworkName = "regtest",
+    timeout_s: Annotated[float, typer.Option(help="how long to wait for the lockup")] = 3600.0,
+    yes: Yes = False,
+    as_json: Json = False,
+) -> None:
+    """As the worker: take the reward on chain. Creates a reverse swap, hands its invoice to
+    taskhold as your payout invoice, and claims the lockup to --address when Boltz locks it."""
+    net, secret = _network(network), _keys(keys)
+    store = SwapRecords(records)
+
+    async def run() -> dict[str, Any]:
+        async with TaskholdClient(server, secret) as client, BoltzApi(boltz) as api:
+            swap = await start_payout_swap(
+                client,
+                api,
+                store,
+                task_id,
+                network=net,
+                max_fee_sat=max_fee_sat,
+                accept=_accept(yes, as_json),
+            )
+            await client.update_payout_invoice(task_id, swap.invoice)
+            _console.print(f"swap {swap.swap_id}: its invoice is now your payout invoice")
+            spend = await claim_payout(
+                client, api, store, swap.swap_id, address, timeout_s=timeout_s
+            )
+        return {
+            "task_id": task_id,
+            "swap_id": swap.swap_id,
+            "claim_txid": spend.txid,
+            "cooperative": spend.cooperative,
+            "onchain_sat": store.get(swap.swap_id).expected_amount_sat,
+        }
+
+    _print(_run(run), as_json, "claimed")
 
 
 @swaps_app.command("list")
@@ -152,7 +311,7 @@ def claim(
 def _run(run: Any) -> dict[str, Any]:
     try:
         result: dict[str, Any] = asyncio.run(run())
-    except (BoltzError, SwapError, RecordError) as exc:
+    except (BoltzError, SwapError, RecordError, TaskholdAPIError, LightningError) as exc:
         raise _fail(str(exc)) from None
     return result
 

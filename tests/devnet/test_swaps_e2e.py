@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,14 +29,17 @@ from taskhold.boltz.records import SwapRecords
 from taskhold.boltz.ws import wait_for_status
 from taskhold.client import TaskholdClient
 from taskhold.lightning.lnd_wallet import LndWallet
+from taskhold.nostr import NostrKeys
 from taskhold.onchain.fallback import OnChainFallback, await_payout
 from taskhold.onchain.funding import fund_by_swap, refund_funding
 from taskhold.onchain.payout import claim_payout, start_payout_swap
 from taskhold.onchain.spending import SPEND_FEE_SAT, RefundNotYet
+from taskhold.server import free_port, running_server
+from taskhold.services import build_services
 from taskhold.swaps.tree import Network
 
 from .live_stack import live_stack, one_database_url, settled_balance  # noqa: F401
-from .test_escrow_e2e import ACCEPTANCE, AMOUNT_MSAT, LndStack, _unroutable_invoice
+from .test_escrow_e2e import ACCEPTANCE, AMOUNT_MSAT, LndStack, _unroutable_invoice, lnd_settings
 
 pytestmark = [pytest.mark.devnet, pytest.mark.slow]
 
@@ -332,3 +336,91 @@ async def test_unroutable_payout_is_completed_by_the_on_chain_fallback(
         assert got == swap.expected_amount_sat - SPEND_FEE_SAT
         audited = await audit_stored_log(stack.services)
         assert audited.clean, [finding.to_json() for finding in audited.findings]
+
+
+async def _taskhold(*args: str) -> dict[str, Any]:
+    """``taskhold ARGS --json`` in a subprocess; its JSON answer."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "taskhold.cli",
+        *args,
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()[-3000:]
+    answer: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return answer
+
+
+async def test_the_participant_cli_funds_on_chain_and_takes_the_payout_on_chain(
+    devnet: DevnetHandle,
+    tmp_path: Path,
+    one_database_url: str,  # noqa: F811
+) -> None:
+    url = swap_api_url(devnet)
+    settings = lnd_settings(
+        devnet, tmp_path / "data", one_database_url, payout_cltv_reserve_blocks=150
+    )
+    services = await build_services(
+        settings, lightning=devnet.backend("escrow"), embedded_relay=True
+    )
+    employer_keys, worker_keys = NostrKeys.generate(), NostrKeys.generate()
+    (tmp_path / "employer.key").write_text(employer_keys.secret_hex_unsafe())
+    (tmp_path / "worker.key").write_text(worker_keys.secret_hex_unsafe())
+    worker_wallet = devnet.wallet("worker")
+    try:
+        async with running_server(services, "127.0.0.1", free_port()) as server:
+            employer = TaskholdClient(server, employer_keys)
+            worker = TaskholdClient(server, worker_keys)
+            task_id = await new_task(employer)
+            common = ["--server", server, "--boltz", url, "--max-fee-sat", str(MAX_FEE_SAT)]
+            async with mining(devnet):
+                funded = await _taskhold(
+                    "swaps", "fund", task_id, *common,
+                    "--keys", str(tmp_path / "employer.key"),
+                    "--records", str(tmp_path / "employer-swaps"),
+                    "--lnd-connection-file", str(devnet.connection_file), "--yes",
+                )  # fmt: skip
+                await employer.wait_for_state(task_id, {"FUNDED"}, timeout_s=120)
+            await worker.claim(task_id)
+            task = await worker.get_task(task_id)
+            invoice = await worker_wallet.create_invoice(task["payout_msat"])
+            await worker.submit_proof(task_id, PROOF, invoice.payment_request)
+            address = await worker_wallet.new_address()
+            worker_args = [
+                "--keys", str(tmp_path / "worker.key"),
+                "--records", str(tmp_path / "worker-swaps"),
+                "--address", address, "--yes", "--timeout-s", "180",
+            ]  # fmt: skip
+            paying = asyncio.create_task(
+                _taskhold("swaps", "payout", task_id, *common, *worker_args)
+            )
+
+            async def invoice_replaced() -> bool:
+                shown = (await worker.get_task(task_id))["payout_invoice"]
+                return bool(shown) and shown != invoice.payment_request
+
+            for _ in range(300):
+                if await invoice_replaced() or paying.done():
+                    break
+                await asyncio.sleep(0.2)
+            await employer.approve(task_id)
+            async with mining(devnet):
+                paid_out = await paying
+                final = await employer.wait_for_state(task_id, {"PAID"}, timeout_s=120)
+            await employer.aclose()
+            await worker.aclose()
+    finally:
+        await services.close()
+        await worker_wallet.close()
+    roles = {(s["role"], s["swap_id"]) for s in final["swaps"]}
+    assert roles == {("funding", funded["swap_id"]), ("payout", paid_out["swap_id"])}
+    assert [s["lockup_txid"] for s in final["swaps"] if s["role"] == "funding"] == [
+        funded["lockup_txid"]
+    ]
+    assert [s["claim_txid"] for s in final["swaps"] if s["role"] == "payout"] == [
+        paid_out["claim_txid"]
+    ]
