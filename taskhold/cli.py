@@ -200,7 +200,9 @@ def _mount_devnet() -> None:
         from taskhold.devnet.cli import devnet_app
     except ImportError:
         return
-    cli.add_typer(devnet_app, name="devnet", help="A local regtest network: btcd + three lnd")
+    cli.add_typer(
+        devnet_app, name="devnet", help="A local regtest network: btcd, four lnd, a swap server"
+    )
 
 
 _mount_devnet()
