@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from support.audit_logs import audit_stored_log
 from support.onchain_world import AMOUNT_MSAT, OnChainWorld, onchain_world
 
@@ -28,6 +29,7 @@ from taskhold.onchain.fallback import OnChainFallback, await_payout
 from taskhold.onchain.funding import cosign_boltz_claim, fund_by_swap, refund_funding
 from taskhold.onchain.payout import claim_payout, start_payout_swap
 from taskhold.onchain.spending import SPEND_FEE_SAT, RefundNotYet
+from taskhold.store.models import LogEntryRow
 from taskhold.swaps.errors import SwapMismatch, SwapTimingError
 from taskhold.swaps.tree import Network, SwapType, swap_tree
 
@@ -343,3 +345,44 @@ async def test_an_unroutable_payout_is_completed_on_chain_by_the_fallback(
     assert record.state == "claimed" and record.claim_txid == spend.txid
     assert world.worker_wallet.received_sat() == record.expected_amount_sat - SPEND_FEE_SAT
     assert [(s["role"], s["claim_txid"]) for s in final["swaps"]] == [("payout", spend.txid)]
+
+
+async def test_the_swap_keys_and_the_payout_preimage_never_reach_taskhold_early(
+    world: OnChainWorld,
+) -> None:
+    """The employer's refund key never reaches taskhold; the worker's claim key never does,
+    and its preimage only through the claim (after which the log may reveal it)."""
+    employer, worker = world.client(), world.client()
+    task_id = await world.new_task(employer)
+    funding = await fund(world, employer, task_id)
+    world.chain.mine(1)
+    await world.state_is(task_id, "FUNDED")
+    await worker.claim(task_id)
+    payout_records = world.records("worker")
+    payout = await start_payout_swap(
+        worker, world.api, payout_records, task_id, network=Network.REGTEST, max_fee_sat=MAX_FEE_SAT
+    )
+    await worker.submit_proof(task_id, PROOF, payout.invoice)
+    refund_key = world.records("employer").get(funding.swap_id).secret_key_hex
+    claim = payout_records.get(payout.swap_id)
+
+    async def everything_taskhold_holds() -> str:
+        async with world.stack.services.store.transaction() as tx:
+            rows = await tx.session.execute(select(LogEntryRow.raw))
+            log = json.dumps([raw for (raw,) in rows])
+        view = json.dumps(await employer.get_task(task_id))
+        return log + view
+
+    before = await everything_taskhold_holds()
+    for secret in (refund_key, claim.secret_key_hex, claim.preimage_hex):
+        assert secret is not None and secret not in before
+    await employer.approve(task_id)
+    await wait_for_status(
+        world.api, payout.swap_id, {statuses.TRANSACTION_MEMPOOL}, timeout_s=10, interval=0.02
+    )
+    world.chain.mine(1)
+    address = await world.worker_wallet.new_address()
+    await claim_payout(worker, world.api, payout_records, payout.swap_id, address, timeout_s=10)
+    await world.state_is(task_id, "PAID")
+    after = await everything_taskhold_holds()
+    assert refund_key not in after and claim.secret_key_hex not in after
