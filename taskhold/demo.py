@@ -37,12 +37,11 @@ rule on it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -818,7 +817,7 @@ class Play:
         employer_swaps = SwapRecords(data_dir / "participants" / "employer-swaps")
         worker_swaps = SwapRecords(data_dir / "participants" / "worker-swaps")
         try:
-            async with BoltzApi(url) as api, _mining(devnet_dir):
+            async with BoltzApi(url) as api, devnet_control.mining(devnet_dir):
                 task = await self.create()
                 task_id = task["task_id"]
                 say(f"1. created task {task_id[:16]}… for {DEMO_AMOUNT_MSAT} msat")
@@ -927,24 +926,6 @@ def devnet_swap_api(connection_file: Path) -> str:
     if not server.get("url"):
         raise DemoError(f"{connection_file} names no swap server: restart the devnet")
     return str(server["url"])
-
-
-@contextlib.asynccontextmanager
-async def _mining(devnet_dir: Path, every_s: float = 1.0) -> AsyncIterator[None]:
-    """A block every ``every_s`` while on-chain steps wait for confirmations."""
-
-    async def mine() -> None:
-        while True:
-            await asyncio.sleep(every_s)
-            await devnet_control.mine(devnet_dir, 1)
-
-    miner = asyncio.create_task(mine())
-    try:
-        yield
-    finally:
-        miner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await miner
 
 
 async def _wait(

@@ -46,6 +46,7 @@ __all__ = [
     "Progress",
     "down",
     "mine",
+    "mining",
     "restart_node",
     "status",
     "up",
@@ -358,6 +359,25 @@ async def mine(data_dir: str | Path, blocks: int, *, step: int = 1) -> list[str]
             if processes.alive_pid(layout.pid_path(name)) is not None
         ]
         return await mine_and_sync(btcd, running, blocks, step=step)
+
+
+@contextlib.asynccontextmanager
+async def mining(data_dir: str | Path, every_s: float = 1.0) -> AsyncIterator[None]:
+    """A block every ``every_s`` while the body waits for on-chain confirmations (the on-chain
+    demo, the swap tests): the devnet has no miner of its own."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            await mine(data_dir, 1)
+
+    miner = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        miner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await miner
 
 
 async def restart_node(

@@ -9,6 +9,7 @@ preimage at any time before it. The fallback never depends on Boltz.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from embit.script import address_to_scriptpubkey
@@ -16,6 +17,7 @@ from embit.transaction import Transaction
 
 from taskhold.boltz.api import BoltzApi
 from taskhold.boltz.errors import BoltzError
+from taskhold.boltz.models import PartialSignature
 from taskhold.swaps.cooperative import finish_cooperative_spend, start_cooperative_spend
 from taskhold.swaps.errors import SpendError, SwapError, SwapMismatch
 from taskhold.swaps.tree import SwapTree
@@ -81,6 +83,30 @@ def lockup_utxo(tx_hex: str, tree: SwapTree) -> SwapUtxo:
     raise SwapMismatch("the lockup transaction has no output to the swap's address")
 
 
+async def _cooperatively(
+    tx: Transaction,
+    utxo: SwapUtxo,
+    seckey: bytes,
+    ask: Callable[[bytes, str], Awaitable[PartialSignature]],
+) -> Spend | None:
+    """The key-path spend with Boltz's partial signature; None when Boltz refuses, is away, or
+    answers with a partial that does not verify (the caller then takes its script path)."""
+    ours = start_cooperative_spend(tx, utxo, seckey)
+    try:
+        answer = await ask(ours.public, tx.serialize().hex())
+        signed = finish_cooperative_spend(
+            tx,
+            utxo,
+            seckey,
+            ours,
+            boltz_pubnonce=answer.pub_nonce,
+            boltz_partial=answer.partial_signature,
+        )
+    except (BoltzError, SwapError):
+        return None
+    return Spend(signed, cooperative=True)
+
+
 async def refund_submarine_lockup(
     api: BoltzApi,
     swap_id: str,
@@ -92,20 +118,13 @@ async def refund_submarine_lockup(
 ) -> Spend:
     """A cooperative refund if Boltz co-signs, else the refund leaf once the timeout passed."""
     tx = build_spend(utxo, destination, fee_sat)
-    ours = start_cooperative_spend(tx, utxo, refund_seckey)
-    try:
-        answer = await api.submarine_refund_signature(swap_id, ours.public, tx.serialize().hex(), 0)
-        signed = finish_cooperative_spend(
-            tx,
-            utxo,
-            refund_seckey,
-            ours,
-            boltz_pubnonce=answer.pub_nonce,
-            boltz_partial=answer.partial_signature,
-        )
-        return Spend(signed, cooperative=True)
-    except (BoltzError, SwapError):
-        pass
+
+    async def ask(pub_nonce: bytes, tx_hex: str) -> PartialSignature:
+        return await api.submarine_refund_signature(swap_id, pub_nonce, tx_hex, 0)
+
+    signed = await _cooperatively(tx, utxo, refund_seckey, ask)
+    if signed is not None:
+        return signed
     height = await api.chain_height()
     timeout = utxo.tree.timeout_block_height
     if height < timeout:
@@ -131,22 +150,13 @@ async def claim_reverse_lockup(
 ) -> Spend:
     """A cooperative claim if Boltz co-signs, else the claim leaf with the preimage."""
     tx = build_spend(utxo, destination, fee_sat)
-    ours = start_cooperative_spend(tx, utxo, claim_seckey)
-    try:
-        answer = await api.reverse_claim_signature(
-            swap_id, preimage, ours.public, tx.serialize().hex(), 0
-        )
-        signed = finish_cooperative_spend(
-            tx,
-            utxo,
-            claim_seckey,
-            ours,
-            boltz_pubnonce=answer.pub_nonce,
-            boltz_partial=answer.partial_signature,
-        )
-        return Spend(signed, cooperative=True)
-    except (BoltzError, SwapError):
-        pass
+
+    async def ask(pub_nonce: bytes, tx_hex: str) -> PartialSignature:
+        return await api.reverse_claim_signature(swap_id, preimage, pub_nonce, tx_hex, 0)
+
+    signed = await _cooperatively(tx, utxo, claim_seckey, ask)
+    if signed is not None:
+        return signed
     script = reverse_claim_script_path(
         utxo, destination, fee_sat, claim_seckey=claim_seckey, preimage=preimage
     )

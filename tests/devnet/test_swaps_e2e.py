@@ -28,6 +28,7 @@ from taskhold.boltz.api import BoltzApi
 from taskhold.boltz.records import SwapRecords
 from taskhold.boltz.ws import wait_for_status
 from taskhold.client import TaskholdClient
+from taskhold.devnet import control
 from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.nostr import NostrKeys
 from taskhold.onchain.fallback import OnChainFallback, await_payout
@@ -89,22 +90,9 @@ async def confirmed(wallet: LndWallet, devnet: DevnetHandle, *, settle_s: float 
     return await wallet.confirmed_balance_sat()
 
 
-@contextlib.asynccontextmanager
-async def mining(devnet: DevnetHandle, every_s: float = 1.5) -> AsyncIterator[None]:
-    """Mine a block every ``every_s`` while the body waits for confirmations."""
-
-    async def loop() -> None:
-        while True:
-            await asyncio.sleep(every_s)
-            await devnet.mine(1)
-
-    miner = asyncio.create_task(loop())
-    try:
-        yield
-    finally:
-        miner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await miner
+def mining(devnet: DevnetHandle) -> contextlib.AbstractAsyncContextManager[None]:
+    """A block every 1.5 s while the body waits for confirmations."""
+    return control.mining(devnet.data_dir, every_s=1.5)
 
 
 async def funded_on_chain(
@@ -124,6 +112,18 @@ async def funded_on_chain(
     async with mining(devnet):
         await employer.wait_for_state(task_id, {"FUNDED"}, timeout_s=120)
     return employer, task_id, swap
+
+
+async def claimed_over_lightning(
+    stack: LndStack, employer: TaskholdClient, worker: TaskholdClient
+) -> str:
+    """A task the employer's node funded over Lightning, claimed by ``worker``."""
+    task_id = await new_task(employer)
+    funding = (await employer.request_funding(task_id))["funding"]
+    await stack.employer_wallet.send_payment(funding["payment_request"])
+    await employer.wait_for_state(task_id, {"FUNDED"}, timeout_s=60)
+    await worker.claim(task_id)
+    return task_id
 
 
 def swap_facts(task: dict[str, Any], role: str) -> list[dict[str, Any]]:
@@ -172,11 +172,7 @@ async def test_lightning_funded_task_is_paid_on_chain(
 ) -> None:
     async with swap_stack(devnet, tmp_path, one_database_url) as (stack, api):
         employer, worker = stack.client(), stack.client()
-        task_id = await new_task(employer)
-        funding = (await employer.request_funding(task_id))["funding"]
-        await stack.employer_wallet.send_payment(funding["payment_request"])
-        await employer.wait_for_state(task_id, {"FUNDED"}, timeout_s=60)
-        await worker.claim(task_id)
+        task_id = await claimed_over_lightning(stack, employer, worker)
 
         records = SwapRecords(tmp_path / "worker-swaps")
         payout = await start_payout_swap(
@@ -266,11 +262,7 @@ async def test_worker_who_never_claims_loses_nobody_anything(
     async with swap_stack(devnet, tmp_path, one_database_url) as (stack, api):
         employer, worker = stack.client(), stack.client()
         employer_before = await settled_balance(stack.employer_wallet)
-        task_id = await new_task(employer)
-        funding = (await employer.request_funding(task_id))["funding"]
-        await stack.employer_wallet.send_payment(funding["payment_request"])
-        await employer.wait_for_state(task_id, {"FUNDED"}, timeout_s=60)
-        await worker.claim(task_id)
+        task_id = await claimed_over_lightning(stack, employer, worker)
         records = SwapRecords(tmp_path / "worker-swaps")
         payout = await start_payout_swap(
             worker, api, records, task_id, network=Network.REGTEST, max_fee_sat=MAX_FEE_SAT
@@ -307,11 +299,7 @@ async def test_unroutable_payout_is_completed_by_the_on_chain_fallback(
 ) -> None:
     async with swap_stack(devnet, tmp_path, one_database_url) as (stack, _api):
         employer, worker = stack.client(), stack.client()
-        task_id = await new_task(employer)
-        funding = (await employer.request_funding(task_id))["funding"]
-        await stack.employer_wallet.send_payment(funding["payment_request"])
-        await employer.wait_for_state(task_id, {"FUNDED"}, timeout_s=60)
-        await worker.claim(task_id)
+        task_id = await claimed_over_lightning(stack, employer, worker)
         task = await worker.get_task(task_id)
         await worker.submit_proof(task_id, PROOF, _unroutable_invoice(task["payout_msat"]))
         records = SwapRecords(tmp_path / "worker-swaps")
