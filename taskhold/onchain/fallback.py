@@ -67,17 +67,21 @@ async def await_payout(
                 return claimed
             offer = task.get("payout_fallback") or {}
             if on_chain_fallback is not None and claimed is None and offer.get("on_chain"):
-                claimed = await _take_on_chain(client, task_id, on_chain_fallback, offer)
+                claimed = await _take_on_chain(client, task, on_chain_fallback, offer)
             await asyncio.sleep(poll_s)
 
 
 async def _take_on_chain(
-    client: TaskholdClient, task_id: str, fallback: OnChainFallback, offer: dict[str, object]
+    client: TaskholdClient,
+    task: dict[str, object],
+    fallback: OnChainFallback,
+    offer: dict[str, object],
 ) -> Spend:
     url = fallback.swap_api or str(offer.get("swap_api") or "")
     if not url:
         raise ValueError("taskhold offers an on-chain payout but names no swap API; set one")
     async with BoltzApi(url, transport=fallback.transport) as api:
+        task_id = str(task["task_id"])
         swap_id = _open_payout_swap(fallback, task_id)
         if swap_id is None:
             swap = await start_payout_swap(
@@ -88,8 +92,11 @@ async def _take_on_chain(
                 network=fallback.network,
                 max_fee_sat=fallback.max_fee_sat,
             )
-            await client.update_payout_invoice(task_id, swap.invoice)
-            swap_id = swap.swap_id
+            swap_id, invoice = swap.swap_id, swap.invoice
+        else:  # resumed: the invoice may never have reached taskhold before the client stopped
+            invoice = fallback.records.get(swap_id).invoice
+        if task.get("payout_invoice") != invoice:
+            await client.update_payout_invoice(task_id, invoice)
         return await claim_payout(
             client,
             api,

@@ -386,3 +386,51 @@ async def test_the_swap_keys_and_the_payout_preimage_never_reach_taskhold_early(
     await world.state_is(task_id, "PAID")
     after = await everything_taskhold_holds()
     assert refund_key not in after and claim.secret_key_hex not in after
+
+
+async def test_a_fallback_resumed_after_a_crash_hands_the_recorded_swap_not_a_new_one(
+    world: OnChainWorld,
+) -> None:
+    employer, worker = world.client(), world.client()
+    task_id = await world.funded_by_lightning(employer)
+    await worker.claim(task_id)
+    task = await worker.get_task(task_id)
+    invoice = await world.world.worker.create_invoice(task["payout_msat"])
+    await worker.submit_proof(task_id, PROOF, invoice)
+    world.world.network.fail_next_payments(1)
+    await employer.approve(task_id)
+
+    async def offered() -> bool:
+        return bool((await worker.get_task(task_id))["payout_fallback"])
+
+    await world.until(offered, "the on-chain offer")
+    records = world.records("worker")
+    # the client created the swap, then stopped before handing its invoice to taskhold
+    await start_payout_swap(
+        worker, world.api, records, task_id, network=Network.REGTEST, max_fee_sat=MAX_FEE_SAT
+    )
+    fallback = OnChainFallback(
+        address=await world.worker_wallet.new_address(),
+        records=records,
+        network=Network.REGTEST,
+        max_fee_sat=MAX_FEE_SAT,
+        claim_timeout_s=20,
+        transport=httpx.ASGITransport(app=world.swap_app),
+    )
+
+    async def keep_mining() -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            world.chain.mine(1)
+
+    miner = asyncio.create_task(keep_mining())
+    try:
+        spend = await await_payout(
+            worker, task_id, on_chain_fallback=fallback, timeout_s=30, poll_s=0.05
+        )
+    finally:
+        miner.cancel()
+    assert spend is not None
+    (record,) = records.all()  # the one swap, resumed
+    assert record.claim_txid == spend.txid
+    assert (await employer.get_task(task_id))["state"] == "PAID"
