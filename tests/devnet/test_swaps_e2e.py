@@ -109,9 +109,19 @@ async def funded_on_chain(
         network=Network.REGTEST,
         max_fee_sat=MAX_FEE_SAT,
     )
+    # the employer's wallet is the devnet's mining address: count the lockup, not the balance
+    sent, lockup_fee = await stack.employer_wallet.transaction_amounts(swap.lockup_txid)
+    assert -sent == swap.quote.payer_sends + lockup_fee
     async with mining(devnet):
         await employer.wait_for_state(task_id, {"FUNDED"}, timeout_s=120)
     return employer, task_id, swap
+
+
+async def audited_clean(stack: LndStack) -> Any:
+    """The independent auditor over the stored log; it must find nothing."""
+    audited = await audit_stored_log(stack.services)
+    assert audited.clean, [finding.to_json() for finding in audited.findings]
+    return audited
 
 
 async def claimed_over_lightning(
@@ -139,9 +149,6 @@ async def test_on_chain_funded_task_is_paid_over_lightning(
         records = SwapRecords(tmp_path / "employer-swaps")
         worker_before = await settled_balance(stack.worker_wallet)
         employer, task_id, swap = await funded_on_chain(stack, api, devnet, records)
-        # the employer's wallet is the devnet's mining address: count the lockup, not the balance
-        sent, lockup_fee = await stack.employer_wallet.transaction_amounts(swap.lockup_txid)
-        assert -sent == swap.quote.payer_sends + lockup_fee
 
         worker = stack.client()
         await worker.claim(task_id)
@@ -161,8 +168,7 @@ async def test_on_chain_funded_task_is_paid_over_lightning(
         assert [(f["swap_id"], f["lockup_txid"]) for f in facts] == [
             (swap.swap_id, swap.lockup_txid)
         ]
-        audited = await audit_stored_log(stack.services)
-        assert audited.clean, [finding.to_json() for finding in audited.findings]
+        await audited_clean(stack)
 
 
 async def test_lightning_funded_task_is_paid_on_chain(
@@ -192,8 +198,7 @@ async def test_lightning_funded_task_is_paid_on_chain(
         assert got == records.get(payout.swap_id).expected_amount_sat - SPEND_FEE_SAT
         facts = swap_facts(final, "payout")
         assert [(f["swap_id"], f["claim_txid"]) for f in facts] == [(payout.swap_id, spend.txid)]
-        audited = await audit_stored_log(stack.services)
-        assert audited.clean, [finding.to_json() for finding in audited.findings]
+        audited = await audited_clean(stack)
         assert audited.summary.payout_proven
 
 
@@ -205,8 +210,6 @@ async def test_on_chain_funded_task_is_refunded_cooperatively(
     async with swap_stack(devnet, tmp_path, one_database_url) as (stack, api):
         records = SwapRecords(tmp_path / "employer-swaps")
         employer, task_id, swap = await funded_on_chain(stack, api, devnet, records)
-        sent, lockup_fee = await stack.employer_wallet.transaction_amounts(swap.lockup_txid)
-        assert -sent == swap.quote.payer_sends + lockup_fee
         await employer.cancel(task_id, reason="plans changed")
         await employer.wait_for_state(task_id, {"REFUNDED"}, timeout_s=60)
         await wait_for_status(
@@ -224,8 +227,7 @@ async def test_on_chain_funded_task_is_refunded_cooperatively(
         assert [(f["lockup_txid"], f["refund_txid"]) for f in facts] == [
             (swap.lockup_txid, spend.txid)
         ]
-        audited = await audit_stored_log(stack.services)
-        assert audited.clean, [finding.to_json() for finding in audited.findings]
+        await audited_clean(stack)
 
 
 async def test_refund_takes_the_script_path_after_the_timeout(
@@ -236,8 +238,6 @@ async def test_refund_takes_the_script_path_after_the_timeout(
     async with swap_stack(devnet, tmp_path, one_database_url) as (stack, api):
         records = SwapRecords(tmp_path / "employer-swaps")
         employer, task_id, swap = await funded_on_chain(stack, api, devnet, records)
-        sent, lockup_fee = await stack.employer_wallet.transaction_amounts(swap.lockup_txid)
-        assert -sent == swap.quote.payer_sends + lockup_fee
         await set_cooperative(api.base_url, False)
         await employer.cancel(task_id, reason="plans changed")
         await employer.wait_for_state(task_id, {"REFUNDED"}, timeout_s=60)
@@ -288,8 +288,7 @@ async def test_worker_who_never_claims_loses_nobody_anything(
         assert task["state"] == "REFUNDED", task
         assert task["payout_failures"] >= 1
         assert await settled_balance(stack.employer_wallet) == employer_before
-        audited = await audit_stored_log(stack.services)
-        assert audited.clean, [finding.to_json() for finding in audited.findings]
+        await audited_clean(stack)
 
 
 async def test_unroutable_payout_is_completed_by_the_on_chain_fallback(
@@ -322,8 +321,7 @@ async def test_unroutable_payout_is_completed_by_the_on_chain_fallback(
         (swap,) = records.all()
         got = await confirmed(stack.worker_wallet, devnet) - chain_before
         assert got == swap.expected_amount_sat - SPEND_FEE_SAT
-        audited = await audit_stored_log(stack.services)
-        assert audited.clean, [finding.to_json() for finding in audited.findings]
+        await audited_clean(stack)
 
 
 async def _taskhold(*args: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from support.onchain_world import AMOUNT_MSAT, OnChainWorld, onchain_world
 from taskhold.boltz import statuses
 from taskhold.boltz.api import BoltzApi
 from taskhold.boltz.models import StatusTransaction, SwapStatus
+from taskhold.boltz.records import SwapRecords
 from taskhold.boltz.verify import decode_invoice
 from taskhold.boltz.ws import wait_for_status
 from taskhold.onchain.fallback import OnChainFallback, await_payout
@@ -90,6 +91,38 @@ def lying_boltz(world: OnChainWorld, lie: str) -> BoltzApi:
         return httpx.Response(forwarded.status_code, json=answer)
 
     return BoltzApi("http://liar.test/v2", transport=httpx.MockTransport(handle))
+
+
+async def worker_fallback(world: OnChainWorld, records: SwapRecords) -> OnChainFallback:
+    """The worker's client set to take a payout on chain by itself."""
+    return OnChainFallback(
+        address=await world.worker_wallet.new_address(),
+        records=records,
+        network=Network.REGTEST,
+        max_fee_sat=MAX_FEE_SAT,
+        claim_timeout_s=20,
+        transport=httpx.ASGITransport(app=world.swap_app),
+    )
+
+
+async def paid_with_fallback(
+    world: OnChainWorld, worker: Any, task_id: str, fallback: OnChainFallback
+) -> Any:
+    """``await_payout`` with the fallback, a block mined every 0.25 s meanwhile (the reverse
+    timeout, 72 blocks, stays far off)."""
+
+    async def keep_mining() -> None:
+        while True:
+            await asyncio.sleep(0.25)
+            world.chain.mine(1)
+
+    miner = asyncio.create_task(keep_mining())
+    try:
+        return await await_payout(
+            worker, task_id, on_chain_fallback=fallback, timeout_s=30, poll_s=0.05
+        )
+    finally:
+        miner.cancel()
 
 
 # -- refused before anything moves ---------------------------------------------------------------
@@ -315,28 +348,9 @@ async def test_an_unroutable_payout_is_completed_on_chain_by_the_fallback(
     )
     world.world.network.fail_next_payments(1)  # no route to the worker's node
     records = world.records("worker")
-    fallback = OnChainFallback(
-        address=await world.worker_wallet.new_address(),
-        records=records,
-        network=Network.REGTEST,
-        max_fee_sat=MAX_FEE_SAT,
-        claim_timeout_s=20,
-        transport=httpx.ASGITransport(app=world.swap_app),
-    )
+    fallback = await worker_fallback(world, records)
     await employer.approve(task_id)
-
-    async def keep_mining() -> None:
-        while True:
-            await asyncio.sleep(0.25)  # the reverse timeout (72 blocks) stays far off
-            world.chain.mine(1)
-
-    miner = asyncio.create_task(keep_mining())
-    try:
-        spend = await await_payout(
-            worker, task_id, on_chain_fallback=fallback, timeout_s=30, poll_s=0.05
-        )
-    finally:
-        miner.cancel()
+    spend = await paid_with_fallback(world, worker, task_id, fallback)
     assert spend is not None
     final = await employer.get_task(task_id)
     assert final["state"] == "PAID"
@@ -409,27 +423,8 @@ async def test_a_fallback_resumed_after_a_crash_hands_the_recorded_swap_not_a_ne
     await start_payout_swap(
         worker, world.api, records, task_id, network=Network.REGTEST, max_fee_sat=MAX_FEE_SAT
     )
-    fallback = OnChainFallback(
-        address=await world.worker_wallet.new_address(),
-        records=records,
-        network=Network.REGTEST,
-        max_fee_sat=MAX_FEE_SAT,
-        claim_timeout_s=20,
-        transport=httpx.ASGITransport(app=world.swap_app),
-    )
-
-    async def keep_mining() -> None:
-        while True:
-            await asyncio.sleep(0.25)
-            world.chain.mine(1)
-
-    miner = asyncio.create_task(keep_mining())
-    try:
-        spend = await await_payout(
-            worker, task_id, on_chain_fallback=fallback, timeout_s=30, poll_s=0.05
-        )
-    finally:
-        miner.cancel()
+    fallback = await worker_fallback(world, records)
+    spend = await paid_with_fallback(world, worker, task_id, fallback)
     assert spend is not None
     (record,) = records.all()  # the one swap, resumed
     assert record.claim_txid == spend.txid
