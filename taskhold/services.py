@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from taskhold.actions import WriteContext
 from taskhold.api.ratelimit import WriteLimits, write_limits
@@ -29,7 +32,10 @@ from taskhold.reputation.wiring import build_reputation, operator_kinds, receipt
 from taskhold.settings import Settings, settings_digest
 from taskhold.store import Store, create_engine, migrate
 
-__all__ = ["SIM_STATE_FILE", "Services", "build_services"]
+if TYPE_CHECKING:
+    from taskhold.lightning.ldk import LdkConfig
+
+__all__ = ["SIM_STATE_FILE", "Services", "build_services", "ldk_config", "open_ldk_backend"]
 
 SIM_STATE_FILE = "sim-network.json"
 """The simulator's invoices, HTLCs, payments and balances, in the data directory."""
@@ -77,25 +83,85 @@ class Services:
         await self.store.close()
 
 
-async def _with_node_hold_expiry(settings: Settings, backend: LightningBackend) -> Settings:
-    """On lnd the guardian's margin must start from the node's own ``holdexpirydelta``, read
-    from the running node (18 on lnd v0.21, 12 before). Assumed too small, lnd cancels a held
-    invoice before taskhold acts, and a release racing that cancel pays the worker from the
-    operator's own money. A node that does not say refuses the start."""
+async def _with_node_limits(settings: Settings, backend: LightningBackend) -> Settings:
+    """The guardian's margin must start from the node's own auto-cancel (lnd's
+    ``holdexpirydelta``, read from the running node: 18 on lnd v0.21, 12 before; LDK's fixed
+    fail-back buffer of 39), and no hold may ask for more than the node accepts. Assumed too
+    small, the node cancels a held invoice before taskhold acts, and a release racing that
+    cancel pays the worker from the operator's own money. A node that does not say refuses the
+    start."""
+    from taskhold.lightning.ldk import LdkBackend
     from taskhold.lightning.lnd import LndBackend
 
-    if not isinstance(backend, LndBackend):
+    if not isinstance(backend, LndBackend | LdkBackend):
         return settings
     try:
         node_delta = await backend.hold_expiry_delta()
     except LightningError as exc:
         raise SystemExit(
-            f"cannot read lnd's invoices.holdexpirydelta from the node ({exc}); the guardian's"
-            " margin depends on it, so taskhold does not start without it"
+            f"cannot read the node's hold expiry delta ({exc}); the guardian's margin depends"
+            " on it, so taskhold does not start without it"
         ) from exc
-    if node_delta <= settings.hold_expiry_delta:
-        return settings
-    return settings.model_copy(update={"hold_expiry_delta": node_delta})
+    update: dict[str, int] = {}
+    if node_delta > settings.hold_expiry_delta:
+        update["hold_expiry_delta"] = node_delta
+    if isinstance(backend, LdkBackend):
+        node_max = await backend.max_cltv_expiry_delta()
+        if node_max < settings.max_cltv_expiry_delta:
+            update["max_cltv_expiry_delta"] = node_max
+    return settings.model_copy(update=update) if update else settings
+
+
+def ldk_config(settings: Settings, keys: KeyStore | None) -> LdkConfig:
+    """The embedded LDK node's configuration: the devnet's LDK escrow when the devnet
+    connection file names one, otherwise the operator's node in ``ldk_storage_dir`` with its
+    seed derived by ``keys``."""
+    from taskhold.keys.file import FileKeyStore
+    from taskhold.keys.node_seed import ldk_node_seed
+    from taskhold.lightning.ldk import LdkConfig
+
+    if settings.lnd_connection_file is not None:
+        document = json.loads(settings.lnd_connection_file.read_text())
+        entry = document.get("ldk_escrow")
+        if not isinstance(entry, dict):
+            raise SystemExit(
+                f"lightning=ldk: {settings.lnd_connection_file} has no LDK escrow; start the"
+                " devnet with `taskhold devnet up --escrow ldk`"
+            )
+        return LdkConfig(
+            storage_dir=Path(entry["storage_dir"]),
+            seed=ldk_node_seed(FileKeyStore(Path(entry["key_path"]))),
+            rpc_host=entry["rpc_host"],
+            rpc_port=int(entry["rpc_port"]),
+            rpc_user=entry["rpc_user"],
+            rpc_password=entry["rpc_pass"],
+            listen=entry.get("listen"),
+            trusted_peers_no_reserve=tuple(entry.get("trusted_peers", ())),
+        )
+    if keys is None:
+        raise SystemExit("lightning=ldk: the node's seed needs the key store")
+    host, _, port = settings.ldk_bitcoind_rpc.rpartition(":")
+    password = settings.ldk_bitcoind_password
+    return LdkConfig(
+        storage_dir=settings.ldk_storage_dir or settings.data_dir / "ldk",
+        seed=ldk_node_seed(keys),
+        rpc_host=host,
+        rpc_port=int(port),
+        rpc_user=settings.ldk_bitcoind_user,
+        rpc_password=password.get_secret_value() if password else "",
+        listen=settings.ldk_listen,
+    )
+
+
+async def open_ldk_backend(settings: Settings, keys: KeyStore) -> LightningBackend:
+    """Build and start the embedded LDK node (:func:`ldk_config`)."""
+    from taskhold.lightning.ldk import LdkBackend
+    from taskhold.lightning.ldk_module import LdkModuleMissing
+
+    try:
+        return await LdkBackend.open(ldk_config(settings, keys), module_dir=settings.ldk_dir)
+    except LdkModuleMissing as exc:
+        raise SystemExit(f"lightning=ldk: {exc}") from None
 
 
 def _crash_hook(spec: str) -> FaultHook:
@@ -147,12 +213,14 @@ async def build_services(
         sim = SimWorld.open(
             settings.data_dir / SIM_STATE_FILE, hold_expiry_delta=settings.hold_expiry_delta
         )
-    backend = lightning or _lightning(settings, sim)
-    settings = await _with_node_hold_expiry(settings, backend)
-    engine = create_engine(settings.resolved_database_url)
-    await migrate(engine)
     audit = AuditLog()  # bound to the store once it exists; the signer reports to it first
     keys = audited(open_key_store(settings), audit)
+    if lightning is None and sim is None and settings.lightning == "ldk":
+        lightning = await open_ldk_backend(settings, keys)
+    backend = lightning or _lightning(settings, sim)
+    settings = await _with_node_limits(settings, backend)
+    engine = create_engine(settings.resolved_database_url)
+    await migrate(engine)
     operator_keys = load_operator_keys(keys, settings.data_dir, audit=audit)
     previous_keys = load_previous_operator_keys(keys, settings.data_dir)
     rotated_from = (previous_keys,) if previous_keys is not None else ()

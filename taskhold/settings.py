@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8350
 
-    lightning: Literal["sim", "lnd"] = "sim"
+    lightning: Literal["sim", "lnd", "ldk"] = "sim"
     lnd_connection_file: Path | None = None
     """JSON written by ``taskhold devnet up``: REST URL, TLS cert and macaroon path per node."""
     lnd_node: str = "escrow"
@@ -97,6 +97,17 @@ class Settings(BaseSettings):
     lnd_invoice_poll_s: float = Field(default=1.0, gt=0)
     """How often lnd's pending invoices are read: its one all-invoices stream does not report
     a hold invoice being paid (ACCEPTED) or cancelled, so a poll does."""
+    ldk_dir: Path | None = None
+    """``TASKHOLD_LDK_DIR``: where ``scripts/build-ldk`` put LDK Node's Python module."""
+    ldk_storage_dir: Path | None = None
+    """The embedded LDK node's storage; default ``<data_dir>/ldk``. Its seed is derived by the
+    key store, so this directory plus the key store is the whole node."""
+    ldk_bitcoind_rpc: str = "127.0.0.1:8332"
+    """``host:port`` of the bitcoind JSON-RPC the LDK node follows the chain through."""
+    ldk_bitcoind_user: str = ""
+    ldk_bitcoind_password: SecretStr | None = None
+    ldk_listen: str | None = None
+    """``host:port`` the LDK node accepts peers on; unset, it only dials out."""
     sim_routes_enabled: bool = False
     """Serve the simulator's wallet and mining routes (``/v1/sim/*``): demos and tests only,
     since anyone reaching them can pay, invoice and mine on the simulated network."""

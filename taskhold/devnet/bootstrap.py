@@ -34,9 +34,12 @@ __all__ = [
     "CHANNEL_PUSH_SAT",
     "ONCHAIN_FUNDING_SAT",
     "SWAP_CHANNEL_PUSH_SAT",
+    "backend_of",
     "fund_wallets",
     "open_channels",
     "prove_route",
+    "wait_for",
+    "wallet_of",
 ]
 
 Progress = Callable[[str], None]
@@ -62,7 +65,7 @@ async def fund_wallets(btcd: BtcdRpc, nodes: Mapping[str, LndAdmin], progress: P
     ones."""
     employer = nodes["employer"]
     needed_sat = sum(ONCHAIN_FUNDING_SAT.values()) + 2 * CHANNEL_CAPACITY_SAT
-    await _wait_for(
+    await wait_for(
         functools.partial(_balance_at_least, employer, needed_sat),
         "the employer's mined coins to mature in its wallet",
     )
@@ -77,7 +80,7 @@ async def fund_wallets(btcd: BtcdRpc, nodes: Mapping[str, LndAdmin], progress: P
         return
     await mine_and_sync(btcd, nodes.values(), 1)
     for name, amount_sat in ONCHAIN_FUNDING_SAT.items():
-        await _wait_for(
+        await wait_for(
             functools.partial(_balance_at_least, nodes[name], amount_sat // 2),
             f"{name}'s on-chain funds to confirm",
         )
@@ -103,7 +106,7 @@ async def open_channels(
         await wait_synced(btcd, nodes.values())
     progress("waiting for channels to become active")
     for opener, acceptor in CHANNELS:
-        await _wait_for(
+        await wait_for(
             functools.partial(
                 _active_both_ways,
                 nodes[opener],
@@ -121,7 +124,7 @@ async def open_channels(
     ]
     for admin in nodes.values():
         for chan_id in channel_ids:
-            await _wait_for(
+            await wait_for(
                 functools.partial(admin.knows_edge, chan_id),
                 f"{admin.node.name} to learn channel {chan_id} from gossip",
                 within_seconds=120.0,
@@ -148,8 +151,8 @@ async def _prove_payment(
     path = " -> escrow -> " if (payer_name, payee_name) == ("employer", "worker") else " -> "
     route = f"{payer_name}{path}{payee_name}"
     progress(f"test payment {route}")
-    payee = _wallet(nodes[payee_name])
-    payer = _backend(nodes[payer_name])
+    payee = wallet_of(nodes[payee_name])
+    payer = backend_of(nodes[payer_name])
     try:
         invoice = await payee.create_invoice(1_000_000, memo="devnet route check")
         loop = asyncio.get_running_loop()
@@ -196,12 +199,12 @@ async def _open_channel(
         await asyncio.sleep(1.0)
 
 
-def _wallet(admin: LndAdmin) -> LndWallet:
+def wallet_of(admin: LndAdmin) -> LndWallet:
     node = admin.node
     return LndWallet(node.rest_url, node.tls_cert_path, node.macaroon_path)
 
 
-def _backend(admin: LndAdmin) -> LndBackend:
+def backend_of(admin: LndAdmin) -> LndBackend:
     node = admin.node
     return LndBackend(node.rest_url, node.tls_cert_path, node.macaroon_path)
 
@@ -218,7 +221,7 @@ async def _active_both_ways(
     )
 
 
-async def _wait_for(
+async def wait_for(
     check: Callable[[], Awaitable[bool]],
     what: str,
     *,

@@ -22,6 +22,7 @@ from taskhold.devnet.btcd import BtcdRpcError
 from taskhold.devnet.control import DevnetError
 from taskhold.devnet.layout import DEFAULT_BASE_PORT, default_data_dir
 from taskhold.lightning.base import LightningError
+from taskhold.lightning.ldk_module import LdkModuleMissing
 
 __all__ = ["devnet_app"]
 
@@ -61,6 +62,13 @@ def up(
     base_port: Annotated[
         int | None, typer.Option(help=f"First of the loopback ports (default {DEFAULT_BASE_PORT}).")
     ] = None,
+    escrow: Annotated[
+        str | None,
+        typer.Option(
+            help="The escrow node: lnd, or ldk (an embedded LDK node; needs scripts/build-ldk"
+            " and TASKHOLD_LDK_DIR). Remembered by later ups; default: as before, else lnd."
+        ),
+    ] = None,
 ) -> None:
     """Start btcd, four lnd nodes and the swap server, fund the nodes, open channels; a no-op
     if already up (a swap server that died is started again)."""
@@ -75,10 +83,14 @@ def up(
 
             connection = asyncio.run(
                 control.up(
-                    _data_dir(data_dir), bin_dir=binaries, progress=progress, base_port=base_port
+                    _data_dir(data_dir),
+                    bin_dir=binaries,
+                    progress=progress,
+                    base_port=base_port,
+                    escrow=escrow,
                 )
             )
-    except (DevnetError, BtcdRpcError, LightningError) as exc:
+    except (DevnetError, BtcdRpcError, LightningError, LdkModuleMissing) as exc:
         raise _fail(exc) from None
     _console.print(f"[green]devnet up[/green] in {time.monotonic() - started:.1f}s")
     typer.echo(str(connection))

@@ -36,6 +36,7 @@ from taskhold.devnet import bootstrap, processes
 from taskhold.devnet.btcd import BtcdRpc, BtcdRpcError, btcd_argv
 from taskhold.devnet.chain import mine_and_sync, wait_synced
 from taskhold.devnet.layout import NODE_NAMES, SWAP_SERVER, Layout, State, ports_free
+from taskhold.devnet.ldk_escrow import BITCOIND_SHIM, ensure_ldk_escrow, ldk_escrow_dir
 from taskhold.devnet.lnd_node import HOLD_EXPIRY_DELTA, LndAdmin, lnd_argv
 from taskhold.lightning.base import LightningError
 from taskhold.lightning.lnd_rest import json_int
@@ -44,6 +45,7 @@ __all__ = [
     "BINARIES",
     "DevnetError",
     "Progress",
+    "add_ldk_escrow",
     "down",
     "mine",
     "mining",
@@ -116,15 +118,23 @@ async def up(
     bin_dir: str | Path,
     progress: Progress | None = None,
     base_port: int | None = None,
+    escrow: str | None = None,
 ) -> Path:
-    """Start (or find running) the devnet in ``data_dir``; return its connection file."""
+    r"""Start (or find running) the devnet in ``data_dir``; return its connection file.
+
+    ``escrow="ldk"`` also provisions the embedded LDK escrow and makes it the devnet's escrow
+    (remembered in ``state.json``, so later ``up``\ s keep it); ``"lnd"`` switches back.
+    """
     say = progress or _quiet
+    if escrow not in (None, "lnd", "ldk"):
+        raise DevnetError(f"unknown escrow {escrow!r}: choose lnd or ldk")
     layout, state = _layout(data_dir, base_port)
     if state is not None and await _answers(layout, state):
         say("devnet already running")
         if await swap_server_height(layout) is None:
             say("the swap server does not answer; starting it again")
             await _start_swap_server(layout, say)
+        await _choose_escrow(layout, state, escrow, say)
         return layout.connection_path
     bin_path = Path(bin_dir)
     missing = [name for name in BINARIES if not (bin_path / name).is_file()]
@@ -145,6 +155,7 @@ async def up(
     layout.save_state(state)
     try:
         await _start(layout, state, bin_path, say)
+        await _choose_escrow(layout, state, escrow, say)
     except BaseException:
         say("start failed; stopping what was started")
         await down(layout.data_dir)
@@ -152,10 +163,31 @@ async def up(
     return layout.connection_path
 
 
+async def _choose_escrow(layout: Layout, state: State, escrow: str | None, say: Progress) -> None:
+    """Provision the LDK escrow when it is (or becomes) the devnet's escrow; record the choice
+    in ``state.json`` and ``devnet.json``."""
+    if escrow is not None and escrow != state.escrow_backend:
+        state.escrow_backend = escrow
+        layout.save_state(state)
+    if state.escrow_backend == "ldk":
+        await ensure_ldk_escrow(layout, state, say)
+    layout.update_connection_file({"escrow_backend": state.escrow_backend})
+
+
+async def add_ldk_escrow(data_dir: str | Path, progress: Progress | None = None) -> Path:
+    """Provision the LDK escrow on a running devnet without making it the default escrow
+    (tests run the lnd and the LDK escrow side by side); return the connection file."""
+    layout, state = _layout(data_dir)
+    if state is None or not await _answers(layout, state):
+        raise DevnetError(f"no devnet running in {layout.data_dir}; run `taskhold devnet up`")
+    await ensure_ldk_escrow(layout, state, progress or _quiet)
+    return layout.connection_path
+
+
 def _clear_network(layout: Layout, state: State) -> None:
     """Remove chain, wallets, swap records and pid files; keep the previous logs as ``*.log.1``."""
     lnd_dirs = [layout.node(name).lnd_dir for name in NODE_NAMES]
-    for directory in (layout.btcd_dir, *lnd_dirs, layout.swap_server_dir):
+    for directory in (layout.btcd_dir, *lnd_dirs, layout.swap_server_dir, ldk_escrow_dir(layout)):
         shutil.rmtree(directory, ignore_errors=True)
     shutil.rmtree(layout.pids_dir, ignore_errors=True)
     for name in layout.process_names:
@@ -290,7 +322,7 @@ async def down(data_dir: str | Path) -> list[str]:
     layout, _ = _layout(data_dir)
     layout.connection_path.unlink(missing_ok=True)
     stopped = []
-    for name in (SWAP_SERVER, *NODE_NAMES, "btcd"):
+    for name in (SWAP_SERVER, BITCOIND_SHIM, *NODE_NAMES, "btcd"):
         if await processes.stop(layout.pid_path(name)):
             stopped.append(name)
     return stopped

@@ -9,6 +9,7 @@ Ports, from ``base_port`` (all on 127.0.0.1, inside a span of 40)::
 
     btcd         rpc base+0   p2p base+1
     swap server  http base+5
+    LDK escrow   p2p base+13  (embedded in whichever process runs it)
     escrow       p2p base+10  grpc base+11  rest base+12
     employer     p2p base+20  grpc base+21  rest base+22
     worker       p2p base+30  grpc base+31  rest base+32
@@ -49,6 +50,7 @@ SWAP_SERVER = "swap-server"
 _PORT_SPAN = 40
 _NODE_FIRST_PORT = {"escrow": 10, "employer": 20, "worker": 30, "swap": 35}
 _SWAP_SERVER_PORT = 5
+_LDK_ESCROW_PORT = 13
 
 
 def default_data_dir() -> Path:
@@ -70,7 +72,7 @@ def ports_free(base_port: int) -> list[int]:
 
 
 def _all_ports(base_port: int) -> list[int]:
-    ports = [base_port, base_port + 1, base_port + _SWAP_SERVER_PORT]
+    ports = [base_port, base_port + 1, base_port + _SWAP_SERVER_PORT, base_port + _LDK_ESCROW_PORT]
     for name in NODE_NAMES:
         first = base_port + _NODE_FIRST_PORT[name]
         ports += [first, first + 1, first + 2]
@@ -112,6 +114,8 @@ class State:
     rpc_user: str
     rpc_pass: str
     mining_address: str = ""
+    escrow_backend: str = "lnd"
+    """``lnd``, or ``ldk`` once ``up --escrow ldk`` provisioned the embedded LDK escrow."""
 
     @classmethod
     def new(cls, base_port: int) -> State:
@@ -155,7 +159,7 @@ class Layout:
     @property
     def process_names(self) -> tuple[str, ...]:
         """Every managed process: the daemons, then the swap server that runs on them."""
-        return (*self.daemon_names, SWAP_SERVER)
+        return (*self.daemon_names, SWAP_SERVER, "bitcoind-shim")
 
     # -- btcd --------------------------------------------------------------------------------
 
@@ -215,6 +219,13 @@ class Layout:
         """The swap server's records (its per-swap keys); they die with the chain."""
         return self.data_dir / SWAP_SERVER
 
+    # -- the LDK escrow ----------------------------------------------------------------------
+
+    @property
+    def ldk_escrow_port(self) -> int:
+        """The embedded LDK escrow's p2p port, while a process embeds it."""
+        return self.base_port + _LDK_ESCROW_PORT
+
     # -- state and connection file -----------------------------------------------------------
 
     def load_state(self) -> State | None:
@@ -257,6 +268,13 @@ class Layout:
             },
             "swap_server": {"url": self.swap_server_url, "ws_url": self.swap_server_ws_url},
         }
+        _write_private(self.connection_path, document)
+        return self.connection_path
+
+    def update_connection_file(self, sections: dict[str, Any]) -> Path:
+        """Add or replace top-level sections of ``devnet.json`` (the LDK escrow's)."""
+        document = json.loads(self.connection_path.read_text())
+        document.update(sections)
         _write_private(self.connection_path, document)
         return self.connection_path
 

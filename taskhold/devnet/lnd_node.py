@@ -136,8 +136,11 @@ class LndAdmin:
             for pending in await self.pending_channels()
         )
 
-    async def open_channel(self, pubkey: str, capacity_sat: int, push_sat: int) -> None:
-        """Open a public channel to ``pubkey``; the funding transaction still needs a block."""
+    async def open_channel(
+        self, pubkey: str, capacity_sat: int, push_sat: int, *, private: bool = False
+    ) -> None:
+        """Open a channel to ``pubkey`` (public unless ``private``); the funding transaction
+        still needs a block."""
         await self.rest.call(
             "POST",
             "/v1/channels",
@@ -145,7 +148,7 @@ class LndAdmin:
                 "node_pubkey": b64(bytes.fromhex(pubkey)),
                 "local_funding_amount": str(capacity_sat),
                 "push_sat": str(push_sat),
-                "private": False,
+                "private": private,
                 "spend_unconfirmed": False,
             },
         )

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 __all__ = ["alive_pid", "spawn", "stop"]
@@ -38,8 +38,15 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
-def spawn(argv: Sequence[str], *, log_path: Path, pid_path: Path) -> int:
+def spawn(
+    argv: Sequence[str],
+    *,
+    log_path: Path,
+    pid_path: Path,
+    env: Mapping[str, str] | None = None,
+) -> int:
     """Start ``argv`` detached, stdout+stderr appended to ``log_path``; record and return its pid.
+    ``env`` replaces the environment (logins that must not show in ``ps``).
 
     ``posix_spawn`` rather than :class:`subprocess.Popen`: the daemon must outlive this process,
     and a dropped ``Popen`` object would warn about a child it thinks was forgotten.
@@ -51,7 +58,7 @@ def spawn(argv: Sequence[str], *, log_path: Path, pid_path: Path) -> int:
         pid = os.posix_spawn(
             argv[0],
             list(argv),
-            dict(os.environ),
+            dict(os.environ if env is None else env),
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_DUP2, log_fd, 1),

@@ -12,7 +12,7 @@ import hashlib
 from taskhold.journal.chain import AuditLog
 from taskhold.tasks import SYSTEM_ACTOR
 
-from .base import KeyStore
+from .base import KeyStore, SecretDeriver
 from .sealed import SecretSealer
 
 __all__ = ["AuditedKeyStore", "AuditedSealingKeyStore", "audited", "close_key_store"]
@@ -49,6 +49,13 @@ class AuditedKeyStore:
             {"funding_round": funding_round, "payment_hash": digest.hex()},
         )
         return digest
+
+    def derive_secret(self, name: str) -> bytes:
+        if not isinstance(self.inner, SecretDeriver):
+            raise TypeError(f"{self.inner!r} cannot derive secrets")
+        secret = self.inner.derive_secret(name)
+        self.audit.note(self.actor, "key.derive_secret", name, {})
+        return secret
 
     def close(self) -> None:
         close_key_store(self.inner)

@@ -10,9 +10,17 @@ from __future__ import annotations
 import hashlib
 from typing import Protocol, runtime_checkable
 
-__all__ = ["PREIMAGE_LABEL", "KeyStore", "preimage_message"]
+__all__ = [
+    "PREIMAGE_LABEL",
+    "SECRET_LABEL",
+    "KeyStore",
+    "SecretDeriver",
+    "preimage_message",
+    "secret_message",
+]
 
 PREIMAGE_LABEL = b"taskhold/preimage/v1"
+SECRET_LABEL = b"taskhold/secret/v1"
 
 
 def preimage_message(task_id: str, funding_round: int) -> bytes:
@@ -21,6 +29,12 @@ def preimage_message(task_id: str, funding_round: int) -> bytes:
     return b"|".join(
         [PREIMAGE_LABEL, len(task).to_bytes(2, "big") + task, funding_round.to_bytes(4, "big")]
     )
+
+
+def secret_message(name: str) -> bytes:
+    """The HMAC input for a named secret; its label keeps it apart from every preimage."""
+    encoded = name.encode()
+    return b"|".join([SECRET_LABEL, len(encoded).to_bytes(2, "big") + encoded])
 
 
 @runtime_checkable
@@ -33,6 +47,16 @@ class KeyStore(Protocol):
 
     def payment_hash(self, task_id: str, funding_round: int) -> bytes:
         """``sha256`` of the preimage: safe to publish at funding."""
+        ...
+
+
+@runtime_checkable
+class SecretDeriver(Protocol):
+    """A key store that derives named 32-byte secrets from its key (an embedded node's seed),
+    so they are never stored: the same store gives the same secret after any restart."""
+
+    def derive_secret(self, name: str) -> bytes:
+        """``HMAC-SHA256(K, "taskhold/secret/v1" | name)``."""
         ...
 
 

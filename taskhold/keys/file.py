@@ -8,7 +8,7 @@ import os
 import secrets
 from pathlib import Path
 
-from .base import preimage_message
+from .base import preimage_message, secret_message
 
 __all__ = ["FileKeyStore"]
 
@@ -46,3 +46,6 @@ class FileKeyStore:
 
     def payment_hash(self, task_id: str, funding_round: int) -> bytes:
         return hashlib.sha256(self.derive_preimage(task_id, funding_round)).digest()
+
+    def derive_secret(self, name: str) -> bytes:
+        return hmac.new(self._key, secret_message(name), "sha256").digest()

@@ -39,7 +39,7 @@ from pkcs11.mechanisms import GCMParams
 from pkcs11.types import DecryptMixin, EncryptMixin, SignMixin
 from pydantic import SecretStr
 
-from .base import preimage_message
+from .base import preimage_message, secret_message
 from .errors import KeyStoreUnavailable
 from .sealed import NONCE_BYTES, SealedBlob
 
@@ -240,7 +240,12 @@ class Pkcs11KeyStore:
     # preimages ---------------------------------------------------------------------------
 
     def derive_preimage(self, task_id: str, funding_round: int) -> bytes:
-        message = preimage_message(task_id, funding_round)
+        return self._hmac(preimage_message(task_id, funding_round))
+
+    def derive_secret(self, name: str) -> bytes:
+        return self._hmac(secret_message(name))
+
+    def _hmac(self, message: bytes) -> bytes:
         with self._open.lock:
             try:
                 return cast(SignMixin, self._keys[HMAC_KEY_LABEL]).sign(

@@ -15,12 +15,13 @@ import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import bolt11
 import pytest
-from support.devnet_network import DevnetHandle, get_devnet
+from support.devnet_network import DevnetHandle, get_devnet, get_ldk_devnet, open_devnet_ldk_escrow
 
+from taskhold.devnet.ldk_escrow import wait_ldk_synced
 from taskhold.lightning.base import (
     AlreadyExists,
     HoldInvoice,
@@ -33,6 +34,7 @@ from taskhold.lightning.base import (
     PaymentStatus,
     WrongInvoiceState,
 )
+from taskhold.lightning.ldk import LdkBackend
 from taskhold.lightning.lnd import LndBackend
 from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.lightning.sim import SimNetwork, SimNode
@@ -180,9 +182,40 @@ async def lnd_harness() -> AsyncIterator[Harness]:
             await client.close()
 
 
+@dataclass
+class LdkHarness(LndHarness):
+    """The devnet's embedded LDK escrow (opened in this process) between the same lnd payer
+    and payee; mining also waits until LDK has processed the blocks (it polls every 2 s)."""
+
+    async def mine(self, blocks: int) -> None:
+        await self.devnet.mine(blocks)
+        await wait_ldk_synced(cast(LdkBackend, self.escrow), self.devnet.btcd())
+
+
+@asynccontextmanager
+async def ldk_harness() -> AsyncIterator[Harness]:
+    devnet = get_ldk_devnet()
+    escrow = await open_devnet_ldk_escrow(devnet, payment_grace_seconds=2.0)
+    harness = LdkHarness(
+        devnet=devnet,
+        escrow=escrow,
+        payer=devnet.backend("employer"),
+        payee=devnet.backend("worker"),
+        payer_wallet=devnet.wallet("employer"),
+        payee_wallet=devnet.wallet("worker"),
+    )
+    try:
+        yield harness
+    finally:
+        clients = (harness.escrow, harness.payer, harness.payee)
+        for client in (*clients, harness.payer_wallet, harness.payee_wallet):
+            await client.close()
+
+
 HARNESSES: dict[str, Callable[[], AbstractAsyncContextManager[Harness]]] = {
     "sim": sim_harness,
     "lnd": lnd_harness,
+    "ldk": ldk_harness,
 }
 
 
@@ -190,6 +223,7 @@ HARNESSES: dict[str, Callable[[], AbstractAsyncContextManager[Harness]]] = {
     params=[
         pytest.param("sim", id="sim"),
         pytest.param("lnd", id="lnd", marks=pytest.mark.devnet),
+        pytest.param("ldk", id="ldk", marks=[pytest.mark.devnet, pytest.mark.ldk]),
     ]
 )
 async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:

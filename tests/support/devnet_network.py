@@ -30,12 +30,18 @@ import pytest
 
 from taskhold.devnet import control
 from taskhold.devnet.binaries import find_bin_dir
+from taskhold.devnet.btcd import BtcdRpc
 from taskhold.devnet.layout import Layout, ports_free
+from taskhold.devnet.ldk_escrow import wait_channels_usable, wait_ldk_synced
 from taskhold.devnet.swap_server.btcd_chain import BtcdSwapChain
+from taskhold.lightning.ldk import LdkBackend
+from taskhold.lightning.ldk_module import LdkModuleMissing, load_ldk_node
 from taskhold.lightning.lnd import LndBackend
 from taskhold.lightning.lnd_wallet import LndWallet
+from taskhold.services import ldk_config
+from taskhold.settings import Settings
 
-__all__ = ["DevnetHandle", "get_devnet"]
+__all__ = ["DevnetHandle", "get_devnet", "get_ldk_devnet", "open_devnet_ldk_escrow"]
 
 _FIRST_TEST_BASE_PORT = 26100
 
@@ -68,6 +74,16 @@ class DevnetHandle:
         assert state is not None, f"no state.json in {self.data_dir}"
         return BtcdSwapChain.for_devnet(Layout(self.data_dir, state.base_port), state)
 
+    def btcd(self) -> BtcdRpc:
+        """A client of the devnet's btcd (no connection is held open)."""
+        layout = Layout(self.data_dir)
+        state = layout.load_state()
+        assert state is not None, f"no state.json in {self.data_dir}"
+        return BtcdRpc(Layout(self.data_dir, state.base_port), state)
+
+    def pubkey(self, node: str) -> str:
+        return str(json.loads(self.connection_file.read_text())["nodes"][node]["pubkey"])
+
     async def mine(self, blocks: int) -> None:
         """Mine one block at a time; every node has processed each before the next."""
         await control.mine(self.data_dir, blocks)
@@ -81,6 +97,7 @@ class DevnetHandle:
 
 _current: DevnetHandle | None = None
 _failure: str | None = None
+_ldk_ready = False
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -133,3 +150,51 @@ def get_devnet() -> DevnetHandle:
         up_seconds=time.monotonic() - started,
     )
     return _current
+
+
+def get_ldk_devnet() -> DevnetHandle:
+    """The test run's devnet with the embedded LDK escrow provisioned (once) beside the lnd
+    escrow; the lnd escrow stays the default. Needs ``TASKHOLD_LDK_DIR`` (``scripts/build-ldk``):
+    missing, the LDK tests skip locally and fail under CI."""
+    global _ldk_ready, _failure
+    devnet = get_devnet()
+    if _ldk_ready:
+        return devnet
+    try:
+        load_ldk_node()
+    except LdkModuleMissing as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"LDK Node module missing under CI: {exc}")
+        pytest.skip(f"LDK Node module missing: {exc}")
+    code = (
+        "import asyncio, sys\n"
+        "from taskhold.devnet import control\n"
+        "asyncio.run(control.add_ldk_escrow(sys.argv[1], print))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(devnet.data_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        _failure = "adding the LDK escrow to the devnet failed:\n" + "\n".join(
+            (result.stdout + result.stderr).splitlines()[-25:]
+        )
+        pytest.fail(_failure, pytrace=False)
+    _ldk_ready = True
+    return devnet
+
+
+async def open_devnet_ldk_escrow(devnet: DevnetHandle, **options: float) -> LdkBackend:
+    """Start the devnet's LDK escrow in this process, as taskhold does with ``lightning=ldk``,
+    and return once it is at btcd's tip with both channels usable; close it when done."""
+    settings = Settings(lightning="ldk", lnd_connection_file=devnet.connection_file)
+    backend = await LdkBackend.open(ldk_config(settings, None), **options)
+    try:
+        await wait_ldk_synced(backend, devnet.btcd())
+        await wait_channels_usable(backend, {devnet.pubkey("employer"), devnet.pubkey("worker")})
+    except BaseException:
+        await backend.close()
+        raise
+    return backend

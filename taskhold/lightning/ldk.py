@@ -1,0 +1,547 @@
+"""The LDK backend: :class:`~taskhold.lightning.base.LightningBackend` on an embedded LDK Node.
+
+The node runs inside the taskhold process (ldk-node's Python bindings, built by
+``scripts/build-ldk``); its keys come from a seed the key store seals, its storage sits in the
+data directory, and it follows the chain through a bitcoind-RPC endpoint.
+
+How the Protocol maps onto LDK Node 0.7:
+
+- A hold invoice is ``receive_for_hash_with_final_cltv_delta`` (taskhold's patch, see
+  ``ldk/patches/``); the HTLC arriving is a ``PaymentClaimable`` event; settling is
+  ``claim_for_hash``; cancelling is ``fail_for_hash``. LDK Node has no ACCEPTED state and forgets
+  the terms, so :class:`~taskhold.lightning.ldk_holds.HoldRecords` keeps them.
+- LDK fails a held HTLC back by itself once the chain reaches ``expiry - HTLC_FAIL_BACK_BUFFER``
+  (39 blocks): :meth:`LdkBackend.hold_expiry_delta` reports that, as lnd reports its
+  ``holdexpirydelta``, so the guardian acts before it. An invoice whose HTLC LDK failed that way
+  reads CANCELED.
+- Events are read on one thread (``next_event``), recorded, and only then acknowledged
+  (``event_handled``): a crash replays the event instead of losing it.
+- Every call into the node blocks, so it runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from taskhold.lightning.base import (
+    AlreadyExists,
+    HoldInvoice,
+    InvoiceNotFound,
+    InvoiceState,
+    InvoiceStatus,
+    LightningError,
+    NodeUnreachable,
+    PaymentFailed,
+    PaymentResult,
+    PaymentStatus,
+    WrongInvoiceState,
+)
+from taskhold.lightning.ldk_holds import HoldRecord, HoldRecords
+from taskhold.lightning.ldk_module import load_ldk_node, patched_receive_method
+
+__all__ = [
+    "HTLC_FAIL_BACK_BUFFER",
+    "MAX_FINAL_CLTV_EXPIRY_DELTA",
+    "MIN_FINAL_CLTV_EXPIRY_DELTA",
+    "LdkBackend",
+    "LdkConfig",
+]
+
+logger = logging.getLogger(__name__)
+
+HTLC_FAIL_BACK_BUFFER = 39
+"""rust-lightning's ``HTLC_FAIL_BACK_BUFFER``: a held HTLC is failed back this many blocks before
+it expires (``CLTV_CLAIM_BUFFER`` 36 + ``LATENCY_GRACE_PERIOD_BLOCKS`` 3)."""
+MIN_FINAL_CLTV_EXPIRY_DELTA = HTLC_FAIL_BACK_BUFFER
+"""LDK refuses to issue an invoice whose final delta plus 3 is below its own minimum of 42."""
+MAX_FINAL_CLTV_EXPIRY_DELTA = 2016 - 16
+"""LDK refuses an HTLC expiring more than ``CLTV_FAR_FAR_AWAY`` (2016) blocks ahead; the payer's
+padding (lnd adds 3) and route must fit under it, so a few blocks are kept back."""
+_FINAL = frozenset({InvoiceState.SETTLED, InvoiceState.CANCELED})
+_EVENT_POLL_S = 0.05
+_TICK_S = 1.0
+# LDK Node's PaymentFailureReason, in lnd's words (the engine reads lnd's names).
+_FAILURE_REASONS = {
+    "ROUTE_NOT_FOUND": "FAILURE_REASON_NO_ROUTE",
+    "RETRIES_EXHAUSTED": "FAILURE_REASON_NO_ROUTE",
+    "RECIPIENT_REJECTED": "FAILURE_REASON_INCORRECT_PAYMENT_DETAILS",
+    "PAYMENT_EXPIRED": "FAILURE_REASON_TIMEOUT",
+}
+_UNKNOWN_FAILURE = "FAILURE_REASON_ERROR"
+
+
+@dataclass(frozen=True, slots=True)
+class LdkConfig:
+    """Where the embedded node keeps its state and how it reaches the chain and its peers."""
+
+    storage_dir: Path
+    seed: bytes = field(repr=False)
+    """64 bytes of entropy: the node's keys (wallet and channels) are derived from it."""
+    rpc_host: str
+    rpc_port: int
+    rpc_user: str
+    rpc_password: str = field(repr=False)
+    listen: str | None = None
+    """``host:port`` the node accepts peers on; ``None`` dials out only."""
+    trusted_peers_no_reserve: tuple[str, ...] = ()
+    """Peers whose anchor channels need no on-chain reserve in the node's wallet."""
+    network: str = "regtest"
+
+
+def build_node(module: ModuleType, config: LdkConfig) -> Any:
+    """A built, not yet started, LDK node for ``config`` (blocks: it polls the chain tip)."""
+    if len(config.seed) != 64:
+        raise ValueError("an LDK node's seed is 64 bytes")
+    settings = module.default_config()
+    settings.network = getattr(module.Network, config.network.upper())
+    settings.storage_dir_path = str(config.storage_dir)
+    settings.listening_addresses = [config.listen] if config.listen else None
+    if settings.anchor_channels_config is not None:
+        settings.anchor_channels_config.trusted_peers_no_reserve = list(
+            config.trusted_peers_no_reserve
+        )
+    builder = module.Builder.from_config(settings)
+    builder.set_chain_source_bitcoind_rpc(
+        config.rpc_host, config.rpc_port, config.rpc_user, config.rpc_password
+    )
+    builder.set_entropy_seed_bytes(list(config.seed))
+    builder.set_filesystem_logger(str(config.storage_dir / "ldk_node.log"), module.LogLevel.INFO)
+    return builder.build()
+
+
+class LdkBackend:
+    """Hold invoices and payments on one embedded LDK node.
+
+    ``payment_grace_seconds`` is how long past ``timeout_seconds`` :meth:`pay_invoice` waits for
+    a final answer before returning IN_FLIGHT.
+    """
+
+    def __init__(
+        self,
+        node: Any,
+        module: ModuleType,
+        records: HoldRecords,
+        *,
+        network: str = "bcrt",
+        payment_grace_seconds: float = 30.0,
+        clock: Any = time.time,
+    ) -> None:
+        self.network = network
+        self._node = node
+        self._module = module
+        self._records = records
+        self._receive = getattr(node.bolt11_payment(), patched_receive_method(module))
+        self._grace_seconds = payment_grace_seconds
+        self._clock = clock
+        self._loop = asyncio.get_running_loop()
+        self._subscribers: set[asyncio.Queue[InvoiceStatus]] = set()
+        self._payments_changed = asyncio.Event()
+        self._failure_reasons: dict[str, str] = {}
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        config: LdkConfig,
+        *,
+        module_dir: Path | None = None,
+        payment_grace_seconds: float = 30.0,
+    ) -> LdkBackend:
+        """Build and start the node in ``config.storage_dir`` and begin reading its events."""
+        module = load_ldk_node(module_dir)
+        config.storage_dir.mkdir(parents=True, exist_ok=True)
+        node = await asyncio.to_thread(build_node, module, config)
+        await asyncio.to_thread(node.start)
+        backend = cls(
+            node,
+            module,
+            HoldRecords(config.storage_dir),
+            payment_grace_seconds=payment_grace_seconds,
+        )
+        backend.start_events()
+        return backend
+
+    def __repr__(self) -> str:
+        return f"LdkBackend(network={self.network!r})"
+
+    @property
+    def node(self) -> Any:
+        """The LDK node itself, for the devnet's channel setup and the operator's tools."""
+        return self._node
+
+    # -- the limits the engine must respect ---------------------------------------------------
+
+    async def hold_expiry_delta(self) -> int:
+        """LDK fails a held HTLC back this many blocks before it expires, as lnd's
+        ``holdexpirydelta`` does: the guardian's margin starts from it."""
+        return HTLC_FAIL_BACK_BUFFER
+
+    async def max_cltv_expiry_delta(self) -> int:
+        """The largest final CLTV delta a hold invoice may ask for on this node."""
+        return MAX_FINAL_CLTV_EXPIRY_DELTA
+
+    # -- hold invoices ------------------------------------------------------------------------
+
+    async def create_hold_invoice(
+        self,
+        payment_hash: bytes,
+        amount_msat: int,
+        *,
+        memo: str,
+        expiry_seconds: int,
+        cltv_expiry_delta: int,
+    ) -> HoldInvoice:
+        """An invoice LDK claims only when told (``*_for_hash``), with the asked final delta."""
+        if not MIN_FINAL_CLTV_EXPIRY_DELTA <= cltv_expiry_delta <= MAX_FINAL_CLTV_EXPIRY_DELTA:
+            raise LightningError(
+                f"an LDK hold invoice's cltv_expiry_delta must lie in"
+                f" [{MIN_FINAL_CLTV_EXPIRY_DELTA}, {MAX_FINAL_CLTV_EXPIRY_DELTA}],"
+                f" got {cltv_expiry_delta}"
+            )
+        if self._records.get(payment_hash) is not None:
+            raise AlreadyExists(f"an invoice for hash {payment_hash.hex()} already exists")
+        description = self._module.Bolt11InvoiceDescription.DIRECT(memo)
+        invoice = await self._call(
+            self._receive,
+            amount_msat,
+            description,
+            expiry_seconds,
+            payment_hash.hex(),
+            cltv_expiry_delta,
+        )
+        record = HoldRecord(
+            payment_hash=payment_hash,
+            payment_request=str(invoice),
+            amount_msat=amount_msat,
+            cltv_expiry_delta=cltv_expiry_delta,
+            expiry_seconds=expiry_seconds,
+            created_at=int(self._clock()),
+        )
+        if not self._records.add(record):
+            raise AlreadyExists(f"an invoice for hash {payment_hash.hex()} already exists")
+        self._publish(record.status())
+        return HoldInvoice(
+            payment_hash=payment_hash,
+            payment_request=record.payment_request,
+            amount_msat=amount_msat,
+            cltv_expiry_delta=cltv_expiry_delta,
+            expiry_seconds=expiry_seconds,
+        )
+
+    async def create_invoice(
+        self, amount_msat: int, *, memo: str, expiry_seconds: int = 3600
+    ) -> str:
+        """An ordinary invoice LDK claims by itself (not a hold invoice): for funding the
+        node's channels and checking routes, never for a task."""
+        description = self._module.Bolt11InvoiceDescription.DIRECT(memo)
+        invoice = await self._call(
+            self._node.bolt11_payment().receive, amount_msat, description, expiry_seconds
+        )
+        return str(invoice)
+
+    async def lookup_invoice(self, payment_hash: bytes) -> InvoiceStatus:
+        """The invoice as recorded, after applying what the clock and the chain decided."""
+        return (await self._current(payment_hash)).status()
+
+    async def subscribe_invoice(self, payment_hash: bytes) -> AsyncIterator[InvoiceStatus]:
+        """The invoice now and after every change, until SETTLED or CANCELED."""
+        queue: asyncio.Queue[InvoiceStatus] = asyncio.Queue()
+        self._subscribers.add(queue)
+        try:
+            last = await self.lookup_invoice(payment_hash)
+            yield last
+            while last.state not in _FINAL:
+                try:
+                    status = await asyncio.wait_for(queue.get(), timeout=_TICK_S)
+                except TimeoutError:
+                    status = await self.lookup_invoice(payment_hash)
+                if status.payment_hash != payment_hash or status == last:
+                    continue
+                last = status
+                yield status
+        finally:
+            self._subscribers.discard(queue)
+
+    async def subscribe_invoices(self) -> AsyncGenerator[InvoiceStatus, None]:
+        """Every pending invoice once, then every change, for as long as the caller reads."""
+        queue: asyncio.Queue[InvoiceStatus] = asyncio.Queue()
+        self._subscribers.add(queue)
+        try:
+            for record in await asyncio.to_thread(self._records.pending):
+                yield (await self._current(record.payment_hash)).status()
+            while True:
+                try:
+                    yield await asyncio.wait_for(queue.get(), timeout=_TICK_S)
+                except TimeoutError:
+                    for record in await asyncio.to_thread(self._records.pending):
+                        await self._current(record.payment_hash)  # publishes what changed
+        finally:
+            self._subscribers.discard(queue)
+
+    async def settle_invoice(self, preimage: bytes) -> None:
+        """``claim_for_hash``; settling a SETTLED invoice is done already."""
+        payment_hash = hashlib.sha256(preimage).digest()
+        record = await self._current(payment_hash)
+        if record.state is InvoiceState.SETTLED:
+            return
+        if record.state is not InvoiceState.ACCEPTED:
+            raise WrongInvoiceState(f"cannot settle a {record.state.value} invoice")
+        await self._call(
+            self._node.bolt11_payment().claim_for_hash,
+            payment_hash.hex(),
+            record.amount_paid_msat,
+            preimage.hex(),
+        )
+        self._save(record.with_state(InvoiceState.SETTLED))
+
+    async def cancel_invoice(self, payment_hash: bytes) -> None:
+        """``fail_for_hash``: held HTLCs go back; a later payment of this hash is refused."""
+        record = await self._current(payment_hash)
+        if record.state is InvoiceState.CANCELED:
+            return
+        if record.state is InvoiceState.SETTLED:
+            raise WrongInvoiceState("cannot cancel a SETTLED invoice")
+        await self._call(self._node.bolt11_payment().fail_for_hash, payment_hash.hex())
+        self._save(record.with_state(InvoiceState.CANCELED))
+
+    async def _current(self, payment_hash: bytes) -> HoldRecord:
+        """The record, CANCELED if LDK has failed its HTLC back or it expired unpaid."""
+        record = await asyncio.to_thread(self._records.get, payment_hash)
+        if record is None:
+            raise InvoiceNotFound(f"no invoice for hash {payment_hash.hex()}")
+        if record.state is InvoiceState.ACCEPTED and record.expiry_height is not None:
+            if await self.block_height() >= record.expiry_height - HTLC_FAIL_BACK_BUFFER:
+                record = record.with_state(InvoiceState.CANCELED)
+                self._save(record)
+        elif record.expired_unpaid(int(self._clock())):
+            record = record.with_state(InvoiceState.CANCELED)
+            self._save(record)
+        return record
+
+    def _save(self, record: HoldRecord) -> None:
+        self._records.save(record)
+        self._publish(record.status())
+
+    def _publish(self, status: InvoiceStatus) -> None:
+        for queue in tuple(self._subscribers):
+            queue.put_nowait(status)
+
+    # -- payments -----------------------------------------------------------------------------
+
+    async def pay_invoice(
+        self, payment_request: str, *, max_fee_msat: int, timeout_seconds: int, cltv_limit: int
+    ) -> PaymentResult:
+        """Pay over LDK's router and wait for SUCCEEDED or FAILED.
+
+        ``cltv_limit`` is the route's maximum total time lock (LDK's
+        ``max_total_cltv_expiry_delta``). A hash already paid or being paid is never paid
+        again: LDK refuses it as a duplicate and the recorded payment is followed instead. No
+        final answer within ``timeout_seconds`` + the grace period returns IN_FLIGHT.
+        """
+        module = self._module
+        try:
+            invoice = module.Bolt11Invoice.from_str(payment_request)
+        except Exception as exc:  # the bindings raise their own NodeError subclasses
+            raise LightningError("not a BOLT11 invoice", node_message=str(exc)) from exc
+        payment_hash = bytes.fromhex(str(invoice.payment_hash()))
+        route = module.RouteParametersConfig(
+            max_total_routing_fee_msat=max_fee_msat,
+            max_total_cltv_expiry_delta=cltv_limit,
+            max_path_count=10,
+            max_channel_saturation_power_of_half=2,
+        )
+        deadline = time.monotonic() + timeout_seconds + self._grace_seconds
+        try:
+            await self._call(self._node.bolt11_payment().send, invoice, route)
+        except PaymentFailed:
+            raise
+        except LightningError as exc:
+            if "DuplicatePayment" not in (exc.node_message or ""):
+                raise
+        result = await self._follow(payment_hash, deadline)
+        if result.status is PaymentStatus.FAILED:
+            reason = result.failure_reason or _UNKNOWN_FAILURE
+            raise PaymentFailed(f"payment failed: {reason}", reason=reason)
+        return result
+
+    async def lookup_payment(self, payment_hash: bytes) -> PaymentResult:
+        """The outgoing payment as LDK records it; UNKNOWN if it never tried this hash."""
+        details = await asyncio.to_thread(self._node.payment, payment_hash.hex())
+        if details is None or details.direction.name == "INBOUND":
+            return PaymentResult(payment_hash=payment_hash, status=PaymentStatus.UNKNOWN)
+        status = details.status.name
+        if status == "SUCCEEDED":
+            preimage = getattr(details.kind, "preimage", None)
+            return PaymentResult(
+                payment_hash=payment_hash,
+                status=PaymentStatus.SUCCEEDED,
+                amount_msat=details.amount_msat or 0,
+                fee_msat=details.fee_paid_msat or 0,
+                preimage=bytes.fromhex(str(preimage)) if preimage else None,
+            )
+        if status == "FAILED":
+            return PaymentResult(
+                payment_hash=payment_hash,
+                status=PaymentStatus.FAILED,
+                amount_msat=details.amount_msat or 0,
+                failure_reason=self._failure_reasons.get(payment_hash.hex(), _UNKNOWN_FAILURE),
+            )
+        return PaymentResult(
+            payment_hash=payment_hash,
+            status=PaymentStatus.IN_FLIGHT,
+            amount_msat=details.amount_msat or 0,
+        )
+
+    async def _follow(self, payment_hash: bytes, deadline: float) -> PaymentResult:
+        while True:
+            self._payments_changed.clear()
+            result = await self.lookup_payment(payment_hash)
+            remaining = deadline - time.monotonic()
+            if result.status in (PaymentStatus.SUCCEEDED, PaymentStatus.FAILED) or remaining <= 0:
+                return result
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._payments_changed.wait(), min(remaining, _TICK_S))
+
+    # -- chain and identity -------------------------------------------------------------------
+
+    async def block_height(self) -> int:
+        """The best block the node has synced to."""
+        status = await asyncio.to_thread(self._node.status)
+        return int(status.current_best_block.height)
+
+    async def node_pubkey(self) -> str:
+        return str(self._node.node_id())
+
+    # -- events -------------------------------------------------------------------------------
+
+    def start_events(self) -> None:
+        """Start the thread that reads, records and acknowledges the node's events."""
+        self._thread = threading.Thread(target=self._read_events, name="ldk-events", daemon=True)
+        self._thread.start()
+
+    def _read_events(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                event = self._node.next_event()
+            except Exception:  # the node is stopping underneath us
+                logger.exception("reading LDK events failed")
+                self._stopping.wait(_TICK_S)
+                continue
+            if event is None:
+                self._stopping.wait(_EVENT_POLL_S)
+                continue
+            try:
+                self._handle(event)
+            except Exception:
+                # Not acknowledged: LDK hands the same event again.
+                logger.exception("handling an LDK event failed; it will be replayed")
+                self._stopping.wait(_TICK_S)
+                continue
+            self._node.event_handled()
+
+    def _handle(self, event: Any) -> None:
+        events = self._module.Event
+        if isinstance(event, events.PAYMENT_CLAIMABLE):
+            self._claimable(event)
+        elif isinstance(event, events.PAYMENT_RECEIVED):
+            record = self._records.get(bytes.fromhex(str(event.payment_hash)))
+            if record is not None and record.state is not InvoiceState.SETTLED:
+                self._save_from_thread(record.with_state(InvoiceState.SETTLED))
+        elif isinstance(event, events.PAYMENT_FAILED):
+            if event.payment_hash is not None:
+                reason = getattr(event.reason, "name", "")
+                self._failure_reasons[str(event.payment_hash)] = _FAILURE_REASONS.get(
+                    reason, _UNKNOWN_FAILURE
+                )
+            self._loop.call_soon_threadsafe(self._payments_changed.set)
+        elif isinstance(event, events.PAYMENT_SUCCESSFUL):
+            self._loop.call_soon_threadsafe(self._payments_changed.set)
+        else:
+            logger.info("LDK event %s", type(event).__name__)
+
+    def _claimable(self, event: Any) -> None:
+        """An HTLC arrived for one of our hold invoices: ACCEPTED, or refused."""
+        payment_hash = bytes.fromhex(str(event.payment_hash))
+        record = self._records.get(payment_hash)
+        if record is not None and record.state is InvoiceState.ACCEPTED:
+            return  # replayed after a restart; already recorded
+        height = int(self._node.status().current_best_block.height)
+        deadline = event.claim_deadline
+        refuse = (
+            record is None
+            or record.state is not InvoiceState.OPEN
+            or event.claimable_amount_msat < record.amount_msat
+            or deadline is None
+            or height >= deadline
+        )
+        if refuse:
+            logger.warning("refusing an HTLC for hash %s", payment_hash.hex())
+            self._node.bolt11_payment().fail_for_hash(str(event.payment_hash))
+            return
+        assert record is not None and deadline is not None
+        accepted = replace(
+            record,
+            state=InvoiceState.ACCEPTED,
+            amount_paid_msat=int(event.claimable_amount_msat),
+            accept_height=height,
+            expiry_height=int(deadline) + HTLC_FAIL_BACK_BUFFER,
+        )
+        self._save_from_thread(accepted)
+
+    def _save_from_thread(self, record: HoldRecord) -> None:
+        self._records.save(record)
+        self._loop.call_soon_threadsafe(self._publish, record.status())
+
+    # -- calls into the node ------------------------------------------------------------------
+
+    async def _call(self, method: Any, *args: Any) -> Any:
+        """One blocking call into the node in a worker thread, its errors in the seam's types."""
+        if self._closed:
+            raise NodeUnreachable("the LDK node is stopped")
+        try:
+            return await asyncio.to_thread(method, *args)
+        except Exception as exc:
+            raise _mapped(exc) from exc
+
+    async def close(self) -> None:
+        """Stop reading events and stop the node. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stopping.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 5.0)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self._node.stop)
+        self._records.close()
+
+
+def _mapped(exc: Exception) -> LightningError:
+    """An ldk_node ``NodeError`` as the seam's error; the variant name is kept as the message."""
+    name = type(exc).__name__
+    text = f"{name}: {exc}"
+    if name in ("InvalidPaymentHash", "InvalidPaymentPreimage"):
+        return InvoiceNotFound("the node knows no such payment", node_message=text)
+    if name == "DuplicatePayment":
+        return LightningError("already paid or paying", node_message="DuplicatePayment")
+    if name in ("PaymentSendingFailed", "RouteNotFound", "InsufficientFunds"):
+        return PaymentFailed(
+            "the node could not send the payment",
+            reason="FAILURE_REASON_NO_ROUTE",
+            node_message=text,
+        )
+    if name in ("NotRunning", "ConnectionFailed"):
+        return NodeUnreachable("the LDK node is not running", node_message=text)
+    return LightningError("the LDK node refused the call", node_message=text)
