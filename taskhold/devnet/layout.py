@@ -9,6 +9,7 @@ Ports, from ``base_port`` (all on 127.0.0.1, inside a span of 40)::
 
     btcd         rpc base+0   p2p base+1
     swap server  http base+5
+    bitcoind shim  rpc base+6
     LDK escrow   p2p base+13  (embedded in whichever process runs it)
     escrow       p2p base+10  grpc base+11  rest base+12
     employer     p2p base+20  grpc base+21  rest base+22
@@ -17,7 +18,8 @@ Ports, from ``base_port`` (all on 127.0.0.1, inside a span of 40)::
 
 ``swap`` is the lnd node of the devnet's swap server (:mod:`taskhold.devnet.swap_server`, test
 infrastructure playing Boltz); it came last, so it takes the free ports at the end of the span and
-the older nodes keep theirs.
+the older nodes keep theirs. The bitcoind shim (:mod:`taskhold.devnet.bitcoind_shim`, bitcoind's
+RPC in front of btcd for LDK Node) took a free port inside the span the same way.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ SWAP_SERVER = "swap-server"
 _PORT_SPAN = 40
 _NODE_FIRST_PORT = {"escrow": 10, "employer": 20, "worker": 30, "swap": 35}
 _SWAP_SERVER_PORT = 5
+_BITCOIND_SHIM_PORT = 6
 _LDK_ESCROW_PORT = 13
 
 
@@ -72,7 +75,13 @@ def ports_free(base_port: int) -> list[int]:
 
 
 def _all_ports(base_port: int) -> list[int]:
-    ports = [base_port, base_port + 1, base_port + _SWAP_SERVER_PORT, base_port + _LDK_ESCROW_PORT]
+    ports = [
+        base_port,
+        base_port + 1,
+        base_port + _SWAP_SERVER_PORT,
+        base_port + _BITCOIND_SHIM_PORT,
+        base_port + _LDK_ESCROW_PORT,
+    ]
     for name in NODE_NAMES:
         first = base_port + _NODE_FIRST_PORT[name]
         ports += [first, first + 1, first + 2]
@@ -218,6 +227,13 @@ class Layout:
     def swap_server_dir(self) -> Path:
         """The swap server's records (its per-swap keys); they die with the chain."""
         return self.data_dir / SWAP_SERVER
+
+    # -- bitcoind shim ------------------------------------------------------------------------
+
+    @property
+    def bitcoind_shim_port(self) -> int:
+        """Where the bitcoind-RPC shim in front of btcd listens (LDK Node's chain source)."""
+        return self.base_port + _BITCOIND_SHIM_PORT
 
     # -- the LDK escrow ----------------------------------------------------------------------
 
