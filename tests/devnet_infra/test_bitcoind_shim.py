@@ -388,7 +388,7 @@ def test_never_more_than_four_calls_reach_btcd_at_once(fake: FakeBtcd, shim: Bit
     threads = [threading.Thread(target=ask) for _ in range(callers)]
     for thread in threads:
         thread.start()
-    wait_until(lambda: fake.in_flight == MAX_UPSTREAM_CALLS)
+    wait_until(lambda: fake.in_flight >= MAX_UPSTREAM_CALLS)
     # Give the other callers every chance to push past the bound before the gate opens.
     stalled = threading.Event()
     stalled.wait(0.5)
