@@ -38,6 +38,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -655,6 +656,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Requests too broken for JSON-RPC (bad request line, other verbs) still get a JSON body
+        with a length, never http.server's HTML page."""
+        error = {"code": INVALID_REQUEST, "message": message or HTTPStatus(code).phrase}
+        if self.request_version == "HTTP/0.9":  # an unparsed request line: still frame the reply
+            self.request_version = self.protocol_version
+        self._reply(code, None, error, None, True)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Request lines go to debug, never stderr (they carry no secrets, but are noise)."""

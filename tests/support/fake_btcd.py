@@ -402,7 +402,15 @@ class LdkStyleClient:
             "Content-Type: application/json\r\n"
         )
         head += headers if headers is not None else f"Content-Length: {len(body)}\r\n"
-        self._socket.sendall(head.encode() + b"\r\n" + body)
+        return self.send_bytes(head.encode() + b"\r\n" + body)
+
+    def send_bytes(self, raw: bytes) -> Reply:
+        """Whatever bytes the test wants on the socket, then one reply."""
+        if self._socket is None:
+            self._socket = socket.create_connection(self._address, timeout=30)
+            self._stream = self._socket.makefile("rb")
+            self.connections += 1
+        self._socket.sendall(raw)
         return self.read_reply()
 
     def read_reply(self) -> Reply:
