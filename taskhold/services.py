@@ -106,6 +106,9 @@ async def _with_node_limits(settings: Settings, backend: LightningBackend) -> Se
     if node_delta > settings.hold_expiry_delta:
         update["hold_expiry_delta"] = node_delta
     if isinstance(backend, LdkBackend):
+        node_min = await backend.min_cltv_expiry_delta()
+        if node_min > settings.min_cltv_expiry_delta:
+            update["min_cltv_expiry_delta"] = node_min
         node_max = await backend.max_cltv_expiry_delta()
         if node_max < settings.max_cltv_expiry_delta:
             update["max_cltv_expiry_delta"] = node_max

@@ -237,6 +237,10 @@ async def _open_channels(
     peers = {str(channel.counterparty_node_id) for channel in await _channels(node)}
     opened = False
     worker = admins["worker"]
+    for name in ("employer", "worker"):
+        # Persisted: the node dials both again whenever it starts, so its channels come back
+        # at once instead of when lnd's reconnection backoff next tries.
+        await asyncio.to_thread(node.connect, pubkeys[name], admins[name].node.p2p_address, True)
     if pubkeys["worker"] not in peers:
         progress(f"opening a {LDK_CHANNEL_SAT:,} sat private channel LDK escrow -> worker")
         await asyncio.to_thread(

@@ -62,8 +62,11 @@ logger = logging.getLogger(__name__)
 HTLC_FAIL_BACK_BUFFER = 39
 """rust-lightning's ``HTLC_FAIL_BACK_BUFFER``: a held HTLC is failed back this many blocks before
 it expires (``CLTV_CLAIM_BUFFER`` 36 + ``LATENCY_GRACE_PERIOD_BLOCKS`` 3)."""
-MIN_FINAL_CLTV_EXPIRY_DELTA = HTLC_FAIL_BACK_BUFFER
-"""LDK refuses to issue an invoice whose final delta plus 3 is below its own minimum of 42."""
+MIN_FINAL_CLTV_EXPIRY_DELTA = HTLC_FAIL_BACK_BUFFER + 3
+"""LDK's own minimum final delta (``MIN_FINAL_CLTV_EXPIRY_DELTA``, 42): it refuses less."""
+_INVOICE_ADDS = 3
+"""LDK writes the asked delta plus 3 into the invoice; taskhold asks 3 less, so the invoice
+carries exactly the delta the engine chose (the HTLC must still arrive with at least that)."""
 MAX_FINAL_CLTV_EXPIRY_DELTA = 2016 - 16
 """LDK refuses an HTLC expiring more than ``CLTV_FAR_FAR_AWAY`` (2016) blocks ahead; the payer's
 padding (lnd adds 3) and route must fit under it, so a few blocks are kept back."""
@@ -188,6 +191,10 @@ class LdkBackend:
         ``holdexpirydelta`` does: the guardian's margin starts from it."""
         return HTLC_FAIL_BACK_BUFFER
 
+    async def min_cltv_expiry_delta(self) -> int:
+        """The smallest final CLTV delta LDK issues a hold invoice with."""
+        return MIN_FINAL_CLTV_EXPIRY_DELTA
+
     async def max_cltv_expiry_delta(self) -> int:
         """The largest final CLTV delta a hold invoice may ask for on this node."""
         return MAX_FINAL_CLTV_EXPIRY_DELTA
@@ -219,7 +226,7 @@ class LdkBackend:
             description,
             expiry_seconds,
             payment_hash.hex(),
-            cltv_expiry_delta,
+            cltv_expiry_delta - _INVOICE_ADDS,
         )
         record = HoldRecord(
             payment_hash=payment_hash,

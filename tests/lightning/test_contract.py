@@ -40,7 +40,8 @@ from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.lightning.sim import SimNetwork, SimNode
 
 AMOUNT_MSAT = 150_000_000
-CLTV_EXPIRY_DELTA = 40
+CLTV_EXPIRY_DELTA = 42
+"""LDK's smallest final delta; lnd and the simulator take less."""
 EXPIRY_SECONDS = 3600
 WAIT_SECONDS = 10.0
 
