@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import logging
 import threading
@@ -31,7 +32,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import IO, Any
 
 from taskhold.lightning.base import (
     AlreadyExists,
@@ -55,6 +56,7 @@ __all__ = [
     "MIN_FINAL_CLTV_EXPIRY_DELTA",
     "LdkBackend",
     "LdkConfig",
+    "StorageInUse",
 ]
 
 logger = logging.getLogger(__name__)
@@ -152,6 +154,7 @@ class LdkBackend:
         self._failure_reasons: dict[str, str] = {}
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._storage_lock: IO[bytes] | None = None
         self._closed = False
 
     @classmethod
@@ -165,14 +168,20 @@ class LdkBackend:
         """Build and start the node in ``config.storage_dir`` and begin reading its events."""
         module = load_ldk_node(module_dir)
         config.storage_dir.mkdir(parents=True, exist_ok=True)
-        node = await asyncio.to_thread(build_node, module, config)
-        await asyncio.to_thread(node.start)
+        lock = _lock_storage(config.storage_dir)
+        try:
+            node = await asyncio.to_thread(build_node, module, config)
+            await asyncio.to_thread(node.start)
+        except BaseException:
+            lock.close()
+            raise
         backend = cls(
             node,
             module,
             HoldRecords(config.storage_dir),
             payment_grace_seconds=payment_grace_seconds,
         )
+        backend._storage_lock = lock
         backend.start_events()
         return backend
 
@@ -533,6 +542,27 @@ class LdkBackend:
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._node.stop)
         self._records.close()
+        if self._storage_lock is not None:
+            self._storage_lock.close()  # releases the lock
+
+
+class StorageInUse(LightningError):
+    """Another process (or backend) runs the LDK node of this storage directory."""
+
+
+def _lock_storage(storage_dir: Path) -> IO[bytes]:
+    """An exclusive lock on the node's storage for as long as the file stays open: two
+    processes running one LDK node would each sign commitments the other does not know."""
+    handle = open(storage_dir / ".taskhold.lock", "ab")  # noqa: SIM115 - held until close()
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StorageInUse(
+            f"the LDK node in {storage_dir} is already running in another process; stop it"
+            " first (one process at a time may run a Lightning node)"
+        ) from None
+    return handle
 
 
 def _mapped(exc: Exception) -> LightningError:
