@@ -63,7 +63,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="port to listen on")] = None,
     data_dir: DataDir = None,
-    lightning: Annotated[str | None, typer.Option(help="sim or lnd")] = None,
+    lightning: Annotated[
+        str | None, typer.Option(help="sim, lnd or ldk (embedded LDK Node)")
+    ] = None,
     relay: Relays = None,
     keystore: KeystoreOption = None,
     log_json: Annotated[bool, typer.Option("--log-json", help="JSON log lines")] = False,
