@@ -89,6 +89,14 @@ SIM_ONLY_SCENARIOS = frozenset({"hostile-payout", "renewal", "milestones"})
 route (``renewal``, ``milestones``: each hold is renewed), which a devnet run has no route for."""
 DEVNET_ONLY_SCENARIOS = frozenset({"onchain"})
 """Scenarios with real on-chain transactions: the devnet's btcd and its swap server."""
+LND_ESCROW_SCENARIOS = frozenset({"onchain"})
+"""Scenarios the devnet's LDK escrow cannot run: the swap server's node has its channel to the
+lnd escrow only."""
+NETWORK_NAMES = {
+    "sim": "Lightning simulator",
+    "lnd": "regtest lnd devnet",
+    "ldk": "regtest devnet, escrow on embedded LDK Node",
+}
 ONCHAIN_MAX_FEE_SAT = 10_000
 """What the demo's employer and worker each accept to pay a swap (swap and miner fees)."""
 BAIT_CODES = frozenset({"payout_to_escrow_node", "hash_reused"})
@@ -210,11 +218,17 @@ async def run_demo(
         raise DemoError(f"the {scenario} scenario runs on the devnet only (--lightning devnet)")
     if connection_file is not None and not connection_file.exists():
         raise DemoError(f"no devnet at {devnet_dir}: run `taskhold devnet up` first")
+    escrow_backend = "sim" if connection_file is None else devnet_escrow(connection_file)
+    if escrow_backend == "ldk" and scenario in LND_ESCROW_SCENARIOS:
+        raise DemoError(
+            f"the {scenario} scenario needs the lnd escrow (the swap server's channel ends"
+            " there); run it on a devnet started with `taskhold devnet up --escrow lnd`"
+        )
     arbiter_keys = NostrKeys.generate()
     settings = Settings(
         data_dir=data_dir,
         keystore=keystore,
-        lightning="sim" if connection_file is None else "lnd",
+        lightning=escrow_backend,
         lnd_connection_file=connection_file,
         sim_routes_enabled=connection_file is None,
         engine_tick_s=0.2,
@@ -222,7 +236,7 @@ async def run_demo(
         default_dispute_window_s=3600,
         relays=relays or [],
         arbiters=[arbiter_keys.pubkey_hex],
-        swap_api_url=None if connection_file is None else _offered_swap_api(connection_file),
+        swap_api_url=None if escrow_backend != "lnd" else _offered_swap_api(connection_file),
     )
     say: Callable[[str], None] = (lambda _: None) if as_json else console.print
     arbiter_keys = NostrKeys.generate()  # the demo's arbiter: rules the split scenario's dispute
@@ -233,7 +247,7 @@ async def run_demo(
     try:
         port = free_port(settings.host)
         async with running_server(services, settings.host, port) as url:
-            network = "Lightning simulator" if connection_file is None else "regtest lnd devnet"
+            network = NETWORK_NAMES[escrow_backend]
             say(f"[bold]taskhold[/] serving at {url} (SQLite + {network}, data in {data_dir})")
             say(_relay_line(services))
             say(
@@ -260,6 +274,7 @@ async def run_demo(
         return result | {
             "payout_proven": payout_proven,
             "scenario": scenario,
+            "escrow_backend": escrow_backend,
             "operator_pubkey": services.signer.get_public_key(),
             "relay_url": services.settings.relays[0],
             "log_event_ids": log_ids,
@@ -909,6 +924,17 @@ class Play:
             "worker_pubkey": self.worker.pubkey_hex,
             "server_url": self.employer.base_url,
         }
+
+
+def devnet_escrow(connection_file: Path) -> str:
+    """The devnet's escrow backend, ``lnd`` or ``ldk`` (``taskhold devnet up --escrow``)."""
+    try:
+        escrow = json.loads(connection_file.read_text()).get("escrow_backend", "lnd")
+    except (OSError, ValueError) as exc:
+        raise DemoError(f"cannot read {connection_file}: {exc}") from None
+    if escrow not in ("lnd", "ldk"):
+        raise DemoError(f"{connection_file} names an unknown escrow backend {escrow!r}")
+    return str(escrow)
 
 
 def _offered_swap_api(connection_file: Path) -> str | None:

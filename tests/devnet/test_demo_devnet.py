@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from support.demo_runs import audit_demo_log
-from support.devnet_network import DevnetHandle
+from support.devnet_network import DevnetHandle, get_ldk_devnet
 
 pytestmark = [pytest.mark.devnet, pytest.mark.slow]
 
@@ -128,3 +128,57 @@ async def test_onchain_demo_funds_by_submarine_swap_pays_by_reverse_swap_and_aud
     code, report = await audit_demo_log(tmp_path, out["operator_pubkey"])
     assert (code, report["status"], report["findings"]) == (0, "clean", [])
     assert report["summary"]["entries"] == len(out["log_event_ids"])
+
+
+def _devnet_up(devnet: DevnetHandle, escrow: str) -> None:
+    command = [sys.executable, "-m", "taskhold.cli", "devnet", "up", "--escrow", escrow]
+    result = subprocess.run(
+        [*command, "--data-dir", str(devnet.data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.ldk
+async def test_demo_on_the_ldk_escrow_ends_paid_and_audits_clean(
+    devnet: DevnetHandle, tmp_path: Path
+) -> None:
+    """``taskhold devnet up --escrow ldk && taskhold demo --lightning devnet --json``: the escrow
+    is the embedded LDK node, and the preimage proves the payment."""
+    get_ldk_devnet()  # skips locally (fails under CI) without the LDK module
+    _devnet_up(devnet, "ldk")
+    try:
+        out = _demo_on_devnet(devnet, tmp_path)
+    finally:
+        _devnet_up(devnet, "lnd")  # the other devnet tests expect the lnd escrow
+    assert (out["final_state"], out["escrow_backend"]) == ("PAID", "ldk")
+    assert hashlib.sha256(bytes.fromhex(out["preimage"])).hexdigest() == out["payment_hash"]
+    connection = json.loads(devnet.connection_file.read_text())
+    assert connection["escrow_backend"] == "lnd"
+    code, report = await audit_demo_log(tmp_path, out["operator_pubkey"])
+    assert (code, report["status"], report["findings"]) == (0, "clean", [])
+
+
+@pytest.mark.ldk
+def test_the_onchain_demo_refuses_the_ldk_escrow_and_says_why(
+    devnet: DevnetHandle, tmp_path: Path
+) -> None:
+    get_ldk_devnet()
+    _devnet_up(devnet, "ldk")
+    try:
+        command = [sys.executable, "-m", "taskhold.cli", "demo", "--scenario", "onchain"]
+        command += ["--lightning", "devnet", "--devnet-dir", str(devnet.data_dir)]
+        result = subprocess.run(
+            [*command, "--data-dir", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        _devnet_up(devnet, "lnd")
+    assert result.returncode == 1
+    assert "--escrow lnd" in result.stderr
