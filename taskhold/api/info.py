@@ -75,13 +75,19 @@ RENEWAL_RULE = (
 
 
 def renewal_terms(settings: Settings) -> dict[str, Any]:
-    """The largest hold window per backend (both cancel ``hold_expiry_delta`` blocks before
-    the CLTV cap: lnd's ``holdexpirydelta``, which the simulator models) and how a task longer
-    than one is renewed."""
+    """The largest hold window of the escrow backend in use (its node cancels a held HTLC
+    ``hold_expiry_delta`` blocks before the CLTV cap: lnd's ``holdexpirydelta``, LDK's fail-back
+    buffer, as read from the node at start) and how a task longer than one is renewed."""
     blocks = hold_window_blocks(settings)
     window = {"blocks": blocks, "seconds": blocks * settings.block_time_s}
     return {
-        "hold_window": {"lnd": window, "sim": window},
+        "hold_window": {settings.lightning: window},
+        "node_limits": {
+            "backend": settings.lightning,
+            "auto_cancel_blocks": settings.hold_expiry_delta,
+            "min_cltv_expiry_delta": settings.min_cltv_expiry_delta,
+            "max_cltv_expiry_delta": settings.max_cltv_expiry_delta,
+        },
         "renewal_lead_blocks": settings.renewal_lead_blocks,
         "renewal_lead_s": settings.renewal_lead_blocks * settings.block_time_s,
         "max_task_duration_s": settings.max_task_duration_s,

@@ -1,5 +1,6 @@
-"""The operator's published terms state the largest hold window per backend, in blocks and in
-seconds (the cap less the node's own auto-cancel margin), and when a renewal opens; a task the
+"""The operator's published terms state the largest hold window of the backend in use, in
+blocks and in seconds (the cap less the node's own auto-cancel margin), the node's limits, and
+when a renewal opens; a task the
 terms cannot cover even renewed is refused naming the limit."""
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ async def test_the_terms_state_the_hold_window_and_the_renewal_lead(stack: Stack
     settings = stack.settings
     terms = (await stack.client().info())["renewal"]
     blocks = settings.max_cltv_expiry_delta - settings.hold_expiry_delta
-    for backend in ("lnd", "sim"):
-        assert terms["hold_window"][backend] == {
-            "blocks": blocks,
-            "seconds": blocks * settings.block_time_s,
-        }
+    assert terms["hold_window"] == {
+        settings.lightning: {"blocks": blocks, "seconds": blocks * settings.block_time_s}
+    }
+    assert terms["node_limits"] == {
+        "backend": settings.lightning,
+        "auto_cancel_blocks": settings.hold_expiry_delta,
+        "min_cltv_expiry_delta": settings.min_cltv_expiry_delta,
+        "max_cltv_expiry_delta": settings.max_cltv_expiry_delta,
+    }
     assert terms["renewal_lead_blocks"] == settings.renewal_lead_blocks
     assert terms["renewal_lead_s"] == settings.renewal_lead_blocks * settings.block_time_s
     assert terms["max_task_duration_s"] == settings.max_task_duration_s == 30 * 86_400
