@@ -1,0 +1,189 @@
+"""What the LDK backend adds beyond the contract suite, on the devnet's embedded LDK escrow.
+
+The invariants:
+- taskhold's build patch is what lets LDK hold an HTLC for a task: a hold invoice asks for its
+  final delta, and the HTLC outlives the ~6 blocks an unpatched LDK Node would hold it;
+- the node's own auto-fail is reported, never hidden: past ``expiry - 39`` the invoice reads
+  CANCELED, and the payer gets the money back;
+- a hash that was cancelled cannot be paid afterwards (the HTLC is refused), so an employer's
+  late payment is never held against a dead task;
+- a restart loses nothing: an ACCEPTED invoice is still ACCEPTED, with the same heights, and
+  settles;
+- one process per node: a second opener of the same storage is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import types
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from support.devnet_network import DevnetHandle, get_ldk_devnet, open_devnet_ldk_escrow
+
+from taskhold.devnet.ldk_escrow import wait_ldk_synced
+from taskhold.lightning.base import InvoiceState, PaymentStatus
+from taskhold.lightning.ldk import HTLC_FAIL_BACK_BUFFER, LdkBackend, StorageInUse
+from taskhold.lightning.ldk_module import LdkModuleMissing, patched_receive_method
+from taskhold.lightning.lnd import LndBackend
+from taskhold.lightning.lnd_wallet import LndWallet
+
+AMOUNT_MSAT = 20_000_000
+WAIT_SECONDS = 30.0
+
+
+def test_a_module_built_without_the_patch_is_refused() -> None:
+    unpatched = types.SimpleNamespace(Bolt11Payment=type("Bolt11Payment", (), {}))
+
+    with pytest.raises(LdkModuleMissing, match="without taskhold's patch"):
+        patched_receive_method(unpatched)  # type: ignore[arg-type]
+
+
+@dataclass
+class World:
+    devnet: DevnetHandle
+    escrow: LdkBackend
+    payer: LndWallet
+    payer_node: LndBackend
+    """The employer's lnd as a backend: how its payments ended."""
+
+
+@pytest.fixture
+async def ldk() -> AsyncIterator[World]:
+    devnet = get_ldk_devnet()
+    escrow = await open_devnet_ldk_escrow(devnet, payment_grace_seconds=2.0)
+    world = World(devnet, escrow, devnet.wallet("employer"), devnet.backend("employer"))
+    try:
+        yield world
+    finally:
+        await escrow.close()
+        await world.payer.close()
+        await world.payer_node.close()
+
+
+async def _held(
+    escrow: LdkBackend, payer: LndWallet, *, cltv_expiry_delta: int
+) -> tuple[bytes, bytes]:
+    preimage = os.urandom(32)
+    payment_hash = hashlib.sha256(preimage).digest()
+    invoice = await escrow.create_hold_invoice(
+        payment_hash,
+        AMOUNT_MSAT,
+        memo="held",
+        expiry_seconds=3600,
+        cltv_expiry_delta=cltv_expiry_delta,
+    )
+    await payer.send_payment(invoice.payment_request)
+    await _until_state(escrow, payment_hash, InvoiceState.ACCEPTED)
+    return preimage, payment_hash
+
+
+async def _until_state(escrow: LdkBackend, payment_hash: bytes, state: InvoiceState) -> None:
+    async with asyncio.timeout(WAIT_SECONDS):
+        async for status in escrow.subscribe_invoice(payment_hash):
+            if status.state is state:
+                return
+    raise AssertionError(f"the invoice ended without reaching {state}")
+
+
+async def _mine(devnet: DevnetHandle, escrow: LdkBackend, blocks: int) -> None:
+    await devnet.mine(blocks)
+    await wait_ldk_synced(escrow, devnet.btcd())
+
+
+async def _payer_outcome(payer: LndBackend, payment_hash: bytes) -> PaymentStatus:
+    async with asyncio.timeout(WAIT_SECONDS):
+        while True:
+            status = (await payer.lookup_payment(payment_hash)).status
+            if status in (PaymentStatus.SUCCEEDED, PaymentStatus.FAILED):
+                return status
+            await asyncio.sleep(0.2)
+
+
+@pytest.mark.devnet
+@pytest.mark.ldk
+async def test_the_patch_lets_ldk_hold_an_htlc_far_past_its_own_six_blocks(
+    ldk: World,
+) -> None:
+    devnet, escrow, payer = ldk.devnet, ldk.escrow, ldk.payer
+    height = await escrow.block_height()
+    preimage, payment_hash = await _held(escrow, payer, cltv_expiry_delta=120)
+    (htlc,) = (await escrow.lookup_invoice(payment_hash)).htlcs
+    assert htlc.expiry_height == height + 120 + 3  # lnd pads 3; unpatched LDK: height + 45
+
+    await _mine(devnet, escrow, 12)  # twice what an unpatched LDK Node would have held
+
+    assert (await escrow.lookup_invoice(payment_hash)).state is InvoiceState.ACCEPTED
+    await escrow.settle_invoice(preimage)
+    assert await _payer_outcome(ldk.payer_node, payment_hash) is PaymentStatus.SUCCEEDED
+
+
+@pytest.mark.devnet
+@pytest.mark.ldk
+async def test_ldks_own_fail_back_reads_cancelled_and_returns_the_money(
+    ldk: World,
+) -> None:
+    devnet, escrow, payer = ldk.devnet, ldk.escrow, ldk.payer
+    _, payment_hash = await _held(escrow, payer, cltv_expiry_delta=42)
+    (htlc,) = (await escrow.lookup_invoice(payment_hash)).htlcs
+    blocks = htlc.expiry_height - HTLC_FAIL_BACK_BUFFER - await escrow.block_height()
+
+    await _mine(devnet, escrow, blocks)
+
+    assert (await escrow.lookup_invoice(payment_hash)).state is InvoiceState.CANCELED
+    assert await _payer_outcome(ldk.payer_node, payment_hash) is PaymentStatus.FAILED
+
+
+@pytest.mark.devnet
+@pytest.mark.ldk
+async def test_a_payment_after_the_cancel_is_refused_and_nothing_is_held(
+    ldk: World,
+) -> None:
+    escrow, payer = ldk.escrow, ldk.payer
+    payment_hash = hashlib.sha256(os.urandom(32)).digest()
+    invoice = await escrow.create_hold_invoice(
+        payment_hash, AMOUNT_MSAT, memo="late", expiry_seconds=3600, cltv_expiry_delta=60
+    )
+    await escrow.cancel_invoice(payment_hash)
+
+    await payer.send_payment(invoice.payment_request)
+
+    assert await _payer_outcome(ldk.payer_node, payment_hash) is PaymentStatus.FAILED
+    status = await escrow.lookup_invoice(payment_hash)
+    assert (status.state, status.amount_paid_msat, status.htlcs) == (InvoiceState.CANCELED, 0, ())
+
+
+@pytest.mark.devnet
+@pytest.mark.ldk
+async def test_a_held_invoice_survives_a_restart_and_settles_after_it(
+    ldk: World,
+) -> None:
+    devnet, escrow, payer = ldk.devnet, ldk.escrow, ldk.payer
+    preimage, payment_hash = await _held(escrow, payer, cltv_expiry_delta=80)
+    before = await escrow.lookup_invoice(payment_hash)
+    await escrow.close()
+
+    again = await open_devnet_ldk_escrow(devnet, payment_grace_seconds=2.0)
+    try:
+        assert await again.lookup_invoice(payment_hash) == before
+        await again.settle_invoice(preimage)
+        assert (await again.lookup_invoice(payment_hash)).state is InvoiceState.SETTLED
+        assert await _payer_outcome(ldk.payer_node, payment_hash) is PaymentStatus.SUCCEEDED
+    finally:
+        await again.close()
+
+
+@pytest.mark.devnet
+@pytest.mark.ldk
+async def test_a_second_opener_of_the_same_node_is_refused(
+    ldk: World,
+) -> None:
+    devnet, escrow = ldk.devnet, ldk.escrow
+
+    with pytest.raises(StorageInUse, match="already running"):
+        await open_devnet_ldk_escrow(devnet)
+
+    assert await escrow.block_height() > 0  # the first one is untouched
