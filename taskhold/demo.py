@@ -236,7 +236,9 @@ async def run_demo(
         default_dispute_window_s=3600,
         relays=relays or [],
         arbiters=[arbiter_keys.pubkey_hex],
-        swap_api_url=None if escrow_backend != "lnd" else _offered_swap_api(connection_file),
+        swap_api_url=_offered_swap_api(connection_file)
+        if connection_file and escrow_backend == "lnd"
+        else None,
     )
     say: Callable[[str], None] = (lambda _: None) if as_json else console.print
     arbiter_keys = NostrKeys.generate()  # the demo's arbiter: rules the split scenario's dispute
