@@ -27,6 +27,7 @@ from taskhold.keys import KeyStore
 from taskhold.keys.admin import init_key_store
 from taskhold.keys.audited import close_key_store
 from taskhold.keys.errors import KeyStoreUnavailable
+from taskhold.keys.node_seed import ldk_node_seed
 from taskhold.keys.pkcs11 import HMAC_KEY_LABEL, SEAL_KEY_LABEL, Pkcs11KeyStore
 from taskhold.keys.sealed import SealedSecretMissing, SecretSealer
 from taskhold.keys.stores import open_key_store
@@ -185,3 +186,34 @@ def test_one_session_serves_many_threads(pkcs11_store: Pkcs11KeyStore) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(derive, [f"task-{i % 8}" for i in range(400)]))
     assert all(expected[task_id] == preimage for task_id, preimage in results)
+
+
+def test_the_ldk_node_seed_is_derived_stable_and_apart_from_every_preimage(
+    keystore: KeystoreCase, tmp_path: Path
+) -> None:
+    """An embedded node's seed comes from the store's key, the same after a reopen, and never
+    equals a preimage (its HMAC input has its own label)."""
+    settings = keystore.settings(tmp_path)
+    init_key_store(settings)
+    first = open_key_store(settings)
+    seed = ldk_node_seed(first)
+    close_key_store(first)
+    again = open_key_store(settings)
+    try:
+        assert ldk_node_seed(again) == seed
+        assert len(seed) == 64 and seed[:32] != seed[32:]
+        assert again.derive_preimage("ldk-node-seed/0", 0) not in (seed[:32], seed[32:])
+    finally:
+        close_key_store(again)
+
+
+def test_a_store_that_cannot_derive_secrets_gives_no_node_seed() -> None:
+    class PreimagesOnly:
+        def derive_preimage(self, task_id: str, funding_round: int) -> bytes:
+            return bytes(32)
+
+        def payment_hash(self, task_id: str, funding_round: int) -> bytes:
+            return bytes(32)
+
+    with pytest.raises(KeyStoreUnavailable, match="cannot derive"):
+        ldk_node_seed(PreimagesOnly())

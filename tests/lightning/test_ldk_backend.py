@@ -20,13 +20,14 @@ import os
 import types
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from support.devnet_network import DevnetHandle, get_ldk_devnet, open_devnet_ldk_escrow
 
 from taskhold.devnet.ldk_escrow import wait_ldk_synced
 from taskhold.lightning.base import InvoiceState, PaymentStatus
-from taskhold.lightning.ldk import HTLC_FAIL_BACK_BUFFER, LdkBackend, StorageInUse
+from taskhold.lightning.ldk import HTLC_FAIL_BACK_BUFFER, LdkBackend, LdkConfig, StorageInUse
 from taskhold.lightning.ldk_module import LdkModuleMissing, patched_receive_method
 from taskhold.lightning.lnd import LndBackend
 from taskhold.lightning.lnd_wallet import LndWallet
@@ -187,3 +188,20 @@ async def test_a_second_opener_of_the_same_node_is_refused(
         await open_devnet_ldk_escrow(devnet)
 
     assert await escrow.block_height() > 0  # the first one is untouched
+
+
+def test_the_nodes_seed_and_chain_password_stay_out_of_its_config_repr(tmp_path: Path) -> None:
+    seed = os.urandom(64)
+    config = LdkConfig(
+        storage_dir=tmp_path,
+        seed=seed,
+        rpc_host="127.0.0.1",
+        rpc_port=1,
+        rpc_user="ldk",
+        rpc_password="chain-password-7f3a",
+    )
+
+    shown = repr(config)
+
+    assert seed.hex() not in shown and repr(seed) not in shown
+    assert "chain-password-7f3a" not in shown
