@@ -500,7 +500,9 @@ class LdkBackend:
             or record.state is not InvoiceState.OPEN
             or event.claimable_amount_msat < record.amount_msat
             or deadline is None
-            or height >= deadline
+            # As lnd does: an HTLC expiring sooner than the invoice's final delta is refused
+            # (LDK itself lets 3 blocks less through, see _INVOICE_ADDS).
+            or int(deadline) + HTLC_FAIL_BACK_BUFFER < height + record.cltv_expiry_delta
         )
         if refuse:
             logger.warning("refusing an HTLC for hash %s", payment_hash.hex())
