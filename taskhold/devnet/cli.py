@@ -179,6 +179,10 @@ def _print_status(report: dict[str, object]) -> None:
         f"swap server {swap_server['url']}: "
         + (f"answers, height {swap_server['block_height']}" if answers else "not answering")
     )
+    ldk = report.get("ldk_escrow")
+    if isinstance(ldk, dict):
+        shim = "running" if ldk["bitcoind_shim"]["alive"] else "not running"
+        _console.print(f"escrow: embedded LDK node {ldk['pubkey']}; bitcoind shim {shim}")
     if report["connection_file"]:
         _console.print(f"connection file: {report['connection_file']}")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -344,9 +345,16 @@ async def status(data_dir: str | Path) -> dict[str, Any]:
         "block_height": None,
         "nodes": {},
         "swap_server": {"url": layout.swap_server_url, "block_height": None},
+        "escrow_backend": state.escrow_backend if state else None,
     }
     if state is None:
         return report
+    if state.escrow_backend == "ldk":
+        shim = processes.alive_pid(layout.pid_path(BITCOIND_SHIM))
+        report["ldk_escrow"] = {
+            "pubkey": _connection_section(layout, "ldk_escrow").get("pubkey"),
+            "bitcoind_shim": {"pid": shim, "alive": shim is not None},
+        }
     report["swap_server"]["block_height"] = await swap_server_height(layout)
     if pids["btcd"] is not None:
         with contextlib.suppress(BtcdRpcError):
@@ -357,6 +365,14 @@ async def status(data_dir: str | Path) -> dict[str, Any]:
                 continue
             report["nodes"][name] = await _node_report(admin)
     return report
+
+
+def _connection_section(layout: Layout, name: str) -> dict[str, Any]:
+    try:
+        section = json.loads(layout.connection_path.read_text()).get(name)
+    except (OSError, ValueError):
+        return {}
+    return section if isinstance(section, dict) else {}
 
 
 async def _node_report(admin: LndAdmin) -> dict[str, Any]:

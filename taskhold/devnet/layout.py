@@ -168,7 +168,7 @@ class Layout:
     @property
     def process_names(self) -> tuple[str, ...]:
         """Every managed process: the daemons, then the swap server that runs on them."""
-        return (*self.daemon_names, SWAP_SERVER, "bitcoind-shim")
+        return (*self.daemon_names, SWAP_SERVER)
 
     # -- btcd --------------------------------------------------------------------------------
 

@@ -14,6 +14,8 @@ import pytest
 from support.demo_runs import audit_demo_log
 from support.devnet_network import DevnetHandle, get_ldk_devnet
 
+from taskhold.devnet import control
+
 pytestmark = [pytest.mark.devnet, pytest.mark.slow]
 
 
@@ -151,9 +153,14 @@ async def test_demo_on_the_ldk_escrow_ends_paid_and_audits_clean(
     get_ldk_devnet()  # skips locally (fails under CI) without the LDK module
     _devnet_up(devnet, "ldk")
     try:
+        report = await control.status(devnet.data_dir)
         out = _demo_on_devnet(devnet, tmp_path)
     finally:
         _devnet_up(devnet, "lnd")  # the other devnet tests expect the lnd escrow
+    assert (report["escrow_backend"], report["ldk_escrow"]["bitcoind_shim"]["alive"]) == (
+        "ldk",
+        True,
+    )
     assert (out["final_state"], out["escrow_backend"]) == ("PAID", "ldk")
     assert hashlib.sha256(bytes.fromhex(out["preimage"])).hexdigest() == out["payment_hash"]
     connection = json.loads(devnet.connection_file.read_text())
