@@ -125,7 +125,7 @@ class LndHarness:
     """The devnet's real lnd nodes: escrow, employer as the payer, worker as the payee."""
 
     devnet: DevnetHandle
-    escrow: LndBackend
+    escrow: LightningBackend
     payer: LndBackend
     payee: LndBackend
     payer_wallet: LndWallet
@@ -165,11 +165,13 @@ async def _quiet_local_balance_msat(wallet: LndWallet) -> int:
 
 
 @asynccontextmanager
-async def lnd_harness() -> AsyncIterator[Harness]:
-    devnet = get_devnet()
-    harness = LndHarness(
+async def _lnd_peers(
+    devnet: DevnetHandle, escrow: LightningBackend, harness_type: type[LndHarness]
+) -> AsyncIterator[Harness]:
+    """``escrow`` between the devnet's employer (payer) and worker (payee) lnd nodes."""
+    harness = harness_type(
         devnet=devnet,
-        escrow=devnet.backend("escrow", payment_grace_seconds=2.0),
+        escrow=escrow,
         payer=devnet.backend("employer"),
         payee=devnet.backend("worker"),
         payer_wallet=devnet.wallet("employer"),
@@ -181,6 +183,11 @@ async def lnd_harness() -> AsyncIterator[Harness]:
         clients = (harness.escrow, harness.payer, harness.payee)
         for client in (*clients, harness.payer_wallet, harness.payee_wallet):
             await client.close()
+
+
+def lnd_harness() -> AbstractAsyncContextManager[Harness]:
+    devnet = get_devnet()
+    return _lnd_peers(devnet, devnet.backend("escrow", payment_grace_seconds=2.0), LndHarness)
 
 
 @dataclass
@@ -197,20 +204,8 @@ class LdkHarness(LndHarness):
 async def ldk_harness() -> AsyncIterator[Harness]:
     devnet = get_ldk_devnet()
     escrow = await open_devnet_ldk_escrow(devnet, payment_grace_seconds=2.0)
-    harness = LdkHarness(
-        devnet=devnet,
-        escrow=escrow,
-        payer=devnet.backend("employer"),
-        payee=devnet.backend("worker"),
-        payer_wallet=devnet.wallet("employer"),
-        payee_wallet=devnet.wallet("worker"),
-    )
-    try:
+    async with _lnd_peers(devnet, escrow, LdkHarness) as harness:
         yield harness
-    finally:
-        clients = (harness.escrow, harness.payer, harness.payee)
-        for client in (*clients, harness.payer_wallet, harness.payee_wallet):
-            await client.close()
 
 
 HARNESSES: dict[str, Callable[[], AbstractAsyncContextManager[Harness]]] = {
