@@ -306,6 +306,16 @@ class Settings(BaseSettings):
             raise ValueError(f"swap_api_url: {problem}")
         return value
 
+    @field_validator("ldk_bitcoind_rpc", "ldk_listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{value!r} is not host:port")
+        return value
+
     @field_validator("arbiters", "relays", "trusted_proxies", mode="before")
     @classmethod
     def _split_arbiters(cls, value: object) -> object:

@@ -23,14 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from support.devnet_network import DevnetHandle, get_ldk_devnet, open_devnet_ldk_escrow
 
 from taskhold.devnet.ldk_escrow import wait_ldk_synced
 from taskhold.lightning.base import InvoiceState, PaymentStatus
 from taskhold.lightning.ldk import HTLC_FAIL_BACK_BUFFER, LdkBackend, LdkConfig, StorageInUse
-from taskhold.lightning.ldk_module import LdkModuleMissing, patched_receive_method
+from taskhold.lightning.ldk_module import LdkModuleMissing, load_ldk_node, patched_receive_method
 from taskhold.lightning.lnd import LndBackend
 from taskhold.lightning.lnd_wallet import LndWallet
+from taskhold.settings import Settings
 
 AMOUNT_MSAT = 20_000_000
 WAIT_SECONDS = 30.0
@@ -205,3 +207,29 @@ def test_the_nodes_seed_and_chain_password_stay_out_of_its_config_repr(tmp_path:
 
     assert seed.hex() not in shown and repr(seed) not in shown
     assert "chain-password-7f3a" not in shown
+
+
+@pytest.mark.ldk
+def test_the_module_in_use_is_the_pinned_crate_with_taskholds_patch() -> None:
+    """``scripts/build-ldk`` records what it built; the module taskhold loads is that one."""
+    module_dir = os.environ.get("TASKHOLD_LDK_DIR")
+    if not module_dir:
+        if os.environ.get("CI") == "true":
+            pytest.fail("TASKHOLD_LDK_DIR is not set under CI")
+        pytest.skip("TASKHOLD_LDK_DIR is not set (run scripts/build-ldk)")
+    package = Path(module_dir) / "ldk_node"
+    build = (package / "BUILDINFO").read_text()
+
+    module = load_ldk_node(Path(module_dir))
+
+    assert "ldk-node 0.7.1 sha256 9a890a268dd7430d" in build
+    assert "receive-for-hash-final-cltv-delta.patch" in build
+    assert Path(module.__file__ or "").parent == package
+    assert patched_receive_method(module) == "receive_for_hash_with_final_cltv_delta"
+
+
+@pytest.mark.parametrize("value", ["8332", "localhost:", "localhost:port", "h:70000"])
+def test_the_ldk_chain_and_listen_addresses_must_be_host_and_port(value: str) -> None:
+    for name in ("ldk_bitcoind_rpc", "ldk_listen"):
+        with pytest.raises(ValidationError, match="is not host:port"):
+            Settings(**{name: value})
