@@ -73,6 +73,7 @@ MAX_FINAL_CLTV_EXPIRY_DELTA = 2016 - 16
 """LDK refuses an HTLC expiring more than ``CLTV_FAR_FAR_AWAY`` (2016) blocks ahead; the payer's
 padding (lnd adds 3) and route must fit under it, so a few blocks are kept back."""
 _FINAL = frozenset({InvoiceState.SETTLED, InvoiceState.CANCELED})
+_PENDING = (InvoiceState.OPEN, InvoiceState.ACCEPTED)
 _EVENT_POLL_S = 0.05
 _TICK_S = 1.0
 # LDK Node's PaymentFailureReason, in lnd's words (the engine reads lnd's names).
@@ -139,6 +140,7 @@ class LdkBackend:
         *,
         network: str = "bcrt",
         payment_grace_seconds: float = 30.0,
+        claim_seconds: float = 30.0,
         clock: Any = time.time,
     ) -> None:
         self.network = network
@@ -147,6 +149,7 @@ class LdkBackend:
         self._records = records
         self._receive = getattr(node.bolt11_payment(), patched_receive_method(module))
         self._grace_seconds = payment_grace_seconds
+        self._claim_seconds = claim_seconds
         self._clock = clock
         self._loop = asyncio.get_running_loop()
         self._subscribers: set[asyncio.Queue[InvoiceStatus]] = set()
@@ -273,8 +276,7 @@ class LdkBackend:
 
     async def subscribe_invoice(self, payment_hash: bytes) -> AsyncIterator[InvoiceStatus]:
         """The invoice now and after every change, until SETTLED or CANCELED."""
-        queue: asyncio.Queue[InvoiceStatus] = asyncio.Queue()
-        self._subscribers.add(queue)
+        queue = self._subscribe()
         try:
             last = await self.lookup_invoice(payment_hash)
             yield last
@@ -292,8 +294,7 @@ class LdkBackend:
 
     async def subscribe_invoices(self) -> AsyncGenerator[InvoiceStatus, None]:
         """Every pending invoice once, then every change, for as long as the caller reads."""
-        queue: asyncio.Queue[InvoiceStatus] = asyncio.Queue()
-        self._subscribers.add(queue)
+        queue = self._subscribe()
         try:
             for record in await asyncio.to_thread(self._records.pending):
                 yield (await self._current(record.payment_hash)).status()
@@ -307,20 +308,36 @@ class LdkBackend:
             self._subscribers.discard(queue)
 
     async def settle_invoice(self, preimage: bytes) -> None:
-        """``claim_for_hash``; settling a SETTLED invoice is done already."""
+        """``claim_for_hash``, then wait until LDK reports the claim done (``PaymentReceived``):
+        LDK queues a claim it cannot make without an error, so only the event proves it.
+        Settling a SETTLED invoice is done already; an unconfirmed claim raises
+        :class:`NodeUnreachable` and may be repeated."""
         payment_hash = hashlib.sha256(preimage).digest()
         record = await self._current(payment_hash)
         if record.state is InvoiceState.SETTLED:
             return
         if record.state is not InvoiceState.ACCEPTED:
             raise WrongInvoiceState(f"cannot settle a {record.state.value} invoice")
-        await self._call(
-            self._node.bolt11_payment().claim_for_hash,
-            payment_hash.hex(),
-            record.amount_paid_msat,
-            preimage.hex(),
-        )
-        self._save(record.with_state(InvoiceState.SETTLED))
+        queue = self._subscribe()
+        try:
+            await self._call(
+                self._node.bolt11_payment().claim_for_hash,
+                payment_hash.hex(),
+                record.amount_paid_msat,
+                preimage.hex(),
+            )
+            async with asyncio.timeout(self._claim_seconds):
+                while (await self._current(payment_hash)).state is InvoiceState.ACCEPTED:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(queue.get(), _TICK_S)
+        except TimeoutError:
+            raise NodeUnreachable(
+                f"LDK has not confirmed the claim of {payment_hash.hex()} yet; settle again"
+            ) from None
+        finally:
+            self._subscribers.discard(queue)
+        if (await self._current(payment_hash)).state is not InvoiceState.SETTLED:
+            raise WrongInvoiceState("the node cancelled the invoice before the claim")
 
     async def cancel_invoice(self, payment_hash: bytes) -> None:
         """``fail_for_hash``: held HTLCs go back; a later payment of this hash is refused."""
@@ -330,25 +347,36 @@ class LdkBackend:
         if record.state is InvoiceState.SETTLED:
             raise WrongInvoiceState("cannot cancel a SETTLED invoice")
         await self._call(self._node.bolt11_payment().fail_for_hash, payment_hash.hex())
-        self._save(record.with_state(InvoiceState.CANCELED))
+        if not self._save(record.with_state(InvoiceState.CANCELED), if_state=_PENDING):
+            raise WrongInvoiceState("the invoice settled while it was being cancelled")
 
     async def _current(self, payment_hash: bytes) -> HoldRecord:
         """The record, CANCELED if LDK has failed its HTLC back or it expired unpaid."""
         record = await asyncio.to_thread(self._records.get, payment_hash)
         if record is None:
             raise InvoiceNotFound(f"no invoice for hash {payment_hash.hex()}")
-        if record.state is InvoiceState.ACCEPTED and record.expiry_height is not None:
-            if await self.block_height() >= record.expiry_height - HTLC_FAIL_BACK_BUFFER:
-                record = record.with_state(InvoiceState.CANCELED)
-                self._save(record)
-        elif record.expired_unpaid(int(self._clock())):
-            record = record.with_state(InvoiceState.CANCELED)
-            self._save(record)
+        failed_back = (
+            record.state is InvoiceState.ACCEPTED
+            and record.expiry_height is not None
+            and await self.block_height() >= record.expiry_height - HTLC_FAIL_BACK_BUFFER
+        )
+        if failed_back or record.expired_unpaid(int(self._clock())):
+            cancelled = record.with_state(InvoiceState.CANCELED)
+            if self._save(cancelled, if_state=(record.state,)):
+                return cancelled
+            return await self._current(payment_hash)  # an event changed it meanwhile
         return record
 
-    def _save(self, record: HoldRecord) -> None:
-        self._records.save(record)
-        self._publish(record.status())
+    def _save(self, record: HoldRecord, *, if_state: tuple[InvoiceState, ...]) -> bool:
+        saved = self._records.save(record, if_state=if_state)
+        if saved:
+            self._publish(record.status())
+        return saved
+
+    def _subscribe(self) -> asyncio.Queue[InvoiceStatus]:
+        queue: asyncio.Queue[InvoiceStatus] = asyncio.Queue()
+        self._subscribers.add(queue)
+        return queue
 
     def _publish(self, status: InvoiceStatus) -> None:
         for queue in tuple(self._subscribers):
@@ -473,8 +501,10 @@ class LdkBackend:
             self._claimable(event)
         elif isinstance(event, events.PAYMENT_RECEIVED):
             record = self._records.get(bytes.fromhex(str(event.payment_hash)))
-            if record is not None and record.state is not InvoiceState.SETTLED:
-                self._save_from_thread(record.with_state(InvoiceState.SETTLED))
+            if record is not None:
+                # The claim went through: whatever the record said, the money is ours.
+                settled = record.with_state(InvoiceState.SETTLED)
+                self._save_from_thread(settled, if_state=(*_PENDING, InvoiceState.CANCELED))
         elif isinstance(event, events.PAYMENT_FAILED):
             if event.payment_hash is not None:
                 reason = getattr(event.reason, "name", "")
@@ -516,11 +546,15 @@ class LdkBackend:
             accept_height=height,
             expiry_height=int(deadline) + HTLC_FAIL_BACK_BUFFER,
         )
-        self._save_from_thread(accepted)
+        if not self._save_from_thread(accepted, if_state=(InvoiceState.OPEN,)):
+            # Cancelled (or expired) between the read above and now: not held after all.
+            self._node.bolt11_payment().fail_for_hash(str(event.payment_hash))
 
-    def _save_from_thread(self, record: HoldRecord) -> None:
-        self._records.save(record)
-        self._loop.call_soon_threadsafe(self._publish, record.status())
+    def _save_from_thread(self, record: HoldRecord, *, if_state: tuple[InvoiceState, ...]) -> bool:
+        saved = self._records.save(record, if_state=if_state)
+        if saved:
+            self._loop.call_soon_threadsafe(self._publish, record.status())
+        return saved
 
     # -- calls into the node ------------------------------------------------------------------
 

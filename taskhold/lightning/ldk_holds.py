@@ -109,20 +109,25 @@ class HoldRecords:
                 return False
         return True
 
-    def save(self, record: HoldRecord) -> None:
-        """Write an invoice's state and held HTLC (its terms never change)."""
+    def save(self, record: HoldRecord, *, if_state: tuple[InvoiceState, ...]) -> bool:
+        """Write an invoice's state and held HTLC (its terms never change) if it is still in one
+        of ``if_state``: the event thread and the event loop race, and the first change wins."""
+        states = [state.value for state in if_state]
+        marks = ",".join("?" * len(states))
         with self._lock:
-            self._db.execute(
+            cursor = self._db.execute(
                 "UPDATE hold_invoices SET state=?, amount_paid_msat=?, accept_height=?,"
-                " expiry_height=? WHERE payment_hash=?",
+                f" expiry_height=? WHERE payment_hash=? AND state IN ({marks})",
                 (
                     record.state.value,
                     record.amount_paid_msat,
                     record.accept_height,
                     record.expiry_height,
                     record.payment_hash.hex(),
+                    *states,
                 ),
             )
+        return cursor.rowcount == 1
 
     def get(self, payment_hash: bytes) -> HoldRecord | None:
         with self._lock:

@@ -9,6 +9,7 @@ changes nothing. The real node's side of each case is in ``test_ldk_backend.py``
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from taskhold.lightning.base import InvoiceState
+from taskhold.lightning.base import InvoiceState, NodeUnreachable
 from taskhold.lightning.ldk import HTLC_FAIL_BACK_BUFFER, LdkBackend
 from taskhold.lightning.ldk_holds import HoldRecord, HoldRecords
 from taskhold.lightning.ldk_module import PATCHED_RECEIVE
@@ -37,12 +38,22 @@ class PaymentClaimable:
     custom_records: list[Any] = field(default_factory=list)
 
 
+@dataclass
+class PaymentReceived:
+    payment_hash: str
+    amount_msat: int = AMOUNT_MSAT
+
+
 class Bolt11Payment:
     def __init__(self) -> None:
         self.failed: list[str] = []
+        self.claimed: list[str] = []
 
     def fail_for_hash(self, payment_hash: str) -> None:
         self.failed.append(payment_hash)
+
+    def claim_for_hash(self, payment_hash: str, amount_msat: int, preimage: str) -> None:
+        self.claimed.append(payment_hash)  # queued; only PaymentReceived says it happened
 
 
 setattr(Bolt11Payment, PATCHED_RECEIVE, lambda self, *args: None)
@@ -63,7 +74,7 @@ MODULE: Any = SimpleNamespace(
     Bolt11Payment=Bolt11Payment,
     Event=SimpleNamespace(
         PAYMENT_CLAIMABLE=PaymentClaimable,
-        PAYMENT_RECEIVED=type("PaymentReceived", (), {}),
+        PAYMENT_RECEIVED=PaymentReceived,
         PAYMENT_FAILED=type("PaymentFailed", (), {}),
         PAYMENT_SUCCESSFUL=type("PaymentSuccessful", (), {}),
     ),
@@ -72,13 +83,13 @@ MODULE: Any = SimpleNamespace(
 
 @pytest.fixture
 async def backend(tmp_path: Path) -> Any:
-    backend = LdkBackend(Node(), MODULE, HoldRecords(tmp_path))
+    backend = LdkBackend(Node(), MODULE, HoldRecords(tmp_path), claim_seconds=0.5)
     yield backend
     backend._records.close()
 
 
-def _open_invoice(backend: LdkBackend) -> bytes:
-    payment_hash = hashlib.sha256(os.urandom(32)).digest()
+def _open_invoice(backend: LdkBackend, preimage: bytes | None = None) -> bytes:
+    payment_hash = hashlib.sha256(preimage or os.urandom(32)).digest()
     backend._records.add(
         HoldRecord(
             payment_hash=payment_hash,
@@ -160,7 +171,7 @@ async def test_an_htlc_for_a_finished_invoice_is_failed_back(
     payment_hash = _open_invoice(backend)
     record = backend._records.get(payment_hash)
     assert record is not None
-    backend._records.save(record.with_state(state))
+    backend._records.save(record.with_state(state), if_state=(InvoiceState.OPEN,))
 
     _arrives(backend, payment_hash)
 
@@ -177,3 +188,43 @@ async def test_an_htlc_for_a_hash_this_backend_never_issued_is_failed_back(
 
     assert _failed(backend) == [stranger.hex()]
     assert backend._records.get(stranger) is None
+
+
+async def test_a_claim_ldk_never_confirms_is_not_reported_settled(backend: LdkBackend) -> None:
+    """LDK queues a claim it cannot make without an error: only ``PaymentReceived`` settles."""
+    preimage = os.urandom(32)
+    payment_hash = _open_invoice(backend, preimage)
+    _arrives(backend, payment_hash)
+
+    with pytest.raises(NodeUnreachable, match="not confirmed the claim"):
+        await backend.settle_invoice(preimage)
+
+    assert backend._node.bolt11_payment().claimed == [payment_hash.hex()]
+    assert (await backend.lookup_invoice(payment_hash)).state is InvoiceState.ACCEPTED
+
+
+async def test_settling_returns_once_ldk_reports_the_payment_received(backend: LdkBackend) -> None:
+    preimage = os.urandom(32)
+    payment_hash = _open_invoice(backend, preimage)
+    _arrives(backend, payment_hash)
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.1, backend._handle, PaymentReceived(payment_hash.hex()))
+
+    await backend.settle_invoice(preimage)
+
+    assert (await backend.lookup_invoice(payment_hash)).state is InvoiceState.SETTLED
+
+
+def test_the_first_change_of_a_pending_invoice_wins(tmp_path: Path) -> None:
+    records = HoldRecords(tmp_path)
+    payment_hash = hashlib.sha256(b"race").digest()
+    opened = HoldRecord(payment_hash, "lnbcrt...", AMOUNT_MSAT, DELTA, 3600, 0)
+    records.add(opened)
+    assert records.save(opened.with_state(InvoiceState.CANCELED), if_state=(InvoiceState.OPEN,))
+
+    held = records.save(opened.with_state(InvoiceState.ACCEPTED), if_state=(InvoiceState.OPEN,))
+
+    assert held is False
+    assert (record := records.get(payment_hash)) is not None
+    assert record.state is InvoiceState.CANCELED
+    records.close()
