@@ -170,7 +170,9 @@ class LdkBackend:
     ) -> LdkBackend:
         """Build and start the node in ``config.storage_dir`` and begin reading its events."""
         module = load_ldk_node(module_dir)
+        # Channel states and revocation secrets live here: the owner's alone.
         config.storage_dir.mkdir(parents=True, exist_ok=True)
+        config.storage_dir.chmod(0o700)
         lock = _lock_storage(config.storage_dir)
         try:
             node = await asyncio.to_thread(build_node, module, config)

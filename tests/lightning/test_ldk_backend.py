@@ -32,6 +32,7 @@ from taskhold.lightning.ldk import HTLC_FAIL_BACK_BUFFER, LdkBackend, LdkConfig,
 from taskhold.lightning.ldk_module import LdkModuleMissing, load_ldk_node, patched_receive_method
 from taskhold.lightning.lnd import LndBackend
 from taskhold.lightning.lnd_wallet import LndWallet
+from taskhold.services import ldk_config
 from taskhold.settings import Settings
 
 AMOUNT_MSAT = 20_000_000
@@ -177,6 +178,16 @@ async def test_a_held_invoice_survives_a_restart_and_settles_after_it(
         assert await _payer_outcome(ldk.payer_node, payment_hash) is PaymentStatus.SUCCEEDED
     finally:
         await again.close()
+
+
+@pytest.mark.devnet
+@pytest.mark.ldk
+async def test_the_nodes_storage_is_readable_by_its_owner_only(ldk: World) -> None:
+    settings = Settings(lightning="ldk", lnd_connection_file=ldk.devnet.connection_file)
+
+    storage = ldk_config(settings, None).storage_dir
+
+    assert storage.stat().st_mode & 0o777 == 0o700
 
 
 @pytest.mark.devnet
