@@ -1,0 +1,383 @@
+"""The escrow engine, unchanged, on the devnet's embedded LDK escrow node: happy, refund,
+guardian and crash paths, the employer paying from its lnd node and the worker's invoice made
+by its lnd node, the operator's node an LDK Node in taskhold's own process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import pytest
+from support.audit_logs import audit_stored_log
+from support.devnet_network import DevnetHandle, get_ldk_devnet, open_devnet_ldk_escrow
+from support.hand_driven import drive_by_hand
+
+from taskhold.api.application import create_api
+from taskhold.client import TaskholdClient
+from taskhold.devnet.ldk_escrow import wait_ldk_synced
+from taskhold.lightning.base import InvoiceNotFound, InvoiceState
+from taskhold.lightning.ldk import HTLC_FAIL_BACK_BUFFER, LdkBackend
+from taskhold.lightning.lnd_wallet import LndWallet
+from taskhold.nostr import NostrKeys
+from taskhold.server import free_port
+from taskhold.services import build_services
+from taskhold.settings import Settings
+
+from .live_stack import one_database_url, sqlite_url
+from .test_escrow_e2e import (
+    ACCEPTANCE,
+    AMOUNT_MSAT,
+    EscrowStack,
+    _wait_up,
+    funded_task,
+    invoice_state,
+    lnd_settings,
+    settled_balance,
+    submitted_task,
+)
+
+pytestmark = [pytest.mark.devnet, pytest.mark.slow, pytest.mark.ldk]
+
+__all__ = ["one_database_url", "sqlite_url"]  # the fixtures
+
+PAYMENT_GRACE_S = 2.0
+
+
+@pytest.fixture(scope="session")
+def ldk_devnet() -> DevnetHandle:
+    return get_ldk_devnet()
+
+
+def ldk_settings(devnet: DevnetHandle, data_dir: Path, database_url: str, **extra: Any) -> Settings:
+    """:func:`lnd_settings` on the LDK escrow (its hold expiry delta is raised to LDK's own)."""
+    return lnd_settings(devnet, data_dir, database_url, lightning="ldk", **extra)
+
+
+@dataclass
+class LdkStack(EscrowStack):
+    @property
+    def backend(self) -> LdkBackend:
+        return cast(LdkBackend, self.services.lightning)
+
+
+@asynccontextmanager
+async def open_ldk_stack(devnet: DevnetHandle, settings: Settings) -> AsyncIterator[LdkStack]:
+    """taskhold on the devnet's LDK escrow, opened in this process, its engine driven by hand."""
+    backend = await open_devnet_ldk_escrow(devnet, payment_grace_seconds=PAYMENT_GRACE_S)
+    try:
+        await fail_back_stale_holds(backend, devnet)
+        services = await build_services(settings, lightning=backend)
+    except BaseException:
+        await backend.close()
+        raise
+    drive_by_hand(services)
+    http = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_api(services, run_engine=False)),
+        base_url="http://taskhold.test",
+        timeout=60,
+    )
+    stack = LdkStack(services, http, devnet.wallet("employer"), devnet.wallet("worker"))
+    try:
+        yield stack
+    finally:
+        await http.aclose()
+        await services.close()  # stops the LDK node too
+        for wallet in (stack.employer_wallet, stack.worker_wallet):
+            await wallet.close()
+
+
+@pytest.fixture
+async def ldk_stack(
+    ldk_devnet: DevnetHandle, tmp_path: Path, one_database_url: str
+) -> AsyncIterator[LdkStack]:
+    settings = ldk_settings(ldk_devnet, tmp_path / "data", one_database_url)
+    async with open_ldk_stack(ldk_devnet, settings) as stack:
+        assert stack.services.settings.hold_expiry_delta == HTLC_FAIL_BACK_BUFFER == 39
+        yield stack
+
+
+async def fail_back_stale_holds(backend: LdkBackend, devnet: DevnetHandle) -> None:
+    """Cancel the holds earlier tests left on the shared node (the contract suite leaves HTLCs
+    held), and wait until no HTLC is pending on its channels: one failing back mid-test (LDK
+    fails them near their expiry, and these tests mine) would move the employer's balance."""
+    for payment in await asyncio.to_thread(backend.node.list_payments):
+        if payment.direction.name == "INBOUND" and payment.status.name == "PENDING":
+            with contextlib.suppress(InvoiceNotFound):  # an ordinary invoice, no HTLC held
+                await backend.cancel_invoice(bytes.fromhex(str(payment.kind.hash)))
+    pubkey = ldk_pubkey(devnet)
+    for node in ("employer", "worker"):
+        wallet = devnet.wallet(node)
+        try:
+            await lnd_channel_quiet(wallet, pubkey)
+        finally:
+            await wallet.close()
+
+
+async def lnd_channel_quiet(wallet: LndWallet, pubkey: str, within_s: float = 60.0) -> None:
+    """Wait until ``wallet``'s lnd has its channel with ``pubkey`` active and no HTLC pending on
+    it (a freshly started LDK node re-establishes its channels first)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        answer = await wallet._rest.call("GET", "/v1/channels")
+        if any(
+            channel.get("remote_pubkey") == pubkey
+            and channel.get("active")
+            and not channel.get("pending_htlcs")
+            for channel in answer.get("channels") or ()
+        ):
+            return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"no quiet active channel with {pubkey} within {within_s} s")
+
+
+async def worker_invoice_state(devnet: DevnetHandle, payment_hash: bytes) -> InvoiceState:
+    worker = devnet.backend("worker")
+    try:
+        return (await worker.lookup_invoice(payment_hash)).state
+    finally:
+        await worker.close()
+
+
+def ldk_pubkey(devnet: DevnetHandle) -> str:
+    return str(json.loads(devnet.connection_file.read_text())["ldk_escrow"]["pubkey"])
+
+
+async def lightning_balance_sat(backend: LdkBackend) -> int:
+    """The LDK node's channel balance once two reads 0.2 s apart agree (a claim moves it when
+    the commitment update is signed, a moment after the call returns)."""
+    previous = -1
+    for _ in range(50):
+        balances = await asyncio.to_thread(backend.node.list_balances)
+        if int(balances.total_lightning_balance_sats) == previous:
+            return previous
+        previous = int(balances.total_lightning_balance_sats)
+        await asyncio.sleep(0.2)
+    return previous
+
+
+async def ldk_channels_whole(backend: LdkBackend, devnet: DevnetHandle) -> bool:
+    """Both of the LDK escrow's channels still open and usable, nothing being swept on chain."""
+    channels = await asyncio.to_thread(backend.node.list_channels)
+    usable = {str(channel.counterparty_node_id) for channel in channels if channel.is_usable}
+    balances = await asyncio.to_thread(backend.node.list_balances)
+    return usable >= {devnet.pubkey("employer"), devnet.pubkey("worker")} and not list(
+        balances.pending_balances_from_channel_closures
+    )
+
+
+async def lnd_never_closed_with(wallet: LndWallet, pubkey: str) -> bool:
+    """The lnd node has no closing, force-closing or closed channel with ``pubkey``."""
+    rest = wallet._rest
+    pending = await rest.call("GET", "/v1/channels/pending")
+    closed = await rest.call("GET", "/v1/channels/closed")
+    closing = [
+        entry.get("channel", {}).get("remote_node_pub")
+        for key in ("waiting_close_channels", "pending_force_closing_channels")
+        for entry in pending.get(key) or ()
+    ]
+    gone = [channel.get("remote_pubkey") for channel in closed.get("channels") or ()]
+    return pubkey not in closing and pubkey not in gone
+
+
+async def no_force_closes(stack: LdkStack, devnet: DevnetHandle) -> bool:
+    pubkey = ldk_pubkey(devnet)
+    return (
+        await ldk_channels_whole(stack.backend, devnet)
+        and await lnd_never_closed_with(stack.employer_wallet, pubkey)
+        and await lnd_never_closed_with(stack.worker_wallet, pubkey)
+    )
+
+
+async def test_happy_path_moves_real_money(ldk_stack: LdkStack, ldk_devnet: DevnetHandle) -> None:
+    employer, worker = ldk_stack.client(), ldk_stack.client()
+    employer_before = await settled_balance(ldk_stack.employer_wallet)
+    worker_before = await settled_balance(ldk_stack.worker_wallet)
+    escrow_before = await lightning_balance_sat(ldk_stack.backend)
+    started = time.monotonic()
+
+    task = await submitted_task(ldk_stack, employer, worker)
+    await employer.approve(task["task_id"])
+
+    async def is_paid() -> bool:
+        return (await employer.get_task(task["task_id"]))["state"] == "PAID"
+
+    await ldk_stack.drive(is_paid)
+    elapsed = time.monotonic() - started
+    final = await employer.get_task(task["task_id"])
+    payment_hash = final["funding"]["payment_hash"]
+    assert hashlib.sha256(bytes.fromhex(final["preimage"])).hexdigest() == payment_hash
+    assert await invoice_state(ldk_stack, payment_hash) is InvoiceState.SETTLED
+    worker_gain = await settled_balance(ldk_stack.worker_wallet) - worker_before
+    employer_loss = employer_before - await settled_balance(ldk_stack.employer_wallet)
+    assert worker_gain == final["payout_msat"]
+    assert employer_loss == final["amount_msat"]  # a direct channel: no routing fee
+    escrow_gain = await lightning_balance_sat(ldk_stack.backend) - escrow_before
+    assert escrow_gain * 1000 == final["fee_msat"] - final["payout_fee_msat"]
+    audited = await audit_stored_log(ldk_stack.services)
+    assert audited.clean, [finding.to_json() for finding in audited.findings]
+    assert audited.summary.payouts >= 1 and audited.summary.payout_proven
+    assert await no_force_closes(ldk_stack, ldk_devnet)
+    print(f"\nfull task lifecycle on the LDK escrow: {elapsed:.2f} s")
+
+
+async def test_refund_returns_the_employers_htlc(
+    ldk_stack: LdkStack, ldk_devnet: DevnetHandle
+) -> None:
+    employer = ldk_stack.client()
+    before = await settled_balance(ldk_stack.employer_wallet)
+    task = await funded_task(ldk_stack, employer)
+    assert await settled_balance(ldk_stack.employer_wallet) < before  # the HTLC is held
+    await employer.cancel(task["task_id"], reason="plans changed")
+
+    async def is_refunded() -> bool:
+        return (await employer.get_task(task["task_id"]))["state"] == "REFUNDED"
+
+    await ldk_stack.drive(is_refunded)
+    assert await invoice_state(ldk_stack, task["funding"]["payment_hash"]) is InvoiceState.CANCELED
+    assert await settled_balance(ldk_stack.employer_wallet) == before
+    assert await no_force_closes(ldk_stack, ldk_devnet)
+
+
+async def test_guardian_cancels_before_ldk_would(
+    ldk_devnet: DevnetHandle, tmp_path: Path, one_database_url: str
+) -> None:
+    # No payout reserve: nothing is paid out here, and the hold (so the blocks to mine) shrinks
+    # to the windows plus LDK's fail-back buffer and the guardian's margins.
+    settings = ldk_settings(
+        ldk_devnet, tmp_path / "data", one_database_url, payout_cltv_reserve_blocks=0
+    )
+    async with open_ldk_stack(ldk_devnet, settings) as stack:
+        employer, worker = stack.client(), stack.client()
+        before = await settled_balance(stack.employer_wallet)
+        task = await funded_task(stack, employer)
+        await worker.claim(task["task_id"])
+        expiry = task["funding"]["accepted_htlc_expiry_height"]
+        btcd = ldk_devnet.btcd()
+        mined = 0
+        while (await employer.get_task(task["task_id"]))["state"] != "REFUNDED":
+            assert mined < 200, "the guardian never acted"
+            await ldk_devnet.mine(1)
+            mined += 1
+            await wait_ldk_synced(stack.backend, btcd)
+            await stack.services.engine.reconcile()
+        height = await stack.backend.block_height()
+        final = await employer.get_task(task["task_id"])
+        assert height < expiry - HTLC_FAIL_BACK_BUFFER  # taskhold acted before LDK's own fail
+        assert "expiry" in final["refund_reason"]
+        assert await settled_balance(stack.employer_wallet) == before
+        assert await no_force_closes(stack, ldk_devnet)
+        print(
+            f"\nguardian refunded after {mined} blocks, at {height},"
+            f" {expiry - height} before the HTLC's expiry ({expiry})"
+        )
+
+
+async def test_crash_between_payout_and_settle_recovers(
+    ldk_devnet: DevnetHandle, tmp_path: Path, sqlite_url: str
+) -> None:
+    """A real ``taskhold serve --lightning ldk`` dies, its LDK node with it, right after paying
+    the worker and before claiming the employer's HTLC; a new one finishes the release."""
+    backend = await open_devnet_ldk_escrow(ldk_devnet)
+    try:
+        await fail_back_stale_holds(backend, ldk_devnet)
+    finally:
+        await backend.close()  # the server runs the node from here on
+    data_dir = tmp_path / "data"
+    port = free_port()
+    env = dict(
+        os.environ,
+        TASKHOLD_DATABASE_URL=sqlite_url,
+        TASKHOLD_LND_CONNECTION_FILE=str(ldk_devnet.connection_file),
+        TASKHOLD_DEFAULT_REVIEW_WINDOW_S="600",
+        TASKHOLD_ENGINE_TICK_S="0.2",
+        TASKHOLD_CRASH_AT="after_payout",
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "taskhold.cli",
+        "serve",
+        "--lightning",
+        "ldk",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    employer_wallet, worker_wallet = ldk_devnet.wallet("employer"), ldk_devnet.wallet("worker")
+    pubkey = ldk_pubkey(ldk_devnet)
+    url = f"http://127.0.0.1:{port}"
+    employer = TaskholdClient(url, NostrKeys.generate())
+    worker = TaskholdClient(url, NostrKeys.generate())
+    try:
+        try:
+            await _wait_up(url)
+            await lnd_channel_quiet(employer_wallet, pubkey)
+            await lnd_channel_quiet(worker_wallet, pubkey)
+            employer_before = await settled_balance(employer_wallet)
+            worker_before = await settled_balance(worker_wallet)
+            task = await employer.create_task(
+                "Crash test", "", AMOUNT_MSAT, int(time.time()) + 1800, acceptance=ACCEPTANCE
+            )
+            funding = (await employer.request_funding(task["task_id"]))["funding"]
+            paid = await employer_wallet.send_payment(funding["payment_request"])
+            assert paid.status.value in ("IN_FLIGHT", "SUCCEEDED"), paid
+            await employer.wait_for_state(task["task_id"], {"FUNDED"}, timeout_s=60)
+            await worker.claim(task["task_id"])
+            invoice = await worker_wallet.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+            await worker.submit_proof(
+                task["task_id"], {"url": "https://example.org/c"}, invoice.payment_request
+            )
+            await employer.approve(task["task_id"])
+            assert server.wait(timeout=60) == -signal.SIGKILL  # killed after paying the worker
+            # The worker's node settled its invoice (it gave up the preimage); the commitment
+            # update that moves its balance may have died with the LDK node, to be completed
+            # once the node runs again.
+            assert await worker_invoice_state(ldk_devnet, invoice.payment_hash) is (
+                InvoiceState.SETTLED
+            )
+
+            env.pop("TASKHOLD_CRASH_AT")
+            server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            await _wait_up(url)
+            final = await employer.wait_for_state(task["task_id"], {"PAID"}, timeout_s=90)
+            assert (
+                hashlib.sha256(bytes.fromhex(final["preimage"])).hexdigest()
+                == funding["payment_hash"]
+            )
+            assert await settled_balance(worker_wallet) - worker_before == task["payout_msat"]
+            assert employer_before - await settled_balance(employer_wallet) == task["amount_msat"]
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            log.close()
+            await employer.aclose()
+            await worker.aclose()
+        # Only now, with the server gone, may this process open the LDK node to look at it.
+        backend = await open_devnet_ldk_escrow(ldk_devnet)
+        try:
+            status = await backend.lookup_invoice(bytes.fromhex(funding["payment_hash"]))
+            assert status.state is InvoiceState.SETTLED
+            assert await ldk_channels_whole(backend, ldk_devnet)
+        finally:
+            await backend.close()
+        assert await lnd_never_closed_with(employer_wallet, pubkey)
+        assert await lnd_never_closed_with(worker_wallet, pubkey)
+    finally:
+        await employer_wallet.close()
+        await worker_wallet.close()
