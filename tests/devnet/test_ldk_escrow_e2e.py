@@ -28,7 +28,12 @@ from support.hand_driven import drive_by_hand
 from taskhold.api.application import create_api
 from taskhold.client import TaskholdClient
 from taskhold.devnet.ldk_escrow import wait_ldk_synced
-from taskhold.lightning.base import InvoiceNotFound, InvoiceState
+from taskhold.lightning.base import (
+    InvoiceNotFound,
+    InvoiceState,
+    PaymentResult,
+    PaymentStatus,
+)
 from taskhold.lightning.ldk import HTLC_FAIL_BACK_BUFFER, LdkBackend
 from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.nostr import NostrKeys
@@ -143,6 +148,22 @@ async def lnd_channel_quiet(wallet: LndWallet, pubkey: str, within_s: float = 60
     raise AssertionError(f"no quiet active channel with {pubkey} within {within_s} s")
 
 
+async def payment_outcome(
+    devnet: DevnetHandle, node: str, payment_hash: str, within_s: float = 60.0
+) -> PaymentResult:
+    """``node``'s payment of ``payment_hash`` once it is no longer in flight."""
+    payer = devnet.backend(node)
+    try:
+        deadline = time.monotonic() + within_s
+        while True:
+            result = await payer.lookup_payment(bytes.fromhex(payment_hash))
+            if result.status is not PaymentStatus.IN_FLIGHT or time.monotonic() > deadline:
+                return result
+            await asyncio.sleep(0.3)
+    finally:
+        await payer.close()
+
+
 async def worker_invoice_state(devnet: DevnetHandle, payment_hash: bytes) -> InvoiceState:
     worker = devnet.backend("worker")
     try:
@@ -246,6 +267,40 @@ async def test_refund_returns_the_employers_htlc(
         return (await employer.get_task(task["task_id"]))["state"] == "REFUNDED"
 
     await ldk_stack.drive(is_refunded)
+    assert await invoice_state(ldk_stack, task["funding"]["payment_hash"]) is InvoiceState.CANCELED
+    assert await settled_balance(ldk_stack.employer_wallet) == before
+    assert await no_force_closes(ldk_stack, ldk_devnet)
+
+
+async def test_an_htlc_paid_again_after_the_refund_goes_back(
+    ldk_stack: LdkStack, ldk_devnet: DevnetHandle
+) -> None:
+    """A hostile employer pays the funding invoice a second time after its refund: the LDK
+    node must fail the HTLC back, never hold it for a task that is over (held, a later
+    settle or force-close would make it the operator's to return)."""
+    employer = ldk_stack.client()
+    before = await settled_balance(ldk_stack.employer_wallet)
+    task = await funded_task(ldk_stack, employer)
+    await employer.cancel(task["task_id"], reason="plans changed")
+
+    async def is_refunded() -> bool:
+        return (await employer.get_task(task["task_id"]))["state"] == "REFUNDED"
+
+    await ldk_stack.drive(is_refunded)
+    await lnd_channel_quiet(ldk_stack.employer_wallet, ldk_pubkey(ldk_devnet))
+    assert await settled_balance(ldk_stack.employer_wallet) == before
+
+    again = await ldk_stack.employer_wallet.send_payment(task["funding"]["payment_request"])
+    assert again.status.value in ("IN_FLIGHT", "FAILED"), again
+    second = await payment_outcome(ldk_devnet, "employer", task["funding"]["payment_hash"])
+    await lnd_channel_quiet(ldk_stack.employer_wallet, ldk_pubkey(ldk_devnet))
+    # It reached the LDK node, which failed it back as for an unknown invoice.
+    assert second.status is PaymentStatus.FAILED
+    assert second.failure_reason == "FAILURE_REASON_INCORRECT_PAYMENT_DETAILS"
+    for _ in range(3):
+        await ldk_stack.services.engine.reconcile()
+    final = await employer.get_task(task["task_id"])
+    assert final["state"] == "REFUNDED"
     assert await invoice_state(ldk_stack, task["funding"]["payment_hash"]) is InvoiceState.CANCELED
     assert await settled_balance(ldk_stack.employer_wallet) == before
     assert await no_force_closes(ldk_stack, ldk_devnet)
