@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import bolt11
 import httpx
 import pytest
 from support.audit_logs import audit_stored_log
@@ -35,6 +36,7 @@ from taskhold.lightning.base import (
     PaymentStatus,
 )
 from taskhold.lightning.ldk import HTLC_FAIL_BACK_BUFFER, LdkBackend
+from taskhold.lightning.lnd_rest import b64
 from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.nostr import NostrKeys
 from taskhold.server import free_port
@@ -302,6 +304,78 @@ async def test_an_htlc_paid_again_after_the_refund_goes_back(
     final = await employer.get_task(task["task_id"])
     assert final["state"] == "REFUNDED"
     assert await invoice_state(ldk_stack, task["funding"]["payment_hash"]) is InvoiceState.CANCELED
+    assert await settled_balance(ldk_stack.employer_wallet) == before
+    assert await no_force_closes(ldk_stack, ldk_devnet)
+
+
+async def pay_by_hand(
+    wallet: LndWallet, payment_request: str, amount_msat: int, pubkey: str
+) -> dict[str, Any]:
+    """Pay ``amount_msat`` (not the invoice's amount) for ``payment_request`` straight to
+    ``pubkey`` over a route built by hand, as a hostile payer can; the HTLC attempt's end."""
+    invoice = bolt11.decode(payment_request)
+    rest = wallet._rest
+    routes = await rest.call(
+        "GET",
+        f"/v1/graph/routes/{pubkey}/{amount_msat // 1000}",
+        params={"final_cltv_delta": str(invoice.min_final_cltv_expiry + 3)},
+    )
+    route = routes["routes"][0]
+    route["hops"][-1]["mpp_record"] = {
+        "payment_addr": b64(bytes.fromhex(invoice.payment_secret)),
+        "total_amt_msat": str(amount_msat),
+    }
+    body = {"payment_hash": b64(bytes.fromhex(invoice.payment_hash)), "route": route}
+    attempt: dict[str, Any] = await rest.call("POST", "/v2/router/route/send", body=body)
+    return attempt
+
+
+@pytest.mark.parametrize("off_by_msat", [-1000, 1000], ids=["underpaid", "overpaid"])
+async def test_an_htlc_of_the_wrong_amount_never_funds_the_task(
+    ldk_stack: LdkStack, ldk_devnet: DevnetHandle, off_by_msat: int
+) -> None:
+    """A hostile employer pays its funding invoice 1 sat short, or 1 sat over, on a route of
+    its own: the task is never FUNDED, the HTLC goes back and nobody's balance moves."""
+    employer = ldk_stack.client()
+    before = await settled_balance(ldk_stack.employer_wallet)
+    task = await employer.create_task(
+        "Review a pull request",
+        "Leave a review",
+        AMOUNT_MSAT,
+        int(time.time()) + 1800,
+        acceptance=ACCEPTANCE,
+    )
+    funding = (await employer.request_funding(task["task_id"]))["funding"]
+    sending = asyncio.create_task(
+        pay_by_hand(
+            ldk_stack.employer_wallet,
+            funding["payment_request"],
+            AMOUNT_MSAT + off_by_msat,
+            ldk_pubkey(ldk_devnet),
+        )
+    )
+
+    async def htlc_gone() -> bool:
+        return sending.done()
+
+    await ldk_stack.drive(htlc_gone)  # an overpayment waits for the engine to cancel it
+    attempt = sending.result()
+    assert attempt["status"] == "FAILED", attempt
+    assert attempt["failure"]["code"] == "INCORRECT_OR_UNKNOWN_PAYMENT_DETAILS", attempt
+    await ldk_stack.services.engine.reconcile()
+    state = (await employer.get_task(task["task_id"]))["state"]
+    assert state == ("PENDING_FUNDING" if off_by_msat < 0 else "EXPIRED")
+    if off_by_msat < 0:  # refused at the door: the invoice still takes the right amount
+        paid = await ldk_stack.employer_wallet.send_payment(funding["payment_request"])
+        assert paid.status.value == "IN_FLIGHT", paid
+
+        async def in_state(wanted: str) -> bool:
+            return (await employer.get_task(task["task_id"]))["state"] == wanted
+
+        await ldk_stack.drive(lambda: in_state("FUNDED"))
+        await employer.cancel(task["task_id"], reason="changed my mind")
+        await ldk_stack.drive(lambda: in_state("REFUNDED"))
+    await lnd_channel_quiet(ldk_stack.employer_wallet, ldk_pubkey(ldk_devnet))
     assert await settled_balance(ldk_stack.employer_wallet) == before
     assert await no_force_closes(ldk_stack, ldk_devnet)
 
