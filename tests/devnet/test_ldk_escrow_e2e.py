@@ -36,6 +36,7 @@ from taskhold.lightning.base import (
     PaymentStatus,
 )
 from taskhold.lightning.ldk import HTLC_FAIL_BACK_BUFFER, LdkBackend
+from taskhold.lightning.lnd import LndBackend
 from taskhold.lightning.lnd_rest import b64
 from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.nostr import NostrKeys
@@ -55,6 +56,7 @@ from .test_escrow_e2e import (
     settled_balance,
     submitted_task,
 )
+from .test_hostile_worker import PROOF, hash_of, held_invoice
 
 pytestmark = [pytest.mark.devnet, pytest.mark.slow, pytest.mark.ldk]
 
@@ -81,9 +83,11 @@ class LdkStack(EscrowStack):
 
 
 @asynccontextmanager
-async def open_ldk_stack(devnet: DevnetHandle, settings: Settings) -> AsyncIterator[LdkStack]:
+async def open_ldk_stack(
+    devnet: DevnetHandle, settings: Settings, *, payment_grace_seconds: float = PAYMENT_GRACE_S
+) -> AsyncIterator[LdkStack]:
     """taskhold on the devnet's LDK escrow, opened in this process, its engine driven by hand."""
-    backend = await open_devnet_ldk_escrow(devnet, payment_grace_seconds=PAYMENT_GRACE_S)
+    backend = await open_devnet_ldk_escrow(devnet, payment_grace_seconds=payment_grace_seconds)
     try:
         await fail_back_stale_holds(backend, devnet)
         services = await build_services(settings, lightning=backend)
@@ -394,16 +398,8 @@ async def test_guardian_cancels_before_ldk_would(
         task = await funded_task(stack, employer)
         await worker.claim(task["task_id"])
         expiry = task["funding"]["accepted_htlc_expiry_height"]
-        btcd = ldk_devnet.btcd()
-        mined = 0
-        while (await employer.get_task(task["task_id"]))["state"] != "REFUNDED":
-            assert mined < 200, "the guardian never acted"
-            await ldk_devnet.mine(1)
-            mined += 1
-            await wait_ldk_synced(stack.backend, btcd)
-            await stack.services.engine.reconcile()
+        final, mined = await mine_until(stack, ldk_devnet, task["task_id"], {"REFUNDED"})
         height = await stack.backend.block_height()
-        final = await employer.get_task(task["task_id"])
         assert height < expiry - HTLC_FAIL_BACK_BUFFER  # taskhold acted before LDK's own fail
         assert "expiry" in final["refund_reason"]
         assert await settled_balance(stack.employer_wallet) == before
@@ -412,6 +408,114 @@ async def test_guardian_cancels_before_ldk_would(
             f"\nguardian refunded after {mined} blocks, at {height},"
             f" {expiry - height} before the HTLC's expiry ({expiry})"
         )
+
+
+async def mine_until(
+    stack: LdkStack, devnet: DevnetHandle, task_id: str, states: set[str], *, blocks: int = 300
+) -> tuple[dict[str, Any], int]:
+    """Mine one block at a time, with an engine pass once the LDK node has it, until the task
+    is in one of ``states``; the task and the blocks mined."""
+    btcd = devnet.btcd()
+    client = stack.client()
+    for mined in range(blocks):
+        task = await client.get_task(task_id)
+        if task["state"] in states:
+            return task, mined
+        await devnet.mine(1)
+        await wait_ldk_synced(stack.backend, btcd)
+        stack.services.engine._retry_at.clear()
+        await stack.services.engine.reconcile()
+    raise AssertionError(f"the task never reached {states} in {blocks} blocks")
+
+
+@pytest.fixture
+async def hostile(
+    ldk_devnet: DevnetHandle, tmp_path: Path, one_database_url: str
+) -> AsyncIterator[tuple[LdkStack, LndBackend]]:
+    """The LDK stack plus the worker's node as a backend (for hold invoices); payouts wait
+    only a moment for a held HTLC, so an engine pass is not blocked by it."""
+    settings = ldk_settings(ldk_devnet, tmp_path / "data", one_database_url, payout_timeout_s=1)
+    worker_node = ldk_devnet.backend("worker")
+    try:
+        async with open_ldk_stack(ldk_devnet, settings, payment_grace_seconds=1.0) as stack:
+            yield stack, worker_node
+    finally:
+        await worker_node.close()
+
+
+async def all_balances(stack: LdkStack) -> tuple[int, int, int]:
+    """The escrow's (msat), the employer's and the worker's channel balances."""
+    return (
+        await lightning_balance_sat(stack.backend) * 1000,
+        await settled_balance(stack.employer_wallet),
+        await settled_balance(stack.worker_wallet),
+    )
+
+
+async def approved_with_held_payout(
+    stack: LdkStack, worker_node: LndBackend
+) -> tuple[TaskholdClient, dict[str, Any], bytes, str]:
+    """A task approved with a payout invoice the worker's node holds when paid."""
+    employer, worker = stack.client(), stack.client()
+    task = await funded_task(stack, employer)
+    await worker.claim(task["task_id"])
+    preimage, payout_request = await held_invoice(worker_node, task["payout_msat"])
+    await worker.submit_proof(task["task_id"], PROOF, payout_request)
+    await employer.approve(task["task_id"])
+    await stack.services.engine.reconcile()  # starts the payout in the background
+    async with asyncio.timeout(60):
+        while True:
+            status = await stack.services.lightning.lookup_payment(hash_of(payout_request))
+            if status.status is not PaymentStatus.UNKNOWN:
+                break
+            await asyncio.sleep(0.2)
+    assert status.status is PaymentStatus.IN_FLIGHT  # held by the worker's node, not paid
+    return employer, task, preimage, payout_request
+
+
+async def test_a_held_payout_that_is_never_settled_ends_in_a_refund(
+    hostile: tuple[LdkStack, LndBackend], ldk_devnet: DevnetHandle
+) -> None:
+    """A hostile worker holds the LDK escrow's payout HTLC and never settles it: the employer
+    is refunded only once the worker's node gave the payout back, so nobody is paid twice."""
+    stack, worker_node = hostile
+    before = await all_balances(stack)
+    _, task, _, payout_request = await approved_with_held_payout(stack, worker_node)
+
+    final, mined = await mine_until(stack, ldk_devnet, task["task_id"], {"REFUNDED", "PAID"})
+
+    assert final["state"] == "REFUNDED"
+    status = await stack.services.lightning.lookup_payment(hash_of(payout_request))
+    assert status.status is PaymentStatus.FAILED  # the worker's node gave it back in time
+    assert await all_balances(stack) == before
+    assert await no_force_closes(stack, ldk_devnet)
+    print(f"\nheld payout refunded after {mined} blocks")
+
+
+async def test_a_held_payout_settled_late_pays_once(
+    hostile: tuple[LdkStack, LndBackend], ldk_devnet: DevnetHandle
+) -> None:
+    """The worker sits on the payout HTLC for ten blocks, then settles it: the release
+    completes with the employer's HTLC claimed, each party moved exactly once."""
+    stack, worker_node = hostile
+    escrow_before, employer_before, worker_before = await all_balances(stack)
+    employer, task, preimage, payout_request = await approved_with_held_payout(stack, worker_node)
+    for _ in range(10):
+        await ldk_devnet.mine(1)
+    await wait_ldk_synced(stack.backend, ldk_devnet.btcd())
+    await stack.services.engine.reconcile()
+    assert (await employer.get_task(task["task_id"]))["state"] == "VERIFIED"
+
+    await worker_node.settle_invoice(preimage)
+    final, _ = await mine_until(stack, ldk_devnet, task["task_id"], {"PAID", "REFUNDED"}, blocks=20)
+
+    assert final["state"] == "PAID"
+    assert final["payout_payment_hash"] == hash_of(payout_request).hex()
+    escrow_after, employer_after, worker_after = await all_balances(stack)
+    assert worker_after - worker_before == task["payout_msat"]
+    assert employer_before - employer_after == task["amount_msat"]
+    assert escrow_after - escrow_before == task["fee_msat"] - final["payout_fee_msat"]
+    assert await no_force_closes(stack, ldk_devnet)
 
 
 async def test_crash_between_payout_and_settle_recovers(
