@@ -434,7 +434,15 @@ async def hostile(
 ) -> AsyncIterator[tuple[LdkStack, LndBackend]]:
     """The LDK stack plus the worker's node as a backend (for hold invoices); payouts wait
     only a moment for a held HTLC, so an engine pass is not blocked by it."""
-    settings = ldk_settings(ldk_devnet, tmp_path / "data", one_database_url, payout_timeout_s=1)
+    # A payout reserve just above the worker's hold invoice (40 blocks): LDK's router pads a
+    # payout's time lock toward the whole budget, so a held payout lasts about that long.
+    settings = ldk_settings(
+        ldk_devnet,
+        tmp_path / "data",
+        one_database_url,
+        payout_timeout_s=1,
+        payout_cltv_reserve_blocks=50,
+    )
     worker_node = ldk_devnet.backend("worker")
     try:
         async with open_ldk_stack(ldk_devnet, settings, payment_grace_seconds=1.0) as stack:
@@ -470,7 +478,27 @@ async def approved_with_held_payout(
                 break
             await asyncio.sleep(0.2)
     assert status.status is PaymentStatus.IN_FLIGHT  # held by the worker's node, not paid
+    # The held payout must expire before the guardian has to decide the employer's HTLC.
+    settings = stack.services.settings
+    latest = (
+        task["funding"]["accepted_htlc_expiry_height"]
+        - settings.guard_blocks
+        - settings.payout_cltv_margin_blocks
+    )
+    assert await held_payout_expiry(stack.worker_wallet, task["payout_msat"]) <= latest
     return employer, task, preimage, payout_request
+
+
+async def held_payout_expiry(wallet: LndWallet, amount_msat: int) -> int:
+    """The expiry height of the HTLC of ``amount_msat`` the worker's node holds."""
+    async with asyncio.timeout(30):
+        while True:
+            answer = await wallet._rest.call("GET", "/v1/channels")
+            for channel in answer.get("channels") or ():
+                for htlc in channel.get("pending_htlcs") or ():
+                    if htlc.get("incoming") and int(htlc["amount"]) * 1000 == amount_msat:
+                        return int(htlc["expiration_height"])
+            await asyncio.sleep(0.2)
 
 
 async def test_a_held_payout_that_is_never_settled_ends_in_a_refund(
