@@ -1,6 +1,8 @@
 """The escrow engine, unchanged, on the devnet's embedded LDK escrow node: happy, refund,
 guardian and crash paths, the employer paying from its lnd node and the worker's invoice made
-by its lnd node, the operator's node an LDK Node in taskhold's own process."""
+by its lnd node, the operator's node an LDK Node in taskhold's own process. Then a hostile
+employer (an HTLC after the refund, one of the wrong amount) and a hostile worker (holding the
+payout): every balance exact, no channel closed, the operator never out of pocket."""
 
 from __future__ import annotations
 
