@@ -72,6 +72,10 @@ carries exactly the delta the engine chose (the HTLC must still arrive with at l
 MAX_FINAL_CLTV_EXPIRY_DELTA = 2016 - 16
 """LDK refuses an HTLC expiring more than ``CLTV_FAR_FAR_AWAY`` (2016) blocks ahead; the payer's
 padding (lnd adds 3) and route must fit under it, so a few blocks are kept back."""
+_SENDS_FROM_NEXT_BLOCK = 1
+"""LDK builds an outgoing HTLC's time lock from the next block (best height + 1), so a route
+whose total delta is the whole ``cltv_limit`` would expire one block past it; the route is held
+one under, and the HTLC expires no later than the height now plus ``cltv_limit``."""
 _FINAL = frozenset({InvoiceState.SETTLED, InvoiceState.CANCELED})
 _PENDING = (InvoiceState.OPEN, InvoiceState.ACCEPTED)
 _EVENT_POLL_S = 0.05
@@ -391,8 +395,9 @@ class LdkBackend:
     ) -> PaymentResult:
         """Pay over LDK's router and wait for SUCCEEDED or FAILED.
 
-        ``cltv_limit`` is the route's maximum total time lock (LDK's
-        ``max_total_cltv_expiry_delta``). A hash already paid or being paid is never paid
+        ``cltv_limit`` bounds the HTLC's expiry at the height now plus ``cltv_limit``, as
+        lnd's does (LDK's ``max_total_cltv_expiry_delta``, one under: LDK counts from the next
+        block). A hash already paid or being paid is never paid
         again: LDK refuses it as a duplicate and the recorded payment is followed instead. No
         final answer within ``timeout_seconds`` + the grace period returns IN_FLIGHT.
         """
@@ -404,7 +409,7 @@ class LdkBackend:
         payment_hash = bytes.fromhex(str(invoice.payment_hash()))
         route = module.RouteParametersConfig(
             max_total_routing_fee_msat=max_fee_msat,
-            max_total_cltv_expiry_delta=cltv_limit,
+            max_total_cltv_expiry_delta=max(cltv_limit - _SENDS_FROM_NEXT_BLOCK, 0),
             max_path_count=10,
             max_channel_saturation_power_of_half=2,
         )

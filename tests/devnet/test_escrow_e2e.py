@@ -62,12 +62,13 @@ def lnd_settings(devnet: DevnetHandle, data_dir: Path, database_url: str, **extr
 
 
 @dataclass
-class LndStack:
+class EscrowStack:
+    """taskhold on some escrow node, with the employer's and the worker's lnd as wallets."""
+
     services: Services
     http: httpx.AsyncClient
     employer_wallet: LndWallet
     worker_wallet: LndWallet
-    escrow_wallet: LndWallet
 
     def client(self) -> TaskholdClient:
         return TaskholdClient("http://taskhold.test", NostrKeys.generate(), http=self.http)
@@ -81,6 +82,11 @@ class LndStack:
                 return
             await asyncio.sleep(0.3)
         raise AssertionError("the engine did not get there in time")
+
+
+@dataclass
+class LndStack(EscrowStack):
+    escrow_wallet: LndWallet
 
 
 @asynccontextmanager
@@ -126,7 +132,7 @@ async def settled_balance(wallet: LndWallet) -> int:
     return previous
 
 
-async def funded_task(stack: LndStack, employer: TaskholdClient, **terms: Any) -> dict[str, Any]:
+async def funded_task(stack: EscrowStack, employer: TaskholdClient, **terms: Any) -> dict[str, Any]:
     task = await employer.create_task(
         "Review a pull request",
         "Leave a review",
@@ -147,7 +153,7 @@ async def funded_task(stack: LndStack, employer: TaskholdClient, **terms: Any) -
 
 
 async def submitted_task(
-    stack: LndStack, employer: TaskholdClient, worker: TaskholdClient
+    stack: EscrowStack, employer: TaskholdClient, worker: TaskholdClient
 ) -> dict[str, Any]:
     task = await funded_task(stack, employer)
     await worker.claim(task["task_id"])
@@ -157,7 +163,7 @@ async def submitted_task(
     )
 
 
-async def invoice_state(stack: LndStack, payment_hash: str) -> InvoiceState:
+async def invoice_state(stack: EscrowStack, payment_hash: str) -> InvoiceState:
     status = await stack.services.lightning.lookup_invoice(bytes.fromhex(payment_hash))
     return status.state
 

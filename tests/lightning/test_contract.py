@@ -691,6 +691,25 @@ async def test_a_held_payment_the_payee_cancels_fails(harness: Harness) -> None:
     assert (await final_payment(harness.escrow, payment_hash)).status is PaymentStatus.FAILED
 
 
+async def test_a_held_payment_expires_within_its_cltv_limit(harness: Harness) -> None:
+    """``cltv_limit`` bounds the HTLC's expiry at the height now plus the limit, whatever the
+    router pads: the engine counts on a payout resolving before the hold behind it must be
+    decided."""
+    preimage, payment_request = await payee_hold_invoice(harness, cltv_expiry_delta=40)
+    payment_hash = hashlib.sha256(preimage).digest()
+    limit = 60
+    height = await harness.escrow.block_height()
+    await harness.escrow.pay_invoice(
+        payment_request, max_fee_msat=1_000, timeout_seconds=1, cltv_limit=limit
+    )
+    held = await wait_for_state(harness.payee, payment_hash, InvoiceState.ACCEPTED)
+
+    assert held.accepted_htlc_expiry_height is not None
+    assert held.accepted_htlc_expiry_height <= height + limit
+    await harness.payee.cancel_invoice(payment_hash)
+    assert (await final_payment(harness.escrow, payment_hash)).status is PaymentStatus.FAILED
+
+
 async def test_a_payment_over_its_cltv_limit_fails_and_nothing_is_held(harness: Harness) -> None:
     preimage, payment_request = await payee_hold_invoice(harness, cltv_expiry_delta=40)
     payment_hash = hashlib.sha256(preimage).digest()
