@@ -19,7 +19,13 @@ from typing import Protocol, cast
 
 import bolt11
 import pytest
-from support.devnet_network import DevnetHandle, get_devnet, get_ldk_devnet, open_devnet_ldk_escrow
+from support.devnet_network import (
+    DevnetHandle,
+    cancel_held_invoices,
+    get_devnet,
+    get_ldk_devnet,
+    open_devnet_ldk_escrow,
+)
 
 from taskhold.devnet.ldk_escrow import wait_ldk_synced
 from taskhold.lightning.base import (
@@ -205,7 +211,10 @@ async def ldk_harness() -> AsyncIterator[Harness]:
     devnet = get_ldk_devnet()
     escrow = await open_devnet_ldk_escrow(devnet, payment_grace_seconds=2.0)
     async with _lnd_peers(devnet, escrow, LdkHarness) as harness:
-        yield harness
+        try:
+            yield harness
+        finally:
+            await cancel_held_invoices(escrow)
 
 
 HARNESSES: dict[str, Callable[[], AbstractAsyncContextManager[Harness]]] = {

@@ -24,7 +24,12 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from support.devnet_network import DevnetHandle, get_ldk_devnet, open_devnet_ldk_escrow
+from support.devnet_network import (
+    DevnetHandle,
+    cancel_held_invoices,
+    get_ldk_devnet,
+    open_devnet_ldk_escrow,
+)
 
 from taskhold.devnet.ldk_escrow import wait_ldk_synced
 from taskhold.lightning.base import InvoiceState, PaymentStatus
@@ -63,6 +68,7 @@ async def ldk() -> AsyncIterator[World]:
     try:
         yield world
     finally:
+        await cancel_held_invoices(escrow)
         await escrow.close()
         await world.payer.close()
         await world.payer_node.close()

@@ -15,7 +15,9 @@ from inside a running event loop too); it is stopped when the test process exits
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import contextlib
 import json
 import os
 import shutil
@@ -34,6 +36,7 @@ from taskhold.devnet.btcd import BtcdRpc
 from taskhold.devnet.layout import Layout, ports_free
 from taskhold.devnet.ldk_escrow import wait_channels_usable, wait_ldk_synced
 from taskhold.devnet.swap_server.btcd_chain import BtcdSwapChain
+from taskhold.lightning.base import LightningError
 from taskhold.lightning.ldk import LdkBackend
 from taskhold.lightning.ldk_module import LdkModuleMissing, load_ldk_node
 from taskhold.lightning.lnd import LndBackend
@@ -41,7 +44,13 @@ from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.services import ldk_config
 from taskhold.settings import Settings
 
-__all__ = ["DevnetHandle", "get_devnet", "get_ldk_devnet", "open_devnet_ldk_escrow"]
+__all__ = [
+    "DevnetHandle",
+    "cancel_held_invoices",
+    "get_devnet",
+    "get_ldk_devnet",
+    "open_devnet_ldk_escrow",
+]
 
 _FIRST_TEST_BASE_PORT = 26100
 
@@ -198,3 +207,14 @@ async def open_devnet_ldk_escrow(devnet: DevnetHandle, **options: float) -> LdkB
         await backend.close()
         raise
     return backend
+
+
+async def cancel_held_invoices(escrow: LdkBackend) -> None:
+    """Cancel every hold invoice a test left OPEN or ACCEPTED on the shared LDK escrow: a held
+    HTLC would fail back by itself near its expiry and move the payer's balance under a later
+    test that mines. A closed backend (the test closed it itself) has nothing to cancel."""
+    if escrow._closed:
+        return
+    for record in await asyncio.to_thread(escrow._records.pending):
+        with contextlib.suppress(LightningError):
+            await escrow.cancel_invoice(record.payment_hash)
