@@ -78,6 +78,9 @@ whose total delta is the whole ``cltv_limit`` would expire one block past it; th
 one under, and the HTLC expires no later than the height now plus ``cltv_limit``."""
 _FINAL = frozenset({InvoiceState.SETTLED, InvoiceState.CANCELED})
 _PENDING = (InvoiceState.OPEN, InvoiceState.ACCEPTED)
+_QUIET_S = 0.5
+_QUIET_POLL_S = 0.05
+_QUIET_MAX_S = 5.0
 _EVENT_POLL_S = 0.05
 _TICK_S = 1.0
 # LDK Node's PaymentFailureReason, in lnd's words (the engine reads lnd's names).
@@ -159,6 +162,7 @@ class LdkBackend:
         self._subscribers: set[asyncio.Queue[InvoiceStatus]] = set()
         self._payments_changed = asyncio.Event()
         self._failure_reasons: dict[str, str] = {}
+        self._quiet_after: set[bytes] = set()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._storage_lock: IO[bytes] | None = None
@@ -344,6 +348,42 @@ class LdkBackend:
             self._subscribers.discard(queue)
         if (await self._current(payment_hash)).state is not InvoiceState.SETTLED:
             raise WrongInvoiceState("the node cancelled the invoice before the claim")
+        await self._channels_quiet()
+
+    async def _channels_quiet(self) -> None:
+        """Wait (bounded) until the node's channels have not changed for a moment.
+
+        LDK Node 0.7 writes each channel update's monitor at once but its ChannelManager a
+        moment later, in the background; a process killed in between finds the manager stale
+        on restart and LDK force-closes the channel. The update that paid or claimed is fully
+        committed once the balances stop moving, and the manager is written right after, so
+        reporting the outcome only then keeps a crash at the engine's next step from costing
+        the channel. Bounded: a busy node delays the answer by at most ``_QUIET_MAX_S``.
+        """
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + _QUIET_MAX_S
+        last = await self._channel_snapshot()
+        quiet_since = loop.time()
+        while loop.time() < give_up and loop.time() - quiet_since < _QUIET_S:
+            await asyncio.sleep(_QUIET_POLL_S)
+            now = await self._channel_snapshot()
+            if now != last:
+                last, quiet_since = now, loop.time()
+
+    async def _channel_snapshot(self) -> tuple[tuple[object, ...], ...]:
+        channels = await asyncio.to_thread(self._node.list_channels)
+        return tuple(
+            sorted(
+                (
+                    str(c.channel_id),
+                    c.outbound_capacity_msat,
+                    c.inbound_capacity_msat,
+                    c.next_outbound_htlc_limit_msat,
+                    c.is_usable,
+                )
+                for c in channels
+            )
+        )
 
     async def cancel_invoice(self, payment_hash: bytes) -> None:
         """``fail_for_hash``: held HTLCs go back; a later payment of this hash is refused."""
@@ -428,7 +468,19 @@ class LdkBackend:
         return result
 
     async def lookup_payment(self, payment_hash: bytes) -> PaymentResult:
-        """The outgoing payment as LDK records it; UNKNOWN if it never tried this hash."""
+        """The outgoing payment as LDK records it; UNKNOWN if it never tried this hash.
+
+        The first SUCCEEDED of a hash is reported only once the channels are quiet
+        (:meth:`_channels_quiet`): the engine settles the employer's HTLC next, and a crash
+        before LDK wrote down the payout's channel update would cost the channel.
+        """
+        result = await self._recorded_payment(payment_hash)
+        if result.status is PaymentStatus.SUCCEEDED and payment_hash not in self._quiet_after:
+            await self._channels_quiet()
+            self._quiet_after.add(payment_hash)
+        return result
+
+    async def _recorded_payment(self, payment_hash: bytes) -> PaymentResult:
         details = await asyncio.to_thread(self._node.payment, payment_hash.hex())
         if details is None or details.direction.name == "INBOUND":
             return PaymentResult(payment_hash=payment_hash, status=PaymentStatus.UNKNOWN)
