@@ -7,7 +7,6 @@ payout): every balance exact, no channel closed, the operator never out of pocke
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
@@ -25,14 +24,18 @@ import bolt11
 import httpx
 import pytest
 from support.audit_logs import audit_stored_log
-from support.devnet_network import DevnetHandle, get_ldk_devnet, open_devnet_ldk_escrow
+from support.devnet_network import (
+    DevnetHandle,
+    cancel_held_invoices,
+    get_ldk_devnet,
+    open_devnet_ldk_escrow,
+)
 from support.hand_driven import drive_by_hand
 
 from taskhold.api.application import create_api
 from taskhold.client import TaskholdClient
 from taskhold.devnet.ldk_escrow import wait_ldk_synced
 from taskhold.lightning.base import (
-    InvoiceNotFound,
     InvoiceState,
     PaymentResult,
     PaymentStatus,
@@ -126,10 +129,7 @@ async def fail_back_stale_holds(backend: LdkBackend, devnet: DevnetHandle) -> No
     """Cancel the holds earlier tests left on the shared node (the contract suite leaves HTLCs
     held), and wait until no HTLC is pending on its channels: one failing back mid-test (LDK
     fails them near their expiry, and these tests mine) would move the employer's balance."""
-    for payment in await asyncio.to_thread(backend.node.list_payments):
-        if payment.direction.name == "INBOUND" and payment.status.name == "PENDING":
-            with contextlib.suppress(InvoiceNotFound):  # an ordinary invoice, no HTLC held
-                await backend.cancel_invoice(bytes.fromhex(str(payment.kind.hash)))
+    await cancel_held_invoices(backend)
     pubkey = ldk_pubkey(devnet)
     for node in ("employer", "worker"):
         wallet = devnet.wallet(node)
