@@ -99,8 +99,8 @@ async def _with_node_limits(settings: Settings, backend: LightningBackend) -> Se
         node_delta = await backend.hold_expiry_delta()
     except LightningError as exc:
         raise SystemExit(
-            f"cannot read the node's hold expiry delta ({exc}); the guardian's margin depends"
-            " on it, so taskhold does not start without it"
+            f"cannot read the node's own cancel margin (lnd's invoices.holdexpirydelta) ({exc});"
+            " the guardian's margin depends on it, so taskhold does not start without it"
         ) from exc
     update: dict[str, int] = {}
     if node_delta > settings.hold_expiry_delta:

@@ -33,7 +33,12 @@ from taskhold.devnet.layout import HOST, Layout, State
 from taskhold.devnet.lnd_node import LndAdmin
 from taskhold.keys.file import FileKeyStore
 from taskhold.keys.node_seed import ldk_node_seed
-from taskhold.lightning.base import LightningBackend, LightningError, PaymentFailed
+from taskhold.lightning.base import (
+    LightningBackend,
+    LightningError,
+    PaymentFailed,
+    PaymentStatus,
+)
 from taskhold.lightning.ldk import LdkBackend, LdkConfig
 
 __all__ = [
@@ -320,11 +325,13 @@ async def _prove_routes(
 async def _pay_until_it_routes(payer: LightningBackend, payment_request: str, route: str) -> None:
     async def paid() -> bool:
         try:
-            await payer.pay_invoice(
+            result = await payer.pay_invoice(
                 payment_request, max_fee_msat=10_000, timeout_seconds=20, cltv_limit=2016
             )
         except PaymentFailed:
             return False
-        return True
+        # IN_FLIGHT is not proof: left pending while the node stops, the HTLC would time out
+        # on chain when the devnet mines (a force close); keep waiting for the outcome.
+        return result.status is PaymentStatus.SUCCEEDED
 
     await wait_for(paid, f"{route} to route", within_seconds=90.0)

@@ -627,9 +627,13 @@ class LdkBackend:
             raise _mapped(exc) from exc
 
     async def close(self) -> None:
-        """Stop reading events and stop the node. Safe to call twice."""
+        """Stop reading events and stop the node, once its channels are quiet (an update cut
+        off mid-way waits for the node's next start, and an HTLC in it could time out on chain
+        meanwhile). Safe to call twice."""
         if self._closed:
             return
+        with contextlib.suppress(Exception):
+            await self._channels_quiet()
         self._closed = True
         self._stopping.set()
         if self._thread is not None:
