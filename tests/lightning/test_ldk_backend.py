@@ -29,12 +29,13 @@ from support.devnet_network import (
     cancel_held_invoices,
     get_ldk_devnet,
     open_devnet_ldk_escrow,
+    require_ldk_module,
 )
 
 from taskhold.devnet.ldk_escrow import wait_ldk_synced
 from taskhold.lightning.base import InvoiceState, PaymentStatus
 from taskhold.lightning.ldk import HTLC_FAIL_BACK_BUFFER, LdkBackend, LdkConfig, StorageInUse
-from taskhold.lightning.ldk_module import LdkModuleMissing, load_ldk_node, patched_receive_method
+from taskhold.lightning.ldk_module import LdkModuleMissing, patched_receive_method
 from taskhold.lightning.lnd import LndBackend
 from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.services import ldk_config
@@ -229,15 +230,9 @@ def test_the_nodes_seed_and_chain_password_stay_out_of_its_config_repr(tmp_path:
 @pytest.mark.ldk
 def test_the_module_in_use_is_the_pinned_crate_with_taskholds_patch() -> None:
     """``scripts/build-ldk`` records what it built; the module taskhold loads is that one."""
-    module_dir = os.environ.get("TASKHOLD_LDK_DIR")
-    if not module_dir:
-        if os.environ.get("CI") == "true":
-            pytest.fail("TASKHOLD_LDK_DIR is not set under CI")
-        pytest.skip("TASKHOLD_LDK_DIR is not set (run scripts/build-ldk)")
-    package = Path(module_dir) / "ldk_node"
+    module = require_ldk_module()
+    package = Path(os.environ["TASKHOLD_LDK_DIR"]) / "ldk_node"
     build = (package / "BUILDINFO").read_text()
-
-    module = load_ldk_node(Path(module_dir))
 
     assert "ldk-node 0.7.1 sha256 9a890a268dd7430d" in build
     assert "receive-for-hash-final-cltv-delta.patch" in build
