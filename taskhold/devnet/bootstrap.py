@@ -36,6 +36,7 @@ __all__ = [
     "SWAP_CHANNEL_PUSH_SAT",
     "backend_of",
     "fund_wallets",
+    "open_channel",
     "open_channels",
     "prove_route",
     "wait_for",
@@ -95,8 +96,12 @@ async def open_channels(
         if await nodes[opener].has_channel_with(pubkeys[acceptor]):
             continue
         progress(f"opening a {CHANNEL_CAPACITY_SAT:,} sat channel {opener} -> {acceptor}")
-        await _open_channel(
-            nodes[opener], nodes[acceptor], pubkeys[acceptor], _push_sat(opener, acceptor)
+        await open_channel(
+            nodes[opener],
+            pubkeys[acceptor],
+            nodes[acceptor].node.p2p_address,
+            CHANNEL_CAPACITY_SAT,
+            _push_sat(opener, acceptor),
         )
         opened = True
     if opened:
@@ -181,17 +186,23 @@ def _push_sat(opener: str, acceptor: str) -> int:
     return SWAP_CHANNEL_PUSH_SAT if "swap" in (opener, acceptor) else CHANNEL_PUSH_SAT
 
 
-async def _open_channel(
-    opener: LndAdmin, acceptor: LndAdmin, acceptor_pubkey: str, push_sat: int
+async def open_channel(
+    opener: LndAdmin,
+    pubkey: str,
+    address: str,
+    capacity_sat: int,
+    push_sat: int,
+    *,
+    private: bool = False,
 ) -> None:
     """Connect and open; a fresh peer connection can drop (lnd answers "peer ... is not
     online"), most often on a loaded machine, so reconnect and retry for a while."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60.0
     while True:
-        await opener.connect(acceptor_pubkey, acceptor.node.p2p_address)
+        await opener.connect(pubkey, address)
         try:
-            await opener.open_channel(acceptor_pubkey, CHANNEL_CAPACITY_SAT, push_sat=push_sat)
+            await opener.open_channel(pubkey, capacity_sat, push_sat=push_sat, private=private)
             return
         except LightningError as exc:
             if "not online" not in (exc.node_message or "") or loop.time() > deadline:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from taskhold.devnet import processes
-from taskhold.devnet.bootstrap import backend_of, wait_for, wallet_of
+from taskhold.devnet.bootstrap import backend_of, open_channel, wait_for, wallet_of
 from taskhold.devnet.btcd import BtcdRpc
 from taskhold.devnet.chain import mine_and_sync
 from taskhold.devnet.layout import HOST, Layout, State
@@ -261,26 +261,16 @@ async def _open_channels(
         progress(f"opening a {LDK_CHANNEL_SAT:,} sat private channel employer -> LDK escrow")
         employer = admins["employer"]
         assert config.listen is not None
-        await _lnd_opens_private(employer, ldk_pubkey, config.listen)
+        await open_channel(
+            employer,
+            ldk_pubkey,
+            config.listen,
+            LDK_CHANNEL_SAT,
+            LDK_CHANNEL_PUSH_SAT,
+            private=True,
+        )
         opened = True
     return opened
-
-
-async def _lnd_opens_private(admin: LndAdmin, pubkey: str, address: str) -> None:
-    """Connect and open a private channel; a fresh connection can drop, so retry a while."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 60.0
-    while True:
-        await admin.connect(pubkey, address)
-        try:
-            await admin.open_channel(
-                pubkey, LDK_CHANNEL_SAT, push_sat=LDK_CHANNEL_PUSH_SAT, private=True
-            )
-            return
-        except LightningError as exc:
-            if "not online" not in (exc.node_message or "") or loop.time() > deadline:
-                raise
-        await asyncio.sleep(1.0)
 
 
 async def wait_channels_usable(
