@@ -25,6 +25,7 @@ __all__ = [
     "InvoiceStatus",
     "LightningBackend",
     "LightningError",
+    "NodeCapacity",
     "NodeUnreachable",
     "PaymentFailed",
     "PaymentResult",
@@ -99,6 +100,28 @@ class PaymentResult:
     fee_msat: int = 0
     preimage: bytes | None = None
     failure_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCapacity:
+    """What the node can take on now, summed over its active channels.
+
+    Every funded task holds one incoming HTLC (a slot, 483 at most per channel direction) and
+    its amount of inbound liquidity until it is settled or cancelled, and every release first
+    pays the worker from outbound liquidity. Admission control compares these figures with
+    what taskhold has already promised (:mod:`taskhold.escrow.admission`).
+    """
+
+    inbound_msat: int
+    """The most the node can still receive, over all active channels."""
+    outbound_msat: int
+    """The most the node can still send, over all active channels."""
+    htlc_slots_free: int
+    """Incoming HTLCs the node can still accept."""
+    htlc_slots_max: int
+    """Incoming HTLCs its active channels accept at most, held ones included."""
+    largest_inbound_msat: int = 0
+    """Inbound room of the single best channel: one HTLC must fit in one channel."""
 
 
 class LightningError(Exception):
@@ -204,6 +227,10 @@ class LightningBackend(Protocol):
 
     async def node_pubkey(self) -> str:
         """The node's identity public key (hex): the payee of every invoice it issues."""
+        ...
+
+    async def capacity(self) -> NodeCapacity:
+        """Liquidity and free HTLC slots of the node's active channels, as they stand now."""
         ...
 
     async def close(self) -> None:

@@ -42,6 +42,7 @@ from taskhold.lightning.base import (
     HoldInvoice,
     InvoiceStatus,
     LightningError,
+    NodeCapacity,
     NodeUnreachable,
     PaymentFailed,
     PaymentResult,
@@ -203,6 +204,10 @@ class SimNode:
     async def node_pubkey(self) -> str:
         self._check_reachable()
         return self.pubkey_hex
+
+    async def capacity(self) -> NodeCapacity:
+        self._check_reachable()
+        return self.sim_network.capacity(self.pubkey_hex)
 
     async def close(self) -> None:
         """Nothing to release; never raises, even while ``unreachable``."""

@@ -11,6 +11,11 @@ one place. Where taskhold depends on it, the rules are lnd's:
 - A cancelled, expired or unknown invoice fails the payment with
   ``FAILURE_REASON_INCORRECT_PAYMENT_DETAILS``, as lnd's exit hop answers for all three.
 - A node never sends a second HTLC for a hash it paid or is paying ("never pay twice").
+- A node's channels are one pool: it receives while it has inbound room and a free HTLC slot
+  (else the payer sees ``FAILURE_REASON_NO_ROUTE``, as a full channel answers). A held HTLC
+  takes a slot and its amount of room until it is settled (the room is used) or cancelled (it
+  comes back); a settled outgoing payment gives its payer that much room back. Outbound
+  liquidity is the balance. ``set_channels`` makes both small for capacity tests.
 
 Nothing runs in the background: wall-clock expiry is applied whenever an invoice is touched and
 after every block, so tests are deterministic.
@@ -32,6 +37,7 @@ from taskhold.lightning.base import (
     InvoiceState,
     InvoiceStatus,
     LightningError,
+    NodeCapacity,
     NodeUnreachable,
     PaymentResult,
     PaymentStatus,
@@ -50,7 +56,12 @@ from taskhold.lightning.sim_records import (
     SettledPayment,
 )
 
-__all__ = ["SimNetwork"]
+__all__ = ["DEFAULT_HTLC_SLOTS", "DEFAULT_INBOUND_MSAT", "SimNetwork"]
+
+DEFAULT_INBOUND_MSAT = 10**15
+"""A node's inbound room unless a test sets it: ten thousand bitcoin, never the limit."""
+DEFAULT_HTLC_SLOTS = 10 * 483
+"""A node's incoming HTLC slots unless a test sets them: ten channels' worth."""
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -97,6 +108,8 @@ class SimNetwork:
         self.settled_payments: list[SettledPayment] = []
         self._height = start_height
         self._balances: dict[str, int] = {}
+        self._inbound: dict[str, int] = {}
+        self._htlc_slots: dict[str, int] = {}
         self._invoices: dict[tuple[str, bytes], InvoiceRecord] = {}
         self._payments: dict[tuple[str, bytes], PaymentRecord] = {}
         self._failures_queued: list[str] = []
@@ -148,6 +161,46 @@ class SimNetwork:
         if balance_msat < 0:
             raise ValueError("balance_msat must not be negative")
         self._balances[pubkey_hex] = balance_msat
+        self._inbound[pubkey_hex] = DEFAULT_INBOUND_MSAT
+        self._htlc_slots[pubkey_hex] = DEFAULT_HTLC_SLOTS
+
+    @_changes
+    def set_channels(
+        self,
+        node: HasPubkey | str,
+        *,
+        inbound_msat: int | None = None,
+        htlc_slots: int | None = None,
+    ) -> None:
+        """Give a node this much inbound room and this many incoming HTLC slots (held included)."""
+        pubkey = node if isinstance(node, str) else node.pubkey_hex
+        if inbound_msat is not None:
+            if inbound_msat < 0:
+                raise ValueError("inbound_msat must not be negative")
+            self._inbound[pubkey] = inbound_msat
+        if htlc_slots is not None:
+            if htlc_slots < 0:
+                raise ValueError("htlc_slots must not be negative")
+            self._htlc_slots[pubkey] = htlc_slots
+
+    def capacity(self, pubkey_hex: str) -> NodeCapacity:
+        """The node's channels as :meth:`~taskhold.lightning.base.LightningBackend.capacity`."""
+        inbound = self._inbound[pubkey_hex]
+        slots = self._htlc_slots[pubkey_hex]
+        return NodeCapacity(
+            inbound_msat=inbound,
+            outbound_msat=self._balances[pubkey_hex],
+            htlc_slots_free=max(0, slots - self._held_htlcs(pubkey_hex)),
+            htlc_slots_max=slots,
+            largest_inbound_msat=inbound,
+        )
+
+    def _held_htlcs(self, issuer: str) -> int:
+        return sum(
+            1
+            for invoice in self._invoices.values()
+            if invoice.issuer == issuer and invoice.state is InvoiceState.ACCEPTED
+        )
 
     def balance_msat(self, pubkey_hex: str) -> int:
         """Spendable money of a node: settled receipts in, HTLCs out already deducted."""
@@ -308,6 +361,10 @@ class SimNetwork:
             return self._fail(payment, NO_ROUTE)
         if self._balances[payer] < amount_msat + fee_msat:
             return self._fail(payment, INSUFFICIENT_BALANCE)
+        if payee != payer and (
+            self._inbound[payee] < amount_msat or self._held_htlcs(payee) >= self._htlc_slots[payee]
+        ):
+            return self._fail(payment, NO_ROUTE)  # the payee's channels cannot take the HTLC
         if (
             invoice is None
             or invoice.state is not InvoiceState.OPEN
@@ -315,6 +372,8 @@ class SimNetwork:
         ):
             return self._fail(payment, INCORRECT_PAYMENT_DETAILS)
         self._balances[payer] -= amount_msat + fee_msat
+        if payee != payer:
+            self._inbound[payee] -= amount_msat
         payment.fee_msat = fee_msat
         invoice.state = InvoiceState.ACCEPTED
         invoice.payer = payer
@@ -369,6 +428,8 @@ class SimNetwork:
         invoice.state = InvoiceState.SETTLED
         invoice.preimage = preimage
         self._balances[invoice.issuer] += payment.amount_msat
+        if payer != invoice.issuer:
+            self._inbound[payer] += payment.amount_msat
         payment.status = PaymentStatus.SUCCEEDED
         payment.preimage = preimage
         payment.done.set()
@@ -390,6 +451,8 @@ class SimNetwork:
             payment, payer = invoice.payment, invoice.payer
             assert payment is not None and payer is not None, "an ACCEPTED invoice has a payer"
             self._balances[payer] += payment.amount_msat + payment.fee_msat
+            if payer != invoice.issuer:
+                self._inbound[invoice.issuer] += payment.amount_msat
             self._fail(payment, INCORRECT_PAYMENT_DETAILS)
         invoice.state = InvoiceState.CANCELED
         invoice.htlcs = ()

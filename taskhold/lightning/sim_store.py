@@ -24,6 +24,7 @@ import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .sim_network import DEFAULT_HTLC_SLOTS, DEFAULT_INBOUND_MSAT
 from .sim_records import AutoCancel, InvoiceRecord, PaymentRecord, SettledPayment
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ def snapshot(network: SimNetwork, nodes: dict[str, SimNode]) -> dict[str, Any]:
         "format": FORMAT,
         "height": network._height,
         "balances_msat": dict(network._balances),
+        "inbound_msat": dict(network._inbound),
+        "htlc_slots": dict(network._htlc_slots),
         "payment_records": [_encode(record, {}) for record in records],
         "payments": [[payer, refs[id(p)]] for (payer, _), p in network._payments.items()],
         "invoices": [_encode(invoice, refs) for invoice in network._invoices.values()],
@@ -104,6 +107,9 @@ def restore(network: SimNetwork, nodes: dict[str, SimNode], data: dict[str, Any]
     records = [_decode(PaymentRecord, raw, []) for raw in data["payment_records"]]
     network._height = data["height"]
     network._balances = dict(data["balances_msat"])
+    inbound, slots = data.get("inbound_msat", {}), data.get("htlc_slots", {})
+    network._inbound = {k: inbound.get(k, DEFAULT_INBOUND_MSAT) for k in network._balances}
+    network._htlc_slots = {k: slots.get(k, DEFAULT_HTLC_SLOTS) for k in network._balances}
     network._payments = {
         (payer, records[ref].payment_hash): records[ref] for payer, ref in data["payments"]
     }
