@@ -160,6 +160,10 @@ class RefusalCode(StrEnum):
         "too_many_open_invoices",
         "the key has max_open_invoices_per_key unpaid invoices (429)",
     )
+    INSUFFICIENT_CAPACITY = (
+        "insufficient_capacity",
+        "the escrow node cannot take another hold now, or the key reached its share (503)",
+    )
     # Invoices and payouts
     BAD_INVOICE = "bad_invoice", "the text is not a BOLT11 invoice usable here"
     WRONG_NETWORK = "wrong_network", "the payout invoice is for another network"
@@ -279,7 +283,7 @@ TITLES = {
     422: "Invalid request",
     429: "Too many requests",
     500: "Internal error",
-    503: "Lightning node unavailable",
+    503: "Service unavailable",
 }
 
 

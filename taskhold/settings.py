@@ -159,6 +159,12 @@ class Settings(BaseSettings):
     max_open_invoices_per_key: int = Field(default=5, ge=1)
     """Unpaid invoices one key may have open at once (tasks awaiting funding plus open
     deposits); a further ``fund`` or ``deposit`` is refused with ``too_many_open_invoices``."""
+    max_key_share: float = Field(default=0.25, gt=0, le=1)
+    """The largest fraction of the escrow node's incoming HTLC slots, and of its inbound
+    liquidity, that the tasks of one employer key may hold (awaiting payment or held). Published
+    in the terms: it bounds what one key can lock up (``taskhold.escrow.admission``)."""
+    capacity_retry_after_s: int = Field(default=60, ge=1)
+    """``Retry-After`` of an ``insufficient_capacity`` refusal."""
 
     payout_fee_ppm: int = 5_000
     payout_min_fee_msat: int = 10_000

@@ -49,6 +49,7 @@ PINNED = [
     "commitment_mismatch", "private_task_malformed", "sealed_content_invalid",
     "sealed_copy_missing", "details_unavailable",
     "bad_swap_report", "swap_fact_conflict", "too_many_swaps",
+    "insufficient_capacity",
 ]  # fmt: skip
 
 

@@ -1,7 +1,9 @@
 """fund: the employer asks for the task's hold invoice.
 
-The node call happens while the task row is locked, so two concurrent requests cannot make two
-invoices; a retry after a crash reuses the invoice the node already has for the derived hash.
+Admission control (:mod:`taskhold.escrow.admission`) runs first: no invoice is issued that the
+escrow node could not carry. The node call happens while the task row is locked, so two
+concurrent requests cannot make two invoices; a retry after a crash reuses the invoice the node
+already has for the derived hash.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from taskhold.envelope import SignedRequest
+from taskhold.escrow.admission import admit
 from taskhold.escrow.funding import ensure_hold_invoice, invoice_row
 from taskhold.store import Tx
 from taskhold.tasks import Task, decide
@@ -46,6 +49,7 @@ async def fund(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | N
     await check_open_invoices(
         tx, request.pubkey, task.task_id, ctx.escrow.settings.max_open_invoices_per_key
     )
+    await admit(ctx.escrow, tx, request.pubkey, task.amount_msat)
     invoice = await ensure_hold_invoice(ctx.escrow, task, funding_round)
     await ctx.escrow.fault_hook("after_hold_invoice")
     funded = await apply_command(

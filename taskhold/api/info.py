@@ -12,7 +12,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from taskhold.escrow.admission import ADMISSION_RULE
+from taskhold.escrow.admission import capacity_now as read_capacity
 from taskhold.escrow.sizing import hold_window_blocks
+from taskhold.lightning.base import LightningError
 from taskhold.nostr.entries import canonical_json
 from taskhold.payments.rules import payout_terms
 from taskhold.publiclog.writer import sign_and_queue_once
@@ -26,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = [
     "INFO_D",
     "REJECTION_DEFAULTS",
+    "capacity_now",
+    "capacity_terms",
     "info_document",
     "publish_info",
     "published_kinds",
@@ -97,6 +102,25 @@ def renewal_terms(settings: Settings) -> dict[str, Any]:
     }
 
 
+def capacity_terms(settings: Settings) -> dict[str, Any]:
+    """Admission control as promised: the share one key may hold is the public griefing bound."""
+    return {
+        "max_key_share": settings.max_key_share,
+        "retry_after_s": settings.capacity_retry_after_s,
+        "rule": ADMISSION_RULE,
+    }
+
+
+async def capacity_now(services: Services) -> dict[str, Any] | None:
+    """The escrow node's figures beside what open tasks claim; None while the node is down."""
+    try:
+        async with services.store.transaction() as tx:
+            capacity = await read_capacity(services.engine.ctx, tx)
+    except LightningError:
+        return None
+    return capacity.figures(services.settings)
+
+
 def info_document(services: Services) -> dict[str, Any]:
     """How this taskhold is configured, as its clients and auditors need to know it."""
     settings = services.settings
@@ -119,6 +143,7 @@ def info_document(services: Services) -> dict[str, Any]:
         "rejection_policy": settings.rejection_policy,
         "rejection_default": REJECTION_DEFAULTS[settings.rejection_policy],
         "arbiters": settings.arbiters,
+        "capacity": capacity_terms(settings),
         "limits": {
             "deposit_max_open_per_task": settings.deposit_max_open_per_task,
             "deposit_max_per_task": settings.deposit_max_per_task,

@@ -15,7 +15,7 @@ from taskhold.tasks import Task, TaskState
 from taskhold.tasks.milestones import milestone_task_id, milestone_view
 
 from .deps import services_of
-from .info import info_document
+from .info import capacity_now, info_document
 from .ratelimit import client_ip
 from .schemas import (
     READ_PROBLEMS,
@@ -251,5 +251,7 @@ async def list_transitions(request: Request, task_id: str) -> dict[str, Any]:
     responses={200: {"model": Info}, **READ_PROBLEMS},
 )
 async def info(request: Request) -> dict[str, Any]:
-    """The operator's terms; the same document is published as a signed event (``info``)."""
-    return info_document(services_of(request))
+    """The operator's terms; the same document is published as a signed event (``info``).
+    ``capacity_now`` adds the escrow node's figures as they stand (not in the signed event)."""
+    services = services_of(request)
+    return {**info_document(services), "capacity_now": await capacity_now(services)}

@@ -454,6 +454,15 @@ class Info(_Described):
     rejection_policy: str
     rejection_default: str
     arbiters: list[str]
+    capacity: dict[str, Any] = Field(
+        description="admission control: the share of the escrow node's HTLC slots and inbound"
+        " liquidity one key may hold (max_key_share), the Retry-After of a refusal, the rule"
+    )
+    capacity_now: dict[str, Any] | None = Field(
+        default=None,
+        description="the escrow node's slots and liquidity now, and what open tasks claim of"
+        " them (GET /v1/info only, not in the signed event); null while the node is down",
+    )
     limits: dict[str, int]
     default_claim_timeout_s: int
     request_kind: int

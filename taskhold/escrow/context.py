@@ -12,6 +12,7 @@ from taskhold.journal.chain import AuditLog
 from taskhold.keys import KeyStore
 from taskhold.lightning.base import LightningBackend
 from taskhold.nostr import NostrKeys
+from taskhold.payments.liquidity import LiquidityWatch
 from taskhold.settings import Settings
 from taskhold.store import Store
 from taskhold.tasks import SYSTEM_ACTOR, Task, decide
@@ -44,6 +45,8 @@ class EscrowContext:
     """Opens a payout invoice its payee sealed to the operator, in memory, to pay it."""
     previous_operator_keys: tuple[NostrKeys, ...] = ()
     """The key the last rotation replaced: an invoice sealed to it before still opens."""
+    liquidity: LiquidityWatch = field(default_factory=LiquidityWatch)
+    """Payouts waiting for the node's outbound liquidity (the operator's alert)."""
 
     def now(self) -> int:
         return int(self.clock())

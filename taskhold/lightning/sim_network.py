@@ -307,6 +307,10 @@ class SimNetwork:
         """Every pending invoice of ``issuer`` now, then any of its invoices after a change."""
         return self._node_updates(issuer)
 
+    def invoice_count(self, issuer: str) -> int:
+        """Invoices ``issuer`` ever issued, whatever became of them."""
+        return sum(1 for (node, _) in self._invoices if node == issuer)
+
     def open_subscriptions(self, issuer: str) -> int:
         """Subscriptions open to ``issuer``'s invoices: on lnd, one connection each."""
         single = sum(len(i.subscribers) for i in self._invoices.values() if i.issuer == issuer)

@@ -1,5 +1,6 @@
 """What a payment step needs from its caller: the node, the store, the key store, the settings,
-the operator's journal and keys (a sealed payout invoice opens with them). The escrow
+the operator's journal and keys (a sealed payout invoice opens with them), and where payouts
+waiting for outbound liquidity are counted. The escrow
 engine's context is one; payments never import it."""
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from taskhold.nostr import NostrKeys
 from taskhold.settings import Settings
 from taskhold.store import Store
 
+from .liquidity import LiquidityWatch
+
 __all__ = ["PaymentContext", "log"]
 
 log = structlog.get_logger("taskhold.payments")
@@ -28,5 +31,6 @@ class PaymentContext(Protocol):
     audit: AuditLog
     operator_keys: NostrKeys | None
     previous_operator_keys: tuple[NostrKeys, ...]
+    liquidity: LiquidityWatch
 
     def now(self) -> int: ...

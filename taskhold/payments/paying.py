@@ -171,6 +171,8 @@ async def pay_once(
         await mark(None, reason)
         await record_failure(reason)
         return None
+    if await _short_of_outbound(ctx, owner, row.amount_msat):
+        return None  # the operator's shortage, not the worker's: wait, retry, never count it
     await mark_sent()
     try:
         result = await ctx.lightning.pay_invoice(
@@ -185,6 +187,9 @@ async def pay_once(
             await mark(pending, None)
             return None  # timed out waiting, but the HTLC may still land: ask again later
         await mark(None, exc.reason)
+        if exc.reason == INSUFFICIENT_BALANCE:
+            _alert_short(ctx, owner, row.amount_msat)
+            return None  # the escrow node's own channels lacked the money: retried, not counted
         await record_failure(exc.reason)
         return None
     except LightningError as exc:
@@ -196,6 +201,34 @@ async def pay_once(
         return None  # still in flight: never settle a hold invoice before its payment landed
     await mark(result, None)
     return result
+
+
+INSUFFICIENT_BALANCE = "FAILURE_REASON_INSUFFICIENT_BALANCE"
+"""The node's own channels could not carry the payment: lnd's reason, the simulator's too."""
+
+
+async def _short_of_outbound(ctx: PaymentContext, owner: str, amount_msat: int) -> bool:
+    """True, and the operator alerted, while the node's outbound liquidity is below the payout."""
+    outbound = (await ctx.lightning.capacity()).outbound_msat
+    if outbound < amount_msat:
+        _alert_short(ctx, owner, amount_msat, outbound_msat=outbound)
+        return True
+    ctx.liquidity.cleared(owner)
+    return False
+
+
+def _alert_short(
+    ctx: PaymentContext, owner: str, amount_msat: int, *, outbound_msat: int | None = None
+) -> None:
+    ctx.liquidity.short(owner, amount_msat)
+    log.error(
+        "payout_short_of_liquidity",
+        owner=owner,
+        amount_msat=amount_msat,
+        outbound_msat=outbound_msat,
+        waiting=len(ctx.liquidity.waiting),
+        waiting_msat=ctx.liquidity.waiting_msat,
+    )
 
 
 async def _cltv_budget(ctx: PaymentContext, hold: InvoiceStatus) -> int | None:

@@ -1,9 +1,10 @@
 """Storage: SQLAlchemy models, migrations and the transaction-scoped repository."""
 
 from .db import create_engine, migrate, sqlite_url
-from .repo import Store, StoredResponse, Tx, WriteConflict
+from .repo import HoldCommitments, Store, StoredResponse, Tx, WriteConflict
 
 __all__ = [
+    "HoldCommitments",
     "Store",
     "StoredResponse",
     "Tx",

@@ -13,14 +13,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from taskhold.errors import Conflict, RefusalCode
 from taskhold.tasks.events import Event, event_to_dict
 from taskhold.tasks.machine import evolve
-from taskhold.tasks.model import DepositState, Task, TaskState
+from taskhold.tasks.model import FUNDED_STATES, DepositState, Task, TaskState
 from taskhold.tasks.rounds import rounds_to_cancel
 
 from .codec import task_from_data, task_to_data
@@ -102,6 +102,34 @@ class TransitionLog(Protocol):
     ) -> dict[str, Any]: ...
 
     async def record_listing(self, session: AsyncSession, task: Task) -> dict[str, Any]: ...
+
+
+HOLDING_STATES = (TaskState.PENDING_FUNDING, *sorted(FUNDED_STATES))
+"""States whose task has a hold invoice open on the node: unpaid, or paid and held."""
+
+
+@dataclass(frozen=True, slots=True)
+class HoldCommitments:
+    """Hold invoices of open tasks, counted and summed (see :meth:`Tx.hold_commitments`)."""
+
+    awaiting_count: int = 0
+    awaiting_msat: int = 0
+    held_count: int = 0
+    held_msat: int = 0
+    key_count: int = 0
+    key_msat: int = 0
+
+    def plus(
+        self, *, awaiting: bool, count: int, msat: int, key_count: int, key_msat: int
+    ) -> HoldCommitments:
+        return HoldCommitments(
+            awaiting_count=self.awaiting_count + (count if awaiting else 0),
+            awaiting_msat=self.awaiting_msat + (msat if awaiting else 0),
+            held_count=self.held_count + (0 if awaiting else count),
+            held_msat=self.held_msat + (0 if awaiting else msat),
+            key_count=self.key_count + key_count,
+            key_msat=self.key_msat + key_msat,
+        )
 
 
 class Store:
@@ -261,6 +289,33 @@ class Tx:
                 if deposit.depositor == pubkey and deposit.state is DepositState.OPEN
             )
         return count
+
+    async def hold_commitments(self, pubkey: str) -> HoldCommitments:
+        """What the escrow node's channels owe tasks now: the hold invoices issued and not yet
+        paid (PENDING_FUNDING) and those whose HTLC is held (``FUNDED_STATES``), in all and for
+        ``pubkey`` as employer."""
+        own = TaskRow.employer_pubkey == pubkey
+        counted = (
+            select(
+                TaskRow.state,
+                func.count(),
+                func.coalesce(func.sum(TaskRow.amount_msat), 0),
+                func.coalesce(func.sum(case((own, 1), else_=0)), 0),
+                func.coalesce(func.sum(case((own, TaskRow.amount_msat), else_=0)), 0),
+            )
+            .where(TaskRow.state.in_([s.value for s in HOLDING_STATES]))
+            .group_by(TaskRow.state)
+        )
+        figures = HoldCommitments()
+        for state, count, msat, key_count, key_msat in await self.session.execute(counted):
+            figures = figures.plus(
+                awaiting=state == TaskState.PENDING_FUNDING.value,
+                count=int(count),
+                msat=int(msat),
+                key_count=int(key_count),
+                key_msat=int(key_msat),
+            )
+        return figures
 
     async def task_ids_in(self, states: Sequence[TaskState]) -> list[str]:
         stmt = select(TaskRow.task_id).where(TaskRow.state.in_([s.value for s in states]))
