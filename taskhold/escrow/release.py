@@ -25,7 +25,12 @@ from taskhold.tasks import commands as c
 
 from .context import EscrowContext, apply_system, log
 
-__all__ = ["RewardBook", "held_reward", "release", "settle_under_live_payout"]
+__all__ = ["RewardBook", "held_reward", "release", "reward_owner", "settle_under_live_payout"]
+
+
+def reward_owner(task_id: str) -> str:
+    """The task reward's name among payouts (the rules of :mod:`taskhold.payments.rules`)."""
+    return f"task/{task_id}"
 
 
 def held_reward(ctx: EscrowContext, task: Task) -> HeldFunds:
@@ -40,7 +45,7 @@ def held_reward(ctx: EscrowContext, task: Task) -> HeldFunds:
         amount_msat=task.payout_msat,
         max_fee_msat=payout_fee_cap_msat(ctx.settings, task.payout_msat, earned_msat=task.fee_msat),
         failures=task.payout_failures,
-        owner=f"task/{task.task_id}",
+        owner=reward_owner(task.task_id),
         journal={"funding_round": task.funding_round},
         settle_journal={"funding_round": task.funding_round, "payment_hash": task.payment_hash_hex},
     )

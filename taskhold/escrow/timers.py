@@ -12,7 +12,7 @@ from taskhold.tasks import commands as c
 from taskhold.tasks.model import FUNDED_STATES
 
 from .context import EscrowContext, apply_system
-from .release import settle_under_live_payout
+from .release import reward_owner, settle_under_live_payout
 from .split import payout_may_land
 
 __all__ = ["TIMED_STATES", "guard", "run_timers"]
@@ -54,6 +54,11 @@ async def guard(ctx: EscrowContext, task_id: str, height: int) -> Task | None:
     def check(task: Task, now: int) -> c.Command | None:
         if task.state not in FUNDED_STATES or task.accepted_htlc_expiry_height is None:
             return None
-        return c.HoldExpiring(actor=SYSTEM_ACTOR, at=now, blocks_left=blocks_left)
+        return c.HoldExpiring(
+            actor=SYSTEM_ACTOR,
+            at=now,
+            blocks_left=blocks_left,
+            payout_short=reward_owner(task_id) in ctx.liquidity.waiting,
+        )
 
     return await apply_system(ctx, task_id, check)

@@ -206,6 +206,9 @@ class HoldExpiring(Command):
     """The guardian saw the held HTLC come within its margin of expiry (by block height)."""
 
     blocks_left: int
+    payout_short: bool = False
+    """The task's payout waits for the escrow node's own outbound liquidity (not counted as a
+    failure of the worker's): the declared policy refunds it like a failed one."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -701,8 +701,9 @@ def _hold_expiring(task: Task, cmd: c.Command) -> list[e.Event]:
 
     A submission that passed the automatic checks and that the employer left unanswered counts
     as verified (worker-protective), and an unresolved dispute ends as its window would; a
-    verified task whose payout keeps failing is refunded, because settling without paying the
-    worker would make taskhold custodial.
+    verified task whose payout keeps failing, or waits for the escrow node's own outbound
+    liquidity, is refunded, because settling without paying the worker would make taskhold
+    custodial.
     """
     assert isinstance(cmd, c.HoldExpiring)
     reason = f"hold invoice within {cmd.blocks_left} blocks of expiry"
@@ -717,6 +718,8 @@ def _hold_expiring(task: Task, cmd: c.Command) -> list[e.Event]:
             return []  # a settled hold cannot be refunded: the worker is owed the payout
         case S.VERIFIED if task.is_split:
             reason += " and the split's worker share was not paid"
+        case S.VERIFIED if cmd.payout_short:
+            reason += " and the escrow node lacked the outbound liquidity to pay the worker"
         case S.VERIFIED if task.payout_failures == 0:
             return []
         case S.VERIFIED:
