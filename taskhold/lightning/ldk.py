@@ -536,25 +536,30 @@ class LdkBackend:
         return str(self._node.node_id())
 
     async def capacity(self) -> NodeCapacity:
-        """The usable channels (``list_channels``): LDK's ``inbound_capacity_msat`` is already
-        net of the reserve the peer must keep and of pending HTLCs, ``outbound_capacity_msat``
-        of ours; one HTLC is also capped by the channel's ``inbound_htlc_maximum_msat``. Slots:
-        :data:`OUR_MAX_ACCEPTED_HTLCS` per channel, less the HTLCs our records hold (LDK does
-        not say which channel carries them, so they are taken from the sum)."""
+        """The usable channels (``list_channels``). LDK's ``inbound_capacity_msat`` is the
+        peer's balance above the reserve it must keep, pending HTLCs already out, and
+        ``outbound_capacity_msat`` ours. LDK does not count it against the channel's in-flight
+        cap (``inbound_htlc_maximum_msat``: all incoming HTLCs of a channel together, by default
+        10% of a channel the peer opened), which binds hold invoices first: the cap is reduced
+        by what our records hold. LDK does not say which channel carries a held HTLC, so every
+        channel's cap is reduced by all of them (low with several channels, never high). Slots:
+        :data:`OUR_MAX_ACCEPTED_HTLCS` per channel, less the HTLCs held."""
         channels = await self._call(self._node.list_channels)
         usable = [channel for channel in channels if channel.is_usable]
-        held = sum(
-            1
+        held = [
+            record
             for record in await asyncio.to_thread(self._records.pending)
             if record.state is InvoiceState.ACCEPTED
-        )
+        ]
+        held_msat = sum(record.amount_paid_msat for record in held)
+        rooms = [_inbound_room(channel, held_msat) for channel in usable]
         slots = OUR_MAX_ACCEPTED_HTLCS * len(usable)
         return NodeCapacity(
-            inbound_msat=sum(int(channel.inbound_capacity_msat) for channel in usable),
+            inbound_msat=sum(rooms),
             outbound_msat=sum(int(channel.outbound_capacity_msat) for channel in usable),
-            htlc_slots_free=max(0, slots - held),
+            htlc_slots_free=max(0, slots - len(held)),
             htlc_slots_max=slots,
-            largest_inbound_msat=max((_largest_htlc(channel) for channel in usable), default=0),
+            largest_inbound_msat=max(rooms, default=0),
         )
 
     # -- events -------------------------------------------------------------------------------
@@ -694,11 +699,11 @@ def _lock_storage(storage_dir: Path) -> IO[bytes]:
     return handle
 
 
-def _largest_htlc(channel: Any) -> int:
-    """The largest HTLC this channel can take now: its room, within its HTLC maximum."""
+def _inbound_room(channel: Any, held_msat: int) -> int:
+    """What this channel can still receive: its room, within its in-flight cap less ``held``."""
     room = int(channel.inbound_capacity_msat)
-    maximum = channel.inbound_htlc_maximum_msat
-    return room if maximum is None else min(room, int(maximum))
+    cap = channel.inbound_htlc_maximum_msat
+    return room if cap is None else max(0, min(room, int(cap) - held_msat))
 
 
 def _mapped(exc: Exception) -> LightningError:
