@@ -1,16 +1,18 @@
 """lnd's channel list (``GET /v1/channels``) as the node's :class:`NodeCapacity`.
 
-Which of a channel's two constraint sets bounds what (lnd v0.21, confirmed on the devnet):
+Which of a channel's two constraint sets bounds what (lnd v0.21.2-beta source, and the devnet):
 each set belongs to one side and bounds what THAT side may do. ``local_constraints`` is lnd's
 ``LocalChanCfg``, ``remote_constraints`` its ``RemoteChanCfg``; ``chan_reserve_sat`` is what the
 owner must keep, ``max_accepted_htlcs`` and ``max_pending_amt_msat`` how many HTLCs (and how much)
-the owner may OFFER the other side (``chanstate.ChannelStateBounds``; ``lnwallet/channel.go``
+the owner may OFFER the other side (``channeldb.ChannelStateBounds``; ``lnwallet/channel.go``
 ``validateCommitmentSanity`` checks the remote's added HTLCs against ``RemoteChanCfg`` and ours
 against ``LocalChanCfg``). lnrpc's comment on ``max_accepted_htlcs`` ("incoming HTLCs the
 initiator will accept") reads the other way round; it is not what the code does. So the HTLCs
-the peer may add to us, our incoming ones, are bounded by ``remote_constraints.max_accepted_htlcs``:
-a channel the escrow opened with ``remote_max_htlcs=5`` reports 5 there (and the peer reports 5
-in its ``local_constraints``), while the escrow's own ``local_constraints`` keep 483.
+the peer may add to us, our incoming ones, are bounded by ``remote_constraints.max_accepted_htlcs``.
+On the devnet: a channel the escrow opened to the worker with ``remote_max_htlcs=5`` reports 5
+there (the worker reports 5 in its ``local_constraints``; the escrow's own ``local_constraints``
+keep 483); the worker then got five HTLCs held by the escrow over it, and its sixth was refused
+(``FAILURE_REASON_INSUFFICIENT_BALANCE``: lnd gives a channel with no free slot no bandwidth).
 
 ``local_balance`` and ``remote_balance`` (sat) are the commitment's balances with pending HTLCs
 already taken out, and the initiator's balance with the commitment fee taken out: a held HTLC
