@@ -41,6 +41,7 @@ from taskhold.lightning.base import (
     InvoiceState,
     InvoiceStatus,
     LightningError,
+    NodeCapacity,
     NodeUnreachable,
     PaymentFailed,
     PaymentResult,
@@ -54,6 +55,7 @@ __all__ = [
     "HTLC_FAIL_BACK_BUFFER",
     "MAX_FINAL_CLTV_EXPIRY_DELTA",
     "MIN_FINAL_CLTV_EXPIRY_DELTA",
+    "OUR_MAX_ACCEPTED_HTLCS",
     "LdkBackend",
     "LdkConfig",
     "StorageInUse",
@@ -76,6 +78,12 @@ _SENDS_FROM_NEXT_BLOCK = 1
 """LDK builds an outgoing HTLC's time lock from the next block (best height + 1), so a route
 whose total delta is the whole ``cltv_limit`` would expire one block past it; the route is held
 one under, and the HTLC expires no later than the height now plus ``cltv_limit``."""
+OUR_MAX_ACCEPTED_HTLCS = 50
+"""Incoming HTLCs one channel of this node accepts at once: rust-lightning 0.2.7's
+``ChannelHandshakeConfig::our_max_accepted_htlcs`` default, which LDK Node 0.7.1 leaves alone
+(``default_user_config`` and ``open_channel`` change other handshake fields only). LDK Node's
+``ChannelDetails`` reports neither this limit nor the HTLCs pending, so :meth:`LdkBackend.capacity`
+uses it and counts the held HTLCs from the backend's own records."""
 _FINAL = frozenset({InvoiceState.SETTLED, InvoiceState.CANCELED})
 _PENDING = (InvoiceState.OPEN, InvoiceState.ACCEPTED)
 _QUIET_S = 0.5
@@ -527,6 +535,33 @@ class LdkBackend:
     async def node_pubkey(self) -> str:
         return str(self._node.node_id())
 
+    async def capacity(self) -> NodeCapacity:
+        """The usable channels (``list_channels``). LDK's ``inbound_capacity_msat`` is the
+        peer's balance above the reserve it must keep, pending HTLCs already out, and
+        ``outbound_capacity_msat`` ours. LDK does not count it against the channel's in-flight
+        cap (``inbound_htlc_maximum_msat``: all incoming HTLCs of a channel together, by default
+        10% of a channel the peer opened), which binds hold invoices first: the cap is reduced
+        by what our records hold. LDK does not say which channel carries a held HTLC, so every
+        channel's cap is reduced by all of them (low with several channels, never high). Slots:
+        :data:`OUR_MAX_ACCEPTED_HTLCS` per channel, less the HTLCs held."""
+        channels = await self._call(self._node.list_channels)
+        usable = [channel for channel in channels if channel.is_usable]
+        held = [
+            record
+            for record in await asyncio.to_thread(self._records.pending)
+            if record.state is InvoiceState.ACCEPTED
+        ]
+        held_msat = sum(record.amount_paid_msat for record in held)
+        rooms = [_inbound_room(channel, held_msat) for channel in usable]
+        slots = OUR_MAX_ACCEPTED_HTLCS * len(usable)
+        return NodeCapacity(
+            inbound_msat=sum(rooms),
+            outbound_msat=sum(int(channel.outbound_capacity_msat) for channel in usable),
+            htlc_slots_free=max(0, slots - len(held)),
+            htlc_slots_max=slots,
+            largest_inbound_msat=max(rooms, default=0),
+        )
+
     # -- events -------------------------------------------------------------------------------
 
     def start_events(self) -> None:
@@ -662,6 +697,13 @@ def _lock_storage(storage_dir: Path) -> IO[bytes]:
             " first (one process at a time may run a Lightning node)"
         ) from None
     return handle
+
+
+def _inbound_room(channel: Any, held_msat: int) -> int:
+    """What this channel can still receive: its room, within its in-flight cap less ``held``."""
+    room = int(channel.inbound_capacity_msat)
+    cap = channel.inbound_htlc_maximum_msat
+    return room if cap is None else max(0, min(room, int(cap) - held_msat))
 
 
 def _mapped(exc: Exception) -> LightningError:

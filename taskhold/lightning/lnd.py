@@ -29,10 +29,12 @@ from taskhold.lightning.base import (
     InvoiceState,
     InvoiceStatus,
     LightningError,
+    NodeCapacity,
     NodeUnreachable,
     PaymentResult,
     PaymentStatus,
 )
+from taskhold.lightning.lnd_channels import capacity_from_lnd
 from taskhold.lightning.lnd_errors import FailedPayment, PaymentNotInitiated, map_lnd_error
 from taskhold.lightning.lnd_invoices import follow_invoices, invoice_status_from_lnd
 from taskhold.lightning.lnd_rest import (
@@ -325,6 +327,12 @@ class LndBackend:
             info = await self._rest.call("GET", "/v1/getinfo")
             self._identity_pubkey = str(info["identity_pubkey"])
         return self._identity_pubkey
+
+    async def capacity(self) -> NodeCapacity:
+        """``GET /v1/channels?active_only=true``, summed (see
+        :mod:`~taskhold.lightning.lnd_channels` for which constraint bounds what)."""
+        answer = await self._rest.call("GET", "/v1/channels", params={"active_only": "true"})
+        return capacity_from_lnd(answer.get("channels") or ())
 
     async def hold_expiry_delta(self) -> int:
         """The running node's ``invoices.holdexpirydelta`` (``GET /v1/getdebuginfo``): lnd cancels

@@ -35,6 +35,7 @@ from taskhold.lightning.base import (
     InvoiceState,
     InvoiceStatus,
     LightningBackend,
+    NodeCapacity,
     PaymentFailed,
     PaymentResult,
     PaymentStatus,
@@ -650,6 +651,61 @@ async def test_block_height_moves_with_mining(harness: Harness) -> None:
     await harness.mine(3)
 
     assert await harness.escrow.block_height() == height + 3
+
+
+# -- capacity -----------------------------------------------------------------------------------
+
+
+async def capacity_when(
+    backend: LightningBackend, reached: Callable[[NodeCapacity], bool]
+) -> NodeCapacity:
+    """The node's capacity once ``reached`` holds, or as it stands after ``WAIT_SECONDS``: a
+    node reports an HTLC held or failed back a moment before its channel's commitment moves."""
+    capacity = await backend.capacity()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(WAIT_SECONDS):
+            while not reached(capacity):
+                await asyncio.sleep(0.1)
+                capacity = await backend.capacity()
+    return capacity
+
+
+async def test_capacity_figures_are_consistent(harness: Harness) -> None:
+    capacity = await harness.escrow.capacity()
+
+    assert capacity.htlc_slots_max > 0
+    assert 0 <= capacity.htlc_slots_free <= capacity.htlc_slots_max
+    assert capacity.outbound_msat >= 0
+    assert 0 <= capacity.largest_inbound_msat <= capacity.inbound_msat
+    assert capacity.largest_inbound_msat >= AMOUNT_MSAT  # the contract's invoices must fit
+
+
+async def test_capacity_counts_a_held_htlc_until_it_is_cancelled(harness: Harness) -> None:
+    # Deltas on one node, not absolutes: the devnet's channels are shared by every test.
+    before = await harness.escrow.capacity()
+    _, invoice = await accepted_invoice(harness)
+
+    held = await capacity_when(
+        harness.escrow, lambda now: now.htlc_slots_free < before.htlc_slots_free
+    )
+
+    assert held.htlc_slots_max == before.htlc_slots_max
+    assert held.htlc_slots_free == before.htlc_slots_free - 1
+    assert held.inbound_msat <= before.inbound_msat - AMOUNT_MSAT
+
+    await harness.escrow.cancel_invoice(invoice.payment_hash)
+    assert (await final_payment(harness.payer, invoice.payment_hash)).status is (
+        PaymentStatus.FAILED
+    )
+
+    back = await capacity_when(
+        harness.escrow,
+        lambda now: (
+            (now.htlc_slots_free, now.inbound_msat) == (before.htlc_slots_free, before.inbound_msat)
+        ),
+    )
+    assert back.htlc_slots_free == before.htlc_slots_free
+    assert back.inbound_msat == before.inbound_msat
 
 
 # -- payouts the payee holds, and their bounds ---------------------------------------------------

@@ -16,12 +16,14 @@ from taskhold.lightning.base import (
     InvoiceNotFound,
     InvoiceState,
     LightningError,
+    NodeCapacity,
     NodeUnreachable,
     PaymentFailed,
     PaymentStatus,
     WrongInvoiceState,
 )
 from taskhold.lightning.lnd import invoice_status_from_lnd, payment_result_from_lnd
+from taskhold.lightning.lnd_channels import capacity_from_lnd
 from taskhold.lightning.lnd_errors import (
     FailedPayment,
     GatewayError,
@@ -193,3 +195,83 @@ async def test_missing_credentials_are_reported_with_their_path() -> None:
 
     with pytest.raises(LightningError, match=r"/nonexistent/tls\.cert"):
         await rest.call("GET", "/v1/getinfo")
+
+
+def _lnd_channel(
+    *,
+    active: bool,
+    local_sat: int,
+    remote_sat: int,
+    incoming_htlcs: int = 0,
+    outgoing_htlcs: int = 0,
+    remote_max_htlcs: int = 483,
+    local_max_htlcs: int = 483,
+    reserve_sat: int = 100_000,
+) -> dict[str, object]:
+    """One ``lnrpc.Channel`` as ``GET /v1/channels`` sends it (64-bit integers as strings)."""
+
+    def constraints(max_htlcs: int) -> dict[str, object]:
+        return {
+            "csv_delay": 1201,
+            "chan_reserve_sat": str(reserve_sat),
+            "dust_limit_sat": "354",
+            "max_pending_amt_msat": "9900000000",
+            "min_htlc_msat": "1",
+            "max_accepted_htlcs": max_htlcs,
+        }
+
+    htlc = {"amount": "150000", "hash_lock": "", "expiration_height": 500, "htlc_index": "0"}
+    return {
+        "active": active,
+        "remote_pubkey": "02" + "11" * 32,
+        "capacity": "10000000",
+        "local_balance": str(local_sat),
+        "remote_balance": str(remote_sat),
+        "commit_fee": "285",
+        "pending_htlcs": [{**htlc, "incoming": True}] * incoming_htlcs
+        + [{**htlc, "incoming": False}] * outgoing_htlcs,
+        "local_chan_reserve_sat": str(reserve_sat),
+        "remote_chan_reserve_sat": str(reserve_sat),
+        "local_constraints": constraints(local_max_htlcs),
+        "remote_constraints": constraints(remote_max_htlcs),
+    }
+
+
+def test_channels_json_sums_active_channels_net_of_reserves_and_incoming_htlcs() -> None:
+    channels = [
+        # Holds two incoming HTLCs; the peer may add at most 5 (remote_constraints).
+        _lnd_channel(
+            active=True,
+            local_sat=1_001_001,
+            remote_sat=8_698_054,
+            incoming_htlcs=2,
+            remote_max_htlcs=5,
+        ),
+        # One outgoing HTLC takes no incoming slot; our own limit (local) is not ours to use.
+        _lnd_channel(
+            active=True,
+            local_sat=8_998_056,
+            remote_sat=1_001_000,
+            outgoing_htlcs=1,
+            local_max_htlcs=7,
+        ),
+        # The peer is below its reserve: nothing to receive, never a negative figure.
+        _lnd_channel(active=True, local_sat=9_900_000, remote_sat=50_000),
+        # Inactive: however large, it counts for nothing.
+        _lnd_channel(active=False, local_sat=5_000_000, remote_sat=9_000_000),
+    ]
+
+    capacity = capacity_from_lnd(channels)
+
+    assert capacity.inbound_msat == (8_598_054 + 901_000) * 1000
+    assert capacity.largest_inbound_msat == 8_598_054 * 1000
+    assert capacity.outbound_msat == (901_001 + 8_898_056 + 9_800_000) * 1000
+    assert capacity.htlc_slots_max == 5 + 483 + 483
+    assert capacity.htlc_slots_free == 3 + 483 + 483
+
+
+def test_no_active_channel_is_no_capacity() -> None:
+    inactive = _lnd_channel(active=False, local_sat=5_000_000, remote_sat=5_000_000)
+
+    assert capacity_from_lnd([inactive]) == NodeCapacity(0, 0, 0, 0, 0)
+    assert capacity_from_lnd([]) == NodeCapacity(0, 0, 0, 0, 0)
