@@ -9,6 +9,7 @@ a 200. No task id, key, hash or invoice is in the answer.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,8 +20,10 @@ import pytest
 from support.stacks import Stack, channel_world, close_stack, open_stack, stack_settings
 from support.task_flows import AMOUNT_MSAT, created, funded, submitted
 
+from taskhold.api import metrics
 from taskhold.client import TaskholdAPIError
 from taskhold.escrow.admission import LIMITS
+from taskhold.lightning.base import NodeCapacity
 from taskhold.tasks import TaskState
 
 OpenStack = Callable[..., Awaitable[Stack]]
@@ -304,6 +307,26 @@ async def test_a_node_that_cannot_be_read_is_node_up_0_and_still_a_200(
     up = await scrape(stack)
     assert up.value("taskhold_node_up") == 1
     assert all(up.has(name) for name in NODE_METRICS)
+
+
+async def test_a_node_that_never_answers_is_node_up_0(
+    stack_with: OpenStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hanging node must not hang the scrape: its figures are dropped after the bound."""
+    stack = await stack_with()
+    never = asyncio.Event()
+
+    async def hang() -> NodeCapacity:
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    monkeypatch.setattr(metrics, "NODE_READ_TIMEOUT_S", 0.01)
+    monkeypatch.setattr(stack.services.engine.ctx.lightning, "capacity", hang)
+
+    hung = await scrape(stack)
+
+    assert hung.value("taskhold_node_up") == 0
+    assert not any(hung.has(name) for name in NODE_METRICS)
 
 
 # -- nothing secret -------------------------------------------------------------------------------
