@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI, Request
 
-from . import routes_reputation, routes_sim, routes_tasks
+from . import metrics, routes_reputation, routes_sim, routes_tasks
 from .info import publish_info
 from .problems import install_problem_handlers
 from .ratelimit import client_ip
@@ -70,6 +70,7 @@ def create_api(services: Services, *, run_engine: bool = True) -> FastAPI:
     install_openapi(app)
     app.include_router(routes_tasks.router)
     app.include_router(routes_reputation.router)
+    app.include_router(metrics.router)
     if services.sim is not None and services.settings.sim_routes_enabled:
         app.include_router(routes_sim.router)
 

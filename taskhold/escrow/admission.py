@@ -34,7 +34,14 @@ from taskhold.store import HoldCommitments, Tx
 
 from .context import EscrowContext, log
 
-__all__ = ["ADMISSION_RULE", "Capacity", "InsufficientCapacity", "admit", "capacity_now"]
+__all__ = [
+    "ADMISSION_RULE",
+    "LIMITS",
+    "Capacity",
+    "InsufficientCapacity",
+    "admit",
+    "capacity_now",
+]
 
 ADMISSION_RULE = (
     "a hold invoice is issued only while the escrow node has a free incoming HTLC slot and the"
@@ -43,6 +50,15 @@ ADMISSION_RULE = (
     " less than max_key_share of the node's slots and of its inbound liquidity; otherwise 503"
     " insufficient_capacity with Retry-After"
 )
+
+LIMITS = (
+    "htlc_slots",
+    "inbound_liquidity",
+    "outbound_liquidity",
+    "key_share_slots",
+    "key_share_liquidity",
+)
+"""Every limit :meth:`Capacity.shortage` names, in the order it checks them."""
 
 
 class InsufficientCapacity(Refusal):
@@ -161,6 +177,7 @@ async def admit(
     if found is None:
         return
     limit, detail = found
+    ctx.capacity_refusals[limit] += 1
     log.warning("capacity_refused", limit=limit, amount_msat=amount_msat)
     raise InsufficientCapacity(
         detail, limit=limit, retry_after_s=ctx.settings.capacity_retry_after_s

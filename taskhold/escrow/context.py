@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -47,6 +48,9 @@ class EscrowContext:
     """The key the last rotation replaced: an invoice sealed to it before still opens."""
     liquidity: LiquidityWatch = field(default_factory=LiquidityWatch)
     """Payouts waiting for the node's outbound liquidity (the operator's alert)."""
+    capacity_refusals: Counter[str] = field(default_factory=Counter)
+    """Hold invoices refused by admission control since the process started, by the limit that
+    refused them (``admission.LIMITS``): the metrics count them."""
 
     def now(self) -> int:
         return int(self.clock())

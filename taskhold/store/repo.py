@@ -317,6 +317,17 @@ class Tx:
             )
         return figures
 
+    async def count_in(self, states: Sequence[TaskState]) -> dict[TaskState, int]:
+        """How many tasks are in each of ``states`` (0 for none): one grouped count over the
+        state index, for the metrics."""
+        stmt = (
+            select(TaskRow.state, func.count())
+            .where(TaskRow.state.in_([s.value for s in states]))
+            .group_by(TaskRow.state)
+        )
+        counted = {TaskState(state): int(n) for state, n in await self.session.execute(stmt)}
+        return {state: counted.get(state, 0) for state in states}
+
     async def task_ids_in(self, states: Sequence[TaskState]) -> list[str]:
         stmt = select(TaskRow.task_id).where(TaskRow.state.in_([s.value for s in states]))
         return list((await self.session.execute(stmt)).scalars())

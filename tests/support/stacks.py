@@ -25,6 +25,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from support.hand_driven import drive_by_hand
 from taskhold.api.application import create_api
 from taskhold.client import TaskholdClient
+from taskhold.lightning.sim import SimNode
+from taskhold.lightning.sim_network import SimNetwork
 from taskhold.lightning.simworld import SimWorld
 from taskhold.nostr import NostrKeys
 from taskhold.services import Services, build_services
@@ -78,6 +80,25 @@ class Stack:
         """One engine pass, then the payments it started (a pass itself never waits for them)."""
         await self.services.engine.run_once()
         await self.services.engine.drain()
+
+
+def channel_world(
+    *,
+    escrow_msat: int = 50_000_000_000,
+    inbound_msat: int | None = None,
+    htlc_slots: int | None = None,
+) -> SimWorld:
+    """A simulator world whose escrow node has this balance (its outbound liquidity) and, when
+    given, this much inbound room and this many incoming HTLC slots."""
+    network = SimNetwork(hold_expiry_delta=12)
+    world = SimWorld(
+        network=network,
+        escrow=SimNode(network, "escrow", balance_msat=escrow_msat),
+        employer=SimNode(network, "employer", balance_msat=50_000_000_000),
+        worker=SimNode(network, "worker", balance_msat=0),
+    )
+    network.set_channels(world.escrow, inbound_msat=inbound_msat, htlc_slots=htlc_slots)
+    return world
 
 
 def stack_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settings:
