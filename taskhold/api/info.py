@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INFO_D",
+    "LIVE_MEMBERS",
     "REJECTION_DEFAULTS",
     "capacity_now",
     "capacity_terms",
@@ -38,6 +39,9 @@ __all__ = [
 ]
 
 INFO_D = "taskhold-info"
+
+LIVE_MEMBERS = ("capacity_now",)
+"""Members ``GET /v1/info`` adds to the signed document: figures as they stand, not terms."""
 
 DISPUTE_DEFAULT = (
     "a dispute no arbiter resolved within dispute_window_s (or before the guardian acts) releases"

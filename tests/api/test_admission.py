@@ -15,13 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from support.stacks import Stack, close_stack, open_stack, stack_settings
+from support.stacks import Stack, channel_world, close_stack, open_stack, stack_settings
 from support.task_flows import AMOUNT_MSAT, created, funded
 
 from taskhold.client import TaskholdAPIError, TaskholdClient
-from taskhold.lightning.sim import SimNode
-from taskhold.lightning.sim_network import SimNetwork
-from taskhold.lightning.simworld import SimWorld
 
 OpenStack = Callable[..., Awaitable[Stack]]
 
@@ -38,14 +35,9 @@ async def stack_with(tmp_path: Path, database_url: str) -> AsyncIterator[OpenSta
         htlc_slots: int | None = None,
         **overrides: Any,
     ) -> Stack:
-        network = SimNetwork(hold_expiry_delta=12)
-        world = SimWorld(
-            network=network,
-            escrow=SimNode(network, "escrow", balance_msat=escrow_msat),
-            employer=SimNode(network, "employer", balance_msat=50_000_000_000),
-            worker=SimNode(network, "worker", balance_msat=0),
+        world = channel_world(
+            escrow_msat=escrow_msat, inbound_msat=inbound_msat, htlc_slots=htlc_slots
         )
-        network.set_channels(world.escrow, inbound_msat=inbound_msat, htlc_slots=htlc_slots)
         settings = stack_settings(tmp_path / str(len(opened)), database_url, **overrides)
         stack = await open_stack(settings, world)
         opened.append(stack)

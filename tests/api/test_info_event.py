@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import typer
 from sqlalchemy import select
-from support.stacks import close_stack, open_stack, stack_settings
+from support.stacks import close_stack, open_stack, stack_settings, terms_of
 
 from taskhold.api.info import INFO_D, REJECTION_DEFAULTS, publish_info
 from taskhold.audit.nip01 import Verdict, verify_event
@@ -26,7 +26,7 @@ async def test_the_info_event_is_signed_and_states_the_policies(
     )
     try:
         event = await publish_info(stack.services)
-        served = (await stack.http.get("/v1/info")).json()
+        served = terms_of(await stack.http.get("/v1/info"))
         async with stack.services.store.transaction() as tx:
             queued = (
                 await tx.session.execute(select(OutboxRow).where(OutboxRow.event_id == event["id"]))
@@ -77,7 +77,7 @@ async def test_a_plain_taskhold_states_its_rejection_policy(
     stack = await open_stack(stack_settings(tmp_path, database_url))
     try:
         event = await publish_info(stack.services)
-        served = (await stack.http.get("/v1/info")).json()
+        served = terms_of(await stack.http.get("/v1/info"))
     finally:
         await close_stack(stack)
     assert json.loads(event["content"]) == served

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from support.stacks import close_stack, open_stack, stack_settings
+from support.stacks import close_stack, open_stack, stack_settings, terms_of
 
 from taskhold.api.info import SUBSCRIBING_DOC, publish_info, published_kinds
 from taskhold.settings import Settings
@@ -32,7 +32,7 @@ async def test_info_lists_the_relays_and_every_kind_setting(
         stack_settings(tmp_path, database_url, relays=relays, kind_listing=30499)
     )
     try:
-        served = (await stack.http.get("/v1/info")).json()
+        served = terms_of(await stack.http.get("/v1/info"))
         event = await publish_info(stack.services)
     finally:
         await close_stack(stack)

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from support.hand_driven import drive_by_hand
 from taskhold.api.application import create_api
+from taskhold.api.info import LIVE_MEMBERS
 from taskhold.client import TaskholdClient
 from taskhold.lightning.sim import SimNode
 from taskhold.lightning.sim_network import SimNetwork
@@ -140,3 +141,8 @@ async def open_stack(
 async def close_stack(stack: Stack) -> None:
     await stack.http.aclose()
     await stack.services.close()
+
+
+def terms_of(info: httpx.Response) -> dict[str, Any]:
+    """``GET /v1/info`` without its live figures: exactly the signed info event's content."""
+    return {k: v for k, v in info.json().items() if k not in LIVE_MEMBERS}
