@@ -19,6 +19,7 @@ from taskhold.keys.operator import load_operator_keys, load_previous_operator_ke
 from taskhold.keys.signer import EventSigner, LocalSigner
 from taskhold.keys.stores import open_key_store
 from taskhold.lightning.base import LightningBackend, LightningError
+from taskhold.lightning.pool import PoolBackend, PoolMember
 from taskhold.lightning.simworld import SimWorld
 from taskhold.nostr.embedded import EmbeddedRelay
 from taskhold.nostr.relays import RelayPool
@@ -31,6 +32,7 @@ from taskhold.reputation.service import ReputationService
 from taskhold.reputation.wiring import build_reputation, operator_kinds, receipt_issuer
 from taskhold.settings import Settings, settings_digest
 from taskhold.store import Store, create_engine, migrate
+from taskhold.store.placements import StorePlacements
 
 if TYPE_CHECKING:
     from taskhold.lightning.ldk import LdkConfig
@@ -89,10 +91,14 @@ async def _with_node_limits(settings: Settings, backend: LightningBackend) -> Se
     fail-back buffer of 39), and no hold may ask for more than the node accepts. Assumed too
     small, the node cancels a held invoice before taskhold acts, and a release racing that
     cancel pays the worker from the operator's own money. A node that does not say refuses the
-    start."""
+    start; in a pool every member must say, and the widest margin of them all is taken."""
     from taskhold.lightning.ldk import LdkBackend
     from taskhold.lightning.lnd import LndBackend
 
+    if isinstance(backend, PoolBackend):
+        for member in backend.members:
+            settings = await _with_node_limits(settings, member.backend)
+        return settings
     if not isinstance(backend, LndBackend | LdkBackend):
         return settings
     try:
@@ -175,18 +181,45 @@ def _crash_hook(spec: str) -> FaultHook:
         raise SystemExit(f"TASKHOLD_CRASH_AT: {exc}") from None
 
 
-def _lightning(settings: Settings, sim: SimWorld | None) -> LightningBackend:
+def _lightning(
+    settings: Settings, sim: SimWorld | None, placements: StorePlacements
+) -> LightningBackend:
     if sim is not None:
         return sim.escrow
-    from taskhold.lightning.lnd import LndBackend
-
+    if settings.lnd_pool:
+        members = [
+            PoolMember(name, _lnd_backend(settings, path, name))
+            for path, name in _pool_entries(settings)
+        ]
+        return PoolBackend(members, placements)
     if settings.lnd_connection_file is None:
         raise SystemExit(
             "lightning=lnd needs TASKHOLD_LND_CONNECTION_FILE (written by `taskhold devnet up`)"
         )
+    return _lnd_backend(settings, settings.lnd_connection_file, settings.lnd_node)
+
+
+def _pool_entries(settings: Settings) -> list[tuple[Path, str]]:
+    """``lnd_pool``'s ``[FILE#]NODE`` entries as (connection file, node name)."""
+    entries = []
+    for entry in settings.lnd_pool:
+        file, _, node = entry.rpartition("#")
+        path = Path(file) if file else settings.lnd_connection_file
+        if path is None:
+            raise SystemExit(
+                f"lnd_pool entry {entry!r} names no connection file, and"
+                " TASKHOLD_LND_CONNECTION_FILE is not set"
+            )
+        entries.append((path, node))
+    return entries
+
+
+def _lnd_backend(settings: Settings, path: Path, node: str) -> LightningBackend:
+    from taskhold.lightning.lnd import LndBackend
+
     return LndBackend.from_connection_file(
-        settings.lnd_connection_file,
-        node=settings.lnd_node,
+        path,
+        node=node,
         max_connections=settings.lnd_max_connections,
         invoice_poll_seconds=settings.lnd_invoice_poll_s,
     )
@@ -220,7 +253,8 @@ async def build_services(
     keys = audited(open_key_store(settings), audit)
     if lightning is None and sim is None and settings.lightning == "ldk":
         lightning = await open_ldk_backend(settings, keys)
-    backend = lightning or _lightning(settings, sim)
+    placements = StorePlacements()
+    backend = lightning or _lightning(settings, sim, placements)
     settings = await _with_node_limits(settings, backend)
     engine = create_engine(settings.resolved_database_url)
     await migrate(engine)
@@ -249,6 +283,7 @@ async def build_services(
     )
     store = Store(engine, log=log)
     audit.bind(store)
+    placements.bind(store)
     await audit.record_config_start(
         settings_digest(settings),
         {

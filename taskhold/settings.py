@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     lnd_connection_file: Path | None = None
     """JSON written by ``taskhold devnet up``: REST URL, TLS cert and macaroon path per node."""
     lnd_node: str = "escrow"
+    lnd_pool: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Several escrow nodes working as one (``taskhold.lightning.pool``): entries
+    ``[FILE#]NODE``, a node of an lnd connection file (``lnd_connection_file`` when no FILE
+    is given), comma-separated in the environment. The first is the primary. Empty: the one
+    node ``lnd_node``."""
     lnd_max_connections: int = Field(default=32, ge=2)
     """HTTP connections to lnd for the calls taskhold waits on (settle, cancel, lookups,
     payments). Invoice subscriptions have their own pool, so they can never hold these up.
@@ -322,7 +327,17 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not host:port")
         return value
 
-    @field_validator("arbiters", "relays", "trusted_proxies", mode="before")
+    @field_validator("lnd_pool")
+    @classmethod
+    def _pool_entries(cls, value: list[str]) -> list[str]:
+        names = [entry.rpartition("#")[2] for entry in value]
+        if any(not name for name in names):
+            raise ValueError("an lnd_pool entry is [FILE#]NODE and names a node")
+        if len(set(value)) != len(value):
+            raise ValueError("lnd_pool names a node twice")
+        return value
+
+    @field_validator("arbiters", "relays", "trusted_proxies", "lnd_pool", mode="before")
     @classmethod
     def _split_arbiters(cls, value: object) -> object:
         if isinstance(value, str):

@@ -208,12 +208,21 @@ class LightningBackend(Protocol):
         ...
 
     async def pay_invoice(
-        self, payment_request: str, *, max_fee_msat: int, timeout_seconds: int, cltv_limit: int
+        self,
+        payment_request: str,
+        *,
+        max_fee_msat: int,
+        timeout_seconds: int,
+        cltv_limit: int,
+        behind: bytes | None = None,
     ) -> PaymentResult:
         """Pay a BOLT11 invoice within ``cltv_limit`` blocks of total time lock (route and
         final CLTV, lnd's ``cltv_limit``): SUCCEEDED with the preimage; IN_FLIGHT if the payee
         still holds the HTLC when ``timeout_seconds`` run out (it may still land: follow it with
         :meth:`lookup_payment`); :class:`PaymentFailed` if it failed, or no route fits the limit.
+
+        ``behind`` names the hold invoice the payment stands behind: a pool of nodes
+        (:mod:`.pool`) pays from the node that holds it; a single node ignores it.
         """
         ...
 
@@ -229,8 +238,9 @@ class LightningBackend(Protocol):
         """The node's identity public key (hex): the payee of every invoice it issues."""
         ...
 
-    async def capacity(self) -> NodeCapacity:
-        """Liquidity and free HTLC slots of the node's active channels, as they stand now."""
+    async def capacity(self, *, behind: bytes | None = None) -> NodeCapacity:
+        """Liquidity and free HTLC slots of the node's active channels, as they stand now;
+        a pool's sum, or with ``behind`` the figures of the node holding that hold invoice."""
         ...
 
     async def close(self) -> None:

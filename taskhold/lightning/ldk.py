@@ -439,7 +439,13 @@ class LdkBackend:
     # -- payments -----------------------------------------------------------------------------
 
     async def pay_invoice(
-        self, payment_request: str, *, max_fee_msat: int, timeout_seconds: int, cltv_limit: int
+        self,
+        payment_request: str,
+        *,
+        max_fee_msat: int,
+        timeout_seconds: int,
+        cltv_limit: int,
+        behind: bytes | None = None,
     ) -> PaymentResult:
         """Pay over LDK's router and wait for SUCCEEDED or FAILED.
 
@@ -535,7 +541,7 @@ class LdkBackend:
     async def node_pubkey(self) -> str:
         return str(self._node.node_id())
 
-    async def capacity(self) -> NodeCapacity:
+    async def capacity(self, *, behind: bytes | None = None) -> NodeCapacity:
         """The usable channels (``list_channels``). LDK's ``inbound_capacity_msat`` is the
         peer's balance above the reserve it must keep, pending HTLCs already out, and
         ``outbound_capacity_msat`` ours. LDK does not count it against the channel's in-flight

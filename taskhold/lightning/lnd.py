@@ -240,7 +240,13 @@ class LndBackend:
     # -- payments -----------------------------------------------------------------------------
 
     async def pay_invoice(
-        self, payment_request: str, *, max_fee_msat: int, timeout_seconds: int, cltv_limit: int
+        self,
+        payment_request: str,
+        *,
+        max_fee_msat: int,
+        timeout_seconds: int,
+        cltv_limit: int,
+        behind: bytes | None = None,
     ) -> PaymentResult:
         """Pay through ``/v2/router/send`` and wait for SUCCEEDED or FAILED.
 
@@ -328,7 +334,7 @@ class LndBackend:
             self._identity_pubkey = str(info["identity_pubkey"])
         return self._identity_pubkey
 
-    async def capacity(self) -> NodeCapacity:
+    async def capacity(self, *, behind: bytes | None = None) -> NodeCapacity:
         """``GET /v1/channels?active_only=true``, summed (see
         :mod:`~taskhold.lightning.lnd_channels` for which constraint bounds what)."""
         answer = await self._rest.call("GET", "/v1/channels", params={"active_only": "true"})

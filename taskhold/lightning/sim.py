@@ -178,7 +178,13 @@ class SimNode:
         self.sim_network.cancel(self.pubkey_hex, payment_hash)
 
     async def pay_invoice(
-        self, payment_request: str, *, max_fee_msat: int, timeout_seconds: int, cltv_limit: int
+        self,
+        payment_request: str,
+        *,
+        max_fee_msat: int,
+        timeout_seconds: int,
+        cltv_limit: int,
+        behind: bytes | None = None,
     ) -> PaymentResult:
         self._check_reachable()
         request = self._decode(payment_request)
@@ -205,7 +211,7 @@ class SimNode:
         self._check_reachable()
         return self.pubkey_hex
 
-    async def capacity(self) -> NodeCapacity:
+    async def capacity(self, *, behind: bytes | None = None) -> NodeCapacity:
         self._check_reachable()
         return self.sim_network.capacity(self.pubkey_hex)
 

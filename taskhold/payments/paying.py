@@ -171,7 +171,7 @@ async def pay_once(
         await mark(None, reason)
         await record_failure(reason)
         return None
-    if await _short_of_outbound(ctx, owner, row.amount_msat):
+    if await _short_of_outbound(ctx, owner, row.amount_msat, hold_hash):
         return None  # the operator's shortage, not the worker's: wait, retry, never count it
     await mark_sent()
     try:
@@ -180,6 +180,7 @@ async def pay_once(
             max_fee_msat=max_fee_msat,
             timeout_seconds=ctx.settings.payout_timeout_s,
             cltv_limit=budget,
+            behind=hold_hash,
         )
     except PaymentFailed as exc:
         pending = await ctx.lightning.lookup_payment(payment_hash)
@@ -207,9 +208,12 @@ INSUFFICIENT_BALANCE = "FAILURE_REASON_INSUFFICIENT_BALANCE"
 """The node's own channels could not carry the payment: lnd's reason, the simulator's too."""
 
 
-async def _short_of_outbound(ctx: PaymentContext, owner: str, amount_msat: int) -> bool:
-    """True, and the operator alerted, while the node's outbound liquidity is below the payout."""
-    outbound = (await ctx.lightning.capacity()).outbound_msat
+async def _short_of_outbound(
+    ctx: PaymentContext, owner: str, amount_msat: int, hold_hash: bytes
+) -> bool:
+    """True, and the operator alerted, while the outbound liquidity of the node that holds
+    ``hold_hash`` (and pays behind it) is below the payout."""
+    outbound = (await ctx.lightning.capacity(behind=hold_hash)).outbound_msat
     if outbound < amount_msat:
         _alert_short(ctx, owner, amount_msat, outbound_msat=outbound)
         return True

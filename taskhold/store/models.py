@@ -322,3 +322,15 @@ class WebhookRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[int]
     delivered_at: Mapped[int | None]
+
+
+class PlacementRow(Base):
+    """Which escrow node of a pool holds a hold invoice or made a payment, by payment hash
+    (``taskhold.lightning.pool``). Written before the node call, so a retry after a crash, or
+    another replica, goes to the same node and never issues the same hash on a second one."""
+
+    __tablename__ = "placements"
+
+    payment_hash_hex: Mapped[str] = mapped_column(String(64), primary_key=True)
+    node: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[int]

@@ -31,6 +31,7 @@ from .models import (
     InvoiceRow,
     LogEntryRow,
     PayoutRow,
+    PlacementRow,
     RefundPayoutRow,
     RequestEventRow,
     TaskRow,
@@ -327,6 +328,23 @@ class Tx:
         )
         counted = {TaskState(state): int(n) for state, n in await self.session.execute(stmt)}
         return {state: counted.get(state, 0) for state in states}
+
+    # placements on the nodes of an escrow pool -------------------------------------------------
+
+    async def placement_of(self, payment_hash_hex: str) -> str | None:
+        """The pool node that holds this hold invoice or made this payment, if placed."""
+        row = await self.session.get(PlacementRow, payment_hash_hex)
+        return None if row is None else row.node
+
+    async def place(self, payment_hash_hex: str, node: str, now: int) -> str:
+        """Place the hash on ``node`` unless it is placed already; returns where it is. Two
+        writers at once: the primary key lets one commit (the other gets ``WriteConflict``)."""
+        placed = await self.placement_of(payment_hash_hex)
+        if placed is not None:
+            return placed
+        self.session.add(PlacementRow(payment_hash_hex=payment_hash_hex, node=node, created_at=now))
+        await self.session.flush()
+        return node
 
     async def task_ids_in(self, states: Sequence[TaskState]) -> list[str]:
         stmt = select(TaskRow.task_id).where(TaskRow.state.in_([s.value for s in states]))
