@@ -283,7 +283,7 @@ async def build_services(
     )
     store = Store(engine, log=log)
     audit.bind(store)
-    placements.bind(store)
+    placements.bind(store, settings.data_dir)
     await audit.record_config_start(
         settings_digest(settings),
         {

@@ -55,6 +55,8 @@ class Placements(Protocol):
         """Record ``node`` for the hash unless one is recorded; return the recorded one."""
         ...
 
+    def close(self) -> None: ...
+
 
 class NoMemberFits(NodeUnreachable):
     """No reachable member has a free slot and the inbound room for the invoice."""
@@ -263,3 +265,4 @@ class PoolBackend:
         for member in self.members:
             with contextlib.suppress(Exception):
                 await member.backend.close()
+        self._placements.close()

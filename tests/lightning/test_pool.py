@@ -33,6 +33,9 @@ class MemoryPlacements:
     async def place(self, payment_hash: bytes, node: str) -> str:
         return self.rows.setdefault(payment_hash, node)
 
+    def close(self) -> None:
+        return None
+
 
 class Pool:
     def __init__(self, *, inbound: tuple[int, int] = (10 * AMOUNT, 10 * AMOUNT)) -> None:

@@ -26,6 +26,7 @@ from support.hand_driven import drive_by_hand
 from taskhold.api.application import create_api
 from taskhold.api.info import LIVE_MEMBERS
 from taskhold.client import TaskholdClient
+from taskhold.lightning.base import LightningBackend
 from taskhold.lightning.sim import SimNode
 from taskhold.lightning.sim_network import SimNetwork
 from taskhold.lightning.simworld import SimWorld
@@ -116,10 +117,15 @@ def stack_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Setti
 
 
 async def open_stack(
-    settings: Settings, world: SimWorld | None = None, *, hand_driven: bool = True
+    settings: Settings,
+    world: SimWorld | None = None,
+    *,
+    hand_driven: bool = True,
+    lightning: LightningBackend | None = None,
 ) -> Stack:
     """A stack on the simulator. ``hand_driven``: the test runs every engine pass itself and no
-    invoice follower runs in the background; tests of the follower itself pass False."""
+    invoice follower runs in the background; tests of the follower itself pass False.
+    ``lightning`` replaces the world's escrow node as taskhold's backend (a pool of them)."""
     world = world or SimWorld.create(hold_expiry_delta=settings.hold_expiry_delta)
     faults: dict[str, BaseException] = {}
 
@@ -128,7 +134,7 @@ async def open_stack(
         if exc is not None:
             raise exc
 
-    services = await build_services(settings, sim=world, fault_hook=fault_hook)
+    services = await build_services(settings, sim=world, lightning=lightning, fault_hook=fault_hook)
     if hand_driven:
         drive_by_hand(services)
     app = create_api(services, run_engine=False)
