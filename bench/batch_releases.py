@@ -15,6 +15,13 @@ bench runs twice: with no payment latency, and with ``--latency-ms`` (``SimNetwo
 payment_latency_s``: each payment waits that long before its HTLC goes out). The ratios are
 printed; absolute figures depend on the machine.
 
+Where a release's own time goes (cProfile on this bench): its database round trips, about 55
+statements in 11 transactions on SQLite, each crash-safe step its own commit; decoding the
+payout invoice was a quarter of it until the decode was kept. Releases finishing together
+share one transaction for their completion (``escrow/grouped.py``), and a journal record
+takes the entries queued before it along. With the latency on, the batch gains over one by one
+as long as ``--parallel`` payments can be in flight; CPU per release then bounds it.
+
     python bench/batch_releases.py [--sizes 1 10 100] [--latency-ms 50] [--parallel 8] [--repeat 3]
 """
 
