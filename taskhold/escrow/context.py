@@ -16,8 +16,10 @@ from taskhold.nostr import NostrKeys
 from taskhold.payments.liquidity import LiquidityWatch
 from taskhold.settings import Settings
 from taskhold.store import Store
-from taskhold.tasks import SYSTEM_ACTOR, Task, decide
+from taskhold.tasks import Task
 from taskhold.tasks.commands import Command
+
+from .grouped import CommitGroup, log_transitions, record_system
 
 __all__ = ["EscrowContext", "FaultHook", "apply_system"]
 
@@ -51,6 +53,8 @@ class EscrowContext:
     capacity_refusals: Counter[str] = field(default_factory=Counter)
     """Hold invoices refused by admission control since the process started, by the limit that
     refused them (``admission.LIMITS``): the metrics count them."""
+    commits: CommitGroup = field(default_factory=CommitGroup)
+    """Completed releases recorded together (:mod:`.grouped`)."""
 
     def now(self) -> int:
         return int(self.clock())
@@ -65,20 +69,6 @@ async def apply_system(
     harmless: the machine decides a repeated system command to no events.
     """
     async with ctx.store.transaction() as tx:
-        task = await tx.load_task(task_id, for_update=True)
-        if task is None:
-            return None
-        command = make(task, ctx.now())
-        if command is None:
-            return task
-        events = decide(task, command, frozenset(ctx.settings.arbiters))
-        updated = await tx.append(task, events)
-    for event in events:
-        log.info(
-            "transition",
-            task_id=task_id,
-            event_type=type(event).__name__,
-            state=updated.state.value,
-            actor=SYSTEM_ACTOR,
-        )
+        updated, events = await record_system(ctx, tx, task_id, make)
+    log_transitions(task_id, updated, events)
     return updated

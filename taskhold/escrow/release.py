@@ -102,7 +102,7 @@ class RewardBook:
 
     async def completed(self, preimage: bytes, payout: PaymentResult) -> Task | None:
         proof = await funds.payout_preimage(self.ctx, payout)
-        done = await apply_system(
+        done = await self.ctx.commits.apply(  # with other releases completing now (grouped)
             self.ctx,
             self.task.task_id,
             lambda current, now: c.CompleteRelease(
@@ -145,10 +145,14 @@ def _payout_failure(reason: str) -> Callable[[Task, int], c.Command | None]:
     return record
 
 
-async def release(ctx: EscrowContext, task_id: str) -> Task | None:
-    """Drive one VERIFIED task to PAID if the node allows it now. Safe to call repeatedly."""
-    async with ctx.store.transaction() as tx:
-        task = await tx.load_task(task_id)
+async def release(ctx: EscrowContext, task_id: str, loaded: Task | None = None) -> Task | None:
+    """Drive one VERIFIED task to PAID if the node allows it now. Safe to call repeatedly.
+
+    ``loaded``: the task as its caller just read it, so it is not read twice."""
+    task = loaded
+    if task is None:
+        async with ctx.store.transaction() as tx:
+            task = await tx.load_task(task_id)
     if task is None or not task.release_pending or task.payment_hash_hex is None:
         return task
     return await funds.pay_then_settle(ctx, held_reward(ctx, task), RewardBook(ctx, task))

@@ -183,7 +183,7 @@ async def pay_out(ctx: EscrowContext, task_id: str) -> Task | None:
     async with ctx.store.transaction() as tx:
         task = await tx.load_task(task_id)
     if task is None or not task.is_split:
-        return await release_reward(ctx, task_id)
+        return await release_reward(ctx, task_id, task)
     if not task.release_pending or task.payment_hash_hex is None:
         return task
     earlier, employer, book = _shares(ctx, task)

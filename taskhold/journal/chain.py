@@ -24,7 +24,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -143,6 +143,13 @@ class _Pending:
     details: dict[str, Any]
 
 
+class _Unread:
+    """The chain's head is not read yet (``None`` is an empty chain)."""
+
+
+UNREAD = _Unread()
+
+
 def _executor(tx_or_session: object) -> Executor:
     if isinstance(tx_or_session, AsyncSession | AsyncConnection):
         return tx_or_session
@@ -230,9 +237,16 @@ class AuditLog:
         )  # fmt: skip
 
     async def _append_app_chained(
-        self, executor: Executor, actor: str, action: str, subject: str, body: str
+        self,
+        executor: Executor,
+        actor: str,
+        action: str,
+        subject: str,
+        body: str,
+        head: AuditHead | _Unread | None = UNREAD,
     ) -> AuditEntry:
-        head = await read_head(executor)
+        if isinstance(head, _Unread):
+            head = await read_head(executor)
         seq = 1 if head is None else head.seq + 1
         prev_hash = GENESIS_HASH if head is None else head.hash
         at = max(int(self._clock()), head.at if head else 0)
@@ -269,9 +283,17 @@ class AuditLog:
         try:
             if self._flusher is not None and not self._flusher.done():
                 await asyncio.shield(self._flusher)  # keep the order in which things happened
-            await self.flush(store=target)
-            async with target.transaction() as tx:
-                return await self.append(tx, actor, action, subject, details)
+            entry = _Pending(actor, action, subject, dict(details or {}))
+            with self._pending_lock:
+                batch, self._pending = [*self._pending, entry], []
+            try:
+                async with target.transaction() as tx:  # what was queued, then this: one write
+                    last = await self._append_all(tx, batch)
+            except BaseException:
+                self._requeue(batch[:-1])
+                raise
+            assert last is not None
+            return last
         except (DBAPIError, OSError):
             self.note(actor, action, subject, details)
             raise
@@ -320,12 +342,31 @@ class AuditLog:
             return 0
         try:
             async with target.transaction() as tx:
-                for item in batch:
-                    await self.append(tx, item.actor, item.action, item.subject, item.details)
+                await self._append_all(tx, batch)
         except BaseException:
             self._requeue(batch)
             raise
         return len(batch)
+
+    async def _append_all(self, tx: object, batch: Sequence[_Pending]) -> AuditEntry | None:
+        """Append ``batch`` in order inside ``tx``; the last entry. On SQLite the head is read
+        once and chained in memory (the transaction is the only writer); PostgreSQL's append
+        function reads it itself."""
+        executor = _executor(tx)
+        if _dialect(executor) == "postgresql":
+            last = None
+            for item in batch:
+                last = await self.append(tx, item.actor, item.action, item.subject, item.details)
+            return last
+        head: AuditHead | _Unread | None = UNREAD
+        last = None
+        for item in batch:
+            body = canonical_details(item.details or {})
+            last = await self._append_app_chained(
+                executor, item.actor, item.action, item.subject, body, head
+            )
+            head = AuditHead(seq=last.seq, hash=last.hash, at=last.at)
+        return last
 
     def _requeue(self, batch: list[_Pending]) -> None:
         with self._pending_lock:

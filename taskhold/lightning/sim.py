@@ -24,11 +24,14 @@ Choices where lnd gives no single answer, kept lnd-like:
 - ``cltv_limit`` bounds the payment's total time lock. The simulator has no hops and no block
   padding, so that is the payee invoice's final CLTV delta; over the limit the payment fails
   with ``FAILURE_REASON_NO_ROUTE`` and nothing is held.
+- ``SimNetwork.payment_latency_s`` (zero unless a bench sets it) delays each payment before its
+  HTLC goes out; other calls go on meanwhile, so concurrent payouts overlap.
 - ``unreachable`` models a lost API connection, not an offline node: other nodes can still pay it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -188,6 +191,9 @@ class SimNode:
     ) -> PaymentResult:
         self._check_reachable()
         request = self._decode(payment_request)
+        if self.sim_network.payment_latency_s > 0:
+            await asyncio.sleep(self.sim_network.payment_latency_s)
+            self._check_reachable()
         result = self._send(request, max_fee_msat, cltv_limit=cltv_limit)
         if result.status is PaymentStatus.IN_FLIGHT:
             result = await self.sim_network.wait_payment(

@@ -118,6 +118,10 @@ class SimNetwork:
         self._node_subscribers: dict[str, list[asyncio.Queue[InvoiceStatus | None]]] = {}
         self.on_change: Callable[[], None] | None = None
         """Called after every change, before the changing call returns (persistence)."""
+        self.payment_latency_s = 0.0
+        """Benches only: how long a node's ``pay_invoice`` waits before its HTLC goes out (a
+        route's round trip), so that concurrent payouts overlap as they do on a real network.
+        Zero (the default) keeps every test instant and deterministic."""
 
     # -- chain ------------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import bolt11
@@ -31,12 +32,20 @@ def decode_invoice(payment_request: str, *, field: str = "payout_invoice") -> De
     if text.lower().startswith("lightning:"):
         text = text[len("lightning:") :]
     try:
-        invoice = bolt11.decode(text)
+        return _decoded(text)
     except Exception as exc:  # the library raises many kinds for malformed input
         raise Invalid(
             f"{field} is not a valid BOLT11 invoice ({type(exc).__name__})",
             code=RefusalCode.BAD_INVOICE,
         ) from exc
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded(text: str) -> DecodedInvoice:
+    """One invoice decoded once: a release reads its payout invoice several times (its row,
+    the rules, the payment), and decoding with its signature check is most of a release's
+    own CPU. The answer depends on the text alone; a text that fails is not kept."""
+    invoice = bolt11.decode(text)
     amount = int(invoice.amount_msat) if invoice.amount_msat is not None else None
     return DecodedInvoice(
         payment_request=text,

@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from taskhold.journal.chain import (
 from taskhold.journal.checkpoints import checkpoint_payload, verify_checkpoints
 from taskhold.journal.cli import verify_audit_log
 from taskhold.nostr import NostrKeys
-from taskhold.store import Store, create_engine, migrate
+from taskhold.store import Store, Tx, create_engine, migrate
 
 POSTGRESQL_ONLY = ["postgresql"] if os.environ.get("TASKHOLD_TEST_PG_URL") else []
 """Roles and grants exist only on PostgreSQL; scripts/test always provides one."""
@@ -247,6 +248,51 @@ async def test_noted_entries_are_flushed_in_order(engine: AsyncEngine) -> None:
     async with engine.connect() as conn:
         actions = (await conn.execute(text("SELECT action FROM audit_log ORDER BY seq"))).all()
     assert [a for (a,) in actions] == ["key.sign", "key.derive_preimage", "escrow.settle"]
+
+
+async def test_a_record_writes_the_queued_entries_with_it_in_one_transaction(
+    engine: AsyncEngine,
+) -> None:
+    store = Store(engine)
+    opened, count = store.transaction, [0]
+
+    @asynccontextmanager
+    async def counted() -> AsyncIterator[Tx]:
+        count[0] += 1
+        async with opened() as tx:
+            yield tx
+
+    store.transaction = counted  # type: ignore[method-assign]
+    audit = AuditLog()
+    for index in range(3):
+        audit.note("operator", "key.sign", f"event-{index}", {"kind": 3910})
+
+    entry = await audit.record("system", "escrow.settle", "task-1", {"n": 1}, store=store)
+
+    assert (count[0], entry.seq, audit.pending) == (1, 4, 0)
+    async with engine.connect() as conn:
+        report = await verify_chain(conn)
+        actions = (await conn.execute(text("SELECT action FROM audit_log ORDER BY seq"))).all()
+    assert report.ok and report.rows == 4
+    assert [a for (a,) in actions] == ["key.sign"] * 3 + ["escrow.settle"]
+
+
+async def test_a_failed_record_keeps_the_queued_entries_and_itself_in_order(
+    engine: AsyncEngine,
+) -> None:
+    class Broken:
+        def transaction(self):  # type: ignore[no-untyped-def]
+            raise ConnectionError("database away")
+
+    audit = AuditLog()
+    audit.note("operator", "key.sign", "event-1")
+    with pytest.raises(ConnectionError):
+        await audit.record("system", "escrow.settle", "task-1", store=Broken())  # type: ignore[arg-type]
+    assert audit.pending == 2
+    assert await audit.flush(store=Store(engine)) == 2
+    async with engine.connect() as conn:
+        actions = (await conn.execute(text("SELECT action FROM audit_log ORDER BY seq"))).all()
+    assert [a for (a,) in actions] == ["key.sign", "escrow.settle"]
 
 
 async def test_a_failed_flush_keeps_the_entries(engine: AsyncEngine) -> None:

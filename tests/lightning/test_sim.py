@@ -311,6 +311,47 @@ async def test_fee_within_the_cap_is_charged_to_the_payer(
     assert payee.balance_msat == AMOUNT_MSAT
 
 
+async def test_payment_latency_lets_payments_overlap_and_each_lands_once(
+    net: SimNetwork, escrow: SimNode, payee: SimNode
+) -> None:
+    net.payment_latency_s = 0.05
+    requests = [await payee.create_invoice(AMOUNT_MSAT) for _ in range(2)]
+    paying = [
+        asyncio.create_task(
+            escrow.pay_invoice(r, max_fee_msat=0, timeout_seconds=5, cltv_limit=500)
+        )
+        for r in requests
+    ]
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+    assert not any(task.done() for task in paying), "both payments wait out the latency"
+    assert net.settled_payments == []
+    assert {(await escrow.lookup_payment(hash_of(r))).status for r in requests} == {
+        PaymentStatus.UNKNOWN
+    }
+
+    results = await asyncio.gather(*paying)
+
+    assert [r.status for r in results] == [PaymentStatus.SUCCEEDED] * 2
+    assert [len(net.payments_to(hash_of(r))) for r in requests] == [1, 1]
+    assert payee.balance_msat == 2 * AMOUNT_MSAT
+
+
+async def test_payment_latency_is_zero_unless_a_bench_sets_it(
+    net: SimNetwork, escrow: SimNode, payee: SimNode
+) -> None:
+    request = await payee.create_invoice(AMOUNT_MSAT)
+    paying = asyncio.create_task(
+        escrow.pay_invoice(request, max_fee_msat=0, timeout_seconds=5, cltv_limit=500)
+    )
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+
+    assert net.payment_latency_s == 0.0
+    assert paying.done() and paying.result().status is PaymentStatus.SUCCEEDED
+
+
 async def test_cancel_returns_the_fee_too(net: SimNetwork, escrow: SimNode, payer: SimNode) -> None:
     net.fee_base_msat = 5_000
     _, invoice = await hold(escrow)
