@@ -209,3 +209,44 @@ def test_add_liquidity_for_a_node_that_is_not_an_escrow_is_refused(pool: Path) -
         refused.stderr.split()
     )
     assert refused.stdout == ""
+
+
+def test_a_larger_count_adds_a_node_to_the_running_pool_and_keeps_the_others(pool: Path) -> None:
+    before = json.loads(_connection(pool).read_text())
+
+    grown = _cli("up", "--data-dir", str(pool), "--escrow-nodes", "3")
+
+    assert grown.returncode == 0, grown.stderr
+    assert "devnet already running" in grown.stderr  # not rebuilt
+    after = json.loads(_connection(pool).read_text())
+    assert after["escrow_nodes"] == ["escrow", "escrow-2", "escrow-3"]
+    for node in before["nodes"]:
+        assert after["nodes"][node] == before["nodes"][node]  # same wallets, same ports
+    peers = asyncio.run(_channel_peers(pool, "escrow-3"))
+    assert {_pubkey(pool, "employer"), _pubkey(pool, "worker")} <= peers
+
+    shrunk = _cli("up", "--data-dir", str(pool), "--escrow-nodes", "2")
+    assert shrunk.returncode == 1
+    assert "cannot drop any" in " ".join(shrunk.stderr.split())
+
+
+def test_down_stops_every_escrow_node_and_frees_their_ports(pool: Path) -> None:
+    state = Layout(pool).load_state()
+    assert state is not None and state.escrow_nodes == 3
+    layout = Layout(pool, state.base_port, state.escrow_nodes)
+    pids = [int(layout.pid_path(name).read_text().split()[0]) for name in layout.node_names]
+
+    stopped = _cli("down", "--data-dir", str(pool))
+
+    assert stopped.returncode == 0
+    assert "escrow-2" in stopped.stderr and "escrow-3" in stopped.stderr
+    assert not any(_running(pid) for pid in pids)
+    assert ports_free(state.base_port, state.escrow_nodes) == []
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
