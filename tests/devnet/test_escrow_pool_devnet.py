@@ -1,6 +1,7 @@
-"""``taskhold devnet up --escrow-nodes 2`` on a private devnet: two lnd escrow nodes, each with
-channels from the employer and to the worker, one node stopped and started again, and
-``add-liquidity`` raising a node's inbound and outbound by about what it was asked for."""
+"""``taskhold devnet up --escrow-nodes 2``: two lnd escrow nodes, each with channels from the
+employer and to the worker, one node stopped and started again, ``add-liquidity`` raising a
+node's inbound and outbound by about what it was asked for (on the run's pool devnet), and a
+running one-node devnet grown to two, then brought down (on a private one)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support.devnet_network import get_pool_devnet
 
 from taskhold.devnet.binaries import find_bin_dir
 from taskhold.devnet.layout import Layout, ports_free
@@ -36,27 +37,10 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def pool() -> Iterator[Path]:
-    """A private devnet with two escrow nodes (not the shared one: it has one); its data dir."""
-    bin_dir = find_bin_dir()
-    data_dir = Path(tempfile.mkdtemp(prefix="taskhold-pool-devnet-"))
-    base_port = next(port for port in range(27800, 29800, 100) if not ports_free(port, 2))
-    try:
-        started = _cli(
-            "up",
-            "--data-dir",
-            str(data_dir),
-            "--base-port",
-            str(base_port),
-            "--escrow-nodes",
-            "2",
-            "--bin-dir",
-            str(bin_dir),
-        )
-        assert started.returncode == 0, started.stderr[-3000:]
-        yield data_dir
-    finally:
-        _cli("down", "--data-dir", str(data_dir))
+def pool() -> Path:
+    """The run's pool devnet (two escrow nodes); these tests leave it as they found it, or
+    with more liquidity. Its data dir."""
+    return get_pool_devnet().data_dir
 
 
 def _connection(data_dir: Path) -> Path:
@@ -211,37 +195,50 @@ def test_add_liquidity_for_a_node_that_is_not_an_escrow_is_refused(pool: Path) -
     assert refused.stdout == ""
 
 
-def test_a_larger_count_adds_a_node_to_the_running_pool_and_keeps_the_others(pool: Path) -> None:
-    before = json.loads(_connection(pool).read_text())
+def test_a_larger_count_grows_a_running_devnet_and_down_stops_every_node(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """On a private devnet (this one ends with ``down``): one escrow node, then two."""
+    data_dir = tmp_path_factory.mktemp("grown")
+    base_port = next(port for port in range(27800, 29800, 100) if not ports_free(port, 2))
+    try:
+        single = _cli(
+            "up",
+            "--data-dir",
+            str(data_dir),
+            "--base-port",
+            str(base_port),
+            "--bin-dir",
+            str(find_bin_dir()),
+        )
+        assert single.returncode == 0, single.stderr[-3000:]
+        before = json.loads(_connection(data_dir).read_text())
+        assert before["escrow_nodes"] == ["escrow"]
 
-    grown = _cli("up", "--data-dir", str(pool), "--escrow-nodes", "3")
+        grown = _cli("up", "--data-dir", str(data_dir), "--escrow-nodes", "2")
 
-    assert grown.returncode == 0, grown.stderr
-    assert "devnet already running" in grown.stderr  # not rebuilt
-    after = json.loads(_connection(pool).read_text())
-    assert after["escrow_nodes"] == ["escrow", "escrow-2", "escrow-3"]
-    for node in before["nodes"]:
-        assert after["nodes"][node] == before["nodes"][node]  # same wallets, same ports
-    peers = asyncio.run(_channel_peers(pool, "escrow-3"))
-    assert {_pubkey(pool, "employer"), _pubkey(pool, "worker")} <= peers
+        assert grown.returncode == 0, grown.stderr[-3000:]
+        assert "devnet already running" in grown.stderr  # not rebuilt
+        after = json.loads(_connection(data_dir).read_text())
+        assert after["escrow_nodes"] == ["escrow", "escrow-2"]
+        for node in before["nodes"]:
+            assert after["nodes"][node] == before["nodes"][node]  # same wallets, same ports
+        peers = asyncio.run(_channel_peers(data_dir, "escrow-2"))
+        assert {_pubkey(data_dir, "employer"), _pubkey(data_dir, "worker")} <= peers
 
-    shrunk = _cli("up", "--data-dir", str(pool), "--escrow-nodes", "2")
-    assert shrunk.returncode == 1
-    assert "cannot drop any" in " ".join(shrunk.stderr.split())
+        shrunk = _cli("up", "--data-dir", str(data_dir), "--escrow-nodes", "1")
+        assert shrunk.returncode == 1
+        assert "cannot drop any" in " ".join(shrunk.stderr.split())
 
-
-def test_down_stops_every_escrow_node_and_frees_their_ports(pool: Path) -> None:
-    state = Layout(pool).load_state()
-    assert state is not None and state.escrow_nodes == 3
-    layout = Layout(pool, state.base_port, state.escrow_nodes)
-    pids = [int(layout.pid_path(name).read_text().split()[0]) for name in layout.node_names]
-
-    stopped = _cli("down", "--data-dir", str(pool))
+        layout = Layout(data_dir, base_port, 2)
+        pids = [int(layout.pid_path(name).read_text().split()[0]) for name in layout.node_names]
+    finally:
+        stopped = _cli("down", "--data-dir", str(data_dir))
 
     assert stopped.returncode == 0
-    assert "escrow-2" in stopped.stderr and "escrow-3" in stopped.stderr
+    assert "escrow-2" in stopped.stderr
     assert not any(_running(pid) for pid in pids)
-    assert ports_free(state.base_port, state.escrow_nodes) == []
+    assert ports_free(base_port, 2) == []
 
 
 def _running(pid: int) -> bool:
