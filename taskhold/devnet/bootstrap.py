@@ -13,13 +13,17 @@ until every edge is in every node's graph before the test payments.
 The swap node (the devnet swap server's, playing Boltz) opens the third channel, to the escrow,
 and pushes half of it across: it pays the escrow's hold invoices for submarine swaps, and the
 escrow pays its hold invoices for reverse swaps, so both directions need liquidity.
+
+Extra escrow nodes (``escrow-2`` ..., a node pool) get what the escrow gets from the employer and
+toward the worker: their coins go out in the same transaction round, so one block funds them all,
+and their channels confirm in the same six blocks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from taskhold.devnet.btcd import BtcdRpc
 from taskhold.devnet.chain import mine_and_sync, wait_synced
@@ -32,10 +36,13 @@ __all__ = [
     "CHANNELS",
     "CHANNEL_CAPACITY_SAT",
     "CHANNEL_PUSH_SAT",
+    "MAX_CHANNEL_SAT",
     "ONCHAIN_FUNDING_SAT",
     "SWAP_CHANNEL_PUSH_SAT",
     "backend_of",
+    "channels_of",
     "fund_wallets",
+    "funding_of",
     "open_channel",
     "open_channels",
     "prove_route",
@@ -47,6 +54,8 @@ Progress = Callable[[str], None]
 
 CHANNEL_CAPACITY_SAT = 10_000_000
 """Each channel's size: below lnd's 16,777,215 sat limit for non-wumbo channels."""
+MAX_CHANNEL_SAT = 16_777_215
+"""lnd's largest channel without ``--protocol.wumbo-channels``."""
 CHANNEL_PUSH_SAT = 1_000_000
 """Given to the channel's other side at opening, so every node can also pay back."""
 SWAP_CHANNEL_PUSH_SAT = 5_000_000
@@ -61,17 +70,38 @@ on-chain reserve lnd wants for anchor channels, the swap node opens its channel 
 ANNOUNCEMENT_CONFIRMATIONS = 6
 
 
+def _extra_escrows(names: Iterable[str]) -> list[str]:
+    return [name for name in names if name.startswith("escrow-")]
+
+
+def channels_of(names: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """:data:`CHANNELS`, then employer -> escrow-K and escrow-K -> worker per extra escrow."""
+    extra = _extra_escrows(names)
+    return (
+        *CHANNELS,
+        *((pair) for name in extra for pair in (("employer", name), (name, "worker"))),
+    )
+
+
+def funding_of(names: Iterable[str]) -> dict[str, int]:
+    """:data:`ONCHAIN_FUNDING_SAT`, and the escrow's amount for each extra escrow."""
+    extra = _extra_escrows(names)
+    return {**ONCHAIN_FUNDING_SAT, **dict.fromkeys(extra, ONCHAIN_FUNDING_SAT["escrow"])}
+
+
 async def fund_wallets(btcd: BtcdRpc, nodes: Mapping[str, LndAdmin], progress: Progress) -> None:
     """Give the escrow, the worker and the swap node on-chain coins from the employer's mined
     ones."""
     employer = nodes["employer"]
-    needed_sat = sum(ONCHAIN_FUNDING_SAT.values()) + 2 * CHANNEL_CAPACITY_SAT
+    funding = funding_of(nodes)
+    employer_channels = sum(opener == "employer" for opener, _ in channels_of(nodes))
+    needed_sat = sum(funding.values()) + (1 + employer_channels) * CHANNEL_CAPACITY_SAT
     await wait_for(
         functools.partial(_balance_at_least, employer, needed_sat),
         "the employer's mined coins to mature in its wallet",
     )
     sent = False
-    for name, amount_sat in ONCHAIN_FUNDING_SAT.items():
+    for name, amount_sat in funding.items():
         if await nodes[name].confirmed_balance_sat() >= amount_sat // 2:
             continue
         progress(f"sending {amount_sat:,} sat on-chain to {name}")
@@ -80,7 +110,7 @@ async def fund_wallets(btcd: BtcdRpc, nodes: Mapping[str, LndAdmin], progress: P
     if not sent:
         return
     await mine_and_sync(btcd, nodes.values(), 1)
-    for name, amount_sat in ONCHAIN_FUNDING_SAT.items():
+    for name, amount_sat in funding.items():
         await wait_for(
             functools.partial(_balance_at_least, nodes[name], amount_sat // 2),
             f"{name}'s on-chain funds to confirm",
@@ -91,8 +121,9 @@ async def open_channels(
     btcd: BtcdRpc, nodes: Mapping[str, LndAdmin], pubkeys: Mapping[str, str], progress: Progress
 ) -> None:
     """Open the channels that do not exist yet; wait until all are active on both ends."""
+    channels = channels_of(nodes)
     opened = False
-    for opener, acceptor in CHANNELS:
+    for opener, acceptor in channels:
         if await nodes[opener].has_channel_with(pubkeys[acceptor]):
             continue
         progress(f"opening a {CHANNEL_CAPACITY_SAT:,} sat channel {opener} -> {acceptor}")
@@ -110,7 +141,7 @@ async def open_channels(
     else:
         await wait_synced(btcd, nodes.values())
     progress("waiting for channels to become active")
-    for opener, acceptor in CHANNELS:
+    for opener, acceptor in channels:
         await wait_for(
             functools.partial(
                 _active_both_ways,
@@ -125,7 +156,7 @@ async def open_channels(
     progress("waiting for every channel to reach every node's graph")
     channel_ids = [
         (await nodes[opener].active_channel_ids(pubkeys[acceptor]))[0]
-        for opener, acceptor in CHANNELS
+        for opener, acceptor in channels
     ]
     for admin in nodes.values():
         for chan_id in channel_ids:
@@ -194,16 +225,18 @@ async def open_channel(
     push_sat: int,
     *,
     private: bool = False,
-) -> None:
-    """Connect and open; a fresh peer connection can drop (lnd answers "peer ... is not
-    online"), most often on a loaded machine, so reconnect and retry for a while."""
+) -> str:
+    """Connect and open; return the channel point (``txid:index``). A fresh peer connection can
+    drop (lnd answers "peer ... is not online"), most often on a loaded machine, so reconnect and
+    retry for a while."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60.0
     while True:
         await opener.connect(pubkey, address)
         try:
-            await opener.open_channel(pubkey, capacity_sat, push_sat=push_sat, private=private)
-            return
+            return await opener.open_channel(
+                pubkey, capacity_sat, push_sat=push_sat, private=private
+            )
         except LightningError as exc:
             if "not online" not in (exc.node_message or "") or loop.time() > deadline:
                 raise

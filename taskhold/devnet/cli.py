@@ -1,4 +1,5 @@
-"""``taskhold devnet up|down|status|mine N|restart NODE``: the regtest network from the shell.
+"""``taskhold devnet up|down|status|mine N|restart NODE|stop-node NODE|start-node NODE|
+add-liquidity``: the regtest network from the shell.
 
 Mounted by :mod:`taskhold.cli` with ``app.add_typer(devnet_app, name="devnet")``.
 """
@@ -20,7 +21,7 @@ from taskhold.devnet import control
 from taskhold.devnet.binaries import find_bin_dir
 from taskhold.devnet.btcd import BtcdRpcError
 from taskhold.devnet.control import DevnetError
-from taskhold.devnet.layout import DEFAULT_BASE_PORT, default_data_dir
+from taskhold.devnet.layout import DEFAULT_BASE_PORT, MAX_ESCROW_NODES, default_data_dir
 from taskhold.lightning.base import LightningError
 from taskhold.lightning.ldk_module import LdkModuleMissing
 
@@ -69,11 +70,22 @@ def up(
             " and TASKHOLD_LDK_DIR). Remembered by later ups; default: as before, else lnd."
         ),
     ] = None,
+    escrow_nodes: Annotated[
+        int | None,
+        typer.Option(
+            "--escrow-nodes",
+            help=f"How many lnd escrow nodes (1 to {MAX_ESCROW_NODES}): escrow, escrow-2, ... "
+            "Remembered by later ups; a larger N on a running devnet adds the missing nodes. "
+            "Default: as before, else 1.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start btcd, four lnd nodes and the swap server, fund the nodes, open channels; a no-op
     if already up (a swap server that died is started again)."""
     started = time.monotonic()
     try:
+        control.check_escrow_nodes(escrow_nodes)
         binaries = bin_dir if bin_dir is not None else find_bin_dir()
         with _console.status("starting devnet") as spinner:
 
@@ -88,6 +100,7 @@ def up(
                     progress=progress,
                     base_port=base_port,
                     escrow=escrow,
+                    escrow_nodes=escrow_nodes,
                 )
             )
     except (DevnetError, BtcdRpcError, LightningError, LdkModuleMissing) as exc:
@@ -133,7 +146,7 @@ def mine(
 
 @devnet_app.command()
 def restart(
-    node: Annotated[str, typer.Argument(help="escrow, employer, worker or swap.")],
+    node: Annotated[str, typer.Argument(help="escrow, employer, worker, swap or escrow-K.")],
     data_dir: DataDir = None,
     kill: Annotated[
         bool, typer.Option("--kill", help="SIGKILL instead of a clean stop (a crash).")
@@ -151,6 +164,74 @@ def restart(
     except (DevnetError, BtcdRpcError, LightningError) as exc:
         raise _fail(exc) from None
     _console.print(f"{node} restarted in {time.monotonic() - started:.1f}s")
+
+
+BinDir = Annotated[
+    Path | None,
+    typer.Option(help="lnd/btcd binaries (default: the scripts/build-lnd cache)."),
+]
+
+
+@devnet_app.command("stop-node")
+def stop_node(
+    node: Annotated[str, typer.Argument(help="escrow, employer, worker, swap or escrow-K.")],
+    data_dir: DataDir = None,
+    kill: Annotated[
+        bool, typer.Option("--kill", help="SIGKILL instead of a clean stop (a crash).")
+    ] = False,
+) -> None:
+    """Stop one lnd node and leave it down (`start-node` brings it back; `up` would rebuild
+    the whole network while a node is down)."""
+    try:
+        was_running = asyncio.run(control.stop_node(_data_dir(data_dir), node, kill=kill))
+    except (DevnetError, BtcdRpcError, LightningError) as exc:
+        raise _fail(exc) from None
+    _console.print(f"{node} stopped" if was_running else f"{node} was not running")
+
+
+@devnet_app.command("start-node")
+def start_node(
+    node: Annotated[str, typer.Argument(help="escrow, employer, worker, swap or escrow-K.")],
+    data_dir: DataDir = None,
+    bin_dir: BinDir = None,
+) -> None:
+    """Start a stopped lnd node on its data; back once synced, channels active."""
+    started = time.monotonic()
+    try:
+        binaries = bin_dir if bin_dir is not None else find_bin_dir()
+        asyncio.run(control.start_node(_data_dir(data_dir), node, bin_dir=binaries))
+    except (DevnetError, BtcdRpcError, LightningError) as exc:
+        raise _fail(exc) from None
+    _console.print(f"{node} started in {time.monotonic() - started:.1f}s")
+
+
+@devnet_app.command("add-liquidity")
+def add_liquidity(
+    node: Annotated[str, typer.Option("--node", help="The escrow node: escrow or escrow-K.")],
+    inbound_sat: Annotated[
+        int | None,
+        typer.Option(
+            "--inbound-sat", help="The employer opens a channel of this size to the node."
+        ),
+    ] = None,
+    outbound_sat: Annotated[
+        int | None,
+        typer.Option("--outbound-sat", help="The node opens a channel of this size to the worker."),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Open one channel that gives an escrow node more inbound or outbound liquidity, mine it
+    in and wait until it is active; print it as one JSON line (channel_point). Each call opens
+    one more channel."""
+    try:
+        opened = asyncio.run(
+            control.add_liquidity(
+                _data_dir(data_dir), node, inbound_sat=inbound_sat, outbound_sat=outbound_sat
+            )
+        )
+    except (DevnetError, BtcdRpcError, LightningError) as exc:
+        raise _fail(exc) from None
+    typer.echo(json.dumps(opened, separators=(",", ":")))
 
 
 def _print_status(report: dict[str, object]) -> None:
@@ -183,6 +264,9 @@ def _print_status(report: dict[str, object]) -> None:
     if isinstance(ldk, dict):
         shim = "running" if ldk["bitcoind_shim"]["alive"] else "not running"
         _console.print(f"escrow: embedded LDK node {ldk['pubkey']}; bitcoind shim {shim}")
+    escrow_nodes = report.get("escrow_nodes")
+    if isinstance(escrow_nodes, list) and len(escrow_nodes) > 1:
+        _console.print(f"escrow nodes: {', '.join(escrow_nodes)}")
     if report["connection_file"]:
         _console.print(f"connection file: {report['connection_file']}")
 

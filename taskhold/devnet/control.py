@@ -15,13 +15,20 @@ A failed ``up`` stops every process it started. ``down`` stops the swap server f
 lnd nodes, then btcd, each by its recorded pid, and returns only when all are gone.
 ``restart_node`` stops one lnd (gracefully, or with SIGKILL as a crash would) and starts it
 again on the same data dir: unlike btcd's chain, an lnd wallet and its channels survive, so this
-is how tests take a node away mid-task.
+is how tests take a node away mid-task; ``stop_node`` and ``start_node`` do the two halves
+separately, for a node that stays away while the test goes on.
+
+``up --escrow-nodes N`` runs N lnd escrow nodes (``escrow``, ``escrow-2`` ...), remembered in
+``state.json``; ``up`` with a larger N on a running devnet adds the missing ones and keeps the
+rest. ``add_liquidity`` opens one more channel to or from an escrow node: the devnet's side of
+the escrow's liquidity hook.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -36,7 +43,14 @@ import httpx
 from taskhold.devnet import bootstrap, processes
 from taskhold.devnet.btcd import BtcdRpc, BtcdRpcError, btcd_argv
 from taskhold.devnet.chain import mine_and_sync, wait_synced
-from taskhold.devnet.layout import NODE_NAMES, SWAP_SERVER, Layout, State, ports_free
+from taskhold.devnet.layout import (
+    MAX_ESCROW_NODES,
+    SWAP_SERVER,
+    Layout,
+    State,
+    busy_ports,
+    ports_free,
+)
 from taskhold.devnet.ldk_escrow import BITCOIND_SHIM, ensure_ldk_escrow, ldk_escrow_dir
 from taskhold.devnet.lnd_node import HOLD_EXPIRY_DELTA, LndAdmin, lnd_argv
 from taskhold.lightning.base import LightningError
@@ -47,11 +61,14 @@ __all__ = [
     "DevnetError",
     "Progress",
     "add_ldk_escrow",
+    "add_liquidity",
     "down",
     "mine",
     "mining",
     "restart_node",
+    "start_node",
     "status",
+    "stop_node",
     "up",
 ]
 
@@ -80,7 +97,7 @@ def _layout(data_dir: str | Path, base_port: int | None = None) -> tuple[Layout,
                 f"{layout.data_dir} was created with base port {state.base_port}; "
                 f"use that, or another --data-dir for base port {base_port}"
             )
-        layout = Layout(data_dir, state.base_port)
+        layout = Layout(data_dir, state.base_port, state.escrow_nodes)
     elif base_port is not None:
         layout = Layout(data_dir, base_port)
     return layout, state
@@ -88,7 +105,7 @@ def _layout(data_dir: str | Path, base_port: int | None = None) -> tuple[Layout,
 
 @contextlib.asynccontextmanager
 async def _admins(layout: Layout) -> AsyncIterator[dict[str, LndAdmin]]:
-    admins = {name: LndAdmin(layout.node(name)) for name in NODE_NAMES}
+    admins = {name: LndAdmin(layout.node(name)) for name in layout.node_names}
     try:
         yield admins
     finally:
@@ -120,34 +137,44 @@ async def up(
     progress: Progress | None = None,
     base_port: int | None = None,
     escrow: str | None = None,
+    escrow_nodes: int | None = None,
 ) -> Path:
     r"""Start (or find running) the devnet in ``data_dir``; return its connection file.
 
     ``escrow="ldk"`` also provisions the embedded LDK escrow and makes it the devnet's escrow
     (remembered in ``state.json``, so later ``up``\ s keep it); ``"lnd"`` switches back.
+    ``escrow_nodes`` lnd escrow nodes run (remembered too; default: as before, else 1).
     """
     say = progress or _quiet
     if escrow not in (None, "lnd", "ldk"):
         raise DevnetError(f"unknown escrow {escrow!r}: choose lnd or ldk")
+    check_escrow_nodes(escrow_nodes)
     layout, state = _layout(data_dir, base_port)
     if state is not None and await _answers(layout, state):
         say("devnet already running")
+        if escrow_nodes is not None and escrow_nodes < state.escrow_nodes:
+            raise DevnetError(
+                f"the running devnet has {state.escrow_nodes} escrow nodes and cannot drop any; "
+                f"`taskhold devnet down`, then `up --escrow-nodes {escrow_nodes}` builds a new one"
+            )
+        if escrow_nodes is not None and escrow_nodes > state.escrow_nodes:
+            layout = await _add_escrow_nodes(
+                layout, state, escrow_nodes, _bin_path(bin_dir, ("lnd",)), say
+            )
         if await swap_server_height(layout) is None:
             say("the swap server does not answer; starting it again")
             await _start_swap_server(layout, say)
         await _choose_escrow(layout, state, escrow, say)
         return layout.connection_path
-    bin_path = Path(bin_dir)
-    missing = [name for name in BINARIES if not (bin_path / name).is_file()]
-    if missing:
-        raise DevnetError(
-            f"{', '.join(missing)} not found in {bin_path}; run scripts/build-lnd to build them"
-        )
+    bin_path = _bin_path(bin_dir, BINARIES)
     if state is None:
         state = State.new(layout.base_port)
     await down(layout.data_dir)  # leftovers of a half-running network
     _clear_network(layout, state)
-    busy = ports_free(layout.base_port)
+    if escrow_nodes is not None:
+        state.escrow_nodes = escrow_nodes
+    layout = Layout(layout.data_dir, layout.base_port, state.escrow_nodes)
+    busy = ports_free(layout.base_port, state.escrow_nodes)
     if busy:
         raise DevnetError(
             f"ports {', '.join(map(str, busy))} on 127.0.0.1 are in use; "
@@ -162,6 +189,79 @@ async def up(
         await down(layout.data_dir)
         raise
     return layout.connection_path
+
+
+def check_escrow_nodes(escrow_nodes: int | None) -> None:
+    """Refuse an escrow node count the layout has no ports for."""
+    if escrow_nodes is not None and not 1 <= escrow_nodes <= MAX_ESCROW_NODES:
+        raise DevnetError(
+            f"--escrow-nodes must be between 1 and {MAX_ESCROW_NODES}, not {escrow_nodes}"
+        )
+
+
+def _bin_path(bin_dir: str | Path, needed: tuple[str, ...]) -> Path:
+    bin_path = Path(bin_dir)
+    missing = [name for name in needed if not (bin_path / name).is_file()]
+    if missing:
+        raise DevnetError(
+            f"{', '.join(missing)} not found in {bin_path}; run scripts/build-lnd to build them"
+        )
+    return bin_path
+
+
+async def _add_escrow_nodes(
+    layout: Layout, state: State, count: int, bin_dir: Path, say: Progress
+) -> Layout:
+    """Start escrow nodes up to ``count`` on the running devnet, fund them and open their
+    channels as ``up`` would have; the others keep running untouched."""
+    grown = Layout(layout.data_dir, layout.base_port, count)
+    added = grown.escrow_node_names[state.escrow_nodes :]
+    busy = busy_ports(
+        port
+        for name in added
+        for port in (
+            grown.node(name).p2p_port,
+            grown.node(name).grpc_port,
+            grown.node(name).rest_port,
+        )
+    )
+    if busy:
+        raise DevnetError(
+            f"ports {', '.join(map(str, busy))} on 127.0.0.1 are in use; the new escrow nodes "
+            "need them"
+        )
+    before = state.escrow_nodes
+    state.escrow_nodes = count  # recorded first, so a `down` stops them whatever happens next
+    layout.save_state(state)
+    try:
+        for name in added:
+            shutil.rmtree(grown.node(name).lnd_dir, ignore_errors=True)
+            say(f"starting lnd {name}")
+            _start_lnd(grown, state, bin_dir, name)
+        btcd = BtcdRpc(grown, state)
+        async with _admins(grown) as admins:
+            pubkeys = {
+                name: str((await admin.wait_rpc())["identity_pubkey"])
+                for name, admin in admins.items()
+            }
+            say("waiting for the new nodes to sync")
+            await wait_synced(btcd, admins.values(), within_seconds=120.0)
+            await bootstrap.fund_wallets(btcd, admins, say)
+            await bootstrap.open_channels(btcd, admins, pubkeys, say)
+        document = json.loads(grown.connection_path.read_text())
+        nodes = dict(document.get("nodes") or {})
+        nodes.update({name: grown.node_entry(name, pubkeys[name]) for name in added})
+        grown.update_connection_file(
+            {"nodes": nodes, "escrow_nodes": list(grown.escrow_node_names)}
+        )
+    except BaseException:
+        say("adding escrow nodes failed; stopping the new ones")
+        for name in added:
+            await processes.stop(grown.pid_path(name))
+        state.escrow_nodes = before
+        layout.save_state(state)
+        raise
+    return grown
 
 
 async def _choose_escrow(layout: Layout, state: State, escrow: str | None, say: Progress) -> None:
@@ -187,7 +287,8 @@ async def add_ldk_escrow(data_dir: str | Path, progress: Progress | None = None)
 
 def _clear_network(layout: Layout, state: State) -> None:
     """Remove chain, wallets, swap records and pid files; keep the previous logs as ``*.log.1``."""
-    lnd_dirs = [layout.node(name).lnd_dir for name in NODE_NAMES]
+    lnd_dirs = [layout.node(name).lnd_dir for name in layout.node_names]
+    lnd_dirs += [path for path in layout.data_dir.glob("escrow-*") if path.is_dir()]
     for directory in (layout.btcd_dir, *lnd_dirs, layout.swap_server_dir, ldk_escrow_dir(layout)):
         shutil.rmtree(directory, ignore_errors=True)
     shutil.rmtree(layout.pids_dir, ignore_errors=True)
@@ -201,7 +302,7 @@ def _clear_network(layout: Layout, state: State) -> None:
 async def _start(layout: Layout, state: State, bin_dir: Path, say: Progress) -> None:
     btcd = BtcdRpc(layout, state)
     await _mine_to_employer(layout, state, bin_dir, btcd, say)
-    for name in NODE_NAMES:
+    for name in layout.node_names:
         say(f"starting lnd {name}")
         _start_lnd(layout, state, bin_dir, name)
     async with _admins(layout) as admins:
@@ -323,7 +424,9 @@ async def down(data_dir: str | Path) -> list[str]:
     layout, _ = _layout(data_dir)
     layout.connection_path.unlink(missing_ok=True)
     stopped = []
-    for name in (SWAP_SERVER, BITCOIND_SHIM, *NODE_NAMES, "btcd"):
+    leftover = [path.stem for path in layout.pids_dir.glob("escrow-*.pid")]  # from a failed add
+    names = dict.fromkeys((SWAP_SERVER, BITCOIND_SHIM, *layout.node_names, *leftover, "btcd"))
+    for name in names:
         if await processes.stop(layout.pid_path(name)):
             stopped.append(name)
     return stopped
@@ -346,6 +449,7 @@ async def status(data_dir: str | Path) -> dict[str, Any]:
         "nodes": {},
         "swap_server": {"url": layout.swap_server_url, "block_height": None},
         "escrow_backend": state.escrow_backend if state else None,
+        "escrow_nodes": list(layout.escrow_node_names) if state else None,
     }
     if state is None:
         return report
@@ -440,11 +544,7 @@ async def restart_node(
     """Stop lnd ``name`` (SIGTERM, or SIGKILL with ``kill``), keep it down ``down_seconds``, start
     it on the same data dir, and return once it is unlocked, synced to btcd's tip and every
     channel it had is active again (its peers reconnect: they were connected with ``perm``)."""
-    if name not in NODE_NAMES:
-        raise DevnetError(f"unknown node {name!r}; the devnet's nodes are {', '.join(NODE_NAMES)}")
-    layout, state = _layout(data_dir)
-    if state is None or processes.alive_pid(layout.pid_path("btcd")) is None:
-        raise DevnetError(f"no devnet running in {layout.data_dir}; run `taskhold devnet up`")
+    layout, state = _running_node(data_dir, name)
     admin = LndAdmin(layout.node(name))
     try:
         try:
@@ -454,16 +554,135 @@ async def restart_node(
         await admin.rest.aclose()  # its pooled connections die with the process
         await _stop_node(layout, name, kill=kill)
         await asyncio.sleep(down_seconds)
-        _start_lnd(layout, state, Path(bin_dir), name)
-        pubkey = str((await admin.wait_rpc(within_seconds))["identity_pubkey"])
-        await wait_synced(BtcdRpc(layout, state), [admin], within_seconds=within_seconds)
-        await _wait_channels_active(admin, None, channels, within_seconds)
-        async with _admins(layout) as admins:
-            for peer_name, peer in admins.items():
-                if peer_name != name and processes.alive_pid(layout.pid_path(peer_name)):
-                    await _wait_channels_active(peer, pubkey, 0, within_seconds)
+        await _start_and_wait(layout, state, Path(bin_dir), admin, channels, within_seconds)
     finally:
         await admin.aclose()
+
+
+def _running_node(data_dir: str | Path, name: str) -> tuple[Layout, State]:
+    """The layout of the running devnet in ``data_dir``, which has an lnd node ``name``."""
+    layout, state = _layout(data_dir)
+    if name not in layout.node_names:
+        raise DevnetError(
+            f"unknown node {name!r}; the devnet's nodes are {', '.join(layout.node_names)}"
+        )
+    if state is None or processes.alive_pid(layout.pid_path("btcd")) is None:
+        raise DevnetError(f"no devnet running in {layout.data_dir}; run `taskhold devnet up`")
+    return layout, state
+
+
+async def stop_node(data_dir: str | Path, name: str, *, kill: bool = False) -> bool:
+    """Stop lnd ``name`` (SIGTERM, or SIGKILL with ``kill``) and leave it down until
+    :func:`start_node`; whether it was running. The rest of the devnet carries on."""
+    layout, _ = _running_node(data_dir, name)
+    running = processes.alive_pid(layout.pid_path(name)) is not None
+    await _stop_node(layout, name, kill=kill)
+    return running
+
+
+async def start_node(
+    data_dir: str | Path, name: str, *, bin_dir: str | Path, within_seconds: float = 120.0
+) -> None:
+    """Start lnd ``name`` again on its data dir (after :func:`stop_node`); return once it is
+    synced and every channel it has is active on both ends. A no-op if it answers already."""
+    layout, state = _running_node(data_dir, name)
+    admin = LndAdmin(layout.node(name))
+    try:
+        if processes.alive_pid(layout.pid_path(name)) is not None:
+            with contextlib.suppress(LightningError):
+                await admin.getinfo()
+                return
+            await _stop_node(layout, name, kill=False)  # alive but not answering
+        await _start_and_wait(layout, state, Path(bin_dir), admin, 1, within_seconds)
+    finally:
+        await admin.aclose()
+
+
+async def _start_and_wait(
+    layout: Layout,
+    state: State,
+    bin_dir: Path,
+    admin: LndAdmin,
+    channels: int,
+    within_seconds: float,
+) -> None:
+    name = admin.node.name
+    _start_lnd(layout, state, bin_dir, name)
+    pubkey = str((await admin.wait_rpc(within_seconds))["identity_pubkey"])
+    await wait_synced(BtcdRpc(layout, state), [admin], within_seconds=within_seconds)
+    await _wait_channels_active(admin, None, channels, within_seconds)
+    async with _admins(layout) as admins:
+        for peer_name, peer in admins.items():
+            if peer_name != name and processes.alive_pid(layout.pid_path(peer_name)):
+                await _wait_channels_active(peer, pubkey, 0, within_seconds)
+
+
+MIN_CHANNEL_SAT = 20_000
+"""lnd's smallest channel (``--minchansize`` default)."""
+
+
+async def add_liquidity(
+    data_dir: str | Path,
+    node: str,
+    *,
+    inbound_sat: int | None = None,
+    outbound_sat: int | None = None,
+    within_seconds: float = 120.0,
+) -> dict[str, Any]:
+    """Open one channel that gives escrow node ``node`` about ``inbound_sat`` more inbound (the
+    employer opens it to the node) or ``outbound_sat`` more outbound (the node opens it to the
+    worker); mine it in, wait until it is active on both ends, and describe it.
+
+    Every call opens a new channel: a repeated call adds liquidity again, it never fails for
+    the channel opened before.
+    """
+    if (inbound_sat is None) == (outbound_sat is None):
+        raise DevnetError("give exactly one of --inbound-sat and --outbound-sat")
+    amount_sat = inbound_sat if inbound_sat is not None else outbound_sat
+    assert amount_sat is not None
+    if not MIN_CHANNEL_SAT <= amount_sat <= bootstrap.MAX_CHANNEL_SAT:
+        raise DevnetError(
+            f"a channel holds {MIN_CHANNEL_SAT:,} to {bootstrap.MAX_CHANNEL_SAT:,} sat, "
+            f"not {amount_sat:,}"
+        )
+    escrow_nodes = _layout(data_dir)[0].escrow_node_names
+    if node not in escrow_nodes:
+        raise DevnetError(
+            f"add-liquidity is for the escrow nodes ({', '.join(escrow_nodes)}), not {node!r}"
+        )
+    layout, state = _running_node(data_dir, node)
+    opener_name, acceptor_name = ("employer", node) if inbound_sat is not None else (node, "worker")
+    async with _admins(layout) as admins:
+        opener, acceptor = admins[opener_name], admins[acceptor_name]
+        try:
+            acceptor_pubkey = str((await acceptor.getinfo())["identity_pubkey"])
+            await opener.getinfo()
+        except LightningError as exc:
+            raise DevnetError(
+                f"lnd {opener_name} or {acceptor_name} does not answer: {exc}"
+            ) from None
+        channel_point = await bootstrap.open_channel(
+            opener, acceptor_pubkey, acceptor.node.p2p_address, amount_sat, 0
+        )
+        running = [
+            admin
+            for name, admin in admins.items()
+            if processes.alive_pid(layout.pid_path(name)) is not None
+        ]
+        await mine_and_sync(BtcdRpc(layout, state), running, bootstrap.ANNOUNCEMENT_CONFIRMATIONS)
+        for admin in (opener, acceptor):
+            await bootstrap.wait_for(
+                functools.partial(admin.channel_active, channel_point),
+                f"channel {channel_point} to become active on {admin.node.name}",
+                within_seconds=within_seconds,
+            )
+    return {
+        "node": node,
+        "direction": "inbound" if inbound_sat is not None else "outbound",
+        "peer": acceptor_name if opener_name == node else opener_name,
+        "capacity_sat": amount_sat,
+        "channel_point": channel_point,
+    }
 
 
 async def _stop_node(layout: Layout, name: str, *, kill: bool) -> None:

@@ -5,7 +5,8 @@ address) is written on the first ``up`` and reused by every later one, so the ch
 channels survive ``down``/``up``. ``devnet.json`` is the connection file other code reads; it
 exists only while the network is up.
 
-Ports, from ``base_port`` (all on 127.0.0.1, inside a span of 40)::
+Ports, from ``base_port`` (all on 127.0.0.1, inside a span of 40, or of 100 with extra escrow
+nodes)::
 
     btcd         rpc base+0   p2p base+1
     swap server  http base+5
@@ -15,11 +16,16 @@ Ports, from ``base_port`` (all on 127.0.0.1, inside a span of 40)::
     employer     p2p base+20  grpc base+21  rest base+22
     worker       p2p base+30  grpc base+31  rest base+32
     swap         p2p base+35  grpc base+36  rest base+37
+    escrow-K     p2p base+40+3*(K-2)  grpc +1  rest +2   (K = 2 .. MAX_ESCROW_NODES)
 
 ``swap`` is the lnd node of the devnet's swap server (:mod:`taskhold.devnet.swap_server`, test
 infrastructure playing Boltz); it came last, so it takes the free ports at the end of the span and
 the older nodes keep theirs. The bitcoind shim (:mod:`taskhold.devnet.bitcoind_shim`, bitcoind's
 RPC in front of btcd for LDK Node) took a free port inside the span the same way.
+
+``up --escrow-nodes N`` adds lnd escrow nodes ``escrow-2`` .. ``escrow-N`` beside ``escrow`` (a
+node pool). Their ports follow the span, below ``base+100``: the tests space their networks' base
+ports 100 apart, so even a pool clashes with no other devnet's ports.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import json
 import os
 import secrets
 import socket
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -35,12 +42,15 @@ from typing import Any
 __all__ = [
     "DEFAULT_BASE_PORT",
     "HOST",
+    "MAX_ESCROW_NODES",
     "NODE_NAMES",
     "SWAP_SERVER",
     "Layout",
     "NodePaths",
     "State",
+    "busy_ports",
     "default_data_dir",
+    "escrow_node_names",
     "ports_free",
 ]
 
@@ -54,6 +64,23 @@ _NODE_FIRST_PORT = {"escrow": 10, "employer": 20, "worker": 30, "swap": 35}
 _SWAP_SERVER_PORT = 5
 _BITCOIND_SHIM_PORT = 6
 _LDK_ESCROW_PORT = 13
+_EXTRA_ESCROW_FIRST_PORT = 40
+MAX_ESCROW_NODES = 20
+"""escrow plus escrow-2 .. escrow-20: the last one's ports end at base+96, inside 100."""
+
+
+def escrow_node_names(count: int) -> tuple[str, ...]:
+    """``escrow``, then ``escrow-2`` .. ``escrow-<count>``: the devnet's escrow nodes."""
+    return ("escrow", *(f"escrow-{k}" for k in range(2, count + 1)))
+
+
+def _node_first_port(name: str) -> int:
+    if name in _NODE_FIRST_PORT:
+        return _NODE_FIRST_PORT[name]
+    prefix, _, number = name.partition("-")
+    if prefix != "escrow" or not number.isdigit() or not 2 <= int(number) <= MAX_ESCROW_NODES:
+        raise ValueError(f"no devnet node is called {name!r}")
+    return _EXTRA_ESCROW_FIRST_PORT + 3 * (int(number) - 2)
 
 
 def default_data_dir() -> Path:
@@ -61,10 +88,15 @@ def default_data_dir() -> Path:
     return Path.home() / ".cache" / "taskhold" / "devnet"
 
 
-def ports_free(base_port: int) -> list[int]:
+def ports_free(base_port: int, escrow_nodes: int = 1) -> list[int]:
     """The ports of this layout that something else already listens on (empty: all free)."""
+    return busy_ports(_all_ports(base_port, escrow_nodes))
+
+
+def busy_ports(ports: Iterable[int]) -> list[int]:
+    """Those of ``ports`` that something already listens on."""
     busy = []
-    for port in _all_ports(base_port):
+    for port in ports:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -74,7 +106,7 @@ def ports_free(base_port: int) -> list[int]:
     return busy
 
 
-def _all_ports(base_port: int) -> list[int]:
+def _all_ports(base_port: int, escrow_nodes: int = 1) -> list[int]:
     ports = [
         base_port,
         base_port + 1,
@@ -82,8 +114,8 @@ def _all_ports(base_port: int) -> list[int]:
         base_port + _BITCOIND_SHIM_PORT,
         base_port + _LDK_ESCROW_PORT,
     ]
-    for name in NODE_NAMES:
-        first = base_port + _NODE_FIRST_PORT[name]
+    for name in (*NODE_NAMES, *escrow_node_names(escrow_nodes)[1:]):
+        first = base_port + _node_first_port(name)
         ports += [first, first + 1, first + 2]
     return ports
 
@@ -125,6 +157,8 @@ class State:
     mining_address: str = ""
     escrow_backend: str = "lnd"
     """``lnd``, or ``ldk`` once ``up --escrow ldk`` provisioned the embedded LDK escrow."""
+    escrow_nodes: int = 1
+    """How many lnd escrow nodes ``up --escrow-nodes`` asked for: escrow, escrow-2, ..."""
 
     @classmethod
     def new(cls, base_port: int) -> State:
@@ -134,9 +168,21 @@ class State:
 class Layout:
     """Paths and ports of one devnet data dir."""
 
-    def __init__(self, data_dir: str | Path, base_port: int = DEFAULT_BASE_PORT) -> None:
+    def __init__(
+        self, data_dir: str | Path, base_port: int = DEFAULT_BASE_PORT, escrow_nodes: int = 1
+    ) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.base_port = base_port
+        self.escrow_nodes = escrow_nodes
+
+    @property
+    def escrow_node_names(self) -> tuple[str, ...]:
+        return escrow_node_names(self.escrow_nodes)
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        """Every lnd node: the four of every devnet, then the extra escrow nodes."""
+        return (*NODE_NAMES, *self.escrow_node_names[1:])
 
     @property
     def state_path(self) -> Path:
@@ -163,7 +209,7 @@ class Layout:
     @property
     def daemon_names(self) -> tuple[str, ...]:
         """btcd and the lnd nodes: the network itself, rebuilt together."""
-        return ("btcd", *NODE_NAMES)
+        return ("btcd", *self.node_names)
 
     @property
     def process_names(self) -> tuple[str, ...]:
@@ -199,7 +245,7 @@ class Layout:
     # -- lnd ---------------------------------------------------------------------------------
 
     def node(self, name: str) -> NodePaths:
-        first = self.base_port + _NODE_FIRST_PORT[name]
+        first = self.base_port + _node_first_port(name)
         return NodePaths(
             name=name,
             lnd_dir=self.data_dir / name,
@@ -256,25 +302,14 @@ class Layout:
     def write_connection_file(
         self, state: State, pubkeys: dict[str, str], *, hold_expiry_delta: int
     ) -> Path:
-        """Write ``devnet.json``: per node REST URL, TLS cert, macaroon path and pubkey; btcd's
-        RPC login; the swap server's Boltz API URLs."""
-        nodes = {}
-        for name in NODE_NAMES:
-            node = self.node(name)
-            nodes[name] = {
-                "rest_url": node.rest_url,
-                "tls_cert_path": str(node.tls_cert_path),
-                "macaroon_path": str(node.macaroon_path),
-                "pubkey": pubkeys[name],
-                "p2p_address": node.p2p_address,
-                "grpc_address": f"{HOST}:{node.grpc_port}",
-                "lnd_dir": str(node.lnd_dir),
-            }
+        """Write ``devnet.json``: per node REST URL, TLS cert, macaroon path and pubkey; the
+        escrow nodes' names; btcd's RPC login; the swap server's Boltz API URLs."""
         document = {
             "network": "regtest",
             "hold_expiry_delta": hold_expiry_delta,
             "data_dir": str(self.data_dir),
-            "nodes": nodes,
+            "nodes": {name: self.node_entry(name, pubkeys[name]) for name in self.node_names},
+            "escrow_nodes": list(self.escrow_node_names),
             "btcd": {
                 "rpc_url": self.btcd_rpc_url,
                 "rpc_user": state.rpc_user,
@@ -286,6 +321,19 @@ class Layout:
         }
         _write_private(self.connection_path, document)
         return self.connection_path
+
+    def node_entry(self, name: str, pubkey: str) -> dict[str, str]:
+        """One node's connection in ``devnet.json`` (what ``load_node_connection`` reads)."""
+        node = self.node(name)
+        return {
+            "rest_url": node.rest_url,
+            "tls_cert_path": str(node.tls_cert_path),
+            "macaroon_path": str(node.macaroon_path),
+            "pubkey": pubkey,
+            "p2p_address": node.p2p_address,
+            "grpc_address": f"{HOST}:{node.grpc_port}",
+            "lnd_dir": str(node.lnd_dir),
+        }
 
     def update_connection_file(self, sections: dict[str, Any]) -> Path:
         """Add or replace top-level sections of ``devnet.json`` (the LDK escrow's)."""

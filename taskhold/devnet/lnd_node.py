@@ -8,6 +8,7 @@ channels, and short gossip delays so a new channel reaches the other nodes' grap
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 from pathlib import Path
 from typing import Any
@@ -138,10 +139,10 @@ class LndAdmin:
 
     async def open_channel(
         self, pubkey: str, capacity_sat: int, push_sat: int, *, private: bool = False
-    ) -> None:
-        """Open a channel to ``pubkey`` (public unless ``private``); the funding transaction
-        still needs a block."""
-        await self.rest.call(
+    ) -> str:
+        """Open a channel to ``pubkey`` (public unless ``private``); return its channel point
+        (``txid:index``). The funding transaction still needs a block."""
+        answer = await self.rest.call(
             "POST",
             "/v1/channels",
             body={
@@ -151,6 +152,18 @@ class LndAdmin:
                 "private": private,
                 "spend_unconfirmed": False,
             },
+        )
+        txid = (
+            answer.get("funding_txid_str")
+            or base64.b64decode(str(answer.get("funding_txid_bytes") or ""))[::-1].hex()
+        )
+        return f"{txid}:{json_int(answer.get('output_index'))}"
+
+    async def channel_active(self, channel_point: str) -> bool:
+        """The channel with this channel point is open and its link is up."""
+        return any(
+            channel.get("channel_point") == channel_point and channel.get("active")
+            for channel in await self.channels()
         )
 
     async def active_channel_ids(self, pubkey: str) -> list[str]:

@@ -11,6 +11,11 @@ from inside a running event loop too); it is stopped when the test process exits
 - ``TASKHOLD_BIN_DIR`` names the lnd/btcd binaries (``scripts/test`` sets it); otherwise the
   ``scripts/build-lnd`` cache is used. Missing binaries skip the devnet tests locally and fail
   them under CI (``CI=true``).
+
+:func:`get_pool_devnet` is a second network for the node pool's tests, with two lnd escrow nodes
+(``escrow``, ``escrow-2``: ``up --escrow-nodes 2``), started on first use and stopped at exit;
+``TASKHOLD_POOL_DEVNET_DIR`` reuses one like ``TASKHOLD_DEVNET_DIR`` does. It is separate so the
+shared devnet's tests keep counting the channels they know.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ __all__ = [
     "cancel_held_invoices",
     "get_devnet",
     "get_ldk_devnet",
+    "get_pool_devnet",
     "open_devnet_ldk_escrow",
     "require_ldk_module",
 ]
@@ -105,8 +111,32 @@ class DevnetHandle:
             self.data_dir, node, bin_dir=find_bin_dir(), kill=kill, down_seconds=down_seconds
         )
 
+    async def stop_node(self, node: str, *, kill: bool = False) -> None:
+        """Stop ``node`` (SIGKILL with ``kill``) and leave it down until :meth:`start_node`."""
+        await control.stop_node(self.data_dir, node, kill=kill)
+
+    async def start_node(self, node: str) -> None:
+        """Start a stopped ``node`` again; back once its channels are active."""
+        await control.start_node(self.data_dir, node, bin_dir=find_bin_dir())
+
+    async def add_liquidity(
+        self, node: str, *, inbound_sat: int | None = None, outbound_sat: int | None = None
+    ) -> str:
+        """Open one more channel to (inbound) or from (outbound) escrow node ``node``, active
+        once this returns; its channel point."""
+        opened = await control.add_liquidity(
+            self.data_dir, node, inbound_sat=inbound_sat, outbound_sat=outbound_sat
+        )
+        return str(opened["channel_point"])
+
+    @property
+    def escrow_nodes(self) -> list[str]:
+        """``devnet.json``'s ``escrow_nodes``: escrow, escrow-2, ..."""
+        return list(json.loads(self.connection_file.read_text())["escrow_nodes"])
+
 
 _current: DevnetHandle | None = None
+_pool: DevnetHandle | None = None
 _failure: str | None = None
 _ldk_ready = False
 
@@ -116,9 +146,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, check=False)
 
 
-def _free_base_port() -> int:
+def _free_base_port(escrow_nodes: int = 1) -> int:
     for base_port in range(_FIRST_TEST_BASE_PORT, _FIRST_TEST_BASE_PORT + 2000, 100):
-        if not ports_free(base_port):
+        if not ports_free(base_port, escrow_nodes):
             return base_port
     raise RuntimeError("no free block of loopback ports for a devnet")
 
@@ -128,6 +158,16 @@ def _stop_and_remove(data_dir: Path) -> None:
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def _bin_dir() -> Path:
+    """The lnd/btcd binaries; missing, the devnet tests skip locally and fail under CI."""
+    try:
+        return find_bin_dir()
+    except control.DevnetError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"devnet binaries missing under CI: {exc}")
+        pytest.skip(f"devnet binaries missing: {exc}")
+
+
 def get_devnet() -> DevnetHandle:
     """The test run's devnet, started on first use."""
     global _current, _failure
@@ -135,12 +175,7 @@ def get_devnet() -> DevnetHandle:
         return _current
     if _failure is not None:
         pytest.fail(_failure, pytrace=False)  # fail fast: one start attempt per test run
-    try:
-        bin_dir = find_bin_dir()
-    except control.DevnetError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"devnet binaries missing under CI: {exc}")
-        pytest.skip(f"devnet binaries missing: {exc}")
+    bin_dir = _bin_dir()
     chosen = os.environ.get("TASKHOLD_DEVNET_DIR")
     data_dir = Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="taskhold-devnet-"))
     options = ["--data-dir", str(data_dir), "--bin-dir", str(bin_dir)]
@@ -161,6 +196,37 @@ def get_devnet() -> DevnetHandle:
         up_seconds=time.monotonic() - started,
     )
     return _current
+
+
+def get_pool_devnet(escrow_nodes: int = 2) -> DevnetHandle:
+    """The test run's pool devnet (``up --escrow-nodes``), started on first use; see the module
+    docstring."""
+    global _pool
+    if _pool is not None:
+        return _pool
+    bin_dir = _bin_dir()
+    chosen = os.environ.get("TASKHOLD_POOL_DEVNET_DIR")
+    data_dir = Path(chosen) if chosen else Path(tempfile.mkdtemp(prefix="taskhold-pool-"))
+    options = ["--data-dir", str(data_dir), "--bin-dir", str(bin_dir)]
+    options += ["--escrow-nodes", str(escrow_nodes)]
+    if not (data_dir / "state.json").exists():
+        options += ["--base-port", str(_free_base_port(escrow_nodes))]
+    started = time.monotonic()
+    if not chosen:
+        atexit.register(_stop_and_remove, data_dir)
+    result = _cli("up", *options)
+    if result.returncode != 0:
+        pytest.fail(
+            f"taskhold devnet up --escrow-nodes {escrow_nodes} failed (logs in "
+            f"{data_dir / 'logs'}):\n" + "\n".join(result.stderr.splitlines()[-25:]),
+            pytrace=False,
+        )
+    _pool = DevnetHandle(
+        data_dir=data_dir,
+        connection_file=data_dir / "devnet.json",
+        up_seconds=time.monotonic() - started,
+    )
+    return _pool
 
 
 def get_ldk_devnet() -> DevnetHandle:
