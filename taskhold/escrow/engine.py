@@ -9,7 +9,10 @@ so releases and forfeited-deposit payouts run as background jobs, at most one pe
 deposit, at most ``max_concurrent_payouts`` at once; the timers, the guardian and refunds of
 every other task go on meanwhile. While a job pays for a task, the pass leaves that task's
 guard and refund alone (the payment may still land, and answering it with a cancel could pay
-the money out twice); across processes the row locks and the payout row guard the same thing.
+the money out twice). Across ``serve`` replicas on one PostgreSQL database the same keys are
+leased (:mod:`.leases`): a replica skips a task another one pays or guards, and takes it over
+once a dead replica's lease expires. The row locks keep each transition single; the payout row
+keeps a payment single across a takeover.
 
 All invoices are followed through one subscription of the node
 (:meth:`~taskhold.lightning.base.LightningBackend.subscribe_invoices`), dispatched here by
@@ -35,6 +38,7 @@ from .deposits import (
     refresh_deposits,
     return_deposit,
 )
+from .leases import Leases
 from .refund import refund
 from .renewal import observe_hold, renew, retire
 from .series import advance_milestone
@@ -50,7 +54,7 @@ Observer = Callable[[EscrowContext, str, InvoiceStatus], Awaitable[None]]
 
 
 class EscrowEngine:
-    """Runs in the ``serve`` process next to the API; one per deployment for now."""
+    """Runs in each ``serve`` process next to the API; replicas share work by leases."""
 
     def __init__(self, ctx: EscrowContext) -> None:
         self.ctx = ctx
@@ -65,6 +69,7 @@ class EscrowEngine:
         """Keys a payment job or a guard/refund step is working on right now."""
         self._slots = asyncio.Semaphore(ctx.settings.max_concurrent_payouts)
         self._retry_at: dict[str, float] = {}
+        self.leases = Leases(ctx.store, ctx.settings.engine_lease_s, ctx.clock)
 
     async def start(self) -> None:
         await self.reconcile()
@@ -244,7 +249,11 @@ class EscrowEngine:
                     return  # a guard or refund step decides this key now; the next pass retries
                 self._busy.add(key)
                 try:
-                    done = await self._guarded(task_id, step())
+                    async with self.leases.holding([key]) as held:
+                        if not held:
+                            log.debug("payment_leased_elsewhere", task_id=task_id)
+                            return  # another replica pays it; it may die: the next pass asks
+                        done = await self._guarded(task_id, step())
                 finally:
                     self._busy.discard(key)
             if paid(done):
@@ -267,7 +276,11 @@ class EscrowEngine:
             return None
         self._busy.update(claimed)
         try:
-            return await self._guarded(task_id, step())
+            async with self.leases.holding(claimed) as held:
+                if not held:
+                    log.debug("step_deferred_for_replica", task_id=task_id)
+                    return None
+                return await self._guarded(task_id, step())
         finally:
             self._busy.difference_update(claimed)
 
