@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from support.audit_logs import audit_stored_log
 from support.stacks import Stack, close_stack, open_stack, stack_settings
-from support.task_flows import submitted
+from support.task_flows import funded, submitted
 
 from taskhold.lightning.base import InvoiceState, LightningBackend, PaymentResult
 
@@ -190,3 +190,62 @@ async def test_a_lease_has_one_holder_until_it_expires(database_url: str, tmp_pa
         assert not await claim(holder, 1600)
     finally:
         await close_stack(stack)
+
+
+@pytest.mark.parametrize("database_kind", POSTGRESQL, indirect=True)
+async def test_three_replicas_one_killed_mid_release_every_task_ends_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    """Three engines share the work; one dies between paying a worker and settling the hold
+    (its lease stays). The two others finish everything: each task ends PAID or REFUNDED,
+    each payout is paid once, and the log audits clean (no gap, no equivocation)."""
+    a = await open_stack(stack_settings(tmp_path, database_url))
+    b = await open_stack(stack_settings(tmp_path, database_url), world=a.world)
+    c = await open_stack(stack_settings(tmp_path, database_url), world=a.world)
+    try:
+        employer = a.client()
+        released = [await submitted(a, employer, a.client()) for _ in range(4)]
+        refunded = [await funded(a, employer) for _ in range(2)]
+        employer_before = a.world.employer.balance_msat
+        stuck = asyncio.Event()
+
+        async def dies_after_paying(point: str) -> None:
+            if point == "after_payout" and not stuck.is_set():
+                stuck.set()
+                await asyncio.Event().wait()  # killed here: the worker paid, the hold held
+
+        a.services.engine.ctx.fault_hook = dies_after_paying
+        for task in released:
+            await employer.approve(task["task_id"])
+        await a.services.engine.run_once()
+        await stuck.wait()
+        await asyncio.gather(b.run_pass(), c.run_pass())
+
+        async def keep(keys: Any) -> None:
+            return None  # a killed process gives nothing back
+
+        a.services.engine.leases.release = keep  # type: ignore[method-assign]
+        await a.services.engine.stop()
+        await asyncio.gather(b.settle_engine(1), c.settle_engine(1))
+        states = [(await employer.get_task(t["task_id"]))["state"] for t in released]
+        assert sorted(states) == ["PAID"] * 3 + ["VERIFIED"]  # the dead one's, leased still
+        ttl = b.settings.engine_lease_s
+        for survivor in (b, c):
+            survivor.services.engine.leases.clock = lambda: time.time() + ttl + 1
+        for _ in range(3):
+            await asyncio.gather(b.settle_engine(1), c.settle_engine(1))
+        await mine_to_guard_margin(b, refunded[0])
+        for _ in range(3):
+            await asyncio.gather(b.settle_engine(1), c.settle_engine(1))
+
+        finals = [(await employer.get_task(t["task_id"]))["state"] for t in released + refunded]
+        assert finals == ["PAID"] * 4 + ["REFUNDED"] * 2
+        assert a.world.worker.balance_msat == sum(t["payout_msat"] for t in released)
+        assert a.world.employer.balance_msat == employer_before + sum(
+            t["amount_msat"] for t in refunded
+        )
+        audited = await audit_stored_log(b.services)
+        assert audited.clean, audited.findings
+    finally:
+        for stack in (a, b, c):
+            await close_stack(stack)
