@@ -149,10 +149,12 @@ class EscrowEngine:
         if height is not None:
             async with ctx.store.transaction() as tx:
                 funded = await tx.task_ids_in(list(FUNDED_STATES))
+                paying = set(await tx.task_ids_pending("release"))
             for task_id in funded:
-                await self._unless_paying([task_id], task_id, partial(guard, ctx, task_id, height))
+                step = partial(guard, ctx, task_id, height)
+                await self._unless_paying([task_id], task_id, step, lease=task_id in paying)
             for task_id in funded:
-                await self._renew(task_id, height)
+                await self._renew(task_id, height, lease=task_id in paying)
         async with ctx.store.transaction() as tx:
             refunds = await tx.task_ids_pending("refund")
             releases = await tx.task_ids_pending("release")
@@ -178,10 +180,10 @@ class EscrowEngine:
                 assert done.payment_hash_hex is not None
                 self.watch(task_id, done.payment_hash_hex)
 
-    async def _renew(self, task_id: str, height: int) -> None:
+    async def _renew(self, task_id: str, height: int, *, lease: bool) -> None:
         """Open the task's next round if it is due, and follow the renewal's invoice."""
         step = partial(renew, self.ctx, task_id, height)
-        task = await self._unless_paying([task_id], task_id, step)
+        task = await self._unless_paying([task_id], task_id, step, lease=lease)
         if task is not None and task.renewal_payment_hash_hex is not None:
             self.watch(task_id, task.renewal_payment_hash_hex)
 
@@ -195,9 +197,10 @@ class EscrowEngine:
         if task is None:
             return
         keys = [_deposit_key(task_id, deposit) for deposit in task.deposits]
+        paying = any(deposit.pending_action == "payout" for deposit in task.deposits)
         if height is not None:
             guarded = await self._unless_paying(
-                keys, task_id, partial(self._guard_deposits, task, height)
+                keys, task_id, partial(self._guard_deposits, task, height), lease=paying
             )
             task = guarded or task
         for deposit in task.deposits:
@@ -266,17 +269,26 @@ class EscrowEngine:
             self.notify()
 
     async def _unless_paying(
-        self, keys: Iterable[str], task_id: str, step: Callable[[], Awaitable[Task | None]]
+        self,
+        keys: Iterable[str],
+        task_id: str,
+        step: Callable[[], Awaitable[Task | None]],
+        *,
+        lease: bool = True,
     ) -> Task | None:
         """Run a guard or refund step unless a payment job works on one of ``keys``: that
-        payment may still land, and its job settles or gives up on its own."""
+        payment may still land, and its job settles or gives up on its own.
+
+        ``lease``: take the keys' leases too (other replicas' jobs). A guard passes False while
+        no payment is owed on the keys: no replica can be paying them then, and a lease for
+        every funded task at every tick would write to the database for nothing."""
         claimed = list(keys)
         if any(key in self._busy for key in claimed):
             log.debug("step_deferred_for_payment", task_id=task_id)
             return None
         self._busy.update(claimed)
         try:
-            async with self.leases.holding(claimed) as held:
+            async with self.leases.holding(claimed if lease else []) as held:
                 if not held:
                     log.debug("step_deferred_for_replica", task_id=task_id)
                     return None

@@ -83,7 +83,7 @@ class Leases:
         if not await self.claim(keys):
             yield False
             return
-        renewer = asyncio.create_task(self._renew(keys)) if self.enabled else None
+        renewer = asyncio.create_task(self._renew(keys)) if self.enabled and keys else None
         try:
             yield True
         finally:

@@ -27,6 +27,7 @@ pytestmark = [pytest.mark.devnet, pytest.mark.slow]
 
 AMOUNT_MSAT = 30_000_000
 RELEASED, REFUNDED = 3, 1
+POSTGRESQL = [pytest.param("postgresql", id="postgresql")]
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +58,7 @@ async def _wait_state(
         await asyncio.sleep(0.2)
 
 
-@pytest.mark.parametrize(
-    "database_kind", [pytest.param("postgresql", id="postgresql")], indirect=True
-)
+@pytest.mark.parametrize("database_kind", POSTGRESQL, indirect=True)
 async def test_three_replicas_on_lnd_one_killed_mid_release(
     devnet: DevnetHandle, launcher: ExecLauncher, tmp_path: Path, database_url: str
 ) -> None:
@@ -71,28 +70,27 @@ async def test_three_replicas_on_lnd_one_killed_mid_release(
         "TASKHOLD_PAYOUT_TIMEOUT_S": "20",
         "TASKHOLD_ENGINE_LEASE_S": "5",
     }
-    # The survivors tick slowly, so the replica to be killed (0.1 s) takes the releases first.
-    slow = {"TASKHOLD_ENGINE_TICK_S": "1", "TASKHOLD_RECONCILE_INTERVAL_S": "3"}
-    host = Serve(launcher, tmp_path / "r2", {**shared, **slow}, lightning="lnd")
+    # Only the replica to be killed works when the releases come due: the host's engine wakes
+    # for its own requests only (and at a 30 s tick), the third starts once the first is dead.
+    passive = {"TASKHOLD_ENGINE_TICK_S": "30", "TASKHOLD_RECONCILE_INTERVAL_S": "60"}
+    host = Serve(launcher, tmp_path / "r2", {**shared, **passive}, lightning="lnd")
     relay = f"ws://127.0.0.1:{host.env['TASKHOLD_EMBEDDED_RELAY_PORT']}"
     doomed = Serve(launcher, tmp_path / "r1", {**shared, "TASKHOLD_RELAYS": relay}, "lnd")
-    third = Serve(launcher, tmp_path / "r3", {**shared, **slow, "TASKHOLD_RELAYS": relay}, "lnd")
+    third = Serve(launcher, tmp_path / "r3", {**shared, "TASKHOLD_RELAYS": relay}, "lnd")
     employer_wallet, worker_wallet = devnet.wallet("employer"), devnet.wallet("worker")
     escrow = devnet.backend("escrow")
     employer_keys = NostrKeys.generate()
     employer = TaskholdClient(host.url, employer_keys, retries=0)
     # Approvals go to the replica to be killed: a request wakes the engine of its own process.
     approver = TaskholdClient(doomed.url, employer_keys, retries=0)
-    worker = TaskholdClient(third.url, NostrKeys.generate(), retries=0)
+    worker = TaskholdClient(host.url, NostrKeys.generate(), retries=0)
     try:
         host.start(crash_at=None)
         await host.wait_up()
         for replica in (doomed, third):  # one configuration: the same keys everywhere
             shutil.copytree(host.data_dir / "keys", replica.data_dir / "keys")
         doomed.start(crash_at="after_payout")
-        third.start(crash_at=None)
         await doomed.wait_up()
-        await third.wait_up()
         worker_before = await _settled_balance(worker_wallet)
         employer_before = await _settled_balance(employer_wallet)
 
@@ -121,11 +119,17 @@ async def test_three_replicas_on_lnd_one_killed_mid_release(
             except httpx.TransportError:  # killed meanwhile: another replica takes the request
                 await employer.approve(task["task_id"], idempotency_key=task["task_id"])
 
+        for _ in range(600):  # killed at its first payout, within a minute
+            if doomed.returncode() is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert doomed.returncode() == -signal.SIGKILL, doomed.log_tail()
+        third.start(crash_at=None)
+        await third.wait_up()
         finals = [
             await _wait_state(employer, task["task_id"], {"PAID", "REFUNDED"}, 120)
             for task, _ in tasks
         ]
-        assert doomed.returncode() == -signal.SIGKILL, doomed.log_tail()
         assert finals == ["PAID"] * RELEASED + ["REFUNDED"] * REFUNDED
         for index, (_, payment_hash) in enumerate(tasks):
             held = (await escrow.lookup_invoice(payment_hash)).state

@@ -249,3 +249,30 @@ async def test_three_replicas_one_killed_mid_release_every_task_ends_once(
     finally:
         for stack in (a, b, c):
             await close_stack(stack)
+
+
+@pytest.mark.parametrize("database_kind", POSTGRESQL, indirect=True)
+async def test_the_guard_takes_no_lease_while_no_payment_is_owed(
+    replicas: tuple[Stack, Stack],
+) -> None:
+    """Every funded task is guarded at every tick: a lease each time would write to the
+    database for nothing. Only a task with a payment owed is leased."""
+    a, _ = replicas
+    employer, worker = a.client(), a.client()
+    await funded(a, employer)
+    owed = await submitted(a, employer, worker)
+    claimed: list[list[str]] = []
+    leases = a.services.engine.leases
+    claim = leases.claim
+
+    async def counted(keys: Any) -> bool:
+        if keys:
+            claimed.append(list(keys))
+        return await claim(keys)
+
+    leases.claim = counted  # type: ignore[method-assign]
+    await a.run_pass()
+    assert claimed == []
+    await employer.approve(owed["task_id"])
+    await a.run_pass()
+    assert [owed["task_id"]] in claimed
