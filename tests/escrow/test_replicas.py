@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from support.audit_logs import audit_stored_log
+from support.deposit_flows import abandoned_claim, deposit_of, give_worker_wallet_money, share_clock
 from support.stacks import Stack, close_stack, open_stack, stack_settings
 from support.task_flows import funded, submitted
 
@@ -276,3 +277,48 @@ async def test_the_guard_takes_no_lease_while_no_payment_is_owed(
     await employer.approve(owed["task_id"])
     await a.run_pass()
     assert [owed["task_id"]] in claimed
+
+
+@pytest.mark.parametrize("database_kind", POSTGRESQL, indirect=True)
+async def test_a_replicas_deposit_guard_never_returns_a_deposit_under_anothers_payout(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The same for a forfeited deposit: replica A retries its payout to the employer while
+    replica B's guardian reaches the deposit's margin, where a payout that failed gives the
+    deposit back. B must leave it to A: the employer is paid once, the deposit not returned."""
+    settings = {"pow_max_bits": 8, "reputation_max_staleness_s": 0}
+    a = await open_stack(stack_settings(tmp_path, database_url, **settings))
+    b = await open_stack(stack_settings(tmp_path, database_url, **settings), world=a.world)
+    try:
+        await give_worker_wallet_money(a)
+        gone = await abandoned_claim(a)
+        share_clock(b, gone.now)
+        invoice = await a.world.employer.create_invoice(gone.amount_msat, expiry_seconds=86_400)
+        await gone.employer.claim_deposit(gone.task_id, gone.worker.pubkey_hex, invoice)
+        forfeit = deposit_of(await gone.employer.get_task(gone.task_id), gone.worker.pubkey_hex)
+        gated = gate(a, armed=False)
+        a.world.network.fail_next_payments(1)
+        await a.run_pass()  # the first attempt fails
+        gated.armed = True
+        a.services.engine._retry_at.clear()
+        await a.services.engine.run_once()
+        await gated.entered.wait()  # A's retry is being sent, past every check of the hold
+        margin = forfeit["accepted_htlc_expiry_height"] - a.settings.guard_blocks
+        while a.world.network.height < margin:
+            await a.world.network.mine(1)
+        await b.run_pass()
+        held = deposit_of(await gone.employer.get_task(gone.task_id), gone.worker.pubkey_hex)
+        assert held["state"] != "RETURNED", held
+
+        gated.open.set()
+        await a.services.engine.drain()
+        await b.settle_engine()
+        done = deposit_of(await gone.employer.get_task(gone.task_id), gone.worker.pubkey_hex)
+        assert done["state"] == "PAID_OUT"
+        assert gated.sent == 2  # the failed attempt and the retry, both A's
+        assert a.world.worker.balance_msat == gone.worker_before_msat - gone.amount_msat
+        audited = await audit_stored_log(b.services)
+        assert audited.clean, audited.findings
+    finally:
+        for stack in (a, b):
+            await close_stack(stack)
