@@ -246,6 +246,7 @@ class EscrowEngine:
         step: Callable[[], Awaitable[Task | None]],
         paid: Callable[[Task | None], bool],
     ) -> None:
+        elsewhere = False
         try:
             async with self._slots:
                 if key in self._busy:
@@ -254,8 +255,8 @@ class EscrowEngine:
                 try:
                     async with self.leases.holding([key]) as held:
                         if not held:
-                            log.debug("payment_leased_elsewhere", task_id=task_id)
-                            return  # another replica pays it; it may die: the next pass asks
+                            elsewhere = True
+                            return
                         done = await self._guarded(task_id, step())
                 finally:
                     self._busy.discard(key)
@@ -266,7 +267,14 @@ class EscrowEngine:
         finally:
             if self._payments.get(key) is asyncio.current_task():
                 del self._payments[key]
-            self.notify()
+            if elsewhere:
+                # Another replica pays it. Ask again once its lease could have run out (it may
+                # die), not at once: waking a pass now would ask the database in a loop.
+                log.debug("payment_leased_elsewhere", task_id=task_id)
+                wait = self.ctx.settings.engine_lease_s / 3
+                self._retry_at[key] = asyncio.get_running_loop().time() + wait
+            else:
+                self.notify()
 
     async def _unless_paying(
         self,

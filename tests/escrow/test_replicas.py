@@ -124,6 +124,8 @@ async def test_two_replicas_releasing_one_task_pay_it_once(
     await gated_a.entered.wait()
     await b.run_pass()  # B's job finds the task leased and ends
     assert gated_b.sent == 0
+    await b.services.engine.run_once()  # B waits for A's lease to end, not a pass
+    assert task["task_id"] not in b.services.engine._payments
 
     gated_a.open.set()
     await a.services.engine.drain()
@@ -163,6 +165,7 @@ async def test_a_replica_takes_over_the_release_of_one_that_died(
 
     ttl = b.settings.engine_lease_s
     b.services.engine.leases.clock = lambda: time.time() + ttl + 1
+    b.services.engine._retry_at.clear()  # its next look would come a third of a lease later
     await b.settle_engine()
     assert (await employer.get_task(task["task_id"]))["state"] == "PAID"
     assert a.world.worker.balance_msat == task["payout_msat"]  # paid once
@@ -233,6 +236,7 @@ async def test_three_replicas_one_killed_mid_release_every_task_ends_once(
         ttl = b.settings.engine_lease_s
         for survivor in (b, c):
             survivor.services.engine.leases.clock = lambda: time.time() + ttl + 1
+            survivor.services.engine._retry_at.clear()  # next look: a third of a lease later
         for _ in range(3):
             await asyncio.gather(b.settle_engine(1), c.settle_engine(1))
         await mine_to_guard_margin(b, refunded[0])
