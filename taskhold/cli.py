@@ -86,6 +86,7 @@ def serve(
     from taskhold.logs import configure_logging
     from taskhold.server import api_server
     from taskhold.services import build_services
+    from taskhold.store.alone import SQLiteTaken, one_process_on_sqlite
 
     configure_logging(json=log_json)
     settings = _settings(
@@ -112,7 +113,11 @@ def serve(
         finally:
             await services.close()
 
-    asyncio.run(run())
+    try:
+        with one_process_on_sqlite(settings.resolved_database_url):
+            asyncio.run(run())
+    except SQLiteTaken as taken:
+        raise SystemExit(str(taken)) from None
 
 
 @cli.command()

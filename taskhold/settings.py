@@ -222,6 +222,10 @@ class Settings(BaseSettings):
     """How often the heads of the public log and the audit log are checkpointed (kind 30078)."""
 
     engine_tick_s: float = 1.0
+    engine_lease_s: float = Field(default=30.0, gt=0)
+    """How long a replica's claim on one task's money (a payment job, a guard or refund step)
+    lasts without renewal; it is renewed every third of it while the work runs. A replica that
+    dies is taken over after this long (``docs/replicas.md``)."""
     reconcile_interval_s: float = 15.0
 
     # Reputation (taskhold/reputation/) ---------------------------------------------------------

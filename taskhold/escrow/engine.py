@@ -9,7 +9,10 @@ so releases and forfeited-deposit payouts run as background jobs, at most one pe
 deposit, at most ``max_concurrent_payouts`` at once; the timers, the guardian and refunds of
 every other task go on meanwhile. While a job pays for a task, the pass leaves that task's
 guard and refund alone (the payment may still land, and answering it with a cancel could pay
-the money out twice); across processes the row locks and the payout row guard the same thing.
+the money out twice). Across ``serve`` replicas on one PostgreSQL database the same keys are
+leased (:mod:`.leases`): a replica skips a task another one pays or guards, and takes it over
+once a dead replica's lease expires. The row locks keep each transition single; the payout row
+keeps a payment single across a takeover.
 
 All invoices are followed through one subscription of the node
 (:meth:`~taskhold.lightning.base.LightningBackend.subscribe_invoices`), dispatched here by
@@ -35,6 +38,7 @@ from .deposits import (
     refresh_deposits,
     return_deposit,
 )
+from .leases import Leases
 from .refund import refund
 from .renewal import observe_hold, renew, retire
 from .series import advance_milestone
@@ -50,7 +54,7 @@ Observer = Callable[[EscrowContext, str, InvoiceStatus], Awaitable[None]]
 
 
 class EscrowEngine:
-    """Runs in the ``serve`` process next to the API; one per deployment for now."""
+    """Runs in each ``serve`` process next to the API; replicas share work by leases."""
 
     def __init__(self, ctx: EscrowContext) -> None:
         self.ctx = ctx
@@ -65,6 +69,7 @@ class EscrowEngine:
         """Keys a payment job or a guard/refund step is working on right now."""
         self._slots = asyncio.Semaphore(ctx.settings.max_concurrent_payouts)
         self._retry_at: dict[str, float] = {}
+        self.leases = Leases(ctx.store, ctx.settings.engine_lease_s, ctx.clock)
 
     async def start(self) -> None:
         await self.reconcile()
@@ -144,10 +149,12 @@ class EscrowEngine:
         if height is not None:
             async with ctx.store.transaction() as tx:
                 funded = await tx.task_ids_in(list(FUNDED_STATES))
+                paying = set(await tx.task_ids_pending("release"))
             for task_id in funded:
-                await self._unless_paying([task_id], task_id, partial(guard, ctx, task_id, height))
+                step = partial(guard, ctx, task_id, height)
+                await self._unless_paying([task_id], task_id, step, lease=task_id in paying)
             for task_id in funded:
-                await self._renew(task_id, height)
+                await self._renew(task_id, height, lease=task_id in paying)
         async with ctx.store.transaction() as tx:
             refunds = await tx.task_ids_pending("refund")
             releases = await tx.task_ids_pending("release")
@@ -173,10 +180,10 @@ class EscrowEngine:
                 assert done.payment_hash_hex is not None
                 self.watch(task_id, done.payment_hash_hex)
 
-    async def _renew(self, task_id: str, height: int) -> None:
+    async def _renew(self, task_id: str, height: int, *, lease: bool) -> None:
         """Open the task's next round if it is due, and follow the renewal's invoice."""
         step = partial(renew, self.ctx, task_id, height)
-        task = await self._unless_paying([task_id], task_id, step)
+        task = await self._unless_paying([task_id], task_id, step, lease=lease)
         if task is not None and task.renewal_payment_hash_hex is not None:
             self.watch(task_id, task.renewal_payment_hash_hex)
 
@@ -190,9 +197,10 @@ class EscrowEngine:
         if task is None:
             return
         keys = [_deposit_key(task_id, deposit) for deposit in task.deposits]
+        paying = any(deposit.pending_action == "payout" for deposit in task.deposits)
         if height is not None:
             guarded = await self._unless_paying(
-                keys, task_id, partial(self._guard_deposits, task, height)
+                keys, task_id, partial(self._guard_deposits, task, height), lease=paying
             )
             task = guarded or task
         for deposit in task.deposits:
@@ -238,13 +246,18 @@ class EscrowEngine:
         step: Callable[[], Awaitable[Task | None]],
         paid: Callable[[Task | None], bool],
     ) -> None:
+        elsewhere = False
         try:
             async with self._slots:
                 if key in self._busy:
                     return  # a guard or refund step decides this key now; the next pass retries
                 self._busy.add(key)
                 try:
-                    done = await self._guarded(task_id, step())
+                    async with self.leases.holding([key]) as held:
+                        if not held:
+                            elsewhere = True
+                            return
+                        done = await self._guarded(task_id, step())
                 finally:
                     self._busy.discard(key)
             if paid(done):
@@ -254,20 +267,40 @@ class EscrowEngine:
         finally:
             if self._payments.get(key) is asyncio.current_task():
                 del self._payments[key]
-            self.notify()
+            if elsewhere:
+                # Another replica pays it. Ask again once its lease could have run out (it may
+                # die), not at once: waking a pass now would ask the database in a loop.
+                log.debug("payment_leased_elsewhere", task_id=task_id)
+                wait = self.ctx.settings.engine_lease_s / 3
+                self._retry_at[key] = asyncio.get_running_loop().time() + wait
+            else:
+                self.notify()
 
     async def _unless_paying(
-        self, keys: Iterable[str], task_id: str, step: Callable[[], Awaitable[Task | None]]
+        self,
+        keys: Iterable[str],
+        task_id: str,
+        step: Callable[[], Awaitable[Task | None]],
+        *,
+        lease: bool = True,
     ) -> Task | None:
         """Run a guard or refund step unless a payment job works on one of ``keys``: that
-        payment may still land, and its job settles or gives up on its own."""
+        payment may still land, and its job settles or gives up on its own.
+
+        ``lease``: take the keys' leases too (other replicas' jobs). A guard passes False while
+        no payment is owed on the keys: no replica can be paying them then, and a lease for
+        every funded task at every tick would write to the database for nothing."""
         claimed = list(keys)
         if any(key in self._busy for key in claimed):
             log.debug("step_deferred_for_payment", task_id=task_id)
             return None
         self._busy.update(claimed)
         try:
-            return await self._guarded(task_id, step())
+            async with self.leases.holding(claimed if lease else []) as held:
+                if not held:
+                    log.debug("step_deferred_for_replica", task_id=task_id)
+                    return None
+                return await self._guarded(task_id, step())
         finally:
             self._busy.difference_update(claimed)
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 __all__ = [
     "AuditRow",
     "Base",
+    "EngineLeaseRow",
     "IdempotencyRow",
     "InvoiceRow",
     "ListingRow",
@@ -334,3 +335,16 @@ class PlacementRow(Base):
     payment_hash_hex: Mapped[str] = mapped_column(String(64), primary_key=True)
     node: Mapped[str] = mapped_column(String(64), index=True)
     created_at: Mapped[int]
+
+
+class EngineLeaseRow(Base):
+    """Who works on one task's money right now, across replicas (``taskhold.escrow.leases``):
+    a payment job, or a guard or refund step that could cancel the hold under it. ``owner``
+    holds the key until ``expires_at`` (epoch milliseconds) and renews it while it works; a
+    replica that dies leaves it to expire, and another takes the key over then."""
+
+    __tablename__ = "engine_leases"
+
+    lease_key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[int]

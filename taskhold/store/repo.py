@@ -13,7 +13,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import case, func, select
+from sqlalchemy import case, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -27,6 +29,7 @@ from .codec import task_from_data, task_to_data
 from .db import is_sqlite
 from .models import (
     DepositPayoutRow,
+    EngineLeaseRow,
     IdempotencyRow,
     InvoiceRow,
     LogEntryRow,
@@ -462,3 +465,39 @@ class Tx:
         )
         owners |= {f"refund/{t}" for t in (await self.session.execute(refunds)).scalars()}
         return owners
+
+    # engine leases (replicas) ----------------------------------------------------------------
+
+    async def claim_lease(self, key: str, owner: str, *, now_ms: int, until_ms: int) -> bool:
+        """Take ``key`` for ``owner`` until ``until_ms``, or extend it: True unless another
+        owner holds it unexpired. Each statement is atomic on its row, so of two replicas
+        claiming one free key exactly one wins (the insert's conflict, or the update's
+        re-checked condition once the other's row lock is released)."""
+        insert = pg_insert if self._lock_rows else sqlite_insert
+        added = await self.session.execute(
+            insert(EngineLeaseRow)
+            .values(lease_key=key, owner=owner, expires_at=until_ms)
+            .on_conflict_do_nothing(index_elements=["lease_key"])
+        )
+        if added.rowcount == 1:  # type: ignore[attr-defined]
+            return True
+        taken = await self.session.execute(
+            update(EngineLeaseRow)
+            .where(
+                EngineLeaseRow.lease_key == key,
+                or_(EngineLeaseRow.owner == owner, EngineLeaseRow.expires_at <= now_ms),
+            )
+            .values(owner=owner, expires_at=until_ms)
+        )
+        return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
+
+    async def release_lease(self, key: str, owner: str) -> None:
+        """Give ``key`` up, if ``owner`` still holds it."""
+        await self.session.execute(
+            delete(EngineLeaseRow).where(
+                EngineLeaseRow.lease_key == key, EngineLeaseRow.owner == owner
+            )
+        )
+
+    async def lease_owner(self, key: str) -> EngineLeaseRow | None:
+        return await self.session.get(EngineLeaseRow, key)

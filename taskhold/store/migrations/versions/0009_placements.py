@@ -1,7 +1,7 @@
 """placements of hold invoices and payments on the nodes of an escrow pool
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 
 ``placements`` names the escrow node that holds each hold invoice, or made each payment, when
 taskhold runs a pool of nodes (``taskhold.lightning.pool``).
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
