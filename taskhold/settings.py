@@ -170,6 +170,18 @@ class Settings(BaseSettings):
     in the terms: it bounds what one key can lock up (``taskhold.escrow.admission``)."""
     capacity_retry_after_s: int = Field(default=60, ge=1)
     """``Retry-After`` of an ``insufficient_capacity`` refusal."""
+    liquidity_hook: str | None = None
+    """A command (split like a shell would, run without one) the engine runs when an escrow
+    node runs low (``taskhold.escrow.liquidity_hook``): an LSP order or a channel open. None:
+    no hook."""
+    liquidity_low_inbound_msat: int = Field(default=0, ge=0)
+    """A node with less inbound room than this is low (0: only slots and waiting payouts)."""
+    liquidity_low_slots: int = Field(default=10, ge=0)
+    """A node with fewer free incoming HTLC slots than this is low."""
+    liquidity_check_s: float = Field(default=30.0, gt=0)
+    """How often the nodes' figures are read for the hook."""
+    liquidity_hook_interval_s: float = Field(default=600.0, ge=0)
+    """The hook runs again for one node and direction only after this long."""
 
     payout_fee_ppm: int = 5_000
     payout_min_fee_msat: int = 10_000

@@ -39,6 +39,7 @@ from .deposits import (
     return_deposit,
 )
 from .leases import Leases
+from .liquidity_hook import LiquidityHook
 from .refund import refund
 from .renewal import observe_hold, renew, retire
 from .series import advance_milestone
@@ -69,6 +70,8 @@ class EscrowEngine:
         """Keys a payment job or a guard/refund step is working on right now."""
         self._slots = asyncio.Semaphore(ctx.settings.max_concurrent_payouts)
         self._retry_at: dict[str, float] = {}
+        self.liquidity_hook = LiquidityHook()
+        """Runs the operator's command when a node runs low (``liquidity_hook``)."""
         self.leases = Leases(ctx.store, ctx.settings.engine_lease_s, ctx.clock)
 
     async def start(self) -> None:
@@ -76,6 +79,7 @@ class EscrowEngine:
         self._runner = asyncio.create_task(self._loop(), name="taskhold-escrow")
 
     async def stop(self) -> None:
+        self.liquidity_hook.cancel()
         jobs = [self._runner, self._follower, *self._payments.values()]
         tasks = [t for t in jobs if t is not None]
         for task in tasks:
@@ -169,6 +173,7 @@ class EscrowEngine:
         for task_id in releases:
             self._pay(task_id, task_id, partial(pay_out, ctx, task_id), _paid)
         await self._advance_series()
+        await self.liquidity_hook.check(ctx, asyncio.get_running_loop().time())
 
     async def _advance_series(self) -> None:
         """Open, cancel or staff the milestones their series owes a step (``series``)."""
