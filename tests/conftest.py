@@ -14,7 +14,9 @@ import pytest
 from support.stacks import (
     PG_ADMIN_URL,
     REQUIRE_PG,
+    OpenStack,
     Stack,
+    channel_world,
     close_stack,
     new_database,
     open_stack,
@@ -70,3 +72,28 @@ async def open_custom(tmp_path: Path, database_url: str) -> AsyncIterator[Any]:
 @pytest.fixture
 def keys() -> Iterator[dict[str, NostrKeys]]:
     yield {name: NostrKeys.generate() for name in ("employer", "worker", "other", "arbiter")}
+
+
+@pytest.fixture
+async def stack_with(tmp_path: Path, database_url: str) -> AsyncIterator[OpenStack]:
+    """Opens stacks whose escrow node has the given channels (``channel_world``) and settings."""
+    opened: list[Stack] = []
+
+    async def open_one(
+        *,
+        escrow_msat: int = 50_000_000_000,
+        inbound_msat: int | None = None,
+        htlc_slots: int | None = None,
+        **overrides: Any,
+    ) -> Stack:
+        world = channel_world(
+            escrow_msat=escrow_msat, inbound_msat=inbound_msat, htlc_slots=htlc_slots
+        )
+        settings = stack_settings(tmp_path / str(len(opened)), database_url, **overrides)
+        stack = await open_stack(settings, world)
+        opened.append(stack)
+        return stack
+
+    yield open_one
+    for stack in opened:
+        await close_stack(stack)

@@ -9,43 +9,15 @@ the node issued no invoice.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable
 from typing import Any
 
 import httpx
 import pytest
-from support.stacks import Stack, channel_world, close_stack, open_stack, stack_settings
+from support.stacks import OpenStack, Stack
 from support.task_flows import AMOUNT_MSAT, created, funded
 
 from taskhold.client import TaskholdAPIError, TaskholdClient
-
-OpenStack = Callable[..., Awaitable[Stack]]
-
-
-@pytest.fixture
-async def stack_with(tmp_path: Path, database_url: str) -> AsyncIterator[OpenStack]:
-    """Opens a stack whose escrow node has the given channels (and settings)."""
-    opened: list[Stack] = []
-
-    async def open_one(
-        *,
-        escrow_msat: int = 50_000_000_000,
-        inbound_msat: int | None = None,
-        htlc_slots: int | None = None,
-        **overrides: Any,
-    ) -> Stack:
-        world = channel_world(
-            escrow_msat=escrow_msat, inbound_msat=inbound_msat, htlc_slots=htlc_slots
-        )
-        settings = stack_settings(tmp_path / str(len(opened)), database_url, **overrides)
-        stack = await open_stack(settings, world)
-        opened.append(stack)
-        return stack
-
-    yield open_one
-    for stack in opened:
-        await close_stack(stack)
 
 
 async def refused(call: Awaitable[Any]) -> TaskholdAPIError:

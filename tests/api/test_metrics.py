@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-from support.stacks import Stack, channel_world, close_stack, open_stack, stack_settings
+from support.stacks import OpenStack, Stack
 from support.task_flows import AMOUNT_MSAT, created, funded, submitted
 
 from taskhold.api import metrics
@@ -25,34 +23,6 @@ from taskhold.client import TaskholdAPIError
 from taskhold.escrow.admission import LIMITS
 from taskhold.lightning.base import NodeCapacity
 from taskhold.tasks import TaskState
-
-OpenStack = Callable[..., Awaitable[Stack]]
-
-
-@pytest.fixture
-async def stack_with(tmp_path: Path, database_url: str) -> AsyncIterator[OpenStack]:
-    """Opens stacks whose escrow node has the given channels (and settings)."""
-    opened: list[Stack] = []
-
-    async def open_one(
-        *,
-        escrow_msat: int = 50_000_000_000,
-        inbound_msat: int | None = None,
-        htlc_slots: int | None = None,
-        **overrides: Any,
-    ) -> Stack:
-        world = channel_world(
-            escrow_msat=escrow_msat, inbound_msat=inbound_msat, htlc_slots=htlc_slots
-        )
-        settings = stack_settings(tmp_path / str(len(opened)), database_url, **overrides)
-        stack = await open_stack(settings, world)
-        opened.append(stack)
-        return stack
-
-    yield open_one
-    for stack in opened:
-        await close_stack(stack)
-
 
 # -- a tiny parser of the text exposition format (0.0.4) ------------------------------------------
 

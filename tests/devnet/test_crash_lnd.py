@@ -4,7 +4,6 @@ settled or cancelled, the public log gap-free and clean for the independent audi
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -20,11 +19,10 @@ from support.crash_harness import (
     Serve,
     log_gaps,
 )
-from support.devnet_network import DevnetHandle
+from support.devnet_network import DevnetHandle, settled_balance
 
 from taskhold.client import TaskholdClient
 from taskhold.lightning.base import InvoiceState
-from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.nostr import NostrKeys
 
 pytestmark = [pytest.mark.devnet, pytest.mark.slow]
@@ -35,18 +33,6 @@ AMOUNT_MSAT = 40_000_000
 @pytest.fixture(scope="module")
 def launcher() -> Iterator[ExecLauncher]:
     yield ExecLauncher()
-
-
-async def _settled_balance(wallet: LndWallet) -> int:
-    """The local channel balance once it has stopped moving (lnd updates it a moment late)."""
-    previous = -1
-    for _ in range(50):
-        balance = await wallet.channel_balance()
-        if balance.local_msat == previous and balance.unsettled_local_msat == 0:
-            return balance.local_msat
-        previous = balance.local_msat
-        await asyncio.sleep(0.2)
-    return previous
 
 
 @pytest.mark.parametrize(
@@ -81,8 +67,8 @@ async def test_serve_on_lnd_killed_at_a_crash_point_converges(
     serve.start(crash_at=point)
     try:
         await serve.wait_up()
-        worker_before = await _settled_balance(worker_wallet)
-        employer_before = await _settled_balance(employer_wallet)
+        worker_before = await settled_balance(worker_wallet)
+        employer_before = await settled_balance(employer_wallet)
         keys = [uuid.uuid4().hex for _ in range(5)]
         task = await parties.call(
             lambda: employer.create_task(
@@ -120,9 +106,9 @@ async def test_serve_on_lnd_killed_at_a_crash_point_converges(
         assert serve.kills == 1, f"serve was not killed at {point}"
         status = await escrow.lookup_invoice(payment_hash)
         assert status.state is (InvoiceState.SETTLED if final == "PAID" else InvoiceState.CANCELED)
-        worker_got = await _settled_balance(worker_wallet) - worker_before
+        worker_got = await settled_balance(worker_wallet) - worker_before
         assert worker_got == (task["payout_msat"] if final == "PAID" else 0)
-        employer_paid = employer_before - await _settled_balance(employer_wallet)
+        employer_paid = employer_before - await settled_balance(employer_wallet)
         assert employer_paid >= (AMOUNT_MSAT if final == "PAID" else 0)
         if final == "REFUNDED":
             assert employer_paid == 0

@@ -23,7 +23,7 @@ import bolt11
 import httpx
 import pytest
 from support.audit_logs import audit_stored_log
-from support.devnet_network import DevnetHandle
+from support.devnet_network import DevnetHandle, settled_balance
 from support.hand_driven import drive_by_hand
 
 from taskhold.api.application import create_api
@@ -118,18 +118,6 @@ async def lnd_stack(
     settings = lnd_settings(devnet, tmp_path / "data", database_url)
     async with open_lnd_stack(devnet, settings) as stack:
         yield stack
-
-
-async def settled_balance(wallet: LndWallet) -> int:
-    """The local channel balance once it has stopped moving (lnd updates it a moment late)."""
-    previous = -1
-    for _ in range(50):
-        balance = await wallet.channel_balance()
-        if balance.local_msat == previous and balance.unsettled_local_msat == 0:
-            return balance.local_msat
-        previous = balance.local_msat
-        await asyncio.sleep(0.2)
-    return previous
 
 
 async def funded_task(stack: EscrowStack, employer: TaskholdClient, **terms: Any) -> dict[str, Any]:

@@ -16,11 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 from support.crash_harness import ACCEPTANCE, ExecLauncher, Parties, Serve, log_gaps
-from support.devnet_network import DevnetHandle
+from support.devnet_network import DevnetHandle, settled_balance
 
 from taskhold.client import TaskholdClient
 from taskhold.lightning.base import InvoiceState
-from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.nostr import NostrKeys
 
 pytestmark = [pytest.mark.devnet, pytest.mark.slow]
@@ -33,18 +32,6 @@ POSTGRESQL = [pytest.param("postgresql", id="postgresql")]
 @pytest.fixture(scope="module")
 def launcher() -> Iterator[ExecLauncher]:
     yield ExecLauncher()
-
-
-async def _settled_balance(wallet: LndWallet) -> int:
-    """The local channel balance once it has stopped moving (lnd updates it a moment late)."""
-    previous = -1
-    for _ in range(50):
-        balance = await wallet.channel_balance()
-        if balance.local_msat == previous and balance.unsettled_local_msat == 0:
-            return balance.local_msat
-        previous = balance.local_msat
-        await asyncio.sleep(0.2)
-    return previous
 
 
 async def _wait_state(
@@ -91,8 +78,8 @@ async def test_three_replicas_on_lnd_one_killed_mid_release(
             shutil.copytree(host.data_dir / "keys", replica.data_dir / "keys")
         doomed.start(crash_at="after_payout")
         await doomed.wait_up()
-        worker_before = await _settled_balance(worker_wallet)
-        employer_before = await _settled_balance(employer_wallet)
+        worker_before = await settled_balance(worker_wallet)
+        employer_before = await settled_balance(employer_wallet)
 
         tasks = []
         for _ in range(RELEASED + REFUNDED):
@@ -134,9 +121,9 @@ async def test_three_replicas_on_lnd_one_killed_mid_release(
         for index, (_, payment_hash) in enumerate(tasks):
             held = (await escrow.lookup_invoice(payment_hash)).state
             assert held is (InvoiceState.SETTLED if index < RELEASED else InvoiceState.CANCELED)
-        worker_got = await _settled_balance(worker_wallet) - worker_before
+        worker_got = await settled_balance(worker_wallet) - worker_before
         assert worker_got == sum(task["payout_msat"] for task, _ in tasks[:RELEASED])  # once
-        employer_paid = employer_before - await _settled_balance(employer_wallet)
+        employer_paid = employer_before - await settled_balance(employer_wallet)
         assert AMOUNT_MSAT * RELEASED <= employer_paid < AMOUNT_MSAT * (RELEASED + REFUNDED)
         assert await log_gaps(Parties(host, employer, worker)) == []
     finally:

@@ -296,3 +296,15 @@ def require_ldk_module() -> ModuleType:
         if os.environ.get("TASKHOLD_REQUIRE_LDK") == "1" or os.environ.get("CI") == "true":
             pytest.fail(f"LDK Node module missing where it is required: {exc}")
         pytest.skip(f"LDK Node module missing (run scripts/build-ldk): {exc}")
+
+
+async def settled_balance(wallet: LndWallet) -> int:
+    """The local channel balance once it has stopped moving (lnd updates it a moment late)."""
+    previous = -1
+    for _ in range(50):
+        balance = await wallet.channel_balance()
+        if balance.local_msat == previous and balance.unsettled_local_msat == 0:
+            return balance.local_msat
+        previous = balance.local_msat
+        await asyncio.sleep(0.2)
+    return previous

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,3 +152,7 @@ async def close_stack(stack: Stack) -> None:
 def terms_of(info: httpx.Response) -> dict[str, Any]:
     """``GET /v1/info`` without its live figures: exactly the signed info event's content."""
     return {k: v for k, v in info.json().items() if k not in LIVE_MEMBERS}
+
+
+OpenStack = Callable[..., Awaitable[Stack]]
+"""Opens a stack whose escrow node has the given channels (the ``stack_with`` fixture)."""
