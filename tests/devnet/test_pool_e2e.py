@@ -21,10 +21,7 @@ from taskhold.client import TaskholdClient
 from taskhold.lightning.pool import PoolBackend
 from taskhold.services import build_services
 
-from .live_stack import one_database_url
 from .test_escrow_e2e import ACCEPTANCE, EscrowStack, lnd_settings, settled_balance
-
-__all__ = ["one_database_url"]
 
 pytestmark = [pytest.mark.devnet, pytest.mark.slow]
 
@@ -40,10 +37,11 @@ def pool_devnet() -> DevnetHandle:
 
 @pytest.fixture
 async def pool_stack(
-    pool_devnet: DevnetHandle, tmp_path: Path, one_database_url: str
+    pool_devnet: DevnetHandle, tmp_path: Path, database_url: str
 ) -> AsyncIterator[EscrowStack]:
-    """taskhold on both escrow nodes of the pool devnet, its engine driven by hand."""
-    settings = lnd_settings(pool_devnet, tmp_path / "data", one_database_url, lnd_pool=list(NODES))
+    """taskhold on both escrow nodes of the pool devnet, its engine driven by hand; on SQLite
+    (placements in their side file) and on PostgreSQL (the placements table)."""
+    settings = lnd_settings(pool_devnet, tmp_path / "data", database_url, lnd_pool=list(NODES))
     services = await build_services(settings)
     assert isinstance(services.lightning, PoolBackend)
     drive_by_hand(services)
