@@ -128,7 +128,8 @@ def demo(
         typer.Option(
             "--scenario",
             help="paid, refund, split, squatter, reject-overturned, cooperative-cancel, private;"
-            " on the simulator only: hostile-payout, renewal, milestones",
+            " on the simulator only: hostile-payout, renewal, milestones; on the devnet only:"
+            " onchain, pool (a devnet up with --escrow-nodes 2)",
         ),
     ] = "paid",
     refund: Annotated[

@@ -29,6 +29,11 @@ its signed hash; the JSON names the invoice, as ``secret_marker``, so it can be 
 submarine swap and the worker takes the reward to an on-chain address by a reverse swap, at the
 devnet's swap server; each keeps its own swap keys; the JSON gives ``funding_lockup_txid``,
 ``payout_claim_txid`` and both preimages).
+``pool`` (devnet only, started with ``taskhold devnet up --escrow-nodes 2``: taskhold runs on a
+pool of the escrow nodes (``lnd_pool``); first the employer pays the roomier node until both have
+about the same inbound room, since the pool places each hold invoice on the node with the most,
+then four tasks are funded, each placed on one node for life, and all four are paid, each from
+its own node; the JSON gives ``tasks_per_node`` and ``final_states``).
 
 The demo configures one arbiter key of its own and says so: a rejection then has someone to
 rule on it.
@@ -82,16 +87,20 @@ SCENARIOS = (
     "renewal",
     "private",
     "onchain",
+    "pool",
 )
 SPLIT_WORKER_PERCENT = 60
 SIM_ONLY_SCENARIOS = frozenset({"hostile-payout", "renewal", "milestones"})
 """Scenarios that read the simulated nodes' balances or mine blocks through the simulator's
 route (``renewal``, ``milestones``: each hold is renewed), which a devnet run has no route for."""
-DEVNET_ONLY_SCENARIOS = frozenset({"onchain"})
-"""Scenarios with real on-chain transactions: the devnet's btcd and its swap server."""
-LND_ESCROW_SCENARIOS = frozenset({"onchain"})
+DEVNET_ONLY_SCENARIOS = frozenset({"onchain", "pool"})
+"""Scenarios with real on-chain transactions (the devnet's btcd and its swap server), or with
+several real escrow nodes."""
+LND_ESCROW_SCENARIOS = frozenset({"onchain", "pool"})
 """Scenarios the devnet's LDK escrow cannot run: the swap server's node has its channel to the
-lnd escrow only."""
+lnd escrow only, and the pool is of lnd nodes."""
+POOL_TASKS = 4
+"""The pool scenario's tasks, placed over the escrow nodes."""
 NETWORK_NAMES = {
     "sim": "Lightning simulator",
     "lnd": "regtest lnd devnet",
@@ -224,12 +233,14 @@ async def run_demo(
             f"the {scenario} scenario needs the lnd escrow (the swap server's channel ends"
             " there); run it on a devnet started with `taskhold devnet up --escrow lnd`"
         )
+    pool = _pool_nodes(connection_file) if scenario == "pool" and connection_file else []
     arbiter_keys = NostrKeys.generate()
     settings = Settings(
         data_dir=data_dir,
         keystore=keystore,
         lightning=escrow_backend,
         lnd_connection_file=connection_file,
+        lnd_pool=pool,
         sim_routes_enabled=connection_file is None,
         engine_tick_s=0.2,
         default_review_window_s=3600,
@@ -256,6 +267,9 @@ async def run_demo(
                 f"arbiter {arbiter_keys.pubkey_hex[:16]}… configured (the demo's own key);"
                 f" rejection policy {settings.rejection_policy}"
             )
+            if pool:
+                assert connection_file is not None
+                await _even_out_pool(services, connection_file, say)
             result = await _drive(
                 url,
                 arbiter_keys,
@@ -266,6 +280,9 @@ async def run_demo(
                 connection_file=connection_file,
                 data_dir=data_dir,
             )
+            if pool:
+                result["tasks_per_node"] = await _tasks_per_node(services, result)
+                say(f"   tasks per escrow node: {result['tasks_per_node']}")
             log_ids = await _log_event_ids(services, result["task_id"])
             await _wait_published(services, await _log_event_ids(services, None))
             say(f"   {len(log_ids)} signed log entries published to {services.settings.relays[0]}")
@@ -283,6 +300,61 @@ async def run_demo(
         }
     finally:
         await services.close()
+
+
+def _pool_nodes(connection_file: Path) -> list[str]:
+    """The devnet's escrow nodes, for ``lnd_pool``; a devnet with one is refused."""
+    nodes = list(json.loads(connection_file.read_text()).get("escrow_nodes") or ["escrow"])
+    if len(nodes) < 2:
+        raise DemoError(
+            "the pool scenario needs a devnet with two escrow nodes: run"
+            " `taskhold devnet up --escrow-nodes 2` first"
+        )
+    return nodes
+
+
+async def _even_out_pool(
+    services: Services, connection_file: Path, say: Callable[[str], None]
+) -> None:
+    """The employer pays the roomier node ordinary invoices until the nodes' inbound room is
+    within half a task: the devnet gives the first node one channel more, and the pool places
+    each hold on the node with the most room, so otherwise all four would land on one node."""
+    members = getattr(services.lightning, "members", ())
+    employer = LndWallet.from_connection_file(connection_file, "employer")
+    try:
+        for _ in range(10):
+            rooms = {m.name: (await m.backend.capacity()).inbound_msat for m in members}
+            roomier = max(rooms, key=lambda name: rooms[name])
+            gap = rooms[roomier] - min(rooms.values())
+            if gap <= DEMO_AMOUNT_MSAT:
+                return
+            amount = min(gap - DEMO_AMOUNT_MSAT // 2, 4_000_000_000)  # one HTLC's most
+            say(f"   evening out the pool: the employer pays {roomier} {amount} msat")
+            node = LndWallet.from_connection_file(connection_file, roomier)
+            try:
+                invoice = await node.create_invoice(amount)
+            finally:
+                await node.close()
+            paid = await employer.send_payment(invoice.payment_request)
+            if paid.status.value == "FAILED":
+                raise DemoError(f"the employer could not pay {roomier}: {paid.failure_reason}")
+            member = next(m.backend for m in members if m.name == roomier)
+            for _ in range(100):
+                if (await member.capacity()).inbound_msat <= rooms[roomier] - amount:
+                    break
+                await asyncio.sleep(0.2)
+    finally:
+        await employer.close()
+    raise DemoError("the pool's escrow nodes' inbound room did not even out")
+
+
+async def _tasks_per_node(services: Services, result: dict[str, Any]) -> dict[str, int]:
+    """How many of the pool scenario's tasks each escrow node held (their placements)."""
+    member_of = services.lightning.member_of  # type: ignore[attr-defined]
+    counts = {m.name: 0 for m in services.lightning.members}  # type: ignore[attr-defined]
+    for payment_hash in result["payment_hashes"]:
+        counts[await member_of(bytes.fromhex(payment_hash))] += 1
+    return counts
 
 
 def _relay_line(services: Services) -> str:
@@ -372,6 +444,8 @@ async def _drive(
             if scenario == "onchain":
                 assert connection_file is not None
                 return await play.onchain(connection_file, data_dir)
+            if scenario == "pool":
+                return await play.pool()
             return await play.run(refund=scenario == "refund")
         finally:
             await wallets.close()
@@ -906,6 +980,23 @@ class Play:
             "payout_claim_cooperative": claim.cooperative,
             "payout_onchain_sat": payout_record.expected_amount_sat,
             "payout_preimage": payout_record.preimage_hex,  # public: the claim revealed it
+        }
+
+    async def pool(self) -> dict[str, Any]:
+        """``pool``: four tasks funded, each placed on one escrow node, then all four paid."""
+        funded = [await self.fund() for _ in range(POOL_TASKS)]
+        paid = []
+        for step, (task, _) in enumerate(funded):
+            task = await self.worker.claim(task["task_id"])
+            self.say(f"{4 + step * 4}. worker claims task {task['task_id'][:16]}…")
+            paid.append(await self.pay_out(task, 5 + step * 4))
+        states = {task["task_id"]: task["state"] for task in paid}
+        last_task, last_funding = paid[-1], funded[-1][1]
+        all_paid = set(states.values()) == {"PAID"}
+        return self.summary(last_task, last_funding) | {
+            "final_state": "PAID" if all_paid else last_task["state"],
+            "final_states": states,
+            "payment_hashes": [funding["payment_hash"] for _, funding in funded],
         }
 
     def summary(self, task: dict[str, Any], funding: dict[str, Any]) -> dict[str, Any]:

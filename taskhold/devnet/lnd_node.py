@@ -138,21 +138,27 @@ class LndAdmin:
         )
 
     async def open_channel(
-        self, pubkey: str, capacity_sat: int, push_sat: int, *, private: bool = False
+        self,
+        pubkey: str,
+        capacity_sat: int,
+        push_sat: int,
+        *,
+        private: bool = False,
+        remote_max_htlcs: int | None = None,
     ) -> str:
-        """Open a channel to ``pubkey`` (public unless ``private``); return its channel point
-        (``txid:index``). The funding transaction still needs a block."""
-        answer = await self.rest.call(
-            "POST",
-            "/v1/channels",
-            body={
-                "node_pubkey": b64(bytes.fromhex(pubkey)),
-                "local_funding_amount": str(capacity_sat),
-                "push_sat": str(push_sat),
-                "private": private,
-                "spend_unconfirmed": False,
-            },
-        )
+        """Open a channel to ``pubkey`` (public unless ``private``; ``remote_max_htlcs`` bounds
+        the HTLCs the peer may add to us at once); return its channel point (``txid:index``).
+        The funding transaction still needs a block."""
+        body: dict[str, Any] = {
+            "node_pubkey": b64(bytes.fromhex(pubkey)),
+            "local_funding_amount": str(capacity_sat),
+            "push_sat": str(push_sat),
+            "private": private,
+            "spend_unconfirmed": False,
+        }
+        if remote_max_htlcs is not None:
+            body["remote_max_htlcs"] = remote_max_htlcs
+        answer = await self.rest.call("POST", "/v1/channels", body=body)
         txid = (
             answer.get("funding_txid_str")
             or base64.b64decode(str(answer.get("funding_txid_bytes") or ""))[::-1].hex()

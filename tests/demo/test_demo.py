@@ -259,3 +259,30 @@ def test_the_onchain_demo_needs_the_devnet(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 1
     assert "devnet only" in result.stderr and "Traceback" not in result.stderr
+
+
+def _pool_demo(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "taskhold.cli", "demo", "--scenario", "pool",
+         "--data-dir", str(tmp_path / "demo"), *extra],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_the_pool_demo_needs_the_devnet(tmp_path: Path) -> None:
+    result = _pool_demo(tmp_path)
+    assert result.returncode == 1
+    assert "devnet only" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_pool_demo_on_a_devnet_with_one_escrow_node_says_how_to_start_two(
+    tmp_path: Path,
+) -> None:
+    """Refused before any node is called: the devnet's file lists one escrow node."""
+    devnet = tmp_path / "devnet"
+    devnet.mkdir()
+    (devnet / "devnet.json").write_text(json.dumps({"escrow_nodes": ["escrow"], "nodes": {}}))
+    result = _pool_demo(tmp_path, "--lightning", "devnet", "--devnet-dir", str(devnet))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "devnet up --escrow-nodes 2" in " ".join(result.stderr.split())
