@@ -66,6 +66,14 @@ def serve(
     lightning: Annotated[
         str | None, typer.Option(help="sim, lnd or ldk (embedded LDK Node)")
     ] = None,
+    lnd_pool: Annotated[
+        str | None,
+        typer.Option(
+            "--lnd-pool",
+            help="several lnd escrow nodes as one (--lightning lnd): comma-separated [FILE#]NODE,"
+            " FILE a connection file (default TASKHOLD_LND_CONNECTION_FILE)",
+        ),
+    ] = None,
     relay: Relays = None,
     keystore: KeystoreOption = None,
     log_json: Annotated[bool, typer.Option("--log-json", help="JSON log lines")] = False,
@@ -95,6 +103,7 @@ def serve(
         host=host,
         port=port,
         lightning=lightning,
+        lnd_pool=lnd_pool,
         relays=relay or None,
         keystore=keystore,
         sim_routes_enabled=sim_routes,

@@ -361,6 +361,14 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _a_pool_of_lnd_nodes(self) -> Settings:
+        if self.lnd_pool and self.lightning != "lnd":
+            raise ValueError(
+                f"lnd_pool names lnd escrow nodes; it needs lightning=lnd, not {self.lightning}"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _renewal_before_the_guard(self) -> Settings:
         if self.max_task_duration_s and not (
             self.hold_reserve_blocks < self.renewal_lead_blocks < self.max_cltv_expiry_delta

@@ -25,3 +25,21 @@ def test_config_file_flags_and_environment_in_order(
 def test_a_missing_config_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(typer.BadParameter, match="no such file"):
         _settings(None, tmp_path / "missing.env")
+
+
+def test_a_pool_of_lnd_nodes_from_the_flag(tmp_path: Path) -> None:
+    settings = _settings(None, lightning="lnd", lnd_pool=f"escrow,{tmp_path}/devnet.json#escrow-2")
+    assert settings.lnd_pool == ["escrow", f"{tmp_path}/devnet.json#escrow-2"]
+
+
+@pytest.mark.parametrize(
+    ("lightning", "pool", "said"),
+    [
+        ("sim", "escrow,escrow-2", "needs lightning=lnd"),
+        ("lnd", "escrow,devnet.json#", "names a node"),
+        ("lnd", "escrow,escrow", "names a node twice"),
+    ],
+)
+def test_a_bad_pool_is_a_clear_error(lightning: str, pool: str, said: str) -> None:
+    with pytest.raises(typer.BadParameter, match=said):
+        _settings(None, lightning=lightning, lnd_pool=pool)
