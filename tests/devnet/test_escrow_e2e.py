@@ -90,6 +90,27 @@ class LndStack(EscrowStack):
 
 
 @asynccontextmanager
+async def open_escrow_stack(devnet: DevnetHandle, settings: Settings) -> AsyncIterator[EscrowStack]:
+    """taskhold on the escrow node(s) ``settings`` name (``lnd_node``, ``lnd_pool``), with the
+    devnet's employer and worker as wallets, its engine driven by hand."""
+    services = await build_services(settings)
+    drive_by_hand(services)
+    http = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_api(services, run_engine=False)),
+        base_url="http://taskhold.test",
+        timeout=60,
+    )
+    stack = EscrowStack(services, http, devnet.wallet("employer"), devnet.wallet("worker"))
+    try:
+        yield stack
+    finally:
+        await http.aclose()
+        await services.close()
+        await stack.employer_wallet.close()
+        await stack.worker_wallet.close()
+
+
+@asynccontextmanager
 async def open_lnd_stack(devnet: DevnetHandle, settings: Settings) -> AsyncIterator[LndStack]:
     """taskhold on the devnet's escrow node with ``settings``, its engine driven by hand."""
     services = await build_services(settings, lightning=devnet.backend("escrow"))

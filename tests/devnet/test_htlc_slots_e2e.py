@@ -19,21 +19,23 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from support.devnet_network import DevnetHandle
-from support.hand_driven import drive_by_hand
 
-from taskhold.api.application import create_api
 from taskhold.client import TaskholdAPIError, TaskholdClient
 from taskhold.devnet import control
 from taskhold.devnet.binaries import find_bin_dir
 from taskhold.devnet.layout import Layout, ports_free
 from taskhold.devnet.lnd_node import LndAdmin
-from taskhold.services import build_services
 
 from .live_stack import one_database_url
-from .test_escrow_e2e import ACCEPTANCE, EscrowStack, lnd_settings, settled_balance
+from .test_escrow_e2e import (
+    ACCEPTANCE,
+    EscrowStack,
+    lnd_settings,
+    open_escrow_stack,
+    settled_balance,
+)
 
 __all__ = ["one_database_url"]
 
@@ -126,23 +128,8 @@ async def slot_stack(
         payout_cltv_reserve_blocks=260,
         renewal_lead_blocks=300,
     )
-    services = await build_services(settings)
-    drive_by_hand(services)
-    http = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_api(services, run_engine=False)),
-        base_url="http://taskhold.test",
-        timeout=60,
-    )
-    stack = EscrowStack(
-        services, http, slot_devnet.wallet("employer"), slot_devnet.wallet("worker")
-    )
-    try:
+    async with open_escrow_stack(slot_devnet, settings) as stack:
         yield stack
-    finally:
-        await http.aclose()
-        await services.close()
-        await stack.employer_wallet.close()
-        await stack.worker_wallet.close()
 
 
 async def _new_task(employer: TaskholdClient) -> dict[str, Any]:

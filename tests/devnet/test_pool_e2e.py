@@ -10,18 +10,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from support.audit_logs import audit_stored_log
 from support.devnet_network import DevnetHandle, get_pool_devnet
-from support.hand_driven import drive_by_hand
 
-from taskhold.api.application import create_api
 from taskhold.client import TaskholdClient
 from taskhold.lightning.pool import PoolBackend
-from taskhold.services import build_services
 
-from .test_escrow_e2e import ACCEPTANCE, EscrowStack, lnd_settings, settled_balance
+from .test_escrow_e2e import (
+    ACCEPTANCE,
+    EscrowStack,
+    lnd_settings,
+    open_escrow_stack,
+    settled_balance,
+)
 
 pytestmark = [pytest.mark.devnet, pytest.mark.slow]
 
@@ -42,24 +44,9 @@ async def pool_stack(
     """taskhold on both escrow nodes of the pool devnet, its engine driven by hand; on SQLite
     (placements in their side file) and on PostgreSQL (the placements table)."""
     settings = lnd_settings(pool_devnet, tmp_path / "data", database_url, lnd_pool=list(NODES))
-    services = await build_services(settings)
-    assert isinstance(services.lightning, PoolBackend)
-    drive_by_hand(services)
-    http = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_api(services, run_engine=False)),
-        base_url="http://taskhold.test",
-        timeout=60,
-    )
-    stack = EscrowStack(
-        services, http, pool_devnet.wallet("employer"), pool_devnet.wallet("worker")
-    )
-    try:
+    async with open_escrow_stack(pool_devnet, settings) as stack:
+        assert isinstance(stack.services.lightning, PoolBackend)
         yield stack
-    finally:
-        await http.aclose()
-        await services.close()
-        await stack.employer_wallet.close()
-        await stack.worker_wallet.close()
 
 
 async def _even_out(stack: EscrowStack, devnet: DevnetHandle) -> None:
