@@ -51,6 +51,20 @@ def nodes_of(lightning: LightningBackend) -> list[tuple[str, LightningBackend]]:
     return [("escrow", lightning)]
 
 
+async def _waiting_by_node(ctx: EscrowContext) -> dict[str, int]:
+    """The payouts waiting for outbound liquidity, summed by the node that must send them
+    (in a pool, the node holding the hold each stands behind)."""
+    watch, lightning = ctx.liquidity, ctx.lightning
+    by_node: dict[str, int] = {}
+    for owner, amount_msat in watch.waiting.items():
+        node = nodes_of(lightning)[0][0]
+        hold = watch.behind.get(owner)
+        if isinstance(lightning, PoolBackend) and hold is not None:
+            node = await lightning.member_of(hold)
+        by_node[node] = by_node.get(node, 0) + amount_msat
+    return by_node
+
+
 @dataclass
 class LiquidityHook:
     """Decides when the hook runs, and runs it; one per engine."""
@@ -88,11 +102,8 @@ class LiquidityHook:
             inbound_short = settings.liquidity_low_inbound_msat - figures.inbound_msat
             if inbound_short > 0 or figures.htlc_slots_free < settings.liquidity_low_slots:
                 found.append(Shortage(name, "inbound", max(inbound_short, 0)))
-        waiting = ctx.liquidity.waiting_msat
-        if waiting > 0:
-            # The watch does not say which node a payout waits on; in a pool the hook is told
-            # about the primary, whose operator decides where the liquidity goes.
-            found.append(Shortage(nodes_of(ctx.lightning)[0][0], "outbound", waiting))
+        for node, waiting_msat in (await _waiting_by_node(ctx)).items():
+            found.append(Shortage(node, "outbound", waiting_msat))
         return found
 
     async def _run(self, command: str, shortage: Shortage) -> None:

@@ -20,15 +20,20 @@ class LiquidityWatch:
 
     waiting: dict[str, int] = field(default_factory=dict)
     """Payout owner (``task/<id>`` …) → the amount it waits to pay (msat)."""
+    behind: dict[str, bytes] = field(default_factory=dict)
+    """Payout owner → the hold invoice it stands behind: in a pool, its node is the short one."""
     shortages_total: int = 0
     """Attempts that found the node short, since the process started."""
 
-    def short(self, owner: str, amount_msat: int) -> None:
+    def short(self, owner: str, amount_msat: int, behind: bytes | None = None) -> None:
         self.waiting[owner] = amount_msat
+        if behind is not None:
+            self.behind[owner] = behind
         self.shortages_total += 1
 
     def cleared(self, owner: str) -> None:
         self.waiting.pop(owner, None)
+        self.behind.pop(owner, None)
 
     @property
     def waiting_msat(self) -> int:

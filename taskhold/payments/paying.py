@@ -189,7 +189,7 @@ async def pay_once(
             return None  # timed out waiting, but the HTLC may still land: ask again later
         await mark(None, exc.reason)
         if exc.reason == INSUFFICIENT_BALANCE:
-            _alert_short(ctx, owner, row.amount_msat)
+            _alert_short(ctx, owner, row.amount_msat, hold_hash)
             return None  # the escrow node's own channels lacked the money: retried, not counted
         await record_failure(exc.reason)
         return None
@@ -215,16 +215,21 @@ async def _short_of_outbound(
     ``hold_hash`` (and pays behind it) is below the payout."""
     outbound = (await ctx.lightning.capacity(behind=hold_hash)).outbound_msat
     if outbound < amount_msat:
-        _alert_short(ctx, owner, amount_msat, outbound_msat=outbound)
+        _alert_short(ctx, owner, amount_msat, hold_hash, outbound_msat=outbound)
         return True
     ctx.liquidity.cleared(owner)
     return False
 
 
 def _alert_short(
-    ctx: PaymentContext, owner: str, amount_msat: int, *, outbound_msat: int | None = None
+    ctx: PaymentContext,
+    owner: str,
+    amount_msat: int,
+    hold_hash: bytes,
+    *,
+    outbound_msat: int | None = None,
 ) -> None:
-    ctx.liquidity.short(owner, amount_msat)
+    ctx.liquidity.short(owner, amount_msat, behind=hold_hash)
     log.error(
         "payout_short_of_liquidity",
         owner=owner,

@@ -8,11 +8,18 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import structlog
 from support.stacks import Stack, channel_world, close_stack, open_stack, stack_settings
 
 from taskhold.escrow.liquidity_hook import LiquidityHook
+from taskhold.lightning.pool import PoolBackend, PoolMember
+from taskhold.lightning.sim import SimNode
+from taskhold.lightning.simworld import SimWorld
+from taskhold.payments.liquidity import LiquidityWatch
+from taskhold.settings import Settings
 
 RECORDER = (
     "import json, os, sys; "
@@ -116,3 +123,41 @@ async def test_a_failing_hook_is_logged_and_the_engine_goes_on(
     failures = [line for line in logs if line["event"] == "liquidity_hook_failed"]
     assert failures[0]["status"] == 3 and "no LSP" in failures[0]["output"]
     assert "/nonexistent/hook" in failures[1]["error"]
+
+
+class _Placed:
+    def __init__(self, rows: dict[bytes, str]) -> None:
+        self.rows = rows
+
+    async def node_of(self, payment_hash: bytes) -> str | None:
+        return self.rows.get(payment_hash)
+
+    async def place(self, payment_hash: bytes, node: str) -> str:
+        return self.rows.setdefault(payment_hash, node)
+
+    def close(self) -> None:
+        return None
+
+
+async def test_in_a_pool_the_node_holding_the_waiting_payouts_is_the_one_told() -> None:
+    world = SimWorld.create()
+    second = SimNode(world.network, "escrow-2", balance_msat=0)
+    hold_on_second = bytes(32)
+    pool = PoolBackend(
+        [PoolMember("escrow", world.escrow), PoolMember("escrow-2", second)],
+        _Placed({hold_on_second: "escrow-2"}),
+    )
+    watch = LiquidityWatch()
+    watch.short("task/a", 7_000, behind=hold_on_second)
+    watch.short("task/b", 3_000, behind=hold_on_second)
+    ctx: Any = SimpleNamespace(
+        settings=Settings(liquidity_hook="true", liquidity_low_slots=0),
+        lightning=pool,
+        liquidity=watch,
+    )
+
+    found = await LiquidityHook().shortages(ctx)
+
+    assert [(s.node, s.direction, s.short_msat) for s in found] == [
+        ("escrow-2", "outbound", 10_000)
+    ]
