@@ -84,6 +84,7 @@ class PoolBackend:
         self.network = networks.pop()
         self._by_name = {m.name: m.backend for m in members}
         self._placements = placements
+        self._pubkeys: dict[str, str] = {}
         self._unpaid: dict[bytes, tuple[str, int]] = {}
         """Invoices this process placed that no member has reported paid yet: hash → (member,
         amount). Their inbound room is spoken for before the node's figures show it."""
@@ -237,6 +238,15 @@ class PoolBackend:
     async def node_pubkey(self) -> str:
         """The primary's identity key."""
         return await self.primary.backend.node_pubkey()
+
+    async def member_pubkeys(self) -> frozenset[str]:
+        """Every member's identity key (learned once each: a member down now was asked
+        before, or is asked again next time)."""
+        for member in self.members:
+            if member.name not in self._pubkeys:
+                with contextlib.suppress(LightningError):
+                    self._pubkeys[member.name] = await member.backend.node_pubkey()
+        return frozenset(self._pubkeys.values())
 
     async def capacity(self, *, behind: bytes | None = None) -> NodeCapacity:
         """The reachable members' figures summed (their best channel for the largest); with

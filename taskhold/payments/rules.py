@@ -20,6 +20,7 @@ from typing import Any
 
 from taskhold.errors import Invalid, RefusalCode
 from taskhold.lightning.base import InvoiceNotFound, PaymentStatus
+from taskhold.lightning.pool import PoolBackend
 from taskhold.settings import Settings
 from taskhold.store import Tx
 
@@ -111,7 +112,7 @@ async def check_payout_invoice(
     nothing is held). ``accepting``: the invoice is new, so the node must never have paid its
     hash; when paying, the caller tells a payment of its own from someone else's.
     """
-    if invoice.payee_pubkey_hex == await ctx.lightning.node_pubkey():
+    if invoice.payee_pubkey_hex in await _escrow_pubkeys(ctx):
         raise Invalid(
             "payout_invoice is an invoice of the escrow node itself; give an invoice of your"
             " own node",
@@ -144,6 +145,13 @@ async def check_payout_invoice(
                 " make an invoice with a smaller cltv_expiry",
                 code=RefusalCode.PAYOUT_CLTV_TOO_LONG,
             )
+
+
+async def _escrow_pubkeys(ctx: PaymentContext) -> frozenset[str]:
+    """The escrow node's identity key; every member's in a pool."""
+    if isinstance(ctx.lightning, PoolBackend):
+        return await ctx.lightning.member_pubkeys() | {await ctx.lightning.node_pubkey()}
+    return frozenset({await ctx.lightning.node_pubkey()})
 
 
 async def _node_issued(ctx: PaymentContext, payment_hash: bytes) -> bool:

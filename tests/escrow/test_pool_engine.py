@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 from support.stacks import Stack, close_stack, open_stack, stack_settings
-from support.task_flows import submitted
+from support.task_flows import funded, submitted
 
+from taskhold.client import TaskholdAPIError
 from taskhold.lightning.pool import PoolBackend, PoolMember
 from taskhold.lightning.sim import SimNode
 from taskhold.lightning.simworld import SimWorld
@@ -91,3 +92,20 @@ async def test_one_hash_placed_twice_at_once_has_one_winner(
         assert first == second == await directory.node_of(payment_hash)
     finally:
         directory.close()
+
+
+async def test_a_payout_invoice_of_any_pool_node_is_refused(
+    pooled: tuple[Stack, SimNode],
+) -> None:
+    """A payout to one of the escrow's own nodes would pay the operator: refused for every
+    member, not only the first."""
+    stack, second = pooled
+    employer, worker = stack.client(), stack.client()
+    task = await funded(stack, employer)
+    await worker.claim(task["task_id"])
+    own = await second.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+
+    with pytest.raises(TaskholdAPIError) as refused:
+        await worker.submit_proof(task["task_id"], {"url": "https://example.org/x"}, own)
+
+    assert (refused.value.status, refused.value.code) == (422, "payout_to_escrow_node")
