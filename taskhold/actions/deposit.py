@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from taskhold.envelope import SignedRequest
 from taskhold.errors import Conflict, RefusalCode
-from taskhold.escrow.admission import admit
+from taskhold.escrow.admission import admit, placing
 from taskhold.escrow.deposits import ensure_deposit_invoice
 from taskhold.escrow.funding import invoice_row
 from taskhold.payments.invoices import check_payout_terms, validate_payout_invoice
@@ -79,7 +79,10 @@ async def deposit(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task 
         tx, request.pubkey, task.task_id, ctx.escrow.settings.max_open_invoices_per_key
     )
     await admit(ctx.escrow, tx, request.pubkey, amount, task=False)
-    invoice = await ensure_deposit_invoice(ctx.escrow, task, request.pubkey, deposit_round, amount)
+    async with placing(ctx.escrow, amount):
+        invoice = await ensure_deposit_invoice(
+            ctx.escrow, task, request.pubkey, deposit_round, amount
+        )
     await ctx.escrow.fault_hook("after_deposit_invoice")
     updated = await apply_command(
         ctx,

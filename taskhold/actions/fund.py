@@ -11,7 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from taskhold.envelope import SignedRequest
-from taskhold.escrow.admission import admit
+from taskhold.escrow.admission import admit, placing
 from taskhold.escrow.funding import ensure_hold_invoice, invoice_row
 from taskhold.store import Tx
 from taskhold.tasks import Task, decide
@@ -50,7 +50,8 @@ async def fund(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | N
         tx, request.pubkey, task.task_id, ctx.escrow.settings.max_open_invoices_per_key
     )
     await admit(ctx.escrow, tx, request.pubkey, task.amount_msat)
-    invoice = await ensure_hold_invoice(ctx.escrow, task, funding_round)
+    async with placing(ctx.escrow, task.amount_msat):
+        invoice = await ensure_hold_invoice(ctx.escrow, task, funding_round)
     await ctx.escrow.fault_hook("after_hold_invoice")
     funded = await apply_command(
         ctx,

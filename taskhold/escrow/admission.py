@@ -22,13 +22,16 @@ the task still counts), never under-reserve it.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 from taskhold.errors import Refusal, RefusalCode
 from taskhold.lightning.base import NodeCapacity
+from taskhold.lightning.pool import NoMemberFits
 from taskhold.settings import Settings
 from taskhold.store import HoldCommitments, Tx
 
@@ -41,6 +44,7 @@ __all__ = [
     "InsufficientCapacity",
     "admit",
     "capacity_now",
+    "placing",
 ]
 
 ADMISSION_RULE = (
@@ -57,8 +61,10 @@ LIMITS = (
     "outbound_liquidity",
     "key_share_slots",
     "key_share_liquidity",
+    "no_node_fits",
 )
-"""Every limit :meth:`Capacity.shortage` names, in the order it checks them."""
+"""Every limit a refusal names: :meth:`Capacity.shortage`'s, in the order it checks them, then
+a pool whose nodes have the room in sum but none alone (:func:`placing`)."""
 
 
 class InsufficientCapacity(Refusal):
@@ -176,7 +182,20 @@ async def admit(
     found = capacity.shortage(amount_msat, ctx.settings.max_key_share, task=task)
     if found is None:
         return
-    limit, detail = found
+    _refuse(ctx, *found, amount_msat)
+
+
+@contextlib.asynccontextmanager
+async def placing(ctx: EscrowContext, amount_msat: int) -> AsyncIterator[None]:
+    """Around the node call that issues a hold: a pool with the room in sum but no member
+    that can take the invoice alone refuses it like admission control does."""
+    try:
+        yield
+    except NoMemberFits as exc:
+        _refuse(ctx, "no_node_fits", str(exc), amount_msat)
+
+
+def _refuse(ctx: EscrowContext, limit: str, detail: str, amount_msat: int) -> NoReturn:
     ctx.capacity_refusals[limit] += 1
     log.warning("capacity_refused", limit=limit, amount_msat=amount_msat)
     raise InsufficientCapacity(

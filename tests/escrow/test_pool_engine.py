@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from support.stacks import Stack, close_stack, open_stack, stack_settings
-from support.task_flows import funded, submitted
+from support.task_flows import created, funded, submitted
 
 from taskhold.client import TaskholdAPIError
 from taskhold.lightning.pool import PoolBackend, PoolMember
@@ -109,3 +109,22 @@ async def test_a_payout_invoice_of_any_pool_node_is_refused(
         await worker.submit_proof(task["task_id"], {"url": "https://example.org/x"}, own)
 
     assert (refused.value.status, refused.value.code) == (422, "payout_to_escrow_node")
+
+
+async def test_room_in_sum_but_on_no_one_node_is_refused_like_admission(
+    pooled: tuple[Stack, SimNode],
+) -> None:
+    """Two nodes with 100k sat of inbound room each take no 150k sat task: the pool's sum
+    passes admission, the placement finds no node, and the answer is the same 503."""
+    stack, second = pooled
+    stack.world.network.set_channels(stack.world.escrow, inbound_msat=100_000_000)
+    stack.world.network.set_channels(second, inbound_msat=100_000_000)
+    employer = stack.client()
+    task = await created(stack, employer)
+
+    with pytest.raises(TaskholdAPIError) as refused:
+        await employer.request_funding(task["task_id"])
+
+    assert (refused.value.status, refused.value.code) == (503, "insufficient_capacity")
+    assert refused.value.problem["limit"] == "no_node_fits"
+    assert (await employer.get_task(task["task_id"]))["state"] == "DRAFT"
