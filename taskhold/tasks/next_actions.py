@@ -125,11 +125,14 @@ def _dispute_since(task: Task) -> str:
     return f"{task.dispute_opened_by}@{task.dispute_opened_at}"
 
 
-ROUTING_FAILURES = frozenset({"FAILURE_REASON_NO_ROUTE", "FAILURE_REASON_INSUFFICIENT_BALANCE"})
+ROUTING_FAILURES = frozenset({"FAILURE_REASON_NO_ROUTE"})
 """lnd's failure reasons that say the Lightning payout could not reach the worker: no route
-to their node, or no path with the liquidity on their side. A new invoice from the same node
-would fail the same way; an on-chain payout by reverse swap would not. (Pinned to the
-Lightning backends' own constants by a test: the rules import no Lightning code.)"""
+(or no route with the liquidity) to their node. A new invoice from the same node would fail the
+same way; an on-chain payout by reverse swap would not. ``FAILURE_REASON_INSUFFICIENT_BALANCE``
+is not one: lnd means the escrow node's own local balance, so the payout waits for the
+operator's liquidity and is not the worker's failure (``taskhold.payments.liquidity``).
+(Pinned to the Lightning backends' own constants by a test: the rules import no Lightning
+code.)"""
 
 PAYOUT_ON_CHAIN = "payout_on_chain"
 """The row offering the on-chain fallback; sent only where the operator offers a swap API."""

@@ -12,7 +12,7 @@ import pytest
 from support.demo_runs import audit_demo_log
 from support.devnet_network import get_pool_devnet
 
-pytestmark = [pytest.mark.devnet, pytest.mark.slow]
+pytestmark = [pytest.mark.devnet, pytest.mark.slow, pytest.mark.pool_devnet]
 
 
 async def test_the_pool_demo_spreads_four_tasks_over_both_nodes_and_audits_clean(

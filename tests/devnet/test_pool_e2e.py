@@ -25,7 +25,7 @@ from .test_escrow_e2e import (
     settled_balance,
 )
 
-pytestmark = [pytest.mark.devnet, pytest.mark.slow]
+pytestmark = [pytest.mark.devnet, pytest.mark.slow, pytest.mark.pool_devnet]
 
 AMOUNT_MSAT = 20_000_000
 TASKS = 4

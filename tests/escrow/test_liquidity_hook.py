@@ -1,6 +1,6 @@
 """The liquidity hook runs the operator's command when an escrow node runs low, in the
 background, at most once per interval per node and direction, and a failing hook never stops
-the engine. (On the devnet the hook opens a channel: tests/devnet/test_liquidity_hook_devnet.py.)"""
+the engine. (On the devnet the hook opens a channel: tests/devnet/test_pool_liquidity_hook.py.)"""
 
 from __future__ import annotations
 

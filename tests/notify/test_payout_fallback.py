@@ -1,5 +1,5 @@
 """The on-chain fallback notice (issue #14): when the Lightning payout cannot reach the worker
-(no route, no liquidity on their side), a taskhold that offers a swap API tells the worker, once
+(no route to their node), a taskhold that offers a swap API tells the worker, once
 per failure, and its task view shows the offer; without a swap API, or for any other failure,
 nothing on chain is offered."""
 
@@ -70,13 +70,24 @@ async def test_an_unroutable_payout_offers_the_worker_an_on_chain_payout(
     }
 
 
-async def test_no_liquidity_on_the_workers_side_offers_it_too(
+async def test_the_escrow_nodes_own_shortage_asks_the_worker_for_nothing(
     open_custom: Any, keys: dict[str, NostrKeys]
 ) -> None:
+    """lnd's ``FAILURE_REASON_INSUFFICIENT_BALANCE`` is the escrow node's own local balance:
+    not the worker's failure, so no new invoice and no on-chain payout is asked of them; the
+    payout waits for the operator's liquidity (tests/escrow/test_liquidity_wait.py)."""
     stack: Stack = await open_custom(swap_api_url=SWAP_API)
-    task, inbox = await _payout_fails(stack, keys, INSUFFICIENT_BALANCE)
-    assert ("worker", "payout_on_chain", task["task_id"]) in await inbox.new()
-    assert task["payout_fallback"]["reason"] == INSUFFICIENT_BALANCE
+    employer, worker = stack.client(keys["employer"]), stack.client(keys["worker"])
+    task = await submitted(stack, employer, worker)
+    inbox = Inbox(stack, keys)
+    await inbox.new()
+    stack.world.network.fail_next_payments(1, reason=INSUFFICIENT_BALANCE)
+    await employer.approve(task["task_id"])
+    await stack.run_pass()
+    waiting = await employer.get_task(task["task_id"])
+    assert (waiting["state"], waiting["payout_failures"]) == ("VERIFIED", 0)
+    assert waiting["payout_fallback"] is None
+    assert not {n for n in await inbox.new() if n[0] == "worker"}
 
 
 async def test_without_a_swap_api_nothing_on_chain_is_offered(

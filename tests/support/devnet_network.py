@@ -229,6 +229,16 @@ def get_pool_devnet(escrow_nodes: int = 2) -> DevnetHandle:
     return _pool
 
 
+def release_pool_devnet() -> None:
+    """Stop the run's pool devnet now (a later :func:`get_pool_devnet` starts another), unless
+    it is one the caller keeps (``TASKHOLD_POOL_DEVNET_DIR``)."""
+    global _pool
+    if _pool is None or os.environ.get("TASKHOLD_POOL_DEVNET_DIR"):
+        return
+    data_dir, _pool = _pool.data_dir, None
+    _stop_and_remove(data_dir)
+
+
 def get_ldk_devnet() -> DevnetHandle:
     """The test run's devnet with the embedded LDK escrow provisioned (once) beside the lnd
     escrow; the lnd escrow stays the default. Needs ``TASKHOLD_LDK_DIR`` (``scripts/build-ldk``):

@@ -16,7 +16,7 @@ from taskhold.escrow.liquidity_hook import LiquidityHook
 from taskhold.payments.liquidity import LiquidityWatch
 from taskhold.settings import Settings
 
-pytestmark = pytest.mark.devnet
+pytestmark = [pytest.mark.devnet, pytest.mark.pool_devnet]
 
 OPEN_SAT = 1_000_000
 

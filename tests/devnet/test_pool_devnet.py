@@ -25,7 +25,7 @@ from taskhold.lightning.lnd import LndBackend
 from taskhold.lightning.lnd_rest import load_node_connection
 from taskhold.lightning.lnd_wallet import LndWallet
 
-pytestmark = pytest.mark.devnet
+pytestmark = [pytest.mark.devnet, pytest.mark.pool_devnet]
 
 AMOUNT_MSAT = 20_000_000
 WAIT_SECONDS = 30.0
