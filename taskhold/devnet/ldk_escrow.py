@@ -198,7 +198,7 @@ async def provision_ldk_escrow(
 
 
 async def wait_ldk_synced(
-    backend: LdkBackend, btcd: BtcdRpc, *, within_seconds: float = 60.0
+    backend: LdkBackend, btcd: BtcdRpc, *, within_seconds: float = 180.0
 ) -> int:
     """Wait until the LDK node has processed btcd's tip (it polls every 2 s); return it."""
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from support.devnet_network import DevnetHandle
+from support.devnet_network import DevnetHandle, local_balance_reaches
 from support.hand_driven import drive_by_hand
 
 from taskhold.api.application import create_api
@@ -155,17 +155,6 @@ async def settled_balance(wallet: LndWallet) -> int:
         previous = balance.local_msat
         await asyncio.sleep(0.2)
     raise AssertionError(f"the balance never settled: {balance}")
-
-
-async def local_balance_reaches(wallet: LndWallet, expected_msat: int) -> int:
-    """The local balance (HTLCs in flight excluded) once it equals ``expected_msat``, or the
-    last value read after 10 s: lnd updates it a moment after the HTLC was added."""
-    for _ in range(50):
-        balance = (await wallet.channel_balance()).local_msat
-        if balance == expected_msat:
-            return balance
-        await asyncio.sleep(0.2)
-    return balance
 
 
 def state_of(task: dict[str, Any]) -> str:

@@ -318,3 +318,14 @@ async def settled_balance(wallet: LndWallet) -> int:
         previous = balance.local_msat
         await asyncio.sleep(0.2)
     return previous
+
+
+async def local_balance_reaches(wallet: LndWallet, expected_msat: int) -> int:
+    """The local balance (HTLCs in flight excluded) once it equals ``expected_msat``, or the
+    last value read after 10 s: lnd updates it a moment after an HTLC was added or failed."""
+    for _ in range(50):
+        balance = (await wallet.channel_balance()).local_msat
+        if balance == expected_msat:
+            return balance
+        await asyncio.sleep(0.2)
+    return balance
