@@ -12,20 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.devnet_network import DevnetHandle
+from support.devnet_network import DevnetHandle, devnet_cli, private_devnet_up
 
 from taskhold.client import TaskholdAPIError, TaskholdClient
 from taskhold.devnet import control
-from taskhold.devnet.binaries import find_bin_dir
-from taskhold.devnet.layout import Layout, ports_free
+from taskhold.devnet.layout import Layout
 from taskhold.devnet.lnd_node import LndAdmin
 
 from .live_stack import one_database_url
@@ -44,11 +41,6 @@ pytestmark = [pytest.mark.devnet, pytest.mark.slow]
 AMOUNT_MSAT = 20_000_000
 SLOTS = 5
 NODE = "escrow-2"
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "taskhold.devnet.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, check=False)
 
 
 def _admin(data_dir: Path, node: str) -> LndAdmin:
@@ -94,24 +86,13 @@ async def _leave_one_five_slot_channel(data_dir: Path) -> None:
 @pytest.fixture(scope="module")
 def slot_devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevnetHandle]:
     data_dir = tmp_path_factory.mktemp("slots")
-    base_port = next(port for port in range(28000, 30000, 100) if not ports_free(port, 2))
     try:
-        up = _cli(
-            "up",
-            "--data-dir",
-            str(data_dir),
-            "--base-port",
-            str(base_port),
-            "--bin-dir",
-            str(find_bin_dir()),
-            "--escrow-nodes",
-            "2",
-        )
+        up = private_devnet_up(data_dir, "--escrow-nodes", "2")
         assert up.returncode == 0, up.stderr[-3000:]
         asyncio.run(_leave_one_five_slot_channel(data_dir))
         yield DevnetHandle(data_dir, data_dir / "devnet.json", 0.0)
     finally:
-        _cli("down", "--data-dir", str(data_dir))
+        devnet_cli("down", "--data-dir", str(data_dir))
 
 
 @pytest.fixture

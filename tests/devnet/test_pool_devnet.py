@@ -9,15 +9,12 @@ import asyncio
 import hashlib
 import json
 import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from support.devnet_network import get_pool_devnet
+from support.devnet_network import devnet_cli, get_pool_devnet, private_devnet_up
 
-from taskhold.devnet.binaries import find_bin_dir
 from taskhold.devnet.layout import Layout, ports_free
 from taskhold.devnet.lnd_node import LndAdmin
 from taskhold.lightning.base import InvoiceState, NodeUnreachable, PaymentStatus
@@ -29,11 +26,6 @@ pytestmark = [pytest.mark.devnet, pytest.mark.pool_devnet]
 
 AMOUNT_MSAT = 20_000_000
 WAIT_SECONDS = 30.0
-CLI = [sys.executable, "-m", "taskhold.devnet.cli"]
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +113,7 @@ async def _until_state(backend: LndBackend, payment_hash: bytes, state: InvoiceS
 
 
 async def test_a_stopped_escrow_node_is_unreachable_until_started_again(pool: Path) -> None:
-    stopped = _cli("stop-node", "escrow-2", "--data-dir", str(pool))
+    stopped = devnet_cli("stop-node", "escrow-2", "--data-dir", str(pool))
     assert stopped.returncode == 0, stopped.stderr
     try:
         gone = LndBackend.from_connection_file(_connection(pool), node="escrow-2")
@@ -136,7 +128,7 @@ async def test_a_stopped_escrow_node_is_unreachable_until_started_again(pool: Pa
         finally:
             await other.close()
     finally:
-        started = _cli("start-node", "escrow-2", "--data-dir", str(pool))
+        started = devnet_cli("start-node", "escrow-2", "--data-dir", str(pool))
     assert started.returncode == 0, started.stderr
 
     back = LndBackend.from_connection_file(_connection(pool), node="escrow-2")
@@ -158,7 +150,7 @@ async def test_add_liquidity_opens_one_channel_worth_about_what_was_asked(
     amount_sat = 2_000_000
     before = await _capacity(pool, "escrow-2")
 
-    added = _cli(
+    added = devnet_cli(
         "add-liquidity", "--node", "escrow-2", flag, str(amount_sat), "--data-dir", str(pool)
     )
 
@@ -184,7 +176,7 @@ async def _capacity(data_dir: Path, node: str) -> object:
 
 
 def test_add_liquidity_for_a_node_that_is_not_an_escrow_is_refused(pool: Path) -> None:
-    refused = _cli(
+    refused = devnet_cli(
         "add-liquidity", "--node", "worker", "--inbound-sat", "100000", "--data-dir", str(pool)
     )
 
@@ -200,22 +192,16 @@ def test_a_larger_count_grows_a_running_devnet_and_down_stops_every_node(
 ) -> None:
     """On a private devnet (this one ends with ``down``): one escrow node, then two."""
     data_dir = tmp_path_factory.mktemp("grown")
-    base_port = next(port for port in range(27800, 29800, 100) if not ports_free(port, 2))
     try:
-        single = _cli(
-            "up",
-            "--data-dir",
-            str(data_dir),
-            "--base-port",
-            str(base_port),
-            "--bin-dir",
-            str(find_bin_dir()),
-        )
+        single = private_devnet_up(data_dir)
         assert single.returncode == 0, single.stderr[-3000:]
+        state = Layout(data_dir).load_state()
+        assert state is not None
+        base_port = state.base_port
         before = json.loads(_connection(data_dir).read_text())
         assert before["escrow_nodes"] == ["escrow"]
 
-        grown = _cli("up", "--data-dir", str(data_dir), "--escrow-nodes", "2")
+        grown = devnet_cli("up", "--data-dir", str(data_dir), "--escrow-nodes", "2")
 
         assert grown.returncode == 0, grown.stderr[-3000:]
         assert "devnet already running" in grown.stderr  # not rebuilt
@@ -226,14 +212,14 @@ def test_a_larger_count_grows_a_running_devnet_and_down_stops_every_node(
         peers = asyncio.run(_channel_peers(data_dir, "escrow-2"))
         assert {_pubkey(data_dir, "employer"), _pubkey(data_dir, "worker")} <= peers
 
-        shrunk = _cli("up", "--data-dir", str(data_dir), "--escrow-nodes", "1")
+        shrunk = devnet_cli("up", "--data-dir", str(data_dir), "--escrow-nodes", "1")
         assert shrunk.returncode == 1
         assert "cannot drop any" in " ".join(shrunk.stderr.split())
 
         layout = Layout(data_dir, base_port, 2)
         pids = [int(layout.pid_path(name).read_text().split()[0]) for name in layout.node_names]
     finally:
-        stopped = _cli("down", "--data-dir", str(data_dir))
+        stopped = devnet_cli("down", "--data-dir", str(data_dir))
 
     assert stopped.returncode == 0
     assert "escrow-2" in stopped.stderr

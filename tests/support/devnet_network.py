@@ -141,9 +141,26 @@ _failure: str | None = None
 _ldk_ready = False
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def devnet_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``taskhold devnet ARGS`` as a subprocess; its answer, whatever the exit status."""
     command = [sys.executable, "-m", "taskhold.devnet.cli", *args]
     return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def private_devnet_up(data_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``devnet up`` of a test's own devnet in ``data_dir``, on a block of free ports (the
+    caller brings it down)."""
+    base_port = _free_base_port(2)
+    return devnet_cli(
+        "up",
+        "--data-dir",
+        str(data_dir),
+        "--base-port",
+        str(base_port),
+        "--bin-dir",
+        str(_bin_dir()),
+        *extra,
+    )
 
 
 def _free_base_port(escrow_nodes: int = 1) -> int:
@@ -154,17 +171,19 @@ def _free_base_port(escrow_nodes: int = 1) -> int:
 
 
 def _stop_and_remove(data_dir: Path) -> None:
-    _cli("down", "--data-dir", str(data_dir))
+    devnet_cli("down", "--data-dir", str(data_dir))
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def _bin_dir() -> Path:
-    """The lnd/btcd binaries; missing, the devnet tests skip locally and fail under CI."""
+    """The lnd/btcd binaries. Missing, the devnet tests fail where they must run (under CI, or
+    when ``TASKHOLD_BIN_DIR`` names them, as ``scripts/test`` does) and skip on a developer's
+    machine that never ran ``scripts/build-lnd``: the only reason they skip."""
     try:
         return find_bin_dir()
     except control.DevnetError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"devnet binaries missing under CI: {exc}")
+        if os.environ.get("CI") == "true" or os.environ.get("TASKHOLD_BIN_DIR"):
+            pytest.fail(f"devnet binaries missing where they are required: {exc}")
         pytest.skip(f"devnet binaries missing: {exc}")
 
 
@@ -184,7 +203,7 @@ def get_devnet() -> DevnetHandle:
     started = time.monotonic()
     if not chosen:
         atexit.register(_stop_and_remove, data_dir)
-    result = _cli("up", *options)
+    result = devnet_cli("up", *options)
     if result.returncode != 0:
         _failure = f"taskhold devnet up failed (logs in {data_dir / 'logs'}):\n" + "\n".join(
             result.stderr.splitlines()[-25:]
@@ -214,7 +233,7 @@ def get_pool_devnet(escrow_nodes: int = 2) -> DevnetHandle:
     started = time.monotonic()
     if not chosen:
         atexit.register(_stop_and_remove, data_dir)
-    result = _cli("up", *options)
+    result = devnet_cli("up", *options)
     if result.returncode != 0:
         pytest.fail(
             f"taskhold devnet up --escrow-nodes {escrow_nodes} failed (logs in "
