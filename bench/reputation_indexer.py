@@ -140,21 +140,18 @@ def _rss_mib() -> float:
     return float("nan")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--entries", type=int, default=1_000_000)
-    parser.add_argument("--shuffle", type=int, default=0, help="reorder within windows of N")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--tracemalloc", action="store_true")
-    args = parser.parse_args()
-
+def measure(
+    *, quick: bool, entries: int | None = None, shuffle: int = 0, seed: int = 1, trace: bool = False
+) -> dict[str, float]:
+    """Index a synthetic log and score every subject; the figures ``bench/run.py`` tabulates."""
+    entries = entries or (100_000 if quick else 1_000_000)
     gc.collect()
     baseline = _rss_mib()
-    if args.tracemalloc:
+    if trace:
         tracemalloc.start()
     indexer = Indexer(operator_pubkey=OPERATOR)
     indexing_s = bare_s = 0.0
-    for chunk in _chunks(args.entries, args.shuffle, args.seed):
+    for chunk in _chunks(entries, shuffle, seed):
         started = time.perf_counter()
         for entry in chunk:  # the baseline: only reading each entry's content, no counting
             json.loads(entry["content"])
@@ -163,41 +160,74 @@ def main() -> None:
         indexer.add_many(chunk)
         indexing_s += time.perf_counter() - started
         del chunk
-    assert indexer.head_gseq == args.entries - 1 and indexer.waiting == 0
+    assert indexer.head_gseq == entries - 1 and indexer.waiting == 0
     gc.collect()
     after_index = _rss_mib()
     subjects = indexer.subjects()
     started = time.perf_counter()
     scores = [score_card(indexer, subject).score for subject in subjects]
     scoring_s = time.perf_counter() - started
-    peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    traced = tracemalloc.get_traced_memory() if args.tracemalloc else None
+    figures = {
+        "entries": entries,
+        "indexing_s": indexing_s,
+        "entries_per_s": entries / indexing_s,
+        "baseline_entries_per_s": entries / bare_s,
+        "ratio": bare_s / indexing_s,
+        "scoring_s": scoring_s,
+        "subjects": len(subjects),
+        "subjects_per_s": len(subjects) / scoring_s,
+        "scored_above_0": sum(1 for s in scores if s > 0),
+        "rss_before_mib": baseline,
+        "rss_after_mib": after_index,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if trace:
+        held, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        figures.update(traced_held_mib=held / 2**20, traced_peak_mib=peak / 2**20)
+    return figures
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--shuffle", type=int, default=0, help="reorder within windows of N")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--tracemalloc", action="store_true")
+    args = parser.parse_args()
+    f = measure(
+        quick=False,
+        entries=args.entries,
+        shuffle=args.shuffle,
+        seed=args.seed,
+        trace=args.tracemalloc,
+    )
     order = f"shuffled within windows of {args.shuffle}" if args.shuffle > 1 else "gseq order"
     print(f"reputation indexer, synthetic log of {args.entries:,} UNSIGNED entries ({order})")
     print("  (entries are not signed: the indexer trusts its caller's signature checks)")
     print(
-        f"  indexing   {indexing_s:8.2f} s   {args.entries / indexing_s:12,.0f} entries/s"
-        + ("   (under tracemalloc)" if traced else "")
+        f"  indexing   {f['indexing_s']:8.2f} s   {f['entries_per_s']:12,.0f} entries/s"
+        + ("   (under tracemalloc)" if args.tracemalloc else "")
     )
     print(
-        f"  baseline   {bare_s:8.2f} s   {args.entries / bare_s:12,.0f} entries/s"
+        f"  baseline   {args.entries / f['baseline_entries_per_s']:8.2f} s   "
+        f"{f['baseline_entries_per_s']:12,.0f} entries/s"
         "   (json.loads of each entry's content alone, same entries, same run)"
     )
-    print(f"  ratio indexer/baseline throughput: {bare_s / indexing_s:.3f}")
+    print(f"  ratio indexer/baseline throughput: {f['ratio']:.3f}")
     print(
-        f"  scoring    {scoring_s:8.2f} s   {len(subjects) / scoring_s:12,.0f} subjects/s"
-        f"   ({len(subjects):,} subjects, {sum(1 for s in scores if s > 0):,} above 0)"
+        f"  scoring    {f['scoring_s']:8.2f} s   {f['subjects_per_s']:12,.0f} subjects/s"
+        f"   ({f['subjects']:,} subjects, {f['scored_above_0']:,} above 0)"
     )
     print(
-        f"  memory     RSS {baseline:.0f} MiB before, {after_index:.0f} MiB after indexing "
-        f"(+{after_index - baseline:.0f} MiB, freed input chunks included), "
-        f"peak RSS {peak_rss:.0f} MiB"
+        f"  memory     RSS {f['rss_before_mib']:.0f} MiB before, {f['rss_after_mib']:.0f} MiB "
+        f"after indexing (+{f['rss_after_mib'] - f['rss_before_mib']:.0f} MiB, freed input "
+        f"chunks included), peak RSS {f['peak_rss_mib']:.0f} MiB"
     )
-    if traced is not None:
+    if args.tracemalloc:
         print(
-            f"  tracemalloc: {traced[0] / 2**20:.0f} MiB held by the indexer at the end, "
-            f"{traced[1] / 2**20:.0f} MiB peak (with one {CHUNK:,}-entry input chunk)"
+            f"  tracemalloc: {f['traced_held_mib']:.0f} MiB held by the indexer at the end, "
+            f"{f['traced_peak_mib']:.0f} MiB peak (with one {CHUNK:,}-entry input chunk)"
         )
 
 
