@@ -26,6 +26,19 @@ from support.stacks import (
 from taskhold.nostr import NostrKeys
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``scripts/test -n 2 --dist loadgroup``) every devnet test runs in one
+    worker, first and in collection order: they share that process's regtest network (and the
+    pool devnet is stopped after its last test), while the other worker takes the rest. Without
+    xdist the order stays as collected."""
+    if config.getoption("dist", default="no") == "no":
+        return
+    for item in items:
+        if item.get_closest_marker("devnet") is not None:
+            item.add_marker(pytest.mark.xdist_group("devnet"))
+    items.sort(key=lambda item: item.get_closest_marker("devnet") is None)
+
+
 def _database_params() -> list[Any]:
     params: list[Any] = [pytest.param("sqlite", id="sqlite")]
     if PG_ADMIN_URL or REQUIRE_PG:

@@ -7,7 +7,10 @@ so a missing token fails the run); without that, a token is made for the session
 directory, or the PKCS#11 cases are skipped when softhsm2 is not installed.
 
 SoftHSM2 reads its configuration once per process, so every in-process test shares one token;
-tests that need a token of their own run ``taskhold`` in a subprocess.
+tests that need a token of their own run ``taskhold`` in a subprocess. Under pytest-xdist
+(``scripts/test`` runs two workers) each worker makes a token of its own in its temporary
+directory, as a developer's run does: two processes creating the same missing key on one token
+would both create it.
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ def _new_token(directory: Path) -> SoftHsm:
 def softhsm_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SoftHsm]:
     label = os.environ.get("TASKHOLD_TEST_PKCS11_TOKEN")
     conf = os.environ.get("SOFTHSM2_CONF")
-    if label and conf:
+    if label and conf and not os.environ.get("PYTEST_XDIST_WORKER"):
         yield SoftHsm(conf=conf, label=label, pin=os.environ.get("TASKHOLD_TEST_PKCS11_PIN", ""))
         return
     if shutil.which("softhsm2-util") is None:
