@@ -26,12 +26,14 @@ from support.stacks import (
 from taskhold.nostr import NostrKeys
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``scripts/test -n 2 --dist loadgroup``) every devnet test runs in one
     worker, first and in collection order: they share that process's regtest network (and the
     pool devnet is stopped after its last test), while the other worker takes the rest. Without
-    xdist the order stays as collected."""
-    if config.getoption("dist", default="no") == "no":
+    xdist the order stays as collected. (A worker's own ``dist`` option reads "no"; xdist tells
+    it of loadgroup as ``loadgroup``.)"""
+    if not getattr(config.option, "loadgroup", False) and config.getoption("dist", "no") == "no":
         return
     for item in items:
         if item.get_closest_marker("devnet") is not None:
