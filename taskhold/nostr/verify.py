@@ -4,6 +4,12 @@
 ids. So :func:`verify_event` insists on lower-case hex (one spelling per event, which makes event
 ids usable as replay keys), calls ``verify()``, and recomputes the id from the dict itself, so the
 dict a caller stores or embeds is exactly the one that was signed, whatever nostr-sdk normalises.
+
+:func:`verify_events` checks many at once (a rebuild's whole log): a strictly well-formed event
+whose recomputed id is its ``id`` and whose BIP-340 signature holds on libsecp256k1 (coincurve)
+is accepted without the round trip through nostr-sdk's JSON parser, which costs five times the
+signature check; any other event gets :func:`verify_event`'s answer, so the two never disagree
+on what they refuse.
 """
 
 from __future__ import annotations
@@ -11,11 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
+from coincurve import PublicKeyXOnly
 from nostr_sdk import Event
 
-__all__ = ["verify_event"]
+__all__ = ["verify_event", "verify_events"]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX128 = re.compile(r"[0-9a-f]{128}")
@@ -52,3 +61,44 @@ def _nip01_id(event: dict[str, Any]) -> str:
         allow_nan=False,
     )
     return hashlib.sha256(serialized.encode()).hexdigest()
+
+
+def verify_events(events: Sequence[object]) -> list[bool]:
+    """``verify_event`` of each event, in order."""
+    return [_verifies_fast(event) or verify_event(event) for event in events]
+
+
+def _verifies_fast(event: object) -> bool:
+    """Well-formed, its id recomputed and its signature checked here; False means "ask
+    ``verify_event``", never "does not verify"."""
+    if type(event) is not dict:
+        return False
+    event_id, pubkey, sig = event.get("id"), event.get("pubkey"), event.get("sig")
+    created_at, kind = event.get("created_at"), event.get("kind")
+    content, tags = event.get("content"), event.get("tags")
+    if not (_is_hex(_HEX64, event_id) and _is_hex(_HEX64, pubkey) and _is_hex(_HEX128, sig)):
+        return False
+    assert isinstance(pubkey, str) and isinstance(sig, str)
+    if type(created_at) is not int or type(kind) is not int or type(content) is not str:
+        return False
+    if created_at < 0 or not 0 <= kind <= 0xFFFF or type(tags) is not list:
+        return False
+    for tag in tags:
+        if type(tag) is not list or not tag or any(type(value) is not str for value in tag):
+            return False
+    try:
+        digest = hashlib.sha256(
+            json.dumps(
+                [0, pubkey, created_at, kind, tags, content],
+                separators=(",", ":"),
+                ensure_ascii=False,
+            ).encode()
+        ).digest()
+        return digest.hex() == event_id and bool(_xonly(pubkey).verify(bytes.fromhex(sig), digest))
+    except Exception:  # not a key on the curve, a lone surrogate…: verify_event decides
+        return False
+
+
+@lru_cache(maxsize=4096)
+def _xonly(pubkey: str) -> PublicKeyXOnly:
+    return PublicKeyXOnly(bytes.fromhex(pubkey))
