@@ -39,6 +39,7 @@ scores again, superseding the old assertions on the relays).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,15 +134,14 @@ def _rotation_target(event: dict[str, Any], current: str) -> str:
 
 
 def _ordered(
-    entries: Iterable[dict[str, Any]], operator: str, kind: int
+    of_kind: list[dict[str, Any]], verdicts: list[bool], operator: str
 ) -> tuple[list[dict[str, Any]], str]:
     """The entries in ``gseq`` order, each signed by the operator key current at its place:
     ``operator`` first, then the key each ``KeyRotated`` entry names. Returns the entries and
     the key current after the last one."""
     by_gseq: dict[int, dict[str, dict[str, Any]]] = {}
     firsts: dict[str, dict[str, str]] = {}
-    of_kind = [event for event in entries if event.get("kind") == kind]
-    for event, verified in zip(of_kind, verify_events(of_kind), strict=True):
+    for event, verified in zip(of_kind, verdicts, strict=True):
         if not verified:
             raise LogRejected(f"entry {event.get('id')} does not verify")
         values = firsts[event["id"]] = _first_values(event)
@@ -183,19 +183,29 @@ async def rebuild_from_entries(
     review_records: Iterable[dict[str, Any]] = (),
     receipt_kind: int = 3913,
     record_kind: int = 3914,
+    jobs: int | None = None,
 ) -> RebuildReport:
     """Verify and replay the log into ``store``, which must hold no tasks yet, with the
     ``receipts`` (kind 3913) and ``review_records`` (kind 3914) that pass their checks.
 
     ``operator_pubkey`` is the key the log starts with; ``report.operator_pubkey`` is the one
-    it ends with (they differ after a ``KeyRotated`` entry)."""
+    it ends with (they differ after a ``KeyRotated`` entry). ``jobs`` processes (one per core
+    when None) share the signature checks of a long log."""
     tasks: dict[str, Task] = {}
     last_entry: dict[str, str] = {}
     closings: dict[str, Closing] = {}
     requests_seen: set[str] = set()
     report = RebuildReport()
-    ordered, report.operator_pubkey = _ordered(entries, operator_pubkey, kind)
-    requests_verified = _embedded_requests_verified(ordered)
+    of_kind = [event for event in entries if event.get("kind") == kind]
+    requests = _embedded_requests(of_kind)
+    verdicts = verify_events(
+        [*of_kind, *(request for _, request in requests)],
+        jobs=(os.cpu_count() or 1) if jobs is None else jobs,
+    )
+    ordered, report.operator_pubkey = _ordered(of_kind, verdicts[: len(of_kind)], operator_pubkey)
+    requests_verified = {
+        entry_id: ok for (entry_id, _), ok in zip(requests, verdicts[len(of_kind) :], strict=True)
+    }
     chain = [operator_pubkey]
     rows: dict[type[Any], list[dict[str, Any]]] = {
         model: [] for model in (TransitionRow, LogEntryRow, RequestEventRow, InvoiceRow, TaskRow)
@@ -355,19 +365,19 @@ def _first_values(event: dict[str, Any]) -> dict[str, str]:
     return values
 
 
-def _embedded_requests_verified(ordered: list[dict[str, Any]]) -> dict[str, bool]:
-    """Entry id -> whether the request it embeds verifies, checked in one batch (an entry
-    without a readable request is left out: the replay reads it and reports what it finds)."""
-    embedded: list[tuple[str, dict[str, Any]]] = []
-    for event in ordered:
+def _embedded_requests(entries: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """(entry id, the request it embeds) of each entry that embeds one, to be verified in the
+    same batch as the entries (an entry whose content cannot be read is left out: the replay
+    reads it and stops on what it finds)."""
+    embedded: list[tuple[str, Any]] = []
+    for event in entries:
         try:
             request = json.loads(event["content"]).get("request")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, TypeError, KeyError):
             continue
         if request is not None:
-            embedded.append((event["id"], request))
-    verified = verify_events([request for _, request in embedded])
-    return {entry_id: ok for (entry_id, _), ok in zip(embedded, verified, strict=True)}
+            embedded.append((str(event.get("id")), request))
+    return embedded
 
 
 def _invoice_row(task: Task, event: dict[str, Any]) -> dict[str, Any]:

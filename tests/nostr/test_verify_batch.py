@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from taskhold.nostr import NostrKeys, verify_event
+import pytest
+
+from taskhold.nostr import NostrKeys, verify, verify_event
 from taskhold.nostr.verify import verify_events
 
 
@@ -43,3 +45,11 @@ def test_the_batch_agrees_with_verify_event_on_every_variant() -> None:
     expected = [verify_event(event) for event in events]
     assert expected[:2] == [True, True] and not any(expected[2:])
     assert verify_events(events) == expected
+
+
+def test_spread_over_processes_the_answers_are_the_same_and_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events = _variants() * 3
+    monkeypatch.setattr(verify, "MIN_EVENTS_PER_JOB", 1)  # cut even a short batch in chunks
+    assert verify_events(events, jobs=3) == [verify_event(event) for event in events]
