@@ -1,21 +1,30 @@
-"""Rebuild throughput: verify and replay N signed log entries into a fresh SQLite database,
-next to bare coincurve Schnorr verification of the same events in the same run.
+"""Rebuild throughput: verify and replay N signed log entries into a fresh SQLite (and, when
+``TASKHOLD_TEST_PG_URL`` names a server, PostgreSQL) database, next to bare coincurve Schnorr
+verification of every signature of the same log (entries and embedded requests, ids recomputed)
+in the same run.
 
 The log is made here with taskhold's own pure parts (the state machine, the entry builders,
 nostr-sdk signing), as the writer makes it: 7 entries per task (create, fund, accepted, claim,
-proof, approve, release), participant requests embedded and signed. Making it is not timed.
+proof, approve, release), participant requests embedded and signed (the task id is the create
+request's id, the proof is kind 3911: ``taskhold audit`` finds the log clean). Making it is not
+timed. ``measure(quick=True)`` rebuilds 10,003 entries and extrapolates to 100,000.
 
-    python bench/rebuild_throughput.py [--entries 100000]
+    python bench/rebuild_throughput.py [--entries 100000] [--no-pg]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
+import os
+import sys
 import tempfile
 import time
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +50,8 @@ def make_log(n_entries: int) -> list[dict[str, Any]]:
     while len(log) < n_entries:
         serial += 1
         at = t0 + serial
-        task_id = hashlib.sha256(f"task-{serial}".encode()).hexdigest()
+        create = employer.sign_event(3912, json.dumps({"serial": serial}), [["op", "create"]], at)
+        task_id = create["id"]
         preimage = hashlib.sha256(f"pre-{serial}".encode()).digest()
         steps: list[tuple[c.Command, NostrKeys | None, str]] = [
             (c.CreateTask(actor=employer.pubkey_hex, at=at, task_id=task_id, title=f"t{serial}",
@@ -65,10 +75,10 @@ def make_log(n_entries: int) -> list[dict[str, Any]]:
         task = None
         prev_task: str | None = None
         for command, signer, op in steps:
-            request = None
-            if signer is not None:
-                tags = [["op", op]] + ([["task", task_id]] if op != "create" else [])
-                request = signer.sign_event(3912, "{}", tags, at)
+            request = create if op == "create" else None
+            if signer is not None and op != "create":
+                kind = 3911 if op == "proof" else 3912
+                request = signer.sign_event(kind, "{}", [["op", op], ["task", task_id]], at)
             for event in decide(task, command, frozenset()):
                 task = evolve(task, event)
                 data = event_to_dict(event)
@@ -84,7 +94,13 @@ def make_log(n_entries: int) -> list[dict[str, Any]]:
     return log  # whole tasks: main() asks for a multiple of 7
 
 
+def embedded_requests(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    requests = (json.loads(event["content"]).get("request") for event in events)
+    return [request for request in requests if request]
+
+
 def bare_verify(events: list[dict[str, Any]]) -> float:
+    """Seconds to recompute each id (NIP-01) and check each signature, nothing else."""
     started = time.perf_counter()
     for event in events:
         serial = json.dumps(
@@ -98,34 +114,82 @@ def bare_verify(events: list[dict[str, Any]]) -> float:
     return time.perf_counter() - started
 
 
-async def rebuild(events: list[dict[str, Any]], operator: str) -> float:
-    directory = Path(tempfile.mkdtemp(prefix="taskhold-rebuild-bench-"))
-    engine = create_engine(f"sqlite+aiosqlite:///{directory / 'rebuilt.sqlite3'}")
-    await migrate(engine)
-    started = time.perf_counter()
-    report = await rebuild_from_entries(Store(engine), events, operator_pubkey=operator)
-    elapsed = time.perf_counter() - started
-    await engine.dispose()
+@contextlib.asynccontextmanager
+async def fresh_database(kind: str) -> AsyncIterator[str]:
+    """An empty database: a new SQLite file, or a PostgreSQL database dropped afterwards."""
+    if kind == "sqlite":
+        directory = Path(tempfile.mkdtemp(prefix="taskhold-rebuild-bench-"))
+        yield f"sqlite+aiosqlite:///{directory / 'rebuilt.sqlite3'}"
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    admin_url = os.environ["TASKHOLD_TEST_PG_URL"]
+    name = f"taskhold_bench_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as conn:
+        await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        async with admin.connect() as conn:
+            await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.dispose()
+
+
+async def rebuild(events: list[dict[str, Any]], operator: str, kind: str = "sqlite") -> float:
+    """Seconds for ``rebuild_from_entries`` into a fresh, migrated database of ``kind``."""
+    async with fresh_database(kind) as url:
+        engine = create_engine(url)
+        try:
+            await migrate(engine)
+            started = time.perf_counter()
+            report = await rebuild_from_entries(Store(engine), events, operator_pubkey=operator)
+            elapsed = time.perf_counter() - started
+        finally:
+            await engine.dispose()
     assert report.entries == len(events), report
     return elapsed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--entries", type=int, default=100_000)
-    args = parser.parse_args()
-    n = args.entries - args.entries % 7
+def measure(*, quick: bool, entries: int | None = None, pg: bool = True) -> dict[str, object]:
+    """Rebuild seconds on SQLite (and PostgreSQL), beside bare verification of every signature
+    of the same log in the same run; ``quick`` rebuilds 10,003 entries, else 100,002."""
+    wanted = entries or (10_003 if quick else 100_002)
+    n = wanted - wanted % 7
     made = time.perf_counter()
     events = make_log(n)
-    print(f"made a log of {len(events)} signed entries in {time.perf_counter() - made:.1f} s"
-          " (not timed below)")  # fmt: skip
-    bare_s = bare_verify(events)
-    rebuild_s = asyncio.run(rebuild(events, events[0]["pubkey"]))
-    print(f"  bare coincurve verification  {len(events) / bare_s:10.0f} events/s ({bare_s:.2f} s)")
-    print(f"  taskhold rebuild (verify, replay, write SQLite)"
-          f" {len(events) / rebuild_s:10.0f} events/s ({rebuild_s:.2f} s)")  # fmt: skip
-    print(f"  ratio rebuild/bare: {bare_s / rebuild_s:.3f}")
-    print(f"  time to rebuild {len(events)} entries: {rebuild_s:.1f} s")
+    print(f"rebuild: made {len(events)} signed entries in {time.perf_counter() - made:.1f} s",
+          file=sys.stderr)  # fmt: skip
+    every = events + embedded_requests(events)
+    bare_s = bare_verify(every)
+    figures: dict[str, object] = {
+        "entries": len(events),
+        "signatures": len(every),
+        "bare_verify_s": round(bare_s, 2),
+        "bare_verify_per_s": round(len(every) / bare_s),
+    }
+    kinds = ["sqlite"] + (["postgresql"] if pg and os.environ.get("TASKHOLD_TEST_PG_URL") else [])
+    for kind in kinds:
+        seconds = asyncio.run(rebuild(events, events[0]["pubkey"], kind))
+        print(f"rebuild: {kind} {seconds:.1f} s", file=sys.stderr)
+        prefix = "" if kind == "sqlite" else "pg_"
+        figures[f"{prefix}seconds"] = round(seconds, 2)
+        figures[f"{prefix}per_s"] = round(len(events) / seconds)
+        figures[f"{prefix}ratio"] = round(bare_s / seconds, 3)
+        figures[f"{prefix}seconds_100k"] = round(seconds * 100_000 / len(events), 1)
+    figures["seconds_100k_target"] = 60
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=100_002)
+    parser.add_argument("--no-pg", action="store_true", help="SQLite only")
+    args = parser.parse_args()
+    figures = measure(quick=False, entries=args.entries, pg=not args.no_pg)
+    for name, value in figures.items():
+        print(f"  {name:22} {value}")
 
 
 if __name__ == "__main__":

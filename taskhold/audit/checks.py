@@ -17,11 +17,12 @@ import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from .entry import KEY_ROTATED, AuditKinds, Entry, parse_entry
+from .entry import KEY_ROTATED, AuditKinds, Entry
 from .findings import Finding, FindingKind, Location
 from .nip01 import Verdict, is_hex64, verify_event
+from .parallel import examine_all
 from .payouts import PayoutCheck, proofs_required_from
 from .series import check_series
 
@@ -102,14 +103,16 @@ def _authentic(
     kind: int,
     what: str,
     findings: set[Finding],
+    verdicts: Iterable[Verdict] | None = None,
 ) -> list[Mapping[str, Any]]:
     """The events that verify, are of ``kind`` and by one of ``authors`` (any author when
-    None), once per id."""
+    None), once per id. ``verdicts``, when given, are the events' ``verify_event`` verdicts."""
     kept: dict[str, Mapping[str, Any]] = {}
-    for event in events:
-        verdict = verify_event(event)
+    events = list(events)
+    verdicts = map(verify_event, events) if verdicts is None else verdicts
+    for event, verdict in zip(events, verdicts, strict=True):
         if verdict is Verdict.OK:
-            assert isinstance(event, Mapping)
+            event = cast(Mapping[str, Any], event)  # verify_event saw it is one
             if (authors is None or event["pubkey"] in authors) and event["kind"] == kind:
                 kept.setdefault(event["id"], event)
                 continue
@@ -136,11 +139,21 @@ def _refusal(
     return Finding(FindingKind.MALFORMED, where, detail, ids)
 
 
+def _first_value(event: Mapping[str, Any], name: str) -> str | None:
+    """The value of the first ``name`` tag with one (tags of a verified event)."""
+    for tag in event["tags"]:
+        if len(tag) >= 2 and tag[0] == name:
+            value: str = tag[1]
+            return value
+    return None
+
+
 def _handed_to(event: Mapping[str, Any]) -> str | None:
     """The key a ``KeyRotated`` entry names as the next operator key, if it names one."""
-    values = {tag[0]: tag[1] for tag in reversed(event["tags"]) if len(tag) >= 2}
-    new_key = values.get("new_key")
-    return new_key if values.get("op") == KEY_ROTATED and is_hex64(new_key) else None
+    if _first_value(event, "op") != KEY_ROTATED:
+        return None
+    new_key = _first_value(event, "new_key")
+    return new_key if is_hex64(new_key) else None
 
 
 def _by_current_key(
@@ -445,19 +458,27 @@ def audit_log(
     kinds: AuditKinds | None = None,
     checkpoints: Iterable[object] = (),
     deletions: Iterable[object] = (),
+    jobs: int = 1,
 ) -> AuditResult:
     """Every finding about the operator's log in ``events`` (any order, duplicates allowed).
 
     ``operator`` is the key the log starts with; ``KeyRotated`` entries hand it on. Checkpoints
-    and deletion requests count when signed by any key the log was handed to."""
+    and deletion requests count when signed by any key the log was handed to. ``jobs``
+    processes share the per-event checks (``parallel.py``); the result does not depend on it."""
     kinds = kinds or AuditKinds()
     events = list(events)
     findings: set[Finding] = set()
     entries: list[Entry] = []
-    verified = _authentic(events, None, kinds.entry, "log entry", findings)
+    examined = examine_all(events, kinds, jobs)
+    readings: dict[str, tuple[Entry | None, list[Finding]]] = {}
+    for event, (_, reading) in zip(events, examined, strict=True):
+        if reading is not None:  # only a verified event has one
+            readings.setdefault(cast(Mapping[str, Any], event)["id"], reading)
+    verdicts = (verdict for verdict, _ in examined)
+    verified = _authentic(events, None, kinds.entry, "log entry", findings, verdicts)
     signed, keys = _by_current_key(verified, operator, findings)
     for event in signed:
-        entry, problems = parse_entry(event, event["pubkey"], kinds)
+        entry, problems = readings[event["id"]]
         findings.update(problems)
         if entry is not None:
             entries.append(entry)

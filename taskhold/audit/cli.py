@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import sys
 from typing import Annotated
 
@@ -41,6 +42,15 @@ def audit_command(
     timeout: Annotated[
         float, typer.Option("--timeout", help="seconds to connect, and to answer each request")
     ] = 10.0,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            min=1,
+            help="processes that verify signatures and read entries (default: one per core;"
+            " a small log stays in one); the report does not depend on it",
+        ),
+    ] = None,
     entry_kind: Annotated[int, typer.Option(rich_help_panel=_KINDS)] = 3910,
     proof_kind: Annotated[int, typer.Option(rich_help_panel=_KINDS)] = 3911,
     request_kind: Annotated[int, typer.Option(rich_help_panel=_KINDS)] = 3912,
@@ -69,6 +79,7 @@ def audit_command(
             kinds=kinds,
             checkpoints=fetched.checkpoints,
             deletions=fetched.deletions,
+            jobs=jobs or os.cpu_count() or 1,
         )
     if result is not None and reputation is not None:
         try:

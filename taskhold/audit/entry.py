@@ -267,6 +267,10 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+_UNREAD = object()
+_NOT_JSON = object()
+
+
 class _Reader:
     def __init__(self, event: Mapping[str, Any], operator: str, kinds: AuditKinds) -> None:
         self.event = event
@@ -275,6 +279,19 @@ class _Reader:
         self.findings: list[Finding] = []
         self.values: dict[str, str] = {}
         self.where = Location(event_id=event["id"])
+        self._parsed: Any = _UNREAD
+
+    def parsed_content(self) -> Any:
+        """The content read as JSON once for every check that needs it (ValueError when it is
+        not JSON); nothing here changes what was read."""
+        if self._parsed is _UNREAD:
+            try:
+                self._parsed = json.loads(self.event["content"])
+            except ValueError:
+                self._parsed = _NOT_JSON
+        if self._parsed is _NOT_JSON:
+            raise ValueError("content is not JSON")
+        return self._parsed
 
     def fault(self, kind: FindingKind, detail: str, *ids: str) -> None:
         self.findings.append(Finding(kind, self.where, detail, (self.event["id"], *ids)))
@@ -348,7 +365,7 @@ class _Reader:
         if self.check_content(KEY_ROTATED) is not None:
             self.fault(FindingKind.MALFORMED, "a rotation embeds no request")
         try:
-            event = json.loads(self.event["content"])["event"]
+            event = self.parsed_content()["event"]
         except (ValueError, KeyError, TypeError):
             return gseq  # reported by check_content
         if (
@@ -401,7 +418,7 @@ class _Reader:
     def check_content(self, op: str) -> dict[str, Any] | None:
         """The embedded request (or None), after checking the content's shape."""
         try:
-            content = json.loads(self.event["content"])
+            content = self.parsed_content()
         except ValueError:
             self.fault(FindingKind.MALFORMED, "content is not JSON")
             return None
@@ -428,7 +445,7 @@ class _Reader:
     def _content_event(self) -> dict[str, Any]:
         """The content's event, or {} (a malformed content is reported by check_content)."""
         try:
-            event = json.loads(self.event["content"])["event"]
+            event = self.parsed_content()["event"]
         except (ValueError, KeyError, TypeError):
             return {}
         return event if isinstance(event, dict) else {}
@@ -484,7 +501,7 @@ class _Reader:
                 return [f"{op} must be signed by the employer (the first p tag)"]
         if op in _SIGNED_BY_WORKER:
             try:
-                worker = json.loads(self.event["content"])["event"]["worker_pubkey"]
+                worker = self.parsed_content()["event"]["worker_pubkey"]
             except (ValueError, KeyError, TypeError):
                 return [f"{op} names no worker_pubkey"]
             if signer != worker:
@@ -539,7 +556,8 @@ def parse_entry(
     reader.check_request(request, task, op)
     embedded_ok = not any(f.kind is FindingKind.BAD_EMBEDDED_REQUEST for f in reader.findings)
     terms = _payout_terms(request) if request is not None and embedded_ok else None
-    sealing = commitment_problems(op, reader._content_event(), request, operator)
+    content_event = reader._content_event()
+    sealing = commitment_problems(op, content_event, request, operator)
     if sealing:
         reader.fault(FindingKind.MALFORMED, "private content: " + "; ".join(sealing))
     values = reader.values
@@ -553,13 +571,13 @@ def parse_entry(
         prev=values.get("prev") if is_hex64(values.get("prev")) else None,
         gprev=values.get("gprev") if is_hex64(values.get("gprev")) else None,
         values=dict(values),
-        amount_msat=_declared_amount(event) if op == "TaskCreated" else None,
-        series=_declared_series(event, participants) if op == "TaskCreated" else None,
-        fee_msat=_declared_amount(event, "fee_msat") if op == "TaskCreated" else None,
+        amount_msat=_declared_amount(content_event) if op == "TaskCreated" else None,
+        series=_declared_series(content_event, participants) if op == "TaskCreated" else None,
+        fee_msat=_declared_amount(content_event, "fee_msat") if op == "TaskCreated" else None,
         participants=tuple(tag[1] for tag in participants if len(tag) >= 2),
         terms=terms,
         signer=str(request["pubkey"]) if request is not None and embedded_ok else None,
-        worker=_new_worker(op, reader._content_event(), request if embedded_ok else None),
+        worker=_new_worker(op, content_event, request if embedded_ok else None),
     )
     return entry, reader.findings
 
@@ -622,15 +640,11 @@ def _payout_terms(request: Mapping[str, Any]) -> PayoutTerms | None:
     )
 
 
-def _declared_series(event: Mapping[str, Any], participants: list[list[str]]) -> Series | None:
-    """The series a milestone's ``TaskCreated`` declares; None for a task on its own (and for
-    entries from before milestones). Ill-typed series fields read as an impossible index, so
-    the series check reports them."""
-    try:
-        created = json.loads(event["content"])["event"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    if not isinstance(created, dict) or created.get("series_id") is None:
+def _declared_series(created: Mapping[str, Any], participants: list[list[str]]) -> Series | None:
+    """The series a milestone's ``TaskCreated`` declares (``created``: its content event, {}
+    when unreadable); None for a task on its own (and for entries from before milestones).
+    Ill-typed series fields read as an impossible index, so the series check reports them."""
+    if created.get("series_id") is None:
         return None
     index, count = created.get("milestone_index"), created.get("milestone_count")
     return Series(
@@ -642,9 +656,6 @@ def _declared_series(event: Mapping[str, Any], participants: list[list[str]]) ->
     )
 
 
-def _declared_amount(event: Mapping[str, Any], name: str = "amount_msat") -> int | None:
-    try:
-        amount = json.loads(event["content"])["event"][name]
-    except (ValueError, KeyError, TypeError):
-        return None  # reported by check_content
+def _declared_amount(created: Mapping[str, Any], name: str = "amount_msat") -> int | None:
+    amount = created.get(name)  # an unreadable content is reported by check_content
     return amount if isinstance(amount, int) and not isinstance(amount, bool) else None

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 
 from coincurve import PublicKeyXOnly
 
@@ -35,7 +35,7 @@ def is_hex64(value: object) -> bool:
 
 def shape_error(event: object) -> str | None:
     """Why ``event`` is not a well-formed NIP-01 event, or None when it is."""
-    if not isinstance(event, Mapping):
+    if type(event) is not dict and not isinstance(event, Mapping):
         return "not a JSON object"
     for name in ("id", "pubkey"):
         if not is_hex64(event.get(name)):
@@ -81,7 +81,7 @@ def verify_event(event: object) -> Verdict:
     """Shape, then the id, then the BIP-340 signature over the id."""
     if shape_error(event) is not None:
         return Verdict.MALFORMED
-    assert isinstance(event, Mapping)
+    event = cast(Mapping[str, Any], event)
     digest = event_id(event)
     if digest.hex() != event["id"]:
         return Verdict.BAD_ID

@@ -7,6 +7,10 @@ hash to the entry's ``state`` tag (as today's writer or one from before some fie
 hashed it: ``nostr.state_forms``), or the rebuild stops. Preimages are never read from the log
 early: an in-flight escrow is released later by re-deriving its preimage in the key store.
 
+Every signature is checked first, in one batch (``nostr.verify_events``), then the replay builds
+the rows in memory and writes them with one multi-row insert per table and batch, all in one
+transaction: a rebuild that stops on any check writes nothing.
+
 The log starts with the operator key the caller names; a ``KeyRotated`` entry (no task, not
 replayed) signed by the current key hands the log to the key it names, from the next ``gseq``.
 
@@ -35,16 +39,17 @@ scores again, superseding the old assertions on the relays).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from taskhold.errors import Refusal, RefusalCode
-from taskhold.nostr import verify_event
 from taskhold.nostr.entries import tag_value
 from taskhold.nostr.state_forms import matches_state
+from taskhold.nostr.verify import verify_events
 from taskhold.payments.restored import restored_payout_rows
 from taskhold.publiclog.writer import KEY_ROTATED
 from taskhold.reputation.receipts import REVIEWABLE_STATES
@@ -74,6 +79,9 @@ from taskhold.tasks.machine import evolve
 from taskhold.tasks.model import Task
 
 __all__ = ["LogRejected", "RebuildReport", "RejectedEvent", "rebuild_from_entries"]
+
+_BATCH = 5_000
+"""Rows per executemany: few round trips, bounded parameter lists."""
 
 
 class LogRejected(Refusal):
@@ -126,18 +134,18 @@ def _rotation_target(event: dict[str, Any], current: str) -> str:
 
 
 def _ordered(
-    entries: Iterable[dict[str, Any]], operator: str, kind: int
+    of_kind: list[dict[str, Any]], verdicts: list[bool], operator: str
 ) -> tuple[list[dict[str, Any]], str]:
     """The entries in ``gseq`` order, each signed by the operator key current at its place:
     ``operator`` first, then the key each ``KeyRotated`` entry names. Returns the entries and
     the key current after the last one."""
     by_gseq: dict[int, dict[str, dict[str, Any]]] = {}
-    for event in entries:
-        if event.get("kind") != kind:
-            continue
-        if not verify_event(event):
+    firsts: dict[str, dict[str, str]] = {}
+    for event, verified in zip(of_kind, verdicts, strict=True):
+        if not verified:
             raise LogRejected(f"entry {event.get('id')} does not verify")
-        gseq_text = tag_value(event, "gseq")
+        values = firsts[event["id"]] = _first_values(event)
+        gseq_text = values.get("gseq")
         if gseq_text is None or not gseq_text.isdigit():
             raise LogRejected(f"entry {event['id']} has no gseq")
         by_gseq.setdefault(int(gseq_text), {})[event["id"]] = event
@@ -157,9 +165,9 @@ def _ordered(
             ids = " and ".join(sorted(event["id"] for event in group))
             raise LogRejected(f"equivocation at gseq {gseq}: {ids}")
         event = group[0]
-        if gseq > 0 and tag_value(event, "gprev") != ordered[-1]["id"]:
+        if gseq > 0 and firsts[event["id"]].get("gprev") != ordered[-1]["id"]:
             raise LogRejected(f"gseq {gseq} does not chain to gseq {gseq - 1}")
-        if tag_value(event, "op") == KEY_ROTATED:
+        if firsts[event["id"]].get("op") == KEY_ROTATED:
             current = _rotation_target(event, current)
         ordered.append(event)
     return ordered, current
@@ -175,52 +183,67 @@ async def rebuild_from_entries(
     review_records: Iterable[dict[str, Any]] = (),
     receipt_kind: int = 3913,
     record_kind: int = 3914,
+    jobs: int | None = None,
 ) -> RebuildReport:
     """Verify and replay the log into ``store``, which must hold no tasks yet, with the
     ``receipts`` (kind 3913) and ``review_records`` (kind 3914) that pass their checks.
 
     ``operator_pubkey`` is the key the log starts with; ``report.operator_pubkey`` is the one
-    it ends with (they differ after a ``KeyRotated`` entry)."""
+    it ends with (they differ after a ``KeyRotated`` entry). ``jobs`` processes (one per core
+    when None) share the signature checks of a long log."""
     tasks: dict[str, Task] = {}
     last_entry: dict[str, str] = {}
     closings: dict[str, Closing] = {}
     requests_seen: set[str] = set()
     report = RebuildReport()
-    ordered, report.operator_pubkey = _ordered(entries, operator_pubkey, kind)
+    of_kind = [event for event in entries if event.get("kind") == kind]
+    requests = _embedded_requests(of_kind)
+    verdicts = verify_events(
+        [*of_kind, *(request for _, request in requests)],
+        jobs=(os.cpu_count() or 1) if jobs is None else jobs,
+    )
+    ordered, report.operator_pubkey = _ordered(of_kind, verdicts[: len(of_kind)], operator_pubkey)
+    requests_verified = {
+        entry_id: ok for (entry_id, _), ok in zip(requests, verdicts[len(of_kind) :], strict=True)
+    }
     chain = [operator_pubkey]
+    rows: dict[type[Any], list[dict[str, Any]]] = {
+        model: [] for model in (TransitionRow, LogEntryRow, RequestEventRow, InvoiceRow, TaskRow)
+    }
     async with store.transaction() as tx:
         session = tx.session
         if (await session.execute(select(func.count()).select_from(TaskRow))).scalar_one():
             raise LogRejected("the database already holds tasks; rebuild into an empty one")
         for event in ordered:
-            if tag_value(event, "op") == KEY_ROTATED:  # no task: stored, not replayed
-                chain.append(tag_value(event, "new_key") or "")
-                gseq = int(tag_value(event, "gseq") or 0)
-                session.add(
-                    LogEntryRow(
-                        gseq=gseq,
-                        event_id=event["id"],
-                        task_id="",
-                        seq=gseq,
-                        created_at=int(event["created_at"]),
-                        raw=event,
-                    )
+            tags = _first_values(event)
+            if tags.get("op") == KEY_ROTATED:  # no task: stored, not replayed
+                chain.append(tags.get("new_key") or "")
+                gseq = int(tags.get("gseq") or 0)
+                rows[LogEntryRow].append(
+                    {
+                        "gseq": gseq,
+                        "event_id": event["id"],
+                        "task_id": "",
+                        "seq": gseq,
+                        "created_at": int(event["created_at"]),
+                        "raw": event,
+                    }
                 )
                 continue
             content = json.loads(event["content"])
-            task_id = tag_value(event, "task") or ""
-            seq = int(tag_value(event, "seq") or 0)
+            task_id = tags.get("task") or ""
+            seq = int(tags.get("seq") or 0)
             before = tasks.get(task_id)
             if seq != (before.version + 1 if before else 1):
                 raise LogRejected(f"task {task_id}: entry seq {seq} out of order")
-            if seq > 1 and tag_value(event, "prev") != last_entry.get(task_id):
+            if seq > 1 and tags.get("prev") != last_entry.get(task_id):
                 raise LogRejected(f"task {task_id}: seq {seq} does not chain to seq {seq - 1}")
             request = content.get("request")
-            if request is not None and not verify_event(request):
+            if request is not None and not requests_verified[event["id"]]:
                 raise LogRejected(f"entry {event['id']}: embedded request does not verify")
             transition = event_from_dict(content["event"])
             after = evolve(before, transition)
-            if not matches_state(task_to_data(after), tag_value(event, "state")):
+            if not matches_state(task_to_data(after), tags.get("state")):
                 raise LogRejected(f"entry {event['id']}: replayed state does not match its hash")
             tasks[task_id] = after
             last_entry[task_id] = event["id"]
@@ -238,48 +261,51 @@ async def rebuild_from_entries(
                     event["pubkey"],
                     len(chain) - 1,
                 )
-                closings[task_id] = Closing(closed, int(tag_value(event, "gseq") or 0))
-            session.add(
-                TransitionRow(
-                    task_id=task_id,
-                    version=after.version,
-                    event_type=type(transition).__name__,
-                    actor=transition.actor,
-                    at=transition.at,
-                    state_after=after.state.value,
-                    event=content["event"],
-                    request=request,
-                )
+                closings[task_id] = Closing(closed, int(tags.get("gseq") or 0))
+            rows[TransitionRow].append(
+                {
+                    "task_id": task_id,
+                    "version": after.version,
+                    "event_type": type(transition).__name__,
+                    "actor": transition.actor,
+                    "at": transition.at,
+                    "state_after": after.state.value,
+                    "event": content["event"],
+                    "request": request,
+                }
             )
-            session.add(
-                LogEntryRow(
-                    gseq=int(tag_value(event, "gseq") or 0),
-                    event_id=event["id"],
-                    task_id=task_id,
-                    seq=seq,
-                    created_at=int(event["created_at"]),
-                    raw=event,
-                )
+            rows[LogEntryRow].append(
+                {
+                    "gseq": int(tags.get("gseq") or 0),
+                    "event_id": event["id"],
+                    "task_id": task_id,
+                    "seq": seq,
+                    "created_at": int(event["created_at"]),
+                    "raw": event,
+                }
             )
             if request is not None and request["id"] not in requests_seen:  # once per series
                 requests_seen.add(request["id"])
-                session.add(
-                    RequestEventRow(
-                        event_id=request["id"],
-                        pubkey=request["pubkey"],
-                        op=tag_value(request, "op") or "",
-                        task_id=task_id,
-                        received_at=int(request["created_at"]),
-                    )
+                rows[RequestEventRow].append(
+                    {
+                        "event_id": request["id"],
+                        "pubkey": request["pubkey"],
+                        "op": tag_value(request, "op") or "",
+                        "task_id": task_id,
+                        "received_at": int(request["created_at"]),
+                    }
                 )
             if content["event"]["type"] in (
                 "FundingRequested",
                 "DepositRequested",
                 "RenewalOpened",
             ):
-                session.add(_invoice_row(after, content["event"]))
-        for task in tasks.values():
-            session.add(_task_row(task))
+                rows[InvoiceRow].append(_invoice_row(after, content["event"]))
+        rows[TaskRow] = [_task_row(task) for task in tasks.values()]
+        for model, values in rows.items():  # executemany in batches, not one ORM object a row
+            table = model.__table__
+            for start in range(0, len(values), _BATCH):
+                await session.execute(insert(table), values[start : start + _BATCH])
         session.add_all(restored_payout_rows(tasks.values()))
         if ordered:
             last = ordered[-1]
@@ -329,19 +355,44 @@ async def rebuild_from_entries(
     return report
 
 
-def _invoice_row(task: Task, event: dict[str, Any]) -> InvoiceRow:
-    return InvoiceRow(
-        payment_hash_hex=event["payment_hash_hex"],
-        task_id=task.task_id,
-        funding_round=event.get("funding_round", event.get("round", 0)),
-        payment_request=event["payment_request"],
-        amount_msat=event.get("amount_msat", task.amount_msat),
-        cltv_expiry_delta=event["cltv_expiry_delta"],
-        node_state="UNKNOWN",
-        accepted_htlc_expiry_height=None,
-        updated_at=event["at"],
-    )
+def _first_values(event: dict[str, Any]) -> dict[str, str]:
+    """Each tag's first value, as ``tag_value`` reads it, for a verified event: read once, not
+    once per tag asked for."""
+    values: dict[str, str] = {}
+    for tag in event["tags"]:
+        if len(tag) >= 2 and tag[0] not in values:
+            values[tag[0]] = str(tag[1])
+    return values
 
 
-def _task_row(task: Task) -> TaskRow:
-    return TaskRow(task_id=task.task_id, **projection_values(task))
+def _embedded_requests(entries: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """(entry id, the request it embeds) of each entry that embeds one, to be verified in the
+    same batch as the entries (an entry whose content cannot be read is left out: the replay
+    reads it and stops on what it finds)."""
+    embedded: list[tuple[str, Any]] = []
+    for event in entries:
+        try:
+            request = json.loads(event["content"]).get("request")
+        except (ValueError, AttributeError, TypeError, KeyError):
+            continue
+        if request is not None:
+            embedded.append((str(event.get("id")), request))
+    return embedded
+
+
+def _invoice_row(task: Task, event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "payment_hash_hex": event["payment_hash_hex"],
+        "task_id": task.task_id,
+        "funding_round": event.get("funding_round", event.get("round", 0)),
+        "payment_request": event["payment_request"],
+        "amount_msat": event.get("amount_msat", task.amount_msat),
+        "cltv_expiry_delta": event["cltv_expiry_delta"],
+        "node_state": "UNKNOWN",
+        "accepted_htlc_expiry_height": None,
+        "updated_at": event["at"],
+    }
+
+
+def _task_row(task: Task) -> dict[str, Any]:
+    return {"task_id": task.task_id, **projection_values(task)}

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
-from taskhold.audit import FetchSettings, audit_log, fetch_log
+from taskhold.audit import FetchSettings, audit_log, fetch_log, parallel
 from taskhold.cli import cli
 from taskhold.keys.signer import load_or_create_key_file
 from taskhold.nostr import NostrKeys
@@ -159,6 +159,26 @@ async def test_equivocation_served_by_a_second_relay_is_reported(
     assert finding["location"] == {"gseq": int(tag(original, "gseq") or "")}
     assert set(finding["event_ids"]) == {original["id"], forged["id"]}
     assert [r["entries"] for r in report["relays"]] == [len(real_log.entries), 1]
+
+
+async def test_jobs_spread_the_audit_and_the_report_stays_the_same(
+    real_log: RealLog, start_relay: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = start_relay()
+    original = real_log.entry("FundingAccepted")
+    forged = real_log.sign(
+        original["content"],
+        [["state", "00" * 32] if t[0] == "state" else t for t in original["tags"]],
+        original["created_at"],
+    )
+    await publish(url, [*real_log.entries, forged])
+    serial = await audit_json("--relay", url, "--operator", real_log.operator, "--jobs", "1")
+    monkeypatch.setattr(parallel, "MIN_EVENTS_PER_JOB", 1)  # a small log is cut in chunks
+    spread = await audit_json("--relay", url, "--operator", real_log.operator, "--jobs", "2")
+    assert spread == serial
+    assert serial[0] == 1 and [f["kind"] for f in serial[1]["findings"]] == ["equivocation"]
+    refused = CliRunner().invoke(cli, ["audit", "--relay", url, "--operator", "x", "--jobs", "0"])
+    assert refused.exit_code == 2 and "--jobs" in refused.output
 
 
 async def test_relays_down_or_silent_are_reported_not_fatal(

@@ -1,0 +1,93 @@
+"""The audit spread over processes reports what the serial audit reports, in the same order,
+on a log with every kind of fault planted: the per-event checks run in chunks, the whole-log
+checks after them, and nothing in the report may depend on where a chunk was cut."""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import pytest
+from support.audit_logs import Draft, RealLog, build_real_log, tag
+from support.stacks import Stack
+
+from taskhold.audit import FindingKind, audit_log, parallel
+from taskhold.nostr import NostrKeys
+
+
+def _faulty(log: RealLog) -> list[Any]:
+    """The real log with a gap, an equivocation, a bad signature, a foreign signer, a bad id,
+    time going backwards, a malformed event and copies, in a shuffled order."""
+    earlier = log.entries[9]["created_at"] - 60
+
+    def backdate(draft: Draft) -> None:
+        draft.created_at = earlier
+
+    entries = log.resigned(10, backdate)
+    dropped = next(e for e in entries if tag(e, "op") == "ProofSubmitted")
+    original = next(e for e in entries if tag(e, "op") == "FundingAccepted")
+    twin = log.sign(
+        original["content"],
+        [["state", "ab" * 32] if t[0] == "state" else t for t in original["tags"]],
+        original["created_at"],
+    )
+    victim = entries[3]
+    flipped = {**victim, "sig": victim["sig"][:-1] + ("0" if victim["sig"][-1] != "0" else "1")}
+    foreign = NostrKeys.generate().sign_event(
+        3910, victim["content"], victim["tags"], victim["created_at"]
+    )
+    claimed = next(e for e in entries if tag(e, "op") == "TaskClaimed")
+    tampered = {**claimed, "content": claimed["content"].replace('"TaskClaimed"', '"TaskClaimeD"')}
+    events: list[Any] = [e for e in entries if e is not dropped]
+    events += [twin, flipped, foreign, tampered, {"id": "x"}, *entries[:3]]
+    random.Random(17).shuffle(events)
+    return events
+
+
+async def test_the_parallel_audit_reports_the_serial_findings_in_the_same_order(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = await build_real_log(stack)
+    events = _faulty(log)
+    serial = audit_log(events, log.operator)
+    assert {f.kind for f in serial.findings} >= {
+        FindingKind.GAP, FindingKind.EQUIVOCATION, FindingKind.BAD_SIGNATURE,
+        FindingKind.WRONG_AUTHOR, FindingKind.BAD_ID, FindingKind.TIME_WENT_BACKWARDS,
+        FindingKind.MALFORMED, FindingKind.SEQ_GAP,
+    }  # fmt: skip
+
+    submitted: list[int] = []
+    real_submit = ProcessPoolExecutor.submit
+
+    def counting_submit(self: ProcessPoolExecutor, *args: Any, **kwargs: Any) -> Any:
+        submitted.append(len(args[1]))
+        return real_submit(self, *args, **kwargs)
+
+    monkeypatch.setattr(parallel, "MIN_EVENTS_PER_JOB", 1)  # cut even a small log in chunks
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", counting_submit)
+    for jobs in (2, 3, 7):
+        submitted.clear()
+        spread = audit_log(events, log.operator, jobs=jobs)
+        assert len(submitted) == jobs - 1 and all(submitted)  # other processes took chunks
+        assert spread.findings == serial.findings
+        assert [f.to_json() for f in spread.findings] == [f.to_json() for f in serial.findings]
+        assert spread.summary == serial.summary
+        assert spread.operator_keys == serial.operator_keys
+
+
+async def test_a_clean_log_stays_clean_over_processes(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = await build_real_log(stack)
+    monkeypatch.setattr(parallel, "MIN_EVENTS_PER_JOB", 1)
+    result = audit_log(log.entries, log.operator, jobs=2)
+    assert result.clean, [f.to_json() for f in result.findings]
+    assert result.summary == audit_log(log.entries, log.operator).summary
+
+
+def test_small_logs_stay_in_this_process() -> None:
+    assert parallel.MIN_EVENTS_PER_JOB >= 100
+    events: list[object] = [{"id": "x"}] * (parallel.MIN_EVENTS_PER_JOB * 2 - 1)
+    examined = parallel.examine_all(events, parallel.AuditKinds(), jobs=8)
+    assert [verdict for verdict, _ in examined] == [parallel.Verdict.MALFORMED] * len(events)

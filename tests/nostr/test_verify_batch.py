@@ -1,0 +1,55 @@
+"""``verify_events`` (a rebuild's batch check on libsecp256k1) answers what ``verify_event``
+(nostr-sdk) answers, on good events and on every way an event can be wrong."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from taskhold.nostr import NostrKeys, verify, verify_event
+from taskhold.nostr.verify import verify_events
+
+
+def _variants() -> list[Any]:
+    keys, other = NostrKeys.generate(), NostrKeys.generate()
+    content = 'é "q" \\ \n\u2028 🎉'
+    good = keys.sign_event(3910, content, [["op", "x"], ["t", "\x01"]], 1_760_000_000)
+    sig = good["sig"]
+    return [
+        good,
+        keys.sign_event(3912, "", [], 0),
+        {**good, "content": good["content"] + "!"},
+        {**good, "sig": sig[:-1] + ("0" if sig[-1] != "0" else "1")},
+        {**good, "sig": other.sign_event(3910, "x", [], 1)["sig"]},
+        {**good, "pubkey": other.pubkey_hex},
+        {**good, "id": good["id"].upper()},
+        {**good, "created_at": True},
+        {**good, "created_at": -1},
+        {**good, "created_at": 1.5},
+        {**good, "kind": 70_000},
+        {**good, "tags": [["op", 1]]},
+        {**good, "tags": [[]]},
+        {**good, "tags": "op"},
+        {**good, "content": None},
+        {**good, "pubkey": "ff" * 32},
+        {k: v for k, v in good.items() if k != "sig"},
+        [good],
+        None,
+        "event",
+    ]
+
+
+def test_the_batch_agrees_with_verify_event_on_every_variant() -> None:
+    events = _variants()
+    expected = [verify_event(event) for event in events]
+    assert expected[:2] == [True, True] and not any(expected[2:])
+    assert verify_events(events) == expected
+
+
+def test_spread_over_processes_the_answers_are_the_same_and_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events = _variants() * 3
+    monkeypatch.setattr(verify, "MIN_EVENTS_PER_JOB", 1)  # cut even a short batch in chunks
+    assert verify_events(events, jobs=3) == [verify_event(event) for event in events]
