@@ -15,7 +15,7 @@ from typing import Any
 
 from nostr_sdk import Event
 
-__all__ = ["verify_event"]
+__all__ = ["nip01_id", "verify_event"]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX128 = re.compile(r"[0-9a-f]{128}")
@@ -35,7 +35,7 @@ def verify_event(event: object) -> bool:
         parsed = Event.from_json(json.dumps(event, ensure_ascii=False, allow_nan=False))
         if not parsed.verify():
             return False
-        return _nip01_id(event) == event_id
+        return nip01_id(event) == event_id
     except Exception:  # untrusted input: every failure means "does not verify"
         return False
 
@@ -44,7 +44,8 @@ def _is_hex(pattern: re.Pattern[str], value: object) -> bool:
     return isinstance(value, str) and pattern.fullmatch(value) is not None
 
 
-def _nip01_id(event: dict[str, Any]) -> str:
+def nip01_id(event: dict[str, Any]) -> str:
+    """The NIP-01 id: sha256 of the event's canonical serialisation, lower hex."""
     serialized = json.dumps(
         [0, event["pubkey"], event["created_at"], event["kind"], event["tags"], event["content"]],
         separators=(",", ":"),
