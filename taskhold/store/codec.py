@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from taskhold.tasks.model import Deposit, DepositState, SwapRecord, Task, TaskState
+from taskhold.tasks.plain import as_plain
 
 __all__ = ["task_from_data", "task_to_data"]
 
 
 def task_to_data(task: Task) -> dict[str, Any]:
-    data = dataclasses.asdict(task)
+    data = as_plain(task)
     data["state"] = task.state.value
     data["deposits"] = [
         {**deposit, "state": deposit["state"].value} for deposit in data["deposits"]
