@@ -76,7 +76,7 @@ def start(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen[by
 def signed_bodies(n: int) -> list[Body]:
     keys = [NostrKeys.generate() for _ in range(16)]
     now = int(time.time())
-    bodies = []
+    bodies: list[Body] = []
     for i in range(n):
         content = {
             "title": f"task {i}",
