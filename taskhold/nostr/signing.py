@@ -8,9 +8,11 @@ the only way out is :meth:`NostrKeys.secret_hex_unsafe`, named so a reviewer not
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
+from coincurve import PrivateKey
 from nostr_sdk import (
     EventBuilder,
     Keys,
@@ -23,6 +25,7 @@ from nostr_sdk import (
 )
 
 from .private_messages import PrivateMessage, open_private_message, wrap_private_message
+from .verify import nip01_id
 
 __all__ = ["NostrKeys"]
 
@@ -32,11 +35,14 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 class NostrKeys:
     """One participant's (or the operator's) Nostr key pair. Build it with a classmethod."""
 
-    __slots__ = ("_keys", "_pubkey_hex")
+    __slots__ = ("_keys", "_pubkey_hex", "_signing_key")
 
     def __init__(self, keys: Keys) -> None:
         self._keys = keys
         self._pubkey_hex: str = keys.public_key().to_hex()
+        # BIP-340 signing on coincurve: a tenth of the cost of building the event in nostr-sdk,
+        # and the log signs two events per write.
+        self._signing_key = PrivateKey(bytes.fromhex(keys.secret_key().to_hex()))
 
     @classmethod
     def generate(cls) -> NostrKeys:
@@ -91,17 +97,31 @@ class NostrKeys:
             raise ValueError(f"kind must be an integer from 0 to 65535, not {kind!r}")
         if isinstance(created_at, bool) or not isinstance(created_at, int) or created_at < 0:
             raise ValueError(f"created_at must be a non-negative integer, not {created_at!r}")
+        if not isinstance(content, str):
+            raise ValueError("cannot sign this event: content must be a string")
+        if not isinstance(tags, list | tuple) or not all(
+            isinstance(tag, list | tuple) and tag and all(isinstance(value, str) for value in tag)
+            for tag in tags
+        ):
+            raise ValueError("cannot sign this event: tags must be non-empty lists of strings")
+        event: dict[str, Any] = {
+            "id": "",
+            "pubkey": self._pubkey_hex,
+            "created_at": created_at,
+            "kind": kind,
+            "tags": [list(tag) for tag in tags],
+            "content": content,
+            "sig": "",
+        }
         try:
-            builder = (
-                EventBuilder(Kind(kind), content)
-                .tags([Tag.parse(list(tag)) for tag in tags])
-                .custom_created_at(Timestamp.from_secs(created_at))
-            )
-            event = builder.finalize(self._keys)
-        except (NostrSdkError, OverflowError, TypeError, ValueError) as exc:
+            event["id"] = nip01_id(event)
+        except ValueError as exc:  # e.g. a lone surrogate in the content
             raise ValueError(f"cannot sign this event: {exc}") from None
-        signed: dict[str, Any] = json.loads(event.as_json())
-        return signed
+        # Fresh auxiliary randomness for each signature, as BIP-340 recommends.
+        event["sig"] = self._signing_key.sign_schnorr(
+            bytes.fromhex(event["id"]), os.urandom(32)
+        ).hex()
+        return event
 
     def sign_event_mined(
         self, kind: int, content: str, tags: list[list[str]], created_at: int, difficulty: int

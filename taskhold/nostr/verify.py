@@ -26,7 +26,7 @@ from typing import Any
 from coincurve import PublicKeyXOnly
 from nostr_sdk import Event
 
-__all__ = ["MIN_EVENTS_PER_JOB", "verify_event", "verify_events"]
+__all__ = ["MIN_EVENTS_PER_JOB", "nip01_id", "verify_event", "verify_events"]
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX128 = re.compile(r"[0-9a-f]{128}")
@@ -46,7 +46,7 @@ def verify_event(event: object) -> bool:
         parsed = Event.from_json(json.dumps(event, ensure_ascii=False, allow_nan=False))
         if not parsed.verify():
             return False
-        return _nip01_id(event) == event_id
+        return nip01_id(event) == event_id
     except Exception:  # untrusted input: every failure means "does not verify"
         return False
 
@@ -55,7 +55,8 @@ def _is_hex(pattern: re.Pattern[str], value: object) -> bool:
     return isinstance(value, str) and pattern.fullmatch(value) is not None
 
 
-def _nip01_id(event: dict[str, Any]) -> str:
+def nip01_id(event: dict[str, Any]) -> str:
+    """The NIP-01 id: sha256 of the event's canonical serialisation, lower hex."""
     serialized = json.dumps(
         [0, event["pubkey"], event["created_at"], event["kind"], event["tags"], event["content"]],
         separators=(",", ":"),
@@ -110,14 +111,10 @@ def _verifies_fast(event: object) -> bool:
         if type(tag) is not list or not tag or any(type(value) is not str for value in tag):
             return False
     try:
-        digest = hashlib.sha256(
-            json.dumps(
-                [0, pubkey, created_at, kind, tags, content],
-                separators=(",", ":"),
-                ensure_ascii=False,
-            ).encode()
-        ).digest()
-        return digest.hex() == event_id and bool(_xonly(pubkey).verify(bytes.fromhex(sig), digest))
+        recomputed = nip01_id(event)
+        return recomputed == event_id and bool(
+            _xonly(pubkey).verify(bytes.fromhex(sig), bytes.fromhex(recomputed))
+        )
     except Exception:  # not a key on the curve, a lone surrogate…: verify_event decides
         return False
 

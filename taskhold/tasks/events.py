@@ -6,9 +6,10 @@ reducer never invents them.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
+
+from .plain import as_plain
 
 __all__ = [
     "AgreementAccepted",
@@ -539,7 +540,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 def event_to_dict(event: Event) -> dict[str, Any]:
     """A JSON-ready dict with the event's type under ``type``."""
-    data = dataclasses.asdict(event)
+    data = as_plain(event)
     data["type"] = type(event).__name__
     return data
 
