@@ -65,6 +65,7 @@ async def _accepted_at(rest: LndRest, payment_hash: bytes, live: asyncio.Event) 
 
 async def _samples(connection_file: Path, count: int, *, single_streams: int) -> list[float]:
     support = _support()
+    default_streams = lnd.SINGLE_INVOICE_STREAMS
     lnd.SINGLE_INVOICE_STREAMS = single_streams
     node = load_node_connection(connection_file, "escrow")
     rest = LndRest(node.rest_url, node.tls_cert_path, node.macaroon_path)
@@ -98,7 +99,7 @@ async def _samples(connection_file: Path, count: int, *, single_streams: int) ->
                 await http.aclose()
     await payer.close()
     await rest.aclose()
-    lnd.SINGLE_INVOICE_STREAMS = 4
+    lnd.SINGLE_INVOICE_STREAMS = default_streams
     return found
 
 
