@@ -37,6 +37,7 @@ from taskhold.store import Tx
 from taskhold.store.models import DepositPayoutRow
 from taskhold.tasks import SYSTEM_ACTOR, Task
 from taskhold.tasks import commands as c
+from taskhold.tasks.due import deposit_guarded
 from taskhold.tasks.model import Deposit, DepositState
 
 from .context import EscrowContext, apply_system, log
@@ -120,9 +121,7 @@ async def guard_deposits(ctx: EscrowContext, task: Task, height: int) -> None:
     """Return a held or forfeited deposit whose HTLC nears the guard margin; settle one whose
     payout may still land (the declared fallback: returning it could pay the money twice)."""
     for deposit in task.deposits:
-        if deposit.state not in (DepositState.HELD, DepositState.FORFEIT):
-            continue
-        if deposit.expiry_height is None or deposit.hold_settled_at is not None:
+        if not deposit_guarded(deposit) or deposit.expiry_height is None:
             continue
         blocks_left = deposit.expiry_height - height
         if blocks_left > ctx.settings.guard_blocks:

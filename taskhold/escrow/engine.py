@@ -44,7 +44,7 @@ from .refund import refund
 from .renewal import observe_hold, renew, retire
 from .series import advance_milestone
 from .split import pay_out
-from .timers import TIMED_STATES, guard, run_timers
+from .timers import guard, run_timers
 
 __all__ = ["EscrowEngine"]
 
@@ -139,10 +139,15 @@ class EscrowEngine:
 
     async def run_once(self) -> None:
         """One pass over everything that may be due. Payments are started here, never awaited:
-        they run as background jobs (:meth:`drain` waits for them)."""
+        they run as background jobs (:meth:`drain` waits for them).
+
+        Its cost grows with the work due, not with the open tasks: every task it looks at is
+        selected by an indexed due time (``taskhold.tasks.due``): a timer that ran out, a hold
+        within its margin of expiry, a deposit hold within the guard margin, or a Lightning
+        action owed (``pending_action``, ``deposit_action``)."""
         ctx = self.ctx
         async with ctx.store.transaction() as tx:
-            timed = await tx.task_ids_in(TIMED_STATES)
+            timed = await tx.task_ids_timer_due(ctx.now())
         for task_id in timed:
             await self._guarded(task_id, run_timers(ctx, task_id))
         try:
@@ -152,7 +157,7 @@ class EscrowEngine:
             height = None
         if height is not None:
             async with ctx.store.transaction() as tx:
-                funded = await tx.task_ids_in(list(FUNDED_STATES))
+                funded = await tx.task_ids_hold_due(height, _hold_margins(ctx))
                 paying = set(await tx.task_ids_pending("release"))
             for task_id in funded:
                 step = partial(guard, ctx, task_id, height)
@@ -162,7 +167,7 @@ class EscrowEngine:
         async with ctx.store.transaction() as tx:
             refunds = await tx.task_ids_pending("refund")
             releases = await tx.task_ids_pending("release")
-            with_deposits = await tx.task_ids_with_deposits()
+            with_deposits = await tx.task_ids_deposits_due(height, ctx.settings.guard_blocks)
             retiring = await tx.task_ids_pending("rounds")
         for task_id in [*retiring, *refunds, *releases]:
             await self._guarded(task_id, retire(ctx, task_id))
@@ -391,6 +396,18 @@ class EscrowEngine:
             )
             return None
         return result if isinstance(result, Task) else None
+
+
+def _hold_margins(ctx: EscrowContext) -> dict[str, int]:
+    """Blocks before a hold's expiry at which each ``hold_margin`` class is looked at: the
+    guardian's margin, the release reserve, and the renewal lead (never below the reserve, as
+    a renewing task may also be released)."""
+    settings = ctx.settings
+    return {
+        "guard": settings.guard_blocks,
+        "reserve": settings.hold_reserve_blocks,
+        "renewal": max(settings.renewal_lead_blocks, settings.hold_reserve_blocks),
+    }
 
 
 def _settled(done: Task | None) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from taskhold.tasks import SYSTEM_ACTOR, Task, TaskState
 from taskhold.tasks import commands as c
+from taskhold.tasks.due import may_release_at_guard
 from taskhold.tasks.model import FUNDED_STATES
 
 from .context import EscrowContext, apply_system
@@ -41,10 +42,11 @@ async def guard(ctx: EscrowContext, task_id: str, height: int) -> Task | None:
     # decided early enough for its payout to still fit in the hold (the reserve); everything
     # else is decided at the guard margin. So is a disputed one (the dispute's default
     # releases it), which a renewal the employer did not pay would otherwise leave refunded.
-    may_release = task.state is TaskState.SUBMITTED or (
-        task.state in (TaskState.CLAIMED, TaskState.DISPUTED) and task.proof is not None
+    due = (
+        ctx.settings.hold_reserve_blocks
+        if may_release_at_guard(task)
+        else ctx.settings.guard_blocks
     )
-    due = ctx.settings.hold_reserve_blocks if may_release else ctx.settings.guard_blocks
     if blocks_left > due:
         return task
     if await payout_may_land(ctx, task):

@@ -49,6 +49,10 @@ from taskhold.lightning.lnd_rest import (
 __all__ = ["LndBackend", "invoice_status_from_lnd", "payment_result_from_lnd"]
 
 _FINAL_INVOICE_STATES = frozenset({InvoiceState.SETTLED, InvoiceState.CANCELED})
+
+SINGLE_INVOICE_STREAMS = 4
+"""Newest OPEN invoices followed one by one (of the 8 subscription connections): their payment
+is seen as lnd accepts it, not at the next poll of pending invoices."""
 _FINAL_PAYMENT_STATES = frozenset({PaymentStatus.SUCCEEDED, PaymentStatus.FAILED})
 # lnd's Payment.status names; INITIATED (no HTLC sent yet) counts as in flight.
 _PAYMENT_STATUS = {
@@ -223,9 +227,14 @@ class LndBackend:
                     yield status
 
     def subscribe_invoices(self) -> AsyncGenerator[InvoiceStatus, None]:
-        """All invoices over two connections whatever their number: lnd's all-invoices stream
-        plus a poll of the pending ones (see :mod:`~taskhold.lightning.lnd_invoices`)."""
-        return follow_invoices(self._rest, poll_seconds=self._invoice_poll_seconds)
+        """All invoices over a bounded number of connections whatever their number: lnd's
+        all-invoices stream, a poll of the pending ones, and single streams of the newest
+        OPEN ones, so a payment is seen at once (see :mod:`~taskhold.lightning.lnd_invoices`)."""
+        return follow_invoices(
+            self._rest,
+            poll_seconds=self._invoice_poll_seconds,
+            single_streams=SINGLE_INVOICE_STREAMS,
+        )
 
     async def settle_invoice(self, preimage: bytes) -> None:
         """``POST /v2/invoices/settle``; lnd itself treats settling a SETTLED invoice as done."""

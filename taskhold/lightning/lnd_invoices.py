@@ -12,12 +12,19 @@ connection each.
 
 Each poll starts at the lowest add index still pending (or where the last one started): an
 invoice that is pending now was either pending then or added since, and add indexes only grow.
+
+The poll alone would report a payment up to ``poll_seconds`` late. So the newest OPEN invoices
+(at most ``single_streams``, on the subscriptions' own connections) are also followed one by
+one (``GET /v2/invoices/subscribe/{hash}``, which does report ACCEPTED): a hold invoice paid
+soon after it was issued, the usual case, is reported as lnd accepts the HTLC. Older ones fall
+back to the poll, so the connections stay bounded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import AsyncGenerator
 
 from taskhold.lightning.base import (
@@ -61,15 +68,17 @@ def invoice_status_from_lnd(invoice: JSONObject) -> InvoiceStatus:
 
 
 async def follow_invoices(
-    rest: LndRest, *, poll_seconds: float
+    rest: LndRest, *, poll_seconds: float, single_streams: int = 0
 ) -> AsyncGenerator[InvoiceStatus, None]:
     """Every pending invoice once, then each invoice whose state changes (the backend's
     ``subscribe_invoices``). A failed poll ends it with :class:`NodeUnreachable`."""
     stream: asyncio.Queue[JSONObject] = asyncio.Queue()
     reader = asyncio.create_task(_read_stream(rest, stream), name="lnd-invoice-stream")
+    singles = _SingleStreams(rest, stream, single_streams)
     try:
         known, offset = await _pending(rest, 0)
         for status in known.values():
+            singles.follow(status)
             yield status
         loop = asyncio.get_running_loop()
         next_poll = loop.time() + poll_seconds
@@ -82,6 +91,7 @@ async def follow_invoices(
                 except TimeoutError:
                     continue
                 status = invoice_status_from_lnd(invoice)
+                singles.follow(status)
                 if known.get(status.payment_hash) != status:
                     _remember(known, status)
                     yield status
@@ -89,6 +99,7 @@ async def follow_invoices(
             listed, offset = await _pending(rest, offset)
             for status in listed.values():
                 if known.get(status.payment_hash) != status:
+                    singles.follow(status)
                     yield status
             for payment_hash in known.keys() - listed.keys():
                 try:
@@ -102,6 +113,53 @@ async def follow_invoices(
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await reader
+        await singles.close()
+
+
+class _SingleStreams:
+    """Single-invoice streams of the newest OPEN invoices, at most ``limit`` at once: a new
+    OPEN invoice takes the oldest one's place; an invoice that left OPEN is dropped."""
+
+    def __init__(self, rest: LndRest, into: asyncio.Queue[JSONObject], limit: int) -> None:
+        self.rest, self.into, self.limit = rest, into, limit
+        self.readers: OrderedDict[bytes, asyncio.Task[None]] = OrderedDict()
+
+    def follow(self, status: InvoiceStatus) -> None:
+        payment_hash = status.payment_hash
+        if status.state is not InvoiceState.OPEN:
+            reader = self.readers.pop(payment_hash, None)
+            if reader is not None:
+                reader.cancel()
+            return
+        if self.limit <= 0 or payment_hash in self.readers:
+            return
+        while len(self.readers) >= self.limit:
+            _, oldest = self.readers.popitem(last=False)
+            oldest.cancel()
+        self.readers[payment_hash] = asyncio.create_task(
+            _read_single(self.rest, payment_hash, self.into), name="lnd-invoice-single"
+        )
+
+    async def close(self) -> None:
+        readers = list(self.readers.values())
+        self.readers.clear()
+        for reader in readers:
+            reader.cancel()
+        for reader in readers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+
+async def _read_single(rest: LndRest, payment_hash: bytes, into: asyncio.Queue[JSONObject]) -> None:
+    """Forward one invoice's updates until it leaves OPEN; on a drop the poll covers it."""
+    path = f"/v2/invoices/subscribe/{b64url(payment_hash)}"
+    with contextlib.suppress(LightningError):
+        updates = rest.stream("GET", path, subscription=True)
+        async with contextlib.aclosing(updates):
+            async for invoice in updates:
+                into.put_nowait(invoice)
+                if invoice.get("state") != InvoiceState.OPEN.value:
+                    return
 
 
 def _remember(known: dict[bytes, InvoiceStatus], status: InvoiceStatus) -> None:

@@ -57,6 +57,15 @@ class TaskRow(Base):
     created_at: Mapped[int] = mapped_column(index=True)
     updated_at: Mapped[int]
     data: Mapped[dict[str, Any]]
+    timer_due_at: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    """When the task's next timer runs out (``taskhold.tasks.due``); the engine ticks only
+    the tasks it has reached."""
+    hold_margin: Mapped[str | None] = mapped_column(String(8))
+    hold_expiry_height: Mapped[int | None] = mapped_column(BigInteger)
+    """The held HTLC's expiry height and the margin before it at which the engine looks at the
+    task (guard, renewal): indexed together, one range per margin."""
+    deposit_expiry_height: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    """The nearest expiry height of a deposit hold the guardian watches."""
 
 
 class TransitionRow(Base):
@@ -237,6 +246,7 @@ class AuditRow(Base):
 
 
 Index("ix_tasks_state_updated", TaskRow.state, TaskRow.updated_at)
+Index("ix_tasks_hold_due", TaskRow.hold_margin, TaskRow.hold_expiry_height)
 
 
 class ReceiptRow(Base):

@@ -13,13 +13,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import case, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from taskhold.errors import Conflict, RefusalCode
+from taskhold.tasks.due import deposit_expiry_height, hold_margin, timer_due_at
 from taskhold.tasks.events import Event, event_to_dict
 from taskhold.tasks.machine import evolve
 from taskhold.tasks.model import FUNDED_STATES, DepositState, Task, TaskState
@@ -94,6 +95,18 @@ def projection_values(task: Task) -> dict[str, Any]:
         "created_at": task.created_at,
         "updated_at": task.updated_at,
         "data": task_to_data(task),
+        **due_values(task),
+    }
+
+
+def due_values(task: Task) -> dict[str, Any]:
+    """The indexed columns the engine's tick selects due tasks by (``taskhold.tasks.due``)."""
+    margin = hold_margin(task)
+    return {
+        "timer_due_at": timer_due_at(task),
+        "hold_margin": margin,
+        "hold_expiry_height": None if margin is None else task.accepted_htlc_expiry_height,
+        "deposit_expiry_height": deposit_expiry_height(task),
     }
 
 
@@ -267,6 +280,34 @@ class Tx:
     async def task_ids_pending(self, action: str) -> list[str]:
         """Tasks the escrow engine owes a ``release`` or a ``refund``."""
         stmt = select(TaskRow.task_id).where(TaskRow.pending_action == action)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def task_ids_timer_due(self, now: int) -> list[str]:
+        """Tasks whose next timer has run out by ``now`` (the ``timer_due_at`` index)."""
+        stmt = select(TaskRow.task_id).where(TaskRow.timer_due_at <= now)
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def task_ids_hold_due(self, height: int, margins: dict[str, int]) -> list[str]:
+        """Tasks whose held HTLC is within its margin (blocks, by ``hold_margin``) of expiry
+        at ``height``: one range of the ``ix_tasks_hold_due`` index per margin."""
+        stmt = select(TaskRow.task_id).where(
+            or_(
+                *(
+                    (TaskRow.hold_margin == margin)
+                    & (TaskRow.hold_expiry_height <= height + blocks)
+                    for margin, blocks in sorted(margins.items())
+                )
+            )
+        )
+        return list((await self.session.execute(stmt)).scalars())
+
+    async def task_ids_deposits_due(self, height: int | None, guard_blocks: int) -> list[str]:
+        """Tasks owing a deposit a return or a payout, and, at a known ``height``, those with a
+        deposit hold within ``guard_blocks`` of expiry."""
+        due: ColumnElement[bool] = TaskRow.deposit_action.in_(["return", "payout"])
+        if height is not None:
+            due = or_(due, TaskRow.deposit_expiry_height <= height + guard_blocks)
+        stmt = select(TaskRow.task_id).where(due)
         return list((await self.session.execute(stmt)).scalars())
 
     async def task_ids_with_deposits(self) -> list[str]:

@@ -63,7 +63,16 @@ from .splits import (
 )
 from .swap_reports import decide_swap, swap_changes
 
-__all__ = ["CLAIM_MODES", "REJECTION_POLICIES", "TRANSITIONS", "Rule", "decide", "evolve", "replay"]
+__all__ = [
+    "CLAIM_MODES",
+    "REJECTION_POLICIES",
+    "TRANSITIONS",
+    "Rule",
+    "decide",
+    "dispute_ends_at",
+    "evolve",
+    "replay",
+]
 
 S = TaskState
 
@@ -661,7 +670,7 @@ def _tick(task: Task, cmd: c.Command) -> list[e.Event]:
         return [e.RefundOrdered(at=now, actor=cmd.actor, reason="deadline passed unclaimed")]
     elif task.state is S.CLAIMED and not _claim_still_open(task, now):
         return _claim_ran_out(task, cmd, "deadline passed without proof")
-    elif task.state is S.DISPUTED and now >= _dispute_ends_at(task):
+    elif task.state is S.DISPUTED and now >= dispute_ends_at(task):
         return _dispute_default(task, cmd, "dispute window ran out without a proof")
     return []
 
@@ -679,7 +688,7 @@ def _claim_ran_out(task: Task, cmd: c.Command, refund_reason: str) -> list[e.Eve
     return [e.RefundOrdered(at=cmd.at, actor=cmd.actor, reason=refund_reason)]
 
 
-def _dispute_ends_at(task: Task) -> int | float:
+def dispute_ends_at(task: Task) -> int | float:
     """When the dispute's window runs out; never for a dispute recorded without its opening
     time (a projection older than the dispute timer), which the guardian still ends."""
     if task.dispute_opened_at is None:
