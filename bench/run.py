@@ -18,6 +18,7 @@ import argparse
 import importlib.util
 import json
 import operator
+import os
 import sys
 import time
 import traceback
@@ -61,9 +62,11 @@ TARGETS: tuple[Target, ...] = (
     Target("writes PostgreSQL, p99 ms at 16 concurrent", "writes", "postgresql_p99_ms", "<=", 50),
     Target("audit, 1 core / bare coincurve", "audit", "ratio_1core", ">=", 0.6),
     Target("audit, 2 cores / bare coincurve (1 core)", "audit", "ratio_2core", ">=", 1.2),
-    Target("rebuild, seconds for 100,000 entries", "rebuild", "seconds_100k", "<=", 60),
-    Target("funding detection, p99 ms after lnd", "funding_detection", "p99_ms", "<=", 100),
-    Target("engine tick, 100,000 open / 100 open", "engine_tick", "ratio", "<=", 1.5),
+    Target("rebuild SQLite, seconds for 100,000 entries", "rebuild", "seconds_100k", "<=", 60),
+    Target("rebuild PostgreSQL, s for 100,000 entries", "rebuild", "pg_seconds_100k", "<=", 60),
+    Target("funding seen, p99 ms after lnd", "funding_detection", "funding_detect_ms_p99", "<=", 100),
+    Target("engine tick SQLite, 100,000 open / 100", "engine_tick", "sqlite_ratio", "<=", 1.5),
+    Target("engine tick PostgreSQL, 100,000 / 100", "engine_tick", "postgresql_ratio", "<=", 1.5),
     Target("devnet lifecycle / raw lnd REST", "devnet_lifecycle", "ratio", "<=", 1.2),
 )
 
@@ -82,7 +85,23 @@ def load(file: str) -> ModuleType:
     return module
 
 
+# The benches that need a regtest devnet: they share one (bench/devnet_support.py brings it up
+# once unless TASKHOLD_BENCH_DEVNET names a running one).
+ON_DEVNET = ("funding_detection", "devnet_lifecycle")
+
+
 def run(names: list[str], *, quick: bool) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    if os.environ.get("TASKHOLD_BENCH_DEVNET") or not any(n in ON_DEVNET for n in names):
+        return _run(names, quick=quick)
+    with load("devnet_support.py").devnet() as connection_file:
+        os.environ["TASKHOLD_BENCH_DEVNET"] = str(connection_file.parent)
+        try:
+            return _run(names, quick=quick)
+        finally:
+            del os.environ["TASKHOLD_BENCH_DEVNET"]
+
+
+def _run(names: list[str], *, quick: bool) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     figures: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
     for name in names:
@@ -125,10 +144,11 @@ def chart(path: Path, *, quick: bool) -> Path:
 
     points = load(BENCHES["writes"]).sweep(quick=quick)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    for series in sorted({(p["database"], p["server"]) for p in points}):
-        xs = [p["concurrency"] for p in points if (p["database"], p["server"]) == series]
-        ys = [p["rps"] for p in points if (p["database"], p["server"]) == series]
-        ax.plot(xs, ys, marker="o", label=f"{series[1]} ({series[0]})")
+    for database in sorted({p["database"] for p in points}):
+        mine = [p for p in points if p["database"] == database]
+        xs = [p["concurrency"] for p in mine]
+        ax.plot(xs, [p["rps"] for p in mine], marker="o", label=f"taskhold ({database})")
+        ax.plot(xs, [p["bare_rps"] for p in mine], marker="x", ls="--", label=f"bare ({database})")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("concurrent requests")
     ax.set_ylabel("signed create-task writes per second")

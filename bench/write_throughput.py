@@ -260,7 +260,7 @@ def measure(*, quick: bool) -> dict[str, object]:
 
 def sweep(*, quick: bool) -> list[dict[str, object]]:
     """Throughput of taskhold and the bare endpoint at each concurrency in
-    ``SWEEP_CONCURRENCY``, per database: the points of the lead's chart."""
+    ``SWEEP_CONCURRENCY``, per database: the points of ``bench/run.py``'s chart."""
     points: list[dict[str, object]] = []
     for kind in databases():
         with database(kind) as url, servers(url, f"sweep-{kind}") as (ours_url, bare_url):
