@@ -19,7 +19,6 @@ import asyncio
 import base64
 import contextlib
 import hashlib
-import importlib.util
 import json
 import os
 import sqlite3
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchkit import load_bench
 
 from taskhold.client import TaskholdClient
 from taskhold.lightning.lnd_rest import load_node_connection
@@ -42,15 +42,6 @@ from taskhold.nostr import NostrKeys
 
 AMOUNT_MSAT = 20_000_000
 DAY_S = 86_400
-
-
-def _support() -> Any:
-    path = Path(__file__).with_name("devnet_support.py")
-    spec = importlib.util.spec_from_file_location("devnet_support", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _node(connection_file: Path, name: str) -> httpx.AsyncClient:
@@ -176,7 +167,7 @@ async def taskhold_lifecycle(
 
 async def _measure(rounds: int) -> dict[str, object]:
     configure_logging("WARNING")
-    support = _support()
+    support = load_bench("devnet_support.py")
     times: dict[str, list[float]] = {"taskhold": [], "raw": []}
     stages: dict[str, list[float]] = {}
     with support.devnet() as connection_file, tempfile.TemporaryDirectory() as tmp:

@@ -24,15 +24,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+from benchkit import new_database
 from sqlalchemy import insert, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from taskhold.api.application import create_api
 from taskhold.client import TaskholdClient
@@ -54,24 +51,6 @@ CHUNK = 5_000
 
 def _progress(message: str) -> None:
     print(f"[engine_tick] {message}", file=sys.stderr, flush=True)
-
-
-@asynccontextmanager
-async def _database(kind: str, directory: Path) -> AsyncIterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite+aiosqlite:///{directory / 'taskhold.sqlite3'}"
-        return
-    admin_url = os.environ["TASKHOLD_TEST_PG_URL"]
-    name = f"taskhold_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with admin.connect() as conn:
-            await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.dispose()
 
 
 class Bench:
@@ -154,7 +133,7 @@ async def _measure_one(
 ) -> dict[str, float]:
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix=f"taskhold-bench-tick-{kind}-") as tmp:
-        async with _database(kind, Path(tmp)) as url:
+        async with new_database(kind, Path(tmp)) as url:
             bench = await Bench.open(url, Path(tmp))
             try:
                 await bench.fund_template()

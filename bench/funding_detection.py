@@ -19,14 +19,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+
+from benchkit import load_bench
 
 from taskhold.lightning import lnd
 from taskhold.lightning.lnd_rest import LndRest, b64url, load_node_connection
@@ -35,15 +35,6 @@ from taskhold.logs import configure_logging
 
 AMOUNT_MSAT = 20_000_000
 DAY_S = 86_400
-
-
-def _support() -> Any:
-    path = Path(__file__).with_name("devnet_support.py")
-    spec = importlib.util.spec_from_file_location("devnet_support", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _state(database: Path, task_id: str) -> str | None:
@@ -64,7 +55,7 @@ async def _accepted_at(rest: LndRest, payment_hash: bytes, live: asyncio.Event) 
 
 
 async def _samples(connection_file: Path, count: int, *, single_streams: int) -> list[float]:
-    support = _support()
+    support = load_bench("devnet_support.py")
     default_streams = lnd.SINGLE_INVOICE_STREAMS
     lnd.SINGLE_INVOICE_STREAMS = single_streams
     node = load_node_connection(connection_file, "escrow")
@@ -115,7 +106,7 @@ def _figures(prefix: str, samples: list[float]) -> dict[str, object]:
 
 async def _measure(count: int) -> dict[str, object]:
     configure_logging("WARNING")
-    support = _support()
+    support = load_bench("devnet_support.py")
     with support.devnet() as connection_file:
         after = await _samples(connection_file, count, single_streams=4)
         before = await _samples(connection_file, max(3, count // 2), single_streams=0)

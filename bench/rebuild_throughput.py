@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import hashlib
 import json
 import os
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from benchkit import new_database
 from coincurve import PublicKeyXOnly
 
 from taskhold.nostr import NostrKeys
@@ -114,32 +112,10 @@ def bare_verify(events: list[dict[str, Any]]) -> float:
     return time.perf_counter() - started
 
 
-@contextlib.asynccontextmanager
-async def fresh_database(kind: str) -> AsyncIterator[str]:
-    """An empty database: a new SQLite file, or a PostgreSQL database dropped afterwards."""
-    if kind == "sqlite":
-        directory = Path(tempfile.mkdtemp(prefix="taskhold-rebuild-bench-"))
-        yield f"sqlite+aiosqlite:///{directory / 'rebuilt.sqlite3'}"
-        return
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    admin_url = os.environ["TASKHOLD_TEST_PG_URL"]
-    name = f"taskhold_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        async with admin.connect() as conn:
-            await conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.dispose()
-
-
 async def rebuild(events: list[dict[str, Any]], operator: str, kind: str = "sqlite") -> float:
     """Seconds for ``rebuild_from_entries`` into a fresh, migrated database of ``kind``."""
-    async with fresh_database(kind) as url:
+    directory = Path(tempfile.mkdtemp(prefix="taskhold-rebuild-bench-"))
+    async with new_database(kind, directory) as url:
         engine = create_engine(url)
         try:
             await migrate(engine)

@@ -15,7 +15,6 @@ as the table: ``{"quick", "figures": {bench: {...}}, "targets": [...], "errors",
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import operator
 import os
@@ -25,11 +24,10 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
+from benchkit import BENCH, load_bench
+
 DEFAULT_CHART = BENCH / "results" / "write-concurrency.png"
 
 # The benchmarks in the order they run: the name used in the table and in --json, and the file.
@@ -73,18 +71,6 @@ TARGETS: tuple[Target, ...] = (
 OPS: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": operator.le}
 
 
-def load(file: str) -> ModuleType:
-    """Import a bench module by path: ``bench/`` is a folder of scripts, not a package."""
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    spec = importlib.util.spec_from_file_location(f"bench_{Path(file).stem}", BENCH / file)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {file}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 # The benches that need a regtest devnet: they share one (bench/devnet_support.py brings it up
 # once unless TASKHOLD_BENCH_DEVNET names a running one).
 ON_DEVNET = ("funding_detection", "devnet_lifecycle")
@@ -93,7 +79,7 @@ ON_DEVNET = ("funding_detection", "devnet_lifecycle")
 def run(names: list[str], *, quick: bool) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
     if os.environ.get("TASKHOLD_BENCH_DEVNET") or not any(n in ON_DEVNET for n in names):
         return _run(names, quick=quick)
-    with load("devnet_support.py").devnet() as connection_file:
+    with load_bench("devnet_support.py").devnet() as connection_file:
         os.environ["TASKHOLD_BENCH_DEVNET"] = str(connection_file.parent)
         try:
             return _run(names, quick=quick)
@@ -108,7 +94,7 @@ def _run(names: list[str], *, quick: bool) -> tuple[dict[str, dict[str, Any]], d
         started = time.perf_counter()
         print(f"bench/run.py: {name} ...", file=sys.stderr, flush=True)
         try:
-            figures[name] = dict(load(BENCHES[name]).measure(quick=quick))
+            figures[name] = dict(load_bench(BENCHES[name]).measure(quick=quick))
         except Exception as exc:  # one broken bench must not hide the others' figures
             errors[name] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc(file=sys.stderr)
@@ -142,7 +128,7 @@ def chart(path: Path, *, quick: bool) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = load(BENCHES["writes"]).sweep(quick=quick)
+    points = load_bench(BENCHES["writes"]).sweep(quick=quick)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     for database in sorted({p["database"] for p in points}):
         mine = [p for p in points if p["database"] == database]

@@ -1,0 +1,34 @@
+"""What the benchmarks share: loading a sibling bench file, and the tests' fresh database of
+either kind (``tests/support/stacks.new_database``: a new SQLite file, or a PostgreSQL database
+made with ``$TASKHOLD_TEST_PG_URL`` and dropped afterwards).
+
+``bench/`` is a folder of scripts, not a package: a script run as ``python bench/X.py`` (or
+loaded by ``bench/run.py``, which lives here too) has this folder first on ``sys.path``, so
+``from benchkit import ...`` works both ways.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent / "tests"))
+
+from support.stacks import PG_ADMIN_URL, new_database  # noqa: E402
+
+__all__ = ["BENCH", "PG_ADMIN_URL", "load_bench", "new_database"]
+
+
+def load_bench(file: str) -> ModuleType:
+    """Import ``bench/<file>`` by path, with the repository root importable as for the tests."""
+    if str(BENCH.parent) not in sys.path:
+        sys.path.insert(0, str(BENCH.parent))
+    spec = importlib.util.spec_from_file_location(f"bench_{Path(file).stem}", BENCH / file)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load bench/{file}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
