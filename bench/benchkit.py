@@ -30,5 +30,6 @@ def load_bench(file: str) -> ModuleType:
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load bench/{file}")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a dataclass looks its module up there
     spec.loader.exec_module(module)
     return module
