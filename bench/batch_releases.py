@@ -35,14 +35,14 @@ import time
 from pathlib import Path
 
 import httpx
+from benchkit import on_simulator
 
-from taskhold.api.application import create_api
 from taskhold.client import TaskholdClient
 from taskhold.escrow.release import release
 from taskhold.lightning.simworld import SimWorld
 from taskhold.logs import configure_logging
 from taskhold.nostr import NostrKeys
-from taskhold.services import Services, build_services
+from taskhold.services import Services
 from taskhold.settings import Settings
 from taskhold.tasks import TaskState
 
@@ -66,10 +66,7 @@ class Stack:
             rate_limit_pubkey_per_s=0,
             rate_limit_ip_per_s=0,
         )
-        world = SimWorld.create(hold_expiry_delta=settings.hold_expiry_delta)
-        services = await build_services(settings, sim=world)
-        transport = httpx.ASGITransport(app=create_api(services, run_engine=False))
-        http = httpx.AsyncClient(transport=transport, base_url="http://taskhold.bench")
+        services, world, http = await on_simulator(settings)
         stack = cls(services, world, http)
         stack.world.network.payment_latency_s = latency_s
         return stack

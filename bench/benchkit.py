@@ -1,4 +1,5 @@
-"""What the benchmarks share: loading a sibling bench file, and the tests' fresh database of
+"""What the benchmarks share: loading a sibling bench file, taskhold in process on the Lightning
+simulator, and the tests' fresh database of
 either kind (``tests/support/stacks.new_database``: a new SQLite file, or a PostgreSQL database
 made with ``$TASKHOLD_TEST_PG_URL`` and dropped afterwards).
 
@@ -17,9 +18,15 @@ from types import ModuleType
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 
+import httpx  # noqa: E402
 from support.stacks import PG_ADMIN_URL, new_database  # noqa: E402
 
-__all__ = ["BENCH", "PG_ADMIN_URL", "load_bench", "new_database"]
+from taskhold.api.application import create_api  # noqa: E402
+from taskhold.lightning.simworld import SimWorld  # noqa: E402
+from taskhold.services import Services, build_services  # noqa: E402
+from taskhold.settings import Settings  # noqa: E402
+
+__all__ = ["BENCH", "PG_ADMIN_URL", "load_bench", "new_database", "on_simulator"]
 
 
 def load_bench(file: str) -> ModuleType:
@@ -33,3 +40,13 @@ def load_bench(file: str) -> ModuleType:
     sys.modules[spec.name] = module  # a dataclass looks its module up there
     spec.loader.exec_module(module)
     return module
+
+
+async def on_simulator(settings: Settings) -> tuple[Services, SimWorld, httpx.AsyncClient]:
+    """taskhold's services on a fresh simulator world, and an HTTP client to its API in process
+    (the engine is not started: each bench drives it)."""
+    world = SimWorld.create(hold_expiry_delta=settings.hold_expiry_delta)
+    services = await build_services(settings, sim=world)
+    transport = httpx.ASGITransport(app=create_api(services, run_engine=False))
+    http = httpx.AsyncClient(transport=transport, base_url="http://taskhold.bench")
+    return services, world, http

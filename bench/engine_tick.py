@@ -28,15 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchkit import new_database
+from benchkit import new_database, on_simulator
 from sqlalchemy import insert, select
 
-from taskhold.api.application import create_api
 from taskhold.client import TaskholdClient
 from taskhold.lightning.simworld import SimWorld
 from taskhold.logs import configure_logging
 from taskhold.nostr import NostrKeys
-from taskhold.services import Services, build_services
+from taskhold.services import Services
 from taskhold.settings import Settings
 from taskhold.store.codec import task_from_data
 from taskhold.store.models import TaskRow
@@ -66,10 +65,7 @@ class Bench:
             rate_limit_pubkey_per_s=0,
             rate_limit_ip_per_s=0,
         )
-        world = SimWorld.create(hold_expiry_delta=settings.hold_expiry_delta)
-        services = await build_services(settings, sim=world)
-        transport = httpx.ASGITransport(app=create_api(services, run_engine=False))
-        http = httpx.AsyncClient(transport=transport, base_url="http://taskhold.bench")
+        services, world, http = await on_simulator(settings)
         return cls(services, world, http)
 
     async def fund_template(self) -> None:

@@ -23,13 +23,13 @@ import time
 from pathlib import Path
 
 import httpx
+from benchkit import on_simulator
 
-from taskhold.api.application import create_api
 from taskhold.client import TaskholdClient
 from taskhold.lightning.base import PaymentStatus
 from taskhold.lightning.simworld import SimWorld
 from taskhold.nostr import NostrKeys
-from taskhold.services import Services, build_services
+from taskhold.services import Services
 from taskhold.settings import Settings
 
 AMOUNT_MSAT = 150_000_000
@@ -53,10 +53,7 @@ class Bench:
             rate_limit_pubkey_per_s=0,
             rate_limit_ip_per_s=0,
         )
-        world = SimWorld.create(hold_expiry_delta=settings.hold_expiry_delta)
-        services = await build_services(settings, sim=world)
-        transport = httpx.ASGITransport(app=create_api(services, run_engine=False))
-        http = httpx.AsyncClient(transport=transport, base_url="http://taskhold.bench")
+        services, world, http = await on_simulator(settings)
         return cls(services, world, http)
 
     def client(self) -> TaskholdClient:
