@@ -18,15 +18,18 @@ from types import ModuleType
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent / "tests"))
 
+import time  # noqa: E402
+
 import httpx  # noqa: E402
 from support.stacks import PG_ADMIN_URL, new_database  # noqa: E402
 
 from taskhold.api.application import create_api  # noqa: E402
+from taskhold.client import TaskholdClient  # noqa: E402
 from taskhold.lightning.simworld import SimWorld  # noqa: E402
 from taskhold.services import Services, build_services  # noqa: E402
 from taskhold.settings import Settings  # noqa: E402
 
-__all__ = ["BENCH", "PG_ADMIN_URL", "load_bench", "new_database", "on_simulator"]
+__all__ = ["BENCH", "PG_ADMIN_URL", "fund_one", "load_bench", "new_database", "on_simulator"]
 
 
 def load_bench(file: str) -> ModuleType:
@@ -50,3 +53,18 @@ async def on_simulator(settings: Settings) -> tuple[Services, SimWorld, httpx.As
     transport = httpx.ASGITransport(app=create_api(services, run_engine=False))
     http = httpx.AsyncClient(transport=transport, base_url="http://taskhold.bench")
     return services, world, http
+
+
+async def fund_one(
+    services: Services, world: SimWorld, employer: TaskholdClient, amount_msat: int
+) -> dict[str, object]:
+    """A task created by ``employer``, due in a day, paid by the simulator's employer and seen
+    FUNDED by the engine; its API view as created."""
+    task = await employer.create_task(
+        "bench", "", amount_msat, int(time.time()) + 86_400,
+        acceptance={"required_fields": ["url"]},
+    )  # fmt: skip
+    funding = (await employer.request_funding(str(task["task_id"])))["funding"]
+    await world.employer.send_payment(funding["payment_request"])
+    await services.engine.reconcile()
+    return task

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchkit import new_database, on_simulator
+from benchkit import fund_one, new_database, on_simulator
 from sqlalchemy import insert, select
 
 from taskhold.client import TaskholdClient
@@ -71,13 +71,7 @@ class Bench:
     async def fund_template(self) -> None:
         """One task funded the ordinary way; its projection row is copied for the others."""
         employer = TaskholdClient("http://taskhold.bench", NostrKeys.generate(), http=self.http)
-        task = await employer.create_task(
-            "bench", "", AMOUNT_MSAT, int(time.time()) + DAY_S,
-            acceptance={"required_fields": ["url"]},
-        )  # fmt: skip
-        funding = (await employer.request_funding(task["task_id"]))["funding"]
-        await self.world.employer.send_payment(funding["payment_request"])
-        await self.services.engine.reconcile()
+        task = await fund_one(self.services, self.world, employer, AMOUNT_MSAT)
         async with self.services.store.transaction() as tx:
             row = await tx.session.get(TaskRow, task["task_id"])
             assert row is not None and row.state == "FUNDED", "the template task must be funded"

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import httpx
-from benchkit import on_simulator
+from benchkit import fund_one, on_simulator
 
 from taskhold.client import TaskholdClient
 from taskhold.lightning.base import PaymentStatus
@@ -60,13 +60,7 @@ class Bench:
         return TaskholdClient("http://taskhold.bench", NostrKeys.generate(), http=self.http)
 
     async def funded(self, employer: TaskholdClient) -> str:
-        task = await employer.create_task(
-            "bench", "", AMOUNT_MSAT, int(time.time()) + DAY_S,
-            acceptance={"required_fields": ["url"]},
-        )  # fmt: skip
-        funding = (await employer.request_funding(task["task_id"]))["funding"]
-        await self.world.employer.send_payment(funding["payment_request"])
-        await self.services.engine.reconcile()
+        task = await fund_one(self.services, self.world, employer, AMOUNT_MSAT)
         return str(task["task_id"])
 
     async def held_payout(self, employer: TaskholdClient) -> bytes:
