@@ -150,7 +150,8 @@ def split_changes(task: Task, ev: e.Event) -> dict[str, object]:
             return {
                 "state": TaskState.VERIFIED,
                 "verified_at": ev.at,
-                "verified_by": ev.actor,
+                # an agreement is the employer's consent to pay, whoever signed last
+                "verified_by": task.employer_pubkey if ev.basis == "agreement" else ev.actor,
                 "dispute_resolution": ev.note,
                 "split_worker_msat": ev.worker_msat,
                 "split_employer_msat": ev.employer_msat,

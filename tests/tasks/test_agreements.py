@@ -79,11 +79,17 @@ def test_agreeing_on_the_whole_payout_verifies_the_submission(state: TaskState) 
 
 
 @pytest.mark.parametrize("state", [S.SUBMITTED, S.DISPUTED])
-def test_agreeing_on_part_of_the_payout_splits_the_amount(state: TaskState) -> None:
+@pytest.mark.parametrize(("proposer", "acceptor"), [(EMPLOYER, WORKER), (WORKER, EMPLOYER)])
+def test_agreeing_on_part_of_the_payout_splits_the_amount(
+    state: TaskState, proposer: str, acceptor: str
+) -> None:
+    """Whoever signs last, the submission counts as verified by the employer, who agreed to
+    pay: never by the worker (the split's event is signed by the one who accepted)."""
     share = PAYOUT * 6 // 10
-    task, events = accept(propose(task_in(state), EMPLOYER, share), WORKER, share)
+    task, events = accept(propose(task_in(state), proposer, share), acceptor, share)
     assert [type(ev) for ev in events] == [e.AgreementAccepted, e.SplitDecided]
     assert task.state is S.VERIFIED and task.is_split and task.split_basis == "agreement"
+    assert task.verified_by == EMPLOYER
     assert task.split_worker_msat == share
     assert task.split_worker_msat + task.split_employer_msat + task.fee_msat == task.amount_msat
 
