@@ -24,8 +24,9 @@ import hashlib
 import json
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
@@ -33,6 +34,7 @@ from sqlalchemy import insert, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from taskhold.store import Tx, open_transaction
 from taskhold.store.models import AuditRow
 from taskhold.tasks import SYSTEM_ACTOR
 
@@ -143,6 +145,14 @@ class _Pending:
     details: dict[str, Any]
 
 
+@dataclass(slots=True)
+class _Noted:
+    """What was noted inside one open transaction, written just before it commits."""
+
+    items: list[_Pending] = field(default_factory=list)
+    taken: bool = False
+
+
 class _Unread:
     """The chain's head is not read yet (``None`` is an empty chain)."""
 
@@ -176,6 +186,7 @@ class AuditLog:
         self._pending: list[_Pending] = []
         self._pending_lock = threading.Lock()
         self._flusher: asyncio.Task[int] | None = None
+        self._in_tx: weakref.WeakKeyDictionary[Tx, _Noted] = weakref.WeakKeyDictionary()
 
     def __repr__(self) -> str:
         return f"AuditLog(pending={len(self._pending)})"
@@ -305,8 +316,50 @@ class AuditLog:
         scheduled at once when an event loop runs and a store is bound."""
         pending = _Pending(actor, action, subject, {**(details or {}), "noted_at": self._now()})
         canonical_details(pending.details)  # refuse what cannot be hashed now, not at flush
+        if self._noted_in_transaction(pending):
+            return
         with self._pending_lock:
             self._pending.append(pending)
+        self._schedule_flush()
+
+    def _noted_in_transaction(self, pending: _Pending) -> bool:
+        """Keep ``pending`` for the commit of the transaction it was noted in (a signature of
+        a log entry, made while the entry's transaction is open): one commit for both, not a
+        second write transaction. Should that transaction roll back, the entry is queued for
+        the next flush instead, since the key was used all the same. False when no
+        transaction of this log's store is open, or it is already committing."""
+        tx = open_transaction()
+        if tx is None or self._store is None or tx.origin is not self._store:
+            return False
+        with self._pending_lock:
+            noted = self._in_tx.get(tx)
+            if noted is not None and not noted.taken:
+                noted.items.append(pending)
+                return True
+            if noted is not None:
+                return False
+            noted = _Noted([pending])
+            if not tx.before_commit(
+                lambda open_tx: self._write_noted(open_tx, noted),
+                lambda: self._requeue_noted(noted),
+            ):
+                return False
+            self._in_tx[tx] = noted
+            return True
+
+    async def _write_noted(self, tx: Tx, noted: _Noted) -> None:
+        # Not after the queued flush, as record() waits for it: that flush may need the turn
+        # this transaction holds (SQLite). Entries written concurrently may interleave.
+        with self._pending_lock:
+            noted.taken = True
+            batch = list(noted.items)
+        await self._append_all(tx, batch)
+
+    def _requeue_noted(self, noted: _Noted) -> None:
+        with self._pending_lock:
+            noted.taken = True
+            batch = list(noted.items)
+        self._requeue(batch)
         self._schedule_flush()
 
     def _now(self) -> int:

@@ -1,7 +1,7 @@
 """Storage: SQLAlchemy models, migrations and the transaction-scoped repository."""
 
 from .db import create_engine, migrate, sqlite_url
-from .repo import HoldCommitments, Store, StoredResponse, Tx, WriteConflict
+from .repo import HoldCommitments, Store, StoredResponse, Tx, WriteConflict, open_transaction
 
 __all__ = [
     "HoldCommitments",
@@ -11,5 +11,6 @@ __all__ = [
     "WriteConflict",
     "create_engine",
     "migrate",
+    "open_transaction",
     "sqlite_url",
 ]

@@ -8,8 +8,10 @@ and idempotency records in the same commit as the transition they belong to.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -42,7 +44,22 @@ from .models import (
     TransitionRow,
 )
 
-__all__ = ["Store", "StoredResponse", "TransitionLog", "Tx", "WriteConflict"]
+__all__ = [
+    "Store",
+    "StoredResponse",
+    "TransitionLog",
+    "Tx",
+    "WriteConflict",
+    "open_transaction",
+]
+
+_OPEN_TX: ContextVar[Tx | None] = ContextVar("taskhold_open_tx", default=None)
+
+
+def open_transaction() -> Tx | None:
+    """The transaction the running code is inside, if any: what it notes (a key use) can be
+    written in the same commit instead of a transaction of its own."""
+    return _OPEN_TX.get()
 
 
 class WriteConflict(Conflict):
@@ -175,11 +192,20 @@ class Store:
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Tx]:
         async with self._sessions() as session:
+            tx = Tx(session, lock_rows=self.dialect == "postgresql", log=self.log, origin=self)
+            token = _OPEN_TX.set(tx)
             try:
                 async with session.begin():
-                    yield Tx(session, lock_rows=self.dialect == "postgresql", log=self.log)
+                    yield tx
+                    await tx.run_before_commit()
             except IntegrityError as exc:
+                tx.rolled_back()
                 raise WriteConflict("someone else changed this task at the same time") from exc
+            except BaseException:
+                tx.rolled_back()
+                raise
+            finally:
+                _OPEN_TX.reset(token)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -189,11 +215,51 @@ class Tx:
     """Reads and writes inside one transaction."""
 
     def __init__(
-        self, session: AsyncSession, *, lock_rows: bool, log: TransitionLog | None = None
+        self,
+        session: AsyncSession,
+        *,
+        lock_rows: bool,
+        log: TransitionLog | None = None,
+        origin: object = None,
     ) -> None:
         self.session = session
+        self.origin = origin
+        """The store that opened this transaction (None when built by hand)."""
         self._lock_rows = lock_rows
         self._log = log
+        self._before_commit: list[Callable[[Tx], Awaitable[None]]] = []
+        self._after_rollback: list[Callable[[], None]] = []
+        self._closing = False
+        self._hooks_lock = threading.Lock()  # notes may come from a signer's thread
+
+    # commit hooks ----------------------------------------------------------------------------
+
+    def before_commit(
+        self, write: Callable[[Tx], Awaitable[None]], undo: Callable[[], None]
+    ) -> bool:
+        """Run ``write`` inside this transaction just before it commits, or ``undo`` if it
+        rolls back instead. False (and nothing registered) once the commit has begun: the
+        caller writes elsewhere."""
+        with self._hooks_lock:
+            if self._closing:
+                return False
+            self._before_commit.append(write)
+            self._after_rollback.append(undo)
+            return True
+
+    async def run_before_commit(self) -> None:
+        with self._hooks_lock:
+            self._closing = True
+            hooks, self._before_commit = self._before_commit, []
+        for write in hooks:
+            await write(self)
+
+    def rolled_back(self) -> None:
+        with self._hooks_lock:
+            self._closing = True
+            undo, self._after_rollback = self._after_rollback, []
+        for hook in undo:
+            hook()
 
     # tasks ---------------------------------------------------------------------------------
 
