@@ -2,6 +2,8 @@
 
 SQLite write transactions start with ``BEGIN IMMEDIATE`` so concurrent writers queue on the
 database lock instead of failing late with a stale snapshot; PostgreSQL writers lock the task row.
+The SQLite connection runs its statements on the event loop's thread and only the ones that can
+wait (``BEGIN``, ``COMMIT``) on aiosqlite's (see ``.sqlite_driver``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from .sqlite_driver import sqlite_connector
 
 __all__ = ["create_engine", "is_sqlite", "migrate", "sqlite_url"]
 
@@ -31,7 +35,10 @@ def is_sqlite(url: str) -> bool:
 def create_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """An async engine for ``url`` with taskhold's connection settings applied."""
     if is_sqlite(url):
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 60})
+        path = make_url(url).database or ":memory:"
+        engine = create_async_engine(
+            url, echo=echo, async_creator=sqlite_connector(path, timeout_s=60)
+        )
         _configure_sqlite(engine)
         return engine
     return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
