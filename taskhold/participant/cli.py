@@ -1,0 +1,621 @@
+"""``taskhold task …``: an employer's or a worker's side of a task, one command per client call.
+
+Every command talks to one server (``--server``, or ``TASKHOLD_SERVER``) and signs with the
+participant's key (``--key-file``: a 0600 file made by ``taskhold task keygen``); reads need no
+key. Waits (a payment landing, a state) are shown on stderr; stdout carries the result: a plain
+line for people (a task id, an invoice), or with ``--json`` one JSON object for scripts.
+
+Exit codes: 0 done; 1 the server refused (its problem title, detail and code on stderr), a
+payment failed, a wait timed out or the server could not be reached; 2 bad usage (options, key
+file, signer, wallet spec). No traceback reaches the participant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from taskhold.client import TaskholdAPIError, TaskholdClient
+from taskhold.nostr import NostrKeys
+from taskhold.tasks.model import TERMINAL_STATES
+
+from .identity import IdentityError, create_key_file, participant_keys
+from .wallets import PaymentFailed, Wallet, WalletSpecError, open_wallet
+
+__all__ = ["task_app"]
+
+task_app = typer.Typer(
+    help="Your side of a task, as employer or worker. Writes are signed with --key-file (a 0600"
+    " file holding your nsec or hex secret; make one with keygen); reads need no key."
+    " --server defaults to TASKHOLD_SERVER. --json prints one JSON object on stdout; progress"
+    " goes to stderr. Exit codes: 0 done, 1 refused by the server or failed (payment, timeout,"
+    " unreachable), 2 bad usage (options, key file, signer, wallet).",
+    epilog="""\b
+A task from start to end (employer E, worker W):
+  taskhold task keygen --key-file E.key
+  id=$(taskhold task create "Fix the typo" --amount-sat 5000 --url-field url --key-file E.key)
+  taskhold task fund $id --key-file E.key [--wallet lnd:devnet.json#employer]
+  taskhold task claim $id --key-file W.key
+  taskhold task proof $id --field url=https://example.org/pr/1 --wallet lnd:FILE#worker \\
+      --key-file W.key
+  taskhold task approve $id --key-file E.key      (waits until PAID)
+Without --wallet, fund prints the hold invoice for you to pay from any wallet, then waits.""",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+_err = Console(stderr=True, soft_wrap=True, highlight=False)
+"""Progress and errors; never wrapped to the terminal (an invoice or a path stays whole)."""
+
+Server = Annotated[str, typer.Option("--server", envvar="TASKHOLD_SERVER", help="taskhold's URL")]
+KeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        envvar="TASKHOLD_KEY_FILE",
+        help="your Nostr secret (nsec or hex), in a file only you can read (0600)",
+    ),
+]
+Signer = Annotated[
+    str | None,
+    typer.Option(
+        "--signer",
+        envvar="TASKHOLD_SIGNER",
+        help="a NIP-46 remote signer, bunker://… (not supported yet), instead of --key-file",
+    ),
+]
+Json = Annotated[bool, typer.Option("--json", help="one JSON object on stdout")]
+WalletSpec = Annotated[
+    str | None,
+    typer.Option(
+        "--wallet",
+        envvar="TASKHOLD_WALLET",
+        help="your wallet: lnd:FILE[#NODE] (an lnd connection file), or sim[:NAME] on a"
+        " simulator server; nwc is not supported yet",
+    ),
+]
+Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="wait for the outcome")]
+Timeout = Annotated[float, typer.Option("--timeout", help="how long to wait (s)")]
+Reason = Annotated[str, typer.Option("--reason", help="why, in a sentence the other side reads")]
+
+
+@dataclass(frozen=True, slots=True)
+class _Session:
+    server: str
+    keys: NostrKeys | None
+    as_json: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    data: dict[str, Any]
+    """What ``--json`` prints."""
+    line: str
+    """What a person sees on stdout."""
+
+
+class _Ended(Exception):
+    """The task ended in a state other than the one waited for."""
+
+
+def _usage(message: str) -> typer.Exit:
+    _err.print(f"[red]error:[/red] {escape(message)}")
+    return typer.Exit(2)
+
+
+def _session(
+    server: str, key_file: Path | None, signer: str | None, as_json: bool, *, signs: bool = True
+) -> _Session:
+    try:
+        keys = participant_keys(key_file, signer)
+    except IdentityError as exc:
+        raise _usage(str(exc)) from None
+    if keys is None and signs:
+        raise _usage("this command signs: give --key-file (or TASKHOLD_KEY_FILE)")
+    return _Session(server, keys, as_json)
+
+
+def _run(session: _Session, work: Callable[[TaskholdClient], Awaitable[_Result]]) -> None:
+    """Run ``work`` with a client, print its result, and turn every failure into a message and
+    an exit code."""
+
+    async def main() -> _Result:
+        keys = session.keys or NostrKeys.generate()  # a read signs nothing
+        async with TaskholdClient(session.server, keys, retries=3) as client:
+            return await work(client)
+
+    try:
+        result = asyncio.run(main())
+    except TaskholdAPIError as exc:
+        _fail(f"refused: {exc.title}: {exc.detail or exc.title} ({exc.code}, HTTP {exc.status})")
+    except (IdentityError, WalletSpecError) as exc:
+        raise _usage(str(exc)) from None
+    except (PaymentFailed, _Ended) as exc:
+        _fail(str(exc))
+    except TimeoutError as exc:
+        _fail(f"timed out: {exc}")
+    except httpx.HTTPError as exc:
+        _fail(f"cannot reach taskhold at {session.server}: {exc or type(exc).__name__}")
+    except KeyboardInterrupt:
+        _err.print("interrupted")
+        raise typer.Exit(130) from None
+    if session.as_json:
+        sys.stdout.write(json.dumps(result.data) + "\n")
+    elif result.line:
+        sys.stdout.write(result.line + "\n")
+
+
+def _fail(message: str) -> None:
+    _err.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(1)
+
+
+def _note(message: str) -> None:
+    _err.print(escape(message))
+
+
+async def _wait(
+    client: TaskholdClient, task_id: str, states: Collection[str], timeout_s: float
+) -> dict[str, Any]:
+    """Poll until the task is in one of ``states``, showing each state it passes on stderr;
+    a task that ends elsewhere ends the wait (``_Ended``)."""
+    _note(f"waiting for {task_id} to be {' or '.join(sorted(states))} (up to {timeout_s:g} s)")
+    shown: list[str] = []
+
+    def on_poll(task: dict[str, Any]) -> None:
+        state = str(task.get("state"))
+        if not shown or shown[-1] != state:
+            shown.append(state)
+            _note(f"  {task_id}: {state}")
+
+    ends = {*states, *(state.value for state in TERMINAL_STATES)}
+    task = await client.wait_for_state(task_id, ends, timeout_s, poll_s=0.5, on_poll=on_poll)
+    if task["state"] not in states:
+        raise _Ended(f"task {task_id} ended {task['state']} instead")
+    return task
+
+
+def _task_result(task: dict[str, Any]) -> _Result:
+    return _Result(task, f"{task['task_id']} {task['state']}")
+
+
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _duration_s(text: str, option: str) -> int:
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise _usage(f"{option} {text!r}: a duration such as 3600, 90m, 24h or 7d")
+    return int(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise _usage(f"{option} is not JSON") from None
+    if not isinstance(value, dict):
+        raise _usage(f"{option} must be a JSON object")
+    return value
+
+
+@contextlib.asynccontextmanager
+async def _wallet(
+    spec: str | None, client: TaskholdClient, default_sim_name: str
+) -> AsyncIterator[Wallet | None]:
+    """The wallet ``spec`` names (None for none), opened before anything is asked of the
+    server, so a bad ``--wallet`` costs nothing; closed afterwards."""
+    if spec is None:
+        yield None
+        return
+    wallet = open_wallet(spec, client, default_sim_name)
+    try:
+        yield wallet
+    finally:
+        await wallet.aclose()
+
+
+@task_app.command()
+def keygen(
+    key_file: Annotated[Path, typer.Option("--key-file", help="the new file (made 0600)")],
+    as_json: Json = False,
+) -> None:
+    """Make a new Nostr key in a new file only you can read; prints its public key."""
+    try:
+        keys = create_key_file(key_file)
+    except IdentityError as exc:
+        raise _usage(str(exc)) from None
+    _note(f"wrote a new key to {key_file} (mode 0600); keep it: it is who you are on taskhold")
+    data = {"key_file": str(key_file), "pubkey": keys.pubkey_hex, "npub": keys.npub}
+    sys.stdout.write((json.dumps(data) if as_json else keys.npub) + "\n")
+
+
+@task_app.command()
+def create(
+    title: str,
+    server: Server,
+    amount_sat: Annotated[int, typer.Option("--amount-sat", min=1, help="the reward (sat)")],
+    description: Annotated[str, typer.Option("--description", help="what is to be done")] = "",
+    deadline: Annotated[
+        str, typer.Option("--deadline", help="how long the worker has: 3600, 90m, 24h, 7d")
+    ] = "24h",
+    field: Annotated[
+        list[str] | None,
+        typer.Option("--field", help="a field the proof must have (repeatable)"),
+    ] = None,
+    url_field: Annotated[
+        list[str] | None,
+        typer.Option("--url-field", help="a proof field that must be an http(s) URL (repeatable)"),
+    ] = None,
+    acceptance: Annotated[
+        str | None,
+        typer.Option("--acceptance", help="the whole acceptance spec as JSON (instead)"),
+    ] = None,
+    claim_mode: Annotated[
+        str | None, typer.Option("--claim-mode", help="first, apply or direct")
+    ] = None,
+    direct_worker: Annotated[
+        str | None, typer.Option("--direct-worker", help="the worker's pubkey (claim mode direct)")
+    ] = None,
+    review_window: Annotated[
+        str | None, typer.Option("--review-window", help="how long you have to review a proof")
+    ] = None,
+    private: Annotated[
+        bool, typer.Option("--private", help="seal the description to the parties")
+    ] = False,
+    key_file: KeyFile = None,
+    signer: Signer = None,
+    as_json: Json = False,
+) -> None:
+    """Post a task as its employer; prints its id. Fund it next with `fund`."""
+    session = _session(server, key_file, signer, as_json)
+    spec: dict[str, Any] | None = None
+    if acceptance is not None:
+        if field or url_field:
+            raise _usage("give --acceptance or --field/--url-field, not both")
+        spec = _json_object(acceptance, "--acceptance")
+    elif field or url_field:
+        spec = {"required_fields": list(field or ()), "url_fields": list(url_field or ())}
+    deadline_at = int(time.time()) + _duration_s(deadline, "--deadline")
+    review_window_s = (
+        None if review_window is None else _duration_s(review_window, "--review-window")
+    )
+
+    async def work(client: TaskholdClient) -> _Result:
+        task = await client.create_task(
+            title,
+            description,
+            amount_sat * 1000,
+            deadline_at,
+            acceptance=spec,
+            review_window_s=review_window_s,
+            claim_mode=claim_mode,
+            direct_worker=direct_worker,
+            private=private,
+        )
+        _note(
+            f"task {task['task_id']}: {task['state']}, {task['amount_msat'] // 1000} sat"
+            f" (worker gets {task['payout_msat'] // 1000} sat); fund it with"
+            f" `taskhold task fund {task['task_id']}`"
+        )
+        return _Result(task, str(task["task_id"]))
+
+    _run(session, work)
+
+
+@task_app.command()
+def fund(
+    task_id: str,
+    server: Server,
+    wallet: WalletSpec = None,
+    wait: Wait = True,
+    timeout: Timeout = 600.0,
+    key_file: KeyFile = None,
+    signer: Signer = None,
+    as_json: Json = False,
+) -> None:
+    """Get the task's hold invoice and pay it with --wallet, or print it for you to pay; then
+    wait until taskhold holds the payment (FUNDED). The money stays yours until the task is
+    decided: the invoice is settled only when the worker is paid, cancelled otherwise."""
+    session = _session(server, key_file, signer, as_json)
+
+    async def work(client: TaskholdClient) -> _Result:
+        async with _wallet(wallet, client, "employer") as chosen:
+            task = await client.request_funding(task_id)
+            funding = task["funding"]
+            invoice = funding["payment_request"]
+            amount_sat = funding["amount_msat"] // 1000
+            if chosen is None:
+                _note(f"pay this hold invoice of {amount_sat} sat from your wallet:")
+                if not session.as_json:  # the plain line, whole, for a person or a pipe
+                    sys.stdout.write(invoice + "\n")
+                    sys.stdout.flush()
+            else:
+                _note(f"paying the hold invoice of {amount_sat} sat with the {chosen.description}")
+                await chosen.pay(invoice)
+        if wait:
+            task = await _wait(client, task_id, {"FUNDED"}, timeout)
+        data = {
+            "task_id": task_id,
+            "state": task["state"],
+            "payment_request": invoice,
+            "payment_hash": funding["payment_hash"],
+            "amount_msat": funding["amount_msat"],
+            "paid_with": wallet,
+        }
+        return _Result(data, f"{task_id} {task['state']}" if wait or wallet else "")
+
+    _run(session, work)
+
+
+@task_app.command()
+def claim(
+    task_id: str,
+    server: Server,
+    key_file: KeyFile = None,
+    signer: Signer = None,
+    as_json: Json = False,
+) -> None:
+    """Take a funded task as its worker."""
+    session = _session(server, key_file, signer, as_json)
+
+    async def work(client: TaskholdClient) -> _Result:
+        return _task_result(await client.claim(task_id))
+
+    _run(session, work)
+
+
+@task_app.command()
+def proof(
+    task_id: str,
+    server: Server,
+    field: Annotated[
+        list[str] | None,
+        typer.Option("--field", help="a proof field, NAME=VALUE (repeatable)"),
+    ] = None,
+    proof_json: Annotated[
+        str | None, typer.Option("--proof", help="the whole proof as a JSON object (instead)")
+    ] = None,
+    invoice: Annotated[
+        str | None,
+        typer.Option("--invoice", help="your payout invoice (BOLT11) for the task's payout"),
+    ] = None,
+    wallet: WalletSpec = None,
+    key_file: KeyFile = None,
+    signer: Signer = None,
+    as_json: Json = False,
+) -> None:
+    """As the worker: send the proof of the work with the invoice you are paid to (--invoice,
+    or one made by --wallet for the task's payout amount)."""
+    session = _session(server, key_file, signer, as_json)
+    if proof_json is not None and field:
+        raise _usage("give --proof or --field, not both")
+    body = _json_object(proof_json, "--proof") if proof_json is not None else _fields(field)
+    if (invoice is None) == (wallet is None):
+        raise _usage("give --invoice BOLT11 or --wallet to make one (one of them)")
+
+    async def work(client: TaskholdClient) -> _Result:
+        async with _wallet(wallet, client, "worker") as chosen:
+            payout_invoice = invoice
+            if chosen is not None:
+                task = await client.get_task(task_id)
+                sat = task["payout_msat"] // 1000
+                _note(f"payout invoice of {sat} sat from the {chosen.description}")
+                payout_invoice = await chosen.invoice(
+                    task["payout_msat"], f"taskhold task {task_id}"
+                )
+        assert payout_invoice is not None  # --invoice or --wallet, checked above
+        return _task_result(await client.submit_proof(task_id, body, payout_invoice))
+
+    _run(session, work)
+
+
+def _fields(fields: list[str] | None) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for item in fields or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise _usage(f"--field {item!r}: write NAME=VALUE")
+        body[name] = value
+    if not body:
+        raise _usage("a proof needs --field NAME=VALUE (or --proof JSON)")
+    return body
+
+
+@task_app.command()
+def approve(
+    task_id: str,
+    server: Server,
+    wait: Wait = True,
+    timeout: Timeout = 300.0,
+    key_file: KeyFile = None,
+    signer: Signer = None,
+    as_json: Json = False,
+) -> None:
+    """As the employer: accept the proof; taskhold pays the worker, then settles your hold
+    invoice. Waits until the task is PAID (--no-wait returns at once)."""
+    session = _session(server, key_file, signer, as_json)
+
+    async def work(client: TaskholdClient) -> _Result:
+        task = await client.approve(task_id)
+        if wait:
+            task = await _wait(client, task_id, {"PAID"}, timeout)
+        return _task_result(task)
+
+    _run(session, work)
+
+
+@task_app.command()
+def reject(
+    task_id: str,
+    server: Server,
+    reason: Reason,
+    key_file: KeyFile = None,
+    signer: Signer = None,
+    as_json: Json = False,
+) -> None:
+    """As the employer: refuse the proof, saying why; the worker may dispute."""
+    session = _session(server, key_file, signer, as_json)
+
+    async def work(client: TaskholdClient) -> _Result:
+        return _task_result(await client.reject(task_id, reason))
+
+    _run(session, work)
+
+
+@task_app.command()
+def dispute(
+    task_id: str,
+    server: Server,
+    reason: Reason,
+    key_file: KeyFile = None,
+    signer: Signer = None,
+    as_json: Json = False,
+) -> None:
+    """As employer or worker: ask an arbiter to decide."""
+    session = _session(server, key_file, signer, as_json)
+
+    async def work(client: TaskholdClient) -> _Result:
+        return _task_result(await client.open_dispute(task_id, reason))
+
+    _run(session, work)
+
+
+@task_app.command()
+def cancel(
+    task_id: str,
+    server: Server,
+    reason: Annotated[str, typer.Option("--reason", help="why")] = "",
+    wait: Wait = True,
+    timeout: Timeout = 300.0,
+    key_file: KeyFile = None,
+    signer: Signer = None,
+    as_json: Json = False,
+) -> None:
+    """As the employer: cancel a task nobody works on; a held payment goes back to you. Waits
+    until the task is CANCELLED or REFUNDED (the hold invoice cancelled)."""
+    session = _session(server, key_file, signer, as_json)
+
+    async def work(client: TaskholdClient) -> _Result:
+        task = await client.cancel(task_id, reason)
+        if wait:
+            task = await _wait(client, task_id, {"CANCELLED", "REFUNDED"}, timeout)
+        return _task_result(task)
+
+    _run(session, work)
+
+
+@task_app.command()
+def show(
+    task_id: str,
+    server: Server,
+    key_file: KeyFile = None,
+    signer: Signer = None,
+    as_json: Json = False,
+) -> None:
+    """One task as the server has it (no key needed)."""
+    session = _session(server, key_file, signer, as_json, signs=False)
+
+    async def work(client: TaskholdClient) -> _Result:
+        task = await client.get_task(task_id)
+        names = _SHOWN
+        lines = [
+            f"{name}: {_plain(task.get(name))}" for name in names if task.get(name) is not None
+        ]
+        funding = task.get("funding") or {}
+        if funding.get("payment_request") and task["state"] == "PENDING_FUNDING":
+            lines.append(f"payment_request: {funding['payment_request']}")
+        return _Result(task, "\n".join(lines))
+
+    _run(session, work)
+
+
+_SHOWN = (
+    "task_id",
+    "state",
+    "title",
+    "amount_msat",
+    "payout_msat",
+    "deadline_at",
+    "employer_pubkey",
+    "worker_pubkey",
+    "proof",
+    "rejection_reason",
+)
+"""What ``show`` prints for a person; ``--json`` prints the whole task."""
+
+
+def _plain(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+@task_app.command("list")
+def list_tasks(
+    server: Server,
+    state: Annotated[str | None, typer.Option("--state", help="only tasks in this state")] = None,
+    employer: Annotated[
+        str | None, typer.Option("--employer", help="an employer's pubkey (hex), or me")
+    ] = None,
+    worker: Annotated[
+        str | None, typer.Option("--worker", help="a worker's pubkey (hex), or me")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=200)] = 50,
+    key_file: KeyFile = None,
+    signer: Signer = None,
+    as_json: Json = False,
+) -> None:
+    """Tasks on the server, newest first: one line each (id, state, sat, title)."""
+    signs = "me" in (employer, worker)  # "me" is the pubkey of --key-file
+    session = _session(server, key_file, signer, as_json, signs=signs)
+
+    def who(value: str | None) -> str | None:
+        return session.keys.pubkey_hex if value == "me" and session.keys else value
+
+    async def work(client: TaskholdClient) -> _Result:
+        answer = await client.list_tasks(
+            state=state, employer=who(employer), worker=who(worker), limit=limit
+        )
+        lines = [
+            f"{task['task_id']} {task['state']} {task['amount_msat'] // 1000} {task['title']}"
+            for task in answer.get("tasks", [])
+        ]
+        return _Result(answer, "\n".join(lines))
+
+    _run(session, work)
+
+
+@task_app.command()
+def watch(
+    task_id: str,
+    server: Server,
+    until: Annotated[
+        list[str] | None,
+        typer.Option("--until", help="a state to stop at (repeatable; default: the end)"),
+    ] = None,
+    timeout: Timeout = 3600.0,
+    key_file: KeyFile = None,
+    signer: Signer = None,
+    as_json: Json = False,
+) -> None:
+    """Show the task's states as they change (stderr) until it reaches --until or ends; prints
+    the task then."""
+    session = _session(server, key_file, signer, as_json, signs=False)
+    states = set(until or (state.value for state in TERMINAL_STATES))
+
+    async def work(client: TaskholdClient) -> _Result:
+        return _task_result(await _wait(client, task_id, states, timeout))
+
+    _run(session, work)
