@@ -12,28 +12,32 @@ file, signer, wallet spec). No traceback reaches the participant.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import re
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 import typer
-from rich.console import Console
-from rich.markup import escape
 
-from taskhold.client import TaskholdAPIError, TaskholdClient
-from taskhold.nostr import NostrKeys
+from taskhold.client import TaskholdClient
 from taskhold.tasks.model import TERMINAL_STATES
 
-from .identity import IdentityError, create_key_file, participant_keys
-from .wallets import PaymentFailed, Wallet, WalletSpecError, open_wallet
+from .identity import IdentityError, create_key_file
+from .terminal import (
+    Result,
+    duration_s,
+    json_object,
+    note,
+    open_session,
+    plain,
+    proof_fields,
+    run,
+    task_result,
+    usage,
+    wait_until,
+    wallet_for,
+)
 
 __all__ = ["task_app"]
 
@@ -56,8 +60,6 @@ Without --wallet, fund prints the hold invoice for you to pay from any wallet, t
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-_err = Console(stderr=True, soft_wrap=True, highlight=False)
-"""Progress and errors; never wrapped to the terminal (an invoice or a path stays whole)."""
 
 Server = Annotated[str, typer.Option("--server", envvar="TASKHOLD_SERVER", help="taskhold's URL")]
 KeyFile = Annotated[
@@ -91,143 +93,6 @@ Timeout = Annotated[float, typer.Option("--timeout", help="how long to wait (s)"
 Reason = Annotated[str, typer.Option("--reason", help="why, in a sentence the other side reads")]
 
 
-@dataclass(frozen=True, slots=True)
-class _Session:
-    server: str
-    keys: NostrKeys | None
-    as_json: bool
-
-
-@dataclass(frozen=True, slots=True)
-class _Result:
-    data: dict[str, Any]
-    """What ``--json`` prints."""
-    line: str
-    """What a person sees on stdout."""
-
-
-class _Ended(Exception):
-    """The task ended in a state other than the one waited for."""
-
-
-def _usage(message: str) -> typer.Exit:
-    _err.print(f"[red]error:[/red] {escape(message)}")
-    return typer.Exit(2)
-
-
-def _session(
-    server: str, key_file: Path | None, signer: str | None, as_json: bool, *, signs: bool = True
-) -> _Session:
-    try:
-        keys = participant_keys(key_file, signer)
-    except IdentityError as exc:
-        raise _usage(str(exc)) from None
-    if keys is None and signs:
-        raise _usage("this command signs: give --key-file (or TASKHOLD_KEY_FILE)")
-    return _Session(server, keys, as_json)
-
-
-def _run(session: _Session, work: Callable[[TaskholdClient], Awaitable[_Result]]) -> None:
-    """Run ``work`` with a client, print its result, and turn every failure into a message and
-    an exit code."""
-
-    async def main() -> _Result:
-        keys = session.keys or NostrKeys.generate()  # a read signs nothing
-        async with TaskholdClient(session.server, keys, retries=3) as client:
-            return await work(client)
-
-    try:
-        result = asyncio.run(main())
-    except TaskholdAPIError as exc:
-        _fail(f"refused: {exc.title}: {exc.detail or exc.title} ({exc.code}, HTTP {exc.status})")
-    except (IdentityError, WalletSpecError) as exc:
-        raise _usage(str(exc)) from None
-    except (PaymentFailed, _Ended) as exc:
-        _fail(str(exc))
-    except TimeoutError as exc:
-        _fail(f"timed out: {exc}")
-    except httpx.HTTPError as exc:
-        _fail(f"cannot reach taskhold at {session.server}: {exc or type(exc).__name__}")
-    except KeyboardInterrupt:
-        _err.print("interrupted")
-        raise typer.Exit(130) from None
-    if session.as_json:
-        sys.stdout.write(json.dumps(result.data) + "\n")
-    elif result.line:
-        sys.stdout.write(result.line + "\n")
-
-
-def _fail(message: str) -> None:
-    _err.print(f"[red]error:[/red] {escape(message)}")
-    raise typer.Exit(1)
-
-
-def _note(message: str) -> None:
-    _err.print(escape(message))
-
-
-async def _wait(
-    client: TaskholdClient, task_id: str, states: Collection[str], timeout_s: float
-) -> dict[str, Any]:
-    """Poll until the task is in one of ``states``, showing each state it passes on stderr;
-    a task that ends elsewhere ends the wait (``_Ended``)."""
-    _note(f"waiting for {task_id} to be {' or '.join(sorted(states))} (up to {timeout_s:g} s)")
-    shown: list[str] = []
-
-    def on_poll(task: dict[str, Any]) -> None:
-        state = str(task.get("state"))
-        if not shown or shown[-1] != state:
-            shown.append(state)
-            _note(f"  {task_id}: {state}")
-
-    ends = {*states, *(state.value for state in TERMINAL_STATES)}
-    task = await client.wait_for_state(task_id, ends, timeout_s, poll_s=0.5, on_poll=on_poll)
-    if task["state"] not in states:
-        raise _Ended(f"task {task_id} ended {task['state']} instead")
-    return task
-
-
-def _task_result(task: dict[str, Any]) -> _Result:
-    return _Result(task, f"{task['task_id']} {task['state']}")
-
-
-_DURATION = re.compile(r"^(\d+)([smhd]?)$")
-_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
-
-
-def _duration_s(text: str, option: str) -> int:
-    match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        raise _usage(f"{option} {text!r}: a duration such as 3600, 90m, 24h or 7d")
-    return int(match.group(1)) * _UNIT_S[match.group(2)]
-
-
-def _json_object(text: str, option: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise _usage(f"{option} is not JSON") from None
-    if not isinstance(value, dict):
-        raise _usage(f"{option} must be a JSON object")
-    return value
-
-
-@contextlib.asynccontextmanager
-async def _wallet(
-    spec: str | None, client: TaskholdClient, default_sim_name: str
-) -> AsyncIterator[Wallet | None]:
-    """The wallet ``spec`` names (None for none), opened before anything is asked of the
-    server, so a bad ``--wallet`` costs nothing; closed afterwards."""
-    if spec is None:
-        yield None
-        return
-    wallet = open_wallet(spec, client, default_sim_name)
-    try:
-        yield wallet
-    finally:
-        await wallet.aclose()
-
-
 @task_app.command()
 def keygen(
     key_file: Annotated[Path, typer.Option("--key-file", help="the new file (made 0600)")],
@@ -237,8 +102,8 @@ def keygen(
     try:
         keys = create_key_file(key_file)
     except IdentityError as exc:
-        raise _usage(str(exc)) from None
-    _note(f"wrote a new key to {key_file} (mode 0600); keep it: it is who you are on taskhold")
+        raise usage(str(exc)) from None
+    note(f"wrote a new key to {key_file} (mode 0600); keep it: it is who you are on taskhold")
     data = {"key_file": str(key_file), "pubkey": keys.pubkey_hex, "npub": keys.npub}
     sys.stdout.write((json.dumps(data) if as_json else keys.npub) + "\n")
 
@@ -281,20 +146,20 @@ def create(
     as_json: Json = False,
 ) -> None:
     """Post a task as its employer; prints its id. Fund it next with `fund`."""
-    session = _session(server, key_file, signer, as_json)
+    session = open_session(server, key_file, signer, as_json)
     spec: dict[str, Any] | None = None
     if acceptance is not None:
         if field or url_field:
-            raise _usage("give --acceptance or --field/--url-field, not both")
-        spec = _json_object(acceptance, "--acceptance")
+            raise usage("give --acceptance or --field/--url-field, not both")
+        spec = json_object(acceptance, "--acceptance")
     elif field or url_field:
         spec = {"required_fields": list(field or ()), "url_fields": list(url_field or ())}
-    deadline_at = int(time.time()) + _duration_s(deadline, "--deadline")
+    deadline_at = int(time.time()) + duration_s(deadline, "--deadline")
     review_window_s = (
-        None if review_window is None else _duration_s(review_window, "--review-window")
+        None if review_window is None else duration_s(review_window, "--review-window")
     )
 
-    async def work(client: TaskholdClient) -> _Result:
+    async def work(client: TaskholdClient) -> Result:
         task = await client.create_task(
             title,
             description,
@@ -306,14 +171,14 @@ def create(
             direct_worker=direct_worker,
             private=private,
         )
-        _note(
+        note(
             f"task {task['task_id']}: {task['state']}, {task['amount_msat'] // 1000} sat"
             f" (worker gets {task['payout_msat'] // 1000} sat); fund it with"
             f" `taskhold task fund {task['task_id']}`"
         )
-        return _Result(task, str(task["task_id"]))
+        return Result(task, str(task["task_id"]))
 
-    _run(session, work)
+    run(session, work)
 
 
 @task_app.command()
@@ -330,24 +195,24 @@ def fund(
     """Get the task's hold invoice and pay it with --wallet, or print it for you to pay; then
     wait until taskhold holds the payment (FUNDED). The money stays yours until the task is
     decided: the invoice is settled only when the worker is paid, cancelled otherwise."""
-    session = _session(server, key_file, signer, as_json)
+    session = open_session(server, key_file, signer, as_json)
 
-    async def work(client: TaskholdClient) -> _Result:
-        async with _wallet(wallet, client, "employer") as chosen:
+    async def work(client: TaskholdClient) -> Result:
+        async with wallet_for(wallet, client, "employer") as chosen:
             task = await client.request_funding(task_id)
             funding = task["funding"]
             invoice = funding["payment_request"]
             amount_sat = funding["amount_msat"] // 1000
             if chosen is None:
-                _note(f"pay this hold invoice of {amount_sat} sat from your wallet:")
+                note(f"pay this hold invoice of {amount_sat} sat from your wallet:")
                 if not session.as_json:  # the plain line, whole, for a person or a pipe
                     sys.stdout.write(invoice + "\n")
                     sys.stdout.flush()
             else:
-                _note(f"paying the hold invoice of {amount_sat} sat with the {chosen.description}")
+                note(f"paying the hold invoice of {amount_sat} sat with the {chosen.description}")
                 await chosen.pay(invoice)
         if wait:
-            task = await _wait(client, task_id, {"FUNDED"}, timeout)
+            task = await wait_until(client, task_id, {"FUNDED"}, timeout)
         data = {
             "task_id": task_id,
             "state": task["state"],
@@ -356,9 +221,9 @@ def fund(
             "amount_msat": funding["amount_msat"],
             "paid_with": wallet,
         }
-        return _Result(data, f"{task_id} {task['state']}" if wait or wallet else "")
+        return Result(data, f"{task_id} {task['state']}" if wait or wallet else "")
 
-    _run(session, work)
+    run(session, work)
 
 
 @task_app.command()
@@ -370,12 +235,12 @@ def claim(
     as_json: Json = False,
 ) -> None:
     """Take a funded task as its worker."""
-    session = _session(server, key_file, signer, as_json)
+    session = open_session(server, key_file, signer, as_json)
 
-    async def work(client: TaskholdClient) -> _Result:
-        return _task_result(await client.claim(task_id))
+    async def work(client: TaskholdClient) -> Result:
+        return task_result(await client.claim(task_id))
 
-    _run(session, work)
+    run(session, work)
 
 
 @task_app.command()
@@ -400,39 +265,27 @@ def proof(
 ) -> None:
     """As the worker: send the proof of the work with the invoice you are paid to (--invoice,
     or one made by --wallet for the task's payout amount)."""
-    session = _session(server, key_file, signer, as_json)
+    session = open_session(server, key_file, signer, as_json)
     if proof_json is not None and field:
-        raise _usage("give --proof or --field, not both")
-    body = _json_object(proof_json, "--proof") if proof_json is not None else _fields(field)
+        raise usage("give --proof or --field, not both")
+    body = json_object(proof_json, "--proof") if proof_json is not None else proof_fields(field)
     if (invoice is None) == (wallet is None):
-        raise _usage("give --invoice BOLT11 or --wallet to make one (one of them)")
+        raise usage("give --invoice BOLT11 or --wallet to make one (one of them)")
 
-    async def work(client: TaskholdClient) -> _Result:
-        async with _wallet(wallet, client, "worker") as chosen:
+    async def work(client: TaskholdClient) -> Result:
+        async with wallet_for(wallet, client, "worker") as chosen:
             payout_invoice = invoice
             if chosen is not None:
                 task = await client.get_task(task_id)
                 sat = task["payout_msat"] // 1000
-                _note(f"payout invoice of {sat} sat from the {chosen.description}")
+                note(f"payout invoice of {sat} sat from the {chosen.description}")
                 payout_invoice = await chosen.invoice(
                     task["payout_msat"], f"taskhold task {task_id}"
                 )
         assert payout_invoice is not None  # --invoice or --wallet, checked above
-        return _task_result(await client.submit_proof(task_id, body, payout_invoice))
+        return task_result(await client.submit_proof(task_id, body, payout_invoice))
 
-    _run(session, work)
-
-
-def _fields(fields: list[str] | None) -> dict[str, Any]:
-    body: dict[str, Any] = {}
-    for item in fields or ():
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise _usage(f"--field {item!r}: write NAME=VALUE")
-        body[name] = value
-    if not body:
-        raise _usage("a proof needs --field NAME=VALUE (or --proof JSON)")
-    return body
+    run(session, work)
 
 
 @task_app.command()
@@ -447,15 +300,15 @@ def approve(
 ) -> None:
     """As the employer: accept the proof; taskhold pays the worker, then settles your hold
     invoice. Waits until the task is PAID (--no-wait returns at once)."""
-    session = _session(server, key_file, signer, as_json)
+    session = open_session(server, key_file, signer, as_json)
 
-    async def work(client: TaskholdClient) -> _Result:
+    async def work(client: TaskholdClient) -> Result:
         task = await client.approve(task_id)
         if wait:
-            task = await _wait(client, task_id, {"PAID"}, timeout)
-        return _task_result(task)
+            task = await wait_until(client, task_id, {"PAID"}, timeout)
+        return task_result(task)
 
-    _run(session, work)
+    run(session, work)
 
 
 @task_app.command()
@@ -468,12 +321,12 @@ def reject(
     as_json: Json = False,
 ) -> None:
     """As the employer: refuse the proof, saying why; the worker may dispute."""
-    session = _session(server, key_file, signer, as_json)
+    session = open_session(server, key_file, signer, as_json)
 
-    async def work(client: TaskholdClient) -> _Result:
-        return _task_result(await client.reject(task_id, reason))
+    async def work(client: TaskholdClient) -> Result:
+        return task_result(await client.reject(task_id, reason))
 
-    _run(session, work)
+    run(session, work)
 
 
 @task_app.command()
@@ -486,12 +339,12 @@ def dispute(
     as_json: Json = False,
 ) -> None:
     """As employer or worker: ask an arbiter to decide."""
-    session = _session(server, key_file, signer, as_json)
+    session = open_session(server, key_file, signer, as_json)
 
-    async def work(client: TaskholdClient) -> _Result:
-        return _task_result(await client.open_dispute(task_id, reason))
+    async def work(client: TaskholdClient) -> Result:
+        return task_result(await client.open_dispute(task_id, reason))
 
-    _run(session, work)
+    run(session, work)
 
 
 @task_app.command()
@@ -507,15 +360,15 @@ def cancel(
 ) -> None:
     """As the employer: cancel a task nobody works on; a held payment goes back to you. Waits
     until the task is CANCELLED or REFUNDED (the hold invoice cancelled)."""
-    session = _session(server, key_file, signer, as_json)
+    session = open_session(server, key_file, signer, as_json)
 
-    async def work(client: TaskholdClient) -> _Result:
+    async def work(client: TaskholdClient) -> Result:
         task = await client.cancel(task_id, reason)
         if wait:
-            task = await _wait(client, task_id, {"CANCELLED", "REFUNDED"}, timeout)
-        return _task_result(task)
+            task = await wait_until(client, task_id, {"CANCELLED", "REFUNDED"}, timeout)
+        return task_result(task)
 
-    _run(session, work)
+    run(session, work)
 
 
 @task_app.command()
@@ -527,20 +380,18 @@ def show(
     as_json: Json = False,
 ) -> None:
     """One task as the server has it (no key needed)."""
-    session = _session(server, key_file, signer, as_json, signs=False)
+    session = open_session(server, key_file, signer, as_json, signs=False)
 
-    async def work(client: TaskholdClient) -> _Result:
+    async def work(client: TaskholdClient) -> Result:
         task = await client.get_task(task_id)
         names = _SHOWN
-        lines = [
-            f"{name}: {_plain(task.get(name))}" for name in names if task.get(name) is not None
-        ]
+        lines = [f"{name}: {plain(task.get(name))}" for name in names if task.get(name) is not None]
         funding = task.get("funding") or {}
         if funding.get("payment_request") and task["state"] == "PENDING_FUNDING":
             lines.append(f"payment_request: {funding['payment_request']}")
-        return _Result(task, "\n".join(lines))
+        return Result(task, "\n".join(lines))
 
-    _run(session, work)
+    run(session, work)
 
 
 _SHOWN = (
@@ -556,10 +407,6 @@ _SHOWN = (
     "rejection_reason",
 )
 """What ``show`` prints for a person; ``--json`` prints the whole task."""
-
-
-def _plain(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, dict | list) else str(value)
 
 
 @task_app.command("list")
@@ -579,12 +426,12 @@ def list_tasks(
 ) -> None:
     """Tasks on the server, newest first: one line each (id, state, sat, title)."""
     signs = "me" in (employer, worker)  # "me" is the pubkey of --key-file
-    session = _session(server, key_file, signer, as_json, signs=signs)
+    session = open_session(server, key_file, signer, as_json, signs=signs)
 
     def who(value: str | None) -> str | None:
         return session.keys.pubkey_hex if value == "me" and session.keys else value
 
-    async def work(client: TaskholdClient) -> _Result:
+    async def work(client: TaskholdClient) -> Result:
         answer = await client.list_tasks(
             state=state, employer=who(employer), worker=who(worker), limit=limit
         )
@@ -592,9 +439,9 @@ def list_tasks(
             f"{task['task_id']} {task['state']} {task['amount_msat'] // 1000} {task['title']}"
             for task in answer.get("tasks", [])
         ]
-        return _Result(answer, "\n".join(lines))
+        return Result(answer, "\n".join(lines))
 
-    _run(session, work)
+    run(session, work)
 
 
 @task_app.command()
@@ -612,10 +459,10 @@ def watch(
 ) -> None:
     """Show the task's states as they change (stderr) until it reaches --until or ends; prints
     the task then."""
-    session = _session(server, key_file, signer, as_json, signs=False)
+    session = open_session(server, key_file, signer, as_json, signs=False)
     states = set(until or (state.value for state in TERMINAL_STATES))
 
-    async def work(client: TaskholdClient) -> _Result:
-        return _task_result(await _wait(client, task_id, states, timeout))
+    async def work(client: TaskholdClient) -> Result:
+        return task_result(await wait_until(client, task_id, states, timeout))
 
-    _run(session, work)
+    run(session, work)

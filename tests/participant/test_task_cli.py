@@ -270,3 +270,20 @@ def test_show_of_an_unknown_task_is_the_servers_not_found(server: Serve) -> None
     ran = task_cli("show", "no-such-task", "--server", server.url)
     assert ran.code == 1
     assert "(not_found, HTTP 404)" in ran.stderr
+
+
+def test_a_rejected_proof_is_disputed_by_the_worker_only_with_a_reason(
+    server: Serve, employer: Path, worker: Path
+) -> None:
+    task_id = submitted(server, employer, worker)
+
+    no_reason = as_party(server, employer, "reject", task_id)
+    rejected = as_party(server, employer, "reject", task_id, "--reason", "the link is dead")
+    disputed = as_party(server, worker, "dispute", task_id, "--reason", "it works", "--json")
+
+    assert no_reason.code == 2  # --reason is required: a usage error, nothing sent
+    assert rejected.code == 0, rejected.stderr
+    assert disputed.code == 0, disputed.stderr
+    task = disputed.json()
+    assert task["state"] == "DISPUTED"
+    assert task["rejection_reason"] == "the link is dead"

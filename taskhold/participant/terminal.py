@@ -1,0 +1,207 @@
+"""How a ``taskhold task`` command talks to the participant: one session (server, keys,
+``--json``), the result on stdout, progress and errors on stderr, every failure turned into a
+message and an exit code (1: refused or failed; 2: bad usage), and waits shown as they go.
+
+Nothing here knows a command: ``cli`` holds those, one per client call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from taskhold.client import TaskholdAPIError, TaskholdClient
+from taskhold.nostr import NostrKeys
+from taskhold.tasks.model import TERMINAL_STATES
+
+from .identity import IdentityError, participant_keys
+from .wallets import PaymentFailed, Wallet, WalletSpecError, open_wallet
+
+__all__ = [
+    "Result",
+    "Session",
+    "duration_s",
+    "json_object",
+    "note",
+    "open_session",
+    "plain",
+    "proof_fields",
+    "run",
+    "task_result",
+    "usage",
+    "wait_until",
+    "wallet_for",
+]
+
+_err = Console(stderr=True, soft_wrap=True, highlight=False)
+"""Progress and errors; never wrapped to the terminal (an invoice or a path stays whole)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    server: str
+    keys: NostrKeys | None
+    as_json: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    data: dict[str, Any]
+    """What ``--json`` prints."""
+    line: str
+    """What a person sees on stdout."""
+
+
+class Ended(Exception):
+    """The task ended in a state other than the one waited for."""
+
+
+def usage(message: str) -> typer.Exit:
+    _err.print(f"[red]error:[/red] {escape(message)}")
+    return typer.Exit(2)
+
+
+def open_session(
+    server: str, key_file: Path | None, signer: str | None, as_json: bool, *, signs: bool = True
+) -> Session:
+    try:
+        keys = participant_keys(key_file, signer)
+    except IdentityError as exc:
+        raise usage(str(exc)) from None
+    if keys is None and signs:
+        raise usage("this command signs: give --key-file (or TASKHOLD_KEY_FILE)")
+    return Session(server, keys, as_json)
+
+
+def run(session: Session, work: Callable[[TaskholdClient], Awaitable[Result]]) -> None:
+    """Run ``work`` with a client, print its result, and turn every failure into a message and
+    an exit code."""
+
+    async def main() -> Result:
+        keys = session.keys or NostrKeys.generate()  # a read signs nothing
+        async with TaskholdClient(session.server, keys, retries=3) as client:
+            return await work(client)
+
+    try:
+        result = asyncio.run(main())
+    except TaskholdAPIError as exc:
+        detail = f": {exc.detail}" if exc.detail and exc.detail != exc.title else ""
+        fail(f"refused: {exc.title}{detail} ({exc.code}, HTTP {exc.status})")
+    except (IdentityError, WalletSpecError) as exc:
+        raise usage(str(exc)) from None
+    except httpx.InvalidURL as exc:
+        raise usage(f"--server {session.server!r}: {exc}") from None
+    except (PaymentFailed, Ended) as exc:
+        fail(str(exc))
+    except TimeoutError as exc:
+        fail(f"timed out: {exc}")
+    except httpx.HTTPError as exc:
+        fail(f"cannot reach taskhold at {session.server}: {exc or type(exc).__name__}")
+    except KeyboardInterrupt:
+        _err.print("interrupted")
+        raise typer.Exit(130) from None
+    except Exception as exc:  # a participant sees a sentence, never a traceback
+        fail(f"unexpected error ({type(exc).__name__}): {exc}")
+    if session.as_json:
+        sys.stdout.write(json.dumps(result.data) + "\n")
+    elif result.line:
+        sys.stdout.write(result.line + "\n")
+
+
+def fail(message: str) -> NoReturn:
+    _err.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(1)
+
+
+def note(message: str) -> None:
+    _err.print(escape(message))
+
+
+async def wait_until(
+    client: TaskholdClient, task_id: str, states: Collection[str], timeout_s: float
+) -> dict[str, Any]:
+    """Poll until the task is in one of ``states``, showing each state it passes on stderr;
+    a task that ends elsewhere ends the wait (``Ended``)."""
+    note(f"waiting for {task_id} to be {' or '.join(sorted(states))} (up to {timeout_s:g} s)")
+    shown: list[str] = []
+
+    def on_poll(task: dict[str, Any]) -> None:
+        state = str(task.get("state"))
+        if not shown or shown[-1] != state:
+            shown.append(state)
+            note(f"  {task_id}: {state}")
+
+    ends = {*states, *(state.value for state in TERMINAL_STATES)}
+    task = await client.wait_for_state(task_id, ends, timeout_s, poll_s=0.5, on_poll=on_poll)
+    if task["state"] not in states:
+        raise Ended(f"task {task_id} ended {task['state']} instead")
+    return task
+
+
+def task_result(task: dict[str, Any]) -> Result:
+    return Result(task, f"{task['task_id']} {task['state']}")
+
+
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def duration_s(text: str, option: str) -> int:
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise usage(f"{option} {text!r}: a duration such as 3600, 90m, 24h or 7d")
+    return int(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def json_object(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise usage(f"{option} is not JSON") from None
+    if not isinstance(value, dict):
+        raise usage(f"{option} must be a JSON object")
+    return value
+
+
+@contextlib.asynccontextmanager
+async def wallet_for(
+    spec: str | None, client: TaskholdClient, default_sim_name: str
+) -> AsyncIterator[Wallet | None]:
+    """The wallet ``spec`` names (None for none), opened before anything is asked of the
+    server, so a bad ``--wallet`` costs nothing; closed afterwards."""
+    if spec is None:
+        yield None
+        return
+    wallet = open_wallet(spec, client, default_sim_name)
+    try:
+        yield wallet
+    finally:
+        await wallet.aclose()
+
+
+def proof_fields(fields: list[str] | None) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for item in fields or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise usage(f"--field {item!r}: write NAME=VALUE")
+        body[name] = value
+    if not body:
+        raise usage("a proof needs --field NAME=VALUE (or --proof JSON)")
+    return body
+
+
+def plain(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
