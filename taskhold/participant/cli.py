@@ -192,14 +192,19 @@ def fund(
     signer: Signer = None,
     as_json: Json = False,
 ) -> None:
-    """Get the task's hold invoice and pay it with --wallet, or print it for you to pay; then
-    wait until taskhold holds the payment (FUNDED). The money stays yours until the task is
+    """Get the task's hold invoice (the one issued before, if fund was run already) and pay it
+    with --wallet, or print it for you to pay; then wait until taskhold holds the payment
+    (FUNDED). The money stays yours until the task is
     decided: the invoice is settled only when the worker is paid, cancelled otherwise."""
     session = open_session(server, key_file, signer, as_json)
 
     async def work(client: TaskholdClient) -> Result:
         async with wallet_for(wallet, client, "employer") as chosen:
-            task = await client.request_funding(task_id)
+            task = await client.get_task(task_id)
+            if task["state"] == "PENDING_FUNDING" and task.get("funding"):
+                note("the task has its hold invoice already (fund was run before): paying that")
+            else:
+                task = await client.request_funding(task_id)
             funding = task["funding"]
             invoice = funding["payment_request"]
             amount_sat = funding["amount_msat"] // 1000

@@ -125,6 +125,20 @@ def test_fund_without_a_wallet_prints_the_invoice_as_one_plain_line(
     assert f"{task_id}: FUNDED" in watched.stderr
 
 
+def test_fund_run_again_pays_the_invoice_issued_the_first_time(
+    server: Serve, employer: Path
+) -> None:
+    task_id = create(server, employer)
+    printed = as_party(server, employer, "fund", task_id, "--no-wait", "--json").json()
+
+    again = as_party(server, employer, "fund", task_id, "--wallet", "sim", "--json")
+
+    assert again.code == 0, again.stderr
+    assert again.json()["payment_request"] == printed["payment_request"]
+    assert again.json()["state"] == "FUNDED"
+    assert "has its hold invoice already" in again.stderr
+
+
 def test_cancel_by_the_worker_is_refused_and_by_the_employer_refunds(
     server: Serve, employer: Path, worker: Path
 ) -> None:
