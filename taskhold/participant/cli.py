@@ -44,9 +44,10 @@ __all__ = ["task_app"]
 task_app = typer.Typer(
     help="Your side of a task, as employer or worker. Writes are signed with --key-file (a 0600"
     " file holding your nsec or hex secret; make one with keygen); reads need no key."
-    " --server defaults to TASKHOLD_SERVER. --json prints one JSON object on stdout; progress"
-    " goes to stderr. Exit codes: 0 done, 1 refused by the server or failed (payment, timeout,"
-    " unreachable), 2 bad usage (options, key file, signer, wallet).",
+    " --server defaults to TASKHOLD_SERVER. --json prints one JSON object on stdout (on"
+    ' failure {"error": {kind, message, code, …}}); progress goes to stderr. Exit codes: 0'
+    " done, 1 refused by the server or failed (payment, timeout, unreachable), 2 bad usage"
+    " (options, key file, signer, wallet).",
     epilog="""\b
 A task from start to end (employer E, worker W):
   taskhold task keygen --key-file E.key

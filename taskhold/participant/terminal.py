@@ -1,6 +1,7 @@
 """How a ``taskhold task`` command talks to the participant: one session (server, keys,
 ``--json``), the result on stdout, progress and errors on stderr, every failure turned into a
-message and an exit code (1: refused or failed; 2: bad usage), and waits shown as they go.
+message and an exit code (1: refused or failed; 2: bad usage) and, with ``--json``, an
+``{"error": {...}}`` object on stdout, and waits shown as they go.
 
 Nothing here knows a command: ``cli`` holds those, one per client call.
 """
@@ -15,7 +16,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 import typer
@@ -96,33 +97,43 @@ def run(session: Session, work: Callable[[TaskholdClient], Awaitable[Result]]) -
 
     try:
         result = asyncio.run(main())
-    except TaskholdAPIError as exc:
-        detail = f": {exc.detail}" if exc.detail and exc.detail != exc.title else ""
-        fail(f"refused: {exc.title}{detail} ({exc.code}, HTTP {exc.status})")
-    except (IdentityError, WalletSpecError) as exc:
-        raise usage(str(exc)) from None
-    except httpx.InvalidURL as exc:
-        raise usage(f"--server {session.server!r}: {exc}") from None
-    except (PaymentFailed, Ended) as exc:
-        fail(str(exc))
-    except TimeoutError as exc:
-        fail(f"timed out: {exc}")
-    except httpx.HTTPError as exc:
-        fail(f"cannot reach taskhold at {session.server}: {exc or type(exc).__name__}")
     except KeyboardInterrupt:
         _err.print("interrupted")
         raise typer.Exit(130) from None
     except Exception as exc:  # a participant sees a sentence, never a traceback
-        fail(f"unexpected error ({type(exc).__name__}): {exc}")
+        kind, message, extra = _failure(exc, session.server)
+        if session.as_json:
+            error = {"kind": kind, "message": message, **extra}
+            sys.stdout.write(json.dumps({"error": error}) + "\n")
+        _err.print(f"[red]error:[/red] {escape(message)}")
+        raise typer.Exit(2 if kind == "usage" else 1) from None
     if session.as_json:
         sys.stdout.write(json.dumps(result.data) + "\n")
     elif result.line:
         sys.stdout.write(result.line + "\n")
 
 
-def fail(message: str) -> NoReturn:
-    _err.print(f"[red]error:[/red] {escape(message)}")
-    raise typer.Exit(1)
+def _failure(exc: Exception, server: str) -> tuple[str, str, dict[str, Any]]:
+    """What went wrong, for a person and (``--json``) for a script: a kind (``usage`` means exit
+    code 2), a sentence, and for a refusal the server's problem code, title, detail, status."""
+    if isinstance(exc, TaskholdAPIError):
+        detail = f": {exc.detail}" if exc.detail and exc.detail != exc.title else ""
+        problem = {"code": exc.code, "title": exc.title, "detail": exc.detail}
+        message = f"refused: {exc.title}{detail} ({exc.code}, HTTP {exc.status})"
+        return "refused", message, {**problem, "status": exc.status}
+    if isinstance(exc, IdentityError | WalletSpecError):
+        return "usage", str(exc), {}
+    if isinstance(exc, httpx.InvalidURL):
+        return "usage", f"--server {server!r}: {exc}", {}
+    if isinstance(exc, PaymentFailed):
+        return "payment", str(exc), {}
+    if isinstance(exc, Ended):
+        return "ended", str(exc), {}
+    if isinstance(exc, TimeoutError):
+        return "timeout", f"timed out: {exc}", {}
+    if isinstance(exc, httpx.HTTPError):
+        return "unreachable", f"cannot reach taskhold at {server}: {exc or type(exc).__name__}", {}
+    return "unexpected", f"unexpected error ({type(exc).__name__}): {exc}", {}
 
 
 def note(message: str) -> None:

@@ -81,7 +81,8 @@ def test_approve_by_a_key_that_is_not_the_employer_is_the_servers_refusal(
     ran = as_party(server, worker, "approve", task_id, "--json")
 
     assert ran.code == 1
-    assert ran.stdout == ""
+    error = ran.json()["error"]
+    assert (error["kind"], error["code"], error["status"]) == ("refused", "wrong_role", 403)
     assert "refused: Not allowed: only the employer may approve a task" in ran.stderr
     assert "(wrong_role, HTTP 403)" in ran.stderr
     shown = task_cli("show", task_id, "--server", server.url, "--json").json()
@@ -244,10 +245,11 @@ def test_a_wallet_taskhold_cannot_use_is_refused_before_any_invoice_is_asked_for
 ) -> None:
     task_id = create(server, employer)
 
-    ran = as_party(server, employer, "fund", task_id, "--wallet", wallet)
+    ran = as_party(server, employer, "fund", task_id, "--wallet", wallet, "--json")
 
     assert ran.code == 2
     assert says in ran.stderr
+    assert ran.json()["error"]["kind"] == "usage"
     shown = task_cli("show", task_id, "--server", server.url, "--json").json()
     assert shown["funding"] is None  # no hold invoice was made
 
@@ -267,8 +269,11 @@ def test_an_lnd_connection_file_with_several_nodes_needs_one_named(
 
 def test_an_unreachable_server_is_exit_1_without_a_traceback() -> None:
     ran = task_cli("show", "t1", "--server", "http://127.0.0.1:9")
-    assert ran.code == 1
+    as_json = task_cli("show", "t1", "--server", "http://127.0.0.1:9", "--json")
+
+    assert ran.code == as_json.code == 1
     assert "cannot reach taskhold at http://127.0.0.1:9" in ran.stderr
+    assert as_json.json()["error"]["kind"] == "unreachable"
 
 
 def test_a_proof_needs_one_payout_invoice_source(worker: Path) -> None:
