@@ -385,13 +385,21 @@ def show(
     signer: Signer = None,
     as_json: Json = False,
 ) -> None:
-    """One task as the server has it (no key needed)."""
+    """One task as the server has it (no key needed). A private task's description is opened
+    with --key-file when that key is one it was sealed to; --json adds it as
+    ``opened_description``."""
     session = open_session(server, key_file, signer, as_json, signs=False)
 
     async def work(client: TaskholdClient) -> Result:
         task = await client.get_task(task_id)
-        names = _SHOWN
-        lines = [f"{name}: {plain(task.get(name))}" for name in names if task.get(name) is not None]
+        lines = [f"{name}: {plain(task[name])}" for name in _SHOWN if task.get(name) is not None]
+        if task.get("visibility") == "private":
+            opened = client.open_details(task) if session.keys is not None else None
+            task = {**task, "opened_description": opened}
+            sealed = "(sealed: give the --key-file of a party to read it)"
+            lines.insert(3, f"description: {sealed if opened is None else opened}")
+        elif task.get("description"):
+            lines.insert(3, f"description: {task['description']}")
         funding = task.get("funding") or {}
         if funding.get("payment_request") and task["state"] == "PENDING_FUNDING":
             lines.append(f"payment_request: {funding['payment_request']}")

@@ -306,3 +306,23 @@ def test_a_rejected_proof_is_disputed_by_the_worker_only_with_a_reason(
     task = disputed.json()
     assert task["state"] == "DISPUTED"
     assert task["rejection_reason"] == "the link is dead"
+
+
+def test_show_opens_a_private_description_only_with_a_partys_key(
+    server: Serve, employer: Path, worker: Path
+) -> None:
+    ran = as_party(
+        server, employer, "create", "Audit", "--amount-sat", "1000", "--private",
+        "--description", "the repo is at git.example/secret",
+    )  # fmt: skip
+    assert ran.code == 0, ran.stderr
+    task_id = ran.stdout.strip()
+
+    anyone = task_cli("show", task_id, "--server", server.url)
+    stranger = as_party(server, worker, "show", task_id, "--json")
+    party = as_party(server, employer, "show", task_id)
+
+    assert "git.example/secret" not in anyone.stdout + stranger.stdout
+    assert "description: (sealed" in anyone.stdout
+    assert stranger.json()["opened_description"] is None
+    assert "description: the repo is at git.example/secret" in party.stdout
