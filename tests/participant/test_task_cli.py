@@ -4,6 +4,7 @@ keys and options as exit 2, never a traceback; ``--json`` prints one JSON object
 
 from __future__ import annotations
 
+import json
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -326,3 +327,21 @@ def test_show_opens_a_private_description_only_with_a_partys_key(
     assert "description: (sealed" in anyone.stdout
     assert stranger.json()["opened_description"] is None
     assert "description: the repo is at git.example/secret" in party.stdout
+
+
+def test_an_lnd_node_that_cannot_pay_is_exit_1_and_the_task_stays_unfunded(
+    server: Serve, employer: Path, tmp_path: Path
+) -> None:
+    connection = tmp_path / "mine.json"
+    node = {"rest_url": "https://127.0.0.1:9", "tls_cert_path": str(tmp_path / "no.cert")}
+    node["macaroon_path"] = str(tmp_path / "no.macaroon")
+    connection.write_text(json.dumps({"nodes": {"mine": node}}))  # one node: no #NODE needed
+    task_id = create(server, employer)
+
+    ran = as_party(server, employer, "fund", task_id, "--wallet", f"lnd:{connection}", "--json")
+
+    assert ran.code == 1
+    assert ran.json()["error"]["kind"] == "payment"
+    assert "lnd node 'mine'" in ran.stderr
+    shown = task_cli("show", task_id, "--server", server.url, "--json").json()
+    assert shown["state"] == "PENDING_FUNDING"
