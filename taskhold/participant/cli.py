@@ -21,12 +21,13 @@ from typing import Annotated, Any
 import typer
 
 from taskhold.client import TaskholdClient
-from taskhold.tasks.model import TERMINAL_STATES
+from taskhold.tasks.model import TERMINAL_STATES, TaskState
 
 from .identity import IdentityError, create_key_file
 from .terminal import (
     Result,
     duration_s,
+    follow_until,
     json_object,
     note,
     open_session,
@@ -466,6 +467,14 @@ def watch(
         list[str] | None,
         typer.Option("--until", help="a state to stop at (repeatable; default: the end)"),
     ] = None,
+    log: Annotated[
+        bool,
+        typer.Option(
+            "--log",
+            help="follow the task's public log on the relays (each transition's signature"
+            " checked) instead of asking the server every half second",
+        ),
+    ] = False,
     timeout: Timeout = 3600.0,
     key_file: KeyFile = None,
     signer: Signer = None,
@@ -474,9 +483,14 @@ def watch(
     """Show the task's states as they change (stderr) until it reaches --until or ends; prints
     the task then."""
     session = open_session(server, key_file, signer, as_json, signs=False)
+    known = [state.value for state in TaskState]
+    unknown = [state for state in until or () if state not in known]
+    if unknown:
+        raise usage(f"--until {', '.join(unknown)}: no such state; one of {', '.join(known)}")
     states = set(until or (state.value for state in TERMINAL_STATES))
+    wait = follow_until if log else wait_until
 
     async def work(client: TaskholdClient) -> Result:
-        return task_result(await wait_until(client, task_id, states, timeout))
+        return task_result(await wait(client, task_id, states, timeout))
 
     run(session, work)

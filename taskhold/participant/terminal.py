@@ -34,6 +34,7 @@ __all__ = [
     "Result",
     "Session",
     "duration_s",
+    "follow_until",
     "json_object",
     "note",
     "open_session",
@@ -156,6 +157,36 @@ async def wait_until(
 
     ends = {*states, *(state.value for state in TERMINAL_STATES)}
     task = await client.wait_for_state(task_id, ends, timeout_s, poll_s=0.5, on_poll=on_poll)
+    if task["state"] not in states:
+        raise Ended(f"task {task_id} ended {task['state']} instead")
+    return task
+
+
+async def follow_until(
+    client: TaskholdClient, task_id: str, states: Collection[str], timeout_s: float
+) -> dict[str, Any]:
+    """Like :func:`wait_until`, woken by the task's public log instead of a timer: each
+    transition the relays carry is shown once its operator signature and chain check out
+    (``TaskholdClient.subscribe``), then the task is read to see whether the wait is over. The
+    log is read from its start, so transitions made before the watch began are shown too, up to
+    the task's current version (a transition's ``seq`` is the version it made)."""
+    note(f"following the public log of {task_id} until {' or '.join(sorted(states))}")
+    ends = {*states, *(state.value for state in TERMINAL_STATES)}
+    task: dict[str, Any] = {}
+    try:
+        async with asyncio.timeout(timeout_s):
+            transitions = client.subscribe(task_id=task_id)
+            async with contextlib.aclosing(transitions):
+                async for transition in transitions:
+                    note(f"  {task_id} #{transition.seq} {transition.op} (verified)")
+                    task = await client.get_task(task_id)
+                    if task["state"] in ends and transition.seq >= task["version"]:
+                        break  # the log has caught up with the task, and it is where asked
+    except TimeoutError:
+        raise TimeoutError(
+            f"task {task_id} is still {task.get('state', 'unseen in the log')} after"
+            f" {timeout_s:g} s"
+        ) from None
     if task["state"] not in states:
         raise Ended(f"task {task_id} ended {task['state']} instead")
     return task

@@ -345,3 +345,25 @@ def test_an_lnd_node_that_cannot_pay_is_exit_1_and_the_task_stays_unfunded(
     assert "lnd node 'mine'" in ran.stderr
     shown = task_cli("show", task_id, "--server", server.url, "--json").json()
     assert shown["state"] == "PENDING_FUNDING"
+
+
+def test_watch_on_the_public_log_shows_verified_transitions_until_paid(
+    server: Serve, employer: Path, worker: Path
+) -> None:
+    task_id = submitted(server, employer, worker)
+    assert as_party(server, employer, "approve", task_id, "--no-wait").code == 0
+
+    ran = task_cli("watch", task_id, "--log", "--until", "PAID", "--server", server.url, "--json")
+
+    assert ran.code == 0, ran.stderr
+    paid = ran.json()
+    assert paid["state"] == "PAID"
+    shown = [line.split()[1] for line in ran.stderr.splitlines() if line.endswith("(verified)")]
+    assert shown == [f"#{seq}" for seq in range(1, paid["version"] + 1)]  # the whole history
+    assert f"{task_id} #1 TaskCreated (verified)" in ran.stderr
+
+
+def test_watch_until_a_state_that_does_not_exist_is_a_usage_error(server: Serve) -> None:
+    ran = task_cli("watch", "t1", "--until", "PAYED", "--server", server.url)
+    assert ran.code == 2
+    assert "--until PAYED: no such state" in ran.stderr
