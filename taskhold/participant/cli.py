@@ -33,6 +33,7 @@ from .terminal import (
     open_session,
     plain,
     proof_fields,
+    pubkey_option,
     run,
     task_result,
     usage,
@@ -44,7 +45,8 @@ __all__ = ["task_app"]
 
 task_app = typer.Typer(
     help="Your side of a task, as employer or worker. Writes are signed with --key-file (a 0600"
-    " file holding your nsec or hex secret; make one with keygen); reads need no key."
+    " file holding your nsec or hex secret; make one with keygen, see it with whoami); reads"
+    " need no key."
     " --server defaults to TASKHOLD_SERVER. --json prints one JSON object on stdout (on"
     ' failure {"error": {kind, message, code, …}}); progress goes to stderr. Exit codes: 0'
     " done, 1 refused by the server or failed (payment, timeout, unreachable), 2 bad usage"
@@ -111,6 +113,19 @@ def keygen(
 
 
 @task_app.command()
+def whoami(
+    key_file: KeyFile = None,
+    signer: Signer = None,
+    as_json: Json = False,
+) -> None:
+    """Your public key (npub; --json adds the hex), the one the server knows you by."""
+    keys = open_session("", key_file, signer, as_json).keys
+    assert keys is not None  # open_session asks for a key
+    data = {"pubkey": keys.pubkey_hex, "npub": keys.npub}
+    sys.stdout.write((json.dumps(data) if as_json else keys.npub) + "\n")
+
+
+@task_app.command()
 def create(
     title: str,
     server: Server,
@@ -135,7 +150,8 @@ def create(
         str | None, typer.Option("--claim-mode", help="first, apply or direct")
     ] = None,
     direct_worker: Annotated[
-        str | None, typer.Option("--direct-worker", help="the worker's pubkey (claim mode direct)")
+        str | None,
+        typer.Option("--direct-worker", help="the worker's npub or hex pubkey (claim mode direct)"),
     ] = None,
     review_window: Annotated[
         str | None, typer.Option("--review-window", help="how long you have to review a proof")
@@ -157,6 +173,7 @@ def create(
     elif field or url_field:
         spec = {"required_fields": list(field or ()), "url_fields": list(url_field or ())}
     deadline_at = int(time.time()) + duration_s(deadline, "--deadline")
+    worker_hex = pubkey_option(direct_worker, "--direct-worker")
     review_window_s = (
         None if review_window is None else duration_s(review_window, "--review-window")
     )
@@ -170,7 +187,7 @@ def create(
             acceptance=spec,
             review_window_s=review_window_s,
             claim_mode=claim_mode,
-            direct_worker=direct_worker,
+            direct_worker=worker_hex,
             private=private,
         )
         note(
@@ -429,10 +446,10 @@ def list_tasks(
     server: Server,
     state: Annotated[str | None, typer.Option("--state", help="only tasks in this state")] = None,
     employer: Annotated[
-        str | None, typer.Option("--employer", help="an employer's pubkey (hex), or me")
+        str | None, typer.Option("--employer", help="an employer's npub or hex pubkey, or me")
     ] = None,
     worker: Annotated[
-        str | None, typer.Option("--worker", help="a worker's pubkey (hex), or me")
+        str | None, typer.Option("--worker", help="a worker's npub or hex pubkey, or me")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=200)] = 50,
     key_file: KeyFile = None,
@@ -443,12 +460,12 @@ def list_tasks(
     signs = "me" in (employer, worker)  # "me" is the pubkey of --key-file
     session = open_session(server, key_file, signer, as_json, signs=signs)
 
-    def who(value: str | None) -> str | None:
-        return session.keys.pubkey_hex if value == "me" and session.keys else value
+    employer_hex = pubkey_option(employer, "--employer", session.keys)
+    worker_hex = pubkey_option(worker, "--worker", session.keys)
 
     async def work(client: TaskholdClient) -> Result:
         answer = await client.list_tasks(
-            state=state, employer=who(employer), worker=who(worker), limit=limit
+            state=state, employer=employer_hex, worker=worker_hex, limit=limit
         )
         lines = [
             f"{task['task_id']} {task['state']} {task['amount_msat'] // 1000} {task['title']}"

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from taskhold.client import TaskholdAPIError, TaskholdClient
-from taskhold.nostr import NostrKeys
+from taskhold.nostr import NostrKeys, pubkey_hex
 from taskhold.tasks.model import TERMINAL_STATES
 
 from .identity import IdentityError, participant_keys
@@ -40,6 +40,7 @@ __all__ = [
     "open_session",
     "plain",
     "proof_fields",
+    "pubkey_option",
     "run",
     "task_result",
     "usage",
@@ -190,6 +191,18 @@ async def follow_until(
     if task["state"] not in states:
         raise Ended(f"task {task_id} ended {task['state']} instead")
     return task
+
+
+def pubkey_option(value: str | None, option: str, keys: NostrKeys | None = None) -> str | None:
+    """A pubkey option (``npub1…`` or hex; ``me`` for ``keys``) as the hex the API takes."""
+    if value is None:
+        return None
+    if value == "me" and keys is not None:
+        return keys.pubkey_hex
+    try:
+        return pubkey_hex(value)
+    except ValueError:
+        raise usage(f"{option} {value!r}: not a Nostr public key (npub1… or 64 hex)") from None
 
 
 def task_result(task: dict[str, Any]) -> Result:

@@ -210,6 +210,22 @@ def test_keygen_makes_a_0600_file_and_never_replaces_one(tmp_path: Path) -> None
     assert again.code == 2
     assert "exists already" in again.stderr
     assert path.read_text().strip() == secret
+    assert task_cli("whoami", "--key-file", str(path), "--json").json() == {
+        "pubkey": answer["pubkey"],
+        "npub": answer["npub"],
+    }
+
+
+def test_list_takes_an_npub_and_refuses_what_is_no_pubkey(server: Serve, employer: Path) -> None:
+    task_id = create(server, employer)
+    npub = task_cli("whoami", "--key-file", str(employer)).stdout.strip()
+
+    by_npub = task_cli("list", "--employer", npub, "--server", server.url, "--json")
+    bad = task_cli("list", "--employer", "alice", "--server", server.url)
+
+    assert [task["task_id"] for task in by_npub.json()["tasks"]] == [task_id]
+    assert bad.code == 2
+    assert "--employer 'alice': not a Nostr public key" in bad.stderr
 
 
 def test_a_signing_command_without_a_key_is_a_usage_error() -> None:
