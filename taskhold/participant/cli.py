@@ -213,8 +213,9 @@ def fund(
 ) -> None:
     """Get the task's hold invoice (the one issued before, if fund was run already) and pay it
     with --wallet, or print it for you to pay; then wait until taskhold holds the payment
-    (FUNDED). The money stays yours until the task is
-    decided: the invoice is settled only when the worker is paid, cancelled otherwise."""
+    (FUNDED). The money stays yours until the task is decided: the invoice is settled only
+    when the worker is paid, cancelled otherwise. With --json the invoice to pay is shown on
+    stderr, and the JSON object (with payment_request) follows once the wait is over."""
     session = open_session(server, key_file, signer, as_json)
 
     async def work(client: TaskholdClient) -> Result:
@@ -229,7 +230,9 @@ def fund(
             amount_sat = funding["amount_msat"] // 1000
             if chosen is None:
                 note(f"pay this hold invoice of {amount_sat} sat from your wallet:")
-                if not session.as_json:  # the plain line, whole, for a person or a pipe
+                if session.as_json:  # stdout is for the one JSON object
+                    note(invoice)
+                else:  # the plain line, whole, for a person or a pipe
                     sys.stdout.write(invoice + "\n")
                     sys.stdout.flush()
             else:
@@ -293,8 +296,10 @@ def proof(
     if proof_json is not None and field:
         raise usage("give --proof or --field, not both")
     body = json_object(proof_json, "--proof") if proof_json is not None else proof_fields(field)
-    if (invoice is None) == (wallet is None):
-        raise usage("give --invoice BOLT11 or --wallet to make one (one of them)")
+    if invoice is None and wallet is None:
+        raise usage("give --invoice BOLT11, or --wallet to make one")
+    if invoice is not None:
+        wallet = None  # an invoice given is the one paid to, whatever TASKHOLD_WALLET says
 
     async def work(client: TaskholdClient) -> Result:
         async with wallet_for(wallet, client, "worker") as chosen:

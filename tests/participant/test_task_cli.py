@@ -127,6 +127,18 @@ def test_fund_without_a_wallet_prints_the_invoice_as_one_plain_line(
     assert f"{task_id}: FUNDED" in watched.stderr
 
 
+def test_fund_with_json_and_no_wallet_shows_the_invoice_on_stderr(
+    server: Serve, employer: Path
+) -> None:
+    task_id = create(server, employer)
+
+    ran = as_party(server, employer, "fund", task_id, "--no-wait", "--json")
+
+    assert ran.code == 0, ran.stderr
+    invoice = ran.json()["payment_request"]
+    assert invoice in ran.stderr.split()  # for the person at the terminal, whole
+
+
 def test_fund_run_again_pays_the_invoice_issued_the_first_time(
     server: Serve, employer: Path
 ) -> None:
@@ -299,7 +311,7 @@ def test_a_proof_needs_one_payout_invoice_source(worker: Path) -> None:
         "--key-file", str(worker),
     )  # fmt: skip
     assert ran.code == 2
-    assert "give --invoice BOLT11 or --wallet" in ran.stderr
+    assert "give --invoice BOLT11, or --wallet to make one" in ran.stderr
 
 
 def test_show_of_an_unknown_task_is_the_servers_not_found(server: Serve) -> None:
