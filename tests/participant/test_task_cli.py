@@ -395,3 +395,18 @@ def test_watch_until_a_state_that_does_not_exist_is_a_usage_error(server: Serve)
     ran = task_cli("watch", "t1", "--until", "PAYED", "--server", server.url)
     assert ran.code == 2
     assert "--until PAYED: no such state" in ran.stderr
+
+
+def test_fund_by_a_key_that_is_not_the_employer_is_refused_and_pays_nothing(
+    server: Serve, employer: Path, worker: Path
+) -> None:
+    task_id = create(server, employer)
+    before = balances(server)
+
+    ran = as_party(server, worker, "fund", task_id, "--wallet", "sim:worker", "--json")
+
+    assert ran.code == 1
+    assert ran.json()["error"]["code"] == "wrong_role"
+    assert balances(server) == before
+    shown = task_cli("show", task_id, "--server", server.url, "--json").json()
+    assert (shown["state"], shown["funding"]) == ("DRAFT", None)
