@@ -256,6 +256,15 @@ def _mount_swaps() -> None:
 _mount_swaps()
 
 
+def _mount_task() -> None:
+    from taskhold.participant.cli import task_app
+
+    cli.add_typer(task_app, name="task")
+
+
+_mount_task()
+
+
 def main() -> None:
     cli()
 

@@ -67,9 +67,10 @@ LAYERS: tuple[tuple[str, frozenset[str], str], ...] = (
      "the composition root: builds every service once from the settings"),
     ("processes", frozenset({"server", "client", "devnet"}),
      "starting the API server, the participant client, the regtest network"),
-    ("participant rails", frozenset({"onchain"}),
+    ("participant rails", frozenset({"onchain", "participant"}),
      "the participants' on-chain flows (submarine funding, reverse payout, the fallback) run by"
-     " their own clients over the participant client and a Boltz API; taskhold never runs them"),
+     " their own clients over the participant client and a Boltz API; taskhold never runs them;"
+     " a participant's key file and own wallet for the `taskhold task` command"),
     ("demo", frozenset({"demo"}), "one task end to end against a running server"),
     (CLI_LAYER, frozenset({"cli"}), "the `taskhold` command and every package's cli module"),
 )  # fmt: skip
