@@ -23,11 +23,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 
 from taskhold.lightning.base import InvoiceNotFound, InvoiceState, InvoiceStatus, LightningError
-from taskhold.tasks import Task, TaskState
+from taskhold.settings import Settings
+from taskhold.store.controls import (
+    CHAIN_HEIGHT,
+    RECONCILE_ASKED,
+    RECONCILE_DONE,
+    read_control,
+    set_control,
+)
+from taskhold.tasks import SYSTEM_ACTOR, Task, TaskState
 from taskhold.tasks.model import FUNDED_STATES, Deposit, DepositState
 
 from .context import EscrowContext, log
@@ -46,7 +55,7 @@ from .series import advance_milestone
 from .split import pay_out
 from .timers import guard, run_timers
 
-__all__ = ["EscrowEngine"]
+__all__ = ["EscrowEngine", "hold_margins"]
 
 WATCHED_STATES = (TaskState.PENDING_FUNDING, *FUNDED_STATES)
 _FINAL_INVOICE_STATES = (InvoiceState.SETTLED, InvoiceState.CANCELED)
@@ -73,8 +82,12 @@ class EscrowEngine:
         self.liquidity_hook = LiquidityHook()
         """Runs the operator's command when a node runs low (``liquidity_hook``)."""
         self.leases = Leases(ctx.store, ctx.settings.engine_lease_s, ctx.clock)
+        self._height_noted: int | None = None
+        self._reconcile_seen = 0
+        """The operator's last ask for a pass this engine answered."""
 
     async def start(self) -> None:
+        self._reconcile_seen = await self._reconcile_asks()
         await self.reconcile()
         self._runner = asyncio.create_task(self._loop(), name="taskhold-escrow")
 
@@ -144,7 +157,15 @@ class EscrowEngine:
         Its cost grows with the work due, not with the open tasks: every task it looks at is
         selected by an indexed due time (``taskhold.tasks.due``): a timer that ran out, a hold
         within its margin of expiry, a deposit hold within the guard margin, or a Lightning
-        action owed (``pending_action``, ``deposit_action``)."""
+        action owed (``pending_action``, ``deposit_action``). Its duration goes to
+        ``ctx.tick_durations`` (the metrics' engine tick histogram)."""
+        started = time.perf_counter()
+        try:
+            await self._pass()
+        finally:
+            self.ctx.tick_durations.observe(time.perf_counter() - started)
+
+    async def _pass(self) -> None:
         ctx = self.ctx
         async with ctx.store.transaction() as tx:
             timed = await tx.task_ids_timer_due(ctx.now())
@@ -156,8 +177,9 @@ class EscrowEngine:
             log.warning("node_unavailable", error=type(exc).__name__)
             height = None
         if height is not None:
+            await self._note_height(height)
             async with ctx.store.transaction() as tx:
-                funded = await tx.task_ids_hold_due(height, _hold_margins(ctx))
+                funded = await tx.task_ids_hold_due(height, hold_margins(ctx.settings))
                 paying = set(await tx.task_ids_pending("release"))
             for task_id in funded:
                 step = partial(guard, ctx, task_id, height)
@@ -179,6 +201,40 @@ class EscrowEngine:
             self._pay(task_id, task_id, partial(pay_out, ctx, task_id), _paid)
         await self._advance_series()
         await self.liquidity_hook.check(ctx, asyncio.get_running_loop().time())
+
+    async def _note_height(self, height: int) -> None:
+        """Keep the node's block height in the database when it changes (once a block, not
+        once a tick), so ``taskhold admin stuck`` sees how near their margins the holds are
+        without a connection to the node."""
+        if height == self._height_noted:
+            return
+        async with self.ctx.store.transaction() as tx:
+            await set_control(tx, CHAIN_HEIGHT, height, actor=SYSTEM_ACTOR, now=self.ctx.now())
+        self._height_noted = height
+
+    async def reconcile_if_asked(self) -> bool:
+        """Run :meth:`reconcile` if the operator asked for a pass (``taskhold admin
+        reconcile``) since this engine last looked, and mark the ask done; True if it ran.
+
+        One primary-key read a tick. Asks made before ``start()`` count as answered by its
+        own reconcile. Every replica runs its own pass for an ask: the passes are idempotent
+        and the leases keep one payment single."""
+        count = await self._reconcile_asks()
+        if count <= self._reconcile_seen:
+            return False
+        await self.reconcile()
+        self._reconcile_seen = count
+        async with self.ctx.store.transaction() as tx:
+            done = await read_control(tx, RECONCILE_DONE, for_update=True)
+            if done is None or done.value < count:
+                await set_control(tx, RECONCILE_DONE, count, actor=SYSTEM_ACTOR, now=self.ctx.now())
+        log.info("reconciled_on_request", ask=count)
+        return True
+
+    async def _reconcile_asks(self) -> int:
+        async with self.ctx.store.transaction() as tx:
+            asked = await read_control(tx, RECONCILE_ASKED)
+        return 0 if asked is None else asked.value
 
     async def _advance_series(self) -> None:
         """Open, cancel or staff the milestones their series owes a step (``series``)."""
@@ -327,7 +383,9 @@ class EscrowEngine:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.ctx.settings.engine_tick_s)
             self._wake.clear()
             try:
-                if loop.time() - last_reconcile >= interval:
+                if await self.reconcile_if_asked():
+                    last_reconcile = loop.time()
+                elif loop.time() - last_reconcile >= interval:
                     last_reconcile = loop.time()
                     await self.reconcile()
                 else:
@@ -398,11 +456,10 @@ class EscrowEngine:
         return result if isinstance(result, Task) else None
 
 
-def _hold_margins(ctx: EscrowContext) -> dict[str, int]:
+def hold_margins(settings: Settings) -> dict[str, int]:
     """Blocks before a hold's expiry at which each ``hold_margin`` class is looked at: the
     guardian's margin, the release reserve, and the renewal lead (never below the reserve, as
     a renewing task may also be released)."""
-    settings = ctx.settings
     return {
         "guard": settings.guard_blocks,
         "reserve": settings.hold_reserve_blocks,
