@@ -18,10 +18,14 @@ import pytest
 from support.stacks import OpenStack, Stack
 from support.task_flows import AMOUNT_MSAT, created, funded, submitted
 
+from taskhold.actions import ACTIONS
 from taskhold.api import metrics
+from taskhold.api.latency import METHODS
+from taskhold.api.routes_tasks import op_path
 from taskhold.client import TaskholdAPIError
 from taskhold.escrow.admission import LIMITS
 from taskhold.lightning.base import NodeCapacity
+from taskhold.payments.held import PayoutKind
 from taskhold.tasks import TaskState
 
 # -- a tiny parser of the text exposition format (0.0.4) ------------------------------------------
@@ -65,6 +69,18 @@ def _labels(text: str) -> Labels:
     return frozenset(pairs)
 
 
+_HISTOGRAM_SAMPLES = ("_bucket", "_sum", "_count")
+
+
+def _family(scrape: Scrape, sample: str) -> str:
+    """The family a sample belongs to: itself, or a histogram's name for its series."""
+    for suffix in _HISTOGRAM_SAMPLES:
+        base = sample.removesuffix(suffix)
+        if base != sample and scrape.types.get(base) == "histogram":
+            return base
+    return sample
+
+
 def parse(text: str) -> Scrape:
     """Every sample, and every sample's family has a HELP and a TYPE line before it."""
     scrape = Scrape()
@@ -75,13 +91,14 @@ def parse(text: str) -> Scrape:
             scrape.helps[name] = help_text
         elif line.startswith("# TYPE "):
             name, _, kind = line[7:].partition(" ")
-            assert kind in ("gauge", "counter"), line
+            assert kind in ("gauge", "counter", "histogram"), line
             scrape.types[name] = kind
         else:
             match = _SAMPLE.fullmatch(line)
             assert match is not None, f"not a sample: {line!r}"
             name, labels, value = match.groups()
-            assert name in scrape.types and name in scrape.helps, f"{name} before its TYPE"
+            family = _family(scrape, name)
+            assert family in scrape.types and family in scrape.helps, f"{name} before its TYPE"
             key = (name, _labels(labels or ""))
             assert key not in scrape.samples, f"{key} twice"
             scrape.samples[key] = float(value)
@@ -299,6 +316,15 @@ async def test_a_node_that_never_answers_is_node_up_0(
     assert not any(hung.has(name) for name in NODE_METRICS)
 
 
+ROUTE_TEMPLATES = {
+    "/metrics",
+    "/v1/info",
+    "/v1/tasks",
+    "/v1/tasks/{task_id}",
+    *(f"/v1/tasks/{{task_id}}/{op_path(op)}" for op in ACTIONS if op != "create"),
+}
+"""What the request histogram's route label may say: templates, never a task's path."""
+
 # -- nothing secret -------------------------------------------------------------------------------
 
 
@@ -312,7 +338,19 @@ async def test_the_metrics_name_no_task_key_hash_or_invoice(stack_with: OpenStac
     text = (await stack.http.get("/metrics")).text
 
     labels = {value for _, labels in parse(text).samples for _, value in labels}
-    assert labels <= {*LIMITS, *(state.value for state in TaskState)}
+    routes = {value for value in labels if value.startswith("/")}
+    assert routes <= ROUTE_TEMPLATES
+    named = {
+        *LIMITS,
+        *(state.value for state in TaskState),
+        *(kind.value for kind in PayoutKind),
+        *stack.settings.relays,
+        *METHODS,
+        *routes,
+        "unmatched",
+    }
+    others = labels - named
+    assert all(re.fullmatch(r"[1-5]xx|\+Inf|[0-9.]+", value) for value in others), others
     secrets = {
         task["task_id"],
         employer.pubkey_hex,
