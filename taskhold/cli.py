@@ -256,6 +256,15 @@ def _mount_swaps() -> None:
 _mount_swaps()
 
 
+def _mount_admin() -> None:
+    from taskhold.admin.cli import admin_app
+
+    cli.add_typer(admin_app, name="admin", help="The operator's console: intake, stuck, reconcile")
+
+
+_mount_admin()
+
+
 def main() -> None:
     cli()
 
