@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,12 +21,14 @@ from support.stacks import OpenStack, Stack
 from support.task_flows import AMOUNT_MSAT, created, funded, submitted
 
 from taskhold.actions import ACTIONS
+from taskhold.admin.controls import set_intake
 from taskhold.api import metrics
 from taskhold.api.latency import METHODS
 from taskhold.api.routes_tasks import op_path
 from taskhold.client import TaskholdAPIError
 from taskhold.escrow.admission import LIMITS
 from taskhold.lightning.base import NodeCapacity
+from taskhold.nostr.embedded import EmbeddedRelay
 from taskhold.payments.held import PayoutKind
 from taskhold.tasks import TaskState
 
@@ -361,3 +365,138 @@ async def test_the_metrics_name_no_task_key_hash_or_invoice(stack_with: OpenStac
         "lnbcrt",
     }
     assert not [secret for secret in secrets if secret.lower() in text.lower()]
+
+
+# -- through a lifecycle --------------------------------------------------------------------------
+
+
+REQUESTS = "taskhold_http_request_duration_seconds"
+
+
+def _count(scrape: Scrape, name: str, **labels: str) -> float:
+    """A histogram series' observation count (0 before its first observation)."""
+    key = (f"{name}_count", frozenset(labels.items()))
+    return scrape.samples.get(key, 0.0)
+
+
+@pytest.fixture
+async def relay(tmp_path: Path) -> AsyncIterator[EmbeddedRelay]:
+    embedded = EmbeddedRelay(tmp_path / "relay-data")
+    await embedded.start()
+    try:
+        yield embedded
+    finally:
+        await embedded.stop()
+
+
+async def test_the_figures_move_through_a_lifecycle(
+    stack_with: OpenStack, relay: EmbeddedRelay
+) -> None:
+    """create, fund, claim, proof, approve, PAID on the simulator: every figure of the
+    operator's console moves as the task does, and a failed payout attempt is counted."""
+    stack = await stack_with(relays=[relay.url])
+    employer, worker = stack.client(), stack.client()
+    start = await scrape(stack)
+    assert start.value("taskhold_intake_paused") == 0
+    assert start.labelled("taskhold_payout_failures_total", "kind") == {
+        "task_reward": 0,
+        "deposit": 0,
+    }
+    assert start.value("taskhold_outbox_unacked_events", relay=relay.url) == 0
+    assert start.types["taskhold_engine_tick_seconds"] == "histogram"
+    ticks = _count(start, "taskhold_engine_tick_seconds")
+
+    task = await created(stack, employer)
+    task_id = task["task_id"]
+    drafted = await scrape(stack)
+    assert drafted.value("taskhold_open_tasks", state="DRAFT") == 1
+    posts = _count(
+        drafted,
+        "taskhold_http_request_duration_seconds",
+        method="POST",
+        route="/v1/tasks",
+        status="2xx",
+    )
+    assert posts == 1
+    assert drafted.value("taskhold_outbox_unacked_events", relay=relay.url) >= 1
+    assert drafted.value("taskhold_outbox_oldest_unacked_age_seconds", relay=relay.url) >= 0
+
+    funding = (await employer.request_funding(task_id))["funding"]
+    pending = await scrape(stack)
+    assert pending.value("taskhold_open_tasks", state="PENDING_FUNDING") == 1
+    assert pending.value("taskhold_tasks_awaiting_payment_msat") == AMOUNT_MSAT
+
+    await stack.world.employer.send_payment(funding["payment_request"])
+    await stack.settle_engine(1)
+    held = await scrape(stack)
+    assert held.value("taskhold_open_tasks", state="FUNDED") == 1
+    assert held.value("taskhold_tasks_held_msat") == AMOUNT_MSAT
+    slots = held.value("taskhold_node_htlc_slots_free")
+    assert slots == start.value("taskhold_node_htlc_slots_free") - 1
+    assert _count(held, "taskhold_engine_tick_seconds") > ticks
+
+    await worker.claim(task_id)
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    await worker.submit_proof(task_id, {"url": "https://example.org/haiku"}, invoice)
+    stack.world.network.fail_payments_to(stack.world.worker)
+    await employer.approve(task_id)
+    await stack.run_pass()
+    failing = await scrape(stack)
+    assert failing.value("taskhold_payout_failures_total", kind="task_reward") == 1
+    assert failing.value("taskhold_open_tasks", state="VERIFIED") == 1
+    approves = _count(
+        failing,
+        REQUESTS,
+        method="POST",
+        route="/v1/tasks/{task_id}/approve",
+        status="2xx",
+    )
+    assert approves == 1
+
+    stack.world.network.clear_failures()  # the route comes back
+    stack.services.engine._retry_at.clear()
+    await stack.run_pass()
+    await stack.settle_engine()
+    assert (await employer.get_task(task_id))["state"] == "PAID"
+    paid = await scrape(stack)
+    assert set(paid.labelled("taskhold_open_tasks", "state").values()) == {0}
+    assert paid.value("taskhold_tasks_held_msat") == 0
+    assert paid.value("taskhold_node_htlc_slots_free") == slots + 1
+    assert paid.value("taskhold_payout_failures_total", kind="task_reward") == 1  # a counter
+    assert paid.value("taskhold_outbox_unacked_events", relay=relay.url) > 0
+
+    publisher = stack.services.publisher
+    assert publisher is not None
+    while (await publisher.run_once()).claimed:
+        pass
+    published = await scrape(stack)
+    assert published.value("taskhold_outbox_unacked_events", relay=relay.url) == 0
+    assert published.value("taskhold_outbox_oldest_unacked_age_seconds", relay=relay.url) == 0
+
+
+async def test_pausing_intake_shows(stack_with: OpenStack) -> None:
+    stack = await stack_with()
+    await set_intake(stack.services.store, paused=True, actor="admin:tester")
+    assert (await scrape(stack)).value("taskhold_intake_paused") == 1
+    await set_intake(stack.services.store, paused=False, actor="admin:tester")
+    assert (await scrape(stack)).value("taskhold_intake_paused") == 0
+
+
+async def test_an_unknown_path_is_timed_as_unmatched(stack_with: OpenStack) -> None:
+    stack = await stack_with()
+    secret_looking = "/v1/nothing/" + "ab" * 32
+    assert (await stack.http.get(secret_looking)).status_code == 404
+
+    text = (await stack.http.get("/metrics")).text
+
+    assert "ab" * 32 not in text
+    assert (
+        _count(
+            parse(text),
+            "taskhold_http_request_duration_seconds",
+            method="GET",
+            route="unmatched",
+            status="4xx",
+        )
+        == 1
+    )
