@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from taskhold.settings import Settings
@@ -141,19 +139,22 @@ def stuck(
 
 
 def _print_table(report: StuckReport) -> None:
-    console = Console(soft_wrap=True)
+    """Plain columns, never wrapped or cut: an operator copies task ids from here."""
     if report.height is None:
-        console.print("no block height known yet (no engine ran): margins not checked")
+        typer.echo("no block height known yet (no engine ran): margins not checked")
     else:
-        console.print(f"at height {report.height}, within {report.within_blocks} blocks")
+        typer.echo(f"at height {report.height}, within {report.within_blocks} blocks")
     if not report.escrows:
-        console.print("nothing stuck")
+        typer.echo("nothing stuck")
         return
-    table = Table("task", "state", "reason", "blocks left", "detail")
+    rows = [("task", "state", "reason", "blocks left", "detail")]
     for item in report.escrows:
         left = "" if item.blocks_left is None else str(item.blocks_left)
-        table.add_row(item.task_id, item.state, item.reason, left, item.detail)
-    console.print(table)
+        rows.append((item.task_id, item.state, item.reason, left, item.detail))
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        typer.echo("  ".join([*cells, row[4]]))
 
 
 @admin_app.command()
