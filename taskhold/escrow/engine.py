@@ -29,6 +29,7 @@ from functools import partial
 
 from taskhold.lightning.base import InvoiceNotFound, InvoiceState, InvoiceStatus, LightningError
 from taskhold.settings import Settings
+from taskhold.store import WriteConflict
 from taskhold.store.controls import (
     CHAIN_HEIGHT,
     RECONCILE_ASKED,
@@ -208,8 +209,11 @@ class EscrowEngine:
         without a connection to the node."""
         if height == self._height_noted:
             return
-        async with self.ctx.store.transaction() as tx:
-            await set_control(tx, CHAIN_HEIGHT, height, actor=SYSTEM_ACTOR, now=self.ctx.now())
+        try:
+            async with self.ctx.store.transaction() as tx:
+                await set_control(tx, CHAIN_HEIGHT, height, actor=SYSTEM_ACTOR, now=self.ctx.now())
+        except WriteConflict:  # another replica wrote the first row at once: ours next block
+            return
         self._height_noted = height
 
     async def reconcile_if_asked(self) -> bool:
@@ -224,10 +228,12 @@ class EscrowEngine:
             return False
         await self.reconcile()
         self._reconcile_seen = count
-        async with self.ctx.store.transaction() as tx:
-            done = await read_control(tx, RECONCILE_DONE, for_update=True)
-            if done is None or done.value < count:
-                await set_control(tx, RECONCILE_DONE, count, actor=SYSTEM_ACTOR, now=self.ctx.now())
+        with contextlib.suppress(WriteConflict):  # another replica marked it done at once
+            async with self.ctx.store.transaction() as tx:
+                done = await read_control(tx, RECONCILE_DONE, for_update=True)
+                if done is None or done.value < count:
+                    now = self.ctx.now()
+                    await set_control(tx, RECONCILE_DONE, count, actor=SYSTEM_ACTOR, now=now)
         log.info("reconciled_on_request", ask=count)
         return True
 
