@@ -136,7 +136,8 @@ def demo(
         str,
         typer.Option(
             "--scenario",
-            help="paid, refund, split, squatter, reject-overturned, cooperative-cancel, private;"
+            help="paid, refund, split, squatter, reject-overturned, cooperative-cancel, private,"
+            " paused-intake;"
             " on the simulator only: hostile-payout, renewal, milestones; on the devnet only:"
             " onchain, pool (a devnet up with --escrow-nodes 2)",
         ),
