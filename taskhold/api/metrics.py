@@ -11,7 +11,8 @@ Unauthenticated, like ``/v1/info``: every figure is a count or a sum over all ta
 id, key, invoice, preimage or participant, and the capacity figures are public there already.
 An operator who would rather keep them private firewalls the path. Cheap, for a scraper that
 calls every few seconds: one transaction of two grouped counts over the state index (open tasks
-only, never the history), and one node call bounded by :data:`NODE_READ_TIMEOUT_S`. While the
+only, never the history), the intake switch and the outbox's backlog (rows not yet done), and
+one node call bounded by :data:`NODE_READ_TIMEOUT_S`. While the
 node cannot be read, its figures and those derived from them are left out and
 ``taskhold_node_up`` is 0: the answer is still a 200. Labels are limits, states, payout kinds,
 the configured relay URLs (published in ``/v1/info`` already), HTTP methods, route templates and

@@ -29,17 +29,10 @@ from functools import partial
 
 from taskhold.lightning.base import InvoiceNotFound, InvoiceState, InvoiceStatus, LightningError
 from taskhold.settings import Settings
-from taskhold.store import WriteConflict
-from taskhold.store.controls import (
-    CHAIN_HEIGHT,
-    RECONCILE_ASKED,
-    RECONCILE_DONE,
-    read_control,
-    set_control,
-)
-from taskhold.tasks import SYSTEM_ACTOR, Task, TaskState
+from taskhold.tasks import Task, TaskState
 from taskhold.tasks.model import FUNDED_STATES, Deposit, DepositState
 
+from .asks import OperatorAsks
 from .context import EscrowContext, log
 from .deposits import (
     guard_deposits,
@@ -83,12 +76,11 @@ class EscrowEngine:
         self.liquidity_hook = LiquidityHook()
         """Runs the operator's command when a node runs low (``liquidity_hook``)."""
         self.leases = Leases(ctx.store, ctx.settings.engine_lease_s, ctx.clock)
-        self._height_noted: int | None = None
-        self._reconcile_seen = 0
-        """The operator's last ask for a pass this engine answered."""
+        self.asks = OperatorAsks(ctx.store)
+        """The operator's switches: asked passes, the chain height (``taskhold admin``)."""
 
     async def start(self) -> None:
-        self._reconcile_seen = await self._reconcile_asks()
+        self.asks.answered = await self.asks.asked()
         await self.reconcile()
         self._runner = asyncio.create_task(self._loop(), name="taskhold-escrow")
 
@@ -178,7 +170,7 @@ class EscrowEngine:
             log.warning("node_unavailable", error=type(exc).__name__)
             height = None
         if height is not None:
-            await self._note_height(height)
+            await self.asks.note_height(height, ctx.now())
             async with ctx.store.transaction() as tx:
                 funded = await tx.task_ids_hold_due(height, hold_margins(ctx.settings))
                 paying = set(await tx.task_ids_pending("release"))
@@ -203,44 +195,18 @@ class EscrowEngine:
         await self._advance_series()
         await self.liquidity_hook.check(ctx, asyncio.get_running_loop().time())
 
-    async def _note_height(self, height: int) -> None:
-        """Keep the node's block height in the database when it changes (once a block, not
-        once a tick), so ``taskhold admin stuck`` sees how near their margins the holds are
-        without a connection to the node."""
-        if height == self._height_noted:
-            return
-        try:
-            async with self.ctx.store.transaction() as tx:
-                await set_control(tx, CHAIN_HEIGHT, height, actor=SYSTEM_ACTOR, now=self.ctx.now())
-        except WriteConflict:  # another replica wrote the first row at once: ours next block
-            return
-        self._height_noted = height
-
     async def reconcile_if_asked(self) -> bool:
         """Run :meth:`reconcile` if the operator asked for a pass (``taskhold admin
         reconcile``) since this engine last looked, and mark the ask done; True if it ran.
-
-        One primary-key read a tick. Asks made before ``start()`` count as answered by its
-        own reconcile. Every replica runs its own pass for an ask: the passes are idempotent
-        and the leases keep one payment single."""
-        count = await self._reconcile_asks()
-        if count <= self._reconcile_seen:
+        Asks made before ``start()`` count as answered by its own reconcile. Every replica
+        runs its own pass for an ask: passes are idempotent and leases keep a payment single."""
+        count = await self.asks.new_ask()
+        if count is None:
             return False
         await self.reconcile()
-        self._reconcile_seen = count
-        with contextlib.suppress(WriteConflict):  # another replica marked it done at once
-            async with self.ctx.store.transaction() as tx:
-                done = await read_control(tx, RECONCILE_DONE, for_update=True)
-                if done is None or done.value < count:
-                    now = self.ctx.now()
-                    await set_control(tx, RECONCILE_DONE, count, actor=SYSTEM_ACTOR, now=now)
+        await self.asks.answered_with_pass(count, self.ctx.now())
         log.info("reconciled_on_request", ask=count)
         return True
-
-    async def _reconcile_asks(self) -> int:
-        async with self.ctx.store.transaction() as tx:
-            asked = await read_control(tx, RECONCILE_ASKED)
-        return 0 if asked is None else asked.value
 
     async def _advance_series(self) -> None:
         """Open, cancel or staff the milestones their series owes a step (``series``)."""
