@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from taskhold.journal.chain import AuditLog
-from taskhold.store import Store
+from taskhold.store import Store, WriteConflict
 from taskhold.store.controls import (
     INTAKE_PAUSED,
     RECONCILE_ASKED,
@@ -34,10 +34,26 @@ class IntakeChange:
     """False: intake already was as asked (the journal says so too)."""
 
 
+ATTEMPTS = 3
+"""Two operators writing a switch's first row at once: the loser reads the winner's and goes on."""
+
+
 async def set_intake(
     store: Store, *, paused: bool, actor: str, reason: str | None = None, now: int | None = None
 ) -> IntakeChange:
     """Pause (``paused=True``) or resume intake for every replica on this database."""
+    for attempt in range(ATTEMPTS):
+        try:
+            return await _set_intake(store, paused, actor, reason, now)
+        except WriteConflict:
+            if attempt == ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _set_intake(
+    store: Store, paused: bool, actor: str, reason: str | None, now: int | None
+) -> IntakeChange:
     at = int(time.time()) if now is None else now
     async with store.transaction() as tx:
         before = await set_control(tx, INTAKE_PAUSED, int(paused), actor=actor, now=at)
@@ -60,10 +76,16 @@ async def ask_reconcile(store: Store, *, actor: str, now: int | None = None) -> 
     """Ask every running engine for one full pass (each picks the ask up at its next tick);
     returns the ask's number, which :func:`wait_reconciled` waits for."""
     at = int(time.time()) if now is None else now
-    async with store.transaction() as tx:
-        ask = await bump_control(tx, RECONCILE_ASKED, actor=actor, now=at)
-        await AuditLog().append(tx, actor, "admin.reconcile", "engine", {"ask": ask})
-    return ask
+    for attempt in range(ATTEMPTS):
+        try:
+            async with store.transaction() as tx:
+                ask = await bump_control(tx, RECONCILE_ASKED, actor=actor, now=at)
+                await AuditLog().append(tx, actor, "admin.reconcile", "engine", {"ask": ask})
+            return ask
+        except WriteConflict:
+            if attempt == ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def wait_reconciled(

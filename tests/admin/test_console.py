@@ -17,7 +17,7 @@ from support.stacks import Stack, close_stack, open_stack, stack_settings
 from support.task_flows import created, funded, submitted
 from typer.testing import CliRunner, Result
 
-from taskhold.admin.controls import wait_reconciled
+from taskhold.admin.controls import ask_reconcile, set_intake, wait_reconciled
 from taskhold.cli import cli
 from taskhold.client import TaskholdAPIError
 from taskhold.store.models import AuditRow
@@ -157,3 +157,20 @@ async def test_a_running_engine_answers_reconcile(tmp_path: Any, database_url: s
     finally:
         await stack.services.engine.stop()
         await close_stack(stack)
+
+
+async def test_concurrent_asks_count_each_once(stack: Stack) -> None:
+    """Five operators at once, the first row not written yet: five distinct asks, five
+    journal entries, nobody refused."""
+    store = stack.services.store
+    asks = await asyncio.gather(*(ask_reconcile(store, actor=f"admin:{i}") for i in range(5)))
+    assert sorted(asks) == [1, 2, 3, 4, 5]
+    assert sorted(details["ask"] for _, _, details in await journal(stack)) == [1, 2, 3, 4, 5]
+
+
+async def test_concurrent_pauses_are_one_pause(stack: Stack) -> None:
+    store = stack.services.store
+    changes = await asyncio.gather(
+        *(set_intake(store, paused=True, actor=f"admin:{i}") for i in range(4))
+    )
+    assert sorted(change.changed for change in changes) == [False, False, False, True]
