@@ -8,13 +8,17 @@
 | ``chain_height`` | the node's block height an engine last saw | ``taskhold admin stuck`` |
 
 The rows are read inside the transaction that uses them, so a switch is seen by every replica
-on its next request or tick, and survives a restart. Writes lock the row (PostgreSQL) or the
-database (SQLite), so two operators bumping ``reconcile_asked`` at once count twice.
+on its next request or tick, and survives a restart. A bump is one atomic upsert, so two
+operators bumping ``reconcile_asked`` at once count twice; a first ``set_control`` of a row two
+writers race for ends in a write conflict for one of them, which may simply retry.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .models import OperatorControlRow
 from .repo import Tx
@@ -74,8 +78,19 @@ async def set_control(tx: Tx, name: str, value: int, *, actor: str, now: int) ->
 
 
 async def bump_control(tx: Tx, name: str, *, actor: str, now: int) -> int:
-    """Add one to the switch (0 if never set) and return the new value."""
-    current = await read_control(tx, name, for_update=True)
-    value = 1 if current is None else current.value + 1
-    await set_control(tx, name, value, actor=actor, now=now)
-    return value
+    """Add one to the switch (0 if never set) and return the new value.
+
+    One atomic upsert: two bumps at once, even of a row neither has seen yet, count twice
+    (a read, then a write, would let both read nothing and both write 1)."""
+    row = OperatorControlRow
+    insert = pg_insert if _locking(tx) else sqlite_insert
+    statement = (
+        insert(row)
+        .values(name=name, value=1, changed_by=actor, changed_at=now)
+        .on_conflict_do_update(
+            index_elements=["name"],
+            set_={"value": row.value + 1, "changed_by": actor, "changed_at": now},
+        )
+        .returning(row.value)
+    )
+    return int((await tx.session.execute(statement)).scalar_one())
