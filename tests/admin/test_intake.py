@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from support.stacks import Stack
+from support.stacks import Stack, close_stack, open_stack, stack_settings
 from support.task_flows import AMOUNT_MSAT, created, funded, submitted
 
 from taskhold.admin.controls import intake_status, set_intake
@@ -172,3 +173,18 @@ async def test_no_http_path_pauses_intake(stack: Stack) -> None:
         answer = await stack.http.post(path, json={})
         assert answer.status_code in (404, 405)
     assert await intake_status(stack.services.store) is None
+
+
+async def test_the_pause_survives_a_restart(tmp_path: Path, database_url: str) -> None:
+    settings = stack_settings(tmp_path, database_url)
+    before = await open_stack(settings)
+    try:
+        await pause(before)
+    finally:
+        await close_stack(before)
+
+    after = await open_stack(settings)
+    try:
+        assert (await refused_create(after, after.client())).code == "intake_paused"
+    finally:
+        await close_stack(after)
