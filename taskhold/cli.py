@@ -136,7 +136,8 @@ def demo(
         str,
         typer.Option(
             "--scenario",
-            help="paid, refund, split, squatter, reject-overturned, cooperative-cancel, private;"
+            help="paid, refund, split, squatter, reject-overturned, cooperative-cancel, private,"
+            " paused-intake;"
             " on the simulator only: hostile-payout, renewal, milestones; on the devnet only:"
             " onchain, pool (a devnet up with --escrow-nodes 2)",
         ),
@@ -263,6 +264,15 @@ def _mount_task() -> None:
 
 
 _mount_task()
+
+
+def _mount_admin() -> None:
+    from taskhold.admin.cli import admin_app
+
+    cli.add_typer(admin_app, name="admin", help="The operator's console: intake, stuck, reconcile")
+
+
+_mount_admin()
 
 
 def main() -> None:

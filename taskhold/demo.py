@@ -34,6 +34,10 @@ pool of the escrow nodes (``lnd_pool``); first the employer pays the roomier nod
 about the same inbound room, since the pool places each hold invoice on the node with the most,
 then four tasks are funded, each placed on one node for life, and all four are paid, each from
 its own node; the JSON gives ``tasks_per_node`` and ``final_states``).
+``paused-intake`` (the operator pauses intake, as ``taskhold admin pause`` does, while a
+funded task is claimed: a new task is refused with ``503 intake_paused`` and ``Retry-After``,
+the claimed one is still proven, approved and paid, and after the resume a new task is taken;
+the JSON gives ``refused_code`` and ``retry_after_s``).
 
 The demo configures one arbiter key of its own and says so: a rejection then has someone to
 rule on it.
@@ -53,6 +57,7 @@ from typing import Any, Protocol
 from rich.console import Console
 from sqlalchemy import select
 
+from taskhold.admin.controls import set_intake
 from taskhold.audit import AuditKinds, AuditResult, audit_log
 from taskhold.boltz import statuses
 from taskhold.boltz.api import BoltzApi
@@ -68,6 +73,7 @@ from taskhold.onchain.payout import claim_payout, start_payout_swap
 from taskhold.server import free_port, running_server
 from taskhold.services import Services, build_services
 from taskhold.settings import Settings
+from taskhold.store import Store
 from taskhold.store.models import LogEntryRow
 from taskhold.swaps.tree import Network
 
@@ -88,6 +94,7 @@ SCENARIOS = (
     "private",
     "onchain",
     "pool",
+    "paused-intake",
 )
 SPLIT_WORKER_PERCENT = 60
 SIM_ONLY_SCENARIOS = frozenset({"hostile-payout", "renewal", "milestones"})
@@ -107,6 +114,8 @@ NETWORK_NAMES = {
     "ldk": "regtest devnet, escrow on embedded LDK Node",
 }
 ONCHAIN_MAX_FEE_SAT = 10_000
+DEMO_OPERATOR = "admin:demo"
+"""The journal's actor for the ``paused-intake`` scenario's pause and resume."""
 """What the demo's employer and worker each accept to pay a swap (swap and miner fees)."""
 BAIT_CODES = frozenset({"payout_to_escrow_node", "hash_reused"})
 MILESTONES = 3
@@ -273,6 +282,7 @@ async def run_demo(
             result = await _drive(
                 url,
                 arbiter_keys,
+                store=services.store,
                 scenario=scenario,
                 say=say,
                 console=console,
@@ -406,6 +416,7 @@ async def _drive(
     url: str,
     arbiter_keys: NostrKeys,
     *,
+    store: Store,
     scenario: str,
     say: Callable[[str], None],
     console: Console,
@@ -446,6 +457,8 @@ async def _drive(
                 return await play.onchain(connection_file, data_dir)
             if scenario == "pool":
                 return await play.pool()
+            if scenario == "paused-intake":
+                return await play.paused_intake(store)
             return await play.run(refund=scenario == "refund")
         finally:
             await wallets.close()
@@ -997,6 +1010,35 @@ class Play:
             "final_state": "PAID" if all_paid else last_task["state"],
             "final_states": states,
             "payment_hashes": [funding["payment_hash"] for _, funding in funded],
+        }
+
+    async def paused_intake(self, store: Store) -> dict[str, Any]:
+        """The operator pauses intake with a claimed task in flight: new tasks wait, the
+        claimed one is paid; after the resume a new task is taken again."""
+        task, funding = await self.fund()
+        task_id = task["task_id"]
+        task = await self.worker.claim(task_id)
+        self.say(f"4. worker claims it → {task['state']}")
+        await set_intake(store, paused=True, actor=DEMO_OPERATOR, reason="the demo's pause")
+        self.say("5. the operator pauses intake (taskhold admin pause)")
+        try:
+            await self.create()
+        except TaskholdAPIError as exc:
+            if exc.status != 503 or exc.code != "intake_paused":
+                raise DemoError(f"a new task was refused for another reason: {exc}") from None
+            refused, retry_after_s = exc.code, exc.retry_after_s
+        else:
+            raise DemoError("a new task was taken while intake was paused")
+        self.say(f"6. a new task is refused → 503 {refused}, Retry-After {retry_after_s} s")
+        task = await self.pay_out(task, 7)
+        await set_intake(store, paused=False, actor=DEMO_OPERATOR)
+        again = await self.create()
+        self.say(f"10. the operator resumes intake; a new task is taken → {again['state']}")
+        if again["state"] != "DRAFT":
+            raise DemoError(f"the task after the resume is {again['state']}, not DRAFT")
+        return self.summary(task, funding) | {
+            "refused_code": refused,
+            "retry_after_s": retry_after_s,
         }
 
     def summary(self, task: dict[str, Any], funding: dict[str, Any]) -> dict[str, Any]:

@@ -219,6 +219,10 @@ class RefusalCode(StrEnum):
         "the change would need a public log event larger than relays accept (413)",
     )
     LOG_REJECTED = "log_rejected", "a rebuild found the public log failing a check"
+    INTAKE_PAUSED = (
+        "intake_paused",
+        "the operator paused intake: create and fund are refused for now (503, Retry-After)",
+    )
     # Swap reports: the facts of a Boltz swap a party ran for the task
     BAD_SWAP_REPORT = (
         "bad_swap_report",

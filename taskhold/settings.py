@@ -170,6 +170,8 @@ class Settings(BaseSettings):
     in the terms: it bounds what one key can lock up (``taskhold.escrow.admission``)."""
     capacity_retry_after_s: int = Field(default=60, ge=1)
     """``Retry-After`` of an ``insufficient_capacity`` refusal."""
+    intake_paused_retry_after_s: int = Field(default=300, ge=1)
+    """``Retry-After`` of an ``intake_paused`` refusal (``taskhold admin pause``)."""
     liquidity_hook: str | None = None
     """A command (split like a shell would, run without one) the engine runs when an escrow
     node runs low (``taskhold.escrow.liquidity_hook``): an LSP order or a channel open. None:

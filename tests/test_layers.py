@@ -58,9 +58,10 @@ LAYERS: tuple[tuple[str, frozenset[str], str], ...] = (
      "hold-invoice lifecycle, the reputation indexer, notifications (NIP-17 messages, webhooks);"
      " independent of each other (the reputation gate is applied by the actions, never by the"
      " escrow)"),
-    ("use cases", frozenset({"actions", "rebuild", "audit"}),
+    ("use cases", frozenset({"actions", "rebuild", "audit", "admin"}),
      "one module per write; rebuilding the projection from the log; the independent auditor"
-     " (tests/audit/test_independence.py narrows it further)"),
+     " (tests/audit/test_independence.py narrows it further); the operator's console (its"
+     " switches in the store, its reports over the engine's margins)"),
     ("http", frozenset({"api"}),
      "FastAPI routes, problem+json, rate limits, wire views"),
     ("wiring", frozenset({"services"}),

@@ -24,6 +24,9 @@
 | accept-agreement   | participant | the party who did not propose |
 | withdraw-agreement | participant | the party who proposed |
 | swap             | swap_report   | employer (funding swap) or worker (payout swap), any state |
+
+``create`` and ``fund`` first ask ``intake`` whether the operator paused intake
+(``taskhold admin pause``): new tasks wait, tasks in flight go on.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from taskhold.tasks import commands as c
 from taskhold.verification import parse_spec
 
 from .content import PUBKEY_PATTERN, parse_content
+from .intake import check_intake
 from .milestones import create_milestones
 from .pipeline import Outcome, WriteContext, apply_command
 from .private import HASH_PATTERN, Recipient, SealedText, check_private_details
@@ -51,6 +52,7 @@ class CreateContent(BaseModel):
 
 
 async def create(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None) -> Outcome:
+    await check_intake(ctx, tx)
     if "milestones" in request.content:  # a series: one task per milestone (see .milestones)
         return await create_milestones(ctx, tx, request)
     body = parse_content(CreateContent, request.content)

@@ -18,6 +18,7 @@ from taskhold.tasks import Task, decide
 from taskhold.tasks import commands as c
 
 from .content import parse_content
+from .intake import check_intake
 from .open_invoices import check_open_invoices
 from .pipeline import Outcome, WriteContext, apply_command
 
@@ -30,6 +31,7 @@ class FundContent(BaseModel):
 
 async def fund(ctx: WriteContext, tx: Tx, request: SignedRequest, task: Task | None) -> Outcome:
     assert task is not None
+    await check_intake(ctx, tx)
     parse_content(FundContent, request.content)
     now = ctx.escrow.now()
     funding_round = task.funding_round + 1

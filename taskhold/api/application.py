@@ -8,8 +8,11 @@ from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI, Request
 
+from taskhold.escrow.stats import Durations
+
 from . import metrics, routes_reputation, routes_sim, routes_tasks
 from .info import publish_info
+from .latency import RequestTiming
 from .problems import install_problem_handlers
 from .ratelimit import client_ip
 from .schemas import install_openapi
@@ -66,6 +69,8 @@ def create_api(services: Services, *, run_engine: bool = True) -> FastAPI:
         dependencies=[Depends(throttle_reads)],
     )
     app.state.services = services
+    app.state.request_durations = durations = Durations()
+    app.add_middleware(RequestTiming, durations=durations)
     install_problem_handlers(app)
     install_openapi(app)
     app.include_router(routes_tasks.router)

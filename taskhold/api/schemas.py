@@ -110,7 +110,9 @@ _PROBLEM_STATUSES = {
     413: "the request is larger than the configured limit",
     422: "the body, the event or its content breaks a rule",
     429: "too many requests; see Retry-After",
-    503: "the Lightning node could not act now",
+    503: "the Lightning node or the database could not act now, the escrow node has no room"
+    " (insufficient_capacity), or the operator paused intake (intake_paused, create and fund);"
+    " see Retry-After",
 }
 
 

@@ -20,6 +20,7 @@ from taskhold.tasks import Task
 from taskhold.tasks.commands import Command
 
 from .grouped import CommitGroup, log_transitions, record_system
+from .stats import Durations
 
 __all__ = ["EscrowContext", "FaultHook", "apply_system"]
 
@@ -53,6 +54,10 @@ class EscrowContext:
     capacity_refusals: Counter[str] = field(default_factory=Counter)
     """Hold invoices refused by admission control since the process started, by the limit that
     refused them (``admission.LIMITS``): the metrics count them."""
+    payout_failures: Counter[str] = field(default_factory=Counter)
+    """Failed payout attempts since the process started, by kind (``PayoutKind`` values)."""
+    tick_durations: Durations = field(default_factory=Durations)
+    """How long each engine pass took (``EscrowEngine.run_once``): the metrics' histogram."""
     commits: CommitGroup = field(default_factory=CommitGroup)
     """Completed releases recorded together (:mod:`.grouped`)."""
 

@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
 
 from taskhold.lightning.base import InvoiceNotFound, InvoiceState, InvoiceStatus, LightningError
+from taskhold.settings import Settings
 from taskhold.tasks import Task, TaskState
 from taskhold.tasks.model import FUNDED_STATES, Deposit, DepositState
 
+from .asks import OperatorAsks
 from .context import EscrowContext, log
 from .deposits import (
     guard_deposits,
@@ -46,7 +49,7 @@ from .series import advance_milestone
 from .split import pay_out
 from .timers import guard, run_timers
 
-__all__ = ["EscrowEngine"]
+__all__ = ["EscrowEngine", "hold_margins"]
 
 WATCHED_STATES = (TaskState.PENDING_FUNDING, *FUNDED_STATES)
 _FINAL_INVOICE_STATES = (InvoiceState.SETTLED, InvoiceState.CANCELED)
@@ -73,8 +76,11 @@ class EscrowEngine:
         self.liquidity_hook = LiquidityHook()
         """Runs the operator's command when a node runs low (``liquidity_hook``)."""
         self.leases = Leases(ctx.store, ctx.settings.engine_lease_s, ctx.clock)
+        self.asks = OperatorAsks(ctx.store)
+        """The operator's switches: asked passes, the chain height (``taskhold admin``)."""
 
     async def start(self) -> None:
+        self.asks.answered = await self.asks.asked()
         await self.reconcile()
         self._runner = asyncio.create_task(self._loop(), name="taskhold-escrow")
 
@@ -144,7 +150,15 @@ class EscrowEngine:
         Its cost grows with the work due, not with the open tasks: every task it looks at is
         selected by an indexed due time (``taskhold.tasks.due``): a timer that ran out, a hold
         within its margin of expiry, a deposit hold within the guard margin, or a Lightning
-        action owed (``pending_action``, ``deposit_action``)."""
+        action owed (``pending_action``, ``deposit_action``). Its duration goes to
+        ``ctx.tick_durations`` (the metrics' engine tick histogram)."""
+        started = time.perf_counter()
+        try:
+            await self._pass()
+        finally:
+            self.ctx.tick_durations.observe(time.perf_counter() - started)
+
+    async def _pass(self) -> None:
         ctx = self.ctx
         async with ctx.store.transaction() as tx:
             timed = await tx.task_ids_timer_due(ctx.now())
@@ -156,8 +170,9 @@ class EscrowEngine:
             log.warning("node_unavailable", error=type(exc).__name__)
             height = None
         if height is not None:
+            await self.asks.note_height(height, ctx.now())
             async with ctx.store.transaction() as tx:
-                funded = await tx.task_ids_hold_due(height, _hold_margins(ctx))
+                funded = await tx.task_ids_hold_due(height, hold_margins(ctx.settings))
                 paying = set(await tx.task_ids_pending("release"))
             for task_id in funded:
                 step = partial(guard, ctx, task_id, height)
@@ -179,6 +194,19 @@ class EscrowEngine:
             self._pay(task_id, task_id, partial(pay_out, ctx, task_id), _paid)
         await self._advance_series()
         await self.liquidity_hook.check(ctx, asyncio.get_running_loop().time())
+
+    async def reconcile_if_asked(self) -> bool:
+        """Run :meth:`reconcile` if the operator asked for a pass (``taskhold admin
+        reconcile``) since this engine last looked, and mark the ask done; True if it ran.
+        Asks made before ``start()`` count as answered by its own reconcile. Every replica
+        runs its own pass for an ask: passes are idempotent and leases keep a payment single."""
+        count = await self.asks.new_ask()
+        if count is None:
+            return False
+        await self.reconcile()
+        await self.asks.answered_with_pass(count, self.ctx.now())
+        log.info("reconciled_on_request", ask=count)
+        return True
 
     async def _advance_series(self) -> None:
         """Open, cancel or staff the milestones their series owes a step (``series``)."""
@@ -327,7 +355,9 @@ class EscrowEngine:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.ctx.settings.engine_tick_s)
             self._wake.clear()
             try:
-                if loop.time() - last_reconcile >= interval:
+                if await self.reconcile_if_asked():
+                    last_reconcile = loop.time()
+                elif loop.time() - last_reconcile >= interval:
                     last_reconcile = loop.time()
                     await self.reconcile()
                 else:
@@ -398,11 +428,10 @@ class EscrowEngine:
         return result if isinstance(result, Task) else None
 
 
-def _hold_margins(ctx: EscrowContext) -> dict[str, int]:
+def hold_margins(settings: Settings) -> dict[str, int]:
     """Blocks before a hold's expiry at which each ``hold_margin`` class is looked at: the
     guardian's margin, the release reserve, and the renewal lead (never below the reserve, as
     a renewing task may also be released)."""
-    settings = ctx.settings
     return {
         "guard": settings.guard_blocks,
         "reserve": settings.hold_reserve_blocks,

@@ -5,6 +5,7 @@ engine's context is one; payments never import it."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Protocol
 
 import structlog
@@ -32,5 +33,7 @@ class PaymentContext(Protocol):
     operator_keys: NostrKeys | None
     previous_operator_keys: tuple[NostrKeys, ...]
     liquidity: LiquidityWatch
+    payout_failures: Counter[str]
+    """Failed payout attempts since start, by ``PayoutKind`` value (the metrics count them)."""
 
     def now(self) -> int: ...

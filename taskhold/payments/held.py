@@ -347,6 +347,7 @@ async def _pay(ctx: PaymentContext, held: HeldFunds, book: PayoutBook) -> Paymen
             )
 
     async def record_failure(reason: str) -> None:
+        ctx.payout_failures[held.kind.value] += 1
         await book.failed(reason)
         await book.crossed(PayoutStep.FAILURE_RECORDED)
 

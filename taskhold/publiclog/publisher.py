@@ -57,7 +57,7 @@ from taskhold.store.models import ListingRow, LogEntryRow, OutboxRow
 if TYPE_CHECKING:
     from taskhold.store import Store
 
-__all__ = ["OutboxPublisher", "PublishRound", "backoff_s"]
+__all__ = ["OutboxPublisher", "PublishRound", "RelayLag", "backoff_s", "owed_by_relay"]
 
 log = structlog.get_logger("taskhold.nostr")
 
@@ -301,6 +301,33 @@ class OutboxPublisher:
                 raise TimeoutError(f"{left} outbox event(s) not acked by every relay")
             self.wake()
             await asyncio.sleep(0.05)
+
+
+@dataclass(frozen=True, slots=True)
+class RelayLag:
+    """What one relay has not acked yet: how many events, and when the oldest was queued."""
+
+    events: int = 0
+    oldest_created_at: int | None = None
+
+
+async def owed_by_relay(session: AsyncSession, relays: Sequence[str]) -> dict[str, RelayLag]:
+    """Per configured relay, the outbox rows not done that it has not acked (the metrics'
+    outbox lag). Reads only the rows not done (an indexed column): the outbox's backlog, not
+    its history."""
+    owed = {url: RelayLag() for url in relays}
+    rows = await session.execute(
+        select(OutboxRow.created_at, OutboxRow.acked_relays).where(OutboxRow.done.is_(False))
+    )
+    for created_at, acked in rows:
+        for url, lag in owed.items():
+            if url in acked:
+                continue
+            oldest = lag.oldest_created_at
+            owed[url] = RelayLag(
+                lag.events + 1, created_at if oldest is None else min(oldest, created_at)
+            )
+    return owed
 
 
 def _replaceable_key(event: dict[str, Any]) -> tuple[int, str, str] | None:

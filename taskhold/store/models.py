@@ -21,6 +21,7 @@ __all__ = [
     "LogEntryRow",
     "LogHeadRow",
     "NoticeRow",
+    "OperatorControlRow",
     "OutboxRow",
     "PayoutRow",
     "ReceiptRow",
@@ -358,3 +359,16 @@ class EngineLeaseRow(Base):
     lease_key: Mapped[str] = mapped_column(String(160), primary_key=True)
     owner: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[int]
+
+
+class OperatorControlRow(Base):
+    """One switch of the operator's console (``taskhold.store.controls``): intake paused, an
+    engine pass asked for. In the database, so it survives a restart and every replica reads
+    the same value."""
+
+    __tablename__ = "operator_controls"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int]
+    changed_by: Mapped[str] = mapped_column(String(128))
+    changed_at: Mapped[int]

@@ -11,17 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from support.stacks import OpenStack, Stack
 from support.task_flows import AMOUNT_MSAT, created, funded, submitted
 
+from taskhold.actions import ACTIONS
+from taskhold.admin.controls import set_intake
 from taskhold.api import metrics
+from taskhold.api.latency import METHODS
+from taskhold.api.routes_tasks import op_path
 from taskhold.client import TaskholdAPIError
 from taskhold.escrow.admission import LIMITS
 from taskhold.lightning.base import NodeCapacity
+from taskhold.nostr.embedded import EmbeddedRelay
+from taskhold.payments.held import PayoutKind
 from taskhold.tasks import TaskState
 
 # -- a tiny parser of the text exposition format (0.0.4) ------------------------------------------
@@ -65,6 +73,18 @@ def _labels(text: str) -> Labels:
     return frozenset(pairs)
 
 
+_HISTOGRAM_SAMPLES = ("_bucket", "_sum", "_count")
+
+
+def _family(scrape: Scrape, sample: str) -> str:
+    """The family a sample belongs to: itself, or a histogram's name for its series."""
+    for suffix in _HISTOGRAM_SAMPLES:
+        base = sample.removesuffix(suffix)
+        if base != sample and scrape.types.get(base) == "histogram":
+            return base
+    return sample
+
+
 def parse(text: str) -> Scrape:
     """Every sample, and every sample's family has a HELP and a TYPE line before it."""
     scrape = Scrape()
@@ -75,13 +95,14 @@ def parse(text: str) -> Scrape:
             scrape.helps[name] = help_text
         elif line.startswith("# TYPE "):
             name, _, kind = line[7:].partition(" ")
-            assert kind in ("gauge", "counter"), line
+            assert kind in ("gauge", "counter", "histogram"), line
             scrape.types[name] = kind
         else:
             match = _SAMPLE.fullmatch(line)
             assert match is not None, f"not a sample: {line!r}"
             name, labels, value = match.groups()
-            assert name in scrape.types and name in scrape.helps, f"{name} before its TYPE"
+            family = _family(scrape, name)
+            assert family in scrape.types and family in scrape.helps, f"{name} before its TYPE"
             key = (name, _labels(labels or ""))
             assert key not in scrape.samples, f"{key} twice"
             scrape.samples[key] = float(value)
@@ -299,6 +320,15 @@ async def test_a_node_that_never_answers_is_node_up_0(
     assert not any(hung.has(name) for name in NODE_METRICS)
 
 
+ROUTE_TEMPLATES = {
+    "/metrics",
+    "/v1/info",
+    "/v1/tasks",
+    "/v1/tasks/{task_id}",
+    *(f"/v1/tasks/{{task_id}}/{op_path(op)}" for op in ACTIONS if op != "create"),
+}
+"""What the request histogram's route label may say: templates, never a task's path."""
+
 # -- nothing secret -------------------------------------------------------------------------------
 
 
@@ -312,7 +342,19 @@ async def test_the_metrics_name_no_task_key_hash_or_invoice(stack_with: OpenStac
     text = (await stack.http.get("/metrics")).text
 
     labels = {value for _, labels in parse(text).samples for _, value in labels}
-    assert labels <= {*LIMITS, *(state.value for state in TaskState)}
+    routes = {value for value in labels if value.startswith("/")}
+    assert routes <= ROUTE_TEMPLATES
+    named = {
+        *LIMITS,
+        *(state.value for state in TaskState),
+        *(kind.value for kind in PayoutKind),
+        *stack.settings.relays,
+        *METHODS,
+        *routes,
+        "unmatched",
+    }
+    others = labels - named
+    assert all(re.fullmatch(r"[1-5]xx|\+Inf|[0-9.]+", value) for value in others), others
     secrets = {
         task["task_id"],
         employer.pubkey_hex,
@@ -323,3 +365,138 @@ async def test_the_metrics_name_no_task_key_hash_or_invoice(stack_with: OpenStac
         "lnbcrt",
     }
     assert not [secret for secret in secrets if secret.lower() in text.lower()]
+
+
+# -- through a lifecycle --------------------------------------------------------------------------
+
+
+REQUESTS = "taskhold_http_request_duration_seconds"
+
+
+def _count(scrape: Scrape, name: str, **labels: str) -> float:
+    """A histogram series' observation count (0 before its first observation)."""
+    key = (f"{name}_count", frozenset(labels.items()))
+    return scrape.samples.get(key, 0.0)
+
+
+@pytest.fixture
+async def relay(tmp_path: Path) -> AsyncIterator[EmbeddedRelay]:
+    embedded = EmbeddedRelay(tmp_path / "relay-data")
+    await embedded.start()
+    try:
+        yield embedded
+    finally:
+        await embedded.stop()
+
+
+async def test_the_figures_move_through_a_lifecycle(
+    stack_with: OpenStack, relay: EmbeddedRelay
+) -> None:
+    """create, fund, claim, proof, approve, PAID on the simulator: every figure of the
+    operator's console moves as the task does, and a failed payout attempt is counted."""
+    stack = await stack_with(relays=[relay.url])
+    employer, worker = stack.client(), stack.client()
+    start = await scrape(stack)
+    assert start.value("taskhold_intake_paused") == 0
+    assert start.labelled("taskhold_payout_failures_total", "kind") == {
+        "task_reward": 0,
+        "deposit": 0,
+    }
+    assert start.value("taskhold_outbox_unacked_events", relay=relay.url) == 0
+    assert start.types["taskhold_engine_tick_seconds"] == "histogram"
+    ticks = _count(start, "taskhold_engine_tick_seconds")
+
+    task = await created(stack, employer)
+    task_id = task["task_id"]
+    drafted = await scrape(stack)
+    assert drafted.value("taskhold_open_tasks", state="DRAFT") == 1
+    posts = _count(
+        drafted,
+        "taskhold_http_request_duration_seconds",
+        method="POST",
+        route="/v1/tasks",
+        status="2xx",
+    )
+    assert posts == 1
+    assert drafted.value("taskhold_outbox_unacked_events", relay=relay.url) >= 1
+    assert drafted.value("taskhold_outbox_oldest_unacked_age_seconds", relay=relay.url) >= 0
+
+    funding = (await employer.request_funding(task_id))["funding"]
+    pending = await scrape(stack)
+    assert pending.value("taskhold_open_tasks", state="PENDING_FUNDING") == 1
+    assert pending.value("taskhold_tasks_awaiting_payment_msat") == AMOUNT_MSAT
+
+    await stack.world.employer.send_payment(funding["payment_request"])
+    await stack.settle_engine(1)
+    held = await scrape(stack)
+    assert held.value("taskhold_open_tasks", state="FUNDED") == 1
+    assert held.value("taskhold_tasks_held_msat") == AMOUNT_MSAT
+    slots = held.value("taskhold_node_htlc_slots_free")
+    assert slots == start.value("taskhold_node_htlc_slots_free") - 1
+    assert _count(held, "taskhold_engine_tick_seconds") > ticks
+
+    await worker.claim(task_id)
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    await worker.submit_proof(task_id, {"url": "https://example.org/haiku"}, invoice)
+    stack.world.network.fail_payments_to(stack.world.worker)
+    await employer.approve(task_id)
+    await stack.run_pass()
+    failing = await scrape(stack)
+    assert failing.value("taskhold_payout_failures_total", kind="task_reward") == 1
+    assert failing.value("taskhold_open_tasks", state="VERIFIED") == 1
+    approves = _count(
+        failing,
+        REQUESTS,
+        method="POST",
+        route="/v1/tasks/{task_id}/approve",
+        status="2xx",
+    )
+    assert approves == 1
+
+    stack.world.network.clear_failures()  # the route comes back
+    stack.services.engine._retry_at.clear()
+    await stack.run_pass()
+    await stack.settle_engine()
+    assert (await employer.get_task(task_id))["state"] == "PAID"
+    paid = await scrape(stack)
+    assert set(paid.labelled("taskhold_open_tasks", "state").values()) == {0}
+    assert paid.value("taskhold_tasks_held_msat") == 0
+    assert paid.value("taskhold_node_htlc_slots_free") == slots + 1
+    assert paid.value("taskhold_payout_failures_total", kind="task_reward") == 1  # a counter
+    assert paid.value("taskhold_outbox_unacked_events", relay=relay.url) > 0
+
+    publisher = stack.services.publisher
+    assert publisher is not None
+    while (await publisher.run_once()).claimed:
+        pass
+    published = await scrape(stack)
+    assert published.value("taskhold_outbox_unacked_events", relay=relay.url) == 0
+    assert published.value("taskhold_outbox_oldest_unacked_age_seconds", relay=relay.url) == 0
+
+
+async def test_pausing_intake_shows(stack_with: OpenStack) -> None:
+    stack = await stack_with()
+    await set_intake(stack.services.store, paused=True, actor="admin:tester")
+    assert (await scrape(stack)).value("taskhold_intake_paused") == 1
+    await set_intake(stack.services.store, paused=False, actor="admin:tester")
+    assert (await scrape(stack)).value("taskhold_intake_paused") == 0
+
+
+async def test_an_unknown_path_is_timed_as_unmatched(stack_with: OpenStack) -> None:
+    stack = await stack_with()
+    secret_looking = "/v1/nothing/" + "ab" * 32
+    assert (await stack.http.get(secret_looking)).status_code == 404
+
+    text = (await stack.http.get("/metrics")).text
+
+    assert "ab" * 32 not in text
+    assert (
+        _count(
+            parse(text),
+            "taskhold_http_request_duration_seconds",
+            method="GET",
+            route="unmatched",
+            status="4xx",
+        )
+        == 1
+    )

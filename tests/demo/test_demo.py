@@ -144,6 +144,16 @@ async def test_demo_cooperative_cancel_leaves_the_employer_whole_and_audits_clea
     assert (code, report["status"], report["findings"]) == (0, "clean", [])
 
 
+async def test_demo_paused_intake_refuses_a_new_task_pays_the_claimed_one_and_audits_clean(
+    tmp_path: Path,
+) -> None:
+    out = _demo(tmp_path, "--scenario", "paused-intake")
+    assert (out["scenario"], out["final_state"]) == ("paused-intake", "PAID")
+    assert (out["refused_code"], out["retry_after_s"]) == ("intake_paused", 300)
+    code, report = await _audit(tmp_path, str(out["operator_pubkey"]))
+    assert (code, report["status"], report["findings"]) == (0, "clean", [])
+
+
 def test_demo_says_it_configured_an_arbiter(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["demo", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
