@@ -34,7 +34,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -248,6 +248,7 @@ async def _add_escrow_nodes(
             await wait_synced(btcd, admins.values(), within_seconds=120.0)
             await bootstrap.fund_wallets(btcd, admins, say)
             await bootstrap.open_channels(btcd, admins, pubkeys, say)
+            await _bake_escrow_macaroons(admins, added, say)
         document = json.loads(grown.connection_path.read_text())
         nodes = dict(document.get("nodes") or {})
         nodes.update({name: grown.node_entry(name, pubkeys[name]) for name in added})
@@ -315,9 +316,19 @@ async def _start(layout: Layout, state: State, bin_dir: Path, say: Progress) -> 
         await bootstrap.fund_wallets(btcd, admins, say)
         await bootstrap.open_channels(btcd, admins, pubkeys, say)
         await bootstrap.prove_route(admins, say)
+        await _bake_escrow_macaroons(admins, layout.escrow_node_names, say)
     layout.write_connection_file(state, pubkeys, hold_expiry_delta=HOLD_EXPIRY_DELTA)
     await _start_swap_server(layout, say)
     say(f"devnet up; connection file {layout.connection_path}")
+
+
+async def _bake_escrow_macaroons(
+    admins: dict[str, LndAdmin], names: Iterable[str], say: Progress
+) -> None:
+    """Bake each escrow node's least-privilege macaroon, the one its connection names."""
+    for name in names:
+        say(f"baking {name}'s taskhold macaroon")
+        await admins[name].bake_escrow_macaroon()
 
 
 async def _mine_to_employer(
