@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from support.devnet_network import DevnetHandle, settled_balance
 
+from taskhold.devnet import control
+from taskhold.devnet.binaries import find_bin_dir
 from taskhold.devnet.layout import Layout
 from taskhold.lightning.base import LightningError
 from taskhold.lightning.lnd import LndBackend
@@ -139,3 +141,35 @@ async def test_a_task_is_paid_and_another_refunded_on_the_baked_macaroon(
 
     await default_stack.drive(is_refunded)
     assert await settled_balance(default_stack.employer_wallet) == employer_before
+
+
+async def test_up_on_a_running_devnet_that_gave_the_escrow_admin_bakes_and_names_its_own(
+    devnet: DevnetHandle,
+) -> None:
+    """A devnet started before this change (``devnet.json`` naming admin for the escrow) gets
+    the baked macaroon on its next ``up``, without being rebuilt."""
+    original = devnet.connection_file.read_text()
+    layout = Layout(devnet.data_dir)
+    escrow = layout.node("escrow")
+    older = json.loads(original)
+    older["nodes"]["escrow"]["macaroon_path"] = str(escrow.macaroon_path)
+    del older["nodes"]["escrow"]["admin_macaroon_path"]
+    devnet.connection_file.write_text(json.dumps(older))
+    try:
+        steps: list[str] = []
+        await control.up(devnet.data_dir, bin_dir=find_bin_dir(), progress=steps.append)
+        assert steps[:2] == ["devnet already running", "baking escrow's taskhold macaroon"]
+        entry = json.loads(devnet.connection_file.read_text())["nodes"]["escrow"]
+        assert entry["macaroon_path"] == str(escrow.escrow_macaroon_path)
+        assert entry["admin_macaroon_path"] == str(escrow.macaroon_path)
+        assert entry["pubkey"] == devnet.pubkey("escrow")
+        rest = _rest(devnet, "escrow")
+        try:
+            with pytest.raises(LightningError) as refused:
+                await rest.call("GET", "/v1/newaddress")
+            assert refused.value.node_message == REFUSAL
+            assert (await rest.call("GET", "/v1/getinfo"))["identity_pubkey"] == entry["pubkey"]
+        finally:
+            await rest.aclose()
+    finally:
+        devnet.connection_file.write_text(original)
