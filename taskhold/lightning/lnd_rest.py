@@ -102,7 +102,7 @@ def load_node_connection(path: str | Path, node: str, *, admin: bool = False) ->
 
 
 class _MacaroonAuth(httpx.Auth):
-    """Adds the admin macaroon to each request, so it never sits in the client's headers."""
+    """Adds the macaroon to each request, so it never sits in the client's headers."""
 
     def __init__(self, macaroon_hex: str) -> None:
         self._macaroon_hex = macaroon_hex
