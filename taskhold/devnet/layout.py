@@ -3,7 +3,8 @@
 A data dir holds one network for good: ``state.json`` (ports, btcd's RPC login, the mining
 address) is written on the first ``up`` and reused by every later one, so the chain, wallets and
 channels survive ``down``/``up``. ``devnet.json`` is the connection file other code reads; it
-exists only while the network is up.
+exists only while the network is up. It gives each escrow node the least-privilege macaroon
+``up`` bakes for taskhold (``docs/lnd-macaroon.md``), every other node its admin macaroon.
 
 Ports, from ``base_port`` (all on 127.0.0.1, inside a span of 40, or of 100 with extra escrow
 nodes)::
