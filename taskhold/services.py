@@ -222,6 +222,7 @@ def _lnd_backend(settings: Settings, path: Path, node: str) -> LightningBackend:
         node=node,
         max_connections=settings.lnd_max_connections,
         invoice_poll_seconds=settings.lnd_invoice_poll_s,
+        admin_macaroon=settings.lnd_admin_macaroon,
     )
 
 

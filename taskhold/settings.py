@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     lnd_connection_file: Path | None = None
     """JSON written by ``taskhold devnet up``: REST URL, TLS cert and macaroon path per node."""
     lnd_node: str = "escrow"
+    lnd_admin_macaroon: bool = False
+    """``TASKHOLD_LND_ADMIN_MACAROON=1``: talk to the escrow node(s) with the connection file's
+    ``admin_macaroon_path`` instead of its ``macaroon_path``, the least-privilege macaroon
+    ``taskhold devnet up`` bakes (``docs/lnd-macaroon.md``). An operator's explicit choice."""
     lnd_pool: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Several escrow nodes working as one (``taskhold.lightning.pool``): entries
     ``[FILE#]NODE``, a node of an lnd connection file (``lnd_connection_file`` when no FILE

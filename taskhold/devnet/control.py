@@ -34,7 +34,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +161,7 @@ async def up(
             layout = await _add_escrow_nodes(
                 layout, state, escrow_nodes, _bin_path(bin_dir, ("lnd",)), say
             )
+        await _upgrade_escrow_macaroons(layout, say)
         if await swap_server_height(layout) is None:
             say("the swap server does not answer; starting it again")
             await _start_swap_server(layout, say)
@@ -248,6 +249,7 @@ async def _add_escrow_nodes(
             await wait_synced(btcd, admins.values(), within_seconds=120.0)
             await bootstrap.fund_wallets(btcd, admins, say)
             await bootstrap.open_channels(btcd, admins, pubkeys, say)
+            await _bake_escrow_macaroons(admins, added, say)
         document = json.loads(grown.connection_path.read_text())
         nodes = dict(document.get("nodes") or {})
         nodes.update({name: grown.node_entry(name, pubkeys[name]) for name in added})
@@ -315,9 +317,44 @@ async def _start(layout: Layout, state: State, bin_dir: Path, say: Progress) -> 
         await bootstrap.fund_wallets(btcd, admins, say)
         await bootstrap.open_channels(btcd, admins, pubkeys, say)
         await bootstrap.prove_route(admins, say)
+        await _bake_escrow_macaroons(admins, layout.escrow_node_names, say)
     layout.write_connection_file(state, pubkeys, hold_expiry_delta=HOLD_EXPIRY_DELTA)
     await _start_swap_server(layout, say)
     say(f"devnet up; connection file {layout.connection_path}")
+
+
+async def _bake_escrow_macaroons(
+    admins: dict[str, LndAdmin], names: Iterable[str], say: Progress
+) -> None:
+    """Bake each escrow node's least-privilege macaroon, the one its connection names."""
+    for name in names:
+        say(f"baking {name}'s taskhold macaroon")
+        await admins[name].bake_escrow_macaroon()
+
+
+async def _upgrade_escrow_macaroons(layout: Layout, say: Progress) -> None:
+    """A devnet started before taskhold got its own macaroon names admin for its escrow nodes
+    in ``devnet.json``: bake theirs now and point the file at them (nothing to do otherwise)."""
+    if not layout.connection_path.exists():
+        return
+    document = json.loads(layout.connection_path.read_text())
+    nodes = dict(document.get("nodes") or {})
+    stale = [
+        name
+        for name in layout.escrow_node_names
+        if name in nodes
+        and (
+            nodes[name].get("macaroon_path") != str(layout.node(name).escrow_macaroon_path)
+            or not layout.node(name).escrow_macaroon_path.exists()
+        )
+    ]
+    if not stale:
+        return
+    async with _admins(layout) as admins:
+        await _bake_escrow_macaroons(admins, stale, say)
+    for name in stale:
+        nodes[name] = layout.node_entry(name, str(nodes[name].get("pubkey", "")))
+    layout.update_connection_file({"nodes": nodes})
 
 
 async def _mine_to_employer(

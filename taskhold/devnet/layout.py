@@ -3,7 +3,8 @@
 A data dir holds one network for good: ``state.json`` (ports, btcd's RPC login, the mining
 address) is written on the first ``up`` and reused by every later one, so the chain, wallets and
 channels survive ``down``/``up``. ``devnet.json`` is the connection file other code reads; it
-exists only while the network is up.
+exists only while the network is up. It gives each escrow node the least-privilege macaroon
+``up`` bakes for taskhold (``docs/lnd-macaroon.md``), every other node its admin macaroon.
 
 Ports, from ``base_port`` (all on 127.0.0.1, inside a span of 40, or of 100 with extra escrow
 nodes)::
@@ -144,7 +145,14 @@ class NodePaths:
 
     @property
     def macaroon_path(self) -> Path:
+        """lnd's admin macaroon: the devnet's own setup calls, and the participants' nodes."""
         return self.lnd_dir / "data" / "chain" / "bitcoin" / "regtest" / "admin.macaroon"
+
+    @property
+    def escrow_macaroon_path(self) -> Path:
+        """The least-privilege macaroon baked for taskhold's escrow backend, beside admin's
+        (:mod:`taskhold.lightning.lnd_permissions`)."""
+        return self.macaroon_path.with_name("taskhold-escrow.macaroon")
 
 
 @dataclass(slots=True)
@@ -323,12 +331,17 @@ class Layout:
         return self.connection_path
 
     def node_entry(self, name: str, pubkey: str) -> dict[str, str]:
-        """One node's connection in ``devnet.json`` (what ``load_node_connection`` reads)."""
+        """One node's connection in ``devnet.json`` (what ``load_node_connection`` reads).
+
+        An escrow node's ``macaroon_path`` is its baked least-privilege macaroon, so taskhold
+        runs with that by default; ``admin_macaroon_path`` is there for an explicit choice."""
         node = self.node(name)
+        escrow = name in self.escrow_node_names
         return {
             "rest_url": node.rest_url,
             "tls_cert_path": str(node.tls_cert_path),
-            "macaroon_path": str(node.macaroon_path),
+            "macaroon_path": str(node.escrow_macaroon_path if escrow else node.macaroon_path),
+            "admin_macaroon_path": str(node.macaroon_path),
             "pubkey": pubkey,
             "p2p_address": node.p2p_address,
             "grpc_address": f"{HOST}:{node.grpc_port}",

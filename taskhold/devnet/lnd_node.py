@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
 from taskhold.devnet.layout import HOST, Layout, NodePaths, State
 from taskhold.lightning.base import LightningError
+from taskhold.lightning.lnd_permissions import bake_request
 from taskhold.lightning.lnd_rest import JSONObject, LndRest, b64, json_int
 
 __all__ = ["HOLD_EXPIRY_DELTA", "LndAdmin", "lnd_argv"]
@@ -191,3 +193,16 @@ class LndAdmin:
     async def reset_mission_control(self) -> None:
         """Forget failed routing attempts, so a retry is not steered away from a fresh channel."""
         await self.rest.call("POST", "/v2/router/mc/reset", body={})
+
+    async def bake_escrow_macaroon(self) -> Path:
+        """Bake the least-privilege macaroon of taskhold's escrow backend (``POST
+        /v1/macaroon``, :mod:`taskhold.lightning.lnd_permissions`) and write it, owner-only,
+        beside the admin macaroon. Baked again on every ``up``: the list follows the code."""
+        answer = await self.rest.call("POST", "/v1/macaroon", body=bake_request())
+        path = self.node.escrow_macaroon_path
+        temporary = path.with_suffix(".tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(bytes.fromhex(str(answer["macaroon"])))
+        temporary.replace(path)
+        return path

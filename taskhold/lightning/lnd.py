@@ -126,9 +126,11 @@ class LndBackend:
         payment_grace_seconds: float = 30.0,
         max_connections: int = 32,
         invoice_poll_seconds: float = 1.0,
+        admin_macaroon: bool = False,
     ) -> LndBackend:
-        """The backend for ``node`` in a devnet connection file (``<data_dir>/devnet.json``)."""
-        connection = load_node_connection(path, node)
+        """The backend for ``node`` in a devnet connection file (``<data_dir>/devnet.json``),
+        with the node's admin macaroon only if ``admin_macaroon`` asks for it."""
+        connection = load_node_connection(path, node, admin=admin_macaroon)
         return cls(
             connection.rest_url,
             connection.tls_cert_path,

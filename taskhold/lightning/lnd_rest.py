@@ -78,23 +78,31 @@ class NodeConnection:
     pubkey: str = ""
 
 
-def load_node_connection(path: str | Path, node: str) -> NodeConnection:
-    """Read ``node``'s entry from a devnet connection file (``devnet.json``)."""
+def load_node_connection(path: str | Path, node: str, *, admin: bool = False) -> NodeConnection:
+    """Read ``node``'s entry from a devnet connection file (``devnet.json``).
+
+    ``macaroon_path`` is the macaroon taskhold uses: for an escrow node the devnet's baked
+    least-privilege one (:mod:`.lnd_permissions`). ``admin`` asks for the entry's
+    ``admin_macaroon_path`` instead, an explicit choice (devnet tooling, or an operator who
+    wants taskhold on admin); an entry without one has only the one macaroon."""
     document = json.loads(Path(path).read_text())
     nodes = document.get("nodes", {})
     if node not in nodes:
         raise LightningError(f"no node {node!r} in {path}; it has {sorted(nodes)}")
     entry = nodes[node]
+    macaroon = entry["macaroon_path"]
+    if admin:
+        macaroon = entry.get("admin_macaroon_path", macaroon)
     return NodeConnection(
         rest_url=entry["rest_url"],
         tls_cert_path=entry["tls_cert_path"],
-        macaroon_path=entry["macaroon_path"],
+        macaroon_path=macaroon,
         pubkey=entry.get("pubkey", ""),
     )
 
 
 class _MacaroonAuth(httpx.Auth):
-    """Adds the admin macaroon to each request, so it never sits in the client's headers."""
+    """Adds the macaroon to each request, so it never sits in the client's headers."""
 
     def __init__(self, macaroon_hex: str) -> None:
         self._macaroon_hex = macaroon_hex

@@ -53,10 +53,11 @@ class LndWallet:
 
     @classmethod
     def from_connection_file(
-        cls, path: str | Path, node: str, *, timeout: float = 30.0
+        cls, path: str | Path, node: str, *, timeout: float = 30.0, admin: bool = False
     ) -> LndWallet:
-        """The wallet of ``node`` in a devnet connection file (``<data_dir>/devnet.json``)."""
-        connection = load_node_connection(path, node)
+        """The wallet of ``node`` in a devnet connection file (``<data_dir>/devnet.json``).
+        An escrow node's own macaroon cannot do wallet calls; ``admin`` takes its admin one."""
+        connection = load_node_connection(path, node, admin=admin)
         return cls(
             connection.rest_url,
             connection.tls_cert_path,

@@ -79,6 +79,9 @@ async def test_both_escrow_nodes_run_with_channels_from_the_employer_and_to_the_
         assert capacity.inbound_msat > 5_000_000_000, node  # most of the employer's channel
         assert capacity.outbound_msat > 5_000_000_000, node  # most of its channel to the worker
         assert capacity.htlc_slots_free == capacity.htlc_slots_max > 0, node
+        # taskhold reaches each escrow node with its own baked macaroon, not admin.
+        baked = Layout(pool).node(node).escrow_macaroon_path
+        assert document["nodes"][node]["macaroon_path"] == str(baked) and baked.exists(), node
 
 
 async def test_a_hold_invoice_of_escrow_2_is_paid_by_the_employer_and_settled(
@@ -209,6 +212,8 @@ def test_a_larger_count_grows_a_running_devnet_and_down_stops_every_node(
         assert after["escrow_nodes"] == ["escrow", "escrow-2"]
         for node in before["nodes"]:
             assert after["nodes"][node] == before["nodes"][node]  # same wallets, same ports
+        baked = Layout(data_dir).node("escrow-2").escrow_macaroon_path  # baked for the new node
+        assert after["nodes"]["escrow-2"]["macaroon_path"] == str(baked) and baked.exists()
         peers = asyncio.run(_channel_peers(data_dir, "escrow-2"))
         assert {_pubkey(data_dir, "employer"), _pubkey(data_dir, "worker")} <= peers
 

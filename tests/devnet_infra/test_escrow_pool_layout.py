@@ -19,7 +19,10 @@ from taskhold.devnet.layout import (
     State,
     _all_ports,
 )
+from taskhold.lightning.lnd import LndBackend
 from taskhold.lightning.lnd_rest import load_node_connection
+from taskhold.services import _lnd_backend
+from taskhold.settings import Settings
 
 BASE = 40_000
 
@@ -162,3 +165,42 @@ def test_add_liquidity_refuses_bad_input_clearly(
     assert code == 1
     assert message in output
     assert "Traceback" not in output
+
+
+def test_escrow_nodes_connect_with_the_baked_macaroon_and_participants_with_admin(
+    tmp_path: Path,
+) -> None:
+    layout = Layout(tmp_path, BASE, 2)
+    path = layout.write_connection_file(
+        State.new(BASE), dict.fromkeys(layout.node_names, "02" + "00" * 32), hold_expiry_delta=18
+    )
+    for escrow in ("escrow", "escrow-2"):
+        node = layout.node(escrow)
+        assert load_node_connection(path, escrow).macaroon_path == str(node.escrow_macaroon_path)
+        assert node.escrow_macaroon_path.parent == node.macaroon_path.parent  # beside admin's
+        assert node.escrow_macaroon_path != node.macaroon_path
+        # Admin only when asked for.
+        chosen = load_node_connection(path, escrow, admin=True).macaroon_path
+        assert chosen == str(node.macaroon_path)
+    for participant in ("employer", "worker", "swap"):
+        node = layout.node(participant)
+        assert load_node_connection(path, participant).macaroon_path == str(node.macaroon_path)
+
+
+@pytest.mark.parametrize(("admin", "expected"), [(False, "baked"), (True, "admin")])
+async def test_taskhold_takes_the_escrow_s_admin_macaroon_only_when_told(
+    tmp_path: Path, admin: bool, expected: str
+) -> None:
+    layout = Layout(tmp_path, BASE)
+    path = layout.write_connection_file(
+        State.new(BASE), dict.fromkeys(layout.node_names, "02" + "00" * 32), hold_expiry_delta=18
+    )
+    settings = Settings(
+        data_dir=tmp_path, lightning="lnd", lnd_connection_file=path, lnd_admin_macaroon=admin
+    )
+    backend = _lnd_backend(settings, path, "escrow")
+    assert isinstance(backend, LndBackend)
+    node = layout.node("escrow")
+    paths = {"baked": node.escrow_macaroon_path, "admin": node.macaroon_path}
+    assert backend._rest.macaroon_path == paths[expected]
+    await backend.close()

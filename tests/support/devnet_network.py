@@ -76,8 +76,9 @@ class DevnetHandle:
         return LndBackend.from_connection_file(self.connection_file, node, **options)
 
     def wallet(self, node: str) -> LndWallet:
-        """A new :class:`LndWallet` for ``node``; close it when done."""
-        return LndWallet.from_connection_file(self.connection_file, node)
+        """A new :class:`LndWallet` for ``node`` with its admin macaroon (an escrow node's own
+        cannot do wallet calls); close it when done."""
+        return LndWallet.from_connection_file(self.connection_file, node, admin=True)
 
     @property
     def swap_server_url(self) -> str:
