@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from taskhold.actions import WriteContext
+from taskhold.api.jurisdiction import GeoDatabaseError, Jurisdiction, open_jurisdiction
 from taskhold.api.ratelimit import WriteLimits, write_limits
 from taskhold.escrow import EscrowContext, EscrowEngine, FaultHook
 from taskhold.escrow.crashpoints import crash_hook
@@ -63,6 +64,8 @@ class Services:
     checkpointer: Checkpointer | None = None
     webhooks: WebhookDeliverer | None = None
     """Delivers the log to the operator's registered webhooks (``taskhold webhooks add``)."""
+    jurisdiction: Jurisdiction | None = None
+    """The operator's blocked countries and ranges (451); None when nothing is blocked."""
 
     async def close(self) -> None:
         await self.engine.stop()
@@ -83,6 +86,8 @@ class Services:
             await self.audit.aclose()
         close_key_store(self.keys)
         await self.store.close()
+        if self.jurisdiction is not None:
+            self.jurisdiction.close()
 
 
 async def _with_node_limits(settings: Settings, backend: LightningBackend) -> Settings:
@@ -240,6 +245,7 @@ async def build_services(
     """
     if fault_hook is None and settings.crash_at is not None:
         fault_hook = _crash_hook(settings.crash_at)
+    jurisdiction = _jurisdiction(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     relay = None
     if embedded_relay and not settings.relays:
@@ -339,7 +345,16 @@ async def build_services(
             interval_s=settings.checkpoint_interval_s,
         ),
         webhooks=webhook_deliverer(settings, store, signer),
+        jurisdiction=jurisdiction,
     )
+
+
+def _jurisdiction(settings: Settings) -> Jurisdiction | None:
+    """Opened before anything else: a bad database file stops the start with one sentence."""
+    try:
+        return open_jurisdiction(settings)
+    except GeoDatabaseError as exc:
+        raise SystemExit(f"TASKHOLD_GEOIP_DATABASE: {exc}") from None
 
 
 async def _publishing(

@@ -10,6 +10,7 @@ from fastapi import Depends, FastAPI, Request
 
 from . import metrics, routes_reputation, routes_sim, routes_tasks
 from .info import publish_info
+from .jurisdiction import refuse_blocked_places
 from .problems import install_problem_handlers
 from .ratelimit import client_ip
 from .schemas import install_openapi
@@ -63,7 +64,7 @@ def create_api(services: Services, *, run_engine: bool = True) -> FastAPI:
         summary="Non-custodial escrow for tasks on Lightning hold invoices",
         version="0.1.0",
         lifespan=lifespan,
-        dependencies=[Depends(throttle_reads)],
+        dependencies=[Depends(refuse_blocked_places), Depends(throttle_reads)],
     )
     app.state.services = services
     install_problem_handlers(app)

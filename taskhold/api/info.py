@@ -20,6 +20,7 @@ from taskhold.nostr.entries import canonical_json
 from taskhold.payments.rules import payout_terms
 from taskhold.publiclog.writer import sign_and_queue_once
 
+from .jurisdiction import jurisdiction_terms
 from .routes_reputation import reputation_info
 
 if TYPE_CHECKING:
@@ -162,6 +163,7 @@ def info_document(services: Services) -> dict[str, Any]:
         "reputation": reputation_info(services),
         "relays": list(settings.relays),
         "swap_api": settings.swap_api_url,
+        "jurisdiction": jurisdiction_terms(settings),
         "kinds": published_kinds(settings),
         "subscribing": SUBSCRIBING_DOC,
     }

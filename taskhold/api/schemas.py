@@ -474,6 +474,10 @@ class Info(_Described):
         description="the Boltz API v2 base URL offered to workers for an on-chain payout by"
         " reverse swap when the Lightning payout cannot reach them; null offers none",
     )
+    jurisdiction: dict[str, Any] = Field(
+        description="the countries (ISO 3166-1 alpha-2) and CIDR ranges whose clients are"
+        " answered 451 blocked_jurisdiction, and which routes stay open to them"
+    )
     kinds: dict[str, int] = Field(
         description="every kind taskhold publishes or embeds, by its kind_* setting without kind_"
     )
