@@ -56,6 +56,10 @@ class RefusalCode(StrEnum):
         "blocked_jurisdiction",
         "the client's address is in a country or range the operator's terms block (451)",
     )
+    BLOCKED_KEY = (
+        "blocked_key",
+        "the operator blocked the signing key; only its payout and refund exits are taken (403)",
+    )
     # Idempotency and replay
     IDEMPOTENCY_KEY_MISSING = "idempotency_key_missing", "a write came without Idempotency-Key"
     IDEMPOTENCY_KEY_MISMATCH = (

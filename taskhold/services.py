@@ -22,6 +22,7 @@ from taskhold.keys.stores import open_key_store
 from taskhold.lightning.base import LightningBackend, LightningError
 from taskhold.lightning.pool import PoolBackend, PoolMember
 from taskhold.lightning.simworld import SimWorld
+from taskhold.moderation import KeyBlocks
 from taskhold.nostr.embedded import EmbeddedRelay
 from taskhold.nostr.relays import RelayPool
 from taskhold.notify import WebhookDeliverer
@@ -326,7 +327,7 @@ async def build_services(
             engine=escrow_engine,
             request_kind=settings.kind_request,
             proof_kind=settings.kind_proof,
-            gates=(limits, reputation.writes),
+            gates=(limits, KeyBlocks(store), reputation.writes),
             reputation=reputation.writes,
             operator_keys=operator_keys,
             previous_operator_keys=rotated_from,

@@ -50,7 +50,7 @@ PINNED = [
     "sealed_copy_missing", "details_unavailable",
     "bad_swap_report", "swap_fact_conflict", "too_many_swaps",
     "insufficient_capacity",
-    "blocked_jurisdiction",
+    "blocked_jurisdiction", "blocked_key",
 ]  # fmt: skip
 
 

@@ -222,7 +222,12 @@ async def list_tasks(
 ) -> dict[str, Any]:
     async with services_of(request).store.transaction() as tx:
         tasks = await tx.list_tasks(
-            state=state, employer=employer, worker=worker, limit=limit, before=before
+            state=state,
+            employer=employer,
+            worker=worker,
+            limit=limit,
+            before=before,
+            listed_only=employer is None and worker is None,  # the board: no delisted task
         )
     swap_api = services_of(request).settings.swap_api_url
     views = [task_view(task, swap_api=swap_api) for task in tasks]
