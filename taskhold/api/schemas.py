@@ -478,6 +478,10 @@ class Info(_Described):
         description="the countries (ISO 3166-1 alpha-2) and CIDR ranges whose clients are"
         " answered 451 blocked_jurisdiction, and which routes stay open to them"
     )
+    moderation: dict[str, Any] = Field(
+        description="where the operator's signed moderation list is (its kind and d tag: the"
+        " blocked keys and delisted tasks with their reasons) and what a block does"
+    )
     kinds: dict[str, int] = Field(
         description="every kind taskhold publishes or embeds, by its kind_* setting without kind_"
     )

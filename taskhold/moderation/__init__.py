@@ -16,6 +16,19 @@ sees it; the full list is published as one signed, replaceable event (kind ``kin
 """
 
 from .gate import KeyBlocks
-from .moderator import EXIT_OPS, MODERATION_D, Moderator, moderation_document
+from .moderator import (
+    EXIT_OPS,
+    MODERATION_D,
+    MODERATION_RULE,
+    Moderator,
+    moderation_document,
+)
 
-__all__ = ["EXIT_OPS", "MODERATION_D", "KeyBlocks", "Moderator", "moderation_document"]
+__all__ = [
+    "EXIT_OPS",
+    "MODERATION_D",
+    "MODERATION_RULE",
+    "KeyBlocks",
+    "Moderator",
+    "moderation_document",
+]

@@ -167,6 +167,8 @@ async def test_every_change_is_journaled_and_signed_into_one_growing_list(stack:
 
     lists = await _moderation_lists(stack)
     assert len(lists) == 3
+    where = (await stack.http.get("/v1/info")).json()["moderation"]
+    assert (where["kind"], where["d"]) == (lists[0]["kind"], tag(lists[0], "d"))
     assert [e["created_at"] for e in lists] == sorted({e["created_at"] for e in lists})
     assert all(e["pubkey"] == stack.services.signer.get_public_key() for e in lists)
     newest = json.loads(lists[-1]["content"])
@@ -214,3 +216,12 @@ async def test_bad_moderation_input_is_refused(stack: Stack) -> None:
     with pytest.raises(NotFound):
         await moderator.relist("0" * 64, actor=ADMIN)
     assert await _moderation_lists(stack) == []  # nothing signed for a refused change
+
+
+async def test_every_replica_refuses_a_key_blocked_on_another(open_custom: Any) -> None:
+    first: Stack = await open_custom()
+    second: Stack = await open_custom()  # another process on the same database
+    employer = second.client()
+    await _moderator(first).block(employer.pubkey_hex, "spam", actor=ADMIN)
+    refused = await _refused(employer.create_task("t", "d", 100_000, int(time.time()) + 3600))
+    assert refused.code == "blocked_key"
