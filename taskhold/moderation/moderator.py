@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,11 +16,20 @@ from taskhold.errors import Invalid, NotFound, RefusalCode
 from taskhold.journal.chain import AuditLog
 from taskhold.keys.signer import EventSigner
 from taskhold.nostr.entries import canonical_json
+from taskhold.nostr.verify import verify_event
 from taskhold.publiclog.writer import sign_and_queue
 from taskhold.store import Store, Tx
 from taskhold.store.models import BlockedKeyRow, DelistedTaskRow, ModerationHeadRow
 
-__all__ = ["EXIT_OPS", "MODERATION_D", "MODERATION_RULE", "Moderator", "moderation_document"]
+__all__ = [
+    "EXIT_OPS",
+    "MODERATION_D",
+    "MODERATION_RULE",
+    "Moderator",
+    "moderation_document",
+    "newest_list",
+    "restore_list",
+]
 
 MODERATION_D = "taskhold-moderation"
 """The ``d`` tag of the signed moderation list (kind ``kind_checkpoint``)."""
@@ -167,3 +177,38 @@ def _reason(reason: str) -> str:
             code=RefusalCode.REASON_REQUIRED,
         )
     return text
+
+
+def newest_list(
+    events: list[dict[str, Any]], operator_keys: list[str], *, kind: int
+) -> dict[str, Any] | None:
+    """The newest moderation list among ``events`` signed by one of ``operator_keys`` (a
+    rebuild reads it from the relays: the tables are not in the log entries)."""
+    lists = [
+        event
+        for event in events
+        if event.get("kind") == kind
+        and event.get("pubkey") in operator_keys
+        and ["d", MODERATION_D] in event.get("tags", [])
+        and verify_event(event)
+    ]
+    return max(lists, key=lambda event: (event["created_at"], event["id"]), default=None)
+
+
+async def restore_list(session: AsyncSession, signed: dict[str, Any]) -> tuple[int, int]:
+    """Write a moderation list's blocked keys and delisted tasks into an empty database;
+    returns how many of each."""
+    document = json.loads(signed["content"])
+    keys = [
+        BlockedKeyRow(pubkey=str(k["pubkey"]), reason=str(k["reason"]), blocked_at=int(k["since"]))
+        for k in document["blocked_keys"]
+    ]
+    tasks = [
+        DelistedTaskRow(
+            task_id=str(t["task_id"]), reason=str(t["reason"]), delisted_at=int(t["since"])
+        )
+        for t in document["delisted_tasks"]
+    ]
+    session.add_all([*keys, *tasks])
+    session.add(ModerationHeadRow(id=1, event_id=signed["id"], created_at=signed["created_at"]))
+    return len(keys), len(tasks)
