@@ -225,3 +225,21 @@ async def test_every_replica_refuses_a_key_blocked_on_another(open_custom: Any) 
     await _moderator(first).block(employer.pubkey_hex, "spam", actor=ADMIN)
     refused = await _refused(employer.create_task("t", "d", 100_000, int(time.time()) + 3600))
     assert refused.code == "blocked_key"
+
+
+async def test_a_blocked_worker_may_still_replace_a_payout_invoice_that_failed(
+    stack: Stack,
+) -> None:
+    """The payout fails after the block: the worker's new invoice (an exit) is taken and paid."""
+    employer, worker = stack.client(), stack.client()
+    task = await submitted(stack, employer, worker)
+    await _moderator(stack).block(worker.pubkey_hex, "abuse", actor=ADMIN)
+    stack.world.network.fail_next_payments(1)
+    await employer.approve(task["task_id"])
+    await stack.run_pass()
+    fresh = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    await worker.update_payout_invoice(task["task_id"], fresh)
+    stack.services.engine._retry_at.clear()
+    await stack.settle_engine()
+    assert await _state(stack, task["task_id"]) == "PAID"
+    assert stack.world.worker.balance_msat == task["payout_msat"]
