@@ -91,7 +91,7 @@ class Jurisdiction:
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
-            return "an address that cannot be placed"
+            return "an address it cannot read"
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         for network in self.networks:
@@ -176,6 +176,6 @@ async def refuse_blocked_places(request: Request) -> None:
     why = jurisdiction.blocked(client_ip(request))
     if why is not None:
         raise BlockedJurisdiction(
-            f"this taskhold does not serve clients in {why} (its terms at /v1/info list the"
+            f"this taskhold does not serve clients from {why} (its terms at /v1/info list the"
             " blocked countries and ranges); funds already owed to you are still paid out"
         )
