@@ -110,6 +110,7 @@ _PROBLEM_STATUSES = {
     413: "the request is larger than the configured limit",
     422: "the body, the event or its content breaks a rule",
     429: "too many requests; see Retry-After",
+    451: "the client's country or address range is blocked by the operator's terms",
     503: "the Lightning node could not act now",
 }
 
@@ -144,8 +145,10 @@ def _operations(document: dict[str, Any]) -> list[dict[str, Any]]:
     return [operation for path in document.get("paths", {}).values() for operation in path.values()]
 
 
-WRITE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 503)
-READ_PROBLEMS = problem_responses(404, 422, 429)
+WRITE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 451, 503)
+READ_PROBLEMS = problem_responses(404, 422, 429, 451)
+TERMS_PROBLEMS = problem_responses(429)
+"""``/v1/info`` stays open to blocked places (``jurisdiction.OPEN_ROUTES``)."""
 
 
 class Funding(_Described):
