@@ -18,6 +18,7 @@ enforced by ``tests/test_layers.py``, where each layer's reason is written down)
 | ``payments`` | Payment Coordinator | payout invoices, pay-then-settle |
 | ``escrow`` | Escrow Engine | hold-invoice lifecycle, guardian, reconciliation |
 | ``reputation`` | Reputation Indexer | scores from public log events, policies, reviews |
+| ``moderation`` | wiring (operator policy) | blocked keys, delisted tasks, their signed list |
 | ``actions`` | Task Manager (use cases) | one module per participant write, the op table |
 | ``rebuild`` | Nostr Publisher (rebuild) | the database rebuilt from the public log |
 | ``audit`` | Nostr Publisher (audit) | the independent auditor: shares no code with the writer |

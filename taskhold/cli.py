@@ -275,6 +275,15 @@ def _mount_admin() -> None:
 _mount_admin()
 
 
+def _mount_moderation() -> None:
+    from taskhold.moderation.cli import moderate_app
+
+    cli.add_typer(moderate_app, name="moderate", help="Block keys, delist tasks")
+
+
+_mount_moderation()
+
+
 def main() -> None:
     cli()
 

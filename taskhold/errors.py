@@ -51,6 +51,15 @@ class RefusalCode(StrEnum):
     TOO_LARGE = "too_large", "the content or tags exceed the configured size limit (413)"
     POW_REQUIRED = "pow_required", "the signer's reputation asks for NIP-13 proof of work (403)"
     RATE_LIMITED = "rate_limited", "too many requests from this IP or pubkey (429)"
+    # The operator's policy
+    BLOCKED_JURISDICTION = (
+        "blocked_jurisdiction",
+        "the client's address is in a country or range the operator's terms block (451)",
+    )
+    BLOCKED_KEY = (
+        "blocked_key",
+        "the operator blocked the signing key; only its payout and refund exits are taken (403)",
+    )
     # Idempotency and replay
     IDEMPOTENCY_KEY_MISSING = "idempotency_key_missing", "a write came without Idempotency-Key"
     IDEMPOTENCY_KEY_MISMATCH = (
@@ -286,6 +295,7 @@ TITLES = {
     413: "Too large",
     422: "Invalid request",
     429: "Too many requests",
+    451: "Unavailable for legal reasons",
     500: "Internal error",
     503: "Service unavailable",
 }

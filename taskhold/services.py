@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from taskhold.actions import WriteContext
+from taskhold.api.jurisdiction import GeoDatabaseError, Jurisdiction, open_jurisdiction
 from taskhold.api.ratelimit import WriteLimits, write_limits
 from taskhold.escrow import EscrowContext, EscrowEngine, FaultHook
 from taskhold.escrow.crashpoints import crash_hook
@@ -21,6 +22,7 @@ from taskhold.keys.stores import open_key_store
 from taskhold.lightning.base import LightningBackend, LightningError
 from taskhold.lightning.pool import PoolBackend, PoolMember
 from taskhold.lightning.simworld import SimWorld
+from taskhold.moderation import KeyBlocks
 from taskhold.nostr.embedded import EmbeddedRelay
 from taskhold.nostr.relays import RelayPool
 from taskhold.notify import WebhookDeliverer
@@ -63,6 +65,8 @@ class Services:
     checkpointer: Checkpointer | None = None
     webhooks: WebhookDeliverer | None = None
     """Delivers the log to the operator's registered webhooks (``taskhold webhooks add``)."""
+    jurisdiction: Jurisdiction | None = None
+    """The operator's blocked countries and ranges (451); None when nothing is blocked."""
 
     async def close(self) -> None:
         await self.engine.stop()
@@ -83,6 +87,8 @@ class Services:
             await self.audit.aclose()
         close_key_store(self.keys)
         await self.store.close()
+        if self.jurisdiction is not None:
+            self.jurisdiction.close()
 
 
 async def _with_node_limits(settings: Settings, backend: LightningBackend) -> Settings:
@@ -241,6 +247,7 @@ async def build_services(
     """
     if fault_hook is None and settings.crash_at is not None:
         fault_hook = _crash_hook(settings.crash_at)
+    jurisdiction = _jurisdiction(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     relay = None
     if embedded_relay and not settings.relays:
@@ -322,6 +329,7 @@ async def build_services(
             request_kind=settings.kind_request,
             proof_kind=settings.kind_proof,
             gates=(limits, reputation.writes),
+            tx_gates=(KeyBlocks(),),
             reputation=reputation.writes,
             operator_keys=operator_keys,
             previous_operator_keys=rotated_from,
@@ -340,7 +348,16 @@ async def build_services(
             interval_s=settings.checkpoint_interval_s,
         ),
         webhooks=webhook_deliverer(settings, store, signer),
+        jurisdiction=jurisdiction,
     )
+
+
+def _jurisdiction(settings: Settings) -> Jurisdiction | None:
+    """Opened before anything else: a bad database file stops the start with one sentence."""
+    try:
+        return open_jurisdiction(settings)
+    except GeoDatabaseError as exc:
+        raise SystemExit(f"TASKHOLD_GEOIP_DATABASE: {exc}") from None
 
 
 async def _publishing(

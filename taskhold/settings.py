@@ -285,6 +285,16 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Addresses of reverse proxies whose ``X-Forwarded-For`` names the client (what the rate
     limits count). Empty: forwarded headers are ignored and the peer address counts."""
+    blocked_countries: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """ISO 3166-1 alpha-2 codes (``DE,KP``) of countries whose clients are answered 451
+    (``taskhold.api.jurisdiction``), by the ``geoip_database``; comma-separated in the
+    environment. Published in the terms (``/v1/info``, the info event)."""
+    blocked_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """CIDR ranges (``203.0.113.0/24,2001:db8::/32``) whose clients are answered 451; a bare
+    address is its own range. Published in the terms too."""
+    geoip_database: Path | None = None
+    """A MaxMind DB file (GeoLite2-Country or -City, ``.mmdb``) that places client addresses
+    in countries; needed by ``blocked_countries``, opened once at start."""
     deposit_max_open_per_task: int = 10
     """Deposits that may wait for a claim on one task: each is a free invoice, log entry and
     return, so a stranger cannot make a claim drag thousands of them along."""
@@ -359,12 +369,51 @@ class Settings(BaseSettings):
             raise ValueError("lnd_pool names a node twice")
         return value
 
-    @field_validator("arbiters", "relays", "trusted_proxies", "lnd_pool", mode="before")
+    @field_validator(
+        "arbiters",
+        "relays",
+        "trusted_proxies",
+        "lnd_pool",
+        "blocked_countries",
+        "blocked_networks",
+        mode="before",
+    )
     @classmethod
     def _split_arbiters(cls, value: object) -> object:
         if isinstance(value, str):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
+
+    @field_validator("blocked_countries")
+    @classmethod
+    def _country_codes(cls, value: list[str]) -> list[str]:
+        codes = [code.upper() for code in value]
+        wrong = [code for code in codes if not re.fullmatch("[A-Z]{2}", code)]
+        if wrong:
+            raise ValueError(
+                f"blocked_countries takes ISO 3166-1 alpha-2 codes such as DE, not {wrong}"
+            )
+        return sorted(set(codes))
+
+    @field_validator("blocked_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        networks = []
+        for entry in value:
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ValueError(f"blocked_networks: {entry!r} is not a CIDR range") from None
+        return [str(network) for network in networks]
+
+    @model_validator(mode="after")
+    def _countries_need_a_database(self) -> Settings:
+        if self.blocked_countries and self.geoip_database is None:
+            raise ValueError(
+                "blocked_countries needs geoip_database (TASKHOLD_GEOIP_DATABASE, a GeoLite2-"
+                "Country .mmdb file): without one no client could be placed in a country"
+            )
+        return self
 
     @model_validator(mode="after")
     def _a_pool_of_lnd_nodes(self) -> Settings:

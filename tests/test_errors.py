@@ -51,6 +51,7 @@ PINNED = [
     "bad_swap_report", "swap_fact_conflict", "too_many_swaps",
     "insufficient_capacity",
     "intake_paused",
+    "blocked_jurisdiction", "blocked_key",
 ]  # fmt: skip
 
 

@@ -54,10 +54,11 @@ LAYERS: tuple[tuple[str, frozenset[str], str], ...] = (
      " nostr-sdk's Client"),
     ("payments", frozenset({"payments"}),
      "the Payment Coordinator: payout invoices and the pay-then-settle sequence"),
-    ("engines", frozenset({"escrow", "reputation", "notify"}),
-     "hold-invoice lifecycle, the reputation indexer, notifications (NIP-17 messages, webhooks);"
-     " independent of each other (the reputation gate is applied by the actions, never by the"
-     " escrow)"),
+    ("engines", frozenset({"escrow", "reputation", "notify", "moderation"}),
+     "hold-invoice lifecycle, the reputation indexer, notifications (NIP-17 messages, webhooks),"
+     " the operator's moderation (blocked keys, delisted tasks, their signed list);"
+     " independent of each other (the reputation and moderation gates are applied by the"
+     " actions, never by the escrow)"),
     ("use cases", frozenset({"actions", "rebuild", "audit", "admin"}),
      "one module per write; rebuilding the projection from the log; the independent auditor"
      " (tests/audit/test_independence.py narrows it further); the operator's console (its"

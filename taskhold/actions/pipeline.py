@@ -31,7 +31,15 @@ from taskhold.tasks.events import event_from_dict
 if TYPE_CHECKING:
     from taskhold.reputation.gate import ReputationWrites
 
-__all__ = ["Handler", "Outcome", "WriteContext", "WriteGate", "apply_command", "perform"]
+__all__ = [
+    "Handler",
+    "Outcome",
+    "TxGate",
+    "WriteContext",
+    "WriteGate",
+    "apply_command",
+    "perform",
+]
 
 
 class WriteGate(Protocol):
@@ -41,6 +49,14 @@ class WriteGate(Protocol):
     async def admit(self, request: SignedRequest) -> None: ...
 
 
+class TxGate(Protocol):
+    """A check every new write passes inside its own transaction, before its task is loaded
+    (a key the operator blocked): database state, read at no extra transaction's cost. A
+    retry of a write already answered gets its first answer without it."""
+
+    async def admit_in(self, tx: Tx, request: SignedRequest) -> None: ...
+
+
 @dataclass
 class WriteContext:
     escrow: EscrowContext
@@ -48,6 +64,7 @@ class WriteContext:
     request_kind: int = 3912
     proof_kind: int = 3911
     gates: Sequence[WriteGate] = ()
+    tx_gates: Sequence[TxGate] = ()
     reputation: ReputationWrites | None = None
     """Review windows by score and the review desk; None without the reputation indexer."""
     operator_keys: NostrKeys | None = None
@@ -194,6 +211,8 @@ async def _perform_once(
                 "this signed request was already used; sign a new one",
                 code=RefusalCode.REPLAYED_REQUEST,
             )
+        for gate in ctx.tx_gates:
+            await gate.admit_in(tx, request)
         task: Task | None = None
         if request.task_id is not None:
             task = await tx.load_task(request.task_id, for_update=True)

@@ -12,6 +12,7 @@ from taskhold.escrow.stats import Durations
 
 from . import metrics, routes_reputation, routes_sim, routes_tasks
 from .info import publish_info
+from .jurisdiction import refuse_blocked_places
 from .latency import RequestTiming
 from .problems import install_problem_handlers
 from .ratelimit import client_ip
@@ -66,7 +67,7 @@ def create_api(services: Services, *, run_engine: bool = True) -> FastAPI:
         summary="Non-custodial escrow for tasks on Lightning hold invoices",
         version="0.1.0",
         lifespan=lifespan,
-        dependencies=[Depends(throttle_reads)],
+        dependencies=[Depends(refuse_blocked_places), Depends(throttle_reads)],
     )
     app.state.services = services
     app.state.request_durations = durations = Durations()

@@ -16,10 +16,12 @@ from taskhold.escrow.admission import ADMISSION_RULE
 from taskhold.escrow.admission import capacity_now as read_capacity
 from taskhold.escrow.sizing import hold_window_blocks
 from taskhold.lightning.base import LightningError
+from taskhold.moderation import MODERATION_D, MODERATION_RULE
 from taskhold.nostr.entries import canonical_json
 from taskhold.payments.rules import payout_terms
 from taskhold.publiclog.writer import sign_and_queue_once
 
+from .jurisdiction import jurisdiction_terms
 from .routes_reputation import reputation_info
 
 if TYPE_CHECKING:
@@ -162,6 +164,12 @@ def info_document(services: Services) -> dict[str, Any]:
         "reputation": reputation_info(services),
         "relays": list(settings.relays),
         "swap_api": settings.swap_api_url,
+        "jurisdiction": jurisdiction_terms(settings),
+        "moderation": {
+            "kind": settings.kind_checkpoint,
+            "d": MODERATION_D,
+            "rule": MODERATION_RULE,
+        },
         "kinds": published_kinds(settings),
         "subscribing": SUBSCRIBING_DOC,
     }

@@ -19,6 +19,7 @@ from .info import capacity_now, info_document
 from .ratelimit import client_ip
 from .schemas import (
     READ_PROBLEMS,
+    TERMS_PROBLEMS,
     WRITE_PROBLEMS,
     DescribedAs,
     Info,
@@ -222,7 +223,12 @@ async def list_tasks(
 ) -> dict[str, Any]:
     async with services_of(request).store.transaction() as tx:
         tasks = await tx.list_tasks(
-            state=state, employer=employer, worker=worker, limit=limit, before=before
+            state=state,
+            employer=employer,
+            worker=worker,
+            limit=limit,
+            before=before,
+            listed_only=employer is None and worker is None,  # the board: no delisted task
         )
     swap_api = services_of(request).settings.swap_api_url
     views = [task_view(task, swap_api=swap_api) for task in tasks]
@@ -248,7 +254,7 @@ async def list_transitions(request: Request, task_id: str) -> dict[str, Any]:
     "/info",
     summary="How this taskhold is configured",
     response_model=None,
-    responses={200: {"model": Info}, **READ_PROBLEMS},
+    responses={200: {"model": Info}, **TERMS_PROBLEMS},
 )
 async def info(request: Request) -> dict[str, Any]:
     """The operator's terms; the same document is published as a signed event (``info``).

@@ -110,6 +110,7 @@ _PROBLEM_STATUSES = {
     413: "the request is larger than the configured limit",
     422: "the body, the event or its content breaks a rule",
     429: "too many requests; see Retry-After",
+    451: "the client's country or address range is blocked by the operator's terms",
     503: "the Lightning node or the database could not act now, the escrow node has no room"
     " (insufficient_capacity), or the operator paused intake (intake_paused, create and fund);"
     " see Retry-After",
@@ -146,8 +147,10 @@ def _operations(document: dict[str, Any]) -> list[dict[str, Any]]:
     return [operation for path in document.get("paths", {}).values() for operation in path.values()]
 
 
-WRITE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 503)
-READ_PROBLEMS = problem_responses(404, 422, 429)
+WRITE_PROBLEMS = problem_responses(400, 401, 403, 404, 409, 413, 422, 429, 451, 503)
+READ_PROBLEMS = problem_responses(404, 422, 429, 451)
+TERMS_PROBLEMS = problem_responses(429)
+"""``/v1/info`` stays open to blocked places (``jurisdiction.OPEN_ROUTES``)."""
 
 
 class Funding(_Described):
@@ -475,6 +478,14 @@ class Info(_Described):
         default=None,
         description="the Boltz API v2 base URL offered to workers for an on-chain payout by"
         " reverse swap when the Lightning payout cannot reach them; null offers none",
+    )
+    jurisdiction: dict[str, Any] = Field(
+        description="the countries (ISO 3166-1 alpha-2) and CIDR ranges whose clients are"
+        " answered 451 blocked_jurisdiction, and which routes stay open to them"
+    )
+    moderation: dict[str, Any] = Field(
+        description="where the operator's signed moderation list is (its kind and d tag: the"
+        " blocked keys and delisted tasks with their reasons) and what a block does"
     )
     kinds: dict[str, int] = Field(
         description="every kind taskhold publishes or embeds, by its kind_* setting without kind_"

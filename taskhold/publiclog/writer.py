@@ -28,15 +28,23 @@ from taskhold.nostr.entries import (
     tag_value,
 )
 from taskhold.store.codec import task_to_data
-from taskhold.store.models import ListingRow, LogEntryRow, LogHeadRow, OutboxRow
+from taskhold.store.models import (
+    DelistedTaskRow,
+    ListingRow,
+    LogEntryRow,
+    LogHeadRow,
+    OutboxRow,
+)
 from taskhold.tasks.events import Event, event_to_dict
 from taskhold.tasks.model import Task
 
 __all__ = [
+    "DELISTED",
     "KEY_ROTATED",
     "EntryHook",
     "LogKinds",
     "LogWriter",
+    "delisted_listing",
     "queue_signed",
     "record_rotation",
     "sign_and_queue",
@@ -136,12 +144,17 @@ class LogWriter:
         return signed
 
     async def record_listing(self, session: AsyncSession, task: Task) -> dict[str, Any]:
-        """Replace the task's listing; ``created_at`` strictly grows so relays keep the newest."""
+        """Replace the task's listing; ``created_at`` strictly grows so relays keep the newest.
+        A task the operator delisted gets a bare listing marked delisted instead, after every
+        transition too, so it never returns to the board until relisted."""
         row = await session.get(ListingRow, task.task_id)
         created_at = int(self._clock())
         if row is not None:
             created_at = max(created_at, row.created_at + 1)
-        content, tags = listing_event(task_to_data(task), self.operator_pubkey)
+        if await session.get(DelistedTaskRow, task.task_id) is not None:
+            content, tags = delisted_listing(task.task_id)
+        else:
+            content, tags = listing_event(task_to_data(task), self.operator_pubkey)
         signed = sign_and_queue(
             session,
             self.signer,
@@ -158,6 +171,16 @@ class LogWriter:
         else:
             row.event_id, row.created_at = signed["id"], created_at
         return signed
+
+
+DELISTED = "delisted"
+"""The ``status`` and ``s`` of a listing the operator withdrew from the board."""
+
+
+def delisted_listing(task_id: str) -> tuple[str, list[list[str]]]:
+    """The listing that replaces a delisted task's: no title, summary or content, only the
+    mark; the task's log entries and escrow are untouched."""
+    return "", [["d", task_id], ["status", DELISTED], ["s", DELISTED], ["t", "taskhold"]]
 
 
 async def _locked_head(session: AsyncSession, *, lock: bool) -> LogHeadRow:

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from taskhold.errors import Refusal
+from taskhold.moderation.moderator import MODERATION_D, newest_list, restore_list
 from taskhold.nostr import pubkey_hex
 from taskhold.nostr.entries import tag_value
 from taskhold.nostr.relays import REQ_EVENT_CAP, RelayPool
@@ -170,6 +171,14 @@ async def _rebuild(
             receipt_kind=settings.kind_receipt,
             record_kind=settings.kind_review_record,
         )
+        handed_to = [key for e in entries if (key := tag_value(e, "new_key")) is not None]
+        moderation = await pool.fetch(
+            {
+                "authors": [operator, *handed_to],
+                "kinds": [settings.kind_checkpoint],
+                "#d": [MODERATION_D],
+            }
+        )
     finally:
         await pool.close()
     engine = create_engine(settings.resolved_database_url)
@@ -185,6 +194,10 @@ async def _rebuild(
             receipt_kind=settings.kind_receipt,
             record_kind=settings.kind_review_record,
         )
+        newest = newest_list(moderation, report.operator_keys, kind=settings.kind_checkpoint)
+        if newest is not None:  # blocked keys and delistings are not in the log entries
+            async with Store(engine).transaction() as tx:
+                report.moderation = await restore_list(tx.session, newest)
     finally:
         await engine.dispose()
     return report, len(entries) + len(receipts) + len(records)
@@ -229,6 +242,10 @@ def rebuild_command(
         "head_rseq": report.head_rseq,
         "missing_receipts": [list(missing) for missing in report.missing_receipts],
         "rejected": [rejected.to_json() for rejected in report.rejected],
+        "moderation": {
+            "blocked_keys": report.moderation[0],
+            "delisted_tasks": report.moderation[1],
+        },
     }
     if as_json:
         sys.stdout.write(json.dumps(summary) + "\n")

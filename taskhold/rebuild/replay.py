@@ -108,6 +108,8 @@ class RebuildReport:
     """(task id, role) of parties of closed tasks whose receipt no relay returned."""
     rejected: list[RejectedEvent] = field(default_factory=list)
     """Receipts and records that failed a check: not written."""
+    moderation: tuple[int, int] = (0, 0)
+    """Blocked keys and delisted tasks restored from the newest signed moderation list."""
 
 
 def _rotation_target(event: dict[str, Any], current: str) -> str:

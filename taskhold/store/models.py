@@ -372,3 +372,35 @@ class OperatorControlRow(Base):
     value: Mapped[int]
     changed_by: Mapped[str] = mapped_column(String(128))
     changed_at: Mapped[int]
+
+
+class BlockedKeyRow(Base):
+    """A participant key the operator blocked (``taskhold moderate block``): its signed writes
+    are refused, except those that only pay out what its tasks owe it (``taskhold.moderation``)."""
+
+    __tablename__ = "blocked_keys"
+
+    pubkey: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    blocked_at: Mapped[int]
+
+
+class DelistedTaskRow(Base):
+    """A task the operator took off the public board; its escrow runs on as before."""
+
+    __tablename__ = "delisted_tasks"
+
+    task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reason: Mapped[str] = mapped_column(Text)
+    delisted_at: Mapped[int]
+
+
+class ModerationHeadRow(Base):
+    """The newest signed moderation list (kind 30078, ``d`` = ``taskhold-moderation``): one
+    row, locked while a change is made, so ``created_at`` strictly grows."""
+
+    __tablename__ = "moderation_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[int]

@@ -31,6 +31,7 @@ from taskhold.tasks.rounds import rounds_to_cancel
 from .codec import task_from_data, task_to_data
 from .db import is_sqlite
 from .models import (
+    DelistedTaskRow,
     DepositPayoutRow,
     EngineLeaseRow,
     IdempotencyRow,
@@ -330,8 +331,15 @@ class Tx:
         worker: str | None = None,
         limit: int = 50,
         before: int | None = None,
+        listed_only: bool = False,
     ) -> list[Task]:
+        """Newest first; ``listed_only`` leaves out the tasks the operator delisted."""
         stmt = select(TaskRow).order_by(TaskRow.created_at.desc(), TaskRow.task_id).limit(limit)
+        if listed_only:
+            delisted = select(DelistedTaskRow.task_id).where(
+                DelistedTaskRow.task_id == TaskRow.task_id
+            )
+            stmt = stmt.where(~delisted.exists())
         if state is not None:
             stmt = stmt.where(TaskRow.state == state.value)
         if employer is not None:

@@ -7,15 +7,10 @@ request and never run out of tokens.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import httpx
-from support.stacks import Stack
-
-from taskhold.escrow import EscrowEngine
-from taskhold.server import free_port, running_server
+from support.stacks import Stack, served
 
 
 async def test_reads_over_the_ip_rate_are_429_with_retry_after(open_custom: Any) -> None:
@@ -28,18 +23,6 @@ async def test_reads_over_the_ip_rate_are_429_with_retry_after(open_custom: Any)
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["code"] == "rate_limited"
     assert "reads" in response.json()["detail"]
-
-
-Served = Callable[[Stack], AbstractAsyncContextManager[str]]
-
-
-def served(stack: Stack) -> AbstractAsyncContextManager[str]:
-    """A real uvicorn server for the stack; a served app starts its engine, so the test
-    stack's hand-driven one is swapped for the ordinary engine first."""
-    engine = EscrowEngine(stack.services.engine.ctx)
-    stack.services.engine = engine
-    stack.services.writes.engine = engine
-    return running_server(stack.services, "127.0.0.1", free_port())
 
 
 async def _statuses(url: str, forwarded_for: list[str]) -> list[int]:

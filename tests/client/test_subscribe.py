@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.relays import log_in_db, run_tasks, serving_relay
+from support.relays import drain, log_in_db, run_tasks, serving_relay
 from support.stacks import Stack, close_stack, open_stack, stack_settings
 from support.task_flows import funded, read_log, submitted, tag
 
 from taskhold.client import TaskholdClient
+from taskhold.moderation import Moderator
 from taskhold.nostr.embedded import EmbeddedRelay
 from taskhold.nostr.follow import Transition
 from taskhold.nostr.relays import RelayPool
@@ -243,7 +244,9 @@ def fill(template: str, **values: Any) -> dict[str, Any]:
 async def test_every_filter_in_the_doc_selects_what_it_says(live_stack: Stack) -> None:
     stack = live_stack
     filters = doc_filters()
-    assert set(filters) == {"task", "participant", "board_open", "board", "log_resume", "log_live"}
+    assert set(filters) == {
+        "task", "participant", "board_open", "board", "log_resume", "log_live", "moderation"
+    }  # fmt: skip
     employer, worker = stack.client(), stack.client()
     operator = stack.services.signer.get_public_key()
     async with publishing(stack):
@@ -251,7 +254,17 @@ async def test_every_filter_in_the_doc_selects_what_it_says(live_stack: Stack) -
         await employer.approve(paid["task_id"])
         await stack.settle_engine()
         open_task = await funded(stack, employer)
+        delisted = await funded(stack, employer)
+        assert stack.services.audit is not None
+        await Moderator(
+            stack.services.store,
+            stack.services.signer,
+            stack.services.audit,
+            kind=stack.settings.kind_checkpoint,
+        ).delist(delisted["task_id"], "scam", actor="admin:test")
         await reach_head(stack, Collector(stack.client().subscribe()))
+        assert stack.services.publisher is not None
+        await drain(stack.services.publisher)  # the delisting adds no log entry to wait for
     entries = await read_log(stack)
     pool = RelayPool()
     await pool.connect(stack.settings.relays)
@@ -262,6 +275,7 @@ async def test_every_filter_in_the_doc_selects_what_it_says(live_stack: Stack) -
         )
         board_open = await pool.fetch(fill(filters["board_open"], operator=operator))
         board = await pool.fetch(fill(filters["board"], operator=operator))
+        moderation = await pool.fetch(fill(filters["moderation"], operator=operator))
         g = 2
         resumed = await pool.fetch(
             fill(
@@ -283,8 +297,15 @@ async def test_every_filter_in_the_doc_selects_what_it_says(live_stack: Stack) -
     assert ids(task) == {e["id"] for e in entries if tag(e, "task") == paid["task_id"]}
     worker_entries = {e["id"] for e in entries if ["p", worker.pubkey_hex] in e["tags"]}
     assert ids(mine) == worker_entries and len(worker_entries) >= 4
-    assert {tag(e, "d") for e in board_open} == {open_task["task_id"]}
-    assert {tag(e, "d") for e in board} == {paid["task_id"], open_task["task_id"]}
+    assert {tag(e, "d") for e in board_open} == {open_task["task_id"]}  # not the delisted one
+    assert {tag(e, "d") for e in board} == {
+        paid["task_id"], open_task["task_id"], delisted["task_id"]
+    }  # fmt: skip
+    newest = {tag(e, "d"): e for e in sorted(board, key=lambda e: e["created_at"])}
+    assert tag(newest[delisted["task_id"]], "s") == "delisted"
+    assert [
+        t["task_id"] for e in moderation for t in json.loads(e["content"])["delisted_tasks"]
+    ] == [delisted["task_id"]]
     assert ids(resumed) == {entries[n]["id"] for n in (g + 1, g + 2, g + 3)}
     assert ids(entries[g + 1 :]) <= ids(live)
 

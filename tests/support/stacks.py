@@ -26,11 +26,13 @@ from support.hand_driven import drive_by_hand
 from taskhold.api.application import create_api
 from taskhold.api.info import LIVE_MEMBERS
 from taskhold.client import TaskholdClient
+from taskhold.escrow import EscrowEngine
 from taskhold.lightning.base import LightningBackend
 from taskhold.lightning.sim import SimNode
 from taskhold.lightning.sim_network import SimNetwork
 from taskhold.lightning.simworld import SimWorld
 from taskhold.nostr import NostrKeys
+from taskhold.server import free_port, running_server
 from taskhold.services import Services, build_services
 from taskhold.settings import Settings
 
@@ -147,6 +149,25 @@ async def open_stack(
 async def close_stack(stack: Stack) -> None:
     await stack.http.aclose()
     await stack.services.close()
+
+
+def http_from(stack: Stack, address: str) -> httpx.AsyncClient:
+    """An in-process client of the stack's API whose requests come from ``address`` (the ASGI
+    scope's client, which is what the server judges a client by); close it after use."""
+    app = create_api(stack.services, run_engine=False)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=(address, 40000)),
+        base_url="http://taskhold.test",
+    )
+
+
+def served(stack: Stack) -> contextlib.AbstractAsyncContextManager[str]:
+    """A real uvicorn server for the stack; a served app starts its engine, so the test
+    stack's hand-driven one is swapped for the ordinary engine first."""
+    engine = EscrowEngine(stack.services.engine.ctx)
+    stack.services.engine = engine
+    stack.services.writes.engine = engine
+    return running_server(stack.services, "127.0.0.1", free_port())
 
 
 def terms_of(info: httpx.Response) -> dict[str, Any]:
