@@ -8,6 +8,7 @@ moderation list with the operator key; ``taskhold serve`` publishes it from the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import json
 import time
@@ -85,7 +86,12 @@ async def _moderate(settings: Settings, act: Callable[[Moderator, str], Awaitabl
         audit.bind(store)
         moderator = Moderator(store, signer, audit, kind=settings.kind_checkpoint)
         result = await act(moderator, actor)
-        await audit.flush()
+    except BaseException:
+        with contextlib.suppress(Exception):  # the refusal is what the operator must see
+            await audit.aclose()  # a refused change's key uses are journaled all the same
+        raise
+    else:
+        await audit.aclose()  # the flush begun at bind() included: no connection left out
         return result
     finally:
         close_key_store(raw)

@@ -46,8 +46,11 @@ async def _outbox(stack: Stack, kind: int) -> list[dict[str, Any]]:
 
 
 async def _moderation_lists(stack: Stack) -> list[dict[str, Any]]:
+    """The signed moderation lists in the order they were signed (the outbox's queued_at is
+    whole seconds: several lists queued in one second tie there)."""
     events = await _outbox(stack, stack.settings.kind_checkpoint)
-    return [e for e in events if tag(e, "d") == MODERATION_D]
+    lists = [e for e in events if tag(e, "d") == MODERATION_D]
+    return sorted(lists, key=lambda e: (e["created_at"], e["id"]))
 
 
 async def _listing(stack: Stack, task_id: str) -> dict[str, Any]:
