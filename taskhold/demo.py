@@ -38,6 +38,11 @@ its own node; the JSON gives ``tasks_per_node`` and ``final_states``).
 funded task is claimed: a new task is refused with ``503 intake_paused`` and ``Retry-After``,
 the claimed one is still proven, approved and paid, and after the resume a new task is taken;
 the JSON gives ``refused_code`` and ``retry_after_s``).
+``moderation`` (the operator blocks the worker's key and delists the task, as ``taskhold
+moderate`` does, after the worker has submitted its proof: the blocked key's new writes are
+refused with ``403 blocked_key`` and the task leaves the board, yet the employer's approval
+still pays the worker, since a block never locks money a task owes; the JSON gives
+``refused_code``, ``listed_before`` and ``listed_after``).
 
 The demo configures one arbiter key of its own and says so: a rejection then has someone to
 rule on it.
@@ -67,6 +72,7 @@ from taskhold.client import TaskholdAPIError, TaskholdClient
 from taskhold.devnet import control as devnet_control
 from taskhold.keys.admin import init_key_store
 from taskhold.lightning.lnd_wallet import LndWallet
+from taskhold.moderation import Moderator
 from taskhold.nostr import NostrKeys
 from taskhold.onchain.funding import fund_by_swap
 from taskhold.onchain.payout import claim_payout, start_payout_swap
@@ -95,6 +101,7 @@ SCENARIOS = (
     "onchain",
     "pool",
     "paused-intake",
+    "moderation",
 )
 SPLIT_WORKER_PERCENT = 60
 SIM_ONLY_SCENARIOS = frozenset({"hostile-payout", "renewal", "milestones"})
@@ -114,9 +121,9 @@ NETWORK_NAMES = {
     "ldk": "regtest devnet, escrow on embedded LDK Node",
 }
 ONCHAIN_MAX_FEE_SAT = 10_000
-DEMO_OPERATOR = "admin:demo"
-"""The journal's actor for the ``paused-intake`` scenario's pause and resume."""
 """What the demo's employer and worker each accept to pay a swap (swap and miner fees)."""
+DEMO_OPERATOR = "admin:demo"
+"""The journal's actor for the ``paused-intake`` and ``moderation`` scenarios' actions."""
 BAIT_CODES = frozenset({"payout_to_escrow_node", "hash_reused"})
 MILESTONES = 3
 MILESTONE_AMOUNT_MSAT = DEMO_AMOUNT_MSAT // MILESTONES
@@ -289,6 +296,11 @@ async def run_demo(
                 quiet=as_json,
                 connection_file=connection_file,
                 data_dir=data_dir,
+                moderator=Moderator(
+                    services.store, services.signer, services.audit, settings.kind_checkpoint
+                )
+                if scenario == "moderation" and services.audit is not None
+                else None,
             )
             if pool:
                 result["tasks_per_node"] = await _tasks_per_node(services, result)
@@ -425,6 +437,7 @@ async def _drive(
     quiet: bool,
     connection_file: Path | None,
     data_dir: Path,
+    moderator: Moderator | None = None,
 ) -> dict[str, Any]:
     employer_keys, worker_keys = NostrKeys.generate(), NostrKeys.generate()
     async with (
@@ -461,6 +474,9 @@ async def _drive(
                 return await play.pool()
             if scenario == "paused-intake":
                 return await play.paused_intake(store)
+            if scenario == "moderation":
+                assert moderator is not None
+                return await play.moderation(moderator)
             return await play.run(refund=scenario == "refund")
         finally:
             await wallets.close()
@@ -1042,6 +1058,48 @@ class Play:
             "refused_code": refused,
             "retry_after_s": retry_after_s,
         }
+
+    async def moderation(self, moderator: Moderator) -> dict[str, Any]:
+        """The operator blocks the worker and delists the task once the proof is in: the
+        worker's new writes are refused, the task leaves the board, and the approval still
+        pays the worker."""
+        task, funding = await self.fund()
+        task_id = task["task_id"]
+        task = await self.worker.claim(task_id)
+        self.say(f"4. worker claims it → {task['state']}")
+        task = await self.submit(task_id, await self.wallets.invoice(task["payout_msat"]))
+        self.say(f"5. worker submits a signed proof and a payout invoice → {task['state']}")
+        listed_before = await self.on_board(task_id)
+        await moderator.block(self.worker.pubkey_hex, "the demo's report", actor=DEMO_OPERATOR)
+        await moderator.delist(task_id, "the demo's report", actor=DEMO_OPERATOR)
+        self.say("6. the operator blocks the worker's key and delists the task")
+        try:
+            await self.worker.create_task("spam", "", 1_000_000, int(time.time()) + 3600)
+        except TaskholdAPIError as exc:
+            if exc.status != 403 or exc.code != "blocked_key":
+                raise DemoError(f"the blocked key was refused for another reason: {exc}") from None
+            refused = exc.code
+        else:
+            raise DemoError("a blocked key created a task")
+        self.say(f"7. the blocked worker's new task is refused → 403 {refused}")
+        listed_after = await self.on_board(task_id)
+        self.say(f"8. the task on the public board: before {listed_before}, now {listed_after}")
+        if not listed_before or listed_after:
+            raise DemoError("the delisted task did not leave the board")
+        task = await self.employer.approve(task_id)
+        self.say(f"9. employer approves → {task['state']}")
+        task = await self.wait(task_id, "PAID", "paying the blocked worker what it is owed")
+        self.say(f"10. worker paid {task['payout_msat']} msat all the same → {task['state']}")
+        return self.summary(task, funding) | {
+            "refused_code": refused,
+            "listed_before": listed_before,
+            "listed_after": listed_after,
+        }
+
+    async def on_board(self, task_id: str) -> bool:
+        """Whether the public board (the task list without a participant filter) shows it."""
+        board = await self.employer.list_tasks()
+        return any(item["task_id"] == task_id for item in board["tasks"])
 
     def summary(self, task: dict[str, Any], funding: dict[str, Any]) -> dict[str, Any]:
         preimage = task.get("preimage")

@@ -154,6 +154,18 @@ async def test_demo_paused_intake_refuses_a_new_task_pays_the_claimed_one_and_au
     assert (code, report["status"], report["findings"]) == (0, "clean", [])
 
 
+async def test_demo_moderation_refuses_the_blocked_key_delists_and_still_pays(
+    tmp_path: Path,
+) -> None:
+    """A block never locks money a task owes: the blocked worker is paid all the same."""
+    out = _demo(tmp_path, "--scenario", "moderation")
+    assert (out["scenario"], out["final_state"]) == ("moderation", "PAID")
+    assert out["refused_code"] == "blocked_key"
+    assert (out["listed_before"], out["listed_after"]) == (True, False)
+    code, report = await _audit(tmp_path, str(out["operator_pubkey"]))
+    assert (code, report["status"], report["findings"]) == (0, "clean", [])
+
+
 def test_demo_says_it_configured_an_arbiter(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["demo", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
