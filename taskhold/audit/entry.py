@@ -19,7 +19,7 @@ import bolt11
 
 from .commitments import commitment_problems
 from .findings import Finding, FindingKind, Location
-from .nip01 import Verdict, is_hex64, verify_event
+from .nip01 import Verdict, compact_json, is_hex64, verify_event
 
 __all__ = [
     "KEY_ROTATED",
@@ -263,8 +263,7 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_canonical = compact_json(sort_keys=True)
 
 
 _UNREAD = object()
