@@ -13,6 +13,7 @@ deletions the operator asked relays for.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping
@@ -464,7 +465,27 @@ def audit_log(
 
     ``operator`` is the key the log starts with; ``KeyRotated`` entries hand it on. Checkpoints
     and deletion requests count when signed by any key the log was handed to. ``jobs``
-    processes share the per-event checks (``parallel.py``); the result does not depend on it."""
+    processes share the per-event checks (``parallel.py``); the result does not depend on it.
+
+    The cyclic garbage collector is paused meanwhile: what an audit builds (parsed contents,
+    entries) lives until it returns, so its passes over the growing heap would free nothing."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _audit_log(events, operator, kinds, checkpoints, deletions, jobs)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _audit_log(
+    events: Iterable[object],
+    operator: str,
+    kinds: AuditKinds | None,
+    checkpoints: Iterable[object],
+    deletions: Iterable[object],
+    jobs: int,
+) -> AuditResult:
     kinds = kinds or AuditKinds()
     events = list(events)
     findings: set[Finding] = set()
