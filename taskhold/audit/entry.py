@@ -277,7 +277,8 @@ class _Reader:
         self.kinds = kinds
         self.findings: list[Finding] = []
         self.values: dict[str, str] = {}
-        self.where = Location(event_id=event["id"])
+        self.place: dict[str, Any] = {}
+        """Where the entry is, once read (``Location``'s fields), for the findings about it."""
         self._parsed: Any = _UNREAD
 
     def parsed_content(self) -> Any:
@@ -293,24 +294,24 @@ class _Reader:
         return self._parsed
 
     def fault(self, kind: FindingKind, detail: str, *ids: str) -> None:
-        self.findings.append(Finding(kind, self.where, detail, (self.event["id"], *ids)))
+        where = Location(**self.place, event_id=self.event["id"])
+        self.findings.append(Finding(kind, where, detail, (self.event["id"], *ids)))
 
     def read_tags(self) -> list[list[str]]:
         participants = []
+        values = self.values
         for tag in self.event["tags"]:
             name = tag[0]
             if name == "p":
                 participants.append(tag)
+            elif name not in _SINGLE_TAGS:
                 continue
-            if name not in _SINGLE_TAGS:
-                continue
-            if name in self.values:
+            elif name in values:
                 self.fault(FindingKind.MALFORMED, f"tag {name!r} appears more than once")
-                continue
-            if len(tag) < 2:
+            elif len(tag) < 2:
                 self.fault(FindingKind.MALFORMED, f"tag {name!r} has no value")
-                continue
-            self.values[name] = tag[1]
+            else:
+                values[name] = tag[1]
         return participants
 
     def position(self) -> tuple[int, str, int, str] | None:
@@ -328,7 +329,7 @@ class _Reader:
             self.fault(FindingKind.MALFORMED, "missing or ill-formed: " + ", ".join(problems))
             return None
         gseq, task, seq, op = int(values["gseq"]), values["task"], int(values["seq"]), values["op"]
-        self.where = Location(gseq=gseq, task=task, seq=seq, event_id=self.event["id"])
+        self.place = {"gseq": gseq, "task": task, "seq": seq}
         return gseq, task, seq, op
 
     def gprev_ok(self, gseq: int) -> bool:
@@ -344,7 +345,7 @@ class _Reader:
             self.fault(FindingKind.MALFORMED, "missing or ill-formed: gseq")
             return None
         gseq = int(values["gseq"])
-        self.where = Location(gseq=gseq, event_id=self.event["id"])
+        self.place = {"gseq": gseq}
         bad = []
         if values.get("o") != str(gseq):
             bad.append("o (must equal gseq)")
@@ -403,11 +404,11 @@ class _Reader:
         optional = _OPTIONAL_PAYMENT_TAGS.get(op, frozenset())
         stray = sorted(
             name
-            for name in _ALL_PAYMENT_TAGS & values.keys()
+            for name in _ALL_PAYMENT_TAGS.intersection(values)
             if name not in expected and name not in optional
         )
         bad.extend(f"{name} (not allowed on {op})" for name in stray)
-        txids = sorted(_SWAP_TXIDS & values.keys())
+        txids = sorted(_SWAP_TXIDS.intersection(values))
         bad.extend(name for name in txids if not is_hex64(values[name]))
         if op == "SwapReported" and "claim_txid" in values and "refund_txid" in values:
             bad.append("claim_txid and refund_txid (a swap is claimed or refunded)")
@@ -560,6 +561,7 @@ def parse_entry(
     if sealing:
         reader.fault(FindingKind.MALFORMED, "private content: " + "; ".join(sealing))
     values = reader.values
+    prev, gprev = values.get("prev"), values.get("gprev")
     entry = Entry(
         id=event["id"],
         created_at=event["created_at"],
@@ -567,8 +569,8 @@ def parse_entry(
         task=task,
         seq=seq,
         op=op,
-        prev=values.get("prev") if is_hex64(values.get("prev")) else None,
-        gprev=values.get("gprev") if is_hex64(values.get("gprev")) else None,
+        prev=prev if is_hex64(prev) else None,
+        gprev=gprev if is_hex64(gprev) else None,
         values=dict(values),
         amount_msat=_declared_amount(content_event) if op == "TaskCreated" else None,
         series=_declared_series(content_event, participants) if op == "TaskCreated" else None,

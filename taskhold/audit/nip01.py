@@ -32,8 +32,11 @@ class Verdict(StrEnum):
     BAD_SIGNATURE = "bad_signature"
 
 
+_hex64 = HEX64.fullmatch
+
+
 def is_hex64(value: object) -> bool:
-    return isinstance(value, str) and HEX64.fullmatch(value) is not None
+    return isinstance(value, str) and _hex64(value) is not None
 
 
 def shape_error(event: object) -> str | None:
