@@ -241,12 +241,18 @@ def _global_chain(by_gseq: Mapping[int, list[Entry]], last: int, findings: set[F
             detail = f"{len(group)} different operator-signed entries for one gseq"
             findings.add(Finding(FindingKind.EQUIVOCATION, Location(gseq=gseq), detail, ids))
         before = previous if previous and previous[0].gseq == gseq - 1 else []
+        before_ids = {other.id for other in before}
+        earliest = min(other.created_at for other in previous) if previous else None
         for entry in group:
+            broken = bool(before) and entry.gprev not in before_ids
+            backwards = earliest is not None and entry.created_at < earliest
+            if not broken and not backwards:
+                continue
             where = Location(gseq=gseq, task=entry.task, seq=entry.seq, event_id=entry.id)
-            if before and entry.gprev not in {other.id for other in before}:
+            if broken:
                 detail = f"gprev {entry.gprev} is not the id of entry {gseq - 1}"
                 findings.add(Finding(FindingKind.BROKEN_GPREV, where, detail, (entry.id,)))
-            if previous and entry.created_at < min(other.created_at for other in previous):
+            if backwards:
                 detail = (
                     f"created_at {entry.created_at} is before {previous[0].created_at} "
                     f"of entry {previous[0].gseq}"
