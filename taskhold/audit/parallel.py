@@ -3,14 +3,15 @@
 An event's verdict (shape, NIP-01 id, BIP-340 signature) and what ``parse_entry`` reads from a
 log entry depend on that event alone: an entry is read against its own author, and only later
 does the rotation chain decide whether that author was the operator key at its place. So these
-are computed in contiguous chunks, one per process (this process takes the first), and every
-check over the whole log runs afterwards here, as in a serial audit: the same findings, in the
-same order, whatever ``jobs`` is.
+are computed in contiguous chunks by several processes (this one among them), put back in
+order, and every check over the whole log runs afterwards here, as in a serial audit: the same
+findings, in the same order, whatever ``jobs`` is.
 
 The other processes are forked from this one when it runs no other thread: they find the events
-in memory, so nothing is sent to them, and each sends back its chunk's readings as plain tuples
-in one message. Otherwise (a fork would copy the other threads' locks in whatever state they
-are) they are spawned and sent their chunk.
+in memory, so nothing is sent to them; the processes take small chunks in turn, so a process
+the rest of the machine slows takes fewer, and each sends back its chunks' readings as plain
+tuples in one message. Otherwise (a fork would copy the other threads' locks in whatever state
+they are) they are spawned and sent one contiguous chunk each.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from itertools import pairwise
 from multiprocessing.connection import Connection
@@ -34,15 +35,18 @@ MIN_EVENTS_PER_JOB = 500
 """Below this many events per process, starting one costs more than it saves."""
 
 PARENT_SHARE = 0.8
-"""This process's chunk, against another process's 1: it also runs the checks over the whole
-log afterwards and rebuilds the other chunks' readings."""
+"""When the other processes are spawned: this process's chunk, against another process's 1 (it
+also sends them theirs)."""
+
+CHUNK_EVENTS = 128
+"""At most this many events a chunk when the processes are forked and take chunks in turn."""
 
 Examined = tuple[Verdict, tuple[Entry | None, list[Finding]] | None]
 """An event's verdict and, for a verified log entry, ``parse_entry``'s reading of it."""
 
 _ENTRY_FIELDS = Entry.__slots__
 _VERDICTS = {verdict.value: verdict for verdict in Verdict}
-_forked: tuple[Sequence[object], AuditKinds] | None = None
+_forked: tuple[Sequence[object], AuditKinds, _Chunks] | None = None
 """The events and kinds a forked process reads its chunk from (set only around the fork)."""
 
 
@@ -60,7 +64,7 @@ def examine(events: Sequence[object], kinds: AuditKinds) -> list[Examined]:
     return examined
 
 
-def _pack(examined: list[Examined]) -> bytes:
+def _plain(examined: list[Examined]) -> list[Any]:
     """``examined`` as plain tuples (an entry by its fields), quick to unpickle."""
     plain: list[Any] = []
     for verdict, reading in examined:
@@ -70,12 +74,16 @@ def _pack(examined: list[Examined]) -> bytes:
         entry, findings = reading
         fields = None if entry is None else tuple([getattr(entry, n) for n in _ENTRY_FIELDS])
         plain.append((verdict.value, fields, findings))
-    return pickle.dumps(plain, protocol=pickle.HIGHEST_PROTOCOL)
+    return plain
 
 
-def _unpack(data: bytes) -> list[Examined]:
+def _pack(examined: list[Examined]) -> bytes:
+    return pickle.dumps(_plain(examined), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _restore(plain: list[Any]) -> list[Examined]:
     examined: list[Examined] = []
-    for item in pickle.loads(data):
+    for item in plain:
         verdict = _VERDICTS[item[0]]
         if item[1] is None and len(item) == 2:
             examined.append((verdict, None))
@@ -85,17 +93,55 @@ def _unpack(data: bytes) -> list[Examined]:
     return examined
 
 
-def _examine_forked(start: int, stop: int, connection: Connection) -> None:
-    """In a forked process: examine ``start:stop`` of the parent's events, send the result."""
+def _unpack(data: bytes) -> list[Examined]:
+    return _restore(pickle.loads(data))
+
+
+def _unpack_chunks(data: bytes) -> dict[int, list[Examined]]:
+    """A forked process's message: the chunks it examined, by number."""
+    return {number: _restore(plain) for number, plain in pickle.loads(data)}
+
+
+class _Chunks:
+    """The events cut in chunks that the processes take in turn from a shared counter, so that
+    a process slowed by the rest of the machine takes fewer; process ``k`` starts with chunk
+    ``k`` so that each takes at least one."""
+
+    def __init__(self, count: int, jobs: int, context: Any) -> None:
+        self.size = max(1, min(CHUNK_EVENTS, count // (jobs * 8)))
+        self.count = -(-count // self.size)
+        self.next = context.Value("q", jobs)
+
+    def claim(self) -> int | None:
+        """The next chunk nobody took, or None."""
+        with self.next.get_lock():
+            number = self.next.value
+            self.next.value = number + 1
+        return number if number < self.count else None
+
+    def numbers(self, first: int) -> Iterator[int]:
+        """Chunk ``first``, then every chunk this process claims."""
+        if first < self.count:
+            yield first
+        while (number := self.claim()) is not None:
+            yield number
+
+    def events(self, events: Sequence[object], number: int) -> Sequence[object]:
+        return events[number * self.size : (number + 1) * self.size]
+
+
+def _examine_forked(first: int, connection: Connection) -> None:
+    """In a forked process: examine chunks of the parent's events, send them in one message."""
     assert _forked is not None
-    events, kinds = _forked
-    connection.send_bytes(_pack(examine(events[start:stop], kinds)))
+    events, kinds, chunks = _forked
+    done = [(n, _plain(examine(chunks.events(events, n), kinds))) for n in chunks.numbers(first)]
+    connection.send_bytes(pickle.dumps(done, protocol=pickle.HIGHEST_PROTOCOL))
     connection.close()
 
 
 def _bounds(count: int, jobs: int) -> list[tuple[int, int]]:
     """``jobs`` contiguous non-empty chunks of ``range(count)`` (``jobs <= count``), the first
-    (this process's) smaller."""
+    (this process's, which also sends the others theirs) smaller."""
     first = round(count * PARENT_SHARE / (PARENT_SHARE + jobs - 1))
     first = min(max(first, 1), count - jobs + 1)
     cuts = [first + (count - first) * job // (jobs - 1) for job in range(jobs)]
@@ -111,31 +157,35 @@ def examine_all(events: Sequence[object], kinds: AuditKinds, jobs: int = 1) -> l
     jobs = max(1, min(jobs, len(events) // MIN_EVENTS_PER_JOB))
     if jobs == 1:
         return examine(events, kinds)
-    bounds = _bounds(len(events), jobs)
     if not _may_fork():
-        return _examine_spawned(events, kinds, bounds)
+        return _examine_spawned(events, kinds, _bounds(len(events), jobs))
     global _forked
     context = multiprocessing.get_context("fork")
+    chunks = _Chunks(len(events), jobs, context)
     children = []
-    _forked = (events, kinds)
+    _forked = (events, kinds, chunks)
     try:
-        for start, stop in bounds[1:]:
+        for first in range(1, jobs):
             receiver, sender = context.Pipe(duplex=False)
-            child = context.Process(target=_examine_forked, args=(start, stop, sender))
+            child = context.Process(target=_examine_forked, args=(first, sender))
             child.start()
             sender.close()
-            children.append((child, receiver, start, stop))
+            children.append((child, receiver))
     finally:
         _forked = None
-    examined = examine(events[: bounds[0][1]], kinds)
-    for child, receiver, start, stop in children:
+    done = {n: examine(chunks.events(events, n), kinds) for n in chunks.numbers(0)}
+    for child, receiver in children:
         try:
-            examined.extend(_unpack(receiver.recv_bytes()))
-        except (EOFError, OSError):  # the process died: its chunk is examined here
-            examined.extend(examine(events[start:stop], kinds))
+            done.update(_unpack_chunks(receiver.recv_bytes()))
+        except (EOFError, OSError):  # the process died: its chunks are examined below
+            pass
         finally:
             receiver.close()
             child.join()
+    examined: list[Examined] = []
+    for number in range(chunks.count):
+        part = done.get(number)
+        examined.extend(part if part is not None else examine(chunks.events(events, number), kinds))
     return examined
 
 
