@@ -113,7 +113,7 @@ def _authentic(
     verdicts = map(verify_event, events) if verdicts is None else verdicts
     for event, verdict in zip(events, verdicts, strict=True):
         if verdict is Verdict.OK:
-            event = cast(Mapping[str, Any], event)  # verify_event saw it is one
+            event = cast("Mapping[str, Any]", event)  # verify_event saw it is one
             if (authors is None or event["pubkey"] in authors) and event["kind"] == kind:
                 kept.setdefault(event["id"], event)
                 continue
@@ -500,7 +500,7 @@ def _audit_log(
     readings: dict[str, tuple[Entry | None, list[Finding]]] = {}
     for event, (_, reading) in zip(events, examined, strict=True):
         if reading is not None:  # only a verified event has one
-            readings.setdefault(cast(Mapping[str, Any], event)["id"], reading)
+            readings.setdefault(cast("Mapping[str, Any]", event)["id"], reading)
     verdicts = (verdict for verdict, _ in examined)
     verified = _authentic(events, None, kinds.entry, "log entry", findings, verdicts)
     signed, keys = _by_current_key(verified, operator, findings)

@@ -164,7 +164,7 @@ def verify_event(event: object) -> Verdict:
         return Verdict.OK
     if shape_error(event) is not None:
         return Verdict.MALFORMED
-    event = cast(Mapping[str, Any], event)
+    event = cast("Mapping[str, Any]", event)
     digest = event_id(event)
     if digest.hex() != event["id"]:
         return Verdict.BAD_ID
