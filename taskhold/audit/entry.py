@@ -266,6 +266,7 @@ def _is_int(value: object) -> TypeGuard[int]:
 _canonical = compact_json(sort_keys=True)
 
 
+_CONTENT_KEYS = frozenset({"event", "request", "v"})
 _UNREAD = object()
 _NOT_JSON = object()
 
@@ -401,15 +402,16 @@ class _Reader:
         for name, valid in expected.items():
             if name not in values or not valid(values[name]):
                 bad.append(name)
-        optional = _OPTIONAL_PAYMENT_TAGS.get(op, frozenset())
-        stray = sorted(
-            name
-            for name in _ALL_PAYMENT_TAGS.intersection(values)
-            if name not in expected and name not in optional
-        )
-        bad.extend(f"{name} (not allowed on {op})" for name in stray)
-        txids = sorted(_SWAP_TXIDS.intersection(values))
-        bad.extend(name for name in txids if not is_hex64(values[name]))
+        present = _ALL_PAYMENT_TAGS.intersection(values)
+        if present:
+            optional = _OPTIONAL_PAYMENT_TAGS.get(op, frozenset())
+            stray = sorted(
+                name for name in present if name not in expected and name not in optional
+            )
+            bad.extend(f"{name} (not allowed on {op})" for name in stray)
+        if not _SWAP_TXIDS.isdisjoint(values):
+            txids = sorted(_SWAP_TXIDS.intersection(values))
+            bad.extend(name for name in txids if not is_hex64(values[name]))
         if op == "SwapReported" and "claim_txid" in values and "refund_txid" in values:
             bad.append("claim_txid and refund_txid (a swap is claimed or refunded)")
         if bad:
@@ -422,7 +424,7 @@ class _Reader:
         except ValueError:
             self.fault(FindingKind.MALFORMED, "content is not JSON")
             return None
-        if not isinstance(content, dict) or set(content) != {"event", "request", "v"}:
+        if not isinstance(content, dict) or content.keys() != _CONTENT_KEYS:
             self.fault(FindingKind.MALFORMED, "content must be {event, request, v}")
             return None
         problems = []
@@ -554,7 +556,9 @@ def parse_entry(
     reader.check_tags(gseq, task, seq, op, participants)
     request = reader.check_content(op)
     reader.check_request(request, task, op)
-    embedded_ok = not any(f.kind is FindingKind.BAD_EMBEDDED_REQUEST for f in reader.findings)
+    embedded_ok = not reader.findings or not any(
+        f.kind is FindingKind.BAD_EMBEDDED_REQUEST for f in reader.findings
+    )
     terms = _payout_terms(request) if request is not None and embedded_ok else None
     content_event = reader._content_event()
     sealing = commitment_problems(op, content_event, request, operator)
@@ -575,7 +579,7 @@ def parse_entry(
         amount_msat=_declared_amount(content_event) if op == "TaskCreated" else None,
         series=_declared_series(content_event, participants) if op == "TaskCreated" else None,
         fee_msat=_declared_amount(content_event, "fee_msat") if op == "TaskCreated" else None,
-        participants=tuple(tag[1] for tag in participants if len(tag) >= 2),
+        participants=tuple([tag[1] for tag in participants if len(tag) >= 2]),
         terms=terms,
         signer=str(request["pubkey"]) if request is not None and embedded_ok else None,
         worker=_new_worker(op, content_event, request if embedded_ok else None),

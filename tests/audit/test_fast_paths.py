@@ -145,6 +145,10 @@ def _preimage_with_a_space(draft: Draft) -> None:
     draft.set_tag("preimage", " " + tag_value(draft, "preimage")[1:])
 
 
+def _stray_txid(draft: Draft) -> None:
+    draft.tags.append(["lockup_txid", "AB" * 32])
+
+
 @pytest.mark.parametrize("fork", [True, False], ids=["forked", "spawned"])
 async def test_an_ill_formed_hex_field_is_reported_on_one_process_and_on_two(
     real_log: RealLog, monkeypatch: pytest.MonkeyPatch, fork: bool
@@ -157,6 +161,7 @@ async def test_an_ill_formed_hex_field_is_reported_on_one_process_and_on_two(
         (5, _upper_state, FindingKind.MALFORMED, "ill-formed tags: state"),
         (int(claimed), _request_id_upper, FindingKind.BAD_EMBEDDED_REQUEST, "malformed"),
         (int(released), _preimage_with_a_space, FindingKind.MALFORMED, "preimage"),
+        (int(claimed), _stray_txid, FindingKind.MALFORMED, "lockup_txid (not allowed on"),
     ]
     for gseq, change, kind, words in cases:
         entries = real_log.resigned(gseq, change)
@@ -165,3 +170,5 @@ async def test_an_ill_formed_hex_field_is_reported_on_one_process_and_on_two(
         assert spread.findings == serial.findings
         found = [f for f in serial.findings if f.kind is kind and f.location.gseq == gseq]
         assert found and words in found[0].detail, [f.to_json() for f in serial.findings]
+        if change is _stray_txid:  # and its value, not 64 lowercase hex, is reported too
+            assert found[0].detail.endswith("; lockup_txid"), found[0].detail
