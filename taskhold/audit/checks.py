@@ -158,16 +158,24 @@ def _handed_to(event: Mapping[str, Any]) -> str | None:
 
 
 def _by_current_key(
-    events: list[Mapping[str, Any]], operator: str, findings: set[Finding]
+    events: list[Mapping[str, Any]],
+    operator: str,
+    findings: set[Finding],
+    read: Mapping[str, Entry | None] | None = None,
 ) -> tuple[list[Mapping[str, Any]], tuple[str, ...]]:
     """The entries signed by the operator key current at their ``gseq``, and every key the log
     was handed to. The log starts with ``operator``; a ``KeyRotated`` entry signed by the
     current key makes its ``new_key`` the current key from the next ``gseq`` on. Any other
-    author is ``wrong_author`` and the entry takes no place in the log."""
+    author is ``wrong_author`` and the entry takes no place in the log.
+
+    ``read``: the entries ``parse_entry`` placed, by id. Such an entry's ``gseq`` is the value
+    of its first ``gseq`` tag with one, digits only: what ``_claimed_gseq`` reads again."""
     placed: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
     unplaced: list[Mapping[str, Any]] = []
+    read = read or {}
     for event in events:
-        gseq = _claimed_gseq(event)
+        entry = read.get(event["id"])
+        gseq = entry.gseq if entry is not None else _claimed_gseq(event)
         (placed[gseq] if gseq is not None else unplaced).append(event)
     current, chain = {operator}, {operator: None}
     kept: list[Mapping[str, Any]] = []
@@ -503,7 +511,8 @@ def _audit_log(
             readings.setdefault(cast("Mapping[str, Any]", event)["id"], reading)
     verdicts = (verdict for verdict, _ in examined)
     verified = _authentic(events, None, kinds.entry, "log entry", findings, verdicts)
-    signed, keys = _by_current_key(verified, operator, findings)
+    placed = {event_id: entry for event_id, (entry, _) in readings.items()}
+    signed, keys = _by_current_key(verified, operator, findings, placed)
     for event in signed:
         entry, problems = readings[event["id"]]
         findings.update(problems)
