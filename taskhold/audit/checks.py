@@ -13,6 +13,7 @@ deletions the operator asked relays for.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping
@@ -112,7 +113,7 @@ def _authentic(
     verdicts = map(verify_event, events) if verdicts is None else verdicts
     for event, verdict in zip(events, verdicts, strict=True):
         if verdict is Verdict.OK:
-            event = cast(Mapping[str, Any], event)  # verify_event saw it is one
+            event = cast("Mapping[str, Any]", event)  # verify_event saw it is one
             if (authors is None or event["pubkey"] in authors) and event["kind"] == kind:
                 kept.setdefault(event["id"], event)
                 continue
@@ -157,16 +158,24 @@ def _handed_to(event: Mapping[str, Any]) -> str | None:
 
 
 def _by_current_key(
-    events: list[Mapping[str, Any]], operator: str, findings: set[Finding]
+    events: list[Mapping[str, Any]],
+    operator: str,
+    findings: set[Finding],
+    read: Mapping[str, Entry | None] | None = None,
 ) -> tuple[list[Mapping[str, Any]], tuple[str, ...]]:
     """The entries signed by the operator key current at their ``gseq``, and every key the log
     was handed to. The log starts with ``operator``; a ``KeyRotated`` entry signed by the
     current key makes its ``new_key`` the current key from the next ``gseq`` on. Any other
-    author is ``wrong_author`` and the entry takes no place in the log."""
+    author is ``wrong_author`` and the entry takes no place in the log.
+
+    ``read``: the entries ``parse_entry`` placed, by id. Such an entry's ``gseq`` is the value
+    of its first ``gseq`` tag with one, digits only: what ``_claimed_gseq`` reads again."""
     placed: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
     unplaced: list[Mapping[str, Any]] = []
+    read = read or {}
     for event in events:
-        gseq = _claimed_gseq(event)
+        entry = read.get(event["id"])
+        gseq = entry.gseq if entry is not None else _claimed_gseq(event)
         (placed[gseq] if gseq is not None else unplaced).append(event)
     current, chain = {operator}, {operator: None}
     kept: list[Mapping[str, Any]] = []
@@ -240,12 +249,18 @@ def _global_chain(by_gseq: Mapping[int, list[Entry]], last: int, findings: set[F
             detail = f"{len(group)} different operator-signed entries for one gseq"
             findings.add(Finding(FindingKind.EQUIVOCATION, Location(gseq=gseq), detail, ids))
         before = previous if previous and previous[0].gseq == gseq - 1 else []
+        before_ids = {other.id for other in before}
+        earliest = min(other.created_at for other in previous) if previous else None
         for entry in group:
+            broken = bool(before) and entry.gprev not in before_ids
+            backwards = earliest is not None and entry.created_at < earliest
+            if not broken and not backwards:
+                continue
             where = Location(gseq=gseq, task=entry.task, seq=entry.seq, event_id=entry.id)
-            if before and entry.gprev not in {other.id for other in before}:
+            if broken:
                 detail = f"gprev {entry.gprev} is not the id of entry {gseq - 1}"
                 findings.add(Finding(FindingKind.BROKEN_GPREV, where, detail, (entry.id,)))
-            if previous and entry.created_at < min(other.created_at for other in previous):
+            if backwards:
                 detail = (
                     f"created_at {entry.created_at} is before {previous[0].created_at} "
                     f"of entry {previous[0].gseq}"
@@ -464,7 +479,27 @@ def audit_log(
 
     ``operator`` is the key the log starts with; ``KeyRotated`` entries hand it on. Checkpoints
     and deletion requests count when signed by any key the log was handed to. ``jobs``
-    processes share the per-event checks (``parallel.py``); the result does not depend on it."""
+    processes share the per-event checks (``parallel.py``); the result does not depend on it.
+
+    The cyclic garbage collector is paused meanwhile: what an audit builds (parsed contents,
+    entries) lives until it returns, so its passes over the growing heap would free nothing."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _audit_log(events, operator, kinds, checkpoints, deletions, jobs)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _audit_log(
+    events: Iterable[object],
+    operator: str,
+    kinds: AuditKinds | None,
+    checkpoints: Iterable[object],
+    deletions: Iterable[object],
+    jobs: int,
+) -> AuditResult:
     kinds = kinds or AuditKinds()
     events = list(events)
     findings: set[Finding] = set()
@@ -473,10 +508,11 @@ def audit_log(
     readings: dict[str, tuple[Entry | None, list[Finding]]] = {}
     for event, (_, reading) in zip(events, examined, strict=True):
         if reading is not None:  # only a verified event has one
-            readings.setdefault(cast(Mapping[str, Any], event)["id"], reading)
+            readings.setdefault(cast("Mapping[str, Any]", event)["id"], reading)
     verdicts = (verdict for verdict, _ in examined)
     verified = _authentic(events, None, kinds.entry, "log entry", findings, verdicts)
-    signed, keys = _by_current_key(verified, operator, findings)
+    placed = {event_id: entry for event_id, (entry, _) in readings.items()}
+    signed, keys = _by_current_key(verified, operator, findings, placed)
     for event in signed:
         entry, problems = readings[event["id"]]
         findings.update(problems)

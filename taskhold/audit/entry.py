@@ -19,7 +19,7 @@ import bolt11
 
 from .commitments import commitment_problems
 from .findings import Finding, FindingKind, Location
-from .nip01 import Verdict, is_hex64, verify_event
+from .nip01 import Verdict, compact_json, is_hex64, verify_event
 
 __all__ = [
     "KEY_ROTATED",
@@ -263,10 +263,10 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_canonical = compact_json(sort_keys=True)
 
 
+_CONTENT_KEYS = frozenset({"event", "request", "v"})
 _UNREAD = object()
 _NOT_JSON = object()
 
@@ -278,7 +278,8 @@ class _Reader:
         self.kinds = kinds
         self.findings: list[Finding] = []
         self.values: dict[str, str] = {}
-        self.where = Location(event_id=event["id"])
+        self.place: dict[str, Any] = {}
+        """Where the entry is, once read (``Location``'s fields), for the findings about it."""
         self._parsed: Any = _UNREAD
 
     def parsed_content(self) -> Any:
@@ -294,24 +295,24 @@ class _Reader:
         return self._parsed
 
     def fault(self, kind: FindingKind, detail: str, *ids: str) -> None:
-        self.findings.append(Finding(kind, self.where, detail, (self.event["id"], *ids)))
+        where = Location(**self.place, event_id=self.event["id"])
+        self.findings.append(Finding(kind, where, detail, (self.event["id"], *ids)))
 
     def read_tags(self) -> list[list[str]]:
         participants = []
+        values = self.values
         for tag in self.event["tags"]:
             name = tag[0]
             if name == "p":
                 participants.append(tag)
+            elif name not in _SINGLE_TAGS:
                 continue
-            if name not in _SINGLE_TAGS:
-                continue
-            if name in self.values:
+            elif name in values:
                 self.fault(FindingKind.MALFORMED, f"tag {name!r} appears more than once")
-                continue
-            if len(tag) < 2:
+            elif len(tag) < 2:
                 self.fault(FindingKind.MALFORMED, f"tag {name!r} has no value")
-                continue
-            self.values[name] = tag[1]
+            else:
+                values[name] = tag[1]
         return participants
 
     def position(self) -> tuple[int, str, int, str] | None:
@@ -329,7 +330,7 @@ class _Reader:
             self.fault(FindingKind.MALFORMED, "missing or ill-formed: " + ", ".join(problems))
             return None
         gseq, task, seq, op = int(values["gseq"]), values["task"], int(values["seq"]), values["op"]
-        self.where = Location(gseq=gseq, task=task, seq=seq, event_id=self.event["id"])
+        self.place = {"gseq": gseq, "task": task, "seq": seq}
         return gseq, task, seq, op
 
     def gprev_ok(self, gseq: int) -> bool:
@@ -345,7 +346,7 @@ class _Reader:
             self.fault(FindingKind.MALFORMED, "missing or ill-formed: gseq")
             return None
         gseq = int(values["gseq"])
-        self.where = Location(gseq=gseq, event_id=self.event["id"])
+        self.place = {"gseq": gseq}
         bad = []
         if values.get("o") != str(gseq):
             bad.append("o (must equal gseq)")
@@ -401,15 +402,16 @@ class _Reader:
         for name, valid in expected.items():
             if name not in values or not valid(values[name]):
                 bad.append(name)
-        optional = _OPTIONAL_PAYMENT_TAGS.get(op, frozenset())
-        stray = sorted(
-            name
-            for name in _ALL_PAYMENT_TAGS & values.keys()
-            if name not in expected and name not in optional
-        )
-        bad.extend(f"{name} (not allowed on {op})" for name in stray)
-        txids = sorted(_SWAP_TXIDS & values.keys())
-        bad.extend(name for name in txids if not is_hex64(values[name]))
+        present = _ALL_PAYMENT_TAGS.intersection(values)
+        if present:
+            optional = _OPTIONAL_PAYMENT_TAGS.get(op, frozenset())
+            stray = sorted(
+                name for name in present if name not in expected and name not in optional
+            )
+            bad.extend(f"{name} (not allowed on {op})" for name in stray)
+        if not _SWAP_TXIDS.isdisjoint(values):
+            txids = sorted(_SWAP_TXIDS.intersection(values))
+            bad.extend(name for name in txids if not is_hex64(values[name]))
         if op == "SwapReported" and "claim_txid" in values and "refund_txid" in values:
             bad.append("claim_txid and refund_txid (a swap is claimed or refunded)")
         if bad:
@@ -422,7 +424,7 @@ class _Reader:
         except ValueError:
             self.fault(FindingKind.MALFORMED, "content is not JSON")
             return None
-        if not isinstance(content, dict) or set(content) != {"event", "request", "v"}:
+        if not isinstance(content, dict) or content.keys() != _CONTENT_KEYS:
             self.fault(FindingKind.MALFORMED, "content must be {event, request, v}")
             return None
         problems = []
@@ -554,13 +556,16 @@ def parse_entry(
     reader.check_tags(gseq, task, seq, op, participants)
     request = reader.check_content(op)
     reader.check_request(request, task, op)
-    embedded_ok = not any(f.kind is FindingKind.BAD_EMBEDDED_REQUEST for f in reader.findings)
+    embedded_ok = not reader.findings or not any(
+        f.kind is FindingKind.BAD_EMBEDDED_REQUEST for f in reader.findings
+    )
     terms = _payout_terms(request) if request is not None and embedded_ok else None
     content_event = reader._content_event()
     sealing = commitment_problems(op, content_event, request, operator)
     if sealing:
         reader.fault(FindingKind.MALFORMED, "private content: " + "; ".join(sealing))
     values = reader.values
+    prev, gprev = values.get("prev"), values.get("gprev")
     entry = Entry(
         id=event["id"],
         created_at=event["created_at"],
@@ -568,13 +573,13 @@ def parse_entry(
         task=task,
         seq=seq,
         op=op,
-        prev=values.get("prev") if is_hex64(values.get("prev")) else None,
-        gprev=values.get("gprev") if is_hex64(values.get("gprev")) else None,
+        prev=prev if is_hex64(prev) else None,
+        gprev=gprev if is_hex64(gprev) else None,
         values=dict(values),
         amount_msat=_declared_amount(content_event) if op == "TaskCreated" else None,
         series=_declared_series(content_event, participants) if op == "TaskCreated" else None,
         fee_msat=_declared_amount(content_event, "fee_msat") if op == "TaskCreated" else None,
-        participants=tuple(tag[1] for tag in participants if len(tag) >= 2),
+        participants=tuple([tag[1] for tag in participants if len(tag) >= 2]),
         terms=terms,
         signer=str(request["pubkey"]) if request is not None and embedded_ok else None,
         worker=_new_worker(op, content_event, request if embedded_ok else None),
