@@ -17,10 +17,22 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["Settings", "default_data_dir", "settings_digest", "swap_api_problem"]
+__all__ = [
+    "Settings",
+    "default_data_dir",
+    "settings_digest",
+    "settings_from_flags",
+    "swap_api_problem",
+]
 
 
 _URL_PASSWORD = re.compile(r"(://[^/:@]*:)[^@/]*@")
+
+
+def settings_from_flags(**flags: object) -> Settings:
+    """The settings an operator's command runs with: the flags given (``None``: not given)
+    over ``TASKHOLD_*`` variables over the defaults."""
+    return Settings(**{name: value for name, value in flags.items() if value is not None})  # type: ignore[arg-type]
 
 
 def settings_digest(settings: Settings) -> str:

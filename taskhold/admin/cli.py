@@ -9,16 +9,16 @@ action is journaled with the actor ``admin:<os user>`` (``--actor`` names anothe
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
-from taskhold.settings import Settings
+from taskhold.journal.chain import admin_actor
+from taskhold.settings import Settings, settings_from_flags
 from taskhold.store import Store, create_engine, migrate
 
 from .controls import ask_reconcile, intake_status, set_intake, wait_reconciled
@@ -43,19 +43,6 @@ Actor = Annotated[
 ]
 
 T = TypeVar("T")
-
-
-def _settings(data_dir: Path | None, database_url: str | None) -> Settings:
-    values: dict[str, Any] = {}
-    if data_dir is not None:
-        values["data_dir"] = data_dir
-    if database_url is not None:
-        values["database_url"] = database_url
-    return Settings(**values)
-
-
-def _actor(name: str | None) -> str:
-    return f"admin:{name or getpass.getuser()}"
 
 
 def _run(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
@@ -85,10 +72,10 @@ def pause(
     actor: Actor = None,
 ) -> None:
     """Pause intake: create and fund get 503 intake_paused; funded tasks go on."""
-    settings = _settings(data_dir, database_url)
+    settings = settings_from_flags(data_dir=data_dir, database_url=database_url)
     change = _run(
         settings,
-        lambda store: set_intake(store, paused=True, actor=_actor(actor), reason=reason),
+        lambda store: set_intake(store, paused=True, actor=admin_actor(actor), reason=reason),
     )
     typer.echo("intake paused" if change.changed else "intake was already paused")
 
@@ -96,15 +83,15 @@ def pause(
 @admin_app.command()
 def resume(data_dir: DataDir = None, database_url: DatabaseUrl = None, actor: Actor = None) -> None:
     """Resume intake: create and fund are taken again."""
-    settings = _settings(data_dir, database_url)
-    change = _run(settings, lambda store: set_intake(store, paused=False, actor=_actor(actor)))
+    settings = settings_from_flags(data_dir=data_dir, database_url=database_url)
+    change = _run(settings, lambda store: set_intake(store, paused=False, actor=admin_actor(actor)))
     typer.echo("intake resumed" if change.changed else "intake was not paused")
 
 
 @admin_app.command()
 def status(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """Whether intake is paused, since when and by whom."""
-    switch = _run(_settings(data_dir, database_url), intake_status)
+    switch = _run(settings_from_flags(data_dir=data_dir, database_url=database_url), intake_status)
     if switch is None or not switch.value:
         since = "" if switch is None else f" (by {switch.changed_by} at {switch.changed_at})"
         typer.echo(f"intake open{since}")
@@ -127,7 +114,7 @@ def stuck(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Escrows near their guard margin, or whose payouts keep failing, with the reason."""
-    settings = _settings(data_dir, database_url)
+    settings = settings_from_flags(data_dir=data_dir, database_url=database_url)
     report = _run(
         settings,
         lambda store: find_stuck(store, settings, within_blocks=within, height=height),
@@ -168,10 +155,10 @@ def reconcile(
     actor: Actor = None,
 ) -> None:
     """Ask the running engines for one full pass (each picks it up at its next tick)."""
-    settings = _settings(data_dir, database_url)
+    settings = settings_from_flags(data_dir=data_dir, database_url=database_url)
 
     async def work(store: Store) -> tuple[int, bool]:
-        ask = await ask_reconcile(store, actor=_actor(actor))
+        ask = await ask_reconcile(store, actor=admin_actor(actor))
         done = wait > 0 and await wait_reconciled(store, ask, timeout_s=wait)
         return ask, done
 

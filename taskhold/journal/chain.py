@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import hashlib
 import json
 import threading
@@ -46,6 +47,7 @@ __all__ = [
     "AuditLog",
     "ChainFault",
     "ChainReport",
+    "admin_actor",
     "canonical_details",
     "entry_hash",
     "read_head",
@@ -68,6 +70,12 @@ class _HasSession(Protocol):
 
 class _Transactions(Protocol):
     def transaction(self) -> contextlib.AbstractAsyncContextManager[_HasSession]: ...
+
+
+def admin_actor(name: str | None = None) -> str:
+    """Who an operator's command acts as in the journal: ``admin:`` and the name given, else
+    the user running it."""
+    return f"admin:{name or getpass.getuser()}"
 
 
 def canonical_details(details: Mapping[str, Any]) -> str:

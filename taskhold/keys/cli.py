@@ -7,7 +7,6 @@ uses it caused. Nothing here prints a secret: not the PIN, not a key, not a seal
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,8 +15,8 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from taskhold.errors import Refusal
-from taskhold.journal.chain import AuditLog
-from taskhold.settings import Settings
+from taskhold.journal.chain import AuditLog, admin_actor
+from taskhold.settings import Settings, settings_from_flags
 
 from .errors import KeyStoreUnavailable
 
@@ -34,21 +33,6 @@ DatabaseUrl = Annotated[
 ]
 
 
-def _settings(data_dir: Path | None, keystore: str | None, database_url: str | None) -> Settings:
-    values: dict[str, Any] = {}
-    if data_dir is not None:
-        values["data_dir"] = data_dir
-    if keystore is not None:
-        values["keystore"] = keystore
-    if database_url is not None:
-        values["database_url"] = database_url
-    return Settings(**values)
-
-
-def _actor() -> str:
-    return f"admin:{getpass.getuser()}"
-
-
 async def record_admin_action(
     settings: Settings, audit: AuditLog, action: str, subject: str, details: dict[str, Any]
 ) -> None:
@@ -58,7 +42,7 @@ async def record_admin_action(
     engine = create_engine(settings.resolved_database_url)
     try:
         await migrate(engine)
-        await audit.record(_actor(), action, subject, details, store=Store(engine))
+        await audit.record(admin_actor(), action, subject, details, store=Store(engine))
     finally:
         await engine.dispose()
 
@@ -75,11 +59,11 @@ def init(
     """Create the key store's objects if missing (a SoftHSM2 token in development). Idempotent."""
     from .admin import init_key_store
 
-    settings = _settings(data_dir, keystore, database_url)
+    settings = settings_from_flags(data_dir=data_dir, keystore=keystore, database_url=database_url)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     audit = AuditLog()
     try:
-        report = init_key_store(settings, audit, actor=_actor())
+        report = init_key_store(settings, audit, actor=admin_actor())
     except (KeyStoreUnavailable, ValueError) as exc:
         raise _fail(exc) from None
     if report.dev_token is not None:
@@ -106,7 +90,7 @@ def status(
     """What the key store holds: labels, key types, protection attributes, sealed names."""
     from .admin import key_store_status
 
-    settings = _settings(data_dir, keystore, None)
+    settings = settings_from_flags(data_dir=data_dir, keystore=keystore)
     try:
         report = key_store_status(settings)
     except KeyStoreUnavailable as exc:
@@ -137,10 +121,10 @@ def rotate(
     """
     from taskhold.publiclog.rotation import rotate_operator
 
-    settings = _settings(data_dir, keystore, database_url)
+    settings = settings_from_flags(data_dir=data_dir, keystore=keystore, database_url=database_url)
     audit = AuditLog()
     try:
-        old, new = asyncio.run(rotate_operator(settings, audit, actor=_actor()))
+        old, new = asyncio.run(rotate_operator(settings, audit, actor=admin_actor()))
     except (KeyStoreUnavailable, Refusal, ValueError, OSError, SQLAlchemyError) as exc:
         raise _fail(exc) from None
     typer.echo(f"old operator pubkey: {old.pubkey_hex}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -20,14 +19,14 @@ import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from taskhold.errors import Refusal
-from taskhold.journal.chain import AuditLog
+from taskhold.journal.chain import AuditLog, admin_actor
 from taskhold.keys.audited import audited, close_key_store
 from taskhold.keys.errors import KeyStoreUnavailable
 from taskhold.keys.operator import load_operator_keys
 from taskhold.keys.signer import LocalSigner
 from taskhold.keys.stores import open_key_store
 from taskhold.publiclog.writer import LogKinds, LogWriter
-from taskhold.settings import Settings
+from taskhold.settings import Settings, settings_from_flags
 from taskhold.store import Store, create_engine, migrate
 
 from .moderator import Moderator
@@ -46,20 +45,9 @@ DatabaseUrl = Annotated[str | None, typer.Option("--database-url", help="default
 Reason = Annotated[str, typer.Option("--reason", help="why; published with the list")]
 
 
-def _settings(data_dir: Path | None, keystore: str | None, database_url: str | None) -> Settings:
-    values: dict[str, Any] = {}
-    if data_dir is not None:
-        values["data_dir"] = data_dir
-    if keystore is not None:
-        values["keystore"] = keystore
-    if database_url is not None:
-        values["database_url"] = database_url
-    return Settings(**values)
-
-
 async def _moderate(settings: Settings, act: Callable[[Moderator, str], Awaitable[Any]]) -> Any:
     """Open the database and the operator key, run ``act``, journal the key uses."""
-    actor = f"admin:{getpass.getuser()}"
+    actor = admin_actor()
     engine = create_engine(settings.resolved_database_url)
     audit = AuditLog()
     raw = open_key_store(settings)
@@ -104,7 +92,7 @@ def _run(
     database_url: str | None,
     act: Callable[[Moderator, str], Awaitable[dict[str, Any]]],
 ) -> None:
-    settings = _settings(data_dir, keystore, database_url)
+    settings = settings_from_flags(data_dir=data_dir, keystore=keystore, database_url=database_url)
     try:
         signed = asyncio.run(_moderate(settings, act))
     except (Refusal, KeyStoreUnavailable, OSError, SQLAlchemyError) as exc:
