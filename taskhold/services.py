@@ -280,11 +280,7 @@ async def build_services(
     )
     log = LogWriter(
         signer,
-        kinds=LogKinds(
-            entry=settings.kind_log_entry,
-            listing=settings.kind_listing,
-            checkpoint=settings.kind_checkpoint,
-        ),
+        kinds=LogKinds.of(settings),
         clock=time.time,
         lock=not settings.resolved_database_url.startswith("sqlite"),
         hooks=[receipt_issuer(settings, signer), *notifiers(settings, signer)],

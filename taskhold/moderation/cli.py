@@ -62,11 +62,7 @@ async def _moderate(settings: Settings, act: Callable[[Moderator, str], Awaitabl
         )
         log = LogWriter(
             signer,
-            kinds=LogKinds(
-                entry=settings.kind_log_entry,
-                listing=settings.kind_listing,
-                checkpoint=settings.kind_checkpoint,
-            ),
+            kinds=LogKinds.of(settings),
             clock=time.time,
             lock=not settings.resolved_database_url.startswith("sqlite"),
         )

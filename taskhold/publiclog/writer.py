@@ -27,6 +27,7 @@ from taskhold.nostr.entries import (
     state_hash,
     tag_value,
 )
+from taskhold.settings import Settings
 from taskhold.store.codec import task_to_data
 from taskhold.store.models import (
     DelistedTaskRow,
@@ -59,6 +60,11 @@ class LogKinds:
     entry: int = 3910
     listing: int = 30402
     checkpoint: int = 30078
+
+    @classmethod
+    def of(cls, settings: Settings) -> LogKinds:
+        """The kinds the operator configured."""
+        return cls(settings.kind_log_entry, settings.kind_listing, settings.kind_checkpoint)
 
 
 EntryHook = Callable[[AsyncSession, Task, dict[str, Any]], Awaitable[None]]
