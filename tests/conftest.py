@@ -24,6 +24,7 @@ from support.stacks import (
 )
 
 from taskhold.nostr import NostrKeys
+from taskhold.nostr.embedded import EmbeddedRelay
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
@@ -112,3 +113,14 @@ async def stack_with(tmp_path: Path, database_url: str) -> AsyncIterator[OpenSta
     yield open_one
     for stack in opened:
         await close_stack(stack)
+
+
+@pytest.fixture
+async def relay(tmp_path: Path) -> AsyncIterator[EmbeddedRelay]:
+    """A real relay (nostr-sdk's embedded one) on loopback, stopped after the test."""
+    embedded = EmbeddedRelay(tmp_path / "relay-data")
+    await embedded.start()
+    try:
+        yield embedded
+    finally:
+        await embedded.stop()

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -377,16 +375,6 @@ def _count(scrape: Scrape, name: str, **labels: str) -> float:
     """A histogram series' observation count (0 before its first observation)."""
     key = (f"{name}_count", frozenset(labels.items()))
     return scrape.samples.get(key, 0.0)
-
-
-@pytest.fixture
-async def relay(tmp_path: Path) -> AsyncIterator[EmbeddedRelay]:
-    embedded = EmbeddedRelay(tmp_path / "relay-data")
-    await embedded.start()
-    try:
-        yield embedded
-    finally:
-        await embedded.stop()
 
 
 async def test_the_figures_move_through_a_lifecycle(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,16 +17,6 @@ from taskhold.nostr.relays import NOT_CONNECTED, RelayError, RelayPool
 from taskhold.server import free_port
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def relay(tmp_path: Path) -> AsyncIterator[EmbeddedRelay]:
-    embedded = EmbeddedRelay(tmp_path)
-    await embedded.start()
-    try:
-        yield embedded
-    finally:
-        await embedded.stop()
 
 
 @pytest.fixture

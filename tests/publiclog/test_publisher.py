@@ -30,16 +30,6 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-async def relay(tmp_path: Path) -> AsyncIterator[EmbeddedRelay]:
-    embedded = EmbeddedRelay(tmp_path / "relay-data")
-    await embedded.start()
-    try:
-        yield embedded
-    finally:
-        await embedded.stop()
-
-
-@pytest.fixture
 async def relay_stack(
     tmp_path: Path, database_url: str, relay: EmbeddedRelay
 ) -> AsyncIterator[Stack]:
