@@ -63,6 +63,10 @@ LAYERS: tuple[tuple[str, frozenset[str], str], ...] = (
      "one module per write; rebuilding the projection from the log; the independent auditor"
      " (tests/audit/test_independence.py narrows it further); the operator's console (its"
      " switches in the store, its reports over the engine's margins)"),
+    ("pages", frozenset({"web"}),
+     "the board and the audit explorer: HTML shells and the JavaScript bundled from web/,"
+     " served as files; the pages read the public API and the relays from the browser and"
+     " sign with the user's own NIP-07 signer, so they import nothing of taskhold's"),
     ("http", frozenset({"api"}),
      "FastAPI routes, problem+json, rate limits, wire views"),
     ("wiring", frozenset({"services"}),

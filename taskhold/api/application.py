@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI, Request
 
+from taskhold import web
 from taskhold.escrow.stats import Durations
 
 from . import metrics, routes_reputation, routes_sim, routes_tasks
@@ -77,6 +78,7 @@ def create_api(services: Services, *, run_engine: bool = True) -> FastAPI:
     app.include_router(routes_tasks.router)
     app.include_router(routes_reputation.router)
     app.include_router(metrics.router)
+    app.include_router(web.router)
     if services.sim is not None and services.settings.sim_routes_enabled:
         app.include_router(routes_sim.router)
 
