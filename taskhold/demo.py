@@ -43,6 +43,11 @@ moderate`` does, after the worker has submitted its proof: the blocked key's new
 refused with ``403 blocked_key`` and the task leaves the board, yet the employer's approval
 still pays the worker, since a block never locks money a task owes; the JSON gives
 ``refused_code``, ``listed_before`` and ``listed_after``).
+``jurisdiction`` (the operator blocks a network, ``TASKHOLD_BLOCKED_NETWORKS``, and publishes it
+in its terms; the demo's clients arrive through a proxy on loopback that the server trusts and
+say where they are in ``X-Forwarded-For``: a worker from the blocked range is refused with
+``451 blocked_jurisdiction``, one from an open range claims the task and is paid; the JSON gives
+``blocked_networks``, ``refused_status`` and ``refused_code``).
 
 The demo configures one arbiter key of its own and says so: a rejection then has someone to
 rule on it.
@@ -59,6 +64,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
 from rich.console import Console
 from sqlalchemy import select
 
@@ -102,6 +108,7 @@ SCENARIOS = (
     "pool",
     "paused-intake",
     "moderation",
+    "jurisdiction",
 )
 SPLIT_WORKER_PERCENT = 60
 SIM_ONLY_SCENARIOS = frozenset({"hostile-payout", "renewal", "milestones"})
@@ -122,6 +129,10 @@ NETWORK_NAMES = {
 }
 ONCHAIN_MAX_FEE_SAT = 10_000
 """What the demo's employer and worker each accept to pay a swap (swap and miner fees)."""
+BLOCKED_RANGE = "203.0.113.0/24"
+"""The ``jurisdiction`` scenario's blocked network (TEST-NET-3, documentation addresses)."""
+BLOCKED_CLIENT = "203.0.113.7"
+"""Where the scenario's far worker says it is, through the loopback proxy the server trusts."""
 DEMO_OPERATOR = "admin:demo"
 """The journal's actor for the ``paused-intake`` and ``moderation`` scenarios' actions."""
 BAIT_CODES = frozenset({"payout_to_escrow_node", "hash_reused"})
@@ -267,6 +278,9 @@ async def run_demo(
         if connection_file and escrow_backend == "lnd"
         else None,
     )
+    if scenario == "jurisdiction":  # the demo's clients arrive through a proxy on loopback
+        settings.blocked_networks = [BLOCKED_RANGE]
+        settings.trusted_proxies = ["127.0.0.1"]
     say: Callable[[str], None] = (lambda _: None) if as_json else console.print
     arbiter_keys = NostrKeys.generate()  # the demo's arbiter: rules the split scenario's dispute
     settings.arbiters = [arbiter_keys.pubkey_hex]
@@ -477,6 +491,8 @@ async def _drive(
             if scenario == "moderation":
                 assert moderator is not None
                 return await play.moderation(moderator)
+            if scenario == "jurisdiction":
+                return await play.jurisdiction(url)
             return await play.run(refund=scenario == "refund")
         finally:
             await wallets.close()
@@ -1094,6 +1110,38 @@ class Play:
             "refused_code": refused,
             "listed_before": listed_before,
             "listed_after": listed_after,
+        }
+
+    async def jurisdiction(self, url: str) -> dict[str, Any]:
+        """The operator blocks a network: a worker from it is refused with 451 and told why,
+        while one from an open place claims the same task and is paid."""
+        terms = await self.employer.info()
+        blocked = terms["jurisdiction"]["blocked_networks"]
+        self.say(f"0. the operator's terms block {', '.join(blocked)} (GET /v1/info)")
+        task, funding = await self.fund()
+        task_id = task["task_id"]
+        async with (
+            httpx.AsyncClient(headers={"X-Forwarded-For": BLOCKED_CLIENT}) as far_http,
+            TaskholdClient(url, NostrKeys.generate(), http=far_http) as far_worker,
+        ):
+            try:
+                await far_worker.claim(task_id)
+            except TaskholdAPIError as exc:
+                if exc.status != 451:
+                    raise DemoError(f"the blocked worker was refused otherwise: {exc}") from None
+                refused_status, refused_code = exc.status, exc.code
+            else:
+                raise DemoError("a worker from a blocked network claimed the task")
+        self.say(
+            f"4. a worker at {BLOCKED_CLIENT} tries to claim → {refused_status} {refused_code}"
+        )
+        task = await self.worker.claim(task_id)
+        self.say(f"5. a worker from an open place claims it → {task['state']}")
+        task = await self.pay_out(task, 6)
+        return self.summary(task, funding) | {
+            "blocked_networks": blocked,
+            "refused_status": refused_status,
+            "refused_code": refused_code,
         }
 
     async def on_board(self, task_id: str) -> bool:

@@ -166,6 +166,18 @@ async def test_demo_moderation_refuses_the_blocked_key_delists_and_still_pays(
     assert (code, report["status"], report["findings"]) == (0, "clean", [])
 
 
+async def test_demo_jurisdiction_refuses_the_blocked_range_and_pays_the_open_one(
+    tmp_path: Path,
+) -> None:
+    out = _demo(tmp_path, "--scenario", "jurisdiction")
+    assert (out["scenario"], out["final_state"]) == ("jurisdiction", "PAID")
+    assert out["blocked_networks"] == ["203.0.113.0/24"]
+    assert (out["refused_status"], out["refused_code"]) == (451, "blocked_jurisdiction")
+    assert out["payout_proven"] is True
+    code, report = await _audit(tmp_path, str(out["operator_pubkey"]))
+    assert (code, report["status"], report["findings"]) == (0, "clean", [])
+
+
 def test_demo_says_it_configured_an_arbiter(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["demo", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
