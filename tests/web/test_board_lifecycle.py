@@ -44,7 +44,11 @@ def test_a_whole_task_through_the_board(server: Serve, request: pytest.FixtureRe
     assert report["funding_link"] == "lightning:" + task["funding"]["payment_request"]
     assert report["employer_actions"] == ["fund", "cancel"]
     assert report["worker_actions_funded"] == ["claim"]
-    assert report["employer_actions_submitted"] == ["approve", "reject", "dispute"]  # it has arbiters
+    assert report["employer_actions_submitted"] == [
+        "approve",
+        "reject",
+        "dispute",
+    ]  # it has arbiters
     assert report["refusal_text"].startswith("Refused: ")
     assert "payout_invoice" in report["refusal_text"]  # the server's detail, shown whole
     assert report["expected_console"] == 1
