@@ -61,6 +61,7 @@ def test_a_whole_task_through_the_board(server: Serve, request: pytest.FixtureRe
     assert "PAID" in report["timeline"][-1]["text"]
     assert report["audit_link"] == 1
     assert report["reputation_tasks"] >= 1
+    assert len(report["your_tasks"]) == 1 and report["your_tasks"][0].endswith(" · PAID")
 
     # every write was signed by the test signer, and no secret left it
     assert report["signed"] == ["create", "fund", "claim", "proof", "proof", "approve"]

@@ -98,6 +98,12 @@ await run(async (page, report, context) => {
   report.reputation_tasks = await page.locator(`#board a[href="/tasks/${taskId}"]`).count();
   await screenshot(page, report, "09-worker-reputation");
 
+  // the employer finds it among their own tasks on the board
+  signer.use(employer);
+  await page.goto(`${baseUrl}/`);
+  await page.locator("#your-tasks-employer").waitFor();
+  report.your_tasks = await page.locator("#your-tasks-employer li").allTextContents();
+
   // a key-asking field anywhere would be a way to lose it
   report.key_inputs = await page.locator('input[type="password"], [name*="nsec"], [name*="secret"]').count();
   report.signed = signer.signed.map((event) => event.tags.find((tag) => tag[0] === "op")[1]);

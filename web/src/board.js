@@ -4,14 +4,20 @@
 import { getInfo } from "./api.js";
 import { el } from "./dom.js";
 import { createSection } from "./board/create.js";
-import { showOpenTasks } from "./board/list.js";
+import { showOpenTasks, showYourTasks } from "./board/list.js";
 import { showReputation } from "./board/reputation.js";
+import { hasSigner, signerPubkey } from "./board/signer.js";
 import { showTask } from "./board/task.js";
 
 async function showBoard(root) {
   const { kinds } = await getInfo();
   root.replaceChildren();
   await showOpenTasks(root);
+  if (hasSigner()) {
+    // a signer that gives no key only costs the reader their own list
+    const pubkey = await signerPubkey().catch(() => null);
+    if (pubkey !== null) await showYourTasks(root, pubkey);
+  }
   root.append(createSection(kinds));
 }
 

@@ -19,6 +19,8 @@ export function roleOf(task, pubkey, arbiters) {
 export function actionsFor(task, pubkey, arbiters) {
   const state = task.state;
   const role = roleOf(task, pubkey, arbiters);
+  // a key that gave the task back or lost its claim may not take it again
+  const mayTake = state === "FUNDED" && !(task.barred_workers ?? []).includes(pubkey);
   const offered = [];
   const offer = (roles, action) => {
     if (role === null ? true : roles.includes(role)) offered.push(action);
@@ -26,17 +28,23 @@ export function actionsFor(task, pubkey, arbiters) {
   if (state === "DRAFT") {
     offer(["employer"], { op: "fund", label: "Fund (get the hold invoice)", who: "the employer", inputs: [] });
   }
-  if (state === "FUNDED" && task.claim_mode === "open") {
+  if (mayTake && task.claim_mode === "open") {
     offer(["other"], { op: "claim", label: "Claim this task", who: "a worker", inputs: [] });
   }
-  if (state === "FUNDED" && task.claim_mode === "direct" && (role === null || pubkey === task.direct_worker)) {
+  if (mayTake && task.claim_mode === "direct" && (role === null || pubkey === task.direct_worker)) {
     offer(["other"], { op: "claim", label: "Claim this task", who: "the named worker", inputs: [] });
   }
-  if (state === "FUNDED" && task.claim_mode === "apply") {
+  if (mayTake && task.claim_mode === "apply" && !(task.applicants ?? []).includes(pubkey)) {
     offer(["other"], { op: "apply", label: "Apply", who: "a worker", inputs: ["note"] });
+  }
+  if (state === "FUNDED" && task.claim_mode === "apply" && task.applicants.length > 0) {
+    offer(["employer"], { op: "assign", label: "Make this applicant the worker", who: "the employer", inputs: ["worker_pubkey"] });
   }
   if (state === "CLAIMED") {
     offer(["worker"], { op: "proof", label: "Send the proof", who: "the worker", inputs: ["proof", "payout_invoice"] });
+    if (task.proof == null) {
+      offer(["worker"], { op: "unclaim", label: "Give the task back", who: "the worker", inputs: [] });
+    }
   }
   if (state === "SUBMITTED") {
     offer(["employer"], { op: "approve", label: "Approve and pay", who: "the employer", inputs: [] });

@@ -25,6 +25,9 @@ function inputsOf(action, task) {
       if (names.length === 0) {
         parts.push(labelled("Proof: what you did, or where to see it", el("textarea", { name: "proof.note", rows: 2 })));
       }
+    } else if (input === "worker_pubkey") {
+      const choices = task.applicants.map((pubkey) => el("option", { value: pubkey }, pubkey));
+      parts.push(labelled("Applicant", el("select", { name: "worker_pubkey", required: true }, ...choices)));
     } else if (input === "payout_invoice") {
       parts.push(
         labelled(
@@ -46,6 +49,9 @@ async function requestOf(action, task, values, kinds) {
   const op = action.op;
   if (op === "reject" || op === "dispute" || op === "cancel") {
     return { kind: kinds.request, body: { reason: String(values.get("reason") ?? "").trim() } };
+  }
+  if (op === "assign") {
+    return { kind: kinds.request, body: { worker_pubkey: String(values.get("worker_pubkey") ?? "") } };
   }
   if (op === "apply") {
     return { kind: kinds.request, body: { note: String(values.get("note") ?? "").trim() } };

@@ -6,7 +6,7 @@ import { claimModeShort } from "./words.js";
 
 const PAGE_SIZE = 20;
 
-function row(task) {
+function row(task, withState = false) {
   return el(
     "li",
     { "data-task-id": task.task_id, class: "task" },
@@ -15,6 +15,7 @@ function row(task) {
       "span",
       { class: "meta" },
       ` · due ${formatTime(task.deadline_at)} · ${claimModeShort(task.claim_mode)}`,
+      withState ? ` · ${task.state}` : null,
     ),
   );
 }
@@ -37,4 +38,24 @@ export async function showOpenTasks(root) {
   more.addEventListener("click", () => load().catch((error) => more.replaceWith(el("p", { class: "bad" }, String(error.message)))));
   root.append(el("h2", {}, "Open tasks"), empty, list, more);
   await load();
+}
+
+/** The signer's own tasks, as employer and as worker, in any state (the newest of each). */
+export async function showYourTasks(root, pubkey) {
+  const [asEmployer, asWorker] = await Promise.all([
+    listTasks({ employer: pubkey, limit: PAGE_SIZE }),
+    listTasks({ worker: pubkey, limit: PAGE_SIZE }),
+  ]);
+  const listOf = (tasks, id) => (tasks.length ? el("ul", { id }, ...tasks.map((task) => row(task, true))) : el("p", { id }, "none"));
+  root.append(
+    el(
+      "section",
+      { id: "your-tasks" },
+      el("h2", {}, "Your tasks"),
+      el("h3", {}, "As employer"),
+      listOf(asEmployer.tasks, "your-tasks-employer"),
+      el("h3", {}, "As worker"),
+      listOf(asWorker.tasks, "your-tasks-worker"),
+    ),
+  );
 }

@@ -30,6 +30,7 @@ function summary(task) {
     ["Worker", task.worker_pubkey ? keyLink(task.worker_pubkey) : "nobody yet"],
     ["Description", task.visibility === "private" ? "(private: sealed to the parties)" : el("p", { id: "task-description", class: "text" }, task.description ?? "")],
     ["Proof asks for", asked.length ? asked.join(", ") : "nothing in particular"],
+    ...(task.claim_mode === "apply" ? [["Applicants", task.applicants.length ? el("span", {}, ...task.applicants.flatMap((pubkey) => [keyLink(pubkey), " "])) : "none yet"]] : []),
     ...(task.proof ? [["Proof", proofView(task.proof)]] : []),
     ...(task.rejection_reason ? [["Rejected because", task.rejection_reason]] : []),
     ...(task.dispute ? [["Dispute", `opened ${formatTime(task.dispute.opened_at)}: ${task.dispute.reason ?? ""}`]] : []),
