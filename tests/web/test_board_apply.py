@@ -11,7 +11,7 @@ import httpx
 import pytest
 from support.browser import chromium_or_skip, run_in_browser
 from support.crash_harness import Serve
-from support.task_cli import key_file, serve_on_sim, task_cli
+from support.task_cli import serve_on_sim, task_cli
 
 from taskhold.nostr import NostrKeys
 

@@ -6,6 +6,12 @@ import { claimModeShort } from "./words.js";
 
 const PAGE_SIZE = 20;
 
+/** Tasks a page: ``?per_page=N`` in the address (1 to 200, as the API allows), else 20. */
+function pageSize() {
+  const asked = Number(new URLSearchParams(location.search).get("per_page"));
+  return Number.isInteger(asked) && asked >= 1 && asked <= 200 ? asked : PAGE_SIZE;
+}
+
 function row(task, withState = false) {
   return el(
     "li",
@@ -28,7 +34,7 @@ export async function showOpenTasks(root) {
   let before = null;
   async function load() {
     more.disabled = true;
-    const page = await listTasks({ state: "FUNDED", limit: PAGE_SIZE, before });
+    const page = await listTasks({ state: "FUNDED", limit: pageSize(), before });
     list.append(...page.tasks.map(row));
     before = page.next_before;
     more.hidden = before == null;
