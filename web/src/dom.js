@@ -38,3 +38,8 @@ export function fields(pairs) {
   for (const [label, value] of pairs) list.append(el("dt", {}, label), el("dd", {}, value));
   return list;
 }
+
+/** A form input with its label around it. */
+export function labelled(text, input) {
+  return el("label", {}, el("span", {}, text), input);
+}

@@ -2,16 +2,12 @@
 // deadline, claim mode, the proof's fields), signed by their NIP-07 signer; the page then
 // opens the new task, where it is funded. Without a signer: the command that does it.
 import { decode as decodeNip19 } from "nostr-tools/nip19";
-import { el } from "../dom.js";
+import { el, labelled } from "../dom.js";
 import { createCommand } from "./actions.js";
 import { hasSigner } from "./signer.js";
 import { onSubmit, sendSigned } from "./send.js";
 
 const HEX64 = /^[0-9a-f]{64}$/;
-
-function labelled(text, input) {
-  return el("label", {}, el("span", {}, text), input);
-}
 
 function names(text) {
   return String(text ?? "")

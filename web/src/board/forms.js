@@ -1,7 +1,7 @@
 // The form of each action on a task: its inputs, and the request body taskhold expects for it
 // (as taskhold/client.py builds them). Nothing here asks for a key: the signer signs.
 import { getTask } from "../api.js";
-import { el, formatMsat } from "../dom.js";
+import { el, labelled, formatMsat } from "../dom.js";
 import { payoutTerms } from "./bolt11.js";
 import { onSubmit, sendSigned } from "./send.js";
 
@@ -38,10 +38,6 @@ function inputsOf(action, task) {
     }
   }
   return parts;
-}
-
-function labelled(text, input) {
-  return el("label", {}, el("span", {}, text), input);
 }
 
 /** What ``op``'s signed content holds, from the form's values. */
