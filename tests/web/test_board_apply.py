@@ -4,23 +4,15 @@ gives the task back; each step signed by the NIP-07 test signer and checked thro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from support.browser import chromium_or_skip, run_in_browser
+from support.browser import run_in_browser
 from support.crash_harness import Serve
-from support.task_cli import serve_on_sim, task_cli
+from support.task_cli import task_cli
 
 from taskhold.nostr import NostrKeys
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    chromium_or_skip()
-    with serve_on_sim(tmp_path_factory.mktemp("serve")) as serve:
-        yield serve
 
 
 def test_apply_assign_and_give_back_through_the_board(

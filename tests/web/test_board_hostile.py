@@ -5,26 +5,18 @@ Debian's Chromium against a real ``taskhold serve`` on the simulator."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from support.browser import chromium_or_skip, run_in_browser
+from support.browser import run_in_browser
 from support.crash_harness import Serve
-from support.task_cli import key_file, serve_on_sim, task_cli
+from support.task_cli import key_file, task_cli
 
 from taskhold.nostr import NostrKeys
 
 HOSTILE_TITLE = '<img src=x onerror="window.__taskholdPwned=1;alert(1)">'
 HOSTILE_DESCRIPTION = "<script>window.__taskholdPwned=2;alert(2)</script><b>bold</b>"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    chromium_or_skip()
-    with serve_on_sim(tmp_path_factory.mktemp("serve")) as serve:
-        yield serve
 
 
 @pytest.fixture(scope="module")

@@ -6,21 +6,12 @@ kept under test-artifacts/screenshots/."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from support.browser import chromium_or_skip, run_in_browser
+from support.browser import run_in_browser
 from support.crash_harness import Serve
-from support.task_cli import serve_on_sim
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    chromium_or_skip()
-    with serve_on_sim(tmp_path_factory.mktemp("serve")) as serve:
-        yield serve
 
 
 def test_a_whole_task_through_the_board(server: Serve, request: pytest.FixtureRequest) -> None:

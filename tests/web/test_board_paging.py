@@ -4,20 +4,12 @@ API's ``next_before`` cursor until there are none (Chromium against a real ``tas
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.browser import chromium_or_skip, run_in_browser
+from support.browser import run_in_browser
 from support.crash_harness import Serve
-from support.task_cli import key_file, serve_on_sim, task_cli
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    chromium_or_skip()
-    with serve_on_sim(tmp_path_factory.mktemp("serve")) as serve:
-        yield serve
+from support.task_cli import key_file, task_cli
 
 
 def test_older_tasks_come_a_page_at_a_time(
