@@ -50,22 +50,29 @@ def test_markup_in_a_task_is_shown_as_text_and_runs_nothing(
     assert report["document_title"] == f"{HOSTILE_TITLE} — taskhold"
 
 
-def test_a_signer_signing_with_another_key_gets_nothing_sent(
-    server: Serve, funded_task: str, request: pytest.FixtureRequest
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [("other_key", "another key"), ("tampered", "changed the request")],
+)
+def test_a_signer_that_signs_something_else_gets_nothing_sent(
+    server: Serve, funded_task: str, request: pytest.FixtureRequest, mode: str, said: str
 ) -> None:
+    """A signer that signs with another key than it named, or signs another request than the
+    page asked for, gets nothing sent: the form says why and is ready again."""
     signing, claimed = NostrKeys.generate(), NostrKeys.generate()
     report = run_in_browser(
         "board-hostile-signer.mjs",
         server.url,
         request.node.name,
+        mode=mode,
         task_id=funded_task,
         signing_secret=signing.secret_hex_unsafe(),
         claimed_pubkey=claimed.pubkey_hex,
     )
-    assert "not a party" in report["signed_in"]  # the page took the claimed key at its word
+    assert "not a party" in report["signed_in"]
     assert report["signed"] == 1  # the signer was asked, and answered
     assert report["refusal_text"].startswith("Not sent")
-    assert "another key" in report["refusal_text"]
+    assert said in report["refusal_text"]
     assert report["button_enabled"]  # no hang: the form is ready for another try
     assert report["posts"] == []
     task = httpx.get(f"{server.url}/v1/tasks/{funded_task}").json()

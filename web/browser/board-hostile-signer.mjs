@@ -1,15 +1,22 @@
-// A NIP-07 signer that signs with another key than the one it told the page (a hostile or
-// broken extension): the page refuses to send the event and says so, at once.
+// A NIP-07 signer that misbehaves (a hostile or broken extension): with ``mode`` "other_key" it
+// signs with another key than the one it told the page, with "tampered" it signs a request
+// other than the one it was given. Either way the page sends nothing and says so, at once.
 import { args, baseUrl, installTestSigner, run, screenshot } from "./harness.mjs";
 import { recordRequests } from "./board-flow.mjs";
 
 await run(async (page, report, context) => {
   const signer = await installTestSigner(context);
   signer.use(args.signing_secret);
-  // the extension claims one key and signs with another
-  await context.addInitScript((claimed) => {
-    window.nostr.getPublicKey = async () => claimed;
-  }, args.claimed_pubkey);
+  if (args.mode === "other_key") {
+    await context.addInitScript((claimed) => {
+      window.nostr.getPublicKey = async () => claimed;
+    }, args.claimed_pubkey);
+  } else {
+    await context.addInitScript(() => {
+      const sign = window.nostr.signEvent;
+      window.nostr.signEvent = (template) => sign({ ...template, tags: [...template.tags, ["p", "0".repeat(64)]] });
+    });
+  }
   const requests = [];
   recordRequests(page, requests);
 
