@@ -3,20 +3,12 @@ bundle loads and lists a funded task. The harness every browser test uses is pro
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.browser import chromium_or_skip, run_in_browser
+from support.browser import run_in_browser
 from support.crash_harness import Serve
-from support.task_cli import key_file, serve_on_sim, task_cli
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    chromium_or_skip()
-    with serve_on_sim(tmp_path_factory.mktemp("serve")) as serve:
-        yield serve
+from support.task_cli import key_file, task_cli
 
 
 def test_the_board_lists_a_funded_task(

@@ -3,7 +3,7 @@ import { args, baseUrl, run, screenshot } from "./harness.mjs";
 
 await run(async (page, report) => {
   await page.goto(`${baseUrl}/`);
-  const item = page.locator(`[data-task-id="${args.task_id}"]`);
+  const item = page.locator(`[data-task-id="${args.task_id}"] .title`);
   await item.waitFor();
   report.listed_text = await item.textContent();
   report.not_built_notice = await page.locator("#not-built").count();

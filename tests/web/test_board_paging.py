@@ -1,0 +1,37 @@
+"""The board lists open tasks a page at a time, newest first, and fetches older ones with the
+API's ``next_before`` cursor until there are none (Chromium against a real ``taskhold serve``)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from support.browser import run_in_browser
+from support.crash_harness import Serve
+from support.task_cli import key_file, task_cli
+
+
+def test_older_tasks_come_a_page_at_a_time(
+    server: Serve, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    employer = key_file(tmp_path / "employer.key")
+    common = ["--server", server.url, "--key-file", str(employer), "--json"]
+    funded = []
+    for n in range(3):
+        created = task_cli("create", f"Task {n}", "--amount-sat", "1000", *common)
+        assert created.code == 0, created.stderr
+        funded.append(created.json()["task_id"])
+        assert task_cli("fund", funded[-1], "--wallet", "sim", *common).code == 0
+        # the API's cursor is a created_at second: one task a second keeps the order total
+        while time.time() < created.json()["created_at"] + 1:
+            time.sleep(0.05)
+    # a task still in DRAFT is not open to workers, so it is not listed
+    assert task_cli("create", "Not funded", "--amount-sat", "1000", *common).code == 0
+
+    report = run_in_browser("board-paging.mjs", server.url, request.node.name)
+    newest_first = funded[::-1]
+    assert report["first_page"] == newest_first[:2]
+    assert report["more_shown"]
+    assert report["both_pages"] == newest_first
+    assert not report["more_after"]
