@@ -220,6 +220,13 @@ async def list_tasks(
     before: Annotated[
         int | None, Query(ge=0, le=2**63 - 1, description="created_at cursor")
     ] = None,
+    before_id: Annotated[
+        str | None,
+        Query(
+            pattern="^[0-9a-f]{64}$",
+            description="task id cursor, with before: the page goes on after this task",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     async with services_of(request).store.transaction() as tx:
         tasks = await tx.list_tasks(
@@ -228,12 +235,17 @@ async def list_tasks(
             worker=worker,
             limit=limit,
             before=before,
+            before_id=before_id,
             listed_only=employer is None and worker is None,  # the board: no delisted task
         )
     swap_api = services_of(request).settings.swap_api_url
     views = [task_view(task, swap_api=swap_api) for task in tasks]
-    cursor = views[-1]["created_at"] if len(views) == limit else None
-    return {"tasks": views, "next_before": cursor}
+    last = views[-1] if len(views) == limit else None
+    return {
+        "tasks": views,
+        "next_before": None if last is None else last["created_at"],
+        "next_before_id": None if last is None else last["task_id"],
+    }
 
 
 @router.get(

@@ -419,6 +419,10 @@ class WriteAnswer(TaskView):
 class TaskList(_Described):
     tasks: list[TaskView]
     next_before: int | None = Field(description="pass as before= for the next page")
+    next_before_id: str | None = Field(
+        description="pass as before_id= with before=, so tasks made in the same second as the"
+        " page's last are not skipped"
+    )
 
 
 class Transition(_Described):

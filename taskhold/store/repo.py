@@ -331,9 +331,14 @@ class Tx:
         worker: str | None = None,
         limit: int = 50,
         before: int | None = None,
+        before_id: str | None = None,
         listed_only: bool = False,
     ) -> list[Task]:
-        """Newest first; ``listed_only`` leaves out the tasks the operator delisted."""
+        """Newest first, ties by task id; ``listed_only`` leaves out the tasks the operator
+        delisted. The cursor is the last row's (``created_at``, ``task_id``): with ``before``
+        alone the page starts below that second; with ``before_id`` too it goes on inside the
+        same second, after that task, so tasks made in one second are neither skipped nor
+        repeated at a page boundary."""
         stmt = select(TaskRow).order_by(TaskRow.created_at.desc(), TaskRow.task_id).limit(limit)
         if listed_only:
             delisted = select(DelistedTaskRow.task_id).where(
@@ -346,7 +351,12 @@ class Tx:
             stmt = stmt.where(TaskRow.employer_pubkey == employer)
         if worker is not None:
             stmt = stmt.where(TaskRow.worker_pubkey == worker)
-        if before is not None:
+        if before is not None and before_id is not None:
+            stmt = stmt.where(
+                (TaskRow.created_at < before)
+                | ((TaskRow.created_at == before) & (TaskRow.task_id > before_id))
+            )
+        elif before is not None:
             stmt = stmt.where(TaskRow.created_at < before)
         rows = (await self.session.execute(stmt)).scalars()
         return [task_from_data(row.data) for row in rows]

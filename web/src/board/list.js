@@ -31,12 +31,13 @@ export async function showOpenTasks(root) {
   const list = el("ul", { id: "open-tasks" });
   const more = el("button", { type: "button", id: "more-tasks", hidden: true }, "Older tasks");
   const empty = el("p", { id: "no-tasks", hidden: true }, "No open task right now.");
-  let before = null;
+  let cursor = {};
   async function load() {
     more.disabled = true;
-    const page = await listTasks({ state: "FUNDED", limit: pageSize(), before });
+    const page = await listTasks({ state: "FUNDED", limit: pageSize(), ...cursor });
     list.append(...page.tasks.map(row));
-    before = page.next_before;
+    const before = page.next_before;
+    cursor = before == null ? {} : { before, before_id: page.next_before_id };
     more.hidden = before == null;
     more.disabled = false;
     empty.hidden = list.childElementCount > 0;
