@@ -45,7 +45,9 @@ def paid_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve, 
     keys = tmp_path_factory.mktemp("keys")
     with serve_on_sim(tmp_path_factory.mktemp("serve")) as server:
         employer, worker = key_file(keys / "employer.key"), key_file(keys / "worker.key")
-        task_id = cli_as(server, employer, "create", MARKUP_TITLE, "--amount-sat", "2100")["task_id"]
+        task_id = cli_as(server, employer, "create", MARKUP_TITLE, "--amount-sat", "2100")[
+            "task_id"
+        ]
         cli_as(server, employer, "fund", task_id, "--wallet", "sim")
         cli_as(server, worker, "claim", task_id)
         cli_as(server, worker, "proof", task_id, "--field", "url=https://example.org/pr/1",
@@ -134,7 +136,9 @@ def test_an_equivocated_entry_is_shown_with_both_ids(
         relay = start_relay()
         asyncio.run(publish(relay, [*events, twin]))
         report = run_in_browser(
-            "explorer.mjs", server.url, request.node.name,
+            "explorer.mjs",
+            server.url,
+            request.node.name,
             visits=[{"name": "equivocation", "query": query(operator, relay)}],
         )
     visit = report["visits"]["equivocation"]
@@ -201,7 +205,9 @@ def test_a_hostile_relays_forgeries_are_crossed_and_its_markup_stays_text(
     served = [forged_sig if e is claimed else e for e in events] + [foreign, {"id": "<b>x</b>"}]
     with HostileRelay(served) as relay:
         report = run_in_browser(
-            "explorer.mjs", server.url, request.node.name,
+            "explorer.mjs",
+            server.url,
+            request.node.name,
             visits=[{"name": "hostile-relay", "query": query(operator, relay.url)}],
         )
     visit = report["visits"]["hostile-relay"]
