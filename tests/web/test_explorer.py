@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -37,8 +38,25 @@ def cli_as(server: Serve, key: Path, *args: str) -> dict[str, Any]:
     return ran.json()
 
 
+@dataclass(frozen=True)
+class PaidLog:
+    server: Serve
+    operator: str
+    events: list[dict[str, Any]]
+
+    def entry(self, op: str) -> dict[str, Any]:
+        return next(e for e in self.events if tag(e, "op") == op)
+
+    def explore(self, request: pytest.FixtureRequest, *visits: dict[str, str]) -> dict[str, Any]:
+        """The explorer.mjs report of ``visits`` ({name, query}), by visit name."""
+        report = run_in_browser("explorer.mjs", self.server.url, request.node.name, visits=visits)
+        assert all(Path(shot).stat().st_size > 0 for shot in report["screenshots"])
+        visited: dict[str, Any] = report["visits"]
+        return visited
+
+
 @pytest.fixture(scope="module")
-def paid_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve, dict[str, Any]]]:
+def paid_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaidLog]:
     """A server whose log holds one task created, funded, claimed, proved, approved and PAID,
     all of it published on its relay; with the server's info and the log's events."""
     chromium_or_skip()
@@ -54,8 +72,8 @@ def paid_log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve, 
                "--wallet", "sim")  # fmt: skip
         assert cli_as(server, employer, "approve", task_id)["state"] == "PAID"
         info = httpx.get(f"{server.url}/v1/info").json()
-        events = published_log(info["relays"], info["operator_pubkey"])
-        yield server, {"info": info, "events": events, "task_id": task_id}
+        operator = info["operator_pubkey"]
+        yield PaidLog(server, operator, published_log(info["relays"], operator))
 
 
 def published_log(relays: list[str], operator: str) -> list[dict[str, Any]]:
@@ -81,21 +99,20 @@ def bad_rows(visit: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_the_explorer_ticks_a_clean_log_and_crosses_a_deleted_entry(
-    paid_log: tuple[Serve, dict[str, Any]], request: pytest.FixtureRequest
+    paid_log: PaidLog, request: pytest.FixtureRequest
 ) -> None:
-    server, log = paid_log
-    operator, events = log["info"]["operator_pubkey"], log["events"]
-    proof = next(e for e in events if tag(e, "op") == "ProofSubmitted")
+    operator, events = paid_log.operator, paid_log.events
+    proof = paid_log.entry("ProofSubmitted")
     deleted_gseq = int(tag(proof, "gseq") or "")
     with relay_processes() as start_relay:
         holed = start_relay()
         asyncio.run(publish(holed, [e for e in events if e is not proof]))
-        report = run_in_browser(
-            "explorer.mjs", server.url, request.node.name,
-            visits=[{"name": "clean-log"},
-                    {"name": "entry-deleted", "query": query(operator, holed)}],
-        )  # fmt: skip
-    clean, holed_visit = report["visits"]["clean-log"], report["visits"]["entry-deleted"]
+        visits = paid_log.explore(
+            request,
+            {"name": "clean-log"},
+            {"name": "entry-deleted", "query": query(operator, holed)},
+        )
+    clean, holed_visit = visits["clean-log"], visits["entry-deleted"]
 
     # Defaults come from the server and say so; every entry of the real lifecycle is ticked.
     assert clean["origin"] == "server" and clean["operator_input"] == operator
@@ -116,17 +133,15 @@ def test_the_explorer_ticks_a_clean_log_and_crosses_a_deleted_entry(
     assert f"entry {deleted_gseq} missing" in gap["text"]
     crossed = {row["op"] for row in bad_rows(holed_visit) if row["kind"] == "entry"}
     assert crossed == {"SubmissionApproved", "ReleaseCompleted"}
-    assert all(Path(shot).stat().st_size > 0 for shot in report["screenshots"])
 
 
 def test_an_equivocated_entry_is_shown_with_both_ids(
-    paid_log: tuple[Serve, dict[str, Any]], request: pytest.FixtureRequest
+    paid_log: PaidLog, request: pytest.FixtureRequest
 ) -> None:
-    server, log = paid_log
-    operator, events = log["info"]["operator_pubkey"], log["events"]
-    keys = load_or_create_key_file(server.data_dir / "keys" / "operator.key")
+    operator, events = paid_log.operator, paid_log.events
+    keys = load_or_create_key_file(paid_log.server.data_dir / "keys" / "operator.key")
     assert keys.pubkey_hex == operator
-    original = next(e for e in events if tag(e, "op") == "FundingAccepted")
+    original = paid_log.entry("FundingAccepted")
     twin = keys.sign_event(
         original["kind"], original["content"],
         [["state", "ab" * 32] if t[0] == "state" else t for t in original["tags"]],
@@ -135,13 +150,10 @@ def test_an_equivocated_entry_is_shown_with_both_ids(
     with relay_processes() as start_relay:
         relay = start_relay()
         asyncio.run(publish(relay, [*events, twin]))
-        report = run_in_browser(
-            "explorer.mjs",
-            server.url,
-            request.node.name,
-            visits=[{"name": "equivocation", "query": query(operator, relay)}],
+        visits = paid_log.explore(
+            request, {"name": "equivocation", "query": query(operator, relay)}
         )
-    visit = report["visits"]["equivocation"]
+    visit = visits["equivocation"]
     assert visit["status"] == "findings"
     (row,) = [row for row in visit["rows"] if row["kind"] == "equivocation"]
     assert row["gseq"] == tag(original, "gseq")
@@ -190,11 +202,10 @@ class HostileRelay:
 
 
 def test_a_hostile_relays_forgeries_are_crossed_and_its_markup_stays_text(
-    paid_log: tuple[Serve, dict[str, Any]], request: pytest.FixtureRequest
+    paid_log: PaidLog, request: pytest.FixtureRequest
 ) -> None:
-    server, log = paid_log
-    operator, events = log["info"]["operator_pubkey"], log["events"]
-    claimed = next(e for e in events if tag(e, "op") == "TaskClaimed")
+    operator, events = paid_log.operator, paid_log.events
+    claimed = paid_log.entry("TaskClaimed")
     sig = claimed["sig"]
     forged_sig = {**claimed, "sig": sig[:-1] + ("0" if sig[-1] != "0" else "1")}
     stranger = NostrKeys.generate()
@@ -204,13 +215,10 @@ def test_a_hostile_relays_forgeries_are_crossed_and_its_markup_stays_text(
     )  # fmt: skip
     served = [forged_sig if e is claimed else e for e in events] + [foreign, {"id": "<b>x</b>"}]
     with HostileRelay(served) as relay:
-        report = run_in_browser(
-            "explorer.mjs",
-            server.url,
-            request.node.name,
-            visits=[{"name": "hostile-relay", "query": query(operator, relay.url)}],
+        visits = paid_log.explore(
+            request, {"name": "hostile-relay", "query": query(operator, relay.url)}
         )
-    visit = report["visits"]["hostile-relay"]
+    visit = visits["hostile-relay"]
     assert visit["status"] == "findings"
     by_id = {row["event_id"]: row for row in visit["rows"] if row["event_id"]}
     assert by_id[claimed["id"]]["mark"] == "✗"
