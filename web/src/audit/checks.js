@@ -9,6 +9,7 @@ import { Findings, Kind, entryLocation, finding } from "./findings.js";
 import { sha256Hex } from "./hashes.js";
 import { Verdict, isHex64, verifyVerdict } from "./nip01.js";
 import { PayoutCheck, proofsRequiredFrom } from "./payouts.js";
+import { checkSeries } from "./series.js";
 
 export const CHECKPOINT_D = "taskhold-log-head";
 const DELETION_KIND = 5;
@@ -391,6 +392,7 @@ export function auditLog(events, operator, { kinds = DEFAULT_KINDS, checkpoints 
     check.finish(findings);
     payoutChecks.push(check);
   }
+  checkSeries(byTask, findings);
   if (checkpoint !== null) {
     const atHead = (byGseq.get(checkpoint.gseq) ?? []).map((entry) => entry.id);
     if (atHead.length && !atHead.includes(checkpoint.head)) {

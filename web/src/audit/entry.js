@@ -6,6 +6,7 @@
 import { Kind, finding } from "./findings.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { bytesToHex, utf8ToBytes } from "@noble/hashes/utils.js";
+import { commitmentProblems, pyRepr } from "./commitments.js";
 import { Verdict, canonicalJson, isHex64, isObject, verifyVerdict } from "./nip01.js";
 
 export const KEY_ROTATED = "KeyRotated";
@@ -319,7 +320,7 @@ class Reader {
     }
     const problems = [];
     if (canonicalJson(content) !== this.event.content) problems.push("content is not canonical JSON");
-    if (content.v !== 1) problems.push(`unknown content version ${JSON.stringify(content.v)}`);
+    if (content.v !== 1) problems.push(`unknown content version ${pyRepr(content.v)}`);
     if (!isObject(content.event) || content.event.type !== op) {
       problems.push("content event.type differs from the op tag");
     }
@@ -357,7 +358,7 @@ class Reader {
     for (const tag of [...request.tags].reverse()) {
       if (tag.length >= 2) requestTags[tag[0]] = tag[1];
     }
-    const verb = String(requestTags.op);
+    const verb = requestTags.op === undefined ? "None" : String(requestTags.op);
     if (!Object.hasOwn(REQUEST_OPS, verb) || !REQUEST_OPS[verb].includes(op)) {
       problems.push(`its op '${verb}' cannot cause ${op}`);
     }
@@ -439,6 +440,21 @@ function declaredAmount(created, name = "amount_msat") {
   return isInt(created[name]) ? created[name] : null;
 }
 
+/** The series a milestone's TaskCreated declares; null for a task on its own. Ill-typed fields
+ * read as an impossible index, so the series check reports them. */
+function declaredSeries(created, participants) {
+  if (created.series_id === undefined || created.series_id === null) return null;
+  const index = created.milestone_index;
+  const count = created.milestone_count;
+  return {
+    series_id: String(created.series_id),
+    index: isInt(index) ? index : -1,
+    count: isInt(count) ? count : -1,
+    funding_mode: created.funding_mode === undefined ? "None" : String(created.funding_mode),
+    employer: participants.length && participants[0].length > 1 ? participants[0][1] : "",
+  };
+}
+
 function newWorker(op, contentEvent, request) {
   if (op !== "TaskClaimed" && op !== "WorkerAssigned") return null;
   let named = contentEvent.worker_pubkey;
@@ -477,11 +493,14 @@ export function parseEntry(event, kinds = DEFAULT_KINDS) {
   reader.checkRequest(request, place.task, place.op);
   const embeddedOk = !reader.findings.some((f) => f.kind === Kind.BAD_EMBEDDED_REQUEST);
   const contentEvent = reader.contentEvent();
+  const sealing = commitmentProblems(place.op, contentEvent, request, event.pubkey);
+  if (sealing.length) reader.fault(Kind.MALFORMED, `private content: ${sealing.join("; ")}`);
   const created = place.op === "TaskCreated";
   const entry = {
     ...baseEntry(event, place, values),
     amount_msat: created ? declaredAmount(contentEvent) : null,
     fee_msat: created ? declaredAmount(contentEvent, "fee_msat") : null,
+    series: created ? declaredSeries(contentEvent, participants) : null,
     participants: participants.filter((t) => t.length >= 2).map((t) => t[1]),
     terms: request !== null && embeddedOk ? payoutTerms(request) : null,
     signer: request !== null && embeddedOk ? String(request.pubkey) : null,
@@ -502,6 +521,7 @@ function baseEntry(event, place, values) {
     values: { ...values },
     amount_msat: null,
     fee_msat: null,
+    series: null,
     participants: [],
     terms: null,
     signer: null,

@@ -18,6 +18,7 @@ export const Kind = Object.freeze({
   CHECKPOINT_MISMATCH: "checkpoint_mismatch",
   OPERATOR_DELETION: "operator_deletion",
   BAD_SPLIT: "bad_split",
+  BAD_SERIES: "bad_series",
   BAD_ROUND: "bad_round",
   UNPROVEN_PAYOUT: "unproven_payout",
 });
