@@ -5,6 +5,7 @@ browser's tick or cross is then exactly ``taskhold audit``'s verdict."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -20,10 +21,16 @@ from support.audit_logs import (
     forged,
     forged_payment,
     paid_with,
+    read_real_log,
     tag,
 )
 from support.browser import SCRIPTS, WEB
+from support.milestone_flows import fund as fund_milestone
+from support.milestone_flows import plan as milestone_plan
+from support.milestone_flows import work_and_approve
+from support.split_flows import paid_split
 from support.stacks import Stack
+from support.task_flows import funded
 
 from taskhold.audit import audit_log
 from taskhold.nostr import NostrKeys
@@ -168,3 +175,88 @@ async def test_on_a_clean_log_every_preimage_and_payout_proof_holds(real_log: Re
     assert settled and set(js["preimages_ok"]) == settled
     assert set(js["payouts_proven"]) == settled
     assert js["summary"]["payouts_proven"] == js["summary"]["payouts"] == len(settled)
+
+
+async def _more_paths(stack: Stack) -> RealLog:
+    """A split paid to both sides, a private task paid, a sequential series of milestones paid
+    through: the paths the first log does not take."""
+    await paid_split(stack)
+    employer, worker = stack.client(), stack.client()
+    task = await funded(stack, employer, description="private details", private=True)
+    await worker.claim(task["task_id"])
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    await worker.submit_proof(task["task_id"], {"url": "https://example.org/p"}, invoice)
+    await employer.approve(task["task_id"])
+    await stack.settle_engine()
+    series = await employer.create_milestones(milestone_plan(), funding_mode="sequential")
+    ids = series["series"]["task_ids"]
+    await fund_milestone(stack, employer, ids[0])
+    await worker.claim(ids[0])
+    for index, task_id in enumerate(ids):
+        if index:
+            await stack.settle_engine(1)
+            await fund_milestone(stack, employer, task_id)
+        assert (await work_and_approve(stack, employer, worker, task_id))["state"] == "PAID"
+    return await read_real_log(stack)
+
+
+_HASH_TAGS = ("preimage", "payout_preimage", "share_preimage", "payment_hash", "payout_hash",
+              "share_hash", "deposit_hash", "depositor", "prev")  # fmt: skip
+_CONTENT_FIELDS = ("milestone_index", "funding_mode", "details_hash", "proof_hash",
+                   "amount_msat", "worker_pubkey", "payout_payment_hash_hex")  # fmt: skip
+
+
+def _other_hash(draft: Draft) -> None:
+    """The first hash-like tag the entry has, replaced by another 32 bytes."""
+    name = next((t[0] for t in draft.tags if t[0] in _HASH_TAGS), None)
+    if name is None:
+        draft.set_tag("state", "cd" * 32)
+    else:
+        draft.set_tag(name, hashlib.sha256(name.encode()).hexdigest())
+
+
+def _other_content(draft: Draft) -> None:
+    """The first field of the content's event the checks read, changed."""
+
+    def edit(body: dict[str, Any]) -> None:
+        event = body["event"]
+        name = next((n for n in _CONTENT_FIELDS if n in event), None)
+        if name is None:
+            body["v"] = 2
+        elif isinstance(event[name], int):
+            event[name] += 1
+        else:
+            event[name] = "sequential" if name == "funding_mode" else "ef" * 32
+
+    draft.edit_content(edit)
+
+
+def _flipped_sig(event: dict[str, Any]) -> dict[str, Any]:
+    sig = event["sig"]
+    return {**event, "sig": sig[:-1] + ("0" if sig[-1] != "0" else "1")}
+
+
+async def test_every_entry_tampered_is_reported_alike_by_both(stack: Stack) -> None:
+    """On a log of the paths the first does not take, each entry in turn withheld or its
+    signature broken, and the first entry of each op re-signed by the operator with an earlier
+    time, another hash or another content field: the explorer and the auditor report the same
+    findings for each of these logs."""
+    if shutil.which("node") is None or not (WEB / "node_modules" / "nostr-tools").is_dir():
+        pytest.skip("needs node and web/node_modules (scripts/build-web)")
+    log = await _more_paths(stack)
+    assert audit_log(log.entries, log.operator).clean
+    cases: dict[str, dict[str, Any]] = {"clean": {"events": log.entries}}
+    seen: set[str | None] = set()
+    for gseq, entry in enumerate(log.entries):
+        op = tag(entry, "op")
+        cases[f"{gseq} {op} withheld"] = {"events": log.entries[:gseq] + log.entries[gseq + 1 :]}
+        flipped = [_flipped_sig(e) if e is entry else e for e in log.entries]
+        cases[f"{gseq} {op} bad signature"] = {"events": flipped}
+        if op in seen:
+            continue  # re-signing is slow: each op once is every kind of entry
+        seen.add(op)
+        for change in (_backdated, _other_hash, _other_content):
+            cases[f"{gseq} {op} {change.__name__}"] = {"events": log.resigned(gseq, change)}
+    ops = {tag(e, "op") for e in log.entries}
+    assert {"SplitSharePaid", "SplitCompleted", "ReleaseCompleted"} <= ops, ops
+    assert_same_findings(log.operator, cases)
