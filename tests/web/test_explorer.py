@@ -135,7 +135,7 @@ def test_the_explorer_ticks_a_clean_log_and_crosses_a_deleted_entry(
     assert crossed == {"SubmissionApproved", "ReleaseCompleted"}
 
 
-def test_an_equivocated_entry_is_shown_with_both_ids(
+def test_an_equivocated_entry_is_shown_with_both_ids_for_a_key_given_as_npub(
     paid_log: PaidLog, request: pytest.FixtureRequest
 ) -> None:
     operator, events = paid_log.operator, paid_log.events
@@ -151,10 +151,13 @@ def test_an_equivocated_entry_is_shown_with_both_ids(
         relay = start_relay()
         asyncio.run(publish(relay, [*events, twin]))
         visits = paid_log.explore(
-            request, {"name": "equivocation", "query": query(operator, relay)}
+            request, {"name": "equivocation", "query": query(keys.npub, relay)}
         )
     visit = visits["equivocation"]
     assert visit["status"] == "findings"
+    # The key given as an npub is the operator's hex key, and the page says where it came from.
+    assert visit["origin"] == "address" and visit["operator_input"] == keys.npub
+    assert f"Operator {operator};" in visit["result_text"]
     (row,) = [row for row in visit["rows"] if row["kind"] == "equivocation"]
     assert row["gseq"] == tag(original, "gseq")
     assert set(row["event_ids"].split()) == {original["id"], twin["id"]}
