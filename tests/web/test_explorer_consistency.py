@@ -33,6 +33,7 @@ from support.stacks import Stack
 from support.task_flows import funded
 
 from taskhold.audit import audit_log
+from taskhold.keys.signer import load_or_create_key_file
 from taskhold.nostr import NostrKeys
 
 Case = Callable[[RealLog], dict[str, Any]]
@@ -131,6 +132,21 @@ def _withheld_tail(log: RealLog) -> dict[str, Any]:
     return {"events": log.entries[:-3], "checkpoints": [checkpoint]}
 
 
+def _deletion_asked(log: RealLog) -> dict[str, Any]:
+    tags = [["e", log.entries[5]["id"]], ["k", "3910"]]
+    keys = load_or_create_key_file(log.stack.settings.data_dir / "keys" / "operator.key")
+    assert keys.pubkey_hex == log.operator  # the signer service signs no deletion request
+    return {"events": log.entries, "deletions": [keys.sign_event(5, "", tags, 1)]}
+
+
+def _checkpoint_elsewhere(log: RealLog) -> dict[str, Any]:
+    gseq = len(log.entries) - 1
+    tags = [["d", "taskhold-log-head"], ["gseq", str(gseq)], ["head", log.entries[0]["id"]],
+            ["count", str(gseq + 1)]]  # fmt: skip
+    checkpoint = log.stack.services.signer.sign_event(30078, "", tags, 1)
+    return {"events": log.entries, "checkpoints": [checkpoint]}
+
+
 def _backdated(draft: Draft) -> None:
     draft.created_at -= 3600
 
@@ -149,6 +165,8 @@ CASES: dict[str, Case] = {
     "time-backwards": _resign("TaskClaimed", _backdated),
     "not-canonical": _resign("FundingAccepted", lambda d: setattr(d, "content", d.content + " ")),
     "withheld-tail": _withheld_tail,
+    "deletion-asked": _deletion_asked,
+    "checkpoint-names-another-head": _checkpoint_elsewhere,
 }
 
 
@@ -163,8 +181,9 @@ async def test_the_explorer_and_the_auditor_report_the_same_findings(real_log: R
     cases = {name: make(real_log) for name, make in CASES.items()}
     for name, case in cases.items():  # each tampered case is a fault the auditor finds
         found = audit_log(
-            case["events"], real_log.operator, checkpoints=case.get("checkpoints", ())
-        )
+            case["events"], real_log.operator,
+            checkpoints=case.get("checkpoints", ()), deletions=case.get("deletions", ()),
+        )  # fmt: skip
         assert name.startswith("clean") == found.clean, name
     assert_same_findings(real_log.operator, cases)
 

@@ -130,7 +130,7 @@ export function logRows(events, result) {
       el("td", {}, String(entry.gseq)),
       el("td", { title: entry.task }, entry.task ? `${short(entry.task)} #${entry.seq}` : "—"),
       el("td", {}, entry.op, title ? el("span", { class: "title" }, ` “${title}”`) : ""),
-      el("td", {}, when(entry.created_at)),
+      el("td", { class: "time" }, when(entry.created_at)),
       el("td", { class: "checks" }, problems.length
         ? el("ul", {}, ...problems.map((f) => el("li", {}, describe(f))))
         : `id, signature and chain ${TICK}${proofs.length ? `; ${proofs.join("; ")}` : ""}`)) });
@@ -143,7 +143,7 @@ export function logRows(events, result) {
     rows.push({ sort: [gseq ?? Number.MAX_SAFE_INTEGER, 3], row: el("tr", { class: "refused", "data-verdict": "bad", "data-event-id": id, "data-gseq": gseq ?? "" },
       markCell(false), el("td", {}, gseq === undefined ? "?" : String(gseq)),
       el("td", {}, `event ${short(id)}`), el("td", {}, op),
-      el("td", {}, event && Number.isSafeInteger(event.created_at) ? when(event.created_at) : ""),
+      el("td", { class: "time" }, event && Number.isSafeInteger(event.created_at) ? when(event.created_at) : ""),
       el("td", { class: "checks" }, el("ul", {}, ...problems.map((f) => el("li", {}, describe(f)))))) });
   }
   rows.sort((a, b) => a.sort[0] - b.sort[0] || a.sort[1] - b.sort[1]);

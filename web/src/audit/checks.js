@@ -151,7 +151,7 @@ function globalChain(byGseq, last, findings) {
     }
     const before = previous.length && previous[0].gseq === gseq - 1 ? previous : [];
     const beforeIds = new Set(before.map((other) => other.id));
-    const earliest = previous.length ? Math.min(...previous.map((o) => o.created_at)) : null;
+    const earliest = previous.length ? previous.reduce((m, o) => Math.min(m, o.created_at), Infinity) : null;
     for (const entry of group) {
       const broken = before.length > 0 && !beforeIds.has(entry.gprev);
       const backwards = earliest !== null && entry.created_at < earliest;
@@ -342,7 +342,7 @@ function deletionRequests(events, keys, entryIds, findings) {
     const targets = event.tags.filter((t) => t[0] === "e" && t.length >= 2).map((t) => t[1]);
     if (!targets.length) continue;
     const known = targets.filter((t) => entryIds.has(t)).map((t) => entryIds.get(t).gseq);
-    const where = { gseq: known.length ? Math.min(...known) : null, event_id: event.id };
+    const where = { gseq: known.length ? known.reduce((a, b) => Math.min(a, b)) : null, event_id: event.id };
     const detail = `the operator asked relays to delete ${targets.length} event(s)`;
     findings.add(finding(Kind.OPERATOR_DELETION, where, detail, [event.id, ...targets]));
   }
@@ -380,7 +380,8 @@ export function auditLog(events, operator, { kinds = DEFAULT_KINDS, checkpoints 
   }
 
   const checkpoint = latestCheckpoint(checkpoints, keys, kinds, findings);
-  const head = byGseq.size ? Math.max(...byGseq.keys()) : -1;
+  let head = -1;
+  for (const gseq of byGseq.keys()) head = Math.max(head, gseq);
   globalChain(byGseq, Math.max(head, checkpoint ? checkpoint.gseq : -1), findings);
   const requiredFrom = proofsRequiredFrom(entries);
   const provenHashes = new Map();
