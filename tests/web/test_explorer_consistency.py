@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from support.audit_logs import (
     tag,
 )
 from support.browser import SCRIPTS, WEB
+from support.deposit_flows import deposits_log
 from support.milestone_flows import fund as fund_milestone
 from support.milestone_flows import plan as milestone_plan
 from support.milestone_flows import work_and_approve
@@ -255,14 +257,12 @@ def _flipped_sig(event: dict[str, Any]) -> dict[str, Any]:
     return {**event, "sig": sig[:-1] + ("0" if sig[-1] != "0" else "1")}
 
 
-async def test_every_entry_tampered_is_reported_alike_by_both(stack: Stack) -> None:
-    """On a log of the paths the first does not take, each entry in turn withheld or its
-    signature broken, and the first entry of each op re-signed by the operator with an earlier
-    time, another hash or another content field: the explorer and the auditor report the same
-    findings for each of these logs."""
+def assert_tampered_alike(log: RealLog) -> None:
+    """Each entry of ``log`` in turn withheld or its signature broken, and the first entry of
+    each op re-signed by the operator with an earlier time, another hash or another content
+    field: the explorer and the auditor report the same findings for each of these logs."""
     if shutil.which("node") is None or not (WEB / "node_modules" / "nostr-tools").is_dir():
         pytest.skip("needs node and web/node_modules (scripts/build-web)")
-    log = await _more_paths(stack)
     assert audit_log(log.entries, log.operator).clean
     cases: dict[str, dict[str, Any]] = {"clean": {"events": log.entries}}
     seen: set[str | None] = set()
@@ -276,6 +276,21 @@ async def test_every_entry_tampered_is_reported_alike_by_both(stack: Stack) -> N
         seen.add(op)
         for change in (_backdated, _other_hash, _other_content):
             cases[f"{gseq} {op} {change.__name__}"] = {"events": log.resigned(gseq, change)}
+    assert_same_findings(log.operator, cases)
+
+
+async def test_a_split_a_private_task_and_milestones_tampered_are_reported_alike(
+    stack: Stack,
+) -> None:
+    log = await _more_paths(stack)
     ops = {tag(e, "op") for e in log.entries}
     assert {"SplitSharePaid", "SplitCompleted", "ReleaseCompleted"} <= ops, ops
-    assert_same_findings(log.operator, cases)
+    assert_tampered_alike(log)
+
+
+async def test_deposits_tampered_are_reported_alike(tmp_path: Path, database_url: str) -> None:
+    async with deposits_log(tmp_path, database_url) as log:
+        assert {"DepositPaidOut", "DepositForfeited", "DepositReturned"} <= {
+            tag(e, "op") for e in log.entries
+        }
+        assert_tampered_alike(log)
