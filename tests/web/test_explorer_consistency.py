@@ -27,9 +27,7 @@ from support.audit_logs import (
 )
 from support.browser import SCRIPTS, WEB
 from support.deposit_flows import deposits_log
-from support.milestone_flows import fund as fund_milestone
-from support.milestone_flows import plan as milestone_plan
-from support.milestone_flows import work_and_approve
+from support.milestone_flows import paid_sequential_series
 from support.split_flows import paid_split
 from support.stacks import Stack
 from support.task_flows import funded
@@ -209,15 +207,7 @@ async def _more_paths(stack: Stack) -> RealLog:
     await worker.submit_proof(task["task_id"], {"url": "https://example.org/p"}, invoice)
     await employer.approve(task["task_id"])
     await stack.settle_engine()
-    series = await employer.create_milestones(milestone_plan(), funding_mode="sequential")
-    ids = series["series"]["task_ids"]
-    await fund_milestone(stack, employer, ids[0])
-    await worker.claim(ids[0])
-    for index, task_id in enumerate(ids):
-        if index:
-            await stack.settle_engine(1)
-            await fund_milestone(stack, employer, task_id)
-        assert (await work_and_approve(stack, employer, worker, task_id))["state"] == "PAID"
+    await paid_sequential_series(stack, employer, worker)
     return await read_real_log(stack)
 
 
