@@ -171,6 +171,13 @@ CASES: dict[str, Case] = {
 
 
 @pytest.fixture
+def database_kind() -> str:
+    """The logs are built on SQLite only: what is compared is the signed events, which the
+    writer's database does not change (the auditor's own tests run on both)."""
+    return "sqlite"
+
+
+@pytest.fixture
 async def real_log(stack: Stack) -> RealLog:
     if shutil.which("node") is None or not (WEB / "node_modules" / "nostr-tools").is_dir():
         pytest.skip("needs node and web/node_modules (scripts/build-web)")
