@@ -19,6 +19,7 @@ from support.audit_logs import (
     Draft,
     RealLog,
     build_real_log,
+    canonical_json,
     forged,
     forged_payment,
     paid_with,
@@ -139,6 +140,28 @@ def _deletion_asked(log: RealLog) -> dict[str, Any]:
     return {"events": log.entries, "deletions": [keys.sign_event(5, "", tags, 1)]}
 
 
+def _rotated(log: RealLog, *, old_key_signs_after: bool) -> dict[str, Any]:
+    """The log handed to a new key by a ``KeyRotated`` entry, then an entry the new key signs
+    (or, the fault, one the old key signs after handing the log on)."""
+    keys = load_or_create_key_file(log.stack.settings.data_dir / "keys" / "operator.key")
+    new = NostrKeys.generate()
+    gseq, last = len(log.entries), log.entries[-1]
+    body = {"at": last["created_at"], "new_key": new.pubkey_hex, "old_key": keys.pubkey_hex,
+            "type": "KeyRotated"}  # fmt: skip
+    tags = [["gseq", str(gseq)], ["o", str(gseq)], ["gprev", last["id"]], ["op", "KeyRotated"],
+            ["new_key", new.pubkey_hex], ["old_key", keys.pubkey_hex]]  # fmt: skip
+    content = canonical_json({"event": body, "request": None, "v": 1})
+    rotation = keys.sign_event(3910, content, tags, last["created_at"])
+    after = keys if old_key_signs_after else new
+    body = {**body, "new_key": keys.pubkey_hex, "old_key": new.pubkey_hex}
+    tags = [["gseq", str(gseq + 1)], ["o", str(gseq + 1)], ["gprev", rotation["id"]],
+            ["op", "KeyRotated"], ["new_key", keys.pubkey_hex],
+            ["old_key", after.pubkey_hex]]  # fmt: skip
+    content = canonical_json({"event": body, "request": None, "v": 1})
+    back = after.sign_event(3910, content, tags, last["created_at"])
+    return {"events": [*log.entries, rotation, back]}
+
+
 def _checkpoint_elsewhere(log: RealLog) -> dict[str, Any]:
     gseq = len(log.entries) - 1
     tags = [["d", "taskhold-log-head"], ["gseq", str(gseq)], ["head", log.entries[0]["id"]],
@@ -167,6 +190,8 @@ CASES: dict[str, Case] = {
     "withheld-tail": _withheld_tail,
     "deletion-asked": _deletion_asked,
     "checkpoint-names-another-head": _checkpoint_elsewhere,
+    "clean-rotated-and-back": lambda log: _rotated(log, old_key_signs_after=False),
+    "old-key-signs-after-rotation": lambda log: _rotated(log, old_key_signs_after=True),
 }
 
 
