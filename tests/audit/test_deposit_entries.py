@@ -7,7 +7,6 @@ import hashlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from support.audit_logs import (
@@ -19,12 +18,10 @@ from support.audit_logs import (
     request_signed_by,
     without_payout_preimage,
 )
-from support.deposit_flows import give_worker_wallet_money, locked_deposit, share_clock, stranger
-from support.stacks import Stack, close_stack, open_stack, stack_settings
-from support.task_flows import funded, read_log, tag
+from support.deposit_flows import deposits_log
+from support.task_flows import tag
 
 from taskhold.audit import FindingKind, audit_log
-from taskhold.client import TaskholdClient
 from taskhold.nostr import NostrKeys
 
 DEPOSIT_OPS = {
@@ -36,41 +33,8 @@ DEPOSIT_OPS = {
 @pytest.fixture
 async def deposit_log(tmp_path: Path, database_url: str) -> AsyncIterator[RealLog]:
     """One deposit returned after a paid task, one forfeited and paid to the employer."""
-    stack: Stack = await open_stack(
-        stack_settings(tmp_path, database_url, pow_max_bits=8, reputation_max_staleness_s=0)
-    )
-    try:
-        await give_worker_wallet_money(stack)
-        now = [1_900_000_000.0]
-        employer, worker, quitter = stack.client(), stranger(stack), stranger(stack)
-        share_clock(stack, now, employer, worker, quitter)
-
-        kept = await funded(stack, employer, deadline_at=int(now[0]) + 3600)
-        await locked_deposit(stack, worker, kept["task_id"], stack.world.worker)
-        await submitted_by(stack, employer, worker, kept)
-
-        dropped = await funded(stack, employer, deadline_at=int(now[0]) + 600)
-        amount = await locked_deposit(stack, quitter, dropped["task_id"], stack.world.worker)
-        await quitter.claim(dropped["task_id"])
-        now[0] += 601
-        await stack.settle_engine()
-        invoice = await stack.world.employer.create_invoice(amount, expiry_seconds=86_400)
-        await employer.claim_deposit(dropped["task_id"], quitter.pubkey_hex, invoice)
-        await stack.settle_engine()
-        yield RealLog(stack, stack.services.signer.get_public_key(), await read_log(stack))
-    finally:
-        await close_stack(stack)
-
-
-async def submitted_by(
-    stack: Stack, employer: TaskholdClient, worker: TaskholdClient, task: dict[str, Any]
-) -> None:
-    """The worker claims, proves and is approved: the task is PAID."""
-    await worker.claim(task["task_id"])
-    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
-    await worker.submit_proof(task["task_id"], {"url": "https://example.org/haiku"}, invoice)
-    await employer.approve(task["task_id"])
-    await stack.settle_engine()
+    async with deposits_log(tmp_path, database_url) as log:
+        yield log
 
 
 async def test_a_log_with_deposits_is_clean(deposit_log: RealLog) -> None:

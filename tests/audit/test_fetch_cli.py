@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import selectors
 import socket
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from support.audit_logs import RealLog, build_real_log, tag
+from support.relay_process import publish, relay_processes
 from support.stacks import Stack
 from typer.testing import CliRunner
-from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
 from taskhold.audit import FetchSettings, audit_log, fetch_log, parallel
@@ -25,51 +21,12 @@ from taskhold.cli import cli
 from taskhold.keys.signer import load_or_create_key_file
 from taskhold.nostr import NostrKeys
 
-RELAY_SCRIPT = Path(__file__).parents[1] / "support" / "relay_process.py"
-
 
 @pytest.fixture
 def start_relay() -> Iterator[Callable[[], str]]:
     """Starts LocalRelays (each in its own process) and stops them after the test."""
-    processes: list[subprocess.Popen[str]] = []
-
-    def start() -> str:
-        process = subprocess.Popen(
-            [sys.executable, str(RELAY_SCRIPT)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        processes.append(process)
-        assert process.stdout is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(process.stdout, selectors.EVENT_READ)
-            if not selector.select(timeout=30):
-                raise RuntimeError("the LocalRelay did not start within 30 s")
-        url = process.stdout.readline().strip()
-        assert url.startswith("ws://127.0.0.1:"), url
-        return url
-
-    yield start
-    for process in processes:
-        assert process.stdin is not None
-        process.stdin.close()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-async def publish(url: str, events: list[dict[str, Any]]) -> None:
-    async with connect(url) as ws:
-        for event in events:
-            await ws.send(json.dumps(["EVENT", event]))
-            while True:
-                answer = json.loads(await ws.recv())
-                if answer[0] == "OK" and answer[1] == event["id"]:
-                    assert answer[2] is True, answer
-                    break
+    with relay_processes() as start:
+        yield start
 
 
 async def run_audit(*args: str) -> tuple[int, str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from support.audit_logs import Draft, RealLog
-from support.milestone_flows import fund, plan, work_and_approve
+from support.milestone_flows import fund, paid_sequential_series, plan, work_and_approve
 from support.stacks import Stack, close_stack, new_database, open_stack, stack_settings
 from support.task_flows import read_log, tag
 
@@ -25,15 +25,7 @@ from taskhold.store.codec import task_to_data
 async def _series_log(stack: Stack) -> dict[str, list[str]]:
     employer, worker = stack.client(), stack.client()
     series: dict[str, list[str]] = {}
-    paid = await employer.create_milestones(plan(), funding_mode="sequential")
-    series["paid"] = ids = paid["series"]["task_ids"]
-    await fund(stack, employer, ids[0])
-    await worker.claim(ids[0])
-    for index, task_id in enumerate(ids):
-        if index:
-            await stack.settle_engine(1)
-            await fund(stack, employer, task_id)
-        assert (await work_and_approve(stack, employer, worker, task_id))["state"] == "PAID"
+    series["paid"] = await paid_sequential_series(stack, employer, worker)
     refunded = await employer.create_milestones(plan(), funding_mode="sequential")
     series["refunded"] = ids = refunded["series"]["task_ids"]
     await fund(stack, employer, ids[0])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from support.stacks import Stack
-from support.task_flows import funded
+from support.audit_logs import RealLog
+from support.stacks import Stack, close_stack, open_stack, stack_settings
+from support.task_flows import funded, read_log
 from taskhold.client import TaskholdClient
 
 
@@ -83,3 +86,43 @@ async def abandoned_claim(stack: Stack) -> AbandonedClaim:
     now[0] += 601  # the deadline passes without a proof
     await stack.settle_engine()
     return AbandonedClaim(now, employer, worker, task, amount, worker_before, employer_before)
+
+
+@contextlib.asynccontextmanager
+async def deposits_log(tmp_path: Path, database_url: str) -> AsyncIterator[RealLog]:
+    """One deposit returned after a paid task, one forfeited and paid to the employer."""
+    stack: Stack = await open_stack(
+        stack_settings(tmp_path, database_url, pow_max_bits=8, reputation_max_staleness_s=0)
+    )
+    try:
+        await give_worker_wallet_money(stack)
+        now = [1_900_000_000.0]
+        employer, worker, quitter = stack.client(), stranger(stack), stranger(stack)
+        share_clock(stack, now, employer, worker, quitter)
+
+        kept = await funded(stack, employer, deadline_at=int(now[0]) + 3600)
+        await locked_deposit(stack, worker, kept["task_id"], stack.world.worker)
+        await submitted_by(stack, employer, worker, kept)
+
+        dropped = await funded(stack, employer, deadline_at=int(now[0]) + 600)
+        amount = await locked_deposit(stack, quitter, dropped["task_id"], stack.world.worker)
+        await quitter.claim(dropped["task_id"])
+        now[0] += 601
+        await stack.settle_engine()
+        invoice = await stack.world.employer.create_invoice(amount, expiry_seconds=86_400)
+        await employer.claim_deposit(dropped["task_id"], quitter.pubkey_hex, invoice)
+        await stack.settle_engine()
+        yield RealLog(stack, stack.services.signer.get_public_key(), await read_log(stack))
+    finally:
+        await close_stack(stack)
+
+
+async def submitted_by(
+    stack: Stack, employer: TaskholdClient, worker: TaskholdClient, task: dict[str, Any]
+) -> None:
+    """The worker claims, proves and is approved: the task is PAID."""
+    await worker.claim(task["task_id"])
+    invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
+    await worker.submit_proof(task["task_id"], {"url": "https://example.org/haiku"}, invoice)
+    await employer.approve(task["task_id"])
+    await stack.settle_engine()

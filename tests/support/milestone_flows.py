@@ -45,3 +45,20 @@ async def work_and_approve(
     await employer.approve(task_id)
     await stack.settle_engine()
     return await employer.get_task(task_id)
+
+
+async def paid_sequential_series(
+    stack: Stack, employer: TaskholdClient, worker: TaskholdClient
+) -> list[str]:
+    """A sequential series of three milestones, each funded after the one before was PAID,
+    worked and approved to PAID by ``worker``; the milestones' task ids."""
+    created = await employer.create_milestones(plan(), funding_mode="sequential")
+    ids: list[str] = created["series"]["task_ids"]
+    await fund(stack, employer, ids[0])
+    await worker.claim(ids[0])
+    for index, task_id in enumerate(ids):
+        if index:
+            await stack.settle_engine(1)
+            await fund(stack, employer, task_id)
+        assert (await work_and_approve(stack, employer, worker, task_id))["state"] == "PAID"
+    return ids
