@@ -169,7 +169,8 @@ def _by_current_key(
     author is ``wrong_author`` and the entry takes no place in the log.
 
     ``read``: the entries ``parse_entry`` placed, by id. Such an entry's ``gseq`` is the value
-    of its first ``gseq`` tag with one, digits only: what ``_claimed_gseq`` reads again."""
+    of its first ``gseq`` tag with one, digits only: what ``_claimed_gseq`` reads again; its
+    ``op`` and ``new_key`` are those of its first tags with a value, as ``_handed_to`` reads."""
     placed: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
     unplaced: list[Mapping[str, Any]] = []
     read = read or {}
@@ -193,10 +194,17 @@ def _by_current_key(
                 refuse(event, gseq, current)
                 continue
             kept.append(event)
-            handed.add(_handed_to(event) or event["pubkey"])
+            entry = read.get(event["id"])
+            if entry is None:
+                handed.add(_handed_to(event) or event["pubkey"])
+            elif entry.op == KEY_ROTATED and is_hex64(new_key := entry.values.get("new_key", "")):
+                handed.add(new_key)  # what _handed_to reads from the tags, already read
+            else:
+                handed.add(event["pubkey"])
         if handed:
             current = handed
-            chain.update(dict.fromkeys(sorted(handed)))
+            if not handed <= chain.keys():  # a key handed on for the first time
+                chain.update(dict.fromkeys(sorted(handed)))
     for event in unplaced:  # no readable gseq: reported by parse_entry if the author is known
         if event["pubkey"] in chain:
             kept.append(event)
@@ -249,8 +257,12 @@ def _global_chain(by_gseq: Mapping[int, list[Entry]], last: int, findings: set[F
             detail = f"{len(group)} different operator-signed entries for one gseq"
             findings.add(Finding(FindingKind.EQUIVOCATION, Location(gseq=gseq), detail, ids))
         before = previous if previous and previous[0].gseq == gseq - 1 else []
-        before_ids = {other.id for other in before}
-        earliest = min(other.created_at for other in previous) if previous else None
+        if len(previous) == 1:  # nearly always: no equivocation
+            before_ids: Collection[str] = (before[0].id,) if before else ()
+            earliest: int | None = previous[0].created_at
+        else:
+            before_ids = {other.id for other in before}
+            earliest = min(other.created_at for other in previous) if previous else None
         for entry in group:
             broken = bool(before) and entry.gprev not in before_ids
             backwards = earliest is not None and entry.created_at < earliest

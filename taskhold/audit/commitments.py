@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Mapping
 from typing import Any
 
-from .nip01 import is_hex64
+from .nip01 import is_hex64, parse_json
 
 __all__ = ["commitment_problems", "disclosure_matches"]
 
@@ -100,7 +99,7 @@ def _signed_as_recorded(
     the very ciphertexts signed; another reader's is either that too (logs written before the
     operator sealed them again) or one the operator sealed again from what it checked."""
     try:
-        content = json.loads(request["content"])
+        content = parse_json(request["content"])
     except (ValueError, KeyError, TypeError):
         return ["the embedded request's content is not JSON"]
     if not isinstance(content, dict):

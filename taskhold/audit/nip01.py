@@ -18,7 +18,8 @@ from typing import Any, cast
 from coincurve import PublicKeyXOnly
 
 __all__ = [
-    "HEX64", "Verdict", "compact_json", "event_id", "is_hex64", "shape_error", "verify_event",
+    "HEX64", "Verdict", "compact_json", "event_id", "is_hex64", "parse_json", "shape_error",
+    "verify_event",
 ]  # fmt: skip
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -32,11 +33,20 @@ class Verdict(StrEnum):
     BAD_SIGNATURE = "bad_signature"
 
 
-_hex64 = HEX64.fullmatch
+_fromhex = bytes.fromhex
 
 
 def is_hex64(value: object) -> bool:
-    return isinstance(value, str) and _hex64(value) is not None
+    """Exactly 64 lowercase hex characters (what ``HEX64`` matches): ``bytes.fromhex`` reads
+    them and ``.hex()`` gives the same text back, which an upper-case digit, a space or a sign
+    would not. Three times cheaper than the regular expression, and called for nearly every
+    tag of every entry."""
+    if not isinstance(value, str) or len(value) != 64:
+        return False
+    try:
+        return _fromhex(value).hex() == value
+    except ValueError:  # not hex at all (or not ASCII)
+        return False
 
 
 def shape_error(event: object) -> str | None:
@@ -92,6 +102,19 @@ def compact_json(*, sort_keys: bool = False) -> Callable[[Any], str]:
 
 
 _compact = compact_json()
+_decoder: Any = json.JSONDecoder()  # its scan_once, the C scanner, is not in the stubs
+_scan_json: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads(text)``: the same value or the same ValueError, without its two layers of
+    Python around the C scanner when ``text`` is one JSON value with nothing around it (what
+    every well-formed content is); anything else is read by ``json.loads`` itself."""
+    try:
+        value, end = _scan_json(text, 0)
+    except (StopIteration, ValueError):
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 def event_id(event: Mapping[str, Any]) -> bytes:
@@ -110,7 +133,6 @@ def _xonly(pubkey_hex: str) -> Any:
 _KEYS: dict[str, Any] = {}
 """Parsed keys of the authors seen by ``_verifies``, each 64 lowercase hex (bounded below)."""
 _sha256 = hashlib.sha256
-_fromhex = bytes.fromhex
 
 
 def _verifies(event: object) -> bool:
@@ -133,8 +155,14 @@ def _verifies(event: object) -> bool:
         or type(content) is not str
         or type(tags) is not list
         or type(sig) is not str
-        or _HEX128.fullmatch(sig) is None
+        or len(sig) != 128
     ):
+        return False
+    try:
+        sig_bytes = _fromhex(sig)
+    except ValueError:
+        return False
+    if sig_bytes.hex() != sig:  # 128 lowercase hex, as is_hex64 reads 64
         return False
     for tag in tags:
         if type(tag) is not list or not tag:
@@ -155,7 +183,7 @@ def _verifies(event: object) -> bool:
     digest = _sha256(_compact([0, pubkey, created_at, kind, tags, content]).encode()).digest()
     if digest.hex() != event.get("id"):  # equal only to 64 lowercase hex
         return False
-    return bool(key.verify(_fromhex(sig), digest))
+    return bool(key.verify(sig_bytes, digest))
 
 
 def verify_event(event: object) -> Verdict:

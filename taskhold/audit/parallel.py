@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from itertools import pairwise
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, cast
 
 from .entry import AuditKinds, Entry, parse_entry
 from .findings import Finding
@@ -44,7 +44,6 @@ CHUNK_EVENTS = 128
 Examined = tuple[Verdict, tuple[Entry | None, list[Finding]] | None]
 """An event's verdict and, for a verified log entry, ``parse_entry``'s reading of it."""
 
-_ENTRY_FIELDS = Entry.__slots__
 _VERDICTS = {verdict.value: verdict for verdict in Verdict}
 _forked: tuple[Sequence[object], AuditKinds, _Chunks] | None = None
 """The events and kinds a forked process reads its chunk from (set only around the fork)."""
@@ -57,7 +56,7 @@ def examine(events: Sequence[object], kinds: AuditKinds) -> list[Examined]:
         verdict = verify_event(event)
         reading = None
         if verdict is Verdict.OK:
-            assert isinstance(event, Mapping)
+            event = cast("Mapping[str, Any]", event)  # verify_event saw it is one
             if event["kind"] == kinds.entry:
                 reading = parse_entry(event, event["pubkey"], kinds)
         examined.append((verdict, reading))
@@ -72,7 +71,7 @@ def _plain(examined: list[Examined]) -> list[Any]:
             plain.append((verdict.value, None))
             continue
         entry, findings = reading
-        fields = None if entry is None else tuple([getattr(entry, n) for n in _ENTRY_FIELDS])
+        fields = None if entry is None else tuple(entry)
         plain.append((verdict.value, fields, findings))
     return plain
 

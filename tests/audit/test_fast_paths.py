@@ -5,6 +5,7 @@ valid entry with one ill-formed hex field is reported on one process and spread 
 from __future__ import annotations
 
 import json
+import re
 from collections import UserDict
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,8 @@ from support.audit_logs import Draft, RealLog, build_real_log, canonical_json, t
 from support.stacks import Stack
 
 from taskhold.audit import FindingKind, Verdict, audit_log, parallel, verify_event
-from taskhold.audit.nip01 import event_id, shape_error
+from taskhold.audit import entry as entry_module
+from taskhold.audit.nip01 import event_id, is_hex64, parse_json, shape_error
 from taskhold.nostr import NostrKeys
 
 
@@ -172,3 +174,39 @@ async def test_an_ill_formed_hex_field_is_reported_on_one_process_and_on_two(
         assert found and words in found[0].detail, [f.to_json() for f in serial.findings]
         if change is _stray_txid:  # and its value, not 64 lowercase hex, is reported too
             assert found[0].detail.endswith("; lockup_txid"), found[0].detail
+
+
+HEX_TEXTS: list[object] = [
+    "ab" * 32, "AB" * 32, "ab" * 31 + "aB", " " + "a" * 63, "a" * 63 + "\n", "a" * 63,
+    "a" * 65, "0x" + "a" * 62, "+" + "1" * 63, "\u0660" * 64, "g" * 64, "", None, 7,
+    b"ab" * 32, Text("cd" * 32), ["ab" * 32],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", HEX_TEXTS, ids=range(len(HEX_TEXTS)))
+def test_is_hex64_reads_as_the_regular_expression_does(value: object) -> None:
+    by_regex = isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) is not None
+    assert is_hex64(value) is by_regex
+
+
+JSON_TEXTS = [
+    '{"event":{"a":1},"request":null,"v":1}', ' {"v":1}', '{"v":1}\n', '{"v":1} x', "",
+    "NaN", "\ufeff{}", '"\\ud800"', "[1,2", "1e400", '{"a":1,"a":2}', "  ", "[]]",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", JSON_TEXTS, ids=range(len(JSON_TEXTS)))
+def test_parse_json_reads_as_json_loads_does(text: str) -> None:
+    try:
+        expected: Any = json.loads(text)
+    except ValueError as error:
+        with pytest.raises(ValueError) as raised:
+            parse_json(text)
+        assert type(raised.value) is type(error)
+        return
+    assert parse_json(text) == expected or (expected != expected)  # NaN is not itself
+
+
+@pytest.mark.parametrize("text", ["0", "7", "10", "01", "", "-1", "1.0", "\u0661", "²", " 1"])
+def test_uint_reads_as_the_regular_expression_does(text: str) -> None:
+    assert entry_module._uint(text) is (re.fullmatch(r"0|[1-9][0-9]*", text) is not None)
