@@ -504,7 +504,7 @@ class _Reader:
                 return False
             return True
         request_id = str(request.get("id"))
-        if e_tag is None:
+        if e_tag is None or len(e_tag) < 2:  # an e tag without a value names nothing
             self.fault(FindingKind.BAD_EMBEDDED_REQUEST, "request embedded without an e tag")
             return False
         verdict = verify_event(request)

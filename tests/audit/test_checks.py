@@ -185,6 +185,12 @@ def _swap_e_author(draft: Draft) -> None:
     e_tag[3] = NostrKeys.generate().pubkey_hex
 
 
+def _empty_e_tag(draft: Draft) -> None:
+    """The e tag stripped to its name: a request is embedded, and no tag value names it."""
+    e_tag = next(t for t in draft.tags if t[0] == "e")
+    del e_tag[1:]
+
+
 def _alter_request_body(draft: Draft) -> None:
     def edit(body: dict[str, Any]) -> None:
         body["request"]["content"] = body["request"]["content"].replace("five", "six")
@@ -207,6 +213,20 @@ async def test_a_tampered_embedded_request_is_reported(
         audit(real_log, real_log.resigned(gseq, tamper)), FindingKind.BAD_EMBEDDED_REQUEST
     )
     assert finding.location.gseq == gseq
+
+
+async def test_an_e_tag_without_a_value_beside_a_request_is_reported_not_a_crash(
+    real_log: RealLog,
+) -> None:
+    """A dishonest operator's entry embeds a valid request but strips its e tag to the name:
+    the auditor reports the entry instead of failing on the missing value."""
+    gseq = int(tag(real_log.entry("SubmissionApproved"), "gseq") or "")
+    result = audit(real_log, real_log.resigned(gseq, _empty_e_tag))
+    assert [(f.kind, f.detail) for f in result.findings] == [
+        (FindingKind.MALFORMED, "tag 'e' has no value"),
+        (FindingKind.BAD_EMBEDDED_REQUEST, "request embedded without an e tag"),
+    ]
+    assert result.findings[1].location.gseq == gseq
 
 
 async def test_a_request_embedded_in_the_wrong_entry_is_reported(real_log: RealLog) -> None:

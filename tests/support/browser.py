@@ -31,6 +31,23 @@ def artifacts_dir() -> Path:
     return Path(os.environ.get("TASKHOLD_TEST_ARTIFACTS", REPO / "test-artifacts"))
 
 
+def _missing(message: str) -> None:
+    """A skip, or a failure where the browser tests must run (TASKHOLD_REQUIRE_BROWSER=1)."""
+    if os.environ.get("TASKHOLD_REQUIRE_BROWSER") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def node_or_skip() -> str:
+    """Node.js, with the npm packages (``scripts/build-web``), for the scripts run without a
+    browser; a skip (a failure under TASKHOLD_REQUIRE_BROWSER=1) without them."""
+    node = shutil.which("node")
+    if node is None or not (WEB / "node_modules" / "nostr-tools").is_dir():
+        _missing("needs node and web/node_modules (run scripts/build-web)")
+    assert node is not None
+    return node
+
+
 def chromium_or_skip() -> str:
     """The Chromium binary; a skip (or a failure under TASKHOLD_REQUIRE_BROWSER=1) without it or
     without the built bundles and npm packages."""
@@ -41,10 +58,7 @@ def chromium_or_skip() -> str:
     if not (WEB / "node_modules" / "playwright-core").is_dir() or not BUNDLE_DIR.is_dir():
         missing.append("the npm packages and bundles (run scripts/build-web)")
     if missing:
-        message = "browser tests need " + " and ".join(missing)
-        if os.environ.get("TASKHOLD_REQUIRE_BROWSER") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing("browser tests need " + " and ".join(missing))
     assert binary is not None
     return binary
 

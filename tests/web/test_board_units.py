@@ -6,24 +6,16 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from support.browser import WEB
+from support.browser import WEB, node_or_skip
 
 from taskhold.payments.invoices import decode_invoice
 
 BOARD_SOURCES = [WEB / "src" / "board.js", WEB / "src" / "dom.js", WEB / "src" / "api.js",
                  *sorted((WEB / "src" / "board").glob("*.js"))]  # fmt: skip
-
-
-def _node_or_skip() -> str:
-    node = shutil.which("node")
-    if node is None or not (WEB / "node_modules" / "@scure" / "base").is_dir():
-        pytest.skip("needs Node.js and the npm packages (scripts/build-web)")
-    return node
 
 
 def _node_terms(node: str, invoices: list[str]) -> list[dict[str, object]]:
@@ -57,7 +49,7 @@ def _invoice(amount_msat: int | None, payment_hash: str) -> str:
 
 
 def test_the_board_reads_an_invoices_terms_as_taskhold_does() -> None:
-    node = _node_or_skip()
+    node = node_or_skip()
     # amounts written with the n, p and m multipliers
     invoices = [_invoice(msat, f"{msat:064x}") for msat in (2_079_000, 1_234_567, 100_000_000, 10)]
     for invoice, terms in zip(invoices, _node_terms(node, invoices), strict=True):
@@ -66,7 +58,7 @@ def test_the_board_reads_an_invoices_terms_as_taskhold_does() -> None:
 
 
 def test_the_board_refuses_what_is_no_payout_invoice() -> None:
-    node = _node_or_skip()
+    node = node_or_skip()
     answers = _node_terms(node, [_invoice(None, "33" * 32), "not an invoice", "npub1xyz"])
     assert [answer["error"] for answer in answers] == [
         "the invoice names no amount: make one for the payout",

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ from support.audit_logs import (
     read_real_log,
     tag,
 )
-from support.browser import SCRIPTS, WEB
+from support.browser import SCRIPTS, WEB, node_or_skip
 from support.deposit_flows import deposits_log
 from support.milestone_flows import paid_sequential_series
 from support.split_flows import paid_split
@@ -170,6 +169,11 @@ def _checkpoint_elsewhere(log: RealLog) -> dict[str, Any]:
     return {"events": log.entries, "checkpoints": [checkpoint]}
 
 
+def _e_tag_emptied(draft: Draft) -> None:
+    e_tag = next(t for t in draft.tags if t[0] == "e")
+    del e_tag[1:]
+
+
 def _backdated(draft: Draft) -> None:
     draft.created_at -= 3600
 
@@ -186,6 +190,7 @@ CASES: dict[str, Case] = {
     "wrong-preimage": _resign("ReleaseCompleted", _wrong_preimage),
     "forged-payout": _resign("ReleaseCompleted", paid_with(*forged_payment())),
     "time-backwards": _resign("TaskClaimed", _backdated),
+    "e-tag-without-a-value": _resign("SubmissionApproved", _e_tag_emptied),
     "not-canonical": _resign("FundingAccepted", lambda d: setattr(d, "content", d.content + " ")),
     "withheld-tail": _withheld_tail,
     "deletion-asked": _deletion_asked,
@@ -204,8 +209,7 @@ def database_kind() -> str:
 
 @pytest.fixture
 async def real_log(stack: Stack) -> RealLog:
-    if shutil.which("node") is None or not (WEB / "node_modules" / "nostr-tools").is_dir():
-        pytest.skip("needs node and web/node_modules (scripts/build-web)")
+    node_or_skip()
     return await build_real_log(stack)
 
 
@@ -283,8 +287,7 @@ def assert_tampered_alike(log: RealLog) -> None:
     """Each entry of ``log`` in turn withheld or its signature broken, and the first entry of
     each op re-signed by the operator with an earlier time, another hash or another content
     field: the explorer and the auditor report the same findings for each of these logs."""
-    if shutil.which("node") is None or not (WEB / "node_modules" / "nostr-tools").is_dir():
-        pytest.skip("needs node and web/node_modules (scripts/build-web)")
+    node_or_skip()
     assert audit_log(log.entries, log.operator).clean
     cases: dict[str, dict[str, Any]] = {"clean": {"events": log.entries}}
     seen: set[str | None] = set()

@@ -340,7 +340,7 @@ class Reader {
       return;
     }
     const requestId = String(request.id);
-    if (eTag === undefined) {
+    if (eTag === undefined || eTag.length < 2) { // an e tag without a value names nothing
       this.fault(Kind.BAD_EMBEDDED_REQUEST, "request embedded without an e tag");
       return;
     }
