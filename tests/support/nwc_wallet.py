@@ -118,6 +118,7 @@ class NwcWalletService:
         self.client_secret = secrets.token_hex(32)
         self.methods: list[str] = []
         self.encryptions: list[str] = []
+        self.invoices: list[str] = []
         self.answered = asyncio.Event()
         self._wait_for = wait_for
         self._client: Client | None = None
@@ -184,22 +185,28 @@ class NwcWalletService:
                 raise WalletRefusal("INSUFFICIENT_BALANCE", "not enough sats in this wallet")
             return await self.backend.pay(str(params["invoice"]))
         if method == "make_invoice":
-            return await self.backend.make_invoice(
+            made = await self.backend.make_invoice(
                 int(params["amount"]), str(params.get("description", ""))
             )
+            self.invoices.append(str(made["invoice"]))
+            return made
         if method == "get_balance":
             return {"balance": await self.backend.balance_msat()}
         raise WalletRefusal("NOT_IMPLEMENTED", f"{method} is not offered")
 
 
 class Impostor:
-    """Answers every NWC request it sees on the relay, signed with its own key: paid (with a
-    made-up preimage), or an invoice of ``invoice_from`` (someone else's wallet)."""
+    """Answers every NWC request it sees on the relay, signed with its own key: a balance, or
+    with ``invoice_from`` an invoice for ``amount_msat`` of that (someone else's) wallet."""
 
-    def __init__(self, relay_url: str, invoice_from: Backend | None = None) -> None:
+    def __init__(
+        self, relay_url: str, invoice_from: Backend | None = None, amount_msat: int = 1_000
+    ) -> None:
         self.relay_url = relay_url
         self.keys = Keys.generate()
         self.invoice_from = invoice_from
+        self.amount_msat = amount_msat
+        self.invoices: list[str] = []
         self.answered = asyncio.Event()
         self._client: Client | None = None
         self._serving: asyncio.Task[None] | None = None
@@ -226,11 +233,12 @@ class Impostor:
         # It cannot read the request (sealed to the real service), but the kind says enough
         # to forge the likely answer, encrypted to the client (whose pubkey is public).
         encryption = _encryption_of(event)
-        method = "pay_invoice"
-        result: dict[str, Any] = {"preimage": "00" * 32}
+        method = "get_balance"
+        result: dict[str, Any] = {"balance": 10**12}
         if self.invoice_from is not None:
             method = "make_invoice"
-            result = await self.invoice_from.make_invoice(1_000, "not yours")
+            result = await self.invoice_from.make_invoice(self.amount_msat, "not yours")
+            self.invoices.append(str(result["invoice"]))
         reply = {"result_type": method, "error": None, "result": result}
         assert self._client is not None
         await _answer(self._client, self.keys, event, encryption, reply)
