@@ -1,12 +1,15 @@
 """``taskhold task …``: an employer's or a worker's side of a task, one command per client call.
 
 Every command talks to one server (``--server``, or ``TASKHOLD_SERVER``) and signs with the
-participant's key (``--key-file``: a 0600 file made by ``taskhold task keygen``); reads need no
-key. Waits (a payment landing, a state) are shown on stderr; stdout carries the result: a plain
-line for people (a task id, an invoice), or with ``--json`` one JSON object for scripts.
+participant's key (``--key-file``: a 0600 file made by ``taskhold task keygen``), or through a
+NIP-46 remote signer that holds it (``--signer bunker://…``); reads need no key. Wallets: lnd,
+Nostr Wallet Connect (``nostr+walletconnect://…``), or the simulator's. Waits (a payment
+landing, a state) are shown on stderr; stdout carries the result: a plain line for people (a
+task id, an invoice), or with ``--json`` one JSON object for scripts.
 
 Exit codes: 0 done; 1 the server refused (its problem title, detail and code on stderr), a
-payment failed, a wait timed out or the server could not be reached; 2 bad usage (options, key
+payment failed, a wait timed out, the server, the remote signer or the wallet could not be
+reached or refused; 2 bad usage (options, key
 file, signer, wallet spec). No traceback reaches the participant.
 """
 
@@ -49,8 +52,8 @@ __all__ = ["task_app"]
 
 task_app = typer.Typer(
     help="Your side of a task, as employer or worker. Writes are signed with --key-file (a 0600"
-    " file holding your nsec or hex secret; make one with keygen, see it with whoami); reads"
-    " need no key."
+    " file holding your nsec or hex secret; make one with keygen, see it with whoami) or"
+    " through a NIP-46 remote signer (--signer bunker://…); reads need no key."
     " --server defaults to TASKHOLD_SERVER. --json prints one JSON object on stdout (on"
     ' failure {"error": {kind, message, code, …}}); progress goes to stderr. Exit codes: 0'
     " done, 1 refused by the server or failed (payment, timeout, unreachable), 2 bad usage"
@@ -64,7 +67,11 @@ A task from start to end (employer E, worker W):
   taskhold task proof $id --field url=https://example.org/pr/1 --wallet lnd:FILE#worker \\
       --key-file W.key
   taskhold task approve $id --key-file E.key      (waits until PAID)
-Without --wallet, fund prints the hold invoice for you to pay from any wallet, then waits.""",
+Without --wallet, fund prints the hold invoice for you to pay from any wallet, then waits.
+Keys in a remote signer, wallets behind Nostr Wallet Connect (secrets in the environment):
+  export TASKHOLD_SIGNER='bunker://<signer-pubkey>?relay=wss://…&secret=…'
+  export TASKHOLD_WALLET='nostr+walletconnect://<wallet-pubkey>?relay=wss://…&secret=…'
+  taskhold task fund $id                          (signed in the bunker, paid over NWC)""",
     no_args_is_help=True,
     rich_markup_mode=None,
 )

@@ -327,7 +327,9 @@ class LndBackend:
         result = await self._wallet.send_payment(invoice)
         if result.status is PaymentStatus.FAILED:
             raise WalletRefusal("PAYMENT_FAILED", result.failure_reason or "the payment failed")
-        return {"preimage": (getattr(result, "preimage", None) or b"").hex()}
+        if result.status is not PaymentStatus.SUCCEEDED:
+            await asyncio.Event().wait()  # held: no preimage to answer with before it settles
+        return {"preimage": (result.preimage or b"").hex()}
 
     async def make_invoice(self, amount_msat: int, description: str) -> dict[str, Any]:
         made = await self._wallet.create_invoice(
@@ -336,7 +338,7 @@ class LndBackend:
         return {"type": "incoming", "invoice": made.payment_request, "amount": amount_msat}
 
     async def balance_msat(self) -> int:
-        return 0
+        raise WalletRefusal("NOT_IMPLEMENTED", "this bridge does not tell its balance")
 
     async def aclose(self) -> None:
         await self._wallet.close()
