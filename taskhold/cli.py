@@ -138,7 +138,8 @@ def demo(
             "--scenario",
             help="paid, refund, split, squatter, reject-overturned, cooperative-cancel, private,"
             " paused-intake;"
-            " on the simulator only: hostile-payout, renewal, milestones; on the devnet only:"
+            " on the simulator only: hostile-payout, renewal, milestones, task-cli (the"
+            " participants' `taskhold task` commands); on the devnet only:"
             " onchain, pool (a devnet up with --escrow-nodes 2)",
         ),
     ] = "paid",
