@@ -19,11 +19,9 @@ import asyncio
 import contextlib
 import datetime
 import json
-import re
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from nostr_sdk import (
     EventBuilder,
@@ -39,11 +37,10 @@ from nostr_sdk import (
     uniffi_set_event_loop,
 )
 
+from .connection_strings import ConnectionString, answer_within
 from .verify import verify_event
 
 __all__ = ["BunkerAddress", "RemoteSigner", "RemoteSignerError", "remote_signer"]
-
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 _SDK_GRACE_S = 5.0
 """nostr-sdk's own timeout is set this much later than ours, so ours (a clear TimeoutError
@@ -55,40 +52,15 @@ class RemoteSignerError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class BunkerAddress:
-    """A parsed ``bunker://`` string; the ``secret`` is kept out of ``repr``."""
+class BunkerAddress(ConnectionString):
+    """A parsed ``bunker://`` string (its ``pubkey`` is the remote signer's own key)."""
 
-    signer_pubkey: str
-    relays: tuple[str, ...]
-    uri: str = field(repr=False)
-    secret: str = field(repr=False)
+    scheme: ClassVar[str] = "bunker"
+    service: ClassVar[str] = "the remote signer"
 
     @classmethod
-    def parse(cls, text: str) -> BunkerAddress:
-        """ValueError (never repeating the text: it holds the secret) unless ``text`` is a
-        ``bunker://`` string with a hex remote-signer pubkey and at least one ws(s) relay."""
-        parts = urlsplit(text.strip())
-        if parts.scheme != "bunker":
-            raise ValueError("a remote signer is named by bunker://<pubkey>?relay=…&secret=…")
-        if _HEX64.fullmatch(parts.netloc) is None:
-            raise ValueError("bunker://<pubkey>: the remote signer's pubkey must be 64 lower hex")
-        query = parse_qs(parts.query)
-        relays = tuple(query.get("relay", ()))
-        if not relays or not all(urlsplit(url).scheme in ("ws", "wss") for url in relays):
-            raise ValueError("bunker://…?relay=ws(s)://…: name the relay the signer listens on")
-        secret = (query.get("secret") or [""])[0]
-        try:
-            NostrConnectUri.parse(text.strip())
-        except NostrSdkError:
-            raise ValueError("not a bunker:// string nostr-sdk can use") from None
-        return cls(parts.netloc, relays, text.strip(), secret)
-
-    def scrub(self, text: str) -> str:
-        """``text`` with the secret (and the whole string, which holds it) blanked out."""
-        for hidden in (self.uri, self.secret):
-            if hidden:
-                text = text.replace(hidden, "***")
-        return text
+    def sdk_parse(cls, text: str) -> Any:
+        return NostrConnectUri.parse(text)
 
 
 class RemoteSigner:
@@ -113,7 +85,7 @@ class RemoteSigner:
 
     @property
     def signer_pubkey(self) -> str:
-        return self._address.signer_pubkey
+        return self._address.pubkey
 
     async def sign_event(
         self, kind: int, content: str, tags: list[list[str]], created_at: int, difficulty: int = 0
@@ -184,13 +156,6 @@ async def remote_signer(address: BunkerAddress, timeout_s: float) -> AsyncIterat
 
 
 async def _bounded(address: BunkerAddress, timeout_s: float, what: str, call: Any) -> Any:
-    try:
-        async with asyncio.timeout(timeout_s):
-            return await call
-    except TimeoutError:
-        raise TimeoutError(
-            f"the remote signer {address.signer_pubkey[:16]}… did not answer {what} within"
-            f" {timeout_s:g} s (--signer-timeout)"
-        ) from None
-    except NostrSdkError as exc:
-        raise RemoteSignerError(address.scrub(f"the remote signer refused {what}: {exc}")) from None
+    return await answer_within(
+        address, timeout_s, what, call, RemoteSignerError, "--signer-timeout"
+    )

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import re
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from nostr_sdk import (
     MakeInvoiceRequest,
-    NostrSdkError,
     NostrWalletConnect,
     NostrWalletConnectBuilder,
     NostrWalletConnectUri,
@@ -30,9 +27,9 @@ from nostr_sdk import (
     uniffi_set_event_loop,
 )
 
-__all__ = ["WalletConnectError", "WalletConnectUri", "WalletConnection"]
+from .connection_strings import ConnectionString, answer_within
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+__all__ = ["WalletConnectError", "WalletConnectUri", "WalletConnection"]
 
 _SDK_TIMEOUT = datetime.timedelta(days=1)
 """nostr-sdk's own timeout, one for every method: out of the way, since each call here is
@@ -44,40 +41,16 @@ class WalletConnectError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class WalletConnectUri:
-    """A parsed ``nostr+walletconnect://`` string; the secret is kept out of ``repr``."""
+class WalletConnectUri(ConnectionString):
+    """A parsed ``nostr+walletconnect://`` string (its ``pubkey`` is the wallet service's)."""
 
-    service_pubkey: str
-    relays: tuple[str, ...]
-    uri: str = field(repr=False)
-    secret: str = field(repr=False)
+    scheme: ClassVar[str] = "nostr+walletconnect"
+    service: ClassVar[str] = "the NWC wallet"
+    secret_required: ClassVar[bool] = True
 
     @classmethod
-    def parse(cls, text: str) -> WalletConnectUri:
-        """ValueError (never repeating the text: it holds the secret) unless ``text`` is a
-        NIP-47 connection string: a hex service pubkey, ws(s) relays and a 64-hex secret."""
-        parts = urlsplit(text.strip())
-        if parts.scheme != "nostr+walletconnect":
-            raise ValueError("an NWC wallet is nostr+walletconnect://<pubkey>?relay=…&secret=…")
-        if _HEX64.fullmatch(parts.netloc) is None:
-            raise ValueError("nostr+walletconnect://<pubkey>: the service pubkey is 64 lower hex")
-        query = parse_qs(parts.query)
-        relays = tuple(query.get("relay", ()))
-        if not relays or not all(urlsplit(url).scheme in ("ws", "wss") for url in relays):
-            raise ValueError("nostr+walletconnect://…?relay=ws(s)://…: name the wallet's relay")
-        secret = (query.get("secret") or [""])[0]
-        if re.fullmatch(r"[0-9a-fA-F]{64}", secret) is None:
-            raise ValueError("nostr+walletconnect://…&secret=…: the secret is 64 hex characters")
-        try:
-            NostrWalletConnectUri.parse(text.strip())
-        except NostrSdkError:
-            raise ValueError("not a nostr+walletconnect:// string nostr-sdk can use") from None
-        return cls(parts.netloc, relays, text.strip(), secret)
-
-    def scrub(self, text: str) -> str:
-        for hidden in (self.uri, self.secret):
-            text = text.replace(hidden, "***")
-        return text
+    def sdk_parse(cls, text: str) -> Any:
+        return NostrWalletConnectUri.parse(text)
 
 
 class WalletConnection:
@@ -90,7 +63,7 @@ class WalletConnection:
 
     @property
     def service_pubkey(self) -> str:
-        return self._uri.service_pubkey
+        return self._uri.pubkey
 
     def _client(self) -> NostrWalletConnect:
         if self._nwc is None:
@@ -120,18 +93,9 @@ class WalletConnection:
 
     async def _call(self, method: str, call: Any, timeout_s: float | None) -> Any:
         limit_s = self._timeout_s if timeout_s is None else timeout_s
-        try:
-            async with asyncio.timeout(limit_s):
-                return await call
-        except TimeoutError:
-            raise TimeoutError(
-                f"the NWC wallet {self.service_pubkey[:16]}… did not answer {method} within"
-                f" {limit_s:g} s (--wallet-timeout)"
-            ) from None
-        except NostrSdkError as exc:
-            raise WalletConnectError(
-                self._uri.scrub(f"the NWC wallet refused {method}: {exc}")
-            ) from None
+        return await answer_within(
+            self._uri, limit_s, method, call, WalletConnectError, "--wallet-timeout"
+        )
 
     async def aclose(self) -> None:
         if self._nwc is not None:

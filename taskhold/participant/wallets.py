@@ -177,7 +177,7 @@ def shown_spec(spec: str) -> str:
     """``spec`` as it may be shown: an NWC string without its secret (its service pubkey)."""
     if spec.startswith("nostr+walletconnect:"):
         try:
-            return f"nostr+walletconnect://{WalletConnectUri.parse(spec).service_pubkey}"
+            return f"nostr+walletconnect://{WalletConnectUri.parse(spec).pubkey}"
         except ValueError:
             return "nostr+walletconnect://…"
     return spec

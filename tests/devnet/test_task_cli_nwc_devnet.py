@@ -7,15 +7,13 @@ NOT_IMPLEMENTED), so the payment goes ahead without the balance check."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.crash_harness import ExecLauncher, Serve
 from support.devnet_network import DevnetHandle, settled_balance
 from support.nwc_wallet import LndBackend, NwcWalletService
-from support.task_cli import key_file, task_cli_process
+from support.task_cli import key_file, serve_on_lnd, task_cli_process
 
 from taskhold.nostr.embedded import EmbeddedRelay
 
@@ -35,17 +33,7 @@ async def balance_msat(devnet: DevnetHandle, node: str) -> int:
 async def test_a_task_goes_to_paid_with_both_wallets_behind_nwc_on_lnd(
     devnet: DevnetHandle, relay: EmbeddedRelay, tmp_path: Path
 ) -> None:
-    connection = json.loads(devnet.connection_file.read_text())
-    serve = Serve(
-        ExecLauncher(),
-        tmp_path / "data",
-        {
-            "TASKHOLD_LND_CONNECTION_FILE": str(devnet.connection_file),
-            "TASKHOLD_HOLD_EXPIRY_DELTA": str(connection.get("hold_expiry_delta", 18)),
-            "TASKHOLD_PAYOUT_TIMEOUT_S": "20",
-        },
-        lightning="lnd",
-    )
+    serve = serve_on_lnd(devnet.connection_file, tmp_path / "data")
     employer_wallet = NwcWalletService(relay.url, LndBackend(devnet.wallet("employer")))
     worker_wallet = NwcWalletService(relay.url, LndBackend(devnet.wallet("worker")))
     employer, worker = key_file(tmp_path / "employer.key"), key_file(tmp_path / "worker.key")

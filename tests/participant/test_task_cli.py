@@ -6,21 +6,14 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from support.crash_harness import Serve
-from support.task_cli import Ran, key_file, serve_on_sim, task_cli
+from support.task_cli import Ran, key_file, task_cli
 
 AMOUNT_SAT = 20_000
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    with serve_on_sim(tmp_path_factory.mktemp("serve")) as serve:
-        yield serve
 
 
 @pytest.fixture
@@ -251,7 +244,7 @@ def test_a_malformed_bunker_signer_or_one_with_a_key_file_is_bad_usage(tmp_path:
         "claim", "t1", "--server", "http://127.0.0.1:9", "--signer", "bunker://ab?relay=x"
     )
     assert ran.code == 2
-    assert "the remote signer's pubkey must be 64 lower hex" in ran.stderr
+    assert "the remote signer's pubkey is 64 lower hex" in ran.stderr
     both = task_cli(
         "claim", "t1", "--server", "http://127.0.0.1:9", "--signer", "bunker://ab",
         "--key-file", str(key_file(tmp_path / "k")),
@@ -263,7 +256,7 @@ def test_a_malformed_bunker_signer_or_one_with_a_key_file_is_bad_usage(tmp_path:
 @pytest.mark.parametrize(
     ("wallet", "says"),
     [
-        ("nostr+walletconnect://x", "the service pubkey is 64 lower hex"),
+        ("nostr+walletconnect://x", "the NWC wallet's pubkey is 64 lower hex"),
         (f"nostr+walletconnect://{'a' * 64}?relay=ws://h:1", "the secret is 64 hex characters"),
         ("lnd:/nonexistent/devnet.json", "cannot read lnd connection file"),
         ("nwc:x", "use sim[:NAME], lnd:FILE[#NODE] or nostr+walletconnect://…"),

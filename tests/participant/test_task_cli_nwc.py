@@ -13,7 +13,7 @@ an answer signed by any key other than the wallet service's is not believed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +21,12 @@ import httpx
 import pytest
 from support.crash_harness import Serve
 from support.nwc_wallet import Behaviour, Impostor, NwcWalletService, SimBackend
-from support.task_cli import Ran, key_file, serve_on_sim, task_cli, task_cli_process
+from support.task_cli import Ran, key_file, task_cli, task_cli_process
 
 from taskhold.nostr.embedded import EmbeddedRelay
 from taskhold.nostr.wallet_connect import WalletConnection, WalletConnectUri
 
 AMOUNT_SAT = 4_000
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    with serve_on_sim(tmp_path_factory.mktemp("serve")) as serve:
-        yield serve
 
 
 @pytest.fixture

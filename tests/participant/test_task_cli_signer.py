@@ -12,25 +12,19 @@ key's signature, or another event, is refused before the server hears anything.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from support.crash_harness import Serve
 from support.nip46_bunker import Behaviour, Bunker
-from support.task_cli import Ran, key_file, serve_on_sim, task_cli, task_cli_process
+from support.task_cli import Ran, key_file, task_cli, task_cli_process
 
 from taskhold.nostr import NostrKeys
 from taskhold.nostr.embedded import EmbeddedRelay
 
 AMOUNT_SAT = 3_000
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    with serve_on_sim(tmp_path_factory.mktemp("serve")) as serve:
-        yield serve
 
 
 async def started(relay: EmbeddedRelay, behaviour: Behaviour) -> Bunker:

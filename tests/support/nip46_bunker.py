@@ -13,29 +13,24 @@ with the user's key an event other than the one asked for.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import secrets
 from typing import Any, Literal
 from urllib.parse import quote
 
 from nostr_sdk import (
-    Client,
     EventBuilder,
     Filter,
     Keys,
     Kind,
     Nip44Version,
-    RelayUrl,
-    ReqTarget,
     Tag,
-    Timestamp,
     nip04_decrypt,
     nip44_decrypt,
     nip44_encrypt,
 )
 
+from support.nostr_services import ServiceLoop, recent
 from taskhold.nostr import NostrKeys
 
 Behaviour = Literal["sign", "refuse", "silent", "wrong_key", "tamper"]
@@ -55,8 +50,7 @@ class Bunker:
         self._signer_keys = Keys.generate()
         self.signer_pubkey = self._signer_keys.public_key().to_hex()
         self.methods: list[str] = []
-        self._client: Client | None = None
-        self._serving: asyncio.Task[None] | None = None
+        self._loop = ServiceLoop(relay_url)
 
     @property
     def uri(self) -> str:
@@ -64,39 +58,11 @@ class Bunker:
         return f"bunker://{self.signer_pubkey}?relay={relay}&secret={self.secret}"
 
     async def start(self) -> None:
-        client = Client()
-        await client.add_relay(RelayUrl.parse(self.relay_url))
-        await client.connect()
-        notifications = client.notifications()
-        requests = (
-            Filter()
-            .kind(Kind(KIND_NIP46))
-            .pubkey(self._signer_keys.public_key())
-            .since(Timestamp.from_secs(Timestamp.now().as_secs() - 5))
-        )
-        output = await client.subscribe(ReqTarget.auto([requests]))
-        self._client = client
-
-        async def serve() -> None:
-            while (note := await notifications.next()) is not None:
-                if note.is_shutdown():
-                    return
-                if not note.is_message():
-                    continue
-                message = note.message.as_enum()
-                if message.is_event_msg() and message.subscription_id == output.id:
-                    await self._answer(message.event)
-
-        self._serving = asyncio.create_task(serve())
+        requests = Filter().kind(Kind(KIND_NIP46)).pubkey(self._signer_keys.public_key())
+        await self._loop.start(recent(requests), self._answer)
 
     async def stop(self) -> None:
-        if self._serving is not None:
-            self._serving.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._serving
-        if self._client is not None:
-            await self._client.shutdown()
-            await asyncio.sleep(0.1)
+        await self._loop.stop()
 
     async def _answer(self, event: Any) -> None:
         if not event.verify():
@@ -123,8 +89,7 @@ class Bunker:
             .tags([Tag.public_key(client_key)])
             .finalize(self._signer_keys)
         )
-        assert self._client is not None
-        await self._client.send_event(answer)
+        await self._loop.send(answer)
 
     def _result(self, method: str, params: list[Any]) -> dict[str, Any]:
         if method == "connect":

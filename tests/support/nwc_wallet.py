@@ -18,7 +18,6 @@ key, faster than the real service.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import secrets
 from typing import Any, Literal, Protocol
@@ -26,24 +25,21 @@ from urllib.parse import quote
 
 import httpx
 from nostr_sdk import (
-    Client,
     EventBuilder,
     Filter,
     Keys,
     Kind,
     Nip44Version,
     PublicKey,
-    RelayUrl,
-    ReqTarget,
     SecretKey,
     Tag,
-    Timestamp,
     nip04_decrypt,
     nip04_encrypt,
     nip44_decrypt,
     nip44_encrypt,
 )
 
+from support.nostr_services import ServiceLoop, recent
 from taskhold.lightning.base import PaymentStatus
 from taskhold.lightning.lnd_wallet import LndWallet
 
@@ -121,9 +117,7 @@ class NwcWalletService:
         self.invoices: list[str] = []
         self.answered = asyncio.Event()
         self._wait_for = wait_for
-        self._client: Client | None = None
-        self._serving: asyncio.Task[None] | None = None
-        self._work: set[asyncio.Task[None]] = set()
+        self._loop = ServiceLoop(relay_url)
 
     @property
     def pubkey_hex(self) -> str:
@@ -137,28 +131,21 @@ class NwcWalletService:
         )
 
     async def start(self) -> None:
-        self._client, self._serving = await _serve(
-            self.relay_url, self.keys, self._request, info=True
+        info = (
+            EventBuilder(Kind(KIND_INFO), METHODS)
+            .tags([Tag.parse(["encryption", "nip44_v2 nip04"])])
+            .finalize(self.keys)
         )
+        client_key = Keys.parse(self.client_secret).public_key()
+        requests = Filter().kind(Kind(KIND_REQUEST)).pubkey(self.keys.public_key())
+        await self._loop.start(recent(requests.author(client_key)), self._handle)
+        await self._loop.send(info)
 
     async def stop(self) -> None:
-        for task in [*self._work, *([self._serving] if self._serving else [])]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self._client is not None:
-            await self._client.shutdown()
-            await asyncio.sleep(0.1)
+        await self._loop.stop()
         close = getattr(self.backend, "aclose", None)
         if close is not None:
             await close()
-
-    def _request(self, event: Any) -> None:
-        if event.author().to_hex() != Keys.parse(self.client_secret).public_key().to_hex():
-            return  # not our connection
-        task = asyncio.create_task(self._handle(event))
-        self._work.add(task)
-        task.add_done_callback(self._work.discard)
 
     async def _handle(self, event: Any) -> None:
         encryption, request = _open(self.keys.secret_key(), event)
@@ -175,8 +162,7 @@ class NwcWalletService:
             reply["result"] = await self._result(method, params)
         except WalletRefusal as refusal:
             reply["error"] = {"code": refusal.code, "message": refusal.message}
-        assert self._client is not None
-        await _answer(self._client, self.keys, event, encryption, reply)
+        await self._loop.send(_answer(self.keys, event, encryption, reply))
         self.answered.set()
 
     async def _result(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -208,26 +194,13 @@ class Impostor:
         self.amount_msat = amount_msat
         self.invoices: list[str] = []
         self.answered = asyncio.Event()
-        self._client: Client | None = None
-        self._serving: asyncio.Task[None] | None = None
-        self._work: set[asyncio.Task[None]] = set()
+        self._loop = ServiceLoop(relay_url)
 
     async def start(self) -> None:
-        self._client, self._serving = await _serve(self.relay_url, None, self._request, info=False)
+        await self._loop.start(recent(Filter().kind(Kind(KIND_REQUEST))), self._handle)
 
     async def stop(self) -> None:
-        for task in [*self._work, *([self._serving] if self._serving else [])]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        if self._client is not None:
-            await self._client.shutdown()
-            await asyncio.sleep(0.1)
-
-    def _request(self, event: Any) -> None:
-        task = asyncio.create_task(self._handle(event))
-        self._work.add(task)
-        task.add_done_callback(self._work.discard)
+        await self._loop.stop()
 
     async def _handle(self, event: Any) -> None:
         # It cannot read the request (sealed to the real service), but the kind says enough
@@ -240,47 +213,8 @@ class Impostor:
             result = await self.invoice_from.make_invoice(self.amount_msat, "not yours")
             self.invoices.append(str(result["invoice"]))
         reply = {"result_type": method, "error": None, "result": result}
-        assert self._client is not None
-        await _answer(self._client, self.keys, event, encryption, reply)
+        await self._loop.send(_answer(self.keys, event, encryption, reply))
         self.answered.set()
-
-
-async def _serve(
-    relay_url: str, keys: Keys | None, on_request: Any, *, info: bool
-) -> tuple[Client, asyncio.Task[None]]:
-    client = Client()
-    await client.add_relay(RelayUrl.parse(relay_url))
-    await client.connect()
-    if info and keys is not None:
-        info_event = (
-            EventBuilder(Kind(KIND_INFO), METHODS)
-            .tags([Tag.parse(["encryption", "nip44_v2 nip04"])])
-            .finalize(keys)
-        )
-        await client.send_event(info_event)
-    requests = (
-        Filter().kind(Kind(KIND_REQUEST)).since(Timestamp.from_secs(Timestamp.now().as_secs() - 5))
-    )
-    if keys is not None:
-        requests = requests.pubkey(keys.public_key())
-    notifications = client.notifications()
-    output = await client.subscribe(ReqTarget.auto([requests]))
-
-    async def serve() -> None:
-        while (note := await notifications.next()) is not None:
-            if note.is_shutdown():
-                return
-            if not note.is_message():
-                continue
-            message = note.message.as_enum()
-            if (
-                message.is_event_msg()
-                and message.subscription_id == output.id
-                and message.event.verify()
-            ):
-                on_request(message.event)
-
-    return client, asyncio.create_task(serve())
 
 
 def _encryption_of(event: Any) -> str:
@@ -300,21 +234,18 @@ def _open(secret: SecretKey, event: Any) -> tuple[str, dict[str, Any]]:
     return encryption, json.loads(plaintext)
 
 
-async def _answer(
-    client: Client, keys: Keys, request: Any, encryption: str, reply: dict[str, Any]
-) -> None:
+def _answer(keys: Keys, request: Any, encryption: str, reply: dict[str, Any]) -> Any:
     client_key: PublicKey = request.author()
     text = json.dumps(reply)
     if encryption == "nip44_v2":
         content = nip44_encrypt(keys.secret_key(), client_key, text, Nip44Version.V2)
     else:
         content = nip04_encrypt(keys.secret_key(), client_key, text)
-    answer = (
+    return (
         EventBuilder(Kind(KIND_RESPONSE), content)
         .tags([Tag.public_key(client_key), Tag.event(request.id())])
         .finalize(keys)
     )
-    await client.send_event(answer)
 
 
 class LndBackend:

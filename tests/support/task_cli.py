@@ -72,6 +72,22 @@ def key_file(path: Path) -> Path:
     return path
 
 
+def serve_on_lnd(connection_file: Path, data_dir: Path) -> Serve:
+    """``taskhold serve --lightning lnd`` on the devnet's nodes (not started yet): its hold
+    expiry from the devnet, a short payout timeout."""
+    connection = json.loads(connection_file.read_text())
+    return Serve(
+        ExecLauncher(),
+        data_dir,
+        {
+            "TASKHOLD_LND_CONNECTION_FILE": str(connection_file),
+            "TASKHOLD_HOLD_EXPIRY_DELTA": str(connection.get("hold_expiry_delta", 18)),
+            "TASKHOLD_PAYOUT_TIMEOUT_S": "20",
+        },
+        lightning="lnd",
+    )
+
+
 @contextlib.contextmanager
 def serve_on_sim(data_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[Serve]:
     """``taskhold serve --lightning sim`` with the sim routes, fast ticks, until the block ends."""
