@@ -12,32 +12,40 @@ key's signature, or another event, is refused before the server hears anything.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
 from support.crash_harness import Serve
 from support.nip46_bunker import Behaviour, Bunker
-from support.task_cli import Ran, key_file, task_cli, task_cli_process
+from support.task_cli import Ran, task_cli, task_cli_process
 
-from taskhold.nostr import NostrKeys
+from taskhold.nostr import KIND_PROOF, KIND_REQUEST, NostrKeys
 from taskhold.nostr.embedded import EmbeddedRelay
 
 AMOUNT_SAT = 3_000
-
-
-async def started(relay: EmbeddedRelay, behaviour: Behaviour) -> Bunker:
-    bunker = Bunker(relay.url, NostrKeys.generate(), behaviour=behaviour)
-    await bunker.start()
-    return bunker
+Starter = Callable[[Behaviour], Awaitable[Bunker]]
 
 
 @pytest.fixture
-async def bunker(relay: EmbeddedRelay) -> AsyncIterator[Bunker]:
-    signer = await started(relay, "sign")
-    yield signer
-    await signer.stop()
+async def started(relay: EmbeddedRelay) -> AsyncIterator[Starter]:
+    """Starts bunkers on the relay (``await started("sign")``); all stopped after the test."""
+    running: list[Bunker] = []
+
+    async def start(behaviour: Behaviour) -> Bunker:
+        bunker = Bunker(relay.url, NostrKeys.generate(), behaviour=behaviour)
+        await bunker.start()
+        running.append(bunker)
+        return bunker
+
+    yield start
+    for bunker in running:
+        await bunker.stop()
+
+
+@pytest.fixture
+async def bunker(started: Starter) -> Bunker:
+    return await started("sign")
 
 
 async def cli(*args: str) -> Ran:
@@ -56,11 +64,12 @@ def task_count(server: Serve) -> int:
     return len(httpx.get(f"{server.url}/v1/tasks", params={"limit": 200}).json()["tasks"])
 
 
-async def test_a_task_goes_to_paid_with_the_employer_signing_through_the_bunker(
-    server: Serve, bunker: Bunker, tmp_path: Path
+async def test_a_task_goes_to_paid_with_both_parties_signing_through_bunkers(
+    server: Serve, started: Starter, bunker: Bunker
 ) -> None:
     signer = ("--signer", bunker.uri)
-    worker = ("--key-file", str(key_file(tmp_path / "worker.key")))
+    worker_bunker = await started("sign")
+    worker = ("--signer", worker_bunker.uri)
     at = ("--server", server.url)
 
     whoami = await cli("whoami", *signer, "--json")
@@ -81,33 +90,34 @@ async def test_a_task_goes_to_paid_with_the_employer_signing_through_the_bunker(
     claimed = await cli("claim", task_id, *at, *worker)
     assert claimed.stdout == f"{task_id} CLAIMED\n"
     proved = await cli(
-        "proof", task_id, "--field", "url=https://example.org/1", "--wallet", "sim", *at, *worker
-    )
+        "proof", task_id, "--field", "url=https://example.org/1", "--wallet", "sim", *at, *worker,
+        "--json",
+    )  # fmt: skip
     assert proved.code == 0, proved.stderr
+    assert proved.json()["worker_pubkey"] == worker_bunker.user.pubkey_hex
+    assert KIND_PROOF in worker_bunker.kinds_signed  # the proof event, signed in the bunker
     approved = await cli("approve", task_id, *at, *signer, "--json")
     assert approved.code == 0, approved.stderr
     assert approved.json()["state"] == "PAID"
 
     # create, the funding request and the approval were each signed in the bunker
-    assert bunker.methods.count("sign_event") >= 3
+    assert bunker.kinds_signed.count(KIND_REQUEST) >= 3
     mine = await cli("list", "--employer", "me", *at, *signer, "--json")
     assert [task["task_id"] for task in mine.json()["tasks"]] == [task_id]
     shows_no_secret(bunker, whoami, created, funded, approved, mine, serve=server)
+    shows_no_secret(worker_bunker, claimed, proved, serve=server)
 
 
 @pytest.mark.parametrize("behaviour", ["wrong_key", "tamper"])
 async def test_an_event_the_bunker_signed_wrongly_is_refused_before_the_server_hears_of_it(
-    server: Serve, relay: EmbeddedRelay, behaviour: Behaviour
+    server: Serve, started: Starter, behaviour: Behaviour
 ) -> None:
-    bunker = await started(relay, behaviour)
-    try:
-        before = task_count(server)
-        ran = await cli(
-            "create", "Anything", "--amount-sat", "1000", "--server", server.url,
-            "--signer", bunker.uri, "--json",
-        )  # fmt: skip
-    finally:
-        await bunker.stop()
+    bunker = await started(behaviour)
+    before = task_count(server)
+    ran = await cli(
+        "create", "Anything", "--amount-sat", "1000", "--server", server.url,
+        "--signer", bunker.uri, "--json",
+    )  # fmt: skip
     assert ran.code == 1
     assert "sign_event" in bunker.methods
     error = ran.json()["error"]
@@ -117,30 +127,24 @@ async def test_an_event_the_bunker_signed_wrongly_is_refused_before_the_server_h
     shows_no_secret(bunker, ran, serve=server)
 
 
-async def test_a_bunker_that_refuses_is_a_clear_error(server: Serve, relay: EmbeddedRelay) -> None:
-    bunker = await started(relay, "refuse")
-    try:
-        ran = await cli(
-            "create", "Anything", "--amount-sat", "1000", "--server", server.url,
-            "--signer", bunker.uri,
-        )  # fmt: skip
-    finally:
-        await bunker.stop()
+async def test_a_bunker_that_refuses_is_a_clear_error(server: Serve, started: Starter) -> None:
+    bunker = await started("refuse")
+    ran = await cli(
+        "create", "Anything", "--amount-sat", "1000", "--server", server.url,
+        "--signer", bunker.uri,
+    )  # fmt: skip
     assert ran.code == 1
     assert "the remote signer refused" in ran.stderr
     assert "the user declined this request" in ran.stderr  # the bunker's own words
     shows_no_secret(bunker, ran)
 
 
-async def test_a_bunker_that_never_answers_times_out(server: Serve, relay: EmbeddedRelay) -> None:
-    bunker = await started(relay, "silent")
-    try:
-        ran = await cli(
-            "approve", "0" * 32, "--server", server.url, "--signer", bunker.uri,
-            "--signer-timeout", "1", "--json",
-        )  # fmt: skip
-    finally:
-        await bunker.stop()
+async def test_a_bunker_that_never_answers_times_out(server: Serve, started: Starter) -> None:
+    bunker = await started("silent")
+    ran = await cli(
+        "approve", "0" * 32, "--server", server.url, "--signer", bunker.uri,
+        "--signer-timeout", "1", "--json",
+    )  # fmt: skip
     assert ran.code == 1
     error = ran.json()["error"]
     assert error["kind"] == "timeout"

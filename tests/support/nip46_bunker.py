@@ -50,6 +50,7 @@ class Bunker:
         self._signer_keys = Keys.generate()
         self.signer_pubkey = self._signer_keys.public_key().to_hex()
         self.methods: list[str] = []
+        self.kinds_signed: list[int] = []
         self._loop = ServiceLoop(relay_url)
 
     @property
@@ -102,6 +103,7 @@ class Bunker:
             return {"result": "pong"}
         if method == "sign_event":
             asked = json.loads(params[0])
+            self.kinds_signed.append(int(asked["kind"]))
             signer = NostrKeys.generate() if self.behaviour == "wrong_key" else self.user
             content = asked["content"] + (" (changed)" if self.behaviour == "tamper" else "")
             signed = signer.sign_event(asked["kind"], content, asked["tags"], asked["created_at"])
