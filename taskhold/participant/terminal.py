@@ -65,6 +65,8 @@ class Session:
     as_json: bool
     signer_timeout_s: float = 30.0
     """How long a remote signer may take over each answer."""
+    signs: bool = True
+    """Whether the command signs: a read never connects to a remote signer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,19 +103,19 @@ def open_session(
         raise usage("this command signs: give --key-file or --signer (or TASKHOLD_KEY_FILE)")
     if signer_timeout_s <= 0:
         raise usage("--signer-timeout must be more than 0 s")
-    return Session(server, identity, as_json, signer_timeout_s)
+    return Session(server, identity, as_json, signer_timeout_s, signs)
 
 
 @contextlib.asynccontextmanager
 async def _signing_keys(session: Session) -> AsyncIterator[NostrKeys | RemoteSigner]:
     """The session's key, or its remote signer connected; a fresh key for a read (it signs
     nothing)."""
-    if isinstance(session.identity, BunkerAddress):
+    if isinstance(session.identity, BunkerAddress) and session.signs:
         async with connect_remote_signer(session.identity, session.signer_timeout_s) as signer:
             note(f"signing through the remote signer as {signer.npub}")
             yield signer
     else:
-        yield session.identity or NostrKeys.generate()
+        yield session.identity if isinstance(session.identity, NostrKeys) else NostrKeys.generate()
 
 
 def run(session: Session, work: Callable[[TaskholdClient], Awaitable[Result]]) -> None:

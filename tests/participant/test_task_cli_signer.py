@@ -172,3 +172,20 @@ def test_a_private_task_needs_the_key_itself() -> None:
     )  # fmt: skip
     assert ran.code == 2
     assert "--private" in ran.stderr
+
+
+async def test_a_read_never_asks_the_bunker(
+    server: Serve, started: Starter, bunker: Bunker
+) -> None:
+    created = await cli(
+        "create", "Read me", "--amount-sat", "1000", "--server", server.url,
+        "--signer", bunker.uri, "--json",
+    )  # fmt: skip
+    task_id = created.json()["task_id"]
+    silent = await started("silent")  # TASKHOLD_SIGNER set, say, to a bunker that is away
+
+    shown = await cli("show", task_id, "--server", server.url, "--signer", silent.uri, "--json")
+
+    assert shown.code == 0, shown.stderr
+    assert shown.json()["employer_pubkey"] == bunker.user.pubkey_hex
+    assert silent.methods == []
