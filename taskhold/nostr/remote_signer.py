@@ -48,7 +48,8 @@ with what was asked) is the one that fires."""
 
 
 class RemoteSignerError(Exception):
-    """The remote signer refused, never answered, or answered with something unusable."""
+    """The remote signer refused, or answered with something unusable (silence is a
+    TimeoutError)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,7 @@ class RemoteSigner:
 @contextlib.asynccontextmanager
 async def remote_signer(address: BunkerAddress, timeout_s: float) -> AsyncIterator[RemoteSigner]:
     """Connect to the bunker (``connect`` with the secret, then ``get_public_key``), each call
-    bounded by ``timeout_s``; RemoteSignerError if it refuses or is silent."""
+    bounded by ``timeout_s``: RemoteSignerError if it refuses, TimeoutError if it is silent."""
     uniffi_set_event_loop(asyncio.get_running_loop())
     sdk_timeout = datetime.timedelta(seconds=timeout_s + _SDK_GRACE_S)
     try:
