@@ -137,8 +137,9 @@ def demo(
         typer.Option(
             "--scenario",
             help="paid, refund, split, squatter, reject-overturned, cooperative-cancel, private,"
-            " paused-intake;"
-            " on the simulator only: hostile-payout, renewal, milestones; on the devnet only:"
+            " paused-intake, moderation, jurisdiction;"
+            " on the simulator only: hostile-payout, renewal, milestones, task-cli (the"
+            " participants' `taskhold task` commands); on the devnet only:"
             " onchain, pool (a devnet up with --escrow-nodes 2)",
         ),
     ] = "paid",

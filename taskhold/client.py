@@ -38,6 +38,7 @@ from taskhold.nostr.confidential import (
 from taskhold.nostr.follow import Selection, Transition, follow_log
 from taskhold.nostr.kinds import KIND_WEBHOOK_DELIVERY
 from taskhold.nostr.relays import RelayPool
+from taskhold.nostr.remote_signer import RemoteSigner, RemoteSignerError
 from taskhold.nostr.webhook_delivery import verify_delivery
 from taskhold.payments.invoices import decode_invoice
 from taskhold.tasks.rounds import RENEWABLE_STATES
@@ -88,12 +89,16 @@ class TaskholdClient:
     ``max_retry_delay_s`` (0.25, 0.5, 1, then 2 s five times: about 12 s, longer than a restart).
     The event signed for a caller's ``idempotency_key`` is kept (the last ``remembered_keys``),
     so calling the same method again with the same key and body resends it unchanged.
+
+    ``keys`` is the caller's key pair, or a NIP-46 :class:`RemoteSigner`: every write is then
+    signed in the remote signer (and checked before it is sent). Sealing and opening private
+    content need the key itself; with a remote signer they are refused (RemoteSignerError).
     """
 
     def __init__(
         self,
         base_url: str,
-        keys: NostrKeys,
+        keys: NostrKeys | RemoteSigner,
         *,
         http: httpx.AsyncClient | None = None,
         request_kind: int = KIND_REQUEST,
@@ -135,6 +140,11 @@ class TaskholdClient:
     def pubkey_hex(self) -> str:
         """The pubkey this client signs with: how the server knows who is asking."""
         return self._keys.pubkey_hex
+
+    @property
+    def npub(self) -> str:
+        """The same key in NIP-19 ``npub1…`` form, for people."""
+        return self._keys.npub
 
     async def __aenter__(self) -> TaskholdClient:
         return self
@@ -218,7 +228,7 @@ class TaskholdClient:
         info = await self.info()
         recipients = [first, info["operator_pubkey"], *info["arbiters"], *others]
         payload = make_payload(body)
-        return commitment(payload), seal(self._keys, recipients, payload)
+        return commitment(payload), seal(self._own_keys(), recipients, payload)
 
     async def _sealing(self, task_id: str, seal_invoice: bool | None) -> bool:
         """Whether to seal an invoice: as asked, else when the task is private."""
@@ -232,7 +242,7 @@ class TaskholdClient:
         if not sealing:
             return {field: invoice, **payout_terms(invoice)}
         operator = (await self.info())["operator_pubkey"]
-        sealed = seal(self._keys, [operator], invoice)[operator]
+        sealed = seal(self._own_keys(), [operator], invoice)[operator]
         return {f"{field}_sealed": sealed, **payout_terms(invoice)}
 
     def open_proof(self, task: dict[str, Any]) -> dict[str, Any] | None:
@@ -256,7 +266,7 @@ class TaskholdClient:
         copy = sealed.get(self.pubkey_hex)
         if copy is None:
             return None
-        payload = open_sealed(self._keys, copy["sender"], copy["ciphertext"])
+        payload = open_sealed(self._own_keys(), copy["sender"], copy["ciphertext"])
         if not check_disclosure(payload, task[f"{name}_hash"]):
             raise SealedContentError(f"the sealed {name} does not match {name}_hash")
         return payload_body(payload)
@@ -782,8 +792,20 @@ class TaskholdClient:
         while len(self._signed_by_key) > self._remembered_keys:
             self._signed_by_key.popitem(last=False)
 
+    def _own_keys(self) -> NostrKeys:
+        if isinstance(self._keys, RemoteSigner):
+            raise RemoteSignerError(
+                "sealing or opening private content needs the key itself (a key file); a"
+                " remote signer is not asked to do it"
+            )
+        return self._keys
+
     async def _sign(self, kind: int, content: str, tags: list[list[str]]) -> dict[str, Any]:
         created_at = int(self._clock())
+        if isinstance(self._keys, RemoteSigner):
+            return await self._keys.sign_event(
+                kind, content, tags, created_at, max(self.pow_difficulty, 0)
+            )
         if self.pow_difficulty <= 0:
             return self._keys.sign_event(kind, content, tags, created_at)
         # Mining takes a while; keep the event loop serving meanwhile.

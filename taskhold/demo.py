@@ -48,6 +48,10 @@ in its terms; the demo's clients arrive through a proxy on loopback that the ser
 say where they are in ``X-Forwarded-For``: a worker from the blocked range is refused with
 ``451 blocked_jurisdiction``, one from an open range claims the task and is paid; the JSON gives
 ``blocked_networks``, ``refused_status`` and ``refused_code``).
+``task-cli`` (simulator only: the participants' command line, ``taskhold task``, plays both
+parties, each with a key file made by ``keygen``, each command a process of its own as a person
+would run it: create, fund ``--wallet sim``, claim, proof, approve until PAID; the JSON gives
+``commands``, the command lines run, key files shown by name only).
 
 The demo configures one arbiter key of its own and says so: a rejection then has someone to
 rule on it.
@@ -58,7 +62,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import secrets
+import shlex
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -109,11 +116,13 @@ SCENARIOS = (
     "paused-intake",
     "moderation",
     "jurisdiction",
+    "task-cli",
 )
 SPLIT_WORKER_PERCENT = 60
-SIM_ONLY_SCENARIOS = frozenset({"hostile-payout", "renewal", "milestones"})
+SIM_ONLY_SCENARIOS = frozenset({"hostile-payout", "renewal", "milestones", "task-cli"})
 """Scenarios that read the simulated nodes' balances or mine blocks through the simulator's
-route (``renewal``, ``milestones``: each hold is renewed), which a devnet run has no route for."""
+route (``renewal``, ``milestones``: each hold is renewed), or pay with its wallets from the
+command line (``task-cli``: ``--wallet sim``), which a devnet run has no route for."""
 DEVNET_ONLY_SCENARIOS = frozenset({"onchain", "pool"})
 """Scenarios with real on-chain transactions (the devnet's btcd and its swap server), or with
 several real escrow nodes."""
@@ -493,6 +502,8 @@ async def _drive(
                 return await play.moderation(moderator)
             if scenario == "jurisdiction":
                 return await play.jurisdiction(url)
+            if scenario == "task-cli":
+                return await play.task_cli(data_dir / "participants")
             return await play.run(refund=scenario == "refund")
         finally:
             await wallets.close()
@@ -1149,6 +1160,44 @@ class Play:
         board = await self.employer.list_tasks()
         return any(item["task_id"] == task_id for item in board["tasks"])
 
+    async def task_cli(self, keys_dir: Path) -> dict[str, Any]:
+        """Both parties through ``taskhold task``, one process per command, as people would run
+        it (the ``task-cli`` scenario): nothing here calls the API but through the command."""
+        await asyncio.to_thread(keys_dir.mkdir, parents=True, exist_ok=True)
+        server = self.employer.base_url
+        commands: list[str] = []
+
+        async def task(step: str, *args: str) -> dict[str, Any]:
+            commands.append(shlex.join(("taskhold", "task", *args)))
+            answer = await _task_command(*args, "--json")
+            self.say(f"{len(commands)}. taskhold task {args[0]} → {step.format(**answer)}")
+            return answer
+
+        employer_file, worker_file = keys_dir / "employer.key", keys_dir / "worker.key"
+        employer = await task("{npub}", "keygen", "--key-file", str(employer_file))
+        worker = await task("{npub}", "keygen", "--key-file", str(worker_file))
+        as_employer = ("--server", server, "--key-file", str(employer_file))
+        as_worker = ("--server", server, "--key-file", str(worker_file))
+        created = await task(
+            "{task_id} {state}", "create", "Translate the README to German",
+            "--amount-sat", str(DEMO_AMOUNT_MSAT // 1000), "--url-field", "url",
+            "--field", "url", *as_employer,
+        )  # fmt: skip
+        task_id = str(created["task_id"])
+        await task("{state} (paid from the employer's sim wallet)", "fund", task_id,
+                   "--wallet", "sim", *as_employer)  # fmt: skip
+        await task("{state}", "claim", task_id, *as_worker)
+        await task(
+            "{state} (payout invoice from the worker's sim wallet)", "proof", task_id,
+            "--field", "url=https://example.org/README.de.md", "--wallet", "sim", *as_worker,
+        )  # fmt: skip
+        paid = await task("{state}", "approve", task_id, *as_employer)
+        return self.summary(paid, paid["funding"]) | {
+            "employer_pubkey": employer["pubkey"],
+            "worker_pubkey": worker["pubkey"],
+            "commands": commands,
+        }
+
     def summary(self, task: dict[str, Any], funding: dict[str, Any]) -> dict[str, Any]:
         preimage = task.get("preimage")
         payment_hash = funding["payment_hash"]
@@ -1167,6 +1216,26 @@ class Play:
             "worker_pubkey": self.worker.pubkey_hex,
             "server_url": self.employer.base_url,
         }
+
+
+async def _task_command(*args: str) -> dict[str, Any]:
+    """``taskhold task ARGS`` in a process of its own; the JSON object it prints. The demo's
+    own ``TASKHOLD_*`` settings are not passed on: the command gets only its options."""
+    environment = {
+        name: value for name, value in os.environ.items() if not name.startswith("TASKHOLD_")
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "taskhold.cli", "task", *args,
+        env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await process.communicate()
+    if process.returncode != 0:
+        said = stderr.decode().strip().splitlines()
+        raise DemoError(
+            f"taskhold task {args[0]} failed: {said[-1] if said else process.returncode}"
+        )
+    answer: dict[str, Any] = json.loads(stdout.decode().strip().splitlines()[-1])
+    return answer
 
 
 def devnet_escrow(connection_file: Path) -> str:

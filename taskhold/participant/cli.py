@@ -1,12 +1,15 @@
 """``taskhold task …``: an employer's or a worker's side of a task, one command per client call.
 
 Every command talks to one server (``--server``, or ``TASKHOLD_SERVER``) and signs with the
-participant's key (``--key-file``: a 0600 file made by ``taskhold task keygen``); reads need no
-key. Waits (a payment landing, a state) are shown on stderr; stdout carries the result: a plain
-line for people (a task id, an invoice), or with ``--json`` one JSON object for scripts.
+participant's key (``--key-file``: a 0600 file made by ``taskhold task keygen``), or through a
+NIP-46 remote signer that holds it (``--signer bunker://…``); reads need no key. Wallets: lnd,
+Nostr Wallet Connect (``nostr+walletconnect://…``), or the simulator's. Waits (a payment
+landing, a state) are shown on stderr; stdout carries the result: a plain line for people (a
+task id, an invoice), or with ``--json`` one JSON object for scripts.
 
 Exit codes: 0 done; 1 the server refused (its problem title, detail and code on stderr), a
-payment failed, a wait timed out or the server could not be reached; 2 bad usage (options, key
+payment failed, a wait timed out, the server, the remote signer or the wallet could not be
+reached or refused; 2 bad usage (options, key
 file, signer, wallet spec). No traceback reaches the participant.
 """
 
@@ -21,6 +24,7 @@ from typing import Annotated, Any
 import typer
 
 from taskhold.client import TaskholdClient
+from taskhold.nostr import NostrKeys
 from taskhold.tasks.model import TERMINAL_STATES, TaskState
 
 from .identity import IdentityError, create_key_file
@@ -29,8 +33,10 @@ from .terminal import (
     duration_s,
     follow_until,
     json_object,
+    me_or,
     note,
     open_session,
+    pay_until_held,
     plain,
     proof_fields,
     pubkey_option,
@@ -40,13 +46,14 @@ from .terminal import (
     wait_until,
     wallet_for,
 )
+from .wallets import shown_spec
 
 __all__ = ["task_app"]
 
 task_app = typer.Typer(
     help="Your side of a task, as employer or worker. Writes are signed with --key-file (a 0600"
-    " file holding your nsec or hex secret; make one with keygen, see it with whoami); reads"
-    " need no key."
+    " file holding your nsec or hex secret; make one with keygen, see it with whoami) or"
+    " through a NIP-46 remote signer (--signer bunker://…); reads need no key."
     " --server defaults to TASKHOLD_SERVER. --json prints one JSON object on stdout (on"
     ' failure {"error": {kind, message, code, …}}); progress goes to stderr. Exit codes: 0'
     " done, 1 refused by the server or failed (payment, timeout, unreachable), 2 bad usage"
@@ -60,7 +67,11 @@ A task from start to end (employer E, worker W):
   taskhold task proof $id --field url=https://example.org/pr/1 --wallet lnd:FILE#worker \\
       --key-file W.key
   taskhold task approve $id --key-file E.key      (waits until PAID)
-Without --wallet, fund prints the hold invoice for you to pay from any wallet, then waits.""",
+Without --wallet, fund prints the hold invoice for you to pay from any wallet, then waits.
+Keys in a remote signer, wallets behind Nostr Wallet Connect (secrets in the environment):
+  export TASKHOLD_SIGNER='bunker://<signer-pubkey>?relay=wss://…&secret=…'
+  export TASKHOLD_WALLET='nostr+walletconnect://<wallet-pubkey>?relay=wss://…&secret=…'
+  taskhold task fund $id                          (signed in the bunker, paid over NWC)""",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -79,7 +90,17 @@ Signer = Annotated[
     typer.Option(
         "--signer",
         envvar="TASKHOLD_SIGNER",
-        help="a NIP-46 remote signer, bunker://… (not supported yet), instead of --key-file",
+        help="a NIP-46 remote signer, bunker://<signer-pubkey>?relay=…&secret=…, instead of"
+        " --key-file: every write is signed there (prefer TASKHOLD_SIGNER: the secret then"
+        " stays out of the process list)",
+    ),
+]
+SignerTimeout = Annotated[
+    float,
+    typer.Option(
+        "--signer-timeout",
+        envvar="TASKHOLD_SIGNER_TIMEOUT",
+        help="how long the remote signer may take to answer (s)",
     ),
 ]
 Json = Annotated[bool, typer.Option("--json", help="one JSON object on stdout")]
@@ -88,8 +109,18 @@ WalletSpec = Annotated[
     typer.Option(
         "--wallet",
         envvar="TASKHOLD_WALLET",
-        help="your wallet: lnd:FILE[#NODE] (an lnd connection file), or sim[:NAME] on a"
-        " simulator server; nwc is not supported yet",
+        help="your wallet: lnd:FILE[#NODE] (an lnd connection file),"
+        " nostr+walletconnect://… (NWC, NIP-47; prefer TASKHOLD_WALLET: the string holds a"
+        " secret), or sim[:NAME] on a simulator server",
+    ),
+]
+WalletTimeout = Annotated[
+    float,
+    typer.Option(
+        "--wallet-timeout",
+        envvar="TASKHOLD_WALLET_TIMEOUT",
+        help="how long an NWC wallet may take to answer (s); a payment waits for --timeout",
+        min=0.001,
     ),
 ]
 Wait = Annotated[bool, typer.Option("--wait/--no-wait", help="wait for the outcome")]
@@ -116,13 +147,17 @@ def keygen(
 def whoami(
     key_file: KeyFile = None,
     signer: Signer = None,
+    signer_timeout: SignerTimeout = 30.0,
     as_json: Json = False,
 ) -> None:
-    """Your public key (npub; --json adds the hex), the one the server knows you by."""
-    keys = open_session("", key_file, signer, as_json).keys
-    assert keys is not None  # open_session asks for a key
-    data = {"pubkey": keys.pubkey_hex, "npub": keys.npub}
-    sys.stdout.write((json.dumps(data) if as_json else keys.npub) + "\n")
+    """Your public key (npub; --json adds the hex), the one the server knows you by; with
+    --signer, the one the remote signer signs for."""
+    session = open_session("", key_file, signer, as_json, signer_timeout_s=signer_timeout)
+
+    async def work(client: TaskholdClient) -> Result:
+        return Result({"pubkey": client.pubkey_hex, "npub": client.npub}, client.npub)
+
+    run(session, work)
 
 
 @task_app.command()
@@ -161,10 +196,13 @@ def create(
     ] = False,
     key_file: KeyFile = None,
     signer: Signer = None,
+    signer_timeout: SignerTimeout = 30.0,
     as_json: Json = False,
 ) -> None:
     """Post a task as its employer; prints its id. Fund it next with `fund`."""
-    session = open_session(server, key_file, signer, as_json)
+    session = open_session(server, key_file, signer, as_json, signer_timeout_s=signer_timeout)
+    if private and signer is not None:
+        raise usage("--private seals the description with your key: give --key-file, not --signer")
     spec: dict[str, Any] | None = None
     if acceptance is not None:
         if field or url_field:
@@ -205,21 +243,25 @@ def fund(
     task_id: str,
     server: Server,
     wallet: WalletSpec = None,
+    wallet_timeout: WalletTimeout = 60.0,
     wait: Wait = True,
     timeout: Timeout = 600.0,
     key_file: KeyFile = None,
     signer: Signer = None,
+    signer_timeout: SignerTimeout = 30.0,
     as_json: Json = False,
 ) -> None:
     """Get the task's hold invoice (the one issued before, if fund was run already) and pay it
     with --wallet, or print it for you to pay; then wait until taskhold holds the payment
     (FUNDED). The money stays yours until the task is decided: the invoice is settled only
     when the worker is paid, cancelled otherwise. With --json the invoice to pay is shown on
-    stderr, and the JSON object (with payment_request) follows once the wait is over."""
-    session = open_session(server, key_file, signer, as_json)
+    stderr, and the JSON object (with payment_request) follows once the wait is over. With
+    --wallet the payment is followed until taskhold holds it, --no-wait or not (an NWC wallet
+    answers a hold invoice only once it settles: the task being FUNDED is the answer)."""
+    session = open_session(server, key_file, signer, as_json, signer_timeout_s=signer_timeout)
 
     async def work(client: TaskholdClient) -> Result:
-        async with wallet_for(wallet, client, "employer") as chosen:
+        async with wallet_for(wallet, client, "employer", wallet_timeout) as chosen:
             task = await client.get_task(task_id)
             if task["state"] == "PENDING_FUNDING" and task.get("funding"):
                 note("the task has its hold invoice already (fund was run before): paying that")
@@ -237,8 +279,8 @@ def fund(
                     sys.stdout.flush()
             else:
                 note(f"paying the hold invoice of {amount_sat} sat with the {chosen.description}")
-                await chosen.pay(invoice)
-        if wait:
+                task = await pay_until_held(chosen, invoice, client, task_id, timeout)
+        if wait and chosen is None:
             task = await wait_until(client, task_id, {"FUNDED"}, timeout)
         data = {
             "task_id": task_id,
@@ -246,7 +288,7 @@ def fund(
             "payment_request": invoice,
             "payment_hash": funding["payment_hash"],
             "amount_msat": funding["amount_msat"],
-            "paid_with": wallet,
+            "paid_with": None if wallet is None else shown_spec(wallet),
         }
         return Result(data, f"{task_id} {task['state']}" if wait or wallet else "")
 
@@ -259,10 +301,11 @@ def claim(
     server: Server,
     key_file: KeyFile = None,
     signer: Signer = None,
+    signer_timeout: SignerTimeout = 30.0,
     as_json: Json = False,
 ) -> None:
     """Take a funded task as its worker."""
-    session = open_session(server, key_file, signer, as_json)
+    session = open_session(server, key_file, signer, as_json, signer_timeout_s=signer_timeout)
 
     async def work(client: TaskholdClient) -> Result:
         return task_result(await client.claim(task_id))
@@ -286,13 +329,15 @@ def proof(
         typer.Option("--invoice", help="your payout invoice (BOLT11) for the task's payout"),
     ] = None,
     wallet: WalletSpec = None,
+    wallet_timeout: WalletTimeout = 60.0,
     key_file: KeyFile = None,
     signer: Signer = None,
+    signer_timeout: SignerTimeout = 30.0,
     as_json: Json = False,
 ) -> None:
     """As the worker: send the proof of the work with the invoice you are paid to (--invoice,
     or one made by --wallet for the task's payout amount)."""
-    session = open_session(server, key_file, signer, as_json)
+    session = open_session(server, key_file, signer, as_json, signer_timeout_s=signer_timeout)
     if proof_json is not None and field:
         raise usage("give --proof or --field, not both")
     body = json_object(proof_json, "--proof") if proof_json is not None else proof_fields(field)
@@ -302,7 +347,7 @@ def proof(
         wallet = None  # an invoice given is the one paid to, whatever TASKHOLD_WALLET says
 
     async def work(client: TaskholdClient) -> Result:
-        async with wallet_for(wallet, client, "worker") as chosen:
+        async with wallet_for(wallet, client, "worker", wallet_timeout) as chosen:
             payout_invoice = invoice
             if chosen is not None:
                 task = await client.get_task(task_id)
@@ -325,11 +370,12 @@ def approve(
     timeout: Timeout = 300.0,
     key_file: KeyFile = None,
     signer: Signer = None,
+    signer_timeout: SignerTimeout = 30.0,
     as_json: Json = False,
 ) -> None:
     """As the employer: accept the proof; taskhold pays the worker, then settles your hold
     invoice. Waits until the task is PAID (--no-wait returns at once)."""
-    session = open_session(server, key_file, signer, as_json)
+    session = open_session(server, key_file, signer, as_json, signer_timeout_s=signer_timeout)
 
     async def work(client: TaskholdClient) -> Result:
         task = await client.approve(task_id)
@@ -347,10 +393,11 @@ def reject(
     reason: Reason,
     key_file: KeyFile = None,
     signer: Signer = None,
+    signer_timeout: SignerTimeout = 30.0,
     as_json: Json = False,
 ) -> None:
     """As the employer: refuse the proof, saying why; the worker may dispute."""
-    session = open_session(server, key_file, signer, as_json)
+    session = open_session(server, key_file, signer, as_json, signer_timeout_s=signer_timeout)
 
     async def work(client: TaskholdClient) -> Result:
         return task_result(await client.reject(task_id, reason))
@@ -365,10 +412,11 @@ def dispute(
     reason: Reason,
     key_file: KeyFile = None,
     signer: Signer = None,
+    signer_timeout: SignerTimeout = 30.0,
     as_json: Json = False,
 ) -> None:
     """As employer or worker: ask an arbiter to decide."""
-    session = open_session(server, key_file, signer, as_json)
+    session = open_session(server, key_file, signer, as_json, signer_timeout_s=signer_timeout)
 
     async def work(client: TaskholdClient) -> Result:
         return task_result(await client.open_dispute(task_id, reason))
@@ -385,11 +433,12 @@ def cancel(
     timeout: Timeout = 300.0,
     key_file: KeyFile = None,
     signer: Signer = None,
+    signer_timeout: SignerTimeout = 30.0,
     as_json: Json = False,
 ) -> None:
     """As the employer: cancel a task nobody works on; a held payment goes back to you. Waits
     until the task is CANCELLED or REFUNDED (the hold invoice cancelled)."""
-    session = open_session(server, key_file, signer, as_json)
+    session = open_session(server, key_file, signer, as_json, signer_timeout_s=signer_timeout)
 
     async def work(client: TaskholdClient) -> Result:
         task = await client.cancel(task_id, reason)
@@ -406,18 +455,22 @@ def show(
     server: Server,
     key_file: KeyFile = None,
     signer: Signer = None,
+    signer_timeout: SignerTimeout = 30.0,
     as_json: Json = False,
 ) -> None:
     """One task as the server has it (no key needed). A private task's description is opened
     with --key-file when that key is one it was sealed to; --json adds it as
     ``opened_description``."""
-    session = open_session(server, key_file, signer, as_json, signs=False)
+    session = open_session(
+        server, key_file, signer, as_json, signer_timeout_s=signer_timeout, signs=False
+    )
 
     async def work(client: TaskholdClient) -> Result:
         task = await client.get_task(task_id)
         lines = [f"{name}: {plain(task[name])}" for name in _SHOWN if task.get(name) is not None]
         if task.get("visibility") == "private":
-            opened = client.open_details(task) if session.keys is not None else None
+            opens = isinstance(session.identity, NostrKeys)  # a remote signer opens nothing
+            opened = client.open_details(task) if opens else None
             task = {**task, "opened_description": opened}
             sealed = "(sealed: give the --key-file of a party to read it)"
             lines.insert(3, f"description: {sealed if opened is None else opened}")
@@ -459,18 +512,24 @@ def list_tasks(
     limit: Annotated[int, typer.Option("--limit", min=1, max=200)] = 50,
     key_file: KeyFile = None,
     signer: Signer = None,
+    signer_timeout: SignerTimeout = 30.0,
     as_json: Json = False,
 ) -> None:
     """Tasks on the server, newest first: one line each (id, state, sat, title)."""
     signs = "me" in (employer, worker)  # "me" is the pubkey of --key-file
-    session = open_session(server, key_file, signer, as_json, signs=signs)
+    session = open_session(
+        server, key_file, signer, as_json, signer_timeout_s=signer_timeout, signs=signs
+    )
 
-    employer_hex = pubkey_option(employer, "--employer", session.keys)
-    worker_hex = pubkey_option(worker, "--worker", session.keys)
+    employer_hex = pubkey_option(employer, "--employer")
+    worker_hex = pubkey_option(worker, "--worker")
 
     async def work(client: TaskholdClient) -> Result:
         answer = await client.list_tasks(
-            state=state, employer=employer_hex, worker=worker_hex, limit=limit
+            state=state,
+            employer=me_or(employer_hex, client),
+            worker=me_or(worker_hex, client),
+            limit=limit,
         )
         lines = [
             f"{task['task_id']} {task['state']} {task['amount_msat'] // 1000} {task['title']}"
@@ -500,11 +559,14 @@ def watch(
     timeout: Timeout = 3600.0,
     key_file: KeyFile = None,
     signer: Signer = None,
+    signer_timeout: SignerTimeout = 30.0,
     as_json: Json = False,
 ) -> None:
     """Show the task's states as they change (stderr) until it reaches --until or ends; prints
     the task then."""
-    session = open_session(server, key_file, signer, as_json, signs=False)
+    session = open_session(
+        server, key_file, signer, as_json, signer_timeout_s=signer_timeout, signs=False
+    )
     known = [state.value for state in TaskState]
     unknown = [state for state in until or () if state not in known]
     if unknown:

@@ -1,8 +1,13 @@
-"""Who signs a participant's requests: a key file now, a NIP-46 remote signer later.
+"""Who signs a participant's requests: a key file, or a NIP-46 remote signer (a bunker).
 
 A key file holds one Nostr secret (``nsec1…`` or 64 hex characters) and must be readable by its
 owner only (mode 0600, as ``ssh`` insists for a private key): a key others can read is refused,
 not used. No error repeats the file's content.
+
+A remote signer is named by its ``bunker://<remote-signer-pubkey>?relay=…&secret=…`` string
+(``--signer``, or ``TASKHOLD_SIGNER`` so the secret stays out of the process list). It is only
+parsed here; the command connects to it (:func:`taskhold.nostr.remote_signer.remote_signer`)
+when it runs, and every write is signed there. No error repeats the string: it holds a secret.
 """
 
 from __future__ import annotations
@@ -12,27 +17,28 @@ import stat
 from pathlib import Path
 
 from taskhold.nostr import NostrKeys
+from taskhold.nostr.remote_signer import BunkerAddress
 
-__all__ = ["IdentityError", "create_key_file", "participant_keys"]
+__all__ = ["Identity", "IdentityError", "create_key_file", "participant_identity"]
+
+Identity = NostrKeys | BunkerAddress
+"""A key read from its file, or the address of the remote signer that holds it."""
 
 
 class IdentityError(Exception):
     """The key or signer the participant named cannot be used: a usage error (exit code 2)."""
 
 
-def participant_keys(key_file: Path | None, signer: str | None) -> NostrKeys | None:
-    """The keys to sign with; None when neither a key file nor a signer was given (reads only).
-
-    ``signer`` is where a remote signer plugs in: ``bunker://…`` (NIP-46) is recognised and
-    refused as not yet supported, so scripts written for it fail clearly today."""
+def participant_identity(key_file: Path | None, signer: str | None) -> Identity | None:
+    """The key, or the remote signer, to sign with; None when neither a key file nor a signer
+    was given (reads only)."""
     if signer is not None:
         if key_file is not None:
             raise IdentityError("give --key-file or --signer, not both")
-        if signer.startswith("bunker://"):
-            raise IdentityError(
-                "NIP-46 remote signers (bunker://…) are not supported yet; use --key-file"
-            )
-        raise IdentityError("--signer takes a bunker://… URL (NIP-46)")
+        try:
+            return BunkerAddress.parse(signer)
+        except ValueError as exc:
+            raise IdentityError(f"--signer: {exc}") from None
     if key_file is None:
         return None
     return _read_key_file(key_file)

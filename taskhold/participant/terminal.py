@@ -25,9 +25,12 @@ from rich.markup import escape
 
 from taskhold.client import TaskholdAPIError, TaskholdClient
 from taskhold.nostr import NostrKeys, pubkey_hex
+from taskhold.nostr.remote_signer import BunkerAddress, RemoteSigner, RemoteSignerError
+from taskhold.nostr.remote_signer import remote_signer as connect_remote_signer
+from taskhold.nostr.wallet_connect import WalletConnectError
 from taskhold.tasks.model import TERMINAL_STATES
 
-from .identity import IdentityError, participant_keys
+from .identity import Identity, IdentityError, participant_identity
 from .wallets import PaymentFailed, Wallet, WalletSpecError, open_wallet
 
 __all__ = [
@@ -36,8 +39,10 @@ __all__ = [
     "duration_s",
     "follow_until",
     "json_object",
+    "me_or",
     "note",
     "open_session",
+    "pay_until_held",
     "plain",
     "proof_fields",
     "pubkey_option",
@@ -55,8 +60,13 @@ _err = Console(stderr=True, soft_wrap=True, highlight=False)
 @dataclass(frozen=True, slots=True)
 class Session:
     server: str
-    keys: NostrKeys | None
+    identity: Identity | None
+    """A key read from its file, or the remote signer to connect to when the command runs."""
     as_json: bool
+    signer_timeout_s: float = 30.0
+    """How long a remote signer may take over each answer."""
+    signs: bool = True
+    """Whether the command signs: a read never connects to a remote signer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,15 +87,35 @@ def usage(message: str) -> typer.Exit:
 
 
 def open_session(
-    server: str, key_file: Path | None, signer: str | None, as_json: bool, *, signs: bool = True
+    server: str,
+    key_file: Path | None,
+    signer: str | None,
+    as_json: bool,
+    *,
+    signs: bool = True,
+    signer_timeout_s: float = 30.0,
 ) -> Session:
     try:
-        keys = participant_keys(key_file, signer)
+        identity = participant_identity(key_file, signer)
     except IdentityError as exc:
         raise usage(str(exc)) from None
-    if keys is None and signs:
-        raise usage("this command signs: give --key-file (or TASKHOLD_KEY_FILE)")
-    return Session(server, keys, as_json)
+    if identity is None and signs:
+        raise usage("this command signs: give --key-file or --signer (or TASKHOLD_KEY_FILE)")
+    if signer_timeout_s <= 0:
+        raise usage("--signer-timeout must be more than 0 s")
+    return Session(server, identity, as_json, signer_timeout_s, signs)
+
+
+@contextlib.asynccontextmanager
+async def _signing_keys(session: Session) -> AsyncIterator[NostrKeys | RemoteSigner]:
+    """The session's key, or its remote signer connected; a fresh key for a read (it signs
+    nothing)."""
+    if isinstance(session.identity, BunkerAddress) and session.signs:
+        async with connect_remote_signer(session.identity, session.signer_timeout_s) as signer:
+            note(f"signing through the remote signer as {signer.npub}")
+            yield signer
+    else:
+        yield session.identity if isinstance(session.identity, NostrKeys) else NostrKeys.generate()
 
 
 def run(session: Session, work: Callable[[TaskholdClient], Awaitable[Result]]) -> None:
@@ -93,8 +123,10 @@ def run(session: Session, work: Callable[[TaskholdClient], Awaitable[Result]]) -
     an exit code."""
 
     async def main() -> Result:
-        keys = session.keys or NostrKeys.generate()  # a read signs nothing
-        async with TaskholdClient(session.server, keys, retries=3) as client:
+        async with (
+            _signing_keys(session) as keys,
+            TaskholdClient(session.server, keys, retries=3) as client,
+        ):
             return await work(client)
 
     try:
@@ -127,8 +159,10 @@ def _failure(exc: Exception, server: str) -> tuple[str, str, dict[str, Any]]:
         return "usage", str(exc), {}
     if isinstance(exc, httpx.InvalidURL):
         return "usage", f"--server {server!r}: {exc}", {}
-    if isinstance(exc, PaymentFailed):
+    if isinstance(exc, PaymentFailed | WalletConnectError):
         return "payment", str(exc), {}
+    if isinstance(exc, RemoteSignerError):
+        return "signer", str(exc), {}
     if isinstance(exc, Ended):
         return "ended", str(exc), {}
     if isinstance(exc, TimeoutError):
@@ -193,16 +227,20 @@ async def follow_until(
     return task
 
 
-def pubkey_option(value: str | None, option: str, keys: NostrKeys | None = None) -> str | None:
-    """A pubkey option (``npub1…`` or hex; ``me`` for ``keys``) as the hex the API takes."""
-    if value is None:
-        return None
-    if value == "me" and keys is not None:
-        return keys.pubkey_hex
+def pubkey_option(value: str | None, option: str) -> str | None:
+    """A pubkey option (``npub1…`` or hex) as the hex the API takes; ``me`` is left as it is,
+    for :func:`me_or` to resolve once the command knows its key."""
+    if value is None or value == "me":
+        return value
     try:
         return pubkey_hex(value)
     except ValueError:
         raise usage(f"{option} {value!r}: not a Nostr public key (npub1… or 64 hex)") from None
+
+
+def me_or(pubkey: str | None, client: TaskholdClient) -> str | None:
+    """``pubkey``, with ``me`` read as the key the client signs with."""
+    return client.pubkey_hex if pubkey == "me" else pubkey
 
 
 def task_result(task: dict[str, Any]) -> Result:
@@ -232,18 +270,47 @@ def json_object(text: str, option: str) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def wallet_for(
-    spec: str | None, client: TaskholdClient, default_sim_name: str
+    spec: str | None, client: TaskholdClient, default_sim_name: str, timeout_s: float = 60.0
 ) -> AsyncIterator[Wallet | None]:
     """The wallet ``spec`` names (None for none), opened before anything is asked of the
     server, so a bad ``--wallet`` costs nothing; closed afterwards."""
     if spec is None:
         yield None
         return
-    wallet = open_wallet(spec, client, default_sim_name)
+    wallet = open_wallet(spec, client, default_sim_name, timeout_s)
     try:
         yield wallet
     finally:
         await wallet.aclose()
+
+
+async def pay_until_held(
+    wallet: Wallet, invoice: str, client: TaskholdClient, task_id: str, timeout_s: float
+) -> dict[str, Any]:
+    """Pay the task's hold invoice with ``wallet`` until taskhold holds the payment (FUNDED).
+
+    The payment and the wait run side by side: a wallet that answers only once a payment
+    settles (NWC) never answers for a hold invoice before the task ends, so the task being
+    FUNDED is what says the payment went through; a wallet that fails first ends the wait
+    with its failure."""
+    paying = asyncio.create_task(wallet.pay(invoice))
+    held = asyncio.create_task(wait_until(client, task_id, {"FUNDED"}, timeout_s))
+    try:
+        done, _ = await asyncio.wait({paying, held}, return_when=asyncio.FIRST_COMPLETED)
+        if paying in done:
+            paying.result()  # the wallet's failure, if it failed
+        return await held
+    except TimeoutError:
+        if not paying.done():
+            raise TimeoutError(
+                f"the {wallet.description} has not paid: task {task_id} is not FUNDED after"
+                f" {timeout_s:g} s"
+            ) from None
+        raise
+    finally:
+        for task in (paying, held):
+            task.cancel()
+        await asyncio.gather(paying, held, return_exceptions=True)
 
 
 def proof_fields(fields: list[str] | None) -> dict[str, Any]:

@@ -4,10 +4,13 @@
 |---|---|
 | ``sim`` / ``sim:NAME`` | a simulated wallet of a server on ``--lightning sim --sim-routes`` |
 | ``lnd:FILE`` / ``lnd:FILE#NODE`` | an lnd node over REST, from its connection file (devnet.json) |
-| ``nwc:…`` / ``nostr+walletconnect://…`` | Nostr Wallet Connect: not supported yet |
+| ``nostr+walletconnect://…`` | a wallet behind Nostr Wallet Connect (NIP-47) |
 
 An employer's wallet pays the hold invoice (it stays in flight until taskhold settles or cancels
 it); a worker's wallet issues the payout invoice. Nothing is opened until a spec is parsed.
+
+An NWC connection string holds the client's secret: it is never repeated in an error or a
+description (``TASKHOLD_WALLET`` keeps it out of the process list, too).
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ from pathlib import Path
 from typing import Protocol
 
 from taskhold.client import TaskholdClient
+from taskhold.errors import Invalid
 from taskhold.lightning.base import LightningError, PaymentStatus
 from taskhold.lightning.lnd_wallet import LndWallet
+from taskhold.nostr.wallet_connect import WalletConnectError, WalletConnection, WalletConnectUri
+from taskhold.payments.invoices import decode_invoice
 
-__all__ = ["PaymentFailed", "Wallet", "WalletSpecError", "open_wallet"]
+__all__ = ["PaymentFailed", "Wallet", "WalletSpecError", "open_wallet", "shown_spec"]
 
 PAYOUT_INVOICE_EXPIRY_S = 7 * 86_400
 """A payout invoice outlives the review and dispute windows it may wait through."""
@@ -40,7 +46,9 @@ class Wallet(Protocol):
     description: str
 
     async def pay(self, payment_request: str) -> None:
-        """Send the payment; returns once it is on its way (a hold invoice stays in flight)."""
+        """Send the payment; returns once it is on its way (a hold invoice stays in flight),
+        or, for a wallet that answers only once paid (NWC), once it is paid: the caller races
+        it against the task being funded."""
 
     async def invoice(self, amount_msat: int, memo: str) -> str:
         """A BOLT11 invoice for ``amount_msat`` that this wallet is paid to."""
@@ -98,19 +106,81 @@ class LndNodeWallet:
         await self._wallet.close()
 
 
-def open_wallet(spec: str, client: TaskholdClient, default_sim_name: str) -> Wallet:
-    """The wallet ``spec`` names (see the module's table)."""
+class NwcWallet:
+    """A wallet behind Nostr Wallet Connect: ``pay_invoice`` and ``make_invoice`` over a relay.
+
+    Before paying, the balance is asked (``get_balance``): a wallet that cannot cover the
+    invoice fails at once, and one that never answers times out within the wallet timeout,
+    before any payment is asked. A wallet that does not offer ``get_balance`` is paid all the
+    same. A payment to a hold invoice is answered only when it settles, so :meth:`pay` waits
+    as long as the caller lets it (``fund`` stops waiting once the task is FUNDED)."""
+
+    def __init__(self, connection: WalletConnection) -> None:
+        self._connection = connection
+        self.description = f"NWC wallet {connection.service_pubkey[:16]}…"
+
+    async def pay(self, payment_request: str) -> None:
+        amount_msat = decode_invoice(payment_request, field="the invoice").amount_msat
+        try:
+            balance_msat: int | None = await self._connection.balance_msat()
+        except WalletConnectError:
+            balance_msat = None  # not offered (or not allowed): the payment will tell
+        if balance_msat is not None and amount_msat is not None and balance_msat < amount_msat:
+            raise PaymentFailed(
+                f"the {self.description} holds {balance_msat // 1000} sat; the invoice asks"
+                f" {amount_msat // 1000} sat"
+            )
+        try:
+            await self._connection.pay_invoice(payment_request, timeout_s=PAYOUT_INVOICE_EXPIRY_S)
+        except WalletConnectError as exc:
+            raise PaymentFailed(str(exc)) from None
+
+    async def invoice(self, amount_msat: int, memo: str) -> str:
+        try:
+            made = await self._connection.make_invoice(amount_msat, memo, PAYOUT_INVOICE_EXPIRY_S)
+        except WalletConnectError as exc:
+            raise PaymentFailed(str(exc)) from None
+        try:
+            made_msat = decode_invoice(made, field="the wallet's invoice").amount_msat
+        except Invalid:
+            raise PaymentFailed(f"the {self.description} answered with no BOLT11 invoice") from None
+        if made_msat != amount_msat:
+            raise PaymentFailed(f"the {self.description} made an invoice for another amount")
+        return made
+
+    async def aclose(self) -> None:
+        await self._connection.aclose()
+
+
+def open_wallet(
+    spec: str, client: TaskholdClient, default_sim_name: str, timeout_s: float = 60.0
+) -> Wallet:
+    """The wallet ``spec`` names (see the module's table); ``timeout_s`` bounds each answer
+    an NWC wallet owes (a payment excepted: see :class:`NwcWallet`)."""
+    if spec.startswith("nostr+walletconnect:"):
+        try:
+            uri = WalletConnectUri.parse(spec)
+        except ValueError as exc:
+            raise WalletSpecError(f"--wallet: {exc}") from None
+        return NwcWallet(WalletConnection(uri, timeout_s))
     kind, _, rest = spec.partition(":")
     if kind == "sim":
         return SimWallet(client, rest or default_sim_name)
     if kind == "lnd":
         return _lnd(rest)
-    if kind in ("nwc", "nostr+walletconnect"):
-        raise WalletSpecError(
-            "Nostr Wallet Connect is not supported yet; use --wallet lnd:FILE, or pay the"
-            " invoice printed without --wallet"
-        )
-    raise WalletSpecError(f"--wallet {kind or spec!r}: use sim[:NAME] or lnd:FILE[#NODE]")
+    raise WalletSpecError(
+        f"--wallet {kind!r}: use sim[:NAME], lnd:FILE[#NODE] or nostr+walletconnect://…"
+    )
+
+
+def shown_spec(spec: str) -> str:
+    """``spec`` as it may be shown: an NWC string without its secret (its service pubkey)."""
+    if spec.startswith("nostr+walletconnect:"):
+        try:
+            return f"nostr+walletconnect://{WalletConnectUri.parse(spec).pubkey}"
+        except ValueError:
+            return "nostr+walletconnect://…"
+    return spec
 
 
 def _lnd(rest: str) -> LndNodeWallet:

@@ -6,14 +6,12 @@ and the task goes from ``create`` to PAID through the command line against a rea
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.crash_harness import ExecLauncher, Serve
 from support.devnet_network import DevnetHandle, settled_balance
-from support.task_cli import key_file, task_cli
+from support.task_cli import key_file, serve_on_lnd, task_cli
 
 pytestmark = [pytest.mark.devnet]
 
@@ -34,17 +32,7 @@ def balance_msat(devnet: DevnetHandle, node: str) -> int:
 def test_a_task_goes_to_paid_with_fund_paying_from_the_employers_lnd_node(
     devnet: DevnetHandle, tmp_path: Path
 ) -> None:
-    connection = json.loads(devnet.connection_file.read_text())
-    serve = Serve(
-        ExecLauncher(),
-        tmp_path / "data",
-        {
-            "TASKHOLD_LND_CONNECTION_FILE": str(devnet.connection_file),
-            "TASKHOLD_HOLD_EXPIRY_DELTA": str(connection.get("hold_expiry_delta", 18)),
-            "TASKHOLD_PAYOUT_TIMEOUT_S": "20",
-        },
-        lightning="lnd",
-    )
+    serve = serve_on_lnd(devnet.connection_file, tmp_path / "data")
     employer, worker = key_file(tmp_path / "employer.key"), key_file(tmp_path / "worker.key")
 
     def as_party(key: Path, *args: str) -> dict[str, Any]:

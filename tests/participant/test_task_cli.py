@@ -6,21 +6,14 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from support.crash_harness import Serve
-from support.task_cli import Ran, key_file, serve_on_sim, task_cli
+from support.task_cli import Ran, key_file, task_cli
 
 AMOUNT_SAT = 20_000
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
-    with serve_on_sim(tmp_path_factory.mktemp("serve")) as serve:
-        yield serve
 
 
 @pytest.fixture
@@ -246,12 +239,12 @@ def test_a_signing_command_without_a_key_is_a_usage_error() -> None:
     assert "give --key-file" in ran.stderr
 
 
-def test_a_bunker_signer_is_not_supported_yet_and_says_so(tmp_path: Path) -> None:
+def test_a_malformed_bunker_signer_or_one_with_a_key_file_is_bad_usage(tmp_path: Path) -> None:
     ran = task_cli(
         "claim", "t1", "--server", "http://127.0.0.1:9", "--signer", "bunker://ab?relay=x"
     )
     assert ran.code == 2
-    assert "NIP-46 remote signers (bunker://…) are not supported yet" in ran.stderr
+    assert "the remote signer's pubkey is 64 lower hex" in ran.stderr
     both = task_cli(
         "claim", "t1", "--server", "http://127.0.0.1:9", "--signer", "bunker://ab",
         "--key-file", str(key_file(tmp_path / "k")),
@@ -263,10 +256,11 @@ def test_a_bunker_signer_is_not_supported_yet_and_says_so(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("wallet", "says"),
     [
-        ("nwc:nostr+walletconnect://x", "Nostr Wallet Connect is not supported yet"),
-        ("nostr+walletconnect://x", "Nostr Wallet Connect is not supported yet"),
+        ("nostr+walletconnect://x", "the NWC wallet's pubkey is 64 lower hex"),
+        (f"nostr+walletconnect://{'a' * 64}?relay=ws://h:1", "the secret is 64 hex characters"),
         ("lnd:/nonexistent/devnet.json", "cannot read lnd connection file"),
-        ("paypal", "use sim[:NAME] or lnd:FILE[#NODE]"),
+        ("nwc:x", "use sim[:NAME], lnd:FILE[#NODE] or nostr+walletconnect://…"),
+        ("paypal", "use sim[:NAME], lnd:FILE[#NODE] or nostr+walletconnect://…"),
     ],
 )
 def test_a_wallet_taskhold_cannot_use_is_refused_before_any_invoice_is_asked_for(

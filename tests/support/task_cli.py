@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +47,45 @@ def task_cli(*args: str, env: dict[str, str] | None = None) -> Ran:
     return Ran(result.exit_code, result.stdout, result.stderr)
 
 
+async def task_cli_process(*args: str, env: dict[str, str] | None = None) -> Ran:
+    """``taskhold task ARGS`` in its own process, awaited without blocking this event loop: for
+    tests whose nostr-sdk peers (a remote signer, an NWC wallet service) run on this loop.
+    nostr-sdk's async calls answer on the one event loop registered last in a process, so a
+    command run in process, on a loop of its own, would starve them."""
+    clean = {name: value for name, value in os.environ.items() if not name.startswith("TASKHOLD_")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "taskhold.cli", "task", *args,
+        env={**clean, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    stdout, stderr = await process.communicate()
+    ran = Ran(process.returncode or 0, stdout.decode(), stderr.decode())
+    assert "Traceback" not in ran.stderr, ran.stderr
+    return ran
+
+
 def key_file(path: Path) -> Path:
     """A new participant key file, made by ``taskhold task keygen``."""
     ran = task_cli("keygen", "--key-file", str(path))
     assert ran.code == 0, ran.stderr
     return path
+
+
+def serve_on_lnd(connection_file: Path, data_dir: Path) -> Serve:
+    """``taskhold serve --lightning lnd`` on the devnet's nodes (not started yet): its hold
+    expiry from the devnet, a short payout timeout."""
+    connection = json.loads(connection_file.read_text())
+    return Serve(
+        ExecLauncher(),
+        data_dir,
+        {
+            "TASKHOLD_LND_CONNECTION_FILE": str(connection_file),
+            "TASKHOLD_HOLD_EXPIRY_DELTA": str(connection.get("hold_expiry_delta", 18)),
+            "TASKHOLD_PAYOUT_TIMEOUT_S": "20",
+        },
+        lightning="lnd",
+    )
 
 
 @contextlib.contextmanager
