@@ -80,6 +80,16 @@ def up(
             show_default=False,
         ),
     ] = None,
+    remote_signer: Annotated[
+        bool | None,
+        typer.Option(
+            "--remote-signer/--no-remote-signer",
+            help="Run the escrow lnd watch-only, every key in a separate signer lnd "
+            "(escrow-signer) it signs through over gRPC (docs/remote-signer.md). Remembered by "
+            "later ups; a running devnet cannot switch. Default: as before, else off.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start btcd, four lnd nodes and the swap server, fund the nodes, open channels; a no-op
     if already up (a swap server that died is started again)."""
@@ -101,6 +111,7 @@ def up(
                     base_port=base_port,
                     escrow=escrow,
                     escrow_nodes=escrow_nodes,
+                    remote_signer=remote_signer,
                 )
             )
     except (DevnetError, BtcdRpcError, LightningError, LdkModuleMissing) as exc:
@@ -267,6 +278,8 @@ def _print_status(report: dict[str, object]) -> None:
     escrow_nodes = report.get("escrow_nodes")
     if isinstance(escrow_nodes, list) and len(escrow_nodes) > 1:
         _console.print(f"escrow nodes: {', '.join(escrow_nodes)}")
+    if report.get("remote_signer"):
+        _console.print("escrow: watch-only lnd; its keys are in escrow-signer")
     if report["connection_file"]:
         _console.print(f"connection file: {report['connection_file']}")
 
