@@ -157,7 +157,9 @@ def mine(
 
 @devnet_app.command()
 def restart(
-    node: Annotated[str, typer.Argument(help="escrow, employer, worker, swap or escrow-K.")],
+    node: Annotated[
+        str, typer.Argument(help="escrow, employer, worker, swap, escrow-K or escrow-signer.")
+    ],
     data_dir: DataDir = None,
     kill: Annotated[
         bool, typer.Option("--kill", help="SIGKILL instead of a clean stop (a crash).")
@@ -185,7 +187,9 @@ BinDir = Annotated[
 
 @devnet_app.command("stop-node")
 def stop_node(
-    node: Annotated[str, typer.Argument(help="escrow, employer, worker, swap or escrow-K.")],
+    node: Annotated[
+        str, typer.Argument(help="escrow, employer, worker, swap, escrow-K or escrow-signer.")
+    ],
     data_dir: DataDir = None,
     kill: Annotated[
         bool, typer.Option("--kill", help="SIGKILL instead of a clean stop (a crash).")
@@ -202,7 +206,9 @@ def stop_node(
 
 @devnet_app.command("start-node")
 def start_node(
-    node: Annotated[str, typer.Argument(help="escrow, employer, worker, swap or escrow-K.")],
+    node: Annotated[
+        str, typer.Argument(help="escrow, employer, worker, swap, escrow-K or escrow-signer.")
+    ],
     data_dir: DataDir = None,
     bin_dir: BinDir = None,
 ) -> None:

@@ -660,8 +660,9 @@ async def start_node(
     synced and every channel it has is active on both ends (the remote signer: once it
     answers). A no-op if it answers already."""
     layout, state = _running_node(data_dir, name)
+    if name == SIGNER or (state.remote_signer and name == remote_signer.REMOTE_SIGNED_NODE):
+        await remote_signer.start_signer(layout, Path(bin_dir))  # the watch-only lnd needs it
     if name == SIGNER:
-        await remote_signer.start_signer(layout, Path(bin_dir))
         return
     admin = LndAdmin(layout.node(name))
     try:
