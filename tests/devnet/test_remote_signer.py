@@ -6,9 +6,9 @@ What must hold: the escrow node's wallet has no private key (every account watch
 identity is the signer's; with the signer stopped, the escrow node, its data dir, unlocked wallet
 and password all in hand, cannot spend or sign: lnd answers with the signer's error and then
 shuts itself down (lnd's ``considerShutdown``: a watch-only node does not run on without its
-signer); the signer back, it starts and spends again. And taskhold, asked to pay a worker while
-the signer is away, keeps the employer's payment held and pays once signer and node are back:
-nothing lost, nothing paid twice, no channel closed."""
+signer); the signer back, it starts and spends again. And taskhold, asked to pay a worker
+while the signer is away, keeps the employer's payment held and never pays twice (lnd then
+reports that payout in flight for good, lnd issue #9340; ``docs/remote-signer.md``)."""
 
 from __future__ import annotations
 
