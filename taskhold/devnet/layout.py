@@ -59,6 +59,7 @@ __all__ = [
     "default_data_dir",
     "escrow_node_names",
     "ports_free",
+    "write_private",
 ]
 
 HOST = "127.0.0.1"
@@ -404,9 +405,14 @@ class Layout:
 
 def _write_private(path: Path, document: dict[str, Any]) -> None:
     """Write JSON readable by the owner only, atomically (it holds btcd's RPC password)."""
+    write_private(path, (json.dumps(document, indent=2) + "\n").encode())
+
+
+def write_private(path: Path, content: bytes) -> None:
+    """Write ``content`` readable by the owner only, atomically: macaroons, passwords, logins."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(path.suffix + ".tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        json.dump(document, handle, indent=2)
-        handle.write("\n")
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(content)
     temporary.replace(path)

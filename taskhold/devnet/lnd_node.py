@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 from pathlib import Path
 from typing import Any
 
-from taskhold.devnet.layout import HOST, Layout, NodePaths, State
+from taskhold.devnet.layout import HOST, Layout, NodePaths, State, write_private
 from taskhold.lightning.base import LightningError
 from taskhold.lightning.lnd_permissions import bake_request
 from taskhold.lightning.lnd_rest import JSONObject, LndRest, b64, json_int
@@ -213,9 +212,5 @@ class LndAdmin:
         beside the admin macaroon. Baked again on every ``up``: the list follows the code."""
         answer = await self.rest.call("POST", "/v1/macaroon", body=bake_request())
         path = self.node.escrow_macaroon_path
-        temporary = path.with_suffix(".tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(bytes.fromhex(str(answer["macaroon"])))
-        temporary.replace(path)
+        write_private(path, bytes.fromhex(str(answer["macaroon"])))
         return path

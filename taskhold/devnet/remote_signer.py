@@ -27,7 +27,6 @@ devnet's channels, peers and taskhold's configuration are the same with or witho
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import secrets
 import ssl
@@ -37,7 +36,7 @@ from typing import Any
 import httpx
 
 from taskhold.devnet import processes
-from taskhold.devnet.layout import HOST, SIGNER, Layout, NodePaths
+from taskhold.devnet.layout import HOST, SIGNER, Layout, NodePaths, write_private
 from taskhold.devnet.lnd_node import LndAdmin, common_lnd_flags
 from taskhold.lightning.base import LightningError
 from taskhold.lightning.lnd_rest import b64
@@ -125,15 +124,6 @@ def signer_macaroon_path(escrow: NodePaths) -> Path:
     return escrow.lnd_dir / "signer.macaroon"
 
 
-def _write_private(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(content)
-    temporary.replace(path)
-
-
 async def start_signer(layout: Layout, bin_dir: Path) -> None:
     """Start the signer on its data dir (a new wallet the first time) and wait until it
     answers; a no-op while it runs and answers."""
@@ -184,14 +174,14 @@ async def bake_signer_macaroon(signer: LndAdmin, escrow: NodePaths) -> None:
     """Bake the watch-only node's macaroon on the signer and write it into the escrow's dir."""
     body = {"permissions": [{"entity": e, "action": a} for e, a in SIGNER_PERMISSIONS]}
     answer = await signer.rest.call("POST", "/v1/macaroon", body=body)
-    _write_private(signer_macaroon_path(escrow), bytes.fromhex(str(answer["macaroon"])))
+    write_private(signer_macaroon_path(escrow), bytes.fromhex(str(answer["macaroon"])))
 
 
 def prepare_watch_only(escrow: NodePaths) -> str:
     """Write the watch-only wallet's password file before the escrow lnd first starts; the
     password, for ``InitWallet``."""
     password = secrets.token_hex(16)
-    _write_private(wallet_password_path(escrow), password.encode())
+    write_private(wallet_password_path(escrow), password.encode())
     return password
 
 
