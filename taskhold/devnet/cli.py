@@ -80,6 +80,16 @@ def up(
             show_default=False,
         ),
     ] = None,
+    remote_signer: Annotated[
+        bool | None,
+        typer.Option(
+            "--remote-signer/--no-remote-signer",
+            help="Run the escrow lnd watch-only, every key in a separate signer lnd "
+            "(escrow-signer) it signs through over gRPC (docs/remote-signer.md). Remembered by "
+            "later ups; a running devnet cannot switch. Default: as before, else off.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start btcd, four lnd nodes and the swap server, fund the nodes, open channels; a no-op
     if already up (a swap server that died is started again)."""
@@ -101,6 +111,7 @@ def up(
                     base_port=base_port,
                     escrow=escrow,
                     escrow_nodes=escrow_nodes,
+                    remote_signer=remote_signer,
                 )
             )
     except (DevnetError, BtcdRpcError, LightningError, LdkModuleMissing) as exc:
@@ -146,7 +157,9 @@ def mine(
 
 @devnet_app.command()
 def restart(
-    node: Annotated[str, typer.Argument(help="escrow, employer, worker, swap or escrow-K.")],
+    node: Annotated[
+        str, typer.Argument(help="escrow, employer, worker, swap, escrow-K or escrow-signer.")
+    ],
     data_dir: DataDir = None,
     kill: Annotated[
         bool, typer.Option("--kill", help="SIGKILL instead of a clean stop (a crash).")
@@ -174,7 +187,9 @@ BinDir = Annotated[
 
 @devnet_app.command("stop-node")
 def stop_node(
-    node: Annotated[str, typer.Argument(help="escrow, employer, worker, swap or escrow-K.")],
+    node: Annotated[
+        str, typer.Argument(help="escrow, employer, worker, swap, escrow-K or escrow-signer.")
+    ],
     data_dir: DataDir = None,
     kill: Annotated[
         bool, typer.Option("--kill", help="SIGKILL instead of a clean stop (a crash).")
@@ -191,7 +206,9 @@ def stop_node(
 
 @devnet_app.command("start-node")
 def start_node(
-    node: Annotated[str, typer.Argument(help="escrow, employer, worker, swap or escrow-K.")],
+    node: Annotated[
+        str, typer.Argument(help="escrow, employer, worker, swap, escrow-K or escrow-signer.")
+    ],
     data_dir: DataDir = None,
     bin_dir: BinDir = None,
 ) -> None:
@@ -267,6 +284,8 @@ def _print_status(report: dict[str, object]) -> None:
     escrow_nodes = report.get("escrow_nodes")
     if isinstance(escrow_nodes, list) and len(escrow_nodes) > 1:
         _console.print(f"escrow nodes: {', '.join(escrow_nodes)}")
+    if report.get("remote_signer"):
+        _console.print("escrow: watch-only lnd; its keys are in escrow-signer")
     if report["connection_file"]:
         _console.print(f"connection file: {report['connection_file']}")
 

@@ -40,11 +40,12 @@ from typing import Any
 
 import httpx
 
-from taskhold.devnet import bootstrap, processes
+from taskhold.devnet import bootstrap, processes, remote_signer
 from taskhold.devnet.btcd import BtcdRpc, BtcdRpcError, btcd_argv
 from taskhold.devnet.chain import mine_and_sync, wait_synced
 from taskhold.devnet.layout import (
     MAX_ESCROW_NODES,
+    SIGNER,
     SWAP_SERVER,
     Layout,
     State,
@@ -97,7 +98,7 @@ def _layout(data_dir: str | Path, base_port: int | None = None) -> tuple[Layout,
                 f"{layout.data_dir} was created with base port {state.base_port}; "
                 f"use that, or another --data-dir for base port {base_port}"
             )
-        layout = Layout(data_dir, state.base_port, state.escrow_nodes)
+        layout = Layout.of(data_dir, state)
     elif base_port is not None:
         layout = Layout(data_dir, base_port)
     return layout, state
@@ -138,12 +139,16 @@ async def up(
     base_port: int | None = None,
     escrow: str | None = None,
     escrow_nodes: int | None = None,
+    remote_signer: bool | None = None,
 ) -> Path:
     r"""Start (or find running) the devnet in ``data_dir``; return its connection file.
 
     ``escrow="ldk"`` also provisions the embedded LDK escrow and makes it the devnet's escrow
     (remembered in ``state.json``, so later ``up``\ s keep it); ``"lnd"`` switches back.
     ``escrow_nodes`` lnd escrow nodes run (remembered too; default: as before, else 1).
+    ``remote_signer`` runs the escrow lnd watch-only with its keys in a separate signer lnd
+    (:mod:`taskhold.devnet.remote_signer`; remembered; default: as before, else not); a running
+    network cannot switch, its escrow wallet is one or the other for good.
     """
     say = progress or _quiet
     if escrow not in (None, "lnd", "ldk"):
@@ -156,6 +161,13 @@ async def up(
             raise DevnetError(
                 f"the running devnet has {state.escrow_nodes} escrow nodes and cannot drop any; "
                 f"`taskhold devnet down`, then `up --escrow-nodes {escrow_nodes}` builds a new one"
+            )
+        if remote_signer is not None and remote_signer != state.remote_signer:
+            flag = "--remote-signer" if remote_signer else "--no-remote-signer"
+            raise DevnetError(
+                f"the running devnet's escrow {'has' if state.remote_signer else 'has no'} "
+                f"remote signer and cannot switch; `taskhold devnet down`, then `up {flag}` "
+                "builds a new one"
             )
         if escrow_nodes is not None and escrow_nodes > state.escrow_nodes:
             layout = await _add_escrow_nodes(
@@ -174,7 +186,9 @@ async def up(
     _clear_network(layout, state)
     if escrow_nodes is not None:
         state.escrow_nodes = escrow_nodes
-    layout = Layout(layout.data_dir, layout.base_port, state.escrow_nodes)
+    if remote_signer is not None:
+        state.remote_signer = remote_signer
+    layout = Layout.of(layout.data_dir, state)
     busy = ports_free(layout.base_port, state.escrow_nodes)
     if busy:
         raise DevnetError(
@@ -215,7 +229,7 @@ async def _add_escrow_nodes(
 ) -> Layout:
     """Start escrow nodes up to ``count`` on the running devnet, fund them and open their
     channels as ``up`` would have; the others keep running untouched."""
-    grown = Layout(layout.data_dir, layout.base_port, count)
+    grown = Layout(layout.data_dir, layout.base_port, count, remote_signer=state.remote_signer)
     added = grown.escrow_node_names[state.escrow_nodes :]
     busy = busy_ports(
         port
@@ -289,12 +303,12 @@ async def add_ldk_escrow(data_dir: str | Path, progress: Progress | None = None)
 
 def _clear_network(layout: Layout, state: State) -> None:
     """Remove chain, wallets, swap records and pid files; keep the previous logs as ``*.log.1``."""
-    lnd_dirs = [layout.node(name).lnd_dir for name in layout.node_names]
+    lnd_dirs = [layout.node(name).lnd_dir for name in (*layout.node_names, SIGNER)]
     lnd_dirs += [path for path in layout.data_dir.glob("escrow-*") if path.is_dir()]
     for directory in (layout.btcd_dir, *lnd_dirs, layout.swap_server_dir, ldk_escrow_dir(layout)):
         shutil.rmtree(directory, ignore_errors=True)
     shutil.rmtree(layout.pids_dir, ignore_errors=True)
-    for name in layout.process_names:
+    for name in dict.fromkeys((*layout.process_names, SIGNER)):
         log = layout.log_path(name)
         if log.exists():
             log.replace(log.with_suffix(".log.1"))
@@ -304,9 +318,18 @@ def _clear_network(layout: Layout, state: State) -> None:
 async def _start(layout: Layout, state: State, bin_dir: Path, say: Progress) -> None:
     btcd = BtcdRpc(layout, state)
     await _mine_to_employer(layout, state, bin_dir, btcd, say)
+    watch_only = None
+    if layout.remote_signer:
+        say(f"starting the escrow's remote signer, lnd {SIGNER}")
+        watch_only = await remote_signer.provision(layout, bin_dir)
     for name in layout.node_names:
         say(f"starting lnd {name}")
         _start_lnd(layout, state, bin_dir, name)
+    if watch_only is not None:
+        say(f"creating lnd {remote_signer.REMOTE_SIGNED_NODE}'s watch-only wallet")
+        await remote_signer.init_watch_only(
+            layout.node(remote_signer.REMOTE_SIGNED_NODE), *watch_only
+        )
     async with _admins(layout) as admins:
         pubkeys = {}
         for name, admin in admins.items():
@@ -389,8 +412,10 @@ async def _mine_to_employer(
 
 
 def _start_lnd(layout: Layout, state: State, bin_dir: Path, name: str) -> None:
+    watch_only = state.remote_signer and name == remote_signer.REMOTE_SIGNED_NODE
+    wallet = remote_signer.watch_only_flags(layout) if watch_only else None
     processes.spawn(
-        lnd_argv(bin_dir, layout, state, layout.node(name)),
+        lnd_argv(bin_dir, layout, state, layout.node(name), wallet),
         log_path=layout.log_path(name),
         pid_path=layout.pid_path(name),
     )
@@ -462,7 +487,9 @@ async def down(data_dir: str | Path) -> list[str]:
     layout.connection_path.unlink(missing_ok=True)
     stopped = []
     leftover = [path.stem for path in layout.pids_dir.glob("escrow-*.pid")]  # from a failed add
-    names = dict.fromkeys((SWAP_SERVER, BITCOIND_SHIM, *layout.node_names, *leftover, "btcd"))
+    names = dict.fromkeys(
+        (SWAP_SERVER, BITCOIND_SHIM, *layout.node_names, *leftover, SIGNER, "btcd")
+    )
     for name in names:
         if await processes.stop(layout.pid_path(name)):
             stopped.append(name)
@@ -487,6 +514,7 @@ async def status(data_dir: str | Path) -> dict[str, Any]:
         "swap_server": {"url": layout.swap_server_url, "block_height": None},
         "escrow_backend": state.escrow_backend if state else None,
         "escrow_nodes": list(layout.escrow_node_names) if state else None,
+        "remote_signer": layout.remote_signer,
     }
     if state is None:
         return report
@@ -580,8 +608,14 @@ async def restart_node(
 ) -> None:
     """Stop lnd ``name`` (SIGTERM, or SIGKILL with ``kill``), keep it down ``down_seconds``, start
     it on the same data dir, and return once it is unlocked, synced to btcd's tip and every
-    channel it had is active again (its peers reconnect: they were connected with ``perm``)."""
+    channel it had is active again (its peers reconnect: they were connected with ``perm``).
+    The escrow's remote signer is back once it answers (the watch-only escrow reconnects)."""
     layout, state = _running_node(data_dir, name)
+    if name == SIGNER:
+        await _stop_node(layout, name, kill=kill)
+        await asyncio.sleep(down_seconds)
+        await remote_signer.start_signer(layout, Path(bin_dir))
+        return
     admin = LndAdmin(layout.node(name))
     try:
         try:
@@ -597,11 +631,13 @@ async def restart_node(
 
 
 def _running_node(data_dir: str | Path, name: str) -> tuple[Layout, State]:
-    """The layout of the running devnet in ``data_dir``, which has an lnd node ``name``."""
+    """The layout of the running devnet in ``data_dir``, which has an lnd node ``name`` (one of
+    the network's, or the escrow's remote signer)."""
     layout, state = _layout(data_dir)
-    if name not in layout.node_names:
+    if name not in (*layout.node_names, *layout.signer_names):
         raise DevnetError(
-            f"unknown node {name!r}; the devnet's nodes are {', '.join(layout.node_names)}"
+            f"unknown node {name!r}; the devnet's nodes are "
+            f"{', '.join((*layout.node_names, *layout.signer_names))}"
         )
     if state is None or processes.alive_pid(layout.pid_path("btcd")) is None:
         raise DevnetError(f"no devnet running in {layout.data_dir}; run `taskhold devnet up`")
@@ -621,8 +657,13 @@ async def start_node(
     data_dir: str | Path, name: str, *, bin_dir: str | Path, within_seconds: float = 120.0
 ) -> None:
     """Start lnd ``name`` again on its data dir (after :func:`stop_node`); return once it is
-    synced and every channel it has is active on both ends. A no-op if it answers already."""
+    synced and every channel it has is active on both ends (the remote signer: once it
+    answers). A no-op if it answers already."""
     layout, state = _running_node(data_dir, name)
+    if name == SIGNER or (state.remote_signer and name == remote_signer.REMOTE_SIGNED_NODE):
+        await remote_signer.start_signer(layout, Path(bin_dir))  # the watch-only lnd needs it
+    if name == SIGNER:
+        return
     admin = LndAdmin(layout.node(name))
     try:
         if processes.alive_pid(layout.pid_path(name)) is not None:
@@ -644,6 +685,8 @@ async def _start_and_wait(
     within_seconds: float,
 ) -> None:
     name = admin.node.name
+    if state.remote_signer and name == remote_signer.REMOTE_SIGNED_NODE:
+        await remote_signer.start_signer(layout, bin_dir)  # the watch-only lnd needs it to start
     _start_lnd(layout, state, bin_dir, name)
     pubkey = str((await admin.wait_rpc(within_seconds))["identity_pubkey"])
     await wait_synced(BtcdRpc(layout, state), [admin], within_seconds=within_seconds)

@@ -14,6 +14,7 @@ nodes)::
     bitcoind shim  rpc base+6
     LDK escrow   p2p base+13  (embedded in whichever process runs it)
     escrow       p2p base+10  grpc base+11  rest base+12
+    escrow-signer            grpc base+15  rest base+16  (``up --remote-signer``; no p2p)
     employer     p2p base+20  grpc base+21  rest base+22
     worker       p2p base+30  grpc base+31  rest base+32
     swap         p2p base+35  grpc base+36  rest base+37
@@ -23,6 +24,10 @@ nodes)::
 infrastructure playing Boltz); it came last, so it takes the free ports at the end of the span and
 the older nodes keep theirs. The bitcoind shim (:mod:`taskhold.devnet.bitcoind_shim`, bitcoind's
 RPC in front of btcd for LDK Node) took a free port inside the span the same way.
+
+``up --remote-signer`` runs the ``escrow`` lnd watch-only, its keys in a separate signer lnd,
+``escrow-signer`` (:mod:`taskhold.devnet.remote_signer`); remembered in ``state.json`` like the
+rest. Its ports were free in the span; it listens on no p2p port (base+14 stays reserved).
 
 ``up --escrow-nodes N`` adds lnd escrow nodes ``escrow-2`` .. ``escrow-N`` beside ``escrow`` (a
 node pool). Their ports follow the span, below ``base+100``: the tests space their networks' base
@@ -45,6 +50,7 @@ __all__ = [
     "HOST",
     "MAX_ESCROW_NODES",
     "NODE_NAMES",
+    "SIGNER",
     "SWAP_SERVER",
     "Layout",
     "NodePaths",
@@ -53,6 +59,7 @@ __all__ = [
     "default_data_dir",
     "escrow_node_names",
     "ports_free",
+    "write_private",
 ]
 
 HOST = "127.0.0.1"
@@ -60,8 +67,10 @@ DEFAULT_BASE_PORT = 25100
 NODE_NAMES = ("escrow", "employer", "worker", "swap")
 SWAP_SERVER = "swap-server"
 """The swap server's process name (pid and log file) and its state dir under the data dir."""
+SIGNER = "escrow-signer"
+"""The escrow's remote signer: an lnd process and data dir, not one of the network's nodes."""
 _PORT_SPAN = 40
-_NODE_FIRST_PORT = {"escrow": 10, "employer": 20, "worker": 30, "swap": 35}
+_NODE_FIRST_PORT = {"escrow": 10, "employer": 20, "worker": 30, "swap": 35, SIGNER: 14}
 _SWAP_SERVER_PORT = 5
 _BITCOIND_SHIM_PORT = 6
 _LDK_ESCROW_PORT = 13
@@ -115,7 +124,7 @@ def _all_ports(base_port: int, escrow_nodes: int = 1) -> list[int]:
         base_port + _BITCOIND_SHIM_PORT,
         base_port + _LDK_ESCROW_PORT,
     ]
-    for name in (*NODE_NAMES, *escrow_node_names(escrow_nodes)[1:]):
+    for name in (*NODE_NAMES, SIGNER, *escrow_node_names(escrow_nodes)[1:]):
         first = base_port + _node_first_port(name)
         ports += [first, first + 1, first + 2]
     return ports
@@ -167,6 +176,8 @@ class State:
     """``lnd``, or ``ldk`` once ``up --escrow ldk`` provisioned the embedded LDK escrow."""
     escrow_nodes: int = 1
     """How many lnd escrow nodes ``up --escrow-nodes`` asked for: escrow, escrow-2, ..."""
+    remote_signer: bool = False
+    """``up --remote-signer``: the escrow lnd is watch-only, its keys in ``escrow-signer``."""
 
     @classmethod
     def new(cls, base_port: int) -> State:
@@ -177,11 +188,22 @@ class Layout:
     """Paths and ports of one devnet data dir."""
 
     def __init__(
-        self, data_dir: str | Path, base_port: int = DEFAULT_BASE_PORT, escrow_nodes: int = 1
+        self,
+        data_dir: str | Path,
+        base_port: int = DEFAULT_BASE_PORT,
+        escrow_nodes: int = 1,
+        *,
+        remote_signer: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).expanduser().resolve()
         self.base_port = base_port
         self.escrow_nodes = escrow_nodes
+        self.remote_signer = remote_signer
+
+    @classmethod
+    def of(cls, data_dir: str | Path, state: State) -> Layout:
+        """The layout ``state`` describes (its ports, escrow nodes and signer)."""
+        return cls(data_dir, state.base_port, state.escrow_nodes, remote_signer=state.remote_signer)
 
     @property
     def escrow_node_names(self) -> tuple[str, ...]:
@@ -216,8 +238,18 @@ class Layout:
 
     @property
     def daemon_names(self) -> tuple[str, ...]:
-        """btcd and the lnd nodes: the network itself, rebuilt together."""
-        return ("btcd", *self.node_names)
+        """btcd, the lnd nodes and the escrow's signer: the network itself, rebuilt together."""
+        return ("btcd", *self.node_names, *self.signer_names)
+
+    @property
+    def signer_names(self) -> tuple[str, ...]:
+        """``(SIGNER,)`` under ``--remote-signer``, else empty."""
+        return (SIGNER,) if self.remote_signer else ()
+
+    @property
+    def signer(self) -> NodePaths:
+        """The escrow's remote signer lnd (whether or not this devnet runs one)."""
+        return self.node(SIGNER)
 
     @property
     def process_names(self) -> tuple[str, ...]:
@@ -326,6 +358,7 @@ class Layout:
                 "mining_address": state.mining_address,
             },
             "swap_server": {"url": self.swap_server_url, "ws_url": self.swap_server_ws_url},
+            "remote_signer": self.signer_entry() if self.remote_signer else None,
         }
         _write_private(self.connection_path, document)
         return self.connection_path
@@ -348,6 +381,20 @@ class Layout:
             "lnd_dir": str(node.lnd_dir),
         }
 
+    def signer_entry(self) -> dict[str, str]:
+        """The escrow's remote signer in ``devnet.json``: which node it signs for and how the
+        devnet's tooling reaches it (admin macaroon; taskhold itself never talks to it)."""
+        signer = self.signer
+        return {
+            "name": SIGNER,
+            "signs_for": "escrow",
+            "rest_url": signer.rest_url,
+            "grpc_address": f"{HOST}:{signer.grpc_port}",
+            "tls_cert_path": str(signer.tls_cert_path),
+            "admin_macaroon_path": str(signer.macaroon_path),
+            "lnd_dir": str(signer.lnd_dir),
+        }
+
     def update_connection_file(self, sections: dict[str, Any]) -> Path:
         """Add or replace top-level sections of ``devnet.json`` (the LDK escrow's)."""
         document = json.loads(self.connection_path.read_text())
@@ -358,9 +405,14 @@ class Layout:
 
 def _write_private(path: Path, document: dict[str, Any]) -> None:
     """Write JSON readable by the owner only, atomically (it holds btcd's RPC password)."""
+    write_private(path, (json.dumps(document, indent=2) + "\n").encode())
+
+
+def write_private(path: Path, content: bytes) -> None:
+    """Write ``content`` readable by the owner only, atomically: macaroons, passwords, logins."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(path.suffix + ".tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        json.dump(document, handle, indent=2)
-        handle.write("\n")
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(content)
     temporary.replace(path)

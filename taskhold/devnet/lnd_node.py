@@ -10,16 +10,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import os
 from pathlib import Path
 from typing import Any
 
-from taskhold.devnet.layout import HOST, Layout, NodePaths, State
+from taskhold.devnet.layout import HOST, Layout, NodePaths, State, write_private
 from taskhold.lightning.base import LightningError
 from taskhold.lightning.lnd_permissions import bake_request
 from taskhold.lightning.lnd_rest import JSONObject, LndRest, b64, json_int
 
-__all__ = ["HOLD_EXPIRY_DELTA", "LndAdmin", "lnd_argv"]
+__all__ = ["HOLD_EXPIRY_DELTA", "LndAdmin", "common_lnd_flags", "lnd_argv"]
 
 HOLD_EXPIRY_DELTA = 18
 """Blocks before an accepted HTLC's expiry at which lnd cancels the hold invoice itself.
@@ -30,8 +29,17 @@ and it must stay above 16 or the cancel no longer prevents a force close. Record
 ``devnet.json`` as ``hold_expiry_delta``."""
 
 
-def lnd_argv(bin_dir: Path, layout: Layout, state: State, node: NodePaths) -> list[str]:
-    """lnd's command line for ``node``: loopback listeners, btcd over TLS, fast regtest timing."""
+def lnd_argv(
+    bin_dir: Path,
+    layout: Layout,
+    state: State,
+    node: NodePaths,
+    wallet: list[str] | None = None,
+) -> list[str]:
+    """lnd's command line for ``node``: loopback listeners, btcd over TLS, fast regtest timing.
+
+    ``wallet`` replaces ``--noseedbackup`` for a node that runs watch-only with a remote signer
+    (:func:`taskhold.devnet.remote_signer.watch_only_flags`)."""
     return [
         str(bin_dir / "lnd"),
         f"--lnddir={node.lnd_dir}",
@@ -42,7 +50,7 @@ def lnd_argv(bin_dir: Path, layout: Layout, state: State, node: NodePaths) -> li
         f"--btcd.rpcuser={state.rpc_user}",
         f"--btcd.rpcpass={state.rpc_pass}",
         f"--btcd.rpccert={layout.btcd_rpc_cert}",
-        "--noseedbackup",
+        *(wallet if wallet is not None else ["--noseedbackup"]),
         "--nobootstrap",
         "--bitcoin.defaultchanconfs=1",
         f"--invoices.holdexpirydelta={HOLD_EXPIRY_DELTA}",
@@ -54,9 +62,13 @@ def lnd_argv(bin_dir: Path, layout: Layout, state: State, node: NodePaths) -> li
         f"--rpclisten={HOST}:{node.grpc_port}",
         f"--restlisten={HOST}:{node.rest_port}",
         f"--externalip={node.p2p_address}",
-        "--debuglevel=info",
-        "--logging.no-commit-hash",
+        *common_lnd_flags(),
     ]
+
+
+def common_lnd_flags() -> list[str]:
+    """Logging flags every lnd of the devnet shares, the remote signer's too."""
+    return ["--debuglevel=info", "--logging.no-commit-hash"]
 
 
 class LndAdmin:
@@ -200,9 +212,5 @@ class LndAdmin:
         beside the admin macaroon. Baked again on every ``up``: the list follows the code."""
         answer = await self.rest.call("POST", "/v1/macaroon", body=bake_request())
         path = self.node.escrow_macaroon_path
-        temporary = path.with_suffix(".tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(bytes.fromhex(str(answer["macaroon"])))
-        temporary.replace(path)
+        write_private(path, bytes.fromhex(str(answer["macaroon"])))
         return path

@@ -99,6 +99,7 @@ def test_up_then_down_leaves_no_process_and_no_port(tmp_path: Path) -> None:
         layout = Layout(data_dir, base_port)
         pids = [int(layout.pid_path(name).read_text().split()[0]) for name in layout.process_names]
         assert len(pids) == 1 + len(NODE_NAMES) + 1  # btcd, the lnd nodes, the swap server
+        assert not layout.signer.lnd_dir.exists()  # no `--remote-signer`: no signer lnd
         assert (data_dir / "devnet.json").exists()
     finally:
         subprocess.run([*cli, "down", "--data-dir", str(data_dir)], check=True)

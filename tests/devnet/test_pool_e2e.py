@@ -5,6 +5,7 @@ and a node stopped mid-run delays only its own tasks, which finish once it is ba
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -134,6 +135,9 @@ async def _assert_paid_once(stack: EscrowStack, worker_before: int, expected: in
 async def test_tasks_spread_over_both_nodes_and_each_worker_is_paid_once(
     pool_stack: EscrowStack, pool_devnet: DevnetHandle
 ) -> None:
+    # The pool devnet keeps its escrow keys in the nodes (no `--remote-signer`): with the
+    # shared devnet on a remote signer, this is the suite's devnet without one.
+    assert json.loads(pool_devnet.connection_file.read_text())["remote_signer"] is None
     employer, worker = pool_stack.client(), pool_stack.client()
     worker_before = await settled_balance(pool_stack.worker_wallet)
     placed = await _verified_tasks(pool_stack, pool_devnet, employer, worker)

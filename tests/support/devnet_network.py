@@ -8,6 +8,10 @@ from inside a running event loop too); it is stopped when the test process exits
 - ``TASKHOLD_DEVNET_DIR`` names a data dir to use instead of a temporary one. A devnet already
   running there is reused, and one started there is left running at the end, so the next run
   starts in a second (stop it with ``taskhold devnet down --data-dir ...``).
+- The shared devnet runs the escrow lnd **watch-only with a remote signer** (``up
+  --remote-signer``, ``docs/remote-signer.md``), so every devnet test runs on it at no extra
+  cost; ``TASKHOLD_DEVNET_REMOTE_SIGNER=0`` starts it without one. The pool devnet below keeps
+  the escrow's keys in the escrow lnd, so its tests show a devnet without a signer still works.
 - ``TASKHOLD_BIN_DIR`` names the lnd/btcd binaries (``scripts/test`` sets it); otherwise the
   ``scripts/build-lnd`` cache is used. Missing binaries skip the devnet tests locally and fail
   them under CI (``CI=true``).
@@ -201,6 +205,8 @@ def get_devnet() -> DevnetHandle:
     options = ["--data-dir", str(data_dir), "--bin-dir", str(bin_dir)]
     if not (data_dir / "state.json").exists():
         options += ["--base-port", str(_free_base_port())]
+    signer = os.environ.get("TASKHOLD_DEVNET_REMOTE_SIGNER", "1") != "0"
+    options.append("--remote-signer" if signer else "--no-remote-signer")
     started = time.monotonic()
     if not chosen:
         atexit.register(_stop_and_remove, data_dir)
