@@ -20,8 +20,9 @@ export const FETCH_SETTINGS = Object.freeze({
 
 class RelayRefused extends Error {}
 
-/** One websocket to one relay; ``query`` sends a REQ and collects its events up to EOSE. */
-class Session {
+/** One websocket to one relay; ``query`` sends a REQ and collects its events up to EOSE. A query
+ * that times out rejects with the events that did arrive as the error's ``events``. */
+export class Session {
   constructor(socket, report, timeoutMs) {
     this.socket = socket;
     this.report = report;
@@ -87,7 +88,7 @@ class Session {
     const pending = this.waiting.get(sub);
     this.waiting.delete(sub);
     clearTimeout(pending.timer);
-    if (error) pending.reject(error);
+    if (error) pending.reject(Object.assign(error, { events: pending.events }));
     else {
       this.socket.send(JSON.stringify(["CLOSE", sub]));
       pending.resolve(pending.events);

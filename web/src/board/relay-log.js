@@ -2,50 +2,24 @@
 // WebSocket), so the page checks the log itself rather than taking the server's word for it.
 // The filter is the one docs/subscribing.md gives for a task's timeline.
 
+import { Session } from "../relay.js";
+
 const WAIT_MS = 5000;
 
 /** The kind-``logKind`` entries of ``taskId`` that ``relayUrl`` holds (unchecked: the caller
  * verifies every one). Resolves with what arrived when the relay says it sent all (EOSE), or
  * after a few seconds; never rejects, since a relay that is down only means fewer entries. */
-export function entriesFrom(relayUrl, { operator, logKind, taskId }) {
-  return new Promise((resolve) => {
-    const entries = [];
-    const subscription = `task-${Math.random().toString(36).slice(2)}`;
-    let socket;
-    const finish = () => {
-      clearTimeout(timer);
-      try {
-        socket?.close();
-      } catch {
-        // already closed
-      }
-      resolve(entries);
-    };
-    const timer = setTimeout(finish, WAIT_MS);
-    try {
-      socket = new WebSocket(relayUrl);
-    } catch {
-      finish();
-      return;
-    }
-    socket.addEventListener("open", () => {
-      const filter = { authors: [operator], kinds: [logKind], "#a": [`30402:${operator}:${taskId}`] };
-      socket.send(JSON.stringify(["REQ", subscription, filter]));
-    });
-    socket.addEventListener("message", (message) => {
-      let frame;
-      try {
-        frame = JSON.parse(message.data);
-      } catch {
-        return;
-      }
-      if (!Array.isArray(frame) || frame[1] !== subscription) return;
-      if (frame[0] === "EVENT" && frame[2] && typeof frame[2] === "object") entries.push(frame[2]);
-      if (frame[0] === "EOSE" || frame[0] === "CLOSED") finish();
-    });
-    socket.addEventListener("error", finish);
-    socket.addEventListener("close", finish);
-  });
+export async function entriesFrom(relayUrl, { operator, logKind, taskId }) {
+  const filter = { authors: [operator], kinds: [logKind], "#a": [`30402:${operator}:${taskId}`] };
+  let session = null;
+  try {
+    session = await Session.open(relayUrl, { notices: [], requests: 0 }, WAIT_MS);
+    return await session.query(filter);
+  } catch (error) {
+    return error?.events ?? []; // a timeout keeps what arrived; a refusal or no relay, nothing
+  } finally {
+    session?.close();
+  }
 }
 
 /** The task's entries from every relay in ``relays``, one per event id. */
