@@ -22,8 +22,11 @@ enforced by ``tests/test_layers.py``, where each layer's reason is written down)
 | ``actions`` | Task Manager (use cases) | one module per participant write, the op table |
 | ``rebuild`` | Nostr Publisher (rebuild) | the database rebuilt from the public log |
 | ``audit`` | Nostr Publisher (audit) | the independent auditor: shares no code with the writer |
+| ``admin`` | wiring (operator console) | pause and resume intake, stuck escrows, one engine pass |
+| ``web`` | Web pages | the board's and audit explorer's HTML and bundled JavaScript, as files |
 | ``api`` | REST API | FastAPI routes, problem+json, rate limits, wire views |
 | ``services`` | wiring | the composition root: ``build_services`` |
 | ``server``, ``client``, ``devnet`` | wiring, tools | starts uvicorn; a client; regtest nodes |
+| ``onchain``, ``participant`` | participant tools | on-chain swap flows; ``taskhold task`` |
 | ``demo``, ``cli`` | wiring | one task end to end; the ``taskhold`` command |
 """
