@@ -3,8 +3,8 @@
 Every operation is fuzzed with inputs that fit its schema and inputs that do not, plus writes
 whose envelope is a validly signed event (by a task's employer, its worker or a stranger) with
 generated content, so the checks behind the signature are reached too. The suite sends
-``TASKHOLD_FUZZ_CASES`` requests (10,000 by default: so many run in CI on every change);
-``scripts/fuzz`` sends as many or more, with new cases each run.
+``TASKHOLD_FUZZ_CASES`` requests (10,000 by default; ``scripts/test``, and so CI, sends 3,000
+to keep the run short); ``scripts/fuzz`` sends 10,000 or more, with new cases each run.
 
 It prints the share of each refusal code per kind of write body: bodies generated from the schema
 are signed-event shaped, so most reach the signature check (``bad_signature``). The rest are
