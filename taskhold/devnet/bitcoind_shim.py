@@ -9,7 +9,18 @@ and btcd lacks or differs on methods LDK needs (``getmempoolentry``, ``estimates
 The shim listens on plain HTTP/1.1 with keep-alive and Basic auth, always answers with
 ``Content-Length``, and calls btcd over one fresh TLS connection per call (btcd closes after each
 reply), with ``"jsonrpc": "1.0"`` added and at most :data:`MAX_UPSTREAM_CALLS` calls in flight
-(btcd refuses clients above ``--rpcmaxclients``). Method by method it rewrites what LDK reads and
+(btcd refuses clients above ``--rpcmaxclients``).
+
+A node that was stopped while blocks were mined asks for every missed block's header and body,
+several times over, before it moves at all: it walks back from the tip one header a call, each
+a new TLS connection to btcd. LDK Node also backs off exponentially (up to five minutes) after any
+failed call in that catch-up. So the shim fetches the headers below an unknown block's parent in
+one ``getheaders`` call and answers the walk from them; each connection resumes the last TLS
+session (a full handshake with btcd's P-521 certificate costs 5 ms, a resumed one 2); raw blocks
+are kept by hash; and a read that fails to reach btcd is tried again at once. A hash fixes its
+header's and block's bytes and its height, so nothing kept goes stale; only the ``confirmations``
+of a kept header are counted from the highest block the shim has seen, and ``nextblockhash`` is
+left out (LDK reads neither). Method by method it rewrites what LDK reads and
 passes everything else through; see ``docs/ldk.md``. Regtest only: the fee answers are constants.
 
 Run as a process::
@@ -31,11 +42,13 @@ import json
 import logging
 import os
 import signal
+import socket
 import ssl
 import struct
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -74,6 +87,13 @@ REGTEST_BITS = 0x207FFFFF
 NETWORK_VERSION = 270000
 """Claimed in ``getnetworkinfo``; below 290000 so no LDK enables channels btcd cannot relay."""
 MEMPOOL_CACHE_SECONDS = 1.0
+RAW_BLOCK_CACHE_CHARS = 64_000_000
+"""Raw blocks kept for repeated ``getblock <hash> 0`` calls, in hex characters (32 MB of blocks)."""
+HEADER_PREFETCH = 2000
+"""Headers asked of btcd at once (``getheaders``' limit) below a block whose parent is unknown."""
+MAX_KEPT_HEADERS = 200_000
+UPSTREAM_RETRY_DELAYS = (0.1, 0.5, 1.5)
+"""Pauses before each further try of a read that could not reach btcd (or found it busy)."""
 
 # JSON-RPC error codes, as bitcoind uses them.
 PARSE_ERROR = -32700
@@ -186,6 +206,13 @@ class BitcoindShim:
         self._ids = itertools.count(1)
         self._tls: ssl.SSLContext | None = None
         self._tls_lock = threading.Lock()
+        self._tls_session: ssl.SSLSession | None = None
+        self._headers: dict[str, tuple[_RawHeader, int]] = {}
+        self._headers_lock = threading.Lock()
+        self._tip_height = 0
+        self._raw_blocks: OrderedDict[str, str] = OrderedDict()
+        self._raw_block_chars = 0
+        self._raw_blocks_lock = threading.Lock()
         self._positions: dict[str, tuple[int, int]] = {}
         self._mempool: tuple[float, dict[str, Any]] | None = None
         self._mempool_lock = threading.Lock()
@@ -252,12 +279,22 @@ class BitcoindShim:
             return self._tls
 
     def upstream(self, method: str, params: list[Any]) -> Any:
-        """One call to btcd on a fresh TLS connection; its result, or :class:`RpcFailure`."""
-        try:
-            return self._exchange(method, params)
-        except RpcFailure as failure:
-            log.warning("btcd %s failed: %s", method, failure)
-            raise
+        """One call to btcd on a fresh TLS connection; its result, or :class:`RpcFailure`.
+
+        A call that did not reach btcd, or found it busy, is tried again after a short pause,
+        unless it sends a transaction: the first try may have reached btcd after all.
+        """
+        delays = () if method == "sendrawtransaction" else UPSTREAM_RETRY_DELAYS
+        for delay in (*delays, None):
+            try:
+                return self._exchange(method, params)
+            except RpcFailure as failure:
+                if failure.code != IN_WARMUP or delay is None:
+                    log.warning("btcd %s failed: %s", method, failure)
+                    raise
+                log.info("btcd %s failed, trying again in %.1f s: %s", method, delay, failure)
+                time.sleep(delay)
+        raise AssertionError("unreachable")  # the last pass always returns or raises
 
     def _exchange(self, method: str, params: list[Any]) -> Any:
         body = json.dumps(
@@ -266,12 +303,18 @@ class BitcoindShim:
         headers = {"Authorization": self._btcd_auth, "Content-Type": "application/json"}
         context = self._tls_context()
         with self._slots:
-            connection = http.client.HTTPSConnection(
-                self._btcd_host, self._btcd_port, context=context, timeout=self._timeout
+            connection = _ResumingConnection(
+                self._btcd_host,
+                self._btcd_port,
+                context=context,
+                timeout=self._timeout,
+                session=self._tls_session,
             )
             try:
                 connection.request("POST", "/", body, headers)
                 response = connection.getresponse()
+                if connection.session is not None:  # read before the body closes the socket
+                    self._tls_session = connection.session
                 status, raw = response.status, response.read()
             except (OSError, http.client.HTTPException) as exc:
                 raise RpcFailure(
@@ -313,6 +356,8 @@ class BitcoindShim:
     def _getblockchaininfo(self, params: list[Any]) -> Any:
         info = self.upstream("getblockchaininfo", params)
         if isinstance(info, dict):
+            if isinstance(info.get("blocks"), int):
+                self._saw_height(info["blocks"])
             info.setdefault("initialblockdownload", False)
             info.setdefault("warnings", "")
             if info.get("chain") == "regtest" and isinstance(info.get("blocks"), int):
@@ -332,8 +377,16 @@ class BitcoindShim:
 
         btcd's verbose form fails (-32603) for a block off the main chain, e.g. a tip LDK holds
         from before a reorg: then the raw header is parsed, and height and chainwork are found by
-        walking back to the main chain.
+        walking back to the main chain. A header btcd gave before is answered from memory, and
+        one whose parent is new brings the headers below it (:meth:`_fetch_headers_below`).
         """
+        with self._headers_lock:
+            kept = self._headers.get(hash_)
+        if kept is not None:
+            raw, height = kept
+            confirmations = max(self._tip_height - height + 1, 1)
+            chainwork = self._main_chainwork(hash_, height, raw.bits)
+            return self._shaped_header(hash_, raw, height, chainwork, confirmations)
         try:
             found = self.upstream("getblockheader", [hash_, True])
         except RpcFailure as failure:
@@ -345,7 +398,84 @@ class BitcoindShim:
         found["bits"] = f"{bits:08x}"
         found["chainwork"] = f"{self._main_chainwork(hash_, height, bits):064x}"
         found.setdefault("mediantime", found.get("time"))
+        prev = found.get("previousblockhash")
+        if height > 0 and isinstance(prev, str) and len(prev) == 64:
+            self._saw_height(height + max(int(found.get("confirmations", 1)), 1) - 1)
+            raw = _RawHeader(
+                version=int(found["version"]),
+                prev=prev,
+                merkleroot=str(found["merkleroot"]),
+                time=int(found["time"]),
+                bits=bits,
+                nonce=int(found["nonce"]),
+            )
+            self._keep_headers([(hash_, raw, height)])
+            self._fetch_headers_below(prev, height - 1)
         return dict(found)
+
+    def _saw_height(self, height: int) -> None:
+        self._tip_height = max(self._tip_height, height)
+
+    def _keep_headers(self, headers: list[tuple[str, _RawHeader, int]]) -> None:
+        with self._headers_lock:
+            if len(self._headers) + len(headers) > MAX_KEPT_HEADERS:
+                self._headers.clear()
+            for hash_, raw, height in headers:
+                self._headers[hash_] = (raw, height)
+
+    def _fetch_headers_below(self, hash_: str, height: int) -> None:
+        """Keep up to :data:`HEADER_PREFETCH` main-chain headers ending at ``hash_`` (at
+        ``height``), from two calls to btcd, unless ``hash_`` is known already. Best effort:
+        a failed call, or headers that do not link up (a reorg meanwhile), keep nothing."""
+        with self._headers_lock:
+            if hash_ in self._headers:
+                return
+        first = max(height - HEADER_PREFETCH + 1, 1)
+        if first > height:
+            return
+        try:
+            locator = self.upstream("getblockhash", [first - 1])
+            found = self.upstream("getheaders", [[locator], hash_])
+        except RpcFailure as failure:
+            log.info("fetching the headers below %s failed: %s", hash_, failure)
+            return
+        if not isinstance(found, list) or len(found) != height - first + 1:
+            return
+        kept: list[tuple[str, _RawHeader, int]] = []
+        prev = locator
+        try:
+            for offset, hex_header in enumerate(found):
+                raw_bytes = bytes.fromhex(hex_header)
+                raw = _parse_header(raw_bytes)
+                if raw.prev != prev:
+                    return
+                prev = block_hash(raw_bytes)
+                kept.append((prev, raw, first + offset))
+        except (TypeError, ValueError, RpcFailure):
+            return
+        if prev == hash_:
+            self._keep_headers(kept)
+
+    @staticmethod
+    def _shaped_header(
+        hash_: str, header: _RawHeader, height: int, chainwork: int, confirmations: int
+    ) -> dict[str, Any]:
+        """A verbose ``getblockheader`` answer built from a raw header and its place."""
+        return {
+            "hash": hash_,
+            "confirmations": confirmations,
+            "height": height,
+            "version": header.version,
+            "versionHex": f"{header.version & 0xFFFFFFFF:08x}",
+            "merkleroot": header.merkleroot,
+            "time": header.time,
+            "mediantime": header.time,
+            "nonce": header.nonce,
+            "bits": f"{header.bits:08x}",
+            "difficulty": _difficulty(header.bits),
+            "chainwork": f"{chainwork:064x}",
+            "previousblockhash": header.prev,
+        }
 
     def _raw_header(self, hash_: str) -> _RawHeader:
         raw = self.upstream("getblockheader", [hash_, False])
@@ -383,21 +513,7 @@ class BitcoindShim:
         if position is None:
             position = self._walk_to_main_chain(hash_, header)
         height, chainwork = position
-        return {
-            "hash": hash_,
-            "confirmations": -1,
-            "height": height,
-            "version": header.version,
-            "versionHex": f"{header.version & 0xFFFFFFFF:08x}",
-            "merkleroot": header.merkleroot,
-            "time": header.time,
-            "mediantime": header.time,
-            "nonce": header.nonce,
-            "bits": f"{header.bits:08x}",
-            "difficulty": _difficulty(header.bits),
-            "chainwork": f"{chainwork:064x}",
-            "previousblockhash": header.prev,
-        }
+        return self._shaped_header(hash_, header, height, chainwork, -1)
 
     def _walk_to_main_chain(self, hash_: str, header: _RawHeader) -> tuple[int, int]:
         side: list[tuple[str, int]] = [(hash_, header.bits)]
@@ -437,10 +553,30 @@ class BitcoindShim:
         forwarded = list(params[:2])
         if len(forwarded) > 1 and isinstance(forwarded[1], bool):
             forwarded[1] = int(forwarded[1])
+        raw_wanted = len(forwarded) == 2 and forwarded[1] == 0 and isinstance(forwarded[0], str)
+        if raw_wanted:
+            with self._raw_blocks_lock:
+                cached = self._raw_blocks.get(forwarded[0])
+                if cached is not None:
+                    self._raw_blocks.move_to_end(forwarded[0])
+                    return cached
         block = self.upstream("getblock", forwarded)
+        if raw_wanted and isinstance(block, str):
+            self._keep_raw_block(forwarded[0], block)
         if isinstance(block, dict) and "rawtx" in block:
             block["tx"] = block.pop("rawtx")
         return block
+
+    def _keep_raw_block(self, hash_: str, raw: str) -> None:
+        """Keep a block's hex by its hash, dropping the least recently asked beyond the bound."""
+        with self._raw_blocks_lock:
+            if hash_ in self._raw_blocks:
+                return
+            self._raw_blocks[hash_] = raw
+            self._raw_block_chars += len(raw)
+            while self._raw_block_chars > RAW_BLOCK_CACHE_CHARS and self._raw_blocks:
+                _, dropped = self._raw_blocks.popitem(last=False)
+                self._raw_block_chars -= len(dropped)
 
     def _getrawtransaction(self, params: list[Any]) -> Any:
         forwarded = list(params[:2])  # btcd has no third (block hash) parameter
@@ -542,6 +678,43 @@ _METHODS = {
     "estimatesmartfee": BitcoindShim._estimatesmartfee,
     "getnetworkinfo": BitcoindShim._getnetworkinfo,
 }
+
+
+class _ResumingConnection(http.client.HTTPSConnection):
+    """An HTTPS connection that offers btcd the TLS session of an earlier one, and keeps the
+    session it ends with (TLS 1.3 sends its resumption ticket after the handshake)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        context: ssl.SSLContext,
+        timeout: float,
+        session: ssl.SSLSession | None,
+    ) -> None:
+        super().__init__(host, port, context=context, timeout=timeout)
+        self._tls_context = context
+        self._offered = session
+        self._tls_socket: ssl.SSLSocket | None = None
+
+    def connect(self) -> None:
+        plain = socket.create_connection((self.host, self.port), self.timeout)
+        plain.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self._tls_socket = self._tls_context.wrap_socket(
+                plain, server_hostname=self.host, session=self._offered
+            )
+        except BaseException:
+            plain.close()
+            raise
+        self.sock = self._tls_socket
+
+    @property
+    def session(self) -> ssl.SSLSession | None:
+        """The session to offer next time. Kept apart from ``sock``, which ``getresponse()``
+        drops for a reply that closes the connection while the body is still unread."""
+        return self._tls_socket.session if self._tls_socket is not None else None
 
 
 # -- downstream ------------------------------------------------------------------------------

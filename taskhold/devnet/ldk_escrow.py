@@ -197,16 +197,41 @@ async def provision_ldk_escrow(
         await backend.close()
 
 
+SYNC_SECONDS_PER_BLOCK = 0.25
+"""Time allowed for each block an LDK node is behind, on top of the fixed wait: a node that
+was stopped while blocks were mined fetches and applies every one of them first."""
+
+
 async def wait_ldk_synced(
-    backend: LdkBackend, btcd: BtcdRpc, *, within_seconds: float = 180.0
+    backend: LdkBackend, btcd: BtcdRpc, *, within_seconds: float = 120.0
 ) -> int:
-    """Wait until the LDK node has processed btcd's tip (it polls every 2 s); return it."""
+    """Wait until the LDK node has processed btcd's tip (it polls every 2 s); return it.
+
+    The wait grows with the blocks the node is behind. If it still times out, the error quotes
+    the node's own log of its chain sync (LDK Node retries a failed sync after a back-off that
+    doubles up to five minutes, and says so only there).
+    """
+    behind = max(await btcd.block_count() - await backend.block_height(), 0)
+    allowed = within_seconds + SYNC_SECONDS_PER_BLOCK * behind
 
     async def synced() -> bool:
         return await backend.block_height() >= await btcd.block_count()
 
-    await wait_for(synced, "the LDK node to reach btcd's tip", within_seconds=within_seconds)
+    what = f"the LDK node to reach btcd's tip ({behind} blocks behind at first)"
+    try:
+        await wait_for(synced, what, within_seconds=allowed)
+    except LightningError as error:
+        raise LightningError(f"{error}{_sync_log(backend.log_path)}") from None
     return await backend.block_height()
+
+
+def _sync_log(log_path: Path | None, lines: int = 12) -> str:
+    """The node's last log lines about its chain sync, for an error message."""
+    if log_path is None or not log_path.exists():
+        return ""
+    with log_path.open(errors="replace") as log:
+        wanted = [line.rstrip() for line in log if "chain::" in line or "ERROR" in line]
+    return f"; the node's log ({log_path}) ends:\n" + "\n".join(wanted[-lines:])
 
 
 async def _fund(

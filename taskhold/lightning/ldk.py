@@ -53,6 +53,7 @@ from taskhold.lightning.ldk_module import load_ldk_node, patched_receive_method
 
 __all__ = [
     "HTLC_FAIL_BACK_BUFFER",
+    "LOG_FILE_NAME",
     "MAX_FINAL_CLTV_EXPIRY_DELTA",
     "MIN_FINAL_CLTV_EXPIRY_DELTA",
     "OUR_MAX_ACCEPTED_HTLCS",
@@ -63,6 +64,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+LOG_FILE_NAME = "ldk_node.log"
+"""The node's own log, in its storage directory."""
 HTLC_FAIL_BACK_BUFFER = 39
 """rust-lightning's ``HTLC_FAIL_BACK_BUFFER``: a held HTLC is failed back this many blocks before
 it expires (``CLTV_CLAIM_BUFFER`` 36 + ``LATENCY_GRACE_PERIOD_BLOCKS`` 3)."""
@@ -136,7 +139,7 @@ def build_node(module: ModuleType, config: LdkConfig) -> Any:
         config.rpc_host, config.rpc_port, config.rpc_user, config.rpc_password
     )
     builder.set_entropy_seed_bytes(list(config.seed))
-    builder.set_filesystem_logger(str(config.storage_dir / "ldk_node.log"), module.LogLevel.INFO)
+    builder.set_filesystem_logger(str(config.storage_dir / LOG_FILE_NAME), module.LogLevel.INFO)
     return builder.build()
 
 
@@ -175,6 +178,8 @@ class LdkBackend:
         self._thread: threading.Thread | None = None
         self._storage_lock: IO[bytes] | None = None
         self._closed = False
+        self.log_path: Path | None = None
+        """The node's own log (set by :meth:`open`): its chain sync says why it lags."""
 
     @classmethod
     async def open(
@@ -203,6 +208,7 @@ class LdkBackend:
             payment_grace_seconds=payment_grace_seconds,
         )
         backend._storage_lock = lock
+        backend.log_path = config.storage_dir / LOG_FILE_NAME
         backend.start_events()
         return backend
 

@@ -107,3 +107,24 @@ async def test_ldk_calls_through_the_shim_get_what_ldk_checks(
     finally:
         await devnet.mine(1)
     assert txid not in ldk.result("getrawmempool", [False])
+
+
+async def test_a_walk_back_through_the_shim_matches_btcds_own_headers(
+    devnet: DevnetHandle, shim_client: LdkStyleClient
+) -> None:
+    """The headers the shim fetches ahead (``getheaders``) answer as btcd itself would."""
+    ldk = shim_client
+    cursor = ldk.result("getblockchaininfo")["bestblockhash"]
+    walked = []
+    for _ in range(60):
+        header = ldk.result("getblockheader", [cursor])
+        _assert_ldk_accepts(header, cursor)
+        walked.append(header)
+        cursor = header["previousblockhash"]
+    btcd = devnet.btcd()
+    for header in walked[1::7]:  # the tip came from btcd; the rest from the fetch ahead
+        own = await btcd.call("getblockheader", header["hash"], True)
+        for field in ("height", "version", "merkleroot", "time", "nonce", "previousblockhash"):
+            assert header[field] == own[field], field
+        assert int(header["bits"], 16) == int(own["bits"], 16)
+        assert header["confirmations"] >= 1

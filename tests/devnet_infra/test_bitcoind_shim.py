@@ -18,6 +18,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 from support.fake_btcd import (
     GENESIS_MERKLE,
     REGTEST_GENESIS_HASH,
@@ -28,6 +29,7 @@ from support.fake_btcd import (
     wait_until,
 )
 
+from taskhold.devnet import bitcoind_shim
 from taskhold.devnet.bitcoind_shim import (
     MAX_UPSTREAM_CALLS,
     BitcoindShim,
@@ -199,6 +201,62 @@ def test_a_block_off_the_main_chain_gets_height_and_chainwork_from_its_raw_heade
     assert len(later_verbose) == len(verbose_asks) + 1  # only the block itself, no walk
 
 
+_LDK_READS = (
+    "hash", "height", "version", "previousblockhash", "merkleroot", "time", "bits", "nonce",
+    "chainwork",
+)  # fmt: skip
+
+
+def _walk_back(client: LdkStyleClient, tip: str, steps: int) -> list[dict[str, object]]:
+    """What a node does after missed blocks: ask for the tip's header, then each parent's."""
+    headers, cursor = [], tip
+    for _ in range(steps):
+        header = client.result("getblockheader", [cursor])
+        headers.append(header)
+        cursor = header["previousblockhash"]
+    return headers
+
+
+def _verbose_header_asks(fake: FakeBtcd) -> int:
+    return len([p for p in fake.calls("getblockheader") if p[1] is True])
+
+
+def test_a_walk_back_from_the_tip_takes_one_header_call_and_one_getheaders(
+    fake: FakeBtcd, client: LdkStyleClient, shim: BitcoindShim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashes = _regtest_chain(fake, 30)
+    walked = _walk_back(client, hashes[-1], 30)
+    assert _verbose_header_asks(fake) == 1
+    assert len(fake.calls("getheaders")) == 1
+    for height, header in zip(range(30, 0, -1), walked, strict=True):
+        assert header["height"] == height and rehash_json_header(header) == hashes[height]
+    assert walked[20]["confirmations"] == 21  # block 10, counted from the tip at 30
+
+    monkeypatch.setattr(bitcoind_shim, "HEADER_PREFETCH", 0)  # as before: one call a header
+    shim.stop()
+    with BitcoindShim(
+        btcd_host="127.0.0.1", btcd_port=fake.port, btcd_cafile=shim._btcd_cafile,
+        btcd_user=fake.user, btcd_password=fake.password, user=SHIM_USER, password=SHIM_PASS,
+    ) as plain, LdkStyleClient(plain.port, SHIM_USER, SHIM_PASS) as ldk:  # fmt: skip
+        direct = _walk_back(ldk, hashes[-1], 30)
+    assert _verbose_header_asks(fake) == 1 + 30
+    for kept, asked in zip(walked, direct, strict=True):
+        assert {k: kept[k] for k in _LDK_READS} == {k: asked[k] for k in _LDK_READS}
+
+
+def test_fetched_headers_that_do_not_link_up_are_not_kept(
+    fake: FakeBtcd, client: LdkStyleClient
+) -> None:
+    """A reorg between the two calls, or a wrong answer, must not become a wrong chain."""
+    hashes = _regtest_chain(fake, 10)
+    fake.handlers["getheaders"] = lambda params: [
+        fake.chain.blocks[h].raw.hex() for h in hashes[1:5] + hashes[6:10]
+    ]
+    walked = _walk_back(client, hashes[-1], 10)
+    assert [header["hash"] for header in walked] == hashes[10:0:-1]
+    assert _verbose_header_asks(fake) == 10
+
+
 def test_an_unknown_block_header_keeps_btcds_not_found(client: LdkStyleClient) -> None:
     reply = client.call("getblockheader", ["ee" * 32])
     assert _error(reply.body)["code"] == -5
@@ -241,6 +299,48 @@ def test_a_transaction_not_found_keeps_minus_five(client: LdkStyleClient) -> Non
 
 def test_sendrawtransaction_forwards_only_the_hex(fake: FakeBtcd, client: LdkStyleClient) -> None:
     assert client.result("sendrawtransaction", ["0200beef", 0.1, 0]) == "ab" * 32
+    assert fake.calls("sendrawtransaction") == [["0200beef"]]
+
+
+def test_a_raw_block_asked_again_is_served_without_asking_btcd(
+    fake: FakeBtcd, client: LdkStyleClient
+) -> None:
+    """A node catching up asks for the same block several times; its bytes never change."""
+    hashes = _regtest_chain(fake, 2)
+    first = client.result("getblock", [hashes[1], 0])
+    assert client.result("getblock", [hashes[1], 0]) == first
+    assert client.result("getblock", [hashes[2], 0]) != first
+    assert client.result("getblock", [hashes[1], 1])["height"] == 1  # verbose: not cached
+    assert fake.calls("getblock") == [[hashes[1], 0], [hashes[2], 0], [hashes[1], 1]]
+
+
+def test_an_unknown_raw_block_is_not_remembered(fake: FakeBtcd, client: LdkStyleClient) -> None:
+    missing = "ab" * 32
+    assert _error(client.call("getblock", [missing, 0]).body)["code"] == -5
+    assert _error(client.call("getblock", [missing, 0]).body)["code"] == -5
+    assert len(fake.calls("getblock")) == 2
+
+
+def test_later_connections_resume_the_tls_session(fake: FakeBtcd, client: LdkStyleClient) -> None:
+    """btcd closes after each reply; a resumed session skips its certificate's signature."""
+    _regtest_chain(fake, 0)
+    for _ in range(3):
+        client.result("getblockchaininfo")
+    assert fake.resumed[0] is False
+    assert any(fake.resumed[1:]), fake.resumed
+
+
+def test_a_busy_btcd_is_asked_again_for_a_read(fake: FakeBtcd, client: LdkStyleClient) -> None:
+    """A failed call in LDK Node's catch-up costs it an exponential back-off."""
+    _regtest_chain(fake, 0)
+    fake.busy_replies = 2
+    assert client.result("getblockchaininfo")["chain"] == "regtest"
+    assert len(fake.calls("getblockchaininfo")) == 3
+
+
+def test_a_transaction_is_never_sent_twice(fake: FakeBtcd, client: LdkStyleClient) -> None:
+    fake.busy_replies = 1
+    assert _error(client.call("sendrawtransaction", ["0200beef"]).body)["code"] == -28
     assert fake.calls("sendrawtransaction") == [["0200beef"]]
 
 

@@ -161,6 +161,10 @@ class FakeBtcd:
         self.gate.set()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.busy_replies = 0
+        """How many of the next requests get btcd's 503 for too many RPC clients."""
+        self.resumed: list[bool] = []
+        """Per accepted connection: whether it resumed an earlier TLS session."""
         self._lock = threading.Lock()
         self._server: socketserver.ThreadingTCPServer | None = None
         self.port = 0
@@ -199,6 +203,7 @@ class FakeBtcd:
             conn = self._tls.wrap_socket(plain, server_side=True)
         except (ssl.SSLError, OSError):
             return
+        self.resumed.append(conn.session_reused)
         try:
             stream = conn.makefile("rb")
             head = b""
@@ -219,6 +224,11 @@ class FakeBtcd:
                 return
             request = json.loads(body)
             self.requests.append(request)
+            with self._lock:
+                busy, self.busy_replies = self.busy_replies > 0, max(self.busy_replies - 1, 0)
+            if busy:
+                conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\r\n")
+                return
             prefix = (
                 b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n\r\n"
             )
@@ -276,6 +286,23 @@ class FakeBtcd:
             if block.main and block.height == params[0]:
                 return block_hash
         raise FakeError(-1, "Block number out of range")
+
+    def _rpc_getheaders(self, params: list[Any]) -> Any:
+        """btcd's: the raw main-chain headers after the first known locator, up to the stop
+        hash or 2,000."""
+        locators, stop = params[0], params[1]
+        main = sorted(
+            ((block.height, h) for h, block in self.chain.blocks.items() if block.main),
+        )
+        start = next((self.chain.blocks[h].height for h in locators if h in self.chain.blocks), -1)
+        headers: list[str] = []
+        for height, block_hash in main:
+            if height <= start:
+                continue
+            headers.append(self.chain.blocks[block_hash].raw.hex())
+            if block_hash == stop or len(headers) == 2000:
+                break
+        return headers
 
     def _rpc_getblockheader(self, params: list[Any]) -> Any:
         block = self._block(params[0])
