@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support.split_flows import split_task
+from support.split_flows import invoice_both_shares, split_task
 from support.stacks import Stack
 from support.task_flows import submitted
 
@@ -66,13 +66,7 @@ async def test_a_splits_second_share_reads_the_hold_again(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     task, employer, worker = await split_task(stack)
-    split = task["split"]
-    await worker.update_payout_invoice(
-        task["task_id"], await stack.world.worker.create_invoice(split["worker_msat"])
-    )
-    await employer.update_refund_invoice(
-        task["task_id"], await stack.world.employer.create_invoice(split["employer_msat"])
-    )
+    await invoice_both_shares(stack, task, employer, worker)
     calls = record_node_calls(stack, monkeypatch)
 
     await stack.settle_engine()
