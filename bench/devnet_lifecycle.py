@@ -24,6 +24,11 @@ to taskhold as overhead. The engine's pass asks the block height at every tick a
 accepted request; those reads are the guardian's, not the lifecycle's, and are left out. So
 is everything that is not an lnd call: the signed requests, the database, the log.
 
+Each lifecycle, on either side, moves 20,000 sat from the employer's channels to the worker's:
+after some 500 of them on one devnet (about 25 runs) the employer's side runs dry, and a run
+stops with "the employer could not pay" (it waited forever before). ``taskhold devnet down``
+and ``up`` start afresh.
+
 The taskhold side waits for FUNDED and PAID by reading the task's row every 5 ms over one
 open SQLite connection. (It opened a connection for each read until issue #17: some 80 a
 lifecycle, each blocking the event loop that taskhold runs on for 0.2 to 1 ms.)
@@ -54,6 +59,7 @@ import httpx
 from benchkit import load_bench
 
 from taskhold.client import TaskholdClient
+from taskhold.lightning.base import PaymentStatus
 from taskhold.lightning.lnd_rest import load_node_connection
 from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.logs import configure_logging
@@ -128,6 +134,8 @@ async def raw_lifecycle(escrow: httpx.AsyncClient, employer: httpx.AsyncClient,
             "fee_limit_msat": "10000", "no_inflight_updates": False}  # fmt: skip
     paying = _stream(employer, "POST", "/v2/router/send", send)
     async for payment in paying:
+        if payment["status"] == "FAILED":
+            raise RuntimeError(f"the employer could not pay: {payment.get('failure_reason')}")
         if any(h.get("status") == "IN_FLIGHT" for h in payment.get("htlcs") or ()):
             break
     await paying.aclose()
@@ -210,7 +218,9 @@ async def taskhold_lifecycle(
     task_id = task["task_id"]
     funding = (await employer.request_funding(task_id))["funding"]
     lap("api_s")
-    await wallets["employer"].send_payment(funding["payment_request"])
+    paid = await wallets["employer"].send_payment(funding["payment_request"])
+    if paid.status is PaymentStatus.FAILED:
+        raise RuntimeError(f"the employer could not pay: {paid.failure_reason}")
     lap("wallets_s")
     await db.until(task_id, "FUNDED")
     lap("funded_wait_s")
