@@ -5,7 +5,9 @@ made with ``$TASKHOLD_TEST_PG_URL`` and dropped afterwards).
 
 ``bench/`` is a folder of scripts, not a package: a script run as ``python bench/X.py`` (or
 loaded by ``bench/run.py``, which lives here too) has this folder first on ``sys.path``, so
-``from benchkit import ...`` works both ways.
+``from benchkit import ...`` works both ways. The checkout the bench lives in comes first on
+``sys.path`` too, before an installed ``taskhold``: a bench run in a git worktree measures that
+worktree's taskhold, not the one ``pip install -e`` pointed at.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent / "tests"))
+sys.path[:0] = [str(BENCH.parent), str(BENCH.parent / "tests")]
 
 import time  # noqa: E402
 

@@ -3,10 +3,35 @@
 taskhold (SQLite, engine running as under ``serve``) on the devnet's escrow lnd: create, fund
 (the employer's lnd pays the hold invoice), claim, proof (with the worker's lnd invoice),
 approve, then the engine pays the worker and settles; the clock stops when the task is PAID
-in the database. The baseline makes the same lnd calls directly with httpx: the escrow adds a
-hold invoice, the employer pays it, the escrow waits for ACCEPTED on the invoice's stream,
-the worker adds an invoice, the escrow pays it and then settles the hold. Turns alternate so
-the machine's other load weighs on both; the figures are medians.
+in the database. Turns alternate so the machine's other load weighs on both; the figures are
+medians.
+
+The baseline makes the same escrow-node calls as the lifecycle, in its order, directly with
+httpx, and waits for the same states:
+
+- funding: the node's channels (admission control), the hold invoice, the invoice's own
+  stream until ACCEPTED while the employer's lnd pays it (until its HTLC is in flight, as the
+  taskhold side's employer does);
+- proof: the worker's lnd adds the invoice; the escrow node is asked the block height (the
+  invoice's CLTV budget), whether it issued that hash, and whether it ever paid it;
+- release: the hold (held, and its expiry), the payout's payment (never sent before), the
+  block height (the CLTV limit), the payout hash again, the channels (outbound liquidity),
+  the payment until SUCCEEDED, then the settle.
+
+Until issue #17 the baseline made only the hold invoice, the stream, the payment and the
+settle: it left out the calls taskhold makes for its money rules, so the ratio charged them
+to taskhold as overhead. The engine's pass asks the block height at every tick and after every
+accepted request; those reads are the guardian's, not the lifecycle's, and are left out. So
+is everything that is not an lnd call: the signed requests, the database, the log.
+
+Each lifecycle, on either side, moves 20,000 sat from the employer's channels to the worker's:
+after some 500 of them on one devnet (about 25 runs) the employer's side runs dry, and a run
+stops with "the employer could not pay" (it waited forever before). ``taskhold devnet down``
+and ``up`` start afresh.
+
+The taskhold side waits for FUNDED and PAID by reading the task's row every 5 ms over one
+open SQLite connection. (It opened a connection for each read until issue #17: some 80 a
+lifecycle, each blocking the event loop that taskhold runs on for 0.2 to 1 ms.)
 
     python bench/devnet_lifecycle.py [--quick] [--rounds N]
     (TASKHOLD_BENCH_DEVNET=DIR uses a running devnet; else one is brought up and down)
@@ -17,7 +42,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import hashlib
 import json
 import os
@@ -35,6 +59,7 @@ import httpx
 from benchkit import load_bench
 
 from taskhold.client import TaskholdClient
+from taskhold.lightning.base import PaymentStatus
 from taskhold.lightning.lnd_rest import load_node_connection
 from taskhold.lightning.lnd_wallet import LndWallet
 from taskhold.logs import configure_logging
@@ -70,16 +95,36 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
 
 
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+async def _absent(call: Any) -> None:
+    """A lookup the lifecycle expects the node to refuse (it never saw the hash)."""
+    response = await call
+    assert response.status_code != 200, response.text
+
+
+async def _payment_unknown(escrow: httpx.AsyncClient, payment_hash: bytes) -> None:
+    """``/v2/router/track`` of a payment the node never sent: it answers with an error."""
+    path = f"/v2/router/track/{base64.urlsafe_b64encode(payment_hash).decode()}"
+    async with escrow.stream("GET", path, params={"no_inflight_updates": "false"}) as response:
+        first = await anext(aiter(response.aiter_lines()))
+    assert "error" in json.loads(first), first
+
+
 async def raw_lifecycle(escrow: httpx.AsyncClient, employer: httpx.AsyncClient,
                         worker: httpx.AsyncClient) -> float:  # fmt: skip
-    """The lnd calls of one lifecycle, straight over REST; seconds."""
+    """The lnd calls of one lifecycle, straight over REST (see the module docstring); seconds."""
     started = time.perf_counter()
     preimage = os.urandom(32)
     payment_hash = hashlib.sha256(preimage).digest()
+    (await escrow.get("/v1/channels", params={"active_only": "true"})).raise_for_status()
     hold = await escrow.post(
         "/v2/invoices/hodl",
-        json={"hash": _b64(payment_hash), "value_msat": str(AMOUNT_MSAT), "cltv_expiry": "200"},
-    )
+        json={"hash": _b64(payment_hash), "value_msat": str(AMOUNT_MSAT), "memo": "bench",
+              "expiry": "3600", "cltv_expiry": "200"},
+    )  # fmt: skip
     hold.raise_for_status()
     subscribe = f"/v2/invoices/subscribe/{base64.urlsafe_b64encode(payment_hash).decode()}"
     updates = _stream(escrow, "GET", subscribe)
@@ -89,6 +134,8 @@ async def raw_lifecycle(escrow: httpx.AsyncClient, employer: httpx.AsyncClient,
             "fee_limit_msat": "10000", "no_inflight_updates": False}  # fmt: skip
     paying = _stream(employer, "POST", "/v2/router/send", send)
     async for payment in paying:
+        if payment["status"] == "FAILED":
+            raise RuntimeError(f"the employer could not pay: {payment.get('failure_reason')}")
         if any(h.get("status") == "IN_FLIGHT" for h in payment.get("htlcs") or ()):
             break
     await paying.aclose()
@@ -98,8 +145,22 @@ async def raw_lifecycle(escrow: httpx.AsyncClient, employer: httpx.AsyncClient,
     await updates.aclose()
     invoice = await worker.post("/v1/invoices", json={"value_msat": str(AMOUNT_MSAT - 1_000_000)})
     invoice.raise_for_status()
+    payout_hash = base64.b64decode(invoice.json()["r_hash"])
+    lookup = "/v2/invoices/lookup"
+    # proof: the CLTV budget's height, the hash never issued here, never paid from here
+    (await escrow.get("/v1/getinfo")).raise_for_status()
+    await _absent(escrow.get(lookup, params={"payment_hash": _b64url(payout_hash)}))
+    await _payment_unknown(escrow, payout_hash)
+    # release: the hold, the payout never sent, the CLTV limit's height, the hash again
+    held = await escrow.get(lookup, params={"payment_hash": _b64url(payment_hash)})
+    assert held.json()["state"] == "ACCEPTED", held.text
+    await _payment_unknown(escrow, payout_hash)
+    (await escrow.get("/v1/getinfo")).raise_for_status()
+    await _absent(escrow.get(lookup, params={"payment_hash": _b64url(payout_hash)}))
+    (await escrow.get("/v1/channels", params={"active_only": "true"})).raise_for_status()
     payout = {"payment_request": invoice.json()["payment_request"], "timeout_seconds": 60,
-              "fee_limit_msat": "10000", "no_inflight_updates": True}  # fmt: skip
+              "fee_limit_msat": "10000", "cltv_limit": 150,
+              "no_inflight_updates": True}  # fmt: skip
     async for payment in _stream(escrow, "POST", "/v2/router/send", payout):
         if payment["status"] in ("SUCCEEDED", "FAILED"):
             assert payment["status"] == "SUCCEEDED", payment
@@ -109,25 +170,34 @@ async def raw_lifecycle(escrow: httpx.AsyncClient, employer: httpx.AsyncClient,
     return time.perf_counter() - started
 
 
-def _state(database: Path, task_id: str) -> str | None:
-    with contextlib.closing(sqlite3.connect(database, timeout=5)) as conn:
-        row = conn.execute("SELECT state FROM tasks WHERE task_id = ?", (task_id,)).fetchone()
-    return None if row is None else str(row[0])
+class _States:
+    """Reads a task's state from taskhold's database over one open connection (autocommit:
+    each read sees the latest commit)."""
 
+    def __init__(self, database: Path) -> None:
+        self._conn = sqlite3.connect(database, timeout=5, isolation_level=None)
 
-async def _until(database: Path, task_id: str, state: str) -> None:
-    deadline = time.perf_counter() + 120
-    while _state(database, task_id) != state:
-        if time.perf_counter() > deadline:
-            raise RuntimeError(f"task {task_id[:12]} did not reach {state}")
-        await asyncio.sleep(0.005)
+    def state(self, task_id: str) -> str | None:
+        row = self._conn.execute("SELECT state FROM tasks WHERE task_id = ?", (task_id,))
+        found = row.fetchone()
+        return None if found is None else str(found[0])
+
+    async def until(self, task_id: str, state: str) -> None:
+        deadline = time.perf_counter() + 120
+        while self.state(task_id) != state:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"task {task_id[:12]} did not reach {state}")
+            await asyncio.sleep(0.005)
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 async def taskhold_lifecycle(
     employer: TaskholdClient,
     worker: TaskholdClient,
     wallets: dict[str, LndWallet],
-    db: Path,
+    db: _States,
     stages: dict[str, list[float]],
 ) -> float:
     """One lifecycle through taskhold's API, ending when the task is PAID; seconds. Adds the
@@ -148,9 +218,11 @@ async def taskhold_lifecycle(
     task_id = task["task_id"]
     funding = (await employer.request_funding(task_id))["funding"]
     lap("api_s")
-    await wallets["employer"].send_payment(funding["payment_request"])
+    paid = await wallets["employer"].send_payment(funding["payment_request"])
+    if paid.status is PaymentStatus.FAILED:
+        raise RuntimeError(f"the employer could not pay: {paid.failure_reason}")
     lap("wallets_s")
-    await _until(db, task_id, "FUNDED")
+    await db.until(task_id, "FUNDED")
     lap("funded_wait_s")
     await worker.claim(task_id)
     claimed = await worker.get_task(task_id)
@@ -160,7 +232,7 @@ async def taskhold_lifecycle(
     await worker.submit_proof(task_id, {"url": "https://example.org"}, invoice.payment_request)
     await employer.approve(task_id)
     lap("api_s")
-    await _until(db, task_id, "PAID")
+    await db.until(task_id, "PAID")
     lap("release_wait_s")
     return time.perf_counter() - started
 
@@ -176,7 +248,7 @@ async def _measure(rounds: int) -> dict[str, object]:
         async with support.taskhold_on(connection_file, Path(tmp)) as services:
             http, employer = support.api_client(services)
             worker = TaskholdClient("http://taskhold.bench", NostrKeys.generate(), http=http)
-            db = Path(tmp) / "taskhold.sqlite3"
+            db = _States(Path(tmp) / "taskhold.sqlite3")
             try:
                 await raw_lifecycle(*clients.values())  # warm both paths once
                 await taskhold_lifecycle(employer, worker, wallets, db, {})
@@ -191,6 +263,7 @@ async def _measure(rounds: int) -> dict[str, object]:
                         file=sys.stderr,
                     )
             finally:
+                db.close()
                 await http.aclose()
                 for client in clients.values():
                     await client.aclose()

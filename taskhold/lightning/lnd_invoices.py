@@ -127,9 +127,12 @@ class _SingleStreams:
     def follow(self, status: InvoiceStatus) -> None:
         payment_hash = status.payment_hash
         if status.state is not InvoiceState.OPEN:
-            reader = self.readers.pop(payment_hash, None)
-            if reader is not None:
-                reader.cancel()
+            # Its reader ends by itself on this same change (lnd's single stream reports each
+            # one), usually it is what reported it. Cancelling it here would cut short its
+            # close of the stream: the subscriptions' pool never got that connection back, and
+            # after eight invoices every new single stream waited and the 1 s poll saw the
+            # payment instead.
+            self.readers.pop(payment_hash, None)
             return
         if self.limit <= 0 or payment_hash in self.readers:
             return

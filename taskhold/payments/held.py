@@ -159,14 +159,16 @@ async def pay_then_settle(
     if hold.state is InvoiceState.OPEN:
         raise Fault(f"task {held.task_id}: a payout is owed but its hold invoice is not held")
     fee_left = earlier[0][0].max_fee_msat if earlier else held.max_fee_msat
+    read_now: InvoiceStatus | None = hold  # for the first payment only: nothing paid since
     for share, share_book in earlier:
-        paid = await _pay_share(ctx, share, share_book, fee_left)
+        paid = await _pay_share(ctx, share, share_book, fee_left, read_now)
+        read_now = None
         if paid is None:
             return None
         fee_left -= paid.fee_msat
         await share_book.crossed(PayoutStep.PAID)
         await share_book.share_paid(paid)
-    payout = await _pay_share(ctx, held, book, fee_left)
+    payout = await _pay_share(ctx, held, book, fee_left, read_now)
     if payout is None:
         return None
     await book.crossed(PayoutStep.PAID)
@@ -303,17 +305,23 @@ async def payout_preimage(ctx: PaymentContext, payout: PaymentResult) -> bytes:
 
 
 async def _pay_share(
-    ctx: PaymentContext, held: HeldFunds, book: PayoutBook, fee_left_msat: int
+    ctx: PaymentContext,
+    held: HeldFunds,
+    book: PayoutBook,
+    fee_left_msat: int,
+    hold: InvoiceStatus | None,
 ) -> PaymentResult | None:
     """One payee's payment within what is left of the fee cap; None while its payee has sent
-    no invoice."""
+    no invoice. ``hold``: as for :func:`~.paying.pay_once`."""
     if held.payout_invoice is None:
         return None
     capped = min(held.max_fee_msat, max(fee_left_msat, 0))
-    return await _pay(ctx, dataclasses.replace(held, max_fee_msat=capped), book)
+    return await _pay(ctx, dataclasses.replace(held, max_fee_msat=capped), book, hold)
 
 
-async def _pay(ctx: PaymentContext, held: HeldFunds, book: PayoutBook) -> PaymentResult | None:
+async def _pay(
+    ctx: PaymentContext, held: HeldFunds, book: PayoutBook, hold: InvoiceStatus | None
+) -> PaymentResult | None:
     """The payee's payment, succeeded; None if it failed (recorded in the book)."""
     row = await _payout_row(ctx, held, book)
     await book.crossed(PayoutStep.ROW_WRITTEN)
@@ -357,6 +365,7 @@ async def _pay(ctx: PaymentContext, held: HeldFunds, book: PayoutBook) -> Paymen
         task_id=held.task_id,
         owner=held.owner,
         hold_hash=bytes.fromhex(held.hold_hash_hex),
+        hold=hold,
         max_fee_msat=held.max_fee_msat,
         failures=held.failures,
         mark_sent=mark_sent,

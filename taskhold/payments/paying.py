@@ -113,6 +113,7 @@ async def pay_once(
     task_id: str,
     owner: str,
     hold_hash: bytes,
+    hold: InvoiceStatus | None = None,
     max_fee_msat: int,
     failures: int,
     mark_sent: Callable[[], Awaitable[None]],
@@ -125,8 +126,12 @@ async def pay_once(
     ``hold_hash`` names the hold invoice the payment stands behind; it is read from the node
     right before paying. While it is held, the payment's CLTV limit ends inside it; once it is
     settled (the guardian's declared fallback) the worker is still owed and the payment is
-    retried; once cancelled, nothing is paid. ``owner`` names the payout for the rules of
-    :mod:`.rules`, checked again here whoever accepted the invoice.
+    retried; once cancelled, nothing is paid. ``hold``: that hold as the caller read it from
+    the node a moment ago, with no payment made since, so it is not asked twice; the CLTV limit
+    still comes from the block height read here, and a hold lnd would cancel by itself near
+    its expiry leaves no budget at that height (``guard_blocks`` is lnd's ``holdexpirydelta``
+    and a margin more). ``owner`` names the payout for the rules of :mod:`.rules`, checked
+    again here whoever accepted the invoice.
     """
     payment_hash = bytes.fromhex(row.payment_hash_hex)
     known = await ctx.lightning.lookup_payment(payment_hash)
@@ -143,7 +148,8 @@ async def pay_once(
         return None  # ours in flight: follow it, never send a second one
     if failures >= ctx.settings.payout_max_attempts:
         return None
-    hold = await ctx.lightning.lookup_invoice(hold_hash)
+    if hold is None:
+        hold = await ctx.lightning.lookup_invoice(hold_hash)
     budget = await _cltv_budget(ctx, hold)
     if budget is None:
         return None  # the hold went back to its payer (or never came): nothing may be paid

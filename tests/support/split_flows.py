@@ -26,9 +26,10 @@ async def split_task(stack: Stack) -> tuple[dict[str, Any], TaskholdClient, Task
     return await employer.get_task(task_id), employer, worker
 
 
-async def paid_split(stack: Stack) -> dict[str, Any]:
-    """A split paid in full: both sides sent their invoices and the engine paid both shares."""
-    task, employer, worker = await split_task(stack)
+async def invoice_both_shares(
+    stack: Stack, task: dict[str, Any], employer: TaskholdClient, worker: TaskholdClient
+) -> None:
+    """The worker and the employer each send an invoice for exactly their share."""
     split = task["split"]
     await worker.update_payout_invoice(
         task["task_id"], await stack.world.worker.create_invoice(split["worker_msat"])
@@ -36,5 +37,11 @@ async def paid_split(stack: Stack) -> dict[str, Any]:
     await employer.update_refund_invoice(
         task["task_id"], await stack.world.employer.create_invoice(split["employer_msat"])
     )
+
+
+async def paid_split(stack: Stack) -> dict[str, Any]:
+    """A split paid in full: both sides sent their invoices and the engine paid both shares."""
+    task, employer, worker = await split_task(stack)
+    await invoice_both_shares(stack, task, employer, worker)
     await stack.settle_engine()
     return await employer.get_task(task["task_id"])
