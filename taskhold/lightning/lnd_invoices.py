@@ -39,6 +39,8 @@ from taskhold.lightning.lnd_rest import JSONObject, LndRest, b64url, from_b64, j
 __all__ = ["follow_invoices", "invoice_status_from_lnd"]
 
 PAGE_SIZE = 500
+FINISHING_SECONDS = 2.0
+"""How long closing the follower waits for single streams still closing by themselves."""
 _PENDING_STATES = frozenset({InvoiceState.OPEN, InvoiceState.ACCEPTED})
 
 
@@ -123,6 +125,8 @@ class _SingleStreams:
     def __init__(self, rest: LndRest, into: asyncio.Queue[JSONObject], limit: int) -> None:
         self.rest, self.into, self.limit = rest, into, limit
         self.readers: OrderedDict[bytes, asyncio.Task[None]] = OrderedDict()
+        self.finishing: set[asyncio.Task[None]] = set()
+        """Readers of invoices that left OPEN, closing their streams by themselves."""
 
     def follow(self, status: InvoiceStatus) -> None:
         payment_hash = status.payment_hash
@@ -132,7 +136,10 @@ class _SingleStreams:
             # close of the stream: the subscriptions' pool never got that connection back, and
             # after eight invoices every new single stream waited and the 1 s poll saw the
             # payment instead.
-            self.readers.pop(payment_hash, None)
+            reader = self.readers.pop(payment_hash, None)
+            if reader is not None and not reader.done():
+                self.finishing.add(reader)
+                reader.add_done_callback(self.finishing.discard)
             return
         if self.limit <= 0 or payment_hash in self.readers:
             return
@@ -144,11 +151,18 @@ class _SingleStreams:
         )
 
     async def close(self) -> None:
+        """Cancel the readers of OPEN invoices; give the finishing ones a moment to close
+        their streams first (a cancel mid-close loses the connection), then cancel them too."""
         readers = list(self.readers.values())
         self.readers.clear()
         for reader in readers:
             reader.cancel()
-        for reader in readers:
+        finishing = list(self.finishing)
+        if finishing:
+            await asyncio.wait(finishing, timeout=FINISHING_SECONDS)
+        for reader in finishing:
+            reader.cancel()
+        for reader in readers + finishing:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
 

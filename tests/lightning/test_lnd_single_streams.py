@@ -34,6 +34,8 @@ class FakeRest:
     def __init__(self) -> None:
         self.paid = asyncio.Event()
         self.open_singles: set[bytes] = set()
+        self.released: set[bytes] = set()
+        """Single streams whose connection went back to the pool: closing one takes a moment."""
         self.most_singles = 0
         self.added: asyncio.Queue[bytes] = asyncio.Queue()
 
@@ -55,6 +57,8 @@ class FakeRest:
             yield _invoice(payment_hash, "ACCEPTED", 1)
         finally:
             self.open_singles.discard(payment_hash)
+            await asyncio.sleep(0.05)  # a cancel landing here loses the pool's connection
+            self.released.add(payment_hash)
 
 
 async def _next_state(updates: AsyncGenerator[Any], payment_hash: bytes) -> InvoiceState:
@@ -89,3 +93,31 @@ async def test_the_newest_open_invoices_take_the_single_streams() -> None:
         assert await waiting is InvoiceState.ACCEPTED
     assert rest.most_singles == 2
     assert rest.open_singles == set()
+
+
+async def test_a_stream_that_reported_its_payment_closes_uncut() -> None:
+    """The single stream that reports ACCEPTED is left to close by itself: cancelled during its
+    close, its connection never went back to the subscriptions' pool, and after eight invoices
+    every new single stream waited while payments were seen only by the 1 s poll."""
+    rest = FakeRest()
+    updates = follow_invoices(rest, poll_seconds=3600, single_streams=2)  # type: ignore[arg-type]
+    async with contextlib.aclosing(updates):
+        rest.added.put_nowait(HASHES[0])
+        waiting = asyncio.create_task(_next_state(updates, HASHES[0]))
+        await asyncio.sleep(0.1)
+        rest.paid.set()
+        assert await waiting is InvoiceState.ACCEPTED
+        await asyncio.sleep(0.2)
+        assert rest.released == {HASHES[0]}
+
+
+async def test_closing_the_follower_ends_a_stream_still_closing() -> None:
+    rest = FakeRest()
+    updates = follow_invoices(rest, poll_seconds=3600, single_streams=2)  # type: ignore[arg-type]
+    async with contextlib.aclosing(updates):
+        rest.added.put_nowait(HASHES[0])
+        waiting = asyncio.create_task(_next_state(updates, HASHES[0]))
+        await asyncio.sleep(0.1)
+        rest.paid.set()
+        assert await waiting is InvoiceState.ACCEPTED
+    assert [t for t in asyncio.all_tasks() if t.get_name() == "lnd-invoice-single"] == []
