@@ -36,7 +36,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from taskhold.store import Tx, open_transaction
-from taskhold.store.models import AuditRow
+from taskhold.store.models import AuditRow, table_of
 from taskhold.tasks import SYSTEM_ACTOR
 
 __all__ = [
@@ -275,7 +275,7 @@ class AuditLog:
         )  # fmt: skip
         details = json.loads(body)
         await executor.execute(
-            insert(AuditRow).values(
+            insert(table_of(AuditRow)).values(
                 seq=seq, at=at, actor=actor, action=action, subject=subject,
                 details=details, prev_hash=prev_hash, hash=digest,
             )
