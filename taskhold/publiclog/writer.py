@@ -112,16 +112,16 @@ class LogWriter:
         """
         if not steps:
             return []
+        previous: dict[str, str | None] = {}  # task id -> the id of its newest entry
+        for task, _event, _request in steps:  # read before the head is locked
+            if task.task_id not in previous:
+                previous[task.task_id] = await _entry_before(session, task)
         head = await _read_head(session, lock=self._lock)
         gseq, gprev, floor = head.gseq, head.event_id, head.created_at
-        previous: dict[str, str | None] = {}  # task id -> the id of its entry just signed
         entries: list[dict[str, Any]] = []
         queued: list[dict[str, Any]] = []
         for task, event, request in steps:
-            if task.task_id in previous:
-                prev = previous[task.task_id]
-            else:
-                prev = await _entry_before(session, task)
+            prev = previous[task.task_id]
             gseq += 1
             created_at = floor = max(int(self._clock()), floor)
             event_data = event_to_dict(event)

@@ -226,6 +226,7 @@ class Store:
             try:
                 async with session.begin():
                     yield tx
+                    await tx.write_log()
                     await tx.run_before_commit()
             except IntegrityError as exc:
                 tx.rolled_back()
@@ -260,6 +261,8 @@ class Tx:
         self._after_rollback: list[Callable[[], None]] = []
         self._closing = False
         self._hooks_lock = threading.Lock()  # notes may come from a signer's thread
+        self._unlogged: list[tuple[Task, Event, dict[str, Any] | None]] = []
+        self._logged_heads: dict[str, str] = {}
 
     # commit hooks ----------------------------------------------------------------------------
 
@@ -335,11 +338,25 @@ class Tx:
         # Core statements, one per table: a conflicting (task_id, version) fails right here.
         await self.session.execute(_INSERT_TRANSITIONS, transitions)
         if self._log is not None:
-            await self._log.record_all(self.session, steps)
             await self._log.record_listing(self.session, current)
+            self._unlogged.extend(steps)  # signed by write_log, as late as can be
         await self._save_projection(task, current)
         await self.session.flush()  # what a handler added through the ORM, if anything
         return current
+
+    async def write_log(self) -> None:
+        """Sign and store the public log entries of the transitions appended so far.
+
+        Called when the transaction is about to commit, or earlier by whatever reads the log
+        (:meth:`log_head`). The entries lock the log's one head row (PostgreSQL) until the
+        commit: signing them last keeps every other statement of the write, and its round
+        trip, out of that lock, which all writers queue for."""
+        if not self._unlogged or self._log is None:
+            return
+        steps, self._unlogged = self._unlogged, []
+        signed = await self._log.record_all(self.session, steps)
+        for (task, _event, _request), entry in zip(steps, signed, strict=True):
+            self._logged_heads[task.task_id] = entry["id"]
 
     async def _save_projection(self, before: Task | None, after: Task) -> None:
         """Insert the ``tasks`` row, or update it only from the version ``before`` was read
@@ -519,6 +536,9 @@ class Tx:
 
     async def log_head(self, task_id: str) -> str | None:
         """Id of the task's newest public log entry: what a worker's proof must reference."""
+        await self.write_log()
+        if task_id in self._logged_heads:  # signed in this transaction: no read needed
+            return self._logged_heads[task_id]
         found = await self.session.execute(_LOG_HEAD_OF, {"task_id": task_id})
         return found.scalar_one_or_none()
 
