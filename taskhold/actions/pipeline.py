@@ -219,11 +219,6 @@ async def _perform_once(
             if task is None:
                 raise NotFound(f"no task {request.task_id}")
         outcome = await handler(ctx, tx, request, task)
-        head = await tx.log_head(outcome.task.task_id)
-        body = outcome.problem or render(outcome.task, head)
-        if outcome.extra:
-            body = {**body, **outcome.extra}
-        kept = outcome.problem or _reference(outcome, head)
         now = ctx.escrow.now()
         await tx.record_request(
             event_id=request.event_id,
@@ -232,6 +227,13 @@ async def _perform_once(
             task_id=outcome.task.task_id,
             at=now,
         )
+        # The log entries are signed here (Tx.write_log), once the rest of the write is in:
+        # from now to the commit this write holds the log's head.
+        head = await tx.log_head(outcome.task.task_id)
+        body = outcome.problem or render(outcome.task, head)
+        if outcome.extra:
+            body = {**body, **outcome.extra}
+        kept = outcome.problem or _reference(outcome, head)
         await tx.store_response(request.pubkey, key, request.event_id, outcome.status, kept, now)
     if ctx.engine is not None:
         for written in (outcome.task, *outcome.also):

@@ -36,7 +36,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from taskhold.store import Tx, open_transaction
-from taskhold.store.models import AuditRow
+from taskhold.store.models import AuditRow, table_of
 from taskhold.tasks import SYSTEM_ACTOR
 
 __all__ = [
@@ -275,10 +275,11 @@ class AuditLog:
         )  # fmt: skip
         details = json.loads(body)
         await executor.execute(
-            insert(AuditRow).values(
-                seq=seq, at=at, actor=actor, action=action, subject=subject,
-                details=details, prev_hash=prev_hash, hash=digest,
-            )
+            _INSERT_ENTRY,
+            {
+                "seq": seq, "at": at, "actor": actor, "action": action, "subject": subject,
+                "details": details, "prev_hash": prev_hash, "hash": digest,
+            },
         )  # fmt: skip
         return AuditEntry(seq, at, actor, action, subject, details, prev_hash, digest)
 
@@ -462,12 +463,13 @@ class AuditLog:
         return await verify_chain(_executor(tx_or_session))
 
 
+_INSERT_ENTRY = insert(table_of(AuditRow))
+"""Built once: every write's notes of its key uses go in through it (SQLite)."""
+_HEAD = select(AuditRow.seq, AuditRow.hash, AuditRow.at).order_by(AuditRow.seq.desc()).limit(1)
+
+
 async def read_head(executor: Executor) -> AuditHead | None:
-    row = (
-        await executor.execute(
-            select(AuditRow.seq, AuditRow.hash, AuditRow.at).order_by(AuditRow.seq.desc()).limit(1)
-        )
-    ).first()
+    row = (await executor.execute(_HEAD)).first()
     return None if row is None else AuditHead(seq=row.seq, hash=row.hash, at=row.at)
 
 

@@ -4,6 +4,8 @@ key's money in a task."""
 
 from __future__ import annotations
 
+from sqlalchemy import bindparam, select
+
 from taskhold.envelope import SignedRequest
 from taskhold.errors import Forbidden, RefusalCode
 from taskhold.store import Tx
@@ -12,6 +14,9 @@ from taskhold.store.models import BlockedKeyRow
 from .moderator import EXIT_OPS
 
 __all__ = ["KeyBlocks"]
+
+_REASON = select(BlockedKeyRow.reason).where(BlockedKeyRow.pubkey == bindparam("pubkey"))
+"""Built once: every write but an exit reads it."""
 
 
 class KeyBlocks:
@@ -22,10 +27,11 @@ class KeyBlocks:
     async def admit_in(self, tx: Tx, request: SignedRequest) -> None:
         if request.op in EXIT_OPS:
             return
-        row = await tx.session.get(BlockedKeyRow, request.pubkey)
-        if row is not None:
+        found = await tx.session.execute(_REASON, {"pubkey": request.pubkey})
+        reason = found.scalar_one_or_none()
+        if reason is not None:
             raise Forbidden(
-                f"this operator blocked key {request.pubkey}: {row.reason}. Payout, refund and"
+                f"this operator blocked key {request.pubkey}: {reason}. Payout, refund and"
                 " deposit-payout invoices and the cancel of your own task are still taken",
                 code=RefusalCode.BLOCKED_KEY,
             )

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from taskhold.errors import RefusalCode, TooLarge
@@ -35,6 +35,7 @@ from taskhold.store.models import (
     LogEntryRow,
     LogHeadRow,
     OutboxRow,
+    table_of,
 )
 from taskhold.tasks.events import Event, event_to_dict
 from taskhold.tasks.model import Task
@@ -44,8 +45,10 @@ __all__ = [
     "KEY_ROTATED",
     "EntryHook",
     "LogKinds",
+    "LogStep",
     "LogWriter",
     "delisted_listing",
+    "outbox_values",
     "queue_signed",
     "record_rotation",
     "sign_and_queue",
@@ -91,92 +94,160 @@ class LogWriter:
     def operator_pubkey(self) -> str:
         return self.signer.get_public_key()
 
-    async def _head(self, session: AsyncSession) -> LogHeadRow:
-        return await _locked_head(session, lock=self._lock)
-
     async def record(
         self, session: AsyncSession, task: Task, event: Event, request: dict[str, Any] | None
     ) -> dict[str, Any]:
         """Sign and store the entry for ``event`` that produced ``task``; returns the event."""
-        head = await self._head(session)
-        prev = None
-        if task.version > 1:
-            prev = (
-                await session.execute(
-                    select(LogEntryRow.event_id).where(
-                        LogEntryRow.task_id == task.task_id, LogEntryRow.seq == task.version - 1
-                    )
-                )
-            ).scalar_one_or_none()
-        gseq = head.gseq + 1
-        created_at = max(int(self._clock()), head.created_at)
-        event_data = event_to_dict(event)
-        participants = entry_participants(task, event_data, request)
-        tags = entry_tags(
-            listing_coordinate=f"{self.kinds.listing}:{self.operator_pubkey}:{task.task_id}",
-            op=event_data["type"],
-            task_id=task.task_id,
-            seq=task.version,
-            prev_id=prev,
-            gseq=gseq,
-            gprev_id=head.event_id,
-            state_digest=state_hash(task_to_data(task)),
-            request=request,
-            participants=participants,
-            event=event_data,
-        )
-        signed = sign_and_queue(
-            session,
-            self.signer,
-            self.kinds.entry,
-            entry_content(event_data, request),
-            tags,
-            created_at,
-            queued_at=int(self._clock()),
-        )
-        session.add(
-            LogEntryRow(
-                gseq=gseq,
-                event_id=signed["id"],
+        (signed,) = await self.record_all(session, [(task, event, request)])
+        return signed
+
+    async def record_all(
+        self, session: AsyncSession, steps: Sequence[LogStep]
+    ) -> list[dict[str, Any]]:
+        """Sign and store one entry per step, chained in order; returns the signed events.
+
+        The head is read (and locked) once, the entries are chained in memory, and the rows
+        are written with one Core statement per table: no unit of work, and on PostgreSQL the
+        head row stays locked for as few round trips as the entries need.
+        """
+        if not steps:
+            return []
+        previous: dict[str, str | None] = {}  # task id -> the id of its newest entry
+        for task, _event, _request in steps:  # read before the head is locked
+            if task.task_id not in previous:
+                previous[task.task_id] = await _entry_before(session, task)
+        head = await _read_head(session, lock=self._lock)
+        gseq, gprev, floor = head.gseq, head.event_id, head.created_at
+        entries: list[dict[str, Any]] = []
+        queued: list[dict[str, Any]] = []
+        for task, event, request in steps:
+            prev = previous[task.task_id]
+            gseq += 1
+            created_at = floor = max(int(self._clock()), floor)
+            event_data = event_to_dict(event)
+            tags = entry_tags(
+                listing_coordinate=f"{self.kinds.listing}:{self.operator_pubkey}:{task.task_id}",
+                op=event_data["type"],
                 task_id=task.task_id,
                 seq=task.version,
-                created_at=created_at,
-                raw=signed,
+                prev_id=prev,
+                gseq=gseq,
+                gprev_id=gprev,
+                state_digest=state_hash(task_to_data(task)),
+                request=request,
+                participants=entry_participants(task, event_data, request),
+                event=event_data,
             )
-        )
-        head.gseq, head.event_id, head.created_at = gseq, signed["id"], created_at
-        for hook in self.hooks:
-            await hook(session, task, signed)
-        return signed
+            signed = self.signer.sign_event(
+                self.kinds.entry, entry_content(event_data, request), tags, created_at
+            )
+            queued.append(outbox_values(signed, int(self._clock())))
+            entries.append(
+                {
+                    "gseq": gseq,
+                    "event_id": signed["id"],
+                    "task_id": task.task_id,
+                    "seq": task.version,
+                    "created_at": created_at,
+                    "raw": signed,
+                }
+            )
+            previous[task.task_id] = gprev = signed["id"]
+        await session.execute(_INSERT_ENTRIES, entries)
+        await session.execute(_INSERT_OUTBOX, queued)
+        await _write_head(session, head, gseq=gseq, event_id=gprev, created_at=floor)
+        signed_events = [entry["raw"] for entry in entries]
+        for (task, _event, _request), signed in zip(steps, signed_events, strict=True):
+            for hook in self.hooks:
+                await hook(session, task, signed)
+        return signed_events
 
     async def record_listing(self, session: AsyncSession, task: Task) -> dict[str, Any]:
         """Replace the task's listing; ``created_at`` strictly grows so relays keep the newest.
         A task the operator delisted gets a bare listing marked delisted instead, after every
         transition too, so it never returns to the board until relisted."""
-        row = await session.get(ListingRow, task.task_id)
+        found = await session.execute(_LISTING_OF, {"task_id": task.task_id})
+        last_at, is_delisted = found.one()
         created_at = int(self._clock())
-        if row is not None:
-            created_at = max(created_at, row.created_at + 1)
-        if await session.get(DelistedTaskRow, task.task_id) is not None:
+        if last_at is not None:
+            created_at = max(created_at, last_at + 1)
+        if is_delisted:
             content, tags = delisted_listing(task.task_id)
         else:
             content, tags = listing_event(task_to_data(task), self.operator_pubkey)
-        signed = sign_and_queue(
-            session,
-            self.signer,
-            self.kinds.listing,
-            content,
-            tags,
-            created_at,
-            queued_at=int(self._clock()),
-        )
-        if row is None:
-            session.add(
-                ListingRow(task_id=task.task_id, event_id=signed["id"], created_at=created_at)
-            )
+        signed = self.signer.sign_event(self.kinds.listing, content, tags, created_at)
+        await session.execute(_INSERT_OUTBOX, outbox_values(signed, int(self._clock())))
+        listed = {"task_id": task.task_id, "event_id": signed["id"], "created_at": created_at}
+        if last_at is None:
+            await session.execute(_INSERT_LISTING, listed)
         else:
-            row.event_id, row.created_at = signed["id"], created_at
+            await session.execute(_UPDATE_LISTING, {**listed, "at_task_id": task.task_id})
         return signed
+
+
+LogStep = tuple[Task, Event, dict[str, Any] | None]
+"""One applied event to log: the task it produced, the event, and the signed request that
+caused it (only on the first event of a request)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    gseq: int
+    event_id: str | None
+    created_at: int
+    stored: bool
+    """False before the very first entry: the head row is inserted, not updated."""
+
+
+# The statements of every transition's entries, built once (see ``taskhold/store/repo.py``).
+# Reads name the mapped classes: they flush what a caller added through the ORM first (a
+# delisting, a rotation's head) and so see it.
+_HEAD = select(LogHeadRow.gseq, LogHeadRow.event_id, LogHeadRow.created_at).where(
+    LogHeadRow.id == 1
+)
+_HEAD_LOCKED = _HEAD.with_for_update()
+_HEADS = table_of(LogHeadRow)
+_INSERT_HEAD = insert(_HEADS)
+_UPDATE_HEAD = update(_HEADS).where(_HEADS.c.id == 1)
+_ENTRY_AT = select(LogEntryRow.event_id).where(
+    LogEntryRow.task_id == bindparam("task_id"), LogEntryRow.seq == bindparam("seq")
+)
+_INSERT_ENTRIES = insert(table_of(LogEntryRow))
+_INSERT_OUTBOX = insert(table_of(OutboxRow))
+_LISTING_OF = select(
+    select(ListingRow.created_at)
+    .where(ListingRow.task_id == bindparam("task_id"))
+    .scalar_subquery(),
+    select(DelistedTaskRow.task_id).where(DelistedTaskRow.task_id == bindparam("task_id")).exists(),
+)
+_LISTINGS = table_of(ListingRow)
+_INSERT_LISTING = insert(_LISTINGS)
+_UPDATE_LISTING = update(_LISTINGS).where(_LISTINGS.c.task_id == bindparam("at_task_id"))
+
+
+async def _read_head(session: AsyncSession, *, lock: bool) -> _Head:
+    row = (await session.execute(_HEAD_LOCKED if lock else _HEAD)).one_or_none()
+    if row is None:
+        return _Head(gseq=-1, event_id=None, created_at=0, stored=False)
+    return _Head(gseq=row.gseq, event_id=row.event_id, created_at=row.created_at, stored=True)
+
+
+async def _write_head(
+    session: AsyncSession, head: _Head, *, gseq: int, event_id: str | None, created_at: int
+) -> None:
+    values = {"gseq": gseq, "event_id": event_id, "created_at": created_at}
+    if head.stored:
+        await session.execute(_UPDATE_HEAD, values)
+    else:
+        await session.execute(_INSERT_HEAD, {"id": 1, **values})
+
+
+async def _entry_before(session: AsyncSession, task: Task) -> str | None:
+    """The id of the task's entry before the one for ``task.version`` (None for the first)."""
+    if task.version <= 1:
+        return None
+    found = await session.execute(_ENTRY_AT, {"task_id": task.task_id, "seq": task.version - 1})
+    return found.scalar_one_or_none()
 
 
 DELISTED = "delisted"
@@ -306,6 +377,11 @@ def queue_signed(session: AsyncSession, signed: dict[str, Any], *, queued_at: in
 
 
 def _enqueue(session: AsyncSession, signed: dict[str, Any], now: int) -> None:
+    session.add(OutboxRow(**outbox_values(signed, now)))
+
+
+def outbox_values(signed: dict[str, Any], now: int) -> dict[str, Any]:
+    """The outbox row of a signed event, held to the relays' size limit (refused above it)."""
     size = len(json.dumps(signed, ensure_ascii=False, separators=(",", ":")).encode())
     if size > MAX_EVENT_BYTES:
         raise TooLarge(
@@ -313,16 +389,14 @@ def _enqueue(session: AsyncSession, signed: dict[str, Any], now: int) -> None:
             f" {MAX_EVENT_BYTES}: shorten the request",
             code=RefusalCode.LOG_EVENT_TOO_LARGE,
         )
-    session.add(
-        OutboxRow(
-            event_id=signed["id"],
-            kind=int(signed["kind"]),
-            raw=signed,
-            acked_relays=[],
-            done=False,
-            attempts=0,
-            next_attempt_at=0,
-            last_error=None,
-            created_at=now,
-        )
-    )
+    return {
+        "event_id": signed["id"],
+        "kind": int(signed["kind"]),
+        "raw": signed,
+        "acked_relays": [],
+        "done": False,
+        "attempts": 0,
+        "next_attempt_at": 0,
+        "last_error": None,
+        "created_at": now,
+    }

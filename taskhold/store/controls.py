@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -47,17 +48,22 @@ class Control:
     changed_at: int
 
 
+_READ = select(
+    OperatorControlRow.value, OperatorControlRow.changed_by, OperatorControlRow.changed_at
+).where(OperatorControlRow.name == bindparam("name"))
+"""Built once: every create and fund reads ``intake_paused`` through it."""
+_READ_LOCKED = _READ.with_for_update()
+
+
 def _locking(tx: Tx) -> bool:
     return tx.session.get_bind().dialect.name == "postgresql"
 
 
 async def read_control(tx: Tx, name: str, *, for_update: bool = False) -> Control | None:
     """The switch as it stands; None if nobody ever set it."""
-    locking = for_update and _locking(tx)
-    row = await tx.session.get(
-        OperatorControlRow, name, with_for_update=locking, populate_existing=True
-    )
-    return None if row is None else Control(row.value, row.changed_by, row.changed_at)
+    stmt = _READ_LOCKED if for_update and _locking(tx) else _READ
+    row = (await tx.session.execute(stmt, {"name": name})).one_or_none()
+    return None if row is None else Control(*row)
 
 
 async def set_control(tx: Tx, name: str, value: int, *, actor: str, now: int) -> Control | None:

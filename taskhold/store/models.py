@@ -6,9 +6,19 @@ task version cannot both append, which is what makes concurrent claims have one 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
@@ -31,11 +41,18 @@ __all__ = [
     "TaskRow",
     "TransitionRow",
     "WebhookRow",
+    "table_of",
 ]
 
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, int: BigInteger}
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a mapped class: inserts and updates on it run as one statement each,
+    without the ORM's unit of work (the hot write path, ``taskhold/store/repo.py``)."""
+    return cast(Table, model.__table__)
 
 
 class TaskRow(Base):

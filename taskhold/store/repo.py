@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, case, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -43,6 +43,7 @@ from .models import (
     RequestEventRow,
     TaskRow,
     TransitionRow,
+    table_of,
 )
 
 __all__ = [
@@ -132,12 +133,39 @@ class TransitionLog(Protocol):
     """The public log writer as the store sees it (``taskhold.publiclog.writer.LogWriter``):
     it signs each transition and listing inside the transaction that records them."""
 
-    async def record(
-        self, session: AsyncSession, task: Task, event: Event, request: dict[str, Any] | None
-    ) -> dict[str, Any]: ...
+    async def record_all(
+        self,
+        session: AsyncSession,
+        steps: Sequence[tuple[Task, Event, dict[str, Any] | None]],
+    ) -> list[dict[str, Any]]: ...
 
     async def record_listing(self, session: AsyncSession, task: Task) -> dict[str, Any]: ...
 
+
+# The statements every write runs, built once: a statement's cache key is computed once per
+# object, and values travel as parameters instead of being coerced into new bound clauses.
+_TASKS = table_of(TaskRow)
+_LOAD_TASK = select(TaskRow.data).where(TaskRow.task_id == bindparam("task_id"))
+_LOAD_TASK_LOCKED = _LOAD_TASK.with_for_update()
+_INSERT_TASK = insert(_TASKS)
+_UPDATE_TASK = update(_TASKS).where(
+    _TASKS.c.task_id == bindparam("at_task_id"), _TASKS.c.version == bindparam("at_version")
+)
+_INSERT_TRANSITIONS = insert(table_of(TransitionRow))
+_LOG_HEAD_OF = (
+    select(LogEntryRow.event_id)
+    .where(LogEntryRow.task_id == bindparam("task_id"))
+    .order_by(LogEntryRow.seq.desc())
+    .limit(1)
+)
+_REQUEST_SEEN = select(RequestEventRow.event_id).where(
+    RequestEventRow.event_id == bindparam("event_id")
+)
+_INSERT_REQUEST = insert(table_of(RequestEventRow))
+_STORED_RESPONSE = select(
+    IdempotencyRow.request_fingerprint, IdempotencyRow.status_code, IdempotencyRow.response
+).where(IdempotencyRow.pubkey == bindparam("pubkey"), IdempotencyRow.key == bindparam("key"))
+_INSERT_RESPONSE = insert(table_of(IdempotencyRow))
 
 HOLDING_STATES = (TaskState.PENDING_FUNDING, *sorted(FUNDED_STATES))
 """States whose task has a hold invoice open on the node: unpaid, or paid and held."""
@@ -198,6 +226,7 @@ class Store:
             try:
                 async with session.begin():
                     yield tx
+                    await tx.write_log()
                     await tx.run_before_commit()
             except IntegrityError as exc:
                 tx.rolled_back()
@@ -232,6 +261,8 @@ class Tx:
         self._after_rollback: list[Callable[[], None]] = []
         self._closing = False
         self._hooks_lock = threading.Lock()  # notes may come from a signer's thread
+        self._unlogged: list[tuple[Task, Event, dict[str, Any] | None]] = []
+        self._logged_heads: dict[str, str] = {}
 
     # commit hooks ----------------------------------------------------------------------------
 
@@ -265,11 +296,9 @@ class Tx:
     # tasks ---------------------------------------------------------------------------------
 
     async def load_task(self, task_id: str, *, for_update: bool = False) -> Task | None:
-        stmt = select(TaskRow).where(TaskRow.task_id == task_id)
-        if for_update and self._lock_rows:
-            stmt = stmt.with_for_update()
-        row = (await self.session.execute(stmt)).scalar_one_or_none()
-        return None if row is None else task_from_data(row.data)
+        stmt = _LOAD_TASK_LOCKED if for_update and self._lock_rows else _LOAD_TASK
+        data = (await self.session.execute(stmt, {"task_id": task_id})).scalar_one_or_none()
+        return None if data is None else task_from_data(data)
 
     async def append(
         self,
@@ -287,41 +316,60 @@ class Tx:
                 raise ValueError("nothing to append to a task that does not exist")
             return task
         current = task
+        transitions: list[dict[str, Any]] = []
+        steps: list[tuple[Task, Event, dict[str, Any] | None]] = []
         for index, event in enumerate(events):
             current = evolve(current, event)
-            self.session.add(
-                TransitionRow(
-                    task_id=current.task_id,
-                    version=current.version,
-                    event_type=type(event).__name__,
-                    actor=event.actor,
-                    at=event.at,
-                    state_after=current.state.value,
-                    event=event_to_dict(event),
-                    request=request if index == 0 else None,
-                )
+            caused_by = request if index == 0 else None
+            transitions.append(
+                {
+                    "task_id": current.task_id,
+                    "version": current.version,
+                    "event_type": type(event).__name__,
+                    "actor": event.actor,
+                    "at": event.at,
+                    "state_after": current.state.value,
+                    "event": event_to_dict(event),
+                    "request": caused_by,
+                }
             )
-            if self._log is not None:
-                await self._log.record(
-                    self.session, current, event, request if index == 0 else None
-                )
+            steps.append((current, event, caused_by))
         assert current is not None
+        # Core statements, one per table: a conflicting (task_id, version) fails right here.
+        await self.session.execute(_INSERT_TRANSITIONS, transitions)
         if self._log is not None:
             await self._log.record_listing(self.session, current)
+            self._unlogged.extend(steps)  # signed by write_log, as late as can be
         await self._save_projection(task, current)
-        await self.session.flush()
+        await self.session.flush()  # what a handler added through the ORM, if anything
         return current
 
+    async def write_log(self) -> None:
+        """Sign and store the public log entries of the transitions appended so far.
+
+        Called when the transaction is about to commit, or earlier by whatever reads the log
+        (:meth:`log_head`). The entries lock the log's one head row (PostgreSQL) until the
+        commit: signing them last keeps every other statement of the write, and its round
+        trip, out of that lock, which all writers queue for."""
+        if not self._unlogged or self._log is None:
+            return
+        steps, self._unlogged = self._unlogged, []
+        signed = await self._log.record_all(self.session, steps)
+        for (task, _event, _request), entry in zip(steps, signed, strict=True):
+            self._logged_heads[task.task_id] = entry["id"]
+
     async def _save_projection(self, before: Task | None, after: Task) -> None:
+        """Insert the ``tasks`` row, or update it only from the version ``before`` was read
+        at: a row another writer moved on updates nothing, and that is a conflict."""
         values = projection_values(after)
         if before is None:
-            self.session.add(TaskRow(task_id=after.task_id, **values))
+            await self.session.execute(_INSERT_TASK, {"task_id": after.task_id, **values})
             return
-        row = await self.session.get(TaskRow, after.task_id)
-        if row is None or row.version != before.version:
+        saved = await self.session.execute(
+            _UPDATE_TASK, {"at_task_id": after.task_id, "at_version": before.version, **values}
+        )
+        if saved.rowcount != 1:  # type: ignore[attr-defined]
             raise WriteConflict("someone else changed this task at the same time")
-        for name, value in values.items():
-            setattr(row, name, value)
 
     async def list_tasks(
         self,
@@ -488,13 +536,11 @@ class Tx:
 
     async def log_head(self, task_id: str) -> str | None:
         """Id of the task's newest public log entry: what a worker's proof must reference."""
-        stmt = (
-            select(LogEntryRow.event_id)
-            .where(LogEntryRow.task_id == task_id)
-            .order_by(LogEntryRow.seq.desc())
-            .limit(1)
-        )
-        return (await self.session.execute(stmt)).scalar_one_or_none()
+        await self.write_log()
+        if task_id in self._logged_heads:  # signed in this transaction: no read needed
+            return self._logged_heads[task_id]
+        found = await self.session.execute(_LOG_HEAD_OF, {"task_id": task_id})
+        return found.scalar_one_or_none()
 
     async def count_transitions(self, task_id: str) -> int:
         stmt = select(func.count()).where(TransitionRow.task_id == task_id)
@@ -503,23 +549,28 @@ class Tx:
     # replay and idempotency ------------------------------------------------------------------
 
     async def request_seen(self, event_id: str) -> bool:
-        return await self.session.get(RequestEventRow, event_id) is not None
+        found = await self.session.execute(_REQUEST_SEEN, {"event_id": event_id})
+        return found.first() is not None
 
     async def record_request(
         self, *, event_id: str, pubkey: str, op: str, task_id: str, at: int
     ) -> None:
         """Remember a signed request; a second insert of the same id fails the transaction."""
-        self.session.add(
-            RequestEventRow(
-                event_id=event_id, pubkey=pubkey, op=op, task_id=task_id, received_at=at
-            )
+        await self.session.execute(
+            _INSERT_REQUEST,
+            {
+                "event_id": event_id,
+                "pubkey": pubkey,
+                "op": op,
+                "task_id": task_id,
+                "received_at": at,
+            },
         )
 
     async def stored_response(self, pubkey: str, key: str) -> StoredResponse | None:
-        row = await self.session.get(IdempotencyRow, (pubkey, key))
-        if row is None:
-            return None
-        return StoredResponse(row.request_fingerprint, row.status_code, row.response)
+        found = await self.session.execute(_STORED_RESPONSE, {"pubkey": pubkey, "key": key})
+        row = found.one_or_none()
+        return None if row is None else StoredResponse(*row)
 
     async def store_response(
         self,
@@ -530,15 +581,16 @@ class Tx:
         body: dict[str, Any],
         at: int,
     ) -> None:
-        self.session.add(
-            IdempotencyRow(
-                pubkey=pubkey,
-                key=key,
-                request_fingerprint=fingerprint,
-                status_code=status_code,
-                response=body,
-                created_at=at,
-            )
+        await self.session.execute(
+            _INSERT_RESPONSE,
+            {
+                "pubkey": pubkey,
+                "key": key,
+                "request_fingerprint": fingerprint,
+                "status_code": status_code,
+                "response": body,
+                "created_at": at,
+            },
         )
 
     # invoices and payouts --------------------------------------------------------------------
