@@ -69,15 +69,20 @@ async def _next_state(updates: AsyncGenerator[Any], payment_hash: bytes) -> Invo
     raise AssertionError("the updates ended")
 
 
+async def _add_and_pay(rest: FakeRest, updates: AsyncGenerator[Any]) -> None:
+    """One invoice added, then paid: its ACCEPTED must come through the updates."""
+    rest.added.put_nowait(HASHES[0])
+    waiting = asyncio.create_task(_next_state(updates, HASHES[0]))
+    await asyncio.sleep(0.1)
+    rest.paid.set()
+    assert await waiting is InvoiceState.ACCEPTED
+
+
 async def test_a_payment_is_reported_before_the_next_poll() -> None:
     rest = FakeRest()
     updates = follow_invoices(rest, poll_seconds=3600, single_streams=2)  # type: ignore[arg-type]
     async with contextlib.aclosing(updates):
-        rest.added.put_nowait(HASHES[0])
-        waiting = asyncio.create_task(_next_state(updates, HASHES[0]))
-        await asyncio.sleep(0.1)
-        rest.paid.set()
-        assert await waiting is InvoiceState.ACCEPTED
+        await _add_and_pay(rest, updates)
 
 
 async def test_the_newest_open_invoices_take_the_single_streams() -> None:
@@ -102,11 +107,7 @@ async def test_a_stream_that_reported_its_payment_closes_uncut() -> None:
     rest = FakeRest()
     updates = follow_invoices(rest, poll_seconds=3600, single_streams=2)  # type: ignore[arg-type]
     async with contextlib.aclosing(updates):
-        rest.added.put_nowait(HASHES[0])
-        waiting = asyncio.create_task(_next_state(updates, HASHES[0]))
-        await asyncio.sleep(0.1)
-        rest.paid.set()
-        assert await waiting is InvoiceState.ACCEPTED
+        await _add_and_pay(rest, updates)
         await asyncio.sleep(0.2)
         assert rest.released == {HASHES[0]}
 
@@ -115,9 +116,5 @@ async def test_closing_the_follower_ends_a_stream_still_closing() -> None:
     rest = FakeRest()
     updates = follow_invoices(rest, poll_seconds=3600, single_streams=2)  # type: ignore[arg-type]
     async with contextlib.aclosing(updates):
-        rest.added.put_nowait(HASHES[0])
-        waiting = asyncio.create_task(_next_state(updates, HASHES[0]))
-        await asyncio.sleep(0.1)
-        rest.paid.set()
-        assert await waiting is InvoiceState.ACCEPTED
+        await _add_and_pay(rest, updates)
     assert [t for t in asyncio.all_tasks() if t.get_name() == "lnd-invoice-single"] == []
