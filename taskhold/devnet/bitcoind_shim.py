@@ -285,16 +285,20 @@ class BitcoindShim:
         unless it sends a transaction: the first try may have reached btcd after all.
         """
         delays = () if method == "sendrawtransaction" else UPSTREAM_RETRY_DELAYS
-        for delay in (*delays, None):
+        for delay in delays:
             try:
                 return self._exchange(method, params)
             except RpcFailure as failure:
-                if failure.code != IN_WARMUP or delay is None:
+                if failure.code != IN_WARMUP:
                     log.warning("btcd %s failed: %s", method, failure)
                     raise
                 log.info("btcd %s failed, trying again in %.1f s: %s", method, delay, failure)
                 time.sleep(delay)
-        raise AssertionError("unreachable")  # the last pass always returns or raises
+        try:
+            return self._exchange(method, params)
+        except RpcFailure as failure:
+            log.warning("btcd %s failed: %s", method, failure)
+            raise
 
     def _exchange(self, method: str, params: list[Any]) -> Any:
         body = json.dumps(
