@@ -9,7 +9,9 @@ early: an in-flight escrow is released later by re-deriving its preimage in the 
 
 Every signature is checked first, in one batch (``nostr.verify_events``), then the replay builds
 the rows in memory and writes them with one multi-row insert per table and batch, all in one
-transaction: a rebuild that stops on any check writes nothing.
+transaction: a rebuild that stops on any check writes nothing. Each replayed state is hashed
+from its fields' JSON kept from the task's previous state (``state_digests``); only a state
+whose hash does not match is turned into a dict for ``matches_state``'s older forms.
 
 The log starts with the operator key the caller names; a ``KeyRotated`` entry (no task, not
 replayed) signed by the current key hands the log to the key it names, from the next ``gseq``.
