@@ -72,7 +72,7 @@ class StateDigests:
             return int.__repr__(value)
         elif kind is bool or value is None:
             return _CONSTANTS[value]
-        elif not value and kind in _EMPTY:
+        elif kind in _EMPTY and not value:
             return _EMPTY[kind]
         else:
             if isinstance(value, Enum):
