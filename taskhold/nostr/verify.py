@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import re
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from typing import Any
 
 from coincurve import PublicKeyXOnly
 from nostr_sdk import Event
+
+from .lean_process import LeanProcess
 
 __all__ = ["MIN_EVENTS_PER_JOB", "nip01_id", "verify_event", "verify_events"]
 
@@ -73,18 +73,23 @@ saves."""
 
 def verify_events(events: Sequence[object], *, jobs: int = 1) -> list[bool]:
     """``verify_event`` of each event, in order, spread over up to ``jobs`` processes in
-    contiguous chunks (this process takes the first)."""
+    contiguous chunks (this process takes the first; the others import only this module:
+    ``lean_process``)."""
     jobs = max(1, min(jobs, len(events) // MIN_EVENTS_PER_JOB))
     if jobs == 1:
         return _verify_chunk(events)
     size = -(-len(events) // jobs)
     chunks = [events[start : start + size] for start in range(0, len(events), size)]
-    context = multiprocessing.get_context("spawn")  # no fork of a process running threads
-    with ProcessPoolExecutor(max_workers=len(chunks) - 1, mp_context=context) as pool:
-        pending = [pool.submit(_verify_chunk, chunk) for chunk in chunks[1:]]
+    others: list[LeanProcess[Sequence[object], list[bool]]] = []
+    try:
+        for chunk in chunks[1:]:
+            others.append(LeanProcess(_verify_chunk, chunk))
         verified = _verify_chunk(chunks[0])
-        for future in pending:
-            verified.extend(future.result())
+        for other in others:
+            verified.extend(other.result())
+    finally:
+        for other in others:
+            other.close()
     return verified
 
 

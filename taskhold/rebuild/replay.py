@@ -9,7 +9,9 @@ early: an in-flight escrow is released later by re-deriving its preimage in the 
 
 Every signature is checked first, in one batch (``nostr.verify_events``), then the replay builds
 the rows in memory and writes them with one multi-row insert per table and batch, all in one
-transaction: a rebuild that stops on any check writes nothing.
+transaction: a rebuild that stops on any check writes nothing. Each replayed state is hashed
+from its fields' JSON kept from the task's previous state (``state_digests``); only a state
+whose hash does not match is turned into a dict for ``matches_state``'s older forms.
 
 The log starts with the operator key the caller names; a ``KeyRotated`` entry (no task, not
 replayed) signed by the current key hands the log to the key it names, from the next ``gseq``.
@@ -78,6 +80,8 @@ from taskhold.tasks.events import event_from_dict
 from taskhold.tasks.machine import evolve
 from taskhold.tasks.model import Task
 
+from .state_digests import StateDigests
+
 __all__ = ["LogRejected", "RebuildReport", "RejectedEvent", "rebuild_from_entries"]
 
 _BATCH = 5_000
@@ -137,10 +141,10 @@ def _rotation_target(event: dict[str, Any], current: str) -> str:
 
 def _ordered(
     of_kind: list[dict[str, Any]], verdicts: list[bool], operator: str
-) -> tuple[list[dict[str, Any]], str]:
+) -> tuple[list[dict[str, Any]], str, dict[str, dict[str, str]]]:
     """The entries in ``gseq`` order, each signed by the operator key current at its place:
-    ``operator`` first, then the key each ``KeyRotated`` entry names. Returns the entries and
-    the key current after the last one."""
+    ``operator`` first, then the key each ``KeyRotated`` entry names. Returns the entries, the
+    key current after the last one and each entry's ``_first_values`` by its id."""
     by_gseq: dict[int, dict[str, dict[str, Any]]] = {}
     firsts: dict[str, dict[str, str]] = {}
     for event, verified in zip(of_kind, verdicts, strict=True):
@@ -172,7 +176,7 @@ def _ordered(
         if firsts[event["id"]].get("op") == KEY_ROTATED:
             current = _rotation_target(event, current)
         ordered.append(event)
-    return ordered, current
+    return ordered, current, firsts
 
 
 async def rebuild_from_entries(
@@ -199,16 +203,19 @@ async def rebuild_from_entries(
     requests_seen: set[str] = set()
     report = RebuildReport()
     of_kind = [event for event in entries if event.get("kind") == kind]
-    requests = _embedded_requests(of_kind)
+    contents, requests = _read_contents(of_kind)
     verdicts = verify_events(
         [*of_kind, *(request for _, request in requests)],
         jobs=(os.cpu_count() or 1) if jobs is None else jobs,
     )
-    ordered, report.operator_pubkey = _ordered(of_kind, verdicts[: len(of_kind)], operator_pubkey)
+    ordered, report.operator_pubkey, firsts = _ordered(
+        of_kind, verdicts[: len(of_kind)], operator_pubkey
+    )
     requests_verified = {
         entry_id: ok for (entry_id, _), ok in zip(requests, verdicts[len(of_kind) :], strict=True)
     }
     chain = [operator_pubkey]
+    digests = StateDigests()  # today's form, quickly; an older writer's: matches_state
     rows: dict[type[Any], list[dict[str, Any]]] = {
         model: [] for model in (TransitionRow, LogEntryRow, RequestEventRow, InvoiceRow, TaskRow)
     }
@@ -217,7 +224,7 @@ async def rebuild_from_entries(
         if (await session.execute(select(func.count()).select_from(TaskRow))).scalar_one():
             raise LogRejected("the database already holds tasks; rebuild into an empty one")
         for event in ordered:
-            tags = _first_values(event)
+            tags = firsts[event["id"]]
             if tags.get("op") == KEY_ROTATED:  # no task: stored, not replayed
                 chain.append(tags.get("new_key") or "")
                 gseq = int(tags.get("gseq") or 0)
@@ -232,7 +239,7 @@ async def rebuild_from_entries(
                     }
                 )
                 continue
-            content = json.loads(event["content"])
+            content = contents.get(id(event)) or json.loads(event["content"])  # raises as before
             task_id = tags.get("task") or ""
             seq = int(tags.get("seq") or 0)
             before = tasks.get(task_id)
@@ -245,7 +252,8 @@ async def rebuild_from_entries(
                 raise LogRejected(f"entry {event['id']}: embedded request does not verify")
             transition = event_from_dict(content["event"])
             after = evolve(before, transition)
-            if not matches_state(task_to_data(after), tags.get("state")):
+            digest = tags.get("state")
+            if digests.digest(after) != digest and not matches_state(task_to_data(after), digest):
                 raise LogRejected(f"entry {event['id']}: replayed state does not match its hash")
             tasks[task_id] = after
             last_entry[task_id] = event["id"]
@@ -367,19 +375,24 @@ def _first_values(event: dict[str, Any]) -> dict[str, str]:
     return values
 
 
-def _embedded_requests(entries: list[dict[str, Any]]) -> list[tuple[str, Any]]:
-    """(entry id, the request it embeds) of each entry that embeds one, to be verified in the
-    same batch as the entries (an entry whose content cannot be read is left out: the replay
-    reads it and stops on what it finds)."""
+def _read_contents(
+    entries: list[dict[str, Any]],
+) -> tuple[dict[int, Any], list[tuple[str, Any]]]:
+    """Each entry's content read once (by ``id()`` of the entry), and (entry id, the request it
+    embeds) of each entry that embeds one, to be verified in the same batch as the entries (an
+    entry whose content cannot be read is left out: the replay reads it and stops on what it
+    finds)."""
+    contents: dict[int, Any] = {}
     embedded: list[tuple[str, Any]] = []
     for event in entries:
         try:
-            request = json.loads(event["content"]).get("request")
+            content = contents[id(event)] = json.loads(event["content"])
+            request = content.get("request")
         except (ValueError, AttributeError, TypeError, KeyError):
             continue
         if request is not None:
             embedded.append((str(event.get("id")), request))
-    return embedded
+    return contents, embedded
 
 
 def _invoice_row(task: Task, event: dict[str, Any]) -> dict[str, Any]:

@@ -5,18 +5,29 @@ from __future__ import annotations
 from typing import Any
 
 from taskhold.tasks.model import Deposit, DepositState, SwapRecord, Task, TaskState
-from taskhold.tasks.plain import as_plain
+from taskhold.tasks.plain import as_plain, plain_value
 
-__all__ = ["task_from_data", "task_to_data"]
+__all__ = ["field_to_data", "task_from_data", "task_to_data"]
 
 
 def task_to_data(task: Task) -> dict[str, Any]:
     data = as_plain(task)
     data["state"] = task.state.value
-    data["deposits"] = [
-        {**deposit, "state": deposit["state"].value} for deposit in data["deposits"]
-    ]
+    data["deposits"] = _deposits_data(data["deposits"])
     return data
+
+
+def field_to_data(task: Task, name: str) -> Any:
+    """``task_to_data(task)[name]``, without the other fields."""
+    if name == "state":
+        return task.state.value
+    if name == "deposits":
+        return _deposits_data(plain_value(task.deposits))
+    return plain_value(getattr(task, name))
+
+
+def _deposits_data(deposits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**deposit, "state": deposit["state"].value} for deposit in deposits]
 
 
 def task_from_data(data: dict[str, Any]) -> Task:

@@ -14,7 +14,7 @@ import dataclasses
 from enum import Enum
 from typing import Any
 
-__all__ = ["as_plain"]
+__all__ = ["as_plain", "plain_value"]
 
 _ATOMS = frozenset({str, int, float, bool, type(None), bytes})
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
@@ -26,6 +26,12 @@ def as_plain(record: Any) -> dict[str, Any]:
         raise TypeError("as_plain() should be called on dataclass instances")
     plain: dict[str, Any] = _plain(record)
     return plain
+
+
+def plain_value(value: Any) -> Any:
+    """What ``as_plain`` makes of ``value`` as a field of a record: a record as a dict, an
+    immutable leaf as itself, a container rebuilt around its items' plain values."""
+    return _plain(value)
 
 
 def _plain(value: Any) -> Any:
