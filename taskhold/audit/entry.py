@@ -18,7 +18,14 @@ import bolt11
 
 from .commitments import commitment_problems
 from .findings import Finding, FindingKind, Location
-from .nip01 import Verdict, compact_json, is_hex64, parse_json, verify_event
+from .nip01 import (
+    Verdict,
+    canonical_json,
+    is_hex64,
+    parse_json,
+    parse_json_noting_floats,
+    verify_event,
+)
 
 __all__ = [
     "KEY_ROTATED",
@@ -278,9 +285,6 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-_canonical = compact_json(sort_keys=True)
-
-
 _CONTENT_KEYS = frozenset({"event", "request", "v"})
 _UNREAD = object()
 _NOT_JSON = object()
@@ -296,6 +300,8 @@ class _Reader:
         self.place: dict[str, Any] = {}
         """Where the entry is, once read (``Location``'s fields), for the findings about it."""
         self._parsed: Any = _UNREAD
+        self._floatless = False
+        """Whether the content, once parsed, is known to hold no float (see canonical_json)."""
         self._event_of_content: dict[str, Any] | None = None
         self.e_tag: list[str] | None = None
         """The first ``e`` tag: the one that names the embedded request."""
@@ -311,7 +317,7 @@ class _Reader:
         not JSON); nothing here changes what was read."""
         if self._parsed is _UNREAD:
             try:
-                self._parsed = parse_json(self.event["content"])
+                self._parsed, self._floatless = parse_json_noting_floats(self.event["content"])
             except ValueError:
                 self._parsed = _NOT_JSON
         if self._parsed is _NOT_JSON:
@@ -468,7 +474,7 @@ class _Reader:
             self.fault(FindingKind.MALFORMED, "content must be {event, request, v}")
             return None
         problems = []
-        if _canonical(content) != self.event["content"]:
+        if canonical_json(content, floatless=self._floatless) != self.event["content"]:
             problems.append("content is not canonical JSON")
         if content["v"] != 1:
             problems.append(f"unknown content version {content['v']!r}")
