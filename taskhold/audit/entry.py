@@ -226,6 +226,11 @@ class Entry(NamedTuple):
     signer, the key the assign request names (the content event's ``worker_pubkey`` only when
     no request verifies)."""
 
+    def location(self) -> Location:
+        """Where a finding about this entry is: made only for a finding (a ``Location`` for
+        every entry of the log cost 2 µs each in the checks over the whole log)."""
+        return Location(gseq=self.gseq, task=self.task, seq=self.seq, event_id=self.id)
+
 
 @dataclass(frozen=True, slots=True)
 class PayoutTerms:
