@@ -177,6 +177,9 @@ _TASK_TAGS = frozenset({"a", "task", "seq", "state", "prev", "e"})
 _SINGLE_TAGS = frozenset(
     {"op", "gseq", "o", "gprev", "new_key", "old_key"} | _TASK_TAGS | _ALL_PAYMENT_TAGS
 )
+_SINGLE_TAG_NAMES = {name: name for name in _SINGLE_TAGS}
+"""Each single-valued tag's name, as this module's own string: the entries' ``values`` then
+share their keys, which ``--jobs`` sends back pickled once a message instead of once a key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +344,8 @@ class _Reader:
             if name == "p":
                 participants.append(tag)
                 continue
-            if name not in _SINGLE_TAGS:
+            name = _SINGLE_TAG_NAMES.get(name)
+            if name is None:
                 continue
             if name == "e" and self.e_tag is None:
                 self.e_tag = tag
