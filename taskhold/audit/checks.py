@@ -268,7 +268,7 @@ def _global_chain(by_gseq: Mapping[int, list[Entry]], last: int, findings: set[F
             backwards = earliest is not None and entry.created_at < earliest
             if not broken and not backwards:
                 continue
-            where = Location(gseq=gseq, task=entry.task, seq=entry.seq, event_id=entry.id)
+            where = entry.location()
             if broken:
                 detail = f"gprev {entry.gprev} is not the id of entry {gseq - 1}"
                 findings.add(Finding(FindingKind.BROKEN_GPREV, where, detail, (entry.id,)))
@@ -291,13 +291,12 @@ def _task_chain(entries: list[Entry], findings: set[Finding], payouts: PayoutChe
     split = _SplitCheck()
     rounds = _RoundCheck()
     for entry in entries:
-        where = Location(gseq=entry.gseq, task=entry.task, seq=entry.seq, event_id=entry.id)
         twin = by_seq.get(entry.seq)
         if twin is not None:
             if twin.gseq != entry.gseq:
                 ids = (twin.id, entry.id)
                 detail = f"seq {entry.seq} signed twice, at gseq {twin.gseq} and {entry.gseq}"
-                findings.add(Finding(FindingKind.EQUIVOCATION, where, detail, ids))
+                findings.add(Finding(FindingKind.EQUIVOCATION, entry.location(), detail, ids))
             if twin.seq == expected - 1:
                 last_ids.add(entry.id)
             payouts.signed(entry)
@@ -305,27 +304,27 @@ def _task_chain(entries: list[Entry], findings: set[Finding], payouts: PayoutChe
         by_seq[entry.seq] = entry
         if entry.seq != expected:
             detail = f"expected seq {expected}, found {entry.seq}"
-            findings.add(Finding(FindingKind.SEQ_GAP, where, detail, (entry.id,)))
+            findings.add(Finding(FindingKind.SEQ_GAP, entry.location(), detail, (entry.id,)))
         elif last_ids and entry.prev not in last_ids:
             detail = f"prev {entry.prev} is not the id of seq {expected - 1}"
             named = (entry.id, *sorted(last_ids))
-            findings.add(Finding(FindingKind.BROKEN_PREV, where, detail, named))
+            findings.add(Finding(FindingKind.BROKEN_PREV, entry.location(), detail, named))
         expected, last_ids = entry.seq + 1, {entry.id}
-        rounds.see(entry, where, findings)
-        payouts.see(entry, where, findings)
+        rounds.see(entry, findings)
+        payouts.see(entry, findings)
         if entry.op in ("FundingRequested", "Renewed"):  # the round settled from now on
             funding_hash = entry.values.get("payment_hash")
         elif entry.op in ("ReleaseCompleted", "HoldSettledUnderLivePayout", "SplitCompleted"):
-            _check_preimage(entry, funding_hash, where, findings)
+            _check_preimage(entry, funding_hash, findings)
             if entry.op == "SplitCompleted":
-                split.completed(entry, where, findings)
+                split.completed(entry, findings)
         elif entry.op in ("TaskCreated", "SplitDecided", "SplitSharePaid"):
-            split.see(entry, where, findings)
+            split.see(entry, findings)
         elif entry.op == "DepositRequested":
             deposit_hashes[entry.values.get("depositor", "")] = entry.values.get("deposit_hash", "")
         elif entry.op in ("DepositPaidOut", "DepositSettledUnderLivePayout"):
             paid = deposit_hashes.get(entry.values.get("depositor", ""))
-            _check_preimage(entry, paid, where, findings, what="deposit")
+            _check_preimage(entry, paid, findings, what="deposit")
 
 
 _FACTS_AFTER_THE_END = frozenset({"SwapReported"})
@@ -358,7 +357,7 @@ class _RoundCheck:
     settled: set[str] = field(default_factory=set)
     """The preimages settled with: a fallback settle and its release name the same one."""
 
-    def see(self, entry: Entry, where: Location, findings: set[Finding]) -> None:
+    def see(self, entry: Entry, findings: set[Finding]) -> None:
         values = entry.values
         detail = None
         if entry.op == "FundingAccepted":
@@ -384,7 +383,7 @@ class _RoundCheck:
         elif entry.op == "RoundCancelled" and values.get("cancelled_hash") == self.renewal_hash:
             self.renewal_hash = None
         if detail is not None:
-            findings.add(Finding(FindingKind.BAD_ROUND, where, detail, (entry.id,)))
+            findings.add(Finding(FindingKind.BAD_ROUND, entry.location(), detail, (entry.id,)))
 
 
 @dataclass
@@ -396,7 +395,7 @@ class _SplitCheck:
     amount_msat: int | None = None
     paid: dict[str, str] | None = None
 
-    def see(self, entry: Entry, where: Location, findings: set[Finding]) -> None:
+    def see(self, entry: Entry, findings: set[Finding]) -> None:
         values = entry.values
         if entry.op == "TaskCreated":
             self.amount_msat = entry.amount_msat
@@ -405,12 +404,12 @@ class _SplitCheck:
             total = sum(int(part) for part in parts if part.isdigit())
             if self.amount_msat is None or total != self.amount_msat:
                 detail = f"the shares plus the fee make {total} msat, not the task's amount"
-                findings.add(Finding(FindingKind.BAD_SPLIT, where, detail, (entry.id,)))
+                findings.add(Finding(FindingKind.BAD_SPLIT, entry.location(), detail, (entry.id,)))
             self.paid = {}
         else:
-            self.share_paid(entry, where, findings)
+            self.share_paid(entry, findings)
 
-    def share_paid(self, entry: Entry, where: Location, findings: set[Finding]) -> None:
+    def share_paid(self, entry: Entry, findings: set[Finding]) -> None:
         share, paid_hash = entry.values.get("share", ""), entry.values.get("share_hash", "")
         preimage = entry.values.get("share_preimage", "")
         if self.paid is None:
@@ -424,22 +423,21 @@ class _SplitCheck:
         else:
             self.paid[share] = paid_hash
             return
-        findings.add(Finding(FindingKind.BAD_SPLIT, where, detail, (entry.id,)))
+        findings.add(Finding(FindingKind.BAD_SPLIT, entry.location(), detail, (entry.id,)))
 
-    def completed(self, entry: Entry, where: Location, findings: set[Finding]) -> None:
+    def completed(self, entry: Entry, findings: set[Finding]) -> None:
         named = {
             "worker": entry.values.get("worker_hash"),
             "employer": entry.values.get("employer_hash"),
         }
         if self.paid != named:
             detail = "the split's settlement names payments other than the shares paid"
-            findings.add(Finding(FindingKind.BAD_SPLIT, where, detail, (entry.id,)))
+            findings.add(Finding(FindingKind.BAD_SPLIT, entry.location(), detail, (entry.id,)))
 
 
 def _check_preimage(
     entry: Entry,
     funding_hash: str | None,
-    where: Location,
     findings: set[Finding],
     *,
     what: str = "funding",
@@ -454,7 +452,7 @@ def _check_preimage(
         detail = f"sha256(preimage) is not the {what} payment hash {funding_hash}"
     else:
         return
-    findings.add(Finding(FindingKind.PREIMAGE_MISMATCH, where, detail, (entry.id,)))
+    findings.add(Finding(FindingKind.PREIMAGE_MISMATCH, entry.location(), detail, (entry.id,)))
 
 
 def _deletions(

@@ -45,7 +45,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .entry import Entry, PayoutTerms
-from .findings import Finding, FindingKind, Location
+from .findings import Finding, FindingKind
 from .nip01 import is_hex64
 
 __all__ = ["PAYOUT_OPS", "PayoutCheck", "proofs_required_from"]
@@ -86,7 +86,7 @@ class PayoutCheck:
     terms: list[PayoutTerms] = field(default_factory=list)
     employer: str | None = None
     worker: str | None = None
-    owed: dict[_Owed, tuple[Entry, Location]] = field(default_factory=dict)
+    owed: dict[_Owed, Entry] = field(default_factory=dict)
     """Payouts a settlement made owed, and the settlement."""
     paid: set[_Owed] = field(default_factory=set)
 
@@ -96,7 +96,7 @@ class PayoutCheck:
         if entry.terms is not None:
             self.terms.append(entry.terms)
 
-    def see(self, entry: Entry, where: Location, findings: set[Finding]) -> None:
+    def see(self, entry: Entry, findings: set[Finding]) -> None:
         values = entry.values
         self.signed(entry)
         if entry.op == "TaskCreated":
@@ -121,19 +121,19 @@ class PayoutCheck:
             counterparty = self.worker if depositor == self.employer else self.employer
             self.beneficiaries[depositor] = counterparty or ""
         elif entry.op in PAYOUT_OPS:
-            self._paid(entry, where, findings)
+            self._paid(entry, findings)
         elif entry.op == "DepositSettledUnderLivePayout":
-            self.owed.setdefault(("deposit", values.get("depositor", "")), (entry, where))
+            self.owed.setdefault(("deposit", values.get("depositor", "")), entry)
         elif entry.op == "HoldSettledUnderLivePayout" and not self.split:
-            self.owed.setdefault(("reward", ""), (entry, where))
+            self.owed.setdefault(("reward", ""), entry)
         elif entry.op in ("HoldSettledUnderLivePayout", "SplitCompleted"):
             for share in ("worker", "employer"):
                 if self.shares_msat.get(share) != 0:
-                    self.owed.setdefault(("share", share), (entry, where))
+                    self.owed.setdefault(("share", share), entry)
 
     def finish(self, findings: set[Finding]) -> None:
         """Count each payout a settlement made owed that no payout entry records."""
-        for key, (entry, where) in self.owed.items():
+        for key, entry in self.owed.items():
             if key in self.paid:
                 continue
             self.payouts += 1
@@ -141,13 +141,14 @@ class PayoutCheck:
                 key[0], "the deposit's payout"
             )
             detail = f"the escrow was settled ({entry.op}) but no entry records {what} paid"
-            self._fault(entry, where, detail, findings)
+            self._fault(entry, detail, findings)
 
-    def _fault(self, entry: Entry, where: Location, detail: str, findings: set[Finding]) -> None:
+    def _fault(self, entry: Entry, detail: str, findings: set[Finding]) -> None:
         if self.required_from is not None and entry.gseq >= self.required_from:
+            where = entry.location()
             findings.add(Finding(FindingKind.UNPROVEN_PAYOUT, where, detail, (entry.id,)))
 
-    def _paid(self, entry: Entry, where: Location, findings: set[Finding]) -> None:
+    def _paid(self, entry: Entry, findings: set[Finding]) -> None:
         self.payouts += 1
         values = entry.values
         if entry.op == "SplitSharePaid":
@@ -165,7 +166,7 @@ class PayoutCheck:
             self.proven += 1
             self.proven_hashes[paid_hash] = entry.id
         else:
-            self._fault(entry, where, detail, findings)
+            self._fault(entry, detail, findings)
 
     def _unproven(self, entry: Entry) -> str | None:
         """Why the payout this entry records is not proven; None when it is."""

@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 
 from .entry import Entry, Series, milestone_task_id
-from .findings import Finding, FindingKind, Location
+from .findings import Finding, FindingKind
 
 __all__ = ["check_series"]
 
@@ -35,8 +35,7 @@ def check_series(by_task: Mapping[str, Sequence[Entry]], findings: set[Finding])
 
 
 def _fault(entry: Entry, detail: str, findings: set[Finding]) -> None:
-    where = Location(gseq=entry.gseq, task=entry.task, seq=entry.seq, event_id=entry.id)
-    findings.add(Finding(FindingKind.BAD_SERIES, where, detail, (entry.id,)))
+    findings.add(Finding(FindingKind.BAD_SERIES, entry.location(), detail, (entry.id,)))
 
 
 def _check_members(
