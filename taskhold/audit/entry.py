@@ -339,12 +339,13 @@ class _Reader:
     def read_tags(self) -> list[list[str]]:
         participants = []
         values = self.values
+        single_name = _SINGLE_TAG_NAMES.get  # bound once: about a dozen tags an entry
         for tag in self.event["tags"]:
             name = tag[0]
             if name == "p":
                 participants.append(tag)
                 continue
-            name = _SINGLE_TAG_NAMES.get(name)
+            name = single_name(name)
             if name is None:
                 continue
             if name == "e" and self.e_tag is None:
@@ -598,16 +599,9 @@ def parse_entry(
         if gseq is None:
             return None, reader.findings
         rotation = Entry(
-            id=event["id"],
-            created_at=event["created_at"],
-            gseq=gseq,
-            task="",
-            seq=0,
-            op=KEY_ROTATED,
-            prev=None,
-            gprev=reader.gprev,
-            values=reader.values,
-        )
+            event["id"], event["created_at"], gseq, "", 0, KEY_ROTATED, None, reader.gprev,
+            reader.values,
+        )  # fmt: skip
         return rotation, reader.findings
     place = reader.position()
     if place is None:
@@ -623,23 +617,26 @@ def parse_entry(
     sealing = commitment_problems(op, content_event, request, operator)
     if sealing:
         reader.fault(FindingKind.MALFORMED, "private content: " + "; ".join(sealing))
+    created = op == "TaskCreated"
+    # Positional, in Entry's field order: keywords cost 1.6 µs an entry in the named
+    # tuple's generated __new__.
     entry = Entry(
-        id=event["id"],
-        created_at=event["created_at"],
-        gseq=gseq,
-        task=task,
-        seq=seq,
-        op=op,
-        prev=reader.prev,
-        gprev=reader.gprev,
-        values=reader.values,
-        amount_msat=_declared_amount(content_event) if op == "TaskCreated" else None,
-        series=_declared_series(content_event, participants) if op == "TaskCreated" else None,
-        fee_msat=_declared_amount(content_event, "fee_msat") if op == "TaskCreated" else None,
-        participants=tuple([tag[1] for tag in participants if len(tag) >= 2]),
-        terms=terms,
-        signer=str(request["pubkey"]) if request is not None and embedded_ok else None,
-        worker=_new_worker(op, content_event, request if embedded_ok else None),
+        event["id"],
+        event["created_at"],
+        gseq,
+        task,
+        seq,
+        op,
+        reader.prev,
+        reader.gprev,
+        reader.values,
+        _declared_amount(content_event) if created else None,  # amount_msat
+        _declared_series(content_event, participants) if created else None,  # series
+        _declared_amount(content_event, "fee_msat") if created else None,  # fee_msat
+        tuple([tag[1] for tag in participants if len(tag) >= 2]),  # participants
+        terms,
+        str(request["pubkey"]) if request is not None and embedded_ok else None,  # signer
+        _new_worker(op, content_event, request if embedded_ok else None),  # worker
     )
     return entry, reader.findings
 
