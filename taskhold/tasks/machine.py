@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -837,6 +838,30 @@ _HANDLERS: dict[type[c.Command], Callable[[Task, c.Command], list[e.Event]]] = {
 }
 
 
+_TASK_FIELDS = tuple(field.name for field in dataclasses.fields(Task))
+_task_values = operator.attrgetter(*_TASK_FIELDS)
+_TASK_SLOTS = {name: getattr(Task, name).__set__ for name in _TASK_FIELDS}
+_SLOT_SETTERS = tuple(_TASK_SLOTS.values())
+if hasattr(Task, "__post_init__") or not all(f.init for f in dataclasses.fields(Task)):
+    raise TypeError("_replaced skips Task.__init__: it needs only init fields, no __post_init__")
+
+
+def _replaced(task: Task, **changes: Any) -> Task:
+    """``dataclasses.replace(task, **changes)``, the same new ``Task``, at under half its cost,
+    for ``evolve`` applies one event per call (a rebuild one per log entry). ``replace`` reads
+    the 87 fields one by one in Python and calls the generated ``__init__``, which sets each
+    through ``object.__setattr__`` (the class is frozen); here one ``attrgetter`` reads them
+    all and each slot is filled by its own descriptor. ``Task`` has slots, no
+    ``__post_init__`` and only init fields (checked above), so the ``__init__`` skipped would
+    only have copied the same values. An unknown name raises ``KeyError``."""
+    copy = object.__new__(Task)
+    for set_slot, value in zip(_SLOT_SETTERS, _task_values(task), strict=True):
+        set_slot(copy, value)
+    for name, value in changes.items():
+        _TASK_SLOTS[name](copy, value)
+    return copy
+
+
 def evolve(task: Task | None, event: e.Event) -> Task:
     """Fold one event into the task. Raises ``Refusal`` on an event that cannot apply."""
     if isinstance(event, e.TaskCreated):
@@ -876,9 +901,9 @@ def evolve(task: Task | None, event: e.Event) -> Task:
     if task is None:
         raise Refusal(f"{type(event).__name__} applied before TaskCreated")
     changes = _changes(task, event)
-    after = dataclasses.replace(task, version=task.version + 1, updated_at=event.at, **changes)
+    after = _replaced(task, version=task.version + 1, updated_at=event.at, **changes)
     lapsed = without_lapsed_proposal(after)
-    return dataclasses.replace(after, **lapsed) if lapsed else after
+    return _replaced(after, **lapsed) if lapsed else after
 
 
 def _changes(task: Task, ev: e.Event) -> dict[str, Any]:

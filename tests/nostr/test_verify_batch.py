@@ -53,3 +53,24 @@ def test_spread_over_processes_the_answers_are_the_same_and_in_order(
     events = _variants() * 3
     monkeypatch.setattr(verify, "MIN_EVENTS_PER_JOB", 1)  # cut even a short batch in chunks
     assert verify_events(events, jobs=3) == [verify_event(event) for event in events]
+
+
+_HARD_TEXTS = [
+    'é "q" \\ \n\u2028\u2029 🎉 漢字 \ufeff </script>',
+    "".join(map(chr, range(0x20))) + "\x7f",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", _HARD_TEXTS)
+def test_the_fast_path_hashes_the_text_json_writes(text: str) -> None:
+    """orjson's serialisation (the batch's fast path) is ``nip01_id``'s byte for byte, so a good
+    event verifies there without the slow path; an integer beyond 64 bits takes the fallback."""
+    keys = NostrKeys.generate()
+    good = keys.sign_event(3910, text, [["op", text], ["t", "x", text]], 1_760_000_000)
+    assert verify._verifies_fast(good)
+    fields = [good["pubkey"], good["created_at"], good["kind"], good["tags"], good["content"]]
+    for created_at in (good["created_at"], 2**70):
+        fields[1] = created_at
+        event = dict(zip(verify._NIP01_FIELDS, fields, strict=True))
+        assert verify._id_digest([0, *fields]).hex() == verify.nip01_id(event)

@@ -1015,3 +1015,23 @@ def test_release_refuses_a_preimage_that_does_not_match_the_payment_hash() -> No
         payout_fee_msat=0,
     )
     assert refusal(verified, command).code == "bad_preimage"
+
+
+@pytest.mark.parametrize("state", [S.DRAFT, S.FUNDED, S.CLAIMED, S.SUBMITTED, S.PAID])
+def test_replaced_builds_the_task_dataclasses_replace_builds(state: TaskState) -> None:
+    """``evolve``'s own copy (slots filled directly, ``__init__`` skipped) gives, field for
+    field, the ``Task`` that ``dataclasses.replace`` gives, and leaves the original alone."""
+    task = task_in(state)
+    before = dataclasses.astuple(task)
+    changes = {"version": task.version + 1, "updated_at": task.updated_at + 7, "labels": {"a": "b"}}
+    replaced = machine._replaced(task, **changes)
+    expected = dataclasses.replace(task, **changes)
+    assert type(replaced) is Task
+    assert replaced == expected
+    assert [getattr(replaced, f.name) for f in dataclasses.fields(Task)] == [
+        getattr(expected, f.name) for f in dataclasses.fields(Task)
+    ]
+    assert dataclasses.astuple(task) == before
+    assert machine._replaced(task) == task and machine._replaced(task) is not task
+    with pytest.raises(KeyError):
+        machine._replaced(task, no_such_field=1)
