@@ -2,8 +2,8 @@
 
 verify the signed envelope → return the first answer for a retried idempotency key → refuse a
 replayed event id → lock the task, decide, record the transition, the request and the answer in
-ONE transaction → wake the escrow engine. A refusal anywhere rolls everything back: nothing is
-half-written.
+ONE transaction → wake the escrow engine if the write changed what it owes (``Tx.wakes_engine``).
+A refusal anywhere rolls everything back: nothing is half-written.
 
 The first answer is kept as a small reference (task id, version, log head and the handler's
 extra members), not as the rendered task: every write would otherwise store a copy of the whole
@@ -240,7 +240,8 @@ async def _perform_once(
             if written.payment_hash_hex is not None:
                 ctx.engine.watch(written.task_id, written.payment_hash_hex)
         ctx.engine.watch_deposits(outcome.task)
-        ctx.engine.notify()
+        if tx.wakes_engine:  # work owed changed: run a pass now, not at the next tick
+            ctx.engine.notify()
     return outcome.status, body
 
 

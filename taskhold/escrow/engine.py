@@ -103,7 +103,8 @@ class EscrowEngine:
             await asyncio.gather(*self._payments.values(), return_exceptions=True)
 
     def notify(self) -> None:
-        """Something changed (a request was accepted): run a pass soon instead of at the tick."""
+        """Work owed changed (a request made a payment or a timer due): run a pass soon instead
+        of at the tick."""
         self._wake.set()
 
     def watch(self, task_id: str, payment_hash_hex: str) -> None:

@@ -255,6 +255,38 @@ class AuditLog:
             row.entry_prev_hash, row.entry_hash,
         )  # fmt: skip
 
+    async def _append_many_pg(
+        self, executor: Executor, batch: Sequence[_Pending]
+    ) -> AuditEntry | None:
+        """The append function on each entry of ``batch``, in order, in one round trip (a
+        write's notes of its two signatures): one statement, so the function's advisory lock,
+        which every writer of the journal queues for, is taken once per write, not per entry.
+        Each call is a query of its own (the function is VOLATILE) and sees the row the call
+        before it added."""
+        if not batch:
+            return None
+        bodies = [canonical_details(item.details or {}) for item in batch]
+        if len(batch) == 1:
+            item = batch[0]
+            return await self._append_pg(executor, item.actor, item.action, item.subject, bodies[0])
+        rows = (
+            await executor.execute(
+                _APPEND_MANY_PG,
+                {
+                    "actors": [item.actor for item in batch],
+                    "actions": [item.action for item in batch],
+                    "subjects": [item.subject for item in batch],
+                    "details": bodies,
+                },
+            )
+        ).all()
+        assert len(rows) == len(batch), "the append function returns one row per entry"
+        row, item = rows[-1], batch[-1]
+        return AuditEntry(
+            row.entry_seq, row.entry_at, item.actor, item.action, item.subject,
+            json.loads(bodies[-1]), row.entry_prev_hash, row.entry_hash,
+        )  # fmt: skip
+
     async def _append_app_chained(
         self,
         executor: Executor,
@@ -413,13 +445,10 @@ class AuditLog:
     async def _append_all(self, tx: object, batch: Sequence[_Pending]) -> AuditEntry | None:
         """Append ``batch`` in order inside ``tx``; the last entry. On SQLite the head is read
         once and chained in memory (the transaction is the only writer); PostgreSQL's append
-        function reads it itself."""
+        function reads it itself, called once per entry by one statement."""
         executor = _executor(tx)
         if _dialect(executor) == "postgresql":
-            last = None
-            for item in batch:
-                last = await self.append(tx, item.actor, item.action, item.subject, item.details)
-            return last
+            return await self._append_many_pg(executor, batch)
         head: AuditHead | _Unread | None = UNREAD
         last = None
         for item in batch:
@@ -462,6 +491,15 @@ class AuditLog:
     async def verify(self, tx_or_session: object) -> ChainReport:
         return await verify_chain(_executor(tx_or_session))
 
+
+_APPEND_MANY_PG = text(
+    "SELECT appended.entry_seq, appended.entry_at, appended.entry_prev_hash, appended.entry_hash"
+    " FROM unnest(CAST(:actors AS text[]), CAST(:actions AS text[]), CAST(:subjects AS text[]),"
+    " CAST(:details AS text[])) WITH ORDINALITY AS batch(actor, action, subject, details, n)"
+    f" CROSS JOIN LATERAL {APPEND_FUNCTION}(batch.actor, batch.action, batch.subject,"
+    " batch.details) AS appended ORDER BY batch.n"
+)
+"""The append function once per row of the arrays, in their order: a batch in one statement."""
 
 _INSERT_ENTRY = insert(table_of(AuditRow))
 """Built once: every write's notes of its key uses go in through it (SQLite)."""

@@ -15,11 +15,15 @@ writing and publishing the log is :mod:`taskhold.publiclog`.
 | ``follow`` | following the log live: verified transitions in order, gap-free resume |
 | ``embedded`` | the relay taskhold runs itself when none is configured |
 | ``confidential`` | sealed copies (NIP-44 v2) of private content and their public commitments |
+| ``sdk_buffers`` | a faster copy of strings into the Rust bindings' buffers, installed here |
 """
 
+from . import sdk_buffers
 from .kinds import KIND_LOG_ENTRY, KIND_PROOF, KIND_REQUEST
 from .signing import NostrKeys, pubkey_hex
 from .verify import verify_event
+
+sdk_buffers.install()
 
 __all__ = [
     "KIND_LOG_ENTRY",

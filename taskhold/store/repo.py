@@ -129,6 +129,40 @@ def due_values(task: Task) -> dict[str, Any]:
     }
 
 
+def engine_work(values: dict[str, Any]) -> tuple[object, ...]:
+    """What the escrow engine's pass selects a task by, out of its ``tasks`` row values
+    (:func:`projection_values`): the Lightning action owed, a deposit's return or payout, and
+    the due figures. A write that leaves these as they were gives a pass nothing it would not
+    have found before, so the write need not wake one (:attr:`Tx.wakes_engine`); the pass at
+    the engine's tick still runs whatever comes due with time or block height."""
+    deposits = values["deposit_action"]
+    return (
+        values["pending_action"],
+        deposits if deposits in _OWED_DEPOSIT_ACTIONS else None,
+        values["timer_due_at"],
+        values["hold_margin"],
+        values["hold_expiry_height"],
+        values["deposit_expiry_height"],
+    )
+
+
+_OWED_DEPOSIT_ACTIONS = ("return", "payout")
+"""The deposit actions a pass selects (``task_ids_deposits_due``); ``hold`` alone it does not."""
+
+NO_ENGINE_WORK = (None,) * 6
+""":func:`engine_work` of a task that does not exist yet."""
+
+
+def engine_work_of(task: Task) -> tuple[object, ...]:
+    return engine_work(
+        {
+            "pending_action": pending_action(task),
+            "deposit_action": deposit_action(task),
+            **due_values(task),
+        }
+    )
+
+
 class TransitionLog(Protocol):
     """The public log writer as the store sees it (``taskhold.publiclog.writer.LogWriter``):
     it signs each transition and listing inside the transaction that records them."""
@@ -263,6 +297,11 @@ class Tx:
         self._hooks_lock = threading.Lock()  # notes may come from a signer's thread
         self._unlogged: list[tuple[Task, Event, dict[str, Any] | None]] = []
         self._logged_heads: dict[str, str] = {}
+        self.wakes_engine = False
+        """A task this transaction wrote now owes the escrow engine other work than before
+        (:func:`engine_work`): a Lightning action, a due time or a hold to guard. A request
+        wakes the engine only then; a pass after any other write would find what the last
+        one found."""
 
     # commit hooks ----------------------------------------------------------------------------
 
@@ -362,6 +401,9 @@ class Tx:
         """Insert the ``tasks`` row, or update it only from the version ``before`` was read
         at: a row another writer moved on updates nothing, and that is a conflict."""
         values = projection_values(after)
+        before_work = NO_ENGINE_WORK if before is None else engine_work_of(before)
+        if engine_work(values) != before_work:
+            self.wakes_engine = True
         if before is None:
             await self.session.execute(_INSERT_TASK, {"task_id": after.task_id, **values})
             return

@@ -10,9 +10,10 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support.keystores import run_taskhold
@@ -335,3 +336,29 @@ async def test_the_application_role_can_only_append(
         assert (await conn.execute(text("SELECT count(*) FROM audit_log"))).scalar_one() == 3
     async with engine.connect() as conn:
         assert (await verify_chain(conn)).ok
+
+
+@pytest.mark.parametrize("database_kind", POSTGRESQL_ONLY, indirect=True)
+async def test_a_batch_goes_through_the_append_function_in_one_statement(
+    engine: AsyncEngine,
+) -> None:
+    """A write's notes (its signatures) take the journal's advisory lock once, not per note."""
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        if "taskhold_audit_append" in sql:
+            statements.append(sql)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    audit = AuditLog()
+    for index in range(3):
+        audit.note("operator", "key.sign", f"event-{index}", {"kind": 3910, "n": index})
+    assert await audit.flush(store=Store(engine)) == 3
+    event.remove(engine.sync_engine, "before_cursor_execute", seen)
+
+    async with engine.connect() as conn:
+        report = await verify_chain(conn)
+        subjects = (await conn.execute(text("SELECT subject FROM audit_log ORDER BY seq"))).all()
+    assert len(statements) == 1
+    assert report.ok and report.rows == 3
+    assert [s for (s,) in subjects] == ["event-0", "event-1", "event-2"]

@@ -1,5 +1,6 @@
-"""``verify_events`` (a rebuild's batch check on libsecp256k1) answers what ``verify_event``
-(nostr-sdk) answers, on good events and on every way an event can be wrong."""
+"""``verify_events`` (a rebuild's batch check) and ``verify_event`` (a request's) check on
+libsecp256k1 first and answer what nostr-sdk answers, on good events and on every way an event
+can be wrong."""
 
 from __future__ import annotations
 
@@ -45,6 +46,14 @@ def test_the_batch_agrees_with_verify_event_on_every_variant() -> None:
     expected = [verify_event(event) for event in events]
     assert expected[:2] == [True, True] and not any(expected[2:])
     assert verify_events(events) == expected
+
+
+def test_the_fast_check_and_nostr_sdk_agree_on_every_variant() -> None:
+    events = _variants()
+    through_sdk = [verify._verifies_through_sdk(event) for event in events]
+    assert through_sdk[:2] == [True, True] and not any(through_sdk[2:])
+    assert [verify_event(event) for event in events] == through_sdk
+    assert [verify._verifies_fast(event) for event in events] == through_sdk
 
 
 def test_spread_over_processes_the_answers_are_the_same_and_in_order(
