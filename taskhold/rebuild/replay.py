@@ -8,8 +8,9 @@ hashed it: ``nostr.state_forms``), or the rebuild stops. Preimages are never rea
 early: an in-flight escrow is released later by re-deriving its preimage in the key store.
 
 Every signature is checked first, in one batch (``nostr.verify_events``), then the replay builds
-the rows in memory and writes them with one multi-row insert per table and batch, all in one
-transaction: a rebuild that stops on any check writes nothing. Each replayed state is hashed
+the rows in memory and writes them with one multi-row insert per table and batch (on
+PostgreSQL one binary COPY per table: ``_copied``), all in one transaction: a rebuild that stops
+on any check writes nothing. Each replayed state is hashed
 from its fields' JSON kept from the task's previous state (``state_digests``); only a state
 whose hash does not match is turned into a dict for ``matches_state``'s older forms.
 

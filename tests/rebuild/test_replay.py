@@ -11,15 +11,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
-from support.stacks import (
-    PG_ADMIN_URL,
-    REQUIRE_PG,
-    Stack,
-    close_stack,
-    new_database,
-    open_stack,
-    stack_settings,
-)
+from support import stacks
+from support.stacks import Stack, close_stack, new_database, open_stack, stack_settings
 from support.task_flows import created, funded, projection, read_log, submitted
 
 from taskhold.rebuild import replay
@@ -164,7 +157,9 @@ async def _every_row(engine: AsyncEngine) -> dict[str, list[str]]:
     return tables
 
 
-@pytest.mark.skipif(not (PG_ADMIN_URL or REQUIRE_PG), reason="the COPY path is PostgreSQL's")
+@pytest.mark.skipif(
+    not (stacks.PG_ADMIN_URL or stacks.REQUIRE_PG), reason="the COPY path is PostgreSQL's"
+)
 async def test_copied_rows_equal_the_inserted_ones_on_postgresql(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
