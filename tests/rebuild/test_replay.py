@@ -1,17 +1,24 @@
 """Drop the database, rebuild it from the signed log: the projections come back equal, and an
-in-flight escrow still releases with the same preimage."""
+in-flight escrow still releases with the same preimage. On PostgreSQL the rows the rebuild
+COPYs are the ones its inserts would write."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from support import stacks
 from support.stacks import Stack, close_stack, new_database, open_stack, stack_settings
 from support.task_flows import created, funded, projection, read_log, submitted
 
+from taskhold.rebuild import replay
 from taskhold.rebuild.replay import LogRejected, rebuild_from_entries
+from taskhold.store import Store, create_engine, migrate
+from taskhold.store.models import Base
 
 
 async def _every_path(stack: Stack) -> dict[str, str]:
@@ -134,3 +141,69 @@ async def test_rebuild_refuses_a_log_with_a_gap(stack: Stack) -> None:
                 await rebuild_from_entries(other.services.store, tampered, operator_pubkey=operator)
         finally:
             await close_stack(other)
+
+
+async def _every_row(engine: AsyncEngine) -> dict[str, list[str]]:
+    """Each table's rows as PostgreSQL prints them (every column, JSON as its stored text), in
+    primary key order."""
+    tables: dict[str, list[str]] = {}
+    async with engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            order = ", ".join(f'"{column.name}"' for column in table.primary_key.columns)
+            result = await conn.exec_driver_sql(
+                f'SELECT t::text FROM "{table.name}" t ORDER BY {order}'
+            )
+            tables[table.name] = list(result.scalars())
+    return tables
+
+
+@pytest.mark.skipif(
+    not (stacks.PG_ADMIN_URL or stacks.REQUIRE_PG), reason="the COPY path is PostgreSQL's"
+)
+async def test_copied_rows_equal_the_inserted_ones_on_postgresql(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with new_database("postgresql", tmp_path / "original") as url:
+        original = await open_stack(stack_settings(tmp_path, url))
+        try:
+            await _every_path(original)
+            log = await read_log(original)
+            operator = original.services.signer.get_public_key()
+        finally:
+            await close_stack(original)
+
+    copied: list[str] = []
+    copy = replay._copied
+
+    async def watched(session: Any, table: Any, values: Any) -> bool:
+        done = await copy(session, table, values)
+        copied.extend([table.name] if done else [])
+        return done
+
+    async def never(session: Any, table: Any, values: Any) -> bool:
+        return False
+
+    rows: dict[str, dict[str, list[str]]] = {}
+    for way, write in (("copy", watched), ("insert", never)):
+        monkeypatch.setattr(replay, "_copied", write)
+        async with new_database("postgresql", tmp_path / way) as url:
+            engine = create_engine(url)
+            try:
+                await migrate(engine)
+                forged = [*log[:-1], {**log[-1], "sig": log[0]["sig"]}]
+                with pytest.raises(LogRejected, match="verify"):
+                    await rebuild_from_entries(Store(engine), forged, operator_pubkey=operator)
+                assert not any((await _every_row(engine)).values())  # a refusal writes nothing
+                await rebuild_from_entries(Store(engine), log, operator_pubkey=operator, jobs=1)
+                rows[way] = await _every_row(engine)
+            finally:
+                await engine.dispose()
+    assert sorted(copied) == [
+        "invoices",
+        "log_entries",
+        "request_events",
+        "tasks",
+        "transitions",
+    ]
+    assert all(rows["copy"][name] for name in copied)
+    assert rows["copy"] == rows["insert"]
