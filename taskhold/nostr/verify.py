@@ -64,13 +64,13 @@ def _is_hex(pattern: re.Pattern[str], value: object) -> bool:
 
 def nip01_id(event: dict[str, Any]) -> str:
     """The NIP-01 id: sha256 of the event's canonical serialisation, lower hex."""
-    serialized = json.dumps(
-        [0, event["pubkey"], event["created_at"], event["kind"], event["tags"], event["content"]],
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-    )
-    return hashlib.sha256(serialized.encode()).hexdigest()
+    fields = [event["pubkey"], event["created_at"], event["kind"], event["tags"], event["content"]]
+    return hashlib.sha256(_canonical([0, *fields]).encode()).hexdigest()
+
+
+def _canonical(serialized: list[Any]) -> str:
+    """NIP-01's serialisation of ``[0, pubkey, created_at, kind, tags, content]``."""
+    return json.dumps(serialized, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 MIN_EVENTS_PER_JOB = 5_000
@@ -140,10 +140,7 @@ def _id_digest(serialized: list[Any]) -> bytes:
     try:
         return hashlib.sha256(orjson.dumps(serialized)).digest()
     except orjson.JSONEncodeError:
-        return bytes.fromhex(nip01_id(dict(zip(_NIP01_FIELDS, serialized[1:], strict=True))))
-
-
-_NIP01_FIELDS = ("pubkey", "created_at", "kind", "tags", "content")
+        return hashlib.sha256(_canonical(serialized).encode()).digest()
 
 
 @lru_cache(maxsize=4096)
