@@ -164,6 +164,45 @@ def _by_current_key(
     findings: set[Finding],
     read: Mapping[str, Entry | None] | None = None,
 ) -> tuple[list[Mapping[str, Any]], tuple[str, ...]]:
+    """``_walk_key_chain``'s answer, taken in a few passes in C for the usual log (see
+    ``_one_key_log``)."""
+    if read:
+        kept = _one_key_log(events, operator, read)
+        if kept is not None:
+            return kept, (operator,)
+    return _walk_key_chain(events, operator, findings, read)
+
+
+_GSEQ = attrgetter("gseq")
+_OP = attrgetter("op")
+
+
+def _one_key_log(
+    events: list[Mapping[str, Any]], operator: str, read: Mapping[str, Entry | None]
+) -> list[Mapping[str, Any]] | None:
+    """What ``_walk_key_chain`` keeps when every event was placed by ``parse_entry``, all are
+    signed by ``operator`` and none is a rotation: the key never changes hands, nothing is
+    refused, and the events are kept by ``gseq``, those of one ``gseq`` as they came (a stable
+    sort). None for any other log, which the walk reads. The walk's loop over groups cost about
+    4 µs an entry of a clean log."""
+    entries = [read.get(event["id"]) for event in events]
+    if None in entries or {event["pubkey"] for event in events} != {operator}:
+        return None
+    placed = cast("list[Entry]", entries)
+    if KEY_ROTATED in set(map(_OP, placed)):
+        return None
+    gseqs = list(map(_GSEQ, placed))
+    if gseqs == sorted(gseqs):
+        return list(events)
+    return [events[index] for index in sorted(range(len(events)), key=gseqs.__getitem__)]
+
+
+def _walk_key_chain(
+    events: list[Mapping[str, Any]],
+    operator: str,
+    findings: set[Finding],
+    read: Mapping[str, Entry | None] | None = None,
+) -> tuple[list[Mapping[str, Any]], tuple[str, ...]]:
     """The entries signed by the operator key current at their ``gseq``, and every key the log
     was handed to. The log starts with ``operator``; a ``KeyRotated`` entry signed by the
     current key makes its ``new_key`` the current key from the next ``gseq`` on. Any other
@@ -532,8 +571,11 @@ def _audit_log(
 
     by_gseq: dict[int, list[Entry]] = defaultdict(list)
     by_task: dict[str, list[Entry]] = defaultdict(list)
-    # attrgetter builds each sort key in C, without a Python call an entry.
-    for entry in sorted(entries, key=attrgetter("gseq", "id")):
+    # attrgetter builds each sort key in C, without a Python call an entry; entries that
+    # already come one a gseq, in order (the usual log, as _one_key_log keeps it) need none.
+    gseqs = list(map(_GSEQ, entries))
+    in_order = entries if gseqs == sorted(set(gseqs)) else None
+    for entry in in_order or sorted(entries, key=attrgetter("gseq", "id")):
         by_gseq[entry.gseq].append(entry)
         if entry.op != KEY_ROTATED:
             by_task[entry.task].append(entry)
