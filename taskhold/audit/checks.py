@@ -498,13 +498,16 @@ def _check_preimage(
 def _deletions(
     events: Iterable[object],
     keys: Collection[str],
-    entry_ids: Mapping[str, Entry],
+    entries: list[Entry],
     findings: set[Finding],
 ) -> None:
+    entry_ids: dict[str, Entry] | None = None  # made for the first deletion that names one
     for event in _authentic(events, keys, _DELETION_KIND, "deletion request", findings):
         targets = tuple(tag[1] for tag in event["tags"] if tag[0] == "e" and len(tag) >= 2)
         if not targets:
             continue
+        if entry_ids is None:
+            entry_ids = {entry.id: entry for entry in entries}
         known = [entry_ids[t].gseq for t in targets if t in entry_ids]
         where = Location(gseq=min(known) if known else None, event_id=event["id"])
         detail = f"the operator asked relays to delete {len(targets)} event(s)"
@@ -556,12 +559,15 @@ def _audit_log(
     entries: list[Entry] = []
     examined = examine_all(events, kinds, jobs)
     readings: dict[str, tuple[Entry | None, list[Finding]]] = {}
+    placed: dict[str, Entry | None] = {}
     for event, (_, reading) in zip(events, examined, strict=True):
         if reading is not None:  # only a verified event has one
-            readings.setdefault(cast("Mapping[str, Any]", event)["id"], reading)
+            event_id = cast("Mapping[str, Any]", event)["id"]
+            if event_id not in readings:  # the first of an id, as _authentic keeps it
+                readings[event_id] = reading
+                placed[event_id] = reading[0]
     verdicts = (verdict for verdict, _ in examined)
     verified = _authentic(events, None, kinds.entry, "log entry", findings, verdicts)
-    placed = {event_id: entry for event_id, (entry, _) in readings.items()}
     signed, keys = _by_current_key(verified, operator, findings, placed)
     for event in signed:
         entry, problems = readings[event["id"]]
@@ -598,7 +604,7 @@ def _audit_log(
             ids = (checkpoint.id, checkpoint.head, *sorted(at_head))
             where = Location(gseq=checkpoint.gseq)
             findings.add(Finding(FindingKind.CHECKPOINT_MISMATCH, where, detail, ids))
-    _deletions(deletions, keys, {entry.id: entry for entry in entries}, findings)
+    _deletions(deletions, keys, entries, findings)
 
     head_group = by_gseq.get(head, [])
     summary = Summary(
