@@ -37,26 +37,11 @@ class Verdict(StrEnum):
 _fromhex = bytes.fromhex
 
 
-_SEEN_HEX64: set[str] = set()
-"""Texts known to be 64 lowercase hex: the ids and author keys of the events ``_verifies``
-accepted, each ``.hex()`` of bytes (bounded below). Entries name them again and again (the
-task, ``prev``, ``gprev``, the ``p`` keys), and a look-up here costs a fifth of the round
-trip."""
-
-
-def _seen_hex64(text: str) -> None:
-    if len(_SEEN_HEX64) >= 262_144:
-        _SEEN_HEX64.clear()
-    _SEEN_HEX64.add(text)
-
-
 def is_hex64(value: object) -> bool:
     """Exactly 64 lowercase hex characters (what ``HEX64`` matches): ``bytes.fromhex`` reads
     them and ``.hex()`` gives the same text back, which an upper-case digit, a space or a sign
     would not. Three times cheaper than the regular expression, and called for nearly every
-    tag of every entry; a text already seen to be (``_SEEN_HEX64``) is not read again."""
-    if type(value) is str and value in _SEEN_HEX64:
-        return True
+    tag of every entry."""
     if not isinstance(value, str) or len(value) != 64:
         return False
     try:
@@ -263,15 +248,10 @@ def _verifies(event: object) -> bool:
         if len(_KEYS) >= 65_536:
             _KEYS.clear()
         _KEYS[pubkey] = key
-        _seen_hex64(_fromhex(pubkey).hex())  # a str of its own, whatever pubkey is
     digest = _id_digest(pubkey, created_at, kind, tags, content)
-    event_id = digest.hex()
-    if event_id != event.get("id"):  # equal only to 64 lowercase hex
+    if digest.hex() != event.get("id"):  # equal only to 64 lowercase hex
         return False
-    if not key.verify(sig_bytes, digest):
-        return False
-    _seen_hex64(event_id)
-    return True
+    return bool(key.verify(sig_bytes, digest))
 
 
 def verify_event(event: object) -> Verdict:

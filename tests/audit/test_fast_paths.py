@@ -15,7 +15,7 @@ from coincurve import PrivateKey, PublicKeyXOnly
 from support.audit_logs import Draft, RealLog, build_real_log, canonical_json, tag
 from support.stacks import Stack
 
-from taskhold.audit import FindingKind, Verdict, audit_log, nip01, parallel, verify_event
+from taskhold.audit import FindingKind, Verdict, audit_log, parallel, verify_event
 from taskhold.audit import entry as entry_module
 from taskhold.audit.nip01 import event_id, is_hex64, parse_json, shape_error
 from taskhold.nostr import NostrKeys
@@ -210,22 +210,3 @@ def test_parse_json_reads_as_json_loads_does(text: str) -> None:
 @pytest.mark.parametrize("text", ["0", "7", "10", "01", "", "-1", "1.0", "\u0661", "²", " 1"])
 def test_uint_reads_as_the_regular_expression_does(text: str) -> None:
     assert entry_module._uint(text) is (re.fullmatch(r"0|[1-9][0-9]*", text) is not None)
-
-
-
-def test_is_hex64_remembers_only_the_ids_and_keys_of_verified_events() -> None:
-    """The id and key of an event that verifies are remembered as 64 hex; the id of one whose
-    content was changed or whose signature is another's is not, and a remembered text still
-    reads as the regular expression says in another type or another case."""
-    secret = PrivateKey()
-    good = signed_as_given(secret, content="kept")
-    changed = {**signed_as_given(secret, content="signed"), "content": "changed"}
-    forged = {**signed_as_given(secret, content="forged"), "sig": good["sig"]}
-    verdicts = [verify_event(event) for event in (good, changed, forged)]
-    assert verdicts == [Verdict.OK, Verdict.BAD_ID, Verdict.BAD_SIGNATURE]
-    assert {good["id"], good["pubkey"]} <= nip01._SEEN_HEX64
-    assert changed["id"] not in nip01._SEEN_HEX64
-    assert forged["id"] not in nip01._SEEN_HEX64
-    for value in (good["id"].upper(), [good["id"]], Text(good["id"]), (good["id"],)):
-        by_regex = isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) is not None
-        assert is_hex64(value) is by_regex
