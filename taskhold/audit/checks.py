@@ -577,11 +577,8 @@ def _audit_log(
 
     by_gseq: dict[int, list[Entry]] = defaultdict(list)
     by_task: dict[str, list[Entry]] = defaultdict(list)
-    # attrgetter builds each sort key in C, without a Python call an entry; entries that
-    # already come one a gseq, in order (the usual log, as _one_key_log keeps it) need none.
-    gseqs = list(map(_GSEQ, entries))
-    in_order = entries if gseqs == sorted(set(gseqs)) else None
-    for entry in in_order or sorted(entries, key=attrgetter("gseq", "id")):
+    # attrgetter builds each sort key in C, without a Python call an entry.
+    for entry in sorted(entries, key=attrgetter("gseq", "id")):
         by_gseq[entry.gseq].append(entry)
         if entry.op != KEY_ROTATED:
             by_task[entry.task].append(entry)
