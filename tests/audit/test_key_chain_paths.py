@@ -60,7 +60,7 @@ def test_the_quick_reading_keeps_what_the_walk_keeps(drawn: list[Any]) -> None:
     assert ([event["id"] for event in kept], keys, findings) == _walked(events, read)
 
 
-@given(st.permutations(list(range(8)) + [3, 5]))
+@given(st.permutations([*range(8), 3, 5]))
 def test_a_usual_log_out_of_order_is_read_quickly_and_in_the_walks_order(
     gseqs: list[int],
 ) -> None:
