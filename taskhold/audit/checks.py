@@ -183,8 +183,8 @@ def _one_key_log(
     """What ``_walk_key_chain`` keeps when every event was placed by ``parse_entry``, all are
     signed by ``operator`` and none is a rotation: the key never changes hands, nothing is
     refused, and the events are kept by ``gseq``, those of one ``gseq`` as they came (a stable
-    sort). None for any other log, which the walk reads. The walk's loop over groups cost about
-    4 µs an entry of a clean log."""
+    sort). None for any other log, which the walk reads. On a clean log this costs about
+    1.2 µs an entry, the walk's loop over groups and their sets of keys about 2.8."""
     entries = [read.get(event["id"]) for event in events]
     if None in entries or {event["pubkey"] for event in events} != {operator}:
         return None
