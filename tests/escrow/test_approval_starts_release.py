@@ -34,19 +34,29 @@ HANG_GUARD_S = 30.0
 
 class _Running(EscrowEngine):
     """An engine that runs its loop but follows no invoice, and counts the passes it makes and
-    the payments it sends."""
+    the payments it sends. While ``lookups`` is clear its node keeps back every answer to
+    "was this payment ever sent?": two jobs of one payout would both hear "never" before
+    either sent it, so only the claim on the job keeps the payment single."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.passes = 0
         self.sent: list[str] = []
-        pay_invoice = self.ctx.lightning.pay_invoice
+        self.lookups = asyncio.Event()
+        self.lookups.set()
+        node = self.ctx.lightning
+        pay_invoice, lookup_payment = node.pay_invoice, node.lookup_payment
 
         async def counted(invoice: str, **options: Any) -> Any:
             self.sent.append(invoice)
             return await pay_invoice(invoice, **options)
 
-        self.ctx.lightning.pay_invoice = counted  # type: ignore[method-assign]
+        async def slow(payment_hash: bytes) -> Any:
+            await self.lookups.wait()
+            return await lookup_payment(payment_hash)
+
+        node.pay_invoice = counted  # type: ignore[method-assign]
+        node.lookup_payment = slow  # type: ignore[method-assign]
 
     def watch(self, task_id: str, payment_hash_hex: str) -> None:
         return None
@@ -146,8 +156,12 @@ async def test_a_pass_racing_the_approvals_job_sends_no_second_payment(stack: St
     task, preimage, employer = await _held_payout(stack)
     engine = await _running(stack)
 
+    engine.lookups.clear()  # the approval's job stops before its payment, at the lookup
+
     await employer.approve(task["task_id"])
-    await asyncio.gather(engine.run_once(), engine.run_once())  # at once with the job's start
+    await asyncio.gather(engine.run_once(), engine.run_once())  # while the job waits there
+    await asyncio.sleep(0.1)  # a job they started would reach the lookup too
+    engine.lookups.set()
     payout_hash = hashlib.sha256(preimage).digest()
 
     async def in_flight() -> bool:
