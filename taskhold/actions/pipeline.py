@@ -2,7 +2,8 @@
 
 verify the signed envelope → return the first answer for a retried idempotency key → refuse a
 replayed event id → lock the task, decide, record the transition, the request and the answer in
-ONE transaction → wake the escrow engine if the write changed what it owes (``Tx.wakes_engine``).
+ONE transaction → if the write changed what the escrow engine owes (``Tx.wakes_engine``), start
+the release it made owed (an approval) or wake the engine for a pass.
 A refusal anywhere rolls everything back: nothing is half-written.
 
 The first answer is kept as a small reference (task id, version, log head and the handler's
