@@ -2,7 +2,8 @@
 
 verify the signed envelope → return the first answer for a retried idempotency key → refuse a
 replayed event id → lock the task, decide, record the transition, the request and the answer in
-ONE transaction → wake the escrow engine if the write changed what it owes (``Tx.wakes_engine``).
+ONE transaction → if the write changed what the escrow engine owes (``Tx.wakes_engine``), start
+the release it made owed (an approval) or wake the engine for a pass.
 A refusal anywhere rolls everything back: nothing is half-written.
 
 The first answer is kept as a small reference (task id, version, log head and the handler's
@@ -240,9 +241,19 @@ async def _perform_once(
             if written.payment_hash_hex is not None:
                 ctx.engine.watch(written.task_id, written.payment_hash_hex)
         ctx.engine.watch_deposits(outcome.task)
-        if tx.wakes_engine:  # work owed changed: run a pass now, not at the next tick
-            ctx.engine.notify()
+        if tx.wakes_engine:  # work owed changed: pay a release now, or run a pass now
+            _start_owed(ctx.engine, outcome)
     return outcome.status, body
+
+
+def _start_owed(engine: EscrowEngine, outcome: Outcome) -> None:
+    """Start the payment job of a release the write made owed (an approval) straight away; wake
+    a pass for anything else. A write of one task whose release job now runs wakes no pass:
+    the pass would only find that job running, and its queries would compete with the job's
+    at the database; the job wakes a pass itself when it ends."""
+    started = [engine.release_now(written) for written in (outcome.task, *outcome.also)]
+    if not (outcome.also == () and started[0]):
+        engine.notify()
 
 
 _REFERENCE = "answer_of"

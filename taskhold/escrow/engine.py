@@ -107,6 +107,21 @@ class EscrowEngine:
         of at the tick."""
         self._wake.set()
 
+    def release_now(self, task: Task) -> bool:
+        """Start the payment job of a release a request just made owed (an approval), instead
+        of leaving it to the pass the request would wake; True if a job for the task runs now.
+
+        Only while the engine runs (``start()``): a stopped engine starts no job, as it runs no
+        pass. Called after the request's commit, so the job reads the approval. The job is the
+        pass's own (:meth:`_pay`): one per task at a time, so a pass or a retried approval that
+        comes while it runs starts none, and across replicas the job's lease keeps it single."""
+        if self._runner is None or not task.release_pending:
+            return False
+        key = task.task_id
+        self._pay(key, key, partial(pay_out, self.ctx, key), _paid)
+        running = self._payments.get(key)
+        return running is not None and not running.done()
+
     def watch(self, task_id: str, payment_hash_hex: str) -> None:
         """Follow one of a task's hold invoices (any round) until it settles or is cancelled."""
         self._observe(task_id, payment_hash_hex, observe_hold)

@@ -11,11 +11,13 @@ from taskhold.lightning.base import (
     InvoiceState,
     InvoiceStatus,
 )
+from taskhold.store import Tx
 from taskhold.store.models import InvoiceRow
 from taskhold.tasks import SYSTEM_ACTOR, Task, TaskState
 from taskhold.tasks import commands as c
 
 from .context import EscrowContext, apply_system, log
+from .grouped import log_transitions, record_system
 from .sizing import cltv_expiry_delta_for
 
 __all__ = ["ensure_hold_invoice", "hold_invoice", "invoice_row", "observe_invoice"]
@@ -82,16 +84,29 @@ async def hold_invoice(
 async def observe_invoice(ctx: EscrowContext, task_id: str, status: InvoiceStatus) -> None:
     """Record what the node says about a task's hold invoice. Idempotent: a repeated report
     (stream and reconcile both deliver it) decides to no events.
+
+    The held HTLC of the right amount is recorded in one transaction with the confirm it
+    decides (the invoice's node state and FUNDED commit together: one fsync, one turn at the
+    writer, on the path from the employer's payment to FUNDED); every other report records the
+    node state by itself first. A crash before that transaction leaves the invoice OPEN in the
+    database, and the next reconcile reads it from the node again.
     """
-    try:
-        await _record_node_state(ctx, status)
-    except SQLAlchemyError as exc:
-        log.warning("invoice_state_not_recorded", task_id=task_id, error=type(exc).__name__)
+    expiry = status.accepted_htlc_expiry_height
+    confirming = (
+        status.state is InvoiceState.ACCEPTED
+        and expiry is not None
+        and status.amount_paid_msat == status.amount_msat
+    )
+    if not confirming:
+        try:
+            async with ctx.store.transaction() as tx:
+                await _record_node_state(ctx, tx, status)
+        except SQLAlchemyError as exc:
+            log.warning("invoice_state_not_recorded", task_id=task_id, error=type(exc).__name__)
     if status.state is InvoiceState.ACCEPTED:
-        expiry = status.accepted_htlc_expiry_height
         if expiry is None:
             return
-        if status.amount_paid_msat != status.amount_msat:
+        if not confirming:
             await _refuse_wrong_amount(ctx, task_id, status)
             return
         await ctx.fault_hook("after_htlc_accepted")
@@ -106,7 +121,10 @@ async def observe_invoice(ctx: EscrowContext, task_id: str, status: InvoiceStatu
                 amount_paid_msat=status.amount_paid_msat,
             )
 
-        await apply_system(ctx, task_id, confirm)
+        async with ctx.store.transaction() as tx:
+            await _record_node_state(ctx, tx, status)
+            confirmed, events = await record_system(ctx, tx, task_id, confirm)
+        log_transitions(task_id, confirmed, events)
     elif status.state is InvoiceState.CANCELED:
 
         def expire(task: Task, now: int) -> c.Command | None:
@@ -163,14 +181,13 @@ async def _refuse_wrong_amount(ctx: EscrowContext, task_id: str, status: Invoice
     await apply_system(ctx, task_id, expire)
 
 
-async def _record_node_state(ctx: EscrowContext, status: InvoiceStatus) -> None:
-    async with ctx.store.transaction() as tx:
-        row = await tx.get_invoice(status.payment_hash.hex())
-        if row is None:
-            return
-        row.node_state = status.state.value
-        row.accepted_htlc_expiry_height = status.accepted_htlc_expiry_height
-        row.updated_at = ctx.now()
+async def _record_node_state(ctx: EscrowContext, tx: Tx, status: InvoiceStatus) -> None:
+    row = await tx.get_invoice(status.payment_hash.hex())
+    if row is None:
+        return
+    row.node_state = status.state.value
+    row.accepted_htlc_expiry_height = status.accepted_htlc_expiry_height
+    row.updated_at = ctx.now()
 
 
 def invoice_row(task: Task, invoice: HoldInvoice, funding_round: int, now: int) -> InvoiceRow:

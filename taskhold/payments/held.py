@@ -326,12 +326,11 @@ async def _pay(
     row = await _payout_row(ctx, held, book)
     await book.crossed(PayoutStep.ROW_WRITTEN)
 
-    async def mark_sent() -> None:
-        async with ctx.store.transaction() as tx:
-            current = await book.find_row(tx)
-            if current is not None:
-                record_sent(current, ctx.now())
-                row.attempts = current.attempts
+    async def mark_sent(tx: Tx) -> None:
+        current = await book.find_row(tx)
+        if current is not None:
+            record_sent(current, ctx.now())
+            row.attempts = current.attempts
 
     async def mark(result: PaymentResult | None, error: str | None) -> None:
         async with ctx.store.transaction() as tx:

@@ -27,6 +27,7 @@ from taskhold.lightning.base import (
     PaymentResult,
     PaymentStatus,
 )
+from taskhold.store import Tx
 
 from .context import PaymentContext, log
 from .invoices import decode_invoice
@@ -116,7 +117,7 @@ async def pay_once(
     hold: InvoiceStatus | None = None,
     max_fee_msat: int,
     failures: int,
-    mark_sent: Callable[[], Awaitable[None]],
+    mark_sent: Callable[[Tx], Awaitable[None]],
     mark: Callable[[PaymentResult | None, str | None], Awaitable[None]],
     record_failure: Callable[[str], Awaitable[None]],
 ) -> PaymentResult | None:
@@ -131,7 +132,8 @@ async def pay_once(
     still comes from the block height read here, and a hold lnd would cancel by itself near
     its expiry leaves no budget at that height (``guard_blocks`` is lnd's ``holdexpirydelta``
     and a margin more). ``owner`` names the payout for the rules of :mod:`.rules`, checked
-    again here whoever accepted the invoice.
+    again here whoever accepted the invoice. ``mark_sent`` marks the row sent inside the
+    transaction that checked those rules, so nothing commits between the check and the send.
     """
     payment_hash = bytes.fromhex(row.payment_hash_hex)
     known = await ctx.lightning.lookup_payment(payment_hash)
@@ -161,6 +163,10 @@ async def pay_once(
         await mark(None, reason)
         await record_failure(reason)
         return None
+    # The outbound liquidity is read first, so that the rules' transaction can also mark the
+    # payment sent when nothing stops it: one commit right before the node is asked to pay.
+    outbound_msat = (await ctx.lightning.capacity(behind=hold_hash)).outbound_msat
+    short = outbound_msat < row.amount_msat
     try:
         async with ctx.store.transaction() as tx:
             await check_payout_invoice(
@@ -171,15 +177,18 @@ async def pay_once(
                 budget_blocks=budget,
                 accepting=False,
             )
+            if not short:
+                await mark_sent(tx)
     except Invalid as refused:
         late = refused.code == "payout_cltv_too_long" and hold.state is InvoiceState.ACCEPTED
         reason = f"too late to pay safely: {refused.detail}" if late else refused.detail
         await mark(None, reason)
         await record_failure(reason)
         return None
-    if await _short_of_outbound(ctx, owner, row.amount_msat, hold_hash):
+    if short:
+        _alert_short(ctx, owner, row.amount_msat, hold_hash, outbound_msat=outbound_msat)
         return None  # the operator's shortage, not the worker's: wait, retry, never count it
-    await mark_sent()
+    ctx.liquidity.cleared(owner)
     try:
         result = await ctx.lightning.pay_invoice(
             invoice_text,
@@ -212,19 +221,6 @@ async def pay_once(
 
 INSUFFICIENT_BALANCE = "FAILURE_REASON_INSUFFICIENT_BALANCE"
 """The node's own channels could not carry the payment: lnd's reason, the simulator's too."""
-
-
-async def _short_of_outbound(
-    ctx: PaymentContext, owner: str, amount_msat: int, hold_hash: bytes
-) -> bool:
-    """True, and the operator alerted, while the outbound liquidity of the node that holds
-    ``hold_hash`` (and pays behind it) is below the payout."""
-    outbound = (await ctx.lightning.capacity(behind=hold_hash)).outbound_msat
-    if outbound < amount_msat:
-        _alert_short(ctx, owner, amount_msat, hold_hash, outbound_msat=outbound)
-        return True
-    ctx.liquidity.cleared(owner)
-    return False
 
 
 def _alert_short(

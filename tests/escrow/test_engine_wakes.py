@@ -2,7 +2,8 @@
 
 A pass after a write that owes nothing new (a create, a claim) would find what the last pass
 found, and costs the event loop a pass's queries; a write that makes a payment or a timer due
-(an approval owes a release) must still get its pass at once, not at the next tick.
+(an approval owes a release) must still get its pass at once, not at the next tick. (A running
+engine starts an approval's release job itself instead: ``test_approval_starts_release.py``.)
 """
 
 from __future__ import annotations
