@@ -10,15 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 from support.stacks import Stack, new_database
 from support.task_flows import created
 
+from taskhold.moderation import gate
 from taskhold.publiclog import writer
-from taskhold.store import Store, create_engine, migrate, repo
+from taskhold.store import Store, controls, create_engine, migrate, repo
 from taskhold.store.direct import DirectStatement, fetch, run
-from taskhold.store.models import Base, TaskRow
+from taskhold.store.models import Base, BlockedKeyRow, OperatorControlRow, TaskRow, table_of
 
 TASK_ID = "a" * 64
 EVENT = {"type": "TaskCreated", "title": 'naïve 🦀 "quoted"', "nested": [1, {"x": None}]}
@@ -96,6 +97,14 @@ def _writes() -> list[tuple[DirectStatement, Any]]:
             writer._UPDATE_LISTING,
             {"task_id": TASK_ID, "event_id": "5" * 64, "created_at": 11, "at_task_id": TASK_ID},
         ),
+        (
+            DirectStatement(insert(table_of(OperatorControlRow))),
+            {"name": controls.INTAKE_PAUSED, "value": 1, "changed_by": "op", "changed_at": 12},
+        ),
+        (
+            DirectStatement(insert(table_of(BlockedKeyRow))),
+            {"pubkey": "b" * 64, "reason": "spam ✉", "blocked_at": 13},
+        ),
     ]
 
 
@@ -108,6 +117,8 @@ READS: list[tuple[DirectStatement, dict[str, Any]]] = [
     (writer._ENTRY_AT, {"task_id": TASK_ID, "seq": 1}),
     (writer._LISTING_OF, {"task_id": TASK_ID}),
     (writer._LISTING_OF, {"task_id": "none"}),
+    (controls._READ, {"name": controls.INTAKE_PAUSED}),
+    (gate._REASON, {"pubkey": "b" * 64}),
 ]
 
 
@@ -163,6 +174,7 @@ async def test_direct_rows_equal_the_sqlalchemy_rows(database_kind: str, tmp_pat
                                 tuple(row)
                                 for row in await tx.session.execute(statement.statement, params)
                             ]
+                            assert expected, statement.statement  # each read finds a row
                             assert await fetch(tx.session, statement, params) == expected
                 event.remove(engine.sync_engine, "before_cursor_execute", seen)
                 if way == "direct":
