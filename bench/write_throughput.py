@@ -38,9 +38,15 @@ from typing import Any
 
 import httpx
 
-from taskhold.nostr import NostrKeys
-
 ROOT = Path(__file__).resolve().parent.parent
+# This checkout's taskhold, as ``-m taskhold.cli`` run from ROOT imports it, also for the
+# profiled server this script runs itself (``--profiled-serve``): run as ``python
+# bench/write_throughput.py`` the folder on ``sys.path`` is bench/, and the installed taskhold
+# (another worktree's) would be measured instead.
+sys.path.insert(0, str(ROOT))
+
+from taskhold.nostr import NostrKeys  # noqa: E402
+
 PG_ADMIN_ENV = "TASKHOLD_TEST_PG_URL"
 PROFILE_ENV = "TASKHOLD_BENCH_PROFILE"
 SWEEP_CONCURRENCY = (1, 2, 4, 8, 16, 32)

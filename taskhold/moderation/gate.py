@@ -9,14 +9,19 @@ from sqlalchemy import bindparam, select
 from taskhold.envelope import SignedRequest
 from taskhold.errors import Forbidden, RefusalCode
 from taskhold.store import Tx
+from taskhold.store.direct import DirectStatement, fetch
 from taskhold.store.models import BlockedKeyRow
 
 from .moderator import EXIT_OPS
 
 __all__ = ["KeyBlocks"]
 
-_REASON = select(BlockedKeyRow.reason).where(BlockedKeyRow.pubkey == bindparam("pubkey"))
-"""Built once: every write but an exit reads it."""
+_REASON = DirectStatement(
+    select(BlockedKeyRow.reason).where(BlockedKeyRow.pubkey == bindparam("pubkey")),
+    reads_mapped=True,
+)
+"""Built once, run on the driver (``taskhold.store.direct``): every write but an exit reads
+it."""
 
 
 class KeyBlocks:
@@ -27,9 +32,9 @@ class KeyBlocks:
     async def admit_in(self, tx: Tx, request: SignedRequest) -> None:
         if request.op in EXIT_OPS:
             return
-        found = await tx.session.execute(_REASON, {"pubkey": request.pubkey})
-        reason = found.scalar_one_or_none()
-        if reason is not None:
+        found = await fetch(tx.session, _REASON, {"pubkey": request.pubkey})
+        if found:
+            (reason,) = found[0]
             raise Forbidden(
                 f"this operator blocked key {request.pubkey}: {reason}. Payout, refund and"
                 " deposit-payout invoices and the cancel of your own task are still taken",

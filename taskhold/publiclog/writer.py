@@ -29,6 +29,7 @@ from taskhold.nostr.entries import (
 )
 from taskhold.settings import Settings
 from taskhold.store.codec import task_to_data
+from taskhold.store.direct import DirectStatement, fetch, run
 from taskhold.store.models import (
     DelistedTaskRow,
     ListingRow,
@@ -153,8 +154,8 @@ class LogWriter:
                 }
             )
             previous[task.task_id] = gprev = signed["id"]
-        await session.execute(_INSERT_ENTRIES, entries)
-        await session.execute(_INSERT_OUTBOX, queued)
+        await run(session, _INSERT_ENTRIES, entries)
+        await run(session, _INSERT_OUTBOX, queued)
         await _write_head(session, head, gseq=gseq, event_id=gprev, created_at=floor)
         signed_events = [entry["raw"] for entry in entries]
         for (task, _event, _request), signed in zip(steps, signed_events, strict=True):
@@ -166,8 +167,7 @@ class LogWriter:
         """Replace the task's listing; ``created_at`` strictly grows so relays keep the newest.
         A task the operator delisted gets a bare listing marked delisted instead, after every
         transition too, so it never returns to the board until relisted."""
-        found = await session.execute(_LISTING_OF, {"task_id": task.task_id})
-        last_at, is_delisted = found.one()
+        ((last_at, is_delisted),) = await fetch(session, _LISTING_OF, {"task_id": task.task_id})
         created_at = int(self._clock())
         if last_at is not None:
             created_at = max(created_at, last_at + 1)
@@ -176,12 +176,12 @@ class LogWriter:
         else:
             content, tags = listing_event(task_to_data(task), self.operator_pubkey)
         signed = self.signer.sign_event(self.kinds.listing, content, tags, created_at)
-        await session.execute(_INSERT_OUTBOX, outbox_values(signed, int(self._clock())))
+        await run(session, _INSERT_OUTBOX, outbox_values(signed, int(self._clock())))
         listed = {"task_id": task.task_id, "event_id": signed["id"], "created_at": created_at}
         if last_at is None:
-            await session.execute(_INSERT_LISTING, listed)
+            await run(session, _INSERT_LISTING, listed)
         else:
-            await session.execute(_UPDATE_LISTING, {**listed, "at_task_id": task.task_id})
+            await run(session, _UPDATE_LISTING, {**listed, "at_task_id": task.task_id})
         return signed
 
 
@@ -199,37 +199,49 @@ class _Head:
     """False before the very first entry: the head row is inserted, not updated."""
 
 
-# The statements of every transition's entries, built once (see ``taskhold/store/repo.py``).
-# Reads name the mapped classes: they flush what a caller added through the ORM first (a
-# delisting, a rotation's head) and so see it.
-_HEAD = select(LogHeadRow.gseq, LogHeadRow.event_id, LogHeadRow.created_at).where(
+# The statements of every transition's entries, built once and run on the driver (see
+# ``taskhold/store/direct.py``). Reads name the mapped classes: they flush what a caller added
+# through the ORM first (a delisting, a rotation's head) and so see it.
+_HEAD_STATEMENT = select(LogHeadRow.gseq, LogHeadRow.event_id, LogHeadRow.created_at).where(
     LogHeadRow.id == 1
 )
-_HEAD_LOCKED = _HEAD.with_for_update()
+_HEAD = DirectStatement(_HEAD_STATEMENT, reads_mapped=True)
+_HEAD_LOCKED = DirectStatement(_HEAD_STATEMENT.with_for_update(), reads_mapped=True)
 _HEADS = table_of(LogHeadRow)
-_INSERT_HEAD = insert(_HEADS)
-_UPDATE_HEAD = update(_HEADS).where(_HEADS.c.id == 1)
-_ENTRY_AT = select(LogEntryRow.event_id).where(
-    LogEntryRow.task_id == bindparam("task_id"), LogEntryRow.seq == bindparam("seq")
+_INSERT_HEAD = DirectStatement(insert(_HEADS))
+_UPDATE_HEAD = DirectStatement(update(_HEADS).where(_HEADS.c.id == 1))
+_ENTRY_AT = DirectStatement(
+    select(LogEntryRow.event_id).where(
+        LogEntryRow.task_id == bindparam("task_id"), LogEntryRow.seq == bindparam("seq")
+    ),
+    reads_mapped=True,
 )
-_INSERT_ENTRIES = insert(table_of(LogEntryRow))
-_INSERT_OUTBOX = insert(table_of(OutboxRow))
-_LISTING_OF = select(
-    select(ListingRow.created_at)
-    .where(ListingRow.task_id == bindparam("task_id"))
-    .scalar_subquery(),
-    select(DelistedTaskRow.task_id).where(DelistedTaskRow.task_id == bindparam("task_id")).exists(),
+_INSERT_ENTRIES = DirectStatement(insert(table_of(LogEntryRow)))
+_INSERT_OUTBOX = DirectStatement(insert(table_of(OutboxRow)))
+_LISTING_OF = DirectStatement(
+    select(
+        select(ListingRow.created_at)
+        .where(ListingRow.task_id == bindparam("task_id"))
+        .scalar_subquery(),
+        select(DelistedTaskRow.task_id)
+        .where(DelistedTaskRow.task_id == bindparam("task_id"))
+        .exists(),
+    ),
+    reads_mapped=True,
 )
 _LISTINGS = table_of(ListingRow)
-_INSERT_LISTING = insert(_LISTINGS)
-_UPDATE_LISTING = update(_LISTINGS).where(_LISTINGS.c.task_id == bindparam("at_task_id"))
+_INSERT_LISTING = DirectStatement(insert(_LISTINGS))
+_UPDATE_LISTING = DirectStatement(
+    update(_LISTINGS).where(_LISTINGS.c.task_id == bindparam("at_task_id"))
+)
 
 
 async def _read_head(session: AsyncSession, *, lock: bool) -> _Head:
-    row = (await session.execute(_HEAD_LOCKED if lock else _HEAD)).one_or_none()
-    if row is None:
+    found = await fetch(session, _HEAD_LOCKED if lock else _HEAD)
+    if not found:
         return _Head(gseq=-1, event_id=None, created_at=0, stored=False)
-    return _Head(gseq=row.gseq, event_id=row.event_id, created_at=row.created_at, stored=True)
+    ((gseq, event_id, created_at),) = found
+    return _Head(gseq=gseq, event_id=event_id, created_at=created_at, stored=True)
 
 
 async def _write_head(
@@ -237,17 +249,17 @@ async def _write_head(
 ) -> None:
     values = {"gseq": gseq, "event_id": event_id, "created_at": created_at}
     if head.stored:
-        await session.execute(_UPDATE_HEAD, values)
+        await run(session, _UPDATE_HEAD, values)
     else:
-        await session.execute(_INSERT_HEAD, {"id": 1, **values})
+        await run(session, _INSERT_HEAD, {"id": 1, **values})
 
 
 async def _entry_before(session: AsyncSession, task: Task) -> str | None:
     """The id of the task's entry before the one for ``task.version`` (None for the first)."""
     if task.version <= 1:
         return None
-    found = await session.execute(_ENTRY_AT, {"task_id": task.task_id, "seq": task.version - 1})
-    return found.scalar_one_or_none()
+    found = await fetch(session, _ENTRY_AT, {"task_id": task.task_id, "seq": task.version - 1})
+    return found[0][0] if found else None
 
 
 DELISTED = "delisted"

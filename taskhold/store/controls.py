@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from .direct import DirectStatement, fetch
 from .models import OperatorControlRow
 from .repo import Tx
 
@@ -48,11 +49,12 @@ class Control:
     changed_at: int
 
 
-_READ = select(
+_READ_STATEMENT = select(
     OperatorControlRow.value, OperatorControlRow.changed_by, OperatorControlRow.changed_at
 ).where(OperatorControlRow.name == bindparam("name"))
-"""Built once: every create and fund reads ``intake_paused`` through it."""
-_READ_LOCKED = _READ.with_for_update()
+_READ = DirectStatement(_READ_STATEMENT, reads_mapped=True)
+"""Built once, run on the driver: every create and fund reads ``intake_paused`` through it."""
+_READ_LOCKED = DirectStatement(_READ_STATEMENT.with_for_update(), reads_mapped=True)
 
 
 def _locking(tx: Tx) -> bool:
@@ -62,8 +64,8 @@ def _locking(tx: Tx) -> bool:
 async def read_control(tx: Tx, name: str, *, for_update: bool = False) -> Control | None:
     """The switch as it stands; None if nobody ever set it."""
     stmt = _READ_LOCKED if for_update and _locking(tx) else _READ
-    row = (await tx.session.execute(stmt, {"name": name})).one_or_none()
-    return None if row is None else Control(*row)
+    found = await fetch(tx.session, stmt, {"name": name})
+    return Control(*found[0]) if found else None
 
 
 async def set_control(tx: Tx, name: str, value: int, *, actor: str, now: int) -> Control | None:

@@ -30,6 +30,7 @@ from taskhold.tasks.rounds import rounds_to_cancel
 
 from .codec import task_from_data, task_to_data
 from .db import is_sqlite
+from .direct import DirectStatement, fetch, run
 from .models import (
     DelistedTaskRow,
     DepositPayoutRow,
@@ -176,30 +177,38 @@ class TransitionLog(Protocol):
     async def record_listing(self, session: AsyncSession, task: Task) -> dict[str, Any]: ...
 
 
-# The statements every write runs, built once: a statement's cache key is computed once per
-# object, and values travel as parameters instead of being coerced into new bound clauses.
+# The statements every write runs, built once and run on the driver (``.direct``): each is
+# compiled once per dialect, and values travel as parameters.
 _TASKS = table_of(TaskRow)
-_LOAD_TASK = select(TaskRow.data).where(TaskRow.task_id == bindparam("task_id"))
-_LOAD_TASK_LOCKED = _LOAD_TASK.with_for_update()
-_INSERT_TASK = insert(_TASKS)
-_UPDATE_TASK = update(_TASKS).where(
-    _TASKS.c.task_id == bindparam("at_task_id"), _TASKS.c.version == bindparam("at_version")
+_LOAD_TASK_STATEMENT = select(TaskRow.data).where(TaskRow.task_id == bindparam("task_id"))
+_LOAD_TASK = DirectStatement(_LOAD_TASK_STATEMENT, reads_mapped=True)
+_LOAD_TASK_LOCKED = DirectStatement(_LOAD_TASK_STATEMENT.with_for_update(), reads_mapped=True)
+_INSERT_TASK = DirectStatement(insert(_TASKS))
+_UPDATE_TASK = DirectStatement(
+    update(_TASKS).where(
+        _TASKS.c.task_id == bindparam("at_task_id"), _TASKS.c.version == bindparam("at_version")
+    )
 )
-_INSERT_TRANSITIONS = insert(table_of(TransitionRow))
-_LOG_HEAD_OF = (
+_INSERT_TRANSITIONS = DirectStatement(insert(table_of(TransitionRow)))
+_LOG_HEAD_OF = DirectStatement(
     select(LogEntryRow.event_id)
     .where(LogEntryRow.task_id == bindparam("task_id"))
     .order_by(LogEntryRow.seq.desc())
-    .limit(1)
+    .limit(1),
+    reads_mapped=True,
 )
-_REQUEST_SEEN = select(RequestEventRow.event_id).where(
-    RequestEventRow.event_id == bindparam("event_id")
+_REQUEST_SEEN = DirectStatement(
+    select(RequestEventRow.event_id).where(RequestEventRow.event_id == bindparam("event_id")),
+    reads_mapped=True,
 )
-_INSERT_REQUEST = insert(table_of(RequestEventRow))
-_STORED_RESPONSE = select(
-    IdempotencyRow.request_fingerprint, IdempotencyRow.status_code, IdempotencyRow.response
-).where(IdempotencyRow.pubkey == bindparam("pubkey"), IdempotencyRow.key == bindparam("key"))
-_INSERT_RESPONSE = insert(table_of(IdempotencyRow))
+_INSERT_REQUEST = DirectStatement(insert(table_of(RequestEventRow)))
+_STORED_RESPONSE = DirectStatement(
+    select(
+        IdempotencyRow.request_fingerprint, IdempotencyRow.status_code, IdempotencyRow.response
+    ).where(IdempotencyRow.pubkey == bindparam("pubkey"), IdempotencyRow.key == bindparam("key")),
+    reads_mapped=True,
+)
+_INSERT_RESPONSE = DirectStatement(insert(table_of(IdempotencyRow)))
 
 HOLDING_STATES = (TaskState.PENDING_FUNDING, *sorted(FUNDED_STATES))
 """States whose task has a hold invoice open on the node: unpaid, or paid and held."""
@@ -336,8 +345,8 @@ class Tx:
 
     async def load_task(self, task_id: str, *, for_update: bool = False) -> Task | None:
         stmt = _LOAD_TASK_LOCKED if for_update and self._lock_rows else _LOAD_TASK
-        data = (await self.session.execute(stmt, {"task_id": task_id})).scalar_one_or_none()
-        return None if data is None else task_from_data(data)
+        found = await fetch(self.session, stmt, {"task_id": task_id})
+        return task_from_data(found[0][0]) if found else None
 
     async def append(
         self,
@@ -375,7 +384,7 @@ class Tx:
             steps.append((current, event, caused_by))
         assert current is not None
         # Core statements, one per table: a conflicting (task_id, version) fails right here.
-        await self.session.execute(_INSERT_TRANSITIONS, transitions)
+        await run(self.session, _INSERT_TRANSITIONS, transitions)
         if self._log is not None:
             await self._log.record_listing(self.session, current)
             self._unlogged.extend(steps)  # signed by write_log, as late as can be
@@ -405,12 +414,14 @@ class Tx:
         if engine_work(values) != before_work:
             self.wakes_engine = True
         if before is None:
-            await self.session.execute(_INSERT_TASK, {"task_id": after.task_id, **values})
+            await run(self.session, _INSERT_TASK, {"task_id": after.task_id, **values})
             return
-        saved = await self.session.execute(
-            _UPDATE_TASK, {"at_task_id": after.task_id, "at_version": before.version, **values}
+        saved = await run(
+            self.session,
+            _UPDATE_TASK,
+            {"at_task_id": after.task_id, "at_version": before.version, **values},
         )
-        if saved.rowcount != 1:  # type: ignore[attr-defined]
+        if saved != 1:
             raise WriteConflict("someone else changed this task at the same time")
 
     async def list_tasks(
@@ -581,8 +592,8 @@ class Tx:
         await self.write_log()
         if task_id in self._logged_heads:  # signed in this transaction: no read needed
             return self._logged_heads[task_id]
-        found = await self.session.execute(_LOG_HEAD_OF, {"task_id": task_id})
-        return found.scalar_one_or_none()
+        found = await fetch(self.session, _LOG_HEAD_OF, {"task_id": task_id})
+        return found[0][0] if found else None
 
     async def count_transitions(self, task_id: str) -> int:
         stmt = select(func.count()).where(TransitionRow.task_id == task_id)
@@ -591,14 +602,14 @@ class Tx:
     # replay and idempotency ------------------------------------------------------------------
 
     async def request_seen(self, event_id: str) -> bool:
-        found = await self.session.execute(_REQUEST_SEEN, {"event_id": event_id})
-        return found.first() is not None
+        return bool(await fetch(self.session, _REQUEST_SEEN, {"event_id": event_id}))
 
     async def record_request(
         self, *, event_id: str, pubkey: str, op: str, task_id: str, at: int
     ) -> None:
         """Remember a signed request; a second insert of the same id fails the transaction."""
-        await self.session.execute(
+        await run(
+            self.session,
             _INSERT_REQUEST,
             {
                 "event_id": event_id,
@@ -610,9 +621,8 @@ class Tx:
         )
 
     async def stored_response(self, pubkey: str, key: str) -> StoredResponse | None:
-        found = await self.session.execute(_STORED_RESPONSE, {"pubkey": pubkey, "key": key})
-        row = found.one_or_none()
-        return None if row is None else StoredResponse(*row)
+        found = await fetch(self.session, _STORED_RESPONSE, {"pubkey": pubkey, "key": key})
+        return StoredResponse(*found[0]) if found else None
 
     async def store_response(
         self,
@@ -623,7 +633,8 @@ class Tx:
         body: dict[str, Any],
         at: int,
     ) -> None:
-        await self.session.execute(
+        await run(
+            self.session,
             _INSERT_RESPONSE,
             {
                 "pubkey": pubkey,

@@ -53,6 +53,16 @@ class InlineConnection(aiosqlite.Connection):
         calls.sent += 1
         return await super()._execute(partial(_counted, calls, fn), *args, **kwargs)  # type: ignore[no-untyped-call]
 
+    def inline(self) -> sqlite3.Connection | None:
+        """The ``sqlite3`` connection, to be called on this thread now, or None while a call
+        is outstanding on the worker (or the connection is closed): for the statements that
+        run without SQLAlchemy (``.direct``), which never wait on a lock inside a ``BEGIN
+        IMMEDIATE`` transaction."""
+        calls = self._calls
+        if calls.sent != calls.done or not self._running:
+            return None
+        return self._connection
+
 
 class _Calls:
     """Calls handed to the worker, in two counters each written by one thread only: ``sent``
