@@ -13,22 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.stacks import Stack, close_stack, open_stack, stack_settings
-from support.task_flows import funded, submitted
+from support.task_flows import submitted, submitted_with_held_payout
 
 from taskhold.escrow import EscrowEngine
 from taskhold.lightning.base import InvoiceState, PaymentStatus
 from taskhold.tasks import Task
 
 HOUR_S = 3600
-DAY_S = 86_400
 HANG_GUARD_S = 30.0
 
 
@@ -111,20 +108,8 @@ def _state_is(stack: Stack, task_id: str, state: str) -> Callable[[], Awaitable[
 
 async def _held_payout(stack: Stack) -> tuple[dict[str, Any], bytes, Any]:
     """A submitted task whose worker's node holds the payout's HTLC until told to settle."""
-    employer, worker = stack.client(), stack.client()
-    task = await funded(stack, employer, deadline_at=int(time.time()) + DAY_S)
-    await worker.claim(task["task_id"])
-    preimage = os.urandom(32)
-    invoice = await stack.world.worker.create_hold_invoice(
-        hashlib.sha256(preimage).digest(),
-        task["payout_msat"],
-        memo="payout",
-        expiry_seconds=DAY_S,
-        cltv_expiry_delta=80,
-    )
-    await worker.submit_proof(
-        task["task_id"], {"url": "https://example.org/held"}, invoice.payment_request
-    )
+    employer = stack.client()
+    task, preimage, _ = await submitted_with_held_payout(stack, employer)
     return task, preimage, employer
 
 

@@ -9,9 +9,6 @@ so the payouts stay in flight for as long as the test wants (``payout_timeout_s`
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,14 +16,13 @@ from typing import Any
 
 import pytest
 from support.stacks import Stack, close_stack, open_stack, stack_settings
-from support.task_flows import funded
+from support.task_flows import funded, submitted_with_held_payout
 
 from taskhold.client import TaskholdClient
 from taskhold.lightning.base import PaymentStatus
 
 HELD = 3
 HANG_GUARD_S = 30.0
-DAY_S = 86_400
 
 
 @dataclass(frozen=True)
@@ -38,21 +34,8 @@ class HeldPayout:
 
 async def held_payout(stack: Stack, employer: TaskholdClient) -> HeldPayout:
     """A task submitted by a worker whose node will hold the payout until told to settle it."""
-    worker = stack.client()
-    task = await funded(stack, employer, deadline_at=int(time.time()) + DAY_S)
-    await worker.claim(task["task_id"])
-    preimage = os.urandom(32)
-    invoice = await stack.world.worker.create_hold_invoice(
-        hashlib.sha256(preimage).digest(),
-        task["payout_msat"],
-        memo="payout",
-        expiry_seconds=DAY_S,
-        cltv_expiry_delta=80,
-    )
-    await worker.submit_proof(
-        task["task_id"], {"url": "https://example.org/held"}, invoice.payment_request
-    )
-    return HeldPayout(task["task_id"], preimage, invoice.payment_hash)
+    task, preimage, payout_hash = await submitted_with_held_payout(stack, employer)
+    return HeldPayout(task["task_id"], preimage, payout_hash)
 
 
 async def payout_status(stack: Stack, held: HeldPayout) -> PaymentStatus:

@@ -19,7 +19,14 @@ from taskhold.moderation import gate
 from taskhold.publiclog import writer
 from taskhold.store import Store, controls, create_engine, migrate, repo
 from taskhold.store.direct import DirectStatement, fetch, run
-from taskhold.store.models import Base, BlockedKeyRow, OperatorControlRow, TaskRow, table_of
+from taskhold.store.models import (
+    Base,
+    BlockedKeyRow,
+    OperatorControlRow,
+    TaskRow,
+    TransitionRow,
+    table_of,
+)
 
 TASK_ID = "a" * 64
 EVENT = {"type": "TaskCreated", "title": 'naïve 🦀 "quoted"', "nested": [1, {"x": None}]}
@@ -214,16 +221,7 @@ async def test_a_duplicate_key_on_the_driver_is_a_conflict(stack: Stack) -> None
     store = stack.services.store
     async with store.transaction() as tx:
         (row,) = await tx.transitions(task["task_id"])
-        copy = {
-            "task_id": row.task_id,
-            "version": row.version,
-            "event_type": row.event_type,
-            "actor": row.actor,
-            "at": row.at,
-            "state_after": row.state_after,
-            "event": row.event,
-            "request": row.request,
-        }
+        copy = {column.key: getattr(row, column.key) for column in TransitionRow.__table__.c}
 
     with pytest.raises(repo.WriteConflict):
         async with store.transaction() as tx:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from typing import Any
 
@@ -44,6 +46,31 @@ async def submitted(
     await worker.claim(task["task_id"])
     invoice = await stack.world.worker.create_invoice(task["payout_msat"], expiry_seconds=86_400)
     return await worker.submit_proof(task["task_id"], {"url": "https://example.org/haiku"}, invoice)
+
+
+HELD_PAYOUT_DAY_S = 86_400
+
+
+async def submitted_with_held_payout(
+    stack: Stack, employer: TaskholdClient
+) -> tuple[dict[str, Any], bytes, bytes]:
+    """A task submitted by a worker whose node will hold the payout's HTLC until told to settle
+    it: the task, the payout's preimage and its payment hash."""
+    worker = stack.client()
+    task = await funded(stack, employer, deadline_at=int(time.time()) + HELD_PAYOUT_DAY_S)
+    await worker.claim(task["task_id"])
+    preimage = os.urandom(32)
+    invoice = await stack.world.worker.create_hold_invoice(
+        hashlib.sha256(preimage).digest(),
+        task["payout_msat"],
+        memo="payout",
+        expiry_seconds=HELD_PAYOUT_DAY_S,
+        cltv_expiry_delta=80,
+    )
+    await worker.submit_proof(
+        task["task_id"], {"url": "https://example.org/held"}, invoice.payment_request
+    )
+    return task, preimage, invoice.payment_hash
 
 
 def tag(event: dict[str, Any], name: str) -> str | None:
