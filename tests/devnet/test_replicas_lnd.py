@@ -103,8 +103,15 @@ async def test_three_replicas_on_lnd_one_killed_mid_release(
         for task, _ in tasks[:RELEASED]:
             try:
                 await approver.approve(task["task_id"], idempotency_key=task["task_id"])
-            except httpx.TransportError:  # killed meanwhile: another replica takes the request
-                await employer.approve(task["task_id"], idempotency_key=task["task_id"])
+            except httpx.TransportError:
+                # Killed meanwhile, maybe after this approval committed (a release's job starts
+                # right after the approval's commit, so the kill can come while a later approval
+                # is in flight). A replica that is gone commits nothing more, so its state says
+                # whether it landed; only one that did not land goes to another replica (signed
+                # anew, so under the same key it would be refused as another request).
+                state = (await employer.get_task(task["task_id"]))["state"]
+                if state == "SUBMITTED":
+                    await employer.approve(task["task_id"], idempotency_key=task["task_id"])
 
         for _ in range(600):  # killed at its first payout, within a minute
             if doomed.returncode() is not None:
