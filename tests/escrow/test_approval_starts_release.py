@@ -81,8 +81,13 @@ async def stack(tmp_path: Path, database_url: str) -> AsyncIterator[Stack]:
     try:
         yield opened
     finally:
-        await opened.services.engine.stop()
-        await close_stack(opened)
+        try:
+            # A test that failed may leave its payout held: its job would wait for it for the
+            # payout timeout (an hour), so stopping gets the guard too, and the failure shows.
+            async with asyncio.timeout(HANG_GUARD_S):
+                await opened.services.engine.stop()
+        finally:
+            await close_stack(opened)
 
 
 async def _running(stack: Stack) -> _Running:
