@@ -24,8 +24,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "taskhold"
 CLI_LAYER = "command line"
 
 LAYERS: tuple[tuple[str, frozenset[str], str], ...] = (
-    ("foundation", frozenset({"errors", "settings", "logs"}),
-     "refusals and faults, settings, log configuration: what every layer may use"),
+    ("foundation", frozenset({"errors", "settings", "logs", "waits"}),
+     "refusals and faults, settings, log configuration, waits with a time limit that never"
+     " lose a cancel: what every layer may use"),
     ("rules", frozenset({"tasks", "verification"}),
      "the task state machine and the proof checks: pure functions, no I/O"),
     ("codec", frozenset({"nostr"}),

@@ -20,6 +20,8 @@ from decimal import Decimal
 from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
+from taskhold.waits import within
+
 from .api import BoltzApi
 from .errors import BoltzProtocolError, BoltzRefused, BoltzUnavailable, StatusTimeout, SwapEnded
 from .fields import is_swap_id
@@ -102,7 +104,7 @@ async def status_updates(
                 unanswered = False
                 while True:
                     try:
-                        raw = await asyncio.wait_for(ws.recv(), ping_interval)
+                        raw = await within(ws.recv(), ping_interval)
                     except TimeoutError:
                         if unanswered:
                             raise ConnectionError("no answer to a ping") from None

@@ -22,7 +22,6 @@ payment hash, so the connections to the node do not grow with the number of open
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
@@ -31,6 +30,7 @@ from taskhold.lightning.base import InvoiceNotFound, InvoiceState, InvoiceStatus
 from taskhold.settings import Settings
 from taskhold.tasks import Task, TaskState
 from taskhold.tasks.model import FUNDED_STATES, Deposit, DepositState
+from taskhold.waits import woken
 
 from .asks import OperatorAsks
 from .context import EscrowContext, log
@@ -90,9 +90,13 @@ class EscrowEngine:
         tasks = [t for t in jobs if t is not None]
         for task in tasks:
             task.cancel()
+        if tasks:
+            # asyncio.wait, not awaiting each task: a cancel of the caller (a shutdown's time
+            # limit) must reach the caller, not be taken for one of the jobs' own.
+            await asyncio.wait(tasks)
         for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if not task.cancelled():
+                task.exception()  # seen: a job that failed as it was cancelled is not news
         self._payments.clear()
         self._observers.clear()
         self._runner = self._follower = None
@@ -367,8 +371,7 @@ class EscrowEngine:
         loop = asyncio.get_running_loop()
         last_reconcile = loop.time()
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.ctx.settings.engine_tick_s)
+            await woken(self._wake, self.ctx.settings.engine_tick_s)
             self._wake.clear()
             try:
                 if await self.reconcile_if_asked():

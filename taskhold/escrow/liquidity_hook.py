@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from taskhold.lightning.base import LightningBackend, LightningError
 from taskhold.lightning.pool import PoolBackend
+from taskhold.waits import within
 
 from .context import EscrowContext, log
 
@@ -131,7 +132,7 @@ class LiquidityHook:
             log.error("liquidity_hook_failed", node=shortage.node, error=str(exc))
             return
         try:
-            output, _ = await asyncio.wait_for(process.communicate(), HOOK_TIMEOUT_S)
+            output, _ = await within(process.communicate(), HOOK_TIMEOUT_S)
         except TimeoutError:
             process.kill()
             await process.wait()

@@ -50,6 +50,7 @@ from taskhold.lightning.base import (
 )
 from taskhold.lightning.ldk_holds import HoldRecord, HoldRecords
 from taskhold.lightning.ldk_module import load_ldk_node, patched_receive_method
+from taskhold.waits import within, woken
 
 __all__ = [
     "HTLC_FAIL_BACK_BUFFER",
@@ -306,7 +307,7 @@ class LdkBackend:
             yield last
             while last.state not in _FINAL:
                 try:
-                    status = await asyncio.wait_for(queue.get(), timeout=_TICK_S)
+                    status = await within(queue.get(), _TICK_S)
                 except TimeoutError:
                     status = await self.lookup_invoice(payment_hash)
                 if status.payment_hash != payment_hash or status == last:
@@ -324,7 +325,7 @@ class LdkBackend:
                 yield (await self._current(record.payment_hash)).status()
             while True:
                 try:
-                    yield await asyncio.wait_for(queue.get(), timeout=_TICK_S)
+                    yield await within(queue.get(), _TICK_S)
                 except TimeoutError:
                     for record in await asyncio.to_thread(self._records.pending):
                         await self._current(record.payment_hash)  # publishes what changed
@@ -353,7 +354,7 @@ class LdkBackend:
             async with asyncio.timeout(self._claim_seconds):
                 while (await self._current(payment_hash)).state is InvoiceState.ACCEPTED:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(queue.get(), _TICK_S)
+                        await within(queue.get(), _TICK_S)
         except TimeoutError:
             raise NodeUnreachable(
                 f"LDK has not confirmed the claim of {payment_hash.hex()} yet; settle again"
@@ -534,8 +535,7 @@ class LdkBackend:
             remaining = deadline - time.monotonic()
             if result.status in (PaymentStatus.SUCCEEDED, PaymentStatus.FAILED) or remaining <= 0:
                 return result
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._payments_changed.wait(), min(remaining, _TICK_S))
+            await woken(self._payments_changed, min(remaining, _TICK_S))
 
     # -- chain and identity -------------------------------------------------------------------
 

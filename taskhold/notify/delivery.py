@@ -39,6 +39,7 @@ from taskhold.nostr.webhook_delivery import delivery_content, delivery_tags
 from taskhold.publiclog.publisher import backoff_s
 from taskhold.store import Store
 from taskhold.store.models import LogEntryRow, WebhookRow
+from taskhold.waits import woken
 
 __all__ = ["WebhookDeliverer", "WebhookRound"]
 
@@ -126,8 +127,7 @@ class WebhookDeliverer:
                     task.add_done_callback(self._forget(claimed.webhook_id))
             except Exception:  # the loop must outlive a database hiccup
                 log.exception("webhook_round_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.interval_s)
+            await woken(self._stopping, self.interval_s)
 
     def _forget(self, webhook_id: int) -> Callable[[asyncio.Task[WebhookRound]], None]:
         def forget(_: asyncio.Task[WebhookRound]) -> None:

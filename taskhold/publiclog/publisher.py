@@ -53,6 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from taskhold.nostr.entries import LISTING_OPEN, tag_value
 from taskhold.nostr.relays import RelayPool
 from taskhold.store.models import ListingRow, LogEntryRow, OutboxRow
+from taskhold.waits import within, woken
 
 if TYPE_CHECKING:
     from taskhold.store import Store
@@ -130,7 +131,7 @@ class OutboxPublisher:
         self._stopping.set()
         self._wake.set()
         try:
-            await asyncio.wait_for(asyncio.shield(task), timeout_s)
+            await within(asyncio.shield(task), timeout_s)
         except TimeoutError:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -149,8 +150,7 @@ class OutboxPublisher:
                 log.exception("outbox_round_failed")
             if claimed >= self.batch_size:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+            await woken(self._wake, self.poll_interval_s)
             self._wake.clear()
 
     # one round -------------------------------------------------------------------------------
